@@ -1,0 +1,54 @@
+# lightpost -- the two commands a new user needs: `make demo` and `make test`.
+# Everything (venv, Python packages, anvil from npm) is installed by these targets.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+ANVIL_PKG := @foundry-rs/anvil@1.7.1
+ANVIL_DIR := .tools/anvil
+ANVIL_BIN := $(ANVIL_DIR)/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
+STAMP := $(VENV)/.installed
+
+.PHONY: all venv anvil setup demo test check bench footprint contracts clean
+
+all: test
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev,operator]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+$(ANVIL_BIN):
+	mkdir -p $(ANVIL_DIR)
+	npm install --prefix $(ANVIL_DIR) --no-save --no-audit --no-fund $(ANVIL_PKG)
+	test -x $(ANVIL_BIN)
+
+anvil: $(ANVIL_BIN)
+
+setup: venv anvil
+
+demo: setup
+	$(VENV)/bin/lightpost demo
+
+test: setup
+	$(PY) -m pytest -q
+
+check: venv
+	$(PY) -m ruff check src tests tools
+	$(PY) -m ruff format --check src tests tools
+	$(PY) -m mypy
+
+bench: setup
+	$(PY) tools/bench.py
+
+footprint: venv
+	$(PY) tools/footprint.py
+
+contracts: venv
+	$(PY) tools/build_contracts.py
+
+clean:
+	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache

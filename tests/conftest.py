@@ -1,0 +1,52 @@
+"""Shared fixtures: the conformance vectors and a real anvil on a free loopback port."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lightpost.adapters.anvil import AnvilProcess, free_port
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+VECTORS = PROJECT_ROOT.parent / "shared" / "vectors"
+
+ANVIL_DEV_KEYS = (
+    # anvil's well-known default dev accounts (public test mnemonic "test test ... junk")
+    "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
+    "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
+    "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
+    "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",
+)
+
+
+def vector_path(*parts: str) -> Path:
+    """Path of a file under ../shared/vectors; missing is a failure under CI, else a skip."""
+    path = VECTORS.joinpath(*parts)
+    if not path.exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"conformance vectors missing under CI: {path}")
+        pytest.skip(f"conformance vectors not present: {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def anvil() -> Iterator[AnvilProcess]:
+    """One anvil for the whole session (automine, finalized = latest - 4)."""
+    proc = AnvilProcess(port=free_port()).start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture
+def fresh_anvil() -> Iterator[AnvilProcess]:
+    """A private anvil for tests that change chain-wide state (reorgs, base fee)."""
+    proc = AnvilProcess(port=free_port()).start()
+    try:
+        yield proc
+    finally:
+        proc.stop()

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import json
+import urllib.request
+
+import pytest
+
+from lightpost.adapters.anvil import AnvilProcess, free_port, port_is_free
+from lightpost.errors import ChainProcessError
+
+
+def _call(url: str, method: str, params: list[object]) -> object:
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).encode()
+    req = urllib.request.Request(url, body, {"content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        return json.loads(resp.read())["result"]
+
+
+def test_anvil_runs_bpo1_and_finality_advances(anvil: AnvilProcess) -> None:
+    info = _call(anvil.url, "anvil_nodeInfo", [])
+    assert isinstance(info, dict)
+    assert info["hardFork"] == "Bpo1"
+    _call(anvil.url, "anvil_mine", ["0x10"])
+    latest = _call(anvil.url, "eth_getBlockByNumber", ["latest", False])
+    final = _call(anvil.url, "eth_getBlockByNumber", ["finalized", False])
+    assert isinstance(latest, dict) and isinstance(final, dict)
+    assert int(final["number"], 16) > 0
+    assert int(final["number"], 16) < int(latest["number"], 16)
+
+
+def test_busy_port_is_one_clear_error(anvil: AnvilProcess) -> None:
+    assert not port_is_free(anvil.port)
+    with pytest.raises(ChainProcessError, match=f"port {anvil.port} is busy"):
+        AnvilProcess(port=anvil.port).start()
+
+
+def test_stop_frees_the_port() -> None:
+    proc = AnvilProcess(port=free_port()).start()
+    port = proc.port
+    proc.stop()
+    proc.stop()  # idempotent
+    assert port_is_free(port)
