@@ -1,0 +1,56 @@
+"""The compiled contracts shipped inside the package (read with importlib.resources).
+
+``lightpost/contracts/inbox.json`` is generated from ``inbox.easm`` by
+``tools/build_contracts.py`` (``make contracts``); a test checks they agree.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from typing import Any
+
+from lightpost.errors import ConfigError
+
+__all__ = ["INBOX_ARTIFACT", "inbox_artifact", "inbox_initcode", "inbox_runtime"]
+
+INBOX_ARTIFACT = "inbox.json"
+"""File name of the inbox artifact inside the ``lightpost.contracts`` package data."""
+
+_REQUIRED_KEYS = ("runtime", "initcode", "event_topic", "source_sha256")
+"""Keys every artifact must carry (hex strings, 0x-prefixed except the SHA-256)."""
+
+
+def inbox_artifact() -> dict[str, Any]:
+    """The inbox artifact: runtime, initcode, event_topic, event_signature, source_sha256."""
+    try:
+        text = (
+            resources.files("lightpost")
+            .joinpath("contracts")
+            .joinpath(INBOX_ARTIFACT)
+            .read_text(encoding="utf-8")
+        )
+        artifact = json.loads(text)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read the packaged inbox artifact: {exc}") from None
+    if not isinstance(artifact, dict) or any(k not in artifact for k in _REQUIRED_KEYS):
+        raise ConfigError("the packaged inbox artifact lacks required keys")
+    return artifact
+
+
+def _hex_field(name: str) -> bytes:
+    value = inbox_artifact()[name]
+    try:
+        return bytes.fromhex(str(value).removeprefix("0x"))
+    except ValueError:
+        raise ConfigError(f"inbox artifact field {name} is not hex") from None
+
+
+def inbox_runtime() -> bytes:
+    """The inbox's deployed (runtime) bytecode."""
+    return _hex_field("runtime")
+
+
+def inbox_initcode() -> bytes:
+    """The inbox's creation code (deploy wrapper + runtime)."""
+    return _hex_field("initcode")

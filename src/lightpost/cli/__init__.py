@@ -1,0 +1,1 @@
+"""The `lightpost` command line, on top of the node runtime."""

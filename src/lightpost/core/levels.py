@@ -1,0 +1,60 @@
+"""Verification levels and the delivered-message record shared by receiver and agent.
+
+The ladder, weakest first (docs/protocol.md "Verification levels"):
+
+- ``signed``: sender recovered locally from the raw transaction; chain id checked.
+- ``included``: block hash agreed by the quorum, header hash recomputed from its
+  fields, the tx / receipt proven against transactionsRoot / receiptsRoot.
+- ``final``: the block is at or below the quorum-agreed finalized block.
+- ``complete``: channel mode; the on-chain (sender, channel) accumulator, proven by
+  eth_getProof against a final state root, equals the receiver's own accumulator.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+__all__ = ["Delivered", "Level"]
+
+
+class Level(enum.IntEnum):
+    """Guarantee levels; a higher value implies every lower one."""
+
+    SIGNED = 1
+    INCLUDED = 2
+    FINAL = 3
+    COMPLETE = 4
+
+    @classmethod
+    def parse(cls, text: str) -> Level:
+        try:
+            return cls[text.upper()]
+        except KeyError:
+            raise ValueError(f"unknown verification level {text!r}") from None
+
+    def __str__(self) -> str:
+        return self.name.lower()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Delivered:
+    """One message handed to the application, with what was proven about it.
+
+    ``block_timestamp`` is the including block's timestamp (verified with the header
+    from ``included`` up); the agent judges command validity by it, never by the
+    device clock alone.
+    """
+
+    sender: bytes
+    channel: bytes
+    recipient: bytes | None
+    seq: int
+    timestamp: int
+    content_type: int
+    payload: bytes
+    tx_hash: bytes
+    block_number: int
+    block_hash: bytes
+    block_timestamp: int
+    level: Level

@@ -1,0 +1,252 @@
+"""The chain as seen through several JSON-RPC endpoints, never trusting one.
+
+Reads that matter go to every endpoint (in parallel, each call with its own timeout)
+and are accepted only when k agree (lightpost.core.quorum). Questions are asked at
+fixed heights or at `finalized`, never as "what is latest" compared verbatim: heads
+differ between honest providers (Hyperlane #1119).
+
+- finalized height: the highest h such that >= k endpoints report finalized >= h,
+  then the block hash at h must itself be agreed by k. A stale endpoint can only make
+  finality look older (safe), never newer.
+- broadcast: the raw transaction goes to ALL endpoints; "already known" for an
+  identical raw transaction is success (execution-apis #245).
+- receipts are hints from any endpoint: a receipt counts only when the block hash at
+  its height is quorum-agreed and equals the receipt's block hash (web3.js #3608).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from lightpost.adapters.rpc import Endpoint
+from lightpost.core.quorum import QuorumReport, agree, report
+from lightpost.errors import (
+    AlreadyKnown,
+    ChainProcessError,
+    LightpostError,
+    NodeError,
+    QuorumError,
+    TransportError,
+)
+
+__all__ = ["BroadcastResult", "Chain", "parse_quantity"]
+
+RECEIPT_POLL_S = 0.2
+"""How often operator helpers poll for a receipt."""
+
+
+def parse_quantity(value: Any, what: str = "quantity") -> int:
+    """A JSON-RPC hex quantity ("0x1a") as int; anything else is a TransportError."""
+    if not isinstance(value, str) or not value.startswith("0x"):
+        raise TransportError("rpc", f"{what} is not a hex quantity")
+    try:
+        return int(value, 16)
+    except ValueError:
+        raise TransportError("rpc", f"{what} is not a hex quantity") from None
+
+
+@dataclass(frozen=True, slots=True)
+class BroadcastResult:
+    """What each endpoint said to eth_sendRawTransaction."""
+
+    tx_hash: bytes
+    accepted: tuple[str, ...]
+    errors: Mapping[str, LightpostError]
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.accepted)
+
+
+@dataclass
+class Chain:
+    """Quorum reads and broadcast over a list of endpoints."""
+
+    endpoints: Sequence[Endpoint]
+    quorum: int
+    _pool: ThreadPoolExecutor = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.endpoints:
+            raise ChainProcessError("no RPC endpoints configured")
+        self._pool = ThreadPoolExecutor(max_workers=max(2, len(self.endpoints)))
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # --- asking ------------------------------------------------------------------
+
+    def ask_all(self, method: str, params: Sequence[Any]) -> dict[str, Any]:
+        """Ask every endpoint in parallel: label -> result or the exception raised."""
+
+        def one(ep: Endpoint) -> Any:
+            try:
+                return ep.call(method, params)
+            except LightpostError as exc:
+                return exc
+
+        futures = {ep.label: self._pool.submit(one, ep) for ep in self.endpoints}
+        return {label: fut.result() for label, fut in futures.items()}
+
+    def ask_each(
+        self, method: str, params: Sequence[Any], convert: Callable[[Any], Any]
+    ) -> dict[str, Any]:
+        """Like ask_all, with each answer converted (conversion errors become non-answers)."""
+        out: dict[str, Any] = {}
+        for label, value in self.ask_all(method, params).items():
+            if isinstance(value, Exception):
+                out[label] = value
+                continue
+            try:
+                out[label] = convert(value)
+            except LightpostError as exc:
+                out[label] = exc
+        return out
+
+    def agreed(
+        self,
+        method: str,
+        params: Sequence[Any],
+        *,
+        question: str,
+        convert: Callable[[Any], Any] = lambda v: v,
+    ) -> Any:
+        """The answer at least ``quorum`` endpoints gave identically, else QuorumError."""
+        answers = self.ask_each(method, params, convert)
+        return agree(answers, self.quorum, question=question)
+
+    def report(
+        self, method: str, params: Sequence[Any], *, question: str,
+        convert: Callable[[Any], Any] = lambda v: v,
+    ) -> QuorumReport[Any]:
+        return report(self.ask_each(method, params, convert), self.quorum, question=question)
+
+    # --- questions that matter ------------------------------------------------------
+
+    def chain_id(self) -> int:
+        return int(
+            self.agreed("eth_chainId", [], question="chain id",
+                        convert=lambda v: parse_quantity(v, "chain id"))
+        )
+
+    def nonce(self, address: bytes, tag: str = "latest") -> int:
+        """Transaction count of ``address`` at ``tag``, quorum-agreed."""
+        return int(
+            self.agreed(
+                "eth_getTransactionCount", ["0x" + address.hex(), tag],
+                question=f"nonce at {tag}", convert=lambda v: parse_quantity(v, "nonce"),
+            )
+        )
+
+    def block_hash_at(self, number: int) -> bytes:
+        """The canonical block hash at ``number``, quorum-agreed."""
+
+        def convert(block: Any) -> bytes:
+            if block is None:
+                raise TransportError("rpc", f"block {number} unknown")
+            return bytes.fromhex(str(block["hash"])[2:])
+
+        return bytes(
+            self.agreed("eth_getBlockByNumber", [hex(number), False],
+                        question=f"block hash at {number}", convert=convert)
+        )
+
+    def tag_height(self, tag: str) -> int:
+        """Highest h such that >= k endpoints report block(tag).number >= h."""
+        answers = self.ask_each(
+            "eth_getBlockByNumber", [tag, False],
+            lambda b: parse_quantity(b["number"], f"{tag} number") if b else 0,
+        )
+        heights = sorted((v for v in answers.values() if isinstance(v, int)), reverse=True)
+        if len(heights) < self.quorum:
+            raise QuorumError(f"{tag} height", {k: str(v) for k, v in answers.items()}, self.quorum)
+        return heights[self.quorum - 1]
+
+    def finalized(self) -> tuple[int, bytes]:
+        """(height, hash) of the quorum-agreed finalized block."""
+        height = self.tag_height("finalized")
+        return height, self.block_hash_at(height)
+
+    def block(self, number: int, *, full: bool = False) -> Mapping[str, Any] | None:
+        """One endpoint's block JSON (the first that answers): a HINT, verify before use."""
+        for ep in self.endpoints:
+            try:
+                block = ep.call("eth_getBlockByNumber", [hex(number), full])
+            except TransportError:
+                continue
+            if isinstance(block, dict):
+                return block
+        return None
+
+    def base_fee(self) -> int:
+        """Highest base fee any endpoint reports for its latest block (conservative)."""
+        answers = self.ask_each(
+            "eth_getBlockByNumber", ["latest", False],
+            lambda b: parse_quantity(b.get("baseFeePerGas", "0x0"), "base fee"),
+        )
+        fees = [v for v in answers.values() if isinstance(v, int)]
+        if not fees:
+            raise QuorumError("base fee", {k: str(v) for k, v in answers.items()}, 1)
+        return max(fees)
+
+    def balance(self, address: bytes) -> int:
+        return int(
+            self.agreed("eth_getBalance", ["0x" + address.hex(), "latest"],
+                        question="balance", convert=lambda v: parse_quantity(v, "balance"))
+        )
+
+    # --- sending -------------------------------------------------------------------
+
+    def broadcast(self, raw: bytes, tx_hash: bytes) -> BroadcastResult:
+        """Send ``raw`` to every endpoint. Idempotent: resending is always safe."""
+        answers = self.ask_all("eth_sendRawTransaction", ["0x" + raw.hex()])
+        accepted: list[str] = []
+        errors: dict[str, LightpostError] = {}
+        for label, value in answers.items():
+            if isinstance(value, AlreadyKnown):
+                accepted.append(label)
+            elif isinstance(value, LightpostError):
+                errors[label] = value
+            elif isinstance(value, str) and value.lower() == "0x" + tx_hash.hex():
+                accepted.append(label)
+            else:
+                errors[label] = NodeError(label, "returned a different transaction hash")
+        return BroadcastResult(tx_hash=tx_hash, accepted=tuple(accepted), errors=errors)
+
+    def receipt_hint(self, tx_hash: bytes) -> Mapping[str, Any] | None:
+        """A receipt from any endpoint (unverified)."""
+        for value in self.ask_all("eth_getTransactionReceipt", ["0x" + tx_hash.hex()]).values():
+            if isinstance(value, dict) and value.get("blockHash"):
+                return value
+        return None
+
+    def confirmed_receipt(self, tx_hash: bytes) -> Mapping[str, Any] | None:
+        """A receipt whose block hash is the quorum-agreed canonical hash at its height."""
+        receipt = self.receipt_hint(tx_hash)
+        if receipt is None:
+            return None
+        number = parse_quantity(receipt["blockNumber"], "receipt block number")
+        canonical = self.block_hash_at(number)
+        if "0x" + canonical.hex() != str(receipt["blockHash"]).lower():
+            return None
+        return receipt
+
+    def wait_receipt(
+        self, tx_hash: bytes, *, timeout: float, clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> Mapping[str, Any]:
+        """Poll until a confirmed receipt exists (operator tools; the node never blocks)."""
+        deadline = clock() + timeout
+        while True:
+            receipt = self.confirmed_receipt(tx_hash)
+            if receipt is not None:
+                return receipt
+            if clock() >= deadline:
+                raise ChainProcessError(
+                    f"transaction 0x{tx_hash.hex()} not mined within {timeout:.0f} s"
+                )
+            sleep(RECEIPT_POLL_S)

@@ -1,0 +1,314 @@
+"""Device configuration: a TOML file, with environment overrides.
+
+Nothing is read at import time: :func:`load_config` is called by the CLI/runtime with
+an explicit path and environment mapping. Errors are one :class:`ConfigError` line that
+names the offending key -- never an endpoint URL (URLs carry API keys) or a password.
+
+Example (the README documents every key)::
+
+    chain_id = 31337
+    endpoints = ["http://127.0.0.1:8545"]
+    quorum = 1
+    keystore = "meter-1.keystore.json"   # relative paths are relative to this file
+    password_file = "meter-1.password"   # or set LIGHTPOST_PASSWORD
+    data_dir = "../data/meter-1"
+    mode = "channel"                     # or "direct"
+    inbox = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+
+    [fees]
+    policy = "eip1559"                   # or "fixed" (the paper's 30 gwei x 210,000)
+    max_fee_gwei = 200
+    priority_fee_gwei = 1
+
+    [channels.district-7]
+    trusted = ["0x70997970C51812dc3A010C7d01b50e0d17dc79C8"]
+
+Environment overrides (highest precedence): LIGHTPOST_ENDPOINTS (comma-separated),
+LIGHTPOST_QUORUM, LIGHTPOST_KEYSTORE, LIGHTPOST_PASSWORD_FILE, LIGHTPOST_DATA_DIR.
+The password itself comes from LIGHTPOST_PASSWORD or the password file.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from lightpost.core.keys import parse_address
+from lightpost.errors import ConfigError, DecodingError
+
+__all__ = [
+    "DEFAULT_BATCH_BYTES",
+    "DEFAULT_BATCH_DELAY_S",
+    "ChannelPolicy",
+    "DeviceConfig",
+    "FeeSettings",
+    "load_config",
+    "parse_config",
+    "read_password",
+]
+
+GWEI = 10**9
+"""Wei per gwei."""
+
+DEFAULT_BATCH_BYTES = 4096
+"""Aggregation target per transaction: at >= ~2 KB the inbox rides inside the EIP-7623
+floor (docs/benchmarks.md), so batching up to 4 KB buys verifiability for free."""
+
+DEFAULT_BATCH_DELAY_S = 2.0
+"""Longest a queued message waits for others to batch with."""
+
+DEFAULT_FINALITY_DEPTH = 0
+"""0 = use the node's `finalized` tag; N > 0 = treat blocks N deep as final."""
+
+VERIFICATION_LEVELS = ("signed", "included", "final", "complete")
+"""The receiver's guarantee levels, weakest first (docs/protocol.md)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FeeSettings:
+    """Fee policy choice and its parameters (wei)."""
+
+    policy: str = "eip1559"
+    max_fee_per_gas: int = 200 * GWEI
+    priority_fee_per_gas: int = 1 * GWEI
+    gas_price: int = 30 * GWEI
+    gas_limit: int = 210_000
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelPolicy:
+    """Who may post on a channel, as far as this device is concerned."""
+
+    name: str
+    trusted: tuple[bytes, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceConfig:
+    """A validated device configuration. Endpoint URLs are kept out of repr."""
+
+    path: Path
+    chain_id: int
+    endpoints: tuple[str, ...] = field(repr=False)
+    quorum: int
+    keystore: Path
+    password_file: Path | None
+    data_dir: Path
+    mode: str = "channel"
+    inbox: bytes | None = None
+    fees: FeeSettings = FeeSettings()
+    channels: tuple[ChannelPolicy, ...] = ()
+    batch_bytes: int = DEFAULT_BATCH_BYTES
+    batch_delay_s: float = DEFAULT_BATCH_DELAY_S
+    finality_depth: int = DEFAULT_FINALITY_DEPTH
+    name: str = "device"
+    agent: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def endpoint_labels(self) -> tuple[str, ...]:
+        """Names safe to print: rpc#0, rpc#1, ..."""
+        return tuple(f"rpc#{i}" for i in range(len(self.endpoints)))
+
+    def channel(self, name: str) -> ChannelPolicy | None:
+        for ch in self.channels:
+            if ch.name == name:
+                return ch
+        return None
+
+
+def _require(raw: Mapping[str, Any], key: str, kind: type) -> Any:
+    if key not in raw:
+        raise ConfigError(f"config: missing required key `{key}`")
+    value = raw[key]
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise ConfigError(f"config: `{key}` must be a {kind.__name__}")
+    return value
+
+
+def _gwei(section: Mapping[str, Any], key: str, default: int) -> int:
+    if key not in section:
+        return default
+    value = section[key]
+    try:
+        wei = Decimal(str(value)) * GWEI
+    except InvalidOperation:
+        raise ConfigError(f"config: fees.{key} must be a number") from None
+    if isinstance(value, bool) or wei < 0 or wei != wei.to_integral_value():
+        raise ConfigError(f"config: fees.{key} must be a non-negative amount of gwei")
+    return int(wei)
+
+
+def _endpoints(values: Any, source: str) -> tuple[str, ...]:
+    if isinstance(values, str):
+        values = [v.strip() for v in values.split(",") if v.strip()]
+    if not isinstance(values, list) or not values:
+        raise ConfigError(f"config: {source} must be a non-empty list of RPC URLs")
+    out = []
+    for i, url in enumerate(values):
+        if not isinstance(url, str):
+            raise ConfigError(f"config: {source}[{i}] must be a string")
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            # never echo the URL: it may carry an API key
+            raise ConfigError(f"config: {source}[{i}] is not an http(s) URL")
+        out.append(url)
+    return tuple(out)
+
+
+def _address(text: Any, where: str) -> bytes:
+    if not isinstance(text, str):
+        raise ConfigError(f"config: {where} must be a 0x address string")
+    try:
+        return parse_address(text)
+    except DecodingError as exc:
+        raise ConfigError(f"config: {where}: {exc.reason}") from None
+
+
+def _fees(raw: Any) -> FeeSettings:
+    if raw is None:
+        return FeeSettings()
+    if not isinstance(raw, dict):
+        raise ConfigError("config: [fees] must be a table")
+    policy = raw.get("policy", "eip1559")
+    if policy not in ("eip1559", "fixed"):
+        raise ConfigError("config: fees.policy must be `eip1559` or `fixed`")
+    base = FeeSettings()
+    gas_limit = raw.get("gas_limit", base.gas_limit)
+    if not isinstance(gas_limit, int) or isinstance(gas_limit, bool) or gas_limit < 21_000:
+        raise ConfigError("config: fees.gas_limit must be an integer >= 21000")
+    return FeeSettings(
+        policy=policy,
+        max_fee_per_gas=_gwei(raw, "max_fee_gwei", base.max_fee_per_gas),
+        priority_fee_per_gas=_gwei(raw, "priority_fee_gwei", base.priority_fee_per_gas),
+        gas_price=_gwei(raw, "gas_price_gwei", base.gas_price),
+        gas_limit=gas_limit,
+    )
+
+
+def _channels(raw: Any) -> tuple[ChannelPolicy, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict):
+        raise ConfigError("config: [channels] must be a table of channel tables")
+    out = []
+    for name, body in raw.items():
+        if not isinstance(body, dict):
+            raise ConfigError(f"config: channels.{name} must be a table")
+        trusted = body.get("trusted", [])
+        if not isinstance(trusted, list):
+            raise ConfigError(f"config: channels.{name}.trusted must be a list of addresses")
+        out.append(
+            ChannelPolicy(
+                name=name,
+                trusted=tuple(
+                    _address(a, f"channels.{name}.trusted[{i}]") for i, a in enumerate(trusted)
+                ),
+            )
+        )
+    return tuple(out)
+
+
+def _positive(raw: Mapping[str, Any], key: str, default: float, kind: type = int) -> Any:
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ConfigError(f"config: `{key}` must be a non-negative number")
+    return kind(value)
+
+
+def parse_config(
+    raw: Mapping[str, Any], *, path: Path, env: Mapping[str, str] | None = None
+) -> DeviceConfig:
+    """Validate a parsed TOML mapping; ``env`` overrides (see module docstring)."""
+    env = env or {}
+    base = path.parent
+    chain_id = _require(raw, "chain_id", int)
+    if chain_id <= 0:
+        raise ConfigError("config: `chain_id` must be positive")
+    if "LIGHTPOST_ENDPOINTS" in env:
+        endpoints = _endpoints(env["LIGHTPOST_ENDPOINTS"], "LIGHTPOST_ENDPOINTS")
+    else:
+        endpoints = _endpoints(raw.get("endpoints"), "endpoints")
+    quorum_raw: Any = env.get("LIGHTPOST_QUORUM", raw.get("quorum", len(endpoints) // 2 + 1))
+    try:
+        quorum = int(quorum_raw)
+    except (TypeError, ValueError):
+        raise ConfigError("config: `quorum` must be an integer") from None
+    if not 1 <= quorum <= len(endpoints):
+        raise ConfigError(
+            f"config: `quorum` must be between 1 and the number of endpoints ({len(endpoints)})"
+        )
+    keystore = env.get("LIGHTPOST_KEYSTORE") or _require(raw, "keystore", str)
+    data_dir = env.get("LIGHTPOST_DATA_DIR") or _require(raw, "data_dir", str)
+    pw_file = env.get("LIGHTPOST_PASSWORD_FILE") or raw.get("password_file")
+    if pw_file is not None and not isinstance(pw_file, str):
+        raise ConfigError("config: `password_file` must be a path string")
+    mode = raw.get("mode", "channel")
+    if mode not in ("channel", "direct"):
+        raise ConfigError("config: `mode` must be `channel` or `direct`")
+    inbox = _address(raw["inbox"], "inbox") if "inbox" in raw else None
+    if mode == "channel" and inbox is None:
+        raise ConfigError("config: channel mode needs `inbox` (the inbox contract address)")
+    agent = raw.get("agent", {})
+    if not isinstance(agent, dict):
+        raise ConfigError("config: [agent] must be a table")
+    name = raw.get("name", path.stem)
+    if not isinstance(name, str):
+        raise ConfigError("config: `name` must be a string")
+    send = raw.get("send", {})
+    if not isinstance(send, dict):
+        raise ConfigError("config: [send] must be a table")
+    return DeviceConfig(
+        path=path,
+        chain_id=chain_id,
+        endpoints=endpoints,
+        quorum=quorum,
+        keystore=(base / keystore).resolve(),
+        password_file=(base / pw_file).resolve() if pw_file else None,
+        data_dir=(base / data_dir).resolve(),
+        mode=mode,
+        inbox=inbox,
+        fees=_fees(raw.get("fees")),
+        channels=_channels(raw.get("channels")),
+        batch_bytes=_positive(send, "batch_bytes", DEFAULT_BATCH_BYTES),
+        batch_delay_s=_positive(send, "max_delay_s", DEFAULT_BATCH_DELAY_S, float),
+        finality_depth=_positive(raw, "finality_depth", DEFAULT_FINALITY_DEPTH),
+        name=name,
+        agent=agent,
+    )
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> DeviceConfig:
+    """Read and validate a device config file. ``env`` defaults to ``os.environ``."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {p}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {p}: {exc.strerror}") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {p} is not valid TOML: {exc}") from None
+    return parse_config(raw, path=p.resolve(), env=os.environ if env is None else env)
+
+
+def read_password(config: DeviceConfig, env: Mapping[str, str] | None = None) -> str:
+    """The keystore password: LIGHTPOST_PASSWORD, else the password file."""
+    env = os.environ if env is None else env
+    if "LIGHTPOST_PASSWORD" in env:
+        return env["LIGHTPOST_PASSWORD"]
+    if config.password_file is None:
+        raise ConfigError(
+            "no keystore password: set LIGHTPOST_PASSWORD or `password_file` in the config"
+        )
+    try:
+        return config.password_file.read_text(encoding="utf-8").rstrip("\r\n")
+    except OSError as exc:
+        raise ConfigError(f"cannot read password file {config.password_file}: {exc.strerror}") from None

@@ -1,0 +1,1 @@
+"""Operator-side tools (devnet, demo). Not part of the device core's runtime path."""

@@ -1,0 +1,298 @@
+"""`lightpost devnet up|down|status`: a local chain ready for devices.
+
+`up` starts anvil in the background (pid file in DIR), deploys the inbox contract,
+creates N device identities (encrypted keystores), funds them and writes
+``DIR/devnet.json`` plus one ready-to-use config per device (``DIR/devices/<name>.toml``).
+
+Password scheme (devnet only): each device gets a fresh random password (24 bytes of
+os.urandom, URL-safe base64) stored beside its keystore in ``<name>.password`` with
+mode 0600, and its config points at it with ``password_file``. Keystores use geth's
+light scrypt parameters (n=4096, p=6) so that set-up stays fast. On a real device, use
+the standard parameters and provide the password via LIGHTPOST_PASSWORD from a secret
+store instead of a file.
+
+The funder is anvil's first well-known dev account (public test mnemonic); it exists
+only on the devnet.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from lightpost.adapters.anvil import AnvilProcess, LOOPBACK, port_is_free
+from lightpost.adapters.contracts import inbox_initcode
+from lightpost.adapters.rpc import HttpEndpoint
+from lightpost.core.inbox import inbox_execution_gas
+from lightpost.core.keys import PrivateKey, to_checksum_address
+from lightpost.core.keystore import LIGHT_SCRYPT_N, LIGHT_SCRYPT_P, encrypt_key
+from lightpost.errors import ChainProcessError, ConfigError, LightpostError
+from lightpost.node.chain import Chain
+from lightpost.ops.wallet import send_operator_tx
+
+__all__ = [
+    "DEVNET_FILE",
+    "DEVNET_FUNDER_KEY",
+    "DEVICE_FUNDING_WEI",
+    "devnet_down",
+    "devnet_status",
+    "devnet_up",
+    "write_device",
+]
+
+DEVNET_FILE = "devnet.json"
+"""Name of the devnet description inside DIR."""
+
+PID_FILE = "anvil.pid"
+"""Pid of the background anvil inside DIR."""
+
+DEVNET_FUNDER_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+"""anvil's dev account #0 (public test mnemonic): funds devices and deploys contracts."""
+
+DEVICE_FUNDING_WEI = 100 * 10**18
+"""Each device starts with 100 ETH of devnet money."""
+
+DEVNET_CHANNEL = "devnet"
+"""A channel every devnet device trusts all devnet devices on."""
+
+PASSWORD_BYTES = 24
+"""Random bytes behind each devnet keystore password."""
+
+STOP_TIMEOUT_S = 10.0
+"""How long `down` waits for anvil to exit after SIGTERM before SIGKILL."""
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ChainProcessError(
+            f"no devnet in {path.parent}: run `lightpost devnet up --dir {path.parent}`"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise ChainProcessError(f"cannot read {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ChainProcessError(f"{path} is not a devnet description")
+    return data
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+
+
+def _toml_str(value: str) -> str:
+    return json.dumps(value)  # a JSON string literal is a valid TOML basic string
+
+
+def write_device(
+    devices_dir: Path, name: str, *, key: PrivateKey, chain_id: int, endpoints: list[str],
+    quorum: int, inbox: bytes, trusted: dict[str, list[str]], extra: str = "",
+    randbytes: Callable[[int], bytes] = os.urandom,
+) -> Path:
+    """Write ``<name>.keystore.json``, ``<name>.password`` and ``<name>.toml``."""
+    devices_dir.mkdir(parents=True, exist_ok=True)
+    password = base64.urlsafe_b64encode(randbytes(PASSWORD_BYTES)).decode()
+    keystore = encrypt_key(key, password, randbytes=randbytes, scrypt_n=LIGHT_SCRYPT_N,
+                           scrypt_p=LIGHT_SCRYPT_P)
+    _write_private(devices_dir / f"{name}.password", password + "\n")
+    _write_private(devices_dir / f"{name}.keystore.json", json.dumps(keystore, indent=2))
+    lines = [
+        f"# lightpost device config for {name} (address {key.checksum_address})",
+        f"name = {_toml_str(name)}",
+        f"chain_id = {chain_id}",
+        f"endpoints = [{', '.join(_toml_str(e) for e in endpoints)}]",
+        f"quorum = {quorum}",
+        f"keystore = {_toml_str(name + '.keystore.json')}",
+        f"password_file = {_toml_str(name + '.password')}",
+        f"data_dir = {_toml_str('../data/' + name)}",
+        'mode = "channel"',
+        f"inbox = {_toml_str(to_checksum_address(inbox))}",
+        "",
+        "[fees]",
+        'policy = "eip1559"',
+        "max_fee_gwei = 100",
+        "priority_fee_gwei = 1",
+        "",
+        "[send]",
+        "batch_bytes = 4096",
+        "max_delay_s = 1.0",
+    ]
+    for channel, addresses in trusted.items():
+        lines += ["", f"[channels.{_toml_str(channel)}]",
+                  f"trusted = [{', '.join(_toml_str(a) for a in addresses)}]"]
+    path = devices_dir / f"{name}.toml"
+    path.write_text("\n".join(lines) + "\n" + extra)
+    return path
+
+
+def devnet_up(
+    directory: Path, *, port: int = 8545, block_time: float = 1.0, devices: int = 2,
+    names: list[str] | None = None, log: Callable[[str], None] = lambda _m: None,
+) -> dict[str, Any]:
+    """Start a devnet in ``directory``; return the devnet description (also written)."""
+    if devices < 1:
+        raise ConfigError("--devices must be at least 1")
+    names = names or [f"device-{i + 1}" for i in range(devices)]
+    directory = directory.resolve()
+    desc_path = directory / DEVNET_FILE
+    if desc_path.exists():
+        old = _read_json(desc_path)
+        if _pid_alive(int(old.get("pid", 0)) or -1):
+            raise ChainProcessError(
+                f"a devnet is already up in {directory}: `lightpost devnet down --dir {directory}`"
+            )
+    if not port_is_free(port):
+        raise ChainProcessError(f"port {port} is busy: stop what uses it or choose another with --port")
+    directory.mkdir(parents=True, exist_ok=True)
+    anvil = AnvilProcess(port=port, block_time=block_time or None,
+                         log_path=directory / "anvil.log")
+    anvil.start(detach=True)
+    (directory / PID_FILE).write_text(f"{anvil.pid}\n")
+    try:
+        return _provision(directory, anvil, names, block_time, log)
+    except BaseException:
+        anvil.stop()
+        (directory / PID_FILE).unlink(missing_ok=True)
+        raise
+
+
+def _provision(
+    directory: Path, anvil: AnvilProcess, names: list[str], block_time: float,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    chain = Chain([HttpEndpoint(anvil.url, "rpc#0")], quorum=1)
+    try:
+        chain_id = chain.chain_id()
+        funder = PrivateKey.from_hex(DEVNET_FUNDER_KEY)
+        nonce = chain.nonce(funder.address, "pending")
+        initcode = inbox_initcode()
+        log("deploying the inbox contract")
+        _, receipt = send_operator_tx(chain, chain_id, funder, nonce=nonce, to=None,
+                                      data=initcode, execution_gas=200_000)
+        assert receipt is not None
+        inbox = bytes.fromhex(str(receipt["contractAddress"])[2:])
+        nonce += 1
+        keys = {name: PrivateKey.generate(os.urandom) for name in names}
+        log(f"funding {len(keys)} devices")
+        pending = []
+        for key in keys.values():
+            signed, _ = send_operator_tx(chain, chain_id, funder, nonce=nonce, to=key.address,
+                                         value=DEVICE_FUNDING_WEI, wait=False)
+            pending.append(signed)
+            nonce += 1
+        for signed in pending:
+            chain.wait_receipt(signed.hash, timeout=60)
+        addresses = [k.checksum_address for k in keys.values()]
+        endpoints = [anvil.url]
+        devices_dir = directory / "devices"
+        device_entries = []
+        for name, key in keys.items():
+            path = write_device(devices_dir, name, key=key, chain_id=chain_id, endpoints=endpoints,
+                                quorum=1, inbox=inbox, trusted={DEVNET_CHANNEL: addresses})
+            device_entries.append({"name": name, "address": key.checksum_address,
+                                   "config": str(path)})
+        desc = {
+            "chain_id": chain_id,
+            "rpc_url": anvil.url,
+            "port": anvil.port,
+            "pid": anvil.pid,
+            "block_time": block_time,
+            "inbox": to_checksum_address(inbox),
+            "inbox_execution_gas_per_post": inbox_execution_gas(1024),
+            "funder": funder.checksum_address,
+            "channel": DEVNET_CHANNEL,
+            "devices": device_entries,
+            "started_at": int(time.time()),
+        }
+        (directory / DEVNET_FILE).write_text(json.dumps(desc, indent=2) + "\n")
+        return desc
+    finally:
+        chain.close()
+
+
+def devnet_down(directory: Path) -> bool:
+    """Stop the devnet's anvil. Returns False when it was not running."""
+    directory = directory.resolve()
+    pid_path = directory / PID_FILE
+    if not pid_path.exists():
+        _read_json(directory / DEVNET_FILE)  # says "no devnet in DIR" when there is none
+        return False
+    try:
+        pid = int(pid_path.read_text().strip())
+    except ValueError:
+        raise ChainProcessError(f"{pid_path} does not hold a pid") from None
+    stopped = False
+    if _pid_alive(pid):
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while _pid_alive(pid) and time.monotonic() < deadline:
+            _reap(pid)
+            time.sleep(0.05)
+        if _pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+        stopped = True
+    pid_path.unlink(missing_ok=True)
+    return stopped
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def devnet_status(directory: Path) -> dict[str, Any]:
+    """Whether the devnet answers, its heads, and each device's balance."""
+    directory = directory.resolve()
+    desc = _read_json(directory / DEVNET_FILE)
+    pid_path = directory / PID_FILE
+    pid = int(pid_path.read_text().strip()) if pid_path.exists() else None
+    status: dict[str, Any] = {
+        "dir": str(directory), "up": False, "pid": pid, "rpc_url": desc.get("rpc_url"),
+        "chain_id": desc.get("chain_id"), "inbox": desc.get("inbox"),
+    }
+    if pid is None or not _pid_alive(pid):
+        status["reason"] = "anvil is not running"
+        return status
+    url = str(desc.get("rpc_url", ""))
+    if not url.startswith(f"http://{LOOPBACK}:"):
+        raise ChainProcessError(f"{directory / DEVNET_FILE}: rpc_url must be a loopback URL")
+    chain = Chain([HttpEndpoint(url, "rpc#0", retries=0, timeout=3)], quorum=1)
+    try:
+        latest = chain.tag_height("latest")
+        status.update(
+            up=True,
+            latest=latest,
+            safe=chain.tag_height("safe"),
+            finalized=chain.tag_height("finalized"),
+            devices=[
+                {**d, "balance_wei": chain.balance(bytes.fromhex(d["address"][2:]))}
+                for d in desc.get("devices", [])
+            ],
+        )
+    except LightpostError as exc:
+        status["reason"] = f"anvil does not answer: {exc}"
+    finally:
+        chain.close()
+    return status
+
+

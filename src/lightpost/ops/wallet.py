@@ -1,0 +1,56 @@
+"""Operator transactions: sign with a local key, broadcast, wait for the receipt.
+
+Used by devnet set-up (deploy the inbox, fund devices). A device never blocks like
+this -- its outbox is asynchronous (lightpost.node.sender).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from lightpost.core.fees import Eip1559FeePolicy, FeeQuote, Hold
+from lightpost.core.keys import PrivateKey
+from lightpost.core.tx import DynamicFeeTx, SignedTransaction, sign_transaction
+from lightpost.errors import ChainProcessError, NodeError
+from lightpost.node.chain import Chain, parse_quantity
+
+__all__ = ["OPERATOR_RECEIPT_TIMEOUT_S", "send_operator_tx"]
+
+OPERATOR_RECEIPT_TIMEOUT_S = 60.0
+"""Longest an operator transaction may take to be mined on a devnet."""
+
+
+def sign_operator_tx(
+    chain: Chain, chain_id: int, key: PrivateKey, *, nonce: int, to: bytes | None,
+    data: bytes = b"", value: int = 0, execution_gas: int = 0,
+) -> SignedTransaction:
+    quote = Eip1559FeePolicy().quote(data, execution_gas, chain.base_fee())
+    if isinstance(quote, Hold):
+        raise ChainProcessError(f"cannot send operator transaction: {quote.reason}")
+    assert isinstance(quote, FeeQuote)
+    tx = DynamicFeeTx(
+        chain_id=chain_id, nonce=nonce, max_priority_fee_per_gas=quote.max_priority_fee_per_gas,
+        max_fee_per_gas=quote.max_fee_per_gas, gas=quote.gas_limit, to=to, value=value,
+        data=data, access_list=(),
+    )
+    return sign_transaction(tx, key)
+
+
+def send_operator_tx(
+    chain: Chain, chain_id: int, key: PrivateKey, *, nonce: int, to: bytes | None,
+    data: bytes = b"", value: int = 0, execution_gas: int = 0, wait: bool = True,
+) -> tuple[SignedTransaction, Mapping[str, Any] | None]:
+    """Sign, broadcast and (optionally) wait. Fails loudly if the tx reverts."""
+    signed = sign_operator_tx(chain, chain_id, key, nonce=nonce, to=to, data=data,
+                              value=value, execution_gas=execution_gas)
+    result = chain.broadcast(signed.raw, signed.hash)
+    if not result.ok:
+        first = next(iter(result.errors.values()))
+        raise first if isinstance(first, NodeError) else ChainProcessError(str(first))
+    if not wait:
+        return signed, None
+    receipt = chain.wait_receipt(signed.hash, timeout=OPERATOR_RECEIPT_TIMEOUT_S)
+    if parse_quantity(receipt.get("status", "0x1"), "status") != 1:
+        raise ChainProcessError(f"operator transaction 0x{signed.hash.hex()} reverted")
+    return signed, receipt
