@@ -40,6 +40,7 @@ check: venv
 	$(PY) -m ruff check src tests tools
 	$(PY) -m ruff format --check src tests tools
 	$(PY) -m mypy
+	$(PY) tools/build_contracts.py --check
 
 bench: setup
 	$(PY) tools/bench.py
