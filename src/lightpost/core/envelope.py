@@ -1,0 +1,684 @@
+"""The lightpost envelope: the wire format of a *post* (the calldata of one transaction).
+
+Layout (all integers big-endian, fixed width; docs/protocol.md has the full tables)::
+
+    post   = channel_id[32] | recipient_word[32] | magic[1] | version[1] | record+
+    record = seq u64 | timestamp_ms u64 | content_type u8 | flags u8
+             | [chunk_index u32 | chunk_count u32 | content_hash[32]]   (if FLAG_CHUNK)
+             | payload_length u32 | payload[payload_length]
+
+The first 64 bytes sit at fixed offsets because the inbox contract reads them there.
+Every record in a post belongs to the post's channel and to the transaction's sender.
+
+Why fixed width and not varints: under EIP-7623 a zero byte costs 1 token and a nonzero
+byte 4. The leading zero bytes of a small fixed-width integer are therefore cheap, while
+every LEB128 byte except a final one is nonzero (continuation bit set). For the values a
+device actually sends (small seq, millisecond timestamps, short payloads) fixed width costs
+only a few tokens more per record (see docs/protocol.md), and it buys a decoder without
+canonical-encoding corner cases and fields a contract can read at fixed offsets.
+
+Compression (raw DEFLATE, RFC 1951, stdlib zlib) is applied to a whole message payload
+only when it lowers the EIP-7623 token count (:func:`lightpost.core.gas.calldata_tokens`),
+not merely the length. A message whose record does not fit a post is compressed first (if
+that is cheaper) and the result is cut into chunks that share the seq and carry the
+keccak256 of the original payload; :class:`Reassembler` puts them back together.
+
+Decoders raise only :class:`~lightpost.errors.DecodingError` (``what="envelope"``) and, for
+a content hash that does not match, :class:`~lightpost.errors.ProofError`. Building a
+message/record/post the format cannot carry raises :class:`EnvelopeError` (a local error).
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from lightpost.core.gas import calldata_tokens, gas_used
+from lightpost.core.hashing import keccak256
+from lightpost.errors import DecodingError, LocalError, ProofError
+
+__all__ = [
+    "ADDRESS_SIZE",
+    "BROADCAST_WORD",
+    "CHANNEL_ID_SIZE",
+    "CHUNK_RECORD_OVERHEAD",
+    "DEFLATE_LEVEL",
+    "DEFLATE_WBITS",
+    "DIRECT_CHANNEL",
+    "DIRECT_CHANNEL_NAME",
+    "FLAG_CHUNK",
+    "FLAG_COMPRESSED",
+    "FLAG_ENCRYPTED",
+    "FORMAT_VERSION",
+    "KNOWN_FLAGS",
+    "MAGIC",
+    "MAX_MESSAGE_BYTES",
+    "MIN_POST_BYTES",
+    "POST_HEADER_SIZE",
+    "RECORD_OVERHEAD",
+    "Chunk",
+    "ContentType",
+    "EnvelopeError",
+    "Message",
+    "Post",
+    "Reassembler",
+    "Record",
+    "channel_id",
+    "choose_compression",
+    "decode_post",
+    "encode_post",
+    "message_from_record",
+    "pack_messages",
+    "post_calldata_tokens",
+    "post_gas",
+    "record_size",
+    "records_for_message",
+]
+
+# --- constants ----------------------------------------------------------------------
+
+CHANNEL_ID_SIZE = 32
+"""Bytes 0..31 of a post: keccak256 of the UTF-8 channel name (read by the inbox contract)."""
+
+ADDRESS_SIZE = 20
+"""An Ethereum address (Yellow Paper: the low 160 bits of keccak256 of the public key)."""
+
+_WORD_SIZE = 32
+"""Bytes 32..63 of a post hold the recipient as one EVM word (ABI-style left padding)."""
+
+BROADCAST_WORD = bytes(_WORD_SIZE)
+"""A recipient word of 32 zero bytes means: broadcast to everyone reading the channel."""
+
+MAGIC = 0x4C
+"""Byte 64: ASCII 'L'. Lets a block scanner in direct mode skip foreign calldata cheaply."""
+
+FORMAT_VERSION = 0x01
+"""Byte 65: envelope format version. Decoders reject every other value."""
+
+POST_HEADER_SIZE = CHANNEL_ID_SIZE + _WORD_SIZE + 2
+"""66 bytes: channel id, recipient word, magic, version."""
+
+FLAG_COMPRESSED = 0x01
+"""The payload (or, for chunks, the concatenation of all chunk payloads) is raw DEFLATE."""
+
+FLAG_CHUNK = 0x02
+"""The record is one chunk of a larger message; the chunk extension follows the flags."""
+
+FLAG_ENCRYPTED = 0x04
+"""Reserved for encrypted envelopes (a later issue); version 1 decoders refuse it."""
+
+KNOWN_FLAGS = FLAG_COMPRESSED | FLAG_CHUNK
+"""Flags version 1 understands. Any other bit set is a decoding error (no silent skipping)."""
+
+_RECORD_HEAD = struct.Struct(">QQBB")
+"""seq u64, timestamp_ms u64, content_type u8, flags u8."""
+
+_CHUNK_EXT = struct.Struct(">II32s")
+"""chunk_index u32, chunk_count u32, content_hash (keccak256 of the original payload)."""
+
+_LENGTH = struct.Struct(">I")
+"""payload_length u32."""
+
+RECORD_OVERHEAD = _RECORD_HEAD.size + _LENGTH.size
+"""22 bytes of fields in front of an unchunked record's payload."""
+
+CHUNK_RECORD_OVERHEAD = RECORD_OVERHEAD + _CHUNK_EXT.size
+"""62 bytes of fields in front of a chunk record's payload."""
+
+MIN_POST_BYTES = POST_HEADER_SIZE + CHUNK_RECORD_OVERHEAD + 1
+"""Smallest post budget :func:`pack_messages` accepts: room for one chunk of one byte."""
+
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+"""Largest payload (wire, decompressed or reassembled) a decoder accepts. Caps memory against
+decompression bombs and chunk floods; 4 MiB of nonzero calldata costs ~168M gas (EIP-7623
+floor: 40 gas per nonzero byte), i.e. several full blocks -- far beyond any IoT message."""
+
+DEFLATE_LEVEL = 9
+"""zlib level 9: best ratio; the device pays gas per byte, CPU time is cheap by comparison."""
+
+DEFLATE_WBITS = -15
+"""Raw DEFLATE (RFC 1951), 32 KiB window: no zlib header/Adler-32 (6 mostly nonzero bytes
+that buy nothing: the transaction is signed and chunked messages carry a keccak256)."""
+
+_U8_MAX = 2**8 - 1
+_U32_MAX = 2**32 - 1
+_U64_MAX = 2**64 - 1
+
+DIRECT_CHANNEL_NAME = "lightpost/direct"
+"""Reserved channel name for direct messages that belong to no channel."""
+
+_WHAT = "envelope"
+
+
+class EnvelopeError(LocalError, ValueError):
+    """The caller asked to build a message, record or post the wire format cannot carry."""
+
+
+class ContentType(enum.IntEnum):
+    """Registry of content types (one byte). 6..127 are reserved for future lightpost
+    types; 128..255 are free for applications. Decoders accept every value."""
+
+    OCTET_STREAM = 0
+    """Opaque bytes."""
+    TEXT = 1
+    """UTF-8 text."""
+    JSON = 2
+    """UTF-8 JSON (RFC 8259)."""
+    CBOR = 3
+    """Reserved for CBOR (RFC 8949)."""
+    COMMAND = 4
+    """A lightpost command (defined by a later issue)."""
+    COMMAND_RESULT = 5
+    """The result of a lightpost command (defined by a later issue)."""
+
+
+def channel_id(name: str) -> bytes:
+    """Channel id = keccak256 of the UTF-8 channel name (32 bytes, bytes 0..31 of a post)."""
+    return keccak256(name.encode("utf-8"))
+
+
+DIRECT_CHANNEL = channel_id(DIRECT_CHANNEL_NAME)
+"""keccak256(b"lightpost/direct"): the channel id of direct messages without a channel."""
+
+
+# --- data model -----------------------------------------------------------------------
+
+
+def _check_uint(name: str, value: object, maximum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise EnvelopeError(f"{name} must be an int, got {type(value).__name__}")
+    if not 0 <= value <= maximum:
+        raise EnvelopeError(f"{name} {value} outside 0..{maximum}")
+
+
+def _check_bytes(name: str, value: object, *, size: int | None = None) -> None:
+    if not isinstance(value, bytes):
+        raise EnvelopeError(f"{name} must be bytes, got {type(value).__name__}")
+    if size is not None and len(value) != size:
+        raise EnvelopeError(f"{name} must be {size} bytes, got {len(value)}")
+    if len(value) > MAX_MESSAGE_BYTES:
+        raise EnvelopeError(f"{name} of {len(value)} bytes exceeds {MAX_MESSAGE_BYTES}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Message:
+    """A logical message: what the application sends and receives.
+
+    ``seq`` counts per sender per channel (u64); ``timestamp`` is milliseconds since the Unix
+    epoch (UTC, u64) supplied by the caller -- the core never reads a clock.
+    """
+
+    seq: int
+    timestamp: int
+    content_type: int
+    payload: bytes
+
+    def __post_init__(self) -> None:
+        _check_uint("seq", self.seq, _U64_MAX)
+        _check_uint("timestamp", self.timestamp, _U64_MAX)
+        _check_uint("content_type", self.content_type, _U8_MAX)
+        _check_bytes("payload", self.payload)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Chunk:
+    """Chunk extension of a record: position ``index`` of ``count`` (count >= 2) and the
+    keccak256 of the full original (uncompressed) payload."""
+
+    index: int
+    count: int
+    content_hash: bytes
+
+    def __post_init__(self) -> None:
+        _check_uint("chunk index", self.index, _U32_MAX)
+        _check_uint("chunk count", self.count, _U32_MAX)
+        if self.count < 2:
+            raise EnvelopeError("chunk count must be >= 2 (one piece is an unchunked record)")
+        if self.index >= self.count:
+            raise EnvelopeError(f"chunk index {self.index} not below count {self.count}")
+        _check_bytes("content_hash", self.content_hash, size=32)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Record:
+    """One record as it sits in a post. ``payload`` holds the wire bytes: compressed if
+    ``compressed``; for a chunk, one slice of the (possibly compressed) message payload.
+    Build records with :func:`records_for_message`; :func:`encode_post` does not re-check
+    that a hand-made compressed payload is valid DEFLATE (:func:`decode_post` does)."""
+
+    seq: int
+    timestamp: int
+    content_type: int
+    payload: bytes
+    compressed: bool = False
+    chunk: Chunk | None = None
+
+    def __post_init__(self) -> None:
+        _check_uint("seq", self.seq, _U64_MAX)
+        _check_uint("timestamp", self.timestamp, _U64_MAX)
+        _check_uint("content_type", self.content_type, _U8_MAX)
+        _check_bytes("payload", self.payload)
+        if not isinstance(self.compressed, bool):
+            raise EnvelopeError("compressed must be a bool")
+        if self.chunk is not None and not isinstance(self.chunk, Chunk):
+            raise EnvelopeError("chunk must be a Chunk or None")
+
+    @property
+    def flags(self) -> int:
+        """The flags byte this record is encoded with."""
+        flags = FLAG_COMPRESSED if self.compressed else 0
+        return flags | (FLAG_CHUNK if self.chunk is not None else 0)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Post:
+    """The calldata of one transaction: a channel, a recipient (``None`` = broadcast) and
+    one or more records (a list is accepted and stored as a tuple)."""
+
+    channel: bytes
+    recipient: bytes | None
+    records: tuple[Record, ...]
+
+    def __post_init__(self) -> None:
+        _check_bytes("channel", self.channel, size=CHANNEL_ID_SIZE)
+        if self.recipient is not None:
+            _check_bytes("recipient", self.recipient, size=ADDRESS_SIZE)
+            if self.recipient == bytes(ADDRESS_SIZE):
+                # The zero address would encode as the broadcast word: ambiguous.
+                raise EnvelopeError("recipient must not be the zero address (use None)")
+        records = tuple(self.records)
+        if not records:
+            raise EnvelopeError("a post needs at least one record")
+        for record in records:
+            if not isinstance(record, Record):
+                raise EnvelopeError(f"records must be Record, got {type(record).__name__}")
+        object.__setattr__(self, "records", records)
+
+
+# --- encoding ---------------------------------------------------------------------------
+
+
+def record_size(record: Record) -> int:
+    """Encoded size of ``record`` in bytes (overhead + payload)."""
+    overhead = CHUNK_RECORD_OVERHEAD if record.chunk is not None else RECORD_OVERHEAD
+    return overhead + len(record.payload)
+
+
+def _encode_record(record: Record) -> bytes:
+    parts = [_RECORD_HEAD.pack(record.seq, record.timestamp, record.content_type, record.flags)]
+    if record.chunk is not None:
+        chunk = record.chunk
+        parts.append(_CHUNK_EXT.pack(chunk.index, chunk.count, chunk.content_hash))
+    parts.append(_LENGTH.pack(len(record.payload)))
+    parts.append(record.payload)
+    return b"".join(parts)
+
+
+def encode_post(post: Post) -> bytes:
+    """Serialize ``post`` into calldata (see the module docstring for the layout)."""
+    recipient = BROADCAST_WORD
+    if post.recipient is not None:
+        recipient = post.recipient.rjust(_WORD_SIZE, b"\0")
+    head = post.channel + recipient + bytes((MAGIC, FORMAT_VERSION))
+    return head + b"".join(_encode_record(r) for r in post.records)
+
+
+def post_calldata_tokens(post: Post) -> int:
+    """EIP-7623 tokens of the encoded post (zero bytes + 4 x nonzero bytes)."""
+    return calldata_tokens(encode_post(post))
+
+
+def post_gas(post: Post, *, execution_gas: int = 0) -> int:
+    """Gas a transaction carrying ``post`` uses: max(intrinsic + execution, floor) (EIP-7623).
+
+    ``execution_gas`` is what the receiving contract spends (0 for a plain transfer)."""
+    return gas_used(encode_post(post), execution_gas)
+
+
+# --- compression ------------------------------------------------------------------------
+
+
+def _deflate(payload: bytes) -> bytes:
+    compressor = zlib.compressobj(DEFLATE_LEVEL, zlib.DEFLATED, DEFLATE_WBITS)
+    return compressor.compress(payload) + compressor.flush()
+
+
+def choose_compression(payload: bytes) -> tuple[bytes, bool]:
+    """Return ``(wire_payload, compressed)``: raw DEFLATE only if it has fewer EIP-7623
+    tokens than the payload itself (a shorter stream can still cost more gas when the
+    original was rich in cheap zero bytes)."""
+    deflated = _deflate(payload)
+    if calldata_tokens(deflated) < calldata_tokens(payload):
+        return deflated, True
+    return payload, False
+
+
+def _inflate(data: bytes, *, limit: int, offset: int | None) -> bytes:
+    """Strict raw-DEFLATE decoding with an output cap (decompression-bomb guard)."""
+    inflater = zlib.decompressobj(DEFLATE_WBITS)
+    try:
+        out = inflater.decompress(data, limit + 1)
+    except zlib.error as exc:
+        raise DecodingError(_WHAT, f"invalid deflate stream ({exc})", offset) from None
+    if len(out) > limit:
+        raise DecodingError(_WHAT, f"decompressed payload exceeds {limit} bytes", offset)
+    if not inflater.eof:
+        raise DecodingError(_WHAT, "truncated deflate stream", offset)
+    if inflater.unused_data:
+        raise DecodingError(
+            _WHAT, f"{len(inflater.unused_data)} bytes after the deflate stream", offset
+        )
+    return out
+
+
+# --- decoding ---------------------------------------------------------------------------
+
+
+def _need(data: bytes, offset: int, size: int, what: str) -> None:
+    if len(data) - offset < size:
+        raise DecodingError(
+            _WHAT, f"truncated {what}: need {size} bytes, {len(data) - offset} left", offset
+        )
+
+
+def _decode_record(data: bytes, offset: int) -> tuple[Record, int]:
+    _need(data, offset, _RECORD_HEAD.size, "record header")
+    seq, timestamp, content_type, flags = _RECORD_HEAD.unpack_from(data, offset)
+    flags_offset = offset + _RECORD_HEAD.size - 1
+    offset += _RECORD_HEAD.size
+    if flags & FLAG_ENCRYPTED:
+        raise DecodingError(
+            _WHAT, "encrypted envelopes are not supported by this version", flags_offset
+        )
+    if flags & ~KNOWN_FLAGS:
+        raise DecodingError(_WHAT, f"unknown flags 0x{flags & ~KNOWN_FLAGS:02x}", flags_offset)
+    chunk = None
+    if flags & FLAG_CHUNK:
+        _need(data, offset, _CHUNK_EXT.size, "chunk extension")
+        index, count, content_hash = _CHUNK_EXT.unpack_from(data, offset)
+        if count < 2:
+            raise DecodingError(_WHAT, f"chunk count {count} below 2", offset + 4)
+        if index >= count:
+            raise DecodingError(_WHAT, f"chunk index {index} not below count {count}", offset)
+        chunk = Chunk(index=index, count=count, content_hash=content_hash)
+        offset += _CHUNK_EXT.size
+    _need(data, offset, _LENGTH.size, "payload length")
+    (length,) = _LENGTH.unpack_from(data, offset)
+    if length > MAX_MESSAGE_BYTES:
+        raise DecodingError(_WHAT, f"payload length {length} exceeds {MAX_MESSAGE_BYTES}", offset)
+    offset += _LENGTH.size
+    if len(data) - offset < length:
+        raise DecodingError(
+            _WHAT,
+            f"payload length {length} exceeds the {len(data) - offset} bytes left",
+            offset - _LENGTH.size,
+        )
+    payload = data[offset : offset + length]
+    compressed = bool(flags & FLAG_COMPRESSED)
+    if compressed and chunk is None:
+        # Validate now so that a decoded post always yields its unchunked messages.
+        _inflate(payload, limit=MAX_MESSAGE_BYTES, offset=offset)
+    record = Record(
+        seq=seq,
+        timestamp=timestamp,
+        content_type=content_type,
+        payload=payload,
+        compressed=compressed,
+        chunk=chunk,
+    )
+    return record, offset + length
+
+
+def decode_post(data: bytes) -> Post:
+    """Strictly decode calldata into a :class:`Post`; raise :class:`DecodingError` otherwise.
+
+    Rejected: truncation anywhere, nonzero high bytes in the recipient word, wrong magic,
+    unknown version, unknown or reserved flags, chunk index/count out of range, payloads over
+    :data:`MAX_MESSAGE_BYTES`, invalid or oversized DEFLATE in unchunked records, trailing
+    bytes that do not form a record, and posts without records.
+    """
+    data = bytes(data)
+    _need(data, 0, POST_HEADER_SIZE, "post header")
+    channel = data[:CHANNEL_ID_SIZE]
+    word = data[CHANNEL_ID_SIZE : CHANNEL_ID_SIZE + _WORD_SIZE]
+    pad = _WORD_SIZE - ADDRESS_SIZE
+    if word == BROADCAST_WORD:
+        recipient = None
+    elif word[:pad] != bytes(pad):
+        raise DecodingError(_WHAT, "recipient word has nonzero padding bytes", CHANNEL_ID_SIZE)
+    else:
+        recipient = word[pad:]
+    magic_at = CHANNEL_ID_SIZE + _WORD_SIZE
+    if data[magic_at] != MAGIC:
+        raise DecodingError(_WHAT, f"bad magic 0x{data[magic_at]:02x}", magic_at)
+    if data[magic_at + 1] != FORMAT_VERSION:
+        raise DecodingError(_WHAT, f"unknown envelope version {data[magic_at + 1]}", magic_at + 1)
+    offset = POST_HEADER_SIZE
+    if offset == len(data):
+        raise DecodingError(_WHAT, "post has no records", offset)
+    records = []
+    while offset < len(data):
+        if len(data) - offset < RECORD_OVERHEAD:
+            raise DecodingError(
+                _WHAT, f"{len(data) - offset} trailing bytes do not form a record", offset
+            )
+        record, offset = _decode_record(data, offset)
+        records.append(record)
+    return Post(channel=channel, recipient=recipient, records=tuple(records))
+
+
+# --- messages <-> records ----------------------------------------------------------------
+
+
+def records_for_message(message: Message, *, max_record_bytes: int) -> tuple[Record, ...]:
+    """The record(s) carrying ``message``: one record if it fits ``max_record_bytes``,
+    else chunks of at most ``max_record_bytes`` each (compression decided first)."""
+    if max_record_bytes < CHUNK_RECORD_OVERHEAD + 1:
+        raise EnvelopeError(
+            f"max_record_bytes {max_record_bytes} below {CHUNK_RECORD_OVERHEAD + 1}"
+        )
+    wire, compressed = choose_compression(message.payload)
+    if len(wire) > MAX_MESSAGE_BYTES:
+        raise EnvelopeError(f"wire payload of {len(wire)} bytes exceeds {MAX_MESSAGE_BYTES}")
+    if RECORD_OVERHEAD + len(wire) <= max_record_bytes:
+        return (_record(message, wire, compressed, None),)
+    # Here len(wire) > max_record_bytes - RECORD_OVERHEAD > step, hence count >= 2.
+    step = max_record_bytes - CHUNK_RECORD_OVERHEAD
+    count = -(-len(wire) // step)
+    content_hash = keccak256(message.payload)
+    return tuple(
+        _record(
+            message,
+            wire[i * step : (i + 1) * step],
+            compressed,
+            Chunk(index=i, count=count, content_hash=content_hash),
+        )
+        for i in range(count)
+    )
+
+
+def _record(message: Message, wire: bytes, compressed: bool, chunk: Chunk | None) -> Record:
+    return Record(
+        seq=message.seq,
+        timestamp=message.timestamp,
+        content_type=message.content_type,
+        payload=wire,
+        compressed=compressed,
+        chunk=chunk,
+    )
+
+
+def message_from_record(record: Record) -> Message:
+    """The message an unchunked record carries (decompressed). Chunks go to a Reassembler."""
+    if record.chunk is not None:
+        raise EnvelopeError("a chunk record needs a Reassembler")
+    payload = record.payload
+    if record.compressed:
+        payload = _inflate(payload, limit=MAX_MESSAGE_BYTES, offset=None)
+    return Message(
+        seq=record.seq,
+        timestamp=record.timestamp,
+        content_type=record.content_type,
+        payload=payload,
+    )
+
+
+def pack_messages(
+    channel: bytes,
+    recipient: bytes | None,
+    messages: Iterable[Message],
+    *,
+    max_post_bytes: int,
+) -> list[Post]:
+    """Batch ``messages`` (in order) into posts of at most ``max_post_bytes`` encoded bytes.
+
+    Records are appended greedily to the current post; a message whose record would not fit
+    an empty post is chunked so that every chunk but the last fills a whole post. Choose
+    ``max_post_bytes`` from a gas budget with :func:`lightpost.core.gas.max_payload_bytes`.
+    """
+    _check_uint("max_post_bytes", max_post_bytes, _U64_MAX)
+    if max_post_bytes < MIN_POST_BYTES:
+        raise EnvelopeError(f"max_post_bytes {max_post_bytes} below {MIN_POST_BYTES}")
+    # Validate channel/recipient even when there is nothing to pack.
+    Post(channel=channel, recipient=recipient, records=(_PROBE_RECORD,))
+    capacity = max_post_bytes - POST_HEADER_SIZE
+    posts: list[Post] = []
+    current: list[Record] = []
+    used = 0
+    for message in messages:
+        if not isinstance(message, Message):
+            raise EnvelopeError(f"messages must be Message, got {type(message).__name__}")
+        for record in records_for_message(message, max_record_bytes=capacity):
+            size = record_size(record)
+            if current and used + size > capacity:
+                posts.append(Post(channel=channel, recipient=recipient, records=tuple(current)))
+                current, used = [], 0
+            current.append(record)
+            used += size
+    if current:
+        posts.append(Post(channel=channel, recipient=recipient, records=tuple(current)))
+    return posts
+
+
+_PROBE_RECORD = Record(seq=0, timestamp=0, content_type=0, payload=b"")
+
+
+# --- reassembly -------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Partial:
+    """Chunks received so far for one seq; the first chunk fixes the shared fields."""
+
+    first: Record
+    count: int
+    content_hash: bytes
+    pieces: dict[int, bytes]
+    size: int
+
+
+class Reassembler:
+    """Collects chunk records of ONE (sender, channel) stream and yields whole messages.
+
+    State: for every seq with chunks outstanding, the chunks received so far. :meth:`add`
+    returns the :class:`Message` when a record completes one (an unchunked record completes
+    at once), else ``None``. An identical duplicate chunk is ignored. A chunk that disagrees
+    with the chunks already held for its seq (count, hash, timestamp, content type,
+    compression, or different bytes at the same index) raises :class:`DecodingError` and
+    leaves the state unchanged. If the reassembled payload does not hash to the content
+    hash, the partial message is dropped and :class:`ProofError` is raised. A completed seq
+    is forgotten: replay detection belongs to the receiver's sequence tracking.
+    """
+
+    def __init__(self, *, max_message_bytes: int = MAX_MESSAGE_BYTES) -> None:
+        _check_uint("max_message_bytes", max_message_bytes, MAX_MESSAGE_BYTES)
+        self._max = max_message_bytes
+        self._partials: dict[int, _Partial] = {}
+
+    def pending(self) -> tuple[int, ...]:
+        """Seqs with some but not all chunks received, ascending."""
+        return tuple(sorted(self._partials))
+
+    def missing(self, seq: int) -> tuple[int, ...]:
+        """Chunk indexes still missing for ``seq`` (empty if nothing is pending)."""
+        partial = self._partials.get(seq)
+        if partial is None:
+            return ()
+        return tuple(i for i in range(partial.count) if i not in partial.pieces)
+
+    def discard(self, seq: int) -> None:
+        """Forget the chunks held for ``seq`` (e.g. after a timeout chosen by the caller)."""
+        self._partials.pop(seq, None)
+
+    def add(self, record: Record) -> Message | None:
+        """Feed one record; return the completed message or ``None``."""
+        chunk = record.chunk
+        if chunk is None:
+            return message_from_record(record)
+        partial = self._partials.get(record.seq)
+        if partial is None:
+            partial = _Partial(
+                first=record,
+                count=chunk.count,
+                content_hash=chunk.content_hash,
+                pieces={},
+                size=0,
+            )
+        else:
+            self._check_consistent(partial, record, chunk)
+        held = partial.pieces.get(chunk.index)
+        if held is not None:
+            if held != record.payload:
+                raise DecodingError(
+                    _WHAT,
+                    f"seq {record.seq}: chunk {chunk.index} received twice with different bytes",
+                )
+            return None
+        if partial.size + len(record.payload) > self._max:
+            self._partials.pop(record.seq, None)
+            raise DecodingError(
+                _WHAT, f"seq {record.seq}: chunks exceed {self._max} bytes; message dropped"
+            )
+        partial.pieces[chunk.index] = record.payload
+        partial.size += len(record.payload)
+        self._partials[record.seq] = partial
+        if len(partial.pieces) < partial.count:
+            return None
+        del self._partials[record.seq]
+        return self._complete(partial)
+
+    @staticmethod
+    def _check_consistent(partial: _Partial, record: Record, chunk: Chunk) -> None:
+        first = partial.first
+        mismatches = [
+            ("chunk count", partial.count, chunk.count),
+            ("content hash", partial.content_hash.hex(), chunk.content_hash.hex()),
+            ("timestamp", first.timestamp, record.timestamp),
+            ("content type", first.content_type, record.content_type),
+            ("compressed flag", first.compressed, record.compressed),
+        ]
+        for name, held, got in mismatches:
+            if held != got:
+                raise DecodingError(
+                    _WHAT, f"seq {record.seq}: {name} {got} disagrees with earlier {held}"
+                )
+
+    def _complete(self, partial: _Partial) -> Message:
+        wire = b"".join(partial.pieces[i] for i in range(partial.count))
+        payload = _inflate(wire, limit=self._max, offset=None) if partial.first.compressed else wire
+        if keccak256(payload) != partial.content_hash:
+            raise ProofError(
+                "content-hash",
+                f"seq {partial.first.seq}: reassembled payload does not match keccak256 "
+                f"{partial.content_hash.hex()}",
+            )
+        first = partial.first
+        return Message(
+            seq=first.seq,
+            timestamp=first.timestamp,
+            content_type=first.content_type,
+            payload=payload,
+        )
