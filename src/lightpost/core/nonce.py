@@ -1,0 +1,308 @@
+"""Which nonce to sign with next, and what to do when the chain disagrees.
+
+Theory of operation
+-------------------
+The paper's rule is "use the account's transaction count". Taken literally that breaks
+the way other clients break: load-balanced providers return stale counts -> "nonce too
+low" (cowprotocol/services #64, go-ethereum #2880); ``pending`` can return a nonce that is
+already used (reth #10881); a network error leaves a gap that stalls every later
+transaction (viem #4364); a nonce manager that lives only in memory forgets on restart.
+lightpost's rule, made precise:
+
+1. **The local counter is durable and authoritative for our own in-flight work.** The
+   store allocates a nonce in the same SQLite transaction that stores the raw signed
+   bytes (``Store.record_signed``), so after a crash the counter, the raw transaction
+   and the messages it carries agree. Inputs here: ``local_next`` (the durable counter),
+   the nonces of our stored transactions not yet seen mined (``in_flight``: SIGNED,
+   BROADCAST) and seen mined (``included``: INCLUDED, FINAL), and ``final_next`` (one
+   past the highest nonce known FINAL, kept even after FINAL rows are pruned).
+
+2. **The chain is read by quorum, at ``latest`` (mined count), never from one
+   endpoint.** No k-of-n agreement -> no decision: :class:`Hold`. (The runtime should
+   ask every endpoint at one fixed block number rather than the moving ``latest`` tag
+   where it can: heads differ slightly between providers, Hyperlane #1119.)
+
+3. **Never reuse a mined nonce.** Chain count ahead of everything we know -> another
+   signer used the key, or we lost state: :class:`AdoptChain`. Any of our in-flight
+   transactions below the chain count had its nonce consumed -- by itself or by someone
+   else -- so it is :class:`Reconcile`\\ d (look its candidate hashes up).
+
+4. **Local at or ahead of the chain is normal** -- our own in-flight transactions explain
+   the difference: :class:`KeepLocal`. A nonce between the chain count and ``local_next``
+   that none of our stored transactions holds is a *gap*: every later transaction is
+   stuck behind it in the txpool, so :class:`FillGap` tells the runtime to sign
+   something at exactly that nonce (the next queued message, or a zero-value
+   self-transfer). Gaps larger than :data:`MAX_GAP_FILL` are not filled automatically
+   (:class:`Hold`): that many missing nonces means a bug or a lost store, and filling
+   them costs real fees.
+
+5. **``pending`` is advisory only.** It is noisy (stale replicas, reth #10881), so it
+   can never lower anything. If k endpoints agree that the txpool holds transactions
+   from this account *beyond* both the local counter and the chain count, those are not
+   ours (ours are all stored): :class:`Hold` until they are mined (then rule 3 adopts
+   the count) or dropped from the pool.
+
+6. **"nonce too low" from a broadcast** means *some* transaction with that nonce was
+   mined. :func:`resolve_nonce_too_low`: if k endpoints find a receipt for one of OUR
+   candidate hashes -> :class:`MarkIncluded`. If they agree none of ours is mined and the
+   nonce is consumed at the *finalized* height -> :class:`Resign`: the messages go back to
+   QUEUED and are re-signed with a new nonce (never dropped). Before finality a reorg
+   could still bring our transaction back, so the answer is :class:`Hold`.
+
+The runtime re-runs :func:`decide` every :data:`RECONCILE_INTERVAL_S` seconds, at start,
+and after any "nonce too low". It persists ``decision.next_nonce`` whenever it differs
+from ``local_next`` (the store refuses to lower the counter).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+
+from lightpost.core.outbox import MAX_NONCE, Sighting
+from lightpost.core.quorum import QuorumReport, report
+from lightpost.errors import LocalError
+
+__all__ = [
+    "MAX_GAP_FILL",
+    "NONCE_TAG",
+    "RECONCILE_INTERVAL_S",
+    "AdoptChain",
+    "FillGap",
+    "Hold",
+    "KeepLocal",
+    "MarkIncluded",
+    "NonceAction",
+    "NonceDecision",
+    "Reconcile",
+    "RepairLocal",
+    "Resign",
+    "TooLowOutcome",
+    "decide",
+    "reconcile_due",
+    "resolve_nonce_too_low",
+]
+
+RECONCILE_INTERVAL_S = 60.0
+"""Seconds between periodic nonce reconciliations: 5 mainnet slots (12 s, consensus
+specs); one eth_getTransactionCount per endpoint per minute is negligible load."""
+
+NONCE_TAG = "latest"
+"""Block tag for the mined transaction count (execution-apis eth_getTransactionCount);
+``pending`` is only advisory (reth #10881)."""
+
+MAX_GAP_FILL = 16
+"""Largest gap filled automatically: geth legacypool AccountSlots (16 executable txs per
+account); a larger gap cannot even be pooled at once and signals a lost store."""
+
+
+# --- actions ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AdoptChain:
+    """The chain's count is ahead of everything we know: sign from ``nonce`` on."""
+
+    nonce: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeepLocal:
+    """Local counter >= chain count; our in-flight transactions explain the difference."""
+
+    nonce: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RepairLocal:
+    """The durable counter was behind our own stored transactions; raise it to ``nonce``
+    (cannot happen with the store's atomic record_signed, handled rather than reused)."""
+
+    nonce: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FillGap:
+    """No stored transaction holds these nonces (ascending): sign one at each."""
+
+    nonces: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reconcile:
+    """Our in-flight transactions at these nonces were passed by the chain count: look up
+    their candidate hashes, then :func:`resolve_nonce_too_low`."""
+
+    nonces: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Hold:
+    """No decision now (no quorum, foreign pending txs, not final yet); retry later."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MarkIncluded:
+    """One of our candidates was mined: feed ``outbox.Included(sighting)``."""
+
+    sighting: Sighting
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Resign:
+    """The nonce was consumed by someone else at finality: feed ``outbox.NonceConsumed``
+    and re-sign the messages with a fresh nonce."""
+
+    nonce: int
+
+
+NonceAction = AdoptChain | KeepLocal | RepairLocal | FillGap | Reconcile | Hold
+"""An action of a :class:`NonceDecision`."""
+
+TooLowOutcome = MarkIncluded | Resign | Hold
+"""The outcome of :func:`resolve_nonce_too_low`."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NonceDecision:
+    """``next_nonce`` to sign with (None when held) and the actions, in order."""
+
+    next_nonce: int | None
+    actions: tuple[NonceAction, ...]
+    latest: QuorumReport[int]
+    pending: QuorumReport[int] | None = None
+
+    @property
+    def held(self) -> bool:
+        """True when no nonce may be used now."""
+        return self.next_nonce is None
+
+
+# --- rules -------------------------------------------------------------------------
+
+
+def _is_nonce(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_NONCE + 1
+
+
+def _check_nonce(value: int, what: str) -> None:
+    if not _is_nonce(value):
+        raise LocalError(f"nonce: {what} must be an int in 0..{MAX_NONCE + 1}, got {value!r}")
+
+
+def _held(
+    reason: str, latest: QuorumReport[int], pending: QuorumReport[int] | None = None
+) -> NonceDecision:
+    return NonceDecision(
+        next_nonce=None, actions=(Hold(reason=reason),), latest=latest, pending=pending
+    )
+
+
+def decide(
+    *,
+    local_next: int,
+    in_flight: Collection[int],
+    latest: Mapping[str, int | Exception],
+    k: int,
+    included: Collection[int] = (),
+    final_next: int = 0,
+    pending: Mapping[str, int | Exception] | None = None,
+) -> NonceDecision:
+    """Decide the next nonce from the durable local state and quorum-read chain counts.
+
+    See the module docstring for the rules. ``latest``/``pending`` map endpoint labels
+    to the count each returned (or the error it raised); ``k`` is the quorum size.
+    """
+    _check_nonce(local_next, "local_next")
+    _check_nonce(final_next, "final_next")
+    for n in (*in_flight, *included):
+        _check_nonce(n, "an outbox nonce")
+    latest_report = report(latest, k, question=f"nonce count at {NONCE_TAG}")
+    if not latest_report.reached:
+        return _held(str(latest_report.error()), latest_report)
+    chain = latest_report.agreed
+    if chain is None or not _is_nonce(chain):
+        # Endpoints agreeing on nonsense is a remote fault: no decision, not a crash.
+        return _held(f"endpoints agreed on an impossible count {chain!r}", latest_report)
+
+    ours = set(in_flight) | set(included)
+    ours_next = max(ours) + 1 if ours else 0
+    local = max(local_next, ours_next, final_next)
+
+    pending_report = None
+    if pending is not None:
+        pending_report = report(pending, k, question="nonce count at pending")
+        agreed_pending = pending_report.agreed if pending_report.reached else None
+        if agreed_pending is not None and agreed_pending > max(local, chain):
+            return _held(
+                f"txpool holds {agreed_pending - max(local, chain)} transaction(s) from this "
+                f"account that are not ours (pending {agreed_pending}, local {local}, mined "
+                f"{chain}); waiting for them to be mined or dropped",
+                latest_report,
+                pending_report,
+            )
+
+    actions: list[NonceAction] = []
+    if chain > local:
+        actions.append(AdoptChain(nonce=chain))
+        next_nonce = chain
+    else:
+        if local > local_next:
+            actions.append(RepairLocal(nonce=local))
+        actions.append(KeepLocal(nonce=local))
+        next_nonce = local
+        gap = tuple(n for n in range(max(chain, final_next), local) if n not in ours)
+        if len(gap) > MAX_GAP_FILL:
+            return _held(
+                f"{len(gap)} nonces between mined {chain} and local {local} have no stored "
+                f"transaction (more than {MAX_GAP_FILL}); not filling automatically",
+                latest_report,
+                pending_report,
+            )
+        if gap:
+            actions.append(FillGap(nonces=gap))
+    passed = tuple(sorted(n for n in set(in_flight) if n < chain))
+    if passed:
+        actions.append(Reconcile(nonces=passed))
+    return NonceDecision(
+        next_nonce=next_nonce, actions=tuple(actions), latest=latest_report, pending=pending_report
+    )
+
+
+def resolve_nonce_too_low(
+    *,
+    nonce: int,
+    sightings: Mapping[str, Sighting | Exception | None],
+    finalized_count: Mapping[str, int | Exception],
+    k: int,
+) -> TooLowOutcome:
+    """What a "nonce too low" (or a :class:`Reconcile`) for our transaction means.
+
+    ``sightings`` maps endpoint label to the receipt location of whichever of OUR
+    candidate hashes it found mined (None: none of them); ``finalized_count`` to the
+    account's transaction count at ``finalized``. Our tx mined -> :class:`MarkIncluded`;
+    none of ours and the nonce consumed at finality -> :class:`Resign`; otherwise
+    :class:`Hold` (no quorum, or a reorg could still bring ours back).
+    """
+    _check_nonce(nonce, "nonce")
+    seen = report(sightings, k, question=f"which of our txs has nonce {nonce} mined")
+    if not seen.reached:
+        return Hold(reason=str(seen.error()))
+    if seen.agreed is not None:
+        return MarkIncluded(sighting=seen.agreed)
+    final = report(finalized_count, k, question="nonce count at finalized")
+    if not final.reached or final.agreed is None:
+        return Hold(reason=str(final.error()))
+    if final.agreed > nonce:
+        return Resign(nonce=nonce)
+    return Hold(
+        reason=f"nonce {nonce} used by a transaction that is not ours, not final yet "
+        f"(finalized count {final.agreed}); waiting before re-signing"
+    )
+
+
+def reconcile_due(*, last_reconcile_at: float | None, now: float) -> bool:
+    """True when a periodic reconciliation is due (never run, or interval elapsed)."""
+    return last_reconcile_at is None or now - last_reconcile_at >= RECONCILE_INTERVAL_S

@@ -1,0 +1,406 @@
+"""The outbox life cycle of a message and of the transaction that carries it.
+
+THE TRANSITION TABLE BELOW IS THE ONLY PLACE A STATE CHANGES. :func:`next_state` looks a
+``(state, event type)`` pair up in :data:`TRANSITIONS`; a pair that is not there raises
+:class:`IllegalTransition` -- in that one function and nowhere else (h11 style). The
+durable store (``lightpost.adapters.store``) calls :func:`next_state` before every write.
+
+Theory of operation
+-------------------
+*Records.* A **message** is what an application hands in (channel, recipient, seq,
+payload). A **transaction** is what goes on chain. Several messages are batched into one
+transaction (one nonce); a transaction row owns a *set of candidate hashes*, because a
+fee bump re-signs the same nonce with higher fees, and any of the versions that were ever
+broadcast may be the one that gets mined. Every candidate hash is kept until the
+transaction is final, so inclusion is recognised whichever version won. A message linked
+to a transaction always has the transaction's state; before signing (QUEUED, HELD) it
+has no transaction.
+
+*Store before broadcast.* The raw signed bytes are written durably (state SIGNED) before
+they are sent. If the device crashes after the send, the restart finds the raw bytes and
+re-sends exactly them -- it never signs a second, different transaction for the same
+messages, and the nonce that was used is known. A transaction that was sent but never
+stored would be a transaction the device cannot recognise, replace or account for
+(in-memory nonce managers lose state on restart; MQTT clients lose RAM-only buffers).
+SIGNED -> INCLUDED is therefore legal: the crash window between "sent" and "marked
+broadcast" means a SIGNED transaction can be found mined.
+
+*Rebroadcast is idempotent.* Re-sending the *same* raw bytes is always safe: a node that
+already holds them answers "already known" (execution-apis #245) instead of the hash --
+for an identical raw transaction that is success, so it is the :class:`Broadcast` event
+again (BROADCAST -> BROADCAST). A node that already mined it answers "nonce too low";
+the runtime then reconciles (``lightpost.core.nonce``): one of *our* candidate hashes
+mined -> :class:`Included`; the nonce was consumed by someone else -> :class:`NonceConsumed`,
+which sends the messages back to QUEUED to be re-signed with a new nonce. A message is
+never dropped.
+
+*Replacement keeps the nonce.* A fee bump (:class:`Replaced`) re-signs the same nonce
+with higher fees (geth legacypool requires both fee cap and tip to rise by >= 10%). Using
+the same nonce is what makes it a *replacement*: at most one version can ever be mined,
+so the messages cannot be delivered twice. The new version goes back to SIGNED (store
+first, then send); the old hashes stay candidates.
+
+*Confirmation by block hash.* Inclusion is recorded with the receipt's block **hash**
+and number. A later check compares hashes, never numbers: after a reorg the transaction
+can be at the same height in a different block, or at another height; counting
+confirmations by number gets this wrong (web3.js #3608). When the receipt disappears,
+or moves to another block, or the canonical block at that height has another hash, the
+transaction is :class:`ReorgedOut` back to SIGNED for a rebroadcast. It becomes FINAL only
+when its block is at or below the finalized height *and* that block's hash is the
+canonical one (:func:`check_inclusion`).
+
+*Fee cap.* A message whose transaction would cost more than the configured cap is
+:class:`Held` (QUEUED -> HELD) and :class:`Released` when fees fall; it is not signed
+meanwhile, so no nonce is spent on it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final, TypeAlias
+
+from lightpost.core.fees import FeeQuote
+from lightpost.errors import LocalError
+
+__all__ = [
+    "HASH_BYTES",
+    "MAX_NONCE",
+    "PENDING_TX_STATES",
+    "TRANSITIONS",
+    "BlockRef",
+    "Broadcast",
+    "Candidate",
+    "Event",
+    "Finalized",
+    "Held",
+    "IllegalTransition",
+    "Included",
+    "Message",
+    "NonceConsumed",
+    "Released",
+    "ReorgedOut",
+    "Replaced",
+    "Sighting",
+    "Signed",
+    "State",
+    "Transaction",
+    "check_inclusion",
+    "next_state",
+]
+
+HASH_BYTES = 32
+"""Length of a keccak-256 transaction or block hash."""
+
+MAX_NONCE = 2**64 - 2
+"""EIP-2681: an account nonce is at most 2^64 - 1, so the last usable tx nonce is one less."""
+
+
+class State(StrEnum):
+    """Where a message (and the transaction carrying it) is in its life cycle."""
+
+    QUEUED = "queued"
+    """Accepted and durable on disk; not yet in a signed transaction."""
+    HELD = "held"
+    """Not signed because the fee cap would be exceeded; waits for fees to fall."""
+    SIGNED = "signed"
+    """Raw transaction stored durably; must be (re)broadcast."""
+    BROADCAST = "broadcast"
+    """Sent to at least one endpoint; waiting to be mined."""
+    INCLUDED = "included"
+    """Mined in a block, recorded by block hash and number; may still reorg."""
+    FINAL = "final"
+    """Its block is at or below the finalized height and canonical. Terminal."""
+
+
+PENDING_TX_STATES: Final = frozenset({State.SIGNED, State.BROADCAST, State.INCLUDED})
+"""States of a transaction the runtime still has to watch (not yet FINAL)."""
+
+
+# --- values carried by events and records ------------------------------------------
+
+
+def _check_hash(value: bytes, what: str) -> None:
+    if not isinstance(value, bytes) or len(value) != HASH_BYTES:
+        raise LocalError(f"{what} must be {HASH_BYTES} bytes")
+
+
+def _check_uint(value: int, what: str, maximum: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise LocalError(f"{what} must be a non-negative int, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise LocalError(f"{what} must be at most {maximum}, got {value}")
+
+
+def _check_raw(value: bytes) -> None:
+    # Opaque here: the codec (core/tx.py) owns the format; the outbox only stores it.
+    if not isinstance(value, bytes) or not value:
+        raise LocalError("raw transaction must be non-empty bytes")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BlockRef:
+    """A block by hash and number. Two BlockRefs are the same block iff hashes match."""
+
+    hash: bytes
+    number: int
+
+    def __post_init__(self) -> None:
+        _check_hash(self.hash, "block hash")
+        _check_uint(self.number, "block number")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Sighting:
+    """One of our candidate transactions found mined: which hash, in which block."""
+
+    tx_hash: bytes
+    block: BlockRef
+
+    def __post_init__(self) -> None:
+        _check_hash(self.tx_hash, "tx hash")
+
+
+# --- events -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Held:
+    """The fee cap refused signing now (QUEUED -> HELD; HELD -> HELD updates the reason)."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Released:
+    """Fees are back under the cap (HELD -> QUEUED)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Signed:
+    """The messages were put in a signed transaction whose raw bytes are now stored."""
+
+    nonce: int
+    tx_hash: bytes
+    raw: bytes
+    fees: FeeQuote
+
+    def __post_init__(self) -> None:
+        _check_uint(self.nonce, "nonce", MAX_NONCE)
+        _check_hash(self.tx_hash, "tx hash")
+        _check_raw(self.raw)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Broadcast:
+    """The current raw version was sent and accepted, or answered "already known"."""
+
+    tx_hash: bytes
+
+    def __post_init__(self) -> None:
+        _check_hash(self.tx_hash, "tx hash")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Replaced:
+    """A fee bump: a new raw version with the SAME nonce becomes current (-> SIGNED)."""
+
+    tx_hash: bytes
+    raw: bytes
+    fees: FeeQuote
+
+    def __post_init__(self) -> None:
+        _check_hash(self.tx_hash, "tx hash")
+        _check_raw(self.raw)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Included:
+    """One of the candidate hashes has a receipt in ``sighting.block``."""
+
+    sighting: Sighting
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReorgedOut:
+    """The block the transaction was recorded in is no longer canonical (-> SIGNED)."""
+
+    block: BlockRef
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Finalized:
+    """The inclusion block is canonical and at or below the finalized height."""
+
+    block: BlockRef
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NonceConsumed:
+    """The nonce was mined by a transaction that is none of ours: re-sign (-> QUEUED)."""
+
+    nonce: int
+
+    def __post_init__(self) -> None:
+        _check_uint(self.nonce, "nonce", MAX_NONCE)
+
+
+Event: TypeAlias = (
+    Held
+    | Released
+    | Signed
+    | Broadcast
+    | Replaced
+    | Included
+    | ReorgedOut
+    | Finalized
+    | NonceConsumed
+)
+"""Any outbox event."""
+
+
+# --- THE transition table ----------------------------------------------------------
+
+TRANSITIONS: Final[dict[tuple[State, type[Event]], State]] = {
+    # fee cap
+    (State.QUEUED, Held): State.HELD,
+    (State.HELD, Held): State.HELD,
+    (State.HELD, Released): State.QUEUED,
+    # signing: raw bytes stored before anything is sent
+    (State.QUEUED, Signed): State.SIGNED,
+    # broadcast; again = rebroadcast of the same raw bytes ("already known" = success)
+    (State.SIGNED, Broadcast): State.BROADCAST,
+    (State.BROADCAST, Broadcast): State.BROADCAST,
+    # fee bump: new raw version, same nonce, stored before it is sent
+    (State.SIGNED, Replaced): State.SIGNED,
+    (State.BROADCAST, Replaced): State.SIGNED,
+    # mined (SIGNED too: crash between send and mark_broadcast)
+    (State.SIGNED, Included): State.INCLUDED,
+    (State.BROADCAST, Included): State.INCLUDED,
+    # reorged out: back to SIGNED so the stored raw bytes are rebroadcast
+    (State.INCLUDED, ReorgedOut): State.SIGNED,
+    (State.INCLUDED, Finalized): State.FINAL,
+    # nonce consumed by someone else: the messages must be re-signed, never dropped
+    (State.SIGNED, NonceConsumed): State.QUEUED,
+    (State.BROADCAST, NonceConsumed): State.QUEUED,
+}
+"""``{(state, event type): new state}`` -- every legal transition, and only those."""
+
+
+class IllegalTransition(LocalError):
+    """An event that is not legal in the current state (a bug or a stale caller)."""
+
+    def __init__(self, state: State, event: Event) -> None:
+        self.state = state
+        self.event = event
+        super().__init__(f"outbox: {type(event).__name__} is not legal in state {state.value}")
+
+
+def next_state(state: State, event: Event) -> State:
+    """The state after ``event``; raises :class:`IllegalTransition` if not in the table."""
+    try:
+        return TRANSITIONS[(state, type(event))]
+    except KeyError:
+        raise IllegalTransition(state, event) from None
+
+
+# --- records ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Message:
+    """A message as the outbox holds it. ``tx_id`` is set from SIGNED on."""
+
+    id: int
+    channel: str
+    recipient: bytes
+    seq: int
+    payload: bytes
+    content_type: str
+    created_at: float
+    state: State
+    tx_id: int | None = None
+    hold_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Candidate:
+    """One signed version of a transaction (same nonce, own fees and hash). Fees are a
+    :class:`~lightpost.core.fees.FeeQuote` (a legacy/fixed price is cap = tip = price)."""
+
+    tx_hash: bytes
+    raw: bytes
+    fees: FeeQuote
+    signed_at: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Transaction:
+    """A transaction carrying one or more messages.
+
+    ``raw``/``tx_hash``/``fees`` are the current version; ``candidates`` holds every
+    version ever signed for this nonce (oldest first, current last): any of them may be
+    the one mined. ``broadcast_at`` is the last (re)broadcast; ``included`` and
+    ``mined_hash`` (which candidate won) are set in INCLUDED and FINAL. A transaction
+    with no ``message_ids`` is a gap filler (a self-transfer at a missing nonce).
+    """
+
+    id: int
+    nonce: int
+    raw: bytes
+    tx_hash: bytes
+    fees: FeeQuote
+    state: State
+    message_ids: tuple[int, ...]
+    candidates: tuple[Candidate, ...]
+    signed_at: float
+    broadcast_at: float | None = None
+    included: BlockRef | None = None
+    mined_hash: bytes | None = None
+    final_at: float | None = None
+
+    @property
+    def candidate_hashes(self) -> tuple[bytes, ...]:
+        """Every hash that may be the mined one."""
+        return tuple(c.tx_hash for c in self.candidates)
+
+
+# --- confirmation -----------------------------------------------------------------
+
+
+def check_inclusion(
+    *,
+    state: State,
+    included: BlockRef | None,
+    sighting: Sighting | None,
+    canonical_hash: bytes | None = None,
+    finalized_number: int | None = None,
+) -> tuple[Event, ...]:
+    """Events that follow from what the chain (quorum-agreed) says about a transaction.
+
+    ``included`` is where the store recorded it (INCLUDED only), ``sighting`` where a
+    receipt for any candidate hash now is (None: no receipt), ``canonical_hash`` the
+    agreed hash of the canonical block at ``included.number``, ``finalized_number`` the
+    agreed finalized height. Blocks are compared by hash, never by number (web3.js
+    #3608). Apply the returned events in order with :func:`next_state`.
+    """
+    if state in (State.SIGNED, State.BROADCAST):
+        return () if sighting is None else (Included(sighting=sighting),)
+    if state is not State.INCLUDED:
+        return ()
+    if included is None:
+        raise LocalError("check_inclusion: an INCLUDED transaction needs its block")
+    if sighting is None:
+        return (ReorgedOut(block=included),)
+    if sighting.block.hash != included.hash:
+        # Re-mined elsewhere (same or other height): record the new block.
+        return (ReorgedOut(block=included), Included(sighting=sighting))
+    if canonical_hash is not None and canonical_hash != included.hash:
+        return (ReorgedOut(block=included),)
+    if (
+        canonical_hash == included.hash
+        and finalized_number is not None
+        and included.number <= finalized_number
+    ):
+        return (Finalized(block=included),)
+    return ()

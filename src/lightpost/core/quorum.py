@@ -1,0 +1,182 @@
+"""k-of-n agreement over answers from independent JSON-RPC endpoints.
+
+Theory of operation
+-------------------
+lightpost never trusts one endpoint. A question that matters (the nonce count of our
+account, the hash of block N, the finalized height) is asked of every configured
+endpoint, and an answer is accepted only when at least ``k`` endpoints returned the
+*identical* value. An endpoint that failed (timeout, node error) is a non-answer: it
+neither agrees nor vetoes, it simply does not count towards ``k``.
+
+Two different values can both reach ``k`` only when ``k <= n / 2`` (e.g. 1-of-2); that is
+a misconfiguration for the question at hand and is reported as a :class:`QuorumError`
+rather than resolved by picking one -- silently choosing would be trusting one endpoint.
+
+Quorum on ``latest`` is noisy (providers return slightly different valid heads,
+Hyperlane #1119), so callers compare at fixed heights or at ``finalized``. Answers are
+grouped by ``==`` (not hashing), so any value type with equality works; n is small.
+
+:func:`agree` is for callers that need a value or an error. :func:`report` returns a
+:class:`QuorumReport` so status output and receivers can *show* disagreement (who said
+what, who dissented) instead of hiding it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Generic, TypeVar, cast
+
+from lightpost.errors import ConfigError, LightpostError, QuorumError
+
+__all__ = [
+    "MAX_RENDER_CHARS",
+    "QuorumReport",
+    "agree",
+    "default_quorum",
+    "render_answer",
+    "report",
+    "validate_quorum",
+]
+
+T = TypeVar("T")
+
+MAX_RENDER_CHARS = 80
+"""Longest rendering of one endpoint's answer inside an error or report (keeps a
+QuorumError one readable line even when an answer is a whole block)."""
+
+
+def default_quorum(n: int) -> int:
+    """Majority of ``n`` endpoints: ``n // 2 + 1`` (1 of 1, 2 of 2, 2 of 3, 3 of 4...).
+
+    A majority makes it impossible for two different values to both reach the quorum.
+    """
+    if n < 1:
+        raise ConfigError(f"quorum: need at least one endpoint, got {n}")
+    return n // 2 + 1
+
+
+def validate_quorum(k: int, n: int) -> int:
+    """Return ``k`` if ``1 <= k <= n``, else raise :class:`ConfigError`."""
+    if n < 1:
+        raise ConfigError(f"quorum: need at least one endpoint, got {n}")
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= n:
+        raise ConfigError(f"quorum: k must be between 1 and the {n} endpoints, got {k!r}")
+    return k
+
+
+def _clip(text: str) -> str:
+    if len(text) <= MAX_RENDER_CHARS:
+        return text
+    return text[: MAX_RENDER_CHARS - 3] + "..."
+
+
+def render_answer(value: object) -> str:
+    """Short, secret-free rendering of one answer (bytes as 0x-hex, clipped)."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return _clip("0x" + bytes(value).hex())
+    return _clip(repr(value))
+
+
+def _render_error(exc: Exception) -> str:
+    # Lightpost errors are written to carry no secrets (endpoint labels, never URLs);
+    # a foreign exception's text might contain a URL with an API key, so only its type.
+    if isinstance(exc, LightpostError):
+        return _clip(f"error: {exc}")
+    return f"error: {type(exc).__name__}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QuorumReport(Generic[T]):
+    """What every endpoint said about one question, and whether k of them agreed.
+
+    ``agreed`` is the value at least ``needed`` endpoints answered identically, or None
+    (check :attr:`reached`: the agreed value itself may legitimately be None).
+    ``answers`` maps endpoint label to a short rendering; ``dissenters`` are the labels
+    whose answer differs from the agreed one (all answering labels when no quorum);
+    ``failed`` are the labels that raised instead of answering.
+    """
+
+    question: str
+    needed: int
+    reached: bool
+    agreed: T | None
+    answers: Mapping[str, str]
+    dissenters: tuple[str, ...]
+    failed: tuple[str, ...]
+    conflict: bool = False
+    """True when two different values each reached ``needed`` (k <= n/2)."""
+
+    def error(self) -> QuorumError:
+        """The :class:`QuorumError` that describes this report."""
+        question = self.question + (" (conflicting quorums)" if self.conflict else "")
+        return QuorumError(question, dict(self.answers), self.needed)
+
+
+def report(
+    answers: Mapping[str, T | Exception],
+    k: int,
+    *,
+    question: str,
+    render: Callable[[T], str] = render_answer,
+) -> QuorumReport[T]:
+    """Group the answers by equality and report whether ``k`` agree (never raises for
+    disagreement; raises :class:`ConfigError` when ``k`` is not in 1..len(answers))."""
+    validate_quorum(k, len(answers))
+    groups: list[tuple[T, list[str]]] = []
+    failed: list[str] = []
+    rendered: dict[str, str] = {}
+    for label, answer in answers.items():
+        if isinstance(answer, Exception):
+            failed.append(label)
+            rendered[label] = _render_error(answer)
+            continue
+        rendered[label] = render(answer)
+        for value, labels in groups:
+            if value == answer:
+                labels.append(label)
+                break
+        else:
+            groups.append((answer, [label]))
+    winners = [(value, labels) for value, labels in groups if len(labels) >= k]
+    answering = tuple(label for _, labels in groups for label in labels)
+    if len(winners) == 1:
+        value, labels = winners[0]
+        return QuorumReport(
+            question=question,
+            needed=k,
+            reached=True,
+            agreed=value,
+            answers=rendered,
+            dissenters=tuple(label for label in answering if label not in labels),
+            failed=tuple(failed),
+        )
+    return QuorumReport(
+        question=question,
+        needed=k,
+        reached=False,
+        agreed=None,
+        answers=rendered,
+        dissenters=answering,
+        failed=tuple(failed),
+        conflict=len(winners) > 1,
+    )
+
+
+def agree(
+    answers: Mapping[str, T | Exception],
+    k: int,
+    *,
+    question: str,
+    render: Callable[[T], str] = render_answer,
+) -> T:
+    """The value at least ``k`` endpoints answered identically.
+
+    Raises :class:`QuorumError` (answers rendered per endpoint label) when no value
+    reaches ``k`` or when two different values both do; errors count as non-answers.
+    """
+    result = report(answers, k, question=question, render=render)
+    if not result.reached:
+        raise result.error()
+    # reached implies agreed was set from an answer of type T (None only if T admits it).
+    return cast(T, result.agreed)
