@@ -35,6 +35,16 @@ _HALF_N = SECP256K1_N // 2
 Address = bytes
 """A 20-byte account address."""
 
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+"""Characters accepted in hex text (``bytes.fromhex`` alone would also skip spaces)."""
+
+
+def _strict_hex(body: str) -> bytes | None:
+    """Decode hex digits only (no whitespace, no sign); None if not hex."""
+    if len(body) % 2 or not _HEX_DIGITS.issuperset(body):
+        return None
+    return bytes.fromhex(body)
+
 
 def to_checksum_address(address: bytes) -> str:
     """EIP-55 mixed-case checksum encoding of a 20-byte address."""
@@ -56,10 +66,9 @@ def parse_address(text: str) -> bytes:
     body = text[2:] if text[:2] in ("0x", "0X") else text
     if len(body) != 40:
         raise DecodingError("address", "expected 40 hex digits")
-    try:
-        raw = bytes.fromhex(body)
-    except ValueError:
-        raise DecodingError("address", "not hexadecimal") from None
+    raw = _strict_hex(body)
+    if raw is None:
+        raise DecodingError("address", "not hexadecimal")
     if body != body.lower() and body != body.upper() and to_checksum_address(raw)[2:] != body:
         raise DecodingError("address", "EIP-55 checksum mismatch (check for a typo)")
     return raw
@@ -121,10 +130,9 @@ class PrivateKey:
         """Import a 64-hex-digit key (0x optional). Errors never echo the input."""
         body = text.strip()
         body = body[2:] if body[:2] in ("0x", "0X") else body
-        try:
-            raw = bytes.fromhex(body)
-        except ValueError:
-            raise DecodingError("private key", "not hexadecimal") from None
+        raw = _strict_hex(body)
+        if raw is None:
+            raise DecodingError("private key", "not hexadecimal")
         if len(raw) != 32:
             raise DecodingError("private key", "expected 32 bytes")
         try:

@@ -29,6 +29,11 @@ Item = Union[bytes, "list[Item]"]
 _SHORT = 56
 """Payloads shorter than this carry their length in the prefix byte itself."""
 
+_MAX_DEPTH = 128
+"""Deepest list nesting :func:`decode` accepts. Ethereum structures nest at most ~5
+levels (access lists inside typed transactions); the bound keeps hostile input
+(3 bytes per level) from exhausting Python's recursion limit with a RecursionError."""
+
 
 def encode_int(value: int) -> bytes:
     """Big-endian minimal encoding of a non-negative integer (0 -> b"")."""
@@ -56,7 +61,7 @@ def encode(item: bytes | int | Sequence[object]) -> bytes:
             return data
         return _length_prefix(len(data), 0x80) + data
     if isinstance(item, (list, tuple)):
-        body = b"".join(encode(x) for x in item)  # type: ignore[arg-type]
+        body = b"".join(encode(x) for x in item)
         return _length_prefix(len(body), 0xC0) + body
     raise TypeError(f"RLP cannot encode {type(item).__name__}")
 
@@ -82,7 +87,7 @@ def _read_length(data: bytes, pos: int, n: int) -> int:
     return length
 
 
-def _decode_at(data: bytes, pos: int) -> tuple[Item, int]:
+def _decode_at(data: bytes, pos: int, depth: int = 0) -> tuple[Item, int]:
     """Decode one item starting at ``pos``; return it and the position after it."""
     if pos >= len(data):
         raise RLPDecodingError("unexpected end of input", pos)
@@ -116,10 +121,12 @@ def _decode_at(data: bytes, pos: int) -> tuple[Item, int]:
     end = start + length
     if end > len(data):
         raise RLPDecodingError("list truncated", pos)
+    if depth >= _MAX_DEPTH:
+        raise RLPDecodingError(f"lists nested deeper than {_MAX_DEPTH}", pos)
     items: list[Item] = []
     cur = start
     while cur < end:
-        item, cur = _decode_at(data, cur)
+        item, cur = _decode_at(data, cur, depth + 1)
         if cur > end:
             raise RLPDecodingError("list element overruns its list", cur)
         items.append(item)

@@ -1,0 +1,410 @@
+"""Web3 Secret Storage (keystore v3): encrypt and decrypt a private key with a password.
+
+Format (Web3 Secret Storage Definition, as written by geth's accounts/keystore)::
+
+    {"address": "<40 lowercase hex>", "id": "<uuid4>", "version": 3,
+     "crypto": {"cipher": "aes-128-ctr", "cipherparams": {"iv": "<16 bytes hex>"},
+                "ciphertext": "<hex>", "kdf": "scrypt" | "pbkdf2", "kdfparams": {...},
+                "mac": "<32 bytes hex>"}}
+
+    derived = KDF(password UTF-8, salt)            # dklen 32
+    ciphertext = AES-128-CTR(derived[0:16], iv, secret)
+    mac = keccak256(derived[16:32] || ciphertext)   # checked before decrypting
+
+Pure: no file I/O and no randomness source. Callers read/write the JSON text themselves
+and pass ``randbytes`` (``os.urandom`` in production) to :func:`encrypt_key`. The KDFs
+are stdlib :func:`hashlib.scrypt` and :func:`hashlib.pbkdf2_hmac`; AES is
+:mod:`lightpost.core.aes`.
+
+Readers are lenient where real files differ (``crypto`` or ``Crypto``, optional ``0x``
+on hex, upper-case hex, keys stored as fewer than 32 bytes as geth accepts) and strict
+about everything that matters (version 3, cipher, KDF parameters, MAC). Work factors
+read from a file are bounded (:data:`SCRYPT_MAX_MEMORY`, :data:`PBKDF2_MAX_ITERATIONS`)
+so a hostile file cannot make the device allocate or spin without limit.
+
+Errors are :class:`lightpost.errors.KeystoreError`; their messages never contain the
+password, the key, or the derived key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+
+from lightpost.core import aes
+from lightpost.core.hashing import keccak256
+from lightpost.core.keys import PrivateKey, _strict_hex
+from lightpost.errors import KeystoreError
+
+__all__ = [
+    "CIPHER",
+    "DKLEN",
+    "IV_BYTES",
+    "KEYSTORE_VERSION",
+    "LIGHT_SCRYPT_N",
+    "LIGHT_SCRYPT_P",
+    "MAX_KEYSTORE_TEXT",
+    "PBKDF2_ITERATIONS",
+    "PBKDF2_MAX_ITERATIONS",
+    "PBKDF2_PRF",
+    "SALT_BYTES",
+    "SCRYPT_MAX_MEMORY",
+    "SCRYPT_N",
+    "SCRYPT_P",
+    "SCRYPT_R",
+    "Kdf",
+    "Keystore",
+    "ScryptFunction",
+    "decrypt_key",
+    "encrypt_key",
+]
+
+Kdf = Literal["scrypt", "pbkdf2"]
+"""The two key derivation functions of Web3 Secret Storage."""
+
+Keystore = dict[str, Any]
+"""A keystore v3 document as a JSON-compatible dict (``json.dumps`` writes it)."""
+
+ScryptFunction = Callable[[bytes, bytes, int, int, int, int], bytes]
+"""An scrypt implementation: ``(password, salt, n, r, p, dklen) -> derived key``.
+
+The default is stdlib :func:`hashlib.scrypt` (OpenSSL). OpenSSL enforces RFC 7914's
+``n < 2^(16 r)``, so it cannot read files with r = 1 and n >= 65536 -- the Web3 Secret
+Storage wiki example, geth's testdata and Nethereum's defaults use n = 262144, r = 1.
+A caller that must read such a file injects another implementation.
+"""
+
+KEYSTORE_VERSION = 3
+"""Web3 Secret Storage version written and accepted (the ``version`` field)."""
+
+CIPHER = "aes-128-ctr"
+"""The only cipher of Web3 Secret Storage v3 in use (geth, ethers, eth-keyfile)."""
+
+DKLEN = 32
+"""Derived key length: 16 bytes AES key + 16 bytes MAC key (Web3 Secret Storage)."""
+
+SALT_BYTES = 32
+"""KDF salt length written (geth keystore: 32 random bytes)."""
+
+IV_BYTES = aes.BLOCK_SIZE
+"""AES-128-CTR initial counter block length (16 bytes)."""
+
+SCRYPT_N = 1 << 18
+"""scrypt CPU/memory cost 262144: geth ``StandardScryptN`` (about 256 MiB with r=8)."""
+
+SCRYPT_R = 8
+"""scrypt block size r = 8 (geth standard and light; RFC 7914's recommended value)."""
+
+SCRYPT_P = 1
+"""scrypt parallelization p = 1: geth ``StandardScryptP``."""
+
+LIGHT_SCRYPT_N = 1 << 12
+"""scrypt cost 4096: geth ``LightScryptN`` (about 4 MiB; for small devices)."""
+
+LIGHT_SCRYPT_P = 6
+"""scrypt parallelization 6: geth ``LightScryptP`` (used together with LIGHT_SCRYPT_N)."""
+
+PBKDF2_PRF = "hmac-sha256"
+"""The only PBKDF2 pseudo-random function of Web3 Secret Storage."""
+
+PBKDF2_ITERATIONS = 600_000
+"""PBKDF2-HMAC-SHA256 iterations written: the OWASP Password Storage Cheat Sheet
+minimum (2023). The spec's own example uses c = 262144."""
+
+PBKDF2_MAX_ITERATIONS = 10_000_000
+"""Refuse to read files asking for more PBKDF2 iterations (about 16x our default)."""
+
+SCRYPT_MAX_MEMORY = 1 << 30
+"""Refuse scrypt parameters needing more than 1 GiB (4x geth standard's 256 MiB)."""
+
+MAX_KEYSTORE_TEXT = 1 << 16
+"""Longest keystore JSON text read: a v3 file is about 500 bytes, ethers' about 2 KB."""
+
+_MAX_JSON_DEPTH = 16
+"""Deepest JSON nesting read (v3 uses 3 levels: root, crypto, kdfparams)."""
+
+_SCRYPT_MEMORY_MARGIN = 1 << 20
+"""Head room added to OpenSSL's exact scrypt memory need when setting ``maxmem``."""
+
+_SCRYPT_BLOCK_UNIT = 128
+"""scrypt works on blocks of 128 * r bytes (RFC 7914 section 2)."""
+
+_SCRYPT_INTEGERIFY_BITS = 16
+"""RFC 7914 section 2: n must be below 2^(128 r / 8) = 2^(16 r); OpenSSL enforces it."""
+
+_SCRYPT_MAX_RP = 1 << 30
+"""RFC 7914 section 2: r * p must be below 2^30."""
+
+_UUID_BYTES = 16
+"""A UUID is 128 bits (RFC 9562 section 4)."""
+
+_UUID_VERSION_4 = 0x40
+"""UUID version nibble 4 (random) in byte 6, RFC 9562 section 5.4."""
+
+_UUID_VARIANT_RFC = 0x80
+"""UUID variant bits 10 in byte 8, RFC 9562 section 4.1."""
+
+
+# --- writing ---------------------------------------------------------------------
+
+
+def encrypt_key(
+    key: PrivateKey,
+    password: str,
+    *,
+    randbytes: Callable[[int], bytes],
+    kdf: Kdf = "scrypt",
+    scrypt_n: int = SCRYPT_N,
+    scrypt_r: int = SCRYPT_R,
+    scrypt_p: int = SCRYPT_P,
+    pbkdf2_iterations: int = PBKDF2_ITERATIONS,
+    scrypt: ScryptFunction | None = None,
+) -> Keystore:
+    """Encrypt ``key`` under ``password`` into a keystore v3 dict.
+
+    ``randbytes(n)`` must return ``n`` cryptographically random bytes (pass
+    ``os.urandom``). It is called three times, in this order: salt (32 bytes), IV
+    (16 bytes), UUID (16 bytes). For a light device key use
+    ``scrypt_n=LIGHT_SCRYPT_N, scrypt_p=LIGHT_SCRYPT_P``. ``scrypt`` replaces the
+    stdlib implementation (see :data:`ScryptFunction`).
+    """
+    if kdf not in ("scrypt", "pbkdf2"):
+        raise KeystoreError(f"unsupported kdf {kdf!r} (use 'scrypt' or 'pbkdf2')")
+    salt = _random(randbytes, SALT_BYTES, "salt")
+    iv = _random(randbytes, IV_BYTES, "iv")
+    uuid_bytes = _random(randbytes, _UUID_BYTES, "id")
+    kdfparams: dict[str, Any]
+    if kdf == "scrypt":
+        kdfparams = {"dklen": DKLEN, "n": scrypt_n, "p": scrypt_p, "r": scrypt_r}
+    else:
+        kdfparams = {"c": pbkdf2_iterations, "dklen": DKLEN, "prf": PBKDF2_PRF}
+    kdfparams["salt"] = salt.hex()
+    derived = _derive(kdf, kdfparams, password, scrypt)
+    ciphertext = aes.ctr(derived[: aes.KEY_SIZE], iv, key.secret_bytes())
+    return {
+        "address": key.address.hex(),
+        "crypto": {
+            "cipher": CIPHER,
+            "cipherparams": {"iv": iv.hex()},
+            "ciphertext": ciphertext.hex(),
+            "kdf": kdf,
+            "kdfparams": kdfparams,
+            "mac": _mac(derived, ciphertext).hex(),
+        },
+        "id": _uuid4(uuid_bytes),
+        "version": KEYSTORE_VERSION,
+    }
+
+
+def _random(randbytes: Callable[[int], bytes], n: int, what: str) -> bytes:
+    value = randbytes(n)
+    if not isinstance(value, bytes) or len(value) != n:
+        raise KeystoreError(f"randbytes({n}) for the {what} did not return {n} bytes")
+    return value
+
+
+def _uuid4(raw: bytes) -> str:
+    """Format 16 random bytes as a version-4 RFC 9562 UUID string."""
+    b = bytearray(raw)
+    b[6] = (b[6] & 0x0F) | _UUID_VERSION_4
+    b[8] = (b[8] & 0x3F) | _UUID_VARIANT_RFC
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+# --- reading ---------------------------------------------------------------------
+
+
+def decrypt_key(
+    keystore: Mapping[str, Any] | str | bytes,
+    password: str,
+    *,
+    scrypt: ScryptFunction | None = None,
+) -> PrivateKey:
+    """Decrypt a keystore v3 document (dict or JSON text) with ``password``.
+
+    ``scrypt`` replaces the stdlib implementation (see :data:`ScryptFunction`); without
+    it, parameters OpenSSL refuses raise a :class:`KeystoreError` that says so.
+
+    Raises :class:`KeystoreError` on malformed input (with the reason) and
+    ``KeystoreError("wrong password (MAC mismatch)")`` when the MAC does not verify.
+    If the document has an ``address`` field it must match the decrypted key.
+    """
+    doc = _load(keystore)
+    version = doc.get("version")
+    if version is None:
+        raise KeystoreError("keystore: missing field 'version'")
+    if type(version) is not int or version != KEYSTORE_VERSION:
+        raise KeystoreError(f"keystore: unsupported version (expected {KEYSTORE_VERSION})")
+    crypto = doc.get("crypto", doc.get("Crypto"))
+    if crypto is None:
+        raise KeystoreError("keystore: missing field 'crypto'")
+    crypto = _object(crypto, "crypto")
+
+    cipher = _field(crypto, "cipher", "crypto")
+    if cipher != CIPHER:
+        raise KeystoreError(f"keystore: unsupported cipher (only {CIPHER})")
+    cipherparams = _object(_field(crypto, "cipherparams", "crypto"), "crypto.cipherparams")
+    iv = _hex(_field(cipherparams, "iv", "crypto.cipherparams"), "crypto.cipherparams.iv")
+    if len(iv) != IV_BYTES:
+        raise KeystoreError(f"keystore: crypto.cipherparams.iv must be {IV_BYTES} bytes")
+    ciphertext = _hex(_field(crypto, "ciphertext", "crypto"), "crypto.ciphertext")
+    if not 0 < len(ciphertext) <= DKLEN:
+        raise KeystoreError("keystore: crypto.ciphertext must be 1 to 32 bytes")
+    mac = _hex(_field(crypto, "mac", "crypto"), "crypto.mac")
+    if len(mac) != 32:
+        raise KeystoreError("keystore: crypto.mac must be 32 bytes")
+    kdf = _field(crypto, "kdf", "crypto")
+    if kdf not in ("scrypt", "pbkdf2"):
+        raise KeystoreError("keystore: unsupported kdf (only scrypt and pbkdf2)")
+    kdfparams = _object(_field(crypto, "kdfparams", "crypto"), "crypto.kdfparams")
+
+    derived = _derive(kdf, kdfparams, password, scrypt)
+    # Constant-time comparison: the MAC is the password check.
+    if not hmac.compare_digest(_mac(derived, ciphertext), mac):
+        raise KeystoreError("wrong password (MAC mismatch)")
+    secret = aes.ctr(derived[: aes.KEY_SIZE], iv, ciphertext)
+    # geth stores the key as a big integer: a key with leading zero bytes may have been
+    # written as 31 or 30 bytes (go-ethereum keystore testdata "31_byte_key").
+    secret = secret.rjust(32, b"\x00")
+    try:
+        key = PrivateKey(secret)
+    except ValueError:
+        raise KeystoreError("keystore: decrypted key is outside the secp256k1 range") from None
+    if "address" in doc:
+        address = _hex(doc["address"], "address")
+        if address != key.address:
+            raise KeystoreError("keystore: 'address' does not match the decrypted key")
+    return key
+
+
+def _load(keystore: Mapping[str, Any] | str | bytes) -> Mapping[str, Any]:
+    if isinstance(keystore, bytes):
+        try:
+            keystore = keystore.decode("utf-8")  # RFC 8259 section 8.1: JSON text is UTF-8
+        except UnicodeDecodeError:
+            raise KeystoreError("keystore: not UTF-8 text") from None
+    if isinstance(keystore, str):
+        if len(keystore) > MAX_KEYSTORE_TEXT:
+            raise KeystoreError(f"keystore: text longer than {MAX_KEYSTORE_TEXT} characters")
+        _check_json_depth(keystore)
+        try:
+            keystore = json.loads(keystore)
+        except (ValueError, RecursionError):  # JSONDecodeError, deep nesting
+            raise KeystoreError("keystore: not valid JSON") from None
+    return _object(keystore, "keystore")
+
+
+def _check_json_depth(text: str) -> None:
+    """Refuse nesting deeper than _MAX_JSON_DEPTH before the C parser sees it.
+
+    ``json.loads`` recurses once per level; a process with a raised recursion limit
+    (eth-account raises it to 100000 at import) crashes on ``[[[[...`` instead of
+    raising RecursionError.
+    """
+    depth = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > _MAX_JSON_DEPTH:
+                raise KeystoreError(f"keystore: JSON nested deeper than {_MAX_JSON_DEPTH}")
+        elif ch in "]}":
+            depth -= 1
+
+
+def _object(value: object, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise KeystoreError(f"keystore: {where} must be a JSON object")
+    return value
+
+
+def _field(obj: Mapping[str, Any], name: str, where: str) -> Any:
+    if name not in obj:
+        raise KeystoreError(f"keystore: missing field '{where}.{name}'")
+    return obj[name]
+
+
+def _int_param(params: Mapping[str, Any], name: str) -> int:
+    value = _field(params, name, "crypto.kdfparams")
+    if type(value) is not int or value < 1:
+        raise KeystoreError(f"keystore: crypto.kdfparams.{name} must be a positive integer")
+    return value
+
+
+def _hex(value: object, where: str) -> bytes:
+    """Strict hex: optional 0x, even length, hex digits only (no whitespace)."""
+    if not isinstance(value, str):
+        raise KeystoreError(f"keystore: {where} must be a hex string")
+    raw = _strict_hex(value[2:] if value[:2] in ("0x", "0X") else value)
+    if raw is None:
+        raise KeystoreError(f"keystore: {where} is not valid hex")
+    return raw
+
+
+# --- KDF and MAC -------------------------------------------------------------------
+
+
+def _mac(derived: bytes, ciphertext: bytes) -> bytes:
+    """Web3 Secret Storage MAC: keccak256(derived[16:32] || ciphertext)."""
+    return keccak256(derived[aes.KEY_SIZE : DKLEN] + ciphertext)
+
+
+def _stdlib_scrypt(password: bytes, salt: bytes, n: int, r: int, p: int, dklen: int) -> bytes:
+    """hashlib.scrypt with ``maxmem`` raised to what these parameters need."""
+    if n.bit_length() - 1 >= _SCRYPT_INTEGERIFY_BITS * r:  # n is a power of two
+        raise KeystoreError(
+            "keystore: stdlib scrypt (OpenSSL) refuses n >= 2^(16 r) (RFC 7914); "
+            "pass another scrypt implementation to read this file"
+        )
+    # OpenSSL's need: B = 128*r*p bytes plus V = 128*r*(n+2) bytes.
+    need = _SCRYPT_BLOCK_UNIT * r * (n + p + 2)
+    try:
+        return hashlib.scrypt(
+            password, salt=salt, n=n, r=r, p=p, maxmem=need + _SCRYPT_MEMORY_MARGIN, dklen=dklen
+        )
+    except (ValueError, MemoryError):
+        raise KeystoreError("keystore: scrypt rejected its parameters") from None
+
+
+def _derive(
+    kdf: str, params: Mapping[str, Any], password: str, scrypt: ScryptFunction | None
+) -> bytes:
+    """Run the KDF named in the file with validated, bounded parameters."""
+    if not isinstance(password, str):
+        raise KeystoreError("the password must be a str")
+    # UTF-8 without normalisation, as geth ([]byte(password)) and eth-keyfile do.
+    secret = password.encode("utf-8", "surrogatepass")
+    salt = _hex(_field(params, "salt", "crypto.kdfparams"), "crypto.kdfparams.salt")
+    dklen = _int_param(params, "dklen")
+    if dklen != DKLEN:
+        raise KeystoreError(f"keystore: crypto.kdfparams.dklen must be {DKLEN}")
+    if kdf == "scrypt":
+        n = _int_param(params, "n")
+        r = _int_param(params, "r")
+        p = _int_param(params, "p")
+        if n < 2 or n & (n - 1):
+            raise KeystoreError("keystore: scrypt n must be a power of two above 1")
+        if r * p >= _SCRYPT_MAX_RP:
+            raise KeystoreError("keystore: scrypt r * p is too large (RFC 7914)")
+        if _SCRYPT_BLOCK_UNIT * r * (n + p + 2) > SCRYPT_MAX_MEMORY:
+            raise KeystoreError("keystore: scrypt parameters need more memory than allowed")
+        return (scrypt or _stdlib_scrypt)(secret, salt, n, r, p, dklen)
+    c = _int_param(params, "c")
+    if c > PBKDF2_MAX_ITERATIONS:
+        raise KeystoreError("keystore: pbkdf2 iteration count is above the allowed maximum")
+    if _field(params, "prf", "crypto.kdfparams") != PBKDF2_PRF:
+        raise KeystoreError(f"keystore: unsupported pbkdf2 prf (only {PBKDF2_PRF})")
+    return hashlib.pbkdf2_hmac("sha256", secret, salt, c, dklen)
