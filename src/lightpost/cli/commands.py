@@ -8,7 +8,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["cmd_devnet"]
+__all__ = [
+    "cmd_command",
+    "cmd_demo",
+    "cmd_devnet",
+    "cmd_node",
+    "cmd_receive",
+    "cmd_send",
+    "cmd_status",
+]
 
 
 def _print_json(obj: Any) -> None:
@@ -21,11 +29,16 @@ def cmd_devnet(args: argparse.Namespace) -> int:
     directory = Path(args.dir)
     if args.devnet_cmd == "up":
         desc = devnet.devnet_up(
-            directory, port=args.port, block_time=args.block_time, devices=args.devices,
+            directory,
+            port=args.port,
+            block_time=args.block_time,
+            devices=args.devices,
             log=lambda m: print(f"devnet: {m}", file=sys.stderr),
         )
-        print(f"devnet up: anvil pid {desc['pid']} on {desc['rpc_url']} "
-              f"(chain id {desc['chain_id']}), inbox {desc['inbox']}")
+        print(
+            f"devnet up: anvil pid {desc['pid']} on {desc['rpc_url']} "
+            f"(chain id {desc['chain_id']}), inbox {desc['inbox']}"
+        )
         for d in desc["devices"]:
             print(f"  {d['name']:<12} {d['address']}  {d['config']}")
         print(f"stop it with: lightpost devnet down --dir {directory}")
@@ -38,10 +51,51 @@ def cmd_devnet(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(status)
     elif status["up"]:
-        print(f"devnet up: {status['rpc_url']} chain {status['chain_id']} "
-              f"latest {status['latest']} safe {status['safe']} finalized {status['finalized']}")
+        print(
+            f"devnet up: {status['rpc_url']} chain {status['chain_id']} "
+            f"latest {status['latest']} safe {status['safe']} finalized {status['finalized']}"
+        )
         for d in status["devices"]:
             print(f"  {d['name']:<12} {d['address']}  {d['balance_wei'] / 1e18:.4f} ETH")
     else:
         print(f"devnet down: {status['reason']}")
     return 0 if status["up"] else 1
+
+
+# Handlers written in their own modules, imported only when their command runs.
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    from lightpost.cli.node_cmds import cmd_send as handler
+
+    return handler(args)
+
+
+def cmd_node(args: argparse.Namespace) -> int:
+    from lightpost.cli.node_cmds import cmd_node as handler
+
+    return handler(args)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from lightpost.cli.node_cmds import cmd_status as handler
+
+    return handler(args)
+
+
+def cmd_receive(args: argparse.Namespace) -> int:
+    from lightpost.cli.receive_cmd import cmd_receive as handler
+
+    return handler(args)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from lightpost.ops.demo import cmd_demo as handler
+
+    return handler(args)
+
+
+def cmd_command(args: argparse.Namespace) -> int:
+    from lightpost.cli.command_cmd import cmd_command as handler
+
+    return handler(args)

@@ -29,11 +29,15 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def _add_devnet(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    devnet = sub.add_parser("devnet", help="a local anvil chain with deployed contracts and devices")
+    devnet = sub.add_parser(
+        "devnet", help="a local anvil chain with deployed contracts and devices"
+    )
     dsub = devnet.add_subparsers(dest="devnet_cmd", required=True, metavar="{up,down,status}")
     up = dsub.add_parser("up", help="start anvil, deploy the inbox, create and fund devices")
     up.add_argument("--dir", required=True, help="devnet directory (created)")
-    up.add_argument("--block-time", type=float, default=1.0, help="seconds per block (0 = automine)")
+    up.add_argument(
+        "--block-time", type=float, default=1.0, help="seconds per block (0 = automine)"
+    )
     up.add_argument("--devices", type=int, default=2, help="number of device identities")
     up.add_argument("--port", type=int, default=8545, help="loopback port for anvil")
     down = dsub.add_parser("down", help="stop the devnet's anvil")
@@ -52,8 +56,12 @@ def _add_node_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     data = send.add_mutually_exclusive_group(required=True)
     data.add_argument("--data", help="message text")
     data.add_argument("--file", help="message bytes from a file")
-    send.add_argument("--wait", choices=["queued", "broadcast", "included", "final"],
-                      default="included", help="return once the message reached this state")
+    send.add_argument(
+        "--wait",
+        choices=["queued", "broadcast", "included", "final"],
+        default="included",
+        help="return once the message reached this state",
+    )
     send.add_argument("--timeout", type=float, default=120.0, help="seconds to wait at most")
     send.add_argument("--json", action="store_true")
 
@@ -61,8 +69,9 @@ def _add_node_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     recv.add_argument("--config", required=True)
     recv.add_argument("--channel")
     recv.add_argument("--from", dest="sender")
-    recv.add_argument("--level", choices=["signed", "included", "final", "complete"],
-                      default="final")
+    recv.add_argument(
+        "--level", choices=["signed", "included", "final", "complete"], default="final"
+    )
     recv.add_argument("--since", type=int, help="start block (default: the persisted cursor)")
     recv.add_argument("--follow", action="store_true", help="keep following new blocks")
     recv.add_argument("--timeout", type=float, default=None, help="with --follow: stop after S s")
