@@ -185,8 +185,10 @@ class HttpEndpoint:
         answer = self._post(payload)
         if isinstance(answer, dict):  # some servers answer a batch with one error object
             err = self._unwrap(answer)
-            raise err if isinstance(err, NodeError) else EndpointUnavailable(
-                self.label, "batch answered with a single object"
+            raise (
+                err
+                if isinstance(err, NodeError)
+                else EndpointUnavailable(self.label, "batch answered with a single object")
             )
         if not isinstance(answer, list):
             raise EndpointUnavailable(self.label, "batch answer is not a list")

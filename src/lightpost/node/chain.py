@@ -120,7 +120,11 @@ class Chain:
         return agree(answers, self.quorum, question=question)
 
     def report(
-        self, method: str, params: Sequence[Any], *, question: str,
+        self,
+        method: str,
+        params: Sequence[Any],
+        *,
+        question: str,
         convert: Callable[[Any], Any] = lambda v: v,
     ) -> QuorumReport[Any]:
         return report(self.ask_each(method, params, convert), self.quorum, question=question)
@@ -129,16 +133,22 @@ class Chain:
 
     def chain_id(self) -> int:
         return int(
-            self.agreed("eth_chainId", [], question="chain id",
-                        convert=lambda v: parse_quantity(v, "chain id"))
+            self.agreed(
+                "eth_chainId",
+                [],
+                question="chain id",
+                convert=lambda v: parse_quantity(v, "chain id"),
+            )
         )
 
     def nonce(self, address: bytes, tag: str = "latest") -> int:
         """Transaction count of ``address`` at ``tag``, quorum-agreed."""
         return int(
             self.agreed(
-                "eth_getTransactionCount", ["0x" + address.hex(), tag],
-                question=f"nonce at {tag}", convert=lambda v: parse_quantity(v, "nonce"),
+                "eth_getTransactionCount",
+                ["0x" + address.hex(), tag],
+                question=f"nonce at {tag}",
+                convert=lambda v: parse_quantity(v, "nonce"),
             )
         )
 
@@ -151,14 +161,19 @@ class Chain:
             return bytes.fromhex(str(block["hash"])[2:])
 
         return bytes(
-            self.agreed("eth_getBlockByNumber", [hex(number), False],
-                        question=f"block hash at {number}", convert=convert)
+            self.agreed(
+                "eth_getBlockByNumber",
+                [hex(number), False],
+                question=f"block hash at {number}",
+                convert=convert,
+            )
         )
 
     def tag_height(self, tag: str) -> int:
         """Highest h such that >= k endpoints report block(tag).number >= h."""
         answers = self.ask_each(
-            "eth_getBlockByNumber", [tag, False],
+            "eth_getBlockByNumber",
+            [tag, False],
             lambda b: parse_quantity(b["number"], f"{tag} number") if b else 0,
         )
         heights = sorted((v for v in answers.values() if isinstance(v, int)), reverse=True)
@@ -185,7 +200,8 @@ class Chain:
     def base_fee(self) -> int:
         """Highest base fee any endpoint reports for its latest block (conservative)."""
         answers = self.ask_each(
-            "eth_getBlockByNumber", ["latest", False],
+            "eth_getBlockByNumber",
+            ["latest", False],
             lambda b: parse_quantity(b.get("baseFeePerGas", "0x0"), "base fee"),
         )
         fees = [v for v in answers.values() if isinstance(v, int)]
@@ -195,8 +211,12 @@ class Chain:
 
     def balance(self, address: bytes) -> int:
         return int(
-            self.agreed("eth_getBalance", ["0x" + address.hex(), "latest"],
-                        question="balance", convert=lambda v: parse_quantity(v, "balance"))
+            self.agreed(
+                "eth_getBalance",
+                ["0x" + address.hex(), "latest"],
+                question="balance",
+                convert=lambda v: parse_quantity(v, "balance"),
+            )
         )
 
     # --- sending -------------------------------------------------------------------
@@ -236,7 +256,11 @@ class Chain:
         return receipt
 
     def wait_receipt(
-        self, tx_hash: bytes, *, timeout: float, clock: Callable[[], float] = time.monotonic,
+        self,
+        tx_hash: bytes,
+        *,
+        timeout: float,
+        clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> Mapping[str, Any]:
         """Poll until a confirmed receipt exists (operator tools; the node never blocks)."""

@@ -311,4 +311,6 @@ def read_password(config: DeviceConfig, env: Mapping[str, str] | None = None) ->
     try:
         return config.password_file.read_text(encoding="utf-8").rstrip("\r\n")
     except OSError as exc:
-        raise ConfigError(f"cannot read password file {config.password_file}: {exc.strerror}") from None
+        raise ConfigError(
+            f"cannot read password file {config.password_file}: {exc.strerror}"
+        ) from None

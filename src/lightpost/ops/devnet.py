@@ -18,6 +18,7 @@ only on the devnet.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import signal
@@ -26,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lightpost.adapters.anvil import AnvilProcess, LOOPBACK, port_is_free
+from lightpost.adapters.anvil import LOOPBACK, AnvilProcess, port_is_free
 from lightpost.adapters.contracts import inbox_initcode
 from lightpost.adapters.rpc import HttpEndpoint
 from lightpost.core.inbox import inbox_execution_gas
@@ -37,9 +38,9 @@ from lightpost.node.chain import Chain
 from lightpost.ops.wallet import send_operator_tx
 
 __all__ = [
+    "DEVICE_FUNDING_WEI",
     "DEVNET_FILE",
     "DEVNET_FUNDER_KEY",
-    "DEVICE_FUNDING_WEI",
     "devnet_down",
     "devnet_status",
     "devnet_up",
@@ -103,15 +104,24 @@ def _toml_str(value: str) -> str:
 
 
 def write_device(
-    devices_dir: Path, name: str, *, key: PrivateKey, chain_id: int, endpoints: list[str],
-    quorum: int, inbox: bytes, trusted: dict[str, list[str]], extra: str = "",
+    devices_dir: Path,
+    name: str,
+    *,
+    key: PrivateKey,
+    chain_id: int,
+    endpoints: list[str],
+    quorum: int,
+    inbox: bytes,
+    trusted: dict[str, list[str]],
+    extra: str = "",
     randbytes: Callable[[int], bytes] = os.urandom,
 ) -> Path:
     """Write ``<name>.keystore.json``, ``<name>.password`` and ``<name>.toml``."""
     devices_dir.mkdir(parents=True, exist_ok=True)
     password = base64.urlsafe_b64encode(randbytes(PASSWORD_BYTES)).decode()
-    keystore = encrypt_key(key, password, randbytes=randbytes, scrypt_n=LIGHT_SCRYPT_N,
-                           scrypt_p=LIGHT_SCRYPT_P)
+    keystore = encrypt_key(
+        key, password, randbytes=randbytes, scrypt_n=LIGHT_SCRYPT_N, scrypt_p=LIGHT_SCRYPT_P
+    )
     _write_private(devices_dir / f"{name}.password", password + "\n")
     _write_private(devices_dir / f"{name}.keystore.json", json.dumps(keystore, indent=2))
     lines = [
@@ -136,16 +146,24 @@ def write_device(
         "max_delay_s = 1.0",
     ]
     for channel, addresses in trusted.items():
-        lines += ["", f"[channels.{_toml_str(channel)}]",
-                  f"trusted = [{', '.join(_toml_str(a) for a in addresses)}]"]
+        lines += [
+            "",
+            f"[channels.{_toml_str(channel)}]",
+            f"trusted = [{', '.join(_toml_str(a) for a in addresses)}]",
+        ]
     path = devices_dir / f"{name}.toml"
     path.write_text("\n".join(lines) + "\n" + extra)
     return path
 
 
 def devnet_up(
-    directory: Path, *, port: int = 8545, block_time: float = 1.0, devices: int = 2,
-    names: list[str] | None = None, log: Callable[[str], None] = lambda _m: None,
+    directory: Path,
+    *,
+    port: int = 8545,
+    block_time: float = 1.0,
+    devices: int = 2,
+    names: list[str] | None = None,
+    log: Callable[[str], None] = lambda _m: None,
 ) -> dict[str, Any]:
     """Start a devnet in ``directory``; return the devnet description (also written)."""
     if devices < 1:
@@ -160,10 +178,11 @@ def devnet_up(
                 f"a devnet is already up in {directory}: `lightpost devnet down --dir {directory}`"
             )
     if not port_is_free(port):
-        raise ChainProcessError(f"port {port} is busy: stop what uses it or choose another with --port")
+        raise ChainProcessError(
+            f"port {port} is busy: stop what uses it or choose another with --port"
+        )
     directory.mkdir(parents=True, exist_ok=True)
-    anvil = AnvilProcess(port=port, block_time=block_time or None,
-                         log_path=directory / "anvil.log")
+    anvil = AnvilProcess(port=port, block_time=block_time or None, log_path=directory / "anvil.log")
     anvil.start(detach=True)
     (directory / PID_FILE).write_text(f"{anvil.pid}\n")
     try:
@@ -175,7 +194,10 @@ def devnet_up(
 
 
 def _provision(
-    directory: Path, anvil: AnvilProcess, names: list[str], block_time: float,
+    directory: Path,
+    anvil: AnvilProcess,
+    names: list[str],
+    block_time: float,
     log: Callable[[str], None],
 ) -> dict[str, Any]:
     chain = Chain([HttpEndpoint(anvil.url, "rpc#0")], quorum=1)
@@ -185,8 +207,9 @@ def _provision(
         nonce = chain.nonce(funder.address, "pending")
         initcode = inbox_initcode()
         log("deploying the inbox contract")
-        _, receipt = send_operator_tx(chain, chain_id, funder, nonce=nonce, to=None,
-                                      data=initcode, execution_gas=200_000)
+        _, receipt = send_operator_tx(
+            chain, chain_id, funder, nonce=nonce, to=None, data=initcode, execution_gas=200_000
+        )
         assert receipt is not None
         inbox = bytes.fromhex(str(receipt["contractAddress"])[2:])
         nonce += 1
@@ -194,8 +217,15 @@ def _provision(
         log(f"funding {len(keys)} devices")
         pending = []
         for key in keys.values():
-            signed, _ = send_operator_tx(chain, chain_id, funder, nonce=nonce, to=key.address,
-                                         value=DEVICE_FUNDING_WEI, wait=False)
+            signed, _ = send_operator_tx(
+                chain,
+                chain_id,
+                funder,
+                nonce=nonce,
+                to=key.address,
+                value=DEVICE_FUNDING_WEI,
+                wait=False,
+            )
             pending.append(signed)
             nonce += 1
         for signed in pending:
@@ -205,10 +235,19 @@ def _provision(
         devices_dir = directory / "devices"
         device_entries = []
         for name, key in keys.items():
-            path = write_device(devices_dir, name, key=key, chain_id=chain_id, endpoints=endpoints,
-                                quorum=1, inbox=inbox, trusted={DEVNET_CHANNEL: addresses})
-            device_entries.append({"name": name, "address": key.checksum_address,
-                                   "config": str(path)})
+            path = write_device(
+                devices_dir,
+                name,
+                key=key,
+                chain_id=chain_id,
+                endpoints=endpoints,
+                quorum=1,
+                inbox=inbox,
+                trusted={DEVNET_CHANNEL: addresses},
+            )
+            device_entries.append(
+                {"name": name, "address": key.checksum_address, "config": str(path)}
+            )
         desc = {
             "chain_id": chain_id,
             "rpc_url": anvil.url,
@@ -254,10 +293,8 @@ def devnet_down(directory: Path) -> bool:
 
 
 def _reap(pid: int) -> None:
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 def devnet_status(directory: Path) -> dict[str, Any]:
@@ -267,8 +304,12 @@ def devnet_status(directory: Path) -> dict[str, Any]:
     pid_path = directory / PID_FILE
     pid = int(pid_path.read_text().strip()) if pid_path.exists() else None
     status: dict[str, Any] = {
-        "dir": str(directory), "up": False, "pid": pid, "rpc_url": desc.get("rpc_url"),
-        "chain_id": desc.get("chain_id"), "inbox": desc.get("inbox"),
+        "dir": str(directory),
+        "up": False,
+        "pid": pid,
+        "rpc_url": desc.get("rpc_url"),
+        "chain_id": desc.get("chain_id"),
+        "inbox": desc.get("inbox"),
     }
     if pid is None or not _pid_alive(pid):
         status["reason"] = "anvil is not running"
@@ -294,5 +335,3 @@ def devnet_status(directory: Path) -> dict[str, Any]:
     finally:
         chain.close()
     return status
-
-

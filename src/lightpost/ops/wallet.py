@@ -22,28 +22,57 @@ OPERATOR_RECEIPT_TIMEOUT_S = 60.0
 
 
 def sign_operator_tx(
-    chain: Chain, chain_id: int, key: PrivateKey, *, nonce: int, to: bytes | None,
-    data: bytes = b"", value: int = 0, execution_gas: int = 0,
+    chain: Chain,
+    chain_id: int,
+    key: PrivateKey,
+    *,
+    nonce: int,
+    to: bytes | None,
+    data: bytes = b"",
+    value: int = 0,
+    execution_gas: int = 0,
 ) -> SignedTransaction:
     quote = Eip1559FeePolicy().quote(data, execution_gas, chain.base_fee())
     if isinstance(quote, Hold):
         raise ChainProcessError(f"cannot send operator transaction: {quote.reason}")
     assert isinstance(quote, FeeQuote)
     tx = DynamicFeeTx(
-        chain_id=chain_id, nonce=nonce, max_priority_fee_per_gas=quote.max_priority_fee_per_gas,
-        max_fee_per_gas=quote.max_fee_per_gas, gas=quote.gas_limit, to=to, value=value,
-        data=data, access_list=(),
+        chain_id=chain_id,
+        nonce=nonce,
+        max_priority_fee_per_gas=quote.max_priority_fee_per_gas,
+        max_fee_per_gas=quote.max_fee_per_gas,
+        gas=quote.gas_limit,
+        to=to,
+        value=value,
+        data=data,
+        access_list=(),
     )
     return sign_transaction(tx, key)
 
 
 def send_operator_tx(
-    chain: Chain, chain_id: int, key: PrivateKey, *, nonce: int, to: bytes | None,
-    data: bytes = b"", value: int = 0, execution_gas: int = 0, wait: bool = True,
+    chain: Chain,
+    chain_id: int,
+    key: PrivateKey,
+    *,
+    nonce: int,
+    to: bytes | None,
+    data: bytes = b"",
+    value: int = 0,
+    execution_gas: int = 0,
+    wait: bool = True,
 ) -> tuple[SignedTransaction, Mapping[str, Any] | None]:
     """Sign, broadcast and (optionally) wait. Fails loudly if the tx reverts."""
-    signed = sign_operator_tx(chain, chain_id, key, nonce=nonce, to=to, data=data,
-                              value=value, execution_gas=execution_gas)
+    signed = sign_operator_tx(
+        chain,
+        chain_id,
+        key,
+        nonce=nonce,
+        to=to,
+        data=data,
+        value=value,
+        execution_gas=execution_gas,
+    )
     result = chain.broadcast(signed.raw, signed.hash)
     if not result.ok:
         first = next(iter(result.errors.values()))
