@@ -32,21 +32,21 @@ def vector_path(*parts: str) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def anvil() -> Iterator[AnvilProcess]:
-    """One anvil for the whole session (automine, finalized = latest - 4)."""
+def _running_anvil() -> Iterator[AnvilProcess]:
     proc = AnvilProcess(port=free_port()).start()
     try:
         yield proc
     finally:
-        proc.stop()
+        proc.stop()  # always, even when the test failed
+
+
+@pytest.fixture(scope="session")
+def anvil() -> Iterator[AnvilProcess]:
+    """One anvil for the whole session (automine, finalized = latest - 4)."""
+    yield from _running_anvil()
 
 
 @pytest.fixture
 def fresh_anvil() -> Iterator[AnvilProcess]:
     """A private anvil for tests that change chain-wide state (reorgs, base fee)."""
-    proc = AnvilProcess(port=free_port()).start()
-    try:
-        yield proc
-    finally:
-        proc.stop()
+    yield from _running_anvil()

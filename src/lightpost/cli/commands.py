@@ -8,15 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = [
-    "cmd_command",
-    "cmd_demo",
-    "cmd_devnet",
-    "cmd_node",
-    "cmd_receive",
-    "cmd_send",
-    "cmd_status",
-]
+__all__ = ["cmd_devnet"]
 
 
 def _print_json(obj: Any) -> None:
@@ -60,42 +52,3 @@ def cmd_devnet(args: argparse.Namespace) -> int:
     else:
         print(f"devnet down: {status['reason']}")
     return 0 if status["up"] else 1
-
-
-# Handlers written in their own modules, imported only when their command runs.
-
-
-def cmd_send(args: argparse.Namespace) -> int:
-    from lightpost.cli.node_cmds import cmd_send as handler
-
-    return handler(args)
-
-
-def cmd_node(args: argparse.Namespace) -> int:
-    from lightpost.cli.node_cmds import cmd_node as handler
-
-    return handler(args)
-
-
-def cmd_status(args: argparse.Namespace) -> int:
-    from lightpost.cli.node_cmds import cmd_status as handler
-
-    return handler(args)
-
-
-def cmd_receive(args: argparse.Namespace) -> int:
-    from lightpost.cli.receive_cmd import cmd_receive as handler
-
-    return handler(args)
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    from lightpost.ops.demo import cmd_demo as handler
-
-    return handler(args)
-
-
-def cmd_command(args: argparse.Namespace) -> int:
-    from lightpost.cli.command_cmd import cmd_command as handler
-
-    return handler(args)

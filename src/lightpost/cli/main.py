@@ -8,6 +8,7 @@ config, wrong password, unreachable endpoints) prints ONE line starting with
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -93,6 +94,22 @@ def _add_node_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     demo.add_argument("--json", action="store_true")
 
 
+def _add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    cmd = sub.add_parser(
+        "command", help="controller: send a signed command to a device or a device class"
+    )
+    cmd.add_argument("--config", required=True, help="the controller's device config")
+    cmd.add_argument("--target", required=True, help="device ADDRESS or class:NAME")
+    cmd.add_argument("name", help="command name: set, config, update or a plugin's")
+    cmd.add_argument(
+        "args", nargs="*", help="key=value arguments (update: image=PATH version=X.Y.Z)"
+    )
+    cmd.add_argument("--wait-result", action="store_true", help="wait for the signed result")
+    cmd.add_argument("--expires-in", type=float, default=600.0, help="validity window, seconds")
+    cmd.add_argument("--timeout", type=float, default=180.0, help="seconds to wait at most")
+    cmd.add_argument("--json", action="store_true")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lightpost", description="Integrity-first IoT messaging over Ethereum."
@@ -100,14 +117,26 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
     _add_devnet(sub)
     _add_node_commands(sub)
+    _add_command(sub)
     return parser
 
 
-def _dispatch(args: argparse.Namespace) -> int:
-    # Imported lazily: `lightpost --help` must not pay for the whole runtime.
-    from lightpost.cli import commands
+HANDLERS = {
+    "devnet": "lightpost.cli.commands:cmd_devnet",
+    "send": "lightpost.cli.node_cmds:cmd_send",
+    "node": "lightpost.cli.node_cmds:cmd_node",
+    "status": "lightpost.cli.node_cmds:cmd_status",
+    "receive": "lightpost.cli.receive_cmd:cmd_receive",
+    "command": "lightpost.cli.command_cmd:cmd_command",
+    "demo": "lightpost.ops.demo:cmd_demo",
+}
+"""Sub-command -> "module:function", imported only when that command runs (so that
+`lightpost --help` does not pay for the whole runtime)."""
 
-    handler: Handler = getattr(commands, f"cmd_{args.cmd}")
+
+def _dispatch(args: argparse.Namespace) -> int:
+    module, _, name = HANDLERS[args.cmd].partition(":")
+    handler: Handler = getattr(importlib.import_module(module), name)
     return handler(args)
 
 

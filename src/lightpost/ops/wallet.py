@@ -51,28 +51,13 @@ def sign_operator_tx(
 
 
 def send_operator_tx(
-    chain: Chain,
-    chain_id: int,
-    key: PrivateKey,
-    *,
-    nonce: int,
-    to: bytes | None,
-    data: bytes = b"",
-    value: int = 0,
-    execution_gas: int = 0,
-    wait: bool = True,
+    chain: Chain, chain_id: int, key: PrivateKey, *, wait: bool = True, **fields: Any
 ) -> tuple[SignedTransaction, Mapping[str, Any] | None]:
-    """Sign, broadcast and (optionally) wait. Fails loudly if the tx reverts."""
-    signed = sign_operator_tx(
-        chain,
-        chain_id,
-        key,
-        nonce=nonce,
-        to=to,
-        data=data,
-        value=value,
-        execution_gas=execution_gas,
-    )
+    """Sign (``fields`` as for :func:`sign_operator_tx`), broadcast and optionally wait.
+
+    Fails loudly if no endpoint accepts the transaction or if it reverts.
+    """
+    signed = sign_operator_tx(chain, chain_id, key, **fields)
     result = chain.broadcast(signed.raw, signed.hash)
     if not result.ok:
         first = next(iter(result.errors.values()))
