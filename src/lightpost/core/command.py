@@ -112,6 +112,7 @@ from lightpost.errors import ConfigError, DecodingError
 __all__ = [
     "BUILTIN_COMMANDS",
     "CLOCK_SKEW_S",
+    "COMMANDS_CHANNEL",
     "COMMAND_FORMAT",
     "CONTENT_TYPE_COMMAND",
     "CONTENT_TYPE_RESULT",
@@ -121,6 +122,7 @@ __all__ = [
     "MAX_OUTPUT_BYTES",
     "MAX_VERSION_PARTS",
     "REFUSAL_REASONS",
+    "RESULTS_CHANNEL",
     "AgentPolicy",
     "AgentState",
     "Command",
@@ -143,6 +145,13 @@ __all__ = [
     "truncate_output",
     "version_key",
 ]
+
+COMMANDS_CHANNEL = "lightpost/commands"
+"""Channel of controller -> device commands (recipient: the device, or broadcast for a
+device class)."""
+
+RESULTS_CHANNEL = "lightpost/results"
+"""Channel of device -> controller signed command results (recipient: the controller)."""
 
 CONTENT_TYPE_COMMAND = 4
 """Envelope content type of a lightpost command (reserved by core/envelope.py)."""

@@ -62,6 +62,9 @@ DEVICE_FUNDING_WEI = 100 * 10**18
 DEVNET_CHANNEL = "devnet"
 """A channel every devnet device trusts all devnet devices on."""
 
+Customize = Callable[[str, dict[str, str]], dict[str, Any]]
+"""Per-device overrides of :func:`write_device` arguments (see :func:`devnet_up`)."""
+
 PASSWORD_BYTES = 24
 """Random bytes behind each devnet keystore password."""
 
@@ -114,6 +117,8 @@ def write_device(
     inbox: bytes,
     trusted: dict[str, list[str]],
     extra: str = "",
+    batch_bytes: int = 4096,
+    max_delay_s: float = 1.0,
     randbytes: Callable[[int], bytes] = os.urandom,
 ) -> Path:
     """Write ``<name>.keystore.json``, ``<name>.password`` and ``<name>.toml``."""
@@ -142,8 +147,8 @@ def write_device(
         "priority_fee_gwei = 1",
         "",
         "[send]",
-        "batch_bytes = 4096",
-        "max_delay_s = 1.0",
+        f"batch_bytes = {batch_bytes}",
+        f"max_delay_s = {max_delay_s}",
     ]
     for channel, addresses in trusted.items():
         lines += [
@@ -163,9 +168,15 @@ def devnet_up(
     block_time: float = 1.0,
     devices: int = 2,
     names: list[str] | None = None,
+    customize: Customize | None = None,
     log: Callable[[str], None] = lambda _m: None,
 ) -> dict[str, Any]:
-    """Start a devnet in ``directory``; return the devnet description (also written)."""
+    """Start a devnet in ``directory``; return the devnet description (also written).
+
+    ``customize(name, addresses)`` may override :func:`write_device` arguments per
+    device (endpoints, quorum, trusted, extra TOML); ``addresses`` maps every device
+    name to its checksum address.
+    """
     if devices < 1:
         raise ConfigError("--devices must be at least 1")
     names = names or [f"device-{i + 1}" for i in range(devices)]
@@ -186,7 +197,7 @@ def devnet_up(
     anvil.start(detach=True)
     (directory / PID_FILE).write_text(f"{anvil.pid}\n")
     try:
-        return _provision(directory, anvil, names, block_time, log)
+        return _provision(directory, anvil, names, block_time, customize, log)
     except BaseException:
         anvil.stop()
         (directory / PID_FILE).unlink(missing_ok=True)
@@ -198,6 +209,7 @@ def _provision(
     anvil: AnvilProcess,
     names: list[str],
     block_time: float,
+    customize: Customize | None,
     log: Callable[[str], None],
 ) -> dict[str, Any]:
     chain = Chain([HttpEndpoint(anvil.url, "rpc#0")], quorum=1)
@@ -235,15 +247,16 @@ def _provision(
         devices_dir = directory / "devices"
         device_entries = []
         for name, key in keys.items():
+            options: dict[str, Any] = {
+                "endpoints": endpoints,
+                "quorum": 1,
+                "trusted": {DEVNET_CHANNEL: addresses},
+            }
+            if customize is not None:
+                by_name = {n: k.checksum_address for n, k in keys.items()}
+                options.update(customize(name, by_name))
             path = write_device(
-                devices_dir,
-                name,
-                key=key,
-                chain_id=chain_id,
-                endpoints=endpoints,
-                quorum=1,
-                inbox=inbox,
-                trusted={DEVNET_CHANNEL: addresses},
+                devices_dir, name, key=key, chain_id=chain_id, inbox=inbox, **options
             )
             device_entries.append(
                 {"name": name, "address": key.checksum_address, "config": str(path)}

@@ -1,0 +1,49 @@
+"""A short run of the smart-city demo: separate device processes on a real anvil, a
+lying endpoint in every device's list, and a report whose verdict must be green."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def test_short_demo_is_green_and_every_attack_is_caught(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lightpost.cli.main",
+            "demo",
+            "--devices",
+            "2",
+            "--duration",
+            "25",
+            "--dir",
+            str(tmp_path / "demo"),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    report = json.loads(out.stdout)
+    assert out.returncode == 0, (report["errors"], out.stderr[-2000:])
+    assert report["ok"] is True
+    assert report["forged_accepted"] == 0
+    assert report["messages"]["sent"] > 10
+    assert report["messages"]["lost"] == []
+    assert report["messages"]["delivered"]["complete"] == report["messages"]["sent"]
+    for name, attack in report["attacks"].items():
+        assert attack["fired"] > 0, f"attack {name} never fired"
+        assert attack["caught"], f"attack {name} not caught"
+    assert report["commands"]["executed"] >= 1
+    assert report["commands"]["results_received"] >= 1
+    # batching: a reading costs less than the paper's one transaction per message
+    assert report["gas"]["per_reading"] < report["gas"]["paper_per_message"]
