@@ -1,0 +1,474 @@
+"""The receiver's verification ladder and delivery ordering, as pure functions.
+
+Theory of operation
+-------------------
+Nothing here performs I/O. The receiver runtime (``lightpost.node.receiver``) asks the
+endpoints, obtains the quorum-agreed values (block hash at a height, the finalized
+height) and hands the JSON answers to these functions, which either return what was
+proven or raise :class:`~lightpost.errors.ProofError` /
+:class:`~lightpost.errors.DecodingError` / :class:`~lightpost.errors.SignatureError`.
+
+The ladder (docs/protocol.md, "Verification levels"), each level implying the ones below:
+
+``signed``
+    :func:`verify_signed`: the transaction is rebuilt from its fields, its hash must be
+    the one claimed, its sender is *recovered* from the signature (the RPC's ``from`` is
+    never read), its chain id must be ours (EIP-155; unprotected transactions refused).
+    :func:`check_post_tx` binds an inbox post to that transaction: same sender, ``to`` =
+    the inbox, calldata = the post's calldata.
+``included``
+    :func:`verify_block_header`: the header is rebuilt from every field of the current
+    fork and must hash to the quorum-agreed block hash. :func:`prove_block_transactions`
+    rebuilds transactionsRoot from every transaction of the block;
+    :func:`prove_block_receipts` rebuilds receiptsRoot from every receipt, and
+    :func:`find_proven_log` locates a claimed log inside the proven receipts.
+``final``
+    :func:`is_final`: at or below the quorum-agreed finalized height.
+``complete``
+    :func:`verify_complete`: the (acc, count) of a (sender, channel), proven by
+    eth_getProof (EIP-1186) against the verified final state root, must equal the
+    receiver's own fold over the posts it holds -- nothing hidden, reordered, altered.
+
+Delivery ordering is the :class:`Sequencer` state machine (one per (sender, channel)
+stream); its transition table is in its docstring.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from lightpost.core.header import BlockHeader, header_hash, verify_header
+from lightpost.core.inbox import (
+    ACC_ZERO,
+    InboxPost,
+    accumulator_of,
+    accumulator_slots,
+    decode_post_log,
+)
+from lightpost.core.receipts import Log, Receipt, receipt_from_rpc, verify_receipts_root
+from lightpost.core.rpcfields import get_list, get_object
+from lightpost.core.trie import ProvenAccount, check_eth_get_proof, ordered_trie_root
+from lightpost.core.tx import (
+    DecodedTransaction,
+    SignedTransaction,
+    decode_transaction,
+    rpc_hash_matches,
+    transaction_from_rpc,
+)
+from lightpost.errors import DecodingError, ProofError
+
+__all__ = [
+    "MAX_HELD_MESSAGES",
+    "PROBLEM_KINDS",
+    "Complete",
+    "Completeness",
+    "Hidden",
+    "Mismatch",
+    "Offer",
+    "Problem",
+    "ProvenBlock",
+    "Sequencer",
+    "check_post_tx",
+    "decode_inbox_log",
+    "find_proven_log",
+    "is_final",
+    "prove_block_receipts",
+    "prove_block_transactions",
+    "proven_accumulator",
+    "verify_block_header",
+    "verify_complete",
+    "verify_included_log",
+    "verify_included_tx",
+    "verify_signed",
+    "verify_signed_raw",
+]
+
+PROBLEM_KINDS = frozenset(
+    {
+        "unauthorized",  # a sender not in the channel's trusted list (never delivered)
+        "gap",  # a seq is missing: later messages are held, not skipped
+        "proof-failure",  # an answer failed verification (forged, wrong header, bad proof)
+        "disagreement",  # endpoints disagree / no quorum: the receiver refuses
+        "hidden",  # a post exists that an endpoint (or every endpoint) did not return
+        "retracted",  # a delivered message's block left the canonical chain
+        "undecodable",  # a verified post whose envelope does not decode
+    }
+)
+"""Every value :attr:`Problem.kind` can take (one JSON ``problem`` line each)."""
+
+MAX_HELD_MESSAGES = 1024
+"""Messages held behind a gap per stream before the oldest held are dropped (memory
+bound; a rescan from the persisted cursor recovers them)."""
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Problem:
+    """Something the receiver refused or could not prove; reported, never delivered.
+
+    ``endpoints`` names the endpoint labels involved (never URLs). Other fields are set
+    when known.
+    """
+
+    kind: str
+    details: str
+    sender: bytes | None = None
+    channel: bytes | None = None
+    seq: int | None = None
+    tx_hash: bytes | None = None
+    block_number: int | None = None
+    endpoints: tuple[str, ...] = ()
+    missing: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in PROBLEM_KINDS:
+            raise ValueError(f"unknown problem kind {self.kind!r}")
+
+
+# --- signed -------------------------------------------------------------------------
+
+
+def _require_signed(decoded: DecodedTransaction, chain_id: int) -> SignedTransaction:
+    if not isinstance(decoded, SignedTransaction):
+        raise ProofError("signed", f"transaction type {decoded.type} carries no lightpost post")
+    if decoded.chain_id is None:
+        # EIP-155: an unprotected signature is valid on every chain (replayable).
+        raise ProofError("signed", "unprotected (pre-EIP-155) signature: no chain id")
+    if decoded.chain_id != chain_id:
+        raise ProofError("signed", f"signed for chain id {decoded.chain_id}, not {chain_id}")
+    return decoded
+
+
+def verify_signed(tx_json: Mapping[str, Any], *, chain_id: int) -> SignedTransaction:
+    """Rebuild a transaction from its JSON-RPC object and prove its hash and sender.
+
+    The bytes are re-encoded from the fields, ``hash`` must be keccak256 of them and
+    the sender is recovered from the signature (``from`` is ignored). Raises
+    ProofError (kind ``signed``) / DecodingError / SignatureError.
+    """
+    try:
+        decoded = transaction_from_rpc(tx_json)
+        matches = rpc_hash_matches(tx_json, decoded)
+    except (KeyError, TypeError) as exc:
+        raise DecodingError("rpc transaction", f"missing or malformed field: {exc}") from None
+    signed = _require_signed(decoded, chain_id)
+    if not matches:
+        raise ProofError("signed", "transaction fields do not hash to the claimed hash")
+    return signed
+
+
+def verify_signed_raw(raw: bytes, *, chain_id: int) -> SignedTransaction:
+    """Decode canonical transaction bytes; sender recovered, chain id required."""
+    return _require_signed(decode_transaction(raw), chain_id)
+
+
+def check_post_tx(post: InboxPost, tx: SignedTransaction, *, inbox: bytes) -> None:
+    """The inbox post must come from ``tx``: same sender (CALLER), ``to`` = the inbox,
+    calldata = the post's calldata. Raises ProofError (kind ``signed``)."""
+    if tx.sender != post.sender:
+        raise ProofError("signed", "the log's sender is not the transaction's signer")
+    if tx.tx.to != inbox:
+        raise ProofError("signed", "the transaction does not call the inbox")
+    if tx.tx.data != post.calldata:
+        raise ProofError("signed", "the transaction's calldata differs from the post")
+
+
+def decode_inbox_log(log: Log, *, inbox: bytes) -> InboxPost:
+    """An inbox post from a (proven or claimed) log; DecodingError if it is not one."""
+    return decode_post_log(log.address, log.topics, log.data, inbox=inbox)
+
+
+# --- included -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProvenBlock:
+    """A block whose header hashes to the quorum-agreed hash, with what was proven of
+    its body (``transactions`` and/or ``receipts``; empty when not fetched)."""
+
+    header: BlockHeader
+    hash: bytes
+    transactions: tuple[DecodedTransaction, ...] = ()
+    receipts: tuple[Receipt, ...] = ()
+
+    @property
+    def number(self) -> int:
+        """The block height."""
+        return self.header.number
+
+
+def verify_block_header(header_json: object, agreed_hash: bytes) -> BlockHeader:
+    """Rebuild the header from every field and require keccak(rlp) == ``agreed_hash``.
+
+    Both the claimed ``hash`` and the recomputed one must equal the agreed hash; a
+    wrong field (with the right hash) or a wrong hash raises ProofError (``header``).
+    """
+    header = verify_header(header_json)
+    if header_hash(header) != agreed_hash:
+        raise ProofError("header", "block is not the quorum-agreed block at this height")
+    return header
+
+
+def prove_block_transactions(
+    header: BlockHeader, transactions_json: Sequence[object]
+) -> tuple[DecodedTransaction, ...]:
+    """Rebuild every transaction of a full block and its transactionsRoot.
+
+    Each transaction must hash to its claimed hash; the ordered trie of their canonical
+    bytes must equal ``header.transactions_root``. Raises ProofError (kind
+    ``transactionsRoot``) on any difference -- one forged or hidden tx fails the block.
+    """
+    rebuilt: list[DecodedTransaction] = []
+    for i, obj in enumerate(transactions_json):
+        tx_obj = get_object(obj, f"block.transactions[{i}]")
+        try:
+            decoded = transaction_from_rpc(tx_obj)
+            matches = rpc_hash_matches(tx_obj, decoded)
+        except (KeyError, TypeError) as exc:
+            raise DecodingError("rpc transaction", f"malformed field: {exc}") from None
+        if decoded.raw is None or not matches:
+            raise ProofError("transactionsRoot", f"transaction {i} does not match its hash")
+        rebuilt.append(decoded)
+    raws = [t.raw for t in rebuilt if t.raw is not None]
+    if ordered_trie_root(raws) != header.transactions_root:
+        raise ProofError("transactionsRoot", "transactions do not rebuild the transactionsRoot")
+    return tuple(rebuilt)
+
+
+def prove_block_receipts(header: BlockHeader, receipts_json: object) -> tuple[Receipt, ...]:
+    """Rebuild every receipt of a block (eth_getBlockReceipts) and its receiptsRoot
+    (and each receipt's bloom). Raises ProofError (``receiptsRoot`` / ``logsBloom``)."""
+    items = get_list(receipts_json, "block receipts")
+    receipts = tuple(receipt_from_rpc(r) for r in items)
+    verify_receipts_root(header.receipts_root, receipts)
+    return receipts
+
+
+def find_proven_log(
+    receipts: Sequence[Receipt], *, tx_index: int, log_index: int, claimed: Log
+) -> Log:
+    """Find ``claimed`` inside the proven ``receipts`` at its position.
+
+    ``log_index`` is the block-wide index JSON-RPC reports; the log must sit in receipt
+    ``tx_index`` at that block-wide position and equal ``claimed`` field for field, and
+    the transaction must have succeeded. Raises ProofError (``log``) otherwise: a log
+    that is not in the proven receipts was never emitted.
+    """
+    if not 0 <= tx_index < len(receipts):
+        raise ProofError("log", f"no transaction {tx_index} in the proven block")
+    before = sum(len(r.logs) for r in receipts[:tx_index])
+    receipt = receipts[tx_index]
+    position = log_index - before
+    if not 0 <= position < len(receipt.logs):
+        raise ProofError("log", "no log at that position in the proven receipt")
+    if receipt.status != 1:
+        raise ProofError("log", "the transaction failed")
+    proven = receipt.logs[position]
+    if proven != claimed:
+        raise ProofError("log", "the log differs from the one in the proven receipt")
+    return proven
+
+
+def verify_included_log(
+    header_json: object,
+    agreed_hash: bytes,
+    receipts_json: object,
+    *,
+    tx_index: int,
+    log_index: int,
+    claimed: Log,
+) -> Log:
+    """One-shot ``included`` check of a log: header vs agreed hash, receiptsRoot
+    rebuilt, the log found at its position (see the functions it combines)."""
+    header = verify_block_header(header_json, agreed_hash)
+    receipts = prove_block_receipts(header, receipts_json)
+    return find_proven_log(receipts, tx_index=tx_index, log_index=log_index, claimed=claimed)
+
+
+def verify_included_tx(
+    header_json: object, agreed_hash: bytes, *, chain_id: int, tx_hash: bytes
+) -> tuple[int, SignedTransaction]:
+    """One-shot ``included`` check of a transaction in a full block JSON: header vs
+    agreed hash, transactionsRoot rebuilt, the tx found; returns (index, signed tx)."""
+    header = verify_block_header(header_json, agreed_hash)
+    txs_json = get_list(get_object(header_json, "block").get("transactions"), "transactions")
+    txs = prove_block_transactions(header, txs_json)
+    for index, tx in enumerate(txs):
+        if tx.hash == tx_hash:
+            return index, _require_signed(tx, chain_id)
+    raise ProofError("transactionsRoot", "transaction not in the proven block")
+
+
+# --- final --------------------------------------------------------------------------
+
+
+def is_final(block_number: int, finalized_height: int) -> bool:
+    """``final``: the block is at or below the quorum-agreed finalized height."""
+    return block_number <= finalized_height
+
+
+# --- complete -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Complete:
+    """The receiver holds every post: its fold equals the proven (acc, count)."""
+
+    count: int
+    acc: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Hidden:
+    """The chain holds ``missing`` more posts than the receiver was shown."""
+
+    missing: int
+    proven_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Mismatch:
+    """Same count, different accumulator (a post altered or reordered), or more posts
+    held than proven (local state from another chain)."""
+
+    reason: str
+
+
+Completeness = Complete | Hidden | Mismatch
+
+
+def verify_complete(
+    state_root: bytes,
+    proof_json: object,
+    *,
+    inbox: bytes,
+    inbox_code_hash: bytes,
+    sender: bytes,
+    channel: bytes,
+    local_acc: bytes,
+    local_count: int,
+    new_posts: Mapping[int, bytes] | None = None,
+) -> Completeness:
+    """Check completeness of a (sender, channel) against a verified final state root.
+
+    ``proof_json`` is the eth_getProof answer for the inbox with the (acc, count)
+    slots; it is verified (EIP-1186) against ``state_root``, and the inbox account's
+    code hash must be ``inbox_code_hash`` (proves the contract is the real inbox).
+    ``local_acc``/``local_count`` is the receiver's persisted fold; ``new_posts`` maps
+    the index (the log's 1-based count) of every post verified since to its calldata.
+    Raises ProofError when the proof itself does not verify.
+    """
+    proven = check_eth_get_proof(state_root, proof_json, address=inbox)
+    acc, count = proven_accumulator(proven, sender=sender, channel=channel)
+    if proven.account is None or proven.account.code_hash != inbox_code_hash:
+        raise ProofError("account", "the inbox address does not hold the inbox code")
+    posts = dict(new_posts or {})
+    held = local_count + len(posts)
+    if count > held:
+        return Hidden(missing=count - held, proven_count=count)
+    expected = range(local_count + 1, count + 1)
+    if count < held or sorted(posts) != list(expected):
+        return Mismatch(f"holding posts {sorted(posts)} after {local_count}; chain proves {count}")
+    folded = accumulator_of((posts[i] for i in expected), local_acc)
+    if folded != acc:
+        return Mismatch("accumulator differs: a post was altered, reordered or replaced")
+    return Complete(count=count, acc=acc)
+
+
+def proven_accumulator(
+    proven: ProvenAccount, *, sender: bytes, channel: bytes
+) -> tuple[bytes, int]:
+    """(acc, count) of a (sender, channel) from a verified eth_getProof answer; both
+    slots must have been part of the proof."""
+    acc_slot, count_slot = accumulator_slots(sender, channel)
+    if acc_slot not in proven.storage or count_slot not in proven.storage:
+        raise ProofError("storage", "the proof lacks the accumulator or count slot")
+    acc_value = proven.storage[acc_slot]
+    return (acc_value.to_bytes(32, "big") if acc_value else ACC_ZERO), proven.storage[count_slot]
+
+
+# --- delivery ordering ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Offer(Generic[T]):
+    """What offering one message to a :class:`Sequencer` produced.
+
+    ``ready``: messages now deliverable, in seq order. ``duplicate``: the seq was
+    delivered (or is held) already -- dropped. ``gap``: the missing seq range
+    (first, last) when the offer was held behind one.
+    """
+
+    ready: tuple[tuple[int, T], ...] = ()
+    duplicate: bool = False
+    gap: tuple[int, int] | None = None
+
+
+@dataclass(slots=True)
+class Sequencer(Generic[T]):
+    """Per-(sender, channel) delivery order: each seq delivered once, in order.
+
+    State: ``next_seq`` (None until the first message sets the baseline) and the
+    messages held behind a gap. Transition table for ``offer(seq, item)``:
+
+    ============================  =============================================
+    condition                     effect
+    ============================  =============================================
+    next_seq is None              baseline: next_seq = seq, then as "== next"
+    seq <  next_seq               duplicate / replay: dropped
+    seq held already              duplicate: dropped
+    seq == next_seq               ready; next_seq += 1; held successors follow
+    seq >  next_seq               held; the gap (next_seq, seq - 1) is reported
+    ============================  =============================================
+
+    A gap is never skipped by the sequencer itself: :meth:`skip_to` is the caller's
+    explicit decision (taken only when completeness proves the seq never existed).
+    """
+
+    next_seq: int | None = None
+    max_held: int = MAX_HELD_MESSAGES
+    held: dict[int, T] = field(default_factory=dict)
+
+    def offer(self, seq: int, item: T) -> Offer[T]:
+        """Feed one message; see the table in the class docstring."""
+        if self.next_seq is None:
+            self.next_seq = seq
+        if seq < self.next_seq or seq in self.held:
+            return Offer(duplicate=True)
+        if seq > self.next_seq:
+            self.held[seq] = item
+            if len(self.held) > self.max_held:
+                del self.held[max(self.held)]
+            return Offer(gap=(self.next_seq, min(self.held) - 1))
+        ready = [(seq, item)]
+        self.next_seq = seq + 1
+        ready += self._drain()
+        return Offer(ready=tuple(ready))
+
+    def _drain(self) -> list[tuple[int, T]]:
+        out: list[tuple[int, T]] = []
+        assert self.next_seq is not None
+        while self.next_seq in self.held:
+            out.append((self.next_seq, self.held.pop(self.next_seq)))
+            self.next_seq += 1
+        return out
+
+    def gap(self) -> tuple[int, int] | None:
+        """The missing seq range in front of the held messages, if any."""
+        if not self.held or self.next_seq is None:
+            return None
+        return self.next_seq, min(self.held) - 1
+
+    def skip_to(self, seq: int) -> tuple[tuple[int, T], ...]:
+        """Declare every seq below ``seq`` settled; returns held messages now ready."""
+        if self.next_seq is None or seq > self.next_seq:
+            self.next_seq = seq
+        return tuple(self._drain())
+
+    def rewind(self, seq: int) -> None:
+        """After a retraction: expect ``seq`` again (held messages above are kept)."""
+        if self.next_seq is None or seq < self.next_seq:
+            self.next_seq = seq

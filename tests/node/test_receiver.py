@@ -1,0 +1,200 @@
+"""The receiver runtime against scripted endpoints (no sockets).
+
+The endpoints serve one consistent block (tests.core.test_verify.Block: two inbox
+posts by KEY, real receipts, headers and an EIP-1186 proof) and can be scripted to
+fail or lie per method.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lightpost.core.levels import Delivered, Level
+from lightpost.core.verify import Problem
+from lightpost.errors import ConfigError, EndpointUnavailable
+from lightpost.node.config import ChannelPolicy, DeviceConfig
+from lightpost.node.receiver import Receiver
+from tests.core.test_verify import CHAIN_ID, INBOX, KEY, OTHER, Block, receipt_json
+
+Hook = Callable[[str, Sequence[Any], Any], Any]
+
+
+class ScriptedEndpoint:
+    """Answers from ``block``; ``hook(method, params, answer)`` may rewrite or raise."""
+
+    def __init__(self, label: str, block: Block, hook: Hook | None = None) -> None:
+        self.label = label
+        self.block = block
+        self.hook = hook
+        self.calls: list[str] = []
+
+    def _answer(self, method: str, params: Sequence[Any]) -> Any:
+        b = self.block
+        number = b.header.number
+        if method == "eth_getBlockByNumber":
+            tag = params[0]
+            if tag not in ("latest", "finalized", "safe", hex(number)):
+                return None
+            obj = copy.deepcopy(b.json)
+            if not params[1]:
+                obj["transactions"] = [t["hash"] for t in obj["transactions"]]
+            return obj
+        if method == "eth_getLogs":
+            out = []
+            for log_index, (tx_index, log) in enumerate(((0, b.logs[0]), (2, b.logs[1]))):
+                out.append(
+                    {
+                        "address": "0x" + log.address.hex(),
+                        "topics": ["0x" + t.hex() for t in log.topics],
+                        "data": "0x" + log.data.hex(),
+                        "blockNumber": hex(number),
+                        "blockHash": b.json["hash"],
+                        "transactionIndex": hex(tx_index),
+                        "transactionHash": "0x" + b.txs[tx_index].hash.hex(),
+                        "logIndex": hex(log_index),
+                        "removed": False,
+                    }
+                )
+            return out
+        if method == "eth_getBlockReceipts":
+            return [receipt_json(r) for r in b.receipts]
+        if method == "eth_getProof":
+            return b.proof()
+        raise EndpointUnavailable(self.label, f"unscripted {method}")
+
+    def call(self, method: str, params: Sequence[Any]) -> Any:
+        self.calls.append(method)
+        answer = self._answer(method, params)
+        return self.hook(method, params, answer) if self.hook else answer
+
+    def batch(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
+        return [self.call(m, p) for m, p in calls]
+
+
+@pytest.fixture(scope="module")
+def block() -> Block:
+    return Block()
+
+
+def _config(
+    tmp: Path,
+    *,
+    trusted: tuple[bytes, ...] = (KEY.address,),
+    mode: str = "channel",
+    quorum: int = 2,
+) -> DeviceConfig:
+    return DeviceConfig(
+        path=tmp / "c.toml",
+        chain_id=CHAIN_ID,
+        endpoints=("http://127.0.0.1:1",) * 3,
+        quorum=quorum,
+        keystore=tmp / "none.json",
+        password_file=None,
+        data_dir=tmp / "data",
+        mode=mode,
+        inbox=INBOX,
+        channels=(ChannelPolicy("c1", trusted),),
+    )
+
+
+def _run(
+    tmp: Path, block: Block, hooks: list[Hook | None], level: Level = Level.COMPLETE, **kw: Any
+) -> tuple[list[Delivered], list[Problem]]:
+    eps = [ScriptedEndpoint(f"rpc#{i}", block, h) for i, h in enumerate(hooks)]
+    with Receiver(_config(tmp, **kw), endpoints=eps, me=OTHER.address) as receiver:
+        out = list(receiver.poll(level))
+    return (
+        [o for o in out if isinstance(o, Delivered)],
+        [o for o in out if isinstance(o, Problem)],
+    )
+
+
+def test_honest_endpoints(block: Block, tmp_path: Path) -> None:
+    delivered, problems = _run(tmp_path, block, [None, None, None])
+    assert [(d.seq, d.payload) for d in delivered] == [(0, b"hello"), (1, b"world")]
+    assert problems == []
+    assert delivered[0].block_timestamp == block.header.timestamp
+
+
+def test_a_hiding_endpoint_is_named(block: Block, tmp_path: Path) -> None:
+    def hide(method: str, params: Sequence[Any], answer: Any) -> Any:
+        return answer[:1] if method == "eth_getLogs" else answer
+
+    delivered, problems = _run(tmp_path, block, [hide, None, None])
+    assert len(delivered) == 2
+    assert [(p.kind, p.endpoints) for p in problems] == [("hidden", ("rpc#0",))]
+
+
+def test_everyone_hiding_is_caught_by_completeness(block: Block, tmp_path: Path) -> None:
+    def hide(method: str, params: Sequence[Any], answer: Any) -> Any:
+        return answer[:1] if method == "eth_getLogs" else answer
+
+    delivered, problems = _run(tmp_path, block, [hide, hide, hide])
+    # The block of the first post is fetched, so its proven receipts reveal the second.
+    assert len(delivered) == 2
+    assert {p.kind for p in problems} == {"hidden"}
+    delivered, problems = _run(
+        tmp_path / "2", block, [lambda m, p, a: [] if m == "eth_getLogs" else a] * 3
+    )
+    assert delivered == []
+    assert [(p.kind, p.missing) for p in problems] == [("hidden", 2)]
+
+
+def test_no_quorum_on_logs_is_a_refusal(block: Block, tmp_path: Path) -> None:
+    def down(method: str, params: Sequence[Any], answer: Any) -> Any:
+        if method == "eth_getLogs":
+            raise EndpointUnavailable("x", "down")
+        return answer
+
+    delivered, problems = _run(tmp_path, block, [down, down, None])
+    assert delivered == []
+    assert [p.kind for p in problems] == ["disagreement"]
+
+
+def test_disagreeing_block_hashes_are_a_refusal(block: Block, tmp_path: Path) -> None:
+    def liar(n: int) -> Hook:
+        def hook(method: str, params: Sequence[Any], answer: Any) -> Any:
+            if method == "eth_getBlockByNumber" and answer:
+                answer["hash"] = "0x" + f"{n:02x}" * 32
+            return answer
+
+        return hook
+
+    delivered, problems = _run(tmp_path, block, [liar(1), liar(2), None])
+    assert delivered == []
+    assert [p.kind for p in problems] == ["disagreement"]
+
+
+def test_untrusted_sender_is_reported_never_delivered(block: Block, tmp_path: Path) -> None:
+    delivered, problems = _run(
+        tmp_path, block, [None, None, None], level=Level.FINAL, trusted=(OTHER.address,)
+    )
+    assert delivered == []
+    assert [p.kind for p in problems] == ["unauthorized", "unauthorized"]
+
+
+def test_state_survives_a_restart(block: Block, tmp_path: Path) -> None:
+    assert len(_run(tmp_path, block, [None, None, None])[0]) == 2
+    assert _run(tmp_path, block, [None, None, None]) == ([], [])
+
+
+def test_config_errors(block: Block, tmp_path: Path) -> None:
+    eps = [ScriptedEndpoint("rpc#0", block)]
+    config = _config(tmp_path, quorum=1)
+    with (
+        Receiver(config, endpoints=eps, me=OTHER.address) as r,
+        pytest.raises(ConfigError, match="not in the config"),
+    ):
+        list(r.poll(Level.FINAL, channel="nope"))
+    with (
+        Receiver(
+            _config(tmp_path / "d", quorum=1, mode="direct"), endpoints=eps, me=OTHER.address
+        ) as r,
+        pytest.raises(ConfigError, match="channel mode"),
+    ):
+        list(r.poll(Level.COMPLETE))
