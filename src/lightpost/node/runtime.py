@@ -1,0 +1,237 @@
+"""The node process: wiring config -> key, store, chain, sender, plus the run loop.
+
+Data directory layout (``config.data_dir``):
+
+* ``lightpost.sqlite3`` -- the durable store (outbox, nonce counter, receiver state),
+  see :mod:`lightpost.adapters.store`. Its size is O(outbox + channels): FINAL rows are
+  pruned, no block, header or receipt is ever stored.
+* ``node.lock`` -- held (``fcntl.flock``, exclusive) by the process that SENDS: a
+  ``lightpost node`` daemon, or a ``lightpost send`` that drives the outbox itself
+  because no daemon runs. The lock holder's pid is written inside for humans; the kernel
+  releases the lock when the process dies, even by SIGKILL, so a stale pid file can
+  never block a restart. ``lightpost send`` with a daemon running only enqueues (a
+  SQLite write, safe alongside the daemon: WAL, ``BEGIN IMMEDIATE``) and then polls the
+  store for the state it waits for.
+
+The loop (:meth:`Node.run`) calls ``sender.step(now)`` and then ``service.step(now)`` for
+every extra service (receiver, agent: anything with a ``step(now)`` method), sleeping
+``POLL_INTERVAL_S`` between idle rounds. A stop request (SIGTERM/SIGINT in the CLI,
+``stop_event.set()`` in tests) is honoured between steps: the current step finishes,
+then the store is closed -- every state change was already committed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from lightpost.adapters.rpc import HttpEndpoint
+from lightpost.adapters.store import Store
+from lightpost.core.keys import PrivateKey, parse_address
+from lightpost.core.keystore import decrypt_key
+from lightpost.errors import ConfigError, DecodingError, KeystoreError, LightpostError
+from lightpost.node.chain import Chain
+from lightpost.node.config import DeviceConfig, read_password
+from lightpost.node.sender import Sender, SenderSettings
+
+__all__ = [
+    "LOCK_FILE",
+    "POLL_INTERVAL_S",
+    "RPC_TIMEOUT_S",
+    "STORE_FILE",
+    "Node",
+    "NodeLock",
+    "Service",
+    "build_chain",
+    "keystore_address",
+    "load_key",
+    "make_sender",
+    "open_store",
+]
+
+STORE_FILE = "lightpost.sqlite3"
+"""The store inside the data directory."""
+
+LOCK_FILE = "node.lock"
+"""The sending-process lock inside the data directory."""
+
+POLL_INTERVAL_S = 0.25
+"""Idle wait between steps. anvil automines; on mainnet (12 s slots) this is still only
+a few cheap RPC rounds per slot."""
+
+RPC_TIMEOUT_S = 10.0
+"""Timeout of one JSON-RPC round trip (lightpost.adapters.rpc.DEFAULT_TIMEOUT_S)."""
+
+RPC_RETRIES = 1
+"""Retries after a transport failure: one, so a dead endpoint costs one backoff delay per
+question, not three (the quorum tolerates it anyway)."""
+
+
+class Service(Protocol):
+    """Anything the node loop drives besides the sender (receiver, agent)."""
+
+    def step(self, now: float) -> object:
+        """One round of work at time ``now``; must not block for long."""
+
+
+def open_store(config: DeviceConfig) -> Store:
+    """Open (creating the data directory and file if needed) the device store."""
+    try:
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create data_dir {config.data_dir}: {exc.strerror}") from None
+    return Store.open(config.data_dir / STORE_FILE)
+
+
+def build_chain(config: DeviceConfig, *, timeout: float = RPC_TIMEOUT_S) -> Chain:
+    """The quorum chain client over the configured endpoints (labels rpc#0...)."""
+    endpoints = [
+        HttpEndpoint(url, label, timeout=timeout, retries=RPC_RETRIES)
+        for url, label in zip(config.endpoints, config.endpoint_labels, strict=True)
+    ]
+    return Chain(endpoints, quorum=config.quorum)
+
+
+def _read_keystore(config: DeviceConfig) -> str:
+    try:
+        return config.keystore.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read keystore {config.keystore}: {exc.strerror}") from None
+
+
+def load_key(config: DeviceConfig, env: Mapping[str, str] | None = None) -> PrivateKey:
+    """Decrypt the device key (password from LIGHTPOST_PASSWORD or the password file)."""
+    return decrypt_key(_read_keystore(config), read_password(config, env))
+
+
+def keystore_address(config: DeviceConfig) -> bytes | None:
+    """The address recorded in the keystore (no password needed), if it has one."""
+    try:
+        doc = json.loads(_read_keystore(config))
+        text = doc.get("address") if isinstance(doc, dict) else None
+        if not isinstance(text, str):
+            return None
+        return parse_address(text if text.startswith("0x") else "0x" + text)
+    except (ValueError, DecodingError):
+        raise KeystoreError(f"keystore {config.keystore.name} is not valid JSON") from None
+
+
+@dataclass
+class NodeLock:
+    """An exclusive ``flock`` on ``<data_dir>/node.lock`` (see the module docstring)."""
+
+    path: Path
+    _fd: int | None = field(default=None, init=False, repr=False)
+
+    @classmethod
+    def for_config(cls, config: DeviceConfig) -> NodeLock:
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        return cls(config.data_dir / LOCK_FILE)
+
+    def acquire(self) -> bool:
+        """Take the lock without waiting; False when another process holds it."""
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        """Release (idempotent)."""
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, 0)
+            os.close(self._fd)
+            self._fd = None
+
+    def holder(self) -> int | None:
+        """Pid of the process holding the lock, or None when nobody holds it."""
+        if self._fd is not None:
+            return os.getpid()
+        if not self.path.exists():
+            return None
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+                return int(text) if text.isdigit() else -1
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        finally:
+            os.close(fd)
+
+    def __enter__(self) -> NodeLock:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+
+@dataclass
+class Node:
+    """The long-running loop over the sender and extra services."""
+
+    sender: Sender
+    services: Sequence[Service] = ()
+    clock: Callable[[], float] = time.time
+    poll_s: float = POLL_INTERVAL_S
+    log: Callable[[str], None] = lambda _line: None
+
+    def step(self, now: float | None = None) -> bool:
+        """One round over the sender and every service; True when the sender was busy."""
+        now = self.clock() if now is None else now
+        busy = self.sender.step(now).busy
+        for service in self.services:
+            try:
+                service.step(now)
+            except LightpostError as exc:
+                self.log(f"{type(service).__name__}: {exc}")
+        return busy
+
+    def run(self, stop: threading.Event, *, duration: float | None = None) -> None:
+        """Step until ``stop`` is set (or ``duration`` seconds passed)."""
+        deadline = None if duration is None else time.monotonic() + duration
+        while not stop.is_set():
+            busy = self.step()
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            if not busy:
+                stop.wait(self.poll_s)
+
+    def status(self) -> dict[str, Any]:
+        """The sender's status (see lightpost.node.sender.collect_status)."""
+        return self.sender.status(self.clock())
+
+
+def make_sender(
+    config: DeviceConfig,
+    key: PrivateKey,
+    store: Store,
+    chain: Chain,
+    *,
+    log: Callable[[str], None] = lambda _line: None,
+    **overrides: Any,
+) -> Sender:
+    """A :class:`Sender` configured from ``config`` (keyword overrides for tests)."""
+    return Sender(
+        key=key,
+        store=store,
+        chain=chain,
+        settings=SenderSettings.from_config(config, **overrides),
+        log=log,
+    )

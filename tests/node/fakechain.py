@@ -1,0 +1,216 @@
+"""A scripted in-memory chain behind fake JSON-RPC endpoints (no sockets).
+
+``FakeNet`` holds canonical blocks, a txpool and balances; ``FakeEndpoint`` answers the
+JSON-RPC methods the node uses from it, and each endpoint can be scripted: down, stale
+nonce, a hook that rewrites any answer. Blocks are mined only when a test says so
+(``net.mine()``), so every step of the sender is observed deterministically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from lightpost.core.fees import FeeQuote, is_acceptable_replacement
+from lightpost.core.hashing import keccak256
+from lightpost.core.tx import SignedTransaction, decode_transaction
+from lightpost.errors import (
+    AlreadyKnown,
+    EndpointUnavailable,
+    InsufficientFunds,
+    NodeError,
+    NonceTooLow,
+    ReplacementUnderpriced,
+)
+
+__all__ = ["CHAIN_ID", "FINALITY_LAG", "FakeEndpoint", "FakeNet"]
+
+CHAIN_ID = 31337
+FINALITY_LAG = 2
+"""finalized = latest - 2 on the fake chain."""
+
+
+@dataclass
+class Block:
+    number: int
+    hash: bytes
+    base_fee: int
+    txs: list[SignedTransaction]
+
+
+@dataclass
+class FakeNet:
+    base_fee: int = 10**9
+    balance: int = 10**20
+    blocks: list[Block] = field(default_factory=list)
+    pool: dict[tuple[bytes, int], SignedTransaction] = field(default_factory=dict)
+    salt: int = 0
+    sent: list[bytes] = field(default_factory=list)
+    """Every raw transaction ever accepted into the pool, in order."""
+
+    def __post_init__(self) -> None:
+        if not self.blocks:
+            self._append([])
+
+    # -- chain ----------------------------------------------------------------------
+
+    def _append(self, txs: list[SignedTransaction]) -> Block:
+        self.salt += 1
+        number = len(self.blocks)
+        block = Block(
+            number=number,
+            hash=keccak256(b"block" + number.to_bytes(8, "big") + self.salt.to_bytes(8, "big")),
+            base_fee=self.base_fee,
+            txs=txs,
+        )
+        self.blocks.append(block)
+        return block
+
+    @property
+    def head(self) -> int:
+        return len(self.blocks) - 1
+
+    def count(self, address: bytes, height: int | None = None) -> int:
+        top = self.head if height is None else height
+        return sum(1 for b in self.blocks[: top + 1] for t in b.txs if t.sender == address)
+
+    def mine(self, n: int = 1) -> None:
+        """Mine ``n`` blocks, each taking every executable pool tx (nonce order)."""
+        for _ in range(n):
+            txs: list[SignedTransaction] = []
+            for (sender, nonce), tx in sorted(self.pool.items(), key=lambda kv: kv[0][1]):
+                executable = nonce == self.count(sender) + sum(1 for t in txs if t.sender == sender)
+                fee_ok = tx.tx.max_fee_per_gas >= self.base_fee  # type: ignore[union-attr]
+                if executable and fee_ok:
+                    txs.append(tx)
+            for tx in txs:
+                del self.pool[(tx.sender, tx.tx.nonce)]
+            self._append(txs)
+
+    def mine_foreign(self, signed: SignedTransaction) -> None:
+        """Mine a block holding ``signed`` directly (someone else used the nonce)."""
+        self.pool.pop((signed.sender, signed.tx.nonce), None)
+        self._append([signed])
+
+    def reorg(self, depth: int, *, keep_txs: bool = False) -> None:
+        """Replace the last ``depth`` blocks by empty ones (or re-mine the same txs in
+        new blocks with other hashes when ``keep_txs``); dropped txs leave the pool."""
+        old = self.blocks[-depth:]
+        del self.blocks[-depth:]
+        for b in old:
+            self._append(list(b.txs) if keep_txs else [])
+
+    def receipt(self, tx_hash: bytes) -> dict[str, Any] | None:
+        for b in self.blocks:
+            for t in b.txs:
+                if t.hash == tx_hash:
+                    return {
+                        "transactionHash": "0x" + tx_hash.hex(),
+                        "blockHash": "0x" + b.hash.hex(),
+                        "blockNumber": hex(b.number),
+                        "status": "0x1",
+                    }
+        return None
+
+    def in_chain(self) -> list[SignedTransaction]:
+        return [t for b in self.blocks for t in b.txs]
+
+    # -- txpool ----------------------------------------------------------------------
+
+    def submit(self, label: str, raw: bytes) -> str:
+        signed = decode_transaction(raw, chain_id=CHAIN_ID)
+        assert isinstance(signed, SignedTransaction)
+        tx = signed.tx
+        if tx.nonce < self.count(signed.sender):
+            raise NonceTooLow(label, "nonce too low", -32000)
+        key = (signed.sender, tx.nonce)
+        have = self.pool.get(key)
+        if have is not None and have.hash == signed.hash:
+            raise AlreadyKnown(label, "already known", -32000)
+        if self.balance < tx.gas * tx.max_fee_per_gas:  # type: ignore[union-attr]
+            raise InsufficientFunds(label, "insufficient funds for gas * price + value", -32000)
+        if have is not None:
+            old, new = _quote(have), _quote(signed)
+            if not is_acceptable_replacement(old, new):
+                raise ReplacementUnderpriced(label, "replacement transaction underpriced", -32000)
+        self.pool[key] = signed
+        self.sent.append(raw)
+        return "0x" + signed.hash.hex()
+
+
+def _quote(signed: SignedTransaction) -> FeeQuote:
+    tx = signed.tx
+    return FeeQuote(
+        gas_limit=tx.gas,
+        max_fee_per_gas=tx.max_fee_per_gas,  # type: ignore[union-attr]
+        max_priority_fee_per_gas=tx.max_priority_fee_per_gas,  # type: ignore[union-attr]
+    )
+
+
+def _block_json(b: Block) -> dict[str, Any]:
+    return {"number": hex(b.number), "hash": "0x" + b.hash.hex(), "baseFeePerGas": hex(b.base_fee)}
+
+
+@dataclass
+class FakeEndpoint:
+    """One endpoint over a FakeNet. ``down``: every call fails; ``stale_nonce``: the
+    transaction count is reported this many lower; ``hook(method, params, answer)`` may
+    rewrite any answer (or raise)."""
+
+    label: str
+    net: FakeNet
+    down: bool = False
+    stale_nonce: int = 0
+    hook: Callable[[str, Sequence[Any], Any], Any] | None = None
+    calls: list[str] = field(default_factory=list)
+
+    def _height(self, tag: str) -> int:
+        if tag in ("latest", "pending"):
+            return self.net.head
+        if tag in ("finalized", "safe"):
+            return max(0, self.net.head - FINALITY_LAG)
+        return int(tag, 16)
+
+    def call(self, method: str, params: Sequence[Any]) -> Any:
+        self.calls.append(method)
+        if self.down:
+            raise EndpointUnavailable(self.label, "unreachable (ConnectionRefusedError)")
+        answer = self._answer(method, params)
+        if self.hook is not None:
+            answer = self.hook(method, params, answer)
+        return answer
+
+    def _answer(self, method: str, params: Sequence[Any]) -> Any:
+        net = self.net
+        if method == "eth_chainId":
+            return hex(CHAIN_ID)
+        if method == "eth_blockNumber":
+            return hex(net.head)
+        if method == "eth_getBlockByNumber":
+            height = self._height(params[0])
+            return _block_json(net.blocks[height]) if height <= net.head else None
+        if method == "eth_getTransactionCount":
+            address = bytes.fromhex(params[0][2:])
+            height = self._height(params[1])
+            if height > net.head:
+                raise NodeError(self.label, "header not found", -32000)
+            return hex(max(0, net.count(address, height) - self.stale_nonce))
+        if method == "eth_getBalance":
+            return hex(net.balance)
+        if method == "eth_sendRawTransaction":
+            return net.submit(self.label, bytes.fromhex(params[0][2:]))
+        if method == "eth_getTransactionReceipt":
+            return net.receipt(bytes.fromhex(params[0][2:]))
+        raise NodeError(self.label, f"method {method} not found", -32601)
+
+    def batch(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
+        if self.down:
+            raise EndpointUnavailable(self.label, "unreachable (ConnectionRefusedError)")
+        out: list[Any] = []
+        for method, params in calls:
+            try:
+                out.append(self.call(method, params))
+            except NodeError as exc:
+                out.append(exc)
+        return out
