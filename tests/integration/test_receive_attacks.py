@@ -280,15 +280,12 @@ def test_two_liars_of_three_cause_refusal_never_acceptance(
 
 
 def _cli(args: list[str]) -> subprocess.CompletedProcess[str]:
-    code = (
-        "import sys\n"
-        "from lightpost.cli import commands, receive_cmd\n"
-        "commands.cmd_receive = getattr(commands, 'cmd_receive', receive_cmd.cmd_receive)\n"
-        "from lightpost.cli.main import main\n"
-        "sys.exit(main(sys.argv[1:]))\n"
-    )
     return subprocess.run(
-        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, "-m", "lightpost.cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 

@@ -35,13 +35,6 @@ from lightpost.node.sender import Sender, enqueue_message
 from lightpost.ops.devnet import devnet_down, devnet_up
 
 GWEI = 10**9
-CLI_SHIM = (
-    # Until cli/commands.py re-exports the node commands, route them here.
-    "import sys; from lightpost.cli import commands, node_cmds\n"
-    "for n in ('cmd_send', 'cmd_node', 'cmd_status'):\n"
-    "    getattr(commands, n, None) or setattr(commands, n, getattr(node_cmds, n))\n"
-    "from lightpost.cli.main import main; sys.exit(main())"
-)
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -140,7 +133,7 @@ def counts(sender: Sender) -> dict[State, int]:
 
 def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> Any:
     return subprocess.run(
-        [sys.executable, "-c", CLI_SHIM, *args],
+        [sys.executable, "-m", "lightpost.cli.main", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -152,7 +145,7 @@ def node_process(config_path: Path) -> subprocess.Popen[str]:
     """A `lightpost node` subprocess, returned once it announced itself (keys loaded,
     store open, signal handlers installed)."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", CLI_SHIM, "node", "--config", str(config_path)],
+        [sys.executable, "-m", "lightpost.cli.main", "node", "--config", str(config_path)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

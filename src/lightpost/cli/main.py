@@ -81,6 +81,12 @@ def _add_node_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     node = sub.add_parser("node", help="run the device node (send, receive, agent) until SIGTERM")
     node.add_argument("--config", required=True)
     node.add_argument("--duration", type=float, default=None, help="stop after S seconds")
+    node.add_argument(
+        "--receive",
+        choices=["signed", "included", "final", "complete"],
+        default=None,
+        help="also print messages delivered at this level as JSON lines on stdout",
+    )
 
     status = sub.add_parser("status", help="device health: nonce, outbox, balance, fees, endpoints")
     status.add_argument("--config", required=True)

@@ -22,11 +22,15 @@ from types import FrameType
 from typing import Any
 
 from lightpost.adapters.store import Store
+from lightpost.cli.receive_cmd import delivered_json, problem_json
 from lightpost.core.envelope import DIRECT_CHANNEL_NAME, ContentType
 from lightpost.core.keys import parse_address, to_checksum_address
+from lightpost.core.levels import Delivered, Level
 from lightpost.core.outbox import State
+from lightpost.core.verify import Problem
 from lightpost.errors import ChainProcessError, ConfigError, DecodingError, LightpostError
 from lightpost.node.config import DeviceConfig, load_config
+from lightpost.node.receiver import Receiver
 from lightpost.node.runtime import (
     POLL_INTERVAL_S,
     Node,
@@ -39,8 +43,21 @@ from lightpost.node.runtime import (
     open_store,
 )
 from lightpost.node.sender import Sender, SenderSettings, collect_status, enqueue_message
+from lightpost.node.services import (
+    AgentService,
+    ReceiveService,
+    build_agent,
+    with_command_channel,
+)
 
-__all__ = ["WAIT_ORDER", "build_services", "cmd_node", "cmd_send", "cmd_status"]
+__all__ = [
+    "WAIT_ORDER",
+    "build_services",
+    "cmd_node",
+    "cmd_send",
+    "cmd_status",
+    "send_and_wait",
+]
 
 WAIT_ORDER: dict[str, int] = {
     State.QUEUED.value: 0,
@@ -64,13 +81,48 @@ def _log_line(text: str) -> None:
     print(f"{stamp} {text}", file=sys.stderr, flush=True)
 
 
-def build_services(config: DeviceConfig, store: Store, sender: Sender) -> list[Service]:
-    """Extra services the node loop drives after the sender (receiver, agent).
+def build_services(
+    config: DeviceConfig, sender: Sender, *, receive_level: Level | None = None
+) -> list[Service]:
+    """Extra services the node loop drives after the sender.
 
-    The plug-in point for lightpost.node.receiver / lightpost.node.agent: each returns an
-    object with ``step(now)``. Empty here; the node wiring adds them."""
-    del config, store, sender
-    return []
+    - the on-device agent, when the config has an enabled ``[agent]`` table: it receives
+      commands at its policy's minimum level and answers through ``sender``'s outbox;
+    - with ``receive_level``: every message of the configured channels delivered at that
+      level is printed on stdout as one JSON line (the format of ``receive --json``).
+    """
+    services: list[Service] = []
+    built = build_agent(config, sender, address=sender.address)
+    if built is not None:
+        agent, policy = built
+        receiver = Receiver(with_command_channel(config, policy), me=sender.address)
+        services.append(
+            AgentService(
+                agent,
+                receiver,
+                level=policy.min_level,
+                on_result=lambda d, r: _log_line(
+                    f"agent: command seq {r.command_seq} from "
+                    f"{to_checksum_address(d.sender)}: {r.status} ({r.reason})"
+                ),
+                on_problem=lambda p: _log_line(f"agent: {p.kind}: {p.details}"),
+            )
+        )
+        _log_line(f"agent: enabled (class {policy.device_class}, min level {policy.min_level})")
+    if receive_level is not None:
+        receiver = Receiver(config, me=sender.address)
+        names = dict(receiver.channel_names)
+
+        def emit(item: Delivered | Problem) -> None:
+            line = (
+                problem_json(item, names)
+                if isinstance(item, Problem)
+                else delivered_json(item, names)
+            )
+            print(json.dumps(line, sort_keys=True), flush=True)
+
+        services.append(ReceiveService(receiver, level=receive_level, on_item=emit))
+    return services
 
 
 # --- send ------------------------------------------------------------------------------
@@ -146,13 +198,23 @@ def _wait(
         time.sleep(POLL_INTERVAL_S)
 
 
-def cmd_send(args: argparse.Namespace) -> int:
-    """Enqueue one message durably; optionally wait until it reaches ``--wait``."""
-    config = load_config(args.config)
-    payload, content_type = _payload(args)
-    channel, recipient = _target(args)
+def send_and_wait(
+    config: DeviceConfig,
+    *,
+    payload: bytes,
+    channel: str | None,
+    recipient: bytes | None,
+    content_type: int,
+    wait: str,
+    timeout: float,
+) -> dict[str, Any]:
+    """Enqueue one message durably, then wait (at most ``timeout`` s) for state ``wait``.
+
+    Without a running node this process takes the node lock and drives the outbox
+    itself; with one, it only enqueues and polls the store. Returns the message view.
+    """
     lock = NodeLock.for_config(config)
-    drive = args.wait != State.QUEUED.value and lock.acquire()
+    drive = wait != State.QUEUED.value and lock.acquire()
     try:
         key = load_key(config) if drive else None  # a wrong password fails before enqueue
         with open_store(config) as store:
@@ -164,23 +226,37 @@ def cmd_send(args: argparse.Namespace) -> int:
                 content_type=content_type,
                 now=time.time(),
             )
-            deadline = time.monotonic() + args.timeout
-            if args.wait == State.QUEUED.value:
-                view = _message_view(store, message_id)
-            elif key is not None:
-                chain = build_chain(config)
-                sender = make_sender(config, key, store, chain)
-                try:
-                    view = _wait(
-                        store, message_id, args.wait, deadline, lambda: sender.step(time.time())
-                    )
-                finally:
-                    sender.close()
-                    chain.close()
-            else:
-                view = _wait(store, message_id, args.wait, deadline, lambda: None)
+            deadline = time.monotonic() + timeout
+            if wait == State.QUEUED.value:
+                return _message_view(store, message_id)
+            if key is None:
+                return _wait(store, message_id, wait, deadline, lambda: None)
+            chain = build_chain(config)
+            sender = make_sender(config, key, store, chain)
+            try:
+                return _wait(store, message_id, wait, deadline, lambda: sender.step(time.time()))
+            finally:
+                sender.close()
+                chain.close()
     finally:
         lock.release()
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    """Enqueue one message durably; optionally wait until it reaches ``--wait``."""
+    config = load_config(args.config)
+    payload, content_type = _payload(args)
+    channel, recipient = _target(args)
+    view = send_and_wait(
+        config,
+        payload=payload,
+        channel=channel,
+        recipient=recipient,
+        content_type=content_type,
+        wait=args.wait,
+        timeout=args.timeout,
+    )
+    message_id = view["id"]
     reached = WAIT_ORDER[view["state"]] >= WAIT_ORDER[args.wait]
     view["waited_for"] = args.wait
     view["reached"] = reached
@@ -238,7 +314,12 @@ def cmd_node(args: argparse.Namespace) -> int:
                             f"endpoints serve chain id {remote}, the config says {config.chain_id}"
                         )
                 sender = make_sender(config, key, store, chain, log=_log_line)
-                node = Node(sender, build_services(config, store, sender), log=_log_line)
+                services = build_services(
+                    config,
+                    sender,
+                    receive_level=None if args.receive is None else Level.parse(args.receive),
+                )
+                node = Node(sender, services, log=_log_line)
                 _log_line(
                     f"lightpost node {config.name}: {key.checksum_address}, "
                     f"{len(config.endpoints)} endpoint(s), quorum {config.quorum}, "
@@ -248,6 +329,8 @@ def cmd_node(args: argparse.Namespace) -> int:
                     node.run(stop, duration=args.duration)
                 finally:
                     sender.close()
+                    for service in services:
+                        service.close()
             finally:
                 chain.close()
     finally:

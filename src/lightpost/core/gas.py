@@ -78,8 +78,7 @@ def calldata_tokens(data: bytes) -> int:
 
 def _access_list_gas(access_list: Sequence[tuple[bytes, Sequence[bytes]]]) -> int:
     return sum(
-        ACCESS_LIST_ADDRESS_GAS + ACCESS_LIST_STORAGE_KEY_GAS * len(keys)
-        for _, keys in access_list
+        ACCESS_LIST_ADDRESS_GAS + ACCESS_LIST_STORAGE_KEY_GAS * len(keys) for _, keys in access_list
     )
 
 

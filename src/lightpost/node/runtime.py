@@ -81,6 +81,9 @@ class Service(Protocol):
     def step(self, now: float) -> object:
         """One round of work at time ``now``; must not block for long."""
 
+    def close(self) -> None:
+        """Release what the service holds (state files, threads)."""
+
 
 def open_store(config: DeviceConfig) -> Store:
     """Open (creating the data directory and file if needed) the device store."""

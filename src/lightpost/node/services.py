@@ -69,6 +69,10 @@ class ReceiveService:
         self.interval_s = interval_s
         self._last: float | None = None
 
+    def close(self) -> None:
+        """Close the receiver (its state file and endpoint threads)."""
+        self.receiver.close()
+
     def step(self, now: float) -> None:
         if self._last is not None and now - self._last < self.interval_s:
             return
@@ -141,6 +145,11 @@ class AgentService:
 
     def step(self, now: float) -> None:
         self._receive.step(now)
+
+    def close(self) -> None:
+        """Close the agent's state and its receiver."""
+        self.agent.close()
+        self._receive.close()
 
 
 def next_command_seq(store: Store) -> int:

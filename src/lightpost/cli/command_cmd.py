@@ -1,0 +1,229 @@
+"""`lightpost command`: the controller side of the on-device agent.
+
+``lightpost command --config CONTROLLER.toml --target ADDRESS|class:NAME NAME [k=v ...]``
+builds a signed command (lightpost.core.command), sends it through the controller's
+durable outbox on the commands channel (recipient: the device, or broadcast for a
+device class) and, with ``--wait-result``, receives the device's signed result at
+``final`` on the results channel.
+
+Validity is judged by block time: ``not_before`` is the latest block's timestamp minus
+:data:`NOT_BEFORE_SLACK_S`, ``expiry`` is that timestamp plus ``--expires-in``. The
+command sequence number comes from the controller's store and is persisted before use.
+
+``update`` takes ``image=PATH version=X.Y.Z [class=NAME]``: the controller hashes the
+image (sha256) and puts digest, size, version and device class into the manifest; the
+device fetches the image itself over its own (untrusted) path and checks it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from lightpost.core.command import (
+    COMMANDS_CHANNEL,
+    CONTENT_TYPE_COMMAND,
+    CONTENT_TYPE_RESULT,
+    RESULTS_CHANNEL,
+    Command,
+    CommandResult,
+    Target,
+    UpdateManifest,
+    decode_result,
+    encode_command,
+    parse_version,
+)
+from lightpost.core.keys import parse_address, to_checksum_address
+from lightpost.core.levels import Delivered, Level
+from lightpost.errors import ConfigError, DecodingError
+from lightpost.node.chain import parse_quantity
+from lightpost.node.config import DeviceConfig, load_config
+from lightpost.node.receiver import Receiver
+from lightpost.node.runtime import build_chain, keystore_address, open_store
+from lightpost.node.services import next_command_seq
+
+__all__ = ["NOT_BEFORE_SLACK_S", "build_command", "cmd_command"]
+
+NOT_BEFORE_SLACK_S = 60
+"""not_before = latest block time - 60 s, so honest clock/block skew never refuses it."""
+
+UPDATE_KEYS = ("image", "version", "class")
+"""``update`` arguments that go into the manifest rather than the argument list."""
+
+RESULT_POLL_S = 1.0
+"""How often --wait-result polls for the result."""
+
+
+def _parse_target(text: str) -> tuple[Target, bytes | None]:
+    if text.startswith("class:"):
+        name = text[len("class:") :]
+        if not name:
+            raise ConfigError("--target class:NAME needs a class name")
+        return Target(device_class=name), None
+    try:
+        address = parse_address(text)
+    except DecodingError as exc:
+        raise ConfigError(f"--target: {exc.reason} (use an address or class:NAME)") from None
+    return Target(address=address), address
+
+
+def _parse_args(pairs: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"command argument {pair!r} is not key=value")
+        if key in out:
+            raise ConfigError(f"command argument {key!r} given twice")
+        out[key] = value
+    return out
+
+
+def _manifest(args: dict[str, str], target: Target) -> UpdateManifest:
+    if "image" not in args or "version" not in args:
+        raise ConfigError("update needs image=PATH and version=X.Y.Z")
+    try:
+        image = Path(args["image"]).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read image {args['image']}: {exc.strerror}") from None
+    device_class = args.get("class") or target.device_class
+    if not device_class:
+        raise ConfigError("update needs class=NAME (or a class:NAME target)")
+    return UpdateManifest(
+        digest=hashlib.sha256(image).digest(),
+        size=len(image),
+        version=parse_version(args["version"]),
+        device_class=device_class,
+    )
+
+
+def build_command(
+    name: str, pairs: list[str], target_text: str, *, seq: int, block_time: int, expires_in: int
+) -> tuple[Command, bytes | None]:
+    """The command and its recipient (None: broadcast to a device class)."""
+    target, recipient = _parse_target(target_text)
+    args = _parse_args(pairs)
+    manifest = None
+    if name == "update":
+        manifest = _manifest(args, target)
+        args = {k: v for k, v in args.items() if k not in UPDATE_KEYS}
+    command = Command(
+        name=name,
+        args=tuple(sorted(args.items())),
+        target=target,
+        command_seq=seq,
+        not_before=block_time - NOT_BEFORE_SLACK_S,
+        expiry=block_time + expires_in,
+        manifest=manifest,
+    )
+    return command, recipient
+
+
+def _latest_block_time(config: DeviceConfig) -> int:
+    chain = build_chain(config)
+    try:
+        height = chain.tag_height("latest")
+        block = chain.block(height)
+        if block is None:
+            raise ConfigError("no endpoint returned the latest block")
+        return parse_quantity(block["timestamp"], "timestamp")
+    finally:
+        chain.close()
+
+
+def _wait_result(
+    config: DeviceConfig, me: bytes, recipient: bytes | None, seq: int, timeout: float
+) -> tuple[Delivered, CommandResult] | None:
+    if not any(c.name == RESULTS_CHANNEL for c in config.channels):
+        raise ConfigError(
+            f'--wait-result: add [channels."{RESULTS_CHANNEL}"] trusted = [device addresses] '
+            "to the controller config"
+        )
+    with Receiver(config, me=me) as receiver:
+        for item in receiver.follow(
+            Level.FINAL, RESULTS_CHANNEL, recipient, interval=RESULT_POLL_S, timeout=timeout
+        ):
+            if not isinstance(item, Delivered) or item.content_type != CONTENT_TYPE_RESULT:
+                continue
+            try:
+                result = decode_result(item.payload)
+            except DecodingError:
+                continue
+            if result.command_seq == seq and result.controller == me:
+                return item, result
+    return None
+
+
+def cmd_command(args: argparse.Namespace) -> int:
+    from lightpost.cli.node_cmds import send_and_wait  # the one send path
+
+    config = load_config(args.config)
+    me = keystore_address(config)
+    if me is None:
+        raise ConfigError("the controller keystore has no address field")
+    with open_store(config) as store:
+        seq = next_command_seq(store)
+    command, recipient = build_command(
+        args.name,
+        list(args.args),
+        args.target,
+        seq=seq,
+        block_time=_latest_block_time(config),
+        expires_in=int(args.expires_in),
+    )
+    started = time.monotonic()
+    view = send_and_wait(
+        config,
+        payload=encode_command(command),
+        channel=COMMANDS_CHANNEL,
+        recipient=recipient,
+        content_type=CONTENT_TYPE_COMMAND,
+        wait="included",
+        timeout=args.timeout,
+    )
+    out: dict[str, Any] = {
+        "command": command.name,
+        "command_seq": seq,
+        "target": args.target,
+        "state": view["state"],
+        "tx_hash": view.get("tx_hash"),
+        "expiry": command.expiry,
+    }
+    ok = view["state"] in ("included", "final")
+    if ok and args.wait_result:
+        remaining = max(1.0, args.timeout - (time.monotonic() - started))
+        got = _wait_result(config, me, recipient, seq, remaining)
+        if got is None:
+            out["result"] = None
+            ok = False
+        else:
+            delivered, result = got
+            out["result"] = {
+                "from": to_checksum_address(delivered.sender),
+                "status": str(result.status),
+                "reason": str(result.reason),
+                "output": result.output,
+                "tx_hash": "0x" + delivered.tx_hash.hex(),
+                "level": str(delivered.level),
+            }
+            ok = str(result.status) == "executed"
+    if args.json:
+        print(json.dumps(out, sort_keys=True))
+    else:
+        print(
+            f"command {command.name} seq {seq} -> {args.target}: {view['state']}"
+            + (f", tx {view['tx_hash']}" if view.get("tx_hash") else "")
+        )
+        if args.wait_result:
+            res = out.get("result")
+            print(
+                "result: none within the timeout"
+                if res is None
+                else f"result from {res['from']}: {res['status']} ({res['reason']})"
+                + (f": {res['output']}" if res["output"] else "")
+            )
+    return 0 if ok else 1
