@@ -48,7 +48,6 @@ import json
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from lightpost.adapters.contracts import inbox_runtime
@@ -90,6 +89,7 @@ from lightpost.core.verify import (
 from lightpost.errors import ConfigError, LightpostError
 from lightpost.node.chain import Chain
 from lightpost.node.config import DeviceConfig
+from lightpost.node.runtime import keystore_address
 
 __all__ = [
     "DIRECT_PAGE_BLOCKS",
@@ -97,8 +97,10 @@ __all__ = [
     "LOG_PAGE_BLOCKS",
     "MeteredEndpoint",
     "Receiver",
-    "keystore_address",
 ]
+
+GENESIS_BLOCK = 0
+"""Block 0 holds no transactions: no post is ever final at it."""
 
 LOG_PAGE_BLOCKS = 2_000
 """Blocks per eth_getLogs request: providers cap the range (Alchemy/Infura document
@@ -117,20 +119,6 @@ _ADDRESS_WORD_PAD = bytes(12)
 
 def _hex(data: bytes) -> str:
     return "0x" + data.hex()
-
-
-def keystore_address(path: Path) -> bytes:
-    """This device's address from its keystore's ``address`` field (no password needed)."""
-    try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
-        address = bytes.fromhex(str(doc["address"]).removeprefix("0x"))
-    except FileNotFoundError:
-        raise ConfigError(f"keystore not found: {path}") from None
-    except (OSError, ValueError, KeyError, TypeError):
-        raise ConfigError(f"keystore {path} has no readable `address` field") from None
-    if len(address) != 20:
-        raise ConfigError(f"keystore {path}: `address` is not 20 bytes")
-    return address
 
 
 @dataclass
@@ -250,7 +238,10 @@ class Receiver:
         self.endpoints = list(endpoints)
         self.chain = Chain(self.endpoints, config.quorum)
         self.store = store if store is not None else ReceiverStore.open(config.data_dir)
-        self.me = me if me is not None else keystore_address(config.keystore)
+        me = me if me is not None else keystore_address(config)
+        if me is None:
+            raise ConfigError(f"keystore {config.keystore.name} has no `address` field")
+        self.me = me
         self.clock = clock
         self.sleep = sleep
         self.policies: dict[bytes, frozenset[bytes]] = {
@@ -814,6 +805,12 @@ class Receiver:
         """Prove completeness per trusted stream at the finalized block; deliver only
         the streams that are complete; hold the cursor for the others."""
         assert self.config.inbox is not None and head_hash is not None
+        if head == GENESIS_BLOCK:
+            # Nothing can be posted in the genesis block, so there is nothing to prove
+            # yet -- and anvil's genesis header carries a placeholder stateRoot that no
+            # eth_getProof answer matches (measured: 0x56e8...b421 with funded accounts).
+            self._finish(sub, scanned_to)
+            return
         if scanned_to < head:
             # A refusal stopped the scan: completeness cannot be judged this round.
             self._finish(sub, scanned_to)
@@ -828,7 +825,9 @@ class Receiver:
         state_root = self._state_root(head, head_hash, problems)
         for key in streams:
             stream = self._stream(sub, *key)
-            if stream.proven_at is None and stream.count == 0 and start > 0:
+            if stream.proven_at is None and stream.count == 0 and start - 1 == GENESIS_BLOCK:
+                stream.proven_at = GENESIS_BLOCK  # (ACC_ZERO, 0) by definition: no proof
+            elif stream.proven_at is None and stream.count == 0 and start > 0:
                 # No history for this stream: prove its (acc, count) just before `start`.
                 base = self._state_root(start - 1, self._agreed_hash(start - 1), problems)
                 stream.acc, stream.count = self._proven_slots(base, start - 1, key, problems)

@@ -345,7 +345,7 @@ class Demo:
         elapsed = time.time() - self.started
         gas = sum(int(x.get("gas_used", 0)) for x in t.txs.values())
         running = sum(1 for d in self.devices if d.proc and d.proc.poll() is None)
-        pending = sum(1 for k in t.sent if k not in t.delivered["final"])
+        pending = sum(1 for k in t.sent if k not in t.delivered["complete"])
         return (
             f"[{elapsed:5.0f}s] devices {running}/{len(self.devices)} | sent {len(t.sent):4d} "
             f"pending {pending:3d} | delivered: included {len(t.delivered['included']):4d} "
@@ -393,8 +393,9 @@ class Demo:
     def report(self) -> dict[str, Any]:
         t = self.tally
         readings = {k: v for k, v in t.sent.items() if v.get("role") in ("meter", "air")}
-        final = t.delivered["final"]
-        lost = sorted(k for k in t.sent if k not in final)
+        # the strongest level is the bar: a message not delivered `complete` counts as lost
+        complete = t.delivered["complete"]
+        lost = sorted(k for k in t.sent if k not in complete)
         latency: dict[str, dict[str, float | None]] = {}
         for level, got in t.delivered.items():
             values = [got[k]["t"] - t.sent[k]["t"] for k in got if k in t.sent]
@@ -511,7 +512,7 @@ class Demo:
         drain_until = time.time() + DRAIN_TIMEOUT_S
         while time.time() < drain_until:
             self.collect()
-            if all(k in self.tally.delivered["final"] for k in self.tally.sent):
+            if all(k in self.tally.delivered["complete"] for k in self.tally.sent):
                 break
             time.sleep(VIEW_INTERVAL_S)
             self._check_processes()

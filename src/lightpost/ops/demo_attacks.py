@@ -94,15 +94,16 @@ class HideOneReading(_PickOne):
         return kept
 
 
-def _asks_for(params: Sequence[Any], channel: bytes) -> bool:
+def _asks_only_for(params: Sequence[Any], channel: bytes) -> bool:
+    """The eth_getLogs filter asks for ``channel`` alone (a device's command subscription,
+    not a controller scanning every channel)."""
     if not params or not isinstance(params[0], dict):
         return False
     topics = params[0].get("topics") or []
-    if len(topics) < 2:
-        return True  # no channel filter: every channel is asked for
-    wanted = topics[1]
-    wanted = wanted if isinstance(wanted, list) else [wanted]
-    return "0x" + channel.hex() in [str(w).lower() for w in wanted if w]
+    if len(topics) < 2 or not topics[1]:
+        return False
+    wanted = topics[1] if isinstance(topics[1], list) else [topics[1]]
+    return [str(w).lower() for w in wanted] == ["0x" + channel.hex()]
 
 
 class CommandForgery(Lie):
@@ -124,7 +125,7 @@ class CommandForgery(Lie):
         if (
             not isinstance(result, list)
             or self.fired >= self.MAX_INJECTIONS
-            or not _asks_for(params, self.channel)
+            or not _asks_only_for(params, self.channel)
             or self.valve == bytes(20)
         ):
             return result
