@@ -98,13 +98,17 @@ def test_final_is_terminal(event: Event) -> None:
     assert "final" in str(info.value)
 
 
+def test_a_reverted_included_transaction_requeues_its_messages() -> None:
+    # our own call mined but reverted (status 0): the nonce is spent, nothing was posted
+    assert next_state(State.INCLUDED, NonceConsumed(nonce=1)) is State.QUEUED
+
+
 @pytest.mark.parametrize(
     ("state", "event"),
     [
         (State.QUEUED, Broadcast(tx_hash=H1)),  # never send what is not stored
         (State.HELD, Signed(nonce=1, tx_hash=H1, raw=b"r", fees=FEES)),  # held: no nonce
         (State.INCLUDED, Replaced(tx_hash=H2, raw=b"r", fees=FEES)),
-        (State.INCLUDED, NonceConsumed(nonce=1)),  # reorg out first
         (State.BROADCAST, Finalized(block=BLOCK_A)),
         (State.QUEUED, Released()),
     ],

@@ -48,6 +48,8 @@ class FakeNet:
     salt: int = 0
     sent: list[bytes] = field(default_factory=list)
     """Every raw transaction ever accepted into the pool, in order."""
+    reverted: set[bytes] = field(default_factory=set)
+    """Hashes of mined transactions whose call reverted (receipt status 0)."""
 
     def __post_init__(self) -> None:
         if not self.blocks:
@@ -109,7 +111,7 @@ class FakeNet:
                         "transactionHash": "0x" + tx_hash.hex(),
                         "blockHash": "0x" + b.hash.hex(),
                         "blockNumber": hex(b.number),
-                        "status": "0x1",
+                        "status": "0x0" if tx_hash in self.reverted else "0x1",
                     }
         return None
 

@@ -71,8 +71,8 @@ def posts_on_chain(net: FakeNet) -> list[tuple[int, int]]:
     """(seq, chunk index or -1) of every record our key put on the canonical chain."""
     out = []
     for tx in net.in_chain():
-        if tx.sender != KEY.address or not tx.tx.data:
-            continue
+        if tx.sender != KEY.address or not tx.tx.data or tx.hash in net.reverted:
+            continue  # a reverted call posted nothing
         post = decode_post(tx.tx.data)
         out += [(r.seq, r.chunk.index if r.chunk else -1) for r in post.records]
     return out
@@ -479,6 +479,51 @@ def test_reorg_detected_by_block_hash_rebroadcasts_and_lands_once(store: Store) 
     tx = store.transaction(tx.id)
     assert tx.state is State.INCLUDED and tx.included is not None
     assert tx.included.hash == net.blocks[tx.included.number].hash
+    assert posts_on_chain(net) == [(0, -1)]
+
+
+def test_reverted_transaction_requeues_its_messages_at_finality(store: Store) -> None:
+    net = FakeNet()
+    sender = make(store, net)
+    (mid,) = enqueue(sender, 1)
+    now = run(sender, net, T0, rounds=2)
+    first = store.transaction(store.message(mid).tx_id or 0)
+    assert first.state is State.INCLUDED
+    net.reverted.add(first.mined_hash or first.tx_hash)  # the inbox call failed
+    now = run(sender, net, now, rounds=5)  # reaches finality: the nonce is spent, no post
+    now = run(sender, net, now, rounds=6)
+    again = store.transaction(store.message(mid).tx_id or 0)
+    assert again.nonce == first.nonce + 1  # re-signed with a new nonce
+    assert again.tx_hash != first.tx_hash
+    assert again.state is State.FINAL
+    assert posts_on_chain(net) == [(0, -1)]  # posted exactly once, by the second tx
+
+
+def test_one_endpoint_claiming_a_revert_does_not_resend(store: Store) -> None:
+    net = FakeNet()
+    liar = FakeEndpoint("rpc#2", net)
+    eps = [FakeEndpoint("rpc#0", net), FakeEndpoint("rpc#1", net), liar]
+    sender = make(store, net, endpoints=eps)
+    (mid,) = enqueue(sender, 1)
+    now = run(sender, net, T0, rounds=2)
+    first = store.transaction(store.message(mid).tx_id or 0)
+    lie = {first.mined_hash or first.tx_hash}
+    real_receipt = net.receipt
+
+    def liar_receipt(tx_hash: bytes) -> dict[str, Any] | None:
+        receipt = real_receipt(tx_hash)
+        if receipt is not None and tx_hash in lie:
+            receipt = {**receipt, "status": "0x0"}
+        return receipt
+
+    liar.hook = lambda method, params, answer: (
+        liar_receipt(bytes.fromhex(params[0][2:]))
+        if method == "eth_getTransactionReceipt"
+        else answer
+    )
+    run(sender, net, now, rounds=6)
+    assert store.message(mid).tx_id == first.id
+    assert store.transaction(first.id).state is State.FINAL
     assert posts_on_chain(net) == [(0, -1)]
 
 

@@ -283,6 +283,9 @@ TRANSITIONS: Final[dict[tuple[State, type[Event]], State]] = {
     # nonce consumed by someone else: the messages must be re-signed, never dropped
     (State.SIGNED, NonceConsumed): State.QUEUED,
     (State.BROADCAST, NonceConsumed): State.QUEUED,
+    # ... or by our own transaction that reverted (status 0, at finality): no post was
+    # made, so its messages are re-signed with a new nonce
+    (State.INCLUDED, NonceConsumed): State.QUEUED,
 }
 """``{(state, event type): new state}`` -- every legal transition, and only those."""
 

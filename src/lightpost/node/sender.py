@@ -109,7 +109,16 @@ from lightpost.core.inbox import (
     inbox_execution_gas,
 )
 from lightpost.core.keys import PrivateKey, to_checksum_address
-from lightpost.core.outbox import BlockRef, Message, Sighting, State, Transaction, check_inclusion
+from lightpost.core.outbox import (
+    BlockRef,
+    Finalized,
+    Message,
+    NonceConsumed,
+    Sighting,
+    State,
+    Transaction,
+    check_inclusion,
+)
 from lightpost.core.tx import DynamicFeeTx, SignedTransaction, decode_transaction, sign_transaction
 from lightpost.errors import (
     ConfigError,
@@ -619,6 +628,12 @@ class Sender:
                 canonical_hash=canonical_hash,
                 finalized_number=finalized,
             )
+            if sighting is not None and _reverted(sighting.tx_hash, receipts, self.chain.quorum):
+                # A reverted call posted nothing: once final, its nonce is spent without
+                # carrying the messages, so they go back to the queue (never lost).
+                events = tuple(
+                    NonceConsumed(nonce=tx.nonce) if isinstance(e, Finalized) else e for e in events
+                )
             for event in events:
                 self.store.apply(tx.id, event, at=now)
                 result.events += 1
@@ -938,6 +953,22 @@ def _batch(ep: Endpoint, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any
         except NodeError as exc:
             out.append(exc)
     return out
+
+
+def _reverted(
+    tx_hash: bytes, receipts: Mapping[str, Mapping[bytes, Any] | Exception], quorum: int
+) -> bool:
+    """Whether at least ``quorum`` endpoints say the receipt of ``tx_hash`` has status 0
+    (the call reverted). One endpoint alone must not make us re-send -- that could put
+    the messages on chain twice."""
+    votes = 0
+    for answer in receipts.values():
+        if isinstance(answer, Exception):
+            continue
+        receipt = answer.get(tx_hash)
+        if isinstance(receipt, dict) and receipt.get("status") == "0x0":
+            votes += 1
+    return votes >= quorum
 
 
 def _sighting(tx_hash: bytes, receipt: Any) -> Sighting | None:
