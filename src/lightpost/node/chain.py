@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,39 +73,39 @@ class Chain:
     def __post_init__(self) -> None:
         if not self.endpoints:
             raise ChainProcessError("no RPC endpoints configured")
-        self._pool = ThreadPoolExecutor(max_workers=max(2, len(self.endpoints)))
+        # two calls per endpoint may be in flight: one stuck on a slow endpoint must not
+        # queue the next question behind it
+        self._pool = ThreadPoolExecutor(max_workers=max(2, 2 * len(self.endpoints)))
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     # --- asking ------------------------------------------------------------------
 
-    def ask_all(self, method: str, params: Sequence[Any]) -> dict[str, Any]:
-        """Ask every endpoint in parallel: label -> result or the exception raised."""
+    def _submit(
+        self, method: str, params: Sequence[Any], convert: Callable[[Any], Any]
+    ) -> dict[Future[Any], str]:
+        """Ask every endpoint in parallel; each future yields a converted answer or the
+        LightpostError that stood in for one."""
 
         def one(ep: Endpoint) -> Any:
             try:
-                return ep.call(method, params)
+                return convert(ep.call(method, params))
             except LightpostError as exc:
                 return exc
 
-        futures = {ep.label: self._pool.submit(one, ep) for ep in self.endpoints}
-        return {label: fut.result() for label, fut in futures.items()}
+        return {self._pool.submit(one, ep): ep.label for ep in self.endpoints}
+
+    def ask_all(self, method: str, params: Sequence[Any]) -> dict[str, Any]:
+        """Ask every endpoint in parallel: label -> result or the exception raised."""
+        return self.ask_each(method, params, lambda v: v)
 
     def ask_each(
         self, method: str, params: Sequence[Any], convert: Callable[[Any], Any]
     ) -> dict[str, Any]:
         """Like ask_all, with each answer converted (conversion errors become non-answers)."""
-        out: dict[str, Any] = {}
-        for label, value in self.ask_all(method, params).items():
-            if isinstance(value, Exception):
-                out[label] = value
-                continue
-            try:
-                out[label] = convert(value)
-            except LightpostError as exc:
-                out[label] = exc
-        return out
+        futures = self._submit(method, params, convert)
+        return {futures[f]: f.result() for f in futures}
 
     def agreed(
         self,
@@ -115,8 +115,22 @@ class Chain:
         question: str,
         convert: Callable[[Any], Any] = lambda v: v,
     ) -> Any:
-        """The answer at least ``quorum`` endpoints gave identically, else QuorumError."""
-        answers = self.ask_each(method, params, convert)
+        """The answer at least ``quorum`` endpoints gave identically, else QuorumError.
+
+        With a majority quorum (2k > n) no second value can also reach k, so the answer
+        is returned as soon as k endpoints agree: a slow endpoint delays nothing. With a
+        smaller k every endpoint is heard, so that conflicting quorums are reported."""
+        futures = self._submit(method, params, convert)
+        answers: dict[str, Any] = {}
+        early = 2 * self.quorum > len(self.endpoints)
+        for fut in as_completed(futures):
+            value = answers[futures[fut]] = fut.result()
+            if early and not isinstance(value, Exception):
+                votes = sum(
+                    1 for a in answers.values() if not isinstance(a, Exception) and a == value
+                )
+                if votes >= self.quorum:
+                    return value
         return agree(answers, self.quorum, question=question)
 
     def report(
