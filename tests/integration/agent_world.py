@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -43,7 +42,7 @@ from lightpost.core.command import (
 from lightpost.core.levels import Delivered, Level
 from lightpost.core.outbox import State
 from lightpost.core.verify import Problem
-from lightpost.node.agent import STATE_FILE, AuditEntry
+from lightpost.node.agent import read_audit
 from lightpost.node.chain import Chain
 from lightpost.node.config import DeviceConfig, load_config
 from lightpost.node.receiver import Receiver
@@ -517,33 +516,3 @@ def stop_node(node: NodeProcess, sig: int = signal.SIGTERM) -> int:
         node.proc.kill()
         node.proc.wait(timeout=10)
         raise
-
-
-def read_audit(state_dir: Path) -> list[AuditEntry]:
-    """The agent's audit log, read-only (safe while a node process has it open)."""
-    path = state_dir / STATE_FILE
-    if not path.exists():
-        return []
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
-    try:
-        rows = conn.execute(
-            "SELECT at, controller, seq, name, decision, reason, tx_hash, detail"
-            " FROM audit ORDER BY id"
-        ).fetchall()
-    except sqlite3.OperationalError:  # the node has not created the schema yet
-        return []
-    finally:
-        conn.close()
-    return [
-        AuditEntry(
-            at=r[0],
-            controller=r[1],
-            command_seq=int.from_bytes(r[2], "big"),
-            name=r[3],
-            decision=r[4],
-            reason=r[5],
-            tx_hash=r[6],
-            detail=r[7],
-        )
-        for r in rows
-    ]

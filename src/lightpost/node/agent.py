@@ -56,7 +56,15 @@ from lightpost.node.handlers import (
     recover_images,
 )
 
-__all__ = ["STATE_FILE", "Agent", "AgentStore", "AuditEntry", "InstalledSoftware", "SendResult"]
+__all__ = [
+    "STATE_FILE",
+    "Agent",
+    "AgentStore",
+    "AuditEntry",
+    "InstalledSoftware",
+    "SendResult",
+    "read_audit",
+]
 
 STATE_FILE = "agent.sqlite3"
 """The agent's durable state inside its state dir."""
@@ -92,6 +100,48 @@ CREATE TABLE IF NOT EXISTS audit (
     detail TEXT NOT NULL
 );
 """
+
+
+_AUDIT_QUERY = (
+    "SELECT at, controller, seq, name, decision, reason, tx_hash, detail FROM audit"
+    " ORDER BY id DESC LIMIT ?"
+)
+"""The newest rows first; callers reverse them to oldest first."""
+
+
+def _audit_rows(db: sqlite3.Connection, limit: int | None) -> list[AuditEntry]:
+    rows = db.execute(_AUDIT_QUERY, (-1 if limit is None else limit,)).fetchall()
+    return [
+        AuditEntry(
+            at=r[0],
+            controller=r[1],
+            command_seq=int.from_bytes(r[2], "big"),
+            name=r[3],
+            decision=r[4],
+            reason=r[5],
+            tx_hash=r[6],
+            detail=r[7],
+        )
+        for r in reversed(rows)
+    ]
+
+
+def read_audit(state_dir: Path, limit: int | None = None) -> list[AuditEntry]:
+    """The audit log of the agent in ``state_dir``, opened read-only (safe while a node
+    process holds it open); empty when the agent has not written it yet."""
+    path = Path(state_dir) / STATE_FILE
+    if not path.exists():
+        return []
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open agent state {path.name}: {exc}") from None
+    try:
+        return _audit_rows(conn, limit)
+    except sqlite3.OperationalError:  # the schema is not there yet
+        return []
+    finally:
+        conn.close()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -212,24 +262,7 @@ class AgentStore:
 
     def audit(self, limit: int | None = None) -> list[AuditEntry]:
         """Audit rows, oldest first (the newest ``limit`` when given)."""
-        rows = self._db.execute(
-            "SELECT at, controller, seq, name, decision, reason, tx_hash, detail FROM audit"
-            " ORDER BY id DESC LIMIT ?",
-            (-1 if limit is None else limit,),
-        ).fetchall()
-        return [
-            AuditEntry(
-                at=r[0],
-                controller=r[1],
-                command_seq=int.from_bytes(r[2], "big"),
-                name=r[3],
-                decision=r[4],
-                reason=r[5],
-                tx_hash=r[6],
-                detail=r[7],
-            )
-            for r in reversed(rows)
-        ]
+        return _audit_rows(self._db, limit)
 
 
 class Agent:
