@@ -80,3 +80,17 @@ def test_a_down_endpoint_is_a_non_answer() -> None:
         assert chain.nonce(bytes(20)) == 5
     finally:
         chain.close()
+
+
+def test_a_malformed_answer_is_a_non_answer_not_a_crash() -> None:
+    # "0x5" where a block object belongs: wrong JSON shape from one endpoint
+    block = {"number": "0x9", "hash": "0x" + "ab" * 32, "baseFeePerGas": "0x7"}
+    chain = Chain(
+        [Scripted("rpc#0", block), Scripted("rpc#1", block), Scripted("rpc#2", "0x5")], quorum=2
+    )
+    try:
+        assert chain.tag_height("finalized") == 9
+        assert chain.base_fee() == 7
+        assert chain.block_hash_at(9) == bytes.fromhex("ab" * 32)
+    finally:
+        chain.close()

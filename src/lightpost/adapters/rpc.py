@@ -37,6 +37,7 @@ from lightpost.errors import (
 __all__ = [
     "DEFAULT_RETRIES",
     "DEFAULT_TIMEOUT_S",
+    "MAX_RESPONSE_BYTES",
     "Endpoint",
     "HttpEndpoint",
     "backoff",
@@ -48,6 +49,9 @@ DEFAULT_TIMEOUT_S = 10.0
 
 DEFAULT_RETRIES = 2
 """Extra attempts after a transport failure or rate limit (not after a node's answer)."""
+
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+"""Largest JSON-RPC answer read (a mainnet block's receipts are a few MB)."""
 
 BACKOFF_BASE_S = 0.2
 """First backoff delay; doubles each attempt, capped by BACKOFF_MAX_S."""
@@ -133,7 +137,13 @@ class HttpEndpoint:
         for attempt in range(self.retries + 1):
             try:
                 with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                    return json.loads(resp.read())
+                    answer = resp.read(MAX_RESPONSE_BYTES + 1)
+                if len(answer) > MAX_RESPONSE_BYTES:
+                    # a hostile or broken endpoint must not exhaust the device's memory
+                    raise EndpointUnavailable(
+                        self.label, f"answer larger than {MAX_RESPONSE_BYTES} bytes"
+                    )
+                return json.loads(answer)
             except urllib.error.HTTPError as exc:
                 err: TransportError
                 if exc.code == 429:

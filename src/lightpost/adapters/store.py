@@ -77,6 +77,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "Accumulator",
     "NonceInputs",
+    "RowNotFound",
     "Store",
     "migrate",
 ]
@@ -314,6 +315,10 @@ def _check_seq_int(value: int, what: str) -> None:
 # --- the store ----------------------------------------------------------------------------
 
 
+class RowNotFound(StoreError):
+    """No message/transaction with that id (never stored, or pruned after FINAL)."""
+
+
 class Store:
     """The durable outbox and receiver state of one device. Not thread-safe: one
     :class:`Store` per thread (SQLite serialises writers across processes)."""
@@ -403,6 +408,14 @@ class Store:
         """Durably set a meta value."""
         with self._tx(f"writing meta {key!r}") as conn:
             self._put_meta(conn, key, value)
+
+    def bump_counter(self, key: str) -> int:
+        """Atomically add one to the integer meta value ``key`` (0 if unset); return it.
+        Durable before it returns, so a number is never handed out twice."""
+        with self._tx(f"bumping counter {key!r}") as conn:
+            value = int(self._meta(conn, key, "0") or "0") + 1
+            self._put_meta(conn, key, str(value))
+            return value
 
     @staticmethod
     def _meta(conn: sqlite3.Connection, key: str, default: str | None = None) -> str | None:
@@ -623,7 +636,7 @@ class Store:
         """One row of ``messages``/``transactions`` by id, or StoreError naming it."""
         row = conn.execute(f"SELECT {columns} FROM {table} WHERE id = ?", (row_id,)).fetchone()
         if row is None:
-            raise StoreError(f"no {table[:-1]} {row_id} in {self._name}")
+            raise RowNotFound(f"no {table[:-1]} {row_id} in {self._name}")
         return tuple(row)
 
     def _tx_event(self, conn: sqlite3.Connection, tx_id: int, event: Event) -> tuple[State, int]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,9 @@ NOT_BEFORE_SLACK_S = 60
 
 UPDATE_KEYS = ("image", "version", "class")
 """``update`` arguments that go into the manifest rather than the argument list."""
+
+MAX_EXPIRES_IN_S = 366 * 24 * 3600
+"""A command valid for more than a year is a mistake (and a standing replay window)."""
 
 RESULT_POLL_S = 1.0
 """How often --wait-result polls for the result."""
@@ -105,21 +109,26 @@ def build_command(
     name: str, pairs: list[str], target_text: str, *, seq: int, block_time: int, expires_in: int
 ) -> tuple[Command, bytes | None]:
     """The command and its recipient (None: broadcast to a device class)."""
+    if expires_in <= 0:
+        raise ConfigError("--expires-in must be a positive number of seconds")
     target, recipient = _parse_target(target_text)
     args = _parse_args(pairs)
-    manifest = None
-    if name == "update":
-        manifest = _manifest(args, target)
-        args = {k: v for k, v in args.items() if k not in UPDATE_KEYS}
-    command = Command(
-        name=name,
-        args=tuple(sorted(args.items())),
-        target=target,
-        command_seq=seq,
-        not_before=block_time - NOT_BEFORE_SLACK_S,
-        expiry=block_time + expires_in,
-        manifest=manifest,
-    )
+    try:
+        manifest = None
+        if name == "update":
+            manifest = _manifest(args, target)
+            args = {k: v for k, v in args.items() if k not in UPDATE_KEYS}
+        command = Command(
+            name=name,
+            args=tuple(sorted(args.items())),
+            target=target,
+            command_seq=seq,
+            not_before=block_time - NOT_BEFORE_SLACK_S,
+            expiry=block_time + expires_in,
+            manifest=manifest,
+        )
+    except ValueError as exc:  # the command's own field checks
+        raise ConfigError(f"invalid command: {exc}") from None
     return command, recipient
 
 
@@ -165,6 +174,18 @@ def cmd_command(args: argparse.Namespace) -> int:
     me = keystore_address(config)
     if me is None:
         raise ConfigError("the controller keystore has no address field")
+    if not math.isfinite(args.expires_in) or not 0 < args.expires_in < MAX_EXPIRES_IN_S:
+        raise ConfigError(f"--expires-in must be between 0 and {MAX_EXPIRES_IN_S} seconds")
+    block_time = _latest_block_time(config)
+    # validate everything with a dummy seq first: a refused command uses up no number
+    build_command(
+        args.name,
+        list(args.args),
+        args.target,
+        seq=1,
+        block_time=block_time,
+        expires_in=int(args.expires_in),
+    )
     with open_store(config) as store:
         seq = next_command_seq(store)
     command, recipient = build_command(
@@ -172,7 +193,7 @@ def cmd_command(args: argparse.Namespace) -> int:
         list(args.args),
         args.target,
         seq=seq,
-        block_time=_latest_block_time(config),
+        block_time=block_time,
         expires_in=int(args.expires_in),
     )
     started = time.monotonic()

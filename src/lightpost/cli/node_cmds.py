@@ -21,7 +21,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from lightpost.adapters.store import Store
+from lightpost.adapters.store import RowNotFound, Store
 from lightpost.cli.receive_cmd import delivered_json, problem_json
 from lightpost.core.envelope import DIRECT_CHANNEL_NAME, ContentType
 from lightpost.core.keys import parse_address, to_checksum_address
@@ -154,7 +154,7 @@ def _message_view(store: Store, message_id: int) -> dict[str, Any]:
     """The message's state and its transaction, for printing."""
     try:
         m = store.message(message_id)
-    except LightpostError:
+    except RowNotFound:
         # FINAL rows are pruned after PRUNE_AFTER_S: a vanished message was final.
         return {"id": message_id, "state": State.FINAL.value, "pruned": True}
     view: dict[str, Any] = {

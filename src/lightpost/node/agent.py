@@ -365,9 +365,9 @@ class Agent:
         # commit the decision (and the seq) before anything runs
         self._store.record(entry, consume=decision.consume)
         if command is not None and decision.execute:
-            status, reason, output = self._run(command, delivered, state, now)
+            status, reason, output, local_detail = self._run(command, delivered, state, now)
             self._store.record(
-                replace(entry, decision=str(status), reason=str(reason), detail=output)
+                replace(entry, decision=str(status), reason=str(reason), detail=local_detail)
             )
         else:
             status, reason, output = Status.REFUSED, decision.reason, detail
@@ -388,7 +388,10 @@ class Agent:
 
     def _run(
         self, command: Command, delivered: Delivered, state: AgentState, now: int
-    ) -> tuple[Status, Reason, str]:
+    ) -> tuple[Status, Reason, str, str]:
+        """(status, reason, output for the signed on-chain result, detail for the local
+        audit log). A plugin's unexpected exception is published by type only: its text
+        may hold a URL with a key or other local detail; the audit keeps the text."""
         context = HandlerContext(
             state_dir=self.state_dir,
             policy=self.policy,
@@ -400,9 +403,10 @@ class Agent:
         try:
             output = handler(command, context)
         except CommandRefused as exc:
-            return Status.REFUSED, exc.code, exc.reason
+            return Status.REFUSED, exc.code, exc.reason, exc.reason
         except CommandFailed as exc:
-            return Status.FAILED, exc.code, exc.detail
+            return Status.FAILED, exc.code, exc.detail, exc.detail
         except Exception as exc:  # a plugin's bug must not take the agent down
-            return Status.FAILED, Reason.HANDLER_ERROR, f"{type(exc).__name__}: {exc}"
-        return Status.EXECUTED, Reason.OK, str(output)
+            public = f"{type(exc).__name__} in the {command.name} handler"
+            return Status.FAILED, Reason.HANDLER_ERROR, public, f"{type(exc).__name__}: {exc}"
+        return Status.EXECUTED, Reason.OK, str(output), str(output)

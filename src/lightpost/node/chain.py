@@ -90,9 +90,16 @@ class Chain:
 
         def one(ep: Endpoint) -> Any:
             try:
-                return convert(ep.call(method, params))
+                answer = ep.call(method, params)
             except LightpostError as exc:
                 return exc
+            try:
+                return convert(answer)
+            except LightpostError as exc:
+                return exc
+            except (TypeError, KeyError, AttributeError, ValueError, IndexError):
+                # a malformed answer (wrong JSON shape) is a non-answer, never a crash
+                return TransportError(ep.label, f"malformed answer to {method}")
 
         return {self._pool.submit(one, ep): ep.label for ep in self.endpoints}
 

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from lightpost.core.envelope import MIN_POST_BYTES
 from lightpost.core.keys import parse_address
 from lightpost.errors import ConfigError, DecodingError
 
@@ -65,6 +66,34 @@ DEFAULT_BATCH_DELAY_S = 2.0
 
 DEFAULT_FINALITY_DEPTH = 0
 """0 = use the node's `finalized` tag; N > 0 = treat blocks N deep as final."""
+
+TOP_LEVEL_KEYS = frozenset(
+    {
+        "name",
+        "chain_id",
+        "endpoints",
+        "quorum",
+        "keystore",
+        "password_file",
+        "data_dir",
+        "mode",
+        "inbox",
+        "finality_depth",
+        "fees",
+        "send",
+        "channels",
+        "agent",
+    }
+)
+"""Every key the top level of a device config may have."""
+
+FEES_KEYS = frozenset(
+    {"policy", "max_fee_gwei", "priority_fee_gwei", "gas_price_gwei", "gas_limit"}
+)
+"""Every key of the [fees] table."""
+
+SEND_KEYS = frozenset({"batch_bytes", "max_delay_s"})
+"""Every key of the [send] table."""
 
 VERIFICATION_LEVELS = ("signed", "included", "final", "complete")
 """The receiver's guarantee levels, weakest first (docs/protocol.md)."""
@@ -153,10 +182,19 @@ def _endpoints(values: Any, source: str) -> tuple[str, ...]:
     for i, url in enumerate(values):
         if not isinstance(url, str):
             raise ConfigError(f"config: {source}[{i}] must be a string")
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            # never echo the URL: it may carry an API key
+        # never echo the URL: it may carry an API key
+        try:
+            parts = urlsplit(url)
+            hostname = parts.hostname
+        except ValueError:
+            raise ConfigError(f"config: {source}[{i}] is not a valid URL") from None
+        if parts.scheme not in ("http", "https") or not hostname:
             raise ConfigError(f"config: {source}[{i}] is not an http(s) URL")
+        if parts.username is not None or parts.password is not None:
+            raise ConfigError(
+                f"config: {source}[{i}] carries user:password credentials, which are not "
+                "supported; put the provider's key in the URL path or query instead"
+            )
         out.append(url)
     return tuple(out)
 
@@ -175,6 +213,7 @@ def _fees(raw: Any) -> FeeSettings:
         return FeeSettings()
     if not isinstance(raw, dict):
         raise ConfigError("config: [fees] must be a table")
+    _known_keys(raw, FEES_KEYS, "fees.")
     policy = raw.get("policy", "eip1559")
     if policy not in ("eip1559", "fixed"):
         raise ConfigError("config: fees.policy must be `eip1559` or `fixed`")
@@ -200,6 +239,7 @@ def _channels(raw: Any) -> tuple[ChannelPolicy, ...]:
     for name, body in raw.items():
         if not isinstance(body, dict):
             raise ConfigError(f"config: channels.{name} must be a table")
+        _known_keys(body, frozenset({"trusted"}), f"channels.{name}.")
         trusted = body.get("trusted", [])
         if not isinstance(trusted, list):
             raise ConfigError(f"config: channels.{name}.trusted must be a list of addresses")
@@ -216,9 +256,18 @@ def _channels(raw: Any) -> tuple[ChannelPolicy, ...]:
 
 def _positive(raw: Mapping[str, Any], key: str, default: float, kind: type = int) -> Any:
     value = raw.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ConfigError(f"config: `{key}` must be a non-negative number")
+    allowed = (int,) if kind is int else (int, float)
+    if isinstance(value, bool) or not isinstance(value, allowed) or value < 0:
+        noun = "integer" if kind is int else "number"
+        raise ConfigError(f"config: `{key}` must be a non-negative {noun}")
     return kind(value)
+
+
+def _known_keys(raw: Mapping[str, Any], allowed: frozenset[str], where: str) -> None:
+    """A typo must not silently fall back to a default (e.g. a fee cap)."""
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise ConfigError(f"config: unknown key `{where}{unknown[0]}`")
 
 
 def parse_config(
@@ -227,6 +276,7 @@ def parse_config(
     """Validate a parsed TOML mapping; ``env`` overrides (see module docstring)."""
     env = env or {}
     base = path.parent
+    _known_keys(raw, TOP_LEVEL_KEYS, "")
     chain_id = _require(raw, "chain_id", int)
     if chain_id <= 0:
         raise ConfigError("config: `chain_id` must be positive")
@@ -263,6 +313,13 @@ def parse_config(
     send = raw.get("send", {})
     if not isinstance(send, dict):
         raise ConfigError("config: [send] must be a table")
+    _known_keys(send, SEND_KEYS, "send.")
+    batch_bytes = _positive(send, "batch_bytes", DEFAULT_BATCH_BYTES)
+    if batch_bytes < MIN_POST_BYTES:
+        raise ConfigError(
+            f"config: send.batch_bytes must be at least {MIN_POST_BYTES} (one post header "
+            "and one record)"
+        )
     return DeviceConfig(
         path=path,
         chain_id=chain_id,
@@ -275,7 +332,7 @@ def parse_config(
         inbox=inbox,
         fees=_fees(raw.get("fees")),
         channels=_channels(raw.get("channels")),
-        batch_bytes=_positive(send, "batch_bytes", DEFAULT_BATCH_BYTES),
+        batch_bytes=batch_bytes,
         batch_delay_s=_positive(send, "max_delay_s", DEFAULT_BATCH_DELAY_S, float),
         finality_depth=_positive(raw, "finality_depth", DEFAULT_FINALITY_DEPTH),
         name=name,

@@ -51,6 +51,7 @@ __all__ = [
     "NodeLock",
     "Service",
     "build_chain",
+    "ensure_data_dir",
     "keystore_address",
     "load_key",
     "make_sender",
@@ -85,13 +86,18 @@ class Service(Protocol):
         """Release what the service holds (state files, threads)."""
 
 
-def open_store(config: DeviceConfig) -> Store:
-    """Open (creating the data directory and file if needed) the device store."""
+def ensure_data_dir(config: DeviceConfig) -> Path:
+    """Create the data directory if needed; one ConfigError line if it cannot be."""
     try:
         config.data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"cannot create data_dir {config.data_dir}: {exc.strerror}") from None
-    return Store.open(config.data_dir / STORE_FILE)
+    return config.data_dir
+
+
+def open_store(config: DeviceConfig) -> Store:
+    """Open (creating the data directory and file if needed) the device store."""
+    return Store.open(ensure_data_dir(config) / STORE_FILE)
 
 
 def build_chain(config: DeviceConfig, *, timeout: float = RPC_TIMEOUT_S) -> Chain:
@@ -136,8 +142,7 @@ class NodeLock:
 
     @classmethod
     def for_config(cls, config: DeviceConfig) -> NodeLock:
-        config.data_dir.mkdir(parents=True, exist_ok=True)
-        return cls(config.data_dir / LOCK_FILE)
+        return cls(ensure_data_dir(config) / LOCK_FILE)
 
     def acquire(self) -> bool:
         """Take the lock without waiting; False when another process holds it."""
@@ -194,11 +199,19 @@ class Node:
     clock: Callable[[], float] = time.time
     poll_s: float = POLL_INTERVAL_S
     log: Callable[[str], None] = lambda _line: None
+    _problems: dict[str, str] = field(default_factory=dict, init=False, repr=False)
 
     def step(self, now: float | None = None) -> bool:
-        """One round over the sender and every service; True when the sender was busy."""
+        """One round over the sender and every service; True when the sender was busy.
+        A sender problem (a failing phase) is logged once, when it appears or changes."""
         now = self.clock() if now is None else now
         busy = self.sender.step(now).busy
+        problems = dict(self.sender.problems)
+        if problems != self._problems:
+            for phase, text in problems.items():
+                if self._problems.get(phase) != text:
+                    self.log(f"sender {phase}: {text}")
+            self._problems = problems
         for service in self.services:
             try:
                 service.step(now)

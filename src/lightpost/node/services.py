@@ -154,6 +154,4 @@ class AgentService:
 
 def next_command_seq(store: Store) -> int:
     """The controller's next command sequence number, persisted before it is used."""
-    value = int(store.get_meta(COMMAND_SEQ_META, "0") or "0") + 1
-    store.set_meta(COMMAND_SEQ_META, str(value))
-    return value
+    return store.bump_counter(COMMAND_SEQ_META)

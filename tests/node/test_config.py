@@ -1,0 +1,98 @@
+"""Device config validation: one clear ConfigError per mistake, never a secret in it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lightpost.errors import ConfigError
+from lightpost.node.config import load_config, parse_config, read_password
+
+INBOX = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+SECRET = "KEY123SECRET"
+
+
+def base(**over: Any) -> dict[str, Any]:
+    raw: dict[str, Any] = {
+        "chain_id": 31337,
+        "endpoints": ["http://127.0.0.1:8545", f"https://rpc.invalid/{SECRET}"],
+        "keystore": "k.json",
+        "data_dir": "data",
+        "inbox": INBOX,
+    }
+    raw.update(over)
+    return raw
+
+
+def parse(raw: dict[str, Any], env: dict[str, str] | None = None) -> Any:
+    return parse_config(raw, path=Path("/tmp/dev/device.toml"), env=env or {})
+
+
+def test_a_minimal_config_gets_documented_defaults() -> None:
+    cfg = parse(base())
+    assert cfg.quorum == 2  # majority of 2
+    assert cfg.mode == "channel"
+    assert cfg.fees.policy == "eip1559"
+    assert cfg.fees.max_fee_per_gas == 200 * 10**9
+    assert cfg.finality_depth == 0
+    assert cfg.keystore == Path("/tmp/dev/k.json")
+    assert SECRET not in repr(cfg)  # endpoint URLs are kept out of repr
+
+
+@pytest.mark.parametrize(
+    ("raw", "needle"),
+    [
+        (base(quorom=2), "unknown key `quorom`"),
+        (base(fees={"max_fee_gewi": 5}), "unknown key `fees.max_fee_gewi`"),
+        (base(send={"max_delay": 1}), "unknown key `send.max_delay`"),
+        (base(channels={"c": {"trustd": []}}), "unknown key `channels.c.trustd`"),
+        (base(send={"batch_bytes": 10}), "batch_bytes must be at least"),
+        (base(finality_depth=2.9), "non-negative integer"),
+        (base(quorum=3), "between 1 and the number of endpoints"),
+        (base(mode="carrier-pigeon"), "`mode`"),
+        (base(inbox="0x1234"), "inbox"),
+        (base(fees={"policy": "free"}), "fees.policy"),
+        ({k: v for k, v in base().items() if k != "inbox"}, "channel mode needs `inbox`"),
+        (base(endpoints=[f"ftp://x/{SECRET}"]), "endpoints[0] is not an http(s) URL"),
+        (base(endpoints=[f"http://[{SECRET}"]), "endpoints[0] is not a valid URL"),
+        (base(endpoints=[f"http://user:{SECRET}@127.0.0.1:8545"]), "credentials"),
+    ],
+)
+def test_each_mistake_is_one_clear_error_without_secrets(raw: dict[str, Any], needle: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse(raw)
+    assert needle in str(err.value)
+    assert SECRET not in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_environment_overrides_win() -> None:
+    cfg = parse(
+        base(),
+        env={
+            "LIGHTPOST_ENDPOINTS": "http://127.0.0.1:1,http://127.0.0.1:2,http://127.0.0.1:3",
+            "LIGHTPOST_QUORUM": "3",
+        },
+    )
+    assert len(cfg.endpoints) == 3 and cfg.quorum == 3
+
+
+def test_missing_and_invalid_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("chain_id = = 1\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad)
+
+
+def test_password_comes_from_env_then_file(tmp_path: Path) -> None:
+    (tmp_path / "pw").write_text("hunter2\n")
+    cfg = parse_config(base(password_file="pw"), path=tmp_path / "d.toml", env={})
+    assert read_password(cfg, env={}) == "hunter2"
+    assert read_password(cfg, env={"LIGHTPOST_PASSWORD": "env"}) == "env"
+    nofile = parse_config(base(), path=tmp_path / "d.toml", env={})
+    with pytest.raises(ConfigError, match="LIGHTPOST_PASSWORD"):
+        read_password(nofile, env={})
