@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from lightpost.adapters.anvil import free_port
+from lightpost.core.command import COMMANDS_CHANNEL, RESULTS_CHANNEL
 from lightpost.core.envelope import channel_id
 from lightpost.errors import ConfigError
 from lightpost.ops.demo_attacks import (
@@ -42,22 +43,11 @@ from lightpost.ops.demo_attacks import (
     HideOneReading,
     ReadingAlteration,
 )
+from lightpost.ops.demo_device import CAMERA_CHANNEL, CITY_CHANNEL
 from lightpost.ops.devnet import devnet_down, devnet_up
 from lightpost.ops.proxy import LyingProxy
 
-__all__ = ["CITY_CHANNEL", "COMMANDS_CHANNEL", "RESULTS_CHANNEL", "cmd_demo", "run_demo"]
-
-CITY_CHANNEL = "district-1"
-"""Readings of meters and air sensors."""
-
-CAMERA_CHANNEL = "cameras"
-"""Event digests of cameras (large: chunked)."""
-
-COMMANDS_CHANNEL = "lightpost/commands"
-"""Controller -> device commands (recipient = the device)."""
-
-RESULTS_CHANNEL = "lightpost/results"
-"""Device -> controller signed command results (recipient = the controller)."""
+__all__ = ["cmd_demo", "run_demo"]
 
 DEMO_QUORUM = 2
 """2 of [anvil, honest proxy, lying proxy] must agree: one liar cannot win."""
@@ -72,12 +62,11 @@ CAMERA_BATCH_BYTES = 2048
 DRAIN_TIMEOUT_S = 60.0
 """After the run: how long to wait for the last readings to become final/complete."""
 
-VIEW_INTERVAL_S = 1.0
-"""Refresh period of the live view."""
+COLLECT_INTERVAL_S = 1.0
+"""How often the devices' event lines are read (and detections printed)."""
 
-PAPER_GAS_PER_MESSAGE = 21_000 + 40 * 40
-"""The paper's cost of one ~40-byte reading as its own transaction (EIP-7623 floor:
-21,000 + 10 gas x 4 tokens x 40 nonzero bytes)."""
+LIVE_LINE_EVERY_S = 5.0
+"""How often the live status line is printed."""
 
 
 @dataclass
@@ -405,6 +394,8 @@ class Demo:
                 "count": float(len(values)),
             }
         gas = sum(int(x.get("gas_used", 0)) for x in t.txs.values())
+        # the paper's cost: each reading as its own transaction, raw bytes as calldata
+        paper = [int(v["paper_gas"]) for v in readings.values() if "paper_gas" in v]
         messages_in_txs = sum(int(x.get("messages", 0)) for x in t.txs.values())
         reading_gas = sum(
             int(x.get("gas_used", 0)) for x in t.txs.values() if x.get("role") in ("meter", "air")
@@ -438,7 +429,7 @@ class Demo:
                 "total": gas,
                 "per_message": gas / messages_in_txs if messages_in_txs else None,
                 "per_reading": reading_gas / reading_msgs if reading_msgs else None,
-                "paper_per_message": PAPER_GAS_PER_MESSAGE,
+                "paper_per_message": sum(paper) / len(paper) if paper else None,
             },
             "attacks": attacks,
             "forged_accepted": len(t.forged_accepted),
@@ -474,7 +465,7 @@ class Demo:
             lines.append(
                 f"gas: {g['total']:,} in {g['transactions']} txs = {g['per_message']:,.0f} per "
                 f"message, {per_reading:,.0f} per reading vs the paper's "
-                f"{g['paper_per_message']:,} (one tx per message)"
+                f"{g['paper_per_message'] or 0:,.0f} (one tx per reading)"
             )
         for name, a in rep["attacks"].items():
             state = (
@@ -502,10 +493,10 @@ class Demo:
         deadline = self.started + self.args.duration
         while time.time() < deadline:
             self.collect()
-            if time.time() - last_view >= VIEW_INTERVAL_S * 5 and not self.args.json:
+            if time.time() - last_view >= LIVE_LINE_EVERY_S and not self.args.json:
                 self._say(self.view())
                 last_view = time.time()
-            time.sleep(VIEW_INTERVAL_S)
+            time.sleep(COLLECT_INTERVAL_S)
             self._check_processes()
         (self.dir / "stop").write_text("stop producing\n")
         self._say("run over: no new readings; waiting for the last ones to become final")
@@ -514,7 +505,7 @@ class Demo:
             self.collect()
             if all(k in self.tally.delivered["complete"] for k in self.tally.sent):
                 break
-            time.sleep(VIEW_INTERVAL_S)
+            time.sleep(COLLECT_INTERVAL_S)
             self._check_processes()
         self.collect()
         self._say(self.view())

@@ -23,13 +23,15 @@ from lightpost.core.command import (
     COMMANDS_CHANNEL,
     CONTENT_TYPE_COMMAND,
     CONTENT_TYPE_RESULT,
+    RESULTS_CHANNEL,
     Command,
     CommandResult,
     Target,
     decode_result,
     encode_command,
 )
-from lightpost.core.envelope import ContentType
+from lightpost.core.envelope import ContentType, channel_id
+from lightpost.core.gas import gas_used
 from lightpost.core.keys import to_checksum_address
 from lightpost.core.levels import Delivered, Level
 from lightpost.core.verify import Problem
@@ -46,7 +48,13 @@ from lightpost.node.services import (
     with_command_channel,
 )
 
-__all__ = ["main"]
+__all__ = ["CAMERA_CHANNEL", "CITY_CHANNEL", "main"]
+
+CITY_CHANNEL = "district-1"
+"""Readings of meters and air sensors."""
+
+CAMERA_CHANNEL = "cameras"
+"""Event digests of cameras (large: chunked)."""
 
 READING_INTERVAL_S = 1.0
 """A sensor publishes a reading about this often (with jitter)."""
@@ -135,7 +143,7 @@ class Device:
             )
         elif self.role == "controller":
             self.receiver = Receiver(self.config, me=self.key.address)
-            valve = next(c for c in self.config.channels if c.name == "lightpost/results")
+            valve = next(c for c in self.config.channels if c.name == RESULTS_CHANNEL)
             self.valve = valve.trusted[0]
             for level in (Level.INCLUDED, Level.FINAL, Level.COMPLETE):
                 self.services.append(
@@ -149,7 +157,7 @@ class Device:
             return
         self.produced += 1
         if self.role == "camera":
-            channel = "cameras"
+            channel = CAMERA_CHANNEL
             frames = [
                 hashlib.sha256(f"{self.me}/{self.produced}/{i}".encode()).hexdigest()
                 for i in range(CAMERA_DIGEST_FRAMES)
@@ -159,7 +167,7 @@ class Device:
             ).encode()
             self.next_produce = now + CAMERA_INTERVAL_S
         else:
-            channel = "district-1"
+            channel = CITY_CHANNEL
             reading: dict[str, Any] = {"id": self.config.name, "n": self.produced}
             if self.role == "meter":
                 reading |= {
@@ -177,6 +185,8 @@ class Device:
             payload=payload, channel=channel, content_type=ContentType.JSON, now=now
         )
         seq = self.store.message(msg_id).seq
+        # what the paper would pay: this payload alone in its own transaction (EIP-7623)
+        paper_gas = gas_used(payload)
         self.events.emit(
             "sent",
             sender=self.me,
@@ -185,15 +195,15 @@ class Device:
             role=self.role,
             sha256=_sha(payload),
             bytes=len(payload),
+            paper_gas=paper_gas,
         )
 
     def _controller_item(self, item: Delivered | Problem) -> None:
         if isinstance(item, Problem):
             self._problem(item)
             return
-        names = {c: c for c in ("district-1", "cameras", "lightpost/results")}
         channel = self._channel_name(item.channel)
-        if channel in names:
+        if channel in (CITY_CHANNEL, CAMERA_CHANNEL, RESULTS_CHANNEL):
             self.events.emit(
                 "delivered",
                 sender=to_checksum_address(item.sender),
@@ -212,15 +222,13 @@ class Device:
                 seq=result.command_seq,
             )
         if (
-            channel == "district-1"
+            channel == CITY_CHANNEL
             and item.level == Level.FINAL
             and item.content_type == ContentType.JSON
         ):
             self._react(item)
 
     def _channel_name(self, cid: bytes) -> str:
-        from lightpost.core.envelope import channel_id
-
         for c in self.config.channels:
             if channel_id(c.name) == cid:
                 return c.name
