@@ -202,9 +202,16 @@ class Chain:
             raise QuorumError(f"{tag} height", {k: str(v) for k, v in answers.items()}, self.quorum)
         return heights[self.quorum - 1]
 
-    def finalized(self) -> tuple[int, bytes]:
-        """(height, hash) of the quorum-agreed finalized block."""
-        height = self.tag_height("finalized")
+    def final_height(self, finality_depth: int = 0) -> int:
+        """The quorum's finalized height, or ``latest - finality_depth`` when the config
+        sets a depth (chains without the `finalized` tag)."""
+        if finality_depth > 0:
+            return max(0, self.tag_height("latest") - finality_depth)
+        return self.tag_height("finalized")
+
+    def finalized(self, finality_depth: int = 0) -> tuple[int, bytes]:
+        """(height, hash) of the quorum-agreed final block (see :meth:`final_height`)."""
+        height = self.final_height(finality_depth)
         return height, self.block_hash_at(height)
 
     def block(self, number: int, *, full: bool = False) -> Mapping[str, Any] | None:

@@ -376,10 +376,7 @@ class Receiver:
     def _head(self, level: Level) -> tuple[int, bytes | None]:
         try:
             if level >= Level.FINAL:
-                if self.config.finality_depth > 0:
-                    height = max(0, self.chain.tag_height("latest") - self.config.finality_depth)
-                    return height, self.chain.block_hash_at(height)
-                return self.chain.finalized()
+                return self.chain.finalized(self.config.finality_depth)
             return self.chain.tag_height("latest"), None
         except LightpostError as exc:
             raise _StopWith(Problem(kind="disagreement", details=f"head: {exc}")) from None
@@ -394,9 +391,7 @@ class Receiver:
 
     def _finalized_height(self) -> int:
         try:
-            if self.config.finality_depth > 0:
-                return max(0, self.chain.tag_height("latest") - self.config.finality_depth)
-            return self.chain.tag_height("finalized")
+            return self.chain.final_height(self.config.finality_depth)
         except LightpostError as exc:
             raise _StopWith(Problem(kind="disagreement", details=f"finalized: {exc}")) from None
 

@@ -446,10 +446,7 @@ class Sender:
         if isinstance(self._finalized_cache, _Unknown):
             return None
         try:
-            if self.settings.finality_depth > 0:
-                height = self.chain.tag_height("latest") - self.settings.finality_depth
-            else:
-                height = self.chain.tag_height("finalized")
+            height = self.chain.final_height(self.settings.finality_depth)
         except LightpostError as exc:
             self.problems["finality"] = str(exc)
             self._finalized_cache = _UNKNOWN
@@ -558,10 +555,8 @@ class Sender:
             found = [_sighting(h, by_hash.get(h)) for h in tx.candidate_hashes]
             sightings[label] = next((s for s in found if s is not None), None)
         address = "0x" + self.address.hex()
-        if self.settings.finality_depth > 0:
-            tag = hex(max(0, self.chain.tag_height("latest") - self.settings.finality_depth))
-        else:
-            tag = "finalized"
+        depth = self.settings.finality_depth
+        tag = hex(self.chain.final_height(depth)) if depth > 0 else "finalized"
         final_counts = self.chain.ask_each(
             "eth_getTransactionCount", [address, tag], lambda v: parse_quantity(v, "nonce")
         )
