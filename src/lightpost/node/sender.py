@@ -1144,7 +1144,8 @@ def collect_status(
 
     policy = settings.policy
     fees: dict[str, Any] = {
-        "policy": type(policy).__name__,
+        # the config's own word for it ("fixed" / "eip1559"), as the README documents
+        "policy": "fixed" if isinstance(policy, FixedFeePolicy) else "eip1559",
         "cap_wei": policy.hard_cap,
         "base_fee_wei": None,
         "above_cap": None,
