@@ -9,10 +9,11 @@ import pytest
 from lightpost.adapters.anvil import AnvilProcess
 from lightpost.adapters.receiver_store import ReceiverStore
 from lightpost.adapters.rpc import HttpEndpoint
+from lightpost.core.keys import PrivateKey
 from lightpost.core.levels import Delivered, Level
 from lightpost.core.verify import Problem
 from lightpost.errors import ConfigError
-from lightpost.node.config import load_config
+from lightpost.node.config import DeviceConfig, load_config
 from lightpost.node.receiver import MeteredEndpoint, Receiver
 from tests.integration.receive_chain import InboxChain, text, write_config
 
@@ -26,21 +27,27 @@ BLOCKS_PER_ROUND = 850
 """Blocks mined between two posts while following."""
 
 
-def test_following_5000_blocks_keeps_a_constant_data_dir(
-    fresh_anvil: AnvilProcess, tmp_path: Path
-) -> None:
-    chain = InboxChain(fresh_anvil.url)
+def _world(anvil: AnvilProcess, tmp_path: Path) -> tuple[InboxChain, PrivateKey, DeviceConfig]:
+    """An inbox on ``anvil``, a trusted sender on channel c1, and the receiver's config."""
+    chain = InboxChain(anvil.url)
     sender = chain.keys[1]
     config = load_config(
         write_config(
             tmp_path,
-            endpoints=[fresh_anvil.url],
+            endpoints=[anvil.url],
             quorum=1,
             inbox=chain.inbox,
             me=chain.keys[0].address,
             trusted={"c1": [sender.address]},
         )
     )
+    return chain, sender, config
+
+
+def test_following_5000_blocks_keeps_a_constant_data_dir(
+    fresh_anvil: AnvilProcess, tmp_path: Path
+) -> None:
+    chain, sender, config = _world(fresh_anvil, tmp_path)
     sizes = []
     delivered: list[int] = []
     start = chain.height()
@@ -66,18 +73,7 @@ def test_following_5000_blocks_keeps_a_constant_data_dir(
 def test_included_delivery_is_retracted_after_a_reorg(
     fresh_anvil: AnvilProcess, tmp_path: Path
 ) -> None:
-    chain = InboxChain(fresh_anvil.url)
-    sender = chain.keys[1]
-    config = load_config(
-        write_config(
-            tmp_path,
-            endpoints=[fresh_anvil.url],
-            quorum=1,
-            inbox=chain.inbox,
-            me=chain.keys[0].address,
-            trusted={"c1": [sender.address]},
-        )
-    )
+    chain, sender, config = _world(fresh_anvil, tmp_path)
     chain.post(sender, "c1", [text(0, "final one")])
     chain.mine()
     snapshot = chain.ep.call("evm_snapshot", [])
