@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,6 +40,21 @@ def _running_anvil() -> Iterator[AnvilProcess]:
         yield proc
     finally:
         proc.stop()  # always, even when the test failed
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """``lightpost ARGS`` as a subprocess, as a user runs it (``env`` adds variables)."""
+    return subprocess.run(
+        [sys.executable, "-m", "lightpost.cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=PROJECT_ROOT,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
 
 
 @pytest.fixture(scope="session")

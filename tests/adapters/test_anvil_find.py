@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from lightpost.adapters import anvil
 from lightpost.errors import ChainProcessError
+from tests.conftest import run_cli
 
 
 def test_missing_anvil_says_exactly_how_to_install_it(
@@ -36,36 +34,22 @@ def test_env_var_wins_and_is_checked(monkeypatch: pytest.MonkeyPatch, tmp_path: 
         anvil.find_anvil()
 
 
-def _cli(*args: str, env_anvil: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = None
-    if env_anvil is not None:
-        env = {**os.environ, "LIGHTPOST_ANVIL": env_anvil}
-    return subprocess.run(
-        [sys.executable, "-m", "lightpost.cli.main", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env=env,
-    )
-
-
 def test_devnet_not_up_is_one_line(tmp_path: Path) -> None:
-    out = _cli("devnet", "status", "--dir", str(tmp_path / "none"))
+    out = run_cli("devnet", "status", "--dir", str(tmp_path / "none"))
     assert out.returncode != 0
     assert out.stderr.strip().startswith("lightpost: error: no devnet in")
     assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
 
 
 def test_devnet_up_without_anvil_is_one_line(tmp_path: Path) -> None:
-    out = _cli(
+    out = run_cli(
         "devnet",
         "up",
         "--dir",
         str(tmp_path / "dn"),
         "--port",
         "1",
-        env_anvil=str(tmp_path / "missing-anvil"),
+        env={"LIGHTPOST_ANVIL": str(tmp_path / "missing-anvil")},
     )
     assert out.returncode != 0
     assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -67,7 +66,6 @@ __all__ = [
     "Party",
     "ValveHarness",
     "World",
-    "cli",
     "command",
     "node_process",
     "publish",
@@ -453,19 +451,6 @@ def publish(
 
 
 # --- subprocesses ---------------------------------------------------------------------
-
-
-def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """``lightpost ARGS`` as a subprocess (from the repository root)."""
-    return subprocess.run(
-        [sys.executable, "-m", "lightpost.cli.main", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=REPO_ROOT,
-        env=dict(os.environ),
-        check=False,
-    )
 
 
 @dataclass

@@ -32,6 +32,7 @@ from lightpost.core.command import (
 from lightpost.core.levels import Delivered, Level
 from lightpost.node.config import ChannelPolicy, DeviceConfig
 from lightpost.node.receiver import Receiver
+from tests.conftest import run_cli as cli
 from tests.integration.agent_world import (
     CRASH_VALVE,
     VALVE,
@@ -39,7 +40,6 @@ from tests.integration.agent_world import (
     Party,
     ValveHarness,
     World,
-    cli,
     command,
     node_process,
     publish,
@@ -133,7 +133,7 @@ def test_cli_controller_sets_an_actuator_and_receives_the_signed_result(w: World
             out = cli(
                 "command", "--config", str(w.path("controller")),
                 "--target", w.checksum(VALVE), "set", "valve=40",
-                "--wait-result", "--json", "--timeout", "90",
+                "--wait-result", "--json", "--timeout", "90", timeout=120,
             )  # fmt: skip
     finally:
         code = stop_node(node)

@@ -10,8 +10,6 @@ everything is final. Each attack puts a :class:`LyingProxy` in front of anvil as
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -38,6 +36,7 @@ from lightpost.ops.proxy import (
     WrongProof,
     flip_hex,
 )
+from tests.conftest import run_cli
 from tests.integration.receive_chain import InboxChain, hx, text, write_config
 
 pytestmark = pytest.mark.integration
@@ -279,16 +278,6 @@ def test_two_liars_of_three_cause_refusal_never_acceptance(
 # --- CLI ----------------------------------------------------------------------------------
 
 
-def _cli(args: list[str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "lightpost.cli.main", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
 def test_cli_receive_json_lines_and_exit_code(world: World, tmp_path: Path) -> None:
     path = write_config(
         tmp_path,
@@ -298,7 +287,7 @@ def test_cli_receive_json_lines_and_exit_code(world: World, tmp_path: Path) -> N
         me=world.me,
         trusted={"c1": [world.a.address, world.b.address]},
     )
-    done = _cli(["receive", "--config", str(path), "--json", "--level", "final"])
+    done = run_cli("receive", "--config", str(path), "--json", "--level", "final")
     lines = [json.loads(line) for line in done.stdout.splitlines()]
     messages = [o for o in lines if "problem" not in o]
     problems = [o for o in lines if "problem" in o]
@@ -325,14 +314,14 @@ def test_cli_receive_json_lines_and_exit_code(world: World, tmp_path: Path) -> N
     assert chunked["payload_encoding"] == "hex"
     assert bytes.fromhex(chunked["payload"][2:]) == CHUNKED
     # The cursor is persisted: a second run delivers nothing new and reports nothing.
-    again = _cli(["receive", "--config", str(path), "--json", "--level", "final"])
+    again = run_cli("receive", "--config", str(path), "--json", "--level", "final")
     assert again.returncode == 0 and again.stdout == ""
 
 
 def test_cli_bad_config_is_one_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("chain_id = 'x'\n")
-    done = _cli(["receive", "--config", str(bad), "--json"])
+    done = run_cli("receive", "--config", str(bad), "--json")
     assert done.returncode == 1
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("lightpost: error:")
     assert "Traceback" not in done.stderr

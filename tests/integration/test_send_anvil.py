@@ -33,6 +33,7 @@ from lightpost.node.config import DeviceConfig, load_config
 from lightpost.node.runtime import build_chain, load_key, make_sender, open_store
 from lightpost.node.sender import Sender, enqueue_message
 from lightpost.ops.devnet import devnet_down, devnet_up
+from tests.conftest import run_cli as cli
 
 GWEI = 10**9
 
@@ -129,16 +130,6 @@ def step_until(sender: Sender, done: Callable[[], bool], timeout: float = 30.0) 
 
 def counts(sender: Sender) -> dict[State, int]:
     return sender.store.counts_by_state()
-
-
-def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> Any:
-    return subprocess.run(
-        [sys.executable, "-m", "lightpost.cli.main", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-    )
 
 
 def node_process(config_path: Path) -> subprocess.Popen[str]:
