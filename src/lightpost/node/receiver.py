@@ -52,7 +52,7 @@ from typing import Any
 
 from lightpost.adapters.contracts import inbox_runtime
 from lightpost.adapters.receiver_store import ReceiverStore, StreamRow, UnfinalRow
-from lightpost.adapters.rpc import Endpoint, HttpEndpoint
+from lightpost.adapters.rpc import Endpoint
 from lightpost.core.envelope import (
     DIRECT_CHANNEL,
     DIRECT_CHANNEL_NAME,
@@ -89,7 +89,7 @@ from lightpost.core.verify import (
 from lightpost.errors import ConfigError, LightpostError
 from lightpost.node.chain import Chain
 from lightpost.node.config import DeviceConfig
-from lightpost.node.runtime import keystore_address
+from lightpost.node.runtime import build_endpoints, keystore_address
 
 __all__ = [
     "DIRECT_PAGE_BLOCKS",
@@ -231,10 +231,7 @@ class Receiver:
     ) -> None:
         self.config = config
         if endpoints is None:
-            endpoints = [
-                HttpEndpoint(url, label)
-                for url, label in zip(config.endpoints, config.endpoint_labels, strict=True)
-            ]
+            endpoints = build_endpoints(config)
         self.endpoints = list(endpoints)
         self.chain = Chain(self.endpoints, config.quorum)
         self.store = store if store is not None else ReceiverStore.open(config.data_dir)

@@ -51,6 +51,7 @@ __all__ = [
     "NodeLock",
     "Service",
     "build_chain",
+    "build_endpoints",
     "ensure_data_dir",
     "keystore_address",
     "load_key",
@@ -100,13 +101,17 @@ def open_store(config: DeviceConfig) -> Store:
     return Store.open(ensure_data_dir(config) / STORE_FILE)
 
 
-def build_chain(config: DeviceConfig, *, timeout: float = RPC_TIMEOUT_S) -> Chain:
-    """The quorum chain client over the configured endpoints (labels rpc#0...)."""
-    endpoints = [
+def build_endpoints(config: DeviceConfig, *, timeout: float = RPC_TIMEOUT_S) -> list[HttpEndpoint]:
+    """One HTTP endpoint per configured URL, labelled rpc#0, rpc#1, ..."""
+    return [
         HttpEndpoint(url, label, timeout=timeout, retries=RPC_RETRIES)
         for url, label in zip(config.endpoints, config.endpoint_labels, strict=True)
     ]
-    return Chain(endpoints, quorum=config.quorum)
+
+
+def build_chain(config: DeviceConfig, *, timeout: float = RPC_TIMEOUT_S) -> Chain:
+    """The quorum chain client over the configured endpoints (labels rpc#0...)."""
+    return Chain(build_endpoints(config, timeout=timeout), quorum=config.quorum)
 
 
 def _read_keystore(config: DeviceConfig) -> str:

@@ -19,14 +19,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lightpost.cli.command_cmd import build_command
 from lightpost.core.command import (
     COMMANDS_CHANNEL,
     CONTENT_TYPE_COMMAND,
     CONTENT_TYPE_RESULT,
     RESULTS_CHANNEL,
-    Command,
     CommandResult,
-    Target,
     decode_result,
     encode_command,
 )
@@ -246,13 +245,14 @@ class Device:
         if now - self.last_command < COMMAND_COOLDOWN_S or Path(self.args.stop_file).exists():
             return
         self.last_command = now
-        command = Command(
-            name="set",
-            args=(("valve", "60"),),
-            target=Target(address=self.valve),
-            command_seq=next_command_seq(self.store),
-            not_before=item.block_timestamp - 60,
-            expiry=item.block_timestamp + COMMAND_VALIDITY_S,
+        # the same construction as `lightpost command` (validity judged by block time)
+        command, _ = build_command(
+            "set",
+            ["valve=60"],
+            to_checksum_address(self.valve),
+            seq=next_command_seq(self.store),
+            block_time=item.block_timestamp,
+            expires_in=COMMAND_VALIDITY_S,
         )
         self.sender.enqueue(
             payload=encode_command(command),
