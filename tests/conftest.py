@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lightpost.adapters.anvil import AnvilProcess, free_port
+from lightpost_operator.anvil import AnvilProcess, free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 VECTORS = PROJECT_ROOT.parent / "shared" / "vectors"

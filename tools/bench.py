@@ -18,7 +18,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lightpost.adapters.anvil import AnvilProcess, free_port
 from lightpost.adapters.contracts import inbox_initcode
 from lightpost.adapters.rpc import HttpEndpoint
 from lightpost.core import envelope, trie
@@ -28,7 +27,8 @@ from lightpost.core.inbox import inbox_calldata, inbox_execution_gas
 from lightpost.core.keys import PrivateKey
 from lightpost.core.tx import DynamicFeeTx, LegacyTx, decode_transaction, sign_transaction
 from lightpost.node.chain import Chain, parse_quantity
-from lightpost.ops.wallet import send_operator_tx
+from lightpost_operator.anvil import AnvilProcess, free_port
+from lightpost_operator.wallet import send_operator_tx
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "benchmarks.md"

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from lightpost.adapters import anvil
 from lightpost.errors import ChainProcessError
+from lightpost_operator import anvil
 from tests.conftest import run_cli
 
 

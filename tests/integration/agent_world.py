@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lightpost.adapters.anvil import free_port
 from lightpost.adapters.rpc import HttpEndpoint
 from lightpost.adapters.store import Store
 from lightpost.core.command import (
@@ -53,7 +52,8 @@ from lightpost.node.services import (
     next_command_seq,
     with_command_channel,
 )
-from lightpost.ops.devnet import devnet_down, devnet_up
+from lightpost_operator.anvil import free_port
+from lightpost_operator.devnet import devnet_down, devnet_up
 
 __all__ = [
     "CRASH_VALVE",

@@ -5,8 +5,8 @@ import urllib.request
 
 import pytest
 
-from lightpost.adapters.anvil import AnvilProcess, free_port, port_is_free
 from lightpost.errors import ChainProcessError
+from lightpost_operator.anvil import AnvilProcess, free_port, port_is_free
 
 
 def _call(url: str, method: str, params: list[object]) -> object:

@@ -16,14 +16,14 @@ from typing import Any
 
 import pytest
 
-from lightpost.adapters.anvil import AnvilProcess
 from lightpost.adapters.rpc import HttpEndpoint
 from lightpost.core.envelope import Message
 from lightpost.core.levels import Delivered, Level
 from lightpost.core.verify import Problem
 from lightpost.node.config import load_config
 from lightpost.node.receiver import MeteredEndpoint, Receiver
-from lightpost.ops.proxy import (
+from lightpost_operator.anvil import AnvilProcess
+from lightpost_operator.proxy import (
     ForgeLogData,
     ForgeTxInput,
     HideLogs,
@@ -108,7 +108,7 @@ class World:
 
 @pytest.fixture(scope="module")
 def world() -> Iterator[World]:
-    from lightpost.adapters.anvil import free_port
+    from lightpost_operator.anvil import free_port
 
     proc = AnvilProcess(port=free_port()).start()
     try:

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from lightpost.adapters.anvil import AnvilProcess
 from lightpost.adapters.receiver_store import ReceiverStore
 from lightpost.adapters.rpc import HttpEndpoint
 from lightpost.core.keys import PrivateKey
@@ -15,6 +14,7 @@ from lightpost.core.verify import Problem
 from lightpost.errors import ConfigError
 from lightpost.node.config import DeviceConfig, load_config
 from lightpost.node.receiver import MeteredEndpoint, Receiver
+from lightpost_operator.anvil import AnvilProcess
 from tests.integration.receive_chain import InboxChain, text, write_config
 
 pytestmark = pytest.mark.integration

@@ -24,7 +24,6 @@ from typing import Any
 
 import pytest
 
-from lightpost.adapters.anvil import free_port
 from lightpost.adapters.rpc import HttpEndpoint
 from lightpost.core.envelope import channel_id, decode_post
 from lightpost.core.inbox import EVENT_TOPIC, decode_post_log
@@ -32,7 +31,8 @@ from lightpost.core.outbox import State
 from lightpost.node.config import DeviceConfig, load_config
 from lightpost.node.runtime import build_chain, load_key, make_sender, open_store
 from lightpost.node.sender import Sender, enqueue_message
-from lightpost.ops.devnet import devnet_down, devnet_up
+from lightpost_operator.anvil import free_port
+from lightpost_operator.devnet import devnet_down, devnet_up
 from tests.conftest import run_cli as cli
 
 GWEI = 10**9

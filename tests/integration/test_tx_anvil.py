@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from lightpost.adapters.anvil import AnvilProcess
 from lightpost.adapters.rpc import HttpEndpoint
 from lightpost.core.fees import Eip1559FeePolicy, FeeQuote, FixedFeePolicy
 from lightpost.core.gas import gas_used
@@ -21,6 +20,7 @@ from lightpost.core.tx import (
     sign_transaction,
     transaction_from_rpc,
 )
+from lightpost_operator.anvil import AnvilProcess
 from tests.conftest import ANVIL_DEV_KEYS
 
 pytestmark = pytest.mark.integration

@@ -12,6 +12,7 @@ import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
 
 from lightpost.errors import LightpostError
 
@@ -27,25 +28,6 @@ EXIT_INTERRUPTED = 130
 """Conventional status after Ctrl-C (128 + SIGINT)."""
 
 Handler = Callable[[argparse.Namespace], int]
-
-
-def _add_devnet(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    devnet = sub.add_parser(
-        "devnet", help="a local anvil chain with deployed contracts and devices"
-    )
-    dsub = devnet.add_subparsers(dest="devnet_cmd", required=True, metavar="{up,down,status}")
-    up = dsub.add_parser("up", help="start anvil, deploy the inbox, create and fund devices")
-    up.add_argument("--dir", required=True, help="devnet directory (created)")
-    up.add_argument(
-        "--block-time", type=float, default=1.0, help="seconds per block (0 = automine)"
-    )
-    up.add_argument("--devices", type=int, default=2, help="number of device identities")
-    up.add_argument("--port", type=int, default=8545, help="loopback port for anvil")
-    down = dsub.add_parser("down", help="stop the devnet's anvil")
-    down.add_argument("--dir", required=True)
-    status = dsub.add_parser("status", help="is the devnet up; heads; devices")
-    status.add_argument("--dir", required=True)
-    status.add_argument("--json", action="store_true")
 
 
 def _add_node_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -92,13 +74,6 @@ def _add_node_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     status.add_argument("--config", required=True)
     status.add_argument("--json", action="store_true")
 
-    demo = sub.add_parser("demo", help="the smart-city demo on a local devnet")
-    demo.add_argument("--devices", type=int, default=4)
-    demo.add_argument("--duration", type=float, default=60.0)
-    demo.add_argument("--block-time", type=float, default=1.0)
-    demo.add_argument("--dir", default=None, help="devnet directory (default: a temp dir)")
-    demo.add_argument("--json", action="store_true")
-
 
 def _add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     cmd = sub.add_parser(
@@ -116,41 +91,70 @@ def _add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     cmd.add_argument("--json", action="store_true")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="lightpost", description="Integrity-first IoT messaging over Ethereum."
-    )
-    sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
-    _add_devnet(sub)
-    _add_node_commands(sub)
-    _add_command(sub)
-    return parser
-
-
 HANDLERS = {
-    "devnet": "lightpost.cli.commands:cmd_devnet",
     "send": "lightpost.cli.node_cmds:cmd_send",
     "node": "lightpost.cli.node_cmds:cmd_node",
     "status": "lightpost.cli.node_cmds:cmd_status",
     "receive": "lightpost.cli.receive_cmd:cmd_receive",
     "command": "lightpost.cli.command_cmd:cmd_command",
-    "demo": "lightpost.ops.demo:cmd_demo",
 }
 """Sub-command -> "module:function", imported only when that command runs (so that
 `lightpost --help` does not pay for the whole runtime)."""
 
+PLUGIN_GROUP = "lightpost.commands"
+"""Entry-point group through which other distributions add sub-commands. The operator
+tools (lightpost-operator: `devnet`, `demo`) are not part of the device core; they
+register here. Each entry point is a function ``add(subparsers) -> "module:function"``."""
 
-def _dispatch(args: argparse.Namespace) -> int:
-    module, _, name = HANDLERS[args.cmd].partition(":")
+OPERATOR_COMMANDS = ("devnet", "demo")
+"""Sub-commands that come with lightpost-operator; named so a device install can say how
+to get them instead of argparse's bare "invalid choice"."""
+
+OPERATOR_HINT = (
+    "`lightpost {cmd}` is an operator tool, not part of the device core: install "
+    "lightpost-operator (`pip install ./operator` in the lightpost source tree; "
+    "`make demo` and `make test` do this)"
+)
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, str]]:
+    """The parser and the handler table: the device commands plus registered plugins."""
+    parser = argparse.ArgumentParser(
+        prog="lightpost", description="Integrity-first IoT messaging over Ethereum."
+    )
+    sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+    _add_node_commands(sub)
+    _add_command(sub)
+    handlers = dict(HANDLERS)
+    for entry in entry_points(group=PLUGIN_GROUP):
+        if entry.name not in handlers:
+            handlers[entry.name] = entry.load()(sub)
+    return parser, handlers
+
+
+def _missing_operator_command(argv: Sequence[str], handlers: dict[str, str]) -> str | None:
+    first = next((a for a in argv if not a.startswith("-")), None)
+    if first in OPERATOR_COMMANDS and first not in handlers:
+        return first
+    return None
+
+
+def _dispatch(args: argparse.Namespace, handlers: dict[str, str]) -> int:
+    module, _, name = handlers[args.cmd].partition(":")
     handler: Handler = getattr(importlib.import_module(module), name)
     return handler(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    parser, handlers = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    missing = _missing_operator_command(argv, handlers)
+    if missing is not None:
+        print(f"lightpost: error: {OPERATOR_HINT.format(cmd=missing)}", file=sys.stderr)
+        return EXIT_ERROR
     args = parser.parse_args(argv)
     try:
-        return _dispatch(args)
+        return _dispatch(args, handlers)
     except LightpostError as exc:
         print(f"lightpost: error: {exc}", file=sys.stderr)
         return EXIT_ERROR

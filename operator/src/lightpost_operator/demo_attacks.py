@@ -1,4 +1,4 @@
-"""The demo's three attacks, as lies of the lying proxy (lightpost.ops.proxy).
+"""The demo's three attacks, as lies of the lying proxy (lightpost_operator.proxy).
 
 Each picks its victim once and then lies about it consistently, as a real attacker
 would: altering one reading's log data, hiding one reading's log, and injecting a
@@ -13,7 +13,7 @@ from typing import Any
 from lightpost.core.command import Command, Target, encode_command
 from lightpost.core.envelope import ContentType, Post, Record, encode_post
 from lightpost.core.inbox import encode_post_log, inbox_calldata
-from lightpost.ops.proxy import Lie, Upstream, flip_hex
+from lightpost_operator.proxy import Lie, Upstream, flip_hex
 
 __all__ = ["FORGED_TX_HASH", "CommandForgery", "HideOneReading", "ReadingAlteration"]
 

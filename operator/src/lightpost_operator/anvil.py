@@ -53,7 +53,7 @@ INSTALL_HINT = (
 
 def _candidate_roots() -> list[Path]:
     here = Path(__file__).resolve()
-    # src/lightpost/adapters/anvil.py -> project root is 3 levels above src/
+    # operator/src/lightpost_operator/anvil.py -> the project root is 3 levels up
     return [Path.cwd(), here.parents[3]]
 
 

@@ -33,19 +33,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lightpost.adapters.anvil import free_port
 from lightpost.core.command import COMMANDS_CHANNEL, RESULTS_CHANNEL
 from lightpost.core.envelope import channel_id
 from lightpost.errors import ConfigError
-from lightpost.ops.demo_attacks import (
+from lightpost_operator.anvil import free_port
+from lightpost_operator.demo_attacks import (
     FORGED_TX_HASH,
     CommandForgery,
     HideOneReading,
     ReadingAlteration,
 )
-from lightpost.ops.demo_device import CAMERA_CHANNEL, CITY_CHANNEL
-from lightpost.ops.devnet import devnet_down, devnet_up
-from lightpost.ops.proxy import LyingProxy
+from lightpost_operator.demo_device import CAMERA_CHANNEL, CITY_CHANNEL
+from lightpost_operator.devnet import devnet_down, devnet_up
+from lightpost_operator.proxy import LyingProxy
 
 __all__ = ["cmd_demo", "run_demo"]
 
@@ -216,7 +216,7 @@ class Demo:
                 [
                     sys.executable,
                     "-m",
-                    "lightpost.ops.demo_device",
+                    "lightpost_operator.demo_device",
                     "--role",
                     dev.role,
                     "--config",

@@ -27,7 +27,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lightpost.adapters.anvil import LOOPBACK, AnvilProcess, port_is_free
 from lightpost.adapters.contracts import inbox_initcode
 from lightpost.adapters.rpc import HttpEndpoint
 from lightpost.core.inbox import inbox_execution_gas
@@ -35,7 +34,8 @@ from lightpost.core.keys import PrivateKey, to_checksum_address
 from lightpost.core.keystore import LIGHT_SCRYPT_N, LIGHT_SCRYPT_P, encrypt_key
 from lightpost.errors import ChainProcessError, ConfigError, LightpostError
 from lightpost.node.chain import Chain
-from lightpost.ops.wallet import send_operator_tx
+from lightpost_operator.anvil import LOOPBACK, AnvilProcess, port_is_free
+from lightpost_operator.wallet import send_operator_tx
 
 __all__ = [
     "DEVICE_FUNDING_WEI",

@@ -1,4 +1,4 @@
-"""One device of the demo city, as its own process (``python -m lightpost.ops.demo_device``).
+"""One device of the demo city, as its own process (``python -m lightpost_operator.demo_device``).
 
 It runs the ordinary node runtime (sender + receiver + agent services, lightpost.node)
 from its own config, plus a role: produce readings (meter, air), camera digests
@@ -341,7 +341,7 @@ class Device:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="lightpost.ops.demo_device")
+    parser = argparse.ArgumentParser(prog="lightpost_operator.demo_device")
     parser.add_argument(
         "--role", required=True, choices=["meter", "air", "camera", "valve", "controller"]
     )

@@ -1,0 +1,90 @@
+"""The operator sub-commands `lightpost devnet` and `lightpost demo`.
+
+lightpost's CLI finds them through the ``lightpost.commands`` entry-point group (see
+operator/pyproject.toml): each ``add_*`` function adds its parser and returns the
+"module:function" of its handler, imported only when the command runs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, TypeAlias
+
+__all__ = ["add_demo", "add_devnet", "cmd_devnet"]
+
+SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def add_devnet(sub: SubParsers) -> str:
+    devnet = sub.add_parser(
+        "devnet", help="a local anvil chain with deployed contracts and devices"
+    )
+    dsub = devnet.add_subparsers(dest="devnet_cmd", required=True, metavar="{up,down,status}")
+    up = dsub.add_parser("up", help="start anvil, deploy the inbox, create and fund devices")
+    up.add_argument("--dir", required=True, help="devnet directory (created)")
+    up.add_argument(
+        "--block-time", type=float, default=1.0, help="seconds per block (0 = automine)"
+    )
+    up.add_argument("--devices", type=int, default=2, help="number of device identities")
+    up.add_argument("--port", type=int, default=8545, help="loopback port for anvil")
+    down = dsub.add_parser("down", help="stop the devnet's anvil")
+    down.add_argument("--dir", required=True)
+    status = dsub.add_parser("status", help="is the devnet up; heads; devices")
+    status.add_argument("--dir", required=True)
+    status.add_argument("--json", action="store_true")
+    return "lightpost_operator.cli:cmd_devnet"
+
+
+def add_demo(sub: SubParsers) -> str:
+    demo = sub.add_parser("demo", help="the smart-city demo on a local devnet")
+    demo.add_argument("--devices", type=int, default=4)
+    demo.add_argument("--duration", type=float, default=60.0)
+    demo.add_argument("--block-time", type=float, default=1.0)
+    demo.add_argument("--dir", default=None, help="devnet directory (default: a temp dir)")
+    demo.add_argument("--json", action="store_true")
+    return "lightpost_operator.demo:cmd_demo"
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, indent=2, sort_keys=True))
+
+
+def cmd_devnet(args: argparse.Namespace) -> int:
+    from lightpost_operator import devnet
+
+    directory = Path(args.dir)
+    if args.devnet_cmd == "up":
+        desc = devnet.devnet_up(
+            directory,
+            port=args.port,
+            block_time=args.block_time,
+            devices=args.devices,
+            log=lambda m: print(f"devnet: {m}", file=sys.stderr),
+        )
+        print(
+            f"devnet up: anvil pid {desc['pid']} on {desc['rpc_url']} "
+            f"(chain id {desc['chain_id']}), inbox {desc['inbox']}"
+        )
+        for d in desc["devices"]:
+            print(f"  {d['name']:<12} {d['address']}  {d['config']}")
+        print(f"stop it with: lightpost devnet down --dir {directory}")
+        return 0
+    if args.devnet_cmd == "down":
+        stopped = devnet.devnet_down(directory)
+        print("devnet stopped" if stopped else "devnet was not running")
+        return 0
+    status = devnet.devnet_status(directory)
+    if args.json:
+        _print_json(status)
+    elif status["up"]:
+        print(
+            f"devnet up: {status['rpc_url']} chain {status['chain_id']} "
+            f"latest {status['latest']} safe {status['safe']} finalized {status['finalized']}"
+        )
+        for d in status["devices"]:
+            print(f"  {d['name']:<12} {d['address']}  {d['balance_wei'] / 1e18:.4f} ETH")
+    else:
+        print(f"devnet down: {status['reason']}")
+    return 0 if status["up"] else 1

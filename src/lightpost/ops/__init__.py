@@ -1,1 +1,0 @@
-"""Operator-side tools (devnet, demo). Not part of the device core's runtime path."""
