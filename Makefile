@@ -13,10 +13,10 @@ STAMP := $(VENV)/.installed
 
 all: test
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml operator/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,operator]'
+	$(PY) -m pip install -q -e '.[dev,fast]' -e ./operator
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -37,8 +37,8 @@ test: setup
 	$(PY) -m pytest -q
 
 check: venv
-	$(PY) -m ruff check src tests tools
-	$(PY) -m ruff format --check src tests tools
+	$(PY) -m ruff check src operator tests tools
+	$(PY) -m ruff format --check src operator tests tools
 	$(PY) -m mypy
 	$(PY) tools/build_contracts.py --check
 

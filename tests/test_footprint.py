@@ -1,4 +1,6 @@
-"""The device core's installed size is measured, not guessed (issue #2: <= 4 MB)."""
+"""The device core's installed size is measured, not guessed (issue #2: <= 4 MB).
+
+Measured as a user installs it: `pip install lightpost` in a fresh venv, bytecode included."""
 
 from __future__ import annotations
 
@@ -20,11 +22,14 @@ def test_device_core_installs_within_budget() -> None:
     )
     report = json.loads(out.stdout)
     print(
-        f"device core installed: {report['total_bytes'] / 1e6:.2f} MB "
-        f"(with bytecode caches {report['with_bytecode_bytes'] / 1e6:.2f} MB)",
+        f"device core installed: {report['total_bytes'] / 1e6:.2f} MB, "
+        f"with [fast]: {report['fast_total_bytes'] / 1e6:.2f} MB",
         report["packages"],
     )
-    # exactly the allowed distributions: lightpost, one secp256k1 binding, one keccak
-    assert set(report["packages"]) <= {"lightpost", "coincurve", "safe_pysha3", "(unlisted)"}
+    # `pip install lightpost` is lightpost and one secp256k1 binding, nothing else; the
+    # operator tools are not in it
+    assert set(report["packages"]) == {"lightpost", "coincurve"}
+    assert set(report["fast_packages"]) == {"lightpost", "coincurve", "safe_pysha3"}
+    # bytecode included: pip writes it on install, so it is part of what a device stores
     assert report["total_bytes"] <= report["budget_bytes"] == 4_000_000
     assert out.returncode == 0

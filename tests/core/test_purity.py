@@ -54,7 +54,8 @@ FORBIDDEN_STDLIB = frozenset(
 """Stdlib modules the core must not import (I/O, clocks, randomness, environment)."""
 
 THIRD_PARTY_ALLOWED = frozenset({"coincurve", "sha3"})
-"""The device core's only dependencies (pyproject.toml)."""
+"""The device core's dependency (coincurve) and the optional compiled keccak (sha3, from
+safe-pysha3: the `fast` extra; core/hashing.py falls back to core/keccak.py)."""
 
 FORBIDDEN_CALLS = frozenset({"open", "input", "print", "breakpoint", "exec", "eval", "__import__"})
 """Builtins that do I/O or import dynamically."""
