@@ -9,7 +9,7 @@ ANVIL_DIR := .tools/anvil
 ANVIL_BIN := $(ANVIL_DIR)/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv anvil setup demo test check bench footprint contracts clean
+.PHONY: all venv anvil setup demo test check bench reliability footprint contracts clean
 
 all: test
 
@@ -42,8 +42,14 @@ check: venv
 	$(PY) -m mypy
 	$(PY) tools/build_contracts.py --check
 
+# Not part of `make test` (tests never assert timings). Each writes its own generated
+# section of docs/benchmarks.md.
 bench: setup
-	$(PY) tools/bench.py
+	$(PY) tools/bench.py --write-docs
+	$(PY) tools/bench_runtime.py --write-docs
+
+reliability: setup
+	$(PY) tools/reliability.py --write-docs
 
 footprint: venv
 	$(PY) tools/footprint.py
