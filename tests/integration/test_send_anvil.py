@@ -389,6 +389,8 @@ def test_cli_send_status_and_one_line_errors(devnet: dict[str, Any], tmp_path: P
     assert "verdict:    healthy" in status.stdout and "rpc#0 ok" in status.stdout
     status_json = json.loads(cli("status", "--config", str(path), "--json").stdout)
     assert status_json["healthy"] is True and status_json["outbox"]["included"] == 2
+    # the dev venv has the `fast` extra; a device install without it says pure-python
+    assert status_json["keccak"] == "safe-pysha3" and "keccak safe-pysha3)" in status.stdout
 
     missing = cli("send", "--config", str(tmp_path / "nope.toml"), "--channel", "x", "--data", "y")
     wrong = cli(

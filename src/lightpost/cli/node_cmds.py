@@ -349,7 +349,10 @@ def _gwei(wei: int | None) -> str:
 
 
 def _render_status(st: dict[str, Any]) -> str:
-    lines = [f"{st['device']}  {st['address']}  ({st['mode']} mode, chain {st['chain_id']})"]
+    lines = [
+        f"{st['device']}  {st['address']}  ({st['mode']} mode, chain {st['chain_id']}, "
+        f"keccak {st['keccak']})"
+    ]
     lines.append(
         "node:       "
         + (f"running (pid {st['node_pid']})" if st["node_running"] else "not running")

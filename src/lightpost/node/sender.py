@@ -101,6 +101,7 @@ from lightpost.core.fees import (
     max_payload_for,
 )
 from lightpost.core.gas import TX_BASE_GAS
+from lightpost.core.hashing import KECCAK_BACKEND
 from lightpost.core.inbox import (
     HEADER_BYTES,
     INBOX_EXECUTION_GAS_FIRST_POST,
@@ -1192,6 +1193,7 @@ def collect_status(
         "address": to_checksum_address(address),
         "chain_id": settings.chain_id,
         "mode": settings.mode,
+        "keccak": KECCAK_BACKEND,
         "node_running": node_running,
         "nonce": nonce_info,
         "outbox": counts,
