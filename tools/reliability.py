@@ -1,0 +1,256 @@
+"""`make reliability`: lightpost's reliability suite (issue 8), with a printed summary.
+
+Scenarios (each runs against real anvil devnets, except the fuzzer):
+
+1. ``sigkill``   -- `lightpost node` SIGKILLed at random points during a 1,000-message
+   run and restarted; messages lost / duplicated, counted on chain.
+2. ``lying``     -- the 8 kinds of lie of the LyingProxy, one liar of three endpoints, at
+   every verification level; plus a hiding by every endpoint. Forgeries accepted (must be
+   0), hidings detected.
+3. ``reorg``     -- anvil_reorg of depth 1-3 after inclusion; exactly once on the final chain.
+4. ``basefee``   -- base fee above the device's cap for 100 blocks: held, none sent, all
+   delivered once after.
+5. ``endpoints`` -- an endpoint down / slow / flapping (answers refused or lost).
+6. ``funds``     -- device balance 0: held, not lost; delivered once after funding.
+7. ``fuzz``      -- every decoder, >= 1,000,000 generated inputs each on all cores; crashes
+   are exceptions other than lightpost's own error classes.
+
+Usage: python tools/reliability.py [--quick] [--only NAME] [--write-docs] [--json PATH]
+
+``--quick`` runs small sizes (development); ``--only NAME`` runs one scenario. With
+``--write-docs`` the results replace the generated section of docs/benchmarks.md (the
+section says which sizes ran). Exit status 1 if any scenario found a problem.
+Reproduce a fuzz crash from its sample: ``--reproduce TARGET:SEED:CHUNK:INDEX``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import importlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the scenarios reuse the integration tests' helpers
+
+chain = importlib.import_module("reliability_chain")
+fuzzing = importlib.import_module("reliability_fuzz")
+
+DOC = ROOT / "docs" / "benchmarks.md"
+BEGIN, END = "<!-- BEGIN GENERATED RELIABILITY -->", "<!-- END GENERATED RELIABILITY -->"
+
+FULL = {
+    "sigkill": {"kills": 50, "messages": 1000},
+    "lying": {"reps": 5},
+    "reorg": {"runs": 30},
+    "basefee": {"blocks": 100, "messages": 20},
+    "endpoints": {"reps": 3, "messages": 10},
+    "funds": {"runs": 10, "messages": 5},
+    "fuzz": {"per_target": 1_000_000},
+}
+"""Sizes of `make reliability` (issue 8's numbers; <= 25 min on the 2-core machine)."""
+
+QUICK = {
+    "sigkill": {"kills": 5, "messages": 100},
+    "lying": {"reps": 1},
+    "reorg": {"runs": 3},
+    "basefee": {"blocks": 10, "messages": 5},
+    "endpoints": {"reps": 1, "messages": 5},
+    "funds": {"runs": 2, "messages": 3},
+    "fuzz": {"per_target": 20_000},
+}
+"""Sizes of ``--quick`` (development)."""
+
+SHORT_VERSIONS = {
+    "sigkill": "tests/integration/test_send_anvil.py::test_sigkill_at_random_points_*",
+    "lying": "tests/integration/test_receive_attacks.py (one liar, two liars, all hiding)",
+    "reorg": "tests/integration/test_send_anvil.py::test_reorged_out_* (depth 1); "
+    "tests/reliability/test_chain_scenarios.py::test_reorgs_of_depth_1_to_3",
+    "basefee": "tests/integration/test_send_anvil.py::test_base_fee_above_the_cap_*",
+    "endpoints": "tests/integration/test_send_anvil.py::test_stale_down_and_slow_*; "
+    "tests/reliability/test_chain_scenarios.py::test_flapping_endpoints",
+    "funds": "tests/node/test_sender.py::test_insufficient_funds_* (scripted chain); "
+    "tests/reliability/test_chain_scenarios.py::test_insufficient_funds_on_anvil",
+    "fuzz": "tests/reliability/test_fuzz.py",
+}
+"""Where each scenario's short version lives in `make test`."""
+
+SCENARIOS = list(FULL)
+
+
+class Clock:
+    """Progress lines prefixed with the elapsed time."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+
+    def __call__(self, line: str) -> None:
+        elapsed = time.monotonic() - self.started
+        print(f"[{int(elapsed) // 60:02d}:{int(elapsed) % 60:02d}] {line}", flush=True)
+
+
+def run_fuzz(per_target: int, progress: Callable[[str], None]) -> Any:
+    started = time.monotonic()
+    last: dict[str, float] = {}
+
+    def throttled(line: str) -> None:
+        name = line.split(":", 1)[0]
+        now = time.monotonic()
+        if now - last.get(name, 0) >= 10 or f"{per_target:,}/" in line.split(",")[0]:
+            last[name] = now
+            progress("fuzz " + line)
+
+    results = fuzzing.fuzz(list(fuzzing.TARGETS), per_target, progress=throttled)
+    crashes = sum(r.crashes for r in results)
+    inputs = sum(r.inputs for r in results)
+    seconds = time.monotonic() - started
+    outcome = chain.Outcome(
+        f"Fuzzing {len(results)} decoders (random + mutated valid encodings)",
+        f"{per_target:,} inputs x {len(results)} decoders = {inputs:,}",
+        "crashes (exceptions other than lightpost's errors)",
+        f"{crashes} crashes; {inputs / seconds:,.0f} inputs/s on {os.cpu_count()} processes",
+        crashes == 0,
+        seconds,
+        {"decoders": [dataclasses.asdict(r) | {"rate": r.rate} for r in results]},
+    )
+    return outcome
+
+
+def run(name: str, sizes: dict[str, Any], progress: Callable[[str], None]) -> Any:
+    if name == "sigkill":
+        return chain.sigkill(progress=progress, **sizes)
+    if name == "lying":
+        return chain.lying(progress=progress, **sizes)
+    if name == "reorg":
+        return chain.reorgs(progress=progress, **sizes)
+    if name == "basefee":
+        return chain.base_fee(progress=progress, **sizes)
+    if name == "endpoints":
+        return chain.endpoints(progress=progress, **sizes)
+    if name == "funds":
+        return chain.funds(progress=progress, **sizes)
+    if name == "fuzz":
+        return run_fuzz(progress=progress, **sizes)
+    raise SystemExit(f"unknown scenario {name!r}; one of {', '.join(SCENARIOS)}")
+
+
+def _anvil_version() -> str:
+    try:
+        from lightpost_operator.anvil import find_anvil
+
+        out = subprocess.run([find_anvil(), "--version"], capture_output=True, text=True)
+        return out.stdout.splitlines()[0].strip()
+    except Exception:  # only a label in the doc
+        return "anvil (version unknown)"
+
+
+def machine() -> str:
+    return (
+        f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, {_anvil_version()}"
+    )
+
+
+def render(outcomes: list[Any], *, mode: str, total_s: float) -> str:
+    date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        f"### Reliability ({mode}; generated by `tools/reliability.py`)",
+        "",
+        f"Machine: {machine()}. Date: {date}. Total run time: {total_s / 60:.1f} min.",
+        "",
+        "| scenario | runs | what was counted | result | time | short version in `make test` |",
+        "|---|---|---|---|---:|---|",
+    ]
+    for name, o in outcomes:
+        verdict = "" if o.ok else " **FAILED**"
+        lines.append(
+            f"| {o.scenario} | {o.runs} | {o.counted} | {o.result}{verdict} | "
+            f"{o.seconds:.0f} s | {SHORT_VERSIONS[name]} |"
+        )
+    fuzz = [o for name, o in outcomes if name == "fuzz"]
+    if fuzz:
+        lines += [
+            "",
+            "Per decoder (refused = a lightpost error, the expected answer to bad input):",
+            "",
+            "| decoder | inputs | accepted | refused | crashes | inputs/s |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for d in fuzz[0].details["decoders"]:
+            lines.append(
+                f"| `{d['what']}` | {d['inputs']:,} | {d['accepted']:,} | {d['refused']:,} | "
+                f"{d['crashes']} | {d['rate']:,.0f} |"
+            )
+    return "\n".join(lines)
+
+
+def write_docs(section: str) -> None:
+    text = DOC.read_text()
+    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
+    DOC.write_text(text[:start] + "\n" + section + "\n" + text[end:])
+
+
+def reproduce(spec: str) -> int:
+    name, seed, chunk, index = spec.split(":")
+    value = fuzzing.regenerate(name, int(seed), int(chunk), int(index))
+    print(f"input: {value!r}")
+    fuzzing.TARGETS[name].run(value)  # raises the crash, with its traceback
+    print("no exception")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes, for development")
+    ap.add_argument("--only", choices=SCENARIOS, help="run one scenario")
+    ap.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
+    ap.add_argument("--json", type=Path, help="write every detail as JSON to this file")
+    ap.add_argument("--reproduce", metavar="TARGET:SEED:CHUNK:INDEX", help="rerun a fuzz input")
+    args = ap.parse_args(argv)
+    if args.reproduce:
+        return reproduce(args.reproduce)
+    sizes = QUICK if args.quick else FULL
+    names = [args.only] if args.only else SCENARIOS
+    clock = Clock()
+    outcomes = []
+    for name in names:
+        clock(f"{name}: starting {sizes[name]}")
+        try:
+            outcome = run(name, sizes[name], clock)
+        except Exception as exc:  # a scenario that cannot finish is a failed row
+            outcome = chain.Outcome(
+                name, "-", "-", f"did not finish: {type(exc).__name__}: {exc}", False
+            )
+        outcomes.append((name, outcome))
+        clock(f"{name}: {'ok' if outcome.ok else 'FAILED'} -- {outcome.result}")
+    total = time.monotonic() - clock.started
+    mode = "quick sizes" if args.quick else "full sizes"
+    if args.only:
+        mode += f", only `{args.only}`"
+    section = render(outcomes, mode=mode, total_s=total)
+    print("\n" + section + "\n")
+    if args.json:
+        args.json.write_text(
+            json.dumps([dataclasses.asdict(o) for _, o in outcomes], indent=2, default=str)
+        )
+    if args.write_docs:
+        write_docs(section)
+        print(f"wrote {DOC.relative_to(ROOT)}")
+    failed = [n for n, o in outcomes if not o.ok]
+    for n, o in outcomes:
+        if not o.ok:
+            print(f"FAILED {n}: {json.dumps(o.details, default=str)[:3000]}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
