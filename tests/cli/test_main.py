@@ -15,6 +15,17 @@ def test_operator_commands_come_from_the_operator_distribution() -> None:
     assert set(cli_main.HANDLERS) == {"send", "node", "status", "receive", "command"}
 
 
+def test_device_commands_do_not_look_for_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(group: str) -> list[object]:
+        raise AssertionError("entry points read for a device command")
+
+    monkeypatch.setattr(cli_main, "entry_points", refuse)
+    with pytest.raises(SystemExit):  # argparse: --config is required
+        cli_main.main(["status"])
+    with pytest.raises(AssertionError, match="entry points read"):
+        cli_main.main(["devnet", "status", "--dir", "x"])
+
+
 @pytest.mark.parametrize(
     "argv", [["devnet", "up", "--dir", "x"], ["demo", "--duration", "5"], ["devnet"]]
 )

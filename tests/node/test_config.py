@@ -96,3 +96,41 @@ def test_password_comes_from_env_then_file(tmp_path: Path) -> None:
     nofile = parse_config(base(), path=tmp_path / "d.toml", env={})
     with pytest.raises(ConfigError, match="LIGHTPOST_PASSWORD"):
         read_password(nofile, env={})
+
+
+@pytest.mark.parametrize(
+    ("value", "wei"),
+    [
+        (2, 2 * 10**9),
+        (1.5, 1_500_000_000),
+        ("1.5", 1_500_000_000),
+        ("0.000000001", 1),
+        (1e-09, 1),  # str(1e-09) == "1e-09": the exponent form of a TOML float
+        ("2.5e3", 2_500 * 10**9),
+        (0, 0),
+        ("-0", 0),
+        (".5", 500_000_000),
+    ],
+)
+def test_fee_amounts_in_gwei_are_exact_wei(value: Any, wei: int) -> None:
+    cfg = parse(base(fees={"max_fee_gwei": value}))
+    assert cfg.fees.max_fee_per_gas == wei
+
+
+@pytest.mark.parametrize(
+    ("value", "needle"),
+    [
+        ("nan", "must be a number"),
+        ("inf", "must be a number"),
+        ("", "must be a number"),
+        (".", "must be a number"),
+        ("1.2.3", "must be a number"),
+        (True, "must be a number"),
+        ("0x10", "must be a number"),
+        (-1, "non-negative amount of gwei"),
+        ("0.0000000001", "non-negative amount of gwei"),  # a tenth of a wei
+    ],
+)
+def test_fee_amounts_that_are_not_gwei_are_refused(value: Any, needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle):
+        parse(base(fees={"max_fee_gwei": value}))

@@ -12,7 +12,7 @@ import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
-from importlib.metadata import entry_points
+from typing import Any
 
 from lightpost.errors import LightpostError
 
@@ -117,8 +117,21 @@ OPERATOR_HINT = (
 )
 
 
-def build_parser() -> tuple[argparse.ArgumentParser, dict[str, str]]:
-    """The parser and the handler table: the device commands plus registered plugins."""
+def entry_points(group: str) -> Sequence[Any]:
+    """The installed entry points of ``group``. importlib.metadata is imported only here:
+    it costs a running node ~1.5 MB of memory, and a device command never needs it."""
+    from importlib.metadata import entry_points as installed
+
+    return list(installed(group=group))
+
+
+def _first_command(argv: Sequence[str]) -> str | None:
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def build_parser(plugins: bool = True) -> tuple[argparse.ArgumentParser, dict[str, str]]:
+    """The parser and the handler table: the device commands, plus the registered
+    plugins' unless ``plugins`` is false."""
     parser = argparse.ArgumentParser(
         prog="lightpost", description="Integrity-first IoT messaging over Ethereum."
     )
@@ -126,14 +139,14 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, str]]:
     _add_node_commands(sub)
     _add_command(sub)
     handlers = dict(HANDLERS)
-    for entry in entry_points(group=PLUGIN_GROUP):
+    for entry in entry_points(PLUGIN_GROUP) if plugins else ():
         if entry.name not in handlers:
             handlers[entry.name] = entry.load()(sub)
     return parser, handlers
 
 
 def _missing_operator_command(argv: Sequence[str], handlers: dict[str, str]) -> str | None:
-    first = next((a for a in argv if not a.startswith("-")), None)
+    first = _first_command(argv)
     if first in OPERATOR_COMMANDS and first not in handlers:
         return first
     return None
@@ -146,8 +159,9 @@ def _dispatch(args: argparse.Namespace, handlers: dict[str, str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser, handlers = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
+    # a device command (send, node, ...) does not look for plugins
+    parser, handlers = build_parser(plugins=_first_command(argv) not in HANDLERS)
     missing = _missing_operator_command(argv, handlers)
     if missing is not None:
         print(f"lightpost: error: {OPERATOR_HINT.format(cmd=missing)}", file=sys.stderr)

@@ -31,10 +31,10 @@ The password itself comes from LIGHTPOST_PASSWORD or the password file.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -160,17 +160,28 @@ def _require(raw: Mapping[str, Any], key: str, kind: type) -> Any:
     return value
 
 
+_DECIMAL = re.compile(r"(-?)([0-9]*)(?:\.([0-9]*))?(?:[eE]([+-]?[0-9]{1,4}))?")
+"""A decimal number as TOML, an environment variable or str(float) writes it."""
+
+
 def _gwei(section: Mapping[str, Any], key: str, default: int) -> int:
+    """An amount of gwei (int, float or decimal string) as exact wei. Parsed by hand,
+    not with ``decimal``: exact, and one module less in the node's memory."""
     if key not in section:
         return default
     value = section[key]
-    try:
-        wei = Decimal(str(value)) * GWEI
-    except InvalidOperation:
-        raise ConfigError(f"config: fees.{key} must be a number") from None
-    if isinstance(value, bool) or wei < 0 or wei != wei.to_integral_value():
+    match = _DECIMAL.fullmatch(str(value).strip())
+    if isinstance(value, bool) or match is None or not (match[2] or match[3]):
+        raise ConfigError(f"config: fees.{key} must be a number")
+    sign, whole, fraction, exponent = str(match[1]), str(match[2]), match[3] or "", match[4]
+    digits = int(whole + fraction or "0")
+    shift = 9 + int(exponent or 0) - len(fraction)  # wei = digits * 10**shift
+    if shift < 0 and digits % 10**-shift:
         raise ConfigError(f"config: fees.{key} must be a non-negative amount of gwei")
-    return int(wei)
+    wei: int = digits * 10**shift if shift >= 0 else digits // 10**-shift
+    if sign and wei:
+        raise ConfigError(f"config: fees.{key} must be a non-negative amount of gwei")
+    return wei
 
 
 def _endpoints(values: Any, source: str) -> tuple[str, ...]:

@@ -32,9 +32,6 @@ import http.client
 import importlib
 import json
 import os
-import shutil
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -242,6 +239,8 @@ def _open_source(source: str, manifest: UpdateManifest) -> BinaryIO:
     """Open the untrusted image stream; ``source`` is a directory or an http(s) base."""
     name = manifest.digest.hex()
     if urlsplit(source).scheme in ("http", "https"):
+        import urllib.request  # only when an update is fetched: keeps the node's RSS down
+
         # No proxies from the environment: the source is what the config says.
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         response: BinaryIO = opener.open(source.rstrip("/") + "/" + name, timeout=FETCH_TIMEOUT_S)
@@ -264,7 +263,7 @@ def _download(source: str, manifest: UpdateManifest, dest: Path) -> None:
                 size += len(chunk)
             out.flush()
             os.fsync(out.fileno())
-    except (OSError, urllib.error.URLError, http.client.HTTPException, ValueError) as exc:
+    except (OSError, http.client.HTTPException, ValueError) as exc:  # URLError is an OSError
         dest.unlink(missing_ok=True)
         # never echo the source: an URL may carry credentials
         raise CommandFailed(
@@ -288,6 +287,8 @@ def _keep_previous(current: Path, previous: Path) -> bool:
     try:
         os.link(current, previous)
     except OSError:  # e.g. a filesystem without hard links
+        import shutil  # rare path; not imported by every node
+
         shutil.copy2(current, previous)
         with open(previous, "rb+") as f:
             os.fsync(f.fileno())
