@@ -32,6 +32,7 @@ import importlib
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -105,7 +106,7 @@ def run_fuzz(per_target: int, progress: Callable[[str], None]) -> Any:
     def throttled(line: str) -> None:
         name = line.split(":", 1)[0]
         now = time.monotonic()
-        if now - last.get(name, 0) >= 10 or f"{per_target:,}/" in line.split(",")[0]:
+        if now - last.get(name, 0) >= 10 or ": done," in line:
             last[name] = now
             progress("fuzz " + line)
 
@@ -148,7 +149,7 @@ def _anvil_version() -> str:
         from lightpost_operator.anvil import find_anvil
 
         out = subprocess.run([find_anvil(), "--version"], capture_output=True, text=True)
-        return out.stdout.splitlines()[0].strip()
+        return out.stdout.splitlines()[0].strip().replace("Version: ", "")
     except Exception:  # only a label in the doc
         return "anvil (version unknown)"
 
@@ -167,6 +168,12 @@ def render(outcomes: list[Any], *, mode: str, total_s: float) -> str:
         "",
         f"Machine: {machine()}. Date: {date}. Total run time: {total_s / 60:.1f} min.",
         "",
+        "Truth is the chain: every inbox post of the device is fetched and decoded and its",
+        "records counted (lost = a seq missing, duplicated = a seq more than once). A lie is",
+        "*reported* when the receiver raises a problem (proof failure, disagreement, hidden,",
+        "gap) for it; a lie that is neither reported nor harmful was outvoted by the honest",
+        "endpoints. A fuzz *crash* is an exception that is not a lightpost error.",
+        "",
         "| scenario | runs | what was counted | result | time | short version in `make test` |",
         "|---|---|---|---|---:|---|",
     ]
@@ -176,6 +183,24 @@ def render(outcomes: list[Any], *, mode: str, total_s: float) -> str:
             f"| {o.scenario} | {o.runs} | {o.counted} | {o.result}{verdict} | "
             f"{o.seconds:.0f} s | {SHORT_VERSIONS[name]} |"
         )
+    lying = [o for name, o in outcomes if name == "lying"]
+    if lying:
+        levels = ("signed", "included", "final", "complete")
+        lines += [
+            "",
+            "Lying endpoints per lie kind (one liar of three; per level: runs where the lie was",
+            "reported / runs where it fired, i.e. changed an answer the receiver asked for):",
+            "",
+            "| lie | runs | forged accepted | honest lost | " + " | ".join(levels) + " |",
+            "|---|---:|---:|---:|" + "---:|" * len(levels),
+        ]
+        for kind, c in lying[0].details["per_kind"].items():
+            cells = [f"{c.get(f'{lv}: detected', 0)}/{c.get(f'{lv}: fired', 0)}" for lv in levels]
+            lines.append(
+                f"| {kind} | {c['runs']} | {c['forged']} | {c['lost']} | "
+                + " | ".join(cells)
+                + " |"
+            )
     fuzz = [o for name, o in outcomes if name == "fuzz"]
     if fuzz:
         lines += [
@@ -216,6 +241,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, help="write every detail as JSON to this file")
     ap.add_argument("--reproduce", metavar="TARGET:SEED:CHUNK:INDEX", help="rerun a fuzz input")
     args = ap.parse_args(argv)
+    # Interrupted (Ctrl-C, or SIGTERM/SIGINT when run in the background): unwind, so that
+    # every scenario's `finally` stops its anvil, node processes and proxies.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     if args.reproduce:
         return reproduce(args.reproduce)
     sizes = QUICK if args.quick else FULL

@@ -45,7 +45,7 @@ from tests.integration.test_send_anvil import (
 from lightpost.core.levels import Delivered, Level
 from lightpost.core.outbox import State
 from lightpost.node.config import load_config
-from lightpost.node.runtime import load_key
+from lightpost.node.runtime import load_key, open_store
 from lightpost_operator.anvil import LOOPBACK, AnvilProcess, free_port
 from lightpost_operator.devnet import devnet_down, devnet_up
 from lightpost_operator.proxy import (
@@ -113,36 +113,69 @@ def scratch() -> Iterator[Path]:
 # --- 1. SIGKILL -----------------------------------------------------------------------------
 
 
+def _unfinished(config: Any) -> int:
+    with open_store(config) as store:
+        c = store.counts_by_state()
+    return c[State.QUEUED] + c[State.HELD] + c[State.SIGNED] + c[State.BROADCAST]
+
+
+def _in_flight(config: Any) -> bool:
+    with open_store(config) as store:
+        c = store.counts_by_state()
+    return c[State.SIGNED] + c[State.BROADCAST] > 0
+
+
+KILL_POLL_S = 0.01
+"""How often the SIGKILL scenario looks at the outbox while waiting for its kill point."""
+
+
 def sigkill(kills: int, messages: int, *, seed: int = 1, progress: Progress = print) -> Outcome:
-    """``messages`` enqueued in the durable outbox, then `lightpost node` is started and
-    SIGKILLed at a random point, ``kills`` times; the last start runs until everything
-    is mined."""
+    """A ``messages``-message run cut into ``kills + 1`` waves. Per wave, half its
+    messages are enqueued, `lightpost node` is started, the other half is enqueued while
+    it runs (the durable outbox is shared), and the node is SIGKILLed at a random point
+    of the wave's work: once a random fraction of the wave is mined (0 = before the
+    first inclusion), plus a random 0-30 ms, or after 2 s. The last start runs until
+    everything is mined; then the chain is counted."""
     rng = random.Random(seed)
     started = time.monotonic()
+    waves = [messages // (kills + 1)] * (kills + 1)
+    waves[-1] += messages - sum(waves)
     mined_at_kill: list[int] = []
+    during_work = in_flight = 0
     with scratch() as tmp, devnet(tmp) as desc:
         path = device_config(desc, batch_bytes=200)  # ~2 messages per transaction
         config = load_config(path)
-        enqueue_many(config, "crash", messages)
         proc = None
         try:
-            for i in range(kills):
+            for i, wave in enumerate(waves):
+                enqueue_many(config, "crash", wave // 2)
                 proc = node_process(path)
-                time.sleep(rng.uniform(0.05, 1.0))
+                enqueue_many(config, "crash", wave - wave // 2)
+                if i == kills:
+                    break
+                if rng.random() < 0.5:  # a random time into the wave
+                    time.sleep(rng.uniform(0, 0.5))
+                else:  # a random moment once transactions are signed / in flight
+                    deadline = time.monotonic() + 2.0
+                    while not _in_flight(config) and time.monotonic() < deadline:
+                        time.sleep(KILL_POLL_S)
+                    time.sleep(rng.uniform(0, 0.03))
                 proc.send_signal(signal.SIGKILL)
                 proc.wait(timeout=30)
                 proc = None
                 mined_at_kill.append(mined_count(config))
-                if (i + 1) % 5 == 0 or i + 1 == kills:
+                left = _unfinished(config)
+                during_work += left > 0
+                in_flight += _in_flight(config)
+                if (i + 1) % 5 == 0:
                     progress(f"sigkill: kill {i + 1}/{kills}, {mined_at_kill[-1]} mined so far")
-            proc = node_process(path)
             deadline = time.monotonic() + 900
             while (done := mined_count(config)) < messages:
-                if proc.poll() is not None:
+                if proc is None or proc.poll() is not None:
                     raise RuntimeError("the node died during the final drain")
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"only {done}/{messages} mined after the kills")
-                time.sleep(0.5)
+                time.sleep(0.2)
             proc.send_signal(signal.SIGTERM)
             clean_exit = proc.wait(timeout=30) == 0
             proc = None
@@ -151,11 +184,11 @@ def sigkill(kills: int, messages: int, *, seed: int = 1, progress: Progress = pr
                 proc.kill()
                 proc.wait(timeout=30)
         t = tally(on_chain(desc, config, "crash"), messages)
-    busy = sum(1 for m in mined_at_kill if m < messages)
     ok = _clean(t) and clean_exit
     return Outcome(
         "SIGKILL of `lightpost node` at random points, restart",
-        f"{kills} kills ({busy} with work left), {messages:,} messages",
+        f"{kills} kills ({during_work} with unsent/unmined messages, {in_flight} with "
+        f"transactions signed or in flight), {messages:,} messages",
         "messages lost / duplicated on chain",
         f"{t['lost']} lost, {t['duplicated']} duplicated ({t['on_chain']:,}/{messages:,} on "
         f"chain once)",
@@ -212,7 +245,7 @@ def lying(reps: int, *, seed: int = 2, progress: Progress = print) -> Outcome:
                         delivered, problems, _ = world.receive(
                             tmp / f"r{n}", [[lie]], level, honest=2
                         )
-                        _count_run(per_kind[name], world, lie, delivered, problems)
+                        _count_run(per_kind[name], world, lie, delivered, problems, level)
                 progress(f"lying: round {rep + 1}/{reps} ({n} receiver runs)")
             hide_me = world.to_me["transactionHash"]
             for _ in range(reps):
@@ -242,9 +275,10 @@ def lying(reps: int, *, seed: int = 2, progress: Progress = print) -> Outcome:
     return Outcome(
         "Lying endpoints (1 liar of 3; 8 lie kinds x 4 levels)",
         f"{total['runs']} receiver runs + {all_hide['runs']} with every endpoint hiding",
-        "forgeries accepted; honest messages lost; hidings detected",
-        f"{forged} forgeries accepted, {total['lost']} lost; 1 of 3 hiding: "
-        f"{hide['detected']}/{hide['runs']} runs reported, none lost; all 3 hiding: "
+        "forgeries accepted; honest messages lost; lies reported; hidings detected",
+        f"{forged} forgeries accepted, {total['lost']} lost, {total['duplicated']} duplicated; "
+        f"lie fired in {total['fired']} runs, reported in {total['detected']}; 1 of 3 hiding: "
+        f"{hide['detected']}/{hide['fired']} reported, none lost; all 3 hiding: "
         f"{all_hide['detected']}/{all_hide['runs']} detected",
         ok,
         time.monotonic() - started,
@@ -256,7 +290,12 @@ def lying(reps: int, *, seed: int = 2, progress: Progress = print) -> Outcome:
 
 
 def _count_run(
-    c: Counter[str], world: World, lie: Lie, delivered: list[Delivered], problems: list[Any]
+    c: Counter[str],
+    world: World,
+    lie: Lie,
+    delivered: list[Delivered],
+    problems: list[Any],
+    level: Level,
 ) -> None:
     got = {(d.sender, d.seq, d.payload) for d in delivered}
     c["runs"] += 1
@@ -264,7 +303,10 @@ def _count_run(
     c["forged"] += len(got - world.expected)
     c["lost"] += len(world.expected - got)
     c["duplicated"] += len(delivered) - len(got)
-    c["detected"] += bool(lie.fired) and any(p.kind in DETECTING for p in problems)
+    detected = bool(lie.fired) and any(p.kind in DETECTING for p in problems)
+    c["detected"] += detected
+    c[f"{level}: fired"] += bool(lie.fired)
+    c[f"{level}: detected"] += detected
 
 
 # --- 3. reorgs ----------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ import hashlib
 import json
 import multiprocessing
 import random
+import signal
 import time
 import tomllib
 from collections.abc import Callable, Iterator
@@ -659,6 +660,12 @@ class FuzzResult:
         return self.inputs / self.wall_seconds if self.wall_seconds else 0.0
 
 
+def _worker_init() -> None:
+    # Workers leave interruption to the parent, which terminates the pool (SIGTERM).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 CHUNK = 20_000
 """Inputs per work unit handed to a worker."""
 
@@ -675,7 +682,7 @@ def fuzz(
     workers = workers or multiprocessing.cpu_count()
     results = []
     ctx = multiprocessing.get_context("fork")
-    with ctx.Pool(workers) as pool:
+    with ctx.Pool(workers, initializer=_worker_init) as pool:
         for name in names:
             total = FuzzResult(target=name, what=TARGETS[name].what)
             sizes = [CHUNK] * (per_target // CHUNK)
@@ -697,6 +704,10 @@ def fuzz(
                 )
             total.wall_seconds = time.perf_counter() - started
             results.append(total)
+            progress(
+                f"{name}: done, {total.inputs:,} inputs, {total.crashes} crashes, "
+                f"{total.rate:,.0f}/s"
+            )
     return results
 
 
