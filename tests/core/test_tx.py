@@ -759,3 +759,24 @@ def test_eth_account_signed_decoded_by_lightpost(tx: Transaction, key: PrivateKe
 def test_signature_type_is_lightpost_signature() -> None:
     s = _valid_legacy()
     assert isinstance(s.signature, Signature)
+
+
+def test_signing_checks_the_recovered_sender_is_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    key = PrivateKey(bytes([7]) * 32)
+    other = PrivateKey(bytes([8]) * 32)
+    tx = DynamicFeeTx(
+        chain_id=1,
+        nonce=0,
+        max_priority_fee_per_gas=1,
+        max_fee_per_gas=2,
+        gas=21_000,
+        to=bytes(20),
+        value=0,
+        data=b"",
+    )
+    assert sign_transaction(tx, key).sender == key.address
+    real = PrivateKey.sign_hash
+    # a fault in signing: the signature that comes back is not this key's
+    monkeypatch.setattr(PrivateKey, "sign_hash", lambda self, h: real(other, h))
+    with pytest.raises(SignatureError, match="self-check"):
+        sign_transaction(tx, key)

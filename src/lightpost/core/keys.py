@@ -110,11 +110,16 @@ class PrivateKey:
 
     _secret: bytes = field(repr=False)
     address: bytes = field(init=False)
+    _signer: coincurve.PrivateKey = field(init=False, repr=False, compare=False)
+    """libsecp256k1's key object, made once: making one derives the public key (~60 us),
+    which used to be paid on every signature."""
 
     def __post_init__(self) -> None:
         if len(self._secret) != 32 or not 0 < int.from_bytes(self._secret, "big") < SECP256K1_N:
             raise ValueError("a private key is 32 bytes in [1, n-1]")
-        pub = coincurve.PublicKey.from_secret(self._secret).format(compressed=False)
+        signer = coincurve.PrivateKey(self._secret)
+        object.__setattr__(self, "_signer", signer)
+        pub = signer.public_key.format(compressed=False)
         object.__setattr__(self, "address", address_from_public_key(pub))
 
     @classmethod
@@ -152,7 +157,7 @@ class PrivateKey:
         """Sign a 32-byte hash: deterministic (RFC 6979) and low-s."""
         if len(msg_hash) != 32:
             raise ValueError("sign_hash takes a 32-byte hash")
-        sig = coincurve.PrivateKey(self._secret).sign_recoverable(msg_hash, hasher=None)
+        sig = self._signer.sign_recoverable(msg_hash, hasher=None)
         return Signature(
             y_parity=sig[64], r=int.from_bytes(sig[:32], "big"), s=int.from_bytes(sig[32:64], "big")
         )

@@ -11,7 +11,7 @@ failure raises :class:`lightpost.errors.RLPDecodingError` with the offset.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Union
+from typing import Any, Union, cast
 
 from lightpost.errors import RLPDecodingError
 
@@ -51,19 +51,32 @@ def _length_prefix(length: int, offset: int) -> bytes:
 
 def encode(item: bytes | int | Sequence[object]) -> bytes:
     """RLP-encode bytes, a non-negative int, or a (nested) sequence of those."""
-    if isinstance(item, bool):
-        raise TypeError("RLP cannot encode bool; use an int")
-    if isinstance(item, int):
-        item = encode_int(item)
-    if isinstance(item, (bytes, bytearray, memoryview)):
-        data = bytes(item)
-        if len(data) == 1 and data[0] < 0x80:
-            return data
-        return _length_prefix(len(data), 0x80) + data
-    if isinstance(item, (list, tuple)):
-        body = b"".join(encode(x) for x in item)
+    data: bytes
+    kind = type(item)  # exact-type fast paths first: this runs ~12 times per transaction
+    if kind is bytes:
+        data = cast(bytes, item)
+    elif kind is int:
+        data = encode_int(cast(int, item))
+    elif kind is list or kind is tuple:
+        body = b"".join([encode(x) for x in cast("Sequence[Any]", item)])
         return _length_prefix(len(body), 0xC0) + body
-    raise TypeError(f"RLP cannot encode {type(item).__name__}")
+    elif isinstance(item, bool):
+        raise TypeError("RLP cannot encode bool; use an int")
+    elif isinstance(item, int):  # int subclasses, e.g. IntEnum
+        data = encode_int(int(item))
+    elif isinstance(item, (bytes, bytearray, memoryview)):
+        data = bytes(item)
+    elif isinstance(item, (list, tuple)):
+        body = b"".join([encode(x) for x in item])
+        return _length_prefix(len(body), 0xC0) + body
+    else:
+        raise TypeError(f"RLP cannot encode {type(item).__name__}")
+    length = len(data)
+    if length == 1 and data[0] < 0x80:
+        return data
+    if length < _SHORT:
+        return bytes((0x80 + length,)) + data
+    return _length_prefix(length, 0x80) + data
 
 
 def decode_int(data: bytes, *, what: str = "integer") -> int:

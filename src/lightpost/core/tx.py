@@ -430,8 +430,15 @@ class SignedTransaction:
 
 
 def sign_transaction(tx: Transaction, key: PrivateKey) -> SignedTransaction:
-    """Sign ``tx`` deterministically (RFC 6979, low-s) with ``key``."""
-    return SignedTransaction(tx=tx, signature=key.sign_hash(signing_hash(tx)))
+    """Sign ``tx`` deterministically (RFC 6979, low-s) with ``key``.
+
+    Self-check: the sender recovered from the new signature must be ``key``'s address
+    (a fault while signing must not put a transaction on the wire that is someone
+    else's or no one's)."""
+    signed = SignedTransaction(tx=tx, signature=key.sign_hash(signing_hash(tx)))
+    if signed.sender != key.address:
+        raise SignatureError("signature self-check failed: the recovered sender is not the key's")
+    return signed
 
 
 def encode_transaction(signed: SignedTransaction) -> bytes:
