@@ -35,6 +35,7 @@ from lightpost.core.envelope import (
     pack_messages,
     post_calldata_tokens,
     post_gas,
+    record_size,
 )
 from lightpost.core.gas import calldata_tokens
 from lightpost.core.hashing import keccak256
@@ -72,10 +73,14 @@ def _example(
     recipient: bytes | None,
     max_post_bytes: int,
     messages: list[Message],
+    *,
+    version_1: bool = False,
 ) -> dict[str, Any]:
     posts = pack_messages(
         channel_id(channel_name), recipient, messages, max_post_bytes=max_post_bytes
     )
+    if version_1:  # the same records in the clear, to show the record layout
+        posts = [Post(channel=p.channel, recipient=p.recipient, records=p.records) for p in posts]
     return {
         "name": name,
         "title": title,
@@ -124,7 +129,21 @@ def build_examples() -> dict[str, Any]:
             "batch-of-three",
             "A batch of three readings in one post",
             "Three JSON readings one minute apart share one transaction (one header, "
-            "three 22-byte record headers).",
+            "three 22-byte record headers). Shown as version 1 to show the record layout; "
+            "the encoder sends this batch as version 2 (next example), which costs fewer "
+            "tokens.",
+            channel,
+            None,
+            1024,
+            readings,
+            version_1=True,
+        ),
+        _example(
+            "batch-deflated",
+            "The same batch as version 2 (one DEFLATE stream)",
+            "What `pack_messages` actually produces for the three readings: the record "
+            "sequence of the previous example deflated as one stream after the version byte "
+            "2. It is chosen because it has fewer EIP-7623 tokens than version 1.",
             channel,
             None,
             1024,
@@ -168,7 +187,7 @@ def build_examples() -> dict[str, Any]:
         ),
     ]
     return {
-        "format": "lightpost envelope version 1 (docs/protocol.md, section Wire format)",
+        "format": "lightpost envelope versions 1 and 2 (docs/protocol.md, section Wire format)",
         "generator": "tools/gen_protocol_examples.py",
         "zlib_runtime_version": zlib.ZLIB_RUNTIME_VERSION,
         "examples": examples,
@@ -212,6 +231,20 @@ def annotate(data: bytes, channel_name: str) -> list[tuple[int, bytes, str, str]
         (64, data[64:65], "magic", "'L'"),
         (65, data[65:66], "version", str(data[65])),
     ]
+    if post.deflated:
+        body = data[POST_HEADER_SIZE:]
+        records = sum(record_size(r) for r in post.records)
+        rows.append(
+            (
+                POST_HEADER_SIZE,
+                body,
+                "body",
+                f"raw DEFLATE of {len(post.records)} records ({records} bytes, "
+                f"{calldata_tokens(data[:POST_HEADER_SIZE]) + _v1_tokens(post)} tokens as "
+                f"version 1); {len(body)} bytes, {calldata_tokens(body)} tokens",
+            )
+        )
+        return rows
     offset = POST_HEADER_SIZE
     for n, record in enumerate(post.records, 1):
         fields: list[tuple[str, int, str]] = [
@@ -237,6 +270,12 @@ def annotate(data: bytes, channel_name: str) -> list[tuple[int, bytes, str, str]
         offset += len(record.payload)
     assert offset == len(data)
     return rows
+
+
+def _v1_tokens(post: Post) -> int:
+    """Tokens of the post's record sequence in the clear (version 1 body)."""
+    clear = Post(channel=post.channel, recipient=post.recipient, records=post.records)
+    return calldata_tokens(encode_post(clear)[POST_HEADER_SIZE:])
 
 
 def _flag_names(flags: int) -> str:

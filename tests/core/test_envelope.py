@@ -24,6 +24,8 @@ from lightpost.core.envelope import (
     FLAG_CHUNK,
     FLAG_COMPRESSED,
     FLAG_ENCRYPTED,
+    FORMAT_VERSION,
+    FORMAT_VERSION_DEFLATED,
     MAX_MESSAGE_BYTES,
     MIN_POST_BYTES,
     POST_HEADER_SIZE,
@@ -41,6 +43,7 @@ from lightpost.core.envelope import (
     encode_post,
     message_from_record,
     pack_messages,
+    post_body_size,
     post_calldata_tokens,
     post_gas,
     record_size,
@@ -84,8 +87,10 @@ def raw_record(
     return out
 
 
-def raw_post(*records: bytes, channel: bytes = CHANNEL, word: bytes = bytes(32)) -> bytes:
-    return channel + word + b"\x4c\x01" + b"".join(records)
+def raw_post(
+    *records: bytes, channel: bytes = CHANNEL, word: bytes = bytes(32), version: int = 1
+) -> bytes:
+    return channel + word + bytes((0x4C, version)) + b"".join(records)
 
 
 def reject(data: bytes, reason_part: str) -> DecodingError:
@@ -132,6 +137,7 @@ posts = st.builds(
     channel=st.binary(min_size=32, max_size=32),
     recipient=recipients,
     records=st.lists(records(), min_size=1, max_size=5).map(tuple),
+    deflated=st.booleans(),
 )
 
 
@@ -224,7 +230,10 @@ def _r(**over: Any) -> dict[str, Any]:
 def test_post_round_trip(post: Post) -> None:
     data = encode_post(post)
     assert decode_post(data) == post
-    assert len(data) == POST_HEADER_SIZE + sum(record_size(r) for r in post.records)
+    assert data[65] == (FORMAT_VERSION_DEFLATED if post.deflated else FORMAT_VERSION)
+    assert post_body_size(post) == POST_HEADER_SIZE + sum(record_size(r) for r in post.records)
+    if not post.deflated:
+        assert len(data) == post_body_size(post)
 
 
 @settings(max_examples=200, deadline=None)
@@ -234,20 +243,23 @@ def test_random_bytes_raise_only_decoding_error(data: bytes) -> None:
         post = decode_post(data)
     except DecodingError as exc:
         assert exc.what == "envelope"
-    else:
-        assert encode_post(post) == data
+    else:  # version 1 is canonical; a version-2 stream may be any valid DEFLATE
+        assert encode_post(post) == data if not post.deflated else decode_post(data) == post
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.binary(max_size=200))
-def test_valid_header_with_random_records_raises_only_decoding_error(tail: bytes) -> None:
-    data = raw_post(tail)
+@given(st.binary(max_size=200), st.booleans())
+def test_valid_header_with_random_records_raises_only_decoding_error(
+    tail: bytes, deflated: bool
+) -> None:
+    data = raw_post(deflate(tail) if deflated else tail, version=2 if deflated else 1)
     try:
         post = decode_post(data)
     except DecodingError as exc:
         assert exc.offset is None or 0 <= exc.offset <= len(data)
     else:
-        assert encode_post(post) == data
+        assert post.deflated == deflated
+        assert encode_post(post) == data if not deflated else post_body_size(post) > 0
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -283,10 +295,18 @@ def test_reject_bad_magic() -> None:
     assert reject(bytes(data), "bad magic").offset == 64
 
 
-def test_reject_unknown_version() -> None:
+@pytest.mark.parametrize("version", [0x00, 0x03, 0xFF])
+def test_reject_unknown_version(version: int) -> None:
+    data = bytearray(raw_post(raw_record()))
+    data[65] = version
+    assert reject(bytes(data), f"unknown envelope version {version}").offset == 65
+
+
+def test_version_1_body_is_not_read_as_version_2() -> None:
+    # flipping only the version byte turns clear records into an invalid deflate stream
     data = bytearray(raw_post(raw_record()))
     data[65] = 0x02
-    assert reject(bytes(data), "unknown envelope version 2").offset == 65
+    assert reject(bytes(data), "invalid deflate stream").offset == 66
 
 
 def test_reject_recipient_word_with_nonzero_padding() -> None:
@@ -500,7 +520,65 @@ def test_three_small_messages_share_one_post() -> None:
     msgs = [Message(seq=i, timestamp=T0 + i, content_type=1, payload=b"21.5") for i in range(3)]
     (post,) = pack_messages(CHANNEL, None, msgs, max_post_bytes=1000)
     assert [message_from_record(r) for r in post.records] == msgs
-    assert len(encode_post(post)) == POST_HEADER_SIZE + 3 * (RECORD_OVERHEAD + 4)
+    assert post_body_size(post) == POST_HEADER_SIZE + 3 * (RECORD_OVERHEAD + 4)
+    assert decode_post(encode_post(post)) == post
+
+
+def _readings(n: int) -> list[Message]:
+    return [
+        Message(
+            seq=i,
+            timestamp=T0 + 1000 * i,
+            content_type=ContentType.JSON,
+            payload=(
+                f'{{"meter":"district-7/m-{i % 9:03d}","kWh":{1234.5 + i * 0.37:.3f},'
+                f'"V":{229.8 + (i % 7) * 0.1:.1f},"A":{4.2 + (i % 5) * 0.05:.2f},"ok":true}}'
+            ).encode(),
+        )
+        for i in range(n)
+    ]
+
+
+def test_similar_readings_go_out_as_one_deflated_stream() -> None:
+    msgs = _readings(40)
+    (post,) = pack_messages(CHANNEL, None, msgs, max_post_bytes=6000)
+    assert post.deflated
+    assert all(not r.compressed for r in post.records)  # one stream, not 40 small ones
+    wire = encode_post(post)
+    assert wire[65] == FORMAT_VERSION_DEFLATED and len(wire) <= 6000
+    plain = Post(channel=CHANNEL, recipient=None, records=post.records)
+    # measured, not assumed: the whole point is fewer EIP-7623 tokens
+    assert calldata_tokens(wire) * 2 < post_calldata_tokens(plain)
+    assert [message_from_record(r) for r in decode_post(wire).records] == msgs
+
+
+def test_incompressible_posts_stay_version_1() -> None:
+    rng = random.Random(5)
+    msgs = [
+        Message(seq=i, timestamp=T0, content_type=0, payload=rng.randbytes(90)) for i in range(5)
+    ]
+    (post,) = pack_messages(CHANNEL, ALICE, msgs, max_post_bytes=1000)
+    assert not post.deflated and encode_post(post)[65] == FORMAT_VERSION
+
+
+def test_a_deflated_post_never_exceeds_the_budget() -> None:
+    msgs = _readings(200)
+    for budget in (300, 1000, 4096):
+        posts = pack_messages(CHANNEL, None, msgs, max_post_bytes=budget)
+        assert all(len(encode_post(p)) <= budget for p in posts)
+        assert all(post_body_size(p) <= budget for p in posts)  # packing budgets version 1
+        got = [message_from_record(r) for p in posts for r in p.records]
+        assert got == msgs
+
+
+def test_deflated_post_decoding_errors() -> None:
+    assert reject(raw_post(deflate(b""), version=2), "no records").offset == 66
+    assert reject(raw_post(deflate(raw_record())[:-2], version=2), "truncated deflate").offset
+    assert reject(raw_post(deflate(raw_record()) + b"x", version=2), "after the deflate stream")
+    bomb = deflate(raw_record(payload=bytes(MAX_MESSAGE_BYTES)))
+    assert reject(raw_post(bomb, version=2), "exceeds")
+    inner = reject(raw_post(deflate(raw_record() + b"\x00" * 5), version=2), "trailing bytes")
+    assert inner.offset == len(raw_record())  # counted in the inflated record sequence
 
 
 def test_batching_splits_at_the_budget() -> None:

@@ -2,7 +2,9 @@
 
 Layout (all integers big-endian, fixed width; docs/protocol.md has the full tables)::
 
-    post   = channel_id[32] | recipient_word[32] | magic[1] | version[1] | record+
+    post   = channel_id[32] | recipient_word[32] | magic[1] | version[1] | body
+    body   = record+                       (version 1)
+           | raw_deflate(record+)          (version 2: the whole record sequence deflated)
     record = seq u64 | timestamp_ms u64 | content_type u8 | flags u8
              | [chunk_index u32 | chunk_count u32 | content_hash[32]]   (if FLAG_CHUNK)
              | payload_length u32 | payload[payload_length]
@@ -22,6 +24,10 @@ only when it lowers the EIP-7623 token count (:func:`lightpost.core.gas.calldata
 not merely the length. A message whose record does not fit a post is compressed first (if
 that is cheaper) and the result is cut into chunks that share the seq and carry the
 keccak256 of the original payload; :class:`Reassembler` puts them back together.
+:func:`pack_messages` then tries the whole post once more as version 2 -- the record
+sequence deflated as one stream, its records uncompressed inside -- and keeps whichever
+version has fewer tokens: small similar messages (JSON meter readings) compress well
+together and hardly at all one by one.
 
 Decoders raise only :class:`~lightpost.errors.DecodingError` (``what="envelope"``) and, for
 a content hash that does not match, :class:`~lightpost.errors.ProofError`. Building a
@@ -53,6 +59,7 @@ __all__ = [
     "FLAG_COMPRESSED",
     "FLAG_ENCRYPTED",
     "FORMAT_VERSION",
+    "FORMAT_VERSION_DEFLATED",
     "KNOWN_FLAGS",
     "MAGIC",
     "MAX_MESSAGE_BYTES",
@@ -72,6 +79,7 @@ __all__ = [
     "encode_post",
     "message_from_record",
     "pack_messages",
+    "post_body_size",
     "post_calldata_tokens",
     "post_gas",
     "record_size",
@@ -96,7 +104,12 @@ MAGIC = 0x4C
 """Byte 64: ASCII 'L'. Lets a block scanner in direct mode skip foreign calldata cheaply."""
 
 FORMAT_VERSION = 0x01
-"""Byte 65: envelope format version. Decoders reject every other value."""
+"""Byte 65: envelope format version 1, records in the clear. Decoders reject versions
+other than 1 and 2."""
+
+FORMAT_VERSION_DEFLATED = 0x02
+"""Byte 65 = 2: the body (everything after byte 65) is the version-1 record sequence as
+one raw DEFLATE stream. Same records, same rules once inflated."""
 
 POST_HEADER_SIZE = CHANNEL_ID_SIZE + _WORD_SIZE + 2
 """66 bytes: channel id, recipient word, magic, version."""
@@ -276,11 +289,13 @@ class Record:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Post:
     """The calldata of one transaction: a channel, a recipient (``None`` = broadcast) and
-    one or more records (a list is accepted and stored as a tuple)."""
+    one or more records (a list is accepted and stored as a tuple). ``deflated`` selects
+    version 2 on the wire: the record sequence as one DEFLATE stream."""
 
     channel: bytes
     recipient: bytes | None
     records: tuple[Record, ...]
+    deflated: bool = False
 
     def __post_init__(self) -> None:
         _check_bytes("channel", self.channel, size=CHANNEL_ID_SIZE)
@@ -296,6 +311,8 @@ class Post:
             if not isinstance(record, Record):
                 raise EnvelopeError(f"records must be Record, got {type(record).__name__}")
         object.__setattr__(self, "records", records)
+        if not isinstance(self.deflated, bool):
+            raise EnvelopeError("deflated must be a bool")
 
 
 # --- encoding ---------------------------------------------------------------------------
@@ -322,8 +339,16 @@ def encode_post(post: Post) -> bytes:
     recipient = BROADCAST_WORD
     if post.recipient is not None:
         recipient = post.recipient.rjust(_WORD_SIZE, b"\0")
-    head = post.channel + recipient + bytes((MAGIC, FORMAT_VERSION))
-    return head + b"".join(_encode_record(r) for r in post.records)
+    body = b"".join(_encode_record(r) for r in post.records)
+    if post.deflated:
+        return post.channel + recipient + bytes((MAGIC, FORMAT_VERSION_DEFLATED)) + _deflate(body)
+    return post.channel + recipient + bytes((MAGIC, FORMAT_VERSION)) + body
+
+
+def post_body_size(post: Post) -> int:
+    """Bytes of the post as version 1 (header + records): what packing budgets, whatever
+    the version on the wire."""
+    return POST_HEADER_SIZE + sum(record_size(r) for r in post.records)
 
 
 def post_calldata_tokens(post: Post) -> int:
@@ -454,11 +479,19 @@ def decode_post(data: bytes) -> Post:
     magic_at = CHANNEL_ID_SIZE + _WORD_SIZE
     if data[magic_at] != MAGIC:
         raise DecodingError(_WHAT, f"bad magic 0x{data[magic_at]:02x}", magic_at)
-    if data[magic_at + 1] != FORMAT_VERSION:
-        raise DecodingError(_WHAT, f"unknown envelope version {data[magic_at + 1]}", magic_at + 1)
+    version = data[magic_at + 1]
+    if version not in (FORMAT_VERSION, FORMAT_VERSION_DEFLATED):
+        raise DecodingError(_WHAT, f"unknown envelope version {version}", magic_at + 1)
+    deflated = version == FORMAT_VERSION_DEFLATED
     offset = POST_HEADER_SIZE
     if offset == len(data):
         raise DecodingError(_WHAT, "post has no records", offset)
+    if deflated:
+        # Offsets in errors below count in the inflated record sequence.
+        data = _inflate(data[offset:], limit=MAX_MESSAGE_BYTES, offset=offset)
+        offset = 0
+        if not data:
+            raise DecodingError(_WHAT, "deflated post has no records", POST_HEADER_SIZE)
     records = []
     while offset < len(data):
         if len(data) - offset < RECORD_OVERHEAD:
@@ -467,7 +500,7 @@ def decode_post(data: bytes) -> Post:
             )
         record, offset = _decode_record(data, offset)
         records.append(record)
-    return Post(channel=channel, recipient=recipient, records=tuple(records))
+    return Post(channel=channel, recipient=recipient, records=tuple(records), deflated=deflated)
 
 
 # --- messages <-> records ----------------------------------------------------------------
@@ -547,20 +580,51 @@ def pack_messages(
     capacity = max_post_bytes - POST_HEADER_SIZE
     posts: list[Post] = []
     current: list[Record] = []
+    raw: dict[int, bytes] = {}
     used = 0
     for message in messages:
         if not isinstance(message, Message):
             raise EnvelopeError(f"messages must be Message, got {type(message).__name__}")
+        raw[message.seq] = message.payload
         for record in records_for_message(message, max_record_bytes=capacity):
             size = record_size(record)
             if current and used + size > capacity:
-                posts.append(Post(channel=channel, recipient=recipient, records=tuple(current)))
+                posts.append(_cheaper_version(channel, recipient, current, raw, max_post_bytes))
                 current, used = [], 0
             current.append(record)
             used += size
     if current:
-        posts.append(Post(channel=channel, recipient=recipient, records=tuple(current)))
+        posts.append(_cheaper_version(channel, recipient, current, raw, max_post_bytes))
     return posts
+
+
+def _cheaper_version(
+    channel: bytes,
+    recipient: bytes | None,
+    records: list[Record],
+    raw: dict[int, bytes],
+    max_post_bytes: int,
+) -> Post:
+    """The post as version 1, or as version 2 if that has fewer EIP-7623 tokens and still
+    fits ``max_post_bytes``. Inside a version-2 post unchunked records carry their payload
+    uncompressed (one stream compresses them together far better); chunks stay as they are
+    (their content hash covers the original payload, and they are compressed already)."""
+    plain = Post(channel=channel, recipient=recipient, records=tuple(records))
+    if len(records) < 2 and all(r.chunk is not None or r.compressed for r in records):
+        return plain  # a lone record already had its own compression choice
+    inner = tuple(
+        r
+        if r.chunk is not None or not r.compressed
+        else Record(
+            seq=r.seq, timestamp=r.timestamp, content_type=r.content_type, payload=raw[r.seq]
+        )
+        for r in records
+    )
+    deflated = Post(channel=channel, recipient=recipient, records=inner, deflated=True)
+    wire = encode_post(deflated)
+    if len(wire) <= max_post_bytes and calldata_tokens(wire) < post_calldata_tokens(plain):
+        return deflated
+    return plain
 
 
 _PROBE_RECORD = Record(seq=0, timestamp=0, content_type=0, payload=b"")

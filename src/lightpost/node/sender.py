@@ -89,6 +89,7 @@ from lightpost.core.envelope import (
     decode_post,
     encode_post,
     pack_messages,
+    post_body_size,
 )
 from lightpost.core.envelope import Message as EnvelopeMessage
 from lightpost.core.fees import (
@@ -895,7 +896,7 @@ class Sender:
             if not posts:
                 continue
             due = now - messages[0].created_at >= self.settings.batch_delay_s
-            last_full = len(encode_post(posts[-1])) + RECORD_OVERHEAD + 1 > max_post
+            last_full = post_body_size(posts[-1]) + RECORD_OVERHEAD + 1 > max_post
             if not due and not last_full:
                 posts = posts[:-1]  # the last post waits for more messages
             for post in posts:
@@ -1014,7 +1015,14 @@ def _without_done_chunks(
             if r.chunk is None or r.chunk.index not in done.get((post.channel, r.seq), set())
         )
         if records:
-            out.append(Post(channel=post.channel, recipient=post.recipient, records=records))
+            out.append(
+                Post(
+                    channel=post.channel,
+                    recipient=post.recipient,
+                    records=records,
+                    deflated=post.deflated,
+                )
+            )
     return out
 
 
