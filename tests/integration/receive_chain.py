@@ -56,7 +56,9 @@ class InboxChain:
     nonces: dict[bytes, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.ep = HttpEndpoint(self.url, "rpc#test")
+        # long timeout: anvil_mine of hundreds of blocks on a loaded 2-core box is slow,
+        # and a retried anvil_mine would mine twice
+        self.ep = HttpEndpoint(self.url, "rpc#test", timeout=120.0, retries=0)
         self.keys = [PrivateKey.from_hex(k) for k in ANVIL_DEV_KEYS]
         receipt = self.send(self.keys[0], None, inbox_initcode())
         self.inbox = bytes.fromhex(receipt["contractAddress"][2:])
