@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -81,6 +82,10 @@ def test_included_delivery_is_retracted_after_a_reorg(
     with Receiver(config) as receiver:
         first = list(receiver.poll(Level.INCLUDED))
         assert [d.seq for d in first if isinstance(d, Delivered)] == [0, 1]
+        # only the delivery above the finalized height is kept for retraction
+        with sqlite3.connect(tmp_path / "data" / "receiver.sqlite3") as db:
+            kept = db.execute("SELECT seq FROM recv_unfinal").fetchall()
+        assert kept == [(1,)]
         assert chain.ep.call("evm_revert", [snapshot]) is True
         chain.nonces.clear()
         chain.mine(3)  # a different chain at the same heights

@@ -249,6 +249,8 @@ class Receiver:
         self._inbox_code_hash = keccak256(inbox_runtime())
         self._streams: dict[tuple[str, bytes, bytes], _Stream] = {}
         self._scan: dict[str, int] = {}
+        self._final_at_poll = -1
+        """Finalized height read at the start of the current poll below `final`."""
         self._loaded: set[str] = set()
 
     def close(self) -> None:
@@ -281,6 +283,7 @@ class Receiver:
         try:
             if level < Level.FINAL:
                 yield from self._retractions(sub)
+                self._final_at_poll = self._final_or_unknown()
             head, head_hash = self._head(level)
             if self.config.mode == "direct":
                 yield from self._poll_direct(sub, level, channels, sender, start, head)
@@ -1022,9 +1025,19 @@ class Receiver:
         for key in touched:
             self._save(sub, *key)
 
+    def _final_or_unknown(self) -> int:
+        """The finalized height, or -1 when the endpoints do not agree on one now."""
+        try:
+            return self._finalized_height()
+        except _StopWith:
+            return -1
+
     def _delivered(self, sub: str, level: Level, pending: _Pending) -> Delivered:
         post, message = pending.post, pending.message
-        if level < Level.FINAL:
+        # A delivery below `final` is remembered for retraction on a reorg -- unless its
+        # block is already final (a catch-up over old blocks): one durable write saved
+        # per message.
+        if level < Level.FINAL and post.block_number > self._final_at_poll:
             self.store.add_unfinal(
                 sub,
                 UnfinalRow(
