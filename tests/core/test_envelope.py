@@ -871,3 +871,15 @@ def test_committed_examples_match_the_generator() -> None:
 def test_module_exports_are_defined() -> None:
     for name in env.__all__:
         assert hasattr(env, name), name
+
+
+def test_version_2_keeps_each_record_with_its_own_payload() -> None:
+    # two messages that share a seq (a caller's mistake the envelope does not police)
+    # must still each carry their own bytes when the post is re-packed as version 2
+    msgs = [
+        Message(seq=1, timestamp=T0, content_type=0, payload=b"a" * 300),
+        Message(seq=1, timestamp=T0, content_type=0, payload=b"b" * 300),
+    ]
+    (post,) = pack_messages(CHANNEL, None, msgs, max_post_bytes=2000)
+    assert post.deflated
+    assert [message_from_record(r) for r in decode_post(encode_post(post)).records] == msgs

@@ -579,46 +579,42 @@ def pack_messages(
     Post(channel=channel, recipient=recipient, records=(_PROBE_RECORD,))
     capacity = max_post_bytes - POST_HEADER_SIZE
     posts: list[Post] = []
-    current: list[Record] = []
-    raw: dict[int, bytes] = {}
+    current: list[tuple[Record, bytes]] = []  # each record with its message's payload
     used = 0
     for message in messages:
         if not isinstance(message, Message):
             raise EnvelopeError(f"messages must be Message, got {type(message).__name__}")
-        raw[message.seq] = message.payload
         for record in records_for_message(message, max_record_bytes=capacity):
             size = record_size(record)
             if current and used + size > capacity:
-                posts.append(_cheaper_version(channel, recipient, current, raw, max_post_bytes))
+                posts.append(_cheaper_version(channel, recipient, current, max_post_bytes))
                 current, used = [], 0
-            current.append(record)
+            current.append((record, message.payload))
             used += size
     if current:
-        posts.append(_cheaper_version(channel, recipient, current, raw, max_post_bytes))
+        posts.append(_cheaper_version(channel, recipient, current, max_post_bytes))
     return posts
 
 
 def _cheaper_version(
     channel: bytes,
     recipient: bytes | None,
-    records: list[Record],
-    raw: dict[int, bytes],
+    packed: list[tuple[Record, bytes]],
     max_post_bytes: int,
 ) -> Post:
     """The post as version 1, or as version 2 if that has fewer EIP-7623 tokens and still
     fits ``max_post_bytes``. Inside a version-2 post unchunked records carry their payload
     uncompressed (one stream compresses them together far better); chunks stay as they are
     (their content hash covers the original payload, and they are compressed already)."""
-    plain = Post(channel=channel, recipient=recipient, records=tuple(records))
+    records = tuple(record for record, _ in packed)
+    plain = Post(channel=channel, recipient=recipient, records=records)
     if len(records) < 2 and all(r.chunk is not None or r.compressed for r in records):
         return plain  # a lone record already had its own compression choice
     inner = tuple(
         r
         if r.chunk is not None or not r.compressed
-        else Record(
-            seq=r.seq, timestamp=r.timestamp, content_type=r.content_type, payload=raw[r.seq]
-        )
-        for r in records
+        else Record(seq=r.seq, timestamp=r.timestamp, content_type=r.content_type, payload=raw)
+        for r, raw in packed
     )
     deflated = Post(channel=channel, recipient=recipient, records=inner, deflated=True)
     wire = encode_post(deflated)
