@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -40,3 +41,26 @@ def test_stop_frees_the_port() -> None:
     proc.stop()
     proc.stop()  # idempotent
     assert port_is_free(port)
+
+
+def _files(path: Path) -> list[Path]:
+    return [p for p in path.rglob("*") if p.is_file()]
+
+
+def test_anvil_history_on_disk_is_deleted_at_stop(tmp_path: Path) -> None:
+    # anvil spills old states to HOME/.foundry/anvil/tmp and leaves them behind when it
+    # is stopped (GBs per test run); each AnvilProcess gets its own HOME and removes it
+    proc = AnvilProcess(port=free_port()).start()
+    home = proc._owned_state_dir
+    assert home is not None and home.is_dir()
+    try:
+        _call(proc.url, "anvil_mine", ["0x3e8"])
+        assert any(".foundry" in p.parts for p in _files(home))
+    finally:
+        proc.stop()
+    assert not home.exists()
+    # a caller-given directory is the caller's: kept, and anvil wrote there
+    given = tmp_path / "anvil-home"
+    with AnvilProcess(port=free_port(), state_dir=given) as kept:
+        _call(kept.url, "anvil_mine", ["0x3e8"])
+    assert _files(given)

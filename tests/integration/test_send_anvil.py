@@ -368,6 +368,11 @@ def test_data_directory_does_not_grow_with_the_chain(devnet: dict[str, Any]) -> 
     seqs = on_chain(devnet, config, "long")
     assert sorted(seqs) == list(range(18)) and set(seqs.values()) == {1}
     print(f"\ndata dir bytes after warm-up, then after each 1,000 blocks: {sizes} (head {head})")
+    # anvil's own history of those blocks sits in the devnet dir until `down` removes it
+    net = config.data_dir.resolve().parents[1]  # DIR/data/<device> -> DIR
+    assert _dir_size(net / "anvil-home") > 0
+    assert devnet_down(net) is True
+    assert not (net / "anvil-home").exists()
 
 
 # --- (f) CLI ------------------------------------------------------------------------------------

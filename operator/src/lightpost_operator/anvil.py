@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -85,6 +86,11 @@ def port_is_free(port: int) -> bool:
     return True
 
 
+def remove_state_dir(path: Path) -> None:
+    """Delete an anvil state directory (after its anvil has exited)."""
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def free_port() -> int:
     """A loopback TCP port that is free right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -109,7 +115,13 @@ class AnvilProcess:
     log_path: Path | None = None
     extra_args: tuple[str, ...] = ()
     binary: str = field(default_factory=find_anvil)
+    state_dir: Path | None = None
+    """anvil's home: it writes historical states under ``HOME/.foundry/anvil/tmp`` (about
+    2 GB per 6,000 blocks, measured) and does not delete them when stopped. None: a fresh
+    temporary directory, deleted by :meth:`stop`. A given directory is the caller's to
+    delete (:func:`remove_state_dir`)."""
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+    _owned_state_dir: Path | None = field(default=None, init=False, repr=False)
 
     @property
     def url(self) -> str:
@@ -143,6 +155,10 @@ class AnvilProcess:
             raise ChainProcessError(
                 f"port {self.port} is busy: stop what uses it or choose another with --port"
             )
+        home = self.state_dir
+        if home is None:
+            home = self._owned_state_dir = Path(tempfile.mkdtemp(prefix="lightpost-anvil-"))
+        home.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         try:
             self._proc = subprocess.Popen(
@@ -151,17 +167,22 @@ class AnvilProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=detach,
+                env={**os.environ, "HOME": str(home)},
             )
         except OSError as exc:
+            self._remove_owned_state_dir()
             raise ChainProcessError(f"cannot start anvil: {exc.strerror}") from None
         finally:
             if log is not subprocess.DEVNULL:
                 log.close()  # type: ignore[union-attr]
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
+            status = self._proc.poll()
+            if status is not None:
+                self._proc = None
+                self._remove_owned_state_dir()
                 raise ChainProcessError(
-                    f"anvil exited at start with status {self._proc.returncode}"
+                    f"anvil exited at start with status {status}"
                     + (f" (see {self.log_path})" if self.log_path else "")
                 )
             try:
@@ -173,16 +194,25 @@ class AnvilProcess:
         raise ChainProcessError(f"anvil did not answer within {START_TIMEOUT_S:.0f} s")
 
     def stop(self) -> None:
-        """Terminate anvil (SIGTERM, then SIGKILL after 5 s). Safe to call twice."""
+        """Terminate anvil (SIGTERM, then SIGKILL after 5 s) and delete the state
+        directory it was given by default. Safe to call twice."""
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+            if proc is None or proc.poll() is not None:
+                return
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+        finally:
+            self._remove_owned_state_dir()
+
+    def _remove_owned_state_dir(self) -> None:
+        owned, self._owned_state_dir = self._owned_state_dir, None
+        if owned is not None:
+            remove_state_dir(owned)
 
     def __enter__(self) -> AnvilProcess:
         return self.start()

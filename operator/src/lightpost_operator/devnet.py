@@ -34,7 +34,7 @@ from lightpost.core.keys import PrivateKey, to_checksum_address
 from lightpost.core.keystore import LIGHT_SCRYPT_N, LIGHT_SCRYPT_P, encrypt_key
 from lightpost.errors import ChainProcessError, ConfigError, LightpostError
 from lightpost.node.chain import Chain
-from lightpost_operator.anvil import LOOPBACK, AnvilProcess, port_is_free
+from lightpost_operator.anvil import LOOPBACK, AnvilProcess, port_is_free, remove_state_dir
 from lightpost_operator.wallet import send_operator_tx
 
 __all__ = [
@@ -52,6 +52,10 @@ DEVNET_FILE = "devnet.json"
 
 PID_FILE = "anvil.pid"
 """Pid of the background anvil inside DIR."""
+
+ANVIL_HOME = "anvil-home"
+"""anvil's HOME inside DIR: it keeps historical states there (GBs on a long devnet);
+`down` deletes it."""
 
 DEVNET_FUNDER_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
 """anvil's dev account #0 (public test mnemonic): funds devices and deploys contracts."""
@@ -193,7 +197,12 @@ def devnet_up(
             f"port {port} is busy: stop what uses it or choose another with --port"
         )
     directory.mkdir(parents=True, exist_ok=True)
-    anvil = AnvilProcess(port=port, block_time=block_time or None, log_path=directory / "anvil.log")
+    anvil = AnvilProcess(
+        port=port,
+        block_time=block_time or None,
+        log_path=directory / "anvil.log",
+        state_dir=directory / ANVIL_HOME,
+    )
     anvil.start(detach=True)
     (directory / PID_FILE).write_text(f"{anvil.pid}\n")
     try:
@@ -201,6 +210,7 @@ def devnet_up(
     except BaseException:
         anvil.stop()
         (directory / PID_FILE).unlink(missing_ok=True)
+        remove_state_dir(directory / ANVIL_HOME)
         raise
 
 
@@ -300,8 +310,12 @@ def devnet_down(directory: Path) -> bool:
             time.sleep(0.05)
         if _pid_alive(pid):
             os.kill(pid, signal.SIGKILL)
+            while _pid_alive(pid) and time.monotonic() < deadline + STOP_TIMEOUT_S:
+                _reap(pid)
+                time.sleep(0.05)
         stopped = True
     pid_path.unlink(missing_ok=True)
+    remove_state_dir(directory / ANVIL_HOME)  # anvil's on-disk chain history
     return stopped
 
 
