@@ -417,8 +417,9 @@ def render_throughput(cpu: dict[str, Any]) -> list[str]:
         "",
         f"Same inputs on every side (built once, handed to each worker as a file): EIP-1559 "
         f"transactions to the inbox carrying one 100-byte reading "
-        f"({cpu['calldata_bytes']['1 reading']:,} calldata bytes) or a 4 KB batch of 40 "
-        f"({cpu['calldata_bytes']['4 KB batch']:,} bytes); inclusion = the sender recovered "
+        f"({cpu['calldata_bytes']['1 reading']:,} calldata bytes) or a batch of 40 (4 KB of "
+        f"readings, {cpu['calldata_bytes']['4 KB batch']:,} calldata bytes as the envelope packs "
+        "them); inclusion = the sender recovered "
         f"plus the transactionsRoot of a {cpu['block_txs']}-transaction block rebuilt from its "
         "raw transactions and compared (eth-account: `Account.recover_transaction` plus a "
         "reference trie written in the bench with eth-account's keccak and RLP). "
