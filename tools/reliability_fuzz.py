@@ -164,6 +164,8 @@ def _posts() -> list[bytes]:
     return [
         encode_post(Post(channel=chan, recipient=None, records=(plain,))),
         encode_post(Post(channel=chan, recipient=b"\x11" * 20, records=(plain, chunk))),
+        # version 2: the same records as one deflate stream
+        encode_post(Post(channel=chan, recipient=None, records=(plain, chunk), deflated=True)),
     ]
 
 
