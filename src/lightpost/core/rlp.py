@@ -11,7 +11,7 @@ failure raises :class:`lightpost.errors.RLPDecodingError` with the offset.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Union, cast
+from typing import Union, cast
 
 from lightpost.errors import RLPDecodingError
 
@@ -57,8 +57,8 @@ def encode(item: bytes | int | Sequence[object]) -> bytes:
         data = cast(bytes, item)
     elif kind is int:
         data = encode_int(cast(int, item))
-    elif kind is list or kind is tuple:
-        body = b"".join([encode(x) for x in cast("Sequence[Any]", item)])
+    elif isinstance(item, (list, tuple)):
+        body = b"".join([encode(x) for x in item])
         return _length_prefix(len(body), 0xC0) + body
     elif isinstance(item, bool):
         raise TypeError("RLP cannot encode bool; use an int")
@@ -66,9 +66,6 @@ def encode(item: bytes | int | Sequence[object]) -> bytes:
         data = encode_int(int(item))
     elif isinstance(item, (bytes, bytearray, memoryview)):
         data = bytes(item)
-    elif isinstance(item, (list, tuple)):
-        body = b"".join([encode(x) for x in item])
-        return _length_prefix(len(body), 0xC0) + body
     else:
         raise TypeError(f"RLP cannot encode {type(item).__name__}")
     length = len(data)
