@@ -282,8 +282,8 @@ class Receiver:
         start = since if since is not None else self._scan.get(sub, self.store.cursor(sub) or 0)
         try:
             if level < Level.FINAL:
-                yield from self._retractions(sub)
                 self._final_at_poll = self._final_or_unknown()
+                yield from self._retractions(sub, self._final_at_poll)
             head, head_hash = self._head(level)
             if self.config.mode == "direct":
                 yield from self._poll_direct(sub, level, channels, sender, start, head)
@@ -423,11 +423,14 @@ class Receiver:
 
     # -- retraction -------------------------------------------------------------------------
 
-    def _retractions(self, sub: str) -> Iterator[Problem]:
+    def _retractions(self, sub: str, finalized: int) -> Iterator[Problem]:
+        """Retract deliveries whose block left the chain; ``finalized`` is the height read
+        for this poll (-1: unknown, asked again here, where no quorum stops the poll)."""
         rows = self.store.unfinal(sub)
         if not rows:
             return
-        finalized = self._finalized_height()
+        if finalized < 0:
+            finalized = self._finalized_height()
         blocks = sorted({(r.block_number, r.block_hash) for r in rows})
         reorg_from: int | None = None
         for number, expected in blocks:
