@@ -145,8 +145,7 @@ def build_parser(plugins: bool = True) -> tuple[argparse.ArgumentParser, dict[st
     return parser, handlers
 
 
-def _missing_operator_command(argv: Sequence[str], handlers: dict[str, str]) -> str | None:
-    first = _first_command(argv)
+def _missing_operator_command(first: str | None, handlers: dict[str, str]) -> str | None:
     if first in OPERATOR_COMMANDS and first not in handlers:
         return first
     return None
@@ -160,9 +159,10 @@ def _dispatch(args: argparse.Namespace, handlers: dict[str, str]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    first = _first_command(argv)
     # a device command (send, node, ...) does not look for plugins
-    parser, handlers = build_parser(plugins=_first_command(argv) not in HANDLERS)
-    missing = _missing_operator_command(argv, handlers)
+    parser, handlers = build_parser(plugins=first not in HANDLERS)
+    missing = _missing_operator_command(first, handlers)
     if missing is not None:
         print(f"lightpost: error: {OPERATOR_HINT.format(cmd=missing)}", file=sys.stderr)
         return EXIT_ERROR
