@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -40,7 +39,7 @@ from lightpost.core.outbox import State
 from lightpost.node.config import load_config
 from lightpost.node.runtime import open_store
 from lightpost.node.sender import enqueue_message
-from lightpost_operator.anvil import free_port
+from lightpost_operator.anvil import free_port, stop_process
 from lightpost_operator.devnet import devnet_down, devnet_up
 
 DEVICE_NODE_MODULES = ("lightpost.cli.main", "lightpost.cli.node_cmds")
@@ -202,12 +201,7 @@ def _run_node(bin_dir: str, config_path: Path, log: Path, first_seq: int) -> dic
         rss_kb = _proc_status_kb(node.pid, "VmRSS")
         hwm_kb = _proc_status_kb(node.pid, "VmHWM")
     finally:
-        node.send_signal(signal.SIGTERM)
-        try:
-            node.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            node.kill()
-            node.wait(timeout=5)
+        stop_process(node, grace_s=15)
     return {"messages": sent, "rss_mb": rss_kb * 1024 / 1e6, "peak_mb": hwm_kb * 1024 / 1e6}
 
 

@@ -86,6 +86,17 @@ def port_is_free(port: int) -> bool:
     return True
 
 
+def stop_process(proc: subprocess.Popen[bytes], *, grace_s: float, kill_wait_s: float = 5) -> None:
+    """SIGTERM ``proc`` if it still runs, wait ``grace_s``, then SIGKILL it and reap it."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=kill_wait_s)
+
+
 def remove_state_dir(path: Path) -> None:
     """Delete an anvil state directory (after its anvil has exited)."""
     shutil.rmtree(path, ignore_errors=True)
@@ -198,14 +209,8 @@ class AnvilProcess:
         directory it was given by default. Safe to call twice."""
         proc, self._proc = self._proc, None
         try:
-            if proc is None or proc.poll() is not None:
-                return
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+            if proc is not None:
+                stop_process(proc, grace_s=5)
         finally:
             self._remove_owned_state_dir()
 

@@ -304,19 +304,22 @@ def devnet_down(directory: Path) -> bool:
     stopped = False
     if _pid_alive(pid):
         os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_TIMEOUT_S
-        while _pid_alive(pid) and time.monotonic() < deadline:
-            _reap(pid)
-            time.sleep(0.05)
-        if _pid_alive(pid):
+        if not _gone_within(pid, STOP_TIMEOUT_S):
             os.kill(pid, signal.SIGKILL)
-            while _pid_alive(pid) and time.monotonic() < deadline + STOP_TIMEOUT_S:
-                _reap(pid)
-                time.sleep(0.05)
+            _gone_within(pid, STOP_TIMEOUT_S)
         stopped = True
     pid_path.unlink(missing_ok=True)
     remove_state_dir(directory / ANVIL_HOME)  # anvil's on-disk chain history
     return stopped
+
+
+def _gone_within(pid: int, seconds: float) -> bool:
+    """Wait up to ``seconds`` for ``pid`` to exit (reaping it if it is our child)."""
+    deadline = time.monotonic() + seconds
+    while _pid_alive(pid) and time.monotonic() < deadline:
+        _reap(pid)
+        time.sleep(0.05)
+    return not _pid_alive(pid)
 
 
 def _reap(pid: int) -> None:
