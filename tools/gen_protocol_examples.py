@@ -14,6 +14,7 @@ With --check nothing is written; exit status 1 if either file is out of date.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import struct
 import sys
@@ -33,9 +34,9 @@ from lightpost.core.envelope import (
     decode_post,
     encode_post,
     pack_messages,
+    post_body_size,
     post_calldata_tokens,
     post_gas,
-    record_size,
 )
 from lightpost.core.gas import calldata_tokens
 from lightpost.core.hashing import keccak256
@@ -233,14 +234,15 @@ def annotate(data: bytes, channel_name: str) -> list[tuple[int, bytes, str, str]
     ]
     if post.deflated:
         body = data[POST_HEADER_SIZE:]
-        records = sum(record_size(r) for r in post.records)
+        records = post_body_size(post) - POST_HEADER_SIZE
+        as_v1 = post_calldata_tokens(dataclasses.replace(post, deflated=False))
         rows.append(
             (
                 POST_HEADER_SIZE,
                 body,
                 "body",
                 f"raw DEFLATE of {len(post.records)} records ({records} bytes, "
-                f"{calldata_tokens(data[:POST_HEADER_SIZE]) + _v1_tokens(post)} tokens as "
+                f"{as_v1} tokens as "
                 f"version 1); {len(body)} bytes, {calldata_tokens(body)} tokens",
             )
         )
@@ -270,12 +272,6 @@ def annotate(data: bytes, channel_name: str) -> list[tuple[int, bytes, str, str]
         offset += len(record.payload)
     assert offset == len(data)
     return rows
-
-
-def _v1_tokens(post: Post) -> int:
-    """Tokens of the post's record sequence in the clear (version 1 body)."""
-    clear = Post(channel=post.channel, recipient=post.recipient, records=post.records)
-    return calldata_tokens(encode_post(clear)[POST_HEADER_SIZE:])
 
 
 def _flag_names(flags: int) -> str:
