@@ -24,7 +24,6 @@ import datetime
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bench_common import DEV_KEY, READING_BYTES, RECIPIENT, progress, reading
+from reports import anvil_version, cpu_model, write_section
 
 from lightpost.adapters.contracts import inbox_initcode
 from lightpost.adapters.rpc import HttpEndpoint
@@ -41,7 +41,7 @@ from lightpost.core.inbox import HEADER_BYTES, inbox_calldata, inbox_execution_g
 from lightpost.core.keys import PrivateKey
 from lightpost.core.tx import LegacyTx, sign_transaction
 from lightpost.node.chain import Chain, parse_quantity
-from lightpost_operator.anvil import AnvilProcess, find_anvil, free_port
+from lightpost_operator.anvil import AnvilProcess, free_port
 from lightpost_operator.wallet import send_operator_tx
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -236,19 +236,11 @@ def measure_gas() -> dict[str, Any]:
 
 
 def machine() -> dict[str, Any]:
-    model = "unknown CPU"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            model = line.split(":", 1)[1].strip()
-            break
-    anvil = subprocess.run(
-        [find_anvil(), "--version"], capture_output=True, text=True, check=False
-    ).stdout.splitlines()
     return {
-        "cpu": model,
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "python": platform.python_version(),
-        "anvil": anvil[0].replace("Version: ", "") if anvil else "anvil ?",
+        "anvil": anvil_version(),
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d"),
         "load": os.getloadavg()[0],
     }
@@ -520,12 +512,6 @@ def render(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_docs(text: str) -> None:
-    doc = DOC.read_text()
-    start, end = doc.index(BEGIN) + len(BEGIN), doc.index(END)
-    DOC.write_text(doc[:start] + "\n" + text + doc[end:])
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write-docs", action="store_true")
@@ -551,7 +537,7 @@ def main() -> int:
     else:
         print(render(results))
     if args.write_docs:
-        write_docs(render(results))
+        write_section(DOC, render(results), BEGIN, END)
         progress(f"wrote {DOC.relative_to(ROOT)}")
     return 0
 

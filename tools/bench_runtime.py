@@ -35,7 +35,6 @@ import random
 import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -47,6 +46,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from reports import anvil_version, cpu_model, write_section
+
 from lightpost.adapters.rpc import HttpEndpoint
 from lightpost.adapters.store import Store
 from lightpost.core.envelope import ContentType
@@ -55,7 +58,7 @@ from lightpost.core.keys import PrivateKey
 from lightpost.core.levels import Delivered, Level
 from lightpost.core.outbox import State
 from lightpost.core.verify import Problem
-from lightpost.errors import ChainProcessError, LightpostError
+from lightpost.errors import LightpostError
 from lightpost.node.chain import Chain, parse_quantity
 from lightpost.node.config import ChannelPolicy, DeviceConfig, load_config
 from lightpost.node.receiver import Receiver
@@ -69,7 +72,7 @@ from lightpost.node.runtime import (
 )
 from lightpost.node.sender import Sender
 from lightpost.node.services import RECEIVE_INTERVAL_S, ReceiveService
-from lightpost_operator.anvil import find_anvil, free_port
+from lightpost_operator.anvil import free_port
 from lightpost_operator.devnet import DEVNET_FUNDER_KEY, devnet_down, devnet_up
 from lightpost_operator.wallet import sign_operator_tx
 
@@ -187,13 +190,6 @@ def summarize(values: Sequence[float]) -> dict[str, float | int | None]:
     return {"count": len(ordered), "p50": p50, "p95": p95, "max": ordered[-1]}
 
 
-def replace_section(text: str, body: str, begin: str = BEGIN, end: str = END) -> str:
-    """``text`` with everything between the ``begin`` and ``end`` markers set to ``body``."""
-    start = text.index(begin) + len(begin)
-    stop = text.index(end, start)
-    return text[:start] + "\n" + body.rstrip("\n") + "\n" + text[stop:]
-
-
 def verdict(met: bool, measured: str) -> str:
     """A goal's line in the report: met, or missed with the measured number."""
     return f"met ({measured})" if met else f"**missed** ({measured})"
@@ -243,28 +239,13 @@ def devnet(
 
 
 def machine() -> dict[str, Any]:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        anvil = subprocess.run(
-            [find_anvil(), "--version"], capture_output=True, text=True, timeout=20, check=False
-        ).stdout.splitlines()[0]
-        anvil = "anvil " + anvil.removeprefix("anvil").strip().removeprefix("Version:").strip()
-    except (OSError, IndexError, ChainProcessError, subprocess.TimeoutExpired):
-        anvil = "unknown"
     return {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "cpu": cpu,
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "keccak": KECCAK_BACKEND,
-        "anvil": anvil,
+        "anvil": anvil_version(),
         "load_at_start": [round(x, 2) for x in os.getloadavg()],
     }
 
@@ -1056,7 +1037,7 @@ def main(argv: list[str] | None = None) -> int:
     text = render(result)
     print(json.dumps(result, indent=2, default=str) if args.json else text)
     if args.write_docs:
-        DOC.write_text(replace_section(DOC.read_text(), text))
+        write_section(DOC, text, BEGIN, END)
         say(f"wrote {DOC.relative_to(ROOT)}")
     return 0
 

@@ -22,6 +22,10 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from reports import replace_section
+
 from lightpost.core.envelope import (
     CHANNEL_ID_SIZE,
     DIRECT_CHANNEL_NAME,
@@ -348,12 +352,6 @@ def render_markdown(doc: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def _splice(doc_text: str, generated: str) -> str:
-    start = doc_text.index(BEGIN) + len(BEGIN)
-    end = doc_text.index(END)
-    return doc_text[:start] + "\n" + generated + "\n" + doc_text[end:]
-
-
 def _check_posts(doc: dict[str, Any]) -> None:
     """Sanity: every post decodes and re-encodes to itself."""
     for example in doc["examples"]:
@@ -370,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     doc = build_examples()
     _check_posts(doc)
     vectors_text = json.dumps(doc, indent=2) + "\n"
-    doc_text = _splice(DOC.read_text(encoding="utf-8"), render_markdown(doc))
+    doc_text = replace_section(DOC.read_text(encoding="utf-8"), render_markdown(doc), BEGIN, END)
     stale = [
         path
         for path, text in ((VECTORS, vectors_text), (DOC, doc_text))

@@ -33,7 +33,6 @@ import json
 import os
 import platform
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -45,6 +44,7 @@ sys.path.insert(0, str(ROOT))  # the scenarios reuse the integration tests' help
 
 chain = importlib.import_module("reliability_chain")
 fuzzing = importlib.import_module("reliability_fuzz")
+reports = importlib.import_module("reports")
 
 DOC = ROOT / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- BEGIN GENERATED RELIABILITY -->", "<!-- END GENERATED RELIABILITY -->"
@@ -144,20 +144,10 @@ def run(name: str, sizes: dict[str, Any], progress: Callable[[str], None]) -> An
     raise SystemExit(f"unknown scenario {name!r}; one of {', '.join(SCENARIOS)}")
 
 
-def _anvil_version() -> str:
-    try:
-        from lightpost_operator.anvil import find_anvil
-
-        out = subprocess.run([find_anvil(), "--version"], capture_output=True, text=True)
-        return out.stdout.splitlines()[0].strip().replace("Version: ", "")
-    except Exception:  # only a label in the doc
-        return "anvil (version unknown)"
-
-
 def machine() -> str:
     return (
         f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}, {_anvil_version()}"
+        f"Python {platform.python_version()}, {reports.anvil_version()}"
     )
 
 
@@ -219,9 +209,8 @@ def render(outcomes: list[Any], *, mode: str, total_s: float) -> str:
 
 
 def write_docs(section: str) -> None:
-    text = DOC.read_text()
-    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
-    DOC.write_text(text[:start] + "\n" + section + "\n" + text[end:])
+    """Put ``section`` between the reliability markers of docs/benchmarks.md."""
+    reports.write_section(DOC, section, BEGIN, END)
 
 
 def reproduce(spec: str) -> int:

@@ -40,15 +40,6 @@ def test_summarize_small_inputs(bench: ModuleType) -> None:
     assert two["p50"] == 2.0 and two["p95"] == pytest.approx(2.9) and two["max"] == 3.0
 
 
-def test_replace_section_touches_only_the_marked_text(bench: ModuleType) -> None:
-    text = f"head\n{bench.BEGIN}\nold\nlines\n{bench.END}\ntail {bench.BEGIN}?\n"
-    once = bench.replace_section(text, "new table\n")
-    assert once == f"head\n{bench.BEGIN}\nnew table\n{bench.END}\ntail {bench.BEGIN}?\n"
-    assert bench.replace_section(once, "new table") == once  # idempotent
-    with pytest.raises(ValueError):
-        bench.replace_section("no markers here", "x")
-
-
 def test_the_doc_has_exactly_one_generated_section(bench: ModuleType) -> None:
     doc = (ROOT / "docs" / "benchmarks.md").read_text()
     assert doc.count(bench.BEGIN) == 1 and doc.count(bench.END) == 1
