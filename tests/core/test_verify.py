@@ -415,6 +415,7 @@ def test_problem_kinds_are_closed() -> None:
         "hidden",
         "retracted",
         "undecodable",
+        "over-budget",
     } == PROBLEM_KINDS
     with pytest.raises(ValueError):
         Problem(kind="oops", details="")

@@ -64,7 +64,7 @@ class World:
             max_post_bytes=400,
         )
         c.post(self.b, "c1", [text(0, "b0")])
-        c.post(self.c, "c1", [text(0, "c0 untrusted")])
+        self.untrusted = c.post(self.c, "c1", [text(0, "c0 untrusted")])
         c.mine()
         self.expected = {
             (self.a.address, 0, b"a0"),
@@ -87,13 +87,24 @@ class World:
         )
 
     def receive(
-        self, tmp: Path, lies: list[list[Lie]], level: Level, honest: int = 1, quorum: int = 2
+        self,
+        tmp: Path,
+        lies: list[list[Lie]],
+        level: Level,
+        honest: int = 1,
+        quorum: int = 2,
+        asked: list[tuple[str, Any]] | None = None,
     ) -> tuple[list[Delivered], list[Problem], list[LyingProxy]]:
         proxies = [LyingProxy(self.anvil.url, group).start() for group in lies]
         try:
             urls = [p.url for p in proxies] + [self.anvil.url] * honest
             config = self.config(tmp, urls, quorum)
-            endpoints = [HttpEndpoint(u, f"rpc#{i}", retries=0) for i, u in enumerate(urls)]
+            endpoints: list[Any] = [
+                Recording(
+                    HttpEndpoint(u, f"rpc#{i}", retries=0), asked if asked is not None else []
+                )
+                for i, u in enumerate(urls)
+            ]
             with Receiver(config, endpoints=endpoints) as receiver:
                 out = list(receiver.poll(level))
         finally:
@@ -104,6 +115,20 @@ class World:
             [o for o in out if isinstance(o, Problem)],
             proxies,
         )
+
+
+class Recording:
+    """An endpoint that appends every (method, params) it is asked to ``asked``."""
+
+    def __init__(self, inner: HttpEndpoint, asked: list[tuple[str, Any]]) -> None:
+        self.inner, self.asked, self.label = inner, asked, inner.label
+
+    def call(self, method: str, params: Any) -> Any:
+        self.asked.append((method, list(params)))
+        return self.inner.call(method, params)
+
+    def batch(self, calls: Any) -> list[Any]:
+        return [self.call(m, p) for m, p in calls]
 
 
 @pytest.fixture(scope="module")
@@ -151,11 +176,16 @@ def _hide_to_me(world: World) -> Any:
 def test_honest_endpoints_deliver_everything_once(
     world: World, tmp_path: Path, level: Level
 ) -> None:
-    delivered, problems, _ = world.receive(tmp_path, [], level, honest=3)
+    asked: list[tuple[str, Any]] = []
+    delivered, problems, _ = world.receive(tmp_path, [], level, honest=3, asked=asked)
     assert _got(delivered) == world.expected
     assert len(delivered) == len(world.expected)
-    assert [p.kind for p in problems] == ["unauthorized"]
-    assert problems[0].sender == world.c.address
+    # Finding 6: the untrusted sender C's post is filtered out before any fetch (it was
+    # proven, then reported `unauthorized`, before): no problem, no block, no tx asked.
+    assert problems == []
+    c_block = world.untrusted["blockNumber"]
+    c_tx = world.untrusted["transactionHash"]
+    assert not [a for a in asked if a[1][:1] in ([c_block], [c_tx])], asked
     assert all(d.level == level for d in delivered)
     # in order per stream
     a_seqs = [d.seq for d in delivered if d.sender == world.a.address]
@@ -279,20 +309,23 @@ def test_two_liars_of_three_cause_refusal_never_acceptance(
 
 
 def test_cli_receive_json_lines_and_exit_code(world: World, tmp_path: Path) -> None:
-    path = write_config(
-        tmp_path,
-        endpoints=[world.anvil.url],
-        quorum=1,
-        inbox=world.chain.inbox,
-        me=world.me,
-        trusted={"c1": [world.a.address, world.b.address]},
-    )
-    done = run_cli("receive", "--config", str(path), "--json", "--level", "final")
+    # One liar adds a never-emitted log: a problem (the untrusted sender's post no
+    # longer is one -- it is filtered out before any fetch).
+    with LyingProxy(world.anvil.url, [InjectLog(_fake_log(world))]) as liar:
+        path = write_config(
+            tmp_path,
+            endpoints=[liar.url, world.anvil.url, world.anvil.url],
+            quorum=2,
+            inbox=world.chain.inbox,
+            me=world.me,
+            trusted={"c1": [world.a.address, world.b.address]},
+        )
+        done = run_cli("receive", "--config", str(path), "--json", "--level", "final")
     lines = [json.loads(line) for line in done.stdout.splitlines()]
     messages = [o for o in lines if "problem" not in o]
     problems = [o for o in lines if "problem" in o]
     assert done.returncode == 3, done.stderr  # problems were reported
-    assert [p["problem"] for p in problems] == ["unauthorized"]
+    assert [(p["problem"], p["endpoints"]) for p in problems] == [("proof-failure", ["rpc#0"])]
     assert len(messages) == len(world.expected)
     first = messages[0]
     for key in (

@@ -45,27 +45,32 @@ class ScriptedEndpoint:
                 obj["transactions"] = [t["hash"] for t in obj["transactions"]]
             return obj
         if method == "eth_getLogs":
-            out = []
-            for log_index, (tx_index, log) in enumerate(((0, b.logs[0]), (2, b.logs[1]))):
-                out.append(
-                    {
-                        "address": "0x" + log.address.hex(),
-                        "topics": ["0x" + t.hex() for t in log.topics],
-                        "data": "0x" + log.data.hex(),
-                        "blockNumber": hex(number),
-                        "blockHash": b.json["hash"],
-                        "transactionIndex": hex(tx_index),
-                        "transactionHash": "0x" + b.txs[tx_index].hash.hex(),
-                        "logIndex": hex(log_index),
-                        "removed": False,
-                    }
-                )
-            return out
+            return [log for log in self._logs() if _matches(log, params[0])]
         if method == "eth_getBlockReceipts":
             return [receipt_json(r) for r in b.receipts]
         if method == "eth_getProof":
             return b.proof()
         raise EndpointUnavailable(self.label, f"unscripted {method}")
+
+    def _logs(self) -> list[dict[str, Any]]:
+        b = self.block
+        number = b.header.number
+        out = []
+        for log_index, (tx_index, log) in enumerate(((0, b.logs[0]), (2, b.logs[1]))):
+            out.append(
+                {
+                    "address": "0x" + log.address.hex(),
+                    "topics": ["0x" + t.hex() for t in log.topics],
+                    "data": "0x" + log.data.hex(),
+                    "blockNumber": hex(number),
+                    "blockHash": b.json["hash"],
+                    "transactionIndex": hex(tx_index),
+                    "transactionHash": "0x" + b.txs[tx_index].hash.hex(),
+                    "logIndex": hex(log_index),
+                    "removed": False,
+                }
+            )
+        return out
 
     def call(self, method: str, params: Sequence[Any]) -> Any:
         self.calls.append(method)
@@ -74,6 +79,20 @@ class ScriptedEndpoint:
 
     def batch(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
         return [self.call(m, p) for m, p in calls]
+
+
+def _matches(log: dict[str, Any], flt: dict[str, Any]) -> bool:
+    """An honest node's eth_getLogs filter: range, address, topic OR-lists."""
+    number = int(log["blockNumber"], 16)
+    if not int(flt["fromBlock"], 16) <= number <= int(flt["toBlock"], 16):
+        return False
+    if log["address"] != flt["address"].lower():
+        return False
+    for want, have in zip(flt["topics"], log["topics"], strict=False):
+        options = [want] if isinstance(want, str) else want
+        if want is not None and have not in [o.lower() for o in options]:
+            return False
+    return True
 
 
 @pytest.fixture(scope="module")
@@ -170,12 +189,22 @@ def test_disagreeing_block_hashes_are_a_refusal(block: Block, tmp_path: Path) ->
     assert [p.kind for p in problems] == ["disagreement"]
 
 
-def test_untrusted_sender_is_reported_never_delivered(block: Block, tmp_path: Path) -> None:
-    delivered, problems = _run(
-        tmp_path, block, [None, None, None], level=Level.FINAL, trusted=(OTHER.address,)
-    )
-    assert delivered == []
-    assert [p.kind for p in problems] == ["unauthorized", "unauthorized"]
+def test_untrusted_sender_costs_no_block_fetch(block: Block, tmp_path: Path) -> None:
+    """Finding 6: posts by a sender not trusted on the channel are never delivered and
+    cost no block fetch -- even from an endpoint that ignores the topic filter (its
+    answer is outside the question: reported against it alone)."""
+    eps = [ScriptedEndpoint(f"rpc#{i}", block) for i in range(3)]
+    eps[0].hook = lambda m, p, a: eps[0]._logs() if m == "eth_getLogs" else a
+    config = _config(tmp_path, trusted=(OTHER.address,))
+    with Receiver(config, endpoints=eps, me=OTHER.address) as receiver:
+        out = list(receiver.poll(Level.FINAL))
+    assert [o for o in out if isinstance(o, Delivered)] == []
+    problems = [o for o in out if isinstance(o, Problem)]
+    assert {(p.kind, p.endpoints) for p in problems} == {("proof-failure", ("rpc#0",))}
+    assert all("not asked for" in p.details for p in problems)
+    for ep in eps:
+        assert "eth_getBlockReceipts" not in ep.calls
+        assert ep.calls.count("eth_getBlockByNumber") <= 2  # heads only, no block
 
 
 def test_state_survives_a_restart(block: Block, tmp_path: Path) -> None:

@@ -35,6 +35,7 @@ stream); its transition table is in its docstring.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -68,15 +69,18 @@ __all__ = [
     "Mismatch",
     "Offer",
     "Problem",
+    "ProblemKind",
     "ProvenBlock",
     "Sequencer",
     "check_post_tx",
+    "completeness_verdict",
     "decode_inbox_log",
     "find_proven_log",
     "is_final",
     "prove_block_receipts",
     "prove_block_transactions",
     "proven_accumulator",
+    "verify_accumulators",
     "verify_block_header",
     "verify_complete",
     "verify_included_log",
@@ -85,18 +89,32 @@ __all__ = [
     "verify_signed_raw",
 ]
 
-PROBLEM_KINDS = frozenset(
-    {
-        "unauthorized",  # a sender not in the channel's trusted list (never delivered)
-        "gap",  # a seq is missing: later messages are held, not skipped
-        "proof-failure",  # an answer failed verification (forged, wrong header, bad proof)
-        "disagreement",  # endpoints disagree / no quorum: the receiver refuses
-        "hidden",  # a post exists that an endpoint (or every endpoint) did not return
-        "retracted",  # a delivered message's block left the canonical chain
-        "undecodable",  # a verified post whose envelope does not decode
-    }
-)
-"""Every value :attr:`Problem.kind` can take (one JSON ``problem`` line each)."""
+
+class ProblemKind(enum.StrEnum):
+    """What went wrong; one JSON ``problem`` line each (the value is the wire name)."""
+
+    UNAUTHORIZED = "unauthorized"
+    """A sender not in the channel's trusted list (never delivered)."""
+    GAP = "gap"
+    """A seq is missing: later messages are held, not skipped."""
+    PROOF_FAILURE = "proof-failure"
+    """An answer failed verification against what the endpoint itself claimed or what
+    was asked (forged, out of range, wrong header, bad proof)."""
+    DISAGREEMENT = "disagreement"
+    """Endpoints disagree / no quorum; both sides are named, neither is called a liar."""
+    HIDDEN = "hidden"
+    """A post exists that an endpoint (or every endpoint) did not return."""
+    RETRACTED = "retracted"
+    """A delivered message's block left the canonical chain."""
+    UNDECODABLE = "undecodable"
+    """A verified post whose envelope does not decode."""
+    OVER_BUDGET = "over-budget"
+    """A byte budget (inflated bytes per poll, held or partial bytes) was reached: the
+    rest waits, the cursor holds, nothing is lost."""
+
+
+PROBLEM_KINDS = frozenset(ProblemKind)
+"""Every value :attr:`Problem.kind` can take."""
 
 MAX_HELD_MESSAGES = 1024
 """Messages held behind a gap per stream before the oldest held are dropped (memory
@@ -113,7 +131,7 @@ class Problem:
     when known.
     """
 
-    kind: str
+    kind: ProblemKind
     details: str
     sender: bytes | None = None
     channel: bytes | None = None
@@ -124,8 +142,8 @@ class Problem:
     missing: int | None = None
 
     def __post_init__(self) -> None:
-        if self.kind not in PROBLEM_KINDS:
-            raise ValueError(f"unknown problem kind {self.kind!r}")
+        # a plain string is accepted and normalised (ValueError if unknown)
+        object.__setattr__(self, "kind", ProblemKind(self.kind))
 
 
 # --- signed -------------------------------------------------------------------------
@@ -340,6 +358,51 @@ class Mismatch:
 Completeness = Complete | Hidden | Mismatch
 
 
+def verify_accumulators(
+    state_root: bytes,
+    proof_json: object,
+    *,
+    inbox: bytes,
+    inbox_code_hash: bytes,
+    keys: Sequence[tuple[bytes, bytes]],
+) -> dict[tuple[bytes, bytes], tuple[bytes, int]]:
+    """(acc, count) of every (sender, channel) in ``keys`` from ONE eth_getProof answer
+    (all their storage keys asked together), verified (EIP-1186) against ``state_root``;
+    the inbox account's code hash must be ``inbox_code_hash`` (the contract is the real
+    inbox). Raises ProofError when the proof does not verify."""
+    proven = check_eth_get_proof(state_root, proof_json, address=inbox)
+    if proven.account is None or proven.account.code_hash != inbox_code_hash:
+        raise ProofError("account", "the inbox address does not hold the inbox code")
+    return {key: proven_accumulator(proven, sender=key[0], channel=key[1]) for key in keys}
+
+
+def completeness_verdict(
+    *,
+    proven_acc: bytes,
+    proven_count: int,
+    local_acc: bytes,
+    local_count: int,
+    new_posts: Mapping[int, bytes] | None = None,
+) -> Completeness:
+    """Compare a stream's proven (acc, count) with the receiver's fold.
+
+    ``local_acc``/``local_count`` is the receiver's persisted fold; ``new_posts`` maps
+    the index (the log's 1-based count) of every post verified since to its calldata.
+    """
+    posts = dict(new_posts or {})
+    held = local_count + len(posts)
+    if proven_count > held:
+        return Hidden(missing=proven_count - held, proven_count=proven_count)
+    expected = range(local_count + 1, proven_count + 1)
+    if proven_count < held or sorted(posts) != list(expected):
+        return Mismatch(
+            f"holding posts {sorted(posts)} after {local_count}; chain proves {proven_count}"
+        )
+    if accumulator_of((posts[i] for i in expected), local_acc) != proven_acc:
+        return Mismatch("accumulator differs: a post was altered, reordered or replaced")
+    return Complete(count=proven_count, acc=proven_acc)
+
+
 def verify_complete(
     state_root: bytes,
     proof_json: object,
@@ -352,30 +415,19 @@ def verify_complete(
     local_count: int,
     new_posts: Mapping[int, bytes] | None = None,
 ) -> Completeness:
-    """Check completeness of a (sender, channel) against a verified final state root.
-
-    ``proof_json`` is the eth_getProof answer for the inbox with the (acc, count)
-    slots; it is verified (EIP-1186) against ``state_root``, and the inbox account's
-    code hash must be ``inbox_code_hash`` (proves the contract is the real inbox).
-    ``local_acc``/``local_count`` is the receiver's persisted fold; ``new_posts`` maps
-    the index (the log's 1-based count) of every post verified since to its calldata.
-    Raises ProofError when the proof itself does not verify.
-    """
-    proven = check_eth_get_proof(state_root, proof_json, address=inbox)
-    acc, count = proven_accumulator(proven, sender=sender, channel=channel)
-    if proven.account is None or proven.account.code_hash != inbox_code_hash:
-        raise ProofError("account", "the inbox address does not hold the inbox code")
-    posts = dict(new_posts or {})
-    held = local_count + len(posts)
-    if count > held:
-        return Hidden(missing=count - held, proven_count=count)
-    expected = range(local_count + 1, count + 1)
-    if count < held or sorted(posts) != list(expected):
-        return Mismatch(f"holding posts {sorted(posts)} after {local_count}; chain proves {count}")
-    folded = accumulator_of((posts[i] for i in expected), local_acc)
-    if folded != acc:
-        return Mismatch("accumulator differs: a post was altered, reordered or replaced")
-    return Complete(count=count, acc=acc)
+    """One stream's completeness from its own eth_getProof answer: the composition of
+    :func:`verify_accumulators` and :func:`completeness_verdict`."""
+    key = (sender, channel)
+    acc, count = verify_accumulators(
+        state_root, proof_json, inbox=inbox, inbox_code_hash=inbox_code_hash, keys=[key]
+    )[key]
+    return completeness_verdict(
+        proven_acc=acc,
+        proven_count=count,
+        local_acc=local_acc,
+        local_count=local_count,
+        new_posts=new_posts,
+    )
 
 
 def proven_accumulator(

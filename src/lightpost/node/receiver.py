@@ -11,9 +11,12 @@ Channel mode, one :meth:`Receiver.poll`:
 
 1. head = the quorum-agreed finalized height (levels ``final``/``complete``; or
    ``latest - finality_depth``) or the quorum's latest height (``signed``/``included``).
-2. ``eth_getLogs`` (inbox address, topics [event, channel ids, sender word?]) in pages of
-   :data:`LOG_PAGE_BLOCKS`, asked of ALL endpoints and UNIONED: one honest endpoint is
-   enough to defeat one that hides a post. Fewer than ``quorum`` answers: refusal.
+2. ``eth_getLogs`` (inbox address, topics [event, channel ids, trusted senders]) in
+   pages of :data:`LOG_PAGE_BLOCKS`, asked of ALL endpoints and UNIONED: one honest
+   endpoint is enough to defeat one that hides a post. Fewer than ``quorum`` answers:
+   refusal. Every claim is checked against the question (range, address, topics) before
+   anything is fetched for it; a claim outside it is that endpoint's lie, and claims of
+   senders not trusted on their channel are dropped (no block fetch).
 3. Per block holding a candidate: block hash agreed by the quorum, the full block's
    header rebuilt and hashed, transactionsRoot and receiptsRoot rebuilt from every
    transaction / receipt (endpoints tried in turn until one proves). The proven
@@ -38,57 +41,46 @@ keeps the transactions whose ``to`` is this device. ``complete`` is channel-only
 The persisted cursor never passes a block that holds something undelivered (a held
 gap, an incomplete chunked message, a stream that failed completeness): after a
 restart the rescan re-offers it and already delivered seqs are dropped as duplicates.
-Deliveries below ``final`` are remembered until final; if their block leaves the
-canonical chain they are retracted (a ``retracted`` problem) and rescanned.
+Deliveries at ``included`` are remembered until final; if their block leaves the
+canonical chain they are retracted (a ``retracted`` problem) and rescanned. At
+``signed`` the block number and hash are an endpoint's unverified word: they are never
+used for retraction.
+
+Every quorum read of a block hash hears all endpoints; an answer other than the
+quorum's is reported as a ``disagreement`` naming both sides, and the dissenting
+endpoint is never asked to prove against the quorum's hash (nor blamed for failing
+to). Only an endpoint that contradicts itself or the question is reported as lying.
+
+The rules live in pure core functions (:mod:`lightpost.core.reconcile`,
+:mod:`lightpost.core.verify`); this package is the driver: channel mode in
+:mod:`.receiver_channel`, direct mode in :mod:`.receiver_direct`, decoding and ordered
+delivery (with byte budgets) in :mod:`.receiver_delivery`.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from lightpost.adapters.contracts import inbox_runtime
-from lightpost.adapters.receiver_store import ReceiverStore, StreamRow, UnfinalRow
+from lightpost.adapters.receiver_store import ReceiverStore
 from lightpost.adapters.rpc import Endpoint
-from lightpost.core.envelope import (
-    DIRECT_CHANNEL,
-    DIRECT_CHANNEL_NAME,
-    MAGIC,
-    POST_HEADER_SIZE,
-    Message,
-    Reassembler,
-    channel_id,
-    decode_post,
-)
+from lightpost.core.envelope import DIRECT_CHANNEL, DIRECT_CHANNEL_NAME, channel_id
 from lightpost.core.hashing import keccak256
-from lightpost.core.header import BlockHeader
-from lightpost.core.inbox import ACC_ZERO, EVENT_TOPIC, InboxPost, accumulator_slots
+from lightpost.core.header import header_hash, verify_header
 from lightpost.core.levels import Delivered, Level
-from lightpost.core.receipts import Log
-from lightpost.core.rpcfields import data_field, get_list, get_object, quantity_field
-from lightpost.core.trie import check_eth_get_proof
-from lightpost.core.tx import SignedTransaction
-from lightpost.core.verify import (
-    Complete,
-    Hidden,
-    Problem,
-    ProvenBlock,
-    Sequencer,
-    check_post_tx,
-    decode_inbox_log,
-    prove_block_receipts,
-    prove_block_transactions,
-    proven_accumulator,
-    verify_block_header,
-    verify_complete,
-    verify_signed,
-)
-from lightpost.errors import ConfigError, LightpostError
+from lightpost.core.quorum import report as quorum_report
+from lightpost.core.reconcile import cursor_after, dissent
+from lightpost.core.verify import Problem, ProblemKind
+from lightpost.errors import ConfigError, LightpostError, ProofError, TransportError
 from lightpost.node.chain import Chain
 from lightpost.node.config import DeviceConfig
+from lightpost.node.receiver_channel import LOG_PAGE_BLOCKS, ChannelMixin, Side, StopPoll, refuse
+from lightpost.node.receiver_delivery import DeliveryMixin, Stream, new_stream
+from lightpost.node.receiver_direct import DIRECT_PAGE_BLOCKS, DirectMixin
 from lightpost.node.runtime import build_endpoints, keystore_address
 
 __all__ = [
@@ -99,26 +91,8 @@ __all__ = [
     "Receiver",
 ]
 
-GENESIS_BLOCK = 0
-"""Block 0 holds no transactions: no post is ever final at it."""
-
-LOG_PAGE_BLOCKS = 2_000
-"""Blocks per eth_getLogs request: providers cap the range (Alchemy/Infura document
-2,000-10,000 blocks or 10,000 results); the smallest common cap keeps every provider happy."""
-
-DIRECT_PAGE_BLOCKS = 32
-"""Direct mode proves blocks in pages: one quorum read (the page's top block hash),
-the rest chained by verified parent hashes."""
-
 FOLLOW_INTERVAL_S = 2.0
 """Pause between polls in --follow (a sixth of a 12 s mainnet slot)."""
-
-_ADDRESS_WORD_PAD = bytes(12)
-"""The zero bytes in front of an address inside a 32-byte topic."""
-
-
-def _hex(data: bytes) -> str:
-    return "0x" + data.hex()
 
 
 @dataclass
@@ -149,69 +123,15 @@ class MeteredEndpoint:
         return results
 
 
-# --- internal records ------------------------------------------------------------------
+def _block_hash(block: Any) -> bytes:
+    """The hash of a block answer whose header fields hash to its claimed hash
+    (ProofError otherwise: the answer contradicts itself)."""
+    if block is None:
+        raise TransportError("rpc", "block unknown")
+    return header_hash(verify_header(block))
 
 
-@dataclass(frozen=True, slots=True)
-class _Claim:
-    """One log as an endpoint reported it (unproven)."""
-
-    block_number: int
-    block_hash: bytes
-    tx_hash: bytes
-    tx_index: int
-    log_index: int
-    log: Log
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class _Post:
-    """A post proven at ``level``: who sent what, where."""
-
-    sender: bytes
-    channel: bytes
-    calldata: bytes
-    index: int | None  # inbox count_new (channel mode); None in direct mode
-    tx_hash: bytes
-    block_number: int
-    block_hash: bytes
-    block_timestamp: int
-    order: tuple[int, int, int]  # (block, tx index, log index) for chain order
-
-
-@dataclass(frozen=True, slots=True)
-class _Pending:
-    """A whole message waiting in a sequencer."""
-
-    message: Message
-    post: _Post
-    recipient: bytes | None
-    for_us: bool
-
-
-@dataclass
-class _Stream:
-    """In-memory state of one (sender, channel) stream of a subscription."""
-
-    sequencer: Sequencer[_Pending]
-    acc: bytes
-    count: int
-    proven_at: int | None = None
-    reassembler: Reassembler = field(default_factory=Reassembler)
-    partial_blocks: dict[int, int] = field(default_factory=dict)  # seq -> first block
-    reported_gaps: set[tuple[int, int]] = field(default_factory=set)
-
-    def hold_block(self) -> int | None:
-        """Lowest block holding something not yet delivered (None: nothing held)."""
-        blocks = [p.post.block_number for p in self.sequencer.held.values()]
-        blocks += list(self.partial_blocks.values())
-        return min(blocks) if blocks else None
-
-
-# --- the receiver ------------------------------------------------------------------------
-
-
-class Receiver:
+class Receiver(DeliveryMixin, ChannelMixin, DirectMixin):
     """Receives verified messages for one device (see the module docstring).
 
     ``endpoints`` defaults to HTTP endpoints built from the config (labels ``rpc#i``);
@@ -247,11 +167,19 @@ class Receiver:
         self.channel_names: dict[bytes, str] = {channel_id(p.name): p.name for p in config.channels}
         self.channel_names.setdefault(DIRECT_CHANNEL, DIRECT_CHANNEL_NAME)
         self._inbox_code_hash = keccak256(inbox_runtime())
-        self._streams: dict[tuple[str, bytes, bytes], _Stream] = {}
+        self._streams: dict[tuple[str, bytes, bytes], Stream] = {}
         self._scan: dict[str, int] = {}
         self._final_at_poll = -1
         """Finalized height read at the start of the current poll below `final`."""
         self._loaded: set[str] = set()
+        self._held_total = 0
+        """Bytes of messages held behind gaps, all streams (receiver_delivery bounds)."""
+        self._partial_total = 0
+        """Bytes of chunks of incomplete messages, all streams."""
+        self._inflated = 0
+        """Inflated message bytes decoded in the current poll."""
+        self._sides: dict[int, Side] = {}
+        """Block hash reads of the current poll (each block asked once per poll)."""
 
     def close(self) -> None:
         """Checkpoint and close the state; stop the endpoint thread pool."""
@@ -280,16 +208,25 @@ class Receiver:
         sub = self._sub_key(level, channels, sender)
         self._load(sub)
         start = since if since is not None else self._scan.get(sub, self.store.cursor(sub) or 0)
+        self._inflated = 0
+        self._sides = {}
+        for (s, _, _), stream in self._streams.items():
+            if s == sub and stream.refused_block is not None:
+                start = min(start, stream.refused_block)  # offered again now
+                stream.refused_block = None
+        problems: list[Problem] = []
         try:
             if level < Level.FINAL:
                 self._final_at_poll = self._final_or_unknown()
                 yield from self._retractions(sub, self._final_at_poll)
-            head, head_hash = self._head(level)
+            head = self._head(level, problems)
+            yield from problems
             if self.config.mode == "direct":
-                yield from self._poll_direct(sub, level, channels, sender, start, head)
+                yield from self._poll_direct(sub, level, channels, sender, start, head.number)
             else:
-                yield from self._poll_channel(sub, level, channels, sender, start, head, head_hash)
-        except _StopWith as stop:
+                yield from self._poll_channel(sub, level, channels, sender, start, head)
+        except StopPoll as stop:
+            yield from problems
             yield stop.problem
 
     def follow(
@@ -337,63 +274,74 @@ class Receiver:
             return
         self._loaded.add(sub)
         for row in self.store.streams(sub):
-            self._streams[(sub, row.sender, row.channel)] = _Stream(
-                sequencer=Sequencer(next_seq=row.next_seq),
-                acc=row.acc,
-                count=row.count,
-                proven_at=row.proven_at,
-            )
-
-    def _stream(self, sub: str, sender: bytes, channel: bytes) -> _Stream:
-        key = (sub, sender, channel)
-        stream = self._streams.get(key)
-        if stream is None:
-            stream = _Stream(sequencer=Sequencer(), acc=ACC_ZERO, count=0)
-            self._streams[key] = stream
-        return stream
-
-    def _save(self, sub: str, sender: bytes, channel: bytes) -> None:
-        s = self._stream(sub, sender, channel)
-        self.store.save_stream(
-            sub, StreamRow(sender, channel, s.sequencer.next_seq, s.acc, s.count, s.proven_at)
-        )
+            stream = new_stream(row.next_seq, row.acc, row.count)
+            stream.proven_at = row.proven_at
+            self._streams[(sub, row.sender, row.channel)] = stream
 
     def _finish(self, sub: str, scanned_to: int) -> None:
         """Persist the cursor: the next block, unless something is still held."""
         self._scan[sub] = scanned_to + 1
-        holds = [
-            b
-            for (s, _, _), stream in self._streams.items()
-            if s == sub and (b := stream.hold_block()) is not None
-        ]
-        self.store.set_cursor(sub, min([scanned_to + 1, *holds]))
-
-    def _authorized(self, sender: bytes, channel: bytes) -> bool:
-        return sender in self.policies.get(channel, frozenset())
+        holds = [stream.hold_block() for (s, _, _), stream in self._streams.items() if s == sub]
+        self.store.set_cursor(sub, cursor_after(scanned_to, holds))
 
     # -- quorum reads --------------------------------------------------------------------
 
-    def _head(self, level: Level) -> tuple[int, bytes | None]:
+    def _head(self, level: Level, problems: list[Problem]) -> Side:
+        """The level's head: the quorum's finalized block (its hash read from every
+        endpoint, dissent reported), or the quorum's latest height below `final`."""
+        if level >= Level.FINAL:
+            return self._block_side(self._finalized_height(), problems)
         try:
-            if level >= Level.FINAL:
-                return self.chain.finalized(self.config.finality_depth)
-            return self.chain.tag_height("latest"), None
+            return Side(self.chain.tag_height("latest"), b"", frozenset(), frozenset())
         except LightpostError as exc:
-            raise _StopWith(Problem(kind="disagreement", details=f"head: {exc}")) from None
+            raise refuse(f"head: {exc}", kind=ProblemKind.DISAGREEMENT) from None
 
-    def _agreed_hash(self, number: int) -> bytes:
-        try:
-            return self.chain.block_hash_at(number)
-        except LightpostError as exc:
-            raise _StopWith(
-                Problem(kind="disagreement", details=f"block {number}: {exc}", block_number=number)
-            ) from None
+    def _block_side(self, number: int, problems: list[Problem]) -> Side:
+        """The quorum-agreed hash of block ``number`` and who answered it; every
+        endpoint is heard and a dissenting answer is reported (both sides named)."""
+        side = self._sides.get(number)
+        if side is not None:
+            return side
+        answers = self.chain.ask_each("eth_getBlockByNumber", [hex(number), False], _block_hash)
+        for label, answer in answers.items():
+            if isinstance(answer, ProofError):  # its header contradicts its own hash
+                problems.append(
+                    Problem(
+                        kind=ProblemKind.PROOF_FAILURE,
+                        details=f"block {number}: {answer}",
+                        endpoints=(label,),
+                        block_number=number,
+                    )
+                )
+        report = quorum_report(answers, self.chain.quorum, question=f"block hash at {number}")
+        seen = dissent(report, number)
+        if not report.reached:
+            raise StopPoll(
+                seen
+                or Problem(
+                    kind=ProblemKind.DISAGREEMENT, details=str(report.error()), block_number=number
+                )
+            )
+        if seen is not None:
+            problems.append(seen)
+        dissenting = frozenset(report.dissenters)
+        agreeing = frozenset(report.answers) - dissenting - frozenset(report.failed)
+        agreed = cast(bytes, report.agreed)
+        side = self._sides[number] = Side(number, agreed, agreeing, dissenting)
+        return side
 
     def _finalized_height(self) -> int:
         try:
             return self.chain.final_height(self.config.finality_depth)
         except LightpostError as exc:
-            raise _StopWith(Problem(kind="disagreement", details=f"finalized: {exc}")) from None
+            raise refuse(f"finalized: {exc}", kind=ProblemKind.DISAGREEMENT) from None
+
+    def _final_or_unknown(self) -> int:
+        """The finalized height, or -1 when the endpoints do not agree on one now."""
+        try:
+            return self._finalized_height()
+        except StopPoll:
+            return -1
 
     def _ask_in_turn(
         self,
@@ -403,17 +351,21 @@ class Receiver:
         what: str,
         problems: list[Problem],
         block_number: int | None = None,
+        among: frozenset[str] | None = None,
     ) -> Any:
-        """Ask endpoints one at a time until an answer passes ``check``; each failing
-        endpoint is reported as a proof-failure. None if none passed."""
+        """Ask endpoints one at a time until an answer passes ``check``; None if none
+        passed. ``among``: only the endpoints that agreed the value ``check`` proves
+        against -- a failure of one of them contradicts its own answer (evidence: a
+        proof-failure naming it); a dissenting endpoint is not asked."""
         for ep in self.endpoints:
+            if among is not None and ep.label not in among:
+                continue
             try:
-                answer = ep.call(method, params)
-                return check(answer)
+                return check(ep.call(method, params))
             except LightpostError as exc:
                 problems.append(
                     Problem(
-                        kind="proof-failure",
+                        kind=ProblemKind.PROOF_FAILURE,
                         details=f"{what}: {exc}",
                         endpoints=(ep.label,),
                         block_number=block_number,
@@ -433,32 +385,21 @@ class Receiver:
             finalized = self._finalized_height()
         blocks = sorted({(r.block_number, r.block_hash) for r in rows})
         reorg_from: int | None = None
+        problems: list[Problem] = []
         for number, expected in blocks:
-            answers = self.chain.ask_each(
-                "eth_getBlockByNumber",
-                [hex(number), False],
-                lambda b: bytes.fromhex(str(b["hash"])[2:]) if b else b"",
-            )
-            report = self._report(answers, f"block hash at {number}")
-            if report is None:
-                raise _StopWith(
-                    Problem(
-                        kind="disagreement",
-                        details=f"block {number}: no quorum",
-                        block_number=number,
-                    )
-                )
-            if report != expected:
+            side = self._block_side(number, problems)
+            if side.hash != expected:
                 reorg_from = number
                 break
             if number <= finalized:
                 self.store.drop_unfinal(sub, up_to_block=number)
+        yield from problems
         if reorg_from is None:
             return
         for r in rows:
             if r.block_number >= reorg_from:
                 yield Problem(
-                    kind="retracted",
+                    kind=ProblemKind.RETRACTED,
                     details="the including block is no longer canonical (reorg)",
                     sender=r.sender,
                     channel=r.channel,
@@ -466,829 +407,8 @@ class Receiver:
                     tx_hash=r.tx_hash,
                     block_number=r.block_number,
                 )
-                stream = self._stream(sub, r.sender, r.channel)
-                stream.sequencer.rewind(r.seq)
+                self._stream(sub, r.sender, r.channel).sequencer.rewind(r.seq)
                 self._save(sub, r.sender, r.channel)
         self.store.drop_unfinal(sub, from_block=reorg_from)
         self._scan[sub] = min(self._scan.get(sub, reorg_from), reorg_from)
         self.store.set_cursor(sub, min(self.store.cursor(sub) or reorg_from, reorg_from))
-
-    def _report(self, answers: Mapping[str, Any], question: str) -> bytes | None:
-        from lightpost.core.quorum import report
-
-        result = report(answers, self.chain.quorum, question=question)
-        return result.agreed if result.reached else None
-
-    # -- channel mode ------------------------------------------------------------------------
-
-    def _topics(self, channels: tuple[bytes, ...], sender: bytes | None) -> list[Any]:
-        chans: Any = _hex(channels[0]) if len(channels) == 1 else [_hex(c) for c in channels]
-        topics: list[Any] = [_hex(EVENT_TOPIC), chans]
-        if sender is not None:
-            topics.append(_hex(_ADDRESS_WORD_PAD + sender))
-        return topics
-
-    def _get_logs(
-        self, start: int, end: int, topics: list[Any], problems: list[Problem]
-    ) -> tuple[dict[_Claim, set[str]], set[str]]:
-        """Union of every endpoint's eth_getLogs over [start, end]; labels that answered."""
-        assert self.config.inbox is not None
-        claims: dict[_Claim, set[str]] = {}
-        answered: set[str] | None = None
-        for lo in range(start, end + 1, LOG_PAGE_BLOCKS):
-            hi = min(end, lo + LOG_PAGE_BLOCKS - 1)
-            flt = {
-                "fromBlock": hex(lo),
-                "toBlock": hex(hi),
-                "address": _hex(self.config.inbox),
-                "topics": topics,
-            }
-            answers = self.chain.ask_all("eth_getLogs", [flt])
-            page_ok: set[str] = set()
-            for label, value in answers.items():
-                if isinstance(value, Exception) or not isinstance(value, list):
-                    continue
-                page_ok.add(label)
-                for i, obj in enumerate(value):
-                    try:
-                        claim = _parse_claim(obj)
-                    except LightpostError as exc:
-                        problems.append(
-                            Problem(
-                                kind="proof-failure",
-                                details=f"malformed log {i}: {exc}",
-                                endpoints=(label,),
-                            )
-                        )
-                        continue
-                    claims.setdefault(claim, set()).add(label)
-            if len(page_ok) < self.chain.quorum:
-                raise _StopWith(
-                    Problem(
-                        kind="disagreement",
-                        details=f"eth_getLogs {lo}..{hi}: only {len(page_ok)} endpoint(s) "
-                        f"answered, "
-                        f"{self.chain.quorum} needed",
-                    )
-                )
-            answered = page_ok if answered is None else answered & page_ok
-        return claims, answered or set()
-
-    def _poll_channel(
-        self,
-        sub: str,
-        level: Level,
-        channels: tuple[bytes, ...],
-        sender: bytes | None,
-        start: int,
-        head: int,
-        head_hash: bytes | None,
-    ) -> Iterator[Delivered | Problem]:
-        assert self.config.inbox is not None
-        if start > head:
-            if level == Level.COMPLETE:
-                yield from self._complete_only(
-                    sub, channels, sender, start, head, head_hash, [], head
-                )
-            return
-        problems: list[Problem] = []
-        claims, answered = self._get_logs(start, head, self._topics(channels, sender), problems)
-        yield from problems
-        by_block: dict[int, list[_Claim]] = {}
-        for claim in claims:
-            by_block.setdefault(claim.block_number, []).append(claim)
-        posts: list[_Post] = []
-        scanned_to = start - 1
-        try:
-            for number in sorted(by_block):
-                problems = []
-                if level >= Level.INCLUDED:
-                    found = self._prove_channel_block(
-                        number, by_block[number], claims, answered, channels, sender, problems
-                    )
-                else:
-                    found = self._sign_check_claims(by_block[number], claims, problems)
-                yield from problems
-                posts.extend(found)
-                scanned_to = number - 1
-            scanned_to = head
-        except _StopWith as stop:
-            yield stop.problem
-            # deliver what was proven below the refusal point, then stop
-        if level == Level.COMPLETE:
-            yield from self._complete_only(
-                sub, channels, sender, start, head, head_hash, posts, scanned_to
-            )
-            return
-        yield from self._deliver(sub, level, sorted(posts, key=lambda p: p.order))
-        self._finish(sub, scanned_to)
-
-    def _prove_block(
-        self, number: int, agreed: bytes, problems: list[Problem], *, receipts: bool
-    ) -> ProvenBlock:
-        def full(answer: Any) -> tuple[BlockHeader, tuple[Any, ...], int]:
-            header = verify_block_header(answer, agreed)
-            txs = prove_block_transactions(
-                header, get_list(get_object(answer, "block").get("transactions"), "transactions")
-            )
-            return header, txs, header.timestamp
-
-        got = self._ask_in_turn(
-            "eth_getBlockByNumber", [hex(number), True], full, f"block {number}", problems, number
-        )
-        if got is None:
-            raise _StopWith(
-                Problem(
-                    kind="proof-failure",
-                    details=f"no endpoint proved block {number}; refusing",
-                    block_number=number,
-                )
-            )
-        header, txs, _ = got
-        proven_receipts: tuple[Any, ...] = ()
-        if receipts:
-            proven_receipts = self._ask_in_turn(
-                "eth_getBlockReceipts",
-                [hex(number)],
-                lambda answer: prove_block_receipts(header, answer),
-                f"receipts of block {number}",
-                problems,
-                number,
-            )
-            if proven_receipts is None:
-                raise _StopWith(
-                    Problem(
-                        kind="proof-failure",
-                        details=f"no endpoint proved the receipts of block {number}; refusing",
-                        block_number=number,
-                    )
-                )
-        return ProvenBlock(header=header, hash=agreed, transactions=txs, receipts=proven_receipts)
-
-    def _prove_channel_block(
-        self,
-        number: int,
-        block_claims: list[_Claim],
-        all_claims: dict[_Claim, set[str]],
-        answered: set[str],
-        channels: tuple[bytes, ...],
-        sender: bytes | None,
-        problems: list[Problem],
-    ) -> list[_Post]:
-        assert self.config.inbox is not None
-        agreed = self._agreed_hash(number)
-        block = self._prove_block(number, agreed, problems, receipts=True)
-        # The proven receipts are the truth: every matching inbox log in this block.
-        truth: dict[tuple[int, int], Log] = {}
-        log_index = 0
-        for tx_index, receipt in enumerate(block.receipts):
-            for log in receipt.logs:
-                if receipt.status == 1 and _matches(log, self.config.inbox, channels, sender):
-                    truth[(tx_index, log_index)] = log
-                log_index += 1
-        returned: dict[tuple[int, int], set[str]] = {}
-        for claim in block_claims:
-            labels = all_claims[claim]
-            position = (claim.tx_index, claim.log_index)
-            if claim.block_hash != agreed:
-                problems.append(
-                    Problem(
-                        kind="proof-failure",
-                        details="log claims a block hash that is not the agreed one",
-                        block_number=number,
-                        tx_hash=claim.tx_hash,
-                        endpoints=tuple(sorted(labels)),
-                    )
-                )
-                continue
-            if truth.get(position) != claim.log:
-                problems.append(
-                    Problem(
-                        kind="proof-failure",
-                        details="log is not in the proven receipts "
-                        "(forged or never emitted); not delivered",
-                        block_number=number,
-                        tx_hash=claim.tx_hash,
-                        endpoints=tuple(sorted(labels)),
-                    )
-                )
-                continue
-            returned.setdefault(position, set()).update(labels)
-        posts: list[_Post] = []
-        for (tx_index, log_index), log in sorted(truth.items()):
-            missing = sorted(answered - returned.get((tx_index, log_index), set()))
-            tx = block.transactions[tx_index] if tx_index < len(block.transactions) else None
-            tx_hash = tx.hash if tx is not None else bytes(32)
-            if missing:
-                problems.append(
-                    Problem(
-                        kind="hidden",
-                        details="endpoint(s) omitted a proven post from eth_getLogs",
-                        block_number=number,
-                        tx_hash=tx_hash,
-                        endpoints=tuple(missing),
-                    )
-                )
-            try:
-                post = decode_inbox_log(log, inbox=self.config.inbox)
-                if not isinstance(tx, SignedTransaction):
-                    raise _proof("the post's transaction is not a signed type 0-2 transaction")
-                if tx.chain_id != self.config.chain_id:
-                    raise _proof(f"transaction signed for chain id {tx.chain_id}")
-                check_post_tx(post, tx, inbox=self.config.inbox)
-            except LightpostError as exc:
-                problems.append(
-                    Problem(
-                        kind="proof-failure",
-                        details=f"post: {exc}",
-                        block_number=number,
-                        tx_hash=tx_hash,
-                    )
-                )
-                continue
-            posts.append(
-                _post_of(
-                    post,
-                    tx_hash,
-                    number,
-                    agreed,
-                    block.header.timestamp,
-                    (number, tx_index, log_index),
-                )
-            )
-        return posts
-
-    def _sign_check_claims(
-        self,
-        block_claims: list[_Claim],
-        all_claims: dict[_Claim, set[str]],
-        problems: list[Problem],
-    ) -> list[_Post]:
-        """``signed`` level: each claimed log is bound to its signed transaction."""
-        assert self.config.inbox is not None
-        inbox = self.config.inbox
-        posts: list[_Post] = []
-        for claim in sorted(block_claims, key=lambda c: (c.tx_index, c.log_index)):
-            labels = tuple(sorted(all_claims[claim]))
-            try:
-                post = decode_inbox_log(claim.log, inbox=inbox)
-            except LightpostError as exc:
-                problems.append(
-                    Problem(
-                        kind="proof-failure",
-                        details=f"log: {exc}",
-                        tx_hash=claim.tx_hash,
-                        endpoints=labels,
-                        block_number=claim.block_number,
-                    )
-                )
-                continue
-
-            def check(answer: Any, post: InboxPost = post, claim: _Claim = claim) -> bool:
-                tx = verify_signed(get_object(answer, "transaction"), chain_id=self.config.chain_id)
-                if tx.hash != claim.tx_hash:
-                    raise _proof("the transaction is not the one the log names")
-                check_post_tx(post, tx, inbox=inbox)
-                return True
-
-            tx_problems: list[Problem] = []
-            ok = self._ask_in_turn(
-                "eth_getTransactionByHash",
-                [_hex(claim.tx_hash)],
-                check,
-                "transaction",
-                tx_problems,
-                claim.block_number,
-            )
-            if ok:
-                # Another endpoint's transaction matched: the failed ones lied about it.
-                problems.extend(tx_problems)
-            else:
-                problems.append(
-                    Problem(
-                        kind="proof-failure",
-                        details="log does not match a transaction signed by "
-                        "its sender; not delivered",
-                        tx_hash=claim.tx_hash,
-                        endpoints=labels,
-                        block_number=claim.block_number,
-                    )
-                )
-                continue
-            posts.append(
-                _post_of(
-                    post,
-                    claim.tx_hash,
-                    claim.block_number,
-                    claim.block_hash,
-                    0,
-                    (claim.block_number, claim.tx_index, claim.log_index),
-                )
-            )
-        return posts
-
-    # -- completeness --------------------------------------------------------------------------
-
-    def _complete_only(
-        self,
-        sub: str,
-        channels: tuple[bytes, ...],
-        sender: bytes | None,
-        start: int,
-        head: int,
-        head_hash: bytes | None,
-        posts: list[_Post],
-        scanned_to: int,
-    ) -> Iterator[Delivered | Problem]:
-        """Prove completeness per trusted stream at the finalized block; deliver only
-        the streams that are complete; hold the cursor for the others."""
-        assert self.config.inbox is not None and head_hash is not None
-        if head == GENESIS_BLOCK:
-            # Nothing can be posted in the genesis block, so there is nothing to prove
-            # yet -- and anvil's genesis header carries a placeholder stateRoot that no
-            # eth_getProof answer matches (measured: 0x56e8...b421 with funded accounts).
-            self._finish(sub, scanned_to)
-            return
-        if scanned_to < head:
-            # A refusal stopped the scan: completeness cannot be judged this round.
-            self._finish(sub, scanned_to)
-            return
-        streams = sorted(
-            (s, cid)
-            for cid in channels
-            for s in self.policies.get(cid, frozenset())
-            if sender is None or s == sender
-        )
-        problems: list[Problem] = []
-        state_root = self._state_root(head, head_hash, problems)
-        for key in streams:
-            stream = self._stream(sub, *key)
-            if stream.proven_at is None and stream.count == 0 and start - 1 == GENESIS_BLOCK:
-                stream.proven_at = GENESIS_BLOCK  # (ACC_ZERO, 0) by definition: no proof
-            elif stream.proven_at is None and stream.count == 0 and start > 0:
-                # No history for this stream: prove its (acc, count) just before `start`.
-                base = self._state_root(start - 1, self._agreed_hash(start - 1), problems)
-                stream.acc, stream.count = self._proven_slots(base, start - 1, key, problems)
-                stream.proven_at = start - 1
-        yield from problems
-        ordered = sorted(posts, key=lambda p: p.order)
-        complete: dict[tuple[bytes, bytes], Complete] = {}
-        for key in streams:
-            stream = self._stream(sub, *key)
-            fresh = {
-                p.index: p.calldata
-                for p in ordered
-                if (p.sender, p.channel) == key and p.index is not None and p.index > stream.count
-            }
-            slots = accumulator_slots(*key)
-            params = [_hex(self.config.inbox), [f"0x{slot:064x}" for slot in slots], hex(head)]
-
-            def check(
-                answer: Any,
-                key: tuple[bytes, bytes] = key,
-                stream: _Stream = stream,
-                fresh: dict[int, bytes] = fresh,
-            ) -> Any:
-                assert self.config.inbox is not None
-                return verify_complete(
-                    state_root,
-                    answer,
-                    inbox=self.config.inbox,
-                    inbox_code_hash=self._inbox_code_hash,
-                    sender=key[0],
-                    channel=key[1],
-                    local_acc=stream.acc,
-                    local_count=stream.count,
-                    new_posts=fresh,
-                )
-
-            problems = []
-            verdict = self._ask_in_turn(
-                "eth_getProof", params, check, "eth_getProof", problems, head
-            )
-            yield from problems
-            s, cid = key
-            if verdict is None:
-                yield Problem(
-                    kind="proof-failure",
-                    sender=s,
-                    channel=cid,
-                    block_number=head,
-                    details="no endpoint gave a valid eth_getProof; refusing",
-                )
-            elif isinstance(verdict, Complete):
-                complete[key] = verdict
-            elif isinstance(verdict, Hidden):
-                yield Problem(
-                    kind="hidden",
-                    sender=s,
-                    channel=cid,
-                    missing=verdict.missing,
-                    block_number=head,
-                    details=f"the chain proves {verdict.proven_count} posts; "
-                    f"{verdict.missing} not shown by any endpoint",
-                )
-            else:
-                yield Problem(
-                    kind="proof-failure",
-                    sender=s,
-                    channel=cid,
-                    block_number=head,
-                    details=f"completeness: {verdict.reason}",
-                )
-        for key, verdict in complete.items():
-            stream = self._stream(sub, *key)
-            stream.acc, stream.count, stream.proven_at = verdict.acc, verdict.count, head
-            self._save(sub, *key)
-        trusted = set(streams)
-        deliverable = [
-            p
-            for p in ordered
-            if (p.sender, p.channel) in complete or (p.sender, p.channel) not in trusted
-        ]
-        yield from self._deliver(sub, Level.COMPLETE, deliverable)
-        # An incomplete stream keeps the cursor just after its last proven state, so
-        # the next poll asks again (another endpoint may show the hidden posts).
-        holds = [
-            (self._stream(sub, *key).proven_at or -1) + 1 for key in streams if key not in complete
-        ]
-        self._finish(sub, min([head + 1, *holds]) - 1)
-
-    def _state_root(self, number: int, agreed: bytes, problems: list[Problem]) -> bytes:
-        header = self._ask_in_turn(
-            "eth_getBlockByNumber",
-            [hex(number), False],
-            lambda answer: verify_block_header(answer, agreed),
-            f"header {number}",
-            problems,
-            number,
-        )
-        if header is None:
-            raise _StopWith(
-                Problem(
-                    kind="proof-failure",
-                    block_number=number,
-                    details=f"no endpoint proved header {number}; refusing",
-                )
-            )
-        return bytes(header.state_root)
-
-    def _proven_slots(
-        self, state_root: bytes, number: int, key: tuple[bytes, bytes], problems: list[Problem]
-    ) -> tuple[bytes, int]:
-        assert self.config.inbox is not None
-        inbox = self.config.inbox
-        slots = accumulator_slots(*key)
-        params = [_hex(inbox), [f"0x{slot:064x}" for slot in slots], hex(number)]
-
-        def check(answer: Any) -> tuple[bytes, int]:
-            proven = check_eth_get_proof(state_root, answer, address=inbox)
-            return proven_accumulator(proven, sender=key[0], channel=key[1])
-
-        got = self._ask_in_turn(
-            "eth_getProof", params, check, f"eth_getProof at {number}", problems, number
-        )
-        if got is None:
-            raise _StopWith(
-                Problem(
-                    kind="proof-failure",
-                    block_number=number,
-                    details=f"no valid baseline proof at block {number}",
-                )
-            )
-        return (bytes(got[0]), int(got[1]))
-
-    # -- delivery -------------------------------------------------------------------------------
-
-    def _deliver(self, sub: str, level: Level, posts: list[_Post]) -> Iterator[Delivered | Problem]:
-        touched: set[tuple[bytes, bytes]] = set()
-        for post in posts:
-            if not self._authorized(post.sender, post.channel):
-                yield Problem(
-                    kind="unauthorized",
-                    details="sender is not in the channel's trusted list; not delivered",
-                    sender=post.sender,
-                    channel=post.channel,
-                    tx_hash=post.tx_hash,
-                    block_number=post.block_number,
-                )
-                continue
-            try:
-                envelope = decode_post(post.calldata)
-            except LightpostError as exc:
-                yield Problem(
-                    kind="undecodable",
-                    details=str(exc),
-                    sender=post.sender,
-                    channel=post.channel,
-                    tx_hash=post.tx_hash,
-                    block_number=post.block_number,
-                )
-                continue
-            stream = self._stream(sub, post.sender, post.channel)
-            touched.add((post.sender, post.channel))
-            for_us = envelope.recipient is None or envelope.recipient == self.me
-            for record in envelope.records:
-                try:
-                    message = stream.reassembler.add(record)
-                except LightpostError as exc:
-                    stream.partial_blocks.pop(record.seq, None)
-                    yield Problem(
-                        kind="undecodable",
-                        details=str(exc),
-                        sender=post.sender,
-                        channel=post.channel,
-                        seq=record.seq,
-                        tx_hash=post.tx_hash,
-                        block_number=post.block_number,
-                    )
-                    continue
-                if message is None:
-                    stream.partial_blocks.setdefault(record.seq, post.block_number)
-                    continue
-                stream.partial_blocks.pop(record.seq, None)
-                offer = stream.sequencer.offer(
-                    message.seq, _Pending(message, post, envelope.recipient, for_us)
-                )
-                if offer.gap is not None and offer.gap not in stream.reported_gaps:
-                    stream.reported_gaps.add(offer.gap)
-                    yield Problem(
-                        kind="gap",
-                        sender=post.sender,
-                        channel=post.channel,
-                        seq=offer.gap[0],
-                        missing=offer.gap[1] - offer.gap[0] + 1,
-                        details=f"seq {offer.gap[0]}..{offer.gap[1]} missing; later "
-                        "messages are held",
-                        block_number=post.block_number,
-                    )
-                for _, pending in offer.ready:
-                    if pending.for_us:
-                        yield self._delivered(sub, level, pending)
-        for key in touched:
-            self._save(sub, *key)
-
-    def _final_or_unknown(self) -> int:
-        """The finalized height, or -1 when the endpoints do not agree on one now."""
-        try:
-            return self._finalized_height()
-        except _StopWith:
-            return -1
-
-    def _delivered(self, sub: str, level: Level, pending: _Pending) -> Delivered:
-        post, message = pending.post, pending.message
-        # A delivery below `final` is remembered for retraction on a reorg -- unless its
-        # block is already final (a catch-up over old blocks): one durable write saved
-        # per message.
-        if level < Level.FINAL and post.block_number > self._final_at_poll:
-            self.store.add_unfinal(
-                sub,
-                UnfinalRow(
-                    post.block_number,
-                    post.block_hash,
-                    post.sender,
-                    post.channel,
-                    message.seq,
-                    post.tx_hash,
-                ),
-            )
-        return Delivered(
-            sender=post.sender,
-            channel=post.channel,
-            recipient=pending.recipient,
-            seq=message.seq,
-            timestamp=message.timestamp,
-            content_type=message.content_type,
-            payload=message.payload,
-            tx_hash=post.tx_hash,
-            block_number=post.block_number,
-            block_hash=post.block_hash,
-            block_timestamp=post.block_timestamp,
-            level=level,
-        )
-
-    # -- direct mode ------------------------------------------------------------------------------
-
-    def _poll_direct(
-        self,
-        sub: str,
-        level: Level,
-        channels: tuple[bytes, ...],
-        sender: bytes | None,
-        start: int,
-        head: int,
-    ) -> Iterator[Delivered | Problem]:
-        if level == Level.COMPLETE:
-            raise ConfigError(
-                "level `complete` needs channel mode: direct messages have no on-chain "
-                "accumulator to prove (use --level final)"
-            )
-        scanned_to = start - 1
-        lo = start
-        try:
-            while lo <= head:
-                hi = min(head, lo + DIRECT_PAGE_BLOCKS - 1)
-                problems: list[Problem] = []
-                posts = self._direct_page(lo, hi, level, channels, sender, problems)
-                yield from problems
-                yield from self._deliver(sub, level, posts)
-                scanned_to = hi
-                self._finish(sub, scanned_to)
-                lo = hi + 1
-        except _StopWith as stop:
-            yield stop.problem
-        self._finish(sub, scanned_to)
-
-    def _direct_page(
-        self,
-        lo: int,
-        hi: int,
-        level: Level,
-        channels: tuple[bytes, ...],
-        sender: bytes | None,
-        problems: list[Problem],
-    ) -> list[_Post]:
-        """Prove blocks hi..lo (top hash by quorum, then parent hashes) and pick posts."""
-        blocks: dict[int, tuple[int, bytes, tuple[Any, ...]]] = {}
-        expected: bytes | None = self._agreed_hash(hi) if level >= Level.INCLUDED else None
-        for number in range(hi, lo - 1, -1):
-
-            def check(answer: Any, expected: bytes | None = expected) -> Any:
-                obj = get_object(answer, "block")
-                txs_json = get_list(obj.get("transactions"), "transactions")
-                if expected is None:  # signed: each tx rebuilt and hash-checked, no header proof
-                    return (
-                        None,
-                        data_field(obj, "hash", "block", 32),
-                        _rebuild_each(txs_json),
-                        quantity_field(obj, "timestamp", "block"),
-                    )
-                header = verify_block_header(answer, expected)
-                return (
-                    header,
-                    expected,
-                    prove_block_transactions(header, txs_json),
-                    header.timestamp,
-                )
-
-            got = self._ask_in_turn(
-                "eth_getBlockByNumber",
-                [hex(number), True],
-                check,
-                f"block {number}",
-                problems,
-                number,
-            )
-            if got is None:
-                raise _StopWith(
-                    Problem(
-                        kind="proof-failure",
-                        block_number=number,
-                        details=f"no endpoint proved block {number}; refusing",
-                    )
-                )
-            header, block_hash, txs, timestamp = got
-            blocks[number] = (timestamp, block_hash, txs)
-            if header is not None:
-                expected = header.parent_hash
-        posts: list[_Post] = []
-        for number in range(lo, hi + 1):
-            timestamp, block_hash, txs = blocks[number]
-            for tx_index, tx in enumerate(txs):
-                if not isinstance(tx, SignedTransaction):
-                    continue
-                data = tx.tx.data
-                if len(data) <= POST_HEADER_SIZE or data[POST_HEADER_SIZE - 2] != MAGIC:
-                    continue  # not a lightpost post (cheap filter before any recovery)
-                if tx.tx.to != self.me and (tx.sender, data[:32]) not in self._known(channels):
-                    continue
-                if sender is not None and tx.sender != sender:
-                    continue
-                cid = bytes(data[:32])
-                if cid not in channels and cid not in self.policies:
-                    continue
-                if tx.chain_id != self.config.chain_id:
-                    problems.append(
-                        Problem(
-                            kind="proof-failure",
-                            tx_hash=tx.hash,
-                            block_number=number,
-                            details=f"signed for chain id {tx.chain_id}",
-                        )
-                    )
-                    continue
-                if tx.tx.to == self.me and data[32:64] != _ADDRESS_WORD_PAD + self.me:
-                    problems.append(
-                        Problem(
-                            kind="undecodable",
-                            tx_hash=tx.hash,
-                            sender=tx.sender,
-                            block_number=number,
-                            details="post recipient differs from the tx's `to`",
-                        )
-                    )
-                    continue
-                posts.append(
-                    _Post(
-                        sender=tx.sender,
-                        channel=cid,
-                        calldata=bytes(data),
-                        index=None,
-                        tx_hash=tx.hash,
-                        block_number=number,
-                        block_hash=block_hash,
-                        block_timestamp=timestamp,
-                        order=(number, tx_index, 0),
-                    )
-                )
-        return posts
-
-    def _known(self, channels: tuple[bytes, ...]) -> set[tuple[bytes, bytes]]:
-        """(sender, channel) pairs whose posts to OTHER devices still advance the seq:
-        the trusted senders (their seq is shared across recipients)."""
-        return {(s, cid) for cid in channels for s in self.policies.get(cid, frozenset())}
-
-
-# --- helpers ---------------------------------------------------------------------------------
-
-
-class _StopWith(Exception):
-    """Internal: stop the poll and report ``problem`` (a refusal)."""
-
-    def __init__(self, problem: Problem) -> None:
-        super().__init__(problem.details)
-        self.problem = problem
-
-
-def _proof(reason: str) -> LightpostError:
-    from lightpost.errors import ProofError
-
-    return ProofError("signed", reason)
-
-
-def _matches(log: Log, inbox: bytes, channels: tuple[bytes, ...], sender: bytes | None) -> bool:
-    return (
-        log.address == inbox
-        and len(log.topics) == 4
-        and log.topics[0] == EVENT_TOPIC
-        and log.topics[1] in channels
-        and (sender is None or log.topics[2] == _ADDRESS_WORD_PAD + sender)
-    )
-
-
-def _parse_claim(obj: object) -> _Claim:
-    what = "log"
-    entry = get_object(obj, what)
-    topics = get_list(entry.get("topics"), "log.topics")
-    return _Claim(
-        block_number=quantity_field(entry, "blockNumber", what),
-        block_hash=data_field(entry, "blockHash", what, 32),
-        tx_hash=data_field(entry, "transactionHash", what, 32),
-        tx_index=quantity_field(entry, "transactionIndex", what),
-        log_index=quantity_field(entry, "logIndex", what),
-        log=Log(
-            address=data_field(entry, "address", what, 20),
-            topics=tuple(_topic(t) for t in topics),
-            data=data_field(entry, "data", what),
-        ),
-    )
-
-
-def _topic(value: object) -> bytes:
-    from lightpost.core.rpcfields import parse_data
-
-    return parse_data(value, "log.topic", 32)
-
-
-def _rebuild_each(txs_json: Sequence[object]) -> tuple[Any, ...]:
-    from lightpost.core.tx import rpc_hash_matches, transaction_from_rpc
-
-    out = []
-    for i, obj in enumerate(txs_json):
-        tx_obj = get_object(obj, f"transactions[{i}]")
-        decoded = transaction_from_rpc(tx_obj)
-        if not rpc_hash_matches(tx_obj, decoded):
-            raise _proof(f"transaction {i} does not match its hash")
-        out.append(decoded)
-    return tuple(out)
-
-
-def _post_of(
-    post: InboxPost,
-    tx_hash: bytes,
-    number: int,
-    block_hash: bytes,
-    timestamp: int,
-    order: tuple[int, int, int],
-) -> _Post:
-    return _Post(
-        sender=post.sender,
-        channel=post.channel,
-        calldata=post.calldata,
-        index=post.index,
-        tx_hash=tx_hash,
-        block_number=number,
-        block_hash=block_hash,
-        block_timestamp=timestamp,
-        order=order,
-    )

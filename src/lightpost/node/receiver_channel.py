@@ -1,0 +1,539 @@
+"""Receiver, channel mode: eth_getLogs claims -> proven posts -> completeness.
+
+The rules (what a claim may say, what is forged, hidden or a disagreement, what is
+complete) are pure functions in :mod:`lightpost.core.reconcile` and
+:mod:`lightpost.core.verify`; this module asks the endpoints and feeds them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from lightpost.core.header import BlockHeader
+from lightpost.core.inbox import EVENT_TOPIC, InboxPost, accumulator_slots
+from lightpost.core.levels import Delivered, Level
+from lightpost.core.reconcile import (
+    Claim,
+    ClaimSet,
+    LogQuestion,
+    block_truth,
+    reconcile_block,
+    sender_topic,
+    sort_claims,
+)
+from lightpost.core.rpcfields import get_list, get_object
+from lightpost.core.tx import SignedTransaction
+from lightpost.core.verify import (
+    Complete,
+    Hidden,
+    Problem,
+    ProblemKind,
+    ProvenBlock,
+    check_post_tx,
+    completeness_verdict,
+    decode_inbox_log,
+    is_final,
+    prove_block_receipts,
+    prove_block_transactions,
+    verify_accumulators,
+    verify_block_header,
+    verify_signed,
+)
+from lightpost.errors import LightpostError, ProofError
+from lightpost.node.chain import Chain
+from lightpost.node.config import DeviceConfig
+from lightpost.node.receiver_delivery import ProvenPost, Stream
+
+__all__ = ["GENESIS_BLOCK", "LOG_PAGE_BLOCKS", "MAX_TOPIC_SENDERS", "PROOF_STREAMS_PER_CALL"]
+
+GENESIS_BLOCK = 0
+"""Block 0 holds no transactions: no post is ever final at it."""
+
+LOG_PAGE_BLOCKS = 2_000
+"""Blocks per eth_getLogs request: providers cap the range (Alchemy/Infura document
+2,000-10,000 blocks or 10,000 results); the smallest common cap keeps every provider happy."""
+
+MAX_TOPIC_SENDERS = 1_000
+"""Trusted senders sent as the eth_getLogs topic-2 OR-list; above this the filter asks
+for any sender (request size) and the client-side filter alone drops the others --
+either way nothing is fetched for an untrusted sender's post."""
+
+PROOF_STREAMS_PER_CALL = 1_024
+"""(sender, channel) streams proven per eth_getProof (two storage keys each): a
+1,000-sender controller proves all its streams with one call per poll."""
+
+
+def _hex(data: bytes) -> str:
+    return "0x" + data.hex()
+
+
+class StopPoll(Exception):
+    """Internal: stop the poll and report ``problem`` (a refusal)."""
+
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(problem.details)
+        self.problem = problem
+
+
+@dataclass(frozen=True, slots=True)
+class Side:
+    """A quorum-agreed block hash and who answered it (``agreeing``) or another one."""
+
+    number: int
+    hash: bytes
+    agreeing: frozenset[str]
+    dissenting: frozenset[str]
+
+
+def refuse(
+    details: str, number: int | None = None, kind: ProblemKind = ProblemKind.PROOF_FAILURE
+) -> StopPoll:
+    return StopPoll(Problem(kind=kind, details=details, block_number=number))
+
+
+class ChannelMixin:
+    """Channel mode of :class:`~lightpost.node.receiver.Receiver`."""
+
+    config: DeviceConfig
+    chain: Chain
+    policies: dict[bytes, frozenset[bytes]]
+    _inbox_code_hash: bytes
+    _stream: Callable[[str, bytes, bytes], Stream]
+    _save: Callable[[str, bytes, bytes], None]
+    _deliver: Callable[
+        [str, Level, list[ProvenPost]], Generator[Delivered | Problem, None, int | None]
+    ]
+    _finish: Callable[[str, int], None]
+    _block_side: Callable[[int, list[Problem]], Side]
+    _ask_in_turn: Callable[..., Any]
+
+    @property
+    def _inbox(self) -> bytes:
+        assert self.config.inbox is not None
+        return self.config.inbox
+
+    def _followed(
+        self, channels: tuple[bytes, ...], sender: bytes | None
+    ) -> list[tuple[bytes, bytes]]:
+        """(sender, channel) streams this subscription follows."""
+        return sorted(
+            (s, cid)
+            for cid in channels
+            for s in self.policies.get(cid, frozenset())
+            if sender is None or s == sender
+        )
+
+    def _get_logs(
+        self, start: int, end: int, channels: tuple[bytes, ...], sender: bytes | None
+    ) -> ClaimSet:
+        """Checked, followed claims of every endpoint over [start, end] (unioned: one
+        honest endpoint defeats one that hides a post); refusal below a quorum."""
+        senders = {s for s, _ in self._followed(channels, sender)}
+        asked = frozenset(senders) if len(senders) <= MAX_TOPIC_SENDERS else None
+        chans: Any = _hex(channels[0]) if len(channels) == 1 else [_hex(c) for c in channels]
+        topics: list[Any] = [_hex(EVENT_TOPIC), chans]
+        if asked is not None:
+            topics.append([_hex(sender_topic(s)) for s in sorted(asked)])
+        claims: dict[Claim, frozenset[str]] = {}
+        problems: list[Problem] = []
+        answered: frozenset[str] | None = None
+        for lo in range(start, end + 1, LOG_PAGE_BLOCKS):
+            hi = min(end, lo + LOG_PAGE_BLOCKS - 1)
+            flt = {
+                "fromBlock": hex(lo),
+                "toBlock": hex(hi),
+                "address": _hex(self._inbox),
+                "topics": topics,
+            }
+            answers = {
+                label: value
+                for label, value in self.chain.ask_all("eth_getLogs", [flt]).items()
+                if isinstance(value, list)
+            }
+            if len(answers) < self.chain.quorum:
+                raise refuse(
+                    f"eth_getLogs {lo}..{hi}: only {len(answers)} endpoint(s) answered, "
+                    f"{self.chain.quorum} needed",
+                    kind=ProblemKind.DISAGREEMENT,
+                )
+            question = LogQuestion(
+                from_block=lo,
+                to_block=hi,
+                inbox=self._inbox,
+                channels=frozenset(channels),
+                senders=asked,
+            )
+            page = sort_claims(answers, question, self.policies, sender)
+            problems += page.problems
+            for claim, labels in page.claims.items():
+                claims[claim] = claims.get(claim, frozenset()) | labels
+            answered = page.answered if answered is None else answered & page.answered
+        return ClaimSet(claims=claims, answered=answered or frozenset(), problems=tuple(problems))
+
+    def _poll_channel(
+        self,
+        sub: str,
+        level: Level,
+        channels: tuple[bytes, ...],
+        sender: bytes | None,
+        start: int,
+        head: Side,
+    ) -> Iterator[Delivered | Problem]:
+        if start > head.number or not self._followed(channels, sender):
+            if level == Level.COMPLETE:
+                yield from self._complete_only(sub, channels, sender, start, head, [], head.number)
+            else:
+                self._finish(sub, max(start - 1, head.number))
+            return
+        found = self._get_logs(start, head.number, channels, sender)
+        yield from found.problems
+        posts: list[ProvenPost] = []
+        scanned_to = start - 1
+        try:
+            for number, block_claims in sorted(found.by_block().items()):
+                problems: list[Problem] = []
+                if level >= Level.INCLUDED:
+                    posts += self._prove_channel_block(number, found, sender, problems)
+                else:
+                    posts += self._sign_check_claims(block_claims, found, problems)
+                yield from problems
+                scanned_to = number - 1
+            scanned_to = head.number
+        except StopPoll as stop:
+            yield stop.problem  # deliver what was proven below the refusal point, then stop
+        if level == Level.COMPLETE:
+            yield from self._complete_only(sub, channels, sender, start, head, posts, scanned_to)
+            return
+        stopped = yield from self._deliver(sub, level, sorted(posts, key=lambda p: p.order))
+        self._finish(sub, scanned_to if stopped is None else min(scanned_to, stopped - 1))
+
+    def _prove_block(self, side: Side, problems: list[Problem], *, receipts: bool) -> ProvenBlock:
+        number = side.number
+
+        def full(answer: Any) -> tuple[BlockHeader, tuple[Any, ...]]:
+            header = verify_block_header(answer, side.hash)
+            txs = get_list(get_object(answer, "block").get("transactions"), "transactions")
+            return header, prove_block_transactions(header, txs)
+
+        got = self._ask_in_turn(
+            "eth_getBlockByNumber",
+            [hex(number), True],
+            full,
+            f"block {number}",
+            problems,
+            number,
+            side.agreeing,
+        )
+        if got is None:
+            raise refuse(f"no endpoint proved block {number}; refusing", number)
+        header, txs = got
+        proven: tuple[Any, ...] = ()
+        if receipts:
+            proven = self._ask_in_turn(
+                "eth_getBlockReceipts",
+                [hex(number)],
+                lambda answer: prove_block_receipts(header, answer),
+                f"receipts of block {number}",
+                problems,
+                number,
+                side.agreeing,
+            )
+            if proven is None:
+                raise refuse(f"no endpoint proved the receipts of block {number}; refusing", number)
+        return ProvenBlock(header=header, hash=side.hash, transactions=txs, receipts=proven)
+
+    def _prove_channel_block(
+        self, number: int, found: ClaimSet, sender: bytes | None, problems: list[Problem]
+    ) -> list[ProvenPost]:
+        side = self._block_side(number, problems)
+        block = self._prove_block(side, problems, receipts=True)
+        truth = block_truth(block.receipts, inbox=self._inbox, policies=self.policies, only=sender)
+        verdict = reconcile_block(
+            number=number,
+            agreed_hash=side.hash,
+            agreeing=side.agreeing,
+            dissenting=side.dissenting,
+            truth=truth,
+            claims=found.claims,
+            answered=found.answered,
+            tx_hashes=[t.hash for t in block.transactions],
+        )
+        problems += verdict.problems
+        posts: list[ProvenPost] = []
+        for tx_index, log_index in verdict.positions:
+            tx = block.transactions[tx_index] if tx_index < len(block.transactions) else None
+            tx_hash = tx.hash if tx is not None else bytes(32)
+            try:
+                post = decode_inbox_log(truth[(tx_index, log_index)], inbox=self._inbox)
+                if not isinstance(tx, SignedTransaction):
+                    raise ProofError(
+                        "signed", "the post's transaction is not a signed type 0-2 transaction"
+                    )
+                if tx.chain_id != self.config.chain_id:
+                    raise ProofError("signed", f"transaction signed for chain id {tx.chain_id}")
+                check_post_tx(post, tx, inbox=self._inbox)
+            except LightpostError as exc:
+                problems.append(
+                    Problem(
+                        kind=ProblemKind.PROOF_FAILURE,
+                        details=f"post: {exc}",
+                        block_number=number,
+                        tx_hash=tx_hash,
+                    )
+                )
+                continue
+            posts.append(
+                _proven(
+                    post,
+                    tx_hash,
+                    number,
+                    side.hash,
+                    block.header.timestamp,
+                    (number, tx_index, log_index),
+                )
+            )
+        return posts
+
+    def _sign_check_claims(
+        self, block_claims: list[Claim], found: ClaimSet, problems: list[Problem]
+    ) -> list[ProvenPost]:
+        """``signed`` level: each claimed log is bound to its signed transaction. The
+        claim's block number and hash stay an endpoint's word (never used for reorg
+        tracking)."""
+        inbox = self._inbox
+        posts: list[ProvenPost] = []
+        seen: set[tuple[bytes, Any]] = set()
+        for claim in sorted(block_claims, key=lambda c: c.position):
+            if (claim.tx_hash, claim.log) in seen:
+                continue  # the same log claimed at another position: proven once
+            labels = tuple(sorted(found.claims[claim]))
+            try:
+                post = decode_inbox_log(claim.log, inbox=inbox)
+            except LightpostError as exc:
+                problems.append(
+                    Problem(
+                        kind=ProblemKind.PROOF_FAILURE,
+                        details=f"log: {exc}",
+                        tx_hash=claim.tx_hash,
+                        endpoints=labels,
+                        block_number=claim.block_number,
+                    )
+                )
+                continue
+
+            def check(answer: Any, post: InboxPost = post, claim: Claim = claim) -> bool:
+                tx = verify_signed(get_object(answer, "transaction"), chain_id=self.config.chain_id)
+                if tx.hash != claim.tx_hash:
+                    raise ProofError("signed", "the transaction is not the one the log names")
+                check_post_tx(post, tx, inbox=inbox)
+                return True
+
+            tx_problems: list[Problem] = []
+            if self._ask_in_turn(
+                "eth_getTransactionByHash",
+                [_hex(claim.tx_hash)],
+                check,
+                "transaction",
+                tx_problems,
+                claim.block_number,
+            ):
+                problems.extend(tx_problems)  # another endpoint's tx matched: these lied
+            else:
+                problems.append(
+                    Problem(
+                        kind=ProblemKind.PROOF_FAILURE,
+                        details="log does not match a transaction signed by its sender; "
+                        "not delivered",
+                        tx_hash=claim.tx_hash,
+                        endpoints=labels,
+                        block_number=claim.block_number,
+                    )
+                )
+                continue
+            seen.add((claim.tx_hash, claim.log))
+            posts.append(
+                _proven(
+                    post,
+                    claim.tx_hash,
+                    claim.block_number,
+                    claim.block_hash,
+                    0,
+                    (claim.block_number, claim.tx_index, claim.log_index),
+                )
+            )
+        return posts
+
+    # -- completeness --------------------------------------------------------------------
+
+    def _state_root(self, side: Side, problems: list[Problem]) -> bytes:
+        header = self._ask_in_turn(
+            "eth_getBlockByNumber",
+            [hex(side.number), False],
+            lambda answer: verify_block_header(answer, side.hash),
+            f"header {side.number}",
+            problems,
+            side.number,
+            side.agreeing,
+        )
+        if header is None:
+            raise refuse(f"no endpoint proved header {side.number}; refusing", side.number)
+        return bytes(header.state_root)
+
+    def _prove_accumulators(
+        self, side: Side, keys: Sequence[tuple[bytes, bytes]], problems: list[Problem]
+    ) -> dict[tuple[bytes, bytes], tuple[bytes, int]]:
+        """(acc, count) of every stream in ``keys`` at block ``side``: all storage keys
+        together, :data:`PROOF_STREAMS_PER_CALL` streams per eth_getProof."""
+        state_root = self._state_root(side, problems)
+        out: dict[tuple[bytes, bytes], tuple[bytes, int]] = {}
+        for i in range(0, len(keys), PROOF_STREAMS_PER_CALL):
+            chunk = keys[i : i + PROOF_STREAMS_PER_CALL]
+            slots = [f"0x{slot:064x}" for key in chunk for slot in accumulator_slots(*key)]
+
+            def check(answer: Any, chunk: Sequence[tuple[bytes, bytes]] = chunk) -> Any:
+                return verify_accumulators(
+                    state_root,
+                    answer,
+                    inbox=self._inbox,
+                    inbox_code_hash=self._inbox_code_hash,
+                    keys=chunk,
+                )
+
+            got = self._ask_in_turn(
+                "eth_getProof",
+                [_hex(self._inbox), slots, hex(side.number)],
+                check,
+                f"eth_getProof at {side.number}",
+                problems,
+                side.number,
+                side.agreeing,
+            )
+            if got is None:
+                raise refuse(
+                    f"no endpoint gave a valid eth_getProof at block {side.number}; refusing",
+                    side.number,
+                )
+            out.update(got)
+        return out
+
+    def _complete_only(
+        self,
+        sub: str,
+        channels: tuple[bytes, ...],
+        sender: bytes | None,
+        start: int,
+        head: Side,
+        posts: list[ProvenPost],
+        scanned_to: int,
+    ) -> Iterator[Delivered | Problem]:
+        """Prove completeness of every followed stream at the finalized block with one
+        eth_getProof; deliver only complete streams; hold the cursor for the others."""
+        if head.number == GENESIS_BLOCK or scanned_to < head.number:
+            # Genesis holds no posts (and anvil's genesis stateRoot matches no proof);
+            # a refusal that stopped the scan leaves completeness unjudged this round.
+            self._finish(sub, scanned_to)
+            return
+        streams = self._followed(channels, sender)
+        problems: list[Problem] = []
+        fresh_base = []
+        for key in streams:
+            stream = self._stream(sub, *key)
+            if stream.proven_at is None and stream.count == 0:
+                if start - 1 == GENESIS_BLOCK:
+                    stream.proven_at = GENESIS_BLOCK  # (ACC_ZERO, 0) by definition
+                elif start > 0:
+                    fresh_base.append(key)  # no history: prove (acc, count) before `start`
+        try:
+            if fresh_base:
+                base = self._prove_accumulators(
+                    self._block_side(start - 1, problems), fresh_base, problems
+                )
+                for key, (acc, count) in base.items():
+                    stream = self._stream(sub, *key)
+                    stream.acc, stream.count, stream.proven_at = acc, count, start - 1
+            proven = self._prove_accumulators(head, streams, problems) if streams else {}
+        except StopPoll as stop:
+            yield from problems
+            yield stop.problem
+            self._finish(sub, start - 1)
+            return
+        yield from problems
+        ordered = sorted(posts, key=lambda p: p.order)
+        complete: dict[tuple[bytes, bytes], Complete] = {}
+        for key in streams:
+            stream = self._stream(sub, *key)
+            fresh = {
+                p.index: p.calldata
+                for p in ordered
+                if (p.sender, p.channel) == key and p.index is not None and p.index > stream.count
+            }
+            acc, count = proven[key]
+            verdict = completeness_verdict(
+                proven_acc=acc,
+                proven_count=count,
+                local_acc=stream.acc,
+                local_count=stream.count,
+                new_posts=fresh,
+            )
+            if isinstance(verdict, Complete):
+                complete[key] = verdict
+                continue
+            if isinstance(verdict, Hidden):
+                kind, details = (
+                    ProblemKind.HIDDEN,
+                    (
+                        f"the chain proves {verdict.proven_count} posts; "
+                        f"{verdict.missing} not shown by any endpoint"
+                    ),
+                )
+            else:
+                kind, details = ProblemKind.PROOF_FAILURE, f"completeness: {verdict.reason}"
+            yield Problem(
+                kind=kind,
+                sender=key[0],
+                channel=key[1],
+                block_number=head.number,
+                missing=verdict.missing if isinstance(verdict, Hidden) else None,
+                details=details,
+            )
+        for key, done in complete.items():
+            stream = self._stream(sub, *key)
+            stream.acc, stream.count, stream.proven_at = done.acc, done.count, head.number
+            self._save(sub, *key)
+        deliverable = [
+            p
+            for p in ordered
+            if (p.sender, p.channel) in complete and is_final(p.block_number, head.number)
+        ]
+        stopped = yield from self._deliver(sub, Level.COMPLETE, deliverable)
+        # An incomplete stream keeps the cursor just after its last proven state, so
+        # the next poll asks again (another endpoint may show the hidden posts).
+        holds = [
+            (self._stream(sub, *key).proven_at or -1) + 1 for key in streams if key not in complete
+        ]
+        if stopped is not None:
+            holds.append(stopped)
+        self._finish(sub, min([head.number + 1, *holds]) - 1)
+
+
+def _proven(
+    post: InboxPost,
+    tx_hash: bytes,
+    number: int,
+    block_hash: bytes,
+    timestamp: int,
+    order: tuple[int, int, int],
+) -> ProvenPost:
+    return ProvenPost(
+        sender=post.sender,
+        channel=post.channel,
+        calldata=post.calldata,
+        index=post.index,
+        tx_hash=tx_hash,
+        block_number=number,
+        block_hash=block_hash,
+        block_timestamp=timestamp,
+        order=order,
+    )

@@ -1,0 +1,166 @@
+"""Receiver, direct mode: walk every block, prove it, pick the posts for this device.
+
+Pages of :data:`DIRECT_PAGE_BLOCKS`: the quorum-agreed hash of a page's top block
+proves it; the others are chained by verified parent hashes. Which transactions are
+posts for this device is :func:`lightpost.core.reconcile.pick_direct`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Iterator, Sequence
+from typing import Any
+
+from lightpost.core.levels import Delivered, Level
+from lightpost.core.reconcile import pick_direct
+from lightpost.core.rpcfields import data_field, get_list, get_object, quantity_field
+from lightpost.core.tx import rpc_hash_matches, transaction_from_rpc
+from lightpost.core.verify import Problem, prove_block_transactions, verify_block_header
+from lightpost.errors import ConfigError, ProofError
+from lightpost.node.config import DeviceConfig
+from lightpost.node.receiver_channel import Side, StopPoll, refuse
+from lightpost.node.receiver_delivery import ProvenPost
+
+__all__ = ["DIRECT_PAGE_BLOCKS"]
+
+DIRECT_PAGE_BLOCKS = 32
+"""Direct mode proves blocks in pages: one quorum read (the page's top block hash),
+the rest chained by verified parent hashes."""
+
+
+def _rebuild_each(txs_json: Sequence[object]) -> tuple[Any, ...]:
+    out = []
+    for i, obj in enumerate(txs_json):
+        tx_obj = get_object(obj, f"transactions[{i}]")
+        decoded = transaction_from_rpc(tx_obj)
+        if not rpc_hash_matches(tx_obj, decoded):
+            raise ProofError("signed", f"transaction {i} does not match its hash")
+        out.append(decoded)
+    return tuple(out)
+
+
+class DirectMixin:
+    """Direct mode of :class:`~lightpost.node.receiver.Receiver`."""
+
+    config: DeviceConfig
+    me: bytes
+    policies: dict[bytes, frozenset[bytes]]
+    _deliver: Callable[
+        [str, Level, list[ProvenPost]], Generator[Delivered | Problem, None, int | None]
+    ]
+    _finish: Callable[[str, int], None]
+    _block_side: Callable[[int, list[Problem]], Side]
+    _ask_in_turn: Callable[..., Any]
+
+    def _poll_direct(
+        self,
+        sub: str,
+        level: Level,
+        channels: tuple[bytes, ...],
+        sender: bytes | None,
+        start: int,
+        head: int,
+    ) -> Iterator[Delivered | Problem]:
+        if level == Level.COMPLETE:
+            raise ConfigError(
+                "level `complete` needs channel mode: direct messages have no on-chain "
+                "accumulator to prove (use --level final)"
+            )
+        scanned_to = start - 1
+        lo = start
+        try:
+            while lo <= head:
+                hi = min(head, lo + DIRECT_PAGE_BLOCKS - 1)
+                problems: list[Problem] = []
+                try:
+                    posts = self._direct_page(lo, hi, level, channels, sender, problems)
+                finally:
+                    yield from problems
+                stopped = yield from self._deliver(sub, level, posts)
+                scanned_to = hi if stopped is None else stopped - 1
+                self._finish(sub, scanned_to)
+                if stopped is not None:
+                    break
+                lo = hi + 1
+        except StopPoll as stop:
+            yield stop.problem
+        self._finish(sub, scanned_to)
+
+    def _direct_page(
+        self,
+        lo: int,
+        hi: int,
+        level: Level,
+        channels: tuple[bytes, ...],
+        sender: bytes | None,
+        problems: list[Problem],
+    ) -> list[ProvenPost]:
+        """Prove blocks hi..lo (top hash by quorum, then parent hashes) and pick posts."""
+        blocks: dict[int, tuple[int, bytes, tuple[Any, ...]]] = {}
+        among: frozenset[str] | None = None
+        expected: bytes | None = None
+        if level >= Level.INCLUDED:
+            side = self._block_side(hi, problems)
+            expected, among = side.hash, side.agreeing
+        for number in range(hi, lo - 1, -1):
+
+            def check(answer: Any, expected: bytes | None = expected) -> Any:
+                obj = get_object(answer, "block")
+                txs_json = get_list(obj.get("transactions"), "transactions")
+                if expected is None:  # signed: each tx rebuilt and hash-checked, no header proof
+                    return (
+                        None,
+                        data_field(obj, "hash", "block", 32),
+                        _rebuild_each(txs_json),
+                        quantity_field(obj, "timestamp", "block"),
+                    )
+                header = verify_block_header(answer, expected)
+                return (
+                    header,
+                    expected,
+                    prove_block_transactions(header, txs_json),
+                    header.timestamp,
+                )
+
+            got = self._ask_in_turn(
+                "eth_getBlockByNumber",
+                [hex(number), True],
+                check,
+                f"block {number}",
+                problems,
+                number,
+                among,
+            )
+            if got is None:
+                raise refuse(f"no endpoint proved block {number}; refusing", number)
+            header, block_hash, txs, timestamp = got
+            blocks[number] = (timestamp, block_hash, txs)
+            if header is not None:
+                expected = header.parent_hash
+        posts: list[ProvenPost] = []
+        for number in range(lo, hi + 1):
+            timestamp, block_hash, txs = blocks[number]
+            pick = pick_direct(
+                txs,
+                number=number,
+                me=self.me,
+                chain_id=self.config.chain_id,
+                channels=channels,
+                policies=self.policies,
+                only=sender,
+            )
+            problems += pick.problems
+            posts += [
+                ProvenPost(
+                    sender=tx.sender,
+                    channel=cid,
+                    calldata=bytes(tx.tx.data),
+                    index=None,
+                    tx_hash=tx.hash,
+                    block_number=number,
+                    block_hash=block_hash,
+                    block_timestamp=timestamp,
+                    order=(number, tx_index, 0),
+                )
+                for tx_index, cid, tx in pick.picked
+            ]
+        return posts
