@@ -211,7 +211,7 @@ class Receiver(DeliveryMixin, ChannelMixin, DirectMixin):
         self._inflated = 0
         self._sides = {}
         for (s, _, _), stream in self._streams.items():
-            if s == sub and stream.refused_block is not None:
+            if s == sub and stream.refused_block is not None and self._room_for(stream):
                 start = min(start, stream.refused_block)  # offered again now
                 stream.refused_block = None
         problems: list[Problem] = []

@@ -10,8 +10,9 @@ peer controls is bounded in BYTES here, not only in count:
 - :data:`HELD_BYTES`: messages held behind gaps, over all streams;
 - :data:`PARTIAL_BYTES`: chunks of incomplete messages, over all streams.
 
-A message refused by a bound is not lost: its block holds the cursor (persisted and
-in memory), so it is offered again once there is room.
+A message refused by a bound is not lost: its block holds the persisted cursor, and
+the scan returns to it once its stream's gap has closed and the budgets have room
+(until then the scan moves on, so the missing message can arrive).
 """
 
 from __future__ import annotations
@@ -131,6 +132,16 @@ class DeliveryMixin:
         s = self._stream(sub, sender, channel)
         self.store.save_stream(
             sub, StreamRow(sender, channel, s.sequencer.next_seq, s.acc, s.count, s.proven_at)
+        )
+
+    def _room_for(self, stream: Stream) -> bool:
+        """Whether messages a bound refused for ``stream`` can be offered again: its
+        gap closed (nothing held) and the shared budgets have room. Until then the scan
+        moves on -- a rescan now would only be refused again."""
+        return (
+            not stream.sequencer.held
+            and self._held_total < HELD_BYTES
+            and self._partial_total < PARTIAL_BYTES
         )
 
     def _deliver(
