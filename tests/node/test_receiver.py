@@ -186,7 +186,13 @@ def test_disagreeing_block_hashes_are_a_refusal(block: Block, tmp_path: Path) ->
 
     delivered, problems = _run(tmp_path, block, [liar(1), liar(2), None])
     assert delivered == []
-    assert [p.kind for p in problems] == ["disagreement"]
+    # Each liar's header does not hash to the hash it claims (evidence: named), and
+    # without a quorum the poll refuses.
+    assert [(p.kind, p.endpoints) for p in problems] == [
+        ("proof-failure", ("rpc#0",)),
+        ("proof-failure", ("rpc#1",)),
+        ("disagreement", ("rpc#2",)),  # the only answer: no quorum, no blame
+    ]
 
 
 def test_untrusted_sender_costs_no_block_fetch(block: Block, tmp_path: Path) -> None:
