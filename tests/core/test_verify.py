@@ -182,9 +182,17 @@ class Block:
         self.header = header_from_rpc(header)
         self.acc = acc
 
-    def proof(self) -> dict[str, Any]:
-        """The eth_getProof answer for the inbox's (acc, count) slots."""
-        values = (int.from_bytes(self.acc, "big"), 2)
+    def slot_value(self, slot: int) -> int:
+        """The inbox's storage value at ``slot`` (0 when unset)."""
+        raw = self.storage.get(storage_key(slot))
+        value = rlp.decode(raw) if raw is not None else b""
+        assert isinstance(value, bytes)
+        return int.from_bytes(value, "big")
+
+    def proof(self, slots: list[int] | None = None) -> dict[str, Any]:
+        """The eth_getProof answer for ``slots`` (default: KEY's (acc, count) slots)."""
+        if slots is None:
+            slots = list(accumulator_slots(KEY.address, CHANNEL))
         return {
             "address": _h(INBOX),
             "nonce": "0x1",
@@ -195,10 +203,10 @@ class Block:
             "storageProof": [
                 {
                     "key": hex(slot),
-                    "value": hex(value),
+                    "value": hex(self.slot_value(slot)),
                     "proof": [_h(n) for n in make_proof(self.storage, storage_key(slot))],
                 }
-                for slot, value in zip(accumulator_slots(KEY.address, CHANNEL), values, strict=True)
+                for slot in slots
             ],
         }
 

@@ -49,7 +49,7 @@ class ScriptedEndpoint:
         if method == "eth_getBlockReceipts":
             return [receipt_json(r) for r in b.receipts]
         if method == "eth_getProof":
-            return b.proof()
+            return b.proof([int(k, 16) for k in params[1]])
         raise EndpointUnavailable(self.label, f"unscripted {method}")
 
     def _logs(self) -> list[dict[str, Any]]:
@@ -233,3 +233,18 @@ def test_config_errors(block: Block, tmp_path: Path) -> None:
         pytest.raises(ConfigError, match="channel mode"),
     ):
         list(r.poll(Level.COMPLETE))
+
+
+def test_complete_proves_every_stream_with_one_eth_get_proof(block: Block, tmp_path: Path) -> None:
+    """Receiver scale: two followed streams (KEY with two posts, OTHER with none) are
+    proven together -- one eth_getProof answer with all four storage keys."""
+    eps = [ScriptedEndpoint(f"rpc#{i}", block) for i in range(3)]
+    config = _config(tmp_path, trusted=(KEY.address, OTHER.address))
+    with Receiver(config, endpoints=eps, me=OTHER.address) as receiver:
+        out = list(receiver.poll(Level.COMPLETE))
+    assert [(o.seq, o.payload) for o in out if isinstance(o, Delivered)] == [
+        (0, b"hello"),
+        (1, b"world"),
+    ]
+    assert [o for o in out if isinstance(o, Problem)] == []
+    assert sum(ep.calls.count("eth_getProof") for ep in eps) == 1
