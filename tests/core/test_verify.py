@@ -38,13 +38,11 @@ from lightpost.core.verify import (
     Sequencer,
     check_post_tx,
     decode_inbox_log,
-    find_proven_log,
     is_final,
     prove_block_receipts,
     prove_block_transactions,
     verify_block_header,
     verify_complete,
-    verify_included_log,
     verify_included_tx,
     verify_signed,
     verify_signed_raw,
@@ -269,12 +267,7 @@ def test_post_must_be_bound_to_its_transaction(block: Block) -> None:
 # --- included --------------------------------------------------------------------------
 
 
-def test_included_log_and_tx(block: Block) -> None:
-    receipts = [receipt_json(r) for r in block.receipts]
-    log = verify_included_log(
-        block.json, block.hash, receipts, tx_index=2, log_index=1, claimed=block.logs[1]
-    )
-    assert log == block.logs[1]
+def test_included_tx(block: Block) -> None:
     index, tx = verify_included_tx(
         block.json, block.hash, chain_id=CHAIN_ID, tx_hash=block.txs[2].hash
     )
@@ -307,14 +300,33 @@ def test_header_must_be_the_agreed_one(block: Block) -> None:
 
 
 def test_forged_log_data_and_fake_logs_are_not_in_the_proven_receipts(block: Block) -> None:
+    from lightpost.core.reconcile import Claim, block_truth, reconcile_block
+
     receipts = prove_block_receipts(block.header, [receipt_json(r) for r in block.receipts])
+    truth = block_truth(
+        receipts, inbox=INBOX, policies={CHANNEL: frozenset({KEY.address})}, only=None
+    )
+    assert truth == {(0, 0): block.logs[0], (2, 1): block.logs[1]}
     forged = Log(address=INBOX, topics=block.logs[0].topics, data=block.logs[0].data[:-1] + b"!")
-    with pytest.raises(ProofError, match="differs"):
-        find_proven_log(receipts, tx_index=0, log_index=0, claimed=forged)
-    with pytest.raises(ProofError, match="position"):  # a log that was never emitted
-        find_proven_log(receipts, tx_index=1, log_index=1, claimed=block.logs[0])
-    with pytest.raises(ProofError, match="no transaction"):
-        find_proven_log(receipts, tx_index=7, log_index=0, claimed=block.logs[0])
+
+    def claim(tx_index: int, log_index: int, log: Log) -> Claim:
+        return Claim(block.header.number, block.hash, bytes(32), tx_index, log_index, log)
+
+    honest = {claim(0, 0, block.logs[0]): frozenset({"rpc#1"})}
+    honest[claim(2, 1, block.logs[1])] = frozenset({"rpc#1"})
+    for lie in (claim(0, 0, forged), claim(1, 1, block.logs[0]), claim(7, 0, block.logs[0])):
+        got = reconcile_block(
+            number=block.header.number,
+            agreed_hash=block.hash,
+            agreeing=frozenset({"rpc#0", "rpc#1"}),
+            dissenting=frozenset(),
+            truth=truth,
+            claims={**honest, lie: frozenset({"rpc#0"})},
+            answered=frozenset({"rpc#1"}),
+            tx_hashes=[t.hash for t in block.txs],
+        )
+        assert [(p.kind, p.endpoints) for p in got.problems] == [("proof-failure", ("rpc#0",))]
+        assert got.positions == ((0, 0), (2, 1))
 
 
 def test_forged_receipts_do_not_rebuild_the_root(block: Block) -> None:

@@ -20,8 +20,9 @@ The ladder (docs/protocol.md, "Verification levels"), each level implying the on
     :func:`verify_block_header`: the header is rebuilt from every field of the current
     fork and must hash to the quorum-agreed block hash. :func:`prove_block_transactions`
     rebuilds transactionsRoot from every transaction of the block;
-    :func:`prove_block_receipts` rebuilds receiptsRoot from every receipt, and
-    :func:`find_proven_log` locates a claimed log inside the proven receipts.
+    :func:`prove_block_receipts` rebuilds receiptsRoot from every receipt; the claims
+    about the block are compared with its proven receipts by
+    :func:`lightpost.core.reconcile.reconcile_block`.
 ``final``
     :func:`is_final`: at or below the quorum-agreed finalized height.
 ``complete``
@@ -75,7 +76,6 @@ __all__ = [
     "check_post_tx",
     "completeness_verdict",
     "decode_inbox_log",
-    "find_proven_log",
     "is_final",
     "prove_block_receipts",
     "prove_block_transactions",
@@ -83,7 +83,6 @@ __all__ = [
     "verify_accumulators",
     "verify_block_header",
     "verify_complete",
-    "verify_included_log",
     "verify_included_tx",
     "verify_signed",
     "verify_signed_raw",
@@ -263,47 +262,6 @@ def prove_block_receipts(header: BlockHeader, receipts_json: object) -> tuple[Re
     receipts = tuple(receipt_from_rpc(r) for r in items)
     verify_receipts_root(header.receipts_root, receipts)
     return receipts
-
-
-def find_proven_log(
-    receipts: Sequence[Receipt], *, tx_index: int, log_index: int, claimed: Log
-) -> Log:
-    """Find ``claimed`` inside the proven ``receipts`` at its position.
-
-    ``log_index`` is the block-wide index JSON-RPC reports; the log must sit in receipt
-    ``tx_index`` at that block-wide position and equal ``claimed`` field for field, and
-    the transaction must have succeeded. Raises ProofError (``log``) otherwise: a log
-    that is not in the proven receipts was never emitted.
-    """
-    if not 0 <= tx_index < len(receipts):
-        raise ProofError("log", f"no transaction {tx_index} in the proven block")
-    before = sum(len(r.logs) for r in receipts[:tx_index])
-    receipt = receipts[tx_index]
-    position = log_index - before
-    if not 0 <= position < len(receipt.logs):
-        raise ProofError("log", "no log at that position in the proven receipt")
-    if receipt.status != 1:
-        raise ProofError("log", "the transaction failed")
-    proven = receipt.logs[position]
-    if proven != claimed:
-        raise ProofError("log", "the log differs from the one in the proven receipt")
-    return proven
-
-
-def verify_included_log(
-    header_json: object,
-    agreed_hash: bytes,
-    receipts_json: object,
-    *,
-    tx_index: int,
-    log_index: int,
-    claimed: Log,
-) -> Log:
-    """One-shot ``included`` check of a log: header vs agreed hash, receiptsRoot
-    rebuilt, the log found at its position (see the functions it combines)."""
-    header = verify_block_header(header_json, agreed_hash)
-    receipts = prove_block_receipts(header, receipts_json)
-    return find_proven_log(receipts, tx_index=tx_index, log_index=log_index, claimed=claimed)
 
 
 def verify_included_tx(
