@@ -30,19 +30,20 @@ from lightpost.core.trie import (
 )
 from lightpost.core.tx import DynamicFeeTx, LegacyTx, SignedTransaction, sign_transaction
 from lightpost.core.verify import (
-    PROBLEM_KINDS,
     Complete,
     Hidden,
     Mismatch,
     Problem,
+    ProblemKind,
     Sequencer,
     check_post_tx,
+    completeness_verdict,
     decode_inbox_log,
     is_final,
     prove_block_receipts,
     prove_block_transactions,
+    verify_accumulators,
     verify_block_header,
-    verify_complete,
     verify_included_tx,
     verify_signed,
     verify_signed_raw,
@@ -359,15 +360,19 @@ def test_final() -> None:
 
 
 def _complete(
-    block: Block, proof: Any, local_count: int = 0, posts: dict[int, bytes] | None = None
+    block: Block,
+    proof: Any,
+    local_count: int = 0,
+    posts: dict[int, bytes] | None = None,
+    code_hash: bytes = keccak256(INBOX_CODE),
 ) -> Any:
-    return verify_complete(
-        block.header.state_root,
-        proof,
-        inbox=INBOX,
-        inbox_code_hash=keccak256(INBOX_CODE),
-        sender=KEY.address,
-        channel=CHANNEL,
+    key = (KEY.address, CHANNEL)
+    acc, count = verify_accumulators(
+        block.header.state_root, proof, inbox=INBOX, inbox_code_hash=code_hash, keys=[key]
+    )[key]
+    return completeness_verdict(
+        proven_acc=acc,
+        proven_count=count,
         local_acc=bytes(32),
         local_count=local_count,
         new_posts=posts,
@@ -411,16 +416,7 @@ def test_wrong_proofs_raise(block: Block) -> None:
     with pytest.raises(ProofError, match="lacks"):
         _complete(block, proof)
     with pytest.raises(ProofError, match="inbox code"):
-        verify_complete(
-            block.header.state_root,
-            block.proof(),
-            inbox=INBOX,
-            inbox_code_hash=bytes(32),
-            sender=KEY.address,
-            channel=CHANNEL,
-            local_acc=bytes(32),
-            local_count=0,
-        )
+        _complete(block, block.proof(), code_hash=bytes(32))
 
 
 # --- problems and ordering ----------------------------------------------------------------
@@ -436,7 +432,7 @@ def test_problem_kinds_are_closed() -> None:
         "retracted",
         "undecodable",
         "over-budget",
-    } == PROBLEM_KINDS
+    } == set(ProblemKind)
     with pytest.raises(ValueError):
         Problem(kind="oops", details="")
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lightpost.adapters.contracts import inbox_initcode
-from lightpost.adapters.rpc import HttpEndpoint
+from lightpost.adapters.rpc import Endpoint, HttpEndpoint
 from lightpost.core.envelope import Message, Post, Record, channel_id, encode_post, pack_messages
 from lightpost.core.inbox import inbox_calldata
 from lightpost.core.keys import PrivateKey, to_checksum_address
@@ -122,6 +123,34 @@ class InboxChain:
 
     def height(self) -> int:
         return int(self.ep.call("eth_blockNumber", []), 16)
+
+
+@dataclass
+class MeteredEndpoint:
+    """Wraps an endpoint and counts calls and answer bytes per method (measurements)."""
+
+    inner: Endpoint
+    calls: dict[str, int] = field(default_factory=dict)
+    bytes_in: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return self.inner.label
+
+    def _count(self, method: str, result: Any) -> None:
+        self.calls[method] = self.calls.get(method, 0) + 1
+        self.bytes_in[method] = self.bytes_in.get(method, 0) + len(json.dumps(result))
+
+    def call(self, method: str, params: Sequence[Any]) -> Any:
+        result = self.inner.call(method, params)
+        self._count(method, result)
+        return result
+
+    def batch(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
+        results = self.inner.batch(calls)
+        for (method, _), result in zip(calls, results, strict=False):
+            self._count(method, result)
+        return results
 
 
 def text(seq: int, body: str, timestamp: int = 1_767_225_600_000) -> Record:

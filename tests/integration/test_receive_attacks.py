@@ -21,7 +21,7 @@ from lightpost.core.envelope import Message
 from lightpost.core.levels import Delivered, Level
 from lightpost.core.verify import Problem
 from lightpost.node.config import load_config
-from lightpost.node.receiver import MeteredEndpoint, Receiver
+from lightpost.node.receiver import Receiver
 from lightpost_operator.anvil import AnvilProcess
 from lightpost_operator.proxy import (
     ForgeLogData,
@@ -37,7 +37,7 @@ from lightpost_operator.proxy import (
     flip_hex,
 )
 from tests.conftest import run_cli
-from tests.integration.receive_chain import InboxChain, hx, text, write_config
+from tests.integration.receive_chain import InboxChain, MeteredEndpoint, hx, text, write_config
 
 pytestmark = pytest.mark.integration
 

@@ -14,9 +14,9 @@ from lightpost.core.levels import Delivered, Level
 from lightpost.core.verify import Problem
 from lightpost.errors import ConfigError
 from lightpost.node.config import DeviceConfig, load_config
-from lightpost.node.receiver import MeteredEndpoint, Receiver
+from lightpost.node.receiver import Receiver
 from lightpost_operator.anvil import AnvilProcess
-from tests.integration.receive_chain import InboxChain, text, write_config
+from tests.integration.receive_chain import InboxChain, MeteredEndpoint, text, write_config
 
 pytestmark = pytest.mark.integration
 

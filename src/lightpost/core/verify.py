@@ -26,9 +26,10 @@ The ladder (docs/protocol.md, "Verification levels"), each level implying the on
 ``final``
     :func:`is_final`: at or below the quorum-agreed finalized height.
 ``complete``
-    :func:`verify_complete`: the (acc, count) of a (sender, channel), proven by
-    eth_getProof (EIP-1186) against the verified final state root, must equal the
-    receiver's own fold over the posts it holds -- nothing hidden, reordered, altered.
+    :func:`verify_accumulators`: the (acc, count) of every followed (sender, channel),
+    proven by one eth_getProof (EIP-1186) against the verified final state root;
+    :func:`completeness_verdict`: each must equal the receiver's own fold over the posts
+    it holds -- nothing hidden, reordered, altered.
 
 Delivery ordering is the :class:`Sequencer` state machine (one per (sender, channel)
 stream); its transition table is in its docstring.
@@ -63,7 +64,6 @@ from lightpost.errors import DecodingError, ProofError
 
 __all__ = [
     "MAX_HELD_MESSAGES",
-    "PROBLEM_KINDS",
     "Complete",
     "Completeness",
     "Hidden",
@@ -82,7 +82,6 @@ __all__ = [
     "proven_accumulator",
     "verify_accumulators",
     "verify_block_header",
-    "verify_complete",
     "verify_included_tx",
     "verify_signed",
     "verify_signed_raw",
@@ -111,9 +110,6 @@ class ProblemKind(enum.StrEnum):
     """A byte budget (inflated bytes per poll, held or partial bytes) was reached: the
     rest waits, the cursor holds, nothing is lost."""
 
-
-PROBLEM_KINDS = frozenset(ProblemKind)
-"""Every value :attr:`Problem.kind` can take."""
 
 MAX_HELD_MESSAGES = 1024
 """Messages held behind a gap per stream before the oldest held are dropped (memory
@@ -359,33 +355,6 @@ def completeness_verdict(
     if accumulator_of((posts[i] for i in expected), local_acc) != proven_acc:
         return Mismatch("accumulator differs: a post was altered, reordered or replaced")
     return Complete(count=proven_count, acc=proven_acc)
-
-
-def verify_complete(
-    state_root: bytes,
-    proof_json: object,
-    *,
-    inbox: bytes,
-    inbox_code_hash: bytes,
-    sender: bytes,
-    channel: bytes,
-    local_acc: bytes,
-    local_count: int,
-    new_posts: Mapping[int, bytes] | None = None,
-) -> Completeness:
-    """One stream's completeness from its own eth_getProof answer: the composition of
-    :func:`verify_accumulators` and :func:`completeness_verdict`."""
-    key = (sender, channel)
-    acc, count = verify_accumulators(
-        state_root, proof_json, inbox=inbox, inbox_code_hash=inbox_code_hash, keys=[key]
-    )[key]
-    return completeness_verdict(
-        proven_acc=acc,
-        proven_count=count,
-        local_acc=local_acc,
-        local_count=local_count,
-        new_posts=new_posts,
-    )
 
 
 def proven_accumulator(

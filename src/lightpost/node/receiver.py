@@ -59,10 +59,8 @@ delivery (with byte budgets) in :mod:`.receiver_delivery`.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any, cast
 
 from lightpost.adapters.contracts import inbox_runtime
@@ -87,40 +85,11 @@ __all__ = [
     "DIRECT_PAGE_BLOCKS",
     "FOLLOW_INTERVAL_S",
     "LOG_PAGE_BLOCKS",
-    "MeteredEndpoint",
     "Receiver",
 ]
 
 FOLLOW_INTERVAL_S = 2.0
 """Pause between polls in --follow (a sixth of a 12 s mainnet slot)."""
-
-
-@dataclass
-class MeteredEndpoint:
-    """Wraps an endpoint and counts calls and answer bytes per method (measurements)."""
-
-    inner: Endpoint
-    calls: dict[str, int] = field(default_factory=dict)
-    bytes_in: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def label(self) -> str:
-        return self.inner.label
-
-    def _count(self, method: str, result: Any) -> None:
-        self.calls[method] = self.calls.get(method, 0) + 1
-        self.bytes_in[method] = self.bytes_in.get(method, 0) + len(json.dumps(result))
-
-    def call(self, method: str, params: Sequence[Any]) -> Any:
-        result = self.inner.call(method, params)
-        self._count(method, result)
-        return result
-
-    def batch(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
-        results = self.inner.batch(calls)
-        for (method, _), result in zip(calls, results, strict=False):
-            self._count(method, result)
-        return results
 
 
 def _block_hash(block: Any) -> bytes:

@@ -209,7 +209,8 @@ class ChannelMixin:
         stopped = yield from self._deliver(sub, level, sorted(posts, key=lambda p: p.order))
         self._finish(sub, scanned_to if stopped is None else min(scanned_to, stopped - 1))
 
-    def _prove_block(self, side: Side, problems: list[Problem], *, receipts: bool) -> ProvenBlock:
+    def _prove_block(self, side: Side, problems: list[Problem]) -> ProvenBlock:
+        """The full block and its receipts, proven against the agreed hash."""
         number = side.number
 
         def full(answer: Any) -> tuple[BlockHeader, tuple[Any, ...]]:
@@ -218,37 +219,26 @@ class ChannelMixin:
             return header, prove_block_transactions(header, txs)
 
         got = self._ask_in_turn(
-            "eth_getBlockByNumber",
-            [hex(number), True],
-            full,
-            f"block {number}",
-            problems,
-            number,
-            side.agreeing,
-        )
+            "eth_getBlockByNumber", [hex(number), True], full, f"block {number}", problems,
+            number, side.agreeing,
+        )  # fmt: skip
         if got is None:
             raise refuse(f"no endpoint proved block {number}; refusing", number)
         header, txs = got
-        proven: tuple[Any, ...] = ()
-        if receipts:
-            proven = self._ask_in_turn(
-                "eth_getBlockReceipts",
-                [hex(number)],
-                lambda answer: prove_block_receipts(header, answer),
-                f"receipts of block {number}",
-                problems,
-                number,
-                side.agreeing,
-            )
-            if proven is None:
-                raise refuse(f"no endpoint proved the receipts of block {number}; refusing", number)
-        return ProvenBlock(header=header, hash=side.hash, transactions=txs, receipts=proven)
+        receipts = self._ask_in_turn(
+            "eth_getBlockReceipts", [hex(number)],
+            lambda answer: prove_block_receipts(header, answer),
+            f"receipts of block {number}", problems, number, side.agreeing,
+        )  # fmt: skip
+        if receipts is None:
+            raise refuse(f"no endpoint proved the receipts of block {number}; refusing", number)
+        return ProvenBlock(header=header, hash=side.hash, transactions=txs, receipts=receipts)
 
     def _prove_channel_block(
         self, number: int, found: ClaimSet, sender: bytes | None, problems: list[Problem]
     ) -> list[ProvenPost]:
         side = self._block_side(number, problems)
-        block = self._prove_block(side, problems, receipts=True)
+        block = self._prove_block(side, problems)
         truth = block_truth(block.receipts, inbox=self._inbox, policies=self.policies, only=sender)
         verdict = reconcile_block(
             number=number,
