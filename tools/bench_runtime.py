@@ -66,6 +66,7 @@ from lightpost.node.runtime import (
     POLL_INTERVAL_S,
     Node,
     build_chain,
+    build_endpoints,
     load_key,
     make_sender,
     open_store,
@@ -712,6 +713,21 @@ def _scale_receiver(config: DeviceConfig, state: ScaleState, stop: threading.Eve
         receiver.close()
 
 
+class Counting:
+    """An endpoint that counts its calls per method (eth_getProof per poll)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.label, self.calls = inner, inner.label, Counter[str]()
+
+    def call(self, method: str, params: Sequence[Any]) -> Any:
+        self.calls[method] += 1
+        return self.inner.call(method, params)
+
+    def batch(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
+        self.calls.update(m for m, _ in calls)
+        return list(self.inner.batch(calls))
+
+
 def measure_scale(directory: Path, sizes: Sizes) -> dict[str, Any]:
     n = sizes.scale_identities
     with devnet(directory, ["receiver"], {}) as desc:
@@ -780,10 +796,19 @@ def measure_scale(directory: Path, sizes: Sizes) -> dict[str, Any]:
         gas = _gas_from_receipts(url, senders, desc["inbox"], first_block, last_block)
         say("scale: a fresh receiver verifies everything at complete")
         cconfig = dataclasses.replace(rconfig, data_dir=directory / "recv-complete")
-        receiver = Receiver(cconfig)
+        eps = [Counting(ep) for ep in build_endpoints(cconfig)]
+        receiver = Receiver(cconfig, endpoints=eps)
         t0 = time.perf_counter()
         items = list(receiver.poll(Level.COMPLETE, SCALE_CHANNEL))
         complete_s = time.perf_counter() - t0
+        # The steady state: one more block, one more poll -- every stream's (acc, count)
+        # proven again, all storage keys in one eth_getProof.
+        rpc(url, "anvil_mine", ["0x1"])
+        proofs_before = sum(e.calls.get("eth_getProof", 0) for e in eps)
+        t0 = time.perf_counter()
+        steady = list(receiver.poll(Level.COMPLETE, SCALE_CHANNEL))
+        steady_s = time.perf_counter() - t0
+        steady_proofs = sum(e.calls.get("eth_getProof", 0) for e in eps) - proofs_before
         receiver.close()
         sender_problems = state.senders_with_problems
         for c in chains:
@@ -807,6 +832,9 @@ def measure_scale(directory: Path, sizes: Sizes) -> dict[str, Any]:
         "sent_final_s": sent_final_s,
         "delivered_final_s": delivered_s,
         "complete_verify_s": complete_s,
+        "steady_complete_s": steady_s,
+        "steady_complete_proofs": steady_proofs,
+        "steady_complete_problems": dict(Counter(p.kind for p in steady if isinstance(p, Problem))),
         "blocks": last_block - first_block + 1,
         "gas": gas,
         "workers": SCALE_WORKERS,
@@ -962,6 +990,9 @@ def render(result: dict[str, Any]) -> str:
         f"| wall time: first enqueue -> everything delivered at `final` | "
         f"{_s(sc['delivered_final_s'])} |",
         f"| fresh receiver, whole chain at `complete` (one poll) | {_s(sc['complete_verify_s'])} |",
+        f"| then one steady `complete` poll, all {sc['identities']:,} streams proven "
+        f"(`eth_getProof` calls) | {_s(sc.get('steady_complete_s'))} "
+        f"({sc.get('steady_complete_proofs')}) |",
         f"| transactions (reverted) | {sc['gas']['transactions']:,} ({sc['gas']['reverted']}) |",
         f"| blocks | {sc['blocks']:,} |",
         f"| one pass of a stepping thread over its {sc['identities'] // sc['workers']:,} "
