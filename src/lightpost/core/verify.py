@@ -403,8 +403,7 @@ class Sequencer(Generic[T]):
     seq >  next_seq               held; the gap (next_seq, seq - 1) is reported
     ============================  =============================================
 
-    A gap is never skipped by the sequencer itself: :meth:`skip_to` is the caller's
-    explicit decision (taken only when completeness proves the seq never existed).
+    A gap is never skipped: later messages wait until the missing seq arrives.
     """
 
     next_seq: int | None = None
@@ -440,12 +439,6 @@ class Sequencer(Generic[T]):
         if not self.held or self.next_seq is None:
             return None
         return self.next_seq, min(self.held) - 1
-
-    def skip_to(self, seq: int) -> tuple[tuple[int, T], ...]:
-        """Declare every seq below ``seq`` settled; returns held messages now ready."""
-        if self.next_seq is None or seq > self.next_seq:
-            self.next_seq = seq
-        return tuple(self._drain())
 
     def rewind(self, seq: int) -> None:
         """After a retraction: expect ``seq`` again (held messages above are kept)."""

@@ -25,8 +25,8 @@ Channel mode, one :meth:`Receiver.poll`:
    reported as ``hidden`` (and delivered, since it is proven). Each post is bound to its
    proven transaction (signer = log sender, ``to`` = inbox, calldata equal).
    At ``signed`` only the transaction (eth_getTransactionByHash) is checked.
-4. ``complete``: eth_getProof of the (acc, count) slots of every trusted sender at the
-   finalized block, verified against the verified finalized header's stateRoot; the
+4. ``complete``: ONE eth_getProof of the (acc, count) slots of every followed stream
+   at the finalized block, verified against the verified finalized header's stateRoot; the
    receiver's fold over its posts must match, else ``hidden`` (missing count) or a
    ``proof-failure`` (altered), and that stream delivers nothing new.
 5. Records are decoded, chunks reassembled (content hash checked) and offered to the
