@@ -10,8 +10,10 @@ With ``--json`` every message is one JSON object per line::
 
 ``payload_encoding`` is ``utf-8`` when the payload decodes as UTF-8 (the payload is
 then the text) and ``hex`` otherwise (the payload is then 0x-hex). Every problem is
-its own line with a ``problem`` field (its kind: unauthorized, gap, proof-failure,
-disagreement, hidden, retracted, undecodable) so scripts can count them.
+its own line with a ``problem`` field (a ``ProblemKind`` value: unauthorized, gap,
+proof-failure, disagreement, hidden, retracted, undecodable, over-budget) so scripts
+can count them; ``endpoints`` names the endpoint labels involved (a disagreement
+names every side).
 
 Exit status: 0 when no problem was reported, 3 when at least one was (messages may
 still have been delivered), 1 for an error (one ``lightpost: error:`` line).
