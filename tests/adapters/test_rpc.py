@@ -22,7 +22,13 @@ from lightpost.adapters.rpc import (
     HttpEndpoint,
     answer_cap,
 )
-from lightpost.errors import EndpointUnavailable, NodeError, NonceTooLow, RateLimited
+from lightpost.errors import (
+    AnswerTooLarge,
+    EndpointUnavailable,
+    NodeError,
+    NonceTooLow,
+    RateLimited,
+)
 
 SECRET = "APIKEY-123"
 
@@ -234,7 +240,7 @@ def test_a_content_length_above_the_cap_is_refused_before_reading(
         handler.wfile.write(b"HTTP/1.0 200 OK\r\ncontent-length: %d\r\n\r\n{" % claimed)
 
     script.answers = [liar]
-    with pytest.raises(EndpointUnavailable, match=f"answer larger than {MAX_ANSWER_BYTES} bytes"):
+    with pytest.raises(AnswerTooLarge, match=f"answer larger than {MAX_ANSWER_BYTES} bytes"):
         endpoint(url, retries=2).call("eth_chainId", [])
     assert len(script.seen) == 1
 
@@ -252,7 +258,7 @@ def test_an_unsized_answer_is_cut_at_its_methods_cap(server: tuple[str, Script])
     url, script = server
     logs = [{"data": "0x" + "ab" * 1000}] * 1000  # ~2 MB: too big for a scalar, fine as logs
     script.answers = [_unsized(ok(logs)[1])]
-    with pytest.raises(EndpointUnavailable, match=f"answer larger than {MAX_ANSWER_BYTES}"):
+    with pytest.raises(AnswerTooLarge, match=f"answer larger than {MAX_ANSWER_BYTES}"):
         endpoint(url).call("eth_chainId", [])
     assert endpoint(url).call("eth_getLogs", [{}]) == logs
 

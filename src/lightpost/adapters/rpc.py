@@ -8,17 +8,12 @@ call does not want), retries with exponential backoff (sleep injected) for trans
 failures and rate limits only -- never for a node's definite answer. Proxies from the
 environment are not used: the endpoint is what the config says.
 
-Everything a peer controls is bounded (clock injected for tests):
-
-- time: ``timeout`` is the TOTAL deadline of one request -- connect, send, every read
-  of the status line, headers and body, every retry and backoff. The socket timeout is
-  re-armed to the time left before each read, so a server dripping one byte at a time
-  is cut off at the deadline (a per-read timeout would wait forever).
-- bytes: the body is read in chunks up to a per-method cap (:func:`answer_cap`, sized
-  for a device from mainnet figures); a larger Content-Length is refused before reading.
-- depth: the JSON is parsed by :func:`lightpost.core.peerdata.parse_json`; any parse
-  failure is this endpoint's error, never an exception escaping.
-- text: a node's error message goes through :func:`lightpost.core.peerdata.peer_text`.
+Everything a peer controls is bounded: ``timeout`` is the TOTAL deadline of a request
+(connect, send, every read of headers and body, retries, backoff; clock injected), so a
+server dripping one byte at a time is cut off; the body is read in chunks up to a
+per-method cap (:func:`answer_cap`); the JSON depth is bounded and any parse failure is
+the endpoint's error (core.peerdata.parse_json); a node's error text is sanitized
+(core.peerdata.peer_text).
 
 An endpoint is named by a *label* (``rpc#0``...) in every error and log line: URLs
 often carry API keys and must not leak.
@@ -39,6 +34,7 @@ from urllib.parse import urlsplit
 from lightpost.core.peerdata import parse_json, peer_text
 from lightpost.errors import (
     AlreadyKnown,
+    AnswerTooLarge,
     DecodingError,
     EndpointUnavailable,
     InsufficientFunds,
@@ -72,13 +68,12 @@ DEFAULT_RETRIES = 2
 MIB = 1 << 20
 
 MAX_ANSWER_BYTES = 1 * MIB
-"""Any other answer: scalars, one of our own transactions (a txpool takes <= 128 KB, 256 KB
-as hex), its receipt (a few logs), code (EIP-170: 24 KiB). Mainnet figures below assume the
-60M block gas limit (EIP-7935)."""
+"""Any other answer: scalars, one of our transactions (txpools take <= 128 KB: 256 KB as
+hex), its receipt, code (EIP-170: 24 KiB). Figures below: 60M block gas (EIP-7935)."""
 
 MAX_LOGS_ANSWER_BYTES = 8 * MIB
-"""eth_getLogs over one page: an inbox post log is ~1 KB of JSON plus its data as hex
-(<= 128 KB per post); 8 MiB holds thousands of posts, far above one page's traffic."""
+"""eth_getLogs: a post's log is ~1 KB of JSON plus its data as hex; 8 MiB holds ~7,000
+small posts (a larger answer raises AnswerTooLarge: ask a smaller range)."""
 
 MAX_BLOCK_ANSWER_BYTES = 1 * MIB
 """eth_getBlockByNumber/Hash with hashes only: a header (~1.5 KB) and at most 2,857 tx
@@ -104,8 +99,8 @@ ANSWER_CAPS: dict[str, int] = {
     "eth_getBlockReceipts": MAX_RECEIPTS_ANSWER_BYTES,
     "eth_getProof": MAX_PROOF_ANSWER_BYTES,
 }
-"""Largest answer read per method (MAX_ANSWER_BYTES for any other): a hostile endpoint
-costs a device at most this much memory per call (times ~25 once parsed, worst case)."""
+"""Largest answer read per method (else MAX_ANSWER_BYTES): what a hostile endpoint can
+make a device hold per call (x25 once parsed, worst case measured)."""
 
 MAX_BATCH_ANSWER_BYTES = MAX_FULL_BLOCK_ANSWER_BYTES
 """A batch may hold the sum of its calls' caps, but never more than the largest one."""
@@ -192,9 +187,8 @@ class _Late(TimeoutError):
 
 
 class _DeadlineSocket(io.RawIOBase):
-    """A connected socket whose every send and read may only use the time left until
-    ``deadline``: http.client reads the status line, headers and body through
-    :meth:`makefile`, so a slow drip anywhere is cut off at the deadline."""
+    """A socket whose every send and read only gets the time left until ``deadline``
+    (http.client reads status line, headers and body through :meth:`makefile`)."""
 
     def __init__(self, sock: socket.socket, deadline: float, clock: Callable[[], float]):
         self.sock, self.deadline, self.clock = sock, deadline, clock
@@ -220,8 +214,7 @@ class _DeadlineSocket(io.RawIOBase):
         return io.BufferedReader(self)
 
     def close(self) -> None:
-        """http.client closes the connection while the response still reads from it; the
-        real socket is closed by :meth:`HttpEndpoint._exchange`."""
+        """No-op: http.client closes while the response still reads; _exchange closes."""
 
 
 @dataclass
@@ -266,13 +259,12 @@ class HttpEndpoint:
                 conn.request("POST", target, body, _HEADERS)
                 resp = conn.getresponse()
                 if resp.length is not None and resp.length > cap:
-                    raise EndpointUnavailable(self.label, f"answer larger than {cap} bytes")
+                    raise AnswerTooLarge(self.label, cap)
                 answer = bytearray()
                 while chunk := resp.read(min(READ_CHUNK_BYTES, cap + 1 - len(answer))):
                     answer += chunk
                     if len(answer) > cap:
-                        # never buffer past the cap: the device's memory is the target
-                        raise EndpointUnavailable(self.label, f"answer larger than {cap} bytes")
+                        raise AnswerTooLarge(self.label, cap)  # never buffer past the cap
                 return resp.status, answer
             finally:
                 raw.close()

@@ -5,21 +5,18 @@ Reads that matter go to every endpoint in parallel and are accepted only when k 
 as "what is latest" compared verbatim: heads differ between honest providers
 (Hyperlane #1119).
 
-- one round, one deadline: a quorum round waits at most ``round_deadline``
-  (ROUND_DEADLINE_S); an endpoint that has not answered by then is a non-answer
-  (a TransportError naming its label) and the round goes on with the others. Each
-  endpoint has at most MAX_INFLIGHT_PER_ENDPOINT calls outstanding; while it is stuck,
-  later rounds count it as a non-answer at once instead of queueing behind it, so a
-  stuck endpoint can never exhaust the thread pool.
-- any failure while asking or converting an answer (malformed JSON shape, a
-  RecursionError, anything) is that endpoint's non-answer, never a crash.
-- heights (finalized, latest): the highest h that max(k, a majority of the endpoints
-  that answered) report >= h (core.quorum.quorum_height); a `null` block for a tag is
-  a non-answer, never block 0. Fewer than a majority of the answers can only make a
-  height look older (safe), never newer, even with k <= n/2. The block hash at the
-  height must itself be agreed by k.
-- base fee: the median of the answers (core.quorum.quorum_fee), at least k answering:
-  one liar reporting a huge (or tiny) base fee moves nothing.
+- one round, one deadline (``round_deadline``): an endpoint silent by then is a
+  non-answer (a TransportError naming its label); the round goes on with the others.
+  An endpoint has at most MAX_INFLIGHT_PER_ENDPOINT calls outstanding; while they are
+  stuck it is a non-answer at once, so it cannot exhaust the pool for later rounds.
+- any failure while asking or converting (wrong JSON shape, RecursionError, anything)
+  is that endpoint's non-answer, never a crash.
+- heights: the highest h that max(k, a majority of the answers) reach
+  (core.quorum.quorum_height); a `null` tag block is a non-answer, never block 0. A
+  minority of the answers can only make a height look older (safe), even with k <= n/2.
+  The block hash at the height must itself be agreed by k.
+- base fee: the median of the answers, at least k answering (core.quorum.quorum_fee):
+  one liar's huge (or tiny) base fee moves nothing.
 - broadcast: the raw transaction goes to ALL endpoints; "already known" for an
   identical raw transaction is success (execution-apis #245).
 - receipts are hints from any endpoint: a receipt counts only when the block hash at
