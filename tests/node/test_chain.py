@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
+from lightpost.adapters.rpc import DEFAULT_TIMEOUT_S, HttpEndpoint
 from lightpost.core.fees import Eip1559FeePolicy, Hold
 from lightpost.errors import EndpointUnavailable, QuorumError, TransportError
-from lightpost.node.chain import MAX_INFLIGHT_PER_ENDPOINT, Chain
+from lightpost.node.chain import MAX_INFLIGHT_PER_ENDPOINT, ROUND_SLACK_S, Chain
 
 
 @dataclass
@@ -254,5 +255,19 @@ def test_a_minority_cannot_push_a_height_up(
     chain = Chain(eps, quorum=k)
     try:
         assert chain.tag_height("finalized") == expected
+    finally:
+        chain.close()
+
+
+def test_the_round_deadline_follows_the_slowest_endpoints_own_deadline() -> None:
+    slow = HttpEndpoint("http://127.0.0.1:1/", "rpc#1", timeout=120)
+    chain = Chain([Scripted("rpc#0", "0x1"), slow], quorum=1)
+    try:
+        assert chain.round_deadline == 120 + ROUND_SLACK_S
+    finally:
+        chain.close()
+    chain = Chain([Scripted("rpc#0", "0x1")], quorum=1)
+    try:
+        assert chain.round_deadline == DEFAULT_TIMEOUT_S + ROUND_SLACK_S
     finally:
         chain.close()

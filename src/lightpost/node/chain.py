@@ -11,12 +11,9 @@ as "what is latest" compared verbatim: heads differ between honest providers
   stuck it is a non-answer at once, so it cannot exhaust the pool for later rounds.
 - any failure while asking or converting (wrong JSON shape, RecursionError, anything)
   is that endpoint's non-answer, never a crash.
-- heights: the highest h that max(k, a majority of the answers) reach
-  (core.quorum.quorum_height); a `null` tag block is a non-answer, never block 0. A
-  minority of the answers can only make a height look older (safe), even with k <= n/2.
-  The block hash at the height must itself be agreed by k.
-- base fee: the median of the answers, at least k answering (core.quorum.quorum_fee):
-  one liar's huge (or tiny) base fee moves nothing.
+- heights and the base fee rest on the quorum, not on one endpoint (rules in
+  core.quorum); a `null` tag block is a non-answer, never block 0; the block hash at a
+  height must itself be agreed by k.
 - broadcast: the raw transaction goes to ALL endpoints; "already known" for an
   identical raw transaction is success (execution-apis #245).
 - receipts are hints from any endpoint: a receipt counts only when the block hash at
@@ -56,9 +53,9 @@ __all__ = ["BroadcastResult", "Chain", "parse_quantity"]
 RECEIPT_POLL_S = 0.2
 """How often operator helpers poll for a receipt."""
 
-ROUND_DEADLINE_S = DEFAULT_TIMEOUT_S + 2.0
-"""Longest wait of one quorum round: an HTTP endpoint's own total deadline (retries
-included) plus scheduling slack; an endpoint still silent then is stuck."""
+ROUND_SLACK_S = 2.0
+"""A quorum round waits for the endpoints' own total deadline (their ``timeout``, retries
+included; DEFAULT_TIMEOUT_S if they have none) plus this: one still silent is stuck."""
 
 MAX_INFLIGHT_PER_ENDPOINT = 2
 """Calls one endpoint may have outstanding (the pool holds this many per endpoint): two,
@@ -98,7 +95,8 @@ class Chain:
 
     endpoints: Sequence[Endpoint]
     quorum: int
-    round_deadline: float = ROUND_DEADLINE_S
+    round_deadline: float = 0.0
+    """Longest wait of one round; 0: the slowest endpoint's timeout + ROUND_SLACK_S."""
     _pool: ThreadPoolExecutor = field(init=False, repr=False)
     _inflight: list[int] = field(init=False, repr=False)
     _lock: threading.Lock = field(init=False, repr=False, default_factory=threading.Lock)
@@ -107,6 +105,9 @@ class Chain:
         if not self.endpoints:
             raise ChainProcessError("no RPC endpoints configured")
         self._inflight = [0] * len(self.endpoints)
+        if self.round_deadline <= 0:
+            own = (getattr(ep, "timeout", DEFAULT_TIMEOUT_S) for ep in self.endpoints)
+            self.round_deadline = max(own) + ROUND_SLACK_S
         # each endpoint's own slots: a stuck one can hold only its share of the pool
         self._pool = ThreadPoolExecutor(max_workers=MAX_INFLIGHT_PER_ENDPOINT * len(self.endpoints))
 
@@ -135,9 +136,8 @@ class Chain:
     def _submit(
         self, method: str, params: Sequence[Any], convert: Callable[[Any], Any]
     ) -> dict[Future[Any], str]:
-        """Ask every endpoint in parallel; each future yields a converted answer or the
-        TransportError that stood in for one. An endpoint with all its slots taken by
-        earlier calls is a non-answer at once."""
+        """Ask every endpoint in parallel (one whose slots are all taken: a non-answer at
+        once); each future yields a converted answer or a TransportError."""
         futures: dict[Future[Any], str] = {}
         for index, ep in enumerate(self.endpoints):
             with self._lock:
