@@ -138,6 +138,7 @@ def test_transport_failure_recovers_on_retry(server: tuple[str, Script]) -> None
         (f"http://[{SECRET}/", "URL is not valid"),
         (f"ftp://127.0.0.1/{SECRET}", "URL is not http(s)"),
         (f"http://127.0.0.1:1/{SECRET}", "unreachable (ConnectionRefusedError)"),
+        (f"http://{SECRET}..invalid/", "unreachable (UnicodeError)"),  # was: UnicodeError raised
     ],
 )
 def test_broken_urls_never_echo_the_url(url: str, text: str) -> None:

@@ -286,7 +286,7 @@ class HttpEndpoint:
                     err = EndpointUnavailable(self.label, f"HTTP {status}")
                 else:
                     return parse_json(answer, "answer")
-            except (http.client.HTTPException, OSError) as exc:
+            except (http.client.HTTPException, OSError, ValueError) as exc:  # ValueError: IDNA
                 if isinstance(exc, _Late) or self.clock() >= deadline:
                     break
                 err = EndpointUnavailable(self.label, f"unreachable ({type(exc).__name__})")
