@@ -7,10 +7,14 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import socket
+import ssl
+import sysconfig
 import threading
 import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -299,3 +303,66 @@ def test_node_error_text_is_sanitized(server: tuple[str, Script], message: objec
     assert "\x1b" not in text and "\n" not in text and "\u2028" not in text
     if isinstance(message, str):
         assert text == r'rpc#0: boom\x1b[2J\x1b]0;owned\x07\n{"fake":"log"}\r\u2028\u202e'
+
+
+# --- TLS: the handshake is inside the deadline too --------------------------------------
+
+CERTS = Path(sysconfig.get_path("stdlib")) / "test" / "certdata"
+"""CPython's own test certificates: keycert3.pem (CN=localhost) signed by pycacert.pem."""
+
+
+@pytest.mark.skipif(not (CERTS / "keycert3.pem").exists(), reason="no CPython test certs")
+def test_https_round_trip(server: tuple[str, Script], monkeypatch: pytest.MonkeyPatch) -> None:
+    url, script = server
+    httpd_port = url.split(":")[2].split("/")[0]
+    tls_server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls_server.load_cert_chain(CERTS / "keycert3.pem")
+    proxy = socket.create_server(("127.0.0.1", 0))
+
+    def relay() -> None:  # TLS on the outside, the scripted plain server inside
+        conn, _ = proxy.accept()
+        with tls_server.wrap_socket(conn, server_side=True) as tls:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += tls.recv(65536)
+            length = int(re.findall(rb"content-length: (\d+)", request, re.I)[0])
+            while len(request.split(b"\r\n\r\n", 1)[1]) < length:
+                request += tls.recv(65536)
+            with socket.create_connection(("127.0.0.1", int(httpd_port))) as plain:
+                plain.sendall(request)
+                while chunk := plain.recv(65536):
+                    tls.sendall(chunk)
+
+    threading.Thread(target=relay, daemon=True).start()
+    monkeypatch.setenv("SSL_CERT_FILE", str(CERTS / "pycacert.pem"))
+    script.answers = [ok("0x7a69")]
+    tls_url = f"https://localhost:{proxy.getsockname()[1]}/v1/{SECRET}?x=1"
+    try:
+        assert endpoint(tls_url, retries=0).call("eth_chainId", []) == "0x7a69"
+    finally:
+        proxy.close()
+
+
+def test_a_slow_tls_handshake_is_cut_off_at_the_deadline() -> None:
+    # A server that drips a (never ending) handshake record: each byte arrives well within
+    # a per-read timeout, so only a deadline on the whole handshake stops it.
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def dripper() -> None:
+        conn, _ = listener.accept()
+        with conn, contextlib.suppress(OSError):
+            conn.recv(65536)  # the ClientHello
+            conn.sendall(b"\x16\x03\x03\x40\x00")  # a 16 KiB handshake record follows...
+            while not stop.wait(DRIP_S):
+                conn.sendall(b"\x00")
+
+    threading.Thread(target=dripper, daemon=True).start()
+    url = f"https://127.0.0.1:{listener.getsockname()[1]}/{SECRET}"
+    try:
+        with pytest.raises(EndpointUnavailable, match=r"no complete answer within 0.5 s") as err:
+            endpoint(url, timeout=0.5, retries=2).call("eth_chainId", [])
+        assert SECRET not in str(err.value)
+    finally:
+        stop.set()
+        listener.close()

@@ -25,6 +25,7 @@ import http.client
 import io
 import json
 import socket
+import ssl
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -217,6 +218,15 @@ class _DeadlineSocket(io.RawIOBase):
         """No-op: http.client closes while the response still reads; _exchange closes."""
 
 
+def _tls(sock: socket.socket, host: str, left: float) -> ssl.SSLSocket:
+    """The TLS handshake within ``left`` seconds in all: since Python 3.5 the socket
+    timeout bounds the whole handshake, not each record."""
+    context = ssl.create_default_context()  # as HTTPSConnection does, ALPN included
+    context.set_alpn_protocols(["http/1.1"])
+    sock.settimeout(left)
+    return context.wrap_socket(sock, server_hostname=host)
+
+
 @dataclass
 class HttpEndpoint:
     """A JSON-RPC endpoint over HTTP(S). ``url`` is never printed."""
@@ -252,8 +262,13 @@ class HttpEndpoint:
             raise _Late
         conn, target = self._connection(left)
         try:
-            conn.connect()
+            http.client.HTTPConnection.connect(conn)  # TCP only, within ``left``
             raw = conn.sock
+            if isinstance(conn, http.client.HTTPSConnection):
+                left = deadline - self.clock()
+                if left <= 0:
+                    raise _Late
+                raw = conn.sock = _tls(raw, conn.host, left)
             conn.sock = _DeadlineSocket(raw, deadline, self.clock)
             try:
                 conn.request("POST", target, body, _HEADERS)
