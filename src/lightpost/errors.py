@@ -14,6 +14,7 @@ from __future__ import annotations
 
 __all__ = [
     "AlreadyKnown",
+    "AnswerTooLarge",
     "ChainProcessError",
     "ConfigError",
     "DecodingError",
@@ -163,6 +164,15 @@ class TransportError(RemoteError):
 
 class EndpointUnavailable(TransportError):
     """Connection refused, timeout, HTTP failure: the endpoint did not answer usefully."""
+
+
+class AnswerTooLarge(EndpointUnavailable):
+    """An answer above its method's size cap (``cap`` bytes); for eth_getLogs, a smaller
+    range may fit."""
+
+    def __init__(self, endpoint: str, cap: int) -> None:
+        self.cap = cap
+        super().__init__(endpoint, f"answer larger than {cap} bytes")
 
 
 class NodeError(TransportError):

@@ -10,6 +10,9 @@ from lightpost.core.quorum import (
     MAX_RENDER_CHARS,
     agree,
     default_quorum,
+    quorum_fee,
+    quorum_height,
+    reached_by,
     render_answer,
     report,
     validate_quorum,
@@ -143,3 +146,84 @@ def test_result_only_when_exactly_one_value_reaches_k(
             agree(labelled, k, question="q")  # type: ignore[arg-type]
         assert not rep.reached
         assert rep.conflict == (len(winners) > 1)
+
+
+# --- ordered readings: heights and fees ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("values", "need", "expected"),
+    [
+        ([5, 9, 7], 1, 9),
+        ([5, 9, 7], 2, 7),
+        ([5, 9, 7], 3, 5),
+        ([5, 9, 7], 4, None),
+        ([], 1, None),
+        ([4, 4, 4], 3, 4),
+        ([5, 9, 7], 0, None),
+    ],
+)
+def test_reached_by(values: list[int], need: int, expected: int | None) -> None:
+    assert reached_by(values, need) == expected
+
+
+@pytest.mark.parametrize(
+    ("heights", "k", "expected"),
+    [
+        # k = 2 of 3: as before, the 2nd highest
+        ([100, 100, 100], 2, 100),
+        ([100, 99, 98], 2, 99),
+        ([10**9, 100, 99], 2, 100),  # a liar's far-future finalized cannot win
+        ([10**9, 100], 2, 100),  # one honest endpoint down
+        ([100], 2, None),  # fewer than k answered
+        # k = 1 of 3: a majority of the answers, not any one endpoint
+        ([10**9, 100, 99], 1, 100),
+        ([10**9, 100], 1, 100),
+        ([100], 1, 100),  # only one answered: k allows it
+        ([10**9, 10**9, 100], 1, 10**9),  # a majority of the answers can (k <= n/2)
+        # k = 2 of 4: majority of 4 answers is 3
+        ([10**9, 10**9, 100, 99], 2, 100),
+        # k = 3 of 3: the lowest (safe direction)
+        ([100, 99, 0], 3, 0),
+    ],
+)
+def test_quorum_height(heights: list[int], k: int, expected: int | None) -> None:
+    assert quorum_height(heights, k) == expected
+
+
+GWEI = 10**9
+
+
+@pytest.mark.parametrize(
+    ("fees", "k", "expected"),
+    [
+        ([10**30, 3 * GWEI, 2 * GWEI], 2, 3 * GWEI),  # a huge liar does not hold sending
+        ([0, 3 * GWEI, 2 * GWEI], 2, 2 * GWEI),  # a tiny liar does not underprice
+        ([10**30, 2 * GWEI], 2, 2 * GWEI),  # liar + one honest answering
+        ([2 * GWEI], 2, None),  # fewer than k answered
+        ([10**30, 3 * GWEI, 2 * GWEI], 1, 3 * GWEI),
+        ([10**30, 10**30, 3 * GWEI, 2 * GWEI], 2, 3 * GWEI),  # 2 of 4 is not a majority
+        ([5 * GWEI, 5 * GWEI, 5 * GWEI], 3, 5 * GWEI),
+    ],
+)
+def test_quorum_fee(fees: list[int], k: int, expected: int | None) -> None:
+    assert quorum_fee(fees, k) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.integers(0, 100), min_size=1, max_size=7),
+    st.lists(st.integers(0, 10**6), max_size=3),
+    st.data(),
+)
+def test_a_minority_cannot_move_a_reading_past_every_honest_one(
+    honest: list[int], liars: list[int], data: st.DataObject
+) -> None:
+    if len(liars) * 2 >= len(honest) + len(liars):
+        liars = liars[: (len(honest) - 1) // 2]  # keep the liars a minority of the answers
+    readings = honest + liars
+    k = data.draw(st.integers(1, len(readings)))
+    fee = quorum_fee(readings, k)
+    assert fee is not None and min(honest) <= fee <= max(honest)
+    height = quorum_height(readings, k)
+    assert height is not None and height <= max(honest)

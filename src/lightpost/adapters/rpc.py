@@ -4,9 +4,16 @@ The interface a node needs is :class:`Endpoint` (``call`` and ``batch``); tests 
 any behaviour with a fake implementing the same two methods, without a socket.
 :class:`HttpEndpoint` is the real one: stdlib ``http.client`` (not ``urllib.request``,
 which drags the node's memory up by ~0.9 MB for redirects, proxies and cookies a JSON-RPC
-call does not want), a timeout on every call, retries with exponential backoff (sleep
-injected) for transport failures and rate limits only -- never for a node's definite
-answer. Proxies from the environment are not used: the endpoint is what the config says.
+call does not want), retries with exponential backoff (sleep injected) for transport
+failures and rate limits only -- never for a node's definite answer. Proxies from the
+environment are not used: the endpoint is what the config says.
+
+Everything a peer controls is bounded: ``timeout`` is the TOTAL deadline of a request
+(connect, send, every read of headers and body, retries, backoff; clock injected), so a
+server dripping one byte at a time is cut off; the body is read in chunks up to a
+per-method cap (:func:`answer_cap`); the JSON depth is bounded and any parse failure is
+the endpoint's error (core.peerdata.parse_json); a node's error text is sanitized
+(core.peerdata.peer_text).
 
 An endpoint is named by a *label* (``rpc#0``...) in every error and log line: URLs
 often carry API keys and must not leak.
@@ -15,15 +22,21 @@ often carry API keys and must not leak.
 from __future__ import annotations
 
 import http.client
+import io
 import json
+import socket
+import ssl
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from lightpost.core.peerdata import parse_json, peer_text
 from lightpost.errors import (
     AlreadyKnown,
+    AnswerTooLarge,
+    DecodingError,
     EndpointUnavailable,
     InsufficientFunds,
     IntrinsicGasTooLow,
@@ -37,23 +50,64 @@ from lightpost.errors import (
 )
 
 __all__ = [
+    "ANSWER_CAPS",
     "DEFAULT_RETRIES",
     "DEFAULT_TIMEOUT_S",
-    "MAX_RESPONSE_BYTES",
     "Endpoint",
     "HttpEndpoint",
+    "answer_cap",
     "backoff",
     "map_node_error",
 ]
 
 DEFAULT_TIMEOUT_S = 10.0
-"""Timeout of one HTTP round trip to an endpoint."""
+"""Total deadline of one request to an endpoint, retries and backoff included."""
 
 DEFAULT_RETRIES = 2
 """Extra attempts after a transport failure or rate limit (not after a node's answer)."""
 
-MAX_RESPONSE_BYTES = 64 * 1024 * 1024
-"""Largest JSON-RPC answer read (a mainnet block's receipts are a few MB)."""
+MIB = 1 << 20
+
+MAX_ANSWER_BYTES = 1 * MIB
+"""Any other answer: scalars, one of our transactions (txpools take <= 128 KB: 256 KB as
+hex), its receipt, code (EIP-170: 24 KiB). Figures below: 60M block gas (EIP-7935)."""
+
+MAX_LOGS_ANSWER_BYTES = 8 * MIB
+"""eth_getLogs: a post's log is ~1 KB of JSON plus its data as hex; 8 MiB holds ~7,000
+small posts (a larger answer raises AnswerTooLarge: ask a smaller range)."""
+
+MAX_BLOCK_ANSWER_BYTES = 1 * MIB
+"""eth_getBlockByNumber/Hash with hashes only: a header (~1.5 KB) and at most 2,857 tx
+hashes (60M gas / 21,000) at 69 bytes each = ~200 KB."""
+
+MAX_FULL_BLOCK_ANSWER_BYTES = 16 * MIB
+"""... with full transactions: the fattest mainnet block is 60M gas of zero calldata bytes
+at the EIP-7623 floor (10 gas each) = 6 MB, 12 MB as hex, plus ~1 KB per transaction."""
+
+MAX_RECEIPTS_ANSWER_BYTES = 16 * MIB
+"""eth_getBlockReceipts: ~1.1 KB per receipt (its bloom is 514 hex chars) plus its logs
+(log data costs 8 gas/byte: a block full of log data is ~15 MB as hex); mainnet blocks are
+typically 0.5-3 MB. A block above the cap cannot be proven here; the poll reports it."""
+
+MAX_PROOF_ANSWER_BYTES = 8 * MIB
+"""eth_getProof: an account proof is ~9 KB of hex (8-9 trie nodes of <= 532 bytes), each
+storage proof ~5 KB: 8 MiB holds ~1,500 storage keys per call (callers chunk above)."""
+
+ANSWER_CAPS: dict[str, int] = {
+    "eth_getLogs": MAX_LOGS_ANSWER_BYTES,
+    "eth_getBlockByNumber": MAX_BLOCK_ANSWER_BYTES,
+    "eth_getBlockByHash": MAX_BLOCK_ANSWER_BYTES,
+    "eth_getBlockReceipts": MAX_RECEIPTS_ANSWER_BYTES,
+    "eth_getProof": MAX_PROOF_ANSWER_BYTES,
+}
+"""Largest answer read per method (else MAX_ANSWER_BYTES): what a hostile endpoint can
+make a device hold per call (x25 once parsed, worst case measured)."""
+
+MAX_BATCH_ANSWER_BYTES = MAX_FULL_BLOCK_ANSWER_BYTES
+"""A batch may hold the sum of its calls' caps, but never more than the largest one."""
+
+READ_CHUNK_BYTES = 64 * 1024
+"""Bytes read per step of the body (the deadline and the cap are checked between steps)."""
 
 BACKOFF_BASE_S = 0.2
 """First backoff delay; doubles each attempt, capped by BACKOFF_MAX_S."""
@@ -84,6 +138,8 @@ _ERROR_PATTERNS: tuple[tuple[str, type[NodeError]], ...] = (
     ("does not exist/is not available", MethodNotSupported),
 )
 
+_HEADERS = {"content-type": "application/json", "accept": "application/json"}
+
 _METHOD_NOT_FOUND = -32601
 """JSON-RPC 2.0: the method does not exist."""
 
@@ -91,12 +147,20 @@ _METHOD_NOT_FOUND = -32601
 def map_node_error(label: str, code: int | None, message: str) -> NodeError:
     """Translate a JSON-RPC error object into the matching lightpost exception."""
     low = message.lower()
+    text = peer_text(message)
     if code == _METHOD_NOT_FOUND:
-        return MethodNotSupported(label, message[:200], code)
+        return MethodNotSupported(label, text, code)
     for needle, exc in _ERROR_PATTERNS:
         if needle in low:
-            return exc(label, message[:200], code)
-    return NodeError(label, message[:200], code)
+            return exc(label, text, code)
+    return NodeError(label, text, code)
+
+
+def answer_cap(method: str, params: Sequence[Any]) -> int:
+    """Largest answer accepted for one call (see ANSWER_CAPS)."""
+    if method.startswith("eth_getBlockBy") and len(params) > 1 and params[1] is True:
+        return MAX_FULL_BLOCK_ANSWER_BYTES
+    return ANSWER_CAPS.get(method, MAX_ANSWER_BYTES)
 
 
 def backoff(base: float = BACKOFF_BASE_S, cap: float = BACKOFF_MAX_S) -> Iterator[float]:
@@ -119,6 +183,50 @@ class Endpoint(Protocol):
         """Several requests in one round trip; each entry is a result or a NodeError."""
 
 
+class _Late(TimeoutError):
+    """The request's total deadline passed (raised between socket operations)."""
+
+
+class _DeadlineSocket(io.RawIOBase):
+    """A socket whose every send and read only gets the time left until ``deadline``
+    (http.client reads status line, headers and body through :meth:`makefile`)."""
+
+    def __init__(self, sock: socket.socket, deadline: float, clock: Callable[[], float]):
+        self.sock, self.deadline, self.clock = sock, deadline, clock
+
+    def _arm(self) -> None:
+        left = self.deadline - self.clock()
+        if left <= 0:
+            raise _Late
+        self.sock.settimeout(left)
+
+    def sendall(self, data: bytes) -> None:
+        self._arm()
+        self.sock.sendall(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        self._arm()
+        return self.sock.recv_into(buffer)
+
+    def makefile(self, *_args: object) -> io.BufferedReader:
+        return io.BufferedReader(self)
+
+    def close(self) -> None:
+        """No-op: http.client closes while the response still reads; _exchange closes."""
+
+
+def _tls(sock: socket.socket, host: str, left: float) -> ssl.SSLSocket:
+    """The TLS handshake within ``left`` seconds in all: since Python 3.5 the socket
+    timeout bounds the whole handshake, not each record."""
+    context = ssl.create_default_context()  # as HTTPSConnection does, ALPN included
+    context.set_alpn_protocols(["http/1.1"])
+    sock.settimeout(left)
+    return context.wrap_socket(sock, server_hostname=host)
+
+
 @dataclass
 class HttpEndpoint:
     """A JSON-RPC endpoint over HTTP(S). ``url`` is never printed."""
@@ -128,9 +236,10 @@ class HttpEndpoint:
     timeout: float = DEFAULT_TIMEOUT_S
     retries: int = DEFAULT_RETRIES
     sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
     _next_id: int = field(default=0, init=False, repr=False)
 
-    def _connection(self) -> tuple[http.client.HTTPConnection, str]:
+    def _connection(self, left: float) -> tuple[http.client.HTTPConnection, str]:
         """A new connection (one per request: endpoints are called from several threads)
         and the request target. A URL that cannot be parsed is reported by label only."""
         try:
@@ -144,40 +253,65 @@ class HttpEndpoint:
             http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
         )
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        return kind(parts.hostname, port, timeout=self.timeout), target
+        return kind(parts.hostname, port, timeout=left), target
 
-    def _post(self, payload: object) -> Any:
+    def _exchange(self, body: bytes, deadline: float, cap: int) -> tuple[int, bytearray]:
+        """One HTTP exchange within ``deadline``: (status, body of at most ``cap`` bytes)."""
+        left = deadline - self.clock()
+        if left <= 0:
+            raise _Late
+        conn, target = self._connection(left)
+        try:
+            http.client.HTTPConnection.connect(conn)  # TCP only, within ``left``
+            raw = conn.sock
+            if isinstance(conn, http.client.HTTPSConnection):
+                left = deadline - self.clock()
+                if left <= 0:
+                    raise _Late
+                raw = conn.sock = _tls(raw, conn.host, left)
+            conn.sock = _DeadlineSocket(raw, deadline, self.clock)
+            try:
+                conn.request("POST", target, body, _HEADERS)
+                resp = conn.getresponse()
+                if resp.length is not None and resp.length > cap:
+                    raise AnswerTooLarge(self.label, cap)
+                answer = bytearray()
+                while chunk := resp.read(min(READ_CHUNK_BYTES, cap + 1 - len(answer))):
+                    answer += chunk
+                    if len(answer) > cap:
+                        raise AnswerTooLarge(self.label, cap)  # never buffer past the cap
+                return resp.status, answer
+            finally:
+                raw.close()
+        finally:
+            conn.close()
+
+    def _post(self, payload: object, cap: int) -> Any:
         body = json.dumps(payload).encode()
-        headers = {"content-type": "application/json", "accept": "application/json"}
+        deadline = self.clock() + self.timeout
         delays = backoff()
         for attempt in range(self.retries + 1):
-            conn, target = self._connection()
             try:
-                conn.request("POST", target, body, headers)
-                resp = conn.getresponse()
-                answer = resp.read(MAX_RESPONSE_BYTES + 1)
-                if resp.status == 429:
+                status, answer = self._exchange(body, deadline, cap)
+                if status == 429:
                     err: TransportError = RateLimited(
                         self.label, "HTTP 429 too many requests", None
                     )
-                elif not 200 <= resp.status < 300:
-                    err = EndpointUnavailable(self.label, f"HTTP {resp.status}")
-                elif len(answer) > MAX_RESPONSE_BYTES:
-                    # a hostile or broken endpoint must not exhaust the device's memory
-                    raise EndpointUnavailable(
-                        self.label, f"answer larger than {MAX_RESPONSE_BYTES} bytes"
-                    )
+                elif not 200 <= status < 300:
+                    err = EndpointUnavailable(self.label, f"HTTP {status}")
                 else:
-                    return json.loads(answer)
-            except (http.client.HTTPException, OSError) as exc:
+                    return parse_json(answer, "answer")
+            except (http.client.HTTPException, OSError, ValueError) as exc:  # ValueError: IDNA
+                if isinstance(exc, _Late) or self.clock() >= deadline:
+                    break
                 err = EndpointUnavailable(self.label, f"unreachable ({type(exc).__name__})")
-            except ValueError:
-                err = EndpointUnavailable(self.label, "answer is not JSON")
-            finally:
-                conn.close()
-            if attempt < self.retries:
-                self.sleep(next(delays))
-        raise err
+            except DecodingError as exc:
+                err = EndpointUnavailable(self.label, f"answer is {exc.reason}")
+            delay = next(delays)
+            if attempt == self.retries or self.clock() + delay >= deadline:
+                raise err
+            self.sleep(delay)
+        raise EndpointUnavailable(self.label, f"no complete answer within {self.timeout:g} s")
 
     def _id(self) -> int:
         self._next_id += 1
@@ -190,14 +324,20 @@ class HttpEndpoint:
             error = answer["error"]
             if not isinstance(error, dict):
                 return NodeError(self.label, "malformed error object")
-            return map_node_error(self.label, error.get("code"), str(error.get("message", "")))
+            code, message = error.get("code"), error.get("message", "")
+            return map_node_error(
+                self.label,
+                code if isinstance(code, int) and not isinstance(code, bool) else None,
+                message if isinstance(message, str) else peer_text(message),
+            )
         if "result" not in answer:
             raise EndpointUnavailable(self.label, "answer has neither result nor error")
         return answer["result"]
 
     def call(self, method: str, params: Sequence[Any]) -> Any:
         answer = self._post(
-            {"jsonrpc": "2.0", "id": self._id(), "method": method, "params": list(params)}
+            {"jsonrpc": "2.0", "id": self._id(), "method": method, "params": list(params)},
+            answer_cap(method, params),
         )
         result = self._unwrap(answer)
         if isinstance(result, NodeError):
@@ -212,7 +352,8 @@ class HttpEndpoint:
             {"jsonrpc": "2.0", "id": i, "method": m, "params": list(p)}
             for i, (m, p) in zip(ids, calls, strict=True)
         ]
-        answer = self._post(payload)
+        cap = sum(answer_cap(m, p) for m, p in calls)
+        answer = self._post(payload, min(cap, MAX_BATCH_ANSWER_BYTES))
         if isinstance(answer, dict):  # some servers answer a batch with one error object
             err = self._unwrap(answer)
             raise (
@@ -222,7 +363,7 @@ class HttpEndpoint:
             )
         if not isinstance(answer, list):
             raise EndpointUnavailable(self.label, "batch answer is not a list")
-        by_id = {a.get("id"): a for a in answer if isinstance(a, dict)}
+        by_id = {a["id"]: a for a in answer if isinstance(a, dict) and isinstance(a.get("id"), int)}
         missing = [i for i in ids if i not in by_id]
         if missing:
             raise EndpointUnavailable(self.label, f"batch answer misses {len(missing)} entries")

@@ -19,11 +19,25 @@ grouped by ``==`` (not hashing), so any value type with equality works; n is sma
 :func:`agree` is for callers that need a value or an error. :func:`report` returns a
 :class:`QuorumReport` so status output and receivers can *show* disagreement (who said
 what, who dissented) instead of hiding it.
+
+Ordered readings (heights, fees) differ between honest endpoints, so they are not
+grouped by equality: the answer is the highest value that *enough* readings reach
+(:func:`reached_by`): fewer readings than that can never push the answer above every
+other reading.
+
+- heights (:func:`quorum_height`): enough = max(k, a majority of the endpoints that
+  answered). With k <= n/2 (e.g. 1 of 3) the highest `finalized` of ONE endpoint would
+  otherwise win; now a minority of the answers can only make the height look older
+  (safe), never newer.
+- base fee (:func:`quorum_fee`): enough = a majority of the answers (the median, the
+  lower middle one for an even count), and at least k must answer. A minority can
+  neither raise it above every honest reading (holding all sending) nor lower it below
+  every honest reading (underpricing).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar, cast
 
@@ -34,6 +48,9 @@ __all__ = [
     "QuorumReport",
     "agree",
     "default_quorum",
+    "quorum_fee",
+    "quorum_height",
+    "reached_by",
     "render_answer",
     "report",
     "validate_quorum",
@@ -180,3 +197,31 @@ def agree(
         raise result.error()
     # reached implies agreed was set from an answer of type T (None only if T admits it).
     return cast(T, result.agreed)
+
+
+def reached_by(values: Sequence[int], need: int) -> int | None:
+    """The highest value that at least ``need`` of ``values`` reach (are >= to); None when
+    there are fewer than ``need`` values. ``need`` >= 1."""
+    if need < 1 or len(values) < need:
+        return None
+    return sorted(values, reverse=True)[need - 1]
+
+
+def _majority(answered: int) -> int:
+    return answered // 2 + 1
+
+
+def quorum_height(heights: Sequence[int], k: int) -> int | None:
+    """The height a quorum vouches for: reached by max(k, majority of the answers); None
+    when fewer than ``k`` endpoints answered."""
+    if len(heights) < k:
+        return None
+    return reached_by(heights, max(k, _majority(len(heights))))
+
+
+def quorum_fee(fees: Sequence[int], k: int) -> int | None:
+    """The base fee to price with: the value a majority of the answers reach (the median;
+    the lower middle one for an even count); None when fewer than ``k`` answered."""
+    if len(fees) < k:
+        return None
+    return reached_by(fees, _majority(len(fees)))

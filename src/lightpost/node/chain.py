@@ -1,13 +1,19 @@
 """The chain as seen through several JSON-RPC endpoints, never trusting one.
 
-Reads that matter go to every endpoint (in parallel, each call with its own timeout)
-and are accepted only when k agree (lightpost.core.quorum). Questions are asked at
-fixed heights or at `finalized`, never as "what is latest" compared verbatim: heads
-differ between honest providers (Hyperlane #1119).
+Reads that matter go to every endpoint in parallel and are accepted only when k agree
+(lightpost.core.quorum). Questions are asked at fixed heights or at `finalized`, never
+as "what is latest" compared verbatim: heads differ between honest providers
+(Hyperlane #1119).
 
-- finalized height: the highest h such that >= k endpoints report finalized >= h,
-  then the block hash at h must itself be agreed by k. A stale endpoint can only make
-  finality look older (safe), never newer.
+- one round, one deadline (``round_deadline``): an endpoint silent by then is a
+  non-answer (a TransportError naming its label); the round goes on with the others.
+  An endpoint has at most MAX_INFLIGHT_PER_ENDPOINT calls outstanding; while they are
+  stuck it is a non-answer at once, so it cannot exhaust the pool for later rounds.
+- any failure while asking or converting (wrong JSON shape, RecursionError, anything)
+  is that endpoint's non-answer, never a crash.
+- heights and the base fee rest on the quorum, not on one endpoint (rules in
+  core.quorum); a `null` tag block is a non-answer, never block 0; the block hash at a
+  height must itself be agreed by k.
 - broadcast: the raw transaction goes to ALL endpoints; "already known" for an
   identical raw transaction is success (execution-apis #245).
 - receipts are hints from any endpoint: a receipt counts only when the block hash at
@@ -16,17 +22,26 @@ differ between honest providers (Hyperlane #1119).
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any
 
-from lightpost.adapters.rpc import Endpoint
-from lightpost.core.quorum import QuorumReport, agree, report
+from lightpost.adapters.rpc import DEFAULT_TIMEOUT_S, Endpoint
+from lightpost.core.quorum import QuorumReport, agree, quorum_fee, quorum_height, report
+from lightpost.core.rpcfields import (
+    data_field,
+    get_object,
+    optional_field,
+    parse_quantity,
+    quantity_field,
+)
 from lightpost.errors import (
     AlreadyKnown,
     ChainProcessError,
+    DecodingError,
     LightpostError,
     NodeError,
     QuorumError,
@@ -38,15 +53,13 @@ __all__ = ["BroadcastResult", "Chain", "parse_quantity"]
 RECEIPT_POLL_S = 0.2
 """How often operator helpers poll for a receipt."""
 
+ROUND_SLACK_S = 2.0
+"""A quorum round waits for the endpoints' own total deadline (their ``timeout``, retries
+included; DEFAULT_TIMEOUT_S if they have none) plus this: one still silent is stuck."""
 
-def parse_quantity(value: Any, what: str = "quantity") -> int:
-    """A JSON-RPC hex quantity ("0x1a") as int; anything else is a TransportError."""
-    if not isinstance(value, str) or not value.startswith("0x"):
-        raise TransportError("rpc", f"{what} is not a hex quantity")
-    try:
-        return int(value, 16)
-    except ValueError:
-        raise TransportError("rpc", f"{what} is not a hex quantity") from None
+MAX_INFLIGHT_PER_ENDPOINT = 2
+"""Calls one endpoint may have outstanding (the pool holds this many per endpoint): two,
+so one slow call does not queue the next question behind it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,46 +75,103 @@ class BroadcastResult:
         return bool(self.accepted)
 
 
+def _non_answer(label: str, method: str, exc: Exception) -> TransportError:
+    """Any failure of one endpoint as its TransportError (foreign text is not shown: it
+    could carry a URL)."""
+    if isinstance(exc, TransportError) and exc.endpoint == label:
+        return exc
+    if isinstance(exc, LightpostError):
+        return TransportError(label, f"bad answer to {method}: {exc}")
+    return TransportError(label, f"bad answer to {method} ({type(exc).__name__})")
+
+
+def _render(answers: Mapping[str, Any]) -> dict[str, str]:
+    return {label: str(value) for label, value in answers.items()}
+
+
 @dataclass
 class Chain:
     """Quorum reads and broadcast over a list of endpoints."""
 
     endpoints: Sequence[Endpoint]
     quorum: int
+    round_deadline: float = 0.0
+    """Longest wait of one round; 0: the slowest endpoint's timeout + ROUND_SLACK_S."""
     _pool: ThreadPoolExecutor = field(init=False, repr=False)
+    _inflight: list[int] = field(init=False, repr=False)
+    _lock: threading.Lock = field(init=False, repr=False, default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         if not self.endpoints:
             raise ChainProcessError("no RPC endpoints configured")
-        # two calls per endpoint may be in flight: one stuck on a slow endpoint must not
-        # queue the next question behind it
-        self._pool = ThreadPoolExecutor(max_workers=max(2, 2 * len(self.endpoints)))
+        self._inflight = [0] * len(self.endpoints)
+        if self.round_deadline <= 0:
+            own = (getattr(ep, "timeout", DEFAULT_TIMEOUT_S) for ep in self.endpoints)
+            self.round_deadline = max(own) + ROUND_SLACK_S
+        # each endpoint's own slots: a stuck one can hold only its share of the pool
+        self._pool = ThreadPoolExecutor(max_workers=MAX_INFLIGHT_PER_ENDPOINT * len(self.endpoints))
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     # --- asking ------------------------------------------------------------------
 
+    def _one(
+        self,
+        index: int,
+        method: str,
+        params: Sequence[Any],
+        convert: Callable[[Any], Any],
+    ) -> Any:
+        """One endpoint's converted answer, or the TransportError standing in for one."""
+        ep = self.endpoints[index]
+        try:
+            return convert(ep.call(method, params))
+        except Exception as exc:  # anything one endpoint causes is its error, never a crash
+            return _non_answer(ep.label, method, exc)
+        finally:
+            with self._lock:
+                self._inflight[index] -= 1
+
     def _submit(
         self, method: str, params: Sequence[Any], convert: Callable[[Any], Any]
     ) -> dict[Future[Any], str]:
-        """Ask every endpoint in parallel; each future yields a converted answer or the
-        LightpostError that stood in for one."""
+        """Ask every endpoint in parallel (one whose slots are all taken: a non-answer at
+        once); each future yields a converted answer or a TransportError."""
+        futures: dict[Future[Any], str] = {}
+        for index, ep in enumerate(self.endpoints):
+            with self._lock:
+                free = self._inflight[index] < MAX_INFLIGHT_PER_ENDPOINT
+                if free:
+                    self._inflight[index] += 1
+            if free:
+                fut = self._pool.submit(self._one, index, method, params, convert)
+            else:
+                fut = Future()
+                fut.set_result(TransportError(ep.label, "still busy with earlier calls"))
+            futures[fut] = ep.label
+        return futures
 
-        def one(ep: Endpoint) -> Any:
-            try:
-                answer = ep.call(method, params)
-            except LightpostError as exc:
-                return exc
-            try:
-                return convert(answer)
-            except LightpostError as exc:
-                return exc
-            except (TypeError, KeyError, AttributeError, ValueError, IndexError):
-                # a malformed answer (wrong JSON shape) is a non-answer, never a crash
-                return TransportError(ep.label, f"malformed answer to {method}")
-
-        return {self._pool.submit(one, ep): ep.label for ep in self.endpoints}
+    def _gather(
+        self,
+        futures: Mapping[Future[Any], str],
+        enough: Callable[[Mapping[str, Any]], bool] | None = None,
+    ) -> dict[str, Any]:
+        """label -> answer, waiting at most ``round_deadline`` (late: a TransportError);
+        stops early once ``enough`` holds (then only the labels heard so far)."""
+        heard: dict[str, Any] = {}
+        try:
+            for fut in as_completed(futures, timeout=self.round_deadline):
+                heard[futures[fut]] = fut.result()
+                if enough is not None and enough(heard):
+                    return heard
+        except TimeoutError:
+            pass
+        late = f"no answer within {self.round_deadline:g} s"
+        return {
+            label: heard[label] if label in heard else TransportError(label, late)
+            for label in futures.values()
+        }
 
     def ask_all(self, method: str, params: Sequence[Any]) -> dict[str, Any]:
         """Ask every endpoint in parallel: label -> result or the exception raised."""
@@ -111,8 +181,7 @@ class Chain:
         self, method: str, params: Sequence[Any], convert: Callable[[Any], Any]
     ) -> dict[str, Any]:
         """Like ask_all, with each answer converted (conversion errors become non-answers)."""
-        futures = self._submit(method, params, convert)
-        return {futures[f]: f.result() for f in futures}
+        return self._gather(self._submit(method, params, convert))
 
     def agreed(
         self,
@@ -127,17 +196,13 @@ class Chain:
         With a majority quorum (2k > n) no second value can also reach k, so the answer
         is returned as soon as k endpoints agree: a slow endpoint delays nothing. With a
         smaller k every endpoint is heard, so that conflicting quorums are reported."""
-        futures = self._submit(method, params, convert)
-        answers: dict[str, Any] = {}
+
+        def reached(heard: Mapping[str, Any]) -> bool:
+            values = [a for a in heard.values() if not isinstance(a, Exception)]
+            return any(values.count(v) >= self.quorum for v in values)
+
         early = 2 * self.quorum > len(self.endpoints)
-        for fut in as_completed(futures):
-            value = answers[futures[fut]] = fut.result()
-            if early and not isinstance(value, Exception):
-                votes = sum(
-                    1 for a in answers.values() if not isinstance(a, Exception) and a == value
-                )
-                if votes >= self.quorum:
-                    return value
+        answers = self._gather(self._submit(method, params, convert), reached if early else None)
         return agree(answers, self.quorum, question=question)
 
     def report(
@@ -175,11 +240,12 @@ class Chain:
 
     def block_hash_at(self, number: int) -> bytes:
         """The canonical block hash at ``number``, quorum-agreed."""
+        what = f"block {number}"
 
         def convert(block: Any) -> bytes:
             if block is None:
-                raise TransportError("rpc", f"block {number} unknown")
-            return bytes.fromhex(str(block["hash"])[2:])
+                raise DecodingError(what, "unknown")
+            return data_field(get_object(block, what), "hash", what, 32)
 
         return bytes(
             self.agreed(
@@ -191,16 +257,20 @@ class Chain:
         )
 
     def tag_height(self, tag: str) -> int:
-        """Highest h such that >= k endpoints report block(tag).number >= h."""
-        answers = self.ask_each(
-            "eth_getBlockByNumber",
-            [tag, False],
-            lambda b: parse_quantity(b["number"], f"{tag} number") if b else 0,
-        )
-        heights = sorted((v for v in answers.values() if isinstance(v, int)), reverse=True)
-        if len(heights) < self.quorum:
-            raise QuorumError(f"{tag} height", {k: str(v) for k, v in answers.items()}, self.quorum)
-        return heights[self.quorum - 1]
+        """The quorum's height of block(``tag``): see core.quorum.quorum_height."""
+        what = f"{tag} block"
+
+        def convert(block: Any) -> int:
+            if block is None:  # e.g. `finalized` before any finality: not block 0
+                raise DecodingError(what, "null")
+            return quantity_field(get_object(block, what), "number", what)
+
+        answers = self.ask_each("eth_getBlockByNumber", [tag, False], convert)
+        heights = [v for v in answers.values() if isinstance(v, int)]
+        height = quorum_height(heights, self.quorum)
+        if height is None:
+            raise QuorumError(f"{tag} height", _render(answers), self.quorum)
+        return height
 
     def final_height(self, finality_depth: int = 0) -> int:
         """The quorum's finalized height, or ``latest - finality_depth`` when the config
@@ -226,16 +296,18 @@ class Chain:
         return None
 
     def base_fee(self) -> int:
-        """Highest base fee any endpoint reports for its latest block (conservative)."""
-        answers = self.ask_each(
-            "eth_getBlockByNumber",
-            ["latest", False],
-            lambda b: parse_quantity(b.get("baseFeePerGas", "0x0"), "base fee"),
-        )
-        fees = [v for v in answers.values() if isinstance(v, int)]
-        if not fees:
-            raise QuorumError("base fee", {k: str(v) for k, v in answers.items()}, 1)
-        return max(fees)
+        """The base fee of the endpoints' latest blocks that the quorum vouches for (see
+        core.quorum.quorum_fee); a block without the field (pre-London) reads as 0."""
+
+        def convert(block: Any) -> int:
+            fee = optional_field(get_object(block, "latest block"), "baseFeePerGas")
+            return 0 if fee is None else parse_quantity(fee, "latest block.baseFeePerGas")
+
+        answers = self.ask_each("eth_getBlockByNumber", ["latest", False], convert)
+        fee = quorum_fee([v for v in answers.values() if isinstance(v, int)], self.quorum)
+        if fee is None:
+            raise QuorumError("base fee", _render(answers), self.quorum)
+        return fee
 
     def balance(self, address: bytes) -> int:
         return int(
