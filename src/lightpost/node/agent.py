@@ -330,11 +330,15 @@ class Agent:
 
     # -- processing --------------------------------------------------------------------
 
-    def process(self, delivered: Delivered, *, now: int | None = None) -> CommandResult | None:
+    def process(
+        self, delivered: Delivered, *, now: int | None = None, chain_time: int | None = None
+    ) -> CommandResult | None:
         """Decide on and run one delivered command; return the result that was sent.
 
         None when the message is not a command (content type) or the decision is to
         stay silent (wrong target, a stranger); every command decision is audited.
+        ``chain_time`` is the quorum-agreed latest block time: at ``signed`` the command's
+        validity is judged by it (the block timestamp is unverified there).
         """
         if delivered.content_type != CONTENT_TYPE_COMMAND:
             return None
@@ -349,9 +353,11 @@ class Agent:
             highest_seq=self._store.highest_seq(delivered.sender),
             installed_version=self.installed.version,
         )
-        decision = decide(command, delivered, self.policy, state, now=now)
+        decision = decide(command, delivered, self.policy, state, now=now, chain_time=chain_time)
         if not decision.execute and command is not None:
-            detail = explain(decision.reason, command, delivered, self.policy, state)
+            detail = explain(
+                decision.reason, command, delivered, self.policy, state, chain_time=chain_time
+            )
         entry = AuditEntry(
             at=now,
             controller=delivered.sender,

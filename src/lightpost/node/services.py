@@ -12,6 +12,7 @@ answers each command with a signed result on
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable
 
@@ -25,8 +26,11 @@ from lightpost.core.command import (
     parse_agent_policy,
 )
 from lightpost.core.levels import Delivered, Level
+from lightpost.core.rpcfields import data_field, get_object, quantity_field
 from lightpost.core.verify import Problem
+from lightpost.errors import LightpostError
 from lightpost.node.agent import Agent
+from lightpost.node.chain import Chain
 from lightpost.node.config import ChannelPolicy, DeviceConfig
 from lightpost.node.receiver import Receiver
 from lightpost.node.sender import Sender
@@ -37,6 +41,7 @@ __all__ = [
     "ReceiveService",
     "build_agent",
     "next_command_seq",
+    "quorum_time",
     "with_command_channel",
 ]
 
@@ -79,6 +84,25 @@ class ReceiveService:
         self._last = now
         for item in self.receiver.poll(self.level, self.channel):
             self.on_item(item)
+
+
+def quorum_time(chain: Chain) -> int:
+    """Timestamp of the quorum's latest block: the height at least ``quorum`` endpoints
+    have reached, and the (hash, timestamp) at that height that ``quorum`` endpoints
+    report identically. No single endpoint's header dates anything."""
+    height = chain.tag_height("latest")
+
+    def hash_and_time(answer: object) -> tuple[bytes, int]:
+        block = get_object(answer, "block")
+        return data_field(block, "hash", "block", 32), quantity_field(block, "timestamp", "block")
+
+    agreed: tuple[bytes, int] = chain.agreed(
+        "eth_getBlockByNumber",
+        [hex(height), False],
+        question=f"block time at {height}",
+        convert=hash_and_time,
+    )
+    return agreed[1]
 
 
 def with_command_channel(config: DeviceConfig, policy: AgentPolicy) -> DeviceConfig:
@@ -139,7 +163,12 @@ class AgentService:
         if isinstance(item, Problem):
             self.on_problem(item)
             return
-        result = self.agent.process(item)
+        chain_time = None
+        if item.level < Level.INCLUDED:  # the block time is unverified: ask the quorum
+            # none: the agent refuses it as no-chain-time, without consuming its seq
+            with contextlib.suppress(LightpostError):
+                chain_time = quorum_time(self._receive.receiver.chain)
+        result = self.agent.process(item, chain_time=chain_time)
         if result is not None:
             self.on_result(item, result)
 

@@ -1,0 +1,143 @@
+"""Node services without sockets: the quorum's block time, the agent at `signed`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lightpost.cli import command_cmd
+from lightpost.core.command import Reason, Status
+from lightpost.core.levels import Delivered, Level
+from lightpost.errors import QuorumError
+from lightpost.node.agent import Agent
+from lightpost.node.chain import Chain
+from lightpost.node.services import AgentService, quorum_time
+from tests.node.agent_plugins import T0, delivery
+from tests.node.test_agent import Outbox, cmd, make_policy
+
+HONEST_TIME = T0 + 100
+LIE_TIME = T0 + 10**6
+
+
+def block(number: int, timestamp: int, tag: str = "aa") -> dict[str, str]:
+    return {"number": hex(number), "hash": "0x" + tag * 32, "timestamp": hex(timestamp)}
+
+
+@dataclass
+class Blocks:
+    """Answers eth_getBlockByNumber with one block for every question."""
+
+    label: str
+    answer: Any
+    calls: list[Sequence[Any]] = field(default_factory=list)
+
+    def call(self, method: str, params: Sequence[Any]) -> Any:
+        assert method == "eth_getBlockByNumber"
+        self.calls.append(params)
+        return self.answer
+
+
+def liar_first(lie: dict[str, str]) -> Chain:
+    """rpc#0 (asked first, answers first) lies; rpc#1 and rpc#2 are honest; quorum 2."""
+    honest = block(50, HONEST_TIME)
+    return Chain([Blocks("rpc#0", lie), Blocks("rpc#1", honest), Blocks("rpc#2", honest)], 2)
+
+
+@pytest.mark.parametrize(
+    "lie",
+    [block(50, LIE_TIME), block(50, LIE_TIME, "bb"), block(50, HONEST_TIME, "bb")],
+    ids=["time", "time-and-hash", "hash"],
+)
+def test_quorum_time_is_the_agreed_header_not_the_first_answer(lie: dict[str, str]) -> None:
+    chain = liar_first(lie)
+    try:
+        assert quorum_time(chain) == HONEST_TIME
+    finally:
+        chain.close()
+
+
+def test_quorum_time_without_agreement_is_a_quorum_error() -> None:
+    chain = Chain(
+        [Blocks("rpc#0", block(50, T0)), Blocks("rpc#1", block(50, T0 + 1)), Blocks("rpc#2", None)],
+        2,
+    )
+    try:
+        with pytest.raises(QuorumError):
+            quorum_time(chain)
+    finally:
+        chain.close()
+
+
+def test_the_controller_dates_commands_by_the_quorum_header(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the old code took the latest block from whichever endpoint answered first
+    monkeypatch.setattr(command_cmd, "build_chain", lambda _config: liar_first(block(50, LIE_TIME)))
+    assert command_cmd._latest_block_time(None) == HONEST_TIME  # type: ignore[arg-type]
+
+
+# --- the agent at `signed` ------------------------------------------------------------
+
+
+class FakeReceiver:
+    """Delivers scripted items once; its chain answers the block-time question."""
+
+    def __init__(self, items: list[Delivered], chain: Chain) -> None:
+        self.items = items
+        self.chain = chain
+
+    def poll(self, level: Level, channel: str | None) -> list[Delivered]:
+        items, self.items = self.items, []
+        return items
+
+    def close(self) -> None:
+        self.chain.close()
+
+
+def signed(seq: int, claimed_time: int) -> Delivered:
+    """A `signed` delivery: the block time is one endpoint's claim (0 on the log path)."""
+    c = cmd(seq, args=(("valve-1", "40"),))
+    return delivery(c, level=Level.SIGNED, block_timestamp=claimed_time)
+
+
+def run_signed(tmp_path: Path, items: list[Delivered], chain: Chain) -> list[Any]:
+    results: list[Any] = []
+    agent = Agent(make_policy(min_level=Level.SIGNED), tmp_path, Outbox(), clock=lambda: T0 + 20)
+    service = AgentService(
+        agent,
+        FakeReceiver(items, chain),  # type: ignore[arg-type]
+        level=Level.SIGNED,
+        on_result=lambda _d, r: results.append(r),
+    )
+    try:
+        service.step(0.0)
+        results.append(agent.highest_seq(items[0].sender))
+    finally:
+        service.close()
+    return results
+
+
+def test_a_signed_agent_runs_fresh_commands_judged_by_the_quorum_time(tmp_path: Path) -> None:
+    # the old code judged by block_timestamp 0 and refused (and consumed) every command
+    result, highest = run_signed(tmp_path, [signed(1, 0)], liar_first(block(50, LIE_TIME)))
+    assert (result.status, result.reason) == (Status.EXECUTED, Reason.OK)
+    assert highest == 1
+
+
+def test_a_signed_agent_ignores_the_claimed_block_time(tmp_path: Path) -> None:
+    # the claim says "inside the window"; the quorum's latest block is past expiry
+    chain = Chain([Blocks(f"rpc#{i}", block(50, T0 + 9999)) for i in range(3)], 2)
+    result, _ = run_signed(tmp_path, [signed(1, T0 + 10)], chain)
+    assert result.reason is Reason.EXPIRED
+    assert "chain time" in result.output
+
+
+def test_no_quorum_time_refuses_without_consuming(tmp_path: Path) -> None:
+    chain = Chain([Blocks("rpc#0", None), Blocks("rpc#1", None), Blocks("rpc#2", None)], 2)
+    result, highest = run_signed(tmp_path, [signed(1, T0 + 10)], chain)
+    assert result.reason is Reason.NO_CHAIN_TIME
+    assert highest == 0  # the seq is not burnt: a later delivery can still run
