@@ -8,7 +8,8 @@ Example (the README documents every key)::
 
     chain_id = 31337
     endpoints = ["http://127.0.0.1:8545"]
-    quorum = 1
+    quorum = 1                           # must be a majority of the endpoints, unless
+                                         # allow_minority_quorum = true (warned about)
     keystore = "meter-1.keystore.json"   # relative paths are relative to this file
     password_file = "meter-1.password"   # or set LIGHTPOST_PASSWORD
     data_dir = "../data/meter-1"
@@ -49,6 +50,7 @@ __all__ = [
     "ChannelPolicy",
     "DeviceConfig",
     "FeeSettings",
+    "is_minority_quorum",
     "load_config",
     "parse_config",
     "read_password",
@@ -73,6 +75,7 @@ TOP_LEVEL_KEYS = frozenset(
         "chain_id",
         "endpoints",
         "quorum",
+        "allow_minority_quorum",
         "keystore",
         "password_file",
         "data_dir",
@@ -138,6 +141,17 @@ class DeviceConfig:
     finality_depth: int = DEFAULT_FINALITY_DEPTH
     name: str = "device"
     agent: Mapping[str, Any] = field(default_factory=dict)
+    allow_minority_quorum: bool = False
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """Lines the CLI prints before it runs: risks the config explicitly accepted."""
+        if not is_minority_quorum(self.quorum, len(self.endpoints)):
+            return ()
+        return (
+            f"quorum {self.quorum} of {len(self.endpoints)} endpoints is not a majority "
+            "(allow_minority_quorum = true): a minority of endpoints can decide an answer",
+        )
 
     @property
     def endpoint_labels(self) -> tuple[str, ...]:
@@ -149,6 +163,13 @@ class DeviceConfig:
             if ch.name == name:
                 return ch
         return None
+
+
+def is_minority_quorum(quorum: int, endpoints: int) -> bool:
+    """True when ``quorum`` endpoints need not be a majority of ``endpoints`` (n >= 2):
+    two disjoint groups can then each reach it, and with quorum 1 any single endpoint's
+    answer (e.g. the highest ``finalized``) wins."""
+    return endpoints >= 2 and 2 * quorum <= endpoints
 
 
 def _require(raw: Mapping[str, Any], key: str, kind: type) -> Any:
@@ -304,6 +325,15 @@ def parse_config(
         raise ConfigError(
             f"config: `quorum` must be between 1 and the number of endpoints ({len(endpoints)})"
         )
+    allow_minority = raw.get("allow_minority_quorum", False)
+    if not isinstance(allow_minority, bool):
+        raise ConfigError("config: `allow_minority_quorum` must be true or false")
+    if is_minority_quorum(quorum, len(endpoints)) and not allow_minority:
+        raise ConfigError(
+            f"config: `quorum` {quorum} of {len(endpoints)} endpoints is not a majority, so "
+            f"a minority of endpoints could decide; use quorum >= {len(endpoints) // 2 + 1}, "
+            "or set allow_minority_quorum = true to accept that"
+        )
     keystore = env.get("LIGHTPOST_KEYSTORE") or _require(raw, "keystore", str)
     data_dir = env.get("LIGHTPOST_DATA_DIR") or _require(raw, "data_dir", str)
     pw_file = env.get("LIGHTPOST_PASSWORD_FILE") or raw.get("password_file")
@@ -348,6 +378,7 @@ def parse_config(
         finality_depth=_positive(raw, "finality_depth", DEFAULT_FINALITY_DEPTH),
         name=name,
         agent=agent,
+        allow_minority_quorum=allow_minority,
     )
 
 
