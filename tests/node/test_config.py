@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -176,3 +179,24 @@ def test_an_explicit_minority_quorum_is_loaded_with_a_warning() -> None:
     assert parse(base(allow_minority_quorum=True)).warnings == ()
     with pytest.raises(ConfigError, match="allow_minority_quorum` must be true or false"):
         parse(base(quorum=1, allow_minority_quorum="yes"))
+
+
+def test_the_env_password_is_removed_once_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LIGHTPOST_PASSWORD", "s3cret-env")
+    cfg = parse_config(base(), path=tmp_path / "d.toml", env={})
+    assert read_password(cfg) == "s3cret-env"
+    assert "LIGHTPOST_PASSWORD" not in os.environ
+    # a child process started afterwards does not inherit it
+    child = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.environ.get('LIGHTPOST_PASSWORD'))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert child.stdout.strip() == "None"
+    # an explicit mapping (tests, embedding) is read, not changed
+    env = {"LIGHTPOST_PASSWORD": "mapped"}
+    assert read_password(cfg, env=env) == "mapped"
+    assert env == {"LIGHTPOST_PASSWORD": "mapped"}

@@ -47,6 +47,7 @@ from lightpost.errors import ConfigError, DecodingError
 __all__ = [
     "DEFAULT_BATCH_BYTES",
     "DEFAULT_BATCH_DELAY_S",
+    "PASSWORD_ENV",
     "ChannelPolicy",
     "DeviceConfig",
     "FeeSettings",
@@ -398,14 +399,23 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Devic
     return parse_config(raw, path=p.resolve(), env=os.environ if env is None else env)
 
 
+PASSWORD_ENV = "LIGHTPOST_PASSWORD"
+"""Environment variable holding the keystore password; removed from ``os.environ`` as
+soon as it is read, so no child process (a plugin's, an update check's) inherits it."""
+
+
 def read_password(config: DeviceConfig, env: Mapping[str, str] | None = None) -> str:
-    """The keystore password: LIGHTPOST_PASSWORD, else the password file."""
+    """The keystore password: LIGHTPOST_PASSWORD (then removed from the process
+    environment), else the password file."""
     env = os.environ if env is None else env
-    if "LIGHTPOST_PASSWORD" in env:
-        return env["LIGHTPOST_PASSWORD"]
+    if PASSWORD_ENV in env:
+        password = env[PASSWORD_ENV]
+        if env is os.environ:
+            del os.environ[PASSWORD_ENV]
+        return password
     if config.password_file is None:
         raise ConfigError(
-            "no keystore password: set LIGHTPOST_PASSWORD or `password_file` in the config"
+            f"no keystore password: set {PASSWORD_ENV} or `password_file` in the config"
         )
     try:
         return config.password_file.read_text(encoding="utf-8").rstrip("\r\n")
