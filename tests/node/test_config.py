@@ -200,3 +200,10 @@ def test_the_env_password_is_removed_once_read(
     env = {"LIGHTPOST_PASSWORD": "mapped"}
     assert read_password(cfg, env=env) == "mapped"
     assert env == {"LIGHTPOST_PASSWORD": "mapped"}
+
+
+def test_the_scrypt_memory_ceiling_is_configurable() -> None:
+    assert parse(base()).scrypt_max_memory == 257 << 20
+    assert parse(base(scrypt_max_memory_mib=64)).scrypt_max_memory == 64 << 20
+    with pytest.raises(ConfigError, match="scrypt_max_memory_mib"):
+        parse(base(scrypt_max_memory_mib="lots"))

@@ -42,6 +42,7 @@ from urllib.parse import urlsplit
 
 from lightpost.core.envelope import MIN_POST_BYTES
 from lightpost.core.keys import parse_address
+from lightpost.core.keystore import SCRYPT_MAX_MEMORY
 from lightpost.errors import ConfigError, DecodingError
 
 __all__ = [
@@ -78,6 +79,7 @@ TOP_LEVEL_KEYS = frozenset(
         "quorum",
         "allow_minority_quorum",
         "keystore",
+        "scrypt_max_memory_mib",
         "password_file",
         "data_dir",
         "mode",
@@ -143,6 +145,7 @@ class DeviceConfig:
     name: str = "device"
     agent: Mapping[str, Any] = field(default_factory=dict)
     allow_minority_quorum: bool = False
+    scrypt_max_memory: int = SCRYPT_MAX_MEMORY
 
     @property
     def warnings(self) -> tuple[str, ...]:
@@ -380,6 +383,7 @@ def parse_config(
         name=name,
         agent=agent,
         allow_minority_quorum=allow_minority,
+        scrypt_max_memory=_positive(raw, "scrypt_max_memory_mib", SCRYPT_MAX_MEMORY >> 20) << 20,
     )
 
 

@@ -123,7 +123,9 @@ def _read_keystore(config: DeviceConfig) -> str:
 
 def load_key(config: DeviceConfig, env: Mapping[str, str] | None = None) -> PrivateKey:
     """Decrypt the device key (password from LIGHTPOST_PASSWORD or the password file)."""
-    return decrypt_key(_read_keystore(config), read_password(config, env))
+    return decrypt_key(
+        _read_keystore(config), read_password(config, env), max_memory=config.scrypt_max_memory
+    )
 
 
 def keystore_address(config: DeviceConfig) -> bytes | None:
