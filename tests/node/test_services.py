@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -12,13 +14,15 @@ import pytest
 from lightpost.cli import command_cmd
 from lightpost.core.command import Reason, Status
 from lightpost.core.levels import Delivered, Level
-from lightpost.errors import QuorumError
+from lightpost.errors import QuorumError, StoreError
 from lightpost.node.agent import Agent
 from lightpost.node.chain import Chain
+from lightpost.node.runtime import Node
 from lightpost.node.services import AgentService, quorum_time
 from tests.node.agent_plugins import T0, delivery
 from tests.node.test_agent import Outbox, cmd, make_policy
 
+SECRET_URL = "https://rpc.invalid/v3/KEY123SECRET"
 HONEST_TIME = T0 + 100
 LIE_TIME = T0 + 10**6
 
@@ -141,3 +145,55 @@ def test_no_quorum_time_refuses_without_consuming(tmp_path: Path) -> None:
     result, highest = run_signed(tmp_path, [signed(1, T0 + 10)], chain)
     assert result.reason is Reason.NO_CHAIN_TIME
     assert highest == 0  # the seq is not burnt: a later delivery can still run
+
+
+# --- the node loop survives any one failing service -----------------------------------
+
+
+class Flaky:
+    """A service (or sender) that raises ``error`` while it is set, and counts steps."""
+
+    def __init__(self, name: str, error: Exception | None = None) -> None:
+        self.name = name
+        self.error = error
+        self.steps = 0
+        self.problems: dict[str, str] = {}
+
+    def step(self, now: float) -> Any:
+        self.steps += 1
+        if self.error is not None:
+            raise self.error
+        return SimpleNamespace(busy=False)
+
+    def close(self) -> None:
+        pass
+
+
+def test_one_failing_service_never_stops_the_node_or_the_others() -> None:
+    sender = Flaky("sender", RecursionError("maximum recursion depth exceeded"))
+    receiver = Flaky("receiver", RuntimeError(f"GET {SECRET_URL} failed"))
+    agent = Flaky("agent", StoreError("agent state write failed: disk is full"))
+    healthy = Flaky("printer")
+    lines: list[str] = []
+    node = Node(sender, [receiver, agent, healthy], log=lines.append)  # type: ignore[arg-type]
+    for tick in range(3):
+        assert node.step(float(tick)) is False
+    # every one was retried on every tick; each failure is one line, logged once
+    assert [s.steps for s in (sender, receiver, agent, healthy)] == [3, 3, 3, 3]
+    assert lines == [
+        "sender: unexpected RecursionError (retrying)",
+        "receiver: unexpected RuntimeError (retrying)",
+        "agent: agent state write failed: disk is full (retrying)",
+    ]
+    assert not any(SECRET_URL in line for line in lines)  # foreign text may hold a key
+    receiver.error = None
+    node.step(3.0)
+    assert lines[-1] == "receiver: working again"
+
+
+def test_the_node_loop_keeps_running_through_failures() -> None:
+    failing = Flaky("receiver", ValueError("boom"))
+    healthy = Flaky("agent")
+    node = Node(Flaky("sender"), [failing, healthy], poll_s=0.0)  # type: ignore[arg-type]
+    node.run(threading.Event(), duration=0.05)
+    assert failing.steps >= 2 and healthy.steps == failing.steps

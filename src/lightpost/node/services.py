@@ -58,6 +58,8 @@ Item = Delivered | Problem
 class ReceiveService:
     """Poll ``receiver`` at ``level`` (optionally one channel) and hand every item over."""
 
+    name = "receiver"
+
     def __init__(
         self,
         receiver: Receiver,
@@ -137,6 +139,8 @@ def build_agent(
 
 class AgentService:
     """Feed verified commands to the agent; report decisions through ``on_result``."""
+
+    name = "agent"
 
     def __init__(
         self,
