@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from lightpost.adapters.rpc import HttpEndpoint
+from lightpost.adapters.sqlite import private_dir
 from lightpost.adapters.store import Store
 from lightpost.core.keys import PrivateKey, parse_address
 from lightpost.core.keystore import decrypt_key
@@ -90,9 +91,9 @@ class Service(Protocol):
 
 
 def ensure_data_dir(config: DeviceConfig) -> Path:
-    """Create the data directory if needed; one ConfigError line if it cannot be."""
+    """Create the data directory (0700) if needed; one ConfigError line if it cannot be."""
     try:
-        config.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(config.data_dir)
     except OSError as exc:
         raise ConfigError(f"cannot create data_dir {config.data_dir}: {exc.strerror}") from None
     return config.data_dir
