@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import http.server
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,10 +19,11 @@ from lightpost.core.levels import Delivered, Level
 from lightpost.errors import QuorumError, StoreError
 from lightpost.node.agent import Agent
 from lightpost.node.chain import Chain
+from lightpost.node.handlers import UpdateHandler
 from lightpost.node.runtime import Node
 from lightpost.node.services import AgentService, quorum_time
 from tests.node.agent_plugins import T0, delivery
-from tests.node.test_agent import Outbox, cmd, make_policy
+from tests.node.test_agent import NOW, Outbox, cmd, make_policy, update_cmd
 
 SECRET_URL = "https://rpc.invalid/v3/KEY123SECRET"
 HONEST_TIME = T0 + 100
@@ -108,6 +111,15 @@ def signed(seq: int, claimed_time: int) -> Delivered:
     return delivery(c, level=Level.SIGNED, block_timestamp=claimed_time)
 
 
+def drain(service: AgentService) -> None:
+    """Step until the worker has nothing left (handlers run there)."""
+    service.step(0.0)
+    deadline = time.monotonic() + 10
+    while service.busy and time.monotonic() < deadline:
+        time.sleep(0.01)
+    service.step(1.0)
+
+
 def run_signed(tmp_path: Path, items: list[Delivered], chain: Chain) -> list[Any]:
     results: list[Any] = []
     agent = Agent(make_policy(min_level=Level.SIGNED), tmp_path, Outbox(), clock=lambda: T0 + 20)
@@ -118,7 +130,7 @@ def run_signed(tmp_path: Path, items: list[Delivered], chain: Chain) -> list[Any
         on_result=lambda _d, r: results.append(r),
     )
     try:
-        service.step(0.0)
+        drain(service)
         results.append(agent.highest_seq(items[0].sender))
     finally:
         service.close()
@@ -197,3 +209,115 @@ def test_the_node_loop_keeps_running_through_failures() -> None:
     node = Node(Flaky("sender"), [failing, healthy], poll_s=0.0)  # type: ignore[arg-type]
     node.run(threading.Event(), duration=0.05)
     assert failing.steps >= 2 and healthy.steps == failing.steps
+
+
+# --- update downloads: a total deadline, in a worker -----------------------------------
+
+IMAGE = b"firmware four" * 100  # 1300 bytes: ~65 s at the drip rate below
+
+
+class Drip:
+    """A loopback HTTP server that sends one byte every ``DRIP_S``: in the body
+    (``where="body"``) or inside the headers (``where="headers"``)."""
+
+    DRIP_S = 0.05
+
+    def __init__(self, where: str) -> None:
+        self.stop = threading.Event()
+        self.finished = threading.Event()
+        drip = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(IMAGE)))
+                if where == "headers":
+                    self.wfile.write(b"X-Slow: ")
+                    drip.send(self.wfile, b"a" * len(IMAGE))
+                self.end_headers()
+                drip.send(self.wfile, IMAGE)
+                drip.finished.set()
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def send(self, out: Any, data: bytes) -> None:
+        for i in range(len(data)):
+            if self.stop.wait(self.DRIP_S):
+                return
+            out.write(data[i : i + 1])
+            out.flush()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/img"
+
+    def __enter__(self) -> Drip:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def update_delivery(seq: int = 1) -> Delivered:
+    return delivery(update_cmd(seq, IMAGE, (5,)))
+
+
+@pytest.mark.parametrize("where", ["body", "headers"])
+def test_a_slow_drip_download_fails_at_its_total_deadline(tmp_path: Path, where: str) -> None:
+    # each byte arrives well within the per-read timeout; only a total deadline ends it
+    outbox = Outbox()
+    with Drip(where) as drip:
+        handler = UpdateHandler(drip.url, deadline_s=0.5)
+        with Agent(
+            make_policy(drip.url), tmp_path, outbox, handlers={"update": handler}, clock=lambda: NOW
+        ) as agent:
+            result = agent.process(update_delivery())
+            assert agent.installed.version == ()
+        assert not drip.finished.is_set()  # cut off, not waited out
+    assert result is not None
+    assert (result.status, result.reason) == (Status.FAILED, Reason.FETCH_FAILED)
+    assert result.output == "image download exceeded its 0.5 s deadline"
+    assert not (tmp_path / "images" / "image.new").exists()
+
+
+def test_the_node_loop_keeps_serving_while_an_update_downloads(tmp_path: Path) -> None:
+    results: list[Any] = []
+    with Drip("body") as drip:
+        handler = UpdateHandler(drip.url, deadline_s=1.0)
+        agent = Agent(
+            make_policy(drip.url),
+            tmp_path,
+            Outbox(),
+            handlers={"update": handler},
+            clock=lambda: NOW,
+        )
+        chain = Chain([Blocks("rpc#0", block(50, NOW))], 1)
+        service = AgentService(
+            agent,
+            FakeReceiver([update_delivery(1), delivery(cmd(2, args=(("valve-1", "7"),)))], chain),  # type: ignore[arg-type]
+            level=Level.FINAL,
+            on_result=lambda _d, r: results.append(r),
+        )
+        other = Flaky("sender")
+        node = Node(other, [service])  # type: ignore[arg-type]
+        try:
+            node.step(0.0)  # starts the download in the worker and returns
+            assert service.busy and not drip.finished.is_set()
+            for tick in range(1, 4):  # the loop goes on: the sender is served every tick
+                node.step(float(tick))
+            assert other.steps == 4 and results == []
+            drain(service)  # the download hits its deadline; then the queued `set` runs
+            drain(service)
+        finally:
+            service.close()
+    assert [(r.command_seq, r.status, r.reason) for r in results] == [
+        (1, Status.FAILED, Reason.FETCH_FAILED),
+        (2, Status.EXECUTED, Reason.OK),
+    ]

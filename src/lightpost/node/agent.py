@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from lightpost.adapters.agent_store import (
@@ -65,12 +65,25 @@ __all__ = [
     "AgentStore",
     "AuditEntry",
     "InstalledSoftware",
+    "Job",
     "SendResult",
     "read_audit",
 ]
 
 SendResult = Callable[[bytes, bytes], object]
 """``send_result(controller_address, encoded_result)``; content type 5."""
+
+
+Outcome = tuple[Status, Reason, str, str]
+"""A handler's outcome: status, reason, output for the signed result, audit detail."""
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """An accepted command whose handler is still to run (see :meth:`Agent.start`)."""
+
+    entry: AuditEntry
+    run: Callable[[], Outcome]
 
 
 class Agent:
@@ -148,6 +161,15 @@ class Agent:
         ``chain_time`` is the quorum-agreed latest block time: at ``signed`` the command's
         validity is judged by it (the block timestamp is unverified there).
         """
+        started = self.start(delivered, now=now, chain_time=chain_time)
+        return self.finish(started, started.run()) if isinstance(started, Job) else started
+
+    def start(
+        self, delivered: Delivered, *, now: int | None = None, chain_time: int | None = None
+    ) -> Job | CommandResult | None:
+        """:meth:`process` up to the handler: a refusal is audited and answered here; an
+        accepted command is audited (its seq committed) and returned as a :class:`Job`,
+        whose ``run()`` (the handler; safe in a worker thread) goes to :meth:`finish`."""
         if delivered.content_type != CONTENT_TYPE_COMMAND:
             return None
         now = int(self._clock()) if now is None else now
@@ -179,30 +201,36 @@ class Agent:
         # commit the decision (and the seq) before anything runs
         self._store.record(entry, consume=decision.consume)
         if command is not None and decision.execute:
-            status, reason, output, local_detail = self._run(command, delivered, state, now)
-            self._store.record(
-                replace(entry, decision=str(status), reason=str(reason), detail=local_detail)
-            )
-        else:
-            status, reason, output = Status.REFUSED, decision.reason, detail
+            return Job(entry, lambda: self._run(command, delivered, state, now))
+        if not decision.reply:
+            return None
+        return self._answer(entry, Status.REFUSED, decision.reason, detail)
+
+    def finish(self, job: Job, outcome: Outcome) -> CommandResult:
+        """Audit a job's outcome (from ``job.run()``) and answer the controller."""
+        status, reason, output, local_detail = outcome
+        self._store.record(
+            replace(job.entry, decision=str(status), reason=str(reason), detail=local_detail)
+        )
+        return self._answer(job.entry, status, reason, output)
+
+    def _answer(
+        self, entry: AuditEntry, status: Status, reason: Reason, output: str
+    ) -> CommandResult:
         result = CommandResult(
-            controller=delivered.sender,
+            controller=entry.controller,
             command_seq=entry.command_seq,
             status=status,
             reason=reason,
             output=truncate_output(output),
         )
-        if not decision.reply:
-            return None
         try:
-            self._send(delivered.sender, encode_result(result))
+            self._send(entry.controller, encode_result(result))
         except Exception as exc:  # the command is done; record that the answer was not
             self._store.record(replace(entry, decision="send-failed", detail=type(exc).__name__))
         return result
 
-    def _run(
-        self, command: Command, delivered: Delivered, state: AgentState, now: int
-    ) -> tuple[Status, Reason, str, str]:
+    def _run(self, command: Command, delivered: Delivered, state: AgentState, now: int) -> Outcome:
         """(status, reason, output for the signed on-chain result, detail for the local
         audit log). A plugin's unexpected exception is published by type only: its text
         may hold a URL with a key or other local detail; the audit keeps the text."""

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from lightpost.adapters.store import Store
 from lightpost.core.command import (
@@ -29,7 +31,7 @@ from lightpost.core.levels import Delivered, Level
 from lightpost.core.rpcfields import data_field, get_object, quantity_field
 from lightpost.core.verify import Problem
 from lightpost.errors import LightpostError
-from lightpost.node.agent import Agent
+from lightpost.node.agent import Agent, Job, Outcome
 from lightpost.node.chain import Chain
 from lightpost.node.config import ChannelPolicy, DeviceConfig
 from lightpost.node.receiver import Receiver
@@ -138,7 +140,12 @@ def build_agent(
 
 
 class AgentService:
-    """Feed verified commands to the agent; report decisions through ``on_result``."""
+    """Feed verified commands to the agent; report decisions through ``on_result``.
+
+    Handlers (an update's download above all) run in one worker thread, one command at
+    a time and in delivery order: while one runs, ``step`` returns at once and the node
+    loop keeps serving the sender and the other services. Commands delivered meanwhile
+    wait in order; the receiver is not polled again until they are done."""
 
     name = "agent"
 
@@ -162,25 +169,56 @@ class AgentService:
             on_item=self._item,
             interval_s=interval_s,
         )
+        self._waiting: deque[Delivered] = deque()
+        self._running: tuple[Delivered, Job, Future[Outcome]] | None = None
+        self._worker: ThreadPoolExecutor | None = None
 
     def _item(self, item: Item) -> None:
         if isinstance(item, Problem):
             self.on_problem(item)
-            return
-        chain_time = None
-        if item.level < Level.INCLUDED:  # the block time is unverified: ask the quorum
-            # none: the agent refuses it as no-chain-time, without consuming its seq
-            with contextlib.suppress(LightpostError):
-                chain_time = quorum_time(self._receive.receiver.chain)
-        result = self.agent.process(item, chain_time=chain_time)
-        if result is not None:
-            self.on_result(item, result)
+        else:
+            self._waiting.append(item)
+
+    def _chain_time(self, item: Delivered) -> int | None:
+        if item.level >= Level.INCLUDED:
+            return None
+        # the block time is unverified: ask the quorum; without an answer the agent
+        # refuses the command as no-chain-time, without consuming its seq
+        with contextlib.suppress(LightpostError):
+            return quorum_time(self._receive.receiver.chain)
+        return None
+
+    @property
+    def busy(self) -> bool:
+        """True while a handler runs in the worker."""
+        return self._running is not None and not self._running[2].done()
 
     def step(self, now: float) -> None:
-        self._receive.step(now)
+        if self._running is not None:
+            item, job, future = self._running
+            if not future.done():
+                return
+            self._running = None
+            self.on_result(item, self.agent.finish(job, future.result()))
+        if not self._waiting:
+            self._receive.step(now)
+        while self._waiting:
+            item = self._waiting[0]
+            started = self.agent.start(item, chain_time=self._chain_time(item))
+            self._waiting.popleft()
+            if isinstance(started, Job):
+                if self._worker is None:
+                    self._worker = ThreadPoolExecutor(1, thread_name_prefix="lightpost-agent")
+                self._running = (item, started, self._worker.submit(started.run))
+                return
+            if started is not None:
+                self.on_result(item, started)
 
     def close(self) -> None:
-        """Close the agent's state and its receiver."""
+        """Close the agent's state and its receiver (a running handler is left to end
+        on its own: its seq is consumed; start-up recovery repairs a half update)."""
+        if self._worker is not None:
+            self._worker.shutdown(wait=False)
         self.agent.close()
         self._receive.close()
 
