@@ -5,7 +5,7 @@ from __future__ import annotations
 import http.server
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -96,10 +96,12 @@ class FakeReceiver:
     def __init__(self, items: list[Delivered], chain: Chain) -> None:
         self.items = items
         self.chain = chain
+        self.saved = 0  # polls whose state was saved (as the receiver does: at the end)
 
-    def poll(self, level: Level, channel: str | None) -> list[Delivered]:
+    def poll(self, level: Level, channel: str | None) -> Iterator[Delivered]:
         items, self.items = self.items, []
-        return items
+        yield from items
+        self.saved += 1
 
     def close(self) -> None:
         self.chain.close()
@@ -299,9 +301,12 @@ def test_the_node_loop_keeps_serving_while_an_update_downloads(tmp_path: Path) -
             clock=lambda: NOW,
         )
         chain = Chain([Blocks("rpc#0", block(50, NOW))], 1)
+        receiver = FakeReceiver(
+            [update_delivery(1), delivery(cmd(2, args=(("valve-1", "7"),)))], chain
+        )
         service = AgentService(
             agent,
-            FakeReceiver([update_delivery(1), delivery(cmd(2, args=(("valve-1", "7"),)))], chain),  # type: ignore[arg-type]
+            receiver,  # type: ignore[arg-type]
             level=Level.FINAL,
             on_result=lambda _d, r: results.append(r),
         )
@@ -313,6 +318,7 @@ def test_the_node_loop_keeps_serving_while_an_update_downloads(tmp_path: Path) -
             for tick in range(1, 4):  # the loop goes on: the sender is served every tick
                 node.step(float(tick))
             assert other.steps == 4 and results == []
+            assert receiver.saved == 0  # the poll waits: a crash now redelivers both
             drain(service)  # the download hits its deadline; then the queued `set` runs
             drain(service)
         finally:

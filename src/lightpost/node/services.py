@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from lightpost.adapters.store import Store
@@ -82,12 +81,17 @@ class ReceiveService:
         """Close the receiver (its state file and endpoint threads)."""
         self.receiver.close()
 
-    def step(self, now: float) -> None:
+    def due(self, now: float) -> bool:
+        """True (and the poll clock reset) when ``interval_s`` passed since the last poll."""
         if self._last is not None and now - self._last < self.interval_s:
-            return
+            return False
         self._last = now
-        for item in self.receiver.poll(self.level, self.channel):
-            self.on_item(item)
+        return True
+
+    def step(self, now: float) -> None:
+        if self.due(now):
+            for item in self.receiver.poll(self.level, self.channel):
+                self.on_item(item)
 
 
 def quorum_time(chain: Chain) -> int:
@@ -144,8 +148,10 @@ class AgentService:
 
     Handlers (an update's download above all) run in one worker thread, one command at
     a time and in delivery order: while one runs, ``step`` returns at once and the node
-    loop keeps serving the sender and the other services. Commands delivered meanwhile
-    wait in order; the receiver is not polled again until they are done."""
+    loop keeps serving the sender and the other services. The receiver's poll is left
+    suspended meanwhile and resumed afterwards, so its state is saved only once every
+    command of the poll was decided (a crash redelivers them; the agent refuses
+    replays), exactly as when handlers ran inline."""
 
     name = "agent"
 
@@ -166,18 +172,12 @@ class AgentService:
             receiver,
             level=level,
             channel=COMMANDS_CHANNEL,
-            on_item=self._item,
+            on_item=lambda _item: None,
             interval_s=interval_s,
         )
-        self._waiting: deque[Delivered] = deque()
+        self._items: Iterator[Item] | None = None
         self._running: tuple[Delivered, Job, Future[Outcome]] | None = None
         self._worker: ThreadPoolExecutor | None = None
-
-    def _item(self, item: Item) -> None:
-        if isinstance(item, Problem):
-            self.on_problem(item)
-        else:
-            self._waiting.append(item)
 
     def _chain_time(self, item: Delivered) -> int | None:
         if item.level >= Level.INCLUDED:
@@ -195,30 +195,40 @@ class AgentService:
 
     def step(self, now: float) -> None:
         if self._running is not None:
-            item, job, future = self._running
+            delivered, job, future = self._running
             if not future.done():
                 return
             self._running = None
-            self.on_result(item, self.agent.finish(job, future.result()))
-        if not self._waiting:
-            self._receive.step(now)
-        while self._waiting:
-            item = self._waiting[0]
-            started = self.agent.start(item, chain_time=self._chain_time(item))
-            self._waiting.popleft()
-            if isinstance(started, Job):
-                if self._worker is None:
-                    self._worker = ThreadPoolExecutor(1, thread_name_prefix="lightpost-agent")
-                self._running = (item, started, self._worker.submit(started.run))
+            self.on_result(delivered, self.agent.finish(job, future.result()))
+        if self._items is None:
+            if not self._receive.due(now):
                 return
-            if started is not None:
-                self.on_result(item, started)
+            self._items = iter(self._receive.receiver.poll(self._receive.level, COMMANDS_CHANNEL))
+        try:
+            for item in self._items:
+                if isinstance(item, Problem):
+                    self.on_problem(item)
+                    continue
+                started = self.agent.start(item, chain_time=self._chain_time(item))
+                if isinstance(started, Job):
+                    if self._worker is None:
+                        self._worker = ThreadPoolExecutor(1, thread_name_prefix="lightpost-agent")
+                    self._running = (item, started, self._worker.submit(started.run))
+                    return
+                if started is not None:
+                    self.on_result(item, started)
+        except BaseException:
+            self._items = None  # the poll ended with the error; the next one starts anew
+            raise
+        self._items = None
 
     def close(self) -> None:
         """Close the agent's state and its receiver (a running handler is left to end
         on its own: its seq is consumed; start-up recovery repairs a half update)."""
         if self._worker is not None:
             self._worker.shutdown(wait=False)
+        if isinstance(self._items, Generator):
+            self._items.close()
         self.agent.close()
         self._receive.close()
 
