@@ -15,6 +15,7 @@ Example (the README documents every key)::
     data_dir = "../data/meter-1"
     mode = "channel"                     # or "direct"
     inbox = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+    scrypt_max_memory_mib = 257          # keystore scrypt ceiling (default: geth standard)
 
     [fees]
     policy = "eip1559"                   # or "fixed" (the paper's 30 gwei x 210,000)
