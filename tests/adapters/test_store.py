@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lightpost.adapters.store import SCHEMA_VERSION, Store
+from lightpost.adapters.store import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, Store
 from lightpost.core.fees import FeeQuote
 from lightpost.core.hashing import keccak256
 from lightpost.core.outbox import (
@@ -394,27 +394,29 @@ def test_prune_final_keeps_everything_else(store: Store) -> None:
     assert store.prune_final(older_than_ts=10_000.0) == 1
 
 
-# --- receiver state --------------------------------------------------------------
+# --- migrations --------------------------------------------------------------------
 
 
-def test_accumulator_refuses_rollback(store: Store) -> None:
-    assert store.accumulator(ALICE, "c") is None
-    store.save_accumulator(ALICE, "c", acc=b"\x01" * 32, count=3, last_seq=2, at=1.0)
-    store.save_accumulator(ALICE, "c", acc=b"\x02" * 32, count=4, last_seq=3, at=2.0)
-    acc = store.accumulator(ALICE, "c")
-    assert acc is not None and (acc.acc, acc.count, acc.last_seq) == (b"\x02" * 32, 4, 3)
-    with pytest.raises(StoreError, match="roll"):
-        store.save_accumulator(ALICE, "c", acc=b"\x01" * 32, count=3, last_seq=2, at=3.0)
-
-
-def test_commands_seen_and_pruned(store: Store) -> None:
-    assert store.highest_command_seq(ALICE) is None
-    assert store.mark_command_seen(ALICE, b"c1", seq=1, at=10.0)
-    assert not store.mark_command_seen(ALICE, b"c1", seq=1, at=11.0)
-    assert store.mark_command_seen(ALICE, b"c2", seq=2, at=20.0)
-    assert store.highest_command_seq(ALICE) == 2
-    assert store.prune_commands(older_than_ts=1000.0) == 1  # highest kept
-    assert store.highest_command_seq(ALICE) == 2
+def test_a_v1_store_of_the_landed_version_migrates_and_keeps_its_data(tmp_path: Path) -> None:
+    path = tmp_path / "lightpost.sqlite3"
+    conn = sqlite3.connect(path, isolation_level=None)
+    MIGRATIONS[0](conn)  # the released v1 schema, as the landed version wrote it
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    conn.execute("PRAGMA user_version = 1")
+    conn.execute("INSERT INTO meta (key, value) VALUES ('next_nonce', '7')")
+    conn.execute(
+        "INSERT INTO accumulators VALUES (?, 'c', ?, 3, 2, 1.0)", (b"\x01" * 20, b"\x02" * 32)
+    )
+    conn.close()
+    with Store.open(path) as s:
+        assert s.schema_version == SCHEMA_VERSION == 2
+        assert s.get_meta("next_nonce") == "7"
+        mid = enqueue(s, payload=b"after the migration")
+        assert s.message(mid).payload == b"after the migration"
+        assert s._conn is not None
+        tables = {r[0] for r in s._conn.execute("SELECT name FROM sqlite_master")}
+    assert not tables & {"accumulators", "seen_commands", "seen_commands_seq"}
+    assert {"meta", "transactions", "tx_candidates", "messages"} <= tables
 
 
 # --- store vs. pure table -------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from lightpost.cli import main as cli_main
@@ -48,3 +50,29 @@ def test_device_commands_still_parse_without_the_operator(
     assert exit_.value.code == 0
     out = capsys.readouterr().out
     assert "send" in out and "devnet" not in out
+
+
+def test_a_minority_quorum_is_one_error_line_or_one_warning_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(cli_main, "_dispatch_handler", lambda args, handlers: 0)
+    config = tmp_path / "device.toml"
+    lines = [
+        "chain_id = 31337",
+        'endpoints = ["http://127.0.0.1:8545", "http://127.0.0.1:8546"]',
+        "quorum = 1",
+        'keystore = "k.json"',
+        'data_dir = "data"',
+        'mode = "direct"',
+    ]
+    config.write_text("\n".join(lines) + "\n")
+    assert cli_main.main(["status", "--config", str(config)]) == cli_main.EXIT_ERROR
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("lightpost: error: config: `quorum` 1 of 2")
+    config.write_text("\n".join([*lines, "allow_minority_quorum = true"]) + "\n")
+    assert cli_main.main(["status", "--config", str(config)]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "lightpost: warning: quorum 1 of 2 endpoints is not a majority "
+        "(allow_minority_quorum = true): a minority of endpoints can decide an answer"
+    ]

@@ -32,6 +32,7 @@ from lightpost.core.command import (
     parse_agent_policy,
     parse_version,
     truncate_output,
+    validity_time,
     version_key,
 )
 from lightpost.core.levels import Delivered, Level
@@ -312,6 +313,15 @@ REFUSALS: dict[
         True,
     ),
     "included-only": (C, {"level": Level.INCLUDED}, STATE, POLICY, R.LEVEL_TOO_LOW, False, True),
+    "signed-no-chain-time": (
+        C,
+        {"level": Level.SIGNED},
+        STATE,
+        replace(POLICY, min_level=Level.SIGNED),
+        R.NO_CHAIN_TIME,
+        False,
+        True,
+    ),
     "early": (C, {"block_timestamp": T0 - 1}, STATE, POLICY, R.NOT_YET_VALID, True, True),
     "expired-at": (C, {"block_timestamp": T0 + 600}, STATE, POLICY, R.EXPIRED, True, True),
     "expired-after": (C, {"block_timestamp": T0 + 9999}, STATE, POLICY, R.EXPIRED, True, True),
@@ -422,8 +432,36 @@ def test_explain_names_the_numbers() -> None:
 
 def test_level_policy_is_configurable() -> None:
     signed_ok = replace(POLICY, min_level=Level.SIGNED)
-    assert decide(C, delivered(level=Level.SIGNED), signed_ok, STATE).execute
-    assert not decide(C, delivered(level=Level.SIGNED), POLICY, STATE).execute
+    at_signed = delivered(level=Level.SIGNED)
+    assert decide(C, at_signed, signed_ok, STATE, chain_time=T0 + 10).execute
+    assert not decide(C, at_signed, POLICY, STATE, chain_time=T0 + 10).execute
+
+
+@pytest.mark.parametrize(
+    ("level", "claimed", "chain_time", "expected"),
+    [
+        (Level.SIGNED, 0, T0 + 10, T0 + 10),  # the log path: no block time at all
+        (Level.SIGNED, T0 + 10, T0 + 9999, T0 + 9999),  # the claim is not used
+        (Level.SIGNED, T0 + 10, None, None),
+        (Level.INCLUDED, T0 + 10, T0 + 9999, T0 + 10),  # verified from included up
+        (Level.FINAL, T0 + 10, None, T0 + 10),
+        (Level.COMPLETE, T0 + 10, None, T0 + 10),
+    ],
+)
+def test_validity_time(level: Level, claimed: int, chain_time: int | None, expected: int) -> None:
+    d = delivered(level=level, block_timestamp=claimed)
+    assert validity_time(d, chain_time) == expected
+
+
+def test_a_signed_command_is_judged_by_the_quorum_time_not_the_claim() -> None:
+    signed_ok = replace(POLICY, min_level=Level.SIGNED)
+    logged = delivered(level=Level.SIGNED, block_timestamp=0)  # what the receiver hands over
+    assert decide(C, logged, signed_ok, STATE, chain_time=T0 + 10).execute
+    late = decide(C, delivered(level=Level.SIGNED), signed_ok, STATE, chain_time=T0 + 600)
+    assert (late.reason, late.consume) == (Reason.EXPIRED, True)
+    assert explain(late.reason, C, logged, signed_ok, STATE, chain_time=T0 + 600) == (
+        f"chain time {T0 + 600}, expiry {T0 + 600}"
+    )
 
 
 # --- [agent] policy parsing ---------------------------------------------------------

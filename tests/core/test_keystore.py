@@ -23,12 +23,14 @@ from lightpost.core.keystore import (
     LIGHT_SCRYPT_N,
     LIGHT_SCRYPT_P,
     PBKDF2_ITERATIONS,
+    SCRYPT_MAX_MEMORY,
     SCRYPT_N,
     SCRYPT_P,
     SCRYPT_R,
-    decrypt_key,
     encrypt_key,
+    scrypt_memory,
 )
+from lightpost.core.keystore import decrypt_key as strict_decrypt_key
 from lightpost.errors import KeystoreError
 from tests.conftest import ANVIL_DEV_KEYS, VECTORS, vector_path
 
@@ -39,6 +41,12 @@ SMALL_SCRYPT = {"scrypt_n": 2**10, "scrypt_r": 8, "scrypt_p": 1}
 """Small work factors for speed; one test below uses the defaults."""
 
 SMALL_PBKDF2 = 1000
+
+
+def decrypt_key(keystore: Any, password: str, **kw: Any) -> PrivateKey:
+    """The tests' small work factors (and the geth vectors' n = 2) need the explicit
+    weak-KDF opt-in; the strict default is tested on its own below."""
+    return strict_decrypt_key(keystore, password, allow_weak_kdf=True, **kw)
 
 
 def reference_scrypt(password: bytes, salt: bytes, n: int, r: int, p: int, dklen: int) -> bytes:
@@ -342,7 +350,7 @@ MALFORMED: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "n float": (_set(("crypto", "kdfparams", "n"), 1024.0), "positive integer"),
     "r zero": (_set(("crypto", "kdfparams", "r"), 0), "positive integer"),
     "dklen 16": (_set(("crypto", "kdfparams", "dklen"), 16), "dklen must be 32"),
-    "huge memory": (_set(("crypto", "kdfparams", "n"), 2**30), "more memory than allowed"),
+    "huge memory": (_set(("crypto", "kdfparams", "n"), 2**30), "above the ceiling of 257 MiB"),
     "huge r*p": (_set(("crypto", "kdfparams", "p"), 2**30), "too large"),
     "openssl refuses": (
         lambda d: d["crypto"]["kdfparams"].update(n=2**16, r=1),
@@ -488,3 +496,79 @@ def test_mutated_documents_raise_only_keystore_errors(
 def test_random_text_raises_only_keystore_errors(text: str | bytes) -> None:
     with pytest.raises(KeystoreError):
         decrypt_key(text, PASSWORD)
+
+
+# --- work-factor floor and memory ceiling -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"scrypt_n": 2}, "scrypt n 2 is below the minimum 4096"),
+        ({"scrypt_n": 2**11}, "scrypt n 2048 is below the minimum 4096"),
+        ({"kdf": "pbkdf2", "pbkdf2_iterations": 1}, "pbkdf2 iteration count 1 is below"),
+        ({"kdf": "pbkdf2", "pbkdf2_iterations": 99_999}, "below the minimum 100000"),
+    ],
+)
+def test_weak_work_factors_are_refused_without_the_opt_in(
+    kwargs: dict[str, Any], needle: str
+) -> None:
+    key = PrivateKey.from_hex(ANVIL_DEV_KEYS[0])
+    doc = light_keystore(key, **kwargs)
+    with pytest.raises(KeystoreError, match=needle) as info:
+        strict_decrypt_key(doc, PASSWORD)
+    assert len(str(info.value).splitlines()) == 1
+    _assert_no_secret(str(info.value), key)
+    assert strict_decrypt_key(doc, PASSWORD, allow_weak_kdf=True) == key
+
+
+def test_the_geth_n2_vector_needs_the_opt_in() -> None:
+    vector = _vector("v3_test_vector.json", "31_byte_key")
+    with pytest.raises(KeystoreError, match="below the minimum"):
+        strict_decrypt_key(vector["json"], vector["password"])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({"scrypt_n": LIGHT_SCRYPT_N, "scrypt_p": LIGHT_SCRYPT_P}, "scrypt"),  # devnet
+        ({"kdf": "pbkdf2", "pbkdf2_iterations": 100_000}, "pbkdf2"),
+    ],
+)
+def test_the_floor_admits_light_device_keys(kwargs: dict[str, Any], expected: str) -> None:
+    key = PrivateKey.from_hex(ANVIL_DEV_KEYS[1])
+    doc = light_keystore(key, **kwargs)
+    assert doc["crypto"]["kdf"] == expected
+    assert strict_decrypt_key(doc, PASSWORD) == key
+
+
+def test_the_scrypt_ceiling_fits_the_standard_parameters_and_no_more() -> None:
+    standard = scrypt_memory(SCRYPT_N, SCRYPT_R, SCRYPT_P)
+    assert standard <= SCRYPT_MAX_MEMORY < scrypt_memory(2 * SCRYPT_N, SCRYPT_R, SCRYPT_P)
+    assert SCRYPT_MAX_MEMORY < 1 << 30  # the old 1 GiB ceiling exceeded a small device
+
+
+def test_scrypt_above_the_ceiling_is_one_clear_line_before_any_allocation() -> None:
+    key = PrivateKey.from_hex(ANVIL_DEV_KEYS[0])
+    doc = light_keystore(key)
+    doc["crypto"]["kdfparams"]["n"] = 2**20  # 1 GiB with r = 8: accepted before
+    calls: list[int] = []
+
+    def spy(*args: Any) -> bytes:
+        calls.append(1)
+        return b"\x00" * 32
+
+    with pytest.raises(KeystoreError) as info:
+        strict_decrypt_key(doc, PASSWORD, scrypt=spy)
+    assert str(info.value) == (
+        "keystore: scrypt n=1048576, r=8, p=1 needs 1024 MiB, above the ceiling of "
+        "257 MiB (config scrypt_max_memory_mib)"
+    )
+    assert calls == []
+    # configurable: a smaller device refuses what fits a larger one, and vice versa
+    small = light_keystore(key)  # n = 2^10, r = 8: 1 MiB
+    with pytest.raises(KeystoreError, match="above the ceiling of 0 MiB"):
+        strict_decrypt_key(small, PASSWORD, max_memory=1 << 19, allow_weak_kdf=True)
+    with pytest.raises(KeystoreError, match="MAC mismatch"):  # the spy's zeros are wrong
+        strict_decrypt_key(doc, PASSWORD, scrypt=spy, max_memory=2 << 30)
+    assert calls == [1]

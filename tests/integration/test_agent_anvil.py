@@ -296,6 +296,30 @@ def test_command_below_the_required_level_is_refused_then_runs_at_final(
     ]
 
 
+def test_an_agent_at_signed_runs_a_fresh_command_dated_by_the_quorum(
+    w: World, controller: Party, tmp_path: Path
+) -> None:
+    # at `signed` the receiver hands over no verified block time (0 on the log path);
+    # the landed agent judged validity by it and refused, and consumed, every command
+    me = controller.address
+    block, _ = w.head()
+    seq, _ = send_set(w, controller, "55")
+
+    def early(config: DeviceConfig, me: bytes) -> Receiver:
+        return FromBlock(config, since=block + 1, me=me, store=ReceiverStore.open(tmp_path))
+
+    signed = ValveHarness(w, level=Level.SIGNED, receiver=early)
+    try:
+        signed.agent.policy = dataclasses.replace(signed.policy, min_level=Level.SIGNED)
+        signed.pump_until_audited(me, seq, 2)
+        assert signed.audit_of(me, seq) == [ACCEPTED, OK]
+        assert signed.actuators()["valve"] == "55"
+        (delivered, result) = signed.results[-1]
+        assert delivered.level is Level.SIGNED and outcome(result) == (Status.EXECUTED, Reason.OK)
+    finally:
+        signed.close()
+
+
 # --- updates ----------------------------------------------------------------------------------
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -134,3 +137,73 @@ def test_fee_amounts_in_gwei_are_exact_wei(value: Any, wei: int) -> None:
 def test_fee_amounts_that_are_not_gwei_are_refused(value: Any, needle: str) -> None:
     with pytest.raises(ConfigError, match=needle):
         parse(base(fees={"max_fee_gwei": value}))
+
+
+# --- quorum must be a majority unless the config says otherwise -----------------------
+
+FOUR = [f"http://127.0.0.1:{8545 + i}" for i in range(4)]
+
+
+@pytest.mark.parametrize(
+    ("endpoints", "quorum", "env"),
+    [
+        (base()["endpoints"], 1, {}),  # 1 of 2: the highest `finalized` of either wins
+        (FOUR, 2, {}),  # 2 of 4: two disjoint quorums
+        (FOUR[:3], 1, {}),
+        (base()["endpoints"], 2, {"LIGHTPOST_QUORUM": "1"}),
+    ],
+)
+def test_a_minority_quorum_is_refused(endpoints: list[str], quorum: int, env: Any) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse(base(endpoints=endpoints, quorum=quorum), env)
+    assert "is not a majority" in str(err.value)
+    assert "allow_minority_quorum = true" in str(err.value)
+    assert SECRET not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("endpoints", "quorum"), [(["http://127.0.0.1:8545"], 1), (FOUR[:3], 2), (FOUR, 3)]
+)
+def test_a_majority_quorum_needs_no_opt_in(endpoints: list[str], quorum: int) -> None:
+    cfg = parse(base(endpoints=endpoints, quorum=quorum))
+    assert (cfg.quorum, cfg.allow_minority_quorum, cfg.warnings) == (quorum, False, ())
+
+
+def test_an_explicit_minority_quorum_is_loaded_with_a_warning() -> None:
+    cfg = parse(base(quorum=1, allow_minority_quorum=True))
+    assert cfg.quorum == 1
+    (line,) = cfg.warnings
+    assert line.startswith("quorum 1 of 2 endpoints is not a majority")
+    assert SECRET not in line
+    # the opt-in only accepts a minority; it never changes a majority config
+    assert parse(base(allow_minority_quorum=True)).warnings == ()
+    with pytest.raises(ConfigError, match="allow_minority_quorum` must be true or false"):
+        parse(base(quorum=1, allow_minority_quorum="yes"))
+
+
+def test_the_env_password_is_removed_once_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LIGHTPOST_PASSWORD", "s3cret-env")
+    cfg = parse_config(base(), path=tmp_path / "d.toml", env={})
+    assert read_password(cfg) == "s3cret-env"
+    assert "LIGHTPOST_PASSWORD" not in os.environ
+    # a child process started afterwards does not inherit it
+    child = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.environ.get('LIGHTPOST_PASSWORD'))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert child.stdout.strip() == "None"
+    # an explicit mapping (tests, embedding) is read, not changed
+    env = {"LIGHTPOST_PASSWORD": "mapped"}
+    assert read_password(cfg, env=env) == "mapped"
+    assert env == {"LIGHTPOST_PASSWORD": "mapped"}
+
+
+def test_the_scrypt_memory_ceiling_is_configurable() -> None:
+    assert parse(base()).scrypt_max_memory == 257 << 20
+    assert parse(base(scrypt_max_memory_mib=64)).scrypt_max_memory == 64 << 20
+    with pytest.raises(ConfigError, match="scrypt_max_memory_mib"):
+        parse(base(scrypt_max_memory_mib="lots"))

@@ -102,6 +102,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def _write_private(path: Path, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # also when an older, world-readable file is rewritten
     with os.fdopen(fd, "w") as fh:
         fh.write(text)
 
@@ -161,7 +162,8 @@ def write_device(
             f"trusted = [{', '.join(_toml_str(a) for a in addresses)}]",
         ]
     path = devices_dir / f"{name}.toml"
-    path.write_text("\n".join(lines) + "\n" + extra)
+    # 0600 like the keystore: endpoint URLs may carry a provider's API key
+    _write_private(path, "\n".join(lines) + "\n" + extra)
     return path
 
 

@@ -8,7 +8,9 @@ block is reorged out).
 
 SQLite (stdlib) in WAL mode with ``synchronous=FULL``: a delivered message's seq is on
 disk before the next one is handed out, so a crash can at worst re-deliver nothing and
-lose nothing (the cursor never passes a message that was not processed).
+lose nothing (the cursor never passes a message that was not processed). Opened, made
+private and migrated by the shared bootstrap (:mod:`lightpost.adapters.sqlite`); files
+from before the schema version (version 0, these three tables) are adopted as version 1.
 """
 
 from __future__ import annotations
@@ -21,15 +23,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from lightpost.adapters.sqlite import Schema, connect, private_dir, translate
 from lightpost.errors import StoreError
 
 __all__ = ["RECEIVER_DB", "ReceiverStore", "StreamRow", "UnfinalRow"]
 
 RECEIVER_DB = "receiver.sqlite3"
 """File name of the receiver state inside the device's data_dir."""
-
-BUSY_TIMEOUT_S = 5.0
-"""Seconds to wait for another process's write lock."""
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS recv_cursor (
@@ -57,6 +57,20 @@ _SCHEMA = (
         PRIMARY KEY (sub, sender, channel, seq)
     ) WITHOUT ROWID""",
 )
+
+
+def _migrate_0_to_1(conn: sqlite3.Connection) -> None:
+    for statement in _SCHEMA:
+        conn.execute(statement)
+
+
+SCHEMA = Schema(
+    "receiver state",
+    0x4C505243,  # ASCII "LPRC"
+    (_migrate_0_to_1,),
+    legacy_tables=frozenset({"recv_cursor", "recv_stream", "recv_unfinal"}),
+)
+"""The receiver state's kind: application id, migrations, unversioned tables adopted."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,16 +114,11 @@ class ReceiverStore:
         """Open (creating the directory and file if needed) the receiver state."""
         directory = Path(data_dir)
         try:
-            directory.mkdir(parents=True, exist_ok=True)
-            path = directory / RECEIVER_DB
-            conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = FULL")
-            for statement in _SCHEMA:
-                conn.execute(statement)
-        except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"cannot open receiver state in {directory}: {exc}") from None
-        return cls(conn, path)
+            private_dir(directory)
+        except OSError as exc:
+            raise StoreError(f"cannot create {directory}: {exc.strerror}") from None
+        path = directory / RECEIVER_DB
+        return cls(connect(path, SCHEMA, name="receiver state"), path)
 
     def close(self) -> None:
         """Checkpoint the WAL into the main file and close (idempotent)."""
@@ -133,7 +142,7 @@ class ReceiverStore:
         try:
             yield self._conn
         except sqlite3.Error as exc:
-            raise StoreError(f"receiver state: {action} failed: {exc}") from None
+            raise translate(exc, action, "receiver state") from None
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

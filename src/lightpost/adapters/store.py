@@ -27,14 +27,16 @@ store is why a lightpost device does not.
 
 Schema versioning: ``PRAGMA user_version`` is the schema version and ``PRAGMA
 application_id`` marks the file as a lightpost store. :data:`MIGRATIONS` holds one
-function per version step; :func:`migrate` applies the missing ones in one transaction.
+function per version step; :func:`migrate` applies the missing ones in one transaction
+(the shared bootstrap, :mod:`lightpost.adapters.sqlite`, which also makes the file 0600).
 
-Size: O(outbox + channels + senders). FINAL rows are dropped by :meth:`Store.prune_final`
+Size: O(outbox + channels). FINAL rows are dropped by :meth:`Store.prune_final`
 (the time is an argument); the highest final nonce survives pruning in ``meta``.
 
 Errors: every ``sqlite3`` exception is translated to :class:`StoreError` in one place
-(:func:`_translate`) with a message that says what to do (locked by another process,
-not a lightpost store, directory missing or not writable, disk full).
+(:func:`lightpost.adapters.sqlite.translate`) with a message that says what to do
+(locked by another process, not a lightpost store, directory missing or not writable,
+disk full).
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lightpost.adapters import sqlite
+from lightpost.adapters.sqlite import BUSY_TIMEOUT_S, translate
 from lightpost.core.fees import FeeQuote
 from lightpost.core.outbox import (
     PENDING_TX_STATES,
@@ -75,7 +79,6 @@ __all__ = [
     "BUSY_TIMEOUT_S",
     "MIGRATIONS",
     "SCHEMA_VERSION",
-    "Accumulator",
     "NonceInputs",
     "RowNotFound",
     "Store",
@@ -84,9 +87,6 @@ __all__ = [
 
 APPLICATION_ID = 0x4C504F53
 """``PRAGMA application_id`` of a lightpost store: ASCII "LPOS" (sqlite.org/fileformat2)."""
-
-BUSY_TIMEOUT_S = 5.0
-"""Seconds to wait for another process's write lock before "store is locked"."""
 
 META_NEXT_NONCE = "next_nonce"
 """meta key: the durable next nonce (see lightpost.core.nonce)."""
@@ -180,87 +180,29 @@ def _migrate_0_to_1(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_migrate_0_to_1,)
+def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
+    """Drop the v1 receiver and command tables: the receiver keeps its state in
+    receiver.sqlite3 and the agent in agent.sqlite3; nothing ever wrote these."""
+    for table in ("seen_commands", "accumulators"):
+        conn.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_migrate_0_to_1, _migrate_1_to_2)
 """``MIGRATIONS[i]`` upgrades schema version i to i + 1 (never edit a released step)."""
 
 SCHEMA_VERSION = len(MIGRATIONS)
 """The schema version this code writes (``PRAGMA user_version``)."""
 
+SCHEMA = sqlite.Schema("store", APPLICATION_ID, MIGRATIONS)
+"""The outbox store's kind, for the shared bootstrap."""
+
 
 def migrate(conn: sqlite3.Connection, name: str = "store") -> int:
-    """Bring the schema up to :data:`SCHEMA_VERSION` in one transaction; return the
-    version found. Refuses files that are not lightpost stores or are newer than us.
-
-    An up-to-date store is checked under a read lock only, so opening it (e.g. for a
-    status command) does not wait for a running node's writes."""
-    conn.execute("BEGIN")
-    try:
-        current = (
-            conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
-            and conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-        )
-    finally:
-        conn.execute("COMMIT")
-    if current:
-        return SCHEMA_VERSION
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        has_tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] > 0
-        if app_id != APPLICATION_ID and (app_id != 0 or version != 0 or has_tables):
-            raise StoreError(f"{name} is not a lightpost store (another SQLite database)")
-        if version > SCHEMA_VERSION:
-            raise StoreError(
-                f"{name} has schema version {version}, newer than this lightpost "
-                f"({SCHEMA_VERSION}); upgrade lightpost"
-            )
-        for step in range(version, SCHEMA_VERSION):
-            MIGRATIONS[step](conn)
-        # Pragmas cannot take bound parameters; both values are ints we control.
-        conn.execute(f"PRAGMA application_id = {APPLICATION_ID:d}")
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION:d}")
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    return int(version)
-
-
-# --- error translation: the one place sqlite3 errors become StoreError ---------------
-
-
-def _translate(exc: sqlite3.Error, action: str, name: str) -> StoreError:
-    text = str(exc).lower()
-    if "locked" in text or "busy" in text:
-        reason = "is locked by another process; is another lightpost node running?"
-    elif "not a database" in text or "malformed" in text:
-        reason = "is not a lightpost store (not an SQLite database, or corrupt)"
-    elif "unable to open" in text or "readonly" in text or "read-only" in text:
-        reason = "cannot be opened for writing: directory missing or not writable"
-    elif "disk is full" in text or "disk i/o" in text:
-        reason = f"cannot be written: {text}"
-    elif isinstance(exc, sqlite3.IntegrityError):
-        reason = f"refused a duplicate or inconsistent row ({text})"
-    else:
-        reason = f"failed: {text}"
-    return StoreError(f"{name} {reason} (while {action})")
+    """Bring the schema up to :data:`SCHEMA_VERSION`; return the version found."""
+    return sqlite.migrate(conn, SCHEMA, name)
 
 
 # --- value records ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Accumulator:
-    """Receiver state per (sender, channel): running accumulator, count, last seq."""
-
-    sender: bytes
-    channel: str
-    acc: bytes
-    count: int
-    last_seq: int
-    updated_at: float
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -338,25 +280,7 @@ class Store:
         """Open (creating if needed) the store at ``path``; its directory must exist."""
         target = Path(path)
         name = f"store {target.name!r}"
-        if not target.parent.is_dir():
-            raise StoreError(f"{name} cannot be created: directory {target.parent} is missing")
-        try:
-            conn = sqlite3.connect(target, timeout=timeout, isolation_level=None)
-        except sqlite3.Error as exc:
-            raise _translate(exc, "opening", name) from exc
-        try:
-            conn.execute("PRAGMA foreign_keys = ON")
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise StoreError(f"{name} cannot use WAL journaling (got {mode!r})")
-            conn.execute("PRAGMA synchronous = FULL")
-            migrate(conn, name)
-        except sqlite3.Error as exc:
-            conn.close()
-            raise _translate(exc, "opening", name) from exc
-        except BaseException:
-            conn.close()
-            raise
+        conn = sqlite.connect(target, SCHEMA, name=name, timeout=timeout)
         return cls(conn, name)
 
     def close(self) -> None:
@@ -386,7 +310,7 @@ class Store:
         try:
             conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         except sqlite3.Error as exc:
-            raise _translate(exc, action, self._name) from exc
+            raise translate(exc, action, self._name) from exc
         try:
             yield conn
             conn.execute("COMMIT")
@@ -394,7 +318,7 @@ class Store:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             if isinstance(exc, sqlite3.Error):
-                raise _translate(exc, action, self._name) from exc
+                raise translate(exc, action, self._name) from exc
             raise
 
     # -- meta --------------------------------------------------------------------------
@@ -841,77 +765,3 @@ class Store:
                 conn.execute("DELETE FROM messages WHERE tx_id = ?", (tx_id,))
                 conn.execute("DELETE FROM transactions WHERE id = ?", (tx_id,))
             return len(ids)
-
-    # -- receiver state ------------------------------------------------------------
-
-    def accumulator(self, sender: bytes, channel: str) -> Accumulator | None:
-        """The receiver's accumulator for (sender, channel), if any."""
-        with self._tx("reading an accumulator", write=False) as conn:
-            row = conn.execute(
-                "SELECT acc, count, last_seq, updated_at FROM accumulators "
-                "WHERE sender = ? AND channel = ?",
-                (sender, channel),
-            ).fetchone()
-        if row is None:
-            return None
-        return Accumulator(
-            sender=sender,
-            channel=channel,
-            acc=bytes(row[0]),
-            count=row[1],
-            last_seq=row[2],
-            updated_at=row[3],
-        )
-
-    def save_accumulator(
-        self, sender: bytes, channel: str, *, acc: bytes, count: int, last_seq: int, at: float
-    ) -> None:
-        """Durably store receiver state; refuses to move ``count`` backwards (a rollback
-        is how update frameworks got their worst CVEs, go-tuf CVE-2022-29173)."""
-        _check_seq_int(count, "count")
-        _check_seq_int(last_seq, "last_seq")
-        with self._tx("saving an accumulator") as conn:
-            row = conn.execute(
-                "SELECT count FROM accumulators WHERE sender = ? AND channel = ?",
-                (sender, channel),
-            ).fetchone()
-            if row is not None and count < row[0]:
-                raise StoreError(f"refusing to roll the accumulator back from {row[0]} to {count}")
-            conn.execute(
-                "INSERT INTO accumulators (sender, channel, acc, count, last_seq, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (sender, channel) DO UPDATE SET "
-                "acc = excluded.acc, count = excluded.count, last_seq = excluded.last_seq, "
-                "updated_at = excluded.updated_at",
-                (sender, channel, acc, count, last_seq, at),
-            )
-
-    def mark_command_seen(self, sender: bytes, command_id: bytes, *, seq: int, at: float) -> bool:
-        """Record a command before acting on it; False if it was seen already."""
-        _check_seq_int(seq, "seq")
-        with self._tx("recording a command") as conn:
-            cur = conn.execute(
-                "INSERT OR IGNORE INTO seen_commands (sender, command_id, seq, seen_at) "
-                "VALUES (?, ?, ?, ?)",
-                (sender, command_id, seq, at),
-            )
-            return cur.rowcount == 1
-
-    def highest_command_seq(self, sender: bytes) -> int | None:
-        """The highest command seq seen from ``sender`` (rollback protection)."""
-        with self._tx("reading command seqs", write=False) as conn:
-            row = conn.execute(
-                "SELECT max(seq) FROM seen_commands WHERE sender = ?", (sender,)
-            ).fetchone()
-        return None if row[0] is None else int(row[0])
-
-    def prune_commands(self, older_than_ts: float) -> int:
-        """Drop seen commands older than ``older_than_ts``, always keeping each sender's
-        highest seq so rollback protection survives. Returns rows deleted."""
-        with self._tx("pruning seen commands") as conn:
-            cur = conn.execute(
-                "DELETE FROM seen_commands WHERE seen_at < ? AND seq < "
-                "(SELECT max(s.seq) FROM seen_commands AS s "
-                "WHERE s.sender = seen_commands.sender)",
-                (older_than_ts,),
-            )
-            return cur.rowcount

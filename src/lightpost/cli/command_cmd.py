@@ -6,7 +6,7 @@ durable outbox on the commands channel (recipient: the device, or broadcast for 
 device class) and, with ``--wait-result``, receives the device's signed result at
 ``final`` on the results channel.
 
-Validity is judged by block time: ``not_before`` is the latest block's timestamp minus
+Validity is judged by block time: ``not_before`` is the quorum-agreed latest block time minus
 :data:`NOT_BEFORE_SLACK_S`, ``expiry`` is that timestamp plus ``--expires-in``. The
 command sequence number comes from the controller's store and is persisted before use.
 
@@ -41,11 +41,10 @@ from lightpost.core.command import (
 from lightpost.core.keys import parse_address, to_checksum_address
 from lightpost.core.levels import Delivered, Level
 from lightpost.errors import ConfigError, DecodingError
-from lightpost.node.chain import parse_quantity
 from lightpost.node.config import DeviceConfig, load_config
 from lightpost.node.receiver import Receiver
 from lightpost.node.runtime import build_chain, keystore_address, open_store
-from lightpost.node.services import next_command_seq
+from lightpost.node.services import next_command_seq, quorum_time
 
 __all__ = ["NOT_BEFORE_SLACK_S", "build_command", "cmd_command"]
 
@@ -133,13 +132,10 @@ def build_command(
 
 
 def _latest_block_time(config: DeviceConfig) -> int:
+    """The quorum-agreed time of the latest block (never one endpoint's word)."""
     chain = build_chain(config)
     try:
-        height = chain.tag_height("latest")
-        block = chain.block(height)
-        if block is None:
-            raise ConfigError("no endpoint returned the latest block")
-        return parse_quantity(block["timestamp"], "timestamp")
+        return quorum_time(chain)
     finally:
         chain.close()
 

@@ -151,10 +151,25 @@ def _missing_operator_command(first: str | None, handlers: dict[str, str]) -> st
     return None
 
 
-def _dispatch(args: argparse.Namespace, handlers: dict[str, str]) -> int:
+def _warn_about_config(args: argparse.Namespace) -> None:
+    """One ``lightpost: warning:`` line per risk the device config explicitly accepts."""
+    path = getattr(args, "config", None)
+    if args.cmd in HANDLERS and path is not None:
+        from lightpost.node.config import load_config
+
+        for line in load_config(path).warnings:
+            print(f"lightpost: warning: {line}", file=sys.stderr, flush=True)
+
+
+def _dispatch_handler(args: argparse.Namespace, handlers: dict[str, str]) -> int:
     module, _, name = handlers[args.cmd].partition(":")
     handler: Handler = getattr(importlib.import_module(module), name)
     return handler(args)
+
+
+def _dispatch(args: argparse.Namespace, handlers: dict[str, str]) -> int:
+    _warn_about_config(args)
+    return _dispatch_handler(args, handlers)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

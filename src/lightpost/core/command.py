@@ -23,9 +23,10 @@ never replay it (go-tuf CVE-2022-29173 and Uptane's lesson: trust state persists
  4    seq <= highest seq seen from this controller replayed                 no       yes
  5    name not allowed for this controller         command-not-allowed      yes      yes
  6    delivered.level < policy.min_level           level-too-low            no       yes
- 7    block_timestamp < not_before                 not-yet-valid            yes      yes
- 8    block_timestamp >= expiry, or the device     expired                  yes      yes
-      clock (when given) >= expiry + CLOCK_SKEW_S
+ 6a   at ``signed``, no quorum-agreed chain time   no-chain-time            no       yes
+ 7    time < not_before                            not-yet-valid            yes      yes
+ 8    time >= expiry, or the device clock (when    expired                  yes      yes
+      given) >= expiry + CLOCK_SKEW_S
  9    arguments do not fit the built-in command    malformed                yes      yes
  10   ``config`` key / ``set`` actuator not listed not-whitelisted          yes      yes
  11   ``update``: manifest class != device class   class-mismatch           yes      yes
@@ -40,10 +41,13 @@ every device on a channel spend gas answering commands meant for someone else. A
 refused only for its verification level (6) does not consume its seq: the receiver hands
 the same command over again once it reaches the required level, and then it runs. The
 level is checked before time (7, 8) because the block timestamp is only verified from
-``included`` up. Time is judged by the including block's timestamp; the device clock
-can only *add* a refusal (a stale command delivered long after its expiry, Uptane's
-freeze-attack defence), never admit a command the block timestamp refuses.
-Validity window: ``not_before <= block_timestamp < expiry``.
+``included`` up. "time" is :func:`validity_time`: the including block's timestamp from
+``included`` up; at ``signed`` that timestamp is one endpoint's unverified claim (or 0),
+so the quorum-agreed time of the latest block stands in (it is never earlier than the
+including block's, so expiry is judged no later than it would be at ``included``). The
+device clock can only *add* a refusal (a stale command delivered long after its expiry,
+Uptane's freeze-attack defence), never admit a command the block time refuses.
+Validity window: ``not_before <= time < expiry``.
 
 Handlers may still refuse or fail a command after rule 13 (e.g. an update image whose
 digest or size does not match: ``integrity``); see :class:`Reason`.
@@ -143,6 +147,7 @@ __all__ = [
     "parse_agent_policy",
     "parse_version",
     "truncate_output",
+    "validity_time",
     "version_key",
 ]
 
@@ -236,6 +241,7 @@ class Reason(enum.StrEnum):
     NOT_WHITELISTED = "not-whitelisted"
     CLASS_MISMATCH = "class-mismatch"
     ROLLBACK = "rollback"
+    NO_CHAIN_TIME = "no-chain-time"
     # refusals by a handler
     INTEGRITY = "integrity"
     # failures (the command was accepted, then did not complete)
@@ -257,6 +263,7 @@ REFUSAL_REASONS = frozenset(
         Reason.NOT_WHITELISTED,
         Reason.CLASS_MISMATCH,
         Reason.ROLLBACK,
+        Reason.NO_CHAIN_TIME,
         Reason.INTEGRITY,
     }
 )
@@ -830,6 +837,13 @@ def _argument_rule(command: Command, policy: AgentPolicy) -> Reason | None:
     return None
 
 
+def validity_time(delivered: Delivered, chain_time: int | None) -> int | None:
+    """The time a command's validity window is judged by (module docstring): the
+    verified block timestamp from ``included`` up, else ``chain_time`` (the quorum-agreed
+    latest block time; None when unknown)."""
+    return delivered.block_timestamp if delivered.level >= Level.INCLUDED else chain_time
+
+
 def decide(
     command: Command | None,
     delivered: Delivered,
@@ -837,12 +851,14 @@ def decide(
     state: AgentState,
     *,
     now: int | None = None,
+    chain_time: int | None = None,
 ) -> Decision:
     """Apply the rule table (module docstring) to one delivered command.
 
     ``command`` is None when the payload did not decode. ``delivered.sender`` is the
     controller (recovered from the transaction signature by the receiver). ``now`` is
-    the device clock, optional: it can only add an ``expired`` refusal.
+    the device clock, optional: it can only add an ``expired`` refusal. ``chain_time``
+    is the quorum-agreed time of the latest block, needed only at ``signed``.
     """
     allowed = policy.allowed(delivered.sender)
     if command is None:
@@ -859,10 +875,13 @@ def decide(
         return _refuse(Reason.COMMAND_NOT_ALLOWED)
     if delivered.level < policy.min_level:
         return _refuse(Reason.LEVEL_TOO_LOW, consume=False)
-    if delivered.block_timestamp < command.not_before:
+    time = validity_time(delivered, chain_time)
+    if time is None:
+        return _refuse(Reason.NO_CHAIN_TIME, consume=False)
+    if time < command.not_before:
         return _refuse(Reason.NOT_YET_VALID)
     stale = now is not None and now >= command.expiry + CLOCK_SKEW_S
-    if delivered.block_timestamp >= command.expiry or stale:
+    if time >= command.expiry or stale:
         return _refuse(Reason.EXPIRED)
     argument_refusal = _argument_rule(command, policy)
     if argument_refusal is not None:
@@ -882,18 +901,21 @@ def explain(
     delivered: Delivered,
     policy: AgentPolicy,
     state: AgentState,
+    *,
+    chain_time: int | None = None,
 ) -> str:
     """A short human-readable detail for a refusal by :func:`decide` ("" if none)."""
     if command is None:
         return ""
     m = command.manifest
+    time = validity_time(delivered, chain_time)
+    what = "block time" if delivered.level >= Level.INCLUDED else "chain time"
     details = {
         Reason.REPLAYED: f"seq {command.command_seq} <= highest seen {state.highest_seq}",
         Reason.LEVEL_TOO_LOW: f"delivered at {delivered.level}, policy needs {policy.min_level}",
-        Reason.NOT_YET_VALID: (
-            f"block time {delivered.block_timestamp} < not_before {command.not_before}"
-        ),
-        Reason.EXPIRED: f"block time {delivered.block_timestamp}, expiry {command.expiry}",
+        Reason.NO_CHAIN_TIME: "no quorum-agreed latest block time to judge a signed command",
+        Reason.NOT_YET_VALID: f"{what} {time} < not_before {command.not_before}",
+        Reason.EXPIRED: f"{what} {time}, expiry {command.expiry}",
         Reason.CLASS_MISMATCH: f"image for {m.device_class if m else '?'}",
         Reason.ROLLBACK: (
             f"version {format_version(m.version if m else ())} <= installed "

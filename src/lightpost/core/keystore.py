@@ -20,7 +20,9 @@ Readers are lenient where real files differ (``crypto`` or ``Crypto``, optional 
 on hex, upper-case hex, keys stored as fewer than 32 bytes as geth accepts) and strict
 about everything that matters (version 3, cipher, KDF parameters, MAC). Work factors
 read from a file are bounded (:data:`SCRYPT_MAX_MEMORY`, :data:`PBKDF2_MAX_ITERATIONS`)
-so a hostile file cannot make the device allocate or spin without limit.
+so a hostile file cannot make the device allocate or spin without limit, and from below
+(:data:`SCRYPT_MIN_N`, :data:`PBKDF2_MIN_ITERATIONS`): a file that protects its key with
+almost no work is refused unless the caller opts in (``allow_weak_kdf``, test keys).
 
 Errors are :class:`lightpost.errors.KeystoreError`; their messages never contain the
 password, the key, or the derived key.
@@ -49,9 +51,11 @@ __all__ = [
     "MAX_KEYSTORE_TEXT",
     "PBKDF2_ITERATIONS",
     "PBKDF2_MAX_ITERATIONS",
+    "PBKDF2_MIN_ITERATIONS",
     "PBKDF2_PRF",
     "SALT_BYTES",
     "SCRYPT_MAX_MEMORY",
+    "SCRYPT_MIN_N",
     "SCRYPT_N",
     "SCRYPT_P",
     "SCRYPT_R",
@@ -60,6 +64,7 @@ __all__ = [
     "ScryptFunction",
     "decrypt_key",
     "encrypt_key",
+    "scrypt_memory",
 ]
 
 Kdf = Literal["scrypt", "pbkdf2"]
@@ -117,8 +122,22 @@ minimum (2023). The spec's own example uses c = 262144."""
 PBKDF2_MAX_ITERATIONS = 10_000_000
 """Refuse to read files asking for more PBKDF2 iterations (about 16x our default)."""
 
-SCRYPT_MAX_MEMORY = 1 << 30
-"""Refuse scrypt parameters needing more than 1 GiB (4x geth standard's 256 MiB)."""
+SCRYPT_MAX_MEMORY = 257 << 20
+"""Default ceiling on the memory scrypt parameters read from a file may need: 257 MiB,
+just enough for geth standard n=2^18, r=8, p=1 (128 r (n + p + 2) bytes = 256 MiB + 3 KiB),
+the parameters written here by default. A larger ask is refused before anything is
+allocated; a device with less RAM passes a lower ``max_memory`` (config
+``scrypt_max_memory_mib``), one with more a higher one."""
+
+SCRYPT_MIN_N = LIGHT_SCRYPT_N
+"""Weakest scrypt cost read without an explicit opt-in: geth ``LightScryptN`` (4096), the
+lightest parameters a standard wallet or ``lightpost devnet`` writes. Below it a stolen
+file gives up its password to a cheap brute-force search."""
+
+PBKDF2_MIN_ITERATIONS = 100_000
+"""Fewest PBKDF2-HMAC-SHA256 iterations read without an explicit opt-in: a sixth of the
+OWASP figure we write (600,000), below the spec example's 262,144, so older wallet files
+still open; c = 1 or 1000 is a password in plain sight for a GPU."""
 
 MAX_KEYSTORE_TEXT = 1 << 16
 """Longest keystore JSON text read: a v3 file is about 500 bytes, ethers' about 2 KB."""
@@ -182,7 +201,7 @@ def encrypt_key(
     else:
         kdfparams = {"c": pbkdf2_iterations, "dklen": DKLEN, "prf": PBKDF2_PRF}
     kdfparams["salt"] = salt.hex()
-    derived = _derive(kdf, kdfparams, password, scrypt)
+    derived = _derive(kdf, kdfparams, password, scrypt, SCRYPT_MAX_MEMORY, allow_weak_kdf=True)
     ciphertext = aes.ctr(derived[: aes.KEY_SIZE], iv, key.secret_bytes())
     return {
         "address": key.address.hex(),
@@ -223,11 +242,16 @@ def decrypt_key(
     password: str,
     *,
     scrypt: ScryptFunction | None = None,
+    max_memory: int = SCRYPT_MAX_MEMORY,
+    allow_weak_kdf: bool = False,
 ) -> PrivateKey:
     """Decrypt a keystore v3 document (dict or JSON text) with ``password``.
 
     ``scrypt`` replaces the stdlib implementation (see :data:`ScryptFunction`); without
     it, parameters OpenSSL refuses raise a :class:`KeystoreError` that says so.
+    scrypt parameters needing more than ``max_memory`` bytes are refused; so are work
+    factors below :data:`SCRYPT_MIN_N` / :data:`PBKDF2_MIN_ITERATIONS` unless
+    ``allow_weak_kdf`` (test and throw-away keys only).
 
     Raises :class:`KeystoreError` on malformed input (with the reason) and
     ``KeystoreError("wrong password (MAC mismatch)")`` when the MAC does not verify.
@@ -262,7 +286,7 @@ def decrypt_key(
         raise KeystoreError("keystore: unsupported kdf (only scrypt and pbkdf2)")
     kdfparams = _object(_field(crypto, "kdfparams", "crypto"), "crypto.kdfparams")
 
-    derived = _derive(kdf, kdfparams, password, scrypt)
+    derived = _derive(kdf, kdfparams, password, scrypt, max_memory, allow_weak_kdf=allow_weak_kdf)
     # Constant-time comparison: the MAC is the password check.
     if not hmac.compare_digest(_mac(derived, ciphertext), mac):
         raise KeystoreError("wrong password (MAC mismatch)")
@@ -369,8 +393,7 @@ def _stdlib_scrypt(password: bytes, salt: bytes, n: int, r: int, p: int, dklen: 
             "keystore: stdlib scrypt (OpenSSL) refuses n >= 2^(16 r) (RFC 7914); "
             "pass another scrypt implementation to read this file"
         )
-    # OpenSSL's need: B = 128*r*p bytes plus V = 128*r*(n+2) bytes.
-    need = _SCRYPT_BLOCK_UNIT * r * (n + p + 2)
+    need = scrypt_memory(n, r, p)
     try:
         return hashlib.scrypt(
             password, salt=salt, n=n, r=r, p=p, maxmem=need + _SCRYPT_MEMORY_MARGIN, dklen=dklen
@@ -379,8 +402,26 @@ def _stdlib_scrypt(password: bytes, salt: bytes, n: int, r: int, p: int, dklen: 
         raise KeystoreError("keystore: scrypt rejected its parameters") from None
 
 
+def scrypt_memory(n: int, r: int, p: int) -> int:
+    """Bytes scrypt needs for (n, r, p): B = 128 r p plus V = 128 r (n + 2) (OpenSSL)."""
+    return _SCRYPT_BLOCK_UNIT * r * (n + p + 2)
+
+
+def _weak(what: str, value: int, minimum: int) -> KeystoreError:
+    return KeystoreError(
+        f"keystore: {what} {value} is below the minimum {minimum}: the key is barely "
+        "protected; re-encrypt it with standard parameters"
+    )
+
+
 def _derive(
-    kdf: str, params: Mapping[str, Any], password: str, scrypt: ScryptFunction | None
+    kdf: str,
+    params: Mapping[str, Any],
+    password: str,
+    scrypt: ScryptFunction | None,
+    max_memory: int,
+    *,
+    allow_weak_kdf: bool,
 ) -> bytes:
     """Run the KDF named in the file with validated, bounded parameters."""
     if not isinstance(password, str):
@@ -399,12 +440,20 @@ def _derive(
             raise KeystoreError("keystore: scrypt n must be a power of two above 1")
         if r * p >= _SCRYPT_MAX_RP:
             raise KeystoreError("keystore: scrypt r * p is too large (RFC 7914)")
-        if _SCRYPT_BLOCK_UNIT * r * (n + p + 2) > SCRYPT_MAX_MEMORY:
-            raise KeystoreError("keystore: scrypt parameters need more memory than allowed")
+        need = scrypt_memory(n, r, p)
+        if need > max_memory:
+            raise KeystoreError(
+                f"keystore: scrypt n={n}, r={r}, p={p} needs {need >> 20} MiB, above the "
+                f"ceiling of {max_memory >> 20} MiB (config scrypt_max_memory_mib)"
+            )
+        if n < SCRYPT_MIN_N and not allow_weak_kdf:
+            raise _weak("scrypt n", n, SCRYPT_MIN_N)
         return (scrypt or _stdlib_scrypt)(secret, salt, n, r, p, dklen)
     c = _int_param(params, "c")
     if c > PBKDF2_MAX_ITERATIONS:
         raise KeystoreError("keystore: pbkdf2 iteration count is above the allowed maximum")
+    if c < PBKDF2_MIN_ITERATIONS and not allow_weak_kdf:
+        raise _weak("pbkdf2 iteration count", c, PBKDF2_MIN_ITERATIONS)
     if _field(params, "prf", "crypto.kdfparams") != PBKDF2_PRF:
         raise KeystoreError(f"keystore: unsupported pbkdf2 prf (only {PBKDF2_PRF})")
     return hashlib.pbkdf2_hmac("sha256", secret, salt, c, dklen)

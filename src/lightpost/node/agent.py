@@ -20,12 +20,19 @@ files beside it (``actuators.json``, ``config.json``, ``images/``).
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from lightpost.adapters.agent_store import (
+    STATE_FILE,
+    AgentStore,
+    AuditEntry,
+    InstalledSoftware,
+    read_audit,
+)
+from lightpost.adapters.sqlite import private_dir
 from lightpost.core.command import (
     CONTENT_TYPE_COMMAND,
     AgentPolicy,
@@ -34,14 +41,10 @@ from lightpost.core.command import (
     CommandResult,
     Reason,
     Status,
-    UpdateManifest,
-    Version,
     decide,
     decode_command,
     encode_result,
     explain,
-    format_version,
-    parse_version,
     truncate_output,
 )
 from lightpost.core.levels import Delivered
@@ -62,207 +65,25 @@ __all__ = [
     "AgentStore",
     "AuditEntry",
     "InstalledSoftware",
+    "Job",
     "SendResult",
     "read_audit",
 ]
 
-STATE_FILE = "agent.sqlite3"
-"""The agent's durable state inside its state dir."""
-
-SEQ_BYTES = 8
-"""command_seq is a u64; stored as 8 big-endian bytes so SQLite's memcmp order is
-numeric order (SQLite INTEGER is signed 64-bit)."""
-
 SendResult = Callable[[bytes, bytes], object]
 """``send_result(controller_address, encoded_result)``; content type 5."""
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS seen (
-    controller BLOB PRIMARY KEY,
-    highest_seq BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS software (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    version TEXT NOT NULL,
-    digest BLOB NOT NULL,
-    size INTEGER NOT NULL,
-    installed_at INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS audit (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    at INTEGER NOT NULL,
-    controller BLOB NOT NULL,
-    seq BLOB NOT NULL,
-    name TEXT NOT NULL,
-    decision TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    tx_hash BLOB NOT NULL,
-    detail TEXT NOT NULL
-);
-"""
+
+Outcome = tuple[Status, Reason, str, str]
+"""A handler's outcome: status, reason, output for the signed result, audit detail."""
 
 
-_AUDIT_QUERY = (
-    "SELECT at, controller, seq, name, decision, reason, tx_hash, detail FROM audit"
-    " ORDER BY id DESC LIMIT ?"
-)
-"""The newest rows first; callers reverse them to oldest first."""
+@dataclass(frozen=True, slots=True)
+class Job:
+    """An accepted command whose handler is still to run (see :meth:`Agent.start`)."""
 
-
-def _audit_rows(db: sqlite3.Connection, limit: int | None) -> list[AuditEntry]:
-    rows = db.execute(_AUDIT_QUERY, (-1 if limit is None else limit,)).fetchall()
-    return [
-        AuditEntry(
-            at=r[0],
-            controller=r[1],
-            command_seq=int.from_bytes(r[2], "big"),
-            name=r[3],
-            decision=r[4],
-            reason=r[5],
-            tx_hash=r[6],
-            detail=r[7],
-        )
-        for r in reversed(rows)
-    ]
-
-
-def read_audit(state_dir: Path, limit: int | None = None) -> list[AuditEntry]:
-    """The audit log of the agent in ``state_dir``, opened read-only (safe while a node
-    process holds it open); empty when the agent has not written it yet."""
-    path = Path(state_dir) / STATE_FILE
-    if not path.exists():
-        return []
-    try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
-    except sqlite3.Error as exc:
-        raise StoreError(f"cannot open agent state {path.name}: {exc}") from None
-    try:
-        return _audit_rows(conn, limit)
-    except sqlite3.OperationalError:  # the schema is not there yet
-        return []
-    finally:
-        conn.close()
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AuditEntry:
-    """One audit-log row. ``decision`` is ``accepted`` (seq committed, handler about
-    to run), ``executed``, ``refused``, ``failed`` or ``send-failed``."""
-
-    at: int
-    controller: bytes
-    command_seq: int
-    name: str
-    decision: str
-    reason: str
-    tx_hash: bytes
-    detail: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class InstalledSoftware:
-    """The anti-rollback record: what is installed (version ``()`` = nothing)."""
-
-    version: Version = ()
-    digest: bytes | None = None
-    size: int = 0
-
-
-class AgentStore:
-    """The agent's SQLite file: seen seqs, installed software, audit log."""
-
-    def __init__(self, path: Path) -> None:
-        try:
-            # the runtime may build the agent in one thread and feed it from another;
-            # calls must not overlap (the receiver delivers one message at a time)
-            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open agent state {path.name}: {exc}") from None
-
-    def close(self) -> None:
-        self._db.close()
-
-    def _write(self, statements: list[tuple[str, tuple[object, ...]]]) -> None:
-        """Run ``statements`` in one transaction and commit (durable on return)."""
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                for sql, params in statements:
-                    self._db.execute(sql, params)
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise StoreError(f"agent state write failed: {exc}") from None
-
-    def highest_seq(self, controller: bytes) -> int:
-        """Highest command_seq seen from ``controller`` (0 = none)."""
-        row = self._db.execute(
-            "SELECT highest_seq FROM seen WHERE controller = ?", (controller,)
-        ).fetchone()
-        return int.from_bytes(row[0], "big") if row else 0
-
-    def installed(self) -> InstalledSoftware:
-        row = self._db.execute("SELECT version, digest, size FROM software").fetchone()
-        if row is None:
-            return InstalledSoftware()
-        return InstalledSoftware(version=parse_version(row[0]), digest=row[1], size=row[2])
-
-    @staticmethod
-    def seen_statement(controller: bytes, seq: int) -> tuple[str, tuple[object, ...]]:
-        """Raise the controller's highest seq to ``seq`` (never lowers it)."""
-        return (
-            "INSERT INTO seen (controller, highest_seq) VALUES (?, ?) "
-            "ON CONFLICT (controller) DO UPDATE SET highest_seq = excluded.highest_seq "
-            "WHERE excluded.highest_seq > seen.highest_seq",
-            (controller, seq.to_bytes(SEQ_BYTES, "big")),
-        )
-
-    @staticmethod
-    def audit_statement(entry: AuditEntry) -> tuple[str, tuple[object, ...]]:
-        return (
-            "INSERT INTO audit (at, controller, seq, name, decision, reason, tx_hash, detail)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                entry.at,
-                entry.controller,
-                entry.command_seq.to_bytes(SEQ_BYTES, "big"),
-                entry.name,
-                entry.decision,
-                entry.reason,
-                entry.tx_hash,
-                entry.detail,
-            ),
-        )
-
-    def record(self, entry: AuditEntry, *, consume: bool = False) -> None:
-        """Append ``entry``; with ``consume`` also mark its seq seen, atomically."""
-        statements = [self.audit_statement(entry)]
-        if consume:
-            statements.insert(0, self.seen_statement(entry.controller, entry.command_seq))
-        self._write(statements)
-
-    def record_install(self, manifest: UpdateManifest, at: int) -> None:
-        """Persist the newly installed version (anti-rollback) and its digest."""
-        self._write(
-            [
-                (
-                    "INSERT INTO software (id, version, digest, size, installed_at)"
-                    " VALUES (1, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
-                    " version = excluded.version, digest = excluded.digest,"
-                    " size = excluded.size, installed_at = excluded.installed_at",
-                    (format_version(manifest.version), manifest.digest, manifest.size, at),
-                )
-            ]
-        )
-
-    def audit(self, limit: int | None = None) -> list[AuditEntry]:
-        """Audit rows, oldest first (the newest ``limit`` when given)."""
-        return _audit_rows(self._db, limit)
+    entry: AuditEntry
+    run: Callable[[], Outcome]
 
 
 class Agent:
@@ -297,7 +118,7 @@ class Agent:
                 raise ConfigError(f"config: agent: no handler for command `{missing[0]}`")
         self._handlers = table
         try:
-            self.state_dir.mkdir(parents=True, exist_ok=True)
+            private_dir(self.state_dir)
         except OSError as exc:
             raise StoreError(f"cannot create agent state dir: {exc.strerror}") from None
         self._store = AgentStore(self.state_dir / STATE_FILE)
@@ -330,12 +151,25 @@ class Agent:
 
     # -- processing --------------------------------------------------------------------
 
-    def process(self, delivered: Delivered, *, now: int | None = None) -> CommandResult | None:
+    def process(
+        self, delivered: Delivered, *, now: int | None = None, chain_time: int | None = None
+    ) -> CommandResult | None:
         """Decide on and run one delivered command; return the result that was sent.
 
         None when the message is not a command (content type) or the decision is to
         stay silent (wrong target, a stranger); every command decision is audited.
+        ``chain_time`` is the quorum-agreed latest block time: at ``signed`` the command's
+        validity is judged by it (the block timestamp is unverified there).
         """
+        started = self.start(delivered, now=now, chain_time=chain_time)
+        return self.finish(started, started.run()) if isinstance(started, Job) else started
+
+    def start(
+        self, delivered: Delivered, *, now: int | None = None, chain_time: int | None = None
+    ) -> Job | CommandResult | None:
+        """:meth:`process` up to the handler: a refusal is audited and answered here; an
+        accepted command is audited (its seq committed) and returned as a :class:`Job`,
+        whose ``run()`` (the handler; safe in a worker thread) goes to :meth:`finish`."""
         if delivered.content_type != CONTENT_TYPE_COMMAND:
             return None
         now = int(self._clock()) if now is None else now
@@ -349,9 +183,11 @@ class Agent:
             highest_seq=self._store.highest_seq(delivered.sender),
             installed_version=self.installed.version,
         )
-        decision = decide(command, delivered, self.policy, state, now=now)
+        decision = decide(command, delivered, self.policy, state, now=now, chain_time=chain_time)
         if not decision.execute and command is not None:
-            detail = explain(decision.reason, command, delivered, self.policy, state)
+            detail = explain(
+                decision.reason, command, delivered, self.policy, state, chain_time=chain_time
+            )
         entry = AuditEntry(
             at=now,
             controller=delivered.sender,
@@ -365,30 +201,36 @@ class Agent:
         # commit the decision (and the seq) before anything runs
         self._store.record(entry, consume=decision.consume)
         if command is not None and decision.execute:
-            status, reason, output, local_detail = self._run(command, delivered, state, now)
-            self._store.record(
-                replace(entry, decision=str(status), reason=str(reason), detail=local_detail)
-            )
-        else:
-            status, reason, output = Status.REFUSED, decision.reason, detail
+            return Job(entry, lambda: self._run(command, delivered, state, now))
+        if not decision.reply:
+            return None
+        return self._answer(entry, Status.REFUSED, decision.reason, detail)
+
+    def finish(self, job: Job, outcome: Outcome) -> CommandResult:
+        """Audit a job's outcome (from ``job.run()``) and answer the controller."""
+        status, reason, output, local_detail = outcome
+        self._store.record(
+            replace(job.entry, decision=str(status), reason=str(reason), detail=local_detail)
+        )
+        return self._answer(job.entry, status, reason, output)
+
+    def _answer(
+        self, entry: AuditEntry, status: Status, reason: Reason, output: str
+    ) -> CommandResult:
         result = CommandResult(
-            controller=delivered.sender,
+            controller=entry.controller,
             command_seq=entry.command_seq,
             status=status,
             reason=reason,
             output=truncate_output(output),
         )
-        if not decision.reply:
-            return None
         try:
-            self._send(delivered.sender, encode_result(result))
+            self._send(entry.controller, encode_result(result))
         except Exception as exc:  # the command is done; record that the answer was not
             self._store.record(replace(entry, decision="send-failed", detail=type(exc).__name__))
         return result
 
-    def _run(
-        self, command: Command, delivered: Delivered, state: AgentState, now: int
-    ) -> tuple[Status, Reason, str, str]:
+    def _run(self, command: Command, delivered: Delivered, state: AgentState, now: int) -> Outcome:
         """(status, reason, output for the signed on-chain result, detail for the local
         audit log). A plugin's unexpected exception is published by type only: its text
         may hold a URL with a key or other local detail; the audit keeps the text."""

@@ -8,12 +8,14 @@ Example (the README documents every key)::
 
     chain_id = 31337
     endpoints = ["http://127.0.0.1:8545"]
-    quorum = 1
+    quorum = 1                           # must be a majority of the endpoints, unless
+                                         # allow_minority_quorum = true (warned about)
     keystore = "meter-1.keystore.json"   # relative paths are relative to this file
     password_file = "meter-1.password"   # or set LIGHTPOST_PASSWORD
     data_dir = "../data/meter-1"
     mode = "channel"                     # or "direct"
     inbox = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+    scrypt_max_memory_mib = 257          # keystore scrypt ceiling (default: geth standard)
 
     [fees]
     policy = "eip1559"                   # or "fixed" (the paper's 30 gwei x 210,000)
@@ -41,14 +43,17 @@ from urllib.parse import urlsplit
 
 from lightpost.core.envelope import MIN_POST_BYTES
 from lightpost.core.keys import parse_address
+from lightpost.core.keystore import SCRYPT_MAX_MEMORY
 from lightpost.errors import ConfigError, DecodingError
 
 __all__ = [
     "DEFAULT_BATCH_BYTES",
     "DEFAULT_BATCH_DELAY_S",
+    "PASSWORD_ENV",
     "ChannelPolicy",
     "DeviceConfig",
     "FeeSettings",
+    "is_minority_quorum",
     "load_config",
     "parse_config",
     "read_password",
@@ -73,7 +78,9 @@ TOP_LEVEL_KEYS = frozenset(
         "chain_id",
         "endpoints",
         "quorum",
+        "allow_minority_quorum",
         "keystore",
+        "scrypt_max_memory_mib",
         "password_file",
         "data_dir",
         "mode",
@@ -138,6 +145,18 @@ class DeviceConfig:
     finality_depth: int = DEFAULT_FINALITY_DEPTH
     name: str = "device"
     agent: Mapping[str, Any] = field(default_factory=dict)
+    allow_minority_quorum: bool = False
+    scrypt_max_memory: int = SCRYPT_MAX_MEMORY
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """Lines the CLI prints before it runs: risks the config explicitly accepted."""
+        if not is_minority_quorum(self.quorum, len(self.endpoints)):
+            return ()
+        return (
+            f"quorum {self.quorum} of {len(self.endpoints)} endpoints is not a majority "
+            "(allow_minority_quorum = true): a minority of endpoints can decide an answer",
+        )
 
     @property
     def endpoint_labels(self) -> tuple[str, ...]:
@@ -149,6 +168,13 @@ class DeviceConfig:
             if ch.name == name:
                 return ch
         return None
+
+
+def is_minority_quorum(quorum: int, endpoints: int) -> bool:
+    """True when ``quorum`` endpoints need not be a majority of ``endpoints`` (n >= 2):
+    two disjoint groups can then each reach it, and with quorum 1 any single endpoint's
+    answer (e.g. the highest ``finalized``) wins."""
+    return endpoints >= 2 and 2 * quorum <= endpoints
 
 
 def _require(raw: Mapping[str, Any], key: str, kind: type) -> Any:
@@ -304,6 +330,15 @@ def parse_config(
         raise ConfigError(
             f"config: `quorum` must be between 1 and the number of endpoints ({len(endpoints)})"
         )
+    allow_minority = raw.get("allow_minority_quorum", False)
+    if not isinstance(allow_minority, bool):
+        raise ConfigError("config: `allow_minority_quorum` must be true or false")
+    if is_minority_quorum(quorum, len(endpoints)) and not allow_minority:
+        raise ConfigError(
+            f"config: `quorum` {quorum} of {len(endpoints)} endpoints is not a majority, so "
+            f"a minority of endpoints could decide; use quorum >= {len(endpoints) // 2 + 1}, "
+            "or set allow_minority_quorum = true to accept that"
+        )
     keystore = env.get("LIGHTPOST_KEYSTORE") or _require(raw, "keystore", str)
     data_dir = env.get("LIGHTPOST_DATA_DIR") or _require(raw, "data_dir", str)
     pw_file = env.get("LIGHTPOST_PASSWORD_FILE") or raw.get("password_file")
@@ -348,6 +383,8 @@ def parse_config(
         finality_depth=_positive(raw, "finality_depth", DEFAULT_FINALITY_DEPTH),
         name=name,
         agent=agent,
+        allow_minority_quorum=allow_minority,
+        scrypt_max_memory=_positive(raw, "scrypt_max_memory_mib", SCRYPT_MAX_MEMORY >> 20) << 20,
     )
 
 
@@ -367,14 +404,23 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Devic
     return parse_config(raw, path=p.resolve(), env=os.environ if env is None else env)
 
 
+PASSWORD_ENV = "LIGHTPOST_PASSWORD"
+"""Environment variable holding the keystore password; removed from ``os.environ`` as
+soon as it is read, so no child process (a plugin's, an update check's) inherits it."""
+
+
 def read_password(config: DeviceConfig, env: Mapping[str, str] | None = None) -> str:
-    """The keystore password: LIGHTPOST_PASSWORD, else the password file."""
+    """The keystore password: LIGHTPOST_PASSWORD (then removed from the process
+    environment), else the password file."""
     env = os.environ if env is None else env
-    if "LIGHTPOST_PASSWORD" in env:
-        return env["LIGHTPOST_PASSWORD"]
+    if PASSWORD_ENV in env:
+        password = env[PASSWORD_ENV]
+        if env is os.environ:
+            del os.environ[PASSWORD_ENV]
+        return password
     if config.password_file is None:
         raise ConfigError(
-            "no keystore password: set LIGHTPOST_PASSWORD or `password_file` in the config"
+            f"no keystore password: set {PASSWORD_ENV} or `password_file` in the config"
         )
     try:
         return config.password_file.read_text(encoding="utf-8").rstrip("\r\n")

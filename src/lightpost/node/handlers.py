@@ -27,15 +27,18 @@ result is reported; :func:`recover_images` repairs a crash between swap and pers
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import importlib
 import json
 import os
-from collections.abc import Callable, Mapping
+import socket
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from lightpost.core.command import (
@@ -52,6 +55,7 @@ from lightpost.errors import ConfigError, LocalError, PolicyError
 
 __all__ = [
     "FETCH_CHUNK_BYTES",
+    "FETCH_DEADLINE_S",
     "FETCH_TIMEOUT_S",
     "CommandFailed",
     "CommandRefused",
@@ -73,6 +77,11 @@ __all__ = [
 FETCH_TIMEOUT_S = 30.0
 """Socket timeout for fetching an update image over HTTP (httpcore: every I/O call
 takes a timeout)."""
+
+FETCH_DEADLINE_S = 600.0
+"""Total deadline of one image download, headers included: a source that drips bytes
+never trips the per-read timeout. 600 s moves a 64 MiB image at about 1 Mbit/s. The
+agent runs downloads in a worker, so the node loop serves meanwhile."""
 
 FETCH_CHUNK_BYTES = 64 * 1024
 """Read size while streaming an image to disk."""
@@ -235,27 +244,68 @@ def verify_installed(image: Path, manifest: UpdateManifest) -> bool:
     return file_digest(image) == (manifest.digest, manifest.size)
 
 
-def _open_source(source: str, manifest: UpdateManifest) -> BinaryIO:
-    """Open the untrusted image stream; ``source`` is a directory or an http(s) base."""
+def _deadline_failure(deadline_s: float) -> CommandFailed:
+    return CommandFailed(
+        Reason.FETCH_FAILED, f"image download exceeded its {deadline_s:g} s deadline"
+    )
+
+
+@contextlib.contextmanager
+def _open_source(source: str, manifest: UpdateManifest, deadline_s: float) -> Iterator[Any]:
+    """The untrusted image stream; ``source`` is a directory or an http(s) base URL.
+
+    Over HTTP a watchdog shuts the socket down at ``deadline_s`` (connect, headers and
+    body alike); what was read by then is refused as a fetch failure. No proxies from
+    the environment, no redirects: the source is what the config says."""
     name = manifest.digest.hex()
-    if urlsplit(source).scheme in ("http", "https"):
-        import urllib.request  # only when an update is fetched: keeps the node's RSS down
+    parts = urlsplit(source.rstrip("/") + "/" + name)
+    if parts.scheme not in ("http", "https"):
+        with open(Path(source) / name, "rb") as f:
+            yield f
+        return
+    kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    conn = kind(parts.hostname or "", parts.port, timeout=min(FETCH_TIMEOUT_S, deadline_s))
+    fired = threading.Event()
+    sockets: list[socket.socket] = []  # the response keeps reading after conn drops it
 
-        # No proxies from the environment: the source is what the config says.
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        response: BinaryIO = opener.open(source.rstrip("/") + "/" + name, timeout=FETCH_TIMEOUT_S)
-        return response
-    return open(Path(source) / name, "rb")
+    def cut() -> None:
+        fired.set()
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    watchdog = threading.Timer(deadline_s, cut)
+    watchdog.start()
+    try:
+        conn.connect()  # bounded by the socket timeout (<= the deadline)
+        sockets.append(conn.sock)
+        if fired.is_set():
+            raise _deadline_failure(deadline_s)
+        conn.request("GET", parts.path + (f"?{parts.query}" if parts.query else ""))
+        response = conn.getresponse()
+        if response.status != 200:
+            raise http.client.HTTPException(f"status {response.status}")
+        yield response
+    except (OSError, http.client.HTTPException, ValueError):
+        if fired.is_set():
+            raise _deadline_failure(deadline_s) from None
+        raise
+    finally:
+        watchdog.cancel()
+        conn.close()
+    if fired.is_set():  # cut at the very end: the read loop saw a short stream
+        raise _deadline_failure(deadline_s)
 
 
-def _download(source: str, manifest: UpdateManifest, dest: Path) -> None:
-    """Stream the image to ``dest`` (capped at manifest.size + 1), fsync, verify."""
+def _download(source: str, manifest: UpdateManifest, dest: Path, deadline_s: float) -> None:
+    """Stream the image to ``dest`` (capped at manifest.size + 1, within ``deadline_s``),
+    fsync, verify."""
     h = hashlib.sha256()
     size = 0
     try:
-        with _open_source(source, manifest) as stream, open(dest, "wb") as out:
+        with _open_source(source, manifest, deadline_s) as stream, open(dest, "wb") as out:
             while size <= manifest.size:
-                chunk = stream.read(min(FETCH_CHUNK_BYTES, manifest.size + 1 - size))
+                chunk = stream.read1(min(FETCH_CHUNK_BYTES, manifest.size + 1 - size))
                 if not chunk:
                     break
                 h.update(chunk)
@@ -263,7 +313,10 @@ def _download(source: str, manifest: UpdateManifest, dest: Path) -> None:
                 size += len(chunk)
             out.flush()
             os.fsync(out.fileno())
-    except (OSError, http.client.HTTPException, ValueError) as exc:  # URLError is an OSError
+    except CommandFailed:
+        dest.unlink(missing_ok=True)
+        raise
+    except (OSError, http.client.HTTPException, ValueError) as exc:
         dest.unlink(missing_ok=True)
         # never echo the source: an URL may carry credentials
         raise CommandFailed(
@@ -324,9 +377,16 @@ def recover_images(images_dir: Path, installed_digest: bytes | None) -> str | No
 class UpdateHandler:
     """Built-in ``update``: fetch, verify, swap atomically, check, persist, report."""
 
-    def __init__(self, source: str | None, check: PostInstallCheck = verify_installed) -> None:
+    def __init__(
+        self,
+        source: str | None,
+        check: PostInstallCheck = verify_installed,
+        *,
+        deadline_s: float = FETCH_DEADLINE_S,
+    ) -> None:
         self._source = source
         self._check = check
+        self.deadline_s = deadline_s
 
     def __repr__(self) -> str:  # the source may be a URL with credentials
         return "UpdateHandler(source=<hidden>)"
@@ -346,7 +406,7 @@ class UpdateHandler:
         images = context.images_dir
         images.mkdir(parents=True, exist_ok=True)
         current, new, previous = (images / n for n in ("image", "image.new", "image.prev"))
-        _download(self._source, manifest, new)
+        _download(self._source, manifest, new, self.deadline_s)
         had_previous = _keep_previous(current, previous)
         os.replace(new, current)
         _fsync_dir(images)

@@ -15,9 +15,11 @@ Data directory layout (``config.data_dir``):
 
 The loop (:meth:`Node.run`) calls ``sender.step(now)`` and then ``service.step(now)`` for
 every extra service (receiver, agent: anything with a ``step(now)`` method), sleeping
-``POLL_INTERVAL_S`` between idle rounds. A stop request (SIGTERM/SIGINT in the CLI,
-``stop_event.set()`` in tests) is honoured between steps: the current step finishes,
-then the store is closed -- every state change was already committed.
+``POLL_INTERVAL_S`` between idle rounds. An exception from any one of them is logged as
+one line and that one is retried on the next round; the others keep running. A stop
+request (SIGTERM/SIGINT in the CLI, ``stop_event.set()`` in tests) is honoured between
+steps: the current step finishes, then the store is closed -- every state change was
+already committed.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from lightpost.adapters.rpc import HttpEndpoint
+from lightpost.adapters.sqlite import private_dir
 from lightpost.adapters.store import Store
 from lightpost.core.keys import PrivateKey, parse_address
 from lightpost.core.keystore import decrypt_key
@@ -88,9 +91,9 @@ class Service(Protocol):
 
 
 def ensure_data_dir(config: DeviceConfig) -> Path:
-    """Create the data directory if needed; one ConfigError line if it cannot be."""
+    """Create the data directory (0700) if needed; one ConfigError line if it cannot be."""
     try:
-        config.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(config.data_dir)
     except OSError as exc:
         raise ConfigError(f"cannot create data_dir {config.data_dir}: {exc.strerror}") from None
     return config.data_dir
@@ -123,7 +126,9 @@ def _read_keystore(config: DeviceConfig) -> str:
 
 def load_key(config: DeviceConfig, env: Mapping[str, str] | None = None) -> PrivateKey:
     """Decrypt the device key (password from LIGHTPOST_PASSWORD or the password file)."""
-    return decrypt_key(_read_keystore(config), read_password(config, env))
+    return decrypt_key(
+        _read_keystore(config), read_password(config, env), max_memory=config.scrypt_max_memory
+    )
 
 
 def keystore_address(config: DeviceConfig) -> bytes | None:
@@ -205,12 +210,22 @@ class Node:
     poll_s: float = POLL_INTERVAL_S
     log: Callable[[str], None] = lambda _line: None
     _problems: dict[str, str] = field(default_factory=dict, init=False, repr=False)
+    _failures: dict[str, str] = field(default_factory=dict, init=False, repr=False)
 
     def step(self, now: float | None = None) -> bool:
         """One round over the sender and every service; True when the sender was busy.
-        A sender problem (a failing phase) is logged once, when it appears or changes."""
+
+        Any exception from one of them (a bug, a hostile answer that slipped through) is
+        caught here: the others still run, the failing one is retried on the next tick,
+        and the failure is logged as one line when it appears or changes. A sender
+        problem (a failing phase) is logged the same way."""
         now = self.clock() if now is None else now
-        busy = self.sender.step(now).busy
+        busy = False
+        try:
+            busy = self.sender.step(now).busy
+            self._failed("sender", None)
+        except Exception as exc:
+            self._failed("sender", exc)
         problems = dict(self.sender.problems)
         if problems != self._problems:
             for phase, text in problems.items():
@@ -218,11 +233,31 @@ class Node:
                     self.log(f"sender {phase}: {text}")
             self._problems = problems
         for service in self.services:
+            name = getattr(service, "name", type(service).__name__)
             try:
                 service.step(now)
-            except LightpostError as exc:
-                self.log(f"{type(service).__name__}: {exc}")
+                self._failed(name, None)
+            except Exception as exc:
+                self._failed(name, exc)
         return busy
+
+    def _failed(self, name: str, exc: Exception | None) -> None:
+        """Log ``name``'s failure once per change (and its recovery). A LightpostError's
+        text is ours (never a secret); any other exception is named by type only: its
+        text may quote a URL with an API key."""
+        if exc is None:
+            line = None
+        elif isinstance(exc, LightpostError):
+            line = f"{name}: {exc} (retrying)"
+        else:
+            line = f"{name}: unexpected {type(exc).__name__} (retrying)"
+        previous = self._failures.pop(name, None)
+        if line is not None:
+            self._failures[name] = line
+            if line != previous:
+                self.log(line)
+        elif previous is not None:
+            self.log(f"{name}: working again")
 
     def run(self, stop: threading.Event, *, duration: float | None = None) -> None:
         """Step until ``stop`` is set (or ``duration`` seconds passed)."""

@@ -12,8 +12,10 @@ answers each command with a signed result on
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from lightpost.adapters.store import Store
 from lightpost.core.command import (
@@ -25,8 +27,11 @@ from lightpost.core.command import (
     parse_agent_policy,
 )
 from lightpost.core.levels import Delivered, Level
+from lightpost.core.rpcfields import data_field, get_object, quantity_field
 from lightpost.core.verify import Problem
-from lightpost.node.agent import Agent
+from lightpost.errors import LightpostError
+from lightpost.node.agent import Agent, Job, Outcome
+from lightpost.node.chain import Chain
 from lightpost.node.config import ChannelPolicy, DeviceConfig
 from lightpost.node.receiver import Receiver
 from lightpost.node.sender import Sender
@@ -37,6 +42,7 @@ __all__ = [
     "ReceiveService",
     "build_agent",
     "next_command_seq",
+    "quorum_time",
     "with_command_channel",
 ]
 
@@ -52,6 +58,8 @@ Item = Delivered | Problem
 
 class ReceiveService:
     """Poll ``receiver`` at ``level`` (optionally one channel) and hand every item over."""
+
+    name = "receiver"
 
     def __init__(
         self,
@@ -73,12 +81,36 @@ class ReceiveService:
         """Close the receiver (its state file and endpoint threads)."""
         self.receiver.close()
 
-    def step(self, now: float) -> None:
+    def due(self, now: float) -> bool:
+        """True (and the poll clock reset) when ``interval_s`` passed since the last poll."""
         if self._last is not None and now - self._last < self.interval_s:
-            return
+            return False
         self._last = now
-        for item in self.receiver.poll(self.level, self.channel):
-            self.on_item(item)
+        return True
+
+    def step(self, now: float) -> None:
+        if self.due(now):
+            for item in self.receiver.poll(self.level, self.channel):
+                self.on_item(item)
+
+
+def quorum_time(chain: Chain) -> int:
+    """Timestamp of the quorum's latest block: the height at least ``quorum`` endpoints
+    have reached, and the (hash, timestamp) at that height that ``quorum`` endpoints
+    report identically. No single endpoint's header dates anything."""
+    height = chain.tag_height("latest")
+
+    def hash_and_time(answer: object) -> tuple[bytes, int]:
+        block = get_object(answer, "block")
+        return data_field(block, "hash", "block", 32), quantity_field(block, "timestamp", "block")
+
+    agreed: tuple[bytes, int] = chain.agreed(
+        "eth_getBlockByNumber",
+        [hex(height), False],
+        question=f"block time at {height}",
+        convert=hash_and_time,
+    )
+    return agreed[1]
 
 
 def with_command_channel(config: DeviceConfig, policy: AgentPolicy) -> DeviceConfig:
@@ -112,7 +144,16 @@ def build_agent(
 
 
 class AgentService:
-    """Feed verified commands to the agent; report decisions through ``on_result``."""
+    """Feed verified commands to the agent; report decisions through ``on_result``.
+
+    Handlers (an update's download above all) run in one worker thread, one command at
+    a time and in delivery order: while one runs, ``step`` returns at once and the node
+    loop keeps serving the sender and the other services. The receiver's poll is left
+    suspended meanwhile and resumed afterwards, so its state is saved only once every
+    command of the poll was decided (a crash redelivers them; the agent refuses
+    replays), exactly as when handlers ran inline."""
+
+    name = "agent"
 
     def __init__(
         self,
@@ -131,23 +172,63 @@ class AgentService:
             receiver,
             level=level,
             channel=COMMANDS_CHANNEL,
-            on_item=self._item,
+            on_item=lambda _item: None,
             interval_s=interval_s,
         )
+        self._items: Iterator[Item] | None = None
+        self._running: tuple[Delivered, Job, Future[Outcome]] | None = None
+        self._worker: ThreadPoolExecutor | None = None
 
-    def _item(self, item: Item) -> None:
-        if isinstance(item, Problem):
-            self.on_problem(item)
-            return
-        result = self.agent.process(item)
-        if result is not None:
-            self.on_result(item, result)
+    def _chain_time(self, item: Delivered) -> int | None:
+        if item.level >= Level.INCLUDED:
+            return None
+        # the block time is unverified: ask the quorum; without an answer the agent
+        # refuses the command as no-chain-time, without consuming its seq
+        with contextlib.suppress(LightpostError):
+            return quorum_time(self._receive.receiver.chain)
+        return None
+
+    @property
+    def busy(self) -> bool:
+        """True while a handler runs in the worker."""
+        return self._running is not None and not self._running[2].done()
 
     def step(self, now: float) -> None:
-        self._receive.step(now)
+        if self._running is not None:
+            delivered, job, future = self._running
+            if not future.done():
+                return
+            self._running = None
+            self.on_result(delivered, self.agent.finish(job, future.result()))
+        if self._items is None:
+            if not self._receive.due(now):
+                return
+            self._items = iter(self._receive.receiver.poll(self._receive.level, COMMANDS_CHANNEL))
+        try:
+            for item in self._items:
+                if isinstance(item, Problem):
+                    self.on_problem(item)
+                    continue
+                started = self.agent.start(item, chain_time=self._chain_time(item))
+                if isinstance(started, Job):
+                    if self._worker is None:
+                        self._worker = ThreadPoolExecutor(1, thread_name_prefix="lightpost-agent")
+                    self._running = (item, started, self._worker.submit(started.run))
+                    return
+                if started is not None:
+                    self.on_result(item, started)
+        except BaseException:
+            self._items = None  # the poll ended with the error; the next one starts anew
+            raise
+        self._items = None
 
     def close(self) -> None:
-        """Close the agent's state and its receiver."""
+        """Close the agent's state and its receiver (a running handler is left to end
+        on its own: its seq is consumed; start-up recovery repairs a half update)."""
+        if self._worker is not None:
+            self._worker.shutdown(wait=False)
+        if isinstance(self._items, Generator):
+            self._items.close()
         self.agent.close()
         self._receive.close()
 
