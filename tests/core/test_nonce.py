@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -135,11 +137,23 @@ def test_impossible_chain_count_holds(bad: int) -> None:
 OURS = Sighting(tx_hash=b"\x11" * 32, block=BlockRef(hash=b"\x22" * 32, number=40))
 
 
-def test_too_low_and_ours_mined_marks_included() -> None:
+def test_too_low_and_ours_proven_mined_marks_included() -> None:
     out = resolve_nonce_too_low(
-        nonce=4, sightings=chain(OURS, OURS, None), finalized_count=chain(0, 0, 0), k=2
+        nonce=4,
+        sightings=chain(None, None, DOWN),
+        finalized_count=chain(5, 5, 5),
+        k=2,
+        proven=OURS,
     )
-    assert out == MarkIncluded(sighting=OURS)
+    assert out == MarkIncluded(sighting=OURS)  # the proof wins over any vote
+
+
+@pytest.mark.parametrize("votes", [(OURS, OURS, None), (OURS, OURS, OURS)])
+def test_too_low_with_agreed_but_unproven_receipts_waits(votes: tuple[Any, ...]) -> None:
+    out = resolve_nonce_too_low(
+        nonce=4, sightings=chain(*votes), finalized_count=chain(5, 5, 5), k=2
+    )
+    assert isinstance(out, Hold) and "not proven" in out.reason
 
 
 def test_too_low_consumed_elsewhere_at_finality_resigns() -> None:

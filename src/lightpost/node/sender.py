@@ -21,13 +21,15 @@ One step, in this order (every phase is isolated: a failing phase is recorded in
    zero-value self-transfer at each missing nonce; ``Reconcile`` looks our candidate
    hashes up (:func:`~lightpost.core.nonce.resolve_nonce_too_low`). Nothing is signed
    before the first successful reconciliation of the process.
-3. **Inclusion tracking.** For every SIGNED, BROADCAST or INCLUDED transaction the
-   receipts of ALL its candidate hashes are asked of every endpoint (one JSON-RPC batch
-   per endpoint). A receipt is only a hint: it counts when its block hash equals the
-   quorum-agreed canonical hash at its height. ``check_inclusion`` turns that into
-   Included / ReorgedOut / Finalized events (by block hash, never by number: web3.js
-   #3608). "No receipt" for an INCLUDED transaction is believed only when k endpoints
-   answered. Finality: the quorum ``finalized`` height (or latest - finality_depth).
+3. **Inclusion tracking** (``lightpost.node.sender_track``). Receipts of ALL candidate
+   hashes are asked of every endpoint, but a receipt is only a hint: a state changes
+   (included, final, reverted) only when the transaction is PROVEN in the
+   quorum-agreed block at that height -- header rebuilt, transactionsRoot and
+   receiptsRoot rebuilt (``lightpost.core.inclusion``). An unproven receipt changes
+   nothing: the transaction stays in flight, rebroadcast and bumped; the endpoint that
+   gave it is named in the problems. An included block is watched by its agreed hash
+   (never by number: web3.js #3608). Finality: the quorum ``finalized`` height (or
+   latest - finality_depth).
 4. **Fee bump.** A transaction we sent in this process that is still not mined
    ``STUCK_AFTER_S`` after its current version was signed is re-signed with the SAME
    nonce and fees raised by >= 10% on both caps (``fees.bump``), stored
@@ -111,22 +113,12 @@ from lightpost.core.inbox import (
     inbox_execution_gas,
 )
 from lightpost.core.keys import PrivateKey, to_checksum_address
-from lightpost.core.outbox import (
-    BlockRef,
-    Finalized,
-    Message,
-    NonceConsumed,
-    Sighting,
-    State,
-    Transaction,
-    check_inclusion,
-)
+from lightpost.core.outbox import Message, State, Transaction
 from lightpost.core.tx import DynamicFeeTx, SignedTransaction, decode_transaction, sign_transaction
 from lightpost.errors import (
     ConfigError,
     InsufficientFunds,
     LightpostError,
-    NodeError,
     NonceTooLow,
     QuorumError,
     ReplacementUnderpriced,
@@ -135,6 +127,7 @@ from lightpost.errors import (
 )
 from lightpost.node.chain import Chain, parse_quantity
 from lightpost.node.config import DeviceConfig
+from lightpost.node.sender_track import Tracker, batch_call
 
 __all__ = [
     "MAX_IN_FLIGHT",
@@ -287,13 +280,6 @@ class _Batch:
     group_ids: tuple[int, ...]
 
 
-class _Unknown:
-    """Marker: the chain could not be asked (no quorum, endpoints down)."""
-
-
-_UNKNOWN = _Unknown()
-
-
 class Sender:
     """The device's send side over one :class:`Store` and one :class:`Chain`.
 
@@ -328,10 +314,18 @@ class Sender:
         self._last_sent: dict[int, float] = {}
         self._last_prune: float | None = None
         self.problems: dict[str, str] = {}
-        self._finalized_cache: int | _Unknown | None = None
         self._first_step = True
         self._bumped_at: dict[int, float] = {}
         self._done_chunks: dict[tuple[bytes, int], set[int]] = {}
+        self._tracker = Tracker(
+            store=store,
+            chain=chain,
+            address=self.address,
+            finality_depth=settings.finality_depth,
+            pool=self._pool,
+            problems=self.problems,
+            log=log,
+        )
 
     def __repr__(self) -> str:
         return f"Sender({to_checksum_address(self.address)}, {self.settings.mode})"
@@ -389,7 +383,7 @@ class Sender:
     def step(self, now: float) -> StepResult:
         """One round of work (see the module docstring for the phases)."""
         result = StepResult()
-        self._finalized_cache = None
+        self._tracker.begin_round()
         if self._first_step:
             # Before tracking can finalize anything in this process: chunks stored by a
             # process that died between two chunk transactions (module docstring).
@@ -425,65 +419,9 @@ class Sender:
 
     # -- chain helpers ---------------------------------------------------------------
 
-    def _per_endpoint(self, work: Callable[[Endpoint], T]) -> dict[str, T | Exception]:
-        """``work(endpoint)`` on every endpoint in parallel: label -> result or error."""
-
-        def one(ep: Endpoint) -> T | Exception:
-            try:
-                return work(ep)
-            except LightpostError as exc:
-                return exc
-
-        futures = {ep.label: self._pool.submit(one, ep) for ep in self.chain.endpoints}
-        return {label: fut.result() for label, fut in futures.items()}
-
     def _read_base_fee(self) -> None:
         self.base_fee = None
         self.base_fee = self.chain.base_fee()
-
-    def _finalized_number(self) -> int | None:
-        """Quorum finalized height (or latest - finality_depth); None if unknown."""
-        if isinstance(self._finalized_cache, int):
-            return self._finalized_cache
-        if isinstance(self._finalized_cache, _Unknown):
-            return None
-        try:
-            height = self.chain.final_height(self.settings.finality_depth)
-        except LightpostError as exc:
-            self.problems["finality"] = str(exc)
-            self._finalized_cache = _UNKNOWN
-            return None
-        self._finalized_cache = height
-        return height
-
-    def _receipts(self, hashes: Sequence[bytes]) -> dict[str, dict[bytes, Any] | Exception]:
-        """Per endpoint: tx hash -> receipt (or None), one JSON-RPC batch each."""
-        calls = [("eth_getTransactionReceipt", ["0x" + h.hex()]) for h in hashes]
-
-        def ask(ep: Endpoint) -> dict[bytes, Any]:
-            answers = _batch(ep, calls)
-            out: dict[bytes, Any] = {}
-            for h, answer in zip(hashes, answers, strict=True):
-                if isinstance(answer, Exception):
-                    raise answer
-                out[h] = answer
-            return out
-
-        return self._per_endpoint(ask)
-
-    @staticmethod
-    def _hints(
-        tx: Transaction, receipts: Mapping[str, dict[bytes, Any] | Exception]
-    ) -> list[Sighting]:
-        hints: list[Sighting] = []
-        for by_hash in receipts.values():
-            if isinstance(by_hash, Exception):
-                continue
-            for h in tx.candidate_hashes:
-                sighting = _sighting(h, by_hash.get(h))
-                if sighting is not None and sighting not in hints:
-                    hints.append(sighting)
-        return hints
 
     # -- nonce ----------------------------------------------------------------------
 
@@ -547,24 +485,8 @@ class Sender:
         self._broadcast(self.store.transaction(tx_id), now, result)
 
     def _resolve_too_low(self, tx: Transaction, now: float, result: StepResult) -> None:
-        """Our tx's nonce is used: which of our candidates was mined, if any?"""
-        receipts = self._receipts(tx.candidate_hashes)
-        sightings: dict[str, Sighting | Exception | None] = {}
-        for label, by_hash in receipts.items():
-            if isinstance(by_hash, Exception):
-                sightings[label] = by_hash
-                continue
-            found = [_sighting(h, by_hash.get(h)) for h in tx.candidate_hashes]
-            sightings[label] = next((s for s in found if s is not None), None)
-        address = "0x" + self.address.hex()
-        depth = self.settings.finality_depth
-        tag = hex(self.chain.final_height(depth)) if depth > 0 else "finalized"
-        final_counts = self.chain.ask_each(
-            "eth_getTransactionCount", [address, tag], lambda v: parse_quantity(v, "nonce")
-        )
-        outcome = nonce_rules.resolve_nonce_too_low(
-            nonce=tx.nonce, sightings=sightings, finalized_count=final_counts, k=self.chain.quorum
-        )
+        """Our tx's nonce is used: which of our candidates was mined (proven), if any?"""
+        outcome = self._tracker.resolve_too_low(tx)
         if isinstance(outcome, nonce_rules.MarkIncluded):
             if tx.state in (State.SIGNED, State.BROADCAST):
                 s = outcome.sighting
@@ -581,60 +503,7 @@ class Sender:
     # -- tracking --------------------------------------------------------------------
 
     def _track(self, now: float, result: StepResult) -> None:
-        pending = self.store.pending_transactions()
-        if not pending:
-            return
-        hashes = [h for tx in pending for h in tx.candidate_hashes]
-        receipts = self._receipts(hashes)
-        answered = sum(1 for v in receipts.values() if not isinstance(v, Exception))
-        canonical: dict[int, bytes | _Unknown] = {}
-
-        def canon(number: int) -> bytes | _Unknown:
-            if number not in canonical:
-                try:
-                    canonical[number] = self.chain.block_hash_at(number)
-                except LightpostError:
-                    canonical[number] = _UNKNOWN
-            return canonical[number]
-
-        for tx in pending:
-            sighting: Sighting | None = None
-            unknown = False
-            for hint in self._hints(tx, receipts):
-                agreed = canon(hint.block.number)
-                if isinstance(agreed, _Unknown):
-                    unknown = True
-                elif agreed == hint.block.hash:
-                    sighting = hint
-                    break
-            if sighting is None and (unknown or answered < self.chain.quorum):
-                continue  # cannot tell "not mined" from "cannot see": no decision
-            canonical_hash: bytes | None = None
-            finalized: int | None = None
-            if tx.state is State.INCLUDED and tx.included is not None:
-                agreed = canon(tx.included.number)
-                if isinstance(agreed, _Unknown):
-                    continue
-                canonical_hash = agreed
-                if sighting is not None and sighting.block.hash == tx.included.hash:
-                    finalized = self._finalized_number()
-            events = check_inclusion(
-                state=tx.state,
-                included=tx.included,
-                sighting=sighting,
-                canonical_hash=canonical_hash,
-                finalized_number=finalized,
-            )
-            if sighting is not None and _reverted(sighting.tx_hash, receipts, self.chain.quorum):
-                # A reverted call posted nothing: once final, its nonce is spent without
-                # carrying the messages, so they go back to the queue (never lost).
-                events = tuple(
-                    NonceConsumed(nonce=tx.nonce) if isinstance(e, Finalized) else e for e in events
-                )
-            for event in events:
-                self.store.apply(tx.id, event, at=now)
-                result.events += 1
-                self._log(f"tx 0x{tx.tx_hash.hex()} nonce {tx.nonce}: {type(event).__name__}")
+        result.events += self._tracker.track(now)
 
     # -- bump ------------------------------------------------------------------------
 
@@ -937,49 +806,6 @@ class _HoldSignal(LightpostError):
 # --- helpers ---------------------------------------------------------------------------
 
 
-def _batch(ep: Endpoint, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
-    """One JSON-RPC batch; endpoints that refuse batches get the calls one by one."""
-    try:
-        return ep.batch(calls)
-    except NodeError:
-        pass
-    out: list[Any] = []
-    for method, params in calls:
-        try:
-            out.append(ep.call(method, params))
-        except NodeError as exc:
-            out.append(exc)
-    return out
-
-
-def _reverted(
-    tx_hash: bytes, receipts: Mapping[str, Mapping[bytes, Any] | Exception], quorum: int
-) -> bool:
-    """Whether at least ``quorum`` endpoints say the receipt of ``tx_hash`` has status 0
-    (the call reverted). One endpoint alone must not make us re-send -- that could put
-    the messages on chain twice."""
-    votes = 0
-    for answer in receipts.values():
-        if isinstance(answer, Exception):
-            continue
-        receipt = answer.get(tx_hash)
-        if isinstance(receipt, dict) and receipt.get("status") == "0x0":
-            votes += 1
-    return votes >= quorum
-
-
-def _sighting(tx_hash: bytes, receipt: Any) -> Sighting | None:
-    """A receipt as a Sighting (None: no receipt, or a pending one without a block)."""
-    if not isinstance(receipt, dict) or not receipt.get("blockHash"):
-        return None
-    try:
-        number = parse_quantity(receipt.get("blockNumber"), "receipt block number")
-        block = bytes.fromhex(str(receipt["blockHash"])[2:])
-        return Sighting(tx_hash=tx_hash, block=BlockRef(hash=block, number=number))
-    except (LightpostError, ValueError):
-        return None
-
-
 def _stored_chunks(
     pending: Sequence[Transaction], chain_id: int
 ) -> dict[tuple[bytes, int], set[int]]:
@@ -1060,7 +886,7 @@ def enqueue_message(
 def _endpoint_health(ep: Endpoint) -> dict[str, Any]:
     start = time.monotonic()
     try:
-        answers = _batch(ep, [("eth_chainId", []), ("eth_blockNumber", [])])
+        answers = batch_call(ep, [("eth_chainId", []), ("eth_blockNumber", [])])
         for a in answers:
             if isinstance(a, Exception):
                 raise a
