@@ -723,3 +723,31 @@ def test_nonce_too_low_with_unproven_receipts_does_not_mark_included(store: Stor
     assert store.transaction(m.tx_id or 0).nonce == 1
     assert ours.hash not in {t.hash for t in net.in_chain()}
     assert posts_on_chain(net) == [(0, -1)]
+
+
+def test_a_repeated_lie_is_proven_false_once_and_still_named(store: Store) -> None:
+    net = FakeNet()
+    eps = [FakeEndpoint(f"rpc#{i}", net) for i in range(3)]
+    sender = make(store, net, endpoints=eps, rebroadcast_interval_s=1.0)
+    (mid,) = enqueue(sender, 1)
+    sender.step(T0)
+    net.pool.clear()
+    net.mine(3)
+    full_fetches: list[str] = []
+    lie = _liar_naming(net, 1)
+
+    def counting(label: str) -> Any:
+        def hook(method: str, params: Any, answer: Any) -> Any:
+            if method == "eth_getBlockByNumber" and params[1] is True:
+                full_fetches.append(label)
+            return lie(method, params, answer) if label == "rpc#2" else answer
+
+        return hook
+
+    for ep in eps:
+        ep.hook = counting(ep.label)
+    for i in range(5):
+        sender.step(T0 + 2 + i)
+        assert "proof rpc#2" in sender.problems
+    assert len(full_fetches) == 1  # block 1 proven once; the lie then known false
+    assert store.message(mid).state is State.BROADCAST

@@ -29,9 +29,20 @@ from lightpost.core.outbox import BlockRef, Sighting
 from lightpost.core.verify import ProvenBlock
 from lightpost.errors import LightpostError, TransportError
 
-__all__ = ["UNKNOWN", "InclusionProver", "Unknown", "hints_by_endpoint"]
+__all__ = [
+    "MAX_BLOCK_PROOFS_PER_ROUND",
+    "UNKNOWN",
+    "InclusionProver",
+    "Unknown",
+    "hints_by_endpoint",
+]
 
 T = TypeVar("T")
+
+MAX_BLOCK_PROOFS_PER_ROUND = 32
+"""Blocks one round fetches and proves at most: every transaction of a full in-flight
+window (16, geth AccountSlots) in its own block, twice over. A liar naming a new block
+per hint costs a bounded amount of work; the rest waits for the next round."""
 
 
 class Unknown:
@@ -65,9 +76,20 @@ def hints_by_endpoint(
 class InclusionProver:
     """Turns receipt hints into proven receipts for one round (see the module doc)."""
 
-    def __init__(self, endpoints: Sequence[Endpoint], agreed_hash: Callable[[int], bytes]):
+    def __init__(
+        self,
+        endpoints: Sequence[Endpoint],
+        agreed_hash: Callable[[int], bytes],
+        *,
+        disproven: set[Sighting] | None = None,
+        max_blocks: int = MAX_BLOCK_PROOFS_PER_ROUND,
+    ):
         self._endpoints = endpoints
         self._agreed_hash = agreed_hash
+        self._disproven = set() if disproven is None else disproven
+        """Hints proven false, kept by the caller across rounds: a block hash commits to
+        its transactions, so "not in block H" stays true and is never fetched again."""
+        self._budget = max_blocks
         self._canonical: dict[int, bytes | Unknown] = {}
         self._blocks: dict[bytes, ProvenBlock | Unknown] = {}
         self._receipts: dict[bytes, tuple[ProvenBlock, object] | Unknown] = {}
@@ -95,27 +117,32 @@ class InclusionProver:
             return UNKNOWN
         if agreed != hint.block.hash:
             return None  # not canonical (a stale endpoint after a reorg, or a lie)
-        block = self.block(hint.block)
-        if isinstance(block, Unknown):
-            return UNKNOWN
-        if tx_index(block, hint.tx_hash) is None:
-            for label in sorted(claimed_by):
-                self._blame(
-                    label,
-                    f"its receipt puts tx 0x{hint.tx_hash.hex()} in block {block.number}, "
-                    "whose proven transactions do not include it",
-                )
-            return None
-        got = self._with_receipts(block)
-        if isinstance(got, Unknown):
-            return UNKNOWN
-        proven, receipts_json = got
-        return proven_receipt(proven, receipts_json, hint.tx_hash)
+        if hint not in self._disproven:
+            block = self.block(hint.block)
+            if isinstance(block, Unknown):
+                return UNKNOWN
+            if tx_index(block, hint.tx_hash) is not None:
+                got = self._with_receipts(block)
+                if isinstance(got, Unknown):
+                    return UNKNOWN
+                proven, receipts_json = got
+                return proven_receipt(proven, receipts_json, hint.tx_hash)
+            self._disproven.add(hint)
+        for label in sorted(claimed_by):
+            self._blame(
+                label,
+                f"its receipt puts tx 0x{hint.tx_hash.hex()} in block {hint.block.number}, "
+                "whose proven transactions do not include it",
+            )
+        return None
 
     def block(self, ref: BlockRef) -> ProvenBlock | Unknown:
         """The block ``ref`` (agreed by the caller) proven from its header and
         transactions, the first endpoint whose answer proves it winning."""
         if ref.hash not in self._blocks:
+            if self._budget <= 0:
+                return UNKNOWN  # this round's proof budget is spent: next round
+            self._budget -= 1
             found = self._in_turn(
                 "eth_getBlockByNumber",
                 [hex(ref.number), True],

@@ -36,6 +36,10 @@ __all__ = ["PROOF_PROBLEM", "Tracker", "batch_call"]
 PROOF_PROBLEM = "proof "
 """Prefix of the problem keys naming an endpoint whose answer failed proof."""
 
+MAX_DISPROVEN_HINTS = 4096
+"""Hints proven false remembered across rounds (then forgotten all at once): at 32
+bytes x 2 per hint, ~0.3 MB at most."""
+
 
 def batch_call(ep: Endpoint, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
     """One JSON-RPC batch; endpoints that refuse batches get the calls one by one."""
@@ -77,12 +81,18 @@ class Tracker:
         self._problems = problems
         self._log = log
         self._finalized: int | Unknown | None = None
+        self._disproven: set[Sighting] = set()
         self._prover = InclusionProver(chain.endpoints, chain.block_hash_at)
 
     def begin_round(self) -> None:
-        """Forget the last round's agreed hashes, proofs and finalized height."""
+        """Forget the last round's agreed hashes, proofs and finalized height (hints
+        proven false are remembered: a block hash commits to its transactions)."""
         self._finalized = None
-        self._prover = InclusionProver(self.chain.endpoints, self.chain.block_hash_at)
+        if len(self._disproven) > MAX_DISPROVEN_HINTS:
+            self._disproven.clear()
+        self._prover = InclusionProver(
+            self.chain.endpoints, self.chain.block_hash_at, disproven=self._disproven
+        )
 
     def _report(self) -> None:
         """The round's proof failures replace the last ones (kept while nothing is
@@ -136,9 +146,10 @@ class Tracker:
     def _proven(
         self, tx: Transaction, hints: Mapping[Sighting, set[str]]
     ) -> ProvenReceipt | Unknown | None:
-        """The first hint for one of ``tx``'s candidates that proves (see the module doc)."""
+        """The first hint for one of ``tx``'s candidates that proves (see the module doc).
+        Hints more endpoints agree on are tried first: a lone liar's cost no honest proof."""
         unknown = False
-        for hint, labels in hints.items():
+        for hint, labels in sorted(hints.items(), key=lambda item: -len(item[1])):
             if hint.tx_hash not in tx.candidate_hashes:
                 continue
             got = self._prover.prove(hint, labels)
