@@ -85,17 +85,9 @@ from lightpost.core.batching import (
 from lightpost.core.envelope import ContentType
 from lightpost.core.fees import FeeQuote, Hold, bump
 from lightpost.core.keys import PrivateKey, to_checksum_address
-from lightpost.core.outbox import State, Transaction
+from lightpost.core.outbox import AfterBroadcast, State, Transaction, after_broadcast
 from lightpost.core.tx import DynamicFeeTx, SignedTransaction, decode_transaction, sign_transaction
-from lightpost.errors import (
-    InsufficientFunds,
-    LightpostError,
-    NonceTooLow,
-    QuorumError,
-    ReplacementUnderpriced,
-    StoreError,
-    TransportError,
-)
+from lightpost.errors import LightpostError, QuorumError, StoreError, TransportError
 from lightpost.node.chain import Chain, parse_quantity
 from lightpost.node.sender_settings import (
     MAX_IN_FLIGHT,
@@ -407,20 +399,20 @@ class Sender:
         """Send the stored raw bytes to every endpoint and act on the answers."""
         self._last_sent[tx.id] = now
         answer = self.chain.broadcast(tx.raw, tx.tx_hash)
-        if answer.ok:
+        action = after_broadcast(accepted=answer.ok, errors=answer.errors.values())
+        if action is AfterBroadcast.SENT:
             self.store.mark_broadcast(tx.id, at=now)
             result.broadcast += 1
             if self.funds_hold and "insufficient funds" in self.funds_hold:
                 self.funds_hold = None
             return
-        errors = list(answer.errors.values())
-        if any(isinstance(e, NonceTooLow) for e in errors):
+        if action is AfterBroadcast.RESOLVE_NONCE:
             self._reconcile_now = True
             self._resolve_too_low(tx, now, result)
-        elif any(isinstance(e, ReplacementUnderpriced) for e in errors):
+        elif action is AfterBroadcast.BUMP:
             if tx.id not in self._bumped_at or self._bumped_at[tx.id] != now:
                 self._replace(tx, now, result, why="replacement underpriced")
-        elif any(isinstance(e, InsufficientFunds) for e in errors):
+        elif action is AfterBroadcast.WAIT_FUNDS:
             self.funds_hold = f"insufficient funds for tx nonce {tx.nonce} ({tx.fees.max_cost} wei)"
             self._funds_needed = tx.fees.max_cost
             self._log(self.funds_hold)
