@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 
 from lightpost.core.nonce import (
     MAX_GAP_FILL,
-    RECONCILE_INTERVAL_S,
     AdoptChain,
     FillGap,
     Hold,
@@ -21,7 +20,6 @@ from lightpost.core.nonce import (
     RepairLocal,
     Resign,
     decide,
-    reconcile_due,
     resolve_nonce_too_low,
 )
 from lightpost.core.outbox import BlockRef, Sighting
@@ -179,12 +177,6 @@ def test_too_low_without_quorum_waits() -> None:
         nonce=4, sightings=chain(None, None), finalized_count=chain(9, 8), k=2
     )
     assert isinstance(no_final, Hold)
-
-
-def test_reconcile_due() -> None:
-    assert reconcile_due(last_reconcile_at=None, now=0.0)
-    assert not reconcile_due(last_reconcile_at=100.0, now=100.0 + RECONCILE_INTERVAL_S - 1)
-    assert reconcile_due(last_reconcile_at=100.0, now=100.0 + RECONCILE_INTERVAL_S)
 
 
 # --- properties ------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from lightpost.core.fees import FeeQuote, is_acceptable_replacement
+from lightpost.core.fees import REPLACEMENT_BUMP_PERCENT, FeeQuote
 from lightpost.core.hashing import keccak256
 from lightpost.core.header import HEADER_FIELDS, BlockHeader, header_hash
 from lightpost.core.receipts import Receipt, receipts_root
@@ -40,6 +40,7 @@ __all__ = [
     "FakeEndpoint",
     "FakeNet",
     "block_json",
+    "is_acceptable_replacement",
     "receipts_json",
     "tx_json",
 ]
@@ -192,6 +193,18 @@ class FakeNet:
         self.pool[key] = signed
         self.sent.append(raw)
         return "0x" + signed.hash.hex()
+
+
+def is_acceptable_replacement(old: FeeQuote, new: FeeQuote) -> bool:
+    """geth legacypool ``list.Add`` (the fake pool's rule, and the tests' oracle for
+    ``fees.bump``): both fee cap and tip strictly higher and >= +10%."""
+    factor = 100 + REPLACEMENT_BUMP_PERCENT
+    return (
+        new.max_fee_per_gas > old.max_fee_per_gas
+        and new.max_priority_fee_per_gas > old.max_priority_fee_per_gas
+        and new.max_fee_per_gas >= old.max_fee_per_gas * factor // 100
+        and new.max_priority_fee_per_gas >= old.max_priority_fee_per_gas * factor // 100
+    )
 
 
 def _quote(signed: SignedTransaction) -> FeeQuote:

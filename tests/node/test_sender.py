@@ -11,14 +11,21 @@ import pytest
 
 from lightpost.adapters.store import Store
 from lightpost.core.envelope import Reassembler, decode_post
-from lightpost.core.fees import GWEI, Eip1559FeePolicy, is_acceptable_replacement
+from lightpost.core.fees import GWEI, Eip1559FeePolicy
 from lightpost.core.keys import PrivateKey
 from lightpost.core.outbox import State
 from lightpost.core.tx import DynamicFeeTx, SignedTransaction, decode_transaction, sign_transaction
 from lightpost.node.chain import Chain
 from lightpost.node.sender import Sender, SenderSettings, content_type_code
 from tests.conftest import ANVIL_DEV_KEYS
-from tests.node.fakechain import CHAIN_ID, FakeEndpoint, FakeNet, block_json, tx_json
+from tests.node.fakechain import (
+    CHAIN_ID,
+    FakeEndpoint,
+    FakeNet,
+    block_json,
+    is_acceptable_replacement,
+    tx_json,
+)
 
 KEY = PrivateKey.from_hex(ANVIL_DEV_KEYS[1])
 OTHER = PrivateKey.from_hex(ANVIL_DEV_KEYS[2])

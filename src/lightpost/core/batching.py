@@ -2,27 +2,15 @@
 "may we sign?" gate.
 
 THE GATE IS ONE TABLE, :data:`SIGN_GATE`: every condition that can stop or defer
-signing, in priority order, with what it does. :func:`sign_gate` looks the conditions
-that hold up in it; the first listed wins. Nothing else decides whether to sign (h11
-style, like :data:`lightpost.core.outbox.TRANSITIONS`).
+signing, in priority order, with its verdict; :func:`sign_gate` is the only lookup
+(like :data:`lightpost.core.outbox.TRANSITIONS`).
 
-Theory of operation
--------------------
-*Batching.* Queued messages are grouped per (channel, recipient) and packed
-(``envelope.pack_messages``) into posts of at most ``max_post_bytes``. A group goes
-when its oldest message waited ``batch_delay_s`` or a post is full; otherwise the last,
-partial post waits for more messages.
-
-*Chunks.* A message too large for one post is cut into chunks; it is linked to the
-transaction carrying its LAST chunk, and all chunks of a message are signed in one step
-(the gate defers it until there is room for all). Chunks already stored in
-message-less transactions (by a process that died between two chunk transactions) are
-found from the stored raw bytes (:func:`stored_chunks`) and never signed again.
-
-*The gate.* Step-wide conditions (nonce not reconciled or held, funds held, no room for
-another unmined transaction) stop all signing. Per-post conditions defer one post
-(chunks waiting for room, its group already held this step) or hold its messages
-visibly (fee cap; balance short, which also stops the rest of the step).
+Batching: queued messages are grouped per (channel, recipient) and packed into posts of
+at most ``max_post_bytes``; a group goes when its oldest message waited
+``batch_delay_s`` or a post is full. A message too large for one post is chunked,
+linked to the transaction of its LAST chunk, and all its chunks are signed in one step
+(the gate defers it until there is room); chunks a dead process already stored are
+found in the stored raw bytes (:func:`stored_chunks`) and never signed again.
 """
 
 from __future__ import annotations
@@ -70,26 +58,27 @@ ChunkIndex = Mapping[tuple[bytes, int], Collection[int]]
 
 
 class SignCondition(StrEnum):
-    """A named condition the gate looks at (its value is the reason shown)."""
+    """A named condition the gate looks at."""
 
-    NONCE_UNRECONCILED = "nonce not reconciled yet in this process"
-    NONCE_HELD = "no nonce quorum"
-    FUNDS_HELD = "insufficient funds (waiting for the balance)"
-    NO_ROOM = "the in-flight limit of unmined transactions is reached"
-    GROUP_HELD = "this post's messages were held this step"
-    CHUNKS_NEED_ROOM = "not enough in-flight room for all chunks of the message"
-    FEE_ABOVE_CAP = "the fee quote is above the cap (or the base fee unknown)"
-    BALANCE_SHORT = "the balance does not cover this post"
+    NONCE_UNRECONCILED = "nonce-unreconciled"  # none yet in this process
+    NONCE_HELD = "nonce-held"  # no nonce quorum
+    FUNDS_HELD = "funds-held"  # waiting for the balance
+    NO_ROOM = "no-room"  # the in-flight limit is reached
+    GROUP_HELD = "group-held"  # this post's messages were held this step
+    CHUNKS_NEED_ROOM = "chunks-need-room"  # room for all chunks of a message
+    FEE_ABOVE_CAP = "fee-above-cap"  # or the base fee unknown
+    BALANCE_SHORT = "balance-short"  # the balance does not cover this post
 
 
 class Gate(Enum):
-    """What the gate says."""
+    """What the gate says: SIGN; STOP (nothing more this step); DEFER (skip this post);
+    HOLD (hold its messages visibly); HOLD_STOP (hold them, then stop)."""
 
-    SIGN = "sign"
-    STOP = "sign nothing more this step"
-    DEFER = "skip this post this step (the next one may go)"
-    HOLD = "hold this post's messages visibly (the next one may go)"
-    HOLD_STOP = "hold this post's messages and sign nothing more this step"
+    SIGN = 0
+    STOP = 1
+    DEFER = 2
+    HOLD = 3
+    HOLD_STOP = 4
 
 
 # --- THE gate table ----------------------------------------------------------------------
@@ -122,16 +111,12 @@ def step_conditions(
     *, nonce_reconciled: bool, nonce_held: bool, funds_held: bool, room: int
 ) -> frozenset[SignCondition]:
     """The step-wide conditions (``room``: unmined transactions we may still add)."""
-    out: set[SignCondition] = set()
-    if not nonce_reconciled:
-        out.add(SignCondition.NONCE_UNRECONCILED)
-    if nonce_held:
-        out.add(SignCondition.NONCE_HELD)
-    if funds_held:
-        out.add(SignCondition.FUNDS_HELD)
-    if room <= 0:
-        out.add(SignCondition.NO_ROOM)
-    return frozenset(out)
+    return _holding(
+        (SignCondition.NONCE_UNRECONCILED, not nonce_reconciled),
+        (SignCondition.NONCE_HELD, nonce_held),
+        (SignCondition.FUNDS_HELD, funds_held),
+        (SignCondition.NO_ROOM, room <= 0),
+    )
 
 
 def post_conditions(
@@ -150,18 +135,23 @@ def post_conditions(
     """The conditions of one post. A chunked message waits for room for all its posts
     (unless the whole in-flight limit is free: then it goes, spread over steps);
     ``balance`` None is unknown (the broadcast's "insufficient funds" still guards)."""
-    out: set[SignCondition] = set()
-    if room <= 0:
-        out.add(SignCondition.NO_ROOM)
-    if group_held:
-        out.add(SignCondition.GROUP_HELD)
-    if chunked and not group_started and posts_in_group > room and room < max_in_flight:
-        out.add(SignCondition.CHUNKS_NEED_ROOM)
-    if fee_held:
-        out.add(SignCondition.FEE_ABOVE_CAP)
-    elif balance is not None and spent + cost > balance:
-        out.add(SignCondition.BALANCE_SHORT)
-    return frozenset(out)
+    return _holding(
+        (SignCondition.NO_ROOM, room <= 0),
+        (SignCondition.GROUP_HELD, group_held),
+        (
+            SignCondition.CHUNKS_NEED_ROOM,
+            chunked and not group_started and room < min(posts_in_group, max_in_flight),
+        ),
+        (SignCondition.FEE_ABOVE_CAP, fee_held),
+        (
+            SignCondition.BALANCE_SHORT,
+            not fee_held and balance is not None and spent + cost > balance,
+        ),
+    )
+
+
+def _holding(*flags: tuple[SignCondition, bool]) -> frozenset[SignCondition]:
+    return frozenset(condition for condition, on in flags if on)
 
 
 # --- batching ------------------------------------------------------------------------------

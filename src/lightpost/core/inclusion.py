@@ -1,28 +1,14 @@
 """The sender's side of the ``included`` level: our own transaction, proven in a block.
 
-Theory of operation
--------------------
-A receipt from an endpoint is a *claim* (a hint where to look), never a fact. Every
-sender state change -- included, final, reverted, the end of rebroadcasts and fee
-bumps -- rests on the same four proofs, the receiver's ladder applied to our own
-transaction (docs/protocol.md, "Verification levels"):
-
-1. the block hash at the receipt's height is agreed by k endpoints (the caller asks
-   and hands it in as ``agreed``); a hint naming another hash is simply not canonical;
-2. that block's header is rebuilt from its fields and hashes to the agreed hash
-   (:func:`~lightpost.core.verify.verify_block_header`);
-3. every transaction of the block is rebuilt and transactionsRoot recomputed
-   (:func:`~lightpost.core.verify.prove_block_transactions`); ours must be in it, at
-   an index, with exactly our hash;
-4. the block's receipts rebuild receiptsRoot
-   (:func:`~lightpost.core.verify.prove_block_receipts`); the receipt at that index
-   says whether the call succeeded (status 1) or reverted (status 0).
-
-A hint that names an agreed block which, proven, does not hold the transaction is a lie
-(or an endpoint's bug): it changes nothing, and the endpoints that made it are named.
-
-Nothing here performs I/O: the runtime (``lightpost.node.sender_proof``) fetches the
-block and its receipts from the endpoints in turn and hands the JSON in.
+A receipt from an endpoint is a claim, never a fact. Every sender state change
+(included, final, reverted, the end of rebroadcasts and bumps) rests on the receiver's
+ladder applied to our transaction: (1) the block hash at the receipt's height agreed by
+k endpoints (the caller asks); (2) the header rebuilt to that hash
+(:func:`~lightpost.core.verify.verify_block_header`); (3) transactionsRoot rebuilt with
+our hash at an index (:func:`~lightpost.core.verify.prove_block_transactions`); (4)
+receiptsRoot rebuilt (:func:`~lightpost.core.verify.prove_block_receipts`), the
+receipt at that index giving the status. A receipt naming an agreed block that does
+not hold the transaction changes nothing. No I/O here (``lightpost.node.sender_track``).
 """
 
 from __future__ import annotations
@@ -66,25 +52,18 @@ STATUS_SUCCESS = 1
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ProvenReceipt:
-    """Our transaction proven at ``index`` of ``sighting.block`` with its ``status``;
-    ``receipt`` is the receipt JSON whose consensus fields were proven."""
+    """Our tx proven at ``index`` of ``sighting.block``; ``receipt``: the JSON whose
+    consensus fields (``status``...) were proven."""
 
     sighting: Sighting
     index: int
     status: int
     receipt: Mapping[str, object]
 
-    @property
-    def reverted(self) -> bool:
-        """True when the call failed: the nonce is spent, nothing was posted."""
-        return self.status != STATUS_SUCCESS
-
 
 def receipt_hint(tx_hash: bytes, receipt: object) -> Sighting | None:
-    """Where an endpoint's receipt claims ``tx_hash`` was mined (a hint, unproven).
-
-    None for no receipt, a pending one (no block yet), a malformed one, or one that
-    names another transaction."""
+    """Where an endpoint's receipt claims ``tx_hash`` was mined (unproven); None for no,
+    a pending, a malformed receipt or one of another transaction."""
     if receipt is None:
         return None
     try:
@@ -106,9 +85,7 @@ def receipt_hint(tx_hash: bytes, receipt: object) -> Sighting | None:
 
 
 def prove_block(block_json: object, agreed: BlockRef) -> ProvenBlock:
-    """Proofs 2 and 3: the full block (eth_getBlockByNumber with transactions) hashes to
-    the agreed hash at the agreed height, and its transactions rebuild
-    transactionsRoot. Raises ProofError / DecodingError."""
+    """Proofs 2 and 3 on a full block (eth_getBlockByNumber, transactions)."""
     header = verify_block_header(block_json, agreed.hash)
     if header.number != agreed.number:
         raise ProofError("header", f"block {header.number} is not at height {agreed.number}")
@@ -118,8 +95,7 @@ def prove_block(block_json: object, agreed: BlockRef) -> ProvenBlock:
 
 
 def prove_receipts(block: ProvenBlock, receipts_json: object) -> ProvenBlock:
-    """Proof 4: the block's receipts (eth_getBlockReceipts) rebuild receiptsRoot, one per
-    transaction. Returns the block with its proven receipts."""
+    """Proof 4 (eth_getBlockReceipts): the block with its proven receipts."""
     receipts = prove_block_receipts(block.header, receipts_json)
     if len(receipts) != len(block.transactions):
         raise ProofError("receiptsRoot", "not one receipt per transaction")
@@ -134,8 +110,8 @@ def tx_index(block: ProvenBlock, tx_hash: bytes) -> int | None:
 def proven_receipt(
     block: ProvenBlock, receipts_json: object, tx_hash: bytes
 ) -> ProvenReceipt | None:
-    """Our transaction's receipt in a block whose receipts were proven (by
-    :func:`prove_receipts` from ``receipts_json``); None when it is not in the block."""
+    """Our tx's receipt in a block whose receipts were proven from ``receipts_json``;
+    None when it is not in the block."""
     index = tx_index(block, tx_hash)
     if index is None:
         return None
@@ -159,12 +135,9 @@ def inclusion_events(
     canonical_hash: bytes | None = None,
     finalized_number: int | None = None,
 ) -> tuple[Event, ...]:
-    """The outbox events that follow from a PROVEN receipt (or none) and the
-    quorum-agreed canonical hash and finalized height (see
-    :func:`~lightpost.core.outbox.check_inclusion`). A reverted call posted nothing:
-    once final its nonce is spent without carrying the messages, so the
-    :class:`Finalized` event becomes :class:`NonceConsumed` (they go back to the queue,
-    never lost)."""
+    """:func:`~lightpost.core.outbox.check_inclusion` on a PROVEN receipt (or none). A
+    reverted call posted nothing: at finality its messages go back to the queue
+    (:class:`NonceConsumed` instead of :class:`Finalized`), never lost."""
     events = check_inclusion(
         state=state,
         included=included,
@@ -172,7 +145,7 @@ def inclusion_events(
         canonical_hash=canonical_hash,
         finalized_number=finalized_number,
     )
-    if proven is not None and proven.reverted:
+    if proven is not None and proven.status != STATUS_SUCCESS:
         events = tuple(
             NonceConsumed(nonce=nonce) if isinstance(e, Finalized) else e for e in events
         )

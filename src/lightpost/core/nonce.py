@@ -80,7 +80,6 @@ __all__ = [
     "Resign",
     "TooLowOutcome",
     "decide",
-    "reconcile_due",
     "resolve_nonce_too_low",
 ]
 
@@ -308,8 +307,3 @@ def resolve_nonce_too_low(
         reason=f"nonce {nonce} used by a transaction that is not ours, not final yet "
         f"(finalized count {final.agreed}); waiting before re-signing"
     )
-
-
-def reconcile_due(*, last_reconcile_at: float | None, now: float) -> bool:
-    """True when a periodic reconciliation is due (never run, or interval elapsed)."""
-    return last_reconcile_at is None or now - last_reconcile_at >= RECONCILE_INTERVAL_S

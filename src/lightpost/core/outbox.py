@@ -40,14 +40,12 @@ the same nonce is what makes it a *replacement*: at most one version can ever be
 so the messages cannot be delivered twice. The new version goes back to SIGNED (store
 first, then send); the old hashes stay candidates.
 
-*Confirmation by block hash.* Inclusion is recorded with the receipt's block **hash**
-and number. A later check compares hashes, never numbers: after a reorg the transaction
-can be at the same height in a different block, or at another height; counting
-confirmations by number gets this wrong (web3.js #3608). When the receipt disappears,
-or moves to another block, or the canonical block at that height has another hash, the
-transaction is :class:`ReorgedOut` back to SIGNED for a rebroadcast. It becomes FINAL only
-when its block is at or below the finalized height *and* that block's hash is the
-canonical one (:func:`check_inclusion`).
+*Confirmation by proof and block hash.* Inclusion is recorded from a receipt PROVEN in
+the quorum-agreed block (lightpost.core.inclusion), by block hash and number; later
+checks compare hashes, never numbers (web3.js #3608). When the canonical block at that
+height has another hash, the transaction is :class:`ReorgedOut` back to SIGNED for a
+rebroadcast; it becomes FINAL only at or below the finalized height with its block
+still canonical (:func:`check_inclusion`).
 
 *Fee cap.* A message whose transaction would cost more than the configured cap is
 :class:`Held` (QUEUED -> HELD) and :class:`Released` when fees fall; it is not signed

@@ -281,7 +281,7 @@ class Chain:
         failed proof are added to ``problems`` (label -> why)."""
         # imported here: the rule's I/O module is the sender's (one implementation)
         from lightpost.core.inclusion import ProvenReceipt
-        from lightpost.node.sender_proof import InclusionProver, hints_by_endpoint
+        from lightpost.node.sender_track import InclusionProver, hints_by_endpoint
 
         answers = self.ask_all("eth_getTransactionReceipt", ["0x" + tx_hash.hex()])
         by_label = {

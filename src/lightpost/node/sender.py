@@ -13,52 +13,34 @@ One step, in this order (every phase is isolated: a failing phase is recorded in
 1. **Base fee** -- the highest any endpoint reports for its latest block
    (``Chain.base_fee``: conservative).
 2. **Nonce reconciliation** (``lightpost.core.nonce``) at start, every
-   ``RECONCILE_INTERVAL_S`` and after any "nonce too low" or unexplained broadcast
-   failure. The mined count is asked of every endpoint at ONE fixed height (the
-   quorum-agreed latest height), never at the moving ``latest`` tag (Hyperlane #1119).
-   No quorum -> nothing new is signed (``nonce_hold``); the reason is in ``status()``.
-   ``AdoptChain``/``RepairLocal`` raise the durable counter; ``FillGap`` signs a
-   zero-value self-transfer at each missing nonce; ``Reconcile`` looks our candidate
-   hashes up (:func:`~lightpost.core.nonce.resolve_nonce_too_low`). Nothing is signed
-   before the first successful reconciliation of the process.
-3. **Inclusion tracking** (``lightpost.node.sender_track``). Receipts of ALL candidate
-   hashes are asked of every endpoint, but a receipt is only a hint: a state changes
-   (included, final, reverted) only when the transaction is PROVEN in the
-   quorum-agreed block at that height -- header rebuilt, transactionsRoot and
-   receiptsRoot rebuilt (``lightpost.core.inclusion``). An unproven receipt changes
-   nothing: the transaction stays in flight, rebroadcast and bumped; the endpoint that
-   gave it is named in the problems. An included block is watched by its agreed hash
-   (never by number: web3.js #3608). Finality: the quorum ``finalized`` height (or
-   latest - finality_depth).
-4. **Fee bump.** A transaction we sent in this process that is still not mined
-   ``STUCK_AFTER_S`` after its current version was signed is re-signed with the SAME
-   nonce and fees raised by >= 10% on both caps (``fees.bump``), stored
-   (``Store.replace``) and only then sent. Above the policy cap it waits (visible).
-5. **(Re)broadcast.** SIGNED transactions are sent to all endpoints (first step after
-   a restart: every SIGNED and BROADCAST one -- the same stored raw bytes, idempotent);
-   BROADCAST ones again every ``REBROADCAST_INTERVAL_S``. "already known" = success;
-   "nonce too low" -> resolve; "replacement underpriced" -> bump; "insufficient funds"
-   -> stop signing new transactions until the balance covers them (visible).
+   ``reconcile_interval_s`` and after any "nonce too low" or unexplained broadcast
+   failure: the mined count asked of every endpoint at ONE quorum-agreed height
+   (Hyperlane #1119). No quorum -> nothing new is signed (``nonce_hold``, in
+   ``status()``); gaps are filled with zero-value self-transfers.
+3. **Inclusion tracking** (``lightpost.node.sender_track``): receipts are hints; a
+   state changes only on a receipt PROVEN in the quorum-agreed block
+   (``lightpost.core.inclusion``). An unproven one changes nothing (the transaction
+   stays in flight, rebroadcast and bumped) and its endpoint is named in the problems.
+4. **Fee bump** of a transaction unmined ``stuck_after_s`` after signing: the SAME
+   nonce, both caps +10% (``fees.bump``), stored before it is sent; above the cap it
+   waits (visible).
+5. **(Re)broadcast** of the same stored raw bytes (idempotent): SIGNED ones, and
+   BROADCAST ones every ``REBROADCAST_INTERVAL_S``; what the answers mean is
+   ``lightpost.core.outbox.after_broadcast`` (one table).
 6. **Release** of HELD messages once the base fee is back under the cap (and the
    balance covers the last refused transaction).
 7. **Batching and signing** (``lightpost.core.batching``: the batching rules and THE
-   "may we sign?" gate, one table). Each post: fee quote (Hold -> ``Store.hold`` with
-   the reason), sign, ``Store.record_signed`` (the raw bytes, the nonce counter and the
-   message links in ONE SQLite transaction), THEN broadcast. At most ``MAX_IN_FLIGHT``
-   unmined transactions at a time.
-8. **Pruning** of FINAL rows older than ``prune_after_s``: the store stays
-   O(outbox + channels), whatever the length of the chain.
+   "may we sign?" gate, one table). Each post: fee quote, sign, ``Store.record_signed``
+   (raw bytes, nonce counter and message links in ONE SQLite transaction), THEN
+   broadcast.
+8. **Pruning** of FINAL rows older than ``prune_after_s``.
 
 Crash safety: every state change is durable before the next action, and the only thing
 ever re-sent after a crash is stored raw bytes. A message is linked to exactly one
 transaction nonce; a second transaction for it can only be signed after
 ``NonceConsumed`` (our nonce mined by someone else, at finality) -- so a message can
-neither be lost nor land twice.
-
-Chunked messages (``lightpost.core.batching``): a message is linked to the transaction
-carrying its LAST chunk; earlier chunk transactions are stored without messages. The
-first step after a restart finds chunks a dead process already stored (from the pending
-raw transactions, before tracking can finalize anything) and does not sign them again.
+neither be lost nor land twice. Chunks a dead process already stored are found on the
+first step, before tracking can finalize anything (``core.batching.stored_chunks``).
 """
 
 from __future__ import annotations
@@ -199,8 +181,6 @@ class Sender:
             content_type=content_type,
             now=time.time() if now is None else now,
         )
-
-    send = enqueue
 
     def status(self, now: float | None = None) -> dict[str, Any]:
         """One-screen health: see :func:`collect_status`; adds this process's problems."""

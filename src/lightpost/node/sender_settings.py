@@ -1,9 +1,4 @@
-"""The sender's settings, step result and durable enqueue (no chain access here).
-
-Tunables are module constants (one-line docstrings say where they come from);
-:class:`SenderSettings` carries them with the config's values, and tests shorten the
-timing knobs through it.
-"""
+"""The sender's tunables, settings, step result and durable enqueue (no chain access)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,5 @@
-"""``lightpost status``: one screen of device health, with a verdict.
-
-Read-only: it asks every endpoint for its chain id and head, the quorum for the nonce,
-base fee, balance and finalized head, and the store for the outbox; it changes nothing.
-Used by the CLI (no node running) and by a running node's :meth:`Sender.status
-<lightpost.node.sender.Sender.status>`, which adds its own recorded problems.
+"""``lightpost status``: one screen of device health, with a verdict (read-only).
+Used by the CLI and by a running node's ``Sender.status`` (which adds its problems).
 """
 
 from __future__ import annotations
@@ -33,28 +29,22 @@ MAX_HELD_LISTED = 10_000
 
 def _endpoint_health(ep: Endpoint) -> dict[str, Any]:
     start = time.monotonic()
+    health: dict[str, Any] = {"label": ep.label, "reachable": False, "chain_id": None}
+    health.update(head=None, error=None)
     try:
         answers = batch_call(ep, [("eth_chainId", []), ("eth_blockNumber", [])])
         for a in answers:
             if isinstance(a, Exception):
                 raise a
-        return {
-            "label": ep.label,
-            "reachable": True,
-            "chain_id": parse_quantity(answers[0], "chain id"),
-            "head": parse_quantity(answers[1], "block number"),
-            "latency_ms": round((time.monotonic() - start) * 1000, 1),
-            "error": None,
-        }
+        health.update(
+            reachable=True,
+            chain_id=parse_quantity(answers[0], "chain id"),
+            head=parse_quantity(answers[1], "block number"),
+        )
     except LightpostError as exc:
-        return {
-            "label": ep.label,
-            "reachable": False,
-            "chain_id": None,
-            "head": None,
-            "latency_ms": round((time.monotonic() - start) * 1000, 1),
-            "error": str(exc),
-        }
+        health["error"] = str(exc)
+    health["latency_ms"] = round((time.monotonic() - start) * 1000, 1)
+    return health
 
 
 def collect_status(

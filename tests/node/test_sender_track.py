@@ -7,7 +7,7 @@ from lightpost.core.keys import PrivateKey
 from lightpost.core.outbox import BlockRef, Sighting
 from lightpost.core.tx import DynamicFeeTx, sign_transaction
 from lightpost.node.chain import Chain
-from lightpost.node.sender_proof import UNKNOWN, InclusionProver
+from lightpost.node.sender_track import UNKNOWN, InclusionProver
 from tests.conftest import ANVIL_DEV_KEYS
 from tests.node.fakechain import CHAIN_ID, FakeEndpoint, FakeNet
 
