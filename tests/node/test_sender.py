@@ -758,3 +758,26 @@ def test_a_repeated_lie_is_proven_false_once_and_still_named(store: Store) -> No
         assert "proof rpc#2" in sender.problems
     assert len(full_fetches) == 1  # block 1 proven once; the lie then known false
     assert store.message(mid).state is State.BROADCAST
+
+
+def test_an_endpoint_whose_block_failed_proof_is_asked_last(store: Store) -> None:
+    net = FakeNet()
+    eps = [FakeEndpoint(f"rpc#{i}", net) for i in range(3)]
+    asked: list[str] = []
+
+    def forger(method: str, params: Any, answer: Any) -> Any:
+        if method == "eth_getBlockByNumber" and params[1] is True and answer:
+            asked.append(params[0])
+            return {**answer, "gasUsed": "0x1"}  # a header field forged: fails proof
+        return answer
+
+    eps[0].hook = forger
+    sender = make(store, net, endpoints=eps)
+    for i in range(4):  # a new block to prove in each round
+        enqueue(sender, 1, channel=f"c{i}")
+        sender.step(T0 + i)
+        net.mine()
+    sender.step(T0 + 9)
+    assert store.counts_by_state()[State.INCLUDED] + store.counts_by_state()[State.FINAL] == 4
+    assert "failed proof" in sender.problems["proof rpc#0"]
+    assert len(asked) == 1  # asked first once; afterwards the others are asked first

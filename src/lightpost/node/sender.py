@@ -1,46 +1,31 @@
 """The sending side of a device node: puts every outbox message on chain exactly once.
 
-Theory of operation
--------------------
-This module is the only place that wires the pure core (envelope, fees, nonce rules,
-outbox table, transactions) to the adapters (the SQLite store, the quorum chain client).
-:meth:`Sender.step` does one round of work with the time as an argument, so tests drive
-it deterministically; :func:`lightpost.node.runtime.Node.run` calls it in a loop.
+The node wires the pure core to the adapters (SQLite store, quorum chain client); every
+rule lives in core. :meth:`Sender.step` does one round of work with the time as an
+argument (tests drive it; ``Node.run`` loops it). Its phases, each isolated (a failure
+is recorded in :attr:`Sender.problems` and retried next step):
 
-One step, in this order (every phase is isolated: a failing phase is recorded in
-:attr:`Sender.problems` and the next step retries it):
+1. **base fee** (``Chain.base_fee``);
+2. **nonce reconciliation** (``core.nonce``) at start, every ``reconcile_interval_s``
+   and after "nonce too low": counts asked at ONE quorum-agreed height (Hyperlane
+   #1119); no quorum -> nothing new is signed (``nonce_hold``); gaps are filled;
+3. **inclusion tracking** (``node.sender_track``): receipts are hints; a state changes
+   only on a receipt PROVEN in the quorum-agreed block (``core.inclusion``);
+4. **fee bump** of a tx unmined ``stuck_after_s`` after signing (same nonce, +10%,
+   ``fees.bump``; stored before it is sent; above the cap it waits, visibly);
+5. **(re)broadcast** of the stored raw bytes (idempotent); the answers mean what
+   ``core.outbox.after_broadcast`` says;
+6. **release** of HELD messages once fees (and the balance) allow;
+7. **batching and signing** (``core.batching``: batching and THE sign gate, one
+   table): quote, sign, ``Store.record_signed`` (raw bytes, nonce counter, message
+   links in ONE SQLite transaction), THEN broadcast;
+8. **pruning** of FINAL rows older than ``prune_after_s``.
 
-1. **Base fee** -- the highest any endpoint reports for its latest block
-   (``Chain.base_fee``: conservative).
-2. **Nonce reconciliation** (``lightpost.core.nonce``) at start, every
-   ``reconcile_interval_s`` and after any "nonce too low" or unexplained broadcast
-   failure: the mined count asked of every endpoint at ONE quorum-agreed height
-   (Hyperlane #1119). No quorum -> nothing new is signed (``nonce_hold``, in
-   ``status()``); gaps are filled with zero-value self-transfers.
-3. **Inclusion tracking** (``lightpost.node.sender_track``): receipts are hints; a
-   state changes only on a receipt PROVEN in the quorum-agreed block
-   (``lightpost.core.inclusion``). An unproven one changes nothing (the transaction
-   stays in flight, rebroadcast and bumped) and its endpoint is named in the problems.
-4. **Fee bump** of a transaction unmined ``stuck_after_s`` after signing: the SAME
-   nonce, both caps +10% (``fees.bump``), stored before it is sent; above the cap it
-   waits (visible).
-5. **(Re)broadcast** of the same stored raw bytes (idempotent): SIGNED ones, and
-   BROADCAST ones every ``REBROADCAST_INTERVAL_S``; what the answers mean is
-   ``lightpost.core.outbox.after_broadcast`` (one table).
-6. **Release** of HELD messages once the base fee is back under the cap (and the
-   balance covers the last refused transaction).
-7. **Batching and signing** (``lightpost.core.batching``: the batching rules and THE
-   "may we sign?" gate, one table). Each post: fee quote, sign, ``Store.record_signed``
-   (raw bytes, nonce counter and message links in ONE SQLite transaction), THEN
-   broadcast.
-8. **Pruning** of FINAL rows older than ``prune_after_s``.
-
-Crash safety: every state change is durable before the next action, and the only thing
-ever re-sent after a crash is stored raw bytes. A message is linked to exactly one
-transaction nonce; a second transaction for it can only be signed after
-``NonceConsumed`` (our nonce mined by someone else, at finality) -- so a message can
-neither be lost nor land twice. Chunks a dead process already stored are found on the
-first step, before tracking can finalize anything (``core.batching.stored_chunks``).
+Crash safety: every state change is durable before the next action; only stored raw
+bytes are ever re-sent. A message is linked to one nonce; a second transaction for it
+is signed only after ``NonceConsumed`` (at finality), so it is neither lost nor landed
+twice. Chunks a dead process stored are found on the first step
+(``core.batching.stored_chunks``).
 """
 
 from __future__ import annotations

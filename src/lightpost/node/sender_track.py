@@ -80,17 +80,19 @@ class InclusionProver:
         *,
         disproven: set[Sighting] | None = None,
         max_blocks: int = MAX_BLOCK_PROOFS_PER_ROUND,
+        suspects: Collection[str] = (),
     ):
         self._endpoints = endpoints
         self._agreed_hash = agreed_hash
         # hints proven false, kept across rounds: a block hash commits to its txs
         self._disproven = set() if disproven is None else disproven
         self._budget = max_blocks
+        self._suspects = frozenset(suspects)  # asked last: their answers failed before
         self._canonical: dict[int, bytes | Unknown] = {}
         self._blocks: dict[bytes, ProvenBlock | Unknown] = {}
         self._receipts: dict[bytes, tuple[ProvenBlock, object] | Unknown] = {}
         self.problems: dict[str, str] = {}  # label -> what of its answers failed proof
-        self.attempted = False  # a hint was checked this round
+        self.proved: set[str] = set()  # labels whose block or receipts proved
 
     def canonical(self, number: int) -> bytes | Unknown:
         """The quorum-agreed block hash at ``number`` (UNKNOWN: no quorum now)."""
@@ -105,7 +107,6 @@ class InclusionProver:
         """The hint, proven; None when it is false (not the canonical block, or the
         proven block does not hold the transaction: ``claimed_by`` are then named);
         UNKNOWN when it cannot be decided now."""
-        self.attempted = True
         agreed = self.canonical(hint.block.number)
         if isinstance(agreed, Unknown):
             return UNKNOWN
@@ -168,7 +169,9 @@ class InclusionProver:
         self, method: str, params: Sequence[Any], check: Callable[[Any], T], what: str
     ) -> tuple[T, object] | None:
         """(proven value, the answer) from the first endpoint whose answer proves."""
-        for ep in self._endpoints:
+        for ep in sorted(
+            self._endpoints, key=lambda e: e.label in self._suspects or e.label in self.problems
+        ):
             try:
                 answer = ep.call(method, params)
             except LightpostError:
@@ -176,7 +179,9 @@ class InclusionProver:
             if answer is None:
                 continue  # does not know the block (yet): a non-answer
             try:
-                return check(answer), answer
+                proven = check(answer), answer
+                self.proved.add(ep.label)
+                return proven
             except TransportError:
                 continue
             except (LightpostError, KeyError, TypeError, ValueError, IndexError) as exc:
@@ -242,17 +247,19 @@ class Tracker:
         if len(self._disproven) > MAX_DISPROVEN_HINTS:
             self._disproven.clear()
         self._prover = InclusionProver(
-            self.chain.endpoints, self.chain.block_hash_at, disproven=self._disproven
+            self.chain.endpoints,
+            self.chain.block_hash_at,
+            disproven=self._disproven,
+            suspects=[
+                k[len(PROOF_PROBLEM) :] for k in self._problems if k.startswith(PROOF_PROBLEM)
+            ],
         )
 
     def _report(self) -> None:
-        """The round's proof failures replace the last ones (kept while nothing is
-        proven, so that a liar stays named in ``status``)."""
-        if not self._prover.attempted:
-            return
-        for key in [k for k in self._problems if k.startswith(PROOF_PROBLEM)]:
-            if key[len(PROOF_PROBLEM) :] not in self._prover.problems:
-                del self._problems[key]
+        """Name this round's liars; one stays named (and asked last) until a block or
+        receipts answer of its own proves."""
+        for label in self._prover.proved - set(self._prover.problems):
+            self._problems.pop(PROOF_PROBLEM + label, None)
         for label, why in self._prover.problems.items():
             key = PROOF_PROBLEM + label
             if self._problems.get(key) != f"{label}: {why}":
