@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from lightpost.core.fees import GWEI, Eip1559FeePolicy
 from lightpost.core.keys import PrivateKey
 from lightpost.core.outbox import State
 from lightpost.core.tx import DynamicFeeTx, SignedTransaction, decode_transaction, sign_transaction
+from lightpost.node import sender_track
 from lightpost.node.chain import Chain
 from lightpost.node.sender import Sender, SenderSettings, content_type_code
 from tests.conftest import ANVIL_DEV_KEYS
@@ -781,3 +783,30 @@ def test_an_endpoint_whose_block_failed_proof_is_asked_last(store: Store) -> Non
     assert store.counts_by_state()[State.INCLUDED] + store.counts_by_state()[State.FINAL] == 4
     assert "failed proof" in sender.problems["proof rpc#0"]
     assert len(asked) == 1  # asked first once; afterwards the others are asked first
+
+
+def test_a_silent_endpoint_does_not_stall_tracking(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sender_track, "RECEIPTS_ROUND_S", 0.2)
+    net = FakeNet()
+    gate, answered = threading.Event(), threading.Event()
+
+    def silent(method: str, params: Any, answer: Any) -> Any:
+        if method == "eth_getTransactionReceipt":
+            gate.wait(timeout=30)  # holds its answer until the test ends
+            answered.set()
+        return answer
+
+    eps = [FakeEndpoint("rpc#0", net, hook=silent), FakeEndpoint("rpc#1", net)]
+    eps.append(FakeEndpoint("rpc#2", net))
+    sender = make(store, net, endpoints=eps)
+    try:
+        (mid,) = enqueue(sender, 1)
+        sender.step(T0)
+        net.mine()
+        sender.step(T0 + 1)
+        assert store.message(mid).state is State.INCLUDED
+        assert not answered.is_set()  # the step went on without the silent endpoint
+    finally:
+        gate.set()

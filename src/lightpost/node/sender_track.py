@@ -7,10 +7,10 @@ fails proof; an included block is watched by its agreed hash (web3.js #3608).
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any, Final, TypeVar
 
-from lightpost.adapters.rpc import Endpoint
+from lightpost.adapters.rpc import DEFAULT_TIMEOUT_S, Endpoint
 from lightpost.adapters.store import Store
 from lightpost.core import nonce as nonce_rules
 from lightpost.core.inclusion import (
@@ -39,6 +39,10 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+RECEIPTS_ROUND_S = DEFAULT_TIMEOUT_S
+"""Total wait of a round for the endpoints' receipt batches (one call's timeout): a later
+answer is a non-answer, so a slow endpoint cannot stall tracking."""
 
 MAX_BLOCK_PROOFS_PER_ROUND = 32
 """Blocks one round fetches and proves at most: every transaction of a full in-flight
@@ -299,7 +303,11 @@ class Tracker:
             return out
 
         futures = {ep.label: self._pool.submit(ask, ep) for ep in self.chain.endpoints}
-        return {label: fut.result() for label, fut in futures.items()}
+        done, _late = wait(futures.values(), timeout=RECEIPTS_ROUND_S)
+        return {
+            label: fut.result() if fut in done else TransportError(label, "no answer in time")
+            for label, fut in futures.items()
+        }
 
     def _proven(
         self, tx: Transaction, hints: Mapping[Sighting, set[str]]
