@@ -328,7 +328,7 @@ def test_a_lying_receipt_is_not_believed_and_a_dropped_tx_is_resent(
                 time.sleep(0.1)
             pooled = rpc(url, "eth_getTransactionByHash", ["0x" + tx.tx_hash.hex()])
             assert pooled is not None and pooled["blockNumber"] is None  # re-sent
-            assert "rpc#2" in sender.problems.get("proof rpc#2", "")
+            assert "do not include it" in sender.problems.get("proof rpc#2", "")
             assert not any(k in sender.problems for k in ("proof rpc#0", "proof rpc#1"))
             rpc(url, "evm_setAutomine", [True])
             rpc(url, "anvil_mine", ["0x1"])

@@ -266,9 +266,9 @@ class Tracker:
             self._problems.pop(PROOF_PROBLEM + label, None)
         for label, why in self._prover.problems.items():
             key = PROOF_PROBLEM + label
-            if self._problems.get(key) != f"{label}: {why}":
+            if self._problems.get(key) != why:
                 self._log(f"proof failure: {label}: {why}")
-            self._problems[key] = f"{label}: {why}"
+            self._problems[key] = why
 
     # -- chain reads -------------------------------------------------------------------
 
