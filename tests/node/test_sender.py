@@ -809,3 +809,24 @@ def test_a_silent_endpoint_does_not_stall_tracking(
         assert not answered.is_set()  # the step went on without the silent endpoint
     finally:
         gate.set()
+
+
+def test_one_endpoint_claiming_finality_early_does_not_finalize(store: Store) -> None:
+    net = FakeNet()
+
+    def early(method: str, params: Any, answer: Any) -> Any:
+        if method == "eth_getBlockByNumber" and params[0] == "finalized":
+            return block_json(net.blocks[net.head])  # "everything is final"
+        return answer
+
+    eps = [FakeEndpoint("rpc#0", net, hook=early), FakeEndpoint("rpc#1", net)]
+    eps.append(FakeEndpoint("rpc#2", net))
+    sender = make(store, net, endpoints=eps)
+    (mid,) = enqueue(sender, 1)
+    now = run(sender, net, T0, rounds=2)  # included; the honest finalized is behind it
+    assert store.message(mid).state is State.INCLUDED
+    sender.step(now)
+    assert store.message(mid).state is State.INCLUDED  # the liar alone finalizes nothing
+    net.mine(2)
+    sender.step(now + 1)
+    assert store.message(mid).state is State.FINAL
