@@ -22,11 +22,11 @@ from lightpost.core.fees import (
     Hold,
     bump,
     gas_limit_with_margin,
-    is_acceptable_replacement,
     max_payload_for,
 )
 from lightpost.core.gas import TX_GAS_LIMIT_CAP, gas_used
 from lightpost.errors import ConfigError, PolicyError
+from tests.node.fakechain import is_acceptable_replacement
 
 BASE_FEE = 1 * GWEI
 

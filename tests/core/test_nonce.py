@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lightpost.core.nonce import (
     MAX_GAP_FILL,
-    RECONCILE_INTERVAL_S,
     AdoptChain,
     FillGap,
     Hold,
@@ -19,7 +20,6 @@ from lightpost.core.nonce import (
     RepairLocal,
     Resign,
     decide,
-    reconcile_due,
     resolve_nonce_too_low,
 )
 from lightpost.core.outbox import BlockRef, Sighting
@@ -135,11 +135,23 @@ def test_impossible_chain_count_holds(bad: int) -> None:
 OURS = Sighting(tx_hash=b"\x11" * 32, block=BlockRef(hash=b"\x22" * 32, number=40))
 
 
-def test_too_low_and_ours_mined_marks_included() -> None:
+def test_too_low_and_ours_proven_mined_marks_included() -> None:
     out = resolve_nonce_too_low(
-        nonce=4, sightings=chain(OURS, OURS, None), finalized_count=chain(0, 0, 0), k=2
+        nonce=4,
+        sightings=chain(None, None, DOWN),
+        finalized_count=chain(5, 5, 5),
+        k=2,
+        proven=OURS,
     )
-    assert out == MarkIncluded(sighting=OURS)
+    assert out == MarkIncluded(sighting=OURS)  # the proof wins over any vote
+
+
+@pytest.mark.parametrize("votes", [(OURS, OURS, None), (OURS, OURS, OURS)])
+def test_too_low_with_agreed_but_unproven_receipts_waits(votes: tuple[Any, ...]) -> None:
+    out = resolve_nonce_too_low(
+        nonce=4, sightings=chain(*votes), finalized_count=chain(5, 5, 5), k=2
+    )
+    assert isinstance(out, Hold) and "not proven" in out.reason
 
 
 def test_too_low_consumed_elsewhere_at_finality_resigns() -> None:
@@ -165,12 +177,6 @@ def test_too_low_without_quorum_waits() -> None:
         nonce=4, sightings=chain(None, None), finalized_count=chain(9, 8), k=2
     )
     assert isinstance(no_final, Hold)
-
-
-def test_reconcile_due() -> None:
-    assert reconcile_due(last_reconcile_at=None, now=0.0)
-    assert not reconcile_due(last_reconcile_at=100.0, now=100.0 + RECONCILE_INTERVAL_S - 1)
-    assert reconcile_due(last_reconcile_at=100.0, now=100.0 + RECONCILE_INTERVAL_S)
 
 
 # --- properties ------------------------------------------------------------------------

@@ -10,7 +10,9 @@ from hypothesis import strategies as st
 
 from lightpost.core.fees import FeeQuote
 from lightpost.core.outbox import (
+    BROADCAST_ANSWERS,
     TRANSITIONS,
+    AfterBroadcast,
     BlockRef,
     Broadcast,
     Event,
@@ -25,10 +27,18 @@ from lightpost.core.outbox import (
     Sighting,
     Signed,
     State,
+    after_broadcast,
     check_inclusion,
     next_state,
 )
-from lightpost.errors import LightpostError, LocalError
+from lightpost.errors import (
+    EndpointUnavailable,
+    InsufficientFunds,
+    LightpostError,
+    LocalError,
+    NonceTooLow,
+    ReplacementUnderpriced,
+)
 
 H1, H2, H3 = (bytes([i]) * 32 for i in (1, 2, 3))
 FEES = FeeQuote(max_fee_per_gas=2_000_000_000, max_priority_fee_per_gas=10**9, gas_limit=60_000)
@@ -270,3 +280,33 @@ def test_check_inclusion_events_are_always_legal(
     if final is State.FINAL:
         assert sighting is not None and sighting.block.hash == included.hash == canonical
         assert finalized is not None and included.number <= finalized
+
+
+# --- what a broadcast's answers mean ---------------------------------------------------------
+
+_NTL = NonceTooLow("rpc#0", "nonce too low", -32000)
+_RU = ReplacementUnderpriced("rpc#1", "replacement transaction underpriced", -32000)
+_IF = InsufficientFunds("rpc#2", "insufficient funds", -32000)
+_DOWN = EndpointUnavailable("rpc#3", "unreachable")
+
+
+@pytest.mark.parametrize(
+    ("accepted", "errors", "expected"),
+    [
+        (True, [], AfterBroadcast.SENT),
+        (True, [_NTL, _IF], AfterBroadcast.SENT),  # one endpoint took it: sent
+        (False, [_NTL], AfterBroadcast.RESOLVE_NONCE),
+        (False, [_IF, _RU, _NTL], AfterBroadcast.RESOLVE_NONCE),  # table order decides
+        (False, [_IF, _RU], AfterBroadcast.BUMP),
+        (False, [_DOWN, _IF], AfterBroadcast.WAIT_FUNDS),
+        (False, [_DOWN], AfterBroadcast.RETRY),
+        (False, [], AfterBroadcast.RETRY),
+    ],
+)
+def test_after_broadcast(accepted: bool, errors: list[Exception], expected: AfterBroadcast) -> None:
+    assert after_broadcast(accepted=accepted, errors=errors) is expected
+    assert [a for _, a in BROADCAST_ANSWERS] == [
+        AfterBroadcast.RESOLVE_NONCE,
+        AfterBroadcast.BUMP,
+        AfterBroadcast.WAIT_FUNDS,
+    ]

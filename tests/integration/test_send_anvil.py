@@ -190,9 +190,17 @@ def test_sigkill_at_random_points_ends_with_every_message_on_chain_once(
 
 
 class _Proxy:
-    """A loopback JSON-RPC proxy to anvil that lies about nonces or answers slowly."""
+    """A loopback JSON-RPC proxy to anvil that lies about nonces, answers slowly, or
+    answers "no receipt" with a receipt naming the real block ``receipts_in``."""
 
-    def __init__(self, upstream: str, *, stale: int = 0, delay: float = 0.0) -> None:
+    def __init__(
+        self,
+        upstream: str,
+        *,
+        stale: int = 0,
+        delay: float = 0.0,
+        receipts_in: dict[str, Any] | None = None,
+    ) -> None:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -203,15 +211,24 @@ class _Proxy:
                 with urllib.request.urlopen(req, timeout=30) as resp:
                     answer = json.loads(resp.read())
                 asked = json.loads(body)
-                if outer.stale:
-                    pairs = zip(
-                        asked if isinstance(asked, list) else [asked],
-                        answer if isinstance(answer, list) else [answer],
-                        strict=False,
-                    )
-                    for q, a in pairs:
-                        if q.get("method") == "eth_getTransactionCount" and "result" in a:
-                            a["result"] = hex(max(0, int(a["result"], 16) - outer.stale))
+                pairs = zip(
+                    asked if isinstance(asked, list) else [asked],
+                    answer if isinstance(answer, list) else [answer],
+                    strict=False,
+                )
+                for q, a in pairs:
+                    method = q.get("method")
+                    if outer.stale and method == "eth_getTransactionCount" and "result" in a:
+                        a["result"] = hex(max(0, int(a["result"], 16) - outer.stale))
+                    block = outer.receipts_in
+                    if block and method == "eth_getTransactionReceipt" and a.get("result") is None:
+                        a["result"] = {
+                            "transactionHash": q["params"][0],
+                            "blockHash": block["hash"],
+                            "blockNumber": block["number"],
+                            "transactionIndex": "0x0",
+                            "status": "0x1",
+                        }
                 data = json.dumps(answer).encode()
                 self.send_response(200)
                 self.send_header("content-type", "application/json")
@@ -224,6 +241,7 @@ class _Proxy:
 
         self.stale = stale
         self.delay = delay
+        self.receipts_in = receipts_in
         self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
@@ -275,6 +293,55 @@ def test_stale_down_and_slow_endpoints_lose_and_duplicate_nothing(
     finally:
         stale.close()
         slow.close()
+
+
+def test_a_lying_receipt_is_not_believed_and_a_dropped_tx_is_resent(
+    devnet: dict[str, Any],
+) -> None:
+    """Issue 12, finding 2: one endpoint of three claims our transaction is in a real,
+    agreed block that does not hold it, while the pool drops it. The sender does not
+    mark it included, names the liar, re-sends it, and it lands once."""
+    url = devnet["rpc_url"]
+    real = rpc(url, "eth_getBlockByNumber", ["latest", False])
+    liar = _Proxy(url, receipts_in={"hash": real["hash"], "number": real["number"]})
+    try:
+        path = device_config(devnet)
+        env = {
+            "LIGHTPOST_ENDPOINTS": ",".join([url, url, liar.url]),
+            "LIGHTPOST_QUORUM": "2",
+            "LIGHTPOST_DATA_DIR": str(path.parent / "data-liar"),
+        }
+        config = load_config(path, env={**os.environ, **env})
+        sender, close = in_process(config, rebroadcast_interval_s=0.5, stuck_after_s=3600.0)
+        try:
+            rpc(url, "evm_setAutomine", [False])
+            mid = sender.enqueue(payload=b"not lost", channel="liar", content_type=1)
+            sender.step(time.time())
+            tx = sender.store.transaction(sender.store.message(mid).tx_id or 0)
+            assert tx.state is State.BROADCAST
+            rpc(url, "anvil_dropTransaction", ["0x" + tx.tx_hash.hex()])
+            assert rpc(url, "eth_getTransactionByHash", ["0x" + tx.tx_hash.hex()]) is None
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                sender.step(time.time())
+                assert sender.store.message(mid).state is State.BROADCAST
+                time.sleep(0.1)
+            pooled = rpc(url, "eth_getTransactionByHash", ["0x" + tx.tx_hash.hex()])
+            assert pooled is not None and pooled["blockNumber"] is None  # re-sent
+            assert "do not include it" in sender.problems.get("proof rpc#2", "")
+            assert not any(k in sender.problems for k in ("proof rpc#0", "proof rpc#1"))
+            rpc(url, "evm_setAutomine", [True])
+            rpc(url, "anvil_mine", ["0x1"])
+            step_until(sender, lambda: counts(sender)[State.INCLUDED] == 1)
+            landed = sender.store.transaction(tx.id)
+            assert landed.included is not None and landed.included.hash != bytes.fromhex(
+                real["hash"][2:]
+            )
+        finally:
+            close()
+    finally:
+        liar.close()
+    assert on_chain(devnet, config, "liar") == Counter({0: 1})
 
 
 # --- (c) base fee spike ---------------------------------------------------------------------

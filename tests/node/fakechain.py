@@ -4,6 +4,13 @@
 JSON-RPC methods the node uses from it, and each endpoint can be scripted: down, stale
 nonce, a hook that rewrites any answer. Blocks are mined only when a test says so
 (``net.mine()``), so every step of the sender is observed deterministically.
+
+Blocks are provable: each has a real header (transactionsRoot over its transactions,
+receiptsRoot over its receipts) whose keccak is the block hash, served in full by
+``eth_getBlockByNumber`` and ``eth_getBlockReceipts``. The header is rebuilt from the
+block's current fields on every read, so a test that changes a mined block (its base
+fee, a receipt's status) replaces it by another block with another hash -- as a reorg
+would.
 """
 
 from __future__ import annotations
@@ -12,9 +19,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from lightpost.core.fees import FeeQuote, is_acceptable_replacement
+from lightpost.core.fees import REPLACEMENT_BUMP_PERCENT, FeeQuote
 from lightpost.core.hashing import keccak256
-from lightpost.core.tx import SignedTransaction, decode_transaction
+from lightpost.core.header import HEADER_FIELDS, BlockHeader, header_hash
+from lightpost.core.receipts import Receipt, receipts_root
+from lightpost.core.trie import ordered_trie_root
+from lightpost.core.tx import DynamicFeeTx, SignedTransaction, decode_transaction
 from lightpost.errors import (
     AlreadyKnown,
     EndpointUnavailable,
@@ -24,19 +34,71 @@ from lightpost.errors import (
     ReplacementUnderpriced,
 )
 
-__all__ = ["CHAIN_ID", "FINALITY_LAG", "FakeEndpoint", "FakeNet"]
+__all__ = [
+    "CHAIN_ID",
+    "FINALITY_LAG",
+    "FakeEndpoint",
+    "FakeNet",
+    "block_json",
+    "is_acceptable_replacement",
+    "receipts_json",
+    "tx_json",
+]
 
 CHAIN_ID = 31337
 FINALITY_LAG = 2
 """finalized = latest - 2 on the fake chain."""
 
 
+GAS_PER_TX = 50_000
+"""Gas every fake transaction uses (cumulativeGasUsed steps by this)."""
+
+
 @dataclass
 class Block:
     number: int
-    hash: bytes
+    salt: int
     base_fee: int
     txs: list[SignedTransaction]
+    reverted: set[bytes] = field(default_factory=set)
+    """The net's reverted hashes (shared): a receipt's status is read from it."""
+
+    def receipts(self) -> list[Receipt]:
+        return [
+            Receipt(
+                tx_type=2,
+                status=0 if t.hash in self.reverted else 1,
+                cumulative_gas_used=GAS_PER_TX * (i + 1),
+                logs_bloom=bytes(256),
+                logs=(),
+            )
+            for i, t in enumerate(self.txs)
+        ]
+
+    def header(self) -> BlockHeader:
+        salt = self.salt.to_bytes(8, "big")
+        return BlockHeader(
+            parent_hash=keccak256(b"parent" + salt),
+            ommers_hash=keccak256(b"\xc0"),
+            coinbase=bytes(20),
+            state_root=keccak256(b"state" + salt),
+            transactions_root=ordered_trie_root([t.raw for t in self.txs]),
+            receipts_root=receipts_root(self.receipts()),
+            logs_bloom=bytes(256),
+            difficulty=0,
+            number=self.number,
+            gas_limit=30_000_000,
+            gas_used=GAS_PER_TX * len(self.txs),
+            timestamp=1_700_000_000 + 12 * self.number,
+            extra_data=salt,
+            mix_hash=bytes(32),
+            nonce=bytes(8),
+            base_fee_per_gas=self.base_fee,
+        )
+
+    @property
+    def hash(self) -> bytes:
+        return header_hash(self.header())
 
 
 @dataclass
@@ -61,10 +123,7 @@ class FakeNet:
         self.salt += 1
         number = len(self.blocks)
         block = Block(
-            number=number,
-            hash=keccak256(b"block" + number.to_bytes(8, "big") + self.salt.to_bytes(8, "big")),
-            base_fee=self.base_fee,
-            txs=txs,
+            number=number, salt=self.salt, base_fee=self.base_fee, txs=txs, reverted=self.reverted
         )
         self.blocks.append(block)
         return block
@@ -105,14 +164,9 @@ class FakeNet:
 
     def receipt(self, tx_hash: bytes) -> dict[str, Any] | None:
         for b in self.blocks:
-            for t in b.txs:
+            for i, t in enumerate(b.txs):
                 if t.hash == tx_hash:
-                    return {
-                        "transactionHash": "0x" + tx_hash.hex(),
-                        "blockHash": "0x" + b.hash.hex(),
-                        "blockNumber": hex(b.number),
-                        "status": "0x0" if tx_hash in self.reverted else "0x1",
-                    }
+                    return receipts_json(b)[i]
         return None
 
     def in_chain(self) -> list[SignedTransaction]:
@@ -141,6 +195,18 @@ class FakeNet:
         return "0x" + signed.hash.hex()
 
 
+def is_acceptable_replacement(old: FeeQuote, new: FeeQuote) -> bool:
+    """geth legacypool ``list.Add`` (the fake pool's rule, and the tests' oracle for
+    ``fees.bump``): both fee cap and tip strictly higher and >= +10%."""
+    factor = 100 + REPLACEMENT_BUMP_PERCENT
+    return (
+        new.max_fee_per_gas > old.max_fee_per_gas
+        and new.max_priority_fee_per_gas > old.max_priority_fee_per_gas
+        and new.max_fee_per_gas >= old.max_fee_per_gas * factor // 100
+        and new.max_priority_fee_per_gas >= old.max_priority_fee_per_gas * factor // 100
+    )
+
+
 def _quote(signed: SignedTransaction) -> FeeQuote:
     tx = signed.tx
     return FeeQuote(
@@ -150,8 +216,64 @@ def _quote(signed: SignedTransaction) -> FeeQuote:
     )
 
 
-def _block_json(b: Block) -> dict[str, Any]:
-    return {"number": hex(b.number), "hash": "0x" + b.hash.hex(), "baseFeePerGas": hex(b.base_fee)}
+def _h(data: bytes) -> str:
+    return "0x" + data.hex()
+
+
+def tx_json(signed: SignedTransaction) -> dict[str, Any]:
+    """A type-2 transaction as eth_getTransactionByHash renders it."""
+    tx = signed.tx
+    assert isinstance(tx, DynamicFeeTx)
+    return {
+        "type": "0x2",
+        "chainId": hex(tx.chain_id),
+        "nonce": hex(tx.nonce),
+        "maxPriorityFeePerGas": hex(tx.max_priority_fee_per_gas),
+        "maxFeePerGas": hex(tx.max_fee_per_gas),
+        "gas": hex(tx.gas),
+        "to": _h(tx.to) if tx.to else None,
+        "value": hex(tx.value),
+        "input": _h(tx.data),
+        "accessList": [],
+        "yParity": hex(signed.signature.y_parity),
+        "v": hex(signed.signature.y_parity),
+        "r": hex(signed.signature.r),
+        "s": hex(signed.signature.s),
+        "hash": _h(signed.hash),
+        "from": _h(signed.sender),
+    }
+
+
+def block_json(b: Block, full: bool = False) -> dict[str, Any]:
+    """The block as eth_getBlockByNumber answers (``full``: transaction objects)."""
+    header = b.header()
+    out: dict[str, Any] = {}
+    for spec in HEADER_FIELDS:
+        value = getattr(header, spec.attr)
+        if value is not None:
+            out[spec.rpc_name] = hex(value) if spec.shape == "int" else _h(value)
+    out["hash"] = _h(header_hash(header))
+    out["transactions"] = [tx_json(t) if full else _h(t.hash) for t in b.txs]
+    return out
+
+
+def receipts_json(b: Block) -> list[dict[str, Any]]:
+    block_hash = _h(b.hash)
+    return [
+        {
+            "type": hex(r.tx_type),
+            "status": hex(r.status or 0),
+            "cumulativeGasUsed": hex(r.cumulative_gas_used),
+            "gasUsed": hex(GAS_PER_TX),
+            "logsBloom": _h(r.logs_bloom),
+            "logs": [],
+            "transactionHash": _h(t.hash),
+            "transactionIndex": hex(i),
+            "blockHash": block_hash,
+            "blockNumber": hex(b.number),
+        }
+        for i, (t, r) in enumerate(zip(b.txs, b.receipts(), strict=True))
+    ]
 
 
 @dataclass
@@ -191,7 +313,11 @@ class FakeEndpoint:
             return hex(net.head)
         if method == "eth_getBlockByNumber":
             height = self._height(params[0])
-            return _block_json(net.blocks[height]) if height <= net.head else None
+            full = len(params) > 1 and params[1] is True
+            return block_json(net.blocks[height], full) if height <= net.head else None
+        if method == "eth_getBlockReceipts":
+            height = self._height(params[0])
+            return receipts_json(net.blocks[height]) if height <= net.head else None
         if method == "eth_getTransactionCount":
             address = bytes.fromhex(params[0][2:])
             height = self._height(params[1])

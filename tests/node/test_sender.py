@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,14 +12,22 @@ import pytest
 
 from lightpost.adapters.store import Store
 from lightpost.core.envelope import Reassembler, decode_post
-from lightpost.core.fees import GWEI, Eip1559FeePolicy, is_acceptable_replacement
+from lightpost.core.fees import GWEI, Eip1559FeePolicy
 from lightpost.core.keys import PrivateKey
 from lightpost.core.outbox import State
 from lightpost.core.tx import DynamicFeeTx, SignedTransaction, decode_transaction, sign_transaction
+from lightpost.node import sender_track
 from lightpost.node.chain import Chain
 from lightpost.node.sender import Sender, SenderSettings, content_type_code
 from tests.conftest import ANVIL_DEV_KEYS
-from tests.node.fakechain import CHAIN_ID, FakeEndpoint, FakeNet
+from tests.node.fakechain import (
+    CHAIN_ID,
+    FakeEndpoint,
+    FakeNet,
+    block_json,
+    is_acceptable_replacement,
+    tx_json,
+)
 
 KEY = PrivateKey.from_hex(ANVIL_DEV_KEYS[1])
 OTHER = PrivateKey.from_hex(ANVIL_DEV_KEYS[2])
@@ -578,3 +587,246 @@ def test_stored_raw_transaction_is_what_gets_broadcast(store: Store) -> None:
     assert net.sent == [tx.raw]
     decoded = decode_transaction(tx.raw, chain_id=CHAIN_ID)
     assert isinstance(decoded, SignedTransaction) and decoded.sender == KEY.address
+
+
+# --- proof of inclusion (issue 12, finding 2) ------------------------------------------------
+
+
+def _receipt_in(net: FakeNet, number: int, tx_hash: bytes) -> dict[str, Any]:
+    """A receipt claiming ``tx_hash`` sits in the real, canonical block ``number``."""
+    return {
+        "transactionHash": "0x" + tx_hash.hex(),
+        "transactionIndex": "0x0",
+        "blockHash": "0x" + net.blocks[number].hash.hex(),
+        "blockNumber": hex(number),
+        "status": "0x1",
+        "cumulativeGasUsed": "0x5208",
+        "logsBloom": "0x" + "00" * 256,
+        "logs": [],
+    }
+
+
+def _liar_naming(net: FakeNet, number: int) -> Any:
+    def hook(method: str, params: Any, answer: Any) -> Any:
+        if method == "eth_getTransactionReceipt" and answer is None:
+            return _receipt_in(net, number, bytes.fromhex(params[0][2:]))
+        return answer
+
+    return hook
+
+
+@pytest.mark.parametrize("liar_index", [0, 2])
+def test_a_receipt_naming_an_agreed_block_without_the_tx_changes_nothing(
+    store: Store, liar_index: int
+) -> None:
+    net = FakeNet()
+    eps = [FakeEndpoint(f"rpc#{i}", net) for i in range(3)]
+    sender = make(store, net, endpoints=eps, rebroadcast_interval_s=1.0)
+    (mid,) = enqueue(sender, 1)
+    sender.step(T0)
+    (tx,) = store.pending_transactions()
+    net.pool.clear()  # the pool drops it
+    net.mine(3)  # real, agreed, final blocks -- none holds our tx
+    liar = eps[liar_index].label
+    eps[liar_index].hook = _liar_naming(net, 1)
+    sent = len(net.sent)
+    sender.step(T0 + 2)
+    assert store.message(mid).state is State.BROADCAST  # not included, not final
+    assert len(net.sent) == sent + 1  # the rebroadcast goes on: the pool has it again
+    problems = " ".join(f"{k}: {v}" for k, v in sender.problems.items())
+    assert liar in problems and "do not include it" in problems
+    assert [e for e in ("rpc#0", "rpc#1", "rpc#2") if e in problems] == [liar]
+    assert sender.status(T0 + 2)["healthy"] is False
+    net.mine()  # the re-sent transaction lands
+    now = run(sender, net, T0 + 3, rounds=5)
+    sender.step(now)
+    final = store.transaction(tx.id)
+    assert final.state is State.FINAL and final.included is not None
+    assert final.included.hash == net.blocks[final.included.number].hash
+    assert posts_on_chain(net) == [(0, -1)]
+
+
+def test_a_forged_block_for_the_liars_receipt_fails_proof_and_is_named(store: Store) -> None:
+    net = FakeNet()
+    eps = [FakeEndpoint(f"rpc#{i}", net) for i in range(3)]
+    sender = make(store, net, endpoints=eps, rebroadcast_interval_s=1.0)
+    (mid,) = enqueue(sender, 1)
+    sender.step(T0)
+    (ours,) = net.pool.values()
+    net.pool.clear()
+    net.mine(3)
+    honest = block_json(net.blocks[1], True)
+
+    def liar(method: str, params: Any, answer: Any) -> Any:
+        if method == "eth_getTransactionReceipt" and answer is None:
+            return _receipt_in(net, 1, bytes.fromhex(params[0][2:]))
+        if method == "eth_getBlockByNumber" and params == [hex(1), True]:
+            # the agreed hash, with our transaction slipped into the body
+            return {**honest, "transactions": [tx_json(ours)]}
+        return answer
+
+    eps[0].hook = liar  # asked first for the block
+    sender.step(T0 + 2)
+    assert store.message(mid).state is State.BROADCAST
+    assert "failed proof" in sender.problems["proof rpc#0"]
+    assert not any(
+        k.startswith("proof rpc#1") or k.startswith("proof rpc#2") for k in sender.problems
+    )
+
+
+def test_a_lying_status_in_block_receipts_fails_proof(store: Store) -> None:
+    net = FakeNet()
+    eps = [FakeEndpoint(f"rpc#{i}", net) for i in range(3)]
+
+    def liar(method: str, params: Any, answer: Any) -> Any:
+        if method == "eth_getBlockReceipts" and answer:
+            return [{**r, "status": "0x0"} for r in answer]
+        return answer
+
+    eps[0].hook = liar
+    sender = make(store, net, endpoints=eps)
+    (mid,) = enqueue(sender, 1)
+    now = run(sender, net, T0, rounds=6)
+    sender.step(now)
+    m = store.message(mid)
+    assert m.state is State.FINAL and store.transaction(m.tx_id or 0).nonce == 0
+    assert "receiptsRoot" in sender.problems["proof rpc#0"]
+    assert [k for k in sender.problems if k.startswith("proof")] == ["proof rpc#0"]
+    assert posts_on_chain(net) == [(0, -1)]
+
+
+def test_nonce_too_low_with_unproven_receipts_does_not_mark_included(store: Store) -> None:
+    net = FakeNet()
+    eps = [FakeEndpoint(f"rpc#{i}", net) for i in range(3)]
+    sender = make(store, net, endpoints=eps, rebroadcast_interval_s=1.0)
+    (mid,) = enqueue(sender, 1)
+    sender.step(T0)
+    (ours,) = net.pool.values()
+    foreign = sign_transaction(
+        DynamicFeeTx(
+            chain_id=CHAIN_ID,
+            nonce=0,
+            max_priority_fee_per_gas=GWEI,
+            max_fee_per_gas=5 * GWEI,
+            gas=21_000,
+            to=OTHER.address,
+        ),
+        KEY,
+    )
+    net.mine_foreign(foreign)  # the nonce is used by a tx that is not ours
+    for ep in eps[:2]:  # even two of three claim ours is in that (agreed) block
+        ep.hook = _liar_naming(net, net.head)
+    now = T0 + 1
+    for _ in range(4):
+        sender.step(now)  # tracking and the "nonce too low" resolution both refuse
+        assert store.message(mid).state in (State.SIGNED, State.BROADCAST)
+        now += 1
+    assert {"proof rpc#0", "proof rpc#1"} <= set(sender.problems)
+    for ep in eps[:2]:
+        ep.hook = None
+    net.mine(3)  # the foreign tx is final: our nonce is consumed, the message re-signed
+    now = run(sender, net, now, rounds=6)
+    m = store.message(mid)
+    assert m.state in (State.INCLUDED, State.FINAL)
+    assert store.transaction(m.tx_id or 0).nonce == 1
+    assert ours.hash not in {t.hash for t in net.in_chain()}
+    assert posts_on_chain(net) == [(0, -1)]
+
+
+def test_a_repeated_lie_is_proven_false_once_and_still_named(store: Store) -> None:
+    net = FakeNet()
+    eps = [FakeEndpoint(f"rpc#{i}", net) for i in range(3)]
+    sender = make(store, net, endpoints=eps, rebroadcast_interval_s=1.0)
+    (mid,) = enqueue(sender, 1)
+    sender.step(T0)
+    net.pool.clear()
+    net.mine(3)
+    full_fetches: list[str] = []
+    lie = _liar_naming(net, 1)
+
+    def counting(label: str) -> Any:
+        def hook(method: str, params: Any, answer: Any) -> Any:
+            if method == "eth_getBlockByNumber" and params[1] is True:
+                full_fetches.append(label)
+            return lie(method, params, answer) if label == "rpc#2" else answer
+
+        return hook
+
+    for ep in eps:
+        ep.hook = counting(ep.label)
+    for i in range(5):
+        sender.step(T0 + 2 + i)
+        assert "proof rpc#2" in sender.problems
+    assert len(full_fetches) == 1  # block 1 proven once; the lie then known false
+    assert store.message(mid).state is State.BROADCAST
+
+
+def test_an_endpoint_whose_block_failed_proof_is_asked_last(store: Store) -> None:
+    net = FakeNet()
+    eps = [FakeEndpoint(f"rpc#{i}", net) for i in range(3)]
+    asked: list[str] = []
+
+    def forger(method: str, params: Any, answer: Any) -> Any:
+        if method == "eth_getBlockByNumber" and params[1] is True and answer:
+            asked.append(params[0])
+            return {**answer, "gasUsed": "0x1"}  # a header field forged: fails proof
+        return answer
+
+    eps[0].hook = forger
+    sender = make(store, net, endpoints=eps)
+    for i in range(4):  # a new block to prove in each round
+        enqueue(sender, 1, channel=f"c{i}")
+        sender.step(T0 + i)
+        net.mine()
+    sender.step(T0 + 9)
+    assert store.counts_by_state()[State.INCLUDED] + store.counts_by_state()[State.FINAL] == 4
+    assert "failed proof" in sender.problems["proof rpc#0"]
+    assert len(asked) == 1  # asked first once; afterwards the others are asked first
+
+
+def test_a_silent_endpoint_does_not_stall_tracking(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sender_track, "RECEIPTS_ROUND_S", 0.2)
+    net = FakeNet()
+    gate, answered = threading.Event(), threading.Event()
+
+    def silent(method: str, params: Any, answer: Any) -> Any:
+        if method == "eth_getTransactionReceipt":
+            gate.wait(timeout=30)  # holds its answer until the test ends
+            answered.set()
+        return answer
+
+    eps = [FakeEndpoint("rpc#0", net, hook=silent), FakeEndpoint("rpc#1", net)]
+    eps.append(FakeEndpoint("rpc#2", net))
+    sender = make(store, net, endpoints=eps)
+    try:
+        (mid,) = enqueue(sender, 1)
+        sender.step(T0)
+        net.mine()
+        sender.step(T0 + 1)
+        assert store.message(mid).state is State.INCLUDED
+        assert not answered.is_set()  # the step went on without the silent endpoint
+    finally:
+        gate.set()
+
+
+def test_one_endpoint_claiming_finality_early_does_not_finalize(store: Store) -> None:
+    net = FakeNet()
+
+    def early(method: str, params: Any, answer: Any) -> Any:
+        if method == "eth_getBlockByNumber" and params[0] == "finalized":
+            return block_json(net.blocks[net.head])  # "everything is final"
+        return answer
+
+    eps = [FakeEndpoint("rpc#0", net, hook=early), FakeEndpoint("rpc#1", net)]
+    eps.append(FakeEndpoint("rpc#2", net))
+    sender = make(store, net, endpoints=eps)
+    (mid,) = enqueue(sender, 1)
+    now = run(sender, net, T0, rounds=2)  # included; the honest finalized is behind it
+    assert store.message(mid).state is State.INCLUDED
+    sender.step(now)
+    assert store.message(mid).state is State.INCLUDED  # the liar alone finalizes nothing
+    net.mine(2)
+    sender.step(now + 1)
+    assert store.message(mid).state is State.FINAL

@@ -42,13 +42,14 @@ from lightpost.node.runtime import (
     make_sender,
     open_store,
 )
-from lightpost.node.sender import Sender, SenderSettings, collect_status, enqueue_message
+from lightpost.node.sender import Sender, SenderSettings, enqueue_message
 from lightpost.node.services import (
     AgentService,
     ReceiveService,
     build_agent,
     with_command_channel,
 )
+from lightpost.node.status import collect_status
 
 __all__ = [
     "WAIT_ORDER",

@@ -61,7 +61,6 @@ __all__ = [
     "Hold",
     "bump",
     "gas_limit_with_margin",
-    "is_acceptable_replacement",
     "max_payload_for",
 ]
 
@@ -363,17 +362,6 @@ def max_payload_for(
 def _bumped(value: int) -> int:
     """At least value x (100 + bump) / 100, rounded up, and strictly more than value."""
     return max(_ceil_percent(value, _PERCENT + REPLACEMENT_BUMP_PERCENT), value + 1)
-
-
-def is_acceptable_replacement(old: FeeQuote, new: FeeQuote) -> bool:
-    """geth legacypool ``list.Add``: both fee cap and tip strictly higher and >= +10%."""
-    factor = _PERCENT + REPLACEMENT_BUMP_PERCENT
-    return (
-        new.max_fee_per_gas > old.max_fee_per_gas
-        and new.max_priority_fee_per_gas > old.max_priority_fee_per_gas
-        and new.max_fee_per_gas >= old.max_fee_per_gas * factor // _PERCENT
-        and new.max_priority_fee_per_gas >= old.max_priority_fee_per_gas * factor // _PERCENT
-    )
 
 
 def bump(quote: FeeQuote, policy: FeePolicy, base_fee: int) -> FeeQuote | Hold:

@@ -43,8 +43,9 @@ lightpost's rule, made precise:
    the count) or dropped from the pool.
 
 6. **"nonce too low" from a broadcast** means *some* transaction with that nonce was
-   mined. :func:`resolve_nonce_too_low`: if k endpoints find a receipt for one of OUR
-   candidate hashes -> :class:`MarkIncluded`. If they agree none of ours is mined and the
+   mined. :func:`resolve_nonce_too_low`: if one of OUR candidate hashes is PROVEN in a
+   quorum-agreed block (lightpost.core.inclusion) -> :class:`MarkIncluded` (receipts,
+   even k of them, are only hints). If k endpoints agree none of ours is mined and the
    nonce is consumed at the *finalized* height -> :class:`Resign`: the messages go back to
    QUEUED and are re-signed with a new nonce (never dropped). Before finality a reorg
    could still bring our transaction back, so the answer is :class:`Hold`.
@@ -79,7 +80,6 @@ __all__ = [
     "Resign",
     "TooLowOutcome",
     "decide",
-    "reconcile_due",
     "resolve_nonce_too_low",
 ]
 
@@ -277,21 +277,27 @@ def resolve_nonce_too_low(
     sightings: Mapping[str, Sighting | Exception | None],
     finalized_count: Mapping[str, int | Exception],
     k: int,
+    proven: Sighting | None = None,
 ) -> TooLowOutcome:
     """What a "nonce too low" (or a :class:`Reconcile`) for our transaction means.
 
     ``sightings`` maps endpoint label to the receipt location of whichever of OUR
     candidate hashes it found mined (None: none of them); ``finalized_count`` to the
-    account's transaction count at ``finalized``. Our tx mined -> :class:`MarkIncluded`;
-    none of ours and the nonce consumed at finality -> :class:`Resign`; otherwise
-    :class:`Hold` (no quorum, or a reorg could still bring ours back).
+    account's transaction count at ``finalized``; ``proven`` where one of our candidates
+    was PROVEN mined (lightpost.core.inclusion). Ours proven mined ->
+    :class:`MarkIncluded` (only then: receipts, even k of them, are hints); k agree none
+    of ours is mined and the nonce is consumed at finality -> :class:`Resign`;
+    otherwise :class:`Hold` (no quorum, an unproven receipt, or a reorg could still
+    bring ours back).
     """
     _check_nonce(nonce, "nonce")
+    if proven is not None:
+        return MarkIncluded(sighting=proven)
     seen = report(sightings, k, question=f"which of our txs has nonce {nonce} mined")
     if not seen.reached:
         return Hold(reason=str(seen.error()))
     if seen.agreed is not None:
-        return MarkIncluded(sighting=seen.agreed)
+        return Hold(reason=f"a receipt for our tx at nonce {nonce} is not proven (yet)")
     final = report(finalized_count, k, question="nonce count at finalized")
     if not final.reached or final.agreed is None:
         return Hold(reason=str(final.error()))
@@ -301,8 +307,3 @@ def resolve_nonce_too_low(
         reason=f"nonce {nonce} used by a transaction that is not ours, not final yet "
         f"(finalized count {final.agreed}); waiting before re-signing"
     )
-
-
-def reconcile_due(*, last_reconcile_at: float | None, now: float) -> bool:
-    """True when a periodic reconciliation is due (never run, or interval elapsed)."""
-    return last_reconcile_at is None or now - last_reconcile_at >= RECONCILE_INTERVAL_S

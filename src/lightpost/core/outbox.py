@@ -40,14 +40,12 @@ the same nonce is what makes it a *replacement*: at most one version can ever be
 so the messages cannot be delivered twice. The new version goes back to SIGNED (store
 first, then send); the old hashes stay candidates.
 
-*Confirmation by block hash.* Inclusion is recorded with the receipt's block **hash**
-and number. A later check compares hashes, never numbers: after a reorg the transaction
-can be at the same height in a different block, or at another height; counting
-confirmations by number gets this wrong (web3.js #3608). When the receipt disappears,
-or moves to another block, or the canonical block at that height has another hash, the
-transaction is :class:`ReorgedOut` back to SIGNED for a rebroadcast. It becomes FINAL only
-when its block is at or below the finalized height *and* that block's hash is the
-canonical one (:func:`check_inclusion`).
+*Confirmation by proof and block hash.* Inclusion is recorded from a receipt PROVEN in
+the quorum-agreed block (lightpost.core.inclusion), by block hash and number; later
+checks compare hashes, never numbers (web3.js #3608). When the canonical block at that
+height has another hash, the transaction is :class:`ReorgedOut` back to SIGNED for a
+rebroadcast; it becomes FINAL only at or below the finalized height with its block
+still canonical (:func:`check_inclusion`).
 
 *Fee cap.* A message whose transaction would cost more than the configured cap is
 :class:`Held` (QUEUED -> HELD) and :class:`Released` when fees fall; it is not signed
@@ -56,18 +54,27 @@ meanwhile, so no nonce is spent on it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final, TypeAlias
 
 from lightpost.core.fees import FeeQuote
-from lightpost.errors import LocalError
+from lightpost.errors import (
+    InsufficientFunds,
+    LightpostError,
+    LocalError,
+    NonceTooLow,
+    ReplacementUnderpriced,
+)
 
 __all__ = [
+    "BROADCAST_ANSWERS",
     "HASH_BYTES",
     "MAX_NONCE",
     "PENDING_TX_STATES",
     "TRANSITIONS",
+    "AfterBroadcast",
     "BlockRef",
     "Broadcast",
     "Candidate",
@@ -85,6 +92,7 @@ __all__ = [
     "Signed",
     "State",
     "Transaction",
+    "after_broadcast",
     "check_inclusion",
     "next_state",
 ]
@@ -407,3 +415,38 @@ def check_inclusion(
     ):
         return (Finalized(block=included),)
     return ()
+
+
+# --- what a broadcast's answers mean ------------------------------------------------------
+
+
+class AfterBroadcast(StrEnum):
+    """What the runtime does after sending a transaction's raw bytes to every endpoint."""
+
+    SENT = "accepted (or already known) by at least one endpoint"
+    RESOLVE_NONCE = "nonce too low: find out which transaction used the nonce"
+    BUMP = "replacement underpriced: re-sign the same nonce with higher fees"
+    WAIT_FUNDS = "insufficient funds: sign nothing new until the balance covers it"
+    RETRY = "no endpoint accepted it: reconcile the nonce and retry"
+
+
+BROADCAST_ANSWERS: Final[tuple[tuple[type[LightpostError], AfterBroadcast], ...]] = (
+    (NonceTooLow, AfterBroadcast.RESOLVE_NONCE),
+    (ReplacementUnderpriced, AfterBroadcast.BUMP),
+    (InsufficientFunds, AfterBroadcast.WAIT_FUNDS),
+)
+"""When NO endpoint accepted: the first error kind (in this order) any endpoint gave
+decides; none of them -> :attr:`AfterBroadcast.RETRY`. Each outcome is safe on one
+endpoint's word: a nonce is resolved by proof and quorum, a bump is bounded by the fee
+cap, a funds wait ends at the next accepted broadcast."""
+
+
+def after_broadcast(*, accepted: bool, errors: Iterable[Exception]) -> AfterBroadcast:
+    """The runtime's next action after a broadcast (see :data:`BROADCAST_ANSWERS`)."""
+    if accepted:
+        return AfterBroadcast.SENT
+    seen = tuple(errors)
+    for kind, action in BROADCAST_ANSWERS:
+        if any(isinstance(e, kind) for e in seen):
+            return action
+    return AfterBroadcast.RETRY

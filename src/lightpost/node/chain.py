@@ -16,8 +16,8 @@ as "what is latest" compared verbatim: heads differ between honest providers
   height must itself be agreed by k.
 - broadcast: the raw transaction goes to ALL endpoints; "already known" for an
   identical raw transaction is success (execution-apis #245).
-- receipts are hints from any endpoint: a receipt counts only when the block hash at
-  its height is quorum-agreed and equals the receipt's block hash (web3.js #3608).
+- receipts are hints from any endpoint: a receipt counts only when it is proven in the
+  quorum-agreed block at its height (lightpost.core.inclusion; web3.js #3608).
 """
 
 from __future__ import annotations
@@ -344,16 +344,32 @@ class Chain:
                 return value
         return None
 
-    def confirmed_receipt(self, tx_hash: bytes) -> Mapping[str, Any] | None:
-        """A receipt whose block hash is the quorum-agreed canonical hash at its height."""
-        receipt = self.receipt_hint(tx_hash)
-        if receipt is None:
+    def confirmed_receipt(
+        self, tx_hash: bytes, problems: dict[str, str] | None = None
+    ) -> Mapping[str, Any] | None:
+        """The receipt of ``tx_hash`` PROVEN in the quorum-agreed block at its height:
+        header, transactionsRoot and receiptsRoot rebuilt (lightpost.core.inclusion,
+        the sender's own rule). None while no receipt proves; endpoints whose answers
+        failed proof are added to ``problems`` (label -> why)."""
+        # imported here: the rule's I/O module is the sender's (one implementation)
+        from lightpost.core.inclusion import ProvenReceipt
+        from lightpost.node.sender_track import InclusionProver, hints_by_endpoint
+
+        answers = self.ask_all("eth_getTransactionReceipt", ["0x" + tx_hash.hex()])
+        by_label = {
+            label: value if isinstance(value, Exception) else {tx_hash: value}
+            for label, value in answers.items()
+        }
+        prover = InclusionProver(self.endpoints, self.block_hash_at)
+        try:
+            for hint, labels in hints_by_endpoint(by_label, [tx_hash]).items():
+                proven = prover.prove(hint, labels)
+                if isinstance(proven, ProvenReceipt):
+                    return proven.receipt
             return None
-        number = parse_quantity(receipt["blockNumber"], "receipt block number")
-        canonical = self.block_hash_at(number)
-        if "0x" + canonical.hex() != str(receipt["blockHash"]).lower():
-            return None
-        return receipt
+        finally:
+            if problems is not None:
+                problems.update(prover.problems)
 
     def wait_receipt(
         self,
@@ -363,14 +379,17 @@ class Chain:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> Mapping[str, Any]:
-        """Poll until a confirmed receipt exists (operator tools; the node never blocks)."""
+        """Poll until a proven receipt exists (operator tools; the node never blocks).
+        The timeout error names the endpoints whose answers failed proof."""
         deadline = clock() + timeout
+        problems: dict[str, str] = {}
         while True:
-            receipt = self.confirmed_receipt(tx_hash)
+            receipt = self.confirmed_receipt(tx_hash, problems)
             if receipt is not None:
                 return receipt
             if clock() >= deadline:
+                blamed = "".join(f"; {label} {why}" for label, why in sorted(problems.items()))
                 raise ChainProcessError(
-                    f"transaction 0x{tx_hash.hex()} not mined within {timeout:.0f} s"
+                    f"transaction 0x{tx_hash.hex()} not mined within {timeout:.0f} s{blamed}"
                 )
             sleep(RECEIPT_POLL_S)

@@ -270,7 +270,7 @@ class Node:
                 stop.wait(self.poll_s)
 
     def status(self) -> dict[str, Any]:
-        """The sender's status (see lightpost.node.sender.collect_status)."""
+        """The sender's status (see lightpost.node.status.collect_status)."""
         return self.sender.status(self.clock())
 
 

@@ -1,140 +1,76 @@
 """The sending side of a device node: puts every outbox message on chain exactly once.
 
-Theory of operation
--------------------
-This module is the only place that wires the pure core (envelope, fees, nonce rules,
-outbox table, transactions) to the adapters (the SQLite store, the quorum chain client).
-:meth:`Sender.step` does one round of work with the time as an argument, so tests drive
-it deterministically; :func:`lightpost.node.runtime.Node.run` calls it in a loop.
+The node wires the pure core to the adapters (SQLite store, quorum chain client); every
+rule lives in core. :meth:`Sender.step` does one round of work with the time as an
+argument (tests drive it; ``Node.run`` loops it). Its phases, each isolated (a failure
+is recorded in :attr:`Sender.problems` and retried next step):
 
-One step, in this order (every phase is isolated: a failing phase is recorded in
-:attr:`Sender.problems` and the next step retries it):
+1. **base fee** (``Chain.base_fee``);
+2. **nonce reconciliation** (``core.nonce``) at start, every ``reconcile_interval_s``
+   and after "nonce too low": counts asked at ONE quorum-agreed height (Hyperlane
+   #1119); no quorum -> nothing new is signed (``nonce_hold``); gaps are filled;
+3. **inclusion tracking** (``node.sender_track``): receipts are hints; a state changes
+   only on a receipt PROVEN in the quorum-agreed block (``core.inclusion``);
+4. **fee bump** of a tx unmined ``stuck_after_s`` after signing (same nonce, +10%,
+   ``fees.bump``; stored before it is sent; above the cap it waits, visibly);
+5. **(re)broadcast** of the stored raw bytes (idempotent); the answers mean what
+   ``core.outbox.after_broadcast`` says;
+6. **release** of HELD messages once fees (and the balance) allow;
+7. **batching and signing** (``core.batching``: batching and THE sign gate, one
+   table): quote, sign, ``Store.record_signed`` (raw bytes, nonce counter, message
+   links in ONE SQLite transaction), THEN broadcast;
+8. **pruning** of FINAL rows older than ``prune_after_s``.
 
-1. **Base fee** -- the highest any endpoint reports for its latest block
-   (``Chain.base_fee``: conservative).
-2. **Nonce reconciliation** (``lightpost.core.nonce``) at start, every
-   ``RECONCILE_INTERVAL_S`` and after any "nonce too low" or unexplained broadcast
-   failure. The mined count is asked of every endpoint at ONE fixed height (the
-   quorum-agreed latest height), never at the moving ``latest`` tag (Hyperlane #1119).
-   No quorum -> nothing new is signed (``nonce_hold``); the reason is in ``status()``.
-   ``AdoptChain``/``RepairLocal`` raise the durable counter; ``FillGap`` signs a
-   zero-value self-transfer at each missing nonce; ``Reconcile`` looks our candidate
-   hashes up (:func:`~lightpost.core.nonce.resolve_nonce_too_low`). Nothing is signed
-   before the first successful reconciliation of the process.
-3. **Inclusion tracking.** For every SIGNED, BROADCAST or INCLUDED transaction the
-   receipts of ALL its candidate hashes are asked of every endpoint (one JSON-RPC batch
-   per endpoint). A receipt is only a hint: it counts when its block hash equals the
-   quorum-agreed canonical hash at its height. ``check_inclusion`` turns that into
-   Included / ReorgedOut / Finalized events (by block hash, never by number: web3.js
-   #3608). "No receipt" for an INCLUDED transaction is believed only when k endpoints
-   answered. Finality: the quorum ``finalized`` height (or latest - finality_depth).
-4. **Fee bump.** A transaction we sent in this process that is still not mined
-   ``STUCK_AFTER_S`` after its current version was signed is re-signed with the SAME
-   nonce and fees raised by >= 10% on both caps (``fees.bump``), stored
-   (``Store.replace``) and only then sent. Above the policy cap it waits (visible).
-5. **(Re)broadcast.** SIGNED transactions are sent to all endpoints (first step after
-   a restart: every SIGNED and BROADCAST one -- the same stored raw bytes, idempotent);
-   BROADCAST ones again every ``REBROADCAST_INTERVAL_S``. "already known" = success;
-   "nonce too low" -> resolve; "replacement underpriced" -> bump; "insufficient funds"
-   -> stop signing new transactions until the balance covers them (visible).
-6. **Release** of HELD messages once the base fee is back under the cap (and the
-   balance covers the last refused transaction).
-7. **Batching and signing.** Queued messages are grouped per (channel, recipient) and
-   packed (``envelope.pack_messages``) into posts of at most ``max_post_bytes`` =
-   min(config ``batch_bytes``, what the fee policy can carry). A group is sent when its
-   oldest message waited ``batch_delay_s`` or a post is full. Each post: fee quote
-   (Hold -> ``Store.hold`` with the reason), sign, ``Store.record_signed`` (the raw
-   bytes, the nonce counter and the message links in ONE SQLite transaction), THEN
-   broadcast. At most ``MAX_IN_FLIGHT`` unmined transactions at a time.
-8. **Pruning** of FINAL rows older than ``prune_after_s``: the store stays
-   O(outbox + channels), whatever the length of the chain.
-
-Crash safety: every state change is durable before the next action, and the only thing
-ever re-sent after a crash is stored raw bytes. A message is linked to exactly one
-transaction nonce; a second transaction for it can only be signed after
-``NonceConsumed`` (our nonce mined by someone else, at finality) -- so a message can
-neither be lost nor land twice.
-
-Chunked messages: a message too large for one transaction is cut into chunks
-(``pack_messages``). It is linked to the transaction carrying its LAST chunk; the
-earlier chunk transactions are stored without messages (like gap fillers). All chunks of
-a message are signed in one step (it waits for enough ``MAX_IN_FLIGHT`` room). A
-process that died in the middle of that loop left the earlier chunks as stored,
-unfinalized transactions: the first step after a restart decodes them from the pending
-raw transactions -- before tracking can finalize anything -- and does not sign those
-chunks again. (Only a message of more than ``MAX_IN_FLIGHT`` chunks, spread over
-several steps, can have a chunk re-sent after a crash; the receiver's Reassembler
-ignores an identical duplicate chunk.)
+Crash safety: every state change is durable before the next action; only stored raw
+bytes are ever re-sent. A message is linked to one nonce; a second transaction for it
+is signed only after ``NonceConsumed`` (at finality), so it is neither lost nor landed
+twice. Chunks a dead process stored are found on the first step
+(``core.batching.stored_chunks``).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
-from lightpost.adapters.rpc import Endpoint
 from lightpost.adapters.store import Store
 from lightpost.core import nonce as nonce_rules
-from lightpost.core.envelope import (
-    DIRECT_CHANNEL_NAME,
-    MIN_POST_BYTES,
-    POST_HEADER_SIZE,
-    RECORD_OVERHEAD,
-    ContentType,
-    Post,
-    channel_id,
-    decode_post,
-    encode_post,
-    pack_messages,
-    post_body_size,
+from lightpost.core.batching import (
+    Gate,
+    content_type_code,
+    post_conditions,
+    post_transaction,
+    ready_batches,
+    sign_gate,
+    step_conditions,
+    stored_chunks,
+    with_chunks_of,
 )
-from lightpost.core.envelope import Message as EnvelopeMessage
-from lightpost.core.fees import (
-    Eip1559FeePolicy,
-    FeePolicy,
-    FeeQuote,
-    FixedFeePolicy,
-    Hold,
-    bump,
-    max_payload_for,
-)
-from lightpost.core.gas import TX_BASE_GAS
-from lightpost.core.hashing import KECCAK_BACKEND
-from lightpost.core.inbox import (
-    HEADER_BYTES,
-    INBOX_EXECUTION_GAS_FIRST_POST,
-    INBOX_EXECUTION_GAS_PER_BYTE,
-    inbox_calldata,
-    inbox_execution_gas,
-)
+from lightpost.core.envelope import ContentType
+from lightpost.core.fees import FeeQuote, Hold, bump
 from lightpost.core.keys import PrivateKey, to_checksum_address
-from lightpost.core.outbox import (
-    BlockRef,
-    Finalized,
-    Message,
-    NonceConsumed,
-    Sighting,
-    State,
-    Transaction,
-    check_inclusion,
-)
+from lightpost.core.outbox import AfterBroadcast, State, Transaction, after_broadcast
 from lightpost.core.tx import DynamicFeeTx, SignedTransaction, decode_transaction, sign_transaction
-from lightpost.errors import (
-    ConfigError,
-    InsufficientFunds,
-    LightpostError,
-    NodeError,
-    NonceTooLow,
-    QuorumError,
-    ReplacementUnderpriced,
-    StoreError,
-    TransportError,
-)
+from lightpost.errors import LightpostError, QuorumError, StoreError, TransportError
 from lightpost.node.chain import Chain, parse_quantity
-from lightpost.node.config import DeviceConfig
+from lightpost.node.sender_settings import (
+    MAX_IN_FLIGHT,
+    MAX_QUEUED_PER_STEP,
+    PRUNE_AFTER_S,
+    PRUNE_CHECKS_PER_PERIOD,
+    REBROADCAST_INTERVAL_S,
+    SIGNED_RETRY_S,
+    STUCK_AFTER_S,
+    SenderSettings,
+    StepResult,
+    enqueue_message,
+    fee_policy,
+)
+from lightpost.node.sender_track import Tracker
+from lightpost.node.status import collect_status
 
 __all__ = [
     "MAX_IN_FLIGHT",
@@ -146,152 +82,10 @@ __all__ = [
     "Sender",
     "SenderSettings",
     "StepResult",
-    "collect_status",
     "content_type_code",
+    "enqueue_message",
     "fee_policy",
 ]
-
-STUCK_AFTER_S = 36.0
-"""A sent transaction not mined this long after its current version was signed gets a
-fee bump: 3 mainnet slots (12 s, consensus specs) -- an includable tx is normally mined
-in the next one."""
-
-REBROADCAST_INTERVAL_S = 12.0
-"""Re-send a BROADCAST, unmined transaction every mainnet slot: a pool may have evicted
-it or an endpoint restarted (geth drops pool txs after 3 h; ours survive restarts)."""
-
-SIGNED_RETRY_S = 1.0
-"""Retry a SIGNED transaction that no endpoint accepted after this many seconds."""
-
-MAX_IN_FLIGHT = 16
-"""At most this many unmined transactions at once: geth legacypool AccountSlots (16
-executable txs per account are guaranteed a pool slot)."""
-
-MAX_QUEUED_PER_STEP = 1000
-"""Queued messages the batcher reads per step (the rest waits for the next step)."""
-
-PRUNE_AFTER_S = 3600.0
-"""FINAL rows are deleted an hour after they became final (status keeps recent ones)."""
-
-PRUNE_CHECKS_PER_PERIOD = 4
-"""Pruning runs every prune_after_s / 4 seconds (one cheap DELETE)."""
-
-MAX_HELD_LISTED = 10_000
-"""Held messages read to group their hold reasons in :func:`collect_status`."""
-
-T = TypeVar("T")
-
-
-def content_type_code(text: str) -> int:
-    """The envelope content type of a stored message: a number, or a ContentType name
-    (``text``, ``json``, ``octet-stream``, ``command-result``...)."""
-    if text.isdigit():
-        return int(text)
-    try:
-        return int(ContentType[text.upper().replace("-", "_")])
-    except KeyError:
-        raise StoreError(f"unknown content type {text!r} in the outbox") from None
-
-
-def fee_policy(config: DeviceConfig) -> FeePolicy:
-    """The fee policy the config asks for."""
-    fees = config.fees
-    if fees.policy == "fixed":
-        return FixedFeePolicy(gas_price=fees.gas_price, gas_limit=fees.gas_limit)
-    return Eip1559FeePolicy(
-        max_fee_cap=fees.max_fee_per_gas, priority_fee=fees.priority_fee_per_gas
-    )
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SenderSettings:
-    """Everything the sender needs from the config, plus timing knobs tests shorten."""
-
-    chain_id: int
-    mode: str
-    inbox: bytes | None
-    policy: FeePolicy
-    batch_bytes: int
-    batch_delay_s: float
-    finality_depth: int = 0
-    stuck_after_s: float = STUCK_AFTER_S
-    rebroadcast_interval_s: float = REBROADCAST_INTERVAL_S
-    signed_retry_s: float = SIGNED_RETRY_S
-    reconcile_interval_s: float = nonce_rules.RECONCILE_INTERVAL_S
-    prune_after_s: float = PRUNE_AFTER_S
-    max_in_flight: int = MAX_IN_FLIGHT
-
-    def __post_init__(self) -> None:
-        if self.mode not in ("channel", "direct"):
-            raise ConfigError("sender: mode must be `channel` or `direct`")
-        if self.mode == "channel" and self.inbox is None:
-            raise ConfigError("sender: channel mode needs the inbox address")
-
-    @classmethod
-    def from_config(cls, config: DeviceConfig, **overrides: Any) -> SenderSettings:
-        """Settings from a validated :class:`DeviceConfig` (keyword overrides win)."""
-        values: dict[str, Any] = {
-            "chain_id": config.chain_id,
-            "mode": config.mode,
-            "inbox": config.inbox,
-            "policy": fee_policy(config),
-            "batch_bytes": config.batch_bytes,
-            "batch_delay_s": config.batch_delay_s,
-            "finality_depth": config.finality_depth,
-        }
-        values.update(overrides)
-        return cls(**values)
-
-    @property
-    def max_post_bytes(self) -> int:
-        """Largest post (= calldata) per transaction: the configured batch target, never
-        above what the fee policy can carry with the inbox's execution gas."""
-        if self.mode == "channel":
-            limit = max_payload_for(
-                self.policy, INBOX_EXECUTION_GAS_FIRST_POST, INBOX_EXECUTION_GAS_PER_BYTE
-            )
-        else:
-            limit = max_payload_for(self.policy)
-        size = min(self.batch_bytes, limit)
-        if size < MIN_POST_BYTES:
-            raise ConfigError(
-                f"send.batch_bytes gives posts of {size} bytes, below the minimum {MIN_POST_BYTES}"
-            )
-        return size
-
-
-@dataclass(slots=True)
-class StepResult:
-    """What one :meth:`Sender.step` did (for tests, logs and the loop's pacing)."""
-
-    signed: int = 0
-    broadcast: int = 0
-    events: int = 0
-    held: int = 0
-    released: int = 0
-    bumped: int = 0
-    pruned: int = 0
-
-    @property
-    def busy(self) -> bool:
-        """True when the step changed something (the loop steps again without waiting)."""
-        return bool(
-            self.signed + self.broadcast + self.events + self.held + self.released + self.bumped
-        )
-
-
-@dataclass(slots=True)
-class _Batch:
-    post: Post
-    message_ids: tuple[int, ...]
-    group_ids: tuple[int, ...]
-
-
-class _Unknown:
-    """Marker: the chain could not be asked (no quorum, endpoints down)."""
-
-
-_UNKNOWN = _Unknown()
 
 
 class Sender:
@@ -328,10 +122,18 @@ class Sender:
         self._last_sent: dict[int, float] = {}
         self._last_prune: float | None = None
         self.problems: dict[str, str] = {}
-        self._finalized_cache: int | _Unknown | None = None
         self._first_step = True
         self._bumped_at: dict[int, float] = {}
         self._done_chunks: dict[tuple[bytes, int], set[int]] = {}
+        self._tracker = Tracker(
+            store=store,
+            chain=chain,
+            address=self.address,
+            finality_depth=settings.finality_depth,
+            pool=self._pool,
+            problems=self.problems,
+            log=log,
+        )
 
     def __repr__(self) -> str:
         return f"Sender({to_checksum_address(self.address)}, {self.settings.mode})"
@@ -365,8 +167,6 @@ class Sender:
             now=time.time() if now is None else now,
         )
 
-    send = enqueue
-
     def status(self, now: float | None = None) -> dict[str, Any]:
         """One-screen health: see :func:`collect_status`; adds this process's problems."""
         problems = dict(self.problems)
@@ -389,12 +189,13 @@ class Sender:
     def step(self, now: float) -> StepResult:
         """One round of work (see the module docstring for the phases)."""
         result = StepResult()
-        self._finalized_cache = None
+        self._tracker.begin_round()
         if self._first_step:
             # Before tracking can finalize anything in this process: chunks stored by a
             # process that died between two chunk transactions (module docstring).
-            self._done_chunks = _stored_chunks(
-                self.store.pending_transactions(), self.settings.chain_id
+            self._done_chunks = stored_chunks(
+                (t.raw for t in self.store.pending_transactions() if not t.message_ids),
+                self.settings.chain_id,
             )
             self._first_step = False
         self._phase("base fee", self._read_base_fee)
@@ -425,65 +226,9 @@ class Sender:
 
     # -- chain helpers ---------------------------------------------------------------
 
-    def _per_endpoint(self, work: Callable[[Endpoint], T]) -> dict[str, T | Exception]:
-        """``work(endpoint)`` on every endpoint in parallel: label -> result or error."""
-
-        def one(ep: Endpoint) -> T | Exception:
-            try:
-                return work(ep)
-            except LightpostError as exc:
-                return exc
-
-        futures = {ep.label: self._pool.submit(one, ep) for ep in self.chain.endpoints}
-        return {label: fut.result() for label, fut in futures.items()}
-
     def _read_base_fee(self) -> None:
         self.base_fee = None
         self.base_fee = self.chain.base_fee()
-
-    def _finalized_number(self) -> int | None:
-        """Quorum finalized height (or latest - finality_depth); None if unknown."""
-        if isinstance(self._finalized_cache, int):
-            return self._finalized_cache
-        if isinstance(self._finalized_cache, _Unknown):
-            return None
-        try:
-            height = self.chain.final_height(self.settings.finality_depth)
-        except LightpostError as exc:
-            self.problems["finality"] = str(exc)
-            self._finalized_cache = _UNKNOWN
-            return None
-        self._finalized_cache = height
-        return height
-
-    def _receipts(self, hashes: Sequence[bytes]) -> dict[str, dict[bytes, Any] | Exception]:
-        """Per endpoint: tx hash -> receipt (or None), one JSON-RPC batch each."""
-        calls = [("eth_getTransactionReceipt", ["0x" + h.hex()]) for h in hashes]
-
-        def ask(ep: Endpoint) -> dict[bytes, Any]:
-            answers = _batch(ep, calls)
-            out: dict[bytes, Any] = {}
-            for h, answer in zip(hashes, answers, strict=True):
-                if isinstance(answer, Exception):
-                    raise answer
-                out[h] = answer
-            return out
-
-        return self._per_endpoint(ask)
-
-    @staticmethod
-    def _hints(
-        tx: Transaction, receipts: Mapping[str, dict[bytes, Any] | Exception]
-    ) -> list[Sighting]:
-        hints: list[Sighting] = []
-        for by_hash in receipts.values():
-            if isinstance(by_hash, Exception):
-                continue
-            for h in tx.candidate_hashes:
-                sighting = _sighting(h, by_hash.get(h))
-                if sighting is not None and sighting not in hints:
-                    hints.append(sighting)
-        return hints
 
     # -- nonce ----------------------------------------------------------------------
 
@@ -547,24 +292,8 @@ class Sender:
         self._broadcast(self.store.transaction(tx_id), now, result)
 
     def _resolve_too_low(self, tx: Transaction, now: float, result: StepResult) -> None:
-        """Our tx's nonce is used: which of our candidates was mined, if any?"""
-        receipts = self._receipts(tx.candidate_hashes)
-        sightings: dict[str, Sighting | Exception | None] = {}
-        for label, by_hash in receipts.items():
-            if isinstance(by_hash, Exception):
-                sightings[label] = by_hash
-                continue
-            found = [_sighting(h, by_hash.get(h)) for h in tx.candidate_hashes]
-            sightings[label] = next((s for s in found if s is not None), None)
-        address = "0x" + self.address.hex()
-        depth = self.settings.finality_depth
-        tag = hex(self.chain.final_height(depth)) if depth > 0 else "finalized"
-        final_counts = self.chain.ask_each(
-            "eth_getTransactionCount", [address, tag], lambda v: parse_quantity(v, "nonce")
-        )
-        outcome = nonce_rules.resolve_nonce_too_low(
-            nonce=tx.nonce, sightings=sightings, finalized_count=final_counts, k=self.chain.quorum
-        )
+        """Our tx's nonce is used: which of our candidates was mined (proven), if any?"""
+        outcome = self._tracker.resolve_too_low(tx)
         if isinstance(outcome, nonce_rules.MarkIncluded):
             if tx.state in (State.SIGNED, State.BROADCAST):
                 s = outcome.sighting
@@ -581,60 +310,7 @@ class Sender:
     # -- tracking --------------------------------------------------------------------
 
     def _track(self, now: float, result: StepResult) -> None:
-        pending = self.store.pending_transactions()
-        if not pending:
-            return
-        hashes = [h for tx in pending for h in tx.candidate_hashes]
-        receipts = self._receipts(hashes)
-        answered = sum(1 for v in receipts.values() if not isinstance(v, Exception))
-        canonical: dict[int, bytes | _Unknown] = {}
-
-        def canon(number: int) -> bytes | _Unknown:
-            if number not in canonical:
-                try:
-                    canonical[number] = self.chain.block_hash_at(number)
-                except LightpostError:
-                    canonical[number] = _UNKNOWN
-            return canonical[number]
-
-        for tx in pending:
-            sighting: Sighting | None = None
-            unknown = False
-            for hint in self._hints(tx, receipts):
-                agreed = canon(hint.block.number)
-                if isinstance(agreed, _Unknown):
-                    unknown = True
-                elif agreed == hint.block.hash:
-                    sighting = hint
-                    break
-            if sighting is None and (unknown or answered < self.chain.quorum):
-                continue  # cannot tell "not mined" from "cannot see": no decision
-            canonical_hash: bytes | None = None
-            finalized: int | None = None
-            if tx.state is State.INCLUDED and tx.included is not None:
-                agreed = canon(tx.included.number)
-                if isinstance(agreed, _Unknown):
-                    continue
-                canonical_hash = agreed
-                if sighting is not None and sighting.block.hash == tx.included.hash:
-                    finalized = self._finalized_number()
-            events = check_inclusion(
-                state=tx.state,
-                included=tx.included,
-                sighting=sighting,
-                canonical_hash=canonical_hash,
-                finalized_number=finalized,
-            )
-            if sighting is not None and _reverted(sighting.tx_hash, receipts, self.chain.quorum):
-                # A reverted call posted nothing: once final, its nonce is spent without
-                # carrying the messages, so they go back to the queue (never lost).
-                events = tuple(
-                    NonceConsumed(nonce=tx.nonce) if isinstance(e, Finalized) else e for e in events
-                )
-            for event in events:
-                self.store.apply(tx.id, event, at=now)
-                result.events += 1
-                self._log(f"tx 0x{tx.tx_hash.hex()} nonce {tx.nonce}: {type(event).__name__}")
+        result.events += self._tracker.track(now)
 
     # -- bump ------------------------------------------------------------------------
 
@@ -688,20 +364,20 @@ class Sender:
         """Send the stored raw bytes to every endpoint and act on the answers."""
         self._last_sent[tx.id] = now
         answer = self.chain.broadcast(tx.raw, tx.tx_hash)
-        if answer.ok:
+        action = after_broadcast(accepted=answer.ok, errors=answer.errors.values())
+        if action is AfterBroadcast.SENT:
             self.store.mark_broadcast(tx.id, at=now)
             result.broadcast += 1
             if self.funds_hold and "insufficient funds" in self.funds_hold:
                 self.funds_hold = None
             return
-        errors = list(answer.errors.values())
-        if any(isinstance(e, NonceTooLow) for e in errors):
+        if action is AfterBroadcast.RESOLVE_NONCE:
             self._reconcile_now = True
             self._resolve_too_low(tx, now, result)
-        elif any(isinstance(e, ReplacementUnderpriced) for e in errors):
+        elif action is AfterBroadcast.BUMP:
             if tx.id not in self._bumped_at or self._bumped_at[tx.id] != now:
                 self._replace(tx, now, result, why="replacement underpriced")
-        elif any(isinstance(e, InsufficientFunds) for e in errors):
+        elif action is AfterBroadcast.WAIT_FUNDS:
             self.funds_hold = f"insufficient funds for tx nonce {tx.nonce} ({tx.fees.max_cost} wei)"
             self._funds_needed = tx.fees.max_cost
             self._log(self.funds_hold)
@@ -758,29 +434,31 @@ class Sender:
         )
         return sign_transaction(tx, self._key)
 
-    def _calldata(self, post: Post) -> tuple[bytes | None, bytes, int]:
-        """(to, data, execution gas) of the transaction carrying ``post``."""
-        encoded = encode_post(post)
-        if self.settings.mode == "channel":
-            # The post's 64-byte header IS the inbox header (channel, recipient word).
-            data = inbox_calldata(post.channel, post.recipient, encoded[HEADER_BYTES:])
-            # first_post=True is the upper bound; unused gas is not charged.
-            return self.settings.inbox, data, inbox_execution_gas(len(data), first_post=True)
-        return post.recipient or self.address, encoded, 0
-
     def _sign_new(self, now: float, result: StepResult) -> None:
-        if not self._nonce_ok or self.nonce_hold is not None or self.funds_hold is not None:
-            return
         pending = self.store.pending_transactions()
         room = self.settings.max_in_flight - sum(
             1 for t in pending if t.state in (State.SIGNED, State.BROADCAST)
         )
-        if room <= 0:
+        gate, _why = sign_gate(
+            step_conditions(
+                nonce_reconciled=self._nonce_ok,
+                nonce_held=self.nonce_hold is not None,
+                funds_held=self.funds_hold is not None,
+                room=room,
+            )
+        )
+        if gate is not Gate.SIGN:
             return
         queued = self.store.queued_messages(MAX_QUEUED_PER_STEP)
         if not queued:
             return
-        batches = self._batches(queued, now)
+        batches = ready_batches(
+            queued,
+            now=now,
+            max_post_bytes=self.settings.max_post_bytes,
+            batch_delay_s=self.settings.batch_delay_s,
+            done_chunks=self._done_chunks,
+        )
         if not batches:
             return
         balance: int | None
@@ -790,43 +468,47 @@ class Sender:
             balance = None  # unknown: the broadcast's "insufficient funds" still guards
         spent = 0
         held: set[int] = set()
-        posts_per_group: dict[tuple[int, ...], int] = {}
-        for batch in batches:
-            posts_per_group[batch.group_ids] = posts_per_group.get(batch.group_ids, 0) + 1
+        posts_per_group = Counter(b.group_ids for b in batches)
         started: set[tuple[int, ...]] = set()
         for batch in batches:
-            if room <= 0:
+            channel_mode = self.settings.mode == "channel"
+            to, data, execution = post_transaction(
+                batch.post,
+                inbox=self.settings.inbox if channel_mode else None,
+                own_address=self.address,
+            )
+            quote = self._quote(data, execution)
+            cost = 0 if isinstance(quote, Hold) else quote.max_cost
+            gate, _why = sign_gate(
+                post_conditions(
+                    room=room,
+                    max_in_flight=self.settings.max_in_flight,
+                    group_held=bool(held.intersection(batch.group_ids)),
+                    chunked=batch.chunked,
+                    group_started=batch.group_ids in started,
+                    posts_in_group=posts_per_group[batch.group_ids],
+                    fee_held=isinstance(quote, Hold),
+                    cost=cost,
+                    spent=spent,
+                    balance=balance,
+                )
+            )
+            if gate is Gate.STOP:
                 break
-            if held.intersection(batch.group_ids):
-                continue
-            chunked = any(r.chunk is not None for r in batch.post.records)
-            if (
-                chunked
-                and batch.group_ids not in started
-                and posts_per_group[batch.group_ids] > room
-                and room < self.settings.max_in_flight
-            ):
-                # Sign all chunks of a message in one step (see the module docstring);
-                # wait for room rather than spreading them over steps.
+            if gate is Gate.DEFER:
                 continue
             started.add(batch.group_ids)
-            to, data, execution = self._calldata(batch.post)
-            quote = self._quote(data, execution)
-            group = batch.group_ids
-            if isinstance(quote, Hold):
-                self._hold(group, quote.reason, held, result)
+            if isinstance(quote, Hold):  # Gate.HOLD: the fee cap (or no base fee)
+                self._hold(batch.group_ids, quote.reason, held, result)
                 self.fee_hold = quote.reason
                 continue
-            if balance is not None and spent + quote.max_cost > balance:
-                reason = (
-                    f"insufficient funds: balance {balance} wei < {spent + quote.max_cost} wei "
-                    "needed"
-                )
-                self._funds_needed = spent + quote.max_cost
-                self._hold(group, reason, held, result)
+            if gate is Gate.HOLD_STOP:  # the balance does not cover it
+                reason = f"insufficient funds: balance {balance} wei < {spent + cost} wei needed"
+                self._funds_needed = spent + cost
+                self._hold(batch.group_ids, reason, held, result)
                 self.funds_hold = reason
                 break
-            spent += quote.max_cost
+            spent += cost
             nonce = self.store.next_nonce()
             signed = self._sign(nonce, to, data, quote)
             # Durable BEFORE anything is sent: raw bytes, nonce counter, message links.
@@ -840,23 +522,12 @@ class Sender:
             )
             result.signed += 1
             room -= 1
-            self._note_chunks(batch.post)
+            self._done_chunks = with_chunks_of(self._done_chunks, batch.post)
             self._log(
                 f"signed tx 0x{signed.hash.hex()} nonce {nonce}: {len(batch.message_ids)} "
                 f"message(s), {len(data)} bytes, gas limit {quote.gas_limit}"
             )
             self._broadcast(self.store.transaction(tx_id), now, result)
-
-    def _note_chunks(self, post: Post) -> None:
-        """Remember chunk records just stored; forget a message once it is linked."""
-        for r in post.records:
-            if r.chunk is None:
-                continue
-            key = (post.channel, r.seq)
-            if r.chunk.index == r.chunk.count - 1:
-                self._done_chunks.pop(key, None)
-            else:
-                self._done_chunks.setdefault(key, set()).add(r.chunk.index)
 
     def _hold(self, ids: Iterable[int], reason: str, held: set[int], result: StepResult) -> None:
         fresh = [i for i in ids if i not in held]
@@ -867,55 +538,12 @@ class Sender:
         result.held += len(fresh)
         self._log(f"held {len(fresh)} message(s): {reason}")
 
-    def _batches(self, queued: Sequence[Message], now: float) -> list[_Batch]:
-        """Posts ready to sign now, each with the message ids it completes."""
-        max_post = self.settings.max_post_bytes
-        groups: dict[tuple[str, bytes], list[Message]] = {}
-        for m in queued:
-            groups.setdefault((m.channel, m.recipient), []).append(m)
-        out: list[_Batch] = []
-        for (channel, recipient), messages in groups.items():
-            cid = channel_id(channel)
-            by_seq = {m.seq: m for m in messages}
-            posts = pack_messages(
-                cid,
-                recipient or None,
-                [
-                    EnvelopeMessage(
-                        seq=m.seq,
-                        timestamp=int(m.created_at * 1000),
-                        content_type=content_type_code(m.content_type),
-                        payload=m.payload,
-                    )
-                    for m in messages
-                ],
-                max_post_bytes=max_post,
-            )
-            if self._done_chunks and any(r.chunk is not None for p in posts for r in p.records):
-                posts = _without_done_chunks(posts, self._done_chunks)
-            if not posts:
-                continue
-            due = now - messages[0].created_at >= self.settings.batch_delay_s
-            last_full = post_body_size(posts[-1]) + RECORD_OVERHEAD + 1 > max_post
-            if not due and not last_full:
-                posts = posts[:-1]  # the last post waits for more messages
-            for post in posts:
-                ids = tuple(
-                    by_seq[r.seq].id
-                    for r in post.records
-                    if r.chunk is None or r.chunk.index == r.chunk.count - 1
-                )
-                out.append(
-                    _Batch(post=post, message_ids=ids, group_ids=tuple(m.id for m in messages))
-                )
-        return out
-
     # -- pruning ---------------------------------------------------------------------
 
     def _prune(self, now: float, result: StepResult) -> None:
         if (
             self._last_prune is not None
-            and now - self._last_prune < self.settings.prune_after_s / 4
+            and now - self._last_prune < self.settings.prune_after_s / PRUNE_CHECKS_PER_PERIOD
         ):
             return
         self._last_prune = now
@@ -935,284 +563,3 @@ class _HoldSignal(LightpostError):
 
 
 # --- helpers ---------------------------------------------------------------------------
-
-
-def _batch(ep: Endpoint, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
-    """One JSON-RPC batch; endpoints that refuse batches get the calls one by one."""
-    try:
-        return ep.batch(calls)
-    except NodeError:
-        pass
-    out: list[Any] = []
-    for method, params in calls:
-        try:
-            out.append(ep.call(method, params))
-        except NodeError as exc:
-            out.append(exc)
-    return out
-
-
-def _reverted(
-    tx_hash: bytes, receipts: Mapping[str, Mapping[bytes, Any] | Exception], quorum: int
-) -> bool:
-    """Whether at least ``quorum`` endpoints say the receipt of ``tx_hash`` has status 0
-    (the call reverted). One endpoint alone must not make us re-send -- that could put
-    the messages on chain twice."""
-    votes = 0
-    for answer in receipts.values():
-        if isinstance(answer, Exception):
-            continue
-        receipt = answer.get(tx_hash)
-        if isinstance(receipt, dict) and receipt.get("status") == "0x0":
-            votes += 1
-    return votes >= quorum
-
-
-def _sighting(tx_hash: bytes, receipt: Any) -> Sighting | None:
-    """A receipt as a Sighting (None: no receipt, or a pending one without a block)."""
-    if not isinstance(receipt, dict) or not receipt.get("blockHash"):
-        return None
-    try:
-        number = parse_quantity(receipt.get("blockNumber"), "receipt block number")
-        block = bytes.fromhex(str(receipt["blockHash"])[2:])
-        return Sighting(tx_hash=tx_hash, block=BlockRef(hash=block, number=number))
-    except (LightpostError, ValueError):
-        return None
-
-
-def _stored_chunks(
-    pending: Sequence[Transaction], chain_id: int
-) -> dict[tuple[bytes, int], set[int]]:
-    """(channel id, seq) -> chunk indices already in stored message-less transactions."""
-    done: dict[tuple[bytes, int], set[int]] = {}
-    for tx in pending:
-        if tx.message_ids:
-            continue
-        try:
-            decoded = decode_transaction(tx.raw, chain_id=chain_id)
-            if (
-                not isinstance(decoded, SignedTransaction)
-                or len(decoded.tx.data) < POST_HEADER_SIZE
-            ):
-                continue
-            post = decode_post(decoded.tx.data)
-        except LightpostError:
-            continue  # a gap filler or foreign bytes: no chunks
-        for r in post.records:
-            if r.chunk is not None:
-                done.setdefault((post.channel, r.seq), set()).add(r.chunk.index)
-    return done
-
-
-def _without_done_chunks(
-    posts: Sequence[Post], done: Mapping[tuple[bytes, int], set[int]]
-) -> list[Post]:
-    out = []
-    for post in posts:
-        records = tuple(
-            r
-            for r in post.records
-            if r.chunk is None or r.chunk.index not in done.get((post.channel, r.seq), set())
-        )
-        if records:
-            out.append(
-                Post(
-                    channel=post.channel,
-                    recipient=post.recipient,
-                    records=records,
-                    deflated=post.deflated,
-                )
-            )
-    return out
-
-
-def enqueue_message(
-    store: Store,
-    *,
-    payload: bytes,
-    channel: str | None,
-    recipient: bytes | None,
-    content_type: int,
-    now: float,
-) -> int:
-    """Durably enqueue one message (used by :meth:`Sender.enqueue` and ``lightpost send``
-    while a node daemon owns the sending)."""
-    if channel is None:
-        if recipient is None:
-            raise ConfigError("a direct message needs a recipient address")
-        channel = DIRECT_CHANNEL_NAME
-    if recipient is not None and (len(recipient) != 20 or recipient == bytes(20)):
-        raise ConfigError("the recipient must be a non-zero 20-byte address")
-    # Validate now, not at signing time: the envelope must be able to carry it.
-    EnvelopeMessage(seq=0, timestamp=int(now * 1000), content_type=content_type, payload=payload)
-    return store.enqueue(
-        channel=channel,
-        recipient=recipient or b"",
-        payload=payload,
-        content_type=str(int(content_type)),
-        created_at=now,
-    )
-
-
-# --- status ----------------------------------------------------------------------------
-
-
-def _endpoint_health(ep: Endpoint) -> dict[str, Any]:
-    start = time.monotonic()
-    try:
-        answers = _batch(ep, [("eth_chainId", []), ("eth_blockNumber", [])])
-        for a in answers:
-            if isinstance(a, Exception):
-                raise a
-        return {
-            "label": ep.label,
-            "reachable": True,
-            "chain_id": parse_quantity(answers[0], "chain id"),
-            "head": parse_quantity(answers[1], "block number"),
-            "latency_ms": round((time.monotonic() - start) * 1000, 1),
-            "error": None,
-        }
-    except LightpostError as exc:
-        return {
-            "label": ep.label,
-            "reachable": False,
-            "chain_id": None,
-            "head": None,
-            "latency_ms": round((time.monotonic() - start) * 1000, 1),
-            "error": str(exc),
-        }
-
-
-def collect_status(
-    *,
-    store: Store,
-    chain: Chain,
-    address: bytes,
-    settings: SenderSettings,
-    now: float,
-    problems: Mapping[str, str] = {},
-    node_running: bool | None = None,
-    pool: ThreadPoolExecutor | None = None,
-) -> dict[str, Any]:
-    """Everything ``lightpost status`` shows, as a JSON-ready dict, with a verdict.
-
-    ``warnings`` name what does not stop the device (an endpoint down or dissenting
-    while the quorum still holds: disagreement is reported, never hidden).
-    ``reasons`` lists why the device is unhealthy (empty = healthy): too few reachable
-    endpoints for the quorum, a wrong chain id, no nonce quorum, held messages, a
-    balance below one transaction's cost, transactions stuck, queued messages with no
-    node running, and the node's own recorded ``problems``."""
-    reasons: list[str] = []
-    own_pool = pool is None
-    executor = pool or ThreadPoolExecutor(max_workers=max(2, len(chain.endpoints)))
-    try:
-        health = list(executor.map(_endpoint_health, chain.endpoints))
-    finally:
-        if own_pool:
-            executor.shutdown(wait=False)
-    reachable = [h for h in health if h["reachable"]]
-    warnings = [f"{h['label']} unreachable" for h in health if not h["reachable"]]
-    if len(reachable) < chain.quorum:
-        reasons.append(
-            f"only {len(reachable)} of {len(health)} endpoints reachable, quorum needs "
-            f"{chain.quorum}"
-        )
-    wrong = [h["label"] for h in reachable if h["chain_id"] != settings.chain_id]
-    if wrong:
-        reasons.append(f"wrong chain id on {', '.join(wrong)} (config: {settings.chain_id})")
-
-    inputs = store.nonce_inputs()
-    nonce_info: dict[str, Any] = {"local_next": inputs.local_next, "quorum": None, "answers": {}}
-    try:
-        rep = chain.report(
-            "eth_getTransactionCount",
-            ["0x" + address.hex(), "latest"],
-            question="nonce at latest",
-            convert=lambda v: parse_quantity(v, "nonce"),
-        )
-        nonce_info["answers"] = dict(rep.answers)
-        nonce_info["dissenters"] = list(rep.dissenters)
-        if rep.reached:
-            nonce_info["quorum"] = rep.agreed
-            if rep.dissenters:
-                warnings.append(
-                    f"nonce disagreement: {', '.join(rep.dissenters)} dissent from the quorum"
-                )
-        else:
-            reasons.append(f"no nonce quorum: {rep.error()}")
-    except LightpostError as exc:
-        reasons.append(f"nonce unreadable: {exc}")
-
-    counts = {s.value: n for s, n in store.counts_by_state().items()}
-    held_reasons: dict[str, int] = {}
-    for m in store.held_messages(MAX_HELD_LISTED):
-        key = m.hold_reason or "held"
-        held_reasons[key] = held_reasons.get(key, 0) + 1
-    for reason, n in held_reasons.items():
-        reasons.append(f"{n} message(s) held: {reason}")
-
-    policy = settings.policy
-    fees: dict[str, Any] = {
-        # the config's own word for it ("fixed" / "eip1559"), as the README documents
-        "policy": "fixed" if isinstance(policy, FixedFeePolicy) else "eip1559",
-        "cap_wei": policy.hard_cap,
-        "base_fee_wei": None,
-        "above_cap": None,
-    }
-    try:
-        base_fee = chain.base_fee()
-        fees["base_fee_wei"] = base_fee
-        fees["above_cap"] = isinstance(policy.price(base_fee), Hold)
-    except LightpostError as exc:
-        reasons.append(f"base fee unreadable: {exc}")
-
-    balance: int | None = None
-    try:
-        balance = chain.balance(address)
-        one_tx = policy.hard_cap * max(TX_BASE_GAS, settings.batch_bytes * 40 + TX_BASE_GAS)
-        if balance < one_tx:
-            reasons.append(f"balance {balance} wei is below the cost of one full transaction")
-    except LightpostError as exc:
-        reasons.append(f"balance unreadable: {exc}")
-
-    finalized: dict[str, Any] | None = None
-    try:
-        number, block_hash = chain.finalized()
-        finalized = {"number": number, "hash": "0x" + block_hash.hex()}
-    except LightpostError as exc:
-        reasons.append(f"finalized head unreadable: {exc}")
-
-    stuck = []
-    for tx in store.pending_transactions():
-        if tx.state in (State.SIGNED, State.BROADCAST) and now - tx.signed_at > 2 * (
-            settings.stuck_after_s
-        ):
-            stuck.append(tx.nonce)
-    if stuck:
-        reasons.append(f"{len(stuck)} transaction(s) not mined for a long time: nonces {stuck}")
-    queued = store.queued_messages(1)
-    oldest_age = round(now - queued[0].created_at, 1) if queued else None
-    if node_running is False and queued:
-        reasons.append(f"{counts['queued']} message(s) queued but no `lightpost node` is running")
-    for name, text in problems.items():
-        reasons.append(f"{name}: {text}")
-
-    return {
-        "address": to_checksum_address(address),
-        "chain_id": settings.chain_id,
-        "mode": settings.mode,
-        "keccak": KECCAK_BACKEND,
-        "node_running": node_running,
-        "nonce": nonce_info,
-        "outbox": counts,
-        "held": [{"reason": r, "count": n} for r, n in held_reasons.items()],
-        "oldest_queued_age_s": oldest_age,
-        "balance_wei": balance,
-        "fees": fees,
-        "endpoints": health,
-        "finalized": finalized,
-        "healthy": not reasons,
-        "reasons": reasons,
-        "warnings": warnings,
-        "verdict": "healthy" if not reasons else "unhealthy: " + "; ".join(reasons),
-    }

@@ -1,0 +1,152 @@
+"""The sender's side of the ``included`` level: our own transaction, proven in a block.
+
+A receipt from an endpoint is a claim, never a fact. Every sender state change
+(included, final, reverted, the end of rebroadcasts and bumps) rests on the receiver's
+ladder applied to our transaction: (1) the block hash at the receipt's height agreed by
+k endpoints (the caller asks); (2) the header rebuilt to that hash
+(:func:`~lightpost.core.verify.verify_block_header`); (3) transactionsRoot rebuilt with
+our hash at an index (:func:`~lightpost.core.verify.prove_block_transactions`); (4)
+receiptsRoot rebuilt (:func:`~lightpost.core.verify.prove_block_receipts`), the
+receipt at that index giving the status. A receipt naming an agreed block that does
+not hold the transaction changes nothing. No I/O here (``lightpost.node.sender_track``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+from lightpost.core.outbox import (
+    BlockRef,
+    Event,
+    Finalized,
+    NonceConsumed,
+    Sighting,
+    State,
+    check_inclusion,
+)
+from lightpost.core.rpcfields import get_list, get_object, optional_field, parse_data
+from lightpost.core.rpcfields import parse_quantity as rpc_quantity
+from lightpost.core.verify import (
+    ProvenBlock,
+    prove_block_receipts,
+    prove_block_transactions,
+    verify_block_header,
+)
+from lightpost.errors import DecodingError, LocalError, ProofError
+
+__all__ = [
+    "STATUS_SUCCESS",
+    "ProvenReceipt",
+    "inclusion_events",
+    "prove_block",
+    "prove_receipts",
+    "proven_receipt",
+    "receipt_hint",
+    "tx_index",
+]
+
+STATUS_SUCCESS = 1
+"""EIP-658 receipt status of a call that did not revert."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProvenReceipt:
+    """Our tx proven at ``index`` of ``sighting.block``; ``receipt``: the JSON whose
+    consensus fields (``status``...) were proven."""
+
+    sighting: Sighting
+    index: int
+    status: int
+    receipt: Mapping[str, object]
+
+
+def receipt_hint(tx_hash: bytes, receipt: object) -> Sighting | None:
+    """Where an endpoint's receipt claims ``tx_hash`` was mined (unproven); None for no,
+    a pending, a malformed receipt or one of another transaction."""
+    if receipt is None:
+        return None
+    try:
+        obj = get_object(receipt, "receipt")
+        if optional_field(obj, "blockHash") is None:
+            return None
+        claimed_tx = optional_field(obj, "transactionHash")
+        if claimed_tx is not None and parse_data(claimed_tx, "receipt hash", 32) != tx_hash:
+            return None
+        return Sighting(
+            tx_hash=tx_hash,
+            block=BlockRef(
+                hash=parse_data(obj["blockHash"], "receipt block hash", 32),
+                number=rpc_quantity(obj.get("blockNumber"), "receipt block number"),
+            ),
+        )
+    except (DecodingError, LocalError):  # malformed: no usable hint
+        return None
+
+
+def prove_block(block_json: object, agreed: BlockRef) -> ProvenBlock:
+    """Proofs 2 and 3 on a full block (eth_getBlockByNumber, transactions)."""
+    header = verify_block_header(block_json, agreed.hash)
+    if header.number != agreed.number:
+        raise ProofError("header", f"block {header.number} is not at height {agreed.number}")
+    txs_json = get_list(get_object(block_json, "block").get("transactions"), "transactions")
+    txs = prove_block_transactions(header, txs_json)
+    return ProvenBlock(header=header, hash=agreed.hash, transactions=txs)
+
+
+def prove_receipts(block: ProvenBlock, receipts_json: object) -> ProvenBlock:
+    """Proof 4 (eth_getBlockReceipts): the block with its proven receipts."""
+    receipts = prove_block_receipts(block.header, receipts_json)
+    if len(receipts) != len(block.transactions):
+        raise ProofError("receiptsRoot", "not one receipt per transaction")
+    return replace(block, receipts=receipts)
+
+
+def tx_index(block: ProvenBlock, tx_hash: bytes) -> int | None:
+    """Where ``tx_hash`` sits in the proven block (None: it is not there)."""
+    return next((i for i, tx in enumerate(block.transactions) if tx.hash == tx_hash), None)
+
+
+def proven_receipt(
+    block: ProvenBlock, receipts_json: object, tx_hash: bytes
+) -> ProvenReceipt | None:
+    """Our tx's receipt in a block whose receipts were proven from ``receipts_json``;
+    None when it is not in the block."""
+    index = tx_index(block, tx_hash)
+    if index is None:
+        return None
+    status = block.receipts[index].status
+    if status is None:
+        raise ProofError("receiptsRoot", "a pre-Byzantium receipt carries no status")
+    return ProvenReceipt(
+        sighting=Sighting(tx_hash=tx_hash, block=BlockRef(hash=block.hash, number=block.number)),
+        index=index,
+        status=status,
+        receipt=get_object(get_list(receipts_json, "block receipts")[index], "receipt"),
+    )
+
+
+def inclusion_events(
+    *,
+    state: State,
+    nonce: int,
+    included: BlockRef | None,
+    proven: ProvenReceipt | None,
+    canonical_hash: bytes | None = None,
+    finalized_number: int | None = None,
+) -> tuple[Event, ...]:
+    """:func:`~lightpost.core.outbox.check_inclusion` on a PROVEN receipt (or none). A
+    reverted call posted nothing: at finality its messages go back to the queue
+    (:class:`NonceConsumed` instead of :class:`Finalized`), never lost."""
+    events = check_inclusion(
+        state=state,
+        included=included,
+        sighting=None if proven is None else proven.sighting,
+        canonical_hash=canonical_hash,
+        finalized_number=finalized_number,
+    )
+    if proven is not None and proven.status != STATUS_SUCCESS:
+        events = tuple(
+            NonceConsumed(nonce=nonce) if isinstance(e, Finalized) else e for e in events
+        )
+    return events
