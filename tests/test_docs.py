@@ -7,11 +7,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ("README.md", "docs/protocol.md")
-CITED = re.compile(r"`(test_[a-z0-9_]+)`")
+CITED = re.compile(r"`(test_\w+)`")
 
 
 def _defined_tests() -> set[str]:
-    pattern = re.compile(r"^\s*def (test_[a-z0-9_]+)\(", re.MULTILINE)
+    pattern = re.compile(r"^\s*def (test_\w+)\(", re.MULTILINE)
     return {
         name
         for path in (ROOT / "tests").rglob("*.py")
