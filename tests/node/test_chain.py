@@ -12,7 +12,7 @@ import pytest
 
 from lightpost.adapters.rpc import DEFAULT_TIMEOUT_S, HttpEndpoint
 from lightpost.core.fees import Eip1559FeePolicy, Hold
-from lightpost.errors import EndpointUnavailable, QuorumError, TransportError
+from lightpost.errors import EndpointUnavailable, ProofError, QuorumError, TransportError
 from lightpost.node.chain import MAX_INFLIGHT_PER_ENDPOINT, ROUND_SLACK_S, Chain
 
 
@@ -269,5 +269,25 @@ def test_the_round_deadline_follows_the_slowest_endpoints_own_deadline() -> None
     chain = Chain([Scripted("rpc#0", "0x1")], quorum=1)
     try:
         assert chain.round_deadline == DEFAULT_TIMEOUT_S + ROUND_SLACK_S
+    finally:
+        chain.close()
+
+
+def test_a_verdict_on_an_answer_stays_evidence_not_a_dead_endpoint() -> None:
+    # The receiver names an endpoint whose block contradicts its own hash; it must be able
+    # to tell that verdict (a ProofError from the conversion) from an endpoint that is down.
+    def convert(value: Any) -> Any:
+        if value == "0x6":
+            raise ProofError("included", "header does not hash to its claimed hash")
+        return value
+
+    chain = Chain(
+        [Scripted("rpc#0", "0x5"), Scripted("rpc#1", "0x5"), Scripted("rpc#2", "0x6")],
+        quorum=2,
+    )
+    try:
+        answers = chain.ask_each("eth_getBlockByNumber", ["0x1", False], convert)
+        assert isinstance(answers["rpc#2"], ProofError)
+        assert not isinstance(answers["rpc#2"], TransportError)
     finally:
         chain.close()

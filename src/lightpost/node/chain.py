@@ -75,10 +75,15 @@ class BroadcastResult:
         return bool(self.accepted)
 
 
-def _non_answer(label: str, method: str, exc: Exception) -> TransportError:
-    """Any failure of one endpoint as its TransportError (foreign text is not shown: it
-    could carry a URL)."""
-    if isinstance(exc, TransportError) and exc.endpoint == label:
+def _non_answer(label: str, method: str, exc: Exception) -> LightpostError:
+    """Any failure of one endpoint as a non-answer: its own TransportError, or the
+    verdict our conversion reached on its answer (a ProofError is evidence against that
+    endpoint, and callers must be able to tell it from a dead one); anything else as a
+    TransportError (foreign text is not shown: it could carry a URL)."""
+    if isinstance(exc, TransportError):
+        if exc.endpoint == label:
+            return exc
+    elif isinstance(exc, LightpostError):
         return exc
     if isinstance(exc, LightpostError):
         return TransportError(label, f"bad answer to {method}: {exc}")
