@@ -14,7 +14,9 @@ def test_operator_commands_come_from_the_operator_distribution() -> None:
     _, handlers = cli_main.build_parser()
     assert handlers["devnet"] == "lightpost_operator.cli:cmd_devnet"
     assert handlers["demo"] == "lightpost_operator.demo:cmd_demo"
-    assert set(cli_main.HANDLERS) == {"send", "node", "status", "receive", "command"}
+    # the controller's `command` is an operator tool too (not installed on devices)
+    assert handlers["command"] == "lightpost_operator.command_cmd:cmd_command"
+    assert set(cli_main.HANDLERS) == {"send", "node", "status", "receive"}
 
 
 def test_device_commands_do_not_look_for_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -29,7 +31,13 @@ def test_device_commands_do_not_look_for_plugins(monkeypatch: pytest.MonkeyPatch
 
 
 @pytest.mark.parametrize(
-    "argv", [["devnet", "up", "--dir", "x"], ["demo", "--duration", "5"], ["devnet"]]
+    "argv",
+    [
+        ["devnet", "up", "--dir", "x"],
+        ["demo", "--duration", "5"],
+        ["devnet"],
+        ["command", "--config", "c.toml", "--target", "0x00", "set", "a=1"],
+    ],
 )
 def test_device_install_says_how_to_get_operator_commands(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str]

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from lightpost.cli import command_cmd
+from lightpost_operator import command_cmd
 from lightpost.core.command import Reason, Status
 from lightpost.core.levels import Delivered, Level
 from lightpost.errors import QuorumError, StoreError

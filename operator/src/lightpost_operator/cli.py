@@ -1,4 +1,5 @@
-"""The operator sub-commands `lightpost devnet` and `lightpost demo`.
+"""The operator sub-commands `lightpost devnet`, `lightpost demo` and the controller's
+`lightpost command`.
 
 lightpost's CLI finds them through the ``lightpost.commands`` entry-point group (see
 operator/pyproject.toml): each ``add_*`` function adds its parser and returns the
@@ -12,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, TypeAlias
 
-__all__ = ["add_demo", "add_devnet", "cmd_devnet"]
+__all__ = ["add_command", "add_demo", "add_devnet", "cmd_devnet"]
 
 SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
@@ -45,6 +46,23 @@ def add_demo(sub: SubParsers) -> str:
     demo.add_argument("--dir", default=None, help="devnet directory (default: a temp dir)")
     demo.add_argument("--json", action="store_true")
     return "lightpost_operator.demo:cmd_demo"
+
+
+def add_command(sub: SubParsers) -> str:
+    cmd = sub.add_parser(
+        "command", help="controller: send a signed command to a device or a device class"
+    )
+    cmd.add_argument("--config", required=True, help="the controller's device config")
+    cmd.add_argument("--target", required=True, help="device ADDRESS or class:NAME")
+    cmd.add_argument("name", help="command name: set, config, update or a plugin's")
+    cmd.add_argument(
+        "args", nargs="*", help="key=value arguments (update: image=PATH version=X.Y.Z)"
+    )
+    cmd.add_argument("--wait-result", action="store_true", help="wait for the signed result")
+    cmd.add_argument("--expires-in", type=float, default=600.0, help="validity window, seconds")
+    cmd.add_argument("--timeout", type=float, default=180.0, help="seconds to wait at most")
+    cmd.add_argument("--json", action="store_true")
+    return "lightpost_operator.command_cmd:cmd_command"
 
 
 def _print_json(obj: Any) -> None:

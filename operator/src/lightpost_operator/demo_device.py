@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lightpost.cli.command_cmd import build_command
+from lightpost_operator.command_cmd import build_command
 from lightpost.core.command import (
     COMMANDS_CHANNEL,
     CONTENT_TYPE_COMMAND,

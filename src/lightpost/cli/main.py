@@ -75,38 +75,21 @@ def _add_node_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     status.add_argument("--json", action="store_true")
 
 
-def _add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    cmd = sub.add_parser(
-        "command", help="controller: send a signed command to a device or a device class"
-    )
-    cmd.add_argument("--config", required=True, help="the controller's device config")
-    cmd.add_argument("--target", required=True, help="device ADDRESS or class:NAME")
-    cmd.add_argument("name", help="command name: set, config, update or a plugin's")
-    cmd.add_argument(
-        "args", nargs="*", help="key=value arguments (update: image=PATH version=X.Y.Z)"
-    )
-    cmd.add_argument("--wait-result", action="store_true", help="wait for the signed result")
-    cmd.add_argument("--expires-in", type=float, default=600.0, help="validity window, seconds")
-    cmd.add_argument("--timeout", type=float, default=180.0, help="seconds to wait at most")
-    cmd.add_argument("--json", action="store_true")
-
-
 HANDLERS = {
     "send": "lightpost.cli.node_cmds:cmd_send",
     "node": "lightpost.cli.node_cmds:cmd_node",
     "status": "lightpost.cli.node_cmds:cmd_status",
     "receive": "lightpost.cli.receive_cmd:cmd_receive",
-    "command": "lightpost.cli.command_cmd:cmd_command",
 }
 """Sub-command -> "module:function", imported only when that command runs (so that
 `lightpost --help` does not pay for the whole runtime)."""
 
 PLUGIN_GROUP = "lightpost.commands"
 """Entry-point group through which other distributions add sub-commands. The operator
-tools (lightpost-operator: `devnet`, `demo`) are not part of the device core; they
-register here. Each entry point is a function ``add(subparsers) -> "module:function"``."""
+tools (lightpost-operator: `devnet`, `demo`, and the controller's `command`) are not part
+of the device core; they register here. Each entry point is a function ``add(subparsers) -> "module:function"``."""
 
-OPERATOR_COMMANDS = ("devnet", "demo")
+OPERATOR_COMMANDS = ("devnet", "demo", "command")
 """Sub-commands that come with lightpost-operator; named so a device install can say how
 to get them instead of argparse's bare "invalid choice"."""
 
@@ -137,7 +120,6 @@ def build_parser(plugins: bool = True) -> tuple[argparse.ArgumentParser, dict[st
     )
     sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
     _add_node_commands(sub)
-    _add_command(sub)
     handlers = dict(HANDLERS)
     for entry in entry_points(PLUGIN_GROUP) if plugins else ():
         if entry.name not in handlers:
@@ -154,7 +136,7 @@ def _missing_operator_command(first: str | None, handlers: dict[str, str]) -> st
 def _warn_about_config(args: argparse.Namespace) -> None:
     """One ``lightpost: warning:`` line per risk the device config explicitly accepts."""
     path = getattr(args, "config", None)
-    if args.cmd in HANDLERS and path is not None:
+    if path is not None:  # every `--config` is a device (or controller) config
         from lightpost.node.config import load_config
 
         for line in load_config(path).warnings:
