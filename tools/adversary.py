@@ -1,0 +1,923 @@
+"""The randomized adversarial harness (issue 12): lying endpoints against the sender and
+the receiver on a real anvil, with invariants checked every round.
+
+Set-up: one anvil (automine), the inbox, two funded devices (a sender and a receiver),
+and three endpoints to the same anvil for each of them. One endpoint (``liars=1``,
+*minority*) or two (``liars=2``, *majority*, colluding: they tell the same lie to the same
+question) are wrapped by :class:`LyingEndpoint`, an in-process implementation of the
+``Endpoint`` protocol (``call``/``batch``) that, seeded, rewrites the honest answer of ANY
+method: logs outside the asked range, hidden / forged / injected / duplicated logs,
+receipts placed in another block, wrong or far-future heads and finalized heights, altered
+headers, huge base fees, bad proofs, malformed shapes, errors -- and, through a real
+:class:`~lightpost.adapters.rpc.HttpEndpoint` talking to a tiny local server, deeply nested
+JSON, huge answers and slow-drip answers (the transport's own bounds are exercised).
+
+A *round* is one ``Sender.step`` or one ``Receiver.poll`` at one level (signed, included,
+final, complete in turn), with one block mined. Truth is the honest anvil, asked directly.
+
+Invariants (a violation is recorded with its kind, seed and round):
+
+- ``crash`` -- an exception escaped ``step``/``poll``;
+- ``stall`` -- a round took longer than :data:`STALL_S`;
+- ``forged`` -- a delivered payload is not what the sender put on chain under that seq;
+- ``false-inclusion`` -- delivered at included+ with a block hash/number that is not the
+  post's; ``false-finality`` -- delivered at final+ above the finalized head;
+- ``duplicate`` / ``reorder`` -- a seq delivered twice at a level, or out of order;
+- ``spurious-retraction`` -- a retraction although no reorg happened;
+- ``honest-blamed`` -- a proof-failure / hidden problem naming an honest endpoint;
+- ``sender-false-inclusion`` -- the sender recorded a transaction as included in a block
+  that does not hold it; ``held-by-liar`` -- messages held (fee above cap) while the honest
+  base fee is far below the cap;
+- ``lost`` -- after the drain, a message on chain is not delivered at ``complete``, or an
+  enqueued message never reached the chain.
+
+With a majority of liars, the adversary model allows inclusion, finality and completeness
+to be bent: those kinds are counted as ``majority-*`` (allowed) unless the poll that
+delivered them reported no problem at all (``silent-acceptance``: the honest endpoint's
+answer differed, so the disagreement was visible). ``forged``, ``crash``, ``stall`` and
+``honest-blamed`` stay violations.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import random
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from lightpost.adapters.rpc import HttpEndpoint
+from lightpost.core.envelope import channel_id, decode_post, message_from_record
+from lightpost.core.inbox import EVENT_TOPIC, decode_post_log
+from lightpost.core.levels import Delivered, Level
+from lightpost.errors import EndpointUnavailable, LightpostError, NodeError, NonceTooLow
+from lightpost.node.chain import Chain
+from lightpost.node.config import load_config
+from lightpost.node.receiver import Receiver
+from lightpost.node.runtime import load_key, make_sender, open_store
+from lightpost.node.sender import enqueue_message
+from lightpost_operator.anvil import LOOPBACK, free_port
+from lightpost_operator.devnet import DEVNET_CHANNEL, devnet_down, devnet_up
+
+Progress = Callable[[str], None]
+
+STALL_S = 8.0
+"""A round slower than this is a stall (the slow-drip lie lasts :data:`DRIP_S`; a transport
+with a total deadline cuts it at :data:`LIAR_TIMEOUT_S`)."""
+
+LIAR_TIMEOUT_S = 1.0
+"""Timeout given to the HttpEndpoint that carries the transport-level lies."""
+
+DRIP_S = 12.0
+"""How long a slow-drip answer takes in all (one byte every :data:`DRIP_EVERY_S`)."""
+
+DRIP_EVERY_S = 0.25
+"""Pause between two bytes of a slow-drip answer (below any per-read timeout)."""
+
+NEST_DEPTH = 100_000
+"""Nesting depth of the nested-JSON lie (CPython's json recursion limit is ~1,000)."""
+
+HUGE_BYTES = 8 * 1024 * 1024
+"""Size of the huge-answer lie: far more than any answer a device needs in one piece."""
+
+LIE_RATE = 0.35
+"""Probability that a liar rewrites one answer."""
+
+MESSAGE_EVERY = 6
+"""A new message is enqueued every this many rounds."""
+
+DRAIN_ROUNDS = 400
+"""Rounds (lies continuing) after the last message, for everything to reach `complete`."""
+
+BLAME_KINDS = frozenset({"proof-failure", "hidden"})
+"""Problem kinds that name endpoints as the source of a bad answer."""
+
+LEVELS = (Level.SIGNED, Level.INCLUDED, Level.FINAL, Level.COMPLETE)
+
+MAJORITY_ALLOWED = frozenset(
+    {"false-inclusion", "false-finality", "lost", "spurious-retraction", "sender-false-inclusion"}
+)
+"""What colluding majority may achieve (the adversary model): counted, not violations."""
+
+
+def _kind(problem: Any) -> str:
+    """A problem's kind as text (an enum's value or a plain string)."""
+    kind = problem.kind
+    return str(getattr(kind, "value", kind))
+
+
+def _hexint(value: Any) -> int | None:
+    try:
+        return int(value, 16) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+def _flip(text: str, rng: random.Random) -> str:
+    """A hex string with one nibble changed (the 0x prefix kept)."""
+    if not isinstance(text, str) or len(text) < 3:
+        return "0x1"
+    i = rng.randrange(2, len(text))
+    return text[:i] + ("1" if text[i] != "1" else "2") + text[i + 1 :]
+
+
+def _hex_paths(obj: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    """Paths of every hex-string leaf of a JSON-like value."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _hex_paths(v, (*path, k))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from _hex_paths(v, (*path, i))
+    elif isinstance(obj, str) and obj.startswith("0x") and len(obj) > 2:
+        yield path
+
+
+def _copy(obj: Any) -> Any:
+    return json.loads(json.dumps(obj))
+
+
+class NoLie(Exception):
+    """The chosen lie does not apply to this answer (nothing is counted)."""
+
+
+# --- the lies -------------------------------------------------------------------------------
+
+
+@dataclass
+class Ask:
+    """One question and what a lie may use to rewrite its answer."""
+
+    method: str
+    params: Sequence[Any]
+    answer: Any
+    rng: random.Random
+    honest: Any  # the wrapped endpoint (for a liar's own extra questions)
+    raw: RawServer
+    label: str
+
+    def latest(self) -> int:
+        return int(self.honest.call("eth_blockNumber", []), 16)
+
+    def block(self, number: int) -> Any:
+        return self.honest.call("eth_getBlockByNumber", [hex(number), False])
+
+
+def _alter_any(a: Ask) -> Any:
+    paths = list(_hex_paths(a.answer))
+    if not paths:
+        raise NoLie
+    out = _copy(a.answer)
+    *head, last = a.rng.choice(paths)
+    node = out
+    for key in head:
+        node = node[key]
+    node[last] = _flip(node[last], a.rng)
+    return out
+
+
+def _malformed(a: Ask) -> Any:
+    return a.rng.choice([None, 7, "0xzz", "", [], {}, {"number": []}, [[{}]], True, -1, 1e308])
+
+
+def _error(a: Ask) -> Any:
+    if a.rng.random() < 0.5:
+        raise EndpointUnavailable(a.label, "lying: unreachable")
+    raise NodeError(a.label, "lying: internal error \x1b[31m\nFAKE LOG LINE", -32000)
+
+
+def _transport(path: str) -> Callable[[Ask], Any]:
+    def lie(a: Ask) -> Any:
+        ep = HttpEndpoint(a.raw.url + path, a.label, timeout=LIAR_TIMEOUT_S, retries=0)
+        return ep.call(a.method, list(a.params))
+
+    return lie
+
+
+def _logs_range(a: Ask) -> Any:
+    """Logs of posts ABOVE the asked range (or far in the future) added to the answer."""
+    flt = dict(a.params[0])
+    hi = _hexint(flt.get("toBlock"))
+    if hi is None:
+        raise NoLie
+    latest = a.latest()
+    extra: list[Any] = []
+    if hi < latest:
+        wider = dict(flt, fromBlock=hex(hi + 1), toBlock=hex(latest))
+        extra = list(a.honest.call("eth_getLogs", [wider]))[:3]
+    if not extra and a.answer:
+        fake = dict(a.rng.choice(a.answer))
+        fake["blockNumber"] = hex(latest + a.rng.randrange(1, 10**6))
+        extra = [fake]
+    if not extra:
+        raise NoLie
+    return list(a.answer) + extra
+
+
+def _logs_below(a: Ask) -> Any:
+    """Logs from BELOW the asked range (a replay of old posts)."""
+    lo = _hexint(dict(a.params[0]).get("fromBlock"))
+    if not lo:
+        raise NoLie
+    older = dict(a.params[0], fromBlock="0x0", toBlock=hex(lo - 1))
+    extra = list(a.honest.call("eth_getLogs", [older]))
+    if not extra:
+        raise NoLie
+    return a.rng.sample(extra, min(2, len(extra))) + list(a.answer)
+
+
+def _logs_hide(a: Ask) -> Any:
+    if not a.answer:
+        raise NoLie
+    out = list(a.answer)
+    del out[a.rng.randrange(len(out))]
+    return out
+
+
+def _logs_forge(a: Ask) -> Any:
+    if not a.answer:
+        raise NoLie
+    out = _copy(a.answer)
+    log = a.rng.choice(out)
+    log["data"] = _flip(log["data"], a.rng)
+    return out
+
+
+def _logs_inject(a: Ask) -> Any:
+    if not a.answer:
+        raise NoLie
+    fake = _copy(a.rng.choice(a.answer))
+    fake["data"] = _flip(fake["data"], a.rng)
+    fake["transactionHash"] = _flip(fake["transactionHash"], a.rng)
+    return [*a.answer, fake]
+
+
+def _logs_duplicate(a: Ask) -> Any:
+    if not a.answer:
+        raise NoLie
+    return [*a.answer, a.rng.choice(a.answer)]
+
+
+def _receipt_elsewhere(a: Ask) -> Any:
+    """A receipt moved to another real block (its hash is the agreed one at that height)."""
+    receipt = a.answer
+    if not isinstance(receipt, dict):
+        # not mined (yet): claim it is, in the latest real block
+        number = a.latest()
+        receipt = {
+            "transactionHash": a.params[0],
+            "status": "0x1",
+            "transactionIndex": "0x0",
+            "logs": [],
+            "gasUsed": "0x5208",
+            "cumulativeGasUsed": "0x5208",
+        }
+    else:
+        number = max(1, (_hexint(receipt.get("blockNumber")) or 1) - a.rng.randrange(1, 4))
+    block = a.block(number)
+    if not isinstance(block, dict):
+        raise NoLie
+    return dict(receipt, blockNumber=block["number"], blockHash=block["hash"])
+
+
+def _tag_of(a: Ask) -> str | None:
+    return a.params[0] if a.params and isinstance(a.params[0], str) else None
+
+
+def _head_far(a: Ask) -> Any:
+    """'latest'/'finalized'/'safe' answered with a block far in the future."""
+    if _tag_of(a) not in ("latest", "finalized", "safe") or not isinstance(a.answer, dict):
+        raise NoLie
+    return dict(a.answer, number=hex(int(a.answer["number"], 16) + a.rng.randrange(5, 10**6)))
+
+
+def _finalized_ahead(a: Ask) -> Any:
+    """'finalized' answered with the real latest block (consistent hash, wrong tag)."""
+    if _tag_of(a) not in ("finalized", "safe"):
+        raise NoLie
+    latest = a.honest.call("eth_getBlockByNumber", ["latest", *a.params[1:]])
+    if not isinstance(latest, dict):
+        raise NoLie
+    return latest
+
+
+def _head_stale(a: Ask) -> Any:
+    if _tag_of(a) not in ("latest", "finalized", "safe") or not isinstance(a.answer, dict):
+        raise NoLie
+    number = max(0, int(a.answer["number"], 16) - a.rng.randrange(1, 20))
+    return a.honest.call("eth_getBlockByNumber", [hex(number), *a.params[1:]])
+
+
+def _header_field(a: Ask) -> Any:
+    if not isinstance(a.answer, dict):
+        raise NoLie
+    name = a.rng.choice(
+        ["hash", "stateRoot", "receiptsRoot", "transactionsRoot", "timestamp", "parentHash"]
+    )
+    if name not in a.answer:
+        raise NoLie
+    return dict(a.answer, **{name: _flip(a.answer[name], a.rng)})
+
+
+def _base_fee_huge(a: Ask) -> Any:
+    if a.method == "eth_feeHistory" and isinstance(a.answer, dict):
+        fees = a.answer.get("baseFeePerGas") or []
+        return dict(a.answer, baseFeePerGas=[hex(10**24) for _ in fees])
+    if a.method == "eth_gasPrice":
+        return hex(10**24)
+    if not isinstance(a.answer, dict) or "baseFeePerGas" not in a.answer:
+        raise NoLie
+    return dict(a.answer, baseFeePerGas=hex(10**24))
+
+
+def _drop_tx(a: Ask) -> Any:
+    if not isinstance(a.answer, dict) or not a.answer.get("transactions"):
+        raise NoLie
+    txs = list(a.answer["transactions"])
+    del txs[a.rng.randrange(len(txs))]
+    return dict(a.answer, transactions=txs)
+
+
+def _number_lie(a: Ask) -> Any:
+    value = _hexint(a.answer)
+    if value is None:
+        raise NoLie
+    return hex(a.rng.choice([value + 10**6, max(0, value - 7), 2**64 - 1, 0]))
+
+
+def _proof_lie(a: Ask) -> Any:
+    if not isinstance(a.answer, dict):
+        raise NoLie
+    out = _copy(a.answer)
+    storage = out.get("storageProof") or []
+    if storage and a.rng.random() < 0.6:
+        item = a.rng.choice(storage)
+        key = a.rng.choice(["value", "proof"])
+        if key == "value":
+            item["value"] = hex((_hexint(item.get("value")) or 0) + a.rng.choice([-1, 1, 2**40]))
+        elif item.get("proof"):
+            item["proof"] = item["proof"][:-1]
+        return out
+    out["storageHash"] = _flip(out.get("storageHash", "0x00"), a.rng)
+    return out
+
+
+def _swallow(a: Ask) -> Any:
+    """eth_sendRawTransaction answered with success although the liar had to forward it:
+    the honest answer is replaced by a claim that it is underpriced or a known nonce."""
+    if a.rng.random() < 0.5:
+        raise NonceTooLow(a.label, "nonce too low", -32000)
+    return "0x" + hashlib.sha256(json.dumps(a.params).encode()).hexdigest()
+
+
+LOG_METHODS = frozenset({"eth_getLogs"})
+BLOCK_METHODS = frozenset({"eth_getBlockByNumber", "eth_getBlockByHash"})
+RECEIPT_METHODS = frozenset({"eth_getTransactionReceipt"})
+NUMBER_METHODS = frozenset(
+    {"eth_blockNumber", "eth_getTransactionCount", "eth_getBalance", "eth_chainId"}
+)
+
+LIES: dict[str, tuple[frozenset[str] | None, Callable[[Ask], Any]]] = {
+    # any method
+    "error": (None, _error),
+    "malformed": (None, _malformed),
+    "altered": (None, _alter_any),
+    "nested-json": (None, _transport("/nested")),
+    "huge-answer": (None, _transport("/huge")),
+    "slow-drip": (None, _transport("/drip")),
+    # logs
+    "logs-above-range": (LOG_METHODS, _logs_range),
+    "logs-below-range": (LOG_METHODS, _logs_below),
+    "logs-hidden": (LOG_METHODS, _logs_hide),
+    "logs-forged": (LOG_METHODS, _logs_forge),
+    "logs-injected": (LOG_METHODS, _logs_inject),
+    "logs-duplicated": (LOG_METHODS, _logs_duplicate),
+    # receipts
+    "receipt-elsewhere": (RECEIPT_METHODS, _receipt_elsewhere),
+    # headers and heads
+    "head-far-future": (BLOCK_METHODS, _head_far),
+    "finalized-ahead": (BLOCK_METHODS, _finalized_ahead),
+    "head-stale": (BLOCK_METHODS, _head_stale),
+    "header-field": (BLOCK_METHODS, _header_field),
+    "block-tx-dropped": (BLOCK_METHODS, _drop_tx),
+    "base-fee-huge": (BLOCK_METHODS | {"eth_feeHistory", "eth_gasPrice"}, _base_fee_huge),
+    "number": (NUMBER_METHODS, _number_lie),
+    # proofs, broadcast
+    "proof": (frozenset({"eth_getProof"}), _proof_lie),
+    "broadcast-refused": (frozenset({"eth_sendRawTransaction"}), _swallow),
+}
+"""Every lie: (methods it applies to, None = any; the rewrite)."""
+
+RARE = {"slow-drip": 0.02, "huge-answer": 0.1, "nested-json": 0.3}
+"""Relative weight of the expensive lies (1.0 for every other)."""
+
+
+@dataclass
+class Adversary:
+    """What every liar shares: the seed, the current round, the counters."""
+
+    seed: int
+    rate: float = LIE_RATE
+    round: int = 0
+    lies: Counter[str] = field(default_factory=Counter)
+    fired_this_round: int = 0
+    max_drips: int | None = None
+    kinds: tuple[str, ...] = tuple(LIES)
+
+    def rng_for(self, method: str, params: Sequence[Any]) -> random.Random:
+        """The same question in the same round gets the same lie from every liar (the
+        colluding majority tells one consistent story)."""
+        text = json.dumps([self.seed, self.round, method, list(params)], sort_keys=True)
+        return random.Random(hashlib.sha256(text.encode()).digest())
+
+    def choose(self, method: str, rng: random.Random) -> str | None:
+        if rng.random() >= self.rate:
+            return None
+        kinds = [k for k in self.kinds if LIES[k][0] is None or method in LIES[k][0]]  # applicable
+        if self.max_drips is not None and self.lies["slow-drip"] >= self.max_drips:
+            kinds = [k for k in kinds if k != "slow-drip"]
+        specific = [k for k in kinds if LIES[k][0] is not None]
+        weights = [RARE.get(k, 1.0) * (3.0 if k in specific else 1.0) for k in kinds]
+        return rng.choices(kinds, weights)[0] if kinds else None
+
+
+@dataclass
+class LyingEndpoint:
+    """An Endpoint (``call``/``batch``) that asks ``inner`` and, seeded, lies."""
+
+    inner: Any
+    adversary: Adversary
+    raw: RawServer
+
+    @property
+    def label(self) -> str:
+        return str(self.inner.label)
+
+    def _lie(self, method: str, params: Sequence[Any], answer: Any) -> Any:
+        rng = self.adversary.rng_for(method, params)
+        kind = self.adversary.choose(method, rng)
+        if kind is None:
+            return answer
+        ask = Ask(method, params, answer, rng, self.inner, self.raw, self.label)
+        try:
+            out = LIES[kind][1](ask)
+        except NoLie:
+            return answer
+        except BaseException:
+            self._count(kind)
+            raise
+        self._count(kind)
+        return out
+
+    def _count(self, kind: str) -> None:
+        self.adversary.lies[kind] += 1
+        self.adversary.fired_this_round += 1
+
+    def call(self, method: str, params: Sequence[Any]) -> Any:
+        return self._lie(method, params, self.inner.call(method, params))
+
+    def batch(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
+        answers = self.inner.batch(calls)
+        out = []
+        for (method, params), answer in zip(calls, answers, strict=True):
+            if isinstance(answer, Exception):
+                out.append(answer)
+                continue
+            try:
+                out.append(self._lie(method, params, answer))
+            except LightpostError as exc:
+                out.append(exc)
+        return out
+
+
+# --- transport-level lies: a tiny local server behind a real HttpEndpoint ------------------
+
+
+class RawServer:
+    """Serves malformed bytes: /nested (deeply nested JSON), /huge, /drip (slow)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"http://{LOOPBACK}:{self.port}"
+        handler = type("H", (_RawHandler,), {})
+        self.server = ThreadingHTTPServer((LOOPBACK, self.port), handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def start(self) -> RawServer:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class _RawHandler(BaseHTTPRequestHandler):
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        try:
+            if self.path == "/nested":
+                body = (
+                    b'{"jsonrpc":"2.0","id":1,"result":'
+                    + b"[" * NEST_DEPTH
+                    + b"]" * NEST_DEPTH
+                    + b"}"
+                )
+                self._send(body)
+            elif self.path == "/huge":
+                body = b'{"jsonrpc":"2.0","id":1,"result":"0x' + b"ab" * (HUGE_BYTES // 2) + b'"}'
+                self._send(body)
+            else:
+                body = b'{"jsonrpc":"2.0","id":1,"result":null}'
+                pad = max(0, int(DRIP_S / DRIP_EVERY_S) - len(body))
+                self._send(b" " * pad + body, drip=True)
+        except OSError:
+            pass  # the client gave up: that is the point
+
+    def _send(self, body: bytes, drip: bool = False) -> None:
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        if not drip:
+            self.wfile.write(body)
+            return
+        for i in range(len(body)):
+            self.wfile.write(body[i : i + 1])
+            self.wfile.flush()
+            time.sleep(DRIP_EVERY_S)
+
+
+# --- truth: the honest anvil, asked directly ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fact:
+    """A message as it is on chain."""
+
+    payload: bytes
+    block_number: int
+    block_hash: bytes
+    tx_hash: bytes
+
+
+class Truth:
+    """What the chain really holds for the sender's stream (scanned incrementally)."""
+
+    def __init__(self, url: str, inbox: bytes, sender: bytes, channel: str) -> None:
+        self.ep = HttpEndpoint(url, "truth", timeout=60.0, retries=2)
+        self.inbox = inbox
+        self.topics = [
+            "0x" + EVENT_TOPIC.hex(),
+            "0x" + channel_id(channel).hex(),
+            "0x" + sender.rjust(32, b"\0").hex(),
+        ]
+        self.facts: dict[int, Fact] = {}
+        self.copies: Counter[int] = Counter()
+        self.scanned = -1
+
+    def refresh(self) -> None:
+        latest = int(self.ep.call("eth_blockNumber", []), 16)
+        if latest <= self.scanned:
+            return
+        flt = {
+            "address": "0x" + self.inbox.hex(),
+            "fromBlock": hex(self.scanned + 1),
+            "toBlock": hex(latest),
+            "topics": self.topics,
+        }
+        for log in self.ep.call("eth_getLogs", [flt]):
+            post = decode_post_log(
+                bytes.fromhex(log["address"][2:]),
+                [bytes.fromhex(t[2:]) for t in log["topics"]],
+                bytes.fromhex(log["data"][2:]),
+            )
+            for record in decode_post(post.calldata).records:
+                self.copies[record.seq] += 1
+                self.facts[record.seq] = Fact(
+                    message_from_record(record).payload,
+                    int(log["blockNumber"], 16),
+                    bytes.fromhex(log["blockHash"][2:]),
+                    bytes.fromhex(log["transactionHash"][2:]),
+                )
+        self.scanned = latest
+
+    def finalized(self) -> int:
+        return int(self.ep.call("eth_getBlockByNumber", ["finalized", False])["number"], 16)
+
+    def receipt(self, tx_hash: bytes) -> Any:
+        return self.ep.call("eth_getTransactionReceipt", ["0x" + tx_hash.hex()])
+
+
+# --- the run --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One broken invariant: what, and how to reproduce it (seed, round)."""
+
+    kind: str
+    seed: int
+    round: int
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.kind} (seed {self.seed}, round {self.round}): {self.detail}"
+
+
+@dataclass
+class Result:
+    """What one run saw."""
+
+    liars: int
+    seed: int
+    rounds: int = 0
+    messages: int = 0
+    seconds: float = 0.0
+    lies: Counter[str] = field(default_factory=Counter)
+    violations: list[Violation] = field(default_factory=list)
+    allowed: Counter[str] = field(default_factory=Counter)
+    delivered: Counter[str] = field(default_factory=Counter)
+    problems: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def violation_counts(self) -> Counter[str]:
+        return Counter(v.kind for v in self.violations)
+
+    def first_violations(self, per_kind: int = 2) -> list[Violation]:
+        seen: Counter[str] = Counter()
+        out = []
+        for v in self.violations:
+            seen[v.kind] += 1
+            if seen[v.kind] <= per_kind:
+                out.append(v)
+        return out
+
+
+@dataclass
+class _Level:
+    """The receiver's stream at one level, as the checker saw it."""
+
+    next_seq: int = 0
+    delivered: set[int] = field(default_factory=set)
+
+
+class Harness:
+    """One anvil, one sender and one receiver behind lying endpoints; see the module doc."""
+
+    def __init__(self, tmp: Path, *, liars: int, seed: int, rate: float, max_drips: int | None):
+        self.tmp = tmp
+        self.result = Result(liars=liars, seed=seed)
+        self.adversary = Adversary(seed=seed, rate=rate, lies=self.result.lies, max_drips=max_drips)
+        self.rng = random.Random(seed)
+        self.liars = liars
+        self.stack = contextlib.ExitStack()
+
+    # -- set-up ------------------------------------------------------------------------------
+
+    def __enter__(self) -> Harness:
+        try:
+            self._start()
+        except BaseException:
+            self.stack.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stack.close()
+
+    def _start(self) -> None:
+        port = free_port()
+        url = f"http://{LOOPBACK}:{port}"
+
+        def customize(name: str, addresses: dict[str, str]) -> dict[str, Any]:
+            return {"endpoints": [url] * 3, "quorum": 2, "max_delay_s": 0.0}
+
+        net = self.tmp / "net"
+        desc = devnet_up(net, port=port, block_time=0, devices=2, customize=customize)
+        self.stack.callback(devnet_down, net)
+        self.raw = RawServer().start()
+        self.stack.callback(self.raw.stop)
+        self.honest = HttpEndpoint(url, "truth", timeout=60.0, retries=2)
+        self.labels = [f"rpc#{i}" for i in range(3)]
+        self.liar_labels = set(self.labels[: self.liars])
+        send_cfg = load_config(Path(desc["devices"][0]["config"]))
+        recv_cfg = load_config(Path(desc["devices"][1]["config"]))
+        self.sender_address = bytes.fromhex(desc["devices"][0]["address"][2:])
+        me = bytes.fromhex(desc["devices"][1]["address"][2:])
+        store = open_store(send_cfg)
+        self.stack.callback(store.close)
+        chain = Chain(self._endpoints(url), quorum=2)
+        self.stack.callback(chain.close)
+        self.sender = make_sender(send_cfg, load_key(send_cfg), store, chain)
+        self.stack.callback(self.sender.close)
+        self.receiver = Receiver(recv_cfg, endpoints=self._endpoints(url), me=me)
+        self.stack.callback(self.receiver.close)
+        inbox = bytes.fromhex(desc["inbox"][2:])
+        self.truth = Truth(url, inbox, self.sender_address, DEVNET_CHANNEL)
+        self.levels = {level: _Level() for level in LEVELS}
+        self.checked_txs: set[int] = set()
+        self.enqueued = 0
+
+    def _endpoints(self, url: str) -> list[Any]:
+        out: list[Any] = []
+        for i, label in enumerate(self.labels):
+            inner = HttpEndpoint(url, label, timeout=30.0, retries=0)
+            out.append(LyingEndpoint(inner, self.adversary, self.raw) if i < self.liars else inner)
+        return out
+
+    # -- rounds --------------------------------------------------------------------------------
+
+    def violation(self, kind: str, detail: str) -> None:
+        if self.liars > 1 and kind in MAJORITY_ALLOWED:
+            self.result.allowed[kind] += 1
+            return
+        self.result.violations.append(
+            Violation(kind, self.result.seed, self.adversary.round, detail[:300])
+        )
+
+    def round(self, number: int, *, enqueue: bool) -> None:
+        self.adversary.round = number
+        self.adversary.fired_this_round = 0
+        if enqueue and number % MESSAGE_EVERY == 0:
+            payload = f"m{self.enqueued}:".encode() + self.rng.randbytes(self.rng.randrange(1, 60))
+            enqueue_message(
+                self.sender.store,
+                payload=payload,
+                channel=DEVNET_CHANNEL,
+                recipient=None,
+                content_type=0,
+                now=time.time(),
+            )
+            self.enqueued += 1
+        started = time.monotonic()
+        action = number % (len(LEVELS) + 1)
+        what = "sender step" if action == 0 else f"poll at {LEVELS[action - 1].name.lower()}"
+        try:
+            if action == 0:
+                self.sender.step(time.time())
+            else:
+                self._poll(LEVELS[action - 1])
+        except Exception as exc:
+            self.violation("crash", f"{what}: {type(exc).__name__}: {str(exc)[:200]}")
+        took = time.monotonic() - started
+        if took > STALL_S:
+            self.violation("stall", f"{what} took {took:.1f} s")
+        if action == 0:
+            self._check_sender()
+        self.honest.call("anvil_mine", ["0x1"])
+        self.result.rounds += 1
+
+    def _poll(self, level: Level) -> None:
+        delivered: list[Delivered] = []
+        problems: list[Any] = []
+        try:
+            for item in self.receiver.poll(level):
+                (delivered if isinstance(item, Delivered) else problems).append(item)
+        finally:
+            self._check_poll(level, delivered, problems)
+
+    def _check_poll(self, level: Level, delivered: list[Delivered], problems: list[Any]) -> None:
+        state = self.levels[level]
+        honest = set(self.labels) - self.liar_labels
+        for p in problems:
+            kind = _kind(p)
+            self.result.problems[kind] += 1
+            named = set(getattr(p, "endpoints", ()) or ())
+            if kind in BLAME_KINDS and named & honest:
+                self.violation(
+                    "honest-blamed", f"{kind} names {sorted(named & honest)}: {p.details}"
+                )
+            if kind == "retracted":
+                self.violation("spurious-retraction", f"at {level.name.lower()}: {p.details}")
+                if p.seq is not None and p.seq < state.next_seq:
+                    state.next_seq = p.seq  # a retracted message may be delivered again
+                    state.delivered.discard(p.seq)
+        if not delivered:
+            return
+        self.truth.refresh()
+        finalized = self.truth.finalized()
+        silent = not problems
+        for d in delivered:
+            self.result.delivered[level.name.lower()] += 1
+            self._check_delivery(level, state, d, finalized, silent)
+
+    def _check_delivery(
+        self, level: Level, state: _Level, d: Delivered, finalized: int, silent: bool
+    ) -> None:
+        where = f"{level.name.lower()} seq {d.seq}"
+        fact = self.truth.facts.get(d.seq)
+        if d.sender != self.sender_address or fact is None or fact.payload != d.payload:
+            self.violation("forged", f"{where}: content not what the sender put on chain")
+            return
+        bent = []
+        if level >= Level.INCLUDED and (
+            d.block_hash != fact.block_hash or d.block_number != fact.block_number
+        ):
+            bent.append(("false-inclusion", f"block {d.block_number}, is {fact.block_number}"))
+        if level >= Level.FINAL and d.block_number > finalized:
+            bent.append(("false-finality", f"block {d.block_number} > finalized {finalized}"))
+        if d.seq in state.delivered:
+            bent.append(("duplicate", "delivered twice"))
+        elif d.seq != state.next_seq:
+            bent.append(("reorder", f"expected seq {state.next_seq} next"))
+        for kind, detail in bent:
+            if self.liars > 1 and kind in MAJORITY_ALLOWED and silent:
+                kind = "silent-acceptance"
+            self.violation(kind, f"{where}: {detail}")
+        state.delivered.add(d.seq)
+        state.next_seq = max(state.next_seq, d.seq + 1)
+
+    def _check_sender(self) -> None:
+        from lightpost.core.outbox import State
+
+        store = self.sender.store
+        if store.counts_by_state().get(State.HELD, 0):
+            self.violation("held-by-liar", "messages held although the honest base fee is low")
+        for tx in store.pending_transactions():
+            if tx.included is None or tx.id in self.checked_txs:
+                continue
+            mined = tx.mined_hash or tx.tx_hash
+            receipt = self.truth.receipt(mined)
+            real = bytes.fromhex(receipt["blockHash"][2:]) if receipt else None
+            if real != tx.included.hash:
+                self.violation(
+                    "sender-false-inclusion",
+                    f"nonce {tx.nonce} recorded in block {tx.included.number}, "
+                    f"{'not mined' if real is None else 'mined elsewhere'}",
+                )
+            self.checked_txs.add(tx.id)
+
+    # -- the end ------------------------------------------------------------------------------
+
+    def settled(self) -> bool:
+        self.truth.refresh()
+        on_chain = set(self.truth.facts)
+        return len(on_chain) >= self.enqueued and on_chain <= self.levels[Level.COMPLETE].delivered
+
+    def finish(self) -> None:
+        self.truth.refresh()
+        seqs = set(self.truth.facts)
+        missing_on_chain = self.enqueued - len(seqs)
+        if missing_on_chain > 0:
+            self.violation(
+                "lost", f"{missing_on_chain} enqueued message(s) never reached the chain"
+            )
+        twice = [s for s, n in self.truth.copies.items() if n > 1]
+        if twice:
+            self.violation("duplicate", f"seqs on chain more than once: {twice[:10]}")
+        undelivered = sorted(seqs - self.levels[Level.COMPLETE].delivered)
+        if undelivered:
+            self.violation(
+                "lost",
+                f"{len(undelivered)} on chain, not delivered at complete: {undelivered[:10]}",
+            )
+        self.result.messages = self.enqueued
+
+
+def run(
+    rounds: int,
+    *,
+    liars: int = 1,
+    seed: int = 1,
+    rate: float = LIE_RATE,
+    drain: int = DRAIN_ROUNDS,
+    max_drips: int | None = None,
+    progress: Progress = print,
+) -> Result:
+    """``rounds`` adversarial rounds (messages enqueued throughout), then up to ``drain``
+    more (lies continuing, no new messages) until everything is delivered at complete."""
+    started = time.monotonic()
+    with (
+        tempfile.TemporaryDirectory(prefix="lightpost-adversary-") as tmp,
+        Harness(Path(tmp), liars=liars, seed=seed, rate=rate, max_drips=max_drips) as h,
+    ):
+        last = time.monotonic()
+        for number in range(rounds):
+            h.round(number, enqueue=True)
+            if time.monotonic() - last >= 10:
+                last = time.monotonic()
+                r = h.result
+                progress(
+                    f"adversary ({liars} of 3 lying, seed {seed}): round {number + 1}/{rounds}, "
+                    f"{sum(r.lies.values())} lies, {len(r.violations)} violations"
+                )
+        for extra in range(drain):
+            if extra % (len(LEVELS) + 1) == 0 and h.settled():
+                break
+            h.round(rounds + extra, enqueue=False)
+        h.finish()
+        h.result.seconds = time.monotonic() - started
+        return h.result
