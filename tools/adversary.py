@@ -103,9 +103,18 @@ BLAME_KINDS = frozenset({"proof-failure", "hidden"})
 LEVELS = (Level.SIGNED, Level.INCLUDED, Level.FINAL, Level.COMPLETE)
 
 MAJORITY_ALLOWED = frozenset(
-    {"false-inclusion", "false-finality", "lost", "spurious-retraction", "sender-false-inclusion"}
+    {
+        "false-inclusion",
+        "false-finality",
+        "lost",
+        "spurious-retraction",
+        "sender-false-inclusion",
+        "held-by-liar",
+    }
 )
-"""What colluding majority may achieve (the adversary model): counted, not violations."""
+"""What a colluding majority may achieve (the adversary model: inclusion, finality,
+completeness and liveness can be bent, signed content cannot): counted, not violations --
+unless the delivery came from a poll that reported nothing (``silent-acceptance``)."""
 
 
 def _kind(problem: Any) -> str:
@@ -163,6 +172,7 @@ class Ask:
     honest: Any  # the wrapped endpoint (for a liar's own extra questions)
     raw: RawServer
     label: str
+    foreign: set[int]
 
     def latest(self) -> int:
         return int(self.honest.call("eth_blockNumber", []), 16)
@@ -257,6 +267,45 @@ def _logs_inject(a: Ask) -> Any:
     fake = _copy(a.rng.choice(a.answer))
     fake["data"] = _flip(fake["data"], a.rng)
     fake["transactionHash"] = _flip(fake["transactionHash"], a.rng)
+    return [*a.answer, fake]
+
+
+def _logs_moved(a: Ask) -> Any:
+    """A log whose claimed block is wrong: another height in range, or a made-up hash."""
+    if not a.answer:
+        raise NoLie
+    out = _copy(a.answer)
+    log = a.rng.choice(out)
+    lo, hi = (_hexint(dict(a.params[0]).get(k)) for k in ("fromBlock", "toBlock"))
+    if lo is not None and hi is not None and hi > lo and a.rng.random() < 0.5:
+        number = a.rng.randrange(lo, hi + 1)
+        block = a.block(number)
+        if isinstance(block, dict):
+            log["blockNumber"], log["blockHash"] = block["number"], block["hash"]
+            return out
+    log["blockHash"] = _flip(log["blockHash"], a.rng)
+    return out
+
+
+def _logs_foreign(a: Ask) -> Any:
+    """A claim of a post by a sender nobody trusts (in a real block): proving it costs."""
+    if not a.answer:
+        raise NoLie
+    fake = _copy(a.rng.choice(a.answer))
+    topics = list(fake.get("topics") or [])
+    if len(topics) < 3:
+        raise NoLie
+    topics[2] = "0x" + bytes(12).hex() + a.rng.randbytes(20).hex()
+    fake["topics"] = topics
+    fake["transactionHash"] = _flip(fake["transactionHash"], a.rng)
+    lo, hi = (_hexint(dict(a.params[0]).get(k)) for k in ("fromBlock", "toBlock"))
+    if lo is not None and hi is not None and hi >= lo:  # a block without our posts, mostly
+        block = a.block(a.rng.randrange(lo, hi + 1))
+        if isinstance(block, dict):
+            fake["blockNumber"], fake["blockHash"] = block["number"], block["hash"]
+    number = _hexint(fake.get("blockNumber"))
+    if number is not None:
+        a.foreign.add(number)
     return [*a.answer, fake]
 
 
@@ -400,6 +449,8 @@ LIES: dict[str, tuple[frozenset[str] | None, Callable[[Ask], Any]]] = {
     "logs-forged": (LOG_METHODS, _logs_forge),
     "logs-injected": (LOG_METHODS, _logs_inject),
     "logs-duplicated": (LOG_METHODS, _logs_duplicate),
+    "logs-block-moved": (LOG_METHODS, _logs_moved),
+    "logs-foreign-sender": (LOG_METHODS, _logs_foreign),
     # receipts
     "receipt-elsewhere": (RECEIPT_METHODS, _receipt_elsewhere),
     # headers and heads
@@ -431,6 +482,8 @@ class Adversary:
     fired_this_round: int = 0
     max_drips: int | None = None
     kinds: tuple[str, ...] = tuple(LIES)
+    foreign: set[int] = field(default_factory=set)
+    """Blocks named by a foreign-sender claim this round."""
 
     def rng_for(self, method: str, params: Sequence[Any]) -> random.Random:
         """The same question in the same round gets the same lie from every liar (the
@@ -466,7 +519,9 @@ class LyingEndpoint:
         kind = self.adversary.choose(method, rng)
         if kind is None:
             return answer
-        ask = Ask(method, params, answer, rng, self.inner, self.raw, self.label)
+        ask = Ask(
+            method, params, answer, rng, self.inner, self.raw, self.label, self.adversary.foreign
+        )
         try:
             out = LIES[kind][1](ask)
         except NoLie:
@@ -496,6 +551,34 @@ class LyingEndpoint:
             except LightpostError as exc:
                 out.append(exc)
         return out
+
+
+@dataclass
+class Meter:
+    """Passes calls through; records the blocks whose full body or receipts were asked."""
+
+    inner: Any
+    proven: set[int]
+
+    @property
+    def label(self) -> str:
+        return str(self.inner.label)
+
+    def _note(self, method: str, params: Sequence[Any]) -> None:
+        full = method == "eth_getBlockByNumber" and len(params) > 1 and params[1] is True
+        if full or method == "eth_getBlockReceipts":
+            number = _hexint(params[0]) if params else None
+            if number is not None:
+                self.proven.add(number)
+
+    def call(self, method: str, params: Sequence[Any]) -> Any:
+        self._note(method, params)
+        return self.inner.call(method, params)
+
+    def batch(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
+        for method, params in calls:
+            self._note(method, params)
+        return list(self.inner.batch(calls))
 
 
 # --- transport-level lies: a tiny local server behind a real HttpEndpoint ------------------
@@ -723,7 +806,9 @@ class Harness:
         self.stack.callback(chain.close)
         self.sender = make_sender(send_cfg, load_key(send_cfg), store, chain)
         self.stack.callback(self.sender.close)
-        self.receiver = Receiver(recv_cfg, endpoints=self._endpoints(url), me=me)
+        self.proven: set[int] = set()
+        metered = [Meter(ep, self.proven) for ep in self._endpoints(url, metered=True)]
+        self.receiver = Receiver(recv_cfg, endpoints=metered, me=me)
         self.stack.callback(self.receiver.close)
         inbox = bytes.fromhex(desc["inbox"][2:])
         self.truth = Truth(url, inbox, self.sender_address, DEVNET_CHANNEL)
@@ -731,10 +816,14 @@ class Harness:
         self.checked_txs: set[int] = set()
         self.enqueued = 0
 
-    def _endpoints(self, url: str) -> list[Any]:
+    def _endpoints(self, url: str, *, metered: bool = False) -> list[Any]:
+        """The three endpoints (liars first); ``metered``: each notes proven blocks (the
+        liar's own honest source too: what the receiver asked, whoever answered)."""
         out: list[Any] = []
         for i, label in enumerate(self.labels):
-            inner = HttpEndpoint(url, label, timeout=30.0, retries=0)
+            inner: Any = HttpEndpoint(url, label, timeout=30.0, retries=0)
+            if metered:
+                inner = Meter(inner, self.proven)
             out.append(LyingEndpoint(inner, self.adversary, self.raw) if i < self.liars else inner)
         return out
 
@@ -751,6 +840,8 @@ class Harness:
     def round(self, number: int, *, enqueue: bool) -> None:
         self.adversary.round = number
         self.adversary.fired_this_round = 0
+        self.adversary.foreign.clear()
+        self.proven.clear()
         if enqueue and number % MESSAGE_EVERY == 0:
             payload = f"m{self.enqueued}:".encode() + self.rng.randbytes(self.rng.randrange(1, 60))
             enqueue_message(
@@ -805,9 +896,17 @@ class Harness:
                 if p.seq is not None and p.seq < state.next_seq:
                     state.next_seq = p.seq  # a retracted message may be delivered again
                     state.delivered.discard(p.seq)
+        self.truth.refresh()
+        ours = {f.block_number for f in self.truth.facts.values()}
+        wasted = sorted((self.adversary.foreign & self.proven) - ours)
+        if wasted:
+            self.violation(
+                "foreign-claim-proven",
+                f"at {level.name.lower()}: blocks {wasted[:5]} fetched whole to check a claim "
+                "by a sender nobody trusts",
+            )
         if not delivered:
             return
-        self.truth.refresh()
         finalized = self.truth.finalized()
         silent = not problems
         for d in delivered:
