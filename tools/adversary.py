@@ -185,8 +185,11 @@ def _alter_any(a: Ask) -> Any:
     paths = list(_hex_paths(a.answer))
     if not paths:
         raise NoLie
+    path = a.rng.choice(paths)
+    if not path:  # the answer is one hex string
+        return _flip(a.answer, a.rng)
     out = _copy(a.answer)
-    *head, last = a.rng.choice(paths)
+    *head, last = path
     node = out
     for key in head:
         node = node[key]
