@@ -69,14 +69,14 @@ from lightpost_operator.devnet import DEVNET_CHANNEL, devnet_down, devnet_up
 
 Progress = Callable[[str], None]
 
-STALL_S = 8.0
+STALL_S = 15.0
 """A round slower than this is a stall (the slow-drip lie lasts :data:`DRIP_S`; a transport
 with a total deadline cuts it at :data:`LIAR_TIMEOUT_S`)."""
 
 LIAR_TIMEOUT_S = 1.0
 """Timeout given to the HttpEndpoint that carries the transport-level lies."""
 
-DRIP_S = 12.0
+DRIP_S = 20.0
 """How long a slow-drip answer takes in all (one byte every :data:`DRIP_EVERY_S`)."""
 
 DRIP_EVERY_S = 0.25
@@ -741,6 +741,22 @@ class Result:
     @property
     def violation_counts(self) -> Counter[str]:
         return Counter(v.kind for v in self.violations)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data (for JSON)."""
+        return {
+            "liars": self.liars,
+            "seed": self.seed,
+            "rounds": self.rounds,
+            "messages": self.messages,
+            "seconds": round(self.seconds, 1),
+            "lies": dict(self.lies),
+            "violations": dict(self.violation_counts),
+            "allowed": dict(self.allowed),
+            "delivered": dict(self.delivered),
+            "problems": dict(self.problems),
+            "first_violations": [str(v) for v in self.first_violations()],
+        }
 
     def first_violations(self, per_kind: int = 2) -> list[Violation]:
         seen: Counter[str] = Counter()
