@@ -12,8 +12,11 @@ headers, huge base fees, bad proofs, malformed shapes, errors -- and, through a 
 :class:`~lightpost.adapters.rpc.HttpEndpoint` talking to a tiny local server, deeply nested
 JSON, huge answers and slow-drip answers (the transport's own bounds are exercised).
 
-A *round* is one ``Sender.step`` or one ``Receiver.poll`` at one level (signed, included,
-final, complete in turn), with one block mined. Truth is the honest anvil, asked directly.
+A *round* is one ``Sender.step``, one ``Receiver.poll`` at one level (signed, included,
+final, complete in turn) or one step of the receiving device's command agent
+(``AgentService.step``: its own receiver, at the agent's ``min_level = "final"``), with one
+block mined. The sender also sends ``set`` commands to the agent. Truth is the honest
+anvil, asked directly.
 
 Invariants (a violation is recorded with its kind, seed and round):
 
@@ -29,7 +32,10 @@ Invariants (a violation is recorded with its kind, seed and round):
   that does not hold it; ``held-by-liar`` -- messages held (fee above cap) while the honest
   base fee is far below the cap;
 - ``lost`` -- after the drain, a message on chain is not delivered at ``complete``, or an
-  enqueued message never reached the chain.
+  enqueued message never reached the chain, or a command on chain was never executed;
+- ``agent-early`` -- the agent executed a command above the finalized head;
+  ``agent-replay`` -- a command executed twice; ``agent-refused`` -- a genuine, new,
+  valid command refused.
 
 With a majority of liars, the adversary model allows inclusion, finality and completeness
 to be bent: those kinds are counted as ``majority-*`` (allowed) unless the poll that
@@ -55,6 +61,15 @@ from pathlib import Path
 from typing import Any
 
 from lightpost.adapters.rpc import HttpEndpoint
+from lightpost.core.command import (
+    COMMANDS_CHANNEL,
+    CONTENT_TYPE_COMMAND,
+    Command,
+    CommandResult,
+    Status,
+    Target,
+    encode_command,
+)
 from lightpost.core.envelope import channel_id, decode_post, message_from_record
 from lightpost.core.inbox import EVENT_TOPIC, decode_post_log
 from lightpost.core.levels import Delivered, Level
@@ -64,6 +79,7 @@ from lightpost.node.config import load_config
 from lightpost.node.receiver import Receiver
 from lightpost.node.runtime import load_key, make_sender, open_store
 from lightpost.node.sender import enqueue_message
+from lightpost.node.services import AgentService, build_agent, with_command_channel
 from lightpost_operator.anvil import LOOPBACK, free_port
 from lightpost_operator.devnet import DEVNET_CHANNEL, devnet_down, devnet_up
 
@@ -91,8 +107,19 @@ HUGE_BYTES = 8 * 1024 * 1024
 LIE_RATE = 0.35
 """Probability that a liar rewrites one answer."""
 
+MAJORITY_LIE_RATE = 0.12
+"""The same for colluding liars: a majority lying at every third question stops all
+progress (allowed, and uninteresting); lying less lets bent deliveries happen."""
+
 MESSAGE_EVERY = 6
 """A new message is enqueued every this many rounds."""
+
+COMMAND_EVERY = 31
+"""A new command to the agent is enqueued every this many rounds."""
+
+COMMAND_WINDOW_S = 86_400
+"""Validity window of a harness command around its sending time (never the reason for a
+refusal: the chain's clock and the host's agree on anvil)."""
 
 DRAIN_ROUNDS = 400
 """Rounds (lies continuing) after the last message, for everything to reach `complete`."""
@@ -110,6 +137,8 @@ MAJORITY_ALLOWED = frozenset(
         "spurious-retraction",
         "sender-false-inclusion",
         "held-by-liar",
+        "agent-early",
+        "agent-refused",
     }
 )
 """What a colluding majority may achieve (the adversary model: inclusion, finality,
@@ -710,6 +739,13 @@ class Truth:
 # --- the run --------------------------------------------------------------------------------
 
 
+class _ResultSink:
+    """Where the agent's results go (the harness checks them, it does not send them)."""
+
+    def enqueue(self, **_: Any) -> int:
+        return 0
+
+
 @dataclass(frozen=True)
 class Violation:
     """One broken invariant: what, and how to reproduce it (seed, round)."""
@@ -731,6 +767,7 @@ class Result:
     seed: int
     rounds: int = 0
     messages: int = 0
+    commands: int = 0
     seconds: float = 0.0
     lies: Counter[str] = field(default_factory=Counter)
     violations: list[Violation] = field(default_factory=list)
@@ -749,6 +786,7 @@ class Result:
             "seed": self.seed,
             "rounds": self.rounds,
             "messages": self.messages,
+            "commands": self.commands,
             "seconds": round(self.seconds, 1),
             "lies": dict(self.lies),
             "violations": dict(self.violation_counts),
@@ -805,7 +843,14 @@ class Harness:
         url = f"http://{LOOPBACK}:{port}"
 
         def customize(name: str, addresses: dict[str, str]) -> dict[str, Any]:
-            return {"endpoints": [url] * 3, "quorum": 2, "max_delay_s": 0.0}
+            extra = ""
+            if name == "device-2":  # the receiving device runs the command agent
+                extra = (
+                    '\n[agent]\ndevice_class = "valve"\nmin_level = "final"\n'
+                    'actuators = ["valve"]\n'
+                    f'\n[agent.controllers]\n"{addresses["device-1"]}" = ["set"]\n'
+                )
+            return {"endpoints": [url] * 3, "quorum": 2, "max_delay_s": 0.0, "extra": extra}
 
         net = self.tmp / "net"
         desc = devnet_up(net, port=port, block_time=0, devices=2, customize=customize)
@@ -831,6 +876,26 @@ class Harness:
         self.stack.callback(self.receiver.close)
         inbox = bytes.fromhex(desc["inbox"][2:])
         self.truth = Truth(url, inbox, self.sender_address, DEVNET_CHANNEL)
+        self.me = me
+        self.commands = Truth(url, inbox, self.sender_address, COMMANDS_CHANNEL)
+        self.executed: Counter[int] = Counter()
+        self.sent_commands = 0
+        built = build_agent(recv_cfg, _ResultSink(), address=me)  # type: ignore[arg-type]
+        assert built is not None, "the receiving device has no [agent]"
+        agent, policy = built
+        agent_receiver = Receiver(
+            with_command_channel(recv_cfg, policy),
+            endpoints=[Meter(ep, self.proven) for ep in self._endpoints(url, metered=True)],
+            me=me,
+        )
+        self.agent = AgentService(
+            agent,
+            agent_receiver,
+            level=policy.min_level,
+            on_result=self._on_result,
+            interval_s=0.0,
+        )
+        self.stack.callback(self.agent.close)
         self.levels = {level: _Level() for level in LEVELS}
         self.checked_txs: set[int] = set()
         self.enqueued = 0
@@ -872,12 +937,17 @@ class Harness:
                 now=time.time(),
             )
             self.enqueued += 1
+        if enqueue and number % COMMAND_EVERY == 0:
+            self._send_command()
         started = time.monotonic()
-        action = number % (len(LEVELS) + 1)
-        what = "sender step" if action == 0 else f"poll at {LEVELS[action - 1].name.lower()}"
+        action = number % (len(LEVELS) + 2)
+        what = {0: "sender step", len(LEVELS) + 1: "agent step"}.get(action, "")
+        what = what or f"poll at {LEVELS[action - 1].name.lower()}"
         try:
             if action == 0:
                 self.sender.step(time.time())
+            elif action == len(LEVELS) + 1:
+                self.agent.step(time.time())
             else:
                 self._poll(LEVELS[action - 1])
         except Exception as exc:
@@ -958,6 +1028,44 @@ class Harness:
         state.delivered.add(d.seq)
         state.next_seq = max(state.next_seq, d.seq + 1)
 
+    def _send_command(self) -> None:
+        now = time.time()
+        self.sent_commands += 1
+        command = Command(
+            name="set",
+            args=(("valve", str(self.sent_commands)),),
+            target=Target(address=self.me),
+            command_seq=self.sent_commands,
+            not_before=int(now) - COMMAND_WINDOW_S,
+            expiry=int(now) + COMMAND_WINDOW_S,
+        )
+        enqueue_message(
+            self.sender.store,
+            payload=encode_command(command),
+            channel=COMMANDS_CHANNEL,
+            recipient=self.me,
+            content_type=CONTENT_TYPE_COMMAND,
+            now=now,
+        )
+
+    def _on_result(self, d: Delivered, result: CommandResult) -> None:
+        self.commands.refresh()
+        fact = self.commands.facts.get(d.seq)
+        where = f"command seq {result.command_seq} ({result.status}, {result.reason})"
+        if d.sender != self.sender_address or fact is None or fact.payload != d.payload:
+            self.violation("forged", f"agent got a {where} that is not on chain")
+            return
+        if result.status == Status.EXECUTED:
+            self.result.delivered["commands executed"] += 1
+            self.executed[result.command_seq] += 1
+            if self.executed[result.command_seq] > 1:
+                self.violation("agent-replay", f"{where} executed again")
+            finalized = self.truth.finalized()
+            if d.block_number > finalized:
+                self.violation("agent-early", f"{where}: block {d.block_number} > {finalized}")
+        elif result.command_seq not in self.executed:
+            self.violation("agent-refused", f"{where}: a genuine, new command refused")
+
     def _check_sender(self) -> None:
         from lightpost.core.outbox import State
 
@@ -983,7 +1091,11 @@ class Harness:
     def settled(self) -> bool:
         self.truth.refresh()
         on_chain = set(self.truth.facts)
-        return len(on_chain) >= self.enqueued and on_chain <= self.levels[Level.COMPLETE].delivered
+        return (
+            len(on_chain) >= self.enqueued
+            and on_chain <= self.levels[Level.COMPLETE].delivered
+            and len(self.executed) >= self.sent_commands
+        )
 
     def finish(self) -> None:
         self.truth.refresh()
@@ -1002,7 +1114,12 @@ class Harness:
                 "lost",
                 f"{len(undelivered)} on chain, not delivered at complete: {undelivered[:10]}",
             )
+        self.commands.refresh()
+        never = sorted(set(range(1, self.sent_commands + 1)) - set(self.executed))
+        if never:
+            self.violation("lost", f"{len(never)} command(s) never executed: {never[:10]}")
         self.result.messages = self.enqueued
+        self.result.commands = self.sent_commands
 
 
 def run(
@@ -1010,7 +1127,7 @@ def run(
     *,
     liars: int = 1,
     seed: int = 1,
-    rate: float = LIE_RATE,
+    rate: float | None = None,
     drain: int = DRAIN_ROUNDS,
     max_drips: int | None = None,
     progress: Progress = print,
@@ -1018,6 +1135,8 @@ def run(
     """``rounds`` adversarial rounds (messages enqueued throughout), then up to ``drain``
     more (lies continuing, no new messages) until everything is delivered at complete."""
     started = time.monotonic()
+    if rate is None:
+        rate = LIE_RATE if liars < 2 else MAJORITY_LIE_RATE
     with (
         tempfile.TemporaryDirectory(prefix="lightpost-adversary-") as tmp,
         Harness(Path(tmp), liars=liars, seed=seed, rate=rate, max_drips=max_drips) as h,
@@ -1033,7 +1152,7 @@ def run(
                     f"{sum(r.lies.values())} lies, {len(r.violations)} violations"
                 )
         for extra in range(drain):
-            if extra % (len(LEVELS) + 1) == 0 and h.settled():
+            if extra % (len(LEVELS) + 2) == 0 and h.settled():
                 break
             h.round(rounds + extra, enqueue=False)
         h.finish()

@@ -162,7 +162,8 @@ def run_adversary(
         "receiver at every level",
         f"{sum(r.rounds for r in minority):,} rounds with 1 liar, "
         f"{sum(r.rounds for r in majority):,} with 2; "
-        f"{sum(r.messages for r in results):,} messages",
+        f"{sum(r.messages for r in results):,} messages, "
+        f"{sum(r.commands for r in results):,} commands",
         "invariant violations (see the adversary section)",
         f"{violations} violations"
         + (f" ({', '.join(f'{k} {n}' for k, n in kinds.most_common())})" if kinds else "")
@@ -193,13 +194,16 @@ def render_adversary(outcome: Any, *, mode: str) -> str:
         "anvil. With two liars, inclusion, finality, completeness and liveness may be bent",
         "(counted as *allowed*) but never silently, and signed content never.",
         "",
-        "| liars | seed | rounds | messages | lies | violations | time |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "| liars | seed | rounds | messages (delivered at complete) | commands (executed) "
+        "| lies | violations | time |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         lines.append(
-            f"| {r.liars} of 3 | {r.seed} | {r.rounds:,} | {r.messages:,} | "
-            f"{sum(r.lies.values()):,} | {len(r.violations):,} | {r.seconds:.0f} s |"
+            f"| {r.liars} of 3 | {r.seed} | {r.rounds:,} | {r.messages:,} "
+            f"({r.delivered['complete']:,}) | {r.commands:,} "
+            f"({r.delivered['commands executed']:,}) | {sum(r.lies.values()):,} | "
+            f"{len(r.violations):,} | {r.seconds:.0f} s |"
         )
     lines += ["", "Lies told, per kind:", "", "| lie | 1 of 3 | 2 of 3 |", "|---|---:|---:|"]
     for kind in sorted(set(lies[1]) | set(lies[2]) | set(adversary.LIES)):

@@ -41,6 +41,7 @@ def test_one_liar_of_three_bends_nothing_loses_nothing_crashes_nothing() -> None
     assert result.rounds >= SHORT_ROUNDS
     assert len(result.lies) >= 15, result.lies  # the liar really told many kinds of lie
     assert result.delivered["complete"] == result.messages > 0
+    assert result.delivered["commands executed"] == result.commands > 0
     assert not result.violations, _report(result)
 
 
