@@ -28,6 +28,7 @@ from lightpost.core.envelope import (
     FORMAT_VERSION,
     FORMAT_VERSION_DEFLATED,
     MAX_MESSAGE_BYTES,
+    MAX_PARTIAL_BYTES,
     MAX_POST_INFLATED_BYTES,
     MIN_POST_BYTES,
     POST_HEADER_SIZE,
@@ -777,6 +778,26 @@ def test_buffered_chunk_bytes_are_capped() -> None:
     with pytest.raises(DecodingError, match="exceed 40 bytes"):
         r.add(chunks[1])
     assert r.pending() == ()
+
+
+def test_unfinished_messages_of_a_stream_are_bounded_in_bytes() -> None:
+    """A (compromised) sender opening partial messages at many seqs cannot make the
+    receiver hold more than MAX_PARTIAL_BYTES of chunks for its stream."""
+    piece = bytes(1024 * 1024)
+    r = Reassembler()
+    opened = 0
+    with pytest.raises(DecodingError, match="unfinished messages"):
+        for seq in range(100):
+            chunk = Chunk(index=0, count=2, content_hash=bytes(32))
+            r.add(Record(seq=seq, timestamp=T0, content_type=0, payload=piece, chunk=chunk))
+            opened += 1
+    assert opened == MAX_PARTIAL_BYTES // len(piece)
+    assert r.held_bytes() == MAX_PARTIAL_BYTES
+    r.discard(0)
+    assert r.held_bytes() == MAX_PARTIAL_BYTES - len(piece)
+    finished = _chunks(PAYLOAD, seq=1000)  # room again: a whole message goes through
+    assert [r.add(c) for c in finished][-1] is not None
+    assert r.held_bytes() == MAX_PARTIAL_BYTES - len(piece)
 
 
 def test_reassembler_discard_and_unchunked_passthrough() -> None:

@@ -63,6 +63,7 @@ __all__ = [
     "KNOWN_FLAGS",
     "MAGIC",
     "MAX_MESSAGE_BYTES",
+    "MAX_PARTIAL_BYTES",
     "MAX_POST_INFLATED_BYTES",
     "MIN_POST_BYTES",
     "POST_HEADER_SIZE",
@@ -159,6 +160,11 @@ MAX_POST_INFLATED_BYTES = MAX_MESSAGE_BYTES + TX_POOL_MAX_BYTES
 compressed unchunked record, each inflated once). The largest post :func:`pack_messages`
 builds is one maximal message plus a pool-sized post of other records; a 9 KB post of
 records that each inflate to 4 MiB is refused here instead of costing gigabytes."""
+
+MAX_PARTIAL_BYTES = 2 * MAX_MESSAGE_BYTES
+"""Chunk bytes one :class:`Reassembler` (one sender's stream) holds for all its unfinished
+messages together. The sender signs a message's chunks in order, so a stream has one, at
+most two, partial messages; without this a sender could open partials at many seqs."""
 
 DEFLATE_LEVEL = 9
 """zlib level 9: best ratio; the device pays gas per byte, CPU time is cheap by comparison."""
@@ -708,9 +714,17 @@ class Reassembler:
     is forgotten: replay detection belongs to the receiver's sequence tracking.
     """
 
-    def __init__(self, *, max_message_bytes: int = MAX_MESSAGE_BYTES) -> None:
+    def __init__(
+        self,
+        *,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
+        max_partial_bytes: int = MAX_PARTIAL_BYTES,
+    ) -> None:
         _check_uint("max_message_bytes", max_message_bytes, MAX_MESSAGE_BYTES)
+        _check_uint("max_partial_bytes", max_partial_bytes, MAX_PARTIAL_BYTES)
         self._max = max_message_bytes
+        self._max_held = max_partial_bytes
+        self._held = 0
         self._partials: dict[int, _Partial] = {}
 
     def pending(self) -> tuple[int, ...]:
@@ -724,9 +738,15 @@ class Reassembler:
             return ()
         return tuple(i for i in range(partial.count) if i not in partial.pieces)
 
+    def held_bytes(self) -> int:
+        """Chunk bytes held for all unfinished messages (at most ``max_partial_bytes``)."""
+        return self._held
+
     def discard(self, seq: int) -> None:
         """Forget the chunks held for ``seq`` (e.g. after a timeout chosen by the caller)."""
-        self._partials.pop(seq, None)
+        partial = self._partials.pop(seq, None)
+        if partial is not None:
+            self._held -= partial.size
 
     def add(self, record: Record) -> Message | None:
         """Feed one record; return the completed message or ``None``."""
@@ -753,16 +773,24 @@ class Reassembler:
                 )
             return None
         if partial.size + len(record.payload) > self._max:
-            self._partials.pop(record.seq, None)
+            self.discard(record.seq)
             raise DecodingError(
                 _WHAT, f"seq {record.seq}: chunks exceed {self._max} bytes; message dropped"
             )
+        if self._held + len(record.payload) > self._max_held:
+            self.discard(record.seq)
+            raise DecodingError(
+                _WHAT,
+                f"seq {record.seq}: unfinished messages of this stream exceed "
+                f"{self._max_held} bytes; message dropped",
+            )
         partial.pieces[chunk.index] = record.payload
         partial.size += len(record.payload)
+        self._held += len(record.payload)
         self._partials[record.seq] = partial
         if len(partial.pieces) < partial.count:
             return None
-        del self._partials[record.seq]
+        self.discard(record.seq)
         return self._complete(partial)
 
     @staticmethod
