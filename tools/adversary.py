@@ -284,19 +284,22 @@ def _logs_hide(a: Ask) -> Any:
     return out
 
 
-def _logs_forge(a: Ask) -> Any:
-    if not a.answer:
+def _pick_log(a: Ask) -> tuple[list[Any], dict[str, Any]]:
+    """A copy of the logs answer and one of its logs, to rewrite (NoLie: no logs)."""
+    if not a.answer or not isinstance(a.answer, list):
         raise NoLie
     out = _copy(a.answer)
-    log = a.rng.choice(out)
+    return out, a.rng.choice(out)
+
+
+def _logs_forge(a: Ask) -> Any:
+    out, log = _pick_log(a)
     log["data"] = _flip(log["data"], a.rng)
     return out
 
 
 def _logs_inject(a: Ask) -> Any:
-    if not a.answer:
-        raise NoLie
-    fake = _copy(a.rng.choice(a.answer))
+    _, fake = _pick_log(a)
     fake["data"] = _flip(fake["data"], a.rng)
     fake["transactionHash"] = _flip(fake["transactionHash"], a.rng)
     return [*a.answer, fake]
@@ -304,10 +307,7 @@ def _logs_inject(a: Ask) -> Any:
 
 def _logs_moved(a: Ask) -> Any:
     """A log whose claimed block is wrong: another height in range, or a made-up hash."""
-    if not a.answer:
-        raise NoLie
-    out = _copy(a.answer)
-    log = a.rng.choice(out)
+    out, log = _pick_log(a)
     lo, hi = (_hexint(dict(a.params[0]).get(k)) for k in ("fromBlock", "toBlock"))
     if lo is not None and hi is not None and hi > lo and a.rng.random() < 0.5:
         number = a.rng.randrange(lo, hi + 1)
@@ -321,9 +321,7 @@ def _logs_moved(a: Ask) -> Any:
 
 def _logs_foreign(a: Ask) -> Any:
     """A claim of a post by a sender nobody trusts (in a real block): proving it costs."""
-    if not a.answer:
-        raise NoLie
-    fake = _copy(a.rng.choice(a.answer))
+    _, fake = _pick_log(a)
     topics = list(fake.get("topics") or [])
     if len(topics) < 3:
         raise NoLie
