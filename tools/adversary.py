@@ -147,9 +147,10 @@ unless the delivery came from a poll that reported nothing (``silent-acceptance`
 
 
 def _kind(problem: Any) -> str:
-    """A problem's kind as text (an enum's value or a plain string)."""
+    """A problem's kind as text, "proof-failure" style (from an enum's value or name, or
+    a plain string)."""
     kind = problem.kind
-    return str(getattr(kind, "value", kind))
+    return str(getattr(kind, "value", kind)).lower().replace("_", "-")
 
 
 def _hexint(value: Any) -> int | None:
@@ -772,6 +773,8 @@ class Result:
     allowed: Counter[str] = field(default_factory=Counter)
     delivered: Counter[str] = field(default_factory=Counter)
     problems: Counter[str] = field(default_factory=Counter)
+    busy: Counter[str] = field(default_factory=Counter)
+    """Seconds spent per kind of round (sender step, poll at a level, agent step)."""
 
     @property
     def violation_counts(self) -> Counter[str]:
@@ -791,6 +794,7 @@ class Result:
             "allowed": dict(self.allowed),
             "delivered": dict(self.delivered),
             "problems": dict(self.problems),
+            "seconds_per_action": {k: round(v, 1) for k, v in self.busy.items()},
             "first_violations": [str(v) for v in self.first_violations()],
         }
 
@@ -951,6 +955,7 @@ class Harness:
         except Exception as exc:
             self.violation("crash", f"{what}: {type(exc).__name__}: {str(exc)[:200]}")
         took = time.monotonic() - started
+        self.result.busy[what] += took
         if took > STALL_S:
             self.violation("stall", f"{what} took {took:.1f} s")
         if action == 0:
