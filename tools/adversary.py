@@ -13,10 +13,11 @@ headers, huge base fees, bad proofs, malformed shapes, errors -- and, through a 
 JSON, huge answers and slow-drip answers (the transport's own bounds are exercised).
 
 A *round* is one ``Sender.step``, one ``Receiver.poll`` at one level (signed, included,
-final, complete in turn) or one step of the receiving device's command agent
-(``AgentService.step``: its own receiver, at the agent's ``min_level = "final"``), with one
-block mined. The sender also sends ``set`` commands to the agent. Truth is the honest
-anvil, asked directly.
+final, complete in turn), one step of the receiving device's command agent
+(``AgentService.step``: its own receiver, at the agent's ``min_level = "final"``) or -- from
+a third of the run on -- one poll at ``final`` of a second receiver subscribed with
+``since`` = the height at that moment, with one block mined. The sender also sends
+``set`` commands to the agent. Truth is the honest anvil, asked directly.
 
 Invariants (a violation is recorded with its kind, seed and round):
 
@@ -26,6 +27,7 @@ Invariants (a violation is recorded with its kind, seed and round):
 - ``false-inclusion`` -- delivered at included+ with a block hash/number that is not the
   post's; ``false-finality`` -- delivered at final+ above the finalized head;
 - ``duplicate`` / ``reorder`` -- a seq delivered twice at a level, or out of order;
+- ``replay`` -- the ``since`` subscription delivered a post from below its start;
 - ``spurious-retraction`` -- a retraction although no reorg happened;
 - ``honest-blamed`` -- a proof-failure / hidden problem naming an honest endpoint;
 - ``sender-false-inclusion`` -- the sender recorded a transaction as included in a block
@@ -47,6 +49,7 @@ answer differed, so the disagreement was visible). ``forged``, ``crash``, ``stal
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import random
@@ -810,21 +813,38 @@ class Result:
 
 @dataclass
 class _Level:
-    """The receiver's stream at one level, as the checker saw it."""
+    """The receiver's stream at one level, as the checker saw it (``since``: the first
+    block of a subscription started with ``since``)."""
 
     next_seq: int = 0
     delivered: set[int] = field(default_factory=set)
+    since: int = 0
+
+    def owed(self, truth: Truth) -> set[int]:
+        """Seqs on chain this stream must deliver."""
+        return {s for s, f in truth.facts.items() if f.block_number >= self.since}
 
 
 class Harness:
     """One anvil, one sender and one receiver behind lying endpoints; see the module doc."""
 
-    def __init__(self, tmp: Path, *, liars: int, seed: int, rate: float, max_drips: int | None):
+    def __init__(
+        self,
+        tmp: Path,
+        *,
+        liars: int,
+        seed: int,
+        rate: float,
+        max_drips: int | None,
+        late_at: int | None = None,
+    ):
         self.tmp = tmp
         self.result = Result(liars=liars, seed=seed)
         self.adversary = Adversary(seed=seed, rate=rate, lies=self.result.lies, max_drips=max_drips)
         self.rng = random.Random(seed)
         self.liars = liars
+        self.late_at = late_at
+        self.late: tuple[Receiver, _Level] | None = None
         self.stack = contextlib.ExitStack()
 
     # -- set-up ------------------------------------------------------------------------------
@@ -879,6 +899,7 @@ class Harness:
         inbox = bytes.fromhex(desc["inbox"][2:])
         self.truth = Truth(url, inbox, self.sender_address, DEVNET_CHANNEL)
         self.me = me
+        self.url, self.recv_cfg = url, recv_cfg
         self.commands = Truth(url, inbox, self.sender_address, COMMANDS_CHANNEL)
         self.executed: Counter[int] = Counter()
         self.sent_commands = 0
@@ -941,15 +962,22 @@ class Harness:
             self.enqueued += 1
         if enqueue and number % COMMAND_EVERY == 0:
             self._send_command()
+        if number == self.late_at:
+            self._start_late()
         started = time.monotonic()
-        action = number % (len(LEVELS) + 2)
+        action = number % (len(LEVELS) + 3)
+        if action == len(LEVELS) + 2 and self.late is None:
+            action = len(LEVELS) + 1
         what = {0: "sender step", len(LEVELS) + 1: "agent step"}.get(action, "")
+        what = what or ("poll since" if action > len(LEVELS) else "")
         what = what or f"poll at {LEVELS[action - 1].name.lower()}"
         try:
             if action == 0:
                 self.sender.step(time.time())
             elif action == len(LEVELS) + 1:
                 self.agent.step(time.time())
+            elif action == len(LEVELS) + 2:
+                self._poll_late()
             else:
                 self._poll(LEVELS[action - 1])
         except Exception as exc:
@@ -963,6 +991,35 @@ class Harness:
         self.honest.call("anvil_mine", ["0x1"])
         self.result.rounds += 1
 
+    def _start_late(self) -> None:
+        """A second device state (own data dir) whose first poll starts at the finalized
+        head. (At a ``since`` above the level's head the current receiver forgets it and
+        the next poll starts from block 0 -- a replay even without a liar; not what this
+        subscription tests.)"""
+        self.truth.refresh()
+        config = dataclasses.replace(self.recv_cfg, data_dir=self.tmp / "late")
+        endpoints = [Meter(ep, self.proven) for ep in self._endpoints(self.url, metered=True)]
+        receiver = Receiver(config, endpoints=endpoints, me=self.me)
+        self.stack.callback(receiver.close)
+        since = self.truth.finalized()
+        owed = [s for s, f in self.truth.facts.items() if f.block_number >= since]
+        first = min(owed) if owed else max(self.truth.facts, default=-1) + 1
+        self.late = (receiver, _Level(next_seq=first, since=since))
+        self._late_first = True
+
+    def _poll_late(self) -> None:
+        assert self.late is not None
+        receiver, state = self.late
+        since = state.since if self._late_first else None
+        self._late_first = False
+        delivered: list[Delivered] = []
+        problems: list[Any] = []
+        try:
+            for item in receiver.poll(Level.FINAL, since=since):
+                (delivered if isinstance(item, Delivered) else problems).append(item)
+        finally:
+            self._check_poll(Level.FINAL, delivered, problems, state)
+
     def _poll(self, level: Level) -> None:
         delivered: list[Delivered] = []
         problems: list[Any] = []
@@ -972,8 +1029,14 @@ class Harness:
         finally:
             self._check_poll(level, delivered, problems)
 
-    def _check_poll(self, level: Level, delivered: list[Delivered], problems: list[Any]) -> None:
-        state = self.levels[level]
+    def _check_poll(
+        self,
+        level: Level,
+        delivered: list[Delivered],
+        problems: list[Any],
+        state: _Level | None = None,
+    ) -> None:
+        state = self.levels[level] if state is None else state
         honest = set(self.labels) - self.liar_labels
         for p in problems:
             kind = _kind(p)
@@ -1014,6 +1077,8 @@ class Harness:
             self.violation("forged", f"{where}: content not what the sender put on chain")
             return
         bent = []
+        if fact.block_number < state.since:
+            bent.append(("replay", f"post of block {fact.block_number}, since {state.since}"))
         if level >= Level.INCLUDED and (
             d.block_hash != fact.block_hash or d.block_number != fact.block_number
         ):
@@ -1094,10 +1159,12 @@ class Harness:
     def settled(self) -> bool:
         self.truth.refresh()
         on_chain = set(self.truth.facts)
+        late = self.late is None or self.late[1].owed(self.truth) <= self.late[1].delivered
         return (
             len(on_chain) >= self.enqueued
             and on_chain <= self.levels[Level.COMPLETE].delivered
             and len(self.executed) >= self.sent_commands
+            and late
         )
 
     def finish(self) -> None:
@@ -1117,6 +1184,12 @@ class Harness:
                 "lost",
                 f"{len(undelivered)} on chain, not delivered at complete: {undelivered[:10]}",
             )
+        if self.late is not None:
+            owed = sorted(self.late[1].owed(self.truth) - self.late[1].delivered)
+            if owed:
+                self.violation(
+                    "lost", f"{len(owed)} not delivered to the since subscription: {owed[:10]}"
+                )
         self.commands.refresh()
         never = sorted(set(range(1, self.sent_commands + 1)) - set(self.executed))
         if never:
@@ -1142,7 +1215,9 @@ def run(
         rate = LIE_RATE if liars < 2 else MAJORITY_LIE_RATE
     with (
         tempfile.TemporaryDirectory(prefix="lightpost-adversary-") as tmp,
-        Harness(Path(tmp), liars=liars, seed=seed, rate=rate, max_drips=max_drips) as h,
+        Harness(
+            Path(tmp), liars=liars, seed=seed, rate=rate, max_drips=max_drips, late_at=rounds // 3
+        ) as h,
     ):
         last = time.monotonic()
         for number in range(rounds):
@@ -1155,7 +1230,7 @@ def run(
                     f"{sum(r.lies.values())} lies, {len(r.violations)} violations"
                 )
         for extra in range(drain):
-            if extra % (len(LEVELS) + 2) == 0 and h.settled():
+            if extra % (len(LEVELS) + 3) == 0 and h.settled():
                 break
             h.round(rounds + extra, enqueue=False)
         h.finish()

@@ -35,6 +35,19 @@ def _report(result: adversary.Result) -> str:
 
 
 @pytest.mark.integration
+def test_honest_endpoints_break_no_invariant() -> None:
+    """The harness's own baseline (not behind the switch): the same set-up without a lie
+    delivers everything at every level, executes every command, and flags nothing."""
+    result = adversary.run(140, liars=1, seed=11, rate=0.0, progress=lambda _: None)
+    assert not result.lies
+    assert not result.violations, _report(result)
+    assert result.delivered["complete"] == result.messages > 0
+    assert result.delivered["commands executed"] == result.commands > 0
+    for level in ("signed", "included", "final"):
+        assert result.delivered[level] >= result.messages
+
+
+@pytest.mark.integration
 @_pending_fixes
 def test_one_liar_of_three_bends_nothing_loses_nothing_crashes_nothing() -> None:
     result = adversary.run(SHORT_ROUNDS, liars=1, seed=12, max_drips=1, progress=lambda _: None)
