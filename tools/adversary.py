@@ -104,6 +104,9 @@ DRIP_EVERY_S = 0.25
 NEST_DEPTH = 100_000
 """Nesting depth of the nested-JSON lie (CPython's json recursion limit is ~1,000)."""
 
+FLOOD_LOGS = 20_000
+"""Logs in the flood lie's answer."""
+
 HUGE_BYTES = 8 * 1024 * 1024
 """Size of the huge-answer lie: far more than any answer a device needs in one piece."""
 
@@ -232,6 +235,30 @@ def _alter_any(a: Ask) -> Any:
 
 def _malformed(a: Ask) -> Any:
     return a.rng.choice([None, 7, "0xzz", "", [], {}, {"number": []}, [[{}]], True, -1, 1e308])
+
+
+def _nested(a: Ask) -> Any:
+    """A deeply nested JSON-like value handed over in-process (what a transport that parses
+    iteratively could still return): code walking it recursively would crash."""
+    value: Any = a.answer
+    for _ in range(NEST_DEPTH // 20):
+        value = [value] if a.rng.random() < 0.5 else {"result": value}
+    return value
+
+
+def _logs_flood(a: Ask) -> Any:
+    """The answer with many thousand copies of its logs (a count nobody bounded)."""
+    if not a.answer or not isinstance(a.answer, list):
+        raise NoLie
+    return list(a.answer) * (FLOOD_LOGS // len(a.answer) + 1)
+
+
+def _receipts_dropped(a: Ask) -> Any:
+    if not a.answer or not isinstance(a.answer, list):
+        raise NoLie
+    out = list(a.answer)
+    del out[a.rng.randrange(len(out))]
+    return out
 
 
 def _error(a: Ask) -> Any:
@@ -473,6 +500,7 @@ LIES: dict[str, tuple[frozenset[str] | None, Callable[[Ask], Any]]] = {
     "error": (None, _error),
     "malformed": (None, _malformed),
     "altered": (None, _alter_any),
+    "nested-value": (None, _nested),
     "nested-json": (None, _transport("/nested")),
     "huge-answer": (None, _transport("/huge")),
     "slow-drip": (None, _transport("/drip")),
@@ -485,8 +513,10 @@ LIES: dict[str, tuple[frozenset[str] | None, Callable[[Ask], Any]]] = {
     "logs-duplicated": (LOG_METHODS, _logs_duplicate),
     "logs-block-moved": (LOG_METHODS, _logs_moved),
     "logs-foreign-sender": (LOG_METHODS, _logs_foreign),
+    "logs-flood": (LOG_METHODS, _logs_flood),
     # receipts
     "receipt-elsewhere": (RECEIPT_METHODS, _receipt_elsewhere),
+    "receipts-dropped": (frozenset({"eth_getBlockReceipts"}), _receipts_dropped),
     # headers and heads
     "head-far-future": (BLOCK_METHODS, _head_far),
     "finalized-ahead": (BLOCK_METHODS, _finalized_ahead),
@@ -501,7 +531,13 @@ LIES: dict[str, tuple[frozenset[str] | None, Callable[[Ask], Any]]] = {
 }
 """Every lie: (methods it applies to, None = any; the rewrite)."""
 
-RARE = {"slow-drip": 0.02, "huge-answer": 0.1, "nested-json": 0.3}
+RARE = {
+    "slow-drip": 0.02,
+    "huge-answer": 0.1,
+    "nested-json": 0.3,
+    "nested-value": 0.3,
+    "logs-flood": 0.2,
+}
 """Relative weight of the expensive lies (1.0 for every other)."""
 
 
