@@ -53,6 +53,7 @@ import dataclasses
 import hashlib
 import json
 import random
+import resource
 import tempfile
 import threading
 import time
@@ -812,6 +813,8 @@ class Result:
     allowed: Counter[str] = field(default_factory=Counter)
     delivered: Counter[str] = field(default_factory=Counter)
     problems: Counter[str] = field(default_factory=Counter)
+    peak_rss_mib: float = 0.0
+    """Peak resident memory of the harness process (sender, receivers, agent, liars)."""
     busy: Counter[str] = field(default_factory=Counter)
     """Seconds spent per kind of round (sender step, poll at a level, agent step)."""
 
@@ -828,6 +831,7 @@ class Result:
             "messages": self.messages,
             "commands": self.commands,
             "seconds": round(self.seconds, 1),
+            "peak_rss_mib": round(self.peak_rss_mib, 1),
             "lies": dict(self.lies),
             "violations": dict(self.violation_counts),
             "allowed": dict(self.allowed),
@@ -1271,4 +1275,5 @@ def run(
             h.round(rounds + extra, enqueue=False)
         h.finish()
         h.result.seconds = time.monotonic() - started
+        h.result.peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         return h.result

@@ -195,15 +195,15 @@ def render_adversary(outcome: Any, *, mode: str) -> str:
         "(counted as *allowed*) but never silently, and signed content never.",
         "",
         "| liars | seed | rounds | messages (delivered at complete) | commands (executed) "
-        "| lies | violations | time |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| lies | violations | time | peak RSS |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         lines.append(
             f"| {r.liars} of 3 | {r.seed} | {r.rounds:,} | {r.messages:,} "
             f"({r.delivered['complete']:,}) | {r.commands:,} "
             f"({r.delivered['commands executed']:,}) | {sum(r.lies.values()):,} | "
-            f"{len(r.violations):,} | {r.seconds:.0f} s |"
+            f"{len(r.violations):,} | {r.seconds:.0f} s | {r.peak_rss_mib:.0f} MiB |"
         )
     lines += ["", "Lies told, per kind:", "", "| lie | 1 of 3 | 2 of 3 |", "|---|---:|---:|"]
     for kind in sorted(set(lies[1]) | set(lies[2]) | set(adversary.LIES)):
