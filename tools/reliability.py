@@ -195,7 +195,7 @@ def render_adversary(outcome: Any, *, mode: str) -> str:
         "(counted as *allowed*) but never silently, and signed content never.",
         "",
         "| liars | seed | rounds | messages (delivered at complete) | commands (executed) "
-        "| lies | violations | time | peak RSS |",
+        "| lies | violations | time | peak RSS (process, so far) |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
