@@ -20,7 +20,7 @@ from lightpost.errors import LightpostError
 EXPECT_FIXED = False
 """Flip to True once issue 12's receiver, sender and transport fixes are merged."""
 
-SHORT_ROUNDS = 500
+SHORT_ROUNDS = 420
 """Rounds of the minority run (the full run: 10,000); the majority run does half."""
 
 _pending_fixes = pytest.mark.xfail(
@@ -62,7 +62,7 @@ def test_one_liar_of_three_bends_nothing_loses_nothing_crashes_nothing() -> None
 @_pending_fixes
 def test_two_colluding_liars_forge_nothing_and_never_pass_silently() -> None:
     result = adversary.run(
-        SHORT_ROUNDS // 2, liars=2, seed=13, max_drips=1, drain=50, progress=lambda _: None
+        SHORT_ROUNDS // 2, liars=2, seed=13, max_drips=0, drain=50, progress=lambda _: None
     )
     assert result.rounds >= SHORT_ROUNDS // 2
     assert not result.violations, _report(result)
