@@ -33,6 +33,8 @@ Invariants (a violation is recorded with its kind, seed and round):
 - ``sender-false-inclusion`` -- the sender recorded a transaction as included in a block
   that does not hold it; ``held-by-liar`` -- messages held (fee above cap) while the honest
   base fee is far below the cap;
+- ``stalled-level`` -- after the drain, a message on chain is not delivered at a level
+  below ``complete`` (or to the ``since`` subscription);
 - ``lost`` -- after the drain, a message on chain is not delivered at ``complete``, or an
   enqueued message never reached the chain, or a command on chain was never executed;
 - ``agent-early`` -- the agent executed a command above the finalized head;
@@ -144,6 +146,7 @@ MAJORITY_ALLOWED = frozenset(
         "spurious-retraction",
         "sender-false-inclusion",
         "held-by-liar",
+        "stalled-level",
         "agent-early",
         "agent-refused",
     }
@@ -1199,12 +1202,11 @@ class Harness:
     def settled(self) -> bool:
         self.truth.refresh()
         on_chain = set(self.truth.facts)
-        late = self.late is None or self.late[1].owed(self.truth) <= self.late[1].delivered
+        streams = [*self.levels.values(), *([self.late[1]] if self.late else [])]
         return (
             len(on_chain) >= self.enqueued
-            and on_chain <= self.levels[Level.COMPLETE].delivered
+            and all(state.owed(self.truth) <= state.delivered for state in streams)
             and len(self.executed) >= self.sent_commands
-            and late
         )
 
     def finish(self) -> None:
@@ -1218,18 +1220,14 @@ class Harness:
         twice = [s for s, n in self.truth.copies.items() if n > 1]
         if twice:
             self.violation("duplicate", f"seqs on chain more than once: {twice[:10]}")
-        undelivered = sorted(seqs - self.levels[Level.COMPLETE].delivered)
-        if undelivered:
-            self.violation(
-                "lost",
-                f"{len(undelivered)} on chain, not delivered at complete: {undelivered[:10]}",
-            )
+        streams = [(level.name.lower(), state) for level, state in self.levels.items()]
         if self.late is not None:
-            owed = sorted(self.late[1].owed(self.truth) - self.late[1].delivered)
-            if owed:
-                self.violation(
-                    "lost", f"{len(owed)} not delivered to the since subscription: {owed[:10]}"
-                )
+            streams.append(("the since subscription", self.late[1]))
+        for name, state in streams:
+            owed = sorted(state.owed(self.truth) - state.delivered)
+            if owed:  # at complete: lost; below: that level stalled for good
+                kind = "lost" if name == "complete" else "stalled-level"
+                self.violation(kind, f"{len(owed)} on chain, not delivered at {name}: {owed[:10]}")
         self.commands.refresh()
         never = sorted(set(range(1, self.sent_commands + 1)) - set(self.executed))
         if never:
