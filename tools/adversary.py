@@ -1061,7 +1061,7 @@ class Harness:
             for item in receiver.poll(Level.FINAL, since=since):
                 (delivered if isinstance(item, Delivered) else problems).append(item)
         finally:
-            self._check_poll(Level.FINAL, delivered, problems, state)
+            self._check_poll(Level.FINAL, delivered, problems, state, name="since")
 
     def _poll(self, level: Level) -> None:
         delivered: list[Delivered] = []
@@ -1078,8 +1078,11 @@ class Harness:
         delivered: list[Delivered],
         problems: list[Any],
         state: _Level | None = None,
+        *,
+        name: str = "",
     ) -> None:
         state = self.levels[level] if state is None else state
+        name = name or level.name.lower()
         honest = set(self.labels) - self.liar_labels
         for p in problems:
             kind = _kind(p)
@@ -1108,7 +1111,7 @@ class Harness:
         finalized = self.truth.finalized()
         silent = not problems
         for d in delivered:
-            self.result.delivered[level.name.lower()] += 1
+            self.result.delivered[name] += 1
             self._check_delivery(level, state, d, finalized, silent)
 
     def _check_delivery(
