@@ -219,3 +219,30 @@ def test_seeds_make_different_lies_and_a_seed_repeats_its_own() -> None:
     told = [repr(_liar(seed, ("altered",)).call("eth_getLogs", FLT)) for seed in range(10)]
     assert len(set(told)) > 1
     assert told[3] == repr(_liar(3, ("altered",)).call("eth_getLogs", FLT))
+
+
+def test_the_docs_section_counts_runs_lies_and_violations(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import reliability
+
+    one = adversary.Result(liars=1, seed=1, rounds=10, messages=3, seconds=2.0)
+    one.lies.update({"logs-hidden": 4, "error": 1})
+    one.delivered.update({"complete": 3})
+    one.violations.append(adversary.Violation("crash", 1, 7, "poll: RecursionError"))
+    two = adversary.Result(liars=2, seed=1, rounds=5, messages=2, seconds=1.0)
+    two.allowed.update({"false-finality": 2})
+    outcome = reliability.chain.Outcome("x", "y", "z", "w", False, 3.0, {"results": [one, two]})
+    monkeypatch.setattr(reliability, "machine", lambda: "test machine")
+    section = reliability.render_adversary(outcome, mode="test")
+    assert "| 1 of 3 | 1 | 10 | 3 (3) |" in section
+    assert "| logs-hidden | 4 | 0 |" in section and "| slow-drip | 0 | 0 |" in section
+    assert "| crash | 1 | 0 | 0 | 1 of 3, seed 1, round 7 |" in section
+    assert "| false-finality | 0 | 0 | 2 | - |" in section
+    doc = tmp_path / "benchmarks.md"
+    markers = (reliability.BEGIN, "keep", reliability.END, reliability.ADV_BEGIN, "STALE-ROWS")
+    doc.write_text("\n".join((*markers, reliability.ADV_END)) + "\n")
+    monkeypatch.setattr(reliability, "DOC", doc)
+    reliability.write_docs(None, section)
+    text = doc.read_text()
+    assert "keep" in text and "STALE-ROWS" not in text and "test machine" in text
