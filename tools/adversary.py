@@ -1098,7 +1098,9 @@ class Harness:
                     state.next_seq = p.seq  # a retracted message may be delivered again
                     state.delivered.discard(p.seq)
         self.truth.refresh()
-        ours = {f.block_number for f in self.truth.facts.values()}
+        self.commands.refresh()
+        facts = [*self.truth.facts.values(), *self.commands.facts.values()]
+        ours = {f.block_number for f in facts}  # blocks with a trusted post: proven rightly
         wasted = sorted((self.adversary.foreign & self.proven) - ours)
         if wasted:
             self.violation(

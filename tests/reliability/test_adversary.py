@@ -182,6 +182,7 @@ def _checker(liars: int) -> adversary.Harness:
     h.proven = set()
     facts = {s: adversary.Fact(b"m%d" % s, 10 + s, bytes([10 + s]) * 32, bytes(32)) for s in (0, 1)}
     h.truth = _Truth(facts, finalized=10)  # type: ignore[assignment]
+    h.commands = _Truth({}, finalized=10)  # type: ignore[assignment]
     return h
 
 
@@ -246,3 +247,12 @@ def test_the_docs_section_counts_runs_lies_and_violations(
     reliability.write_docs(None, section)
     text = doc.read_text()
     assert "keep" in text and "STALE-ROWS" not in text and "test machine" in text
+
+
+def test_proving_a_block_only_a_foreign_claim_names_is_flagged() -> None:
+    h = _checker(liars=1)
+    h.adversary.foreign.update({10, 50})  # block 10 holds a trusted post (seq 0), 50 does not
+    h.proven.update({10, 50})
+    h._check_poll(Level.COMPLETE, [], [])
+    assert [v.kind for v in h.result.violations] == ["foreign-claim-proven"]
+    assert "[50]" in h.result.violations[0].detail
