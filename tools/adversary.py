@@ -964,6 +964,7 @@ class Harness:
         self.stack.callback(self.agent.close)
         self.levels = {level: _Level() for level in LEVELS}
         self.checked_txs: set[int] = set()
+        self.watched: set[int] = set()
         self.enqueued = 0
 
     def _endpoints(self, url: str, *, metered: bool = False) -> list[Any]:
@@ -1188,8 +1189,16 @@ class Harness:
         store = self.sender.store
         if store.counts_by_state().get(State.HELD, 0):
             self.violation("held-by-liar", "messages held although the honest base fee is low")
-        for tx in store.pending_transactions():
-            if tx.included is None or tx.id in self.checked_txs:
+        # every transaction seen unfinished is checked once it names its block (also when
+        # it went from BROADCAST to FINAL in one step)
+        self.watched.update(tx.id for tx in store.pending_transactions())
+        for tx_id in sorted(self.watched - self.checked_txs):
+            try:
+                tx = store.transaction(tx_id)
+            except LightpostError:  # pruned
+                self.checked_txs.add(tx_id)
+                continue
+            if tx.included is None:
                 continue
             mined = tx.mined_hash or tx.tx_hash
             receipt = self.truth.receipt(mined)
