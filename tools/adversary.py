@@ -245,7 +245,7 @@ def _nested(a: Ask) -> Any:
     """A deeply nested JSON-like value handed over in-process (what a transport that parses
     iteratively could still return): code walking it recursively would crash."""
     value: Any = a.answer
-    for _ in range(NEST_DEPTH // 20):
+    for _ in range(NEST_DEPTH // 50):
         value = [value] if a.rng.random() < 0.5 else {"result": value}
     return value
 
