@@ -104,8 +104,11 @@ DRIP_S = 20.0
 DRIP_EVERY_S = 0.25
 """Pause between two bytes of a slow-drip answer (below any per-read timeout)."""
 
-NEST_DEPTH = 100_000
-"""Nesting depth of the nested-JSON lie (CPython's json recursion limit is ~1,000)."""
+NEST_DEPTH = 5_000
+"""Nesting depth of the nested-JSON lie: 5x CPython's default recursion limit (1,000), so
+the stdlib parser raises RecursionError. Not deeper: py_ecc raises the limit to 100,000 on
+import, and then json.loads of a 100,000-deep answer overflows the C stack -- a segfault
+that killed a whole test run (the transport must bound depth without recursing)."""
 
 FLOOD_LOGS = 20_000
 """Logs in the flood lie's answer."""
@@ -245,7 +248,7 @@ def _nested(a: Ask) -> Any:
     """A deeply nested JSON-like value handed over in-process (what a transport that parses
     iteratively could still return): code walking it recursively would crash."""
     value: Any = a.answer
-    for _ in range(NEST_DEPTH // 50):
+    for _ in range(NEST_DEPTH // 2):
         value = [value] if a.rng.random() < 0.5 else {"result": value}
     return value
 
