@@ -14,6 +14,10 @@ Scenarios (each runs against real anvil devnets, except the fuzzer):
 6. ``funds``     -- device balance 0: held, not lost; delivered once after funding.
 7. ``fuzz``      -- every decoder, >= 1,000,000 generated inputs each on all cores; crashes
    are exceptions other than lightpost's own error classes.
+8. ``adversary`` -- the randomized adversarial harness (issue 12, tools/adversary.py):
+   >= 10,000 rounds of sender steps and receiver polls with one lying endpoint of three,
+   plus runs with two colluding liars; invariant violations by kind, seed and round.
+   Its figures go to their own generated section of docs/benchmarks.md.
 
 Usage: python tools/reliability.py [--quick] [--only NAME] [--write-docs] [--json PATH]
 
@@ -35,6 +39,7 @@ import platform
 import signal
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -44,10 +49,12 @@ sys.path.insert(0, str(ROOT))  # the scenarios reuse the integration tests' help
 
 chain = importlib.import_module("reliability_chain")
 fuzzing = importlib.import_module("reliability_fuzz")
+adversary = importlib.import_module("adversary")
 reports = importlib.import_module("reports")
 
 DOC = ROOT / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- BEGIN GENERATED RELIABILITY -->", "<!-- END GENERATED RELIABILITY -->"
+ADV_BEGIN, ADV_END = "<!-- BEGIN GENERATED ADVERSARY -->", "<!-- END GENERATED ADVERSARY -->"
 
 FULL = {
     "sigkill": {"kills": 50, "messages": 1000},
@@ -57,8 +64,10 @@ FULL = {
     "endpoints": {"reps": 3, "messages": 10},
     "funds": {"runs": 10, "messages": 5},
     "fuzz": {"per_target": 1_000_000},
+    "adversary": {"rounds": 5_000, "seeds": 2, "majority_rounds": 1_500, "max_drips": 3},
 }
-"""Sizes of `make reliability` (issue 8's numbers; <= 25 min on the 2-core machine)."""
+"""Sizes of `make reliability` (issue 8's numbers, issue 12's >= 10,000 adversarial rounds
+with one liar; <= 35 min on the 2-core machine)."""
 
 QUICK = {
     "sigkill": {"kills": 5, "messages": 100},
@@ -68,6 +77,7 @@ QUICK = {
     "endpoints": {"reps": 1, "messages": 5},
     "funds": {"runs": 2, "messages": 3},
     "fuzz": {"per_target": 20_000},
+    "adversary": {"rounds": 300, "seeds": 1, "majority_rounds": 150, "max_drips": 1},
 }
 """Sizes of ``--quick`` (development)."""
 
@@ -82,6 +92,7 @@ SHORT_VERSIONS = {
     "funds": "tests/node/test_sender.py::test_insufficient_funds_* (scripted chain); "
     "tests/reliability/test_chain_scenarios.py::test_insufficient_funds_on_anvil",
     "fuzz": "tests/reliability/test_fuzz.py",
+    "adversary": "tests/reliability/test_adversary.py (EXPECT_FIXED switch)",
 }
 """Where each scenario's short version lives in `make test`."""
 
@@ -126,6 +137,103 @@ def run_fuzz(per_target: int, progress: Callable[[str], None]) -> Any:
     return outcome
 
 
+def run_adversary(
+    rounds: int, seeds: int, majority_rounds: int, max_drips: int, progress: Callable[[str], None]
+) -> Any:
+    """``seeds`` runs of ``rounds`` with one liar of three, then ``seeds`` runs of
+    ``majority_rounds`` with two colluding liars (seeds 1..n each)."""
+    started = time.monotonic()
+    results = []
+    for liars, size in ((1, rounds), (2, majority_rounds)):
+        for seed in range(1, seeds + 1):
+            r = adversary.run(size, liars=liars, seed=seed, max_drips=max_drips, progress=progress)
+            progress(
+                f"adversary: {liars} of 3 lying, seed {seed}: {r.rounds:,} rounds, "
+                f"{sum(r.lies.values()):,} lies, {len(r.violations)} violations "
+                f"{dict(r.violation_counts)}"
+            )
+            results.append(r)
+    minority = [r for r in results if r.liars == 1]
+    majority = [r for r in results if r.liars == 2]
+    violations = sum(len(r.violations) for r in results)
+    kinds = sum((r.violation_counts for r in results), Counter())
+    return chain.Outcome(
+        "Adversarial rounds: lying endpoints (1 of 3; 2 of 3 colluding) against sender and "
+        "receiver at every level",
+        f"{sum(r.rounds for r in minority):,} rounds with 1 liar, "
+        f"{sum(r.rounds for r in majority):,} with 2; "
+        f"{sum(r.messages for r in results):,} messages, "
+        f"{sum(r.commands for r in results):,} commands",
+        "invariant violations (see the adversary section)",
+        f"{violations} violations"
+        + (f" ({', '.join(f'{k} {n}' for k, n in kinds.most_common())})" if kinds else "")
+        + f"; {sum(sum(r.lies.values()) for r in results):,} lies told",
+        violations == 0,
+        time.monotonic() - started,
+        {"runs": [r.as_dict() for r in results], "results": results},
+    )
+
+
+def render_adversary(outcome: Any, *, mode: str) -> str:
+    """The generated adversary section of docs/benchmarks.md."""
+    results = outcome.details["results"]
+    date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    by = {n: [r for r in results if r.liars == n] for n in (1, 2)}
+    lies = {n: sum((r.lies for r in rs), Counter()) for n, rs in by.items()}
+    bad = {n: sum((r.violation_counts for r in rs), Counter()) for n, rs in by.items()}
+    allowed = {n: sum((r.allowed for r in rs), Counter()) for n, rs in by.items()}
+    lines = [
+        f"### Adversarial harness ({mode}; generated by `tools/reliability.py`)",
+        "",
+        f"Machine: {machine()}. Date: {date}. Run time: {outcome.seconds / 60:.1f} min.",
+        "",
+        "tools/adversary.py: one anvil, a sending and a receiving device, each with three",
+        "endpoints to it; one (or two colluding) wrapped by a seeded in-process liar that",
+        "rewrites answers of any method. A round is one `Sender.step`, one `Receiver.poll`",
+        "(signed, included, final, complete in turn), one step of the receiving device's",
+        "command agent, or one poll of a second subscription started with `since`; plus one",
+        "mined block. Truth is the honest anvil. The invariants are listed in the module",
+        "docstring of tools/adversary.py. With two liars, inclusion, finality, completeness",
+        "and liveness may be bent (counted as *allowed*) but never silently, and signed",
+        "content never.",
+        "",
+        "| liars | seed | rounds | messages (delivered at complete) | commands (executed) "
+        "| lies | violations | time | peak RSS (process, so far) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r.liars} of 3 | {r.seed} | {r.rounds:,} | {r.messages:,} "
+            f"({r.delivered['complete']:,}) | {r.commands:,} "
+            f"({r.delivered['commands executed']:,}) | {sum(r.lies.values()):,} | "
+            f"{len(r.violations):,} | {r.seconds:.0f} s | {r.peak_rss_mib:.0f} MiB |"
+        )
+    lines += ["", "Lies told, per kind:", "", "| lie | 1 of 3 | 2 of 3 |", "|---|---:|---:|"]
+    for kind in sorted(set(lies[1]) | set(lies[2]) | set(adversary.LIES)):
+        lines.append(f"| {kind} | {lies[1][kind]:,} | {lies[2][kind]:,} |")
+    lines += [
+        "",
+        "Invariant violations, per kind (allowed: what the adversary model concedes to a "
+        "majority; first occurrence as seed/round):",
+        "",
+        "| invariant | 1 of 3 | 2 of 3 | 2 of 3 allowed | first seen |",
+        "|---|---:|---:|---:|---|",
+    ]
+    first = {}
+    for r in results:
+        for v in r.violations:
+            first.setdefault(v.kind, f"{r.liars} of 3, seed {v.seed}, round {v.round}")
+    kinds = sorted(set(bad[1]) | set(bad[2]) | set(allowed[2]))
+    for kind in kinds:
+        lines.append(
+            f"| {kind} | {bad[1][kind]:,} | {bad[2][kind]:,} | {allowed[2][kind]:,} | "
+            f"{first.get(kind, '-')} |"
+        )
+    if not kinds:
+        lines.append("| (none) | 0 | 0 | 0 | - |")
+    return "\n".join(lines)
+
+
 def run(name: str, sizes: dict[str, Any], progress: Callable[[str], None]) -> Any:
     if name == "sigkill":
         return chain.sigkill(progress=progress, **sizes)
@@ -141,6 +249,8 @@ def run(name: str, sizes: dict[str, Any], progress: Callable[[str], None]) -> An
         return chain.funds(progress=progress, **sizes)
     if name == "fuzz":
         return run_fuzz(progress=progress, **sizes)
+    if name == "adversary":
+        return run_adversary(progress=progress, **sizes)
     raise SystemExit(f"unknown scenario {name!r}; one of {', '.join(SCENARIOS)}")
 
 
@@ -169,6 +279,8 @@ def render(outcomes: list[Any], *, mode: str, total_s: float) -> str:
     ]
     for name, o in outcomes:
         verdict = "" if o.ok else " **FAILED**"
+        if name == "adversary":
+            verdict += " (details: the adversarial harness section)"
         lines.append(
             f"| {o.scenario} | {o.runs} | {o.counted} | {o.result}{verdict} | "
             f"{o.seconds:.0f} s | {SHORT_VERSIONS[name]} |"
@@ -208,9 +320,13 @@ def render(outcomes: list[Any], *, mode: str, total_s: float) -> str:
     return "\n".join(lines)
 
 
-def write_docs(section: str) -> None:
-    """Put ``section`` between the reliability markers of docs/benchmarks.md."""
-    reports.write_section(DOC, section, BEGIN, END)
+def write_docs(section: str | None, adversary_section: str | None = None) -> None:
+    """Put ``section`` between the reliability markers of docs/benchmarks.md, and the
+    adversary section between its own (each only when its scenarios ran)."""
+    if section is not None:
+        reports.write_section(DOC, section, BEGIN, END)
+    if adversary_section is not None:
+        reports.write_section(DOC, adversary_section, ADV_BEGIN, ADV_END)
 
 
 def reproduce(spec: str) -> int:
@@ -256,12 +372,19 @@ def main(argv: list[str] | None = None) -> int:
         mode += f", only `{args.only}`"
     section = render(outcomes, mode=mode, total_s=total)
     print("\n" + section + "\n")
+    adv = [o for n, o in outcomes if n == "adversary" and "results" in o.details]
+    adversary_section = render_adversary(adv[0], mode=mode) if adv else None
+    if adversary_section:
+        print(adversary_section + "\n")
+    for _, o in outcomes:
+        o.details.pop("results", None)  # the dataclasses; "runs" has them as plain data
     if args.json:
         args.json.write_text(
             json.dumps([dataclasses.asdict(o) for _, o in outcomes], indent=2, default=str)
         )
     if args.write_docs:
-        write_docs(section)
+        only_adversary = args.only == "adversary"
+        write_docs(None if only_adversary else section, adversary_section)
         print(f"wrote {DOC.relative_to(ROOT)}")
     failed = [n for n, o in outcomes if not o.ok]
     for n, o in outcomes:

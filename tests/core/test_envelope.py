@@ -9,6 +9,7 @@ import random
 import re
 import struct
 import sys
+import tracemalloc
 import zlib
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,8 @@ from lightpost.core.envelope import (
     FORMAT_VERSION,
     FORMAT_VERSION_DEFLATED,
     MAX_MESSAGE_BYTES,
+    MAX_PARTIAL_BYTES,
+    MAX_POST_INFLATED_BYTES,
     MIN_POST_BYTES,
     POST_HEADER_SIZE,
     RECORD_OVERHEAD,
@@ -591,8 +594,12 @@ def test_deflated_post_decoding_errors() -> None:
     assert reject(raw_post(deflate(b""), version=2), "no records").offset == 66
     assert reject(raw_post(deflate(raw_record())[:-2], version=2), "truncated deflate").offset
     assert reject(raw_post(deflate(raw_record()) + b"x", version=2), "after the deflate stream")
-    bomb = deflate(raw_record(payload=bytes(MAX_MESSAGE_BYTES)))
-    assert reject(raw_post(bomb, version=2), "exceeds")
+    # A body of one maximal message inflates past MAX_MESSAGE_BYTES and is still legal (the
+    # packer builds it); past the per-post budget it is refused.
+    legal = deflate(raw_record(payload=bytes(MAX_MESSAGE_BYTES)))
+    assert decode_post(raw_post(legal, version=2)).inflated_bytes == MAX_MESSAGE_BYTES + 22
+    bomb = deflate(raw_record(payload=bytes(MAX_POST_INFLATED_BYTES)))
+    assert reject(raw_post(bomb, version=2), "budget")
     inner = reject(raw_post(deflate(raw_record() + b"\x00" * 5), version=2), "trailing bytes")
     assert inner.offset == len(raw_record())  # counted in the inflated record sequence
 
@@ -773,6 +780,26 @@ def test_buffered_chunk_bytes_are_capped() -> None:
     assert r.pending() == ()
 
 
+def test_unfinished_messages_of_a_stream_are_bounded_in_bytes() -> None:
+    """A (compromised) sender opening partial messages at many seqs cannot make the
+    receiver hold more than MAX_PARTIAL_BYTES of chunks for its stream."""
+    piece = bytes(1024 * 1024)
+    r = Reassembler()
+    opened = 0
+    with pytest.raises(DecodingError, match="unfinished messages"):
+        for seq in range(100):
+            chunk = Chunk(index=0, count=2, content_hash=bytes(32))
+            r.add(Record(seq=seq, timestamp=T0, content_type=0, payload=piece, chunk=chunk))
+            opened += 1
+    assert opened == MAX_PARTIAL_BYTES // len(piece)
+    assert r.held_bytes() == MAX_PARTIAL_BYTES
+    r.discard(0)
+    assert r.held_bytes() == MAX_PARTIAL_BYTES - len(piece)
+    finished = _chunks(PAYLOAD, seq=1000)  # room again: a whole message goes through
+    assert [r.add(c) for c in finished][-1] is not None
+    assert r.held_bytes() == MAX_PARTIAL_BYTES - len(piece)
+
+
 def test_reassembler_discard_and_unchunked_passthrough() -> None:
     r = Reassembler()
     chunks = _chunks(PAYLOAD)
@@ -899,3 +926,92 @@ def test_version_2_keeps_each_record_with_its_own_payload() -> None:
     (post,) = pack_messages(CHANNEL, None, msgs, max_post_bytes=2000)
     assert post.deflated
     assert [message_from_record(r) for r in decode_post(encode_post(post)).records] == msgs
+
+
+# --- inflation budget: one inflate per record, a budget per post --------------------------
+
+_BOMB_RECORDS = 16
+"""Records in the test bomb: enough to cost 64 MiB on the old decoder, little on this one."""
+
+
+def _bomb_post() -> bytes:
+    """A ~4 KB version-2 post whose compressed records each inflate to 4 MiB (the issue's
+    compromised-sender bomb, with 16 records instead of a thousand)."""
+    record = raw_record(flags=FLAG_COMPRESSED, payload=deflate(bytes(MAX_MESSAGE_BYTES)))
+    return raw_post(deflate(record * _BOMB_RECORDS), version=2)
+
+
+def test_inflation_bomb_is_refused_with_bounded_peak_memory() -> None:
+    bomb = _bomb_post()
+    assert len(bomb) < 9_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(DecodingError, match="budget"):
+            post = decode_post(bomb)
+            [message_from_record(r) for r in post.records]  # what a receiver then does
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # One record in flight plus the budget: far below the 16 x 4 MiB the bomb asks for.
+    assert peak < MAX_POST_INFLATED_BYTES + 2 * MAX_MESSAGE_BYTES
+
+
+def test_each_record_is_inflated_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    real = env._inflate
+
+    def counting(data: bytes, **kwargs: Any) -> bytes:
+        calls.append(len(data))
+        return real(data, **kwargs)
+
+    monkeypatch.setattr(env, "_inflate", counting)
+    stream = deflate(b"meter reading 42; " * 50)
+    wire = raw_post(*(raw_record(seq=i, flags=FLAG_COMPRESSED, payload=stream) for i in (1, 2)))
+    post = decode_post(wire)
+    messages = [message_from_record(r) for r in post.records]
+    assert [m.payload for m in messages] == [b"meter reading 42; " * 50] * 2
+    assert len(calls) == 2
+    assert post.inflated_bytes == 2 * 900
+
+
+def test_budget_counts_body_and_records_and_can_be_lowered() -> None:
+    stream = deflate(bytes(1000))
+    inner = raw_record(flags=FLAG_COMPRESSED, payload=stream)
+    wire = raw_post(deflate(inner), version=2)
+    assert decode_post(wire).inflated_bytes == len(inner) + 1000
+    assert decode_post(wire, max_inflated=len(inner) + 1000).inflated_bytes == len(inner) + 1000
+    with pytest.raises(DecodingError, match="budget of 1000 bytes"):
+        decode_post(wire, max_inflated=1000)  # the record no longer fits
+    with pytest.raises(DecodingError, match="budget of 10 bytes"):
+        decode_post(wire, max_inflated=10)  # the body alone does not fit
+    assert decode_post(raw_post(raw_record())).inflated_bytes == 0
+    with pytest.raises(EnvelopeError):
+        decode_post(wire, max_inflated=MAX_POST_INFLATED_BYTES + 1)
+
+
+def test_inflated_is_only_for_compressed_unchunked_records() -> None:
+    with pytest.raises(EnvelopeError, match="inflated"):
+        Record(seq=1, timestamp=T0, content_type=0, payload=b"x", inflated=b"x")
+    chunk = Chunk(index=0, count=2, content_hash=bytes(32))
+    with pytest.raises(EnvelopeError, match="inflated"):
+        Record(
+            seq=1,
+            timestamp=T0,
+            content_type=0,
+            payload=b"x",
+            compressed=True,
+            chunk=chunk,
+            inflated=b"x",
+        )
+
+
+def test_packer_never_builds_a_post_over_the_budget() -> None:
+    big = [
+        Message(seq=i, timestamp=T0, content_type=0, payload=bytes(MAX_MESSAGE_BYTES))
+        for i in (1, 2)
+    ]
+    posts = pack_messages(CHANNEL, None, big, max_post_bytes=120_000)
+    assert len(posts) == 2  # each alone fits the wire budget; together they inflate too much
+    decoded = [decode_post(encode_post(p)) for p in posts]
+    assert all(p.inflated_bytes <= MAX_POST_INFLATED_BYTES for p in decoded)
+    assert [message_from_record(r) for p in decoded for r in p.records] == big

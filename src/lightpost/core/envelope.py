@@ -40,7 +40,7 @@ import enum
 import struct
 import zlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from lightpost.core.gas import calldata_tokens, gas_used
 from lightpost.core.hashing import keccak256
@@ -63,6 +63,8 @@ __all__ = [
     "KNOWN_FLAGS",
     "MAGIC",
     "MAX_MESSAGE_BYTES",
+    "MAX_PARTIAL_BYTES",
+    "MAX_POST_INFLATED_BYTES",
     "MIN_POST_BYTES",
     "POST_HEADER_SIZE",
     "RECORD_OVERHEAD",
@@ -148,6 +150,21 @@ MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 """Largest payload (wire, decompressed or reassembled) a decoder accepts. Caps memory against
 decompression bombs and chunk floods; 4 MiB of nonzero calldata costs ~168M gas (EIP-7623
 floor: 40 gas per nonzero byte), i.e. several full blocks -- far beyond any IoT message."""
+
+TX_POOL_MAX_BYTES = 4 * 32 * 1024
+"""128 KiB: the largest transaction geth/reth txpools accept (txMaxSize), hence the largest
+post a sender can get mined through the public pool."""
+
+MAX_POST_INFLATED_BYTES = MAX_MESSAGE_BYTES + TX_POOL_MAX_BYTES
+"""Budget of bytes that decoding ONE post may inflate (the version-2 body plus every
+compressed unchunked record, each inflated once). The largest post :func:`pack_messages`
+builds is one maximal message plus a pool-sized post of other records; a 9 KB post of
+records that each inflate to 4 MiB is refused here instead of costing gigabytes."""
+
+MAX_PARTIAL_BYTES = 2 * MAX_MESSAGE_BYTES
+"""Chunk bytes one :class:`Reassembler` (one sender's stream) holds for all its unfinished
+messages together. The sender signs a message's chunks in order, so a stream has one, at
+most two, partial messages; without this a sender could open partials at many seqs."""
 
 DEFLATE_LEVEL = 9
 """zlib level 9: best ratio; the device pays gas per byte, CPU time is cheap by comparison."""
@@ -268,6 +285,9 @@ class Record:
     payload: bytes
     compressed: bool = False
     chunk: Chunk | None = None
+    inflated: bytes | None = field(default=None, compare=False, repr=False)
+    """Set by :func:`decode_post` for a compressed unchunked record: its payload inflated
+    (once, within the post's budget), so that :func:`message_from_record` need not again."""
 
     def __post_init__(self) -> None:
         _check_uint("seq", self.seq, _U64_MAX)
@@ -278,6 +298,10 @@ class Record:
             raise EnvelopeError("compressed must be a bool")
         if self.chunk is not None and not isinstance(self.chunk, Chunk):
             raise EnvelopeError("chunk must be a Chunk or None")
+        if self.inflated is not None:
+            _check_bytes("inflated", self.inflated)
+            if not self.compressed or self.chunk is not None:
+                raise EnvelopeError("only a compressed unchunked record has an inflated payload")
 
     @property
     def flags(self) -> int:
@@ -296,6 +320,9 @@ class Post:
     recipient: bytes | None
     records: tuple[Record, ...]
     deflated: bool = False
+    inflated_bytes: int = field(default=0, compare=False)
+    """Bytes :func:`decode_post` inflated for this post (0 for a post built locally): what a
+    receiver charges against its per-poll budget."""
 
     def __post_init__(self) -> None:
         _check_bytes("channel", self.channel, size=CHANNEL_ID_SIZE)
@@ -313,6 +340,7 @@ class Post:
         object.__setattr__(self, "records", records)
         if not isinstance(self.deflated, bool):
             raise EnvelopeError("deflated must be a bool")
+        _check_uint("inflated_bytes", self.inflated_bytes, _U64_MAX)
 
 
 # --- encoding ---------------------------------------------------------------------------
@@ -381,15 +409,16 @@ def choose_compression(payload: bytes) -> tuple[bytes, bool]:
     return payload, False
 
 
-def _inflate(data: bytes, *, limit: int, offset: int | None) -> bytes:
-    """Strict raw-DEFLATE decoding with an output cap (decompression-bomb guard)."""
+def _inflate(data: bytes, *, limit: int, offset: int | None, too_big: str = "") -> bytes:
+    """Strict raw-DEFLATE decoding with an output cap (decompression-bomb guard); past
+    ``limit`` the error says ``too_big`` (default: the payload exceeds ``limit``)."""
     inflater = zlib.decompressobj(DEFLATE_WBITS)
     try:
         out = inflater.decompress(data, limit + 1)
     except zlib.error as exc:
         raise DecodingError(_WHAT, f"invalid deflate stream ({exc})", offset) from None
     if len(out) > limit:
-        raise DecodingError(_WHAT, f"decompressed payload exceeds {limit} bytes", offset)
+        raise DecodingError(_WHAT, too_big or f"decompressed payload exceeds {limit} bytes", offset)
     if not inflater.eof:
         raise DecodingError(_WHAT, "truncated deflate stream", offset)
     if inflater.unused_data:
@@ -409,7 +438,13 @@ def _need(data: bytes, offset: int, size: int, what: str) -> None:
         )
 
 
-def _decode_record(data: bytes, offset: int) -> tuple[Record, int]:
+def _over_budget(budget: int) -> str:
+    return f"post inflates to more than its budget of {budget} bytes"
+
+
+def _decode_record(data: bytes, offset: int, *, room: int, budget: int) -> tuple[Record, int]:
+    """One record at ``offset``; a compressed unchunked payload is inflated here, once, into
+    at most ``room`` bytes (what is left of the post's ``budget``)."""
     _need(data, offset, _RECORD_HEAD.size, "record header")
     seq, timestamp, content_type, flags = _RECORD_HEAD.unpack_from(data, offset)
     flags_offset = offset + _RECORD_HEAD.size - 1
@@ -443,9 +478,13 @@ def _decode_record(data: bytes, offset: int) -> tuple[Record, int]:
         )
     payload = data[offset : offset + length]
     compressed = bool(flags & FLAG_COMPRESSED)
+    inflated = None
     if compressed and chunk is None:
-        # Validate now so that a decoded post always yields its unchunked messages.
-        _inflate(payload, limit=MAX_MESSAGE_BYTES, offset=offset)
+        # Inflate now (validates, and a decoded post always yields its unchunked messages).
+        if room < MAX_MESSAGE_BYTES:
+            inflated = _inflate(payload, limit=room, offset=offset, too_big=_over_budget(budget))
+        else:
+            inflated = _inflate(payload, limit=MAX_MESSAGE_BYTES, offset=offset)
     record = Record(
         seq=seq,
         timestamp=timestamp,
@@ -453,18 +492,22 @@ def _decode_record(data: bytes, offset: int) -> tuple[Record, int]:
         payload=payload,
         compressed=compressed,
         chunk=chunk,
+        inflated=inflated,
     )
     return record, offset + length
 
 
-def decode_post(data: bytes) -> Post:
+def decode_post(data: bytes, *, max_inflated: int = MAX_POST_INFLATED_BYTES) -> Post:
     """Strictly decode calldata into a :class:`Post`; raise :class:`DecodingError` otherwise.
 
     Rejected: truncation anywhere, nonzero high bytes in the recipient word, wrong magic,
     unknown version, unknown or reserved flags, chunk index/count out of range, payloads over
     :data:`MAX_MESSAGE_BYTES`, invalid or oversized DEFLATE in unchunked records, trailing
-    bytes that do not form a record, and posts without records.
+    bytes that do not form a record, posts without records, and posts that inflate to more
+    than ``max_inflated`` bytes in all (version-2 body plus compressed records; a receiver
+    passes less to keep a per-poll budget and charges :attr:`Post.inflated_bytes`).
     """
+    _check_uint("max_inflated", max_inflated, MAX_POST_INFLATED_BYTES)
     data = bytes(data)
     _need(data, 0, POST_HEADER_SIZE, "post header")
     channel = data[:CHANNEL_ID_SIZE]
@@ -486,10 +529,13 @@ def decode_post(data: bytes) -> Post:
     offset = POST_HEADER_SIZE
     if offset == len(data):
         raise DecodingError(_WHAT, "post has no records", offset)
+    spent = 0
     if deflated:
         # Offsets in errors below count in the inflated record sequence.
-        data = _inflate(data[offset:], limit=MAX_MESSAGE_BYTES, offset=offset)
-        offset = 0
+        data = _inflate(
+            data[offset:], limit=max_inflated, offset=offset, too_big=_over_budget(max_inflated)
+        )
+        spent, offset = len(data), 0
         if not data:
             raise DecodingError(_WHAT, "deflated post has no records", POST_HEADER_SIZE)
     records = []
@@ -498,9 +544,18 @@ def decode_post(data: bytes) -> Post:
             raise DecodingError(
                 _WHAT, f"{len(data) - offset} trailing bytes do not form a record", offset
             )
-        record, offset = _decode_record(data, offset)
+        record, offset = _decode_record(
+            data, offset, room=max_inflated - spent, budget=max_inflated
+        )
+        spent += len(record.inflated or b"")
         records.append(record)
-    return Post(channel=channel, recipient=recipient, records=tuple(records), deflated=deflated)
+    return Post(
+        channel=channel,
+        recipient=recipient,
+        records=tuple(records),
+        deflated=deflated,
+        inflated_bytes=spent,
+    )
 
 
 # --- messages <-> records ----------------------------------------------------------------
@@ -549,7 +604,9 @@ def message_from_record(record: Record) -> Message:
     if record.chunk is not None:
         raise EnvelopeError("a chunk record needs a Reassembler")
     payload = record.payload
-    if record.compressed:
+    if record.inflated is not None:
+        payload = record.inflated  # inflated once already, by decode_post
+    elif record.compressed:
         payload = _inflate(payload, limit=MAX_MESSAGE_BYTES, offset=None)
     return Message(
         seq=record.seq,
@@ -569,7 +626,9 @@ def pack_messages(
     """Batch ``messages`` (in order) into posts of at most ``max_post_bytes`` encoded bytes.
 
     Records are appended greedily to the current post; a message whose record would not fit
-    an empty post is chunked so that every chunk but the last fills a whole post. Choose
+    an empty post is chunked so that every chunk but the last fills a whole post. A post
+    also never inflates to more than :data:`MAX_POST_INFLATED_BYTES` (what decoders accept),
+    counting each record as it sits in a version-2 body (its payload uncompressed). Choose
     ``max_post_bytes`` from a gas budget with :func:`lightpost.core.gas.max_payload_bytes`.
     """
     _check_uint("max_post_bytes", max_post_bytes, _U64_MAX)
@@ -580,17 +639,19 @@ def pack_messages(
     capacity = max_post_bytes - POST_HEADER_SIZE
     posts: list[Post] = []
     current: list[tuple[Record, bytes]] = []  # each record with its message's payload
-    used = 0
+    used = inflated = 0
     for message in messages:
         if not isinstance(message, Message):
             raise EnvelopeError(f"messages must be Message, got {type(message).__name__}")
         for record in records_for_message(message, max_record_bytes=capacity):
             size = record_size(record)
-            if current and used + size > capacity:
+            grows = size if record.chunk is not None else RECORD_OVERHEAD + len(message.payload)
+            if current and (used + size > capacity or inflated + grows > MAX_POST_INFLATED_BYTES):
                 posts.append(_cheaper_version(channel, recipient, current, max_post_bytes))
-                current, used = [], 0
+                current, used, inflated = [], 0, 0
             current.append((record, message.payload))
             used += size
+            inflated += grows
     if current:
         posts.append(_cheaper_version(channel, recipient, current, max_post_bytes))
     return posts
@@ -653,9 +714,17 @@ class Reassembler:
     is forgotten: replay detection belongs to the receiver's sequence tracking.
     """
 
-    def __init__(self, *, max_message_bytes: int = MAX_MESSAGE_BYTES) -> None:
+    def __init__(
+        self,
+        *,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
+        max_partial_bytes: int = MAX_PARTIAL_BYTES,
+    ) -> None:
         _check_uint("max_message_bytes", max_message_bytes, MAX_MESSAGE_BYTES)
+        _check_uint("max_partial_bytes", max_partial_bytes, MAX_PARTIAL_BYTES)
         self._max = max_message_bytes
+        self._max_held = max_partial_bytes
+        self._held = 0
         self._partials: dict[int, _Partial] = {}
 
     def pending(self) -> tuple[int, ...]:
@@ -669,9 +738,15 @@ class Reassembler:
             return ()
         return tuple(i for i in range(partial.count) if i not in partial.pieces)
 
+    def held_bytes(self) -> int:
+        """Chunk bytes held for all unfinished messages (at most ``max_partial_bytes``)."""
+        return self._held
+
     def discard(self, seq: int) -> None:
         """Forget the chunks held for ``seq`` (e.g. after a timeout chosen by the caller)."""
-        self._partials.pop(seq, None)
+        partial = self._partials.pop(seq, None)
+        if partial is not None:
+            self._held -= partial.size
 
     def add(self, record: Record) -> Message | None:
         """Feed one record; return the completed message or ``None``."""
@@ -698,16 +773,24 @@ class Reassembler:
                 )
             return None
         if partial.size + len(record.payload) > self._max:
-            self._partials.pop(record.seq, None)
+            self.discard(record.seq)
             raise DecodingError(
                 _WHAT, f"seq {record.seq}: chunks exceed {self._max} bytes; message dropped"
             )
+        if self._held + len(record.payload) > self._max_held:
+            self.discard(record.seq)
+            raise DecodingError(
+                _WHAT,
+                f"seq {record.seq}: unfinished messages of this stream exceed "
+                f"{self._max_held} bytes; message dropped",
+            )
         partial.pieces[chunk.index] = record.payload
         partial.size += len(record.payload)
+        self._held += len(record.payload)
         self._partials[record.seq] = partial
         if len(partial.pieces) < partial.count:
             return None
-        del self._partials[record.seq]
+        self.discard(record.seq)
         return self._complete(partial)
 
     @staticmethod
