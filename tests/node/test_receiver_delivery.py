@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from lightpost.core.envelope import Chunk, Post, Record, channel_id, encode_post
+from lightpost.core.envelope import (
+    MAX_PARTIAL_BYTES,
+    Chunk,
+    Post,
+    Record,
+    channel_id,
+    encode_post,
+)
 from lightpost.core.levels import Delivered, Level
 from lightpost.core.verify import Problem
 from lightpost.node.receiver_delivery import PARTIAL_BYTES, DeliveryMixin, ProvenPost, Stream
@@ -33,7 +40,7 @@ class Harness(DeliveryMixin):
         self._held_total = self._partial_total = self._inflated = 0
 
 
-def _first_chunk(seq: int, block: int) -> ProvenPost:
+def _first_chunk(seq: int, block: int, sender: bytes = SENDER) -> ProvenPost:
     record = Record(
         seq=seq,
         timestamp=seq,
@@ -43,7 +50,7 @@ def _first_chunk(seq: int, block: int) -> ProvenPost:
     )
     calldata = encode_post(Post(channel=CHANNEL, recipient=None, records=(record,)))
     return ProvenPost(
-        sender=SENDER,
+        sender=sender,
         channel=CHANNEL,
         calldata=calldata,
         index=seq + 1,
@@ -55,17 +62,54 @@ def _first_chunk(seq: int, block: int) -> ProvenPost:
     )
 
 
+SENDERS = tuple(bytes([0xA0 + i]) * 20 for i in range(4))
+"""Trusted senders of the global-budget test: each stays under its stream's own cap
+(envelope.MAX_PARTIAL_BYTES), together they pass the receiver's PARTIAL_BYTES."""
+
+PER_SENDER = MAX_PARTIAL_BYTES // PIECE - 3
+"""First chunks per sender: under the per-stream cap, 4 x this is over PARTIAL_BYTES."""
+
+
 def test_partial_messages_are_bounded_in_bytes_and_hold_the_cursor() -> None:
-    """A trusted sender's first chunks that never complete: past PARTIAL_BYTES they are
-    refused (over-budget), not kept; the first refused block holds the cursor."""
+    """Trusted senders' first chunks that never complete: past PARTIAL_BYTES (over all
+    streams) they are refused (over-budget), not kept; the first refused block holds the
+    refusing stream's cursor, and the partial messages still hold theirs."""
     harness = Harness()
-    count = PARTIAL_BYTES // PIECE + 4
+    harness.policies = {CHANNEL: frozenset(SENDERS)}
+    posts = [
+        _first_chunk(seq, 100 + 10 * n + seq, sender)
+        for n, sender in enumerate(SENDERS)
+        for seq in range(PER_SENDER)
+    ]
+    assert len(posts) * PIECE > PARTIAL_BYTES
+    out: list[Delivered | Problem] = list(harness._deliver("sub", Level.FINAL, posts))
+    assert not [o for o in out if isinstance(o, Delivered)]
+    assert {o.kind for o in out if isinstance(o, Problem)} == {"over-budget"}
+    refused = [o for o in out if isinstance(o, Problem)]
+    kept = PARTIAL_BYTES // PIECE  # pieces that fit, in delivery order
+    assert [(p.sender, p.seq) for p in refused] == [
+        (post.sender, seq)
+        for post, seq in [(p, p.index - 1) for p in posts[kept:] if p.index is not None]
+    ]
+    assert harness._partial_total <= PARTIAL_BYTES
+    first_refused = posts[kept]
+    stream = harness._stream("sub", first_refused.sender, CHANNEL)
+    assert stream.refused_block == first_refused.block_number
+    assert harness._stream("sub", SENDERS[0], CHANNEL).hold_block() == 100
+
+
+def test_one_streams_partial_messages_are_capped_by_the_reassembler() -> None:
+    """One sender alone cannot open partial messages past its stream's cap
+    (envelope.MAX_PARTIAL_BYTES: a sender signs chunks in order, so more is a protocol
+    violation): the excess is undecodable and dropped, the total stays under the cap."""
+    harness = Harness()
+    count = MAX_PARTIAL_BYTES // PIECE + 3
     posts = [_first_chunk(seq, 100 + seq) for seq in range(count)]
     out: list[Delivered | Problem] = list(harness._deliver("sub", Level.FINAL, posts))
     assert not [o for o in out if isinstance(o, Delivered)]
-    refused = [o for o in out if isinstance(o, Problem) and o.kind == "over-budget"]
-    assert [p.seq for p in refused] == list(range(PARTIAL_BYTES // PIECE, count))
-    assert harness._partial_total <= PARTIAL_BYTES
+    dropped = [o for o in out if isinstance(o, Problem)]
+    assert [p.kind for p in dropped] == ["undecodable"] * 3
+    assert [p.seq for p in dropped] == list(range(MAX_PARTIAL_BYTES // PIECE, count))
     stream = harness._stream("sub", SENDER, CHANNEL)
-    assert stream.refused_block == 100 + PARTIAL_BYTES // PIECE
-    assert stream.hold_block() == 100  # the first partial message still holds the cursor
+    assert stream.reassembler.held_bytes() <= MAX_PARTIAL_BYTES
+    assert harness._partial_total == stream.reassembler.held_bytes()

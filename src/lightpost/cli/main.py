@@ -87,7 +87,8 @@ HANDLERS = {
 PLUGIN_GROUP = "lightpost.commands"
 """Entry-point group through which other distributions add sub-commands. The operator
 tools (lightpost-operator: `devnet`, `demo`, and the controller's `command`) are not part
-of the device core; they register here. Each entry point is a function ``add(subparsers) -> "module:function"``."""
+of the device core; they register here. Each entry point is a function
+``add(subparsers) -> "module:function"``."""
 
 OPERATOR_COMMANDS = ("devnet", "demo", "command")
 """Sub-commands that come with lightpost-operator; named so a device install can say how

@@ -181,11 +181,13 @@ class ChannelMixin:
         start: int,
         head: Side,
     ) -> Iterator[Delivered | Problem]:
-        if start > head.number or not self._followed(channels, sender):
-            if level == Level.COMPLETE:
-                yield from self._complete_only(sub, channels, sender, start, head, [], head.number)
-            else:
-                self._finish(sub, max(start - 1, head.number))
+        if start > head.number:
+            # Nothing new up to the head (or `since` above it): remember the start; a
+            # stream still to be proven complete holds the cursor at or below the head.
+            self._finish(sub, start - 1)
+            return
+        if not self._followed(channels, sender):
+            self._finish(sub, head.number)
             return
         found = self._get_logs(start, head.number, channels, sender)
         yield from found.problems
