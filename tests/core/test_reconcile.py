@@ -18,6 +18,7 @@ from lightpost.core.reconcile import (
     claim_violation,
     cursor_after,
     dissent,
+    finality_dissent,
     follows,
     pick_direct,
     reconcile_block,
@@ -278,3 +279,29 @@ def test_pick_direct() -> None:
     )
     assert wrong_chain.picked == ()
     assert {p.kind for p in wrong_chain.problems} == {ProblemKind.PROOF_FAILURE}
+
+
+FINALITY = [
+    # (quorum height, each endpoint's finalized height, delivered block, endpoints named)
+    (10, {"rpc#0": 10, "rpc#1": 10, "rpc#2": 10}, 9, None),  # all agree
+    (10, {"rpc#0": 10, "rpc#1": 10, "rpc#2": 9}, 9, None),  # final by every answer
+    (10, {"rpc#0": 10, "rpc#1": 10, "rpc#2": 9}, 10, ("rpc#0", "rpc#1", "rpc#2")),
+    (10, {"rpc#0": 10, "rpc#1": 10}, 10, None),  # rpc#2 did not answer: nothing to see
+    (10, {"rpc#0": 12, "rpc#1": 10, "rpc#2": 4}, 7, ("rpc#0", "rpc#1", "rpc#2")),
+    (10, {"rpc#0": 10, "rpc#1": 10, "rpc#2": 9}, 11, None),  # above the height: not ours
+]
+
+
+@pytest.mark.parametrize(("height", "readings", "block", "named"), FINALITY)
+def test_finality_dissent(
+    height: int, readings: dict[str, int], block: int, named: tuple[str, ...] | None
+) -> None:
+    problem = finality_dissent(height, readings, block)
+    if named is None:
+        assert problem is None
+        return
+    assert problem is not None and problem.kind == ProblemKind.DISAGREEMENT
+    assert problem.endpoints == named and problem.block_number == block
+    for label, h in readings.items():
+        if h < block:
+            assert f"{label} says {h}" in problem.details

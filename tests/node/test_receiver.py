@@ -248,3 +248,27 @@ def test_complete_proves_every_stream_with_one_eth_get_proof(block: Block, tmp_p
     ]
     assert [o for o in out if isinstance(o, Problem)] == []
     assert sum(ep.calls.count("eth_getProof") for ep in eps) == 1
+
+
+@pytest.mark.parametrize("level", [Level.FINAL, Level.COMPLETE])
+def test_a_block_final_only_by_the_majority_is_never_silent(
+    block: Block, tmp_path: Path, level: Level
+) -> None:
+    """Two endpoints call the posts' block N finalized, one says N - 1 (an honest lag or a
+    lying majority look the same): the quorum's height is used -- the posts are delivered
+    -- but never silently: one disagreement names both sides, before the deliveries."""
+    n = block.header.number
+
+    def behind(method: str, params: Sequence[Any], answer: Any) -> Any:
+        if method == "eth_getBlockByNumber" and params[0] == "finalized":
+            answer = dict(answer, number=hex(n - 1))
+        return answer
+
+    eps = [ScriptedEndpoint(f"rpc#{i}", block, h) for i, h in enumerate([None, None, behind])]
+    with Receiver(_config(tmp_path), endpoints=eps, me=OTHER.address) as receiver:
+        out = list(receiver.poll(level))
+    assert [type(o).__name__ for o in out] == ["Problem", "Delivered", "Delivered"]
+    problem = out[0]
+    assert isinstance(problem, Problem) and problem.kind == "disagreement"
+    assert problem.endpoints == ("rpc#0", "rpc#1", "rpc#2")
+    assert f"rpc#2 says {n - 1}" in problem.details

@@ -54,6 +54,7 @@ __all__ = [
     "claim_violation",
     "cursor_after",
     "dissent",
+    "finality_dissent",
     "follows",
     "parse_claim",
     "pick_direct",
@@ -338,6 +339,26 @@ def dissent(report: QuorumReport[object], block_number: int | None = None) -> Pr
         details=f"{report.question}: {text} ({verdict})",
         block_number=block_number,
         endpoints=tuple(sorted(label for labels in sides.values() for label in labels)),
+    )
+
+
+def finality_dissent(height: int, readings: Mapping[str, int], block_number: int) -> Problem | None:
+    """A disagreement when ``block_number`` is final only by the quorum's height: some
+    endpoint that answered reports a finalized height below it. Lag between honest
+    endpoints looks the same as a lie, so neither side is blamed -- but a delivery at
+    ``final`` that rests on the majority alone is never silent (None: every answer
+    agrees the block is final)."""
+    below = {label: h for label, h in readings.items() if h < block_number}
+    if not below or block_number > height:
+        return None
+    above = sorted(label for label, h in readings.items() if h >= block_number)
+    said = "; ".join(f"{label} says {h}" for label, h in sorted(below.items()))
+    return Problem(
+        kind=ProblemKind.DISAGREEMENT,
+        details=f"block {block_number} is final by the quorum's finalized height {height} "
+        f"({_names(above)}) but not by every endpoint: {said}",
+        block_number=block_number,
+        endpoints=tuple(sorted([*above, *below])),
     )
 
 

@@ -263,6 +263,10 @@ class Chain:
 
     def tag_height(self, tag: str) -> int:
         """The quorum's height of block(``tag``): see core.quorum.quorum_height."""
+        return self.tag_reading(tag)[0]
+
+    def tag_reading(self, tag: str) -> tuple[int, dict[str, int]]:
+        """The quorum's height of block(``tag``) and each answering endpoint's height."""
         what = f"{tag} block"
 
         def convert(block: Any) -> int:
@@ -271,18 +275,24 @@ class Chain:
             return quantity_field(get_object(block, what), "number", what)
 
         answers = self.ask_each("eth_getBlockByNumber", [tag, False], convert)
-        heights = [v for v in answers.values() if isinstance(v, int)]
-        height = quorum_height(heights, self.quorum)
+        readings = {label: v for label, v in answers.items() if isinstance(v, int)}
+        height = quorum_height(list(readings.values()), self.quorum)
         if height is None:
             raise QuorumError(f"{tag} height", _render(answers), self.quorum)
-        return height
+        return height, readings
 
     def final_height(self, finality_depth: int = 0) -> int:
         """The quorum's finalized height, or ``latest - finality_depth`` when the config
         sets a depth (chains without the `finalized` tag)."""
+        return self.final_reading(finality_depth)[0]
+
+    def final_reading(self, finality_depth: int = 0) -> tuple[int, dict[str, int]]:
+        """:meth:`final_height` and each answering endpoint's own final height."""
         if finality_depth > 0:
-            return max(0, self.tag_height("latest") - finality_depth)
-        return self.tag_height("finalized")
+            latest, readings = self.tag_reading("latest")
+            final = {label: max(0, h - finality_depth) for label, h in readings.items()}
+            return max(0, latest - finality_depth), final
+        return self.tag_reading("finalized")
 
     def finalized(self, finality_depth: int = 0) -> tuple[int, bytes]:
         """(height, hash) of the quorum-agreed final block (see :meth:`final_height`)."""

@@ -71,7 +71,7 @@ from lightpost.core.hashing import keccak256
 from lightpost.core.header import header_hash, verify_header
 from lightpost.core.levels import Delivered, Level
 from lightpost.core.quorum import report as quorum_report
-from lightpost.core.reconcile import cursor_after, dissent
+from lightpost.core.reconcile import cursor_after, dissent, finality_dissent
 from lightpost.core.verify import Problem, ProblemKind
 from lightpost.errors import ConfigError, LightpostError, ProofError, TransportError
 from lightpost.node.chain import Chain
@@ -140,6 +140,8 @@ class Receiver(DeliveryMixin, ChannelMixin, DirectMixin):
         self._scan: dict[str, int] = {}
         self._final_at_poll = -1
         """Finalized height read at the start of the current poll below `final`."""
+        self._final_readings: dict[str, int] = {}
+        """Each answering endpoint's finalized height, from the last finalized read."""
         self._loaded: set[str] = set()
         self._held_total = 0
         """Bytes of messages held behind gaps, all streams (receiver_delivery bounds)."""
@@ -191,12 +193,28 @@ class Receiver(DeliveryMixin, ChannelMixin, DirectMixin):
             head = self._head(level, problems)
             yield from problems
             if self.config.mode == "direct":
-                yield from self._poll_direct(sub, level, channels, sender, start, head.number)
+                items = self._poll_direct(sub, level, channels, sender, start, head.number)
             else:
-                yield from self._poll_channel(sub, level, channels, sender, start, head)
+                items = self._poll_channel(sub, level, channels, sender, start, head)
+            yield from self._with_finality_dissent(level, head.number, items)
         except StopPoll as stop:
             yield from problems
             yield stop.problem
+
+    def _with_finality_dissent(
+        self, level: Level, height: int, items: Iterator[Delivered | Problem]
+    ) -> Iterator[Delivered | Problem]:
+        """``items``, with a disagreement before the first delivery at `final` or above
+        whose block some answering endpoint does not call final yet (once per poll): a
+        majority's finalized height is used, never silently (core.reconcile)."""
+        told = level < Level.FINAL
+        for item in items:
+            if not told and isinstance(item, Delivered):
+                problem = finality_dissent(height, self._final_readings, item.block_number)
+                if problem is not None:
+                    told = True
+                    yield problem
+            yield item
 
     def follow(
         self,
@@ -301,9 +319,10 @@ class Receiver(DeliveryMixin, ChannelMixin, DirectMixin):
 
     def _finalized_height(self) -> int:
         try:
-            return self.chain.final_height(self.config.finality_depth)
+            height, self._final_readings = self.chain.final_reading(self.config.finality_depth)
         except LightpostError as exc:
             raise refuse(f"finalized: {exc}", kind=ProblemKind.DISAGREEMENT) from None
+        return height
 
     def _final_or_unknown(self) -> int:
         """The finalized height, or -1 when the endpoints do not agree on one now."""
