@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 
+from lightpost.adapters.rpc import MAX_LOGS_ANSWER_BYTES
 from lightpost.core.levels import Delivered, Level
 from lightpost.core.verify import Problem
-from lightpost.errors import ConfigError, EndpointUnavailable
+from lightpost.errors import AnswerTooLarge, ConfigError, EndpointUnavailable
 from lightpost.node.config import ChannelPolicy, DeviceConfig
 from lightpost.node.receiver import Receiver
 from tests.core.test_verify import CHAIN_ID, INBOX, KEY, OTHER, Block, receipt_json
@@ -248,3 +249,73 @@ def test_complete_proves_every_stream_with_one_eth_get_proof(block: Block, tmp_p
     ]
     assert [o for o in out if isinstance(o, Problem)] == []
     assert sum(ep.calls.count("eth_getProof") for ep in eps) == 1
+
+
+def _too_large_above(blocks: int, label: str = "rpc#0") -> Hook:
+    """eth_getLogs over more than ``blocks`` blocks is over the size cap."""
+
+    def hook(method: str, params: Sequence[Any], answer: Any) -> Any:
+        if method == "eth_getLogs":
+            flt = params[0]
+            if int(flt["toBlock"], 16) - int(flt["fromBlock"], 16) + 1 > blocks:
+                raise AnswerTooLarge(label, MAX_LOGS_ANSWER_BYTES)
+        return answer
+
+    return hook
+
+
+def test_a_log_page_too_large_is_halved_down_to_single_blocks(block: Block, tmp_path: Path) -> None:
+    """Issue 12, receiver scale: a page whose eth_getLogs answer is over the cap on
+    every endpoint is asked again in halves (down to single blocks), so a busy catch-up
+    page cannot fail forever; each half is checked against its own range."""
+    eps = [ScriptedEndpoint(f"rpc#{i}", block, _too_large_above(1, f"rpc#{i}")) for i in range(3)]
+    with Receiver(_config(tmp_path), endpoints=eps, me=OTHER.address) as receiver:
+        out = list(receiver.poll(Level.COMPLETE))
+    assert [(o.seq, o.payload) for o in out if isinstance(o, Delivered)] == [
+        (0, b"hello"),
+        (1, b"world"),
+    ]
+    assert [o for o in out if isinstance(o, Problem)] == []
+    # blocks 0..2: the page, its halves 0..1 and 2..2, then 0..0 and 1..1
+    assert [ep.calls.count("eth_getLogs") for ep in eps] == [5, 5, 5]
+
+
+def test_a_single_block_too_large_is_that_endpoints_non_answer(
+    block: Block, tmp_path: Path
+) -> None:
+    """An endpoint whose answer is over the cap even for one block is a non-answer for
+    the page (reported as over-budget, naming it alone); the others deliver; it is asked
+    only along one halving path."""
+    eps = [ScriptedEndpoint(f"rpc#{i}", block) for i in range(3)]
+    eps[0].hook = _too_large_above(0)
+    with Receiver(_config(tmp_path), endpoints=eps, me=OTHER.address) as receiver:
+        out = list(receiver.poll(Level.FINAL))
+    assert len([o for o in out if isinstance(o, Delivered)]) == 2
+    problems = [o for o in out if isinstance(o, Problem)]
+    assert [(p.kind, p.endpoints, p.block_number) for p in problems] == [
+        ("over-budget", ("rpc#0",), 0)
+    ]
+    assert eps[0].calls.count("eth_getLogs") == 3  # 0..2, 0..1, 0..0
+    assert [ep.calls.count("eth_getLogs") for ep in eps[1:]] == [1, 1]
+
+
+def test_a_halved_answer_is_checked_against_its_own_range(block: Block, tmp_path: Path) -> None:
+    """A liar answering the half 0..1 with the (real) logs of block 2 is caught: the
+    claim is outside the range that half asked."""
+    eps = [ScriptedEndpoint(f"rpc#{i}", block) for i in range(3)]
+
+    def liar(method: str, params: Sequence[Any], answer: Any) -> Any:
+        if method == "eth_getLogs":
+            flt = params[0]
+            if flt["fromBlock"] != flt["toBlock"] and flt["toBlock"] != "0x1":
+                raise AnswerTooLarge("rpc#0", MAX_LOGS_ANSWER_BYTES)
+            return eps[0]._logs()
+        return answer
+
+    eps[0].hook = liar
+    with Receiver(_config(tmp_path), endpoints=eps, me=OTHER.address) as receiver:
+        out = list(receiver.poll(Level.FINAL))
+    assert len([o for o in out if isinstance(o, Delivered)]) == 2
+    problems = [o for o in out if isinstance(o, Problem)]
+    assert problems and {(p.kind, p.endpoints) for p in problems} == {("proof-failure", ("rpc#0",))}
+    assert all("outside the asked range 0..1" in p.details for p in problems)

@@ -41,7 +41,7 @@ from lightpost.core.verify import (
     verify_block_header,
     verify_signed,
 )
-from lightpost.errors import LightpostError, ProofError
+from lightpost.errors import AnswerTooLarge, LightpostError, ProofError
 from lightpost.node.chain import Chain
 from lightpost.node.config import DeviceConfig
 from lightpost.node.receiver_delivery import ProvenPost, Stream
@@ -136,41 +136,83 @@ class ChannelMixin:
         topics: list[Any] = [_hex(EVENT_TOPIC), chans]
         if asked is not None:
             topics.append([_hex(sender_topic(s)) for s in sorted(asked)])
-        claims: dict[Claim, frozenset[str]] = {}
-        problems: list[Problem] = []
+        pages: list[ClaimSet] = []
         answered: frozenset[str] | None = None
         for lo in range(start, end + 1, LOG_PAGE_BLOCKS):
             hi = min(end, lo + LOG_PAGE_BLOCKS - 1)
-            flt = {
-                "fromBlock": hex(lo),
-                "toBlock": hex(hi),
-                "address": _hex(self._inbox),
-                "topics": topics,
-            }
-            answers = {
-                label: value
-                for label, value in self.chain.ask_all("eth_getLogs", [flt]).items()
-                if isinstance(value, list)
-            }
-            if len(answers) < self.chain.quorum:
+            page = self._log_page(lo, hi, topics, frozenset(channels), asked, sender)
+            if len(page.answered) < self.chain.quorum:
                 raise refuse(
-                    f"eth_getLogs {lo}..{hi}: only {len(answers)} endpoint(s) answered, "
+                    f"eth_getLogs {lo}..{hi}: only {len(page.answered)} endpoint(s) answered, "
                     f"{self.chain.quorum} needed",
                     kind=ProblemKind.DISAGREEMENT,
                 )
-            question = LogQuestion(
-                from_block=lo,
-                to_block=hi,
-                inbox=self._inbox,
-                channels=frozenset(channels),
-                senders=asked,
-            )
-            page = sort_claims(answers, question, self.policies, sender)
-            problems += page.problems
-            for claim, labels in page.claims.items():
-                claims[claim] = claims.get(claim, frozenset()) | labels
+            pages.append(page)
             answered = page.answered if answered is None else answered & page.answered
-        return ClaimSet(claims=claims, answered=answered or frozenset(), problems=tuple(problems))
+        return _union(pages, answered or frozenset())
+
+    def _log_page(
+        self,
+        lo: int,
+        hi: int,
+        topics: list[Any],
+        channels: frozenset[bytes],
+        asked: frozenset[bytes] | None,
+        sender: bytes | None,
+    ) -> ClaimSet:
+        """One page [lo, hi] of eth_getLogs from every endpoint. An endpoint whose answer
+        is over the size cap (AnswerTooLarge) is asked the two halves in turn, down to a
+        single block; a single block still too large, or any other failure on the way,
+        makes it a non-answer for the whole page (the size case reported). Each part's
+        answer is checked against the part's own range."""
+        todo: list[tuple[int, int, frozenset[str] | None]] = [(lo, hi, None)]
+        parts: list[ClaimSet] = []
+        problems: list[Problem] = []
+        heard: set[str] = set()
+        dropped: set[str] = set()
+        while todo:
+            a, b, among = todo.pop()
+            if among is not None:
+                among = among - dropped
+                if not among:
+                    continue
+            flt = {
+                "fromBlock": hex(a),
+                "toBlock": hex(b),
+                "address": _hex(self._inbox),
+                "topics": topics,
+            }
+            lists: dict[str, list[Any]] = {}
+            split: set[str] = set()
+            for label, value in self.chain.ask_all("eth_getLogs", [flt], among).items():
+                if isinstance(value, list):
+                    lists[label] = value
+                elif isinstance(value, AnswerTooLarge) and a < b:
+                    split.add(label)
+                else:
+                    dropped.add(label)
+                    if isinstance(value, AnswerTooLarge):
+                        problems.append(
+                            Problem(
+                                kind=ProblemKind.OVER_BUDGET,
+                                details=f"eth_getLogs of block {a}: {value.reason}; "
+                                f"no answer from it for blocks {lo}..{hi}",
+                                endpoints=(label,),
+                                block_number=a,
+                            )
+                        )
+            heard |= lists.keys() | split
+            question = LogQuestion(
+                from_block=a, to_block=b, inbox=self._inbox, channels=channels, senders=asked
+            )
+            parts.append(sort_claims(lists, question, self.policies, sender))
+            if split:
+                mid = (a + b) // 2  # the lower half is asked first (popped last-in)
+                todo += [(mid + 1, b, frozenset(split)), (a, mid, frozenset(split))]
+        page = _union(parts, frozenset(heard - dropped))
+        return ClaimSet(
+            claims=page.claims, answered=page.answered, problems=(*problems, *page.problems)
+        )
 
     def _poll_channel(
         self,
@@ -506,6 +548,16 @@ class ChannelMixin:
         if stopped is not None:
             holds.append(stopped)
         self._finish(sub, min([head.number + 1, *holds]) - 1)
+
+
+def _union(parts: Sequence[ClaimSet], answered: frozenset[str]) -> ClaimSet:
+    """The claims and problems of ``parts`` together (a claim's labels unioned)."""
+    claims: dict[Claim, frozenset[str]] = {}
+    for part in parts:
+        for claim, labels in part.claims.items():
+            claims[claim] = claims.get(claim, frozenset()) | labels
+    problems = tuple(p for part in parts for p in part.problems)
+    return ClaimSet(claims=claims, answered=answered, problems=problems)
 
 
 def _proven(
