@@ -8,18 +8,20 @@ fail or lie per method.
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from lightpost.adapters.rpc import MAX_LOGS_ANSWER_BYTES
+from lightpost.adapters.rpc import MAX_LOGS_ANSWER_BYTES, MAX_PROOF_ANSWER_BYTES
 from lightpost.core.levels import Delivered, Level
 from lightpost.core.verify import Problem
 from lightpost.errors import AnswerTooLarge, ConfigError, EndpointUnavailable
 from lightpost.node.config import ChannelPolicy, DeviceConfig
 from lightpost.node.receiver import Receiver
+from lightpost.node.receiver_channel import PROOF_STREAMS_PER_CALL, STORAGE_PROOF_NODES
 from tests.core.test_verify import CHAIN_ID, INBOX, KEY, OTHER, Block, receipt_json
 
 Hook = Callable[[str, Sequence[Any], Any], Any]
@@ -319,3 +321,31 @@ def test_a_halved_answer_is_checked_against_its_own_range(block: Block, tmp_path
     problems = [o for o in out if isinstance(o, Problem)]
     assert problems and {(p.kind, p.endpoints) for p in problems} == {("proof-failure", ("rpc#0",))}
     assert all("outside the asked range 0..1" in p.details for p in problems)
+
+
+def test_proof_streams_per_call_fit_the_cap_at_mainnet_depth() -> None:
+    """Issue 12: one eth_getProof of PROOF_STREAMS_PER_CALL streams (two keys each) fits
+    the answer cap even when every storage proof is STORAGE_PROOF_NODES full branch
+    nodes deep (the landed 1,024 streams needed ~20 MB: AnswerTooLarge on every poll)."""
+    branch = "0x" + "f9" * 532  # the largest trie node, 532 bytes
+    entry = {
+        "key": "0x" + "ab" * 32,
+        "value": "0x" + "cd" * 32,
+        "proof": [branch] * STORAGE_PROOF_NODES,
+    }
+    answer = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "result": {
+            "address": "0x" + "11" * 20,
+            "accountProof": [branch] * STORAGE_PROOF_NODES,
+            "balance": "0x0",
+            "codeHash": "0x" + "22" * 32,
+            "nonce": "0x1",
+            "storageHash": "0x" + "33" * 32,
+            "storageProof": [entry] * (2 * PROOF_STREAMS_PER_CALL),
+        },
+    }
+    size = len(json.dumps(answer).encode())
+    assert size <= MAX_PROOF_ANSWER_BYTES
+    assert size >= MAX_PROOF_ANSWER_BYTES * 0.9  # and the calls are not needlessly small

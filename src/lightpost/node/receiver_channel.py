@@ -11,6 +11,7 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from lightpost.adapters.rpc import MAX_PROOF_ANSWER_BYTES
 from lightpost.core.header import BlockHeader
 from lightpost.core.inbox import EVENT_TOPIC, InboxPost, accumulator_slots
 from lightpost.core.levels import Delivered, Level
@@ -60,9 +61,27 @@ MAX_TOPIC_SENDERS = 1_000
 for any sender (request size) and the client-side filter alone drops the others --
 either way nothing is fetched for an untrusted sender's post."""
 
-PROOF_STREAMS_PER_CALL = 1_024
-"""(sender, channel) streams proven per eth_getProof (two storage keys each): a
-1,000-sender controller proves all its streams with one call per poll."""
+TRIE_NODE_JSON_BYTES = 2 * 532 + 4
+"""A proof node in an eth_getProof answer at its largest: a full branch node (16 hashes of
+33 bytes + a 1-byte value + a 3-byte list header = 532 bytes, Yellow Paper appendix D) as
+a quoted 0x-hex string with its comma."""
+
+STORAGE_PROOF_NODES = 9
+"""Nodes per storage proof assumed for sizing: a secure trie of 16**8 (4.3 billion) slots
+has 8 branch levels above the leaf -- more than any mainnet contract holds (the largest
+have ~10**8 slots: 7-8 nodes). Anvil's inbox with 2,000 slots gives 4-5 (measured: 2.9 KB
+of JSON per key, 1,000 streams = 5.8 MB)."""
+
+STORAGE_ENTRY_JSON_BYTES = STORAGE_PROOF_NODES * TRIE_NODE_JSON_BYTES + 256
+"""One storageProof entry at its largest: the proof plus key, value and field names."""
+
+PROOF_STREAMS_PER_CALL = (MAX_PROOF_ANSWER_BYTES - STORAGE_ENTRY_JSON_BYTES) // (
+    2 * STORAGE_ENTRY_JSON_BYTES
+)
+"""(sender, channel) streams proven per eth_getProof (two storage keys each): as many as
+fit the eth_getProof answer cap when every proof node is a full branch at mainnet's worst
+depth, one entry's worth kept for the account proof (~424 streams; ~3.4x margin over
+anvil's measured 2.9 KB per key). A 10,000-stream controller makes ~24 calls per poll."""
 
 
 def _hex(data: bytes) -> str:
