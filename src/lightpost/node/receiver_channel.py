@@ -11,6 +11,7 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from lightpost.adapters.receiver_store import ReceiverStore
 from lightpost.adapters.rpc import MAX_PROOF_ANSWER_BYTES
 from lightpost.core.header import BlockHeader
 from lightpost.core.inbox import EVENT_TOPIC, InboxPost, accumulator_slots
@@ -117,6 +118,7 @@ class ChannelMixin:
 
     config: DeviceConfig
     chain: Chain
+    store: ReceiverStore
     policies: dict[bytes, frozenset[bytes]]
     _inbox_code_hash: bytes
     _stream: Callable[[str, bytes, bytes], Stream]
@@ -512,13 +514,16 @@ class ChannelMixin:
             return
         yield from problems
         ordered = sorted(posts, key=lambda p: p.order)
+        by_stream: dict[tuple[bytes, bytes], list[ProvenPost]] = {}
+        for p in ordered:  # grouped once: a poll's posts are not scanned per stream
+            by_stream.setdefault((p.sender, p.channel), []).append(p)
         complete: dict[tuple[bytes, bytes], Complete] = {}
         for key in streams:
             stream = self._stream(sub, *key)
             fresh = {
                 p.index: p.calldata
-                for p in ordered
-                if (p.sender, p.channel) == key and p.index is not None and p.index > stream.count
+                for p in by_stream.get(key, ())
+                if p.index is not None and p.index > stream.count
             }
             acc, count = proven[key]
             verdict = completeness_verdict(
@@ -549,10 +554,11 @@ class ChannelMixin:
                 missing=verdict.missing if isinstance(verdict, Hidden) else None,
                 details=details,
             )
-        for key, done in complete.items():
-            stream = self._stream(sub, *key)
-            stream.acc, stream.count, stream.proven_at = done.acc, done.count, head.number
-            self._save(sub, *key)
+        with self.store.transaction():  # one commit (fsync) for every stream, not one each
+            for key, done in complete.items():
+                stream = self._stream(sub, *key)
+                stream.acc, stream.count, stream.proven_at = done.acc, done.count, head.number
+                self._save(sub, *key)
         deliverable = [
             p
             for p in ordered
