@@ -349,3 +349,32 @@ def test_proof_streams_per_call_fit_the_cap_at_mainnet_depth() -> None:
     size = len(json.dumps(answer).encode())
     assert size <= MAX_PROOF_ANSWER_BYTES
     assert size >= MAX_PROOF_ANSWER_BYTES * 0.9  # and the calls are not needlessly small
+
+
+def test_a_poll_without_a_new_finalized_block_proves_nothing_again(
+    block: Block, tmp_path: Path
+) -> None:
+    """Receiver scale: a stream proven complete at the finalized block is not proven
+    again by the next poll at the same block (no eth_getProof: the poll is free), and
+    a stream that was not complete there still is."""
+    eps = [ScriptedEndpoint(f"rpc#{i}", block) for i in range(3)]
+    config = _config(tmp_path, trusted=(KEY.address, OTHER.address))
+    with Receiver(config, endpoints=eps, me=OTHER.address) as receiver:
+        assert len([o for o in receiver.poll(Level.COMPLETE) if isinstance(o, Delivered)]) == 2
+        assert list(receiver.poll(Level.COMPLETE)) == []
+    assert sum(ep.calls.count("eth_getProof") for ep in eps) == 1
+
+
+def test_an_incomplete_stream_is_proven_again_at_the_same_block(
+    block: Block, tmp_path: Path
+) -> None:
+    def hide(method: str, params: Sequence[Any], answer: Any) -> Any:
+        return [] if method == "eth_getLogs" else answer
+
+    eps = [ScriptedEndpoint(f"rpc#{i}", block, hide) for i in range(3)]
+    with Receiver(_config(tmp_path), endpoints=eps, me=OTHER.address) as receiver:
+        first = list(receiver.poll(Level.COMPLETE))
+        second = list(receiver.poll(Level.COMPLETE))
+    assert [(p.kind, p.missing) for p in first if isinstance(p, Problem)] == [("hidden", 2)]
+    assert [(p.kind, p.missing) for p in second if isinstance(p, Problem)] == [("hidden", 2)]
+    assert sum(ep.calls.count("eth_getProof") for ep in eps) == 2

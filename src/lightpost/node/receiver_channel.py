@@ -506,7 +506,10 @@ class ChannelMixin:
                 for key, (acc, count) in base.items():
                     stream = self._stream(sub, *key)
                     stream.acc, stream.count, stream.proven_at = acc, count, start - 1
-            proven = self._prove_accumulators(head, streams, problems) if streams else {}
+            # A stream proven complete at this very block by an earlier poll is not
+            # proven again (a poll that finds no new finalized block costs no proof).
+            due = [k for k in streams if self._stream(sub, *k).proven_at != head.number]
+            proven = self._prove_accumulators(head, due, problems) if due else {}
         except StopPoll as stop:
             yield from problems
             yield stop.problem
@@ -520,6 +523,9 @@ class ChannelMixin:
         complete: dict[tuple[bytes, bytes], Complete] = {}
         for key in streams:
             stream = self._stream(sub, *key)
+            if key not in proven:  # complete at head already: rescanned posts are old
+                complete[key] = Complete(count=stream.count, acc=stream.acc)
+                continue
             fresh = {
                 p.index: p.calldata
                 for p in by_stream.get(key, ())
@@ -556,6 +562,8 @@ class ChannelMixin:
             )
         with self.store.transaction():  # one commit (fsync) for every stream, not one each
             for key, done in complete.items():
+                if key not in proven:
+                    continue
                 stream = self._stream(sub, *key)
                 stream.acc, stream.count, stream.proven_at = done.acc, done.count, head.number
                 self._save(sub, *key)
