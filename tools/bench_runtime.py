@@ -1016,15 +1016,18 @@ def render(result: dict[str, Any]) -> str:
 
 
 def follow_summary(phase: dict[str, Any], block_time_s: float) -> dict[str, Any]:
-    """Steady polls of one follow phase: time p50/p95/max, blocks per poll, lag (max and
-    at the end) and whether it kept up: at the end at most one poll's worth of blocks
-    behind the finalized head (1 + the slowest poll's duration in blocks)."""
-    polls = phase["polls"]
+    """Steady polls of one follow phase: time p50/p95/max and the eth_getProof figures of
+    the polls that judged new blocks (the others found none finalized yet: ``idle``),
+    blocks per poll, lag (max and at the end) and whether it kept up: at the end at most
+    one poll's worth of blocks behind the finalized head (1 + the slowest poll's
+    duration in blocks)."""
+    lags = [int(p["lag"]) for p in phase["polls"]]
+    polls = [p for p in phase["polls"] if p["blocks"] > 0]
     times = summarize([p["s"] for p in polls])
-    lags = [int(p["lag"]) for p in polls]
     bound = 1 + math.ceil((times["max"] or 0.0) / block_time_s)
     return {
         "polls": len(polls),
+        "idle": len(phase["polls"]) - len(polls),
         "time": times,
         "blocks_per_poll": summarize([p["blocks"] for p in polls]),
         "max_lag": max(lags, default=0),
@@ -1056,8 +1059,8 @@ def render_follow(result: dict[str, Any]) -> str:
         f"every followed stream at every poll: {f['streams_per_proof_call']} streams per "
         "`eth_getProof` (sized for mainnet-depth proofs under the 8 MiB answer cap).",
         "",
-        "| phase | catch-up | steady polls | poll p50 / p95 / max | blocks per poll "
-        "(p50 / max) | lag: max / at end | keeps up | eth_getProof per poll (MB) | "
+        "| phase | catch-up | polls with new blocks (idle) | poll p50 / p95 / max | "
+        "blocks per poll (p50 / max) | lag: max / at end | keeps up | eth_getProof per poll (MB) | "
         "proof verification p50 | RSS |",
         "|---|---:|---:|---|---|---|---|---:|---:|---:|",
     ]
@@ -1066,7 +1069,7 @@ def render_follow(result: dict[str, Any]) -> str:
         t, b = s["time"], s["blocks_per_poll"]
         lines.append(
             f"| `{phase['level']}`, {phase['streams']:,} streams | "
-            f"{_s(phase['catch_up']['s'])} | {s['polls']} | "
+            f"{_s(phase['catch_up']['s'])} | {s['polls']} ({s['idle']}) | "
             f"{_s(t['p50'])} / {_s(t['p95'])} / {_s(t['max'])} | "
             f"{b['p50'] or 0:.0f} / {b['max'] or 0:.0f} | {s['max_lag']} / {s['end_lag']} | "
             f"{'yes' if s['keeps_up'] else '**no**'} | "
