@@ -16,9 +16,12 @@ from typing import Any
 import pytest
 
 from lightpost.adapters.rpc import MAX_LOGS_ANSWER_BYTES, MAX_PROOF_ANSWER_BYTES
+from lightpost.core.envelope import channel_id
+from lightpost.core.inbox import accumulator_slots
 from lightpost.core.levels import Delivered, Level
 from lightpost.core.verify import Problem
 from lightpost.errors import AnswerTooLarge, ConfigError, EndpointUnavailable
+from lightpost.node import receiver_channel
 from lightpost.node.config import ChannelPolicy, DeviceConfig
 from lightpost.node.receiver import Receiver
 from lightpost.node.receiver_channel import PROOF_STREAMS_PER_CALL, STORAGE_PROOF_NODES
@@ -378,3 +381,29 @@ def test_an_incomplete_stream_is_proven_again_at_the_same_block(
     assert [(p.kind, p.missing) for p in first if isinstance(p, Problem)] == [("hidden", 2)]
     assert [(p.kind, p.missing) for p in second if isinstance(p, Problem)] == [("hidden", 2)]
     assert sum(ep.calls.count("eth_getProof") for ep in eps) == 2
+
+
+def test_proof_calls_in_flight_fall_back_on_a_bad_answer(
+    block: Block, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Streams proven one per eth_getProof, fetched ahead from the first endpoint: its
+    bad answer for one chunk is reported against it alone and that chunk is proven by
+    the next endpoint; everything is delivered."""
+    monkeypatch.setattr(receiver_channel, "PROOF_STREAMS_PER_CALL", 1)
+
+    others_slot = f"0x{accumulator_slots(OTHER.address, channel_id('c1'))[0]:064x}"
+
+    def bad_second_proof(method: str, params: Sequence[Any], answer: Any) -> Any:
+        if method == "eth_getProof" and params[1][0] == others_slot:  # OTHER's chunk
+            answer["storageProof"][0]["value"] = "0x5"
+        return answer
+
+    eps = [ScriptedEndpoint(f"rpc#{i}", block) for i in range(3)]
+    eps[0].hook = bad_second_proof
+    config = _config(tmp_path, trusted=(KEY.address, OTHER.address))
+    with Receiver(config, endpoints=eps, me=OTHER.address) as receiver:
+        out = list(receiver.poll(Level.COMPLETE))
+    assert len([o for o in out if isinstance(o, Delivered)]) == 2
+    problems = [o for o in out if isinstance(o, Problem)]
+    assert [(p.kind, p.endpoints) for p in problems] == [("proof-failure", ("rpc#0",))]
+    assert [ep.calls.count("eth_getProof") for ep in eps] == [2, 1, 0]

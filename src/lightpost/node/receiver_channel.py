@@ -7,12 +7,14 @@ complete) are pure functions in :mod:`lightpost.core.reconcile` and
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Generator, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from lightpost.adapters.receiver_store import ReceiverStore
-from lightpost.adapters.rpc import MAX_PROOF_ANSWER_BYTES
+from lightpost.adapters.rpc import MAX_PROOF_ANSWER_BYTES, Endpoint
 from lightpost.core.header import BlockHeader
 from lightpost.core.inbox import EVENT_TOPIC, InboxPost, accumulator_slots
 from lightpost.core.levels import Delivered, Level
@@ -85,6 +87,12 @@ depth, one entry's worth kept for the account proof (~424 streams; ~3.4x margin 
 anvil's measured 2.9 KB per key). A 10,000-stream controller makes ~24 calls per poll."""
 
 
+PROOF_CALLS_IN_FLIGHT = 2
+"""eth_getProof calls outstanding at once (a 10,000-stream poll makes ~24): the endpoint
+builds the next proof while this process verifies one. Bounds the answers held at once
+(each <= the 8 MiB cap); the chain's pool allows 2 calls per endpoint too."""
+
+
 def _hex(data: bytes) -> str:
     return "0x" + data.hex()
 
@@ -119,6 +127,7 @@ class ChannelMixin:
     config: DeviceConfig
     chain: Chain
     store: ReceiverStore
+    endpoints: list[Endpoint]
     policies: dict[bytes, frozenset[bytes]]
     _inbox_code_hash: bytes
     _stream: Callable[[str, bytes, bytes], Stream]
@@ -438,37 +447,67 @@ class ChannelMixin:
         self, side: Side, keys: Sequence[tuple[bytes, bytes]], problems: list[Problem]
     ) -> dict[tuple[bytes, bytes], tuple[bytes, int]]:
         """(acc, count) of every stream in ``keys`` at block ``side``: all storage keys
-        together, :data:`PROOF_STREAMS_PER_CALL` streams per eth_getProof."""
+        together, :data:`PROOF_STREAMS_PER_CALL` streams per eth_getProof. The first
+        agreeing endpoint is asked :data:`PROOF_CALLS_IN_FLIGHT` calls at a time, the next
+        while one is verified; an answer of it that fails goes to the others in turn."""
         state_root = self._state_root(side, problems)
-        out: dict[tuple[bytes, bytes], tuple[bytes, int]] = {}
-        for i in range(0, len(keys), PROOF_STREAMS_PER_CALL):
-            chunk = keys[i : i + PROOF_STREAMS_PER_CALL]
+        chunks = [
+            keys[i : i + PROOF_STREAMS_PER_CALL]
+            for i in range(0, len(keys), PROOF_STREAMS_PER_CALL)
+        ]
+        what = f"eth_getProof at {side.number}"
+        first = next((ep for ep in self.endpoints if ep.label in side.agreeing), None)
+
+        def params(chunk: Sequence[tuple[bytes, bytes]]) -> list[Any]:
             slots = [f"0x{slot:064x}" for key in chunk for slot in accumulator_slots(*key)]
+            return [_hex(self._inbox), slots, hex(side.number)]
 
-            def check(answer: Any, chunk: Sequence[tuple[bytes, bytes]] = chunk) -> Any:
-                return verify_accumulators(
-                    state_root,
-                    answer,
-                    inbox=self._inbox,
-                    inbox_code_hash=self._inbox_code_hash,
-                    keys=chunk,
-                )
+        pool = ThreadPoolExecutor(PROOF_CALLS_IN_FLIGHT)
+        ahead: deque[Future[Any]] = deque()
+        out: dict[tuple[bytes, bytes], tuple[bytes, int]] = {}
+        try:
+            for i, chunk in enumerate(chunks):
+                while first is not None and len(ahead) < PROOF_CALLS_IN_FLIGHT:
+                    k = i + len(ahead)
+                    if k >= len(chunks):
+                        break
+                    ahead.append(pool.submit(first.call, "eth_getProof", params(chunks[k])))
 
-            got = self._ask_in_turn(
-                "eth_getProof",
-                [_hex(self._inbox), slots, hex(side.number)],
-                check,
-                f"eth_getProof at {side.number}",
-                problems,
-                side.number,
-                side.agreeing,
-            )
-            if got is None:
-                raise refuse(
-                    f"no endpoint gave a valid eth_getProof at block {side.number}; refusing",
-                    side.number,
-                )
-            out.update(got)
+                def check(answer: Any, chunk: Sequence[tuple[bytes, bytes]] = chunk) -> Any:
+                    return verify_accumulators(
+                        state_root,
+                        answer,
+                        inbox=self._inbox,
+                        inbox_code_hash=self._inbox_code_hash,
+                        keys=chunk,
+                    )
+
+                got = None
+                if first is not None:
+                    try:
+                        got = check(ahead.popleft().result())
+                    except LightpostError as exc:
+                        problems.append(
+                            Problem(
+                                kind=ProblemKind.PROOF_FAILURE,
+                                details=f"{what}: {exc}",
+                                endpoints=(first.label,),
+                                block_number=side.number,
+                            )
+                        )
+                if got is None:
+                    others = side.agreeing - {first.label} if first else side.agreeing
+                    got = self._ask_in_turn(
+                        "eth_getProof", params(chunk), check, what, problems, side.number, others
+                    )
+                if got is None:
+                    raise refuse(
+                        f"no endpoint gave a valid eth_getProof at block {side.number}; refusing",
+                        side.number,
+                    )
+                out.update(got)
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
         return out
 
     def _complete_only(
