@@ -41,7 +41,7 @@ from lightpost.core.keys import PrivateKey
 from lightpost.core.levels import Delivered, Level
 from lightpost.core.tx import DynamicFeeTx, sign_transaction
 from lightpost.core.verify import verify_accumulators
-from lightpost.node import receiver_channel
+from lightpost.node import receiver_complete
 from lightpost.node.config import ChannelPolicy, DeviceConfig, load_config
 from lightpost.node.receiver import Receiver
 from lightpost.node.runtime import build_endpoints
@@ -350,8 +350,8 @@ def measure_follow(
         thread = threading.Thread(target=post, daemon=True)
         thread.start()
         clock = VerifyClock()
-        real = receiver_channel.verify_accumulators
-        receiver_channel.verify_accumulators = clock  # type: ignore[assignment]
+        real = receiver_complete.verify_accumulators
+        receiver_complete.verify_accumulators = clock  # type: ignore[assignment]
         phases = []
         try:
             for level, n in (
@@ -365,7 +365,7 @@ def measure_follow(
                     )
                 )
         finally:
-            receiver_channel.verify_accumulators = real
+            receiver_complete.verify_accumulators = real
             stop.set()
             thread.join(timeout=30)
         head = int(ep.call("eth_blockNumber", []), 16)
@@ -377,7 +377,7 @@ def measure_follow(
         "posted": poster.posted,
         "seed_s": seed_s,
         "chain_blocks": head,
-        "streams_per_proof_call": receiver_channel.PROOF_STREAMS_PER_CALL,
+        "streams_per_proof_call": receiver_complete.PROOF_STREAMS_PER_CALL,
         "phases": phases,
         "verify_backends": _verify_backends(clock.sample),
     }

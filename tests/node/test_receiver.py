@@ -21,10 +21,10 @@ from lightpost.core.inbox import accumulator_slots
 from lightpost.core.levels import Delivered, Level
 from lightpost.core.verify import Problem
 from lightpost.errors import AnswerTooLarge, ConfigError, EndpointUnavailable
-from lightpost.node import receiver_channel
+from lightpost.node import receiver_complete
 from lightpost.node.config import ChannelPolicy, DeviceConfig
 from lightpost.node.receiver import Receiver
-from lightpost.node.receiver_channel import PROOF_STREAMS_PER_CALL, STORAGE_PROOF_NODES
+from lightpost.node.receiver_complete import PROOF_STREAMS_PER_CALL, STORAGE_PROOF_NODES
 from tests.core.test_verify import CHAIN_ID, INBOX, KEY, OTHER, Block, receipt_json
 
 Hook = Callable[[str, Sequence[Any], Any], Any]
@@ -389,7 +389,7 @@ def test_proof_calls_in_flight_fall_back_on_a_bad_answer(
     """Streams proven one per eth_getProof, fetched ahead from the first endpoint: its
     bad answer for one chunk is reported against it alone and that chunk is proven by
     the next endpoint; everything is delivered."""
-    monkeypatch.setattr(receiver_channel, "PROOF_STREAMS_PER_CALL", 1)
+    monkeypatch.setattr(receiver_complete, "PROOF_STREAMS_PER_CALL", 1)
 
     others_slot = f"0x{accumulator_slots(OTHER.address, channel_id('c1'))[0]:064x}"
 

@@ -81,6 +81,7 @@ from lightpost.errors import ConfigError, LightpostError, ProofError, TransportE
 from lightpost.node.chain import Chain
 from lightpost.node.config import DeviceConfig
 from lightpost.node.receiver_channel import LOG_PAGE_BLOCKS, ChannelMixin, Side, StopPoll, refuse
+from lightpost.node.receiver_complete import CompleteMixin
 from lightpost.node.receiver_delivery import DeliveryMixin, Stream, new_stream
 from lightpost.node.receiver_direct import DIRECT_PAGE_BLOCKS, DirectMixin
 from lightpost.node.runtime import build_endpoints, keystore_address
@@ -104,7 +105,7 @@ def _block_hash(block: Any) -> bytes:
     return header_hash(verify_header(block))
 
 
-class Receiver(DeliveryMixin, ChannelMixin, DirectMixin):
+class Receiver(DeliveryMixin, ChannelMixin, CompleteMixin, DirectMixin):
     """Receives verified messages for one device (see the module docstring).
 
     ``endpoints`` defaults to HTTP endpoints built from the config (labels ``rpc#i``);
