@@ -1,4 +1,5 @@
-"""Receiver, channel mode: eth_getLogs claims -> proven posts -> completeness.
+"""Receiver, channel mode: eth_getLogs claims -> proven posts (completeness, the
+``complete`` level: :mod:`.receiver_complete`).
 
 The rules (what a claim may say, what is forged, hidden or a disagreement, what is
 complete) are pure functions in :mod:`lightpost.core.reconcile` and
