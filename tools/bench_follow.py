@@ -57,6 +57,9 @@ DEVICES = 10_000
 SMALL_FOLLOW = 1_000
 """Streams followed in the first phase (the issue's 1,000-sender `complete` poll)."""
 
+PHASES = ((Level.COMPLETE, SMALL_FOLLOW), (Level.COMPLETE, DEVICES), (Level.FINAL, DEVICES))
+"""(level, streams followed) of each phase, in order."""
+
 POSTS_PER_BLOCK = 50
 """Readings posted per 2 s block once every stream exists: each of 10,000 meters reports
 about every 400 s (a reading every ~7 minutes)."""
@@ -354,11 +357,7 @@ def measure_follow(
         receiver_complete.verify_accumulators = clock  # type: ignore[assignment]
         phases = []
         try:
-            for level, n in (
-                (Level.COMPLETE, SMALL_FOLLOW),
-                (Level.COMPLETE, DEVICES),
-                (Level.FINAL, DEVICES),
-            ):
+            for level, n in PHASES:
                 phases.append(
                     _follow_phase(
                         base, directory / f"recv-{level}-{n}", url, keys[:n], level, say, clock

@@ -307,6 +307,8 @@ def verify_proof(
             raise ProofError(kind, f"proof node {consumed} is not bytes")
         hit = known.get(digest) if known is not None else None
         if hit is not None and hit[0] == encoded:
+            if digest != root and len(encoded) < HASH_BYTES:  # as _hashed_node checks
+                raise ProofError(kind, "node shorter than 32 bytes referenced by hash")
             node = hit[1]
         else:
             encoded = bytes(encoded)
