@@ -1,6 +1,6 @@
 """`make bench` (second half): latency, receiver throughput and scale on a real anvil devnet.
 
-Three measurements, each on a fresh devnet (``lightpost_operator.devnet``, anvil 1.7.1 with
+Four measurements, each on a fresh devnet (``lightpost_operator.devnet``, anvil 1.7.1 with
 1 s blocks), all through lightpost's own runtime -- ``Sender`` + SQLite outbox for sending
 (signing, nonce, fees, broadcast, inclusion tracking) and ``Receiver`` for verified delivery:
 
@@ -16,11 +16,14 @@ Three measurements, each on a fresh devnet (``lightpost_operator.devnet``, anvil
 3. scale -- 1,000 identities, each with its own outbox store and ``Sender``, send 10,000
    readings into one anvil; one receiver follows at ``final`` live, then a fresh one
    verifies everything at ``complete``. Gas comes from the receipts.
+4. follow -- 10,000 identities on an anvil with 2 s blocks, a controller following 1,000
+   and 10,000 streams at ``complete`` and 10,000 at ``final`` (tools/bench_follow.py; its
+   own generated section, which ``--only follow --write-docs`` rewrites alone).
 
 Nothing is a timing assert; with ``--write-docs`` the report replaces the generated section
 of docs/benchmarks.md. Progress goes to stderr. ``--quick`` runs small sizes (development).
 
-Usage: python tools/bench_runtime.py [--quick] [--write-docs] [--json]
+Usage: python tools/bench_runtime.py [--quick] [--write-docs] [--json] [--only NAME]
 """
 
 from __future__ import annotations
