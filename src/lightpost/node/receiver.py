@@ -57,8 +57,9 @@ to). Only an endpoint that contradicts itself or the question is reported as lyi
 
 The rules live in pure core functions (:mod:`lightpost.core.reconcile`,
 :mod:`lightpost.core.verify`); this package is the driver: channel mode in
-:mod:`.receiver_channel` (its ``complete`` level in :mod:`.receiver_complete`), direct mode in :mod:`.receiver_direct`, decoding and ordered
-delivery (with byte budgets) in :mod:`.receiver_delivery`.
+:mod:`.receiver_channel` (its ``complete`` level in :mod:`.receiver_complete`), direct
+mode in :mod:`.receiver_direct`, decoding and ordered delivery (with byte budgets) in
+:mod:`.receiver_delivery`.
 """
 
 from __future__ import annotations
