@@ -106,6 +106,15 @@ def _block_hash(block: Any) -> bytes:
     return header_hash(verify_header(block))
 
 
+def _hash_or_lie(block: Any) -> bytes | ProofError:
+    """:func:`_block_hash`, its ProofError returned as the answer: the chain turns a
+    raised error into a plain non-answer, and this one is evidence against the endpoint."""
+    try:
+        return _block_hash(block)
+    except ProofError as exc:
+        return exc
+
+
 class Receiver(DeliveryMixin, ChannelMixin, CompleteMixin, DirectMixin):
     """Receives verified messages for one device (see the module docstring).
 
@@ -277,7 +286,7 @@ class Receiver(DeliveryMixin, ChannelMixin, CompleteMixin, DirectMixin):
         side = self._sides.get(number)
         if side is not None:
             return side
-        answers = self.chain.ask_each("eth_getBlockByNumber", [hex(number), False], _block_hash)
+        answers = self.chain.ask_each("eth_getBlockByNumber", [hex(number), False], _hash_or_lie)
         for label, answer in answers.items():
             if isinstance(answer, ProofError):  # its header contradicts its own hash
                 problems.append(
