@@ -57,8 +57,8 @@ DEVICES = 10_000
 SMALL_FOLLOW = 1_000
 """Streams followed in the first phase (the issue's 1,000-sender `complete` poll)."""
 
-PHASES = ((Level.COMPLETE, SMALL_FOLLOW), (Level.COMPLETE, DEVICES), (Level.FINAL, DEVICES))
-"""(level, streams followed) of each phase, in order."""
+PHASES = ((Level.COMPLETE, SMALL_FOLLOW), (Level.COMPLETE, None), (Level.FINAL, None))
+"""(level, streams followed; None: every identity) of each phase, in order."""
 
 POSTS_PER_BLOCK = 50
 """Readings posted per 2 s block once every stream exists: each of 10,000 meters reports
@@ -321,22 +321,27 @@ def _verify_backends(sample: tuple[bytes, Any, dict[str, Any]] | None) -> dict[s
 
 
 def measure_follow(
-    directory: Path, devnet: Callable[..., Any], config_of: Callable[..., str], say: Say
+    directory: Path,
+    devnet: Callable[..., Any],
+    config_of: Callable[..., str],
+    say: Say,
+    devices: int = DEVICES,
 ) -> dict[str, Any]:
-    """The three follow phases on one 2 s-block devnet (see the module docstring)."""
+    """The follow phases on one 2 s-block devnet with ``devices`` identities (see the
+    module docstring)."""
     with devnet(directory, ["controller"], {}, block_time=BLOCK_TIME_S) as desc:
         url = desc["rpc_url"]
         ep = _rpc(url)
         base = load_config(config_of(desc, "controller"))
-        say(f"follow: {DEVICES:,} identities, funded with anvil_setBalance in batches")
-        keys = [PrivateKey.generate(os.urandom) for _ in range(DEVICES)]
+        say(f"follow: {devices:,} identities, funded with anvil_setBalance in batches")
+        keys = [PrivateKey.generate(os.urandom) for _ in range(devices)]
         _fund(ep, keys)
         assert base.inbox is not None
         poster = Poster(keys, base.inbox, base.chain_id)
         t0 = time.monotonic()
         _seed(ep, poster, say)
         seed_s = time.monotonic() - t0
-        say(f"follow: {DEVICES:,} first posts mined in {seed_s:.1f} s")
+        say(f"follow: {devices:,} first posts mined in {seed_s:.1f} s")
         stop = threading.Event()
         rng = random.Random(12)
 
@@ -347,7 +352,7 @@ def measure_follow(
                 head = int(own.call("eth_blockNumber", []), 16)
                 if head > last:
                     last = head
-                    poster.send(own, rng.sample(range(DEVICES), POSTS_PER_BLOCK))
+                    poster.send(own, rng.sample(range(devices), min(devices, POSTS_PER_BLOCK)))
                 stop.wait(0.2)
 
         thread = threading.Thread(target=post, daemon=True)
@@ -357,10 +362,11 @@ def measure_follow(
         receiver_complete.verify_accumulators = clock  # type: ignore[assignment]
         phases = []
         try:
-            for level, n in PHASES:
+            for i, (level, streams) in enumerate(PHASES):
+                n = min(devices, streams or devices)
                 phases.append(
                     _follow_phase(
-                        base, directory / f"recv-{level}-{n}", url, keys[:n], level, say, clock
+                        base, directory / f"recv-{i}-{level}-{n}", url, keys[:n], level, say, clock
                     )
                 )
         finally:
@@ -369,7 +375,7 @@ def measure_follow(
             thread.join(timeout=30)
         head = int(ep.call("eth_blockNumber", []), 16)
     return {
-        "devices": DEVICES,
+        "devices": devices,
         "block_time_s": BLOCK_TIME_S,
         "posts_per_block": POSTS_PER_BLOCK,
         "phase_blocks": PHASE_BLOCKS,

@@ -157,6 +157,7 @@ class Sizes:
     backlog_per_device: int
     follow_blocks: int
     scale_identities: int
+    follow_devices: int = 10_000
 
 
 FULL = Sizes(
@@ -172,6 +173,7 @@ QUICK = Sizes(
     backlog_per_device=100,
     follow_blocks=1_000,
     scale_identities=40,
+    follow_devices=500,
 )
 
 _T0 = time.monotonic()
@@ -1143,7 +1145,7 @@ def main(argv: list[str] | None = None) -> int:
             ("latency", measure_latency),
             ("receiver", measure_receiver),
             ("scale", measure_scale),
-            ("follow", lambda d, _sizes: measure_follow(d, devnet, config_of, say)),
+            ("follow", lambda d, s: measure_follow(d, devnet, config_of, say, s.follow_devices)),
         ):
             if args.only in (None, name):
                 result[name] = measure(work / name, sizes)
