@@ -1,6 +1,6 @@
 """`make bench` (second half): latency, receiver throughput and scale on a real anvil devnet.
 
-Three measurements, each on a fresh devnet (``lightpost_operator.devnet``, anvil 1.7.1 with
+Four measurements, each on a fresh devnet (``lightpost_operator.devnet``, anvil 1.7.1 with
 1 s blocks), all through lightpost's own runtime -- ``Sender`` + SQLite outbox for sending
 (signing, nonce, fees, broadcast, inclusion tracking) and ``Receiver`` for verified delivery:
 
@@ -16,11 +16,14 @@ Three measurements, each on a fresh devnet (``lightpost_operator.devnet``, anvil
 3. scale -- 1,000 identities, each with its own outbox store and ``Sender``, send 10,000
    readings into one anvil; one receiver follows at ``final`` live, then a fresh one
    verifies everything at ``complete``. Gas comes from the receipts.
+4. follow -- 10,000 identities on an anvil with 2 s blocks, a controller following 1,000
+   and 10,000 streams at ``complete`` and 10,000 at ``final`` (tools/bench_follow.py; its
+   own generated section, which ``--only follow --write-docs`` rewrites alone).
 
 Nothing is a timing assert; with ``--write-docs`` the report replaces the generated section
 of docs/benchmarks.md. Progress goes to stderr. ``--quick`` runs small sizes (development).
 
-Usage: python tools/bench_runtime.py [--quick] [--write-docs] [--json]
+Usage: python tools/bench_runtime.py [--quick] [--write-docs] [--json] [--only NAME]
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import argparse
 import dataclasses
 import datetime
 import json
+import math
 import os
 import platform
 import random
@@ -48,6 +52,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_follow import BEGIN as FOLLOW_BEGIN
+from bench_follow import END as FOLLOW_END
+from bench_follow import POLL_GAP_S, measure_follow
 from reports import anvil_version, cpu_model, write_section
 
 from lightpost.adapters.rpc import HttpEndpoint
@@ -150,6 +157,7 @@ class Sizes:
     backlog_per_device: int
     follow_blocks: int
     scale_identities: int
+    follow_devices: int = 10_000
 
 
 FULL = Sizes(
@@ -165,6 +173,7 @@ QUICK = Sizes(
     backlog_per_device=100,
     follow_blocks=1_000,
     scale_identities=40,
+    follow_devices=500,
 )
 
 _T0 = time.monotonic()
@@ -219,14 +228,15 @@ def devnet(
     trusted: dict[str, list[str]],
     *,
     options: dict[str, Any] | None = None,
+    block_time: float = BLOCK_TIME_S,
 ) -> Iterator[Any]:
-    """A devnet with 1 s blocks; ``options`` override every device's config (as
-    devnet_up's ``customize`` does); always stopped."""
+    """A devnet with 1 s blocks (or ``block_time``); ``options`` override every device's
+    config (as devnet_up's ``customize`` does); always stopped."""
     say(f"devnet: starting anvil in {directory} with {len(names)} device(s)")
     desc = devnet_up(
         directory,
         port=free_port(),
-        block_time=BLOCK_TIME_S,
+        block_time=block_time,
         names=names,
         customize=lambda _name, addrs: {
             **(options or {}),
@@ -1010,6 +1020,89 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def follow_summary(phase: dict[str, Any], block_time_s: float) -> dict[str, Any]:
+    """Steady polls of one follow phase: time p50/p95/max and the eth_getProof figures of
+    the polls that judged new blocks (the others found none finalized yet: ``idle``),
+    blocks per poll, lag (max and at the end) and whether it kept up: at the end at most
+    one poll's worth of blocks behind the finalized head (1 + the slowest poll's
+    duration in blocks)."""
+    lags = [int(p["lag"]) for p in phase["polls"]]
+    polls = [p for p in phase["polls"] if p["blocks"] > 0]
+    times = summarize([p["s"] for p in polls])
+    bound = 1 + math.ceil((times["max"] or 0.0) / block_time_s)
+    return {
+        "polls": len(polls),
+        "idle": len(phase["polls"]) - len(polls),
+        "time": times,
+        "blocks_per_poll": summarize([p["blocks"] for p in polls]),
+        "max_lag": max(lags, default=0),
+        "end_lag": lags[-1] if lags else 0,
+        "keeps_up": bool(lags) and lags[-1] <= bound,
+        "proofs_per_poll": statistics.median([p["proofs"] for p in polls]) if polls else 0,
+        "proof_mb_per_poll": statistics.median([p["bytes"] for p in polls]) / 1e6 if polls else 0.0,
+        "verify": summarize([p["verify_s"] for p in polls]),
+    }
+
+
+def render_follow(result: dict[str, Any]) -> str:
+    m, f = result["machine"], result["follow"]
+    lines = [
+        f"Measured {m['date']} on {m['cpu']}, {m['cores']} cores, Python {m['python']}, "
+        f"keccak backend `{m['keccak']}`, {m['anvil']}; the machine was shared with other work "
+        f"(load average at start: {' / '.join(str(x) for x in m['load_at_start'])}). Run: "
+        "`python tools/bench_runtime.py --only follow --write-docs`.",
+        "",
+        f"One anvil with {f['block_time_s']:g} s blocks; {f['devices']:,} sender identities "
+        f"(funded with `anvil_setBalance`), each posting once first ({f['seed_s']:.0f} s to "
+        f"mine the {f['devices']:,} first posts), then {f['posts_per_block']} readings per "
+        "block from random identities (signed inbox posts, one JSON record each) while a "
+        "controller -- lightpost's `Receiver`, one endpoint, quorum 1 -- follows. Each "
+        "phase starts a fresh receiver that catches up from block 0, then polls back to "
+        f"back (at most one poll start per {POLL_GAP_S:g} s) for {f['phase_blocks']} "
+        "blocks. Lag = the finalized height when a poll ends minus the last block the "
+        "receiver has judged (anvil finalizes 4 blocks behind `latest`). `complete` proves "
+        f"every followed stream at every poll: {f['streams_per_proof_call']} streams per "
+        "`eth_getProof` (sized for mainnet-depth proofs under the 8 MiB answer cap).",
+        "",
+        "| phase | catch-up | polls with new blocks (idle) | poll p50 / p95 / max | "
+        "blocks per poll (p50 / max) | lag: max / at end | keeps up | eth_getProof per poll (MB) | "
+        "proof verification p50 | RSS |",
+        "|---|---:|---:|---|---|---|---|---:|---:|---:|",
+    ]
+    for phase in f["phases"]:
+        s = follow_summary(phase, f["block_time_s"])
+        t, b = s["time"], s["blocks_per_poll"]
+        lines.append(
+            f"| `{phase['level']}`, {phase['streams']:,} streams | "
+            f"{_s(phase['catch_up']['s'])} | {s['polls']} ({s['idle']}) | "
+            f"{_s(t['p50'])} / {_s(t['p95'])} / {_s(t['max'])} | "
+            f"{b['p50'] or 0:.0f} / {b['max'] or 0:.0f} | {s['max_lag']} / {s['end_lag']} | "
+            f"{'yes' if s['keeps_up'] else '**no**'} | "
+            f"{s['proofs_per_poll']:.0f} ({s['proof_mb_per_poll']:.1f}) | "
+            f"{_s(s['verify']['p50']) if s['verify']['p50'] else 'n/a'} | "
+            f"{phase['rss_mib']:.0f} MiB |"
+        )
+    vb = f["verify_backends"]
+    problems = {k: v for ph in f["phases"] for k, v in ph["problems"].items()}
+    delivered = ", ".join(f"{ph['delivered']:,}" for ph in f["phases"])
+    lines += [
+        "",
+        f"Delivered per phase (catch-up included): {delivered}; problems: "
+        f"{_problems(problems)}. {f['posted']:,} readings posted over {f['chain_blocks']} "
+        "blocks.",
+    ]
+    if vb:
+        lines += [
+            "",
+            f"Keccak backend: one captured `eth_getProof` answer ({vb['streams']:,} streams, "
+            f"{2 * vb['streams']:,} storage proofs) verifies in {vb['safe-pysha3']:.2f} s with "
+            f"the `[fast]` extra (safe-pysha3) and {vb['pure-python']:.2f} s with the device "
+            "core's pure-Python keccak: a controller following thousands of streams at "
+            "`complete` needs `pip install 'lightpost[fast]'`.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
 def _scale_words(sc: dict[str, Any]) -> str:
     return (
         f"sent {sc['sent']:,}, delivered at complete {sc['delivered_complete']:,}, "
@@ -1029,13 +1122,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--identities", type=int, help="scale identities (development)")
     parser.add_argument(
-        "--only", choices=["latency", "receiver", "scale"], help="one measurement (development)"
+        "--only",
+        choices=["latency", "receiver", "scale", "follow"],
+        help="one measurement (`follow` may --write-docs: its own section)",
     )
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     if args.identities:
         sizes = dataclasses.replace(sizes, scale_identities=args.identities)
-    if args.write_docs and (args.only or args.identities):
+    if args.write_docs and ((args.only not in (None, "follow")) or args.identities or args.quick):
         parser.error("--write-docs needs every measurement at its set size")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < 8192 <= hard:  # 1,000 SQLite stores hold ~3 files each
@@ -1050,6 +1145,7 @@ def main(argv: list[str] | None = None) -> int:
             ("latency", measure_latency),
             ("receiver", measure_receiver),
             ("scale", measure_scale),
+            ("follow", lambda d, s: measure_follow(d, devnet, config_of, say, s.follow_devices)),
         ):
             if args.only in (None, name):
                 result[name] = measure(work / name, sizes)
@@ -1062,8 +1158,15 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(work, ignore_errors=True)
     result["total_s"] = time.monotonic() - _T0
+    if "follow" in result:
+        follow_text = render_follow(result)
+        print(json.dumps(result["follow"], indent=2) if args.json else follow_text)
+        if args.write_docs:
+            write_section(DOC, follow_text, FOLLOW_BEGIN, FOLLOW_END)
+            say(f"wrote the follow section of {DOC.relative_to(ROOT)}")
     if args.only:
-        print(json.dumps(result, indent=2, default=str))
+        if args.only != "follow":
+            print(json.dumps(result, indent=2, default=str))
         return 0
     text = render(result)
     print(json.dumps(result, indent=2, default=str) if args.json else text)

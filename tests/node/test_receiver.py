@@ -8,17 +8,23 @@ fail or lie per method.
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from lightpost.adapters.rpc import MAX_LOGS_ANSWER_BYTES, MAX_PROOF_ANSWER_BYTES
+from lightpost.core.envelope import channel_id
+from lightpost.core.inbox import accumulator_slots
 from lightpost.core.levels import Delivered, Level
 from lightpost.core.verify import Problem
-from lightpost.errors import ConfigError, EndpointUnavailable
+from lightpost.errors import AnswerTooLarge, ConfigError, EndpointUnavailable
+from lightpost.node import receiver_complete
 from lightpost.node.config import ChannelPolicy, DeviceConfig
 from lightpost.node.receiver import Receiver
+from lightpost.node.receiver_complete import PROOF_STREAMS_PER_CALL, STORAGE_PROOF_NODES
 from tests.core.test_verify import CHAIN_ID, INBOX, KEY, OTHER, Block, receipt_json
 
 Hook = Callable[[str, Sequence[Any], Any], Any]
@@ -272,3 +278,156 @@ def test_a_block_final_only_by_the_majority_is_never_silent(
     assert isinstance(problem, Problem) and problem.kind == "disagreement"
     assert problem.endpoints == ("rpc#0", "rpc#1", "rpc#2")
     assert f"rpc#2 says {n - 1}" in problem.details
+
+
+def _too_large_above(blocks: int, label: str = "rpc#0") -> Hook:
+    """eth_getLogs over more than ``blocks`` blocks is over the size cap."""
+
+    def hook(method: str, params: Sequence[Any], answer: Any) -> Any:
+        if method == "eth_getLogs":
+            flt = params[0]
+            if int(flt["toBlock"], 16) - int(flt["fromBlock"], 16) + 1 > blocks:
+                raise AnswerTooLarge(label, MAX_LOGS_ANSWER_BYTES)
+        return answer
+
+    return hook
+
+
+def test_a_log_page_too_large_is_halved_down_to_single_blocks(block: Block, tmp_path: Path) -> None:
+    """Issue 12, receiver scale: a page whose eth_getLogs answer is over the cap on
+    every endpoint is asked again in halves (down to single blocks), so a busy catch-up
+    page cannot fail forever; each half is checked against its own range."""
+    eps = [ScriptedEndpoint(f"rpc#{i}", block, _too_large_above(1, f"rpc#{i}")) for i in range(3)]
+    with Receiver(_config(tmp_path), endpoints=eps, me=OTHER.address) as receiver:
+        out = list(receiver.poll(Level.COMPLETE))
+    assert [(o.seq, o.payload) for o in out if isinstance(o, Delivered)] == [
+        (0, b"hello"),
+        (1, b"world"),
+    ]
+    assert [o for o in out if isinstance(o, Problem)] == []
+    # blocks 0..2: the page, its halves 0..1 and 2..2, then 0..0 and 1..1
+    assert [ep.calls.count("eth_getLogs") for ep in eps] == [5, 5, 5]
+
+
+def test_a_single_block_too_large_is_that_endpoints_non_answer(
+    block: Block, tmp_path: Path
+) -> None:
+    """An endpoint whose answer is over the cap even for one block is a non-answer for
+    the page (reported as over-budget, naming it alone); the others deliver; it is asked
+    only along one halving path."""
+    eps = [ScriptedEndpoint(f"rpc#{i}", block) for i in range(3)]
+    eps[0].hook = _too_large_above(0)
+    with Receiver(_config(tmp_path), endpoints=eps, me=OTHER.address) as receiver:
+        out = list(receiver.poll(Level.FINAL))
+    assert len([o for o in out if isinstance(o, Delivered)]) == 2
+    problems = [o for o in out if isinstance(o, Problem)]
+    assert [(p.kind, p.endpoints, p.block_number) for p in problems] == [
+        ("over-budget", ("rpc#0",), 0)
+    ]
+    assert eps[0].calls.count("eth_getLogs") == 3  # 0..2, 0..1, 0..0
+    assert [ep.calls.count("eth_getLogs") for ep in eps[1:]] == [1, 1]
+
+
+def test_a_halved_answer_is_checked_against_its_own_range(block: Block, tmp_path: Path) -> None:
+    """A liar answering the half 0..1 with the (real) logs of block 2 is caught: the
+    claim is outside the range that half asked."""
+    eps = [ScriptedEndpoint(f"rpc#{i}", block) for i in range(3)]
+
+    def liar(method: str, params: Sequence[Any], answer: Any) -> Any:
+        if method == "eth_getLogs":
+            flt = params[0]
+            if flt["fromBlock"] != flt["toBlock"] and flt["toBlock"] != "0x1":
+                raise AnswerTooLarge("rpc#0", MAX_LOGS_ANSWER_BYTES)
+            return eps[0]._logs()
+        return answer
+
+    eps[0].hook = liar
+    with Receiver(_config(tmp_path), endpoints=eps, me=OTHER.address) as receiver:
+        out = list(receiver.poll(Level.FINAL))
+    assert len([o for o in out if isinstance(o, Delivered)]) == 2
+    problems = [o for o in out if isinstance(o, Problem)]
+    assert problems and {(p.kind, p.endpoints) for p in problems} == {("proof-failure", ("rpc#0",))}
+    assert all("outside the asked range 0..1" in p.details for p in problems)
+
+
+def test_proof_streams_per_call_fit_the_cap_at_mainnet_depth() -> None:
+    """Issue 12: one eth_getProof of PROOF_STREAMS_PER_CALL streams (two keys each) fits
+    the answer cap even when every storage proof is STORAGE_PROOF_NODES full branch
+    nodes deep (the landed 1,024 streams needed ~20 MB: AnswerTooLarge on every poll)."""
+    branch = "0x" + "f9" * 532  # the largest trie node, 532 bytes
+    entry = {
+        "key": "0x" + "ab" * 32,
+        "value": "0x" + "cd" * 32,
+        "proof": [branch] * STORAGE_PROOF_NODES,
+    }
+    answer = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "result": {
+            "address": "0x" + "11" * 20,
+            "accountProof": [branch] * STORAGE_PROOF_NODES,
+            "balance": "0x0",
+            "codeHash": "0x" + "22" * 32,
+            "nonce": "0x1",
+            "storageHash": "0x" + "33" * 32,
+            "storageProof": [entry] * (2 * PROOF_STREAMS_PER_CALL),
+        },
+    }
+    size = len(json.dumps(answer).encode())
+    assert size <= MAX_PROOF_ANSWER_BYTES
+    assert size >= MAX_PROOF_ANSWER_BYTES * 0.9  # and the calls are not needlessly small
+
+
+def test_a_poll_without_a_new_finalized_block_proves_nothing_again(
+    block: Block, tmp_path: Path
+) -> None:
+    """Receiver scale: a stream proven complete at the finalized block is not proven
+    again by the next poll at the same block (no eth_getProof: the poll is free), and
+    a stream that was not complete there still is."""
+    eps = [ScriptedEndpoint(f"rpc#{i}", block) for i in range(3)]
+    config = _config(tmp_path, trusted=(KEY.address, OTHER.address))
+    with Receiver(config, endpoints=eps, me=OTHER.address) as receiver:
+        assert len([o for o in receiver.poll(Level.COMPLETE) if isinstance(o, Delivered)]) == 2
+        assert list(receiver.poll(Level.COMPLETE)) == []
+    assert sum(ep.calls.count("eth_getProof") for ep in eps) == 1
+
+
+def test_an_incomplete_stream_is_proven_again_at_the_same_block(
+    block: Block, tmp_path: Path
+) -> None:
+    def hide(method: str, params: Sequence[Any], answer: Any) -> Any:
+        return [] if method == "eth_getLogs" else answer
+
+    eps = [ScriptedEndpoint(f"rpc#{i}", block, hide) for i in range(3)]
+    with Receiver(_config(tmp_path), endpoints=eps, me=OTHER.address) as receiver:
+        first = list(receiver.poll(Level.COMPLETE))
+        second = list(receiver.poll(Level.COMPLETE))
+    assert [(p.kind, p.missing) for p in first if isinstance(p, Problem)] == [("hidden", 2)]
+    assert [(p.kind, p.missing) for p in second if isinstance(p, Problem)] == [("hidden", 2)]
+    assert sum(ep.calls.count("eth_getProof") for ep in eps) == 2
+
+
+def test_proof_calls_in_flight_fall_back_on_a_bad_answer(
+    block: Block, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Streams proven one per eth_getProof, fetched ahead from the first endpoint: its
+    bad answer for one chunk is reported against it alone and that chunk is proven by
+    the next endpoint; everything is delivered."""
+    monkeypatch.setattr(receiver_complete, "PROOF_STREAMS_PER_CALL", 1)
+
+    others_slot = f"0x{accumulator_slots(OTHER.address, channel_id('c1'))[0]:064x}"
+
+    def bad_second_proof(method: str, params: Sequence[Any], answer: Any) -> Any:
+        if method == "eth_getProof" and params[1][0] == others_slot:  # OTHER's chunk
+            answer["storageProof"][0]["value"] = "0x5"
+        return answer
+
+    eps = [ScriptedEndpoint(f"rpc#{i}", block) for i in range(3)]
+    eps[0].hook = bad_second_proof
+    config = _config(tmp_path, trusted=(KEY.address, OTHER.address))
+    with Receiver(config, endpoints=eps, me=OTHER.address) as receiver:
+        out = list(receiver.poll(Level.COMPLETE))
+    assert len([o for o in out if isinstance(o, Delivered)]) == 2
+    problems = [o for o in out if isinstance(o, Problem)]
+    assert [(p.kind, p.endpoints) for p in problems] == [("proof-failure", ("rpc#0",))]
+    assert [ep.calls.count("eth_getProof") for ep in eps] == [2, 1, 0]

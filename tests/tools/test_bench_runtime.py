@@ -56,3 +56,28 @@ def test_readings_are_small_distinct_json(bench: ModuleType) -> None:
     assert len(payloads) == 150
     for p in payloads:
         assert len(p) < 80 and isinstance(json.loads(p), dict)
+
+
+def _poll(s: float, blocks: int, lag: int) -> dict[str, float]:
+    return {"s": s, "blocks": blocks, "lag": lag, "proofs": 3 if blocks else 0, "bytes": 7e6,
+            "verify_s": 0.1}  # fmt: skip
+
+
+def test_follow_summary_keeps_up_within_one_poll(bench: ModuleType) -> None:
+    phase = {"polls": [_poll(0.8, 1, 0), _poll(0.01, 0, 1), _poll(3.1, 2, 3), _poll(0.7, 1, 2)]}
+    s = bench.follow_summary(phase, 2.0)
+    assert (s["polls"], s["idle"], s["max_lag"], s["end_lag"]) == (3, 1, 3, 2)
+    assert s["time"]["max"] == 3.1 and s["proofs_per_poll"] == 3
+    assert s["keeps_up"]  # 2 <= 1 + ceil(3.1 / 2)
+
+
+def test_follow_summary_falling_behind(bench: ModuleType) -> None:
+    phase = {"polls": [_poll(1.5, 1, 1), _poll(1.5, 1, 4), _poll(1.5, 1, 9)]}
+    assert not bench.follow_summary(phase, 2.0)["keeps_up"]  # 9 > 1 + 1
+    assert not bench.follow_summary({"polls": []}, 2.0)["keeps_up"]
+
+
+def test_the_doc_has_one_follow_section(bench: ModuleType) -> None:
+    doc = (ROOT / "docs" / "benchmarks.md").read_text()
+    assert doc.count(bench.FOLLOW_BEGIN) == 1 and doc.count(bench.FOLLOW_END) == 1
+    assert doc.index(bench.FOLLOW_BEGIN) < doc.index(bench.FOLLOW_END)

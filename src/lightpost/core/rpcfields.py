@@ -12,6 +12,7 @@ them, and the value is what the proofs commit to, not its JSON spelling.
 
 from __future__ import annotations
 
+import binascii
 from collections.abc import Mapping, Sequence
 
 from lightpost.errors import DecodingError
@@ -58,15 +59,16 @@ def optional_field(obj: Mapping[str, object], name: str) -> object | None:
     return obj.get(name)
 
 
+_HEX_DIGITS = "0123456789abcdefABCDEF"
+"""The digits a hex string may hold."""
+
+
 def _hex_body(value: object, what: str) -> str:
     if not isinstance(value, str):
         raise DecodingError(what, f"expected a hex string, got {type(value).__name__}")
     if not value.startswith(_HEX_PREFIX):
         raise DecodingError(what, "hex value lacks the 0x prefix")
-    body = value[len(_HEX_PREFIX) :]
-    if not all(c in "0123456789abcdefABCDEF" for c in body):
-        raise DecodingError(what, "not hexadecimal")
-    return body
+    return value[len(_HEX_PREFIX) :]
 
 
 def parse_quantity(value: object, what: str) -> int:
@@ -74,6 +76,8 @@ def parse_quantity(value: object, what: str) -> int:
     body = _hex_body(value, what)
     if not body:
         raise DecodingError(what, "empty quantity")
+    if body.strip(_HEX_DIGITS):  # int() would also take "_" and spaces
+        raise DecodingError(what, "not hexadecimal")
     return int(body, 16)
 
 
@@ -81,8 +85,12 @@ def parse_data(value: object, what: str, length: int | None = None) -> bytes:
     """Parse DATA (``0x``-prefixed even-length hex); check ``length`` in bytes if given."""
     body = _hex_body(value, what)
     if len(body) % 2:
-        raise DecodingError(what, "odd number of hex digits")
-    raw = bytes.fromhex(body)
+        odd = "not hexadecimal" if body.strip(_HEX_DIGITS) else "odd number of hex digits"
+        raise DecodingError(what, odd)
+    try:
+        raw = binascii.a2b_hex(body)  # strict (no spaces, unlike bytes.fromhex) and in C
+    except (binascii.Error, ValueError):  # ValueError: a non-ASCII character
+        raise DecodingError(what, "not hexadecimal") from None
     if length is not None and len(raw) != length:
         raise DecodingError(what, f"expected {length} bytes, got {len(raw)}")
     return raw

@@ -139,12 +139,19 @@ class Chain:
                 self._inflight[index] -= 1
 
     def _submit(
-        self, method: str, params: Sequence[Any], convert: Callable[[Any], Any]
+        self,
+        method: str,
+        params: Sequence[Any],
+        convert: Callable[[Any], Any],
+        among: frozenset[str] | None = None,
     ) -> dict[Future[Any], str]:
-        """Ask every endpoint in parallel (one whose slots are all taken: a non-answer at
-        once); each future yields a converted answer or a TransportError."""
+        """Ask every endpoint (or those labelled in ``among``) in parallel (one whose
+        slots are all taken: a non-answer at once); each future yields a converted
+        answer or a TransportError."""
         futures: dict[Future[Any], str] = {}
         for index, ep in enumerate(self.endpoints):
+            if among is not None and ep.label not in among:
+                continue
             with self._lock:
                 free = self._inflight[index] < MAX_INFLIGHT_PER_ENDPOINT
                 if free:
@@ -178,9 +185,12 @@ class Chain:
             for label in futures.values()
         }
 
-    def ask_all(self, method: str, params: Sequence[Any]) -> dict[str, Any]:
-        """Ask every endpoint in parallel: label -> result or the exception raised."""
-        return self.ask_each(method, params, lambda v: v)
+    def ask_all(
+        self, method: str, params: Sequence[Any], among: frozenset[str] | None = None
+    ) -> dict[str, Any]:
+        """Ask every endpoint (or those in ``among``) in parallel: label -> result or
+        the exception raised."""
+        return self._gather(self._submit(method, params, lambda v: v, among))
 
     def ask_each(
         self, method: str, params: Sequence[Any], convert: Callable[[Any], Any]

@@ -14,7 +14,9 @@ Channel mode, one :meth:`Receiver.poll`:
 2. ``eth_getLogs`` (inbox address, topics [event, channel ids, trusted senders]) in
    pages of :data:`LOG_PAGE_BLOCKS`, asked of ALL endpoints and UNIONED: one honest
    endpoint is enough to defeat one that hides a post. Fewer than ``quorum`` answers:
-   refusal. Every claim is checked against the question (range, address, topics) before
+   refusal. An endpoint whose answer is over the size cap is asked the halves of the
+   page in turn, down to one block (still too large: its non-answer for the page,
+   reported). Every claim is checked against the question (range, address, topics) before
    anything is fetched for it; a claim outside it is that endpoint's lie, and claims of
    senders not trusted on their channel are dropped (no block fetch).
 3. Per block holding a candidate: block hash agreed by the quorum, the full block's
@@ -25,8 +27,10 @@ Channel mode, one :meth:`Receiver.poll`:
    reported as ``hidden`` (and delivered, since it is proven). Each post is bound to its
    proven transaction (signer = log sender, ``to`` = inbox, calldata equal).
    At ``signed`` only the transaction (eth_getTransactionByHash) is checked.
-4. ``complete``: ONE eth_getProof of the (acc, count) slots of every followed stream
-   at the finalized block, verified against the verified finalized header's stateRoot; the
+4. ``complete``: the (acc, count) slots of every followed stream at the finalized block,
+   all keys together (one eth_getProof per PROOF_STREAMS_PER_CALL streams, sized for the
+   answer cap; a stream proven at that block by an earlier poll is not asked again),
+   verified against the verified finalized header's stateRoot; the
    receiver's fold over its posts must match, else ``hidden`` (missing count) or a
    ``proof-failure`` (altered), and that stream delivers nothing new.
 5. Records are decoded, chunks reassembled (content hash checked) and offered to the
@@ -53,8 +57,9 @@ to). Only an endpoint that contradicts itself or the question is reported as lyi
 
 The rules live in pure core functions (:mod:`lightpost.core.reconcile`,
 :mod:`lightpost.core.verify`); this package is the driver: channel mode in
-:mod:`.receiver_channel`, direct mode in :mod:`.receiver_direct`, decoding and ordered
-delivery (with byte budgets) in :mod:`.receiver_delivery`.
+:mod:`.receiver_channel` (its ``complete`` level in :mod:`.receiver_complete`), direct
+mode in :mod:`.receiver_direct`, decoding and ordered delivery (with byte budgets) in
+:mod:`.receiver_delivery`.
 """
 
 from __future__ import annotations
@@ -77,6 +82,7 @@ from lightpost.errors import ConfigError, LightpostError, ProofError, TransportE
 from lightpost.node.chain import Chain
 from lightpost.node.config import DeviceConfig
 from lightpost.node.receiver_channel import LOG_PAGE_BLOCKS, ChannelMixin, Side, StopPoll, refuse
+from lightpost.node.receiver_complete import CompleteMixin
 from lightpost.node.receiver_delivery import DeliveryMixin, Stream, new_stream
 from lightpost.node.receiver_direct import DIRECT_PAGE_BLOCKS, DirectMixin
 from lightpost.node.runtime import build_endpoints, keystore_address
@@ -100,7 +106,7 @@ def _block_hash(block: Any) -> bytes:
     return header_hash(verify_header(block))
 
 
-class Receiver(DeliveryMixin, ChannelMixin, DirectMixin):
+class Receiver(DeliveryMixin, ChannelMixin, CompleteMixin, DirectMixin):
     """Receives verified messages for one device (see the module docstring).
 
     ``endpoints`` defaults to HTTP endpoints built from the config (labels ``rpc#i``);

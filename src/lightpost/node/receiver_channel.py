@@ -1,4 +1,5 @@
-"""Receiver, channel mode: eth_getLogs claims -> proven posts -> completeness.
+"""Receiver, channel mode: eth_getLogs claims -> proven posts (completeness, the
+``complete`` level: :mod:`.receiver_complete`).
 
 The rules (what a claim may say, what is forged, hidden or a disagreement, what is
 complete) are pure functions in :mod:`lightpost.core.reconcile` and
@@ -11,8 +12,10 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from lightpost.adapters.receiver_store import ReceiverStore
+from lightpost.adapters.rpc import Endpoint
 from lightpost.core.header import BlockHeader
-from lightpost.core.inbox import EVENT_TOPIC, InboxPost, accumulator_slots
+from lightpost.core.inbox import EVENT_TOPIC, InboxPost
 from lightpost.core.levels import Delivered, Level
 from lightpost.core.reconcile import (
     Claim,
@@ -26,27 +29,22 @@ from lightpost.core.reconcile import (
 from lightpost.core.rpcfields import get_list, get_object
 from lightpost.core.tx import SignedTransaction
 from lightpost.core.verify import (
-    Complete,
-    Hidden,
     Problem,
     ProblemKind,
     ProvenBlock,
     check_post_tx,
-    completeness_verdict,
     decode_inbox_log,
-    is_final,
     prove_block_receipts,
     prove_block_transactions,
-    verify_accumulators,
     verify_block_header,
     verify_signed,
 )
-from lightpost.errors import LightpostError, ProofError
+from lightpost.errors import AnswerTooLarge, LightpostError, ProofError
 from lightpost.node.chain import Chain
 from lightpost.node.config import DeviceConfig
 from lightpost.node.receiver_delivery import ProvenPost, Stream
 
-__all__ = ["GENESIS_BLOCK", "LOG_PAGE_BLOCKS", "MAX_TOPIC_SENDERS", "PROOF_STREAMS_PER_CALL"]
+__all__ = ["GENESIS_BLOCK", "LOG_PAGE_BLOCKS", "MAX_TOPIC_SENDERS"]
 
 GENESIS_BLOCK = 0
 """Block 0 holds no transactions: no post is ever final at it."""
@@ -60,12 +58,8 @@ MAX_TOPIC_SENDERS = 1_000
 for any sender (request size) and the client-side filter alone drops the others --
 either way nothing is fetched for an untrusted sender's post."""
 
-PROOF_STREAMS_PER_CALL = 1_024
-"""(sender, channel) streams proven per eth_getProof (two storage keys each): a
-1,000-sender controller proves all its streams with one call per poll."""
 
-
-def _hex(data: bytes) -> str:
+def hex_data(data: bytes) -> str:
     return "0x" + data.hex()
 
 
@@ -98,6 +92,8 @@ class ChannelMixin:
 
     config: DeviceConfig
     chain: Chain
+    store: ReceiverStore
+    endpoints: list[Endpoint]
     policies: dict[bytes, frozenset[bytes]]
     _inbox_code_hash: bytes
     _stream: Callable[[str, bytes, bytes], Stream]
@@ -108,6 +104,7 @@ class ChannelMixin:
     _finish: Callable[[str, int], None]
     _block_side: Callable[[int, list[Problem]], Side]
     _ask_in_turn: Callable[..., Any]
+    _complete_only: Callable[..., Iterator[Delivered | Problem]]
 
     @property
     def _inbox(self) -> bytes:
@@ -132,45 +129,89 @@ class ChannelMixin:
         honest endpoint defeats one that hides a post); refusal below a quorum."""
         senders = {s for s, _ in self._followed(channels, sender)}
         asked = frozenset(senders) if len(senders) <= MAX_TOPIC_SENDERS else None
-        chans: Any = _hex(channels[0]) if len(channels) == 1 else [_hex(c) for c in channels]
-        topics: list[Any] = [_hex(EVENT_TOPIC), chans]
+        chans: Any = (
+            hex_data(channels[0]) if len(channels) == 1 else [hex_data(c) for c in channels]
+        )
+        topics: list[Any] = [hex_data(EVENT_TOPIC), chans]
         if asked is not None:
-            topics.append([_hex(sender_topic(s)) for s in sorted(asked)])
-        claims: dict[Claim, frozenset[str]] = {}
-        problems: list[Problem] = []
+            topics.append([hex_data(sender_topic(s)) for s in sorted(asked)])
+        pages: list[ClaimSet] = []
         answered: frozenset[str] | None = None
         for lo in range(start, end + 1, LOG_PAGE_BLOCKS):
             hi = min(end, lo + LOG_PAGE_BLOCKS - 1)
-            flt = {
-                "fromBlock": hex(lo),
-                "toBlock": hex(hi),
-                "address": _hex(self._inbox),
-                "topics": topics,
-            }
-            answers = {
-                label: value
-                for label, value in self.chain.ask_all("eth_getLogs", [flt]).items()
-                if isinstance(value, list)
-            }
-            if len(answers) < self.chain.quorum:
+            page = self._log_page(lo, hi, topics, frozenset(channels), asked, sender)
+            if len(page.answered) < self.chain.quorum:
                 raise refuse(
-                    f"eth_getLogs {lo}..{hi}: only {len(answers)} endpoint(s) answered, "
+                    f"eth_getLogs {lo}..{hi}: only {len(page.answered)} endpoint(s) answered, "
                     f"{self.chain.quorum} needed",
                     kind=ProblemKind.DISAGREEMENT,
                 )
-            question = LogQuestion(
-                from_block=lo,
-                to_block=hi,
-                inbox=self._inbox,
-                channels=frozenset(channels),
-                senders=asked,
-            )
-            page = sort_claims(answers, question, self.policies, sender)
-            problems += page.problems
-            for claim, labels in page.claims.items():
-                claims[claim] = claims.get(claim, frozenset()) | labels
+            pages.append(page)
             answered = page.answered if answered is None else answered & page.answered
-        return ClaimSet(claims=claims, answered=answered or frozenset(), problems=tuple(problems))
+        return _union(pages, answered or frozenset())
+
+    def _log_page(
+        self,
+        lo: int,
+        hi: int,
+        topics: list[Any],
+        channels: frozenset[bytes],
+        asked: frozenset[bytes] | None,
+        sender: bytes | None,
+    ) -> ClaimSet:
+        """One page [lo, hi] of eth_getLogs from every endpoint. An endpoint whose answer
+        is over the size cap (AnswerTooLarge) is asked the two halves in turn, down to a
+        single block; a single block still too large, or any other failure on the way,
+        makes it a non-answer for the whole page (the size case reported). Each part's
+        answer is checked against the part's own range."""
+        todo: list[tuple[int, int, frozenset[str] | None]] = [(lo, hi, None)]
+        parts: list[ClaimSet] = []
+        problems: list[Problem] = []
+        heard: set[str] = set()
+        dropped: set[str] = set()
+        while todo:
+            a, b, among = todo.pop()
+            if among is not None:
+                among = among - dropped
+                if not among:
+                    continue
+            flt = {
+                "fromBlock": hex(a),
+                "toBlock": hex(b),
+                "address": hex_data(self._inbox),
+                "topics": topics,
+            }
+            lists: dict[str, list[Any]] = {}
+            split: set[str] = set()
+            for label, value in self.chain.ask_all("eth_getLogs", [flt], among).items():
+                if isinstance(value, list):
+                    lists[label] = value
+                elif isinstance(value, AnswerTooLarge) and a < b:
+                    split.add(label)
+                else:
+                    dropped.add(label)
+                    if isinstance(value, AnswerTooLarge):
+                        problems.append(
+                            Problem(
+                                kind=ProblemKind.OVER_BUDGET,
+                                details=f"eth_getLogs of block {a}: {value.reason}; "
+                                f"no answer from it for blocks {lo}..{hi}",
+                                endpoints=(label,),
+                                block_number=a,
+                            )
+                        )
+            heard |= lists.keys() | split
+            question = LogQuestion(
+                from_block=a, to_block=b, inbox=self._inbox, channels=channels, senders=asked
+            )
+            parts.append(sort_claims(lists, question, self.policies, sender))
+            if split:
+                mid = (a + b) // 2  # the lower half is asked first (popped last-in)
+                todo += [(mid + 1, b, frozenset(split)), (a, mid, frozenset(split))]
+        page = _union(parts, frozenset(heard - dropped))
+        return ClaimSet(
+            claims=page.claims, answered=page.answered, problems=(*problems, *page.problems)
+        )
 
     def _poll_channel(
         self,
@@ -325,7 +366,7 @@ class ChannelMixin:
             tx_problems: list[Problem] = []
             if self._ask_in_turn(
                 "eth_getTransactionByHash",
-                [_hex(claim.tx_hash)],
+                [hex_data(claim.tx_hash)],
                 check,
                 "transaction",
                 tx_problems,
@@ -357,157 +398,15 @@ class ChannelMixin:
             )
         return posts
 
-    # -- completeness --------------------------------------------------------------------
 
-    def _state_root(self, side: Side, problems: list[Problem]) -> bytes:
-        header = self._ask_in_turn(
-            "eth_getBlockByNumber",
-            [hex(side.number), False],
-            lambda answer: verify_block_header(answer, side.hash),
-            f"header {side.number}",
-            problems,
-            side.number,
-            side.agreeing,
-        )
-        if header is None:
-            raise refuse(f"no endpoint proved header {side.number}; refusing", side.number)
-        return bytes(header.state_root)
-
-    def _prove_accumulators(
-        self, side: Side, keys: Sequence[tuple[bytes, bytes]], problems: list[Problem]
-    ) -> dict[tuple[bytes, bytes], tuple[bytes, int]]:
-        """(acc, count) of every stream in ``keys`` at block ``side``: all storage keys
-        together, :data:`PROOF_STREAMS_PER_CALL` streams per eth_getProof."""
-        state_root = self._state_root(side, problems)
-        out: dict[tuple[bytes, bytes], tuple[bytes, int]] = {}
-        for i in range(0, len(keys), PROOF_STREAMS_PER_CALL):
-            chunk = keys[i : i + PROOF_STREAMS_PER_CALL]
-            slots = [f"0x{slot:064x}" for key in chunk for slot in accumulator_slots(*key)]
-
-            def check(answer: Any, chunk: Sequence[tuple[bytes, bytes]] = chunk) -> Any:
-                return verify_accumulators(
-                    state_root,
-                    answer,
-                    inbox=self._inbox,
-                    inbox_code_hash=self._inbox_code_hash,
-                    keys=chunk,
-                )
-
-            got = self._ask_in_turn(
-                "eth_getProof",
-                [_hex(self._inbox), slots, hex(side.number)],
-                check,
-                f"eth_getProof at {side.number}",
-                problems,
-                side.number,
-                side.agreeing,
-            )
-            if got is None:
-                raise refuse(
-                    f"no endpoint gave a valid eth_getProof at block {side.number}; refusing",
-                    side.number,
-                )
-            out.update(got)
-        return out
-
-    def _complete_only(
-        self,
-        sub: str,
-        channels: tuple[bytes, ...],
-        sender: bytes | None,
-        start: int,
-        head: Side,
-        posts: list[ProvenPost],
-        scanned_to: int,
-    ) -> Iterator[Delivered | Problem]:
-        """Prove completeness of every followed stream at the finalized block with one
-        eth_getProof; deliver only complete streams; hold the cursor for the others."""
-        if head.number == GENESIS_BLOCK or scanned_to < head.number:
-            # Genesis holds no posts (and anvil's genesis stateRoot matches no proof);
-            # a refusal that stopped the scan leaves completeness unjudged this round.
-            self._finish(sub, scanned_to)
-            return
-        streams = self._followed(channels, sender)
-        problems: list[Problem] = []
-        fresh_base = []
-        for key in streams:
-            stream = self._stream(sub, *key)
-            if stream.proven_at is None and stream.count == 0:
-                if start - 1 == GENESIS_BLOCK:
-                    stream.proven_at = GENESIS_BLOCK  # (ACC_ZERO, 0) by definition
-                elif start > 0:
-                    fresh_base.append(key)  # no history: prove (acc, count) before `start`
-        try:
-            if fresh_base:
-                base = self._prove_accumulators(
-                    self._block_side(start - 1, problems), fresh_base, problems
-                )
-                for key, (acc, count) in base.items():
-                    stream = self._stream(sub, *key)
-                    stream.acc, stream.count, stream.proven_at = acc, count, start - 1
-            proven = self._prove_accumulators(head, streams, problems) if streams else {}
-        except StopPoll as stop:
-            yield from problems
-            yield stop.problem
-            self._finish(sub, start - 1)
-            return
-        yield from problems
-        ordered = sorted(posts, key=lambda p: p.order)
-        complete: dict[tuple[bytes, bytes], Complete] = {}
-        for key in streams:
-            stream = self._stream(sub, *key)
-            fresh = {
-                p.index: p.calldata
-                for p in ordered
-                if (p.sender, p.channel) == key and p.index is not None and p.index > stream.count
-            }
-            acc, count = proven[key]
-            verdict = completeness_verdict(
-                proven_acc=acc,
-                proven_count=count,
-                local_acc=stream.acc,
-                local_count=stream.count,
-                new_posts=fresh,
-            )
-            if isinstance(verdict, Complete):
-                complete[key] = verdict
-                continue
-            if isinstance(verdict, Hidden):
-                kind, details = (
-                    ProblemKind.HIDDEN,
-                    (
-                        f"the chain proves {verdict.proven_count} posts; "
-                        f"{verdict.missing} not shown by any endpoint"
-                    ),
-                )
-            else:
-                kind, details = ProblemKind.PROOF_FAILURE, f"completeness: {verdict.reason}"
-            yield Problem(
-                kind=kind,
-                sender=key[0],
-                channel=key[1],
-                block_number=head.number,
-                missing=verdict.missing if isinstance(verdict, Hidden) else None,
-                details=details,
-            )
-        for key, done in complete.items():
-            stream = self._stream(sub, *key)
-            stream.acc, stream.count, stream.proven_at = done.acc, done.count, head.number
-            self._save(sub, *key)
-        deliverable = [
-            p
-            for p in ordered
-            if (p.sender, p.channel) in complete and is_final(p.block_number, head.number)
-        ]
-        stopped = yield from self._deliver(sub, Level.COMPLETE, deliverable)
-        # An incomplete stream keeps the cursor just after its last proven state, so
-        # the next poll asks again (another endpoint may show the hidden posts).
-        holds = [
-            (self._stream(sub, *key).proven_at or -1) + 1 for key in streams if key not in complete
-        ]
-        if stopped is not None:
-            holds.append(stopped)
-        self._finish(sub, min([head.number + 1, *holds]) - 1)
+def _union(parts: Sequence[ClaimSet], answered: frozenset[str]) -> ClaimSet:
+    """The claims and problems of ``parts`` together (a claim's labels unioned)."""
+    claims: dict[Claim, frozenset[str]] = {}
+    for part in parts:
+        for claim, labels in part.claims.items():
+            claims[claim] = claims.get(claim, frozenset()) | labels
+    problems = tuple(p for part in parts for p in part.problems)
+    return ClaimSet(claims=claims, answered=answered, problems=problems)
 
 
 def _proven(
