@@ -1,59 +1,16 @@
 """The receiver runtime: find posts, prove them up the ladder, deliver them in order.
 
-Theory of operation (docs/protocol.md, "Receiving with proof", has the full story)
------------------------------------------------------------
-A *subscription* is (mode, level, channel filter, sender filter); each has a persisted
-cursor (next block to scan) and per-(sender, channel) stream state (next seq, the
-accumulator and count of the posts folded so far) in ``<data_dir>/receiver.sqlite3``.
-That is all the receiver keeps on disk: O(channels), never O(chain).
-
-Channel mode, one :meth:`Receiver.poll`:
-
-1. head = the quorum-agreed finalized height (levels ``final``/``complete``; or
-   ``latest - finality_depth``) or the quorum's latest height (``signed``/``included``).
-2. ``eth_getLogs`` (inbox address, topics [event, channel ids, trusted senders]) in
-   pages of :data:`LOG_PAGE_BLOCKS`, asked of ALL endpoints and UNIONED: one honest
-   endpoint is enough to defeat one that hides a post. Fewer than ``quorum`` answers:
-   refusal. An endpoint whose answer is over the size cap is asked the halves of the
-   page in turn, down to one block (still too large: its non-answer for the page,
-   reported). Every claim is checked against the question (range, address, topics) before
-   anything is fetched for it; a claim outside it is that endpoint's lie, and claims of
-   senders not trusted on their channel are dropped (no block fetch).
-3. Per block holding a candidate: block hash agreed by the quorum, the full block's
-   header rebuilt and hashed, transactionsRoot and receiptsRoot rebuilt from every
-   transaction / receipt (endpoints tried in turn until one proves). The proven
-   receipts are the truth for that block: a candidate not in them is a forgery
-   (``proof-failure``, never delivered); a proven post an endpoint did not return is
-   reported as ``hidden`` (and delivered, since it is proven). Each post is bound to its
-   proven transaction (signer = log sender, ``to`` = inbox, calldata equal).
-   At ``signed`` only the transaction (eth_getTransactionByHash) is checked.
-4. ``complete``: the (acc, count) slots of every followed stream at the finalized block,
-   all keys together (one eth_getProof per PROOF_STREAMS_PER_CALL streams, sized for the
-   answer cap; a stream proven at that block by an earlier poll is not asked again),
-   verified against the verified finalized header's stateRoot; the
-   receiver's fold over its posts must match, else ``hidden`` (missing count) or a
-   ``proof-failure`` (altered), and that stream delivers nothing new.
-5. Records are decoded, chunks reassembled (content hash checked) and offered to the
-   stream's :class:`~lightpost.core.verify.Sequencer`: delivered in seq order, once;
-   duplicates dropped; gaps held and reported. Only posts addressed to this device (or
-   broadcast) are delivered, but every post of the stream advances its seq.
-
-Direct mode walks every block from the cursor (full blocks, transactionsRoot rebuilt;
-the quorum-agreed hash of each page's top block proves the page by parent hashes) and
-keeps the transactions whose ``to`` is this device. ``complete`` is channel-only.
-
-The persisted cursor never passes a block that holds something undelivered (a held
-gap, an incomplete chunked message, a stream that failed completeness): after a
-restart the rescan re-offers it and already delivered seqs are dropped as duplicates.
-Deliveries at ``included`` are remembered until final; if their block leaves the
-canonical chain they are retracted (a ``retracted`` problem) and rescanned. At
-``signed`` the block number and hash are an endpoint's unverified word: they are never
-used for retraction.
-
-Every quorum read of a block hash hears all endpoints; an answer other than the
-quorum's is reported as a ``disagreement`` naming both sides, and the dissenting
-endpoint is never asked to prove against the quorum's hash (nor blamed for failing
-to). Only an endpoint that contradicts itself or the question is reported as lying.
+docs/protocol.md, "Receiving with proof" and "Adversary model", has the full story. In
+short: a *subscription* (mode, level, channel filter, sender filter) keeps a cursor and
+per-(sender, channel) stream state in ``<data_dir>/receiver.sqlite3`` -- O(channels),
+never O(chain). A poll reads the level's head by quorum, asks every endpoint for the
+logs (unioned: one honest endpoint defeats one that hides), checks each claim against
+the question before fetching anything, proves each candidate block (header, transactions
+and receipts roots), proves completeness with eth_getProof at ``complete``, and delivers
+in seq order, once. The cursor never passes a block that holds something undelivered;
+deliveries at ``included`` are retracted if their block leaves the chain. Every visible
+disagreement is reported naming both sides; only an endpoint that contradicts itself or
+the question is reported as lying.
 
 The rules live in pure core functions (:mod:`lightpost.core.reconcile`,
 :mod:`lightpost.core.verify`); this package is the driver: channel mode in
