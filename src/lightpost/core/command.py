@@ -52,52 +52,8 @@ Validity window: ``not_before <= time < expiry``.
 Handlers may still refuse or fail a command after rule 13 (e.g. an update image whose
 digest or size does not match: ``integrity``); see :class:`Reason`.
 
-Wire format (canonical RLP, decoded strictly)
----------------------------------------------
-RLP was chosen over JSON because the project already has a strict, canonical RLP
-decoder (one encoding per value, no whitespace/number-format ambiguity, so the bytes a
-controller signs are the only bytes that decode to that command) and because calldata
-pays 40 gas per nonzero byte (EIP-7623): binary integers and digests are 2-3x smaller
-than their JSON text. Layout::
-
-    command  = [1, name, args, target, command_seq, not_before, expiry, manifest]
-    args     = [[key, value], ...]            # keys strictly ascending (UTF-8 bytes)
-    target   = [0, address(20)] | [1, device_class]
-    manifest = [] | [sha256(32), size, [v0, v1, ...], device_class]
-    result   = [1, controller(20), command_seq, status, reason, output]
-
-Strings are UTF-8; integers are canonical RLP integers (u64 unless noted).
-
-Versions (anti-rollback)
-------------------------
-A software version is a tuple of 1..:data:`MAX_VERSION_PARTS` non-negative integers
-(``"1.4.2"`` -> ``(1, 4, 2)``; a bare integer ``7`` -> ``(7,)``). Versions compare
-as tuples after trailing zeros are dropped, so ``1.2 == 1.2.0 < 1.10``. An update is
-accepted only if its version is *strictly* higher than the installed one (SUIT's
-monotonic sequence number, RFC 9124 section 8.4.2, generalised to dotted versions).
-
-The ``[agent]`` config table (parsed by :func:`parse_agent_policy`)
--------------------------------------------------------------------
-::
-
-    [agent]
-    enabled = true                      # default true when the table exists
-    device_class = "valve-v2"           # required; matched by class targets and updates
-    min_level = "final"                 # signed | included | final (default) | complete
-    config_whitelist = ["report_interval_s"]   # keys the `config` command may change
-    actuators = ["valve-1", "breaker"]  # optional: names `set` may change (empty = any)
-    state_dir = "agent"                 # relative to data_dir (resolved by the runtime)
-    update_source = "/srv/images"       # a local dir, or an http(s):// base URL
-    post_install_check = "pkg.mod:fn"   # optional; default re-verifies digest and size
-    reply_to_unauthorized = false       # answer strangers? (costs gas; default no)
-
-    [agent.controllers]                 # who may issue which commands to this device
-    "0x70997970C51812dc3A010C7d01b50e0d17dc79C8" = ["set", "config", "update"]
-
-    [agent.handlers]                    # plugins: command name -> "module:callable"
-    reboot = "mypkg.handlers:reboot"
-
-Unknown keys are errors (a typo must not silently drop a rule).
+Wire format (canonical RLP), versions (anti-rollback) and the ``[agent]`` config table:
+docs/protocol.md, section "Commands".
 """
 
 from __future__ import annotations
