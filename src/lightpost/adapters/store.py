@@ -1,42 +1,12 @@
 """The durable store: SQLite (stdlib ``sqlite3``) holding the outbox and receiver state.
 
-Durability
-----------
-"Accepted" means "on disk": every method that changes state commits -- and with
-``synchronous=FULL`` fsyncs the write-ahead log -- before it returns. MQTT brokers and
-clients that keep messages in RAM lose them on restart (Mosquitto #769, #2349); this
-store is why a lightpost device does not.
-
-* ``journal_mode=WAL``: readers never block the writer, a commit is one sequential
-  append, and a crash mid-write leaves the last committed state (the torn WAL tail is
-  ignored on recovery).
-* ``synchronous=FULL`` on the whole connection. In WAL mode ``NORMAL`` is still
-  *consistent* after a power loss but may lose the last commits -- an acknowledged
-  message could vanish, a nonce could be handed out twice. Every write here is an outbox
-  or receiver-state write where that matters, so there is no ``NORMAL`` path. (A process
-  crash alone loses nothing even with ``NORMAL``; the fsync is for power loss.)
-* Explicit transactions: the connection is in autocommit mode and every operation runs
-  in its own ``BEGIN IMMEDIATE ... COMMIT`` (the write lock is taken up front, so two
-  processes cannot deadlock upgrading read locks). Multi-row changes -- the raw
-  transaction, its candidate row, the nonce counter and the message links in
-  :meth:`Store.record_signed` -- are one transaction: after a crash either all of them
-  exist or none.
-* Every state change is checked against the single transition table in
-  :mod:`lightpost.core.outbox`; an illegal one raises
-  :class:`~lightpost.core.outbox.IllegalTransition` and changes nothing.
-
-Schema versioning: ``PRAGMA user_version`` is the schema version and ``PRAGMA
-application_id`` marks the file as a lightpost store. :data:`MIGRATIONS` holds one
-function per version step; :func:`migrate` applies the missing ones in one transaction
-(the shared bootstrap, :mod:`lightpost.adapters.sqlite`, which also makes the file 0600).
-
-Size: O(outbox + channels). FINAL rows are dropped by :meth:`Store.prune_final`
-(the time is an argument); the highest final nonce survives pruning in ``meta``.
-
-Errors: every ``sqlite3`` exception is translated to :class:`StoreError` in one place
-(:func:`lightpost.adapters.sqlite.translate`) with a message that says what to do
-(locked by another process, not a lightpost store, directory missing or not writable,
-disk full).
+"Accepted" means "on disk": every state-changing method commits (WAL,
+``synchronous=FULL``) before it returns, each in its own ``BEGIN IMMEDIATE`` transaction,
+so a multi-row change (:meth:`Store.record_signed`) lands whole or not at all. Every state
+change is checked by :func:`lightpost.core.outbox.next_state` first. Schema steps are
+:data:`MIGRATIONS` (``PRAGMA user_version``); sqlite3 errors become :class:`StoreError`
+in :func:`lightpost.adapters.sqlite.translate`. docs/protocol.md, section "Local state",
+has the full story.
 """
 
 from __future__ import annotations

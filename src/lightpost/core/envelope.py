@@ -1,37 +1,17 @@
 """The lightpost envelope: the wire format of a *post* (the calldata of one transaction).
 
-Layout (all integers big-endian, fixed width; docs/protocol.md has the full tables)::
+Layout (big-endian, fixed width)::
 
     post   = channel_id[32] | recipient_word[32] | magic[1] | version[1] | body
-    body   = record+                       (version 1)
-           | raw_deflate(record+)          (version 2: the whole record sequence deflated)
+    body   = record+ (version 1) | raw_deflate(record+) (version 2)
     record = seq u64 | timestamp_ms u64 | content_type u8 | flags u8
              | [chunk_index u32 | chunk_count u32 | content_hash[32]]   (if FLAG_CHUNK)
              | payload_length u32 | payload[payload_length]
 
-The first 64 bytes sit at fixed offsets because the inbox contract reads them there.
-Every record in a post belongs to the post's channel and to the transaction's sender.
-
-Why fixed width and not varints: under EIP-7623 a zero byte costs 1 token and a nonzero
-byte 4. The leading zero bytes of a small fixed-width integer are therefore cheap, while
-every LEB128 byte except a final one is nonzero (continuation bit set). For the values a
-device actually sends (small seq, millisecond timestamps, short payloads) fixed width costs
-only a few tokens more per record (see docs/protocol.md), and it buys a decoder without
-canonical-encoding corner cases and fields a contract can read at fixed offsets.
-
-Compression (raw DEFLATE, RFC 1951, stdlib zlib) is applied to a whole message payload
-only when it lowers the EIP-7623 token count (:func:`lightpost.core.gas.calldata_tokens`),
-not merely the length. A message whose record does not fit a post is compressed first (if
-that is cheaper) and the result is cut into chunks that share the seq and carry the
-keccak256 of the original payload; :class:`Reassembler` puts them back together.
-:func:`pack_messages` then tries the whole post once more as version 2 -- the record
-sequence deflated as one stream, its records uncompressed inside -- and keeps whichever
-version has fewer tokens: small similar messages (JSON meter readings) compress well
-together and hardly at all one by one.
-
-Decoders raise only :class:`~lightpost.errors.DecodingError` (``what="envelope"``) and, for
-a content hash that does not match, :class:`~lightpost.errors.ProofError`. Building a
-message/record/post the format cannot carry raises :class:`EnvelopeError` (a local error).
+Decoders raise only :class:`~lightpost.errors.DecodingError` (``what="envelope"``) and,
+for a content hash that does not match, :class:`~lightpost.errors.ProofError`; building
+what the format cannot carry raises :class:`EnvelopeError`. docs/protocol.md, section
+"Wire format", has the full tables and the batching, chunking and compression rules.
 """
 
 from __future__ import annotations

@@ -1,32 +1,13 @@
 """Fee policies: how much gas and what price per gas a message transaction offers. Pure.
 
-Every chain fact (the current base fee, the payload, the execution gas of the call) is
-an argument; nothing is read from a node here. A policy answers one of three ways:
-
-* a :class:`FeeQuote` (gas limit, EIP-1559 fee cap and tip) -- send now;
-* a :class:`Hold` -- the base fee is above what the policy may pay: the message *waits*
-  in the outbox and is quoted again later; it is never dropped;
-* a :class:`~lightpost.errors.PolicyError` -- this payload can never be sent under this
-  policy (too much gas, too many bytes): the caller must split it
-  (:func:`max_payload_for` says how big a piece may be).
-
-Gas limits come from :func:`lightpost.core.gas.gas_used` (EIP-7623 floor included) plus
-a margin on the *execution* part only: the calldata cost is exact, the call's execution
-is an estimate. A plain transfer (execution gas 0) gets exactly the gas it will use.
-
-Two policies:
-
-* :class:`FixedFeePolicy` -- the MIT paper's mode: fixed 30 gwei, fixed 210,000 gas.
-  It emits type-2 quotes with ``max_fee_per_gas = max_priority_fee_per_gas = gas_price``:
-  such a transaction pays exactly ``gas_price`` per gas (base fee + tip), like a legacy
-  transaction, while every quote keeps one shape and one replacement rule.
-* :class:`Eip1559FeePolicy` -- fee cap = multiplier x base fee + tip, never above a hard
-  cap.
-
-Replacement (:func:`bump`) follows geth's legacypool: a transaction with the same nonce
-replaces the pending one only if *both* fee cap and tip are strictly higher and at least
-``old * (100 + 10) / 100`` (core/txpool/legacypool/list.go ``Add``), else the node answers
-"replacement transaction underpriced".
+Every chain fact is an argument. A policy answers a :class:`FeeQuote` (send now), a
+:class:`Hold` (base fee above what it may pay: the message waits, never dropped), or
+raises :class:`~lightpost.errors.PolicyError` (the payload can never fit: split it, see
+:func:`max_payload_for`). Gas limit = :func:`lightpost.core.gas.gas_used` plus a margin
+on the execution part only. :class:`FixedFeePolicy` (the paper's mode) emits type-2
+quotes with fee cap = tip = gas price; :class:`Eip1559FeePolicy` offers multiplier x base
+fee + tip under a hard cap. :func:`bump` follows geth's legacypool (fee cap and tip both
+>= +10%, core/txpool/legacypool/list.go ``Add``). docs/protocol.md, section "Fees".
 """
 
 from __future__ import annotations

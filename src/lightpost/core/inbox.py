@@ -1,30 +1,11 @@
 """The channel-mode inbox contract, mirrored in Python: calldata, storage, event, gas.
 
-Every channel-mode message transaction calls the inbox (source:
-``src/lightpost/contracts/inbox.easm``, hand-written EVM assembly). It has one
-behaviour and no ABI selector -- the raw calldata *is* the message:
-
-    calldata = channel (32) || recipient word (32) || body (>= 1 byte)
-
-The recipient word is 12 zero bytes followed by a 20-byte address, or 32 zero bytes
-for a broadcast. The contract reverts when ETH is sent, when the calldata is shorter
-than 65 bytes, or when the recipient word is not an address word. It never looks at
-the body.
-
-Storage, per (sender, channel)::
-
-    key          = keccak256(sender as a 32-byte word || channel)
-    slot key     = acc,   acc_new = keccak256(acc_old || keccak256(calldata)), acc_0 = 0
-    slot key + 1 = count, count_new = count_old + 1
-
-so a receiver holding messages 1..count of a (sender, channel) recomputes ``acc`` and
-compares it with the slot proven by eth_getProof (EIP-1186) against a final state root:
-any omitted, reordered or altered message changes the value.
-
-Event (LOG4), topics ``[EVENT_TOPIC, channel, sender word, recipient word]`` -- so
-eth_getLogs can filter by channel, sender and recipient -- and data
-``count_new (32 bytes, big-endian) || full calldata``. The data is NOT ABI-encoded
-(no offset/length words): ABI tooling cannot decode it; :func:`decode_post_log` can.
+calldata = channel (32) || recipient word (32) || body (>= 1 byte), no ABI selector.
+Per (sender, channel) the contract keeps ``acc = keccak256(acc || keccak256(calldata))``
+and ``count``, so a receiver proves (eth_getProof, EIP-1186) that nothing was omitted,
+reordered or altered. The event data is not ABI-encoded (:func:`decode_post_log`).
+docs/protocol.md, section "Inbox contract", has the full story; the source is
+``src/lightpost/contracts/inbox.easm``.
 """
 
 from __future__ import annotations

@@ -1,58 +1,15 @@
 """Which nonce to sign with next, and what to do when the chain disagrees.
 
-Theory of operation
--------------------
-The paper's rule is "use the account's transaction count". Taken literally that breaks
-the way other clients break: load-balanced providers return stale counts -> "nonce too
-low" (cowprotocol/services #64, go-ethereum #2880); ``pending`` can return a nonce that is
-already used (reth #10881); a network error leaves a gap that stalls every later
-transaction (viem #4364); a nonce manager that lives only in memory forgets on restart.
-lightpost's rule, made precise:
+Invariants: the durable local counter is authoritative for our own in-flight work; the
+chain's count is read by quorum, never from one endpoint; a mined nonce is never reused;
+``pending`` can only hold, never lower. :func:`decide` answers :class:`KeepLocal`,
+:class:`AdoptChain`, :class:`FillGap`, :class:`Reconcile` or :class:`Hold`;
+:func:`resolve_nonce_too_low` answers :class:`MarkIncluded` (one of OUR hashes proven),
+:class:`Resign` (consumed at the *finalized* height) or :class:`Hold`. Inputs:
+``local_next`` (durable counter), ``in_flight`` (SIGNED, BROADCAST), ``included``
+(INCLUDED, FINAL) and ``final_next`` (one past the highest FINAL nonce, kept after pruning).
 
-1. **The local counter is durable and authoritative for our own in-flight work.** The
-   store allocates a nonce in the same SQLite transaction that stores the raw signed
-   bytes (``Store.record_signed``), so after a crash the counter, the raw transaction
-   and the messages it carries agree. Inputs here: ``local_next`` (the durable counter),
-   the nonces of our stored transactions not yet seen mined (``in_flight``: SIGNED,
-   BROADCAST) and seen mined (``included``: INCLUDED, FINAL), and ``final_next`` (one
-   past the highest nonce known FINAL, kept even after FINAL rows are pruned).
-
-2. **The chain is read by quorum, at ``latest`` (mined count), never from one
-   endpoint.** No k-of-n agreement -> no decision: :class:`Hold`. (The runtime should
-   ask every endpoint at one fixed block number rather than the moving ``latest`` tag
-   where it can: heads differ slightly between providers, Hyperlane #1119.)
-
-3. **Never reuse a mined nonce.** Chain count ahead of everything we know -> another
-   signer used the key, or we lost state: :class:`AdoptChain`. Any of our in-flight
-   transactions below the chain count had its nonce consumed -- by itself or by someone
-   else -- so it is :class:`Reconcile`\\ d (look its candidate hashes up).
-
-4. **Local at or ahead of the chain is normal** -- our own in-flight transactions explain
-   the difference: :class:`KeepLocal`. A nonce between the chain count and ``local_next``
-   that none of our stored transactions holds is a *gap*: every later transaction is
-   stuck behind it in the txpool, so :class:`FillGap` tells the runtime to sign
-   something at exactly that nonce (the next queued message, or a zero-value
-   self-transfer). Gaps larger than :data:`MAX_GAP_FILL` are not filled automatically
-   (:class:`Hold`): that many missing nonces means a bug or a lost store, and filling
-   them costs real fees.
-
-5. **``pending`` is advisory only.** It is noisy (stale replicas, reth #10881), so it
-   can never lower anything. If k endpoints agree that the txpool holds transactions
-   from this account *beyond* both the local counter and the chain count, those are not
-   ours (ours are all stored): :class:`Hold` until they are mined (then rule 3 adopts
-   the count) or dropped from the pool.
-
-6. **"nonce too low" from a broadcast** means *some* transaction with that nonce was
-   mined. :func:`resolve_nonce_too_low`: if one of OUR candidate hashes is PROVEN in a
-   quorum-agreed block (lightpost.core.inclusion) -> :class:`MarkIncluded` (receipts,
-   even k of them, are only hints). If k endpoints agree none of ours is mined and the
-   nonce is consumed at the *finalized* height -> :class:`Resign`: the messages go back to
-   QUEUED and are re-signed with a new nonce (never dropped). Before finality a reorg
-   could still bring our transaction back, so the answer is :class:`Hold`.
-
-The runtime re-runs :func:`decide` every :data:`RECONCILE_INTERVAL_S` seconds, at start,
-and after any "nonce too low". It persists ``decision.next_nonce`` whenever it differs
-from ``local_next`` (the store refuses to lower the counter).
+docs/protocol.md, section "Nonce", has the full rules and why.
 """
 
 from __future__ import annotations

@@ -1,38 +1,14 @@
 """k-of-n agreement over answers from independent JSON-RPC endpoints.
 
-Theory of operation
--------------------
-lightpost never trusts one endpoint. A question that matters (the nonce count of our
-account, the hash of block N, the finalized height) is asked of every configured
-endpoint, and an answer is accepted only when at least ``k`` endpoints returned the
-*identical* value. An endpoint that failed (timeout, node error) is a non-answer: it
-neither agrees nor vetoes, it simply does not count towards ``k``.
-
-Two different values can both reach ``k`` only when ``k <= n / 2`` (e.g. 1-of-2); that is
-a misconfiguration for the question at hand and is reported as a :class:`QuorumError`
-rather than resolved by picking one -- silently choosing would be trusting one endpoint.
-
-Quorum on ``latest`` is noisy (providers return slightly different valid heads,
-Hyperlane #1119), so callers compare at fixed heights or at ``finalized``. Answers are
-grouped by ``==`` (not hashing), so any value type with equality works; n is small.
-
-:func:`agree` is for callers that need a value or an error. :func:`report` returns a
-:class:`QuorumReport` so status output and receivers can *show* disagreement (who said
-what, who dissented) instead of hiding it.
-
-Ordered readings (heights, fees) differ between honest endpoints, so they are not
-grouped by equality: the answer is the highest value that *enough* readings reach
-(:func:`reached_by`): fewer readings than that can never push the answer above every
-other reading.
-
-- heights (:func:`quorum_height`): enough = max(k, a majority of the endpoints that
-  answered). With k <= n/2 (e.g. 1 of 3) the highest `finalized` of ONE endpoint would
-  otherwise win; now a minority of the answers can only make the height look older
-  (safe), never newer.
-- base fee (:func:`quorum_fee`): enough = a majority of the answers (the median, the
-  lower middle one for an even count), and at least k must answer. A minority can
-  neither raise it above every honest reading (holding all sending) nor lower it below
-  every honest reading (underpricing).
+An answer counts only when at least ``k`` endpoints returned the *identical* value
+(grouped by ``==``); a failed endpoint neither agrees nor vetoes. Two values both reaching
+``k`` (possible only when ``k <= n / 2``) is a :class:`QuorumError`, never a silent pick.
+:func:`agree` gives a value or an error; :func:`report` a :class:`QuorumReport` that shows
+dissent. Ordered readings take the highest value enough readings reach
+(:func:`reached_by`): heights (:func:`quorum_height`: max(k, a majority of those that
+answered)) and the base fee (:func:`quorum_fee`: the median, k answering), so a minority
+can make a height look older, never newer, and cannot push the fee past every honest
+reading. docs/protocol.md, section "Adversary model", has the full story.
 """
 
 from __future__ import annotations

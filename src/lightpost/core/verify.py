@@ -1,38 +1,14 @@
 """The receiver's verification ladder and delivery ordering, as pure functions.
 
-Theory of operation
--------------------
-Nothing here performs I/O. The receiver runtime (``lightpost.node.receiver``) asks the
-endpoints, obtains the quorum-agreed values (block hash at a height, the finalized
-height) and hands the JSON answers to these functions, which either return what was
-proven or raise :class:`~lightpost.errors.ProofError` /
-:class:`~lightpost.errors.DecodingError` / :class:`~lightpost.errors.SignatureError`.
-
-The ladder (docs/protocol.md, "Verification levels"), each level implying the ones below:
-
-``signed``
-    :func:`verify_signed`: the transaction is rebuilt from its fields, its hash must be
-    the one claimed, its sender is *recovered* from the signature (the RPC's ``from`` is
-    never read), its chain id must be ours (EIP-155; unprotected transactions refused).
-    :func:`check_post_tx` binds an inbox post to that transaction: same sender, ``to`` =
-    the inbox, calldata = the post's calldata.
-``included``
-    :func:`verify_block_header`: the header is rebuilt from every field of the current
-    fork and must hash to the quorum-agreed block hash. :func:`prove_block_transactions`
-    rebuilds transactionsRoot from every transaction of the block;
-    :func:`prove_block_receipts` rebuilds receiptsRoot from every receipt; the claims
-    about the block are compared with its proven receipts by
-    :func:`lightpost.core.reconcile.reconcile_block`.
-``final``
-    :func:`is_final`: at or below the quorum-agreed finalized height.
-``complete``
-    :func:`verify_accumulators`: the (acc, count) of every followed (sender, channel),
-    proven by one eth_getProof (EIP-1186) against the verified final state root;
-    :func:`completeness_verdict`: each must equal the receiver's own fold over the posts
-    it holds -- nothing hidden, reordered, altered.
-
-Delivery ordering is the :class:`Sequencer` state machine (one per (sender, channel)
-stream); its transition table is in its docstring.
+No I/O: the receiver runtime hands in quorum-agreed values and JSON answers; these return
+what was proven or raise :class:`~lightpost.errors.ProofError`,
+:class:`~lightpost.errors.DecodingError` or :class:`~lightpost.errors.SignatureError`.
+``signed``: :func:`verify_signed`, :func:`check_post_tx`; ``included``:
+:func:`verify_block_header`, :func:`prove_block_transactions`, :func:`prove_block_receipts`;
+``final``: :func:`is_final`; ``complete``: :func:`verify_accumulators`,
+:func:`completeness_verdict`. docs/protocol.md, section "Verification levels", has the
+full story. Delivery ordering is the :class:`Sequencer` state machine (table in its
+docstring).
 """
 
 from __future__ import annotations

@@ -1,23 +1,12 @@
 """The chain as seen through several JSON-RPC endpoints, never trusting one.
 
-Reads that matter go to every endpoint in parallel and are accepted only when k agree
-(lightpost.core.quorum). Questions are asked at fixed heights or at `finalized`, never
-as "what is latest" compared verbatim: heads differ between honest providers
-(Hyperlane #1119).
-
-- one round, one deadline (``round_deadline``): an endpoint silent by then is a
-  non-answer (a TransportError naming its label); the round goes on with the others.
-  An endpoint has at most MAX_INFLIGHT_PER_ENDPOINT calls outstanding; while they are
-  stuck it is a non-answer at once, so it cannot exhaust the pool for later rounds.
-- any failure while asking or converting (wrong JSON shape, RecursionError, anything)
-  is that endpoint's non-answer, never a crash.
-- heights and the base fee rest on the quorum, not on one endpoint (rules in
-  core.quorum); a `null` tag block is a non-answer, never block 0; the block hash at a
-  height must itself be agreed by k.
-- broadcast: the raw transaction goes to ALL endpoints; "already known" for an
-  identical raw transaction is success (execution-apis #245).
-- receipts are hints from any endpoint: a receipt counts only when it is proven in the
-  quorum-agreed block at its height (lightpost.core.inclusion; web3.js #3608).
+Reads that matter go to every endpoint in parallel and count only when k agree
+(lightpost.core.quorum), asked at fixed heights or ``finalized``, never ``latest``
+compared verbatim (Hyperlane #1119). One round, one deadline; at most
+MAX_INFLIGHT_PER_ENDPOINT stuck calls per endpoint; any failure or malformed answer is
+that endpoint's non-answer, never a crash. Broadcast goes to ALL endpoints ("already
+known" = success, execution-apis #245); receipts are hints until proven
+(lightpost.core.inclusion). docs/protocol.md, section "Adversary model", has the bounds.
 """
 
 from __future__ import annotations
