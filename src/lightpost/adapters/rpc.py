@@ -1,22 +1,13 @@
 """JSON-RPC 2.0 over HTTP(S): one endpoint per URL, errors mapped in one place.
 
-The interface a node needs is :class:`Endpoint` (``call`` and ``batch``); tests script
-any behaviour with a fake implementing the same two methods, without a socket.
-:class:`HttpEndpoint` is the real one: stdlib ``http.client`` (not ``urllib.request``,
-which drags the node's memory up by ~0.9 MB for redirects, proxies and cookies a JSON-RPC
-call does not want), retries with exponential backoff (sleep injected) for transport
-failures and rate limits only -- never for a node's definite answer. Proxies from the
-environment are not used: the endpoint is what the config says.
-
-Everything a peer controls is bounded: ``timeout`` is the TOTAL deadline of a request
-(connect, send, every read of headers and body, retries, backoff; clock injected), so a
-server dripping one byte at a time is cut off; the body is read in chunks up to a
-per-method cap (:func:`answer_cap`); the JSON depth is bounded and any parse failure is
-the endpoint's error (core.peerdata.parse_json); a node's error text is sanitized
-(core.peerdata.peer_text).
-
-An endpoint is named by a *label* (``rpc#0``...) in every error and log line: URLs
-often carry API keys and must not leak.
+:class:`Endpoint` (``call``, ``batch``) is the interface; tests script it without a
+socket. :class:`HttpEndpoint` uses stdlib ``http.client`` (``urllib.request`` costs
+~0.9 MB of memory for features JSON-RPC does not want), no proxies from the environment,
+and retries with backoff only transport failures and rate limits, never a definite
+answer. Everything a peer controls is bounded: ``timeout`` is the TOTAL deadline of a
+request (a server dripping bytes is cut off), the body per method (:func:`answer_cap`),
+the JSON depth (core.peerdata.parse_json); error text is sanitized (peer_text). An
+endpoint is named by its *label* (``rpc#0``), never its URL: URLs carry API keys.
 """
 
 from __future__ import annotations

@@ -1,18 +1,10 @@
 """AES-128 block encryption and CTR mode in pure Python (FIPS-197, NIST SP 800-38A).
 
-Only the *encryption* direction of the block cipher is implemented: CTR mode (SP 800-38A,
-section 6.5) uses the forward cipher for both encryption and decryption. This is the
-cipher of Web3 Secret Storage (``aes-128-ctr``), see :mod:`lightpost.core.keystore`.
-
-Implementation: the classic 32-bit "T-table" formulation (FIPS-197 section 5.1 with
-SubBytes, ShiftRows and MixColumns fused into four 256-entry lookup tables). The S-box
-and the tables are *computed* at import time from their algebraic definition (FIPS-197
-section 5.1.1: multiplicative inverse in GF(2^8) followed by an affine map), not typed
-in, so there is no table to mistype.
-
-Not constant-time: table lookups indexed by secret data leak through CPU caches. That is
-acceptable here because the only use is decrypting/encrypting a local keystore file
-(32 bytes, once per process start), never a network-facing oracle.
+Only the forward cipher: CTR (SP 800-38A section 6.5) uses it both ways. This is the
+``aes-128-ctr`` of Web3 Secret Storage (:mod:`lightpost.core.keystore`). T-table form
+(FIPS-197 section 5.1); the S-box and tables are *computed* at import (section 5.1.1),
+so there is no table to mistype. Not constant-time (cache timing): acceptable because
+the only use is a local keystore file once per start, never a network-facing oracle.
 """
 
 from __future__ import annotations

@@ -5,12 +5,11 @@ THE GATE IS ONE TABLE, :data:`SIGN_GATE`: every condition that can stop or defer
 signing, in priority order, with its verdict; :func:`sign_gate` is the only lookup
 (like :data:`lightpost.core.outbox.TRANSITIONS`).
 
-Batching: queued messages are grouped per (channel, recipient) and packed into posts of
-at most ``max_post_bytes``; a group goes when its oldest message waited
-``batch_delay_s`` or a post is full. A message too large for one post is chunked,
-linked to the transaction of its LAST chunk, and all its chunks are signed in one step
-(the gate defers it until there is room); chunks a dead process already stored are
-found in the stored raw bytes (:func:`stored_chunks`) and never signed again.
+Batching: messages are grouped per (channel, recipient) and packed into posts of at most
+``max_post_bytes``; a group goes when its oldest message waited ``batch_delay_s`` or a
+post is full. A chunked message is linked to its LAST chunk's transaction and all its
+chunks are signed in one step; chunks a dead process stored are found by
+:func:`stored_chunks` and never signed again.
 """
 
 from __future__ import annotations

@@ -1,19 +1,13 @@
 """Block headers: every field through Prague, RLP encoding, hash and verification.
 
-Spec: Yellow Paper section 4.3 (the 15 original fields), then one trailing field or
-two per fork: EIP-1559 ``baseFeePerGas`` (London), EIP-4895 ``withdrawalsRoot``
-(Shanghai), EIP-4844 ``blobGasUsed`` and ``excessBlobGas`` plus EIP-4788
-``parentBeaconBlockRoot`` (Cancun), EIP-7685 ``requestsHash`` (Prague). The block hash
-is ``keccak256(rlp(header))``; the trailing fields are encoded only when set, and a
-later field may only be set when every earlier one is (otherwise the list would be
-ambiguous).
-
-Unknown JSON fields rule (fail closed): :func:`header_from_rpc` refuses any key that
-is neither a header field listed in :data:`HEADER_FIELDS` nor a known non-header key of
-a block answer (:data:`NON_HEADER_RPC_FIELDS`). A key we do not know may be a header
-field of a fork newer than this module; ignoring it would give a wrong hash at best and,
-at worst, a "verified" header missing a committed field. Callers on chains with extra
-non-header keys (L2s) pass them explicitly as ``extra_allowed``.
+Spec: Yellow Paper section 4.3, then per fork EIP-1559 ``baseFeePerGas``, EIP-4895
+``withdrawalsRoot``, EIP-4844 ``blobGasUsed``/``excessBlobGas``, EIP-4788
+``parentBeaconBlockRoot``, EIP-7685 ``requestsHash``. The hash is
+``keccak256(rlp(header))``; trailing fields are encoded only when set, and only when every
+earlier one is. Fail closed: :func:`header_from_rpc` refuses a key that is neither in
+:data:`HEADER_FIELDS` nor :data:`NON_HEADER_RPC_FIELDS` (it may be a newer fork's field,
+and ignoring it could "verify" a header missing a committed field); L2 callers pass their
+extra keys as ``extra_allowed``.
 """
 
 from __future__ import annotations

@@ -1,14 +1,10 @@
 """The sender's side of the ``included`` level: our own transaction, proven in a block.
 
-A receipt from an endpoint is a claim, never a fact. Every sender state change
-(included, final, reverted, the end of rebroadcasts and bumps) rests on the receiver's
-ladder applied to our transaction: (1) the block hash at the receipt's height agreed by
-k endpoints (the caller asks); (2) the header rebuilt to that hash
-(:func:`~lightpost.core.verify.verify_block_header`); (3) transactionsRoot rebuilt with
-our hash at an index (:func:`~lightpost.core.verify.prove_block_transactions`); (4)
-receiptsRoot rebuilt (:func:`~lightpost.core.verify.prove_block_receipts`), the
-receipt at that index giving the status. A receipt naming an agreed block that does
-not hold the transaction changes nothing. No I/O here (``lightpost.node.sender_track``).
+A receipt is a claim, never a fact. Every sender state change rests on the receiver's
+ladder applied to our transaction: the block hash at the receipt's height agreed by k
+(the caller asks), the header rebuilt to it, transactionsRoot rebuilt with our hash at
+an index, receiptsRoot rebuilt for the status (:mod:`lightpost.core.verify`). A receipt
+naming an agreed block that does not hold the transaction changes nothing. No I/O here.
 """
 
 from __future__ import annotations

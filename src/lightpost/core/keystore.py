@@ -2,30 +2,17 @@
 
 Format (Web3 Secret Storage Definition, as written by geth's accounts/keystore)::
 
-    {"address": "<40 lowercase hex>", "id": "<uuid4>", "version": 3,
-     "crypto": {"cipher": "aes-128-ctr", "cipherparams": {"iv": "<16 bytes hex>"},
-                "ciphertext": "<hex>", "kdf": "scrypt" | "pbkdf2", "kdfparams": {...},
-                "mac": "<32 bytes hex>"}}
-
-    derived = KDF(password UTF-8, salt)            # dklen 32
+    derived = KDF(password UTF-8, salt)            # scrypt or pbkdf2, dklen 32
     ciphertext = AES-128-CTR(derived[0:16], iv, secret)
     mac = keccak256(derived[16:32] || ciphertext)   # checked before decrypting
 
-Pure: no file I/O and no randomness source. Callers read/write the JSON text themselves
-and pass ``randbytes`` (``os.urandom`` in production) to :func:`encrypt_key`. The KDFs
-are stdlib :func:`hashlib.scrypt` and :func:`hashlib.pbkdf2_hmac`; AES is
-:mod:`lightpost.core.aes`.
-
-Readers are lenient where real files differ (``crypto`` or ``Crypto``, optional ``0x``
-on hex, upper-case hex, keys stored as fewer than 32 bytes as geth accepts) and strict
-about everything that matters (version 3, cipher, KDF parameters, MAC). Work factors
-read from a file are bounded (:data:`SCRYPT_MAX_MEMORY`, :data:`PBKDF2_MAX_ITERATIONS`)
-so a hostile file cannot make the device allocate or spin without limit, and from below
-(:data:`SCRYPT_MIN_N`, :data:`PBKDF2_MIN_ITERATIONS`): a file that protects its key with
-almost no work is refused unless the caller opts in (``allow_weak_kdf``, test keys).
-
-Errors are :class:`lightpost.errors.KeystoreError`; their messages never contain the
-password, the key, or the derived key.
+Pure: no file I/O; callers pass ``randbytes`` (``os.urandom``) to :func:`encrypt_key`.
+Readers are lenient where real files differ (``Crypto``, ``0x``, upper-case hex, short
+keys as geth accepts) and strict about what matters (version 3, cipher, KDF parameters,
+MAC). KDF work read from a file is bounded above (:data:`SCRYPT_MAX_MEMORY`,
+:data:`PBKDF2_MAX_ITERATIONS`: a hostile file cannot exhaust the device) and below
+(:data:`SCRYPT_MIN_N`, :data:`PBKDF2_MIN_ITERATIONS`, unless ``allow_weak_kdf``).
+:class:`lightpost.errors.KeystoreError` messages never contain the password or a key.
 """
 
 from __future__ import annotations

@@ -7,49 +7,23 @@ durable store (``lightpost.adapters.store``) calls :func:`next_state` before eve
 
 Theory of operation
 -------------------
-*Records.* A **message** is what an application hands in (channel, recipient, seq,
-payload). A **transaction** is what goes on chain. Several messages are batched into one
-transaction (one nonce); a transaction row owns a *set of candidate hashes*, because a
-fee bump re-signs the same nonce with higher fees, and any of the versions that were ever
-broadcast may be the one that gets mined. Every candidate hash is kept until the
-transaction is final, so inclusion is recognised whichever version won. A message linked
-to a transaction always has the transaction's state; before signing (QUEUED, HELD) it
-has no transaction.
+Several messages ride in one transaction (one nonce), which owns a *set of candidate
+hashes*: a fee bump re-signs the same nonce, and any version ever broadcast may be mined,
+so every candidate is kept until final. A linked message has its transaction's state.
 
-*Store before broadcast.* The raw signed bytes are written durably (state SIGNED) before
-they are sent. If the device crashes after the send, the restart finds the raw bytes and
-re-sends exactly them -- it never signs a second, different transaction for the same
-messages, and the nonce that was used is known. A transaction that was sent but never
-stored would be a transaction the device cannot recognise, replace or account for
-(in-memory nonce managers lose state on restart; MQTT clients lose RAM-only buffers).
-SIGNED -> INCLUDED is therefore legal: the crash window between "sent" and "marked
-broadcast" means a SIGNED transaction can be found mined.
+* Store before broadcast: raw bytes are durable (SIGNED) before they are sent, so a
+  restart re-sends exactly them; SIGNED -> INCLUDED is legal (crash between send and
+  "broadcast" mark).
+* Rebroadcast is idempotent: "already known" for the same raw bytes is :class:`Broadcast`
+  (execution-apis #245); "nonce too low" -> reconcile (``lightpost.core.nonce``):
+  :class:`Included`, or :class:`NonceConsumed` back to QUEUED. A message is never dropped.
+* Replacement (:class:`Replaced`) keeps the nonce, so at most one version is ever mined.
+* Inclusion is a PROVEN receipt (lightpost.core.inclusion), compared by block hash, never
+  number (web3.js #3608): another hash at that height -> :class:`ReorgedOut`; FINAL only at
+  or below the finalized height with the block still canonical (:func:`check_inclusion`).
+* Over the fee cap: :class:`Held` / :class:`Released`; no nonce is spent meanwhile.
 
-*Rebroadcast is idempotent.* Re-sending the *same* raw bytes is always safe: a node that
-already holds them answers "already known" (execution-apis #245) instead of the hash --
-for an identical raw transaction that is success, so it is the :class:`Broadcast` event
-again (BROADCAST -> BROADCAST). A node that already mined it answers "nonce too low";
-the runtime then reconciles (``lightpost.core.nonce``): one of *our* candidate hashes
-mined -> :class:`Included`; the nonce was consumed by someone else -> :class:`NonceConsumed`,
-which sends the messages back to QUEUED to be re-signed with a new nonce. A message is
-never dropped.
-
-*Replacement keeps the nonce.* A fee bump (:class:`Replaced`) re-signs the same nonce
-with higher fees (geth legacypool requires both fee cap and tip to rise by >= 10%). Using
-the same nonce is what makes it a *replacement*: at most one version can ever be mined,
-so the messages cannot be delivered twice. The new version goes back to SIGNED (store
-first, then send); the old hashes stay candidates.
-
-*Confirmation by proof and block hash.* Inclusion is recorded from a receipt PROVEN in
-the quorum-agreed block (lightpost.core.inclusion), by block hash and number; later
-checks compare hashes, never numbers (web3.js #3608). When the canonical block at that
-height has another hash, the transaction is :class:`ReorgedOut` back to SIGNED for a
-rebroadcast; it becomes FINAL only at or below the finalized height with its block
-still canonical (:func:`check_inclusion`).
-
-*Fee cap.* A message whose transaction would cost more than the configured cap is
-:class:`Held` (QUEUED -> HELD) and :class:`Released` when fees fall; it is not signed
-meanwhile, so no nonce is spent on it.
+docs/protocol.md, section "Outbox life cycle", has the full story.
 """
 
 from __future__ import annotations

@@ -1,15 +1,10 @@
 """Transaction receipts, logs and the 2048-bit logs bloom.
 
-Spec: Yellow Paper section 4.3.1 (receipt, bloom), EIP-658 (status code replaces the
-intermediate state root from Byzantium on), EIP-2718 (typed receipts are
-``type || rlp(payload)``; legacy receipts are the bare RLP list). Every receipt type
-shares the payload ``[status_or_root, cumulativeGasUsed, logsBloom, logs]`` with each
-log ``[address, [topics...], data]`` -- types 1 (EIP-2930), 2 (EIP-1559),
-3 (EIP-4844) and 4 (EIP-7702) only change the leading type byte.
-
-A block's ``receiptsRoot`` is the ordered trie of the encoded receipts
-(:func:`receipts_root`), so receivers prove a receipt by rebuilding it from every
-receipt of the block (the way Helios and the Nimbus verified proxy do).
+Spec: Yellow Paper section 4.3.1, EIP-658 (status), EIP-2718 (typed receipts are
+``type || rlp(payload)``, legacy the bare list). Every type shares the payload
+``[status_or_root, cumulativeGasUsed, logsBloom, logs]``, each log
+``[address, [topics...], data]``. ``receiptsRoot`` is the ordered trie of the encoded
+receipts (:func:`receipts_root`): receivers rebuild it from every receipt of the block.
 """
 
 from __future__ import annotations

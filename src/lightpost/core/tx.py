@@ -1,24 +1,13 @@
 """Typed Ethereum transactions: legacy (EIP-155), access list (EIP-2930), dynamic fee (EIP-1559).
 
-Pure, in the style of ethereum/execution-specs: one small function per rule, each citing
-its EIP. lightpost *signs* only the three types it sends (0, 1, 2). Every other type a
-block can hold -- blob (EIP-4844, type 3), set-code (EIP-7702, type 4) and types not yet
-defined (EIP-2718: 0x05..0x7f) -- is classified as a :class:`ForeignTransaction` and
-skipped cleanly, so a block scan never crashes on it. Types 3 and 4 can still be rebuilt
-byte for byte from their JSON-RPC fields, so a receiver can recompute a block's
-transactionsRoot from a full block that contains them.
-
-Trust rules:
-
-* The sender is always *recovered* from the signature (EIP-2 low-s enforced by
-  :class:`lightpost.core.keys.Signature`); the JSON-RPC ``from`` field is never read.
-* A :class:`SignedTransaction` computes its canonical bytes, hash and sender itself, so
-  the three can never disagree with ``tx`` and ``signature``.
-* Decoding is strict: non-canonical RLP, wrong field counts, out-of-range integers and
-  bad ``v`` values raise :class:`~lightpost.errors.DecodingError` or
-  :class:`~lightpost.errors.SignatureError`, never a bare Python exception.
-* A node's JSON object is rebuilt into bytes here; whether its ``hash`` matches is a
-  separate check (:func:`rpc_hash_matches`) that the caller makes.
+One small function per rule, each citing its EIP (execution-specs style). Only types 0-2
+are signed; every other type (EIP-4844 blob, EIP-7702 set-code, undefined EIP-2718 types)
+is a :class:`ForeignTransaction`, skipped cleanly (types 3 and 4 are still rebuilt byte
+for byte, so transactionsRoot can be recomputed). Trust rules: the sender is always
+*recovered* (EIP-2 low-s), the RPC ``from`` is never read; a :class:`SignedTransaction`
+derives its bytes, hash and sender itself; decoding is strict (only
+:class:`~lightpost.errors.DecodingError` / :class:`~lightpost.errors.SignatureError`);
+whether a node's ``hash`` matches is the caller's check (:func:`rpc_hash_matches`).
 """
 
 from __future__ import annotations

@@ -1,21 +1,11 @@
 """The on-device command agent: decide, persist, run, audit, answer.
 
-For each delivered command (:meth:`Agent.process`) the agent
-
-1. decodes the payload and reads its durable state (highest seq seen from the sender,
-   installed software version);
-2. asks the pure rule table :func:`lightpost.core.command.decide` what to do;
-3. in ONE SQLite transaction records the decision in the audit log and, when the rule
-   says so, the command's seq as seen -- and commits (WAL, ``synchronous=FULL``)
-   *before* any handler runs. A crash inside the handler therefore cannot replay the
-   command: after a restart the same delivery is refused as ``replayed``
-   (at-most-once; the lesson of go-tuf CVE-2022-29173: trust state persists);
-4. runs the handler, records its outcome in the audit log;
-5. hands the encoded :class:`CommandResult` (content type 5) to the injected
-   ``send_result(controller, payload)`` -- the sender signs it into a transaction.
-
-The state lives in ``<state_dir>/agent.sqlite3``; the built-in handlers keep their
-files beside it (``actuators.json``, ``config.json``, ``images/``).
+:meth:`Agent.process` asks :func:`lightpost.core.command.decide`, then records the
+decision and (when the rule says so) the seq as seen in ONE committed SQLite transaction
+*before* any handler runs, so a crash cannot replay a command (at most once, go-tuf
+CVE-2022-29173); then it runs the handler, audits the outcome and hands the encoded
+:class:`CommandResult` to ``send_result``. docs/protocol.md, section "The agent and its
+handlers", has the full story.
 """
 
 from __future__ import annotations

@@ -1,28 +1,13 @@
 """Command handlers: the plugin interface and the built-ins ``set``, ``config``, ``update``.
 
-A handler is any callable ``handler(command, context) -> str``; the returned text is
-the output carried back to the controller (cut to ``MAX_OUTPUT_BYTES``). To refuse
-(nothing changed) it raises :class:`CommandRefused`; to report a failure it raises
-:class:`CommandFailed`; any other exception is reported as ``handler-error``. Plugins
-are named in the config as ``"package.module:callable"`` import paths
-(``[agent.handlers]``) and loaded with :func:`load_object`.
-
-The agent has already persisted the command's sequence number when a handler runs,
-so a handler runs at most once per command even across crashes: a handler that must
-be idempotent against a crash halfway should make its own writes atomic, as the
-built-ins do (write a temporary file beside the target, fsync, ``os.replace``, fsync
-the directory).
-
-``update`` follows SUIT (RFC 9019 section 3, RFC 9124) and Uptane: the manifest in the
-command is trusted (it came on chain from an authorized controller at the required
-verification level), the image is not -- it is fetched from ``update_source`` (a local
-directory or an http(s) base URL; the file name is the image's hex SHA-256 digest,
-content-addressed like TUF's consistent snapshots), streamed to ``image.new`` with a
-size cap of ``manifest.size``, and applied only if digest and size match. The swap keeps
-a complete ``image`` at every instant: the current image is hard-linked as
-``image.prev``, then ``os.replace(image.new, image)``. A failing post-install check
-restores ``image.prev``. The new version (anti-rollback state) is persisted before the
-result is reported; :func:`recover_images` repairs a crash between swap and persist.
+A handler is any callable ``handler(command, context) -> str`` (the output, cut to
+``MAX_OUTPUT_BYTES``); it raises :class:`CommandRefused` (nothing changed) or
+:class:`CommandFailed`; any other exception is ``handler-error``. Plugins are
+``"package.module:callable"`` paths (:func:`load_object`). The seq is persisted before a
+handler runs (at most once), so handlers make their writes atomic (temp file, fsync,
+``os.replace``, fsync the directory). ``update`` (SUIT, RFC 9019 section 3, RFC 9124;
+Uptane): the manifest is trusted, the image is not. docs/protocol.md, section
+"The agent and its handlers", has the full story.
 """
 
 from __future__ import annotations

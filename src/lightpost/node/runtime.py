@@ -1,25 +1,15 @@
 """The node process: wiring config -> key, store, chain, sender, plus the run loop.
 
-Data directory layout (``config.data_dir``):
+``config.data_dir`` holds ``lightpost.sqlite3`` (:mod:`lightpost.adapters.store`,
+O(outbox + channels)) and ``node.lock``, held (``fcntl.flock``) by the process that
+SENDS: a daemon, or a ``lightpost send`` that drives the outbox itself because no daemon
+runs (with a daemon it only enqueues and polls). The kernel releases the lock when the
+process dies, even by SIGKILL, so a stale pid can never block a restart.
 
-* ``lightpost.sqlite3`` -- the durable store (outbox, nonce counter, receiver state),
-  see :mod:`lightpost.adapters.store`. Its size is O(outbox + channels): FINAL rows are
-  pruned, no block, header or receipt is ever stored.
-* ``node.lock`` -- held (``fcntl.flock``, exclusive) by the process that SENDS: a
-  ``lightpost node`` daemon, or a ``lightpost send`` that drives the outbox itself
-  because no daemon runs. The lock holder's pid is written inside for humans; the kernel
-  releases the lock when the process dies, even by SIGKILL, so a stale pid file can
-  never block a restart. ``lightpost send`` with a daemon running only enqueues (a
-  SQLite write, safe alongside the daemon: WAL, ``BEGIN IMMEDIATE``) and then polls the
-  store for the state it waits for.
-
-The loop (:meth:`Node.run`) calls ``sender.step(now)`` and then ``service.step(now)`` for
-every extra service (receiver, agent: anything with a ``step(now)`` method), sleeping
-``POLL_INTERVAL_S`` between idle rounds. An exception from any one of them is logged as
-one line and that one is retried on the next round; the others keep running. A stop
-request (SIGTERM/SIGINT in the CLI, ``stop_event.set()`` in tests) is honoured between
-steps: the current step finishes, then the store is closed -- every state change was
-already committed.
+:meth:`Node.run` calls ``sender.step(now)`` and each service's ``step(now)``, sleeping
+``POLL_INTERVAL_S`` between idle rounds; an exception in one is logged as one line and
+retried next round while the others run. A stop request is honoured between steps; every
+state change was already committed.
 """
 
 from __future__ import annotations

@@ -1,31 +1,14 @@
 """The sending side of a device node: puts every outbox message on chain exactly once.
 
-The node wires the pure core to the adapters (SQLite store, quorum chain client); every
-rule lives in core. :meth:`Sender.step` does one round of work with the time as an
-argument (tests drive it; ``Node.run`` loops it). Its phases, each isolated (a failure
-is recorded in :attr:`Sender.problems` and retried next step):
-
-1. **base fee** (``Chain.base_fee``);
-2. **nonce reconciliation** (``core.nonce``) at start, every ``reconcile_interval_s``
-   and after "nonce too low": counts asked at ONE quorum-agreed height (Hyperlane
-   #1119); no quorum -> nothing new is signed (``nonce_hold``); gaps are filled;
-3. **inclusion tracking** (``node.sender_track``): receipts are hints; a state changes
-   only on a receipt PROVEN in the quorum-agreed block (``core.inclusion``);
-4. **fee bump** of a tx unmined ``stuck_after_s`` after signing (same nonce, +10%,
-   ``fees.bump``; stored before it is sent; above the cap it waits, visibly);
-5. **(re)broadcast** of the stored raw bytes (idempotent); the answers mean what
-   ``core.outbox.after_broadcast`` says;
-6. **release** of HELD messages once fees (and the balance) allow;
-7. **batching and signing** (``core.batching``: batching and THE sign gate, one
-   table): quote, sign, ``Store.record_signed`` (raw bytes, nonce counter, message
-   links in ONE SQLite transaction), THEN broadcast;
-8. **pruning** of FINAL rows older than ``prune_after_s``.
-
-Crash safety: every state change is durable before the next action; only stored raw
-bytes are ever re-sent. A message is linked to one nonce; a second transaction for it
-is signed only after ``NonceConsumed`` (at finality), so it is neither lost nor landed
-twice. Chunks a dead process stored are found on the first step
-(``core.batching.stored_chunks``).
+The node wires the pure core to the adapters; every rule lives in core.
+:meth:`Sender.step` does one round with the time as an argument; its phases are each
+isolated (a failure goes to :attr:`Sender.problems` and is retried next step): base fee,
+nonce reconciliation (``core.nonce``), inclusion tracking (``node.sender_track``, on
+PROVEN receipts only), fee bump (stored before sent), (re)broadcast of stored raw bytes,
+release of HELD messages, batching and signing (``core.batching``, THE sign gate;
+``Store.record_signed`` commits raw bytes, nonce and links in ONE transaction, THEN
+broadcast), pruning. Crash safety: every state change is durable before the next action
+and only stored raw bytes are re-sent. docs/protocol.md, section "Sending", has the rules.
 """
 
 from __future__ import annotations
