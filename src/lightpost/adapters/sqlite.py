@@ -99,11 +99,11 @@ def _private_file(path: Path) -> None:
 
 
 def migrate(conn: sqlite3.Connection, schema: Schema, name: str) -> int:
-    """Bring the schema up to ``schema.version`` in one transaction; return the version
-    found. Refuses other kinds of files and versions newer than ours.
+    """Bring the schema up to ``schema.version`` in one transaction; return the version found.
 
-    An up-to-date file is checked under a read lock only, so opening it (e.g. for a
-    status command) does not wait for a running node's writes."""
+    Refuses other kinds of files and newer versions. An up-to-date file is only read-locked,
+    so a status command does not wait for a running node's writes.
+    """
     conn.execute("BEGIN")
     try:
         current = (

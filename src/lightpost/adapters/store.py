@@ -379,10 +379,10 @@ class Store:
         created_at: float,
         seq: int | None = None,
     ) -> int:
-        """Accept a message (state QUEUED); durable before it returns the message id.
+        """Accept a message (QUEUED), durable before the id is returned.
 
-        ``seq`` None allocates the channel's next seq in the same transaction; a given
-        ``seq`` (from :meth:`next_seq`) must not have been used on the channel.
+        ``seq`` None allocates the channel's next seq in the same transaction; a given seq
+        (from :meth:`next_seq`) must be unused on the channel.
         """
         if not isinstance(payload, bytes) or not isinstance(recipient, bytes):
             raise StoreError("enqueue: payload and recipient must be bytes")
@@ -626,10 +626,9 @@ class Store:
             )
 
     def nonce_consumed(self, tx_id: int) -> tuple[int, ...]:
-        """The tx's nonce was mined (at finality) by a tx that is none of ours: its
-        messages go back to QUEUED to be re-signed with a new nonce, and the tx row and
-        candidates are deleted (none of them can ever be mined now). Returns the
-        re-queued message ids."""
+        """The nonce was mined (at finality) by none of ours: re-queue the messages, delete the
+        tx and its candidates (none can be mined now); return the re-queued message ids.
+        """
         with self._tx(f"re-queueing the messages of tx {tx_id}") as conn:
             row = self._one(conn, "transactions", "nonce", tx_id)
             self._tx_event(conn, tx_id, NonceConsumed(nonce=row[0]))

@@ -85,12 +85,9 @@ def _log_line(text: str) -> None:
 def build_services(
     config: DeviceConfig, sender: Sender, *, receive_level: Level | None = None
 ) -> list[Service]:
-    """Extra services the node loop drives after the sender.
-
-    - the on-device agent, when the config has an enabled ``[agent]`` table: it receives
-      commands at its policy's minimum level and answers through ``sender``'s outbox;
-    - with ``receive_level``: every message of the configured channels delivered at that
-      level is printed on stdout as one JSON line (the format of ``receive --json``).
+    """Extra services after the sender: the agent (an enabled ``[agent]`` table) and, with
+    ``receive_level``, every message delivered at that level printed as a ``receive --json``
+    line.
     """
     services: list[Service] = []
     built = build_agent(config, sender, address=sender.address)
@@ -209,10 +206,10 @@ def send_and_wait(
     wait: str,
     timeout: float,
 ) -> dict[str, Any]:
-    """Enqueue one message durably, then wait (at most ``timeout`` s) for state ``wait``.
+    """Enqueue durably, then wait (at most ``timeout`` s) for state ``wait``.
 
-    Without a running node this process takes the node lock and drives the outbox
-    itself; with one, it only enqueues and polls the store. Returns the message view.
+    Without a running node this process takes the lock and drives the outbox itself; with
+    one, it only polls the store. Returns the message view.
     """
     lock = NodeLock.for_config(config)
     drive = wait != State.QUEUED.value and lock.acquire()

@@ -324,11 +324,8 @@ class Target:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UpdateManifest:
-    """What an update must be (SUIT RFC 9124 / Uptane targets metadata, in small).
-
-    The image comes over an untrusted path; it is applied only if its SHA-256 digest and
-    size match, the version is strictly higher than the installed one and the class is
-    this device's class.
+    """What an update must be (SUIT RFC 9124 / Uptane, in small): the untrusted image is
+    applied only if digest and size match, the version is higher and the class is ours.
     """
 
     digest: bytes
@@ -347,9 +344,9 @@ class UpdateManifest:
 class Command:
     """One instruction from a controller to a device or a class of devices.
 
-    ``args`` are key/value pairs; they are stored sorted by key (one canonical form per
-    command), keys must be unique. ``not_before <= block_timestamp < expiry`` is the
-    validity window in unix seconds. ``command_seq`` counts from 1 per controller.
+    ``args`` are stored sorted, keys unique (one canonical form); validity window
+    ``not_before <= block_timestamp < expiry`` in unix seconds; ``command_seq`` counts from 1
+    per controller.
     """
 
     name: str
@@ -405,9 +402,8 @@ def truncate_output(text: str, limit: int = MAX_OUTPUT_BYTES) -> str:
 class CommandResult:
     """The device's answer to one command, sent back on chain in its own signed tx.
 
-    ``command_seq`` is 0 when the command did not decode (reason ``malformed``).
-    ``status`` and ``reason`` agree: executed <-> ok, refused <-> a refusal reason,
-    failed <-> a failure reason.
+    ``command_seq`` is 0 when the command did not decode. ``status`` and ``reason`` agree:
+    executed <-> ok, refused <-> a refusal reason, failed <-> a failure reason.
     """
 
     controller: bytes
@@ -589,12 +585,10 @@ def decode_result(data: bytes) -> CommandResult:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AgentPolicy:
-    """What this device accepts, from the ``[agent]`` table (see module docstring).
+    """What this device accepts, from the ``[agent]`` table (docs/protocol.md, "Commands").
 
-    ``controllers`` maps a controller address to the command names it may issue.
-    ``handlers`` are (command name, ``"module:callable"``) plugin import paths;
-    ``state_dir``, ``update_source`` and ``post_install_check`` are interpreted by the
-    agent (paths relative to the runtime's data dir).
+    ``controllers``: address -> allowed command names; ``handlers``: (name,
+    ``"module:callable"``); paths are relative to the runtime's data dir.
     """
 
     device_address: bytes
@@ -662,10 +656,9 @@ def _import_path(value: Any, where: str) -> str:
 
 
 def parse_agent_policy(raw: Mapping[str, Any], *, device_address: bytes) -> AgentPolicy | None:
-    """Validate the ``[agent]`` table; None when it is absent/empty or ``enabled = false``.
+    """Validate the ``[agent]`` table; None when absent, empty or ``enabled = false``.
 
-    Raises :class:`ConfigError` with one line naming the offending key. Every command
-    a controller is allowed must have a handler: a built-in or one in ``[agent.handlers]``.
+    Raises :class:`ConfigError` naming the key; every allowed command must have a handler.
     """
     if not isinstance(raw, Mapping):
         raise ConfigError("config: [agent] must be a table")
@@ -746,11 +739,8 @@ def parse_agent_policy(raw: Mapping[str, Any], *, device_address: bytes) -> Agen
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AgentState:
-    """The durable facts a decision depends on, as read by the agent.
-
-    ``highest_seq`` is the highest command_seq already seen from the delivered
-    command's controller (0 = none); ``installed_version`` is ``()`` when nothing
-    is installed yet.
+    """The durable facts a decision depends on: ``highest_seq`` seen from the command's
+    controller (0 = none), ``installed_version`` (``()`` = nothing installed).
     """
 
     highest_seq: int = 0
@@ -811,10 +801,9 @@ def decide(
 ) -> Decision:
     """Apply the rule table (module docstring) to one delivered command.
 
-    ``command`` is None when the payload did not decode. ``delivered.sender`` is the
-    controller (recovered from the transaction signature by the receiver). ``now`` is
-    the device clock, optional: it can only add an ``expired`` refusal. ``chain_time``
-    is the quorum-agreed time of the latest block, needed only at ``signed``.
+    ``command`` None: the payload did not decode. ``delivered.sender`` is the recovered
+    controller. ``now`` (device clock, optional) can only add ``expired``; ``chain_time``
+    (quorum-agreed latest block time) is needed only at ``signed``.
     """
     allowed = policy.allowed(delivered.sender)
     if command is None:

@@ -254,10 +254,10 @@ class Chunk:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Record:
-    """One record as it sits in a post. ``payload`` holds the wire bytes: compressed if
-    ``compressed``; for a chunk, one slice of the (possibly compressed) message payload.
-    Build records with :func:`records_for_message`; :func:`encode_post` does not re-check
-    that a hand-made compressed payload is valid DEFLATE (:func:`decode_post` does)."""
+    """One record as it sits in a post; ``payload`` holds the wire bytes (compressed if
+    ``compressed``; a chunk's slice). Build with :func:`records_for_message`; only
+    :func:`decode_post` checks the DEFLATE of a hand-made compressed payload.
+    """
 
     seq: int
     timestamp: int
@@ -480,12 +480,9 @@ def _decode_record(data: bytes, offset: int, *, room: int, budget: int) -> tuple
 def decode_post(data: bytes, *, max_inflated: int = MAX_POST_INFLATED_BYTES) -> Post:
     """Strictly decode calldata into a :class:`Post`; raise :class:`DecodingError` otherwise.
 
-    Rejected: truncation anywhere, nonzero high bytes in the recipient word, wrong magic,
-    unknown version, unknown or reserved flags, chunk index/count out of range, payloads over
-    :data:`MAX_MESSAGE_BYTES`, invalid or oversized DEFLATE in unchunked records, trailing
-    bytes that do not form a record, posts without records, and posts that inflate to more
-    than ``max_inflated`` bytes in all (version-2 body plus compressed records; a receiver
-    passes less to keep a per-poll budget and charges :attr:`Post.inflated_bytes`).
+    Every rejection is listed in docs/protocol.md, "Strict decoding". ``max_inflated`` caps
+    the bytes a post may inflate to in all (a receiver passes less to keep a per-poll
+    budget and charges :attr:`Post.inflated_bytes`).
     """
     _check_uint("max_inflated", max_inflated, MAX_POST_INFLATED_BYTES)
     data = bytes(data)
@@ -605,11 +602,8 @@ def pack_messages(
 ) -> list[Post]:
     """Batch ``messages`` (in order) into posts of at most ``max_post_bytes`` encoded bytes.
 
-    Records are appended greedily to the current post; a message whose record would not fit
-    an empty post is chunked so that every chunk but the last fills a whole post. A post
-    also never inflates to more than :data:`MAX_POST_INFLATED_BYTES` (what decoders accept),
-    counting each record as it sits in a version-2 body (its payload uncompressed). Choose
-    ``max_post_bytes`` from a gas budget with :func:`lightpost.core.gas.max_payload_bytes`.
+    Greedy; a message too large for an empty post is chunked. A post never inflates past
+    :data:`MAX_POST_INFLATED_BYTES` (what decoders accept). docs/protocol.md, "Batching".
     """
     _check_uint("max_post_bytes", max_post_bytes, _U64_MAX)
     if max_post_bytes < MIN_POST_BYTES:
@@ -643,10 +637,10 @@ def _cheaper_version(
     packed: list[tuple[Record, bytes]],
     max_post_bytes: int,
 ) -> Post:
-    """The post as version 1, or as version 2 if that has fewer EIP-7623 tokens and still
-    fits ``max_post_bytes``. Inside a version-2 post unchunked records carry their payload
-    uncompressed (one stream compresses them together far better); chunks stay as they are
-    (their content hash covers the original payload, and they are compressed already)."""
+    """The post as version 1, or version 2 if that has fewer EIP-7623 tokens and still fits;
+    in version 2 unchunked payloads go uncompressed (one stream compresses them together),
+    chunks stay as they are (their hash covers the original payload).
+    """
     records = tuple(record for record, _ in packed)
     plain = Post(channel=channel, recipient=recipient, records=records)
     if len(records) < 2 and all(r.chunk is not None or r.compressed for r in records):
@@ -684,14 +678,10 @@ class _Partial:
 class Reassembler:
     """Collects chunk records of ONE (sender, channel) stream and yields whole messages.
 
-    State: for every seq with chunks outstanding, the chunks received so far. :meth:`add`
-    returns the :class:`Message` when a record completes one (an unchunked record completes
-    at once), else ``None``. An identical duplicate chunk is ignored. A chunk that disagrees
-    with the chunks already held for its seq (count, hash, timestamp, content type,
-    compression, or different bytes at the same index) raises :class:`DecodingError` and
-    leaves the state unchanged. If the reassembled payload does not hash to the content
-    hash, the partial message is dropped and :class:`ProofError` is raised. A completed seq
-    is forgotten: replay detection belongs to the receiver's sequence tracking.
+    :meth:`add` returns the :class:`Message` a record completes, else None. Identical
+    duplicates are ignored; a disagreeing chunk raises :class:`DecodingError` (state
+    unchanged); a wrong content hash drops the message and raises :class:`ProofError`.
+    Replay detection is the receiver's (a completed seq is forgotten).
     """
 
     def __init__(

@@ -152,9 +152,8 @@ class Hold:
 class FixedGasLimitExceeded(PolicyError):
     """The paper's fixed gas limit cannot carry this payload: split it.
 
-    ``needed_gas`` is what the payload needs (margin included), ``gas_limit`` the fixed
-    limit, ``max_payload_bytes`` the largest payload that fits with the same execution
-    gas (worst case, all bytes nonzero).
+    ``needed_gas`` (margin included), ``gas_limit``, ``max_payload_bytes`` (what fits,
+    worst case all bytes nonzero).
     """
 
     def __init__(self, needed_gas: int, gas_limit: int, max_payload: int) -> None:
@@ -206,11 +205,9 @@ def _quote(policy: FeePolicy, data: bytes, execution_gas: int, base_fee: int) ->
 class FixedFeePolicy:
     """The MIT paper's mode: one gas price, one gas limit, for every message.
 
-    Quotes are type-2 with fee cap = tip = ``gas_price`` (pays exactly ``gas_price`` per
-    gas). A payload that needs more than ``gas_limit`` is refused
-    (:class:`FixedGasLimitExceeded`, rule ``"fixed-gas-limit"``) rather than sent to fail.
-    ``max_fee_cap`` (default: ``gas_price``) bounds :func:`bump`; with the default the
-    policy never raises its price, as in the paper.
+    Type-2 quotes with fee cap = tip = ``gas_price``. A payload needing more than
+    ``gas_limit`` raises :class:`FixedGasLimitExceeded` rather than being sent to fail.
+    ``max_fee_cap`` (default ``gas_price``: never raised, as in the paper) bounds :func:`bump`.
     """
 
     gas_price: int = PAPER_GAS_PRICE
@@ -267,9 +264,8 @@ class FixedFeePolicy:
 class Eip1559FeePolicy:
     """EIP-1559 pricing: fee cap = multiplier x base fee + tip, never above ``max_fee_cap``.
 
-    Holds while the base fee is above ``max_fee_cap`` (the transaction could not be
-    included at all). The gas limit is the payload's need plus the execution margin,
-    never above EIP-7825's cap.
+    Holds while the base fee is above ``max_fee_cap``; the gas limit (need + execution
+    margin) never exceeds EIP-7825's cap.
     """
 
     max_fee_cap: int = DEFAULT_MAX_FEE_CAP
@@ -324,10 +320,8 @@ class Eip1559FeePolicy:
 def max_payload_for(
     policy: FeePolicy, execution_gas_fixed: int = 0, execution_gas_per_byte: int = 0
 ) -> int:
-    """Largest payload (any bytes, worst case all nonzero) that ``policy`` accepts.
-
-    The call's execution gas is modelled as ``fixed + per_byte x len(payload)``; both get
-    the execution margin. Every payload up to this length quotes without PolicyError.
+    """Largest payload (worst case all nonzero) ``policy`` accepts; execution gas is
+    ``fixed + per_byte x len``, both with the margin.
     """
     _check_non_negative(execution_gas_fixed, "execution_gas_fixed")
     _check_non_negative(execution_gas_per_byte, "execution_gas_per_byte")
@@ -346,11 +340,10 @@ def _bumped(value: int) -> int:
 
 
 def bump(quote: FeeQuote, policy: FeePolicy, base_fee: int) -> FeeQuote | Hold:
-    """Prices for a replacement of the transaction sent with ``quote`` (same nonce).
+    """Prices replacing the tx sent with ``quote`` (same nonce, same gas limit).
 
-    Both fee cap and tip rise by >= REPLACEMENT_BUMP_PERCENT (rounded up, at least 1 wei)
-    and never below what the policy would offer fresh at ``base_fee``. Hold when the base
-    fee is above the policy's cap or the bump would exceed it. The gas limit is kept.
+    Fee cap and tip rise by >= REPLACEMENT_BUMP_PERCENT (rounded up, >= 1 wei), never below
+    a fresh quote at ``base_fee``; Hold when that would exceed the policy's cap.
     """
     fresh = policy.price(base_fee)
     if isinstance(fresh, Hold):

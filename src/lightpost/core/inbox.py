@@ -152,9 +152,8 @@ txpool limit of 128 KiB; beyond it use :func:`inbox_execution_gas`."""
 def inbox_execution_gas(calldata_len: int, *, first_post: bool = False) -> int:
     """Exact execution gas of a successful inbox call with ``calldata_len`` bytes.
 
-    Assumes no access list (both slots cold) and the inbox as the transaction's ``to``
-    (already warm, EIP-2929). Excludes intrinsic gas and the EIP-7623 floor: the
-    transaction pays ``max(intrinsic + this, floor)`` (see lightpost.core.gas.gas_used).
+    Both slots cold, no access list, inbox warm as ``to`` (EIP-2929); intrinsic gas and the
+    EIP-7623 floor excluded (lightpost.core.gas.gas_used).
     """
     if calldata_len < MIN_CALLDATA_BYTES:
         raise ValueError(f"an inbox call has at least {MIN_CALLDATA_BYTES} calldata bytes")
@@ -241,12 +240,9 @@ def accumulator_of(calldatas: Iterable[bytes], acc: bytes = ACC_ZERO) -> bytes:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class InboxPost:
-    """One inbox post, decoded from its log.
-
-    ``index`` is count_new: the post's 1-based position in its (sender, channel).
-    ``recipient`` is None for a broadcast. ``calldata`` is the full calldata (what the
-    accumulator hashes), ``body`` its part after the 64-byte header. ``inbox`` is the
-    address of the contract that emitted the log.
+    """One inbox post, decoded from its log: ``index`` = count_new (1-based position in its
+    (sender, channel)); ``recipient`` None = broadcast; ``calldata`` what the accumulator
+    hashes, ``body`` after the 64-byte header; ``inbox`` the emitting contract.
     """
 
     inbox: bytes
@@ -271,11 +267,8 @@ def _word_address(word: bytes, what: str) -> bytes:
 def encode_post_log(
     sender: bytes, calldata: bytes, index: int
 ) -> tuple[tuple[bytes, bytes, bytes, bytes], bytes]:
-    """The (topics, data) the contract emits for ``calldata`` posted by ``sender`` as the
-    ``index``-th post of its (sender, channel) -- the mirror of the contract's LOG4.
-
-    Raises ValueError for inputs the contract would refuse (short calldata, a recipient
-    word that is not an address word) or cannot produce (index outside 1..2**256-1).
+    """The (topics, data) of the contract's LOG4 for ``calldata`` posted by ``sender`` as
+    the ``index``-th post; ValueError for inputs the contract would refuse or cannot produce.
     """
     if len(sender) != ADDRESS_BYTES:
         raise ValueError(f"a sender is a {ADDRESS_BYTES}-byte address, got {len(sender)}")
@@ -297,12 +290,10 @@ def decode_post_log(
     *,
     inbox: bytes | None = None,
 ) -> InboxPost:
-    """Decode one log (its address, topics and data, as bytes) into an :class:`InboxPost`.
+    """Decode one log (address, topics, data) into an :class:`InboxPost`.
 
-    With ``inbox`` given, a log from any other address is rejected. Raises
-    DecodingError for a log that is not an inbox post or is malformed: wrong topic
-    count or sizes, another topic 0, non-address sender/recipient words, short data,
-    an index of 0, or calldata whose channel/recipient words disagree with the topics.
+    With ``inbox`` given, other addresses are rejected. DecodingError for anything that is
+    not a well-formed inbox post, including calldata words that disagree with the topics.
     """
     if len(address) != ADDRESS_BYTES:
         raise _fail(f"log address is {len(address)} bytes, expected {ADDRESS_BYTES}")

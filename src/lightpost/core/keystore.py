@@ -171,11 +171,9 @@ def encrypt_key(
 ) -> Keystore:
     """Encrypt ``key`` under ``password`` into a keystore v3 dict.
 
-    ``randbytes(n)`` must return ``n`` cryptographically random bytes (pass
-    ``os.urandom``). It is called three times, in this order: salt (32 bytes), IV
-    (16 bytes), UUID (16 bytes). For a light device key use
-    ``scrypt_n=LIGHT_SCRYPT_N, scrypt_p=LIGHT_SCRYPT_P``. ``scrypt`` replaces the
-    stdlib implementation (see :data:`ScryptFunction`).
+    ``randbytes(n)`` must be cryptographically random (``os.urandom``); called for salt
+    (32), IV (16), UUID (16), in that order. Light device keys: ``scrypt_n=LIGHT_SCRYPT_N,
+    scrypt_p=LIGHT_SCRYPT_P``. ``scrypt`` replaces the stdlib one (:data:`ScryptFunction`).
     """
     if kdf not in ("scrypt", "pbkdf2"):
         raise KeystoreError(f"unsupported kdf {kdf!r} (use 'scrypt' or 'pbkdf2')")
@@ -234,15 +232,11 @@ def decrypt_key(
 ) -> PrivateKey:
     """Decrypt a keystore v3 document (dict or JSON text) with ``password``.
 
-    ``scrypt`` replaces the stdlib implementation (see :data:`ScryptFunction`); without
-    it, parameters OpenSSL refuses raise a :class:`KeystoreError` that says so.
-    scrypt parameters needing more than ``max_memory`` bytes are refused; so are work
-    factors below :data:`SCRYPT_MIN_N` / :data:`PBKDF2_MIN_ITERATIONS` unless
-    ``allow_weak_kdf`` (test and throw-away keys only).
-
-    Raises :class:`KeystoreError` on malformed input (with the reason) and
-    ``KeystoreError("wrong password (MAC mismatch)")`` when the MAC does not verify.
-    If the document has an ``address`` field it must match the decrypted key.
+    ``scrypt`` replaces the stdlib one (:data:`ScryptFunction`). Refused: scrypt needing more
+    than ``max_memory`` bytes; work below :data:`SCRYPT_MIN_N` /
+    :data:`PBKDF2_MIN_ITERATIONS` unless ``allow_weak_kdf`` (test keys only). Raises
+    :class:`KeystoreError` with the reason, ``"wrong password (MAC mismatch)"``, or when an
+    ``address`` field does not match the key.
     """
     doc = _load(keystore)
     version = doc.get("version")
@@ -310,11 +304,8 @@ def _load(keystore: Mapping[str, Any] | str | bytes) -> Mapping[str, Any]:
 
 
 def _check_json_depth(text: str) -> None:
-    """Refuse nesting deeper than _MAX_JSON_DEPTH before the C parser sees it.
-
-    ``json.loads`` recurses once per level; a process with a raised recursion limit
-    (eth-account raises it to 100000 at import) crashes on ``[[[[...`` instead of
-    raising RecursionError.
+    """Refuse nesting deeper than _MAX_JSON_DEPTH before ``json.loads`` recurses into it (with
+    a raised recursion limit, e.g. eth-account's 100000, it would crash the process).
     """
     depth = 0
     in_string = escaped = False

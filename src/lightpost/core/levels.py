@@ -35,9 +35,8 @@ class Level(enum.IntEnum):
 class Delivered:
     """One message handed to the application, with what was proven about it.
 
-    ``block_timestamp`` is the including block's timestamp (verified with the header
-    from ``included`` up); the agent judges command validity by it, never by the
-    device clock alone.
+    ``block_timestamp`` is verified from ``included`` up; command validity is judged by it,
+    never by the device clock alone.
     """
 
     sender: bytes

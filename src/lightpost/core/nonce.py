@@ -167,10 +167,8 @@ def decide(
     final_next: int = 0,
     pending: Mapping[str, int | Exception] | None = None,
 ) -> NonceDecision:
-    """Decide the next nonce from the durable local state and quorum-read chain counts.
-
-    See the module docstring for the rules. ``latest``/``pending`` map endpoint labels
-    to the count each returned (or the error it raised); ``k`` is the quorum size.
+    """Decide the next nonce (module docstring rules); ``latest``/``pending`` map endpoint
+    labels to each count (or its error); ``k`` is the quorum size.
     """
     _check_nonce(local_next, "local_next")
     _check_nonce(final_next, "final_next")
@@ -238,14 +236,10 @@ def resolve_nonce_too_low(
 ) -> TooLowOutcome:
     """What a "nonce too low" (or a :class:`Reconcile`) for our transaction means.
 
-    ``sightings`` maps endpoint label to the receipt location of whichever of OUR
-    candidate hashes it found mined (None: none of them); ``finalized_count`` to the
-    account's transaction count at ``finalized``; ``proven`` where one of our candidates
-    was PROVEN mined (lightpost.core.inclusion). Ours proven mined ->
-    :class:`MarkIncluded` (only then: receipts, even k of them, are hints); k agree none
-    of ours is mined and the nonce is consumed at finality -> :class:`Resign`;
-    otherwise :class:`Hold` (no quorum, an unproven receipt, or a reorg could still
-    bring ours back).
+    ``sightings``: label -> receipt location of any of OUR hashes (None: none);
+    ``finalized_count``: label -> count at ``finalized``; ``proven``: where ours was PROVEN.
+    Proven -> :class:`MarkIncluded` (receipts alone are hints); k agree none is ours and the
+    nonce is consumed at finality -> :class:`Resign`; else :class:`Hold`.
     """
     _check_nonce(nonce, "nonce")
     if proven is not None:

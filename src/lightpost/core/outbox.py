@@ -323,11 +323,9 @@ class Candidate:
 class Transaction:
     """A transaction carrying one or more messages.
 
-    ``raw``/``tx_hash``/``fees`` are the current version; ``candidates`` holds every
-    version ever signed for this nonce (oldest first, current last): any of them may be
-    the one mined. ``broadcast_at`` is the last (re)broadcast; ``included`` and
-    ``mined_hash`` (which candidate won) are set in INCLUDED and FINAL. A transaction
-    with no ``message_ids`` is a gap filler (a self-transfer at a missing nonce).
+    ``raw``/``tx_hash``/``fees``: the current version; ``candidates``: every version signed
+    for this nonce, oldest first (any may be mined); ``included``/``mined_hash`` set in
+    INCLUDED and FINAL. No ``message_ids``: a gap filler (self-transfer).
     """
 
     id: int
@@ -361,13 +359,11 @@ def check_inclusion(
     canonical_hash: bytes | None = None,
     finalized_number: int | None = None,
 ) -> tuple[Event, ...]:
-    """Events that follow from what the chain (quorum-agreed) says about a transaction.
+    """Events following from what the quorum-agreed chain says about a transaction.
 
-    ``included`` is where the store recorded it (INCLUDED only), ``sighting`` where a
-    receipt for any candidate hash now is (None: no receipt), ``canonical_hash`` the
-    agreed hash of the canonical block at ``included.number``, ``finalized_number`` the
-    agreed finalized height. Blocks are compared by hash, never by number (web3.js
-    #3608). Apply the returned events in order with :func:`next_state`.
+    ``included``: where the store recorded it; ``sighting``: where a receipt now is (None:
+    none); ``canonical_hash``: agreed hash at ``included.number``; ``finalized_number``.
+    Compared by hash, never number (web3.js #3608). Apply in order with :func:`next_state`.
     """
     if state in (State.SIGNED, State.BROADCAST):
         return () if sighting is None else (Included(sighting=sighting),)

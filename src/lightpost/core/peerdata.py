@@ -35,9 +35,9 @@ _STEP = bytes.maketrans(b"[{]}", b"\x02\x02\x00\x00")
 
 
 def json_depth(doc: bytes | bytearray, chunk: int = _SCAN_CHUNK) -> int:
-    """Deepest nesting of arrays/objects in ``doc`` (exact for valid JSON; for invalid
-    JSON, the depth a parser reaches before failing). Linear, no recursion: drop escaped
-    backslashes and quotes; the text outside strings is every other piece between quotes."""
+    """Deepest array/object nesting in ``doc`` (for invalid JSON: where a parser fails).
+    Linear, no recursion: text outside strings is every other piece between quotes.
+    """
     if b"\\" in doc:
         doc = doc.replace(b"\\\\", b"").replace(b'\\"', b"")
     deepest = level = inside = 0

@@ -83,11 +83,9 @@ def _render_error(exc: Exception) -> str:
 class QuorumReport(Generic[T]):
     """What every endpoint said about one question, and whether k of them agreed.
 
-    ``agreed`` is the value at least ``needed`` endpoints answered identically, or None
-    (check :attr:`reached`: the agreed value itself may legitimately be None).
-    ``answers`` maps endpoint label to a short rendering; ``dissenters`` are the labels
-    whose answer differs from the agreed one (all answering labels when no quorum);
-    ``failed`` are the labels that raised instead of answering.
+    ``agreed``: the value ``needed`` endpoints gave identically, or None (see
+    :attr:`reached`: the value itself may be None). ``answers``: label -> rendering;
+    ``dissenters``: labels that differ (all, without quorum); ``failed``: labels that raised.
     """
 
     question: str

@@ -247,13 +247,9 @@ def _log_from_rpc(value: object, what: str) -> Log:
 
 
 def receipt_from_rpc(obj: object) -> Receipt:
-    """Build a :class:`Receipt` from an ``eth_getTransactionReceipt`` /
-    ``eth_getBlockReceipts`` JSON object.
-
-    A missing ``type`` means legacy (pre-EIP-2718 nodes). A non-empty ``root`` (the
-    pre-Byzantium intermediate state root) takes precedence over ``status``; the
-    receipts-root check catches any mix-up. Fields outside the consensus encoding
-    (``gasUsed``, ``effectiveGasPrice``, ``blockHash``...) are not used here.
+    """Build a :class:`Receipt` from an ``eth_getTransactionReceipt`` / ``eth_getBlockReceipts``
+    object. No ``type``: legacy; a non-empty pre-Byzantium ``root`` wins over ``status``
+    (the receipts-root check catches mix-ups); non-consensus fields are ignored.
     """
     what = "receipt"
     receipt = get_object(obj, what)

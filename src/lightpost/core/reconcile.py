@@ -180,11 +180,8 @@ def sort_claims(
     policies: Policies,
     only: bytes | None = None,
 ) -> ClaimSet:
-    """Parse and check every endpoint's eth_getLogs answer for one question.
-
-    Malformed logs and claims that violate the question are reported against the
-    endpoint that sent them (never proven, never delivered). Of the rest, only claims
-    of followed streams are kept: nothing is fetched for an untrusted sender's post.
+    """Parse and check every endpoint's eth_getLogs answer for one question: bad logs and
+    violations are reported against their endpoint; only claims of followed streams are kept.
     """
     kept: dict[Claim, set[str]] = {}
     problems: list[Problem] = []
@@ -265,10 +262,10 @@ def reconcile_block(
     answered: frozenset[str],
     tx_hashes: Sequence[bytes],
 ) -> Reconciled:
-    """Compare the claims about block ``number`` with its proven ``truth`` (see the
-    table in the module docstring). ``agreeing`` / ``dissenting`` are the labels that
-    answered the quorum's block hash / another one; ``tx_hashes`` are the block's
-    proven transaction hashes (for naming posts)."""
+    """Compare the claims about block ``number`` with its proven ``truth`` (module table).
+    ``agreeing``/``dissenting``: labels that answered the quorum's hash / another;
+    ``tx_hashes``: the block's proven transaction hashes.
+    """
     problems: list[Problem] = []
     returned: dict[tuple[int, int], set[str]] = {}
     other_view = set(dissenting)

@@ -376,12 +376,8 @@ def _recover(tx: Transaction, signature: Signature) -> bytes:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SignedTransaction:
-    """A transaction with its signature; ``raw``, ``hash`` and ``sender`` are derived.
-
-    ``raw`` is the canonical encoding (what goes to eth_sendRawTransaction and into the
-    transactions trie), ``hash`` = keccak256(raw), ``sender`` is recovered from the
-    signature (EIP-2 low-s enforced by :class:`Signature`). Construction raises
-    SignatureError when no public key recovers.
+    """A transaction with its signature; ``raw`` (canonical encoding), ``hash`` and ``sender``
+    (recovered, EIP-2 low-s) are derived. SignatureError when no public key recovers.
     """
 
     tx: Transaction
@@ -419,11 +415,9 @@ class SignedTransaction:
 
 
 def sign_transaction(tx: Transaction, key: PrivateKey) -> SignedTransaction:
-    """Sign ``tx`` deterministically (RFC 6979, low-s) with ``key``.
-
-    Self-check: the sender recovered from the new signature must be ``key``'s address
-    (a fault while signing must not put a transaction on the wire that is someone
-    else's or no one's)."""
+    """Sign ``tx`` deterministically (RFC 6979, low-s) with ``key``; the recovered sender must
+    be ``key``'s address (a signing fault must not put someone else's tx on the wire).
+    """
     signed = SignedTransaction(tx=tx, signature=key.sign_hash(signing_hash(tx)))
     if signed.sender != key.address:
         raise SignatureError("signature self-check failed: the recovered sender is not the key's")
@@ -436,10 +430,8 @@ def encode_transaction(signed: SignedTransaction) -> bytes:
 
 
 def check_chain_id(tx: Transaction, expected: int | None) -> None:
-    """EIP-155: a chain-bound signature must be for ``expected`` (None: no check).
-
-    Unprotected legacy transactions carry no chain id; consensus still accepts them, so
-    they pass (a node's RPC may refuse to *send* them: geth --rpc.allow-unprotected-txs).
+    """EIP-155: a chain-bound signature must be for ``expected`` (None: no check). Unprotected
+    legacy txs carry no chain id and pass (consensus accepts them).
     """
     if expected is None or tx.chain_id is None:
         return
@@ -460,9 +452,8 @@ def recover_sender(signed: SignedTransaction, *, chain_id: int | None = None) ->
 class ForeignTransaction:
     """A transaction of a type lightpost does not handle, classified so scans can skip it.
 
-    ``raw`` is its canonical encoding (type || payload) and ``hash`` = keccak256(raw).
-    ``raw`` is None only for a type lightpost cannot rebuild from JSON-RPC fields (an
-    unknown type, 0x05..0x7f): ``hash`` is then the node's *unverified* claim.
+    ``raw`` = type || payload, ``hash`` = keccak256(raw); ``raw`` is None only for a type
+    that cannot be rebuilt (0x05..0x7f): ``hash`` is then the node's *unverified* claim.
     """
 
     type: int
@@ -596,11 +587,9 @@ def _classify_set_code_tx(raw: bytes) -> ForeignTransaction:
 def decode_transaction(raw: bytes, *, chain_id: int | None = None) -> DecodedTransaction:
     """Decode canonical transaction bytes, dispatching on the first byte (EIP-2718).
 
-    Types 0-2 come back as a :class:`SignedTransaction` (sender recovered, chain id
-    checked against ``chain_id`` if given); types 3, 4 and 0x05..0x7f as a
-    :class:`ForeignTransaction`. Anything else -- an empty input, type byte 0x00, an RLP
-    string (0x80..0xbf), truncation, non-canonical encodings -- raises DecodingError;
-    bad signatures raise SignatureError.
+    Types 0-2 -> :class:`SignedTransaction` (chain id checked if given); 3, 4, 0x05..0x7f ->
+    :class:`ForeignTransaction`. Anything else or non-canonical raises DecodingError; bad
+    signatures raise SignatureError.
     """
     if not isinstance(raw, (bytes, bytearray, memoryview)):
         raise _fail("expected bytes")
@@ -796,13 +785,10 @@ def _set_code_tx_from_rpc(obj: Mapping[str, Any]) -> ForeignTransaction:
 def transaction_from_rpc(
     obj: Mapping[str, Any], *, chain_id: int | None = None
 ) -> DecodedTransaction:
-    """Rebuild a transaction from its JSON-RPC object (eth_getTransactionByHash, full blocks).
+    """Rebuild a transaction from its JSON-RPC object (``from`` is never read).
 
-    Types 0, 1, 2 become a :class:`SignedTransaction` (sender recovered; ``from`` is never
-    read); types 3 and 4 are re-encoded from their fields into a
-    :class:`ForeignTransaction` with ``raw``; an unknown type gives a ForeignTransaction
-    without ``raw``. The ``hash`` field is *not* checked here: call
-    :func:`rpc_hash_matches`.
+    Types 0-2 -> :class:`SignedTransaction`; 3 and 4 -> :class:`ForeignTransaction` with
+    ``raw``; unknown types -> without ``raw``. ``hash`` is not checked: :func:`rpc_hash_matches`.
     """
     if not isinstance(obj, Mapping):
         raise _rpc_fail("expected a JSON object")

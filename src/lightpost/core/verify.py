@@ -132,11 +132,9 @@ def _require_signed(decoded: DecodedTransaction, chain_id: int) -> SignedTransac
 
 
 def verify_signed(tx_json: Mapping[str, Any], *, chain_id: int) -> SignedTransaction:
-    """Rebuild a transaction from its JSON-RPC object and prove its hash and sender.
-
-    The bytes are re-encoded from the fields, ``hash`` must be keccak256 of them and
-    the sender is recovered from the signature (``from`` is ignored). Raises
-    ProofError (kind ``signed``) / DecodingError / SignatureError.
+    """Rebuild a transaction from its JSON-RPC object; its ``hash`` must be keccak256 of the
+    bytes and the sender is recovered (``from`` ignored). Raises ProofError (``signed``) /
+    DecodingError / SignatureError.
     """
     try:
         decoded = transaction_from_rpc(tx_json)
@@ -190,10 +188,8 @@ class ProvenBlock:
 
 
 def verify_block_header(header_json: object, agreed_hash: bytes) -> BlockHeader:
-    """Rebuild the header from every field and require keccak(rlp) == ``agreed_hash``.
-
-    Both the claimed ``hash`` and the recomputed one must equal the agreed hash; a
-    wrong field (with the right hash) or a wrong hash raises ProofError (``header``).
+    """Rebuild the header from every field; both its claimed and recomputed hash must equal
+    ``agreed_hash``, else ProofError (``header``).
     """
     header = verify_header(header_json)
     if header_hash(header) != agreed_hash:
@@ -204,11 +200,8 @@ def verify_block_header(header_json: object, agreed_hash: bytes) -> BlockHeader:
 def prove_block_transactions(
     header: BlockHeader, transactions_json: Sequence[object]
 ) -> tuple[DecodedTransaction, ...]:
-    """Rebuild every transaction of a full block and its transactionsRoot.
-
-    Each transaction must hash to its claimed hash; the ordered trie of their canonical
-    bytes must equal ``header.transactions_root``. Raises ProofError (kind
-    ``transactionsRoot``) on any difference -- one forged or hidden tx fails the block.
+    """Rebuild every transaction of a full block (each to its claimed hash) and the
+    transactionsRoot; any difference raises ProofError (``transactionsRoot``).
     """
     rebuilt: list[DecodedTransaction] = []
     for i, obj in enumerate(transactions_json):
@@ -296,10 +289,10 @@ def verify_accumulators(
     inbox_code_hash: bytes,
     keys: Sequence[tuple[bytes, bytes]],
 ) -> dict[tuple[bytes, bytes], tuple[bytes, int]]:
-    """(acc, count) of every (sender, channel) in ``keys`` from ONE eth_getProof answer
-    (all their storage keys asked together), verified (EIP-1186) against ``state_root``;
-    the inbox account's code hash must be ``inbox_code_hash`` (the contract is the real
-    inbox). Raises ProofError when the proof does not verify."""
+    """(acc, count) of every (sender, channel) in ``keys`` from ONE eth_getProof answer,
+    verified (EIP-1186) against ``state_root``, the account's code hash being
+    ``inbox_code_hash``; ProofError otherwise.
+    """
     proven = check_eth_get_proof(state_root, proof_json, address=inbox)
     if proven.account is None or proven.account.code_hash != inbox_code_hash:
         raise ProofError("account", "the inbox address does not hold the inbox code")
@@ -350,11 +343,8 @@ def proven_accumulator(
 
 @dataclass(frozen=True, slots=True)
 class Offer(Generic[T]):
-    """What offering one message to a :class:`Sequencer` produced.
-
-    ``ready``: messages now deliverable, in seq order. ``duplicate``: the seq was
-    delivered (or is held) already -- dropped. ``gap``: the missing seq range
-    (first, last) when the offer was held behind one.
+    """What one :class:`Sequencer` offer produced: ``ready`` (deliverable, in seq order),
+    ``duplicate`` (dropped), ``gap`` (the missing (first, last) range it waits behind).
     """
 
     ready: tuple[tuple[int, T], ...] = ()

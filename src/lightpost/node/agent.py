@@ -79,10 +79,8 @@ class Job:
 class Agent:
     """Executes commands for one device under an :class:`AgentPolicy`.
 
-    ``handlers`` add to or replace the built-ins and the ``[agent.handlers]`` plugins
-    (useful for embedding and tests). ``clock`` is the device clock (unix seconds),
-    used for audit times and as the secondary staleness check; validity is judged by
-    the block timestamp.
+    ``handlers`` add to or replace built-ins and plugins; ``clock`` (device clock, unix s)
+    dates audits and is the secondary staleness check (validity is block time).
     """
 
     def __init__(
@@ -144,12 +142,9 @@ class Agent:
     def process(
         self, delivered: Delivered, *, now: int | None = None, chain_time: int | None = None
     ) -> CommandResult | None:
-        """Decide on and run one delivered command; return the result that was sent.
-
-        None when the message is not a command (content type) or the decision is to
-        stay silent (wrong target, a stranger); every command decision is audited.
-        ``chain_time`` is the quorum-agreed latest block time: at ``signed`` the command's
-        validity is judged by it (the block timestamp is unverified there).
+        """Decide on and run one delivered command; return the result sent, or None (not a
+        command, or silence: wrong target, a stranger). Every decision is audited;
+        ``chain_time`` judges validity at ``signed``.
         """
         started = self.start(delivered, now=now, chain_time=chain_time)
         return self.finish(started, started.run()) if isinstance(started, Job) else started
@@ -157,9 +152,10 @@ class Agent:
     def start(
         self, delivered: Delivered, *, now: int | None = None, chain_time: int | None = None
     ) -> Job | CommandResult | None:
-        """:meth:`process` up to the handler: a refusal is audited and answered here; an
-        accepted command is audited (its seq committed) and returned as a :class:`Job`,
-        whose ``run()`` (the handler; safe in a worker thread) goes to :meth:`finish`."""
+        """:meth:`process` up to the handler: a refusal is audited and answered; an accepted
+        command (seq committed) comes back as a :class:`Job` whose ``run()`` goes to
+        :meth:`finish`.
+        """
         if delivered.content_type != CONTENT_TYPE_COMMAND:
             return None
         now = int(self._clock()) if now is None else now

@@ -65,10 +65,10 @@ class BroadcastResult:
 
 
 def _non_answer(label: str, method: str, exc: Exception) -> LightpostError:
-    """Any failure of one endpoint as a non-answer: its own TransportError, or the
-    verdict our conversion reached on its answer (a ProofError is evidence against that
-    endpoint, and callers must be able to tell it from a dead one); anything else as a
-    TransportError (foreign text is not shown: it could carry a URL)."""
+    """One endpoint's failure as a non-answer: its TransportError, or our verdict on its
+    answer (a ProofError is evidence against it); anything else a TransportError (foreign
+    text hidden: it could carry a URL).
+    """
     if isinstance(exc, TransportError):
         if exc.endpoint == label:
             return exc
@@ -185,11 +185,10 @@ class Chain:
         question: str,
         convert: Callable[[Any], Any] = lambda v: v,
     ) -> Any:
-        """The answer at least ``quorum`` endpoints gave identically, else QuorumError.
-
-        With a majority quorum (2k > n) no second value can also reach k, so the answer
-        is returned as soon as k endpoints agree: a slow endpoint delays nothing. With a
-        smaller k every endpoint is heard, so that conflicting quorums are reported."""
+        """The answer ``quorum`` endpoints gave identically, else QuorumError. With 2k > n it
+        returns as soon as k agree; with a smaller k every endpoint is heard, so conflicting
+        quorums are reported.
+        """
 
         def reached(heard: Mapping[str, Any]) -> bool:
             values = [a for a in heard.values() if not isinstance(a, Exception)]
@@ -341,10 +340,9 @@ class Chain:
     def confirmed_receipt(
         self, tx_hash: bytes, problems: dict[str, str] | None = None
     ) -> Mapping[str, Any] | None:
-        """The receipt of ``tx_hash`` PROVEN in the quorum-agreed block at its height:
-        header, transactionsRoot and receiptsRoot rebuilt (lightpost.core.inclusion,
-        the sender's own rule). None while no receipt proves; endpoints whose answers
-        failed proof are added to ``problems`` (label -> why)."""
+        """The receipt of ``tx_hash`` PROVEN in the quorum-agreed block at its height
+        (lightpost.core.inclusion), else None; endpoints that failed proof go to ``problems``.
+        """
         # imported here: the rule's I/O module is the sender's (one implementation)
         from lightpost.core.inclusion import ProvenReceipt
         from lightpost.node.sender_track import InclusionProver, hints_by_endpoint

@@ -237,11 +237,9 @@ def _deadline_failure(deadline_s: float) -> CommandFailed:
 
 @contextlib.contextmanager
 def _open_source(source: str, manifest: UpdateManifest, deadline_s: float) -> Iterator[Any]:
-    """The untrusted image stream; ``source`` is a directory or an http(s) base URL.
-
-    Over HTTP a watchdog shuts the socket down at ``deadline_s`` (connect, headers and
-    body alike); what was read by then is refused as a fetch failure. No proxies from
-    the environment, no redirects: the source is what the config says."""
+    """The untrusted image stream from a directory or http(s) base URL; over HTTP a watchdog
+    cuts the socket at ``deadline_s``; no proxies, no redirects.
+    """
     name = manifest.digest.hex()
     parts = urlsplit(source.rstrip("/") + "/" + name)
     if parts.scheme not in ("http", "https"):
@@ -334,12 +332,10 @@ def _keep_previous(current: Path, previous: Path) -> bool:
 
 
 def recover_images(images_dir: Path, installed_digest: bytes | None) -> str | None:
-    """Repair a crash during an update, at agent start. Returns what it did, or None.
+    """Repair a crash during an update, at agent start; returns what it did, or None.
 
-    A leftover ``image.new`` is removed. If ``image`` is not the recorded installed
-    image (the crash came after the swap, before the new version was persisted), the
-    recorded one is restored from ``image.prev`` (or ``image`` removed if nothing was
-    installed), so the image on disk always matches the anti-rollback record.
+    Removes a leftover ``image.new``; restores the recorded image from ``image.prev`` (or
+    removes ``image``) so the disk always matches the anti-rollback record.
     """
     current, new, previous = (images_dir / n for n in ("image", "image.new", "image.prev"))
     new.unlink(missing_ok=True)

@@ -203,12 +203,10 @@ class Node:
     _failures: dict[str, str] = field(default_factory=dict, init=False, repr=False)
 
     def step(self, now: float | None = None) -> bool:
-        """One round over the sender and every service; True when the sender was busy.
-
-        Any exception from one of them (a bug, a hostile answer that slipped through) is
-        caught here: the others still run, the failing one is retried on the next tick,
-        and the failure is logged as one line when it appears or changes. A sender
-        problem (a failing phase) is logged the same way."""
+        """One round over the sender and every service; True when the sender was busy. An
+        exception from one is logged as one line (when it appears or changes) and retried next
+        tick; the others still run.
+        """
         now = self.clock() if now is None else now
         busy = False
         try:

@@ -136,11 +136,9 @@ class Sender:
         content_type: int = ContentType.OCTET_STREAM,
         now: float | None = None,
     ) -> int:
-        """Accept a message; it is durable on disk when the id is returned.
-
-        ``channel`` None means a direct message on the reserved direct channel (then
-        ``recipient`` is required). The seq is allocated per channel in the same SQLite
-        transaction."""
+        """Accept a message, durable when the id is returned. ``channel`` None: a direct message
+        (``recipient`` required). The seq is allocated in the same SQLite transaction.
+        """
         return enqueue_message(
             self.store,
             payload=payload,

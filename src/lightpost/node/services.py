@@ -146,12 +146,10 @@ def build_agent(
 class AgentService:
     """Feed verified commands to the agent; report decisions through ``on_result``.
 
-    Handlers (an update's download above all) run in one worker thread, one command at
-    a time and in delivery order: while one runs, ``step`` returns at once and the node
-    loop keeps serving the sender and the other services. The receiver's poll is left
-    suspended meanwhile and resumed afterwards, so its state is saved only once every
-    command of the poll was decided (a crash redelivers them; the agent refuses
-    replays), exactly as when handlers ran inline."""
+    Handlers run in one worker thread, one at a time, in delivery order; ``step`` returns
+    at once meanwhile. The receiver's poll stays suspended until every command of it was
+    decided (a crash redelivers them; the agent refuses replays).
+    """
 
     name = "agent"
 
