@@ -53,7 +53,7 @@ class RemoteError(LightpostError):
     """Something outside (bytes from a node, a proof, an endpoint) is wrong."""
 
 
-# --- decoding -------------------------------------------------------------------
+# --- decoding ---
 
 
 class DecodingError(RemoteError):
@@ -78,7 +78,7 @@ class RLPDecodingError(DecodingError):
         super().__init__("rlp", reason, offset)
 
 
-# --- signatures, proofs ------------------------------------------------------------
+# --- signatures, proofs ---
 
 
 class SignatureError(RemoteError):
@@ -119,7 +119,7 @@ class QuorumError(RemoteError):
         )
 
 
-# --- local refusals ---------------------------------------------------------------
+# --- local refusals ---
 
 
 class PolicyError(LocalError):
@@ -150,7 +150,7 @@ class ChainProcessError(LocalError):
     """The local chain process (anvil) is missing, cannot start, or is not running."""
 
 
-# --- transport / node errors ------------------------------------------------------
+# --- transport / node errors ---
 
 
 class TransportError(RemoteError):

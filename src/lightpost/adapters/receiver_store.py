@@ -156,7 +156,7 @@ class ReceiverStore:
                 conn.execute("ROLLBACK")
                 raise
 
-    # -- cursor -------------------------------------------------------------------
+    # -- cursor ---
 
     def cursor(self, sub: str) -> int | None:
         """The next block to scan for subscription ``sub`` (None: never ran)."""
@@ -175,7 +175,7 @@ class ReceiverStore:
                 (sub, next_block),
             )
 
-    # -- streams -------------------------------------------------------------------
+    # -- streams ---
 
     def streams(self, sub: str) -> list[StreamRow]:
         """Every stream of a subscription."""
@@ -198,7 +198,7 @@ class ReceiverStore:
                 (sub, row.sender, row.channel, row.next_seq, row.acc, row.count, row.proven_at),
             )
 
-    # -- unfinal deliveries ----------------------------------------------------------
+    # -- unfinal deliveries ---
 
     def add_unfinal(self, sub: str, row: UnfinalRow) -> None:
         """Remember a delivery above the finalized height (for retraction)."""

@@ -75,7 +75,7 @@ _NO_BLOCK = BlockRef(hash=bytes(32), number=0)
 # is not INCLUDED, so the transition table refuses the event -- in its one place.
 
 
-# --- schema ---------------------------------------------------------------------------
+# --- schema ---
 
 _SCHEMA_V1 = (
     """CREATE TABLE meta (
@@ -172,7 +172,7 @@ def migrate(conn: sqlite3.Connection, name: str = "store") -> int:
     return sqlite.migrate(conn, SCHEMA, name)
 
 
-# --- value records ------------------------------------------------------------------------
+# --- value records ---
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -224,7 +224,7 @@ def _check_seq_int(value: int, what: str) -> None:
         raise StoreError(f"{what} must be an int in 0..{SQLITE_MAX_INT}, got {value!r}")
 
 
-# --- the store ----------------------------------------------------------------------------
+# --- the store ---
 
 
 class RowNotFound(StoreError):
@@ -243,7 +243,7 @@ class Store:
     def __repr__(self) -> str:
         return f"Store({self._name!r}, open={self._conn is not None})"
 
-    # -- life cycle ------------------------------------------------------------------
+    # -- life cycle ---
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, timeout: float = BUSY_TIMEOUT_S) -> Store:
@@ -291,7 +291,7 @@ class Store:
                 raise translate(exc, action, self._name) from exc
             raise
 
-    # -- meta --------------------------------------------------------------------------
+    # -- meta ---
 
     def get_meta(self, key: str, default: str | None = None) -> str | None:
         """A meta value (receive cursors, counters), or ``default``."""
@@ -327,7 +327,7 @@ class Store:
     def _meta_int(self, conn: sqlite3.Connection, key: str) -> int:
         return int(self._meta(conn, key, "0") or "0")
 
-    # -- nonce -------------------------------------------------------------------------
+    # -- nonce ---
 
     def next_nonce(self) -> int:
         """The durable next nonce (0 for a new store)."""
@@ -356,7 +356,7 @@ class Store:
                 final_next=self._meta_int(conn, META_FINAL_NEXT),
             )
 
-    # -- messages ----------------------------------------------------------------------
+    # -- messages ---
 
     def next_seq(self, channel: str) -> int:
         """Allocate the next message seq of ``channel`` (atomic, durable increment)."""
@@ -451,7 +451,7 @@ class Store:
         counts.update({State(s): n for s, n in rows})
         return counts
 
-    # -- transactions --------------------------------------------------------------
+    # -- transactions ---
 
     def record_signed(
         self,
@@ -660,7 +660,7 @@ class Store:
             case _:
                 raise StoreError(f"{type(event).__name__} is not a transaction event")
 
-    # -- reading transactions ---------------------------------------------------------
+    # -- reading transactions ---
 
     def _load_tx(self, conn: sqlite3.Connection, row: Sequence[Any]) -> Transaction:
         tx_id = row[0]

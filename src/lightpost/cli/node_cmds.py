@@ -123,7 +123,7 @@ def build_services(
     return services
 
 
-# --- send ------------------------------------------------------------------------------
+# --- send ---
 
 
 def _payload(args: argparse.Namespace) -> tuple[bytes, int]:
@@ -279,7 +279,7 @@ def cmd_send(args: argparse.Namespace) -> int:
     return 0 if reached else EXIT_UNHEALTHY
 
 
-# --- node ------------------------------------------------------------------------------
+# --- node ---
 
 
 def cmd_node(args: argparse.Namespace) -> int:
@@ -339,7 +339,7 @@ def cmd_node(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- status ----------------------------------------------------------------------------
+# --- status ---
 
 
 def _gwei(wei: int | None) -> str:

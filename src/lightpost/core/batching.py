@@ -80,7 +80,7 @@ class Gate(Enum):
     HOLD_STOP = 4
 
 
-# --- THE gate table ----------------------------------------------------------------------
+# --- THE gate table ---
 
 SIGN_GATE: Final[tuple[tuple[SignCondition, Gate], ...]] = (
     # step-wide: nothing new is signed before a nonce decision rests on a quorum
@@ -153,7 +153,7 @@ def _holding(*flags: tuple[SignCondition, bool]) -> frozenset[SignCondition]:
     return frozenset(condition for condition, on in flags if on)
 
 
-# --- batching ------------------------------------------------------------------------------
+# --- batching ---
 
 
 def content_type_code(text: str) -> int:

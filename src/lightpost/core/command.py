@@ -229,7 +229,7 @@ FAILURE_REASONS = frozenset({Reason.FETCH_FAILED, Reason.POST_INSTALL_CHECK, Rea
 """Reasons that go with status ``failed`` (the handler ran and did not complete)."""
 
 
-# --- versions ------------------------------------------------------------------------
+# --- versions ---
 
 Version = tuple[int, ...]
 """A software version: 1..MAX_VERSION_PARTS integers; ``()`` = nothing installed."""
@@ -271,7 +271,7 @@ def _check_version(version: Version) -> None:
         raise ValueError("version 0 is reserved for 'nothing installed'")
 
 
-# --- field checks (one place; the decoder maps ValueError to DecodingError) -----------
+# --- field checks (one place; the decoder maps ValueError to DecodingError) ---
 
 
 def _check_u64(value: int, what: str) -> None:
@@ -297,7 +297,7 @@ def _check_bytes(value: bytes, what: str, length: int) -> None:
         raise ValueError(f"{what} must be {length} bytes")
 
 
-# --- the messages -------------------------------------------------------------------
+# --- the messages ---
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -429,7 +429,7 @@ class CommandResult:
         _check_text(self.output, "output", None, MAX_OUTPUT_BYTES)
 
 
-# --- codec -----------------------------------------------------------------------------
+# --- codec ---
 
 
 def _manifest_item(m: UpdateManifest | None) -> list[object]:
@@ -580,7 +580,7 @@ def decode_result(data: bytes) -> CommandResult:
         raise r.fail(str(exc)) from None
 
 
-# --- policy --------------------------------------------------------------------------
+# --- policy ---
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -734,7 +734,7 @@ def parse_agent_policy(raw: Mapping[str, Any], *, device_address: bytes) -> Agen
     )
 
 
-# --- the decision -------------------------------------------------------------------
+# --- the decision ---
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -68,7 +68,7 @@ __all__ = [
     "records_for_message",
 ]
 
-# --- constants ----------------------------------------------------------------------
+# --- constants ---
 
 CHANNEL_ID_SIZE = 32
 """Bytes 0..31 of a post: keccak256 of the UTF-8 channel name (read by the inbox contract)."""
@@ -194,7 +194,7 @@ DIRECT_CHANNEL = channel_id(DIRECT_CHANNEL_NAME)
 """keccak256(b"lightpost/direct"): the channel id of direct messages without a channel."""
 
 
-# --- data model -----------------------------------------------------------------------
+# --- data model ---
 
 
 def _check_uint(name: str, value: object, maximum: int) -> None:
@@ -323,7 +323,7 @@ class Post:
         _check_uint("inflated_bytes", self.inflated_bytes, _U64_MAX)
 
 
-# --- encoding ---------------------------------------------------------------------------
+# --- encoding ---
 
 
 def record_size(record: Record) -> int:
@@ -371,7 +371,7 @@ def post_gas(post: Post, *, execution_gas: int = 0) -> int:
     return gas_used(encode_post(post), execution_gas)
 
 
-# --- compression ------------------------------------------------------------------------
+# --- compression ---
 
 
 def _deflate(payload: bytes) -> bytes:
@@ -408,7 +408,7 @@ def _inflate(data: bytes, *, limit: int, offset: int | None, too_big: str = "") 
     return out
 
 
-# --- decoding ---------------------------------------------------------------------------
+# --- decoding ---
 
 
 def _need(data: bytes, offset: int, size: int, what: str) -> None:
@@ -535,7 +535,7 @@ def decode_post(data: bytes, *, max_inflated: int = MAX_POST_INFLATED_BYTES) -> 
     )
 
 
-# --- messages <-> records ----------------------------------------------------------------
+# --- messages <-> records ---
 
 
 def records_for_message(message: Message, *, max_record_bytes: int) -> tuple[Record, ...]:
@@ -661,7 +661,7 @@ def _cheaper_version(
 _PROBE_RECORD = Record(seq=0, timestamp=0, content_type=0, payload=b"")
 
 
-# --- reassembly -------------------------------------------------------------------------
+# --- reassembly ---
 
 
 @dataclass(slots=True)

@@ -111,7 +111,7 @@ def _check_size(data: bytes) -> None:
         )
 
 
-# --- results --------------------------------------------------------------------------
+# --- results ---
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -167,7 +167,7 @@ class FixedGasLimitExceeded(PolicyError):
         )
 
 
-# --- policies ------------------------------------------------------------------------------
+# --- policies ---
 
 
 class FeePolicy(Protocol):
@@ -314,7 +314,7 @@ class Eip1559FeePolicy:
         return _quote(self, data, execution_gas, base_fee)
 
 
-# --- capacity and replacement ----------------------------------------------------------------
+# --- capacity and replacement ---
 
 
 def max_payload_for(

@@ -42,7 +42,7 @@ __all__ = [
     "storage_key",
 ]
 
-# --- layout -------------------------------------------------------------------------
+# --- layout ---
 
 WORD_BYTES = 32
 """An EVM word: channel ids, recipient words, topics and the index are one word each."""
@@ -74,7 +74,7 @@ _SLOT_MODULUS = 2**256
 _ADDRESS_PAD = bytes(WORD_BYTES - ADDRESS_BYTES)
 """The 12 zero bytes in front of an address inside a word."""
 
-# --- event --------------------------------------------------------------------------
+# --- event ---
 
 EVENT_SIGNATURE = "LightpostPostV1(bytes32,address,address,uint256,bytes)"
 """Names the event; its data layout is lightpost's own (count || calldata), not ABI."""
@@ -85,7 +85,7 @@ EVENT_TOPIC = keccak256(EVENT_SIGNATURE.encode())
 _LOG_TOPICS = 4
 """LOG4: event topic, channel, sender word, recipient word."""
 
-# --- gas (EIP-2929 / EIP-2200 / Yellow Paper costs of the opcodes the inbox runs) --------
+# --- gas (EIP-2929 / EIP-2200 / Yellow Paper costs of the opcodes the inbox runs) ---
 
 _STRAIGHT_LINE_GAS = 171
 """Sum of the fixed costs of the simple opcodes on the success path of inbox.easm (PUSH,
@@ -177,7 +177,7 @@ def inbox_execution_gas(calldata_len: int, *, first_post: bool = False) -> int:
     )
 
 
-# --- calldata and accumulator -------------------------------------------------------
+# --- calldata and accumulator ---
 
 
 def _address_word(address: bytes) -> bytes:
@@ -235,7 +235,7 @@ def accumulator_of(calldatas: Iterable[bytes], acc: bytes = ACC_ZERO) -> bytes:
     return acc
 
 
-# --- event decoding -----------------------------------------------------------------
+# --- event decoding ---
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

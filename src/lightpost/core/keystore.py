@@ -154,7 +154,7 @@ _UUID_VARIANT_RFC = 0x80
 """UUID variant bits 10 in byte 8, RFC 9562 section 4.1."""
 
 
-# --- writing ---------------------------------------------------------------------
+# --- writing ---
 
 
 def encrypt_key(
@@ -219,7 +219,7 @@ def _uuid4(raw: bytes) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-# --- reading ---------------------------------------------------------------------
+# --- reading ---
 
 
 def decrypt_key(
@@ -356,7 +356,7 @@ def _hex(value: object, where: str) -> bytes:
     return raw
 
 
-# --- KDF and MAC -------------------------------------------------------------------
+# --- KDF and MAC ---
 
 
 def _mac(derived: bytes, ciphertext: bytes) -> bytes:

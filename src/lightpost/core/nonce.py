@@ -53,7 +53,7 @@ MAX_GAP_FILL = 16
 account); a larger gap cannot even be pooled at once and signals a lost store."""
 
 
-# --- actions ----------------------------------------------------------------------
+# --- actions ---
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -137,7 +137,7 @@ class NonceDecision:
         return self.next_nonce is None
 
 
-# --- rules -------------------------------------------------------------------------
+# --- rules ---
 
 
 def _is_nonce(value: object) -> bool:

@@ -99,7 +99,7 @@ PENDING_TX_STATES: Final = frozenset({State.SIGNED, State.BROADCAST, State.INCLU
 """States of a transaction the runtime still has to watch (not yet FINAL)."""
 
 
-# --- values carried by events and records ------------------------------------------
+# --- values carried by events and records ---
 
 
 def _check_hash(value: bytes, what: str) -> None:
@@ -143,7 +143,7 @@ class Sighting:
         _check_hash(self.tx_hash, "tx hash")
 
 
-# --- events -------------------------------------------------------------------------
+# --- events ---
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -241,7 +241,7 @@ Event: TypeAlias = (
 """Any outbox event."""
 
 
-# --- THE transition table ----------------------------------------------------------
+# --- THE transition table ---
 
 TRANSITIONS: Final[dict[tuple[State, type[Event]], State]] = {
     # fee cap
@@ -289,7 +289,7 @@ def next_state(state: State, event: Event) -> State:
         raise IllegalTransition(state, event) from None
 
 
-# --- records ----------------------------------------------------------------------
+# --- records ---
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -348,7 +348,7 @@ class Transaction:
         return tuple(c.tx_hash for c in self.candidates)
 
 
-# --- confirmation -----------------------------------------------------------------
+# --- confirmation ---
 
 
 def check_inclusion(
@@ -387,7 +387,7 @@ def check_inclusion(
     return ()
 
 
-# --- what a broadcast's answers mean ------------------------------------------------------
+# --- what a broadcast's answers mean ---
 
 
 class AfterBroadcast(StrEnum):

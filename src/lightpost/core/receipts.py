@@ -123,7 +123,7 @@ class Receipt:
             raise DecodingError("receipt", f"logs bloom must be {BLOOM_BYTES} bytes")
 
 
-# --- bloom ---------------------------------------------------------------------------
+# --- bloom ---
 
 
 def _bloom_add(bloom: bytearray, item: bytes) -> None:
@@ -158,7 +158,7 @@ def block_logs_bloom(receipts: Sequence[Receipt]) -> bytes:
     return combined.to_bytes(BLOOM_BYTES, "big")
 
 
-# --- encoding ------------------------------------------------------------------------
+# --- encoding ---
 
 
 def encode_receipt(receipt: Receipt) -> bytes:
@@ -231,7 +231,7 @@ def decode_receipt(encoded: bytes) -> Receipt:
     )
 
 
-# --- JSON-RPC ------------------------------------------------------------------------
+# --- JSON-RPC ---
 
 
 def _log_from_rpc(value: object, what: str) -> Log:

@@ -54,7 +54,7 @@ __all__ = [
     "transaction_from_rpc",
 ]
 
-# --- constants ----------------------------------------------------------------------
+# --- constants ---
 
 U64_MAX = 2**64 - 1
 """Largest u64: nonce, gas limit and chain id are U64 in execution-specs."""
@@ -108,7 +108,7 @@ ForeignKind = Literal["blob", "set-code", "unknown"]
 """What a :class:`ForeignTransaction` is: EIP-4844, EIP-7702, or a type not yet known."""
 
 
-# --- field validation (one place for every range rule) ------------------------------
+# --- field validation (one place for every range rule) ---
 
 
 def _fail(reason: str) -> DecodingError:
@@ -156,7 +156,7 @@ def _check_access_list(value: object) -> AccessList:
     return tuple(entries)
 
 
-# --- field tables (one place for every field's order, JSON name and range) -------------
+# --- field tables (one place for every field's order, JSON name and range) ---
 
 _U64, _U256, _TO, _DATA, _ACCESS_LIST = "u64", "u256", "to", "data", "access_list"
 
@@ -209,7 +209,7 @@ def _validate(tx: object, spec: _FieldSpec) -> None:
             object.__setattr__(tx, attr, _check_access_list(value))
 
 
-# --- the three transaction types lightpost signs -------------------------------------
+# --- the three transaction types lightpost signs ---
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -278,7 +278,7 @@ Transaction = LegacyTx | AccessListTx | DynamicFeeTx
 """A transaction lightpost can sign and fully verify."""
 
 
-# --- EIP-155 v ------------------------------------------------------------------------
+# --- EIP-155 v ---
 
 
 def legacy_v(chain_id: int | None, y_parity: int) -> int:
@@ -304,7 +304,7 @@ def split_legacy_v(v: int) -> tuple[int | None, int]:
     return chain_id, y_parity
 
 
-# --- signing rules ----------------------------------------------------------------------
+# --- signing rules ---
 
 
 def _access_list_items(access_list: AccessList) -> list[object]:
@@ -357,7 +357,7 @@ def signing_hash(tx: Transaction) -> bytes:
     return keccak256(signing_data(tx))
 
 
-# --- canonical encoding ------------------------------------------------------------------
+# --- canonical encoding ---
 
 
 def _encode_signed(tx: Transaction, signature: Signature) -> bytes:
@@ -445,7 +445,7 @@ def recover_sender(signed: SignedTransaction, *, chain_id: int | None = None) ->
     return _recover(signed.tx, signed.signature)
 
 
-# --- transactions lightpost does not sign ------------------------------------------------
+# --- transactions lightpost does not sign ---
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -490,7 +490,7 @@ DecodedTransaction = SignedTransaction | ForeignTransaction
 """What a block can hold, as lightpost sees it."""
 
 
-# --- decoding raw bytes --------------------------------------------------------------------
+# --- decoding raw bytes ---
 
 
 def _rlp_fields(payload: bytes, count: int, kind: str) -> list[rlp.Item]:
@@ -622,7 +622,7 @@ def decode_transaction(raw: bytes, *, chain_id: int | None = None) -> DecodedTra
     return signed
 
 
-# --- JSON-RPC objects ------------------------------------------------------------------------
+# --- JSON-RPC objects ---
 
 
 def _rpc_fail(reason: str) -> DecodingError:

@@ -117,7 +117,7 @@ class Problem:
         object.__setattr__(self, "kind", ProblemKind(self.kind))
 
 
-# --- signed -------------------------------------------------------------------------
+# --- signed ---
 
 
 def _require_signed(decoded: DecodedTransaction, chain_id: int) -> SignedTransaction:
@@ -168,7 +168,7 @@ def decode_inbox_log(log: Log, *, inbox: bytes) -> InboxPost:
     return decode_post_log(log.address, log.topics, log.data, inbox=inbox)
 
 
-# --- included -----------------------------------------------------------------------
+# --- included ---
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -243,7 +243,7 @@ def verify_included_tx(
     raise ProofError("transactionsRoot", "transaction not in the proven block")
 
 
-# --- final --------------------------------------------------------------------------
+# --- final ---
 
 
 def is_final(block_number: int, finalized_height: int) -> bool:
@@ -251,7 +251,7 @@ def is_final(block_number: int, finalized_height: int) -> bool:
     return block_number <= finalized_height
 
 
-# --- complete -----------------------------------------------------------------------
+# --- complete ---
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,7 +338,7 @@ def proven_accumulator(
     return (acc_value.to_bytes(32, "big") if acc_value else ACC_ZERO), proven.storage[count_slot]
 
 
-# --- delivery ordering ----------------------------------------------------------------
+# --- delivery ordering ---
 
 
 @dataclass(frozen=True, slots=True)

@@ -113,7 +113,7 @@ class Agent:
         #: what start-up recovery did to the images (None = nothing to do)
         self.recovery = recover_images(self.state_dir / "images", self.installed.digest)
 
-    # -- state -----------------------------------------------------------------------
+    # -- state ---
 
     @property
     def installed(self) -> InstalledSoftware:
@@ -137,7 +137,7 @@ class Agent:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- processing --------------------------------------------------------------------
+    # -- processing ---
 
     def process(
         self, delivered: Delivered, *, now: int | None = None, chain_time: int | None = None

@@ -108,7 +108,7 @@ class Chain:
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    # --- asking ------------------------------------------------------------------
+    # --- asking ---
 
     def _one(
         self,
@@ -208,7 +208,7 @@ class Chain:
     ) -> QuorumReport[Any]:
         return report(self.ask_each(method, params, convert), self.quorum, question=question)
 
-    # --- questions that matter ------------------------------------------------------
+    # --- questions that matter ---
 
     def chain_id(self) -> int:
         return int(
@@ -312,7 +312,7 @@ class Chain:
             )
         )
 
-    # --- sending -------------------------------------------------------------------
+    # --- sending ---
 
     def broadcast(self, raw: bytes, tx_hash: bytes) -> BroadcastResult:
         """Send ``raw`` to every endpoint. Idempotent: resending is always safe."""

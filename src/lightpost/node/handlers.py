@@ -151,7 +151,7 @@ def load_object(path: str, where: str) -> Any:
     return obj
 
 
-# --- atomic files -------------------------------------------------------------------
+# --- atomic files ---
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -209,7 +209,7 @@ def config_handler(command: Command, context: HandlerContext) -> str:
     return "config " + _update_json(context.config_path, command)
 
 
-# --- update -----------------------------------------------------------------------
+# --- update ---
 
 
 def file_digest(path: Path) -> tuple[bytes, int]:

@@ -125,7 +125,7 @@ class Sender:
         """Stop the worker threads (the store and chain belong to the caller)."""
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    # -- public API ----------------------------------------------------------------
+    # -- public API ---
 
     def enqueue(
         self,
@@ -165,7 +165,7 @@ class Sender:
             pool=self._pool,
         )
 
-    # -- the step --------------------------------------------------------------------
+    # -- the step ---
 
     def step(self, now: float) -> StepResult:
         """One round of work (see the module docstring for the phases)."""
@@ -205,13 +205,13 @@ class Sender:
         else:
             self.problems.pop(name, None)
 
-    # -- chain helpers ---------------------------------------------------------------
+    # -- chain helpers ---
 
     def _read_base_fee(self) -> None:
         self.base_fee = None
         self.base_fee = self.chain.base_fee()
 
-    # -- nonce ----------------------------------------------------------------------
+    # -- nonce ---
 
     def _reconcile(self, now: float, result: StepResult) -> None:
         self._reconcile_now = True  # stays set if anything below raises
@@ -288,12 +288,12 @@ class Sender:
         else:
             self.problems[f"nonce {tx.nonce}"] = outcome.reason
 
-    # -- tracking --------------------------------------------------------------------
+    # -- tracking ---
 
     def _track(self, now: float, result: StepResult) -> None:
         result.events += self._tracker.track(now)
 
-    # -- bump ------------------------------------------------------------------------
+    # -- bump ---
 
     def _bump_stuck(self, now: float, result: StepResult) -> None:
         if self.base_fee is None:
@@ -327,7 +327,7 @@ class Sender:
         self._broadcast(self.store.transaction(tx.id), now, result)
         return True
 
-    # -- broadcast ---------------------------------------------------------------------
+    # -- broadcast ---
 
     def _rebroadcast(self, now: float, result: StepResult) -> None:
         for tx in self.store.pending_transactions():
@@ -371,7 +371,7 @@ class Sender:
             return
         self.problems.pop(f"broadcast nonce {tx.nonce}", None)
 
-    # -- holds -------------------------------------------------------------------------
+    # -- holds ---
 
     def _release(self, result: StepResult) -> None:
         held = self.store.held_messages(MAX_QUEUED_PER_STEP)
@@ -393,7 +393,7 @@ class Sender:
     def _balance(self) -> int:
         return self.chain.balance(self.address)
 
-    # -- signing -----------------------------------------------------------------------
+    # -- signing ---
 
     def _quote(self, data: bytes, execution_gas: int) -> FeeQuote | Hold:
         if self.base_fee is None:
@@ -519,7 +519,7 @@ class Sender:
         result.held += len(fresh)
         self._log(f"held {len(fresh)} message(s): {reason}")
 
-    # -- pruning ---------------------------------------------------------------------
+    # -- pruning ---
 
     def _prune(self, now: float, result: StepResult) -> None:
         if (
@@ -543,4 +543,4 @@ class _HoldSignal(LightpostError):
     """Internal: a gap cannot be filled now (fee hold); recorded as a problem."""
 
 
-# --- helpers ---------------------------------------------------------------------------
+# --- helpers ---

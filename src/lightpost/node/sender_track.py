@@ -270,7 +270,7 @@ class Tracker:
                 self._log(f"proof failure: {label}: {why}")
             self._problems[key] = why
 
-    # -- chain reads -------------------------------------------------------------------
+    # -- chain reads ---
 
     def finalized_number(self) -> int | None:
         """Quorum finalized height (or latest - finality_depth); None if unknown."""
@@ -324,7 +324,7 @@ class Tracker:
             unknown = unknown or isinstance(got, Unknown)
         return UNKNOWN if unknown else None
 
-    # -- tracking ------------------------------------------------------------------------
+    # -- tracking ---
 
     def track(self, now: float) -> int:
         """One tracking round over every pending transaction; returns events applied."""
@@ -381,7 +381,7 @@ class Tracker:
             finalized_number=finalized,
         )
 
-    # -- nonce too low ---------------------------------------------------------------------
+    # -- nonce too low ---
 
     def resolve_too_low(self, tx: Transaction) -> nonce_rules.TooLowOutcome:
         """Our tx's nonce is used: which of our candidates was mined (proven), if any?"""
