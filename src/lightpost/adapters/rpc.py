@@ -76,9 +76,8 @@ MAX_FULL_BLOCK_ANSWER_BYTES = 16 * MIB
 at the EIP-7623 floor (10 gas each) = 6 MB, 12 MB as hex, plus ~1 KB per transaction."""
 
 MAX_RECEIPTS_ANSWER_BYTES = 16 * MIB
-"""eth_getBlockReceipts: ~1.1 KB per receipt (its bloom is 514 hex chars) plus its logs
-(log data costs 8 gas/byte: a block full of log data is ~15 MB as hex); mainnet blocks are
-typically 0.5-3 MB. A block above the cap cannot be proven here; the poll reports it."""
+"""eth_getBlockReceipts: ~1.1 KB per receipt plus its logs (a block full of log data is
+~15 MB as hex; mainnet blocks 0.5-3 MB). A block above the cap cannot be proven here."""
 
 MAX_PROOF_ANSWER_BYTES = 8 * MIB
 """eth_getProof: an account proof is ~9 KB of hex (8-9 trie nodes of <= 532 bytes), each

@@ -127,24 +127,20 @@ MIN_POST_BYTES = POST_HEADER_SIZE + CHUNK_RECORD_OVERHEAD + 1
 """Smallest post budget :func:`pack_messages` accepts: room for one chunk of one byte."""
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
-"""Largest payload (wire, decompressed or reassembled) a decoder accepts. Caps memory against
-decompression bombs and chunk floods; 4 MiB of nonzero calldata costs ~168M gas (EIP-7623
-floor: 40 gas per nonzero byte), i.e. several full blocks -- far beyond any IoT message."""
+"""Largest payload (wire, decompressed or reassembled) a decoder accepts: caps memory against
+bombs and chunk floods; 4 MiB of calldata costs ~168M gas (EIP-7623), far beyond IoT."""
 
 TX_POOL_MAX_BYTES = 4 * 32 * 1024
 """128 KiB: the largest transaction geth/reth txpools accept (txMaxSize), hence the largest
 post a sender can get mined through the public pool."""
 
 MAX_POST_INFLATED_BYTES = MAX_MESSAGE_BYTES + TX_POOL_MAX_BYTES
-"""Budget of bytes that decoding ONE post may inflate (the version-2 body plus every
-compressed unchunked record, each inflated once). The largest post :func:`pack_messages`
-builds is one maximal message plus a pool-sized post of other records; a 9 KB post of
-records that each inflate to 4 MiB is refused here instead of costing gigabytes."""
+"""Bytes decoding ONE post may inflate in all (version-2 body plus compressed records): one
+maximal message plus a pool-sized post of records; a 9 KB post of 4 MiB bombs is refused."""
 
 MAX_PARTIAL_BYTES = 2 * MAX_MESSAGE_BYTES
-"""Chunk bytes one :class:`Reassembler` (one sender's stream) holds for all its unfinished
-messages together. The sender signs a message's chunks in order, so a stream has one, at
-most two, partial messages; without this a sender could open partials at many seqs."""
+"""Chunk bytes one :class:`Reassembler` (one stream) holds for all unfinished messages: a
+sender signs chunks in order (one, at most two, partials); bounds partials at many seqs."""
 
 DEFLATE_LEVEL = 9
 """zlib level 9: best ratio; the device pays gas per byte, CPU time is cheap by comparison."""

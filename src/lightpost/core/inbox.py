@@ -88,9 +88,8 @@ _LOG_TOPICS = 4
 # --- gas (EIP-2929 / EIP-2200 / Yellow Paper costs of the opcodes the inbox runs) ---
 
 _STRAIGHT_LINE_GAS = 171
-"""Sum of the fixed costs of the simple opcodes on the success path of inbox.easm (PUSH,
-DUP, SWAP, MSTORE, CALLDATALOAD, JUMPI, ... and CALLDATACOPY's static 3), counted by hand
-and confirmed exactly on anvil by tests/integration/test_inbox_gas.py."""
+"""Fixed costs of the simple opcodes on inbox.easm's success path, counted by hand and
+confirmed exactly on anvil by tests/integration/test_inbox_gas.py."""
 
 _COLD_SLOAD_GAS = 2_100
 """EIP-2929 COLD_SLOAD_COST: each of the two slots is read cold once."""
@@ -129,9 +128,8 @@ _SCRATCH_WORDS = 2
 """Memory words in front of the calldata copy (scratch for the two 64-byte hashes)."""
 
 INBOX_EXECUTION_GAS_FIXED = 12_500
-"""Upper bound of the execution gas of a post that is not the first of its (sender,
-channel), besides the per-byte part (exact: 12,422 + 12 x words + 8 x bytes + memory
-quadratic term; see :func:`inbox_execution_gas`; measured on anvil 1.7.1 / Bpo1)."""
+"""Upper bound of a non-first post's execution gas besides the per-byte part (exact:
+12,422 + 12 x words + 8 x bytes + memory term, :func:`inbox_execution_gas`; anvil 1.7.1)."""
 
 INBOX_EXECUTION_GAS_FIRST_POST = INBOX_EXECUTION_GAS_FIXED + 2 * (
     _SSTORE_SET_GAS - _SSTORE_RESET_GAS

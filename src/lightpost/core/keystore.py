@@ -61,13 +61,9 @@ Keystore = dict[str, Any]
 """A keystore v3 document as a JSON-compatible dict (``json.dumps`` writes it)."""
 
 ScryptFunction = Callable[[bytes, bytes, int, int, int, int], bytes]
-"""An scrypt implementation: ``(password, salt, n, r, p, dklen) -> derived key``.
-
-The default is stdlib :func:`hashlib.scrypt` (OpenSSL). OpenSSL enforces RFC 7914's
-``n < 2^(16 r)``, so it cannot read files with r = 1 and n >= 65536 -- the Web3 Secret
-Storage wiki example, geth's testdata and Nethereum's defaults use n = 262144, r = 1.
-A caller that must read such a file injects another implementation.
-"""
+"""An scrypt implementation: ``(password, salt, n, r, p, dklen) -> derived key``. The
+default, stdlib :func:`hashlib.scrypt` (OpenSSL), enforces RFC 7914's ``n < 2^(16 r)``
+and cannot read r = 1, n >= 65536 files (the spec's wiki example): inject another then."""
 
 KEYSTORE_VERSION = 3
 """Web3 Secret Storage version written and accepted (the ``version`` field)."""
@@ -110,21 +106,17 @@ PBKDF2_MAX_ITERATIONS = 10_000_000
 """Refuse to read files asking for more PBKDF2 iterations (about 16x our default)."""
 
 SCRYPT_MAX_MEMORY = 257 << 20
-"""Default ceiling on the memory scrypt parameters read from a file may need: 257 MiB,
-just enough for geth standard n=2^18, r=8, p=1 (128 r (n + p + 2) bytes = 256 MiB + 3 KiB),
-the parameters written here by default. A larger ask is refused before anything is
-allocated; a device with less RAM passes a lower ``max_memory`` (config
-``scrypt_max_memory_mib``), one with more a higher one."""
+"""Default ceiling on the memory file-read scrypt parameters may need: 257 MiB, just enough
+for geth standard n=2^18, r=8, p=1 (128 r (n + p + 2) bytes), our default. Refused before
+allocating; config ``scrypt_max_memory_mib`` lowers or raises it."""
 
 SCRYPT_MIN_N = LIGHT_SCRYPT_N
-"""Weakest scrypt cost read without an explicit opt-in: geth ``LightScryptN`` (4096), the
-lightest parameters a standard wallet or ``lightpost devnet`` writes. Below it a stolen
-file gives up its password to a cheap brute-force search."""
+"""Weakest scrypt cost read without opt-in: geth ``LightScryptN`` (4096), the lightest a
+standard wallet or ``lightpost devnet`` writes; below it brute force is cheap."""
 
 PBKDF2_MIN_ITERATIONS = 100_000
-"""Fewest PBKDF2-HMAC-SHA256 iterations read without an explicit opt-in: a sixth of the
-OWASP figure we write (600,000), below the spec example's 262,144, so older wallet files
-still open; c = 1 or 1000 is a password in plain sight for a GPU."""
+"""Fewest PBKDF2-HMAC-SHA256 iterations read without opt-in: a sixth of the OWASP 600,000
+we write (older wallets still open); c = 1 or 1000 is a password in plain sight."""
 
 MAX_KEYSTORE_TEXT = 1 << 16
 """Longest keystore JSON text read: a v3 file is about 500 bytes, ethers' about 2 KB."""

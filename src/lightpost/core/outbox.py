@@ -405,10 +405,9 @@ BROADCAST_ANSWERS: Final[tuple[tuple[type[LightpostError], AfterBroadcast], ...]
     (ReplacementUnderpriced, AfterBroadcast.BUMP),
     (InsufficientFunds, AfterBroadcast.WAIT_FUNDS),
 )
-"""When NO endpoint accepted: the first error kind (in this order) any endpoint gave
-decides; none of them -> :attr:`AfterBroadcast.RETRY`. Each outcome is safe on one
-endpoint's word: a nonce is resolved by proof and quorum, a bump is bounded by the fee
-cap, a funds wait ends at the next accepted broadcast."""
+"""When NO endpoint accepted, the first error kind (in this order) any endpoint gave
+decides, else RETRY. Each outcome is safe on one endpoint's word (proof and quorum
+resolve nonces, the cap bounds bumps, the next accepted broadcast ends a funds wait)."""
 
 
 def after_broadcast(*, accepted: bool, errors: Iterable[Exception]) -> AfterBroadcast:

@@ -30,9 +30,8 @@ _SHORT = 56
 """Payloads shorter than this carry their length in the prefix byte itself."""
 
 _MAX_DEPTH = 128
-"""Deepest list nesting :func:`decode` accepts. Ethereum structures nest at most ~5
-levels (access lists inside typed transactions); the bound keeps hostile input
-(3 bytes per level) from exhausting Python's recursion limit with a RecursionError."""
+"""Deepest list nesting :func:`decode` accepts: Ethereum nests ~5 levels; hostile input
+(3 bytes per level) must not exhaust Python's recursion limit."""
 
 
 def encode_int(value: int) -> bytes:

@@ -64,9 +64,8 @@ FETCH_TIMEOUT_S = 30.0
 takes a timeout)."""
 
 FETCH_DEADLINE_S = 600.0
-"""Total deadline of one image download, headers included: a source that drips bytes
-never trips the per-read timeout. 600 s moves a 64 MiB image at about 1 Mbit/s. The
-agent runs downloads in a worker, so the node loop serves meanwhile."""
+"""Total deadline of one image download, headers included (a drip never trips a per-read
+timeout): 64 MiB at about 1 Mbit/s. Downloads run in a worker; the loop serves meanwhile."""
 
 FETCH_CHUNK_BYTES = 64 * 1024
 """Read size while streaming an image to disk."""

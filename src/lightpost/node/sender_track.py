@@ -45,9 +45,8 @@ RECEIPTS_ROUND_S = DEFAULT_TIMEOUT_S
 answer is a non-answer, so a slow endpoint cannot stall tracking."""
 
 MAX_BLOCK_PROOFS_PER_ROUND = 32
-"""Blocks one round fetches and proves at most: every transaction of a full in-flight
-window (16, geth AccountSlots) in its own block, twice over. A liar naming a new block
-per hint costs a bounded amount of work; the rest waits for the next round."""
+"""Blocks one round proves at most: a full in-flight window (16, geth AccountSlots) in its
+own blocks, twice over; a liar naming a new block per hint costs bounded work."""
 
 
 class Unknown:
