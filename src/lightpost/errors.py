@@ -1,13 +1,9 @@
 """One exception root for lightpost, with families.
 
-Every error lightpost raises derives from :class:`LightpostError`. Families tell a
-caller *what kind* of thing went wrong; typed attributes carry the details. Messages
-never contain secrets: no private keys, no passwords, no RPC URLs (they often carry API
-keys) -- endpoints are named by their index/label instead.
-
-Split as in h11: errors the *peer* caused (a node sent malformed bytes, a bad proof)
-derive from :class:`RemoteError`; errors the *caller* caused (bad config, a payload that
-does not fit the fee policy) derive from :class:`LocalError`.
+Every error derives from :class:`LightpostError`; typed attributes carry the details.
+Messages never contain secrets (keys, passwords, RPC URLs): endpoints are named by label.
+As in h11: the *peer*'s faults derive from :class:`RemoteError`, the *caller*'s from
+:class:`LocalError`.
 """
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
 """The command agent's durable state: seen command seqs, installed software, audit log.
 
-``<state_dir>/agent.sqlite3``, opened, made private and migrated by the shared bootstrap
-(:mod:`lightpost.adapters.sqlite`); files from before the schema version (version 0,
-these tables) are adopted as version 1. Every write is one transaction, committed
-(WAL, ``synchronous=FULL``) before the agent acts on it.
+``<state_dir>/agent.sqlite3`` (:mod:`lightpost.adapters.sqlite`; unversioned files
+adopted as version 1). Every write is one transaction, committed before the agent acts.
 """
 
 from __future__ import annotations

@@ -1,14 +1,10 @@
-"""One SQLite bootstrap for every lightpost state file: the outbox store, the receiver
-state and the agent state.
+"""One SQLite bootstrap for every lightpost state file (outbox, receiver, agent).
 
-:func:`connect` opens a file the same way for all three: a private data directory
-(0700) and file (0600; SQLite gives its -wal and -shm files the database file's mode),
-WAL journaling with ``synchronous=FULL``, and the schema brought up to date by
-:func:`migrate`: ``PRAGMA application_id`` names the kind of file, ``PRAGMA user_version``
-is its schema version, and ``Schema.migrations[i]`` upgrades version i to i + 1, all in
-one transaction. Files written before a kind had a version (version 0, no application
-id) are adopted when they hold only that kind's known tables. Every ``sqlite3`` error
-becomes a :class:`StoreError` in one place, :func:`translate`.
+:func:`connect`: private directory (0700) and file (0600), WAL with
+``synchronous=FULL``, schema brought up to date by :func:`migrate` (``application_id``
+names the kind, ``user_version`` the version, ``Schema.migrations[i]`` upgrades i to
+i + 1, in one transaction; unversioned files holding only known tables are adopted).
+Every ``sqlite3`` error becomes a :class:`StoreError` in :func:`translate`.
 """
 
 from __future__ import annotations

@@ -1,11 +1,8 @@
 """`lightpost send`, `lightpost node` and `lightpost status` (parsers in cli/main.py).
 
-Coordination between the commands goes through the data directory (see
-:mod:`lightpost.node.runtime`): the process that holds ``node.lock`` is the only one
-that signs and broadcasts. ``send`` enqueues durably first; then, if no daemon holds
-the lock, it takes the lock and drives the outbox itself until the message reaches the
-requested state; if a daemon runs, it only polls the store. Errors are LightpostErrors,
-printed by cli/main.py as one line.
+Only the holder of ``node.lock`` signs and broadcasts (:mod:`lightpost.node.runtime`):
+``send`` enqueues durably, then drives the outbox itself if no daemon holds the lock,
+else polls the store.
 """
 
 from __future__ import annotations

@@ -36,17 +36,10 @@ never replay it (go-tuf CVE-2022-29173 and Uptane's lesson: trust state persists
 
 [a] only if the sender is a configured controller. [b] only if ``reply_to_unauthorized``.
 
-Why this order: a stranger (2) and a bystander device (3) stay silent, so nobody can make
-every device on a channel spend gas answering commands meant for someone else. A command
-refused only for its verification level (6) does not consume its seq: the receiver hands
-the same command over again once it reaches the required level, and then it runs. The
-level is checked before time (7, 8) because the block timestamp is only verified from
-``included`` up. "time" is :func:`validity_time`: the including block's timestamp from
-``included`` up; at ``signed`` that timestamp is one endpoint's unverified claim (or 0),
-so the quorum-agreed time of the latest block stands in (it is never earlier than the
-including block's, so expiry is judged no later than it would be at ``included``). The
-device clock can only *add* a refusal (a stale command delivered long after its expiry,
-Uptane's freeze-attack defence), never admit a command the block time refuses.
+Why this order (docs/protocol.md, "Commands"): strangers and bystanders stay silent (no
+one can make a channel's devices spend gas); a level refusal (6) does not consume the seq,
+so the command runs once it reaches the level; "time" is :func:`validity_time`; the
+device clock can only *add* a refusal.
 Validity window: ``not_before <= time < expiry``.
 
 Handlers may still refuse or fail a command after rule 13 (e.g. an update image whose

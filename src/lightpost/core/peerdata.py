@@ -1,11 +1,9 @@
 """Bounds on what a network peer sends us: JSON nesting depth and text shown to humans.
 
-An endpoint chooses every byte of its answer. ``json.loads`` recurses once per nesting
-level, so ``[[[[...`` deep enough raises ``RecursionError`` (not a ``ValueError``):
-:func:`parse_json` measures the depth first with a linear scan (:func:`json_depth`) and
-turns every parse failure into a :class:`DecodingError`. Text an endpoint wrote (a
-JSON-RPC error message) goes through :func:`peer_text` before it reaches an exception,
-a log line or a terminal: no control character, terminal escape or line break survives.
+``json.loads`` recurses per nesting level (``[[[[...`` raises RecursionError), so
+:func:`parse_json` measures the depth first (:func:`json_depth`, linear) and turns every
+failure into a :class:`DecodingError`. :func:`peer_text` strips control characters,
+terminal escapes and line breaks from peer text before it reaches an error or a log.
 """
 
 from __future__ import annotations

@@ -1,19 +1,10 @@
 """The receiver's rules about endpoint claims, as pure functions returning values.
 
-Theory of operation
--------------------
-An endpoint's ``eth_getLogs`` answer is a *claim*. Before anything is fetched for it,
-:func:`claim_violation` checks it against the question that was asked (the range
-``[fromBlock, toBlock]``, the inbox address, the topic filter): a claim that cannot be
-an honest answer to that question is that endpoint's lie, reported against it alone and
-never proven or delivered. :func:`sort_claims` applies it to every endpoint's answer
-and keeps only the claims of streams this device follows (:func:`follows`): a post
-from a sender not trusted on its channel costs no block fetch.
-
-For a block holding a kept claim, the runtime proves the block (header against the
-quorum-agreed hash, receipts against receiptsRoot); :func:`block_truth` picks the
-followed posts out of the proven receipts and :func:`reconcile_block` compares them
-with the claims:
+An ``eth_getLogs`` answer is a *claim*. :func:`claim_violation` checks it against the
+question asked (range, inbox, topics): a claim no honest endpoint could give is that
+endpoint's lie, never proven or delivered. :func:`sort_claims` keeps only claims of
+followed streams (:func:`follows`). For a proven block, :func:`block_truth` picks the
+followed posts from the proven receipts and :func:`reconcile_block` judges the claims:
 
 ========================================  ==============================================
 claim / truth                             verdict
@@ -26,8 +17,7 @@ truth position an endpoint did not return hidden: named -- unless that endpoint 
                                           not consider part of the chain)
 ========================================  ==============================================
 
-:func:`dissent` turns a quorum report with dissenting answers into a disagreement
-problem naming every side; a majority can win a quorum, but never silently.
+:func:`dissent` reports a quorum read with dissenting answers, naming every side.
 """
 
 from __future__ import annotations

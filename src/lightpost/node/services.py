@@ -1,13 +1,9 @@
 """Services the node loop runs beside the sender: receiving, and the command agent.
 
-A service is anything with ``step(now)`` (lightpost.node.runtime.Service). Both here
-poll the receiver at most every ``interval_s`` and never block the loop for long: one
-poll verifies what is new since the persisted cursor and returns.
-
-The agent receives on :data:`~lightpost.core.command.COMMANDS_CHANNEL` at its policy's
-minimum level (default ``final``), trusting exactly the controllers of its policy, and
-answers each command with a signed result on
-:data:`~lightpost.core.command.RESULTS_CHANNEL` through the durable outbox.
+A service has ``step(now)`` (lightpost.node.runtime.Service); each polls its receiver at
+most every ``interval_s`` and returns. The agent receives on
+:data:`~lightpost.core.command.COMMANDS_CHANNEL` at its policy's level from its
+controllers, and answers on :data:`~lightpost.core.command.RESULTS_CHANNEL`.
 """
 
 from __future__ import annotations
