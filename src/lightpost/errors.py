@@ -3,8 +3,7 @@
 Every error derives from :class:`LightpostError`; typed attributes carry the details.
 Messages never contain secrets (keys, passwords, RPC URLs): endpoints are named by label.
 As in h11: the *peer*'s faults derive from :class:`RemoteError`, the *caller*'s from
-:class:`LocalError`.
-"""
+:class:`LocalError`."""
 
 from __future__ import annotations
 
@@ -56,8 +55,7 @@ class DecodingError(RemoteError):
     """Bytes that do not decode as the expected structure.
 
     ``what`` names the structure (e.g. ``"rlp"``, ``"transaction"``, ``"envelope"``),
-    ``offset`` is the byte offset of the problem when known.
-    """
+    ``offset`` is the byte offset of the problem when known."""
 
     def __init__(self, what: str, reason: str, offset: int | None = None) -> None:
         self.what = what
@@ -89,8 +87,7 @@ class ProofError(RemoteError):
     """A Merkle Patricia proof, root or header hash that does not verify.
 
     ``kind`` says which check failed (e.g. ``"account"``, ``"storage"``,
-    ``"transactionsRoot"``, ``"header"``).
-    """
+    ``"transactionsRoot"``, ``"header"``)."""
 
     def __init__(self, kind: str, reason: str) -> None:
         self.kind = kind
@@ -102,8 +99,7 @@ class QuorumError(RemoteError):
     """Endpoints did not agree on a value that matters.
 
     ``question`` says what was asked, ``answers`` maps an endpoint *label* (never a
-    URL) to a short rendering of its answer, ``needed`` is the quorum size k.
-    """
+    URL) to a short rendering of its answer, ``needed`` is the quorum size k."""
 
     def __init__(self, question: str, answers: dict[str, str], needed: int) -> None:
         self.question = question
@@ -121,8 +117,7 @@ class QuorumError(RemoteError):
 class PolicyError(LocalError):
     """A refusal by policy: fee cap, capacity, authorization, verification level.
 
-    ``rule`` is a short machine-readable name of the rule that refused.
-    """
+    ``rule`` is a short machine-readable name of the rule that refused."""
 
     def __init__(self, rule: str, reason: str) -> None:
         self.rule = rule

@@ -1,8 +1,7 @@
 """The command agent's durable state: seen command seqs, installed software, audit log.
 
 ``<state_dir>/agent.sqlite3`` (:mod:`lightpost.adapters.sqlite`; unversioned files
-adopted as version 1). Every write is one transaction, committed before the agent acts.
-"""
+adopted as version 1). Every write is one transaction, committed before the agent acts."""
 
 from __future__ import annotations
 

@@ -4,8 +4,7 @@ O(subscriptions x streams + unfinal deliveries), never O(chain); unfinal rows ar
 once final (kept to retract a delivery whose block is reorged out). WAL +
 ``synchronous=FULL``: the cursor never passes a message that was not processed. Opened
 by :mod:`lightpost.adapters.sqlite` (unversioned files adopted as version 1).
-docs/protocol.md, section "Local state".
-"""
+docs/protocol.md, section "Local state"."""
 
 from __future__ import annotations
 

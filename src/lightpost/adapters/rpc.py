@@ -7,8 +7,7 @@ and retries with backoff only transport failures and rate limits, never a defini
 answer. Everything a peer controls is bounded: ``timeout`` is the TOTAL deadline of a
 request (a server dripping bytes is cut off), the body per method (:func:`answer_cap`),
 the JSON depth (core.peerdata.parse_json); error text is sanitized (peer_text). An
-endpoint is named by its *label* (``rpc#0``), never its URL: URLs carry API keys.
-"""
+endpoint is named by its *label* (``rpc#0``), never its URL: URLs carry API keys."""
 
 from __future__ import annotations
 

@@ -4,8 +4,7 @@
 ``synchronous=FULL``, schema brought up to date by :func:`migrate` (``application_id``
 names the kind, ``user_version`` the version, ``Schema.migrations[i]`` upgrades i to
 i + 1, in one transaction; unversioned files holding only known tables are adopted).
-Every ``sqlite3`` error becomes a :class:`StoreError` in :func:`translate`.
-"""
+Every ``sqlite3`` error becomes a :class:`StoreError` in :func:`translate`."""
 
 from __future__ import annotations
 
@@ -98,8 +97,7 @@ def migrate(conn: sqlite3.Connection, schema: Schema, name: str) -> int:
     """Bring the schema up to ``schema.version`` in one transaction; return the version found.
 
     Refuses other kinds of files and newer versions. An up-to-date file is only read-locked,
-    so a status command does not wait for a running node's writes.
-    """
+    so a status command does not wait for a running node's writes."""
     conn.execute("BEGIN")
     try:
         current = (

@@ -6,8 +6,7 @@ so a multi-row change (:meth:`Store.record_signed`) lands whole or not at all. E
 change is checked by :func:`lightpost.core.outbox.next_state` first. Schema steps are
 :data:`MIGRATIONS` (``PRAGMA user_version``); sqlite3 errors become :class:`StoreError`
 in :func:`lightpost.adapters.sqlite.translate`. docs/protocol.md, section "Local state",
-has the full story.
-"""
+has the full story."""
 
 from __future__ import annotations
 
@@ -382,8 +381,7 @@ class Store:
         """Accept a message (QUEUED), durable before the id is returned.
 
         ``seq`` None allocates the channel's next seq in the same transaction; a given seq
-        (from :meth:`next_seq`) must be unused on the channel.
-        """
+        (from :meth:`next_seq`) must be unused on the channel."""
         if not isinstance(payload, bytes) or not isinstance(recipient, bytes):
             raise StoreError("enqueue: payload and recipient must be bytes")
         with self._tx(f"enqueueing a message on {channel!r}") as conn:
@@ -627,8 +625,7 @@ class Store:
 
     def nonce_consumed(self, tx_id: int) -> tuple[int, ...]:
         """The nonce was mined (at finality) by none of ours: re-queue the messages, delete the
-        tx and its candidates (none can be mined now); return the re-queued message ids.
-        """
+        tx and its candidates (none can be mined now); return the re-queued message ids."""
         with self._tx(f"re-queueing the messages of tx {tx_id}") as conn:
             row = self._one(conn, "transactions", "nonce", tx_id)
             self._tx_event(conn, tx_id, NonceConsumed(nonce=row[0]))

@@ -2,8 +2,7 @@
 
 Every failure a user can cause or meet (missing anvil, busy port, devnet not up, bad
 config, wrong password, unreachable endpoints) prints ONE line starting with
-``lightpost: error:`` and exits non-zero. Tracebacks only with LIGHTPOST_DEBUG=1.
-"""
+``lightpost: error:`` and exits non-zero. Tracebacks only with LIGHTPOST_DEBUG=1."""
 
 from __future__ import annotations
 

@@ -2,8 +2,7 @@
 
 Only the holder of ``node.lock`` signs and broadcasts (:mod:`lightpost.node.runtime`):
 ``send`` enqueues durably, then drives the outbox itself if no daemon holds the lock,
-else polls the store.
-"""
+else polls the store."""
 
 from __future__ import annotations
 
@@ -84,8 +83,7 @@ def build_services(
 ) -> list[Service]:
     """Extra services after the sender: the agent (an enabled ``[agent]`` table) and, with
     ``receive_level``, every message delivered at that level printed as a ``receive --json``
-    line.
-    """
+    line."""
     services: list[Service] = []
     built = build_agent(config, sender, address=sender.address)
     if built is not None:
@@ -206,8 +204,7 @@ def send_and_wait(
     """Enqueue durably, then wait (at most ``timeout`` s) for state ``wait``.
 
     Without a running node this process takes the lock and drives the outbox itself; with
-    one, it only polls the store. Returns the message view.
-    """
+    one, it only polls the store. Returns the message view."""
     lock = NodeLock.for_config(config)
     drive = wait != State.QUEUED.value and lock.acquire()
     try:

@@ -3,8 +3,7 @@
 ``--json``: one object per line, a message or a problem (its ``problem`` field is a
 ``ProblemKind`` value; ``endpoints`` names every side by label). Exit status 0 when no
 problem was reported, 3 when one was, 1 for an error (one ``lightpost: error:`` line).
-docs/protocol.md, section "CLI and Python API", lists every field.
-"""
+docs/protocol.md, section "CLI and Python API", lists every field."""
 
 from __future__ import annotations
 

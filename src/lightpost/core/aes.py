@@ -4,8 +4,7 @@ Only the forward cipher: CTR (SP 800-38A section 6.5) uses it both ways. This is
 ``aes-128-ctr`` of Web3 Secret Storage (:mod:`lightpost.core.keystore`). T-table form
 (FIPS-197 section 5.1); the S-box and tables are *computed* at import (section 5.1.1),
 so there is no table to mistype. Not constant-time (cache timing): acceptable because
-the only use is a local keystore file once per start, never a network-facing oracle.
-"""
+the only use is a local keystore file once per start, never a network-facing oracle."""
 
 from __future__ import annotations
 
@@ -95,8 +94,7 @@ def _build_t_tables() -> tuple[tuple[int, ...], ...]:
     """T0..T3: one round's SubBytes+ShiftRows+MixColumns per input byte position.
 
     T0[a] is the MixColumns column {02}s, {01}s, {01}s, {03}s for s = S[a]
-    (FIPS-197 equation 5.6); T1..T3 are byte rotations of T0.
-    """
+    (FIPS-197 equation 5.6); T1..T3 are byte rotations of T0."""
     t0 = []
     for a in range(256):
         s = _SBOX[a]
@@ -196,8 +194,7 @@ def ctr(key: bytes, iv: bytes, data: bytes) -> bytes:
     """AES-128-CTR encryption, which is also its decryption (SP 800-38A section 6.5).
 
     ``iv`` is the initial 16-byte counter block; it is incremented as one big-endian
-    128-bit integer (wrapping modulo 2^128) for each further block.
-    """
+    128-bit integer (wrapping modulo 2^128) for each further block."""
     if len(iv) != BLOCK_SIZE:
         raise ValueError(f"the CTR initial counter block is {BLOCK_SIZE} bytes")
     rk = expand_key(key)

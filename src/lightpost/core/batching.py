@@ -9,8 +9,7 @@ Batching: messages are grouped per (channel, recipient) and packed into posts of
 ``max_post_bytes``; a group goes when its oldest message waited ``batch_delay_s`` or a
 post is full. A chunked message is linked to its LAST chunk's transaction and all its
 chunks are signed in one step; chunks a dead process stored are found by
-:func:`stored_chunks` and never signed again.
-"""
+:func:`stored_chunks` and never signed again."""
 
 from __future__ import annotations
 

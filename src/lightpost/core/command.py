@@ -46,8 +46,7 @@ Handlers may still refuse or fail a command after rule 13 (e.g. an update image 
 digest or size does not match: ``integrity``); see :class:`Reason`.
 
 Wire format (canonical RLP), versions (anti-rollback) and the ``[agent]`` config table:
-docs/protocol.md, section "Commands".
-"""
+docs/protocol.md, section "Commands"."""
 
 from __future__ import annotations
 
@@ -318,8 +317,7 @@ class Target:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UpdateManifest:
     """What an update must be (SUIT RFC 9124 / Uptane, in small): the untrusted image is
-    applied only if digest and size match, the version is higher and the class is ours.
-    """
+    applied only if digest and size match, the version is higher and the class is ours."""
 
     digest: bytes
     size: int
@@ -339,8 +337,7 @@ class Command:
 
     ``args`` are stored sorted, keys unique (one canonical form); validity window
     ``not_before <= block_timestamp < expiry`` in unix seconds; ``command_seq`` counts from 1
-    per controller.
-    """
+    per controller."""
 
     name: str
     args: tuple[tuple[str, str], ...] = ()
@@ -396,8 +393,7 @@ class CommandResult:
     """The device's answer to one command, sent back on chain in its own signed tx.
 
     ``command_seq`` is 0 when the command did not decode. ``status`` and ``reason`` agree:
-    executed <-> ok, refused <-> a refusal reason, failed <-> a failure reason.
-    """
+    executed <-> ok, refused <-> a refusal reason, failed <-> a failure reason."""
 
     controller: bytes
     command_seq: int
@@ -581,8 +577,7 @@ class AgentPolicy:
     """What this device accepts, from the ``[agent]`` table (docs/protocol.md, "Commands").
 
     ``controllers``: address -> allowed command names; ``handlers``: (name,
-    ``"module:callable"``); paths are relative to the runtime's data dir.
-    """
+    ``"module:callable"``); paths are relative to the runtime's data dir."""
 
     device_address: bytes
     device_class: str
@@ -651,8 +646,7 @@ def _import_path(value: Any, where: str) -> str:
 def parse_agent_policy(raw: Mapping[str, Any], *, device_address: bytes) -> AgentPolicy | None:
     """Validate the ``[agent]`` table; None when absent, empty or ``enabled = false``.
 
-    Raises :class:`ConfigError` naming the key; every allowed command must have a handler.
-    """
+    Raises :class:`ConfigError` naming the key; every allowed command must have a handler."""
     if not isinstance(raw, Mapping):
         raise ConfigError("config: [agent] must be a table")
     unknown = sorted(set(raw) - _POLICY_KEYS)
@@ -733,8 +727,7 @@ def parse_agent_policy(raw: Mapping[str, Any], *, device_address: bytes) -> Agen
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AgentState:
     """The durable facts a decision depends on: ``highest_seq`` seen from the command's
-    controller (0 = none), ``installed_version`` (``()`` = nothing installed).
-    """
+    controller (0 = none), ``installed_version`` (``()`` = nothing installed)."""
 
     highest_seq: int = 0
     installed_version: Version = ()
@@ -744,8 +737,7 @@ class AgentState:
 class Decision:
     """What to do with one delivered command (see the rule table).
 
-    ``consume``: persist the seq as seen before acting. ``reply``: send a result.
-    """
+    ``consume``: persist the seq as seen before acting. ``reply``: send a result."""
 
     execute: bool
     reason: Reason
@@ -796,8 +788,7 @@ def decide(
 
     ``command`` None: the payload did not decode. ``delivered.sender`` is the recovered
     controller. ``now`` (device clock, optional) can only add ``expired``; ``chain_time``
-    (quorum-agreed latest block time) is needed only at ``signed``.
-    """
+    (quorum-agreed latest block time) is needed only at ``signed``."""
     allowed = policy.allowed(delivered.sender)
     if command is None:
         return _refuse(Reason.MALFORMED, consume=False, reply=allowed is not None)

@@ -11,8 +11,7 @@ Layout (big-endian, fixed width)::
 Decoders raise only :class:`~lightpost.errors.DecodingError` (``what="envelope"``) and,
 for a content hash that does not match, :class:`~lightpost.errors.ProofError`; building
 what the format cannot carry raises :class:`EnvelopeError`. docs/protocol.md, section
-"Wire format", has the full tables and the batching, chunking and compression rules.
-"""
+"Wire format", has the full tables and the batching, chunking and compression rules."""
 
 from __future__ import annotations
 
@@ -214,8 +213,7 @@ class Message:
     """A logical message: what the application sends and receives.
 
     ``seq`` counts per sender per channel (u64); ``timestamp`` is milliseconds since the Unix
-    epoch (UTC, u64) supplied by the caller -- the core never reads a clock.
-    """
+    epoch (UTC, u64) supplied by the caller -- the core never reads a clock."""
 
     seq: int
     timestamp: int
@@ -252,8 +250,7 @@ class Chunk:
 class Record:
     """One record as it sits in a post; ``payload`` holds the wire bytes (compressed if
     ``compressed``; a chunk's slice). Build with :func:`records_for_message`; only
-    :func:`decode_post` checks the DEFLATE of a hand-made compressed payload.
-    """
+    :func:`decode_post` checks the DEFLATE of a hand-made compressed payload."""
 
     seq: int
     timestamp: int
@@ -478,8 +475,7 @@ def decode_post(data: bytes, *, max_inflated: int = MAX_POST_INFLATED_BYTES) -> 
 
     Every rejection is listed in docs/protocol.md, "Strict decoding". ``max_inflated`` caps
     the bytes a post may inflate to in all (a receiver passes less to keep a per-poll
-    budget and charges :attr:`Post.inflated_bytes`).
-    """
+    budget and charges :attr:`Post.inflated_bytes`)."""
     _check_uint("max_inflated", max_inflated, MAX_POST_INFLATED_BYTES)
     data = bytes(data)
     _need(data, 0, POST_HEADER_SIZE, "post header")
@@ -599,8 +595,7 @@ def pack_messages(
     """Batch ``messages`` (in order) into posts of at most ``max_post_bytes`` encoded bytes.
 
     Greedy; a message too large for an empty post is chunked. A post never inflates past
-    :data:`MAX_POST_INFLATED_BYTES` (what decoders accept). docs/protocol.md, "Batching".
-    """
+    :data:`MAX_POST_INFLATED_BYTES` (what decoders accept). docs/protocol.md, "Batching"."""
     _check_uint("max_post_bytes", max_post_bytes, _U64_MAX)
     if max_post_bytes < MIN_POST_BYTES:
         raise EnvelopeError(f"max_post_bytes {max_post_bytes} below {MIN_POST_BYTES}")
@@ -635,8 +630,7 @@ def _cheaper_version(
 ) -> Post:
     """The post as version 1, or version 2 if that has fewer EIP-7623 tokens and still fits;
     in version 2 unchunked payloads go uncompressed (one stream compresses them together),
-    chunks stay as they are (their hash covers the original payload).
-    """
+    chunks stay as they are (their hash covers the original payload)."""
     records = tuple(record for record, _ in packed)
     plain = Post(channel=channel, recipient=recipient, records=records)
     if len(records) < 2 and all(r.chunk is not None or r.compressed for r in records):
@@ -677,8 +671,7 @@ class Reassembler:
     :meth:`add` returns the :class:`Message` a record completes, else None. Identical
     duplicates are ignored; a disagreeing chunk raises :class:`DecodingError` (state
     unchanged); a wrong content hash drops the message and raises :class:`ProofError`.
-    Replay detection is the receiver's (a completed seq is forgotten).
-    """
+    Replay detection is the receiver's (a completed seq is forgotten)."""
 
     def __init__(
         self,

@@ -7,8 +7,7 @@ raises :class:`~lightpost.errors.PolicyError` (the payload can never fit: split 
 on the execution part only. :class:`FixedFeePolicy` (the paper's mode) emits type-2
 quotes with fee cap = tip = gas price; :class:`Eip1559FeePolicy` offers multiplier x base
 fee + tip under a hard cap. :func:`bump` follows geth's legacypool (fee cap and tip both
->= +10%, core/txpool/legacypool/list.go ``Add``). docs/protocol.md, section "Fees".
-"""
+>= +10%, core/txpool/legacypool/list.go ``Add``). docs/protocol.md, section "Fees"."""
 
 from __future__ import annotations
 
@@ -95,8 +94,7 @@ def _check_non_negative(value: object, what: str) -> int:
 def gas_limit_with_margin(data: bytes, execution_gas: int = 0) -> int:
     """gas_used(data, execution_gas + margin): the gas limit a payload needs (EIP-7623).
 
-    Not capped: compare with EIP-7825's TX_GAS_LIMIT_CAP yourself (the policies do).
-    """
+    Not capped: compare with EIP-7825's TX_GAS_LIMIT_CAP yourself (the policies do)."""
     _check_non_negative(execution_gas, "execution gas")
     return gas_used(data, _execution_with_margin(execution_gas))
 
@@ -153,8 +151,7 @@ class FixedGasLimitExceeded(PolicyError):
     """The paper's fixed gas limit cannot carry this payload: split it.
 
     ``needed_gas`` (margin included), ``gas_limit``, ``max_payload_bytes`` (what fits,
-    worst case all bytes nonzero).
-    """
+    worst case all bytes nonzero)."""
 
     def __init__(self, needed_gas: int, gas_limit: int, max_payload: int) -> None:
         self.needed_gas = needed_gas
@@ -207,8 +204,7 @@ class FixedFeePolicy:
 
     Type-2 quotes with fee cap = tip = ``gas_price``. A payload needing more than
     ``gas_limit`` raises :class:`FixedGasLimitExceeded` rather than being sent to fail.
-    ``max_fee_cap`` (default ``gas_price``: never raised, as in the paper) bounds :func:`bump`.
-    """
+    ``max_fee_cap`` (default ``gas_price``: never raised, as in the paper) bounds :func:`bump`."""
 
     gas_price: int = PAPER_GAS_PRICE
     gas_limit: int = PAPER_GAS_LIMIT
@@ -265,8 +261,7 @@ class Eip1559FeePolicy:
     """EIP-1559 pricing: fee cap = multiplier x base fee + tip, never above ``max_fee_cap``.
 
     Holds while the base fee is above ``max_fee_cap``; the gas limit (need + execution
-    margin) never exceeds EIP-7825's cap.
-    """
+    margin) never exceeds EIP-7825's cap."""
 
     max_fee_cap: int = DEFAULT_MAX_FEE_CAP
     priority_fee: int = DEFAULT_PRIORITY_FEE
@@ -321,8 +316,7 @@ def max_payload_for(
     policy: FeePolicy, execution_gas_fixed: int = 0, execution_gas_per_byte: int = 0
 ) -> int:
     """Largest payload (worst case all nonzero) ``policy`` accepts; execution gas is
-    ``fixed + per_byte x len``, both with the margin.
-    """
+    ``fixed + per_byte x len``, both with the margin."""
     _check_non_negative(execution_gas_fixed, "execution_gas_fixed")
     _check_non_negative(execution_gas_per_byte, "execution_gas_per_byte")
     gas_limit = policy.gas_limit if isinstance(policy, FixedFeePolicy) else TX_GAS_LIMIT_CAP
@@ -343,8 +337,7 @@ def bump(quote: FeeQuote, policy: FeePolicy, base_fee: int) -> FeeQuote | Hold:
     """Prices replacing the tx sent with ``quote`` (same nonce, same gas limit).
 
     Fee cap and tip rise by >= REPLACEMENT_BUMP_PERCENT (rounded up, >= 1 wei), never below
-    a fresh quote at ``base_fee``; Hold when that would exceed the policy's cap.
-    """
+    a fresh quote at ``base_fee``; Hold when that would exceed the policy's cap."""
     fresh = policy.price(base_fee)
     if isinstance(fresh, Hold):
         return fresh

@@ -6,8 +6,7 @@
     gas_used  = max(standard, floor)
 
 Measured on anvil 1.7.1 (Bpo1): empty tx 21,000; 1,000 nonzero bytes 61,000; 1,000
-zero bytes 31,000; 100,000 nonzero bytes 4,021,000 -- all equal to the floor.
-"""
+zero bytes 31,000; 100,000 nonzero bytes 4,021,000 -- all equal to the floor."""
 
 from __future__ import annotations
 
@@ -115,8 +114,7 @@ def max_payload_bytes(
     max_tx_bytes: int = TXPOOL_MAX_TX_BYTES,
 ) -> int:
     """Largest calldata length that fits whatever its bytes (worst case all nonzero): gas
-    limit (EIP-7825 cap), floor and standard cost, and the txpool size limit.
-    """
+    limit (EIP-7825 cap), floor and standard cost, and the txpool size limit."""
     gas_limit = min(gas_limit, TX_GAS_LIMIT_CAP)
     budget = gas_limit - TX_BASE_GAS
     if budget <= 0:

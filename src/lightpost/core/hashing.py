@@ -1,7 +1,6 @@
 """Keccak-256 (not NIST SHA3-256: different padding): safe-pysha3 when installed
 (``lightpost[fast]``), else :mod:`lightpost.core.keccak`; chosen once at import,
-``KECCAK_BACKEND`` says which.
-"""
+``KECCAK_BACKEND`` says which."""
 
 from __future__ import annotations
 

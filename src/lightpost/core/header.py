@@ -7,8 +7,7 @@ Spec: Yellow Paper section 4.3, then per fork EIP-1559 ``baseFeePerGas``, EIP-48
 earlier one is. Fail closed: :func:`header_from_rpc` refuses a key that is neither in
 :data:`HEADER_FIELDS` nor :data:`NON_HEADER_RPC_FIELDS` (it may be a newer fork's field,
 and ignoring it could "verify" a header missing a committed field); L2 callers pass their
-extra keys as ``extra_allowed``.
-"""
+extra keys as ``extra_allowed``."""
 
 from __future__ import annotations
 
@@ -187,8 +186,7 @@ def header_from_rpc(obj: object, *, extra_allowed: Collection[str] = ()) -> Bloc
     """Build a header from an ``eth_getBlockBy*`` JSON object (hash not checked).
 
     Missing fork fields stay unset; any unknown key (not a header field,
-    :data:`NON_HEADER_RPC_FIELDS` or ``extra_allowed``) raises :class:`DecodingError`.
-    """
+    :data:`NON_HEADER_RPC_FIELDS` or ``extra_allowed``) raises :class:`DecodingError`."""
     block: Mapping[str, object] = get_object(obj, _WHAT)
     unknown = sorted(set(block) - _RPC_HEADER_NAMES - NON_HEADER_RPC_FIELDS - set(extra_allowed))
     if unknown:
@@ -215,8 +213,7 @@ def verify_header(obj: object, *, extra_allowed: Collection[str] = ()) -> BlockH
     """Rebuild the header from JSON and check keccak256(rlp(header)) == ``obj["hash"]``.
 
     Raises :class:`ProofError` (kind ``header``) on a mismatch, :class:`DecodingError`
-    for malformed or unknown fields.
-    """
+    for malformed or unknown fields."""
     header = header_from_rpc(obj, extra_allowed=extra_allowed)
     claimed = data_field(get_object(obj, _WHAT), "hash", _WHAT, HASH_BYTES)
     computed = header_hash(header)

@@ -5,8 +5,7 @@ Per (sender, channel) the contract keeps ``acc = keccak256(acc || keccak256(call
 and ``count``, so a receiver proves (eth_getProof, EIP-1186) that nothing was omitted,
 reordered or altered. The event data is not ABI-encoded (:func:`decode_post_log`).
 docs/protocol.md, section "Inbox contract", has the full story; the source is
-``src/lightpost/contracts/inbox.easm``.
-"""
+``src/lightpost/contracts/inbox.easm``."""
 
 from __future__ import annotations
 
@@ -151,8 +150,7 @@ def inbox_execution_gas(calldata_len: int, *, first_post: bool = False) -> int:
     """Exact execution gas of a successful inbox call with ``calldata_len`` bytes.
 
     Both slots cold, no access list, inbox warm as ``to`` (EIP-2929); intrinsic gas and the
-    EIP-7623 floor excluded (lightpost.core.gas.gas_used).
-    """
+    EIP-7623 floor excluded (lightpost.core.gas.gas_used)."""
     if calldata_len < MIN_CALLDATA_BYTES:
         raise ValueError(f"an inbox call has at least {MIN_CALLDATA_BYTES} calldata bytes")
     words = (calldata_len + WORD_BYTES - 1) // WORD_BYTES
@@ -186,8 +184,7 @@ def inbox_calldata(channel: bytes, recipient: bytes | None, body: bytes) -> byte
     """The calldata of one post: channel || recipient word || body.
 
     ``recipient`` is a 20-byte address, or ``None`` for a broadcast. Raises ValueError
-    for a wrong-sized channel or recipient or an empty body (the contract would revert).
-    """
+    for a wrong-sized channel or recipient or an empty body (the contract would revert)."""
     if len(channel) != CHANNEL_BYTES:
         raise ValueError(f"a channel id is {CHANNEL_BYTES} bytes, got {len(channel)}")
     if recipient is None:
@@ -240,8 +237,7 @@ def accumulator_of(calldatas: Iterable[bytes], acc: bytes = ACC_ZERO) -> bytes:
 class InboxPost:
     """One inbox post, decoded from its log: ``index`` = count_new (1-based position in its
     (sender, channel)); ``recipient`` None = broadcast; ``calldata`` what the accumulator
-    hashes, ``body`` after the 64-byte header; ``inbox`` the emitting contract.
-    """
+    hashes, ``body`` after the 64-byte header; ``inbox`` the emitting contract."""
 
     inbox: bytes
     channel: bytes
@@ -266,8 +262,7 @@ def encode_post_log(
     sender: bytes, calldata: bytes, index: int
 ) -> tuple[tuple[bytes, bytes, bytes, bytes], bytes]:
     """The (topics, data) of the contract's LOG4 for ``calldata`` posted by ``sender`` as
-    the ``index``-th post; ValueError for inputs the contract would refuse or cannot produce.
-    """
+    the ``index``-th post; ValueError for inputs the contract would refuse or cannot produce."""
     if len(sender) != ADDRESS_BYTES:
         raise ValueError(f"a sender is a {ADDRESS_BYTES}-byte address, got {len(sender)}")
     if len(calldata) < MIN_CALLDATA_BYTES:
@@ -291,8 +286,7 @@ def decode_post_log(
     """Decode one log (address, topics, data) into an :class:`InboxPost`.
 
     With ``inbox`` given, other addresses are rejected. DecodingError for anything that is
-    not a well-formed inbox post, including calldata words that disagree with the topics.
-    """
+    not a well-formed inbox post, including calldata words that disagree with the topics."""
     if len(address) != ADDRESS_BYTES:
         raise _fail(f"log address is {len(address)} bytes, expected {ADDRESS_BYTES}")
     if inbox is not None and bytes(address) != bytes(inbox):

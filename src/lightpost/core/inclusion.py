@@ -4,8 +4,7 @@ A receipt is a claim, never a fact. Every sender state change rests on the recei
 ladder applied to our transaction: the block hash at the receipt's height agreed by k
 (the caller asks), the header rebuilt to it, transactionsRoot rebuilt with our hash at
 an index, receiptsRoot rebuilt for the status (:mod:`lightpost.core.verify`). A receipt
-naming an agreed block that does not hold the transaction changes nothing. No I/O here.
-"""
+naming an agreed block that does not hold the transaction changes nothing. No I/O here."""
 
 from __future__ import annotations
 

@@ -12,8 +12,7 @@ keys as geth accepts) and strict about what matters (version 3, cipher, KDF para
 MAC). KDF work read from a file is bounded above (:data:`SCRYPT_MAX_MEMORY`,
 :data:`PBKDF2_MAX_ITERATIONS`: a hostile file cannot exhaust the device) and below
 (:data:`SCRYPT_MIN_N`, :data:`PBKDF2_MIN_ITERATIONS`, unless ``allow_weak_kdf``).
-:class:`lightpost.errors.KeystoreError` messages never contain the password or a key.
-"""
+:class:`lightpost.errors.KeystoreError` messages never contain the password or a key."""
 
 from __future__ import annotations
 
@@ -165,8 +164,7 @@ def encrypt_key(
 
     ``randbytes(n)`` must be cryptographically random (``os.urandom``); called for salt
     (32), IV (16), UUID (16), in that order. Light device keys: ``scrypt_n=LIGHT_SCRYPT_N,
-    scrypt_p=LIGHT_SCRYPT_P``. ``scrypt`` replaces the stdlib one (:data:`ScryptFunction`).
-    """
+    scrypt_p=LIGHT_SCRYPT_P``. ``scrypt`` replaces the stdlib one (:data:`ScryptFunction`)."""
     if kdf not in ("scrypt", "pbkdf2"):
         raise KeystoreError(f"unsupported kdf {kdf!r} (use 'scrypt' or 'pbkdf2')")
     salt = _random(randbytes, SALT_BYTES, "salt")
@@ -228,8 +226,7 @@ def decrypt_key(
     than ``max_memory`` bytes; work below :data:`SCRYPT_MIN_N` /
     :data:`PBKDF2_MIN_ITERATIONS` unless ``allow_weak_kdf`` (test keys only). Raises
     :class:`KeystoreError` with the reason, ``"wrong password (MAC mismatch)"``, or when an
-    ``address`` field does not match the key.
-    """
+    ``address`` field does not match the key."""
     doc = _load(keystore)
     version = doc.get("version")
     if version is None:
@@ -297,8 +294,7 @@ def _load(keystore: Mapping[str, Any] | str | bytes) -> Mapping[str, Any]:
 
 def _check_json_depth(text: str) -> None:
     """Refuse nesting deeper than _MAX_JSON_DEPTH before ``json.loads`` recurses into it (with
-    a raised recursion limit, e.g. eth-account's 100000, it would crash the process).
-    """
+    a raised recursion limit, e.g. eth-account's 100000, it would crash the process)."""
     depth = 0
     in_string = escaped = False
     for ch in text:

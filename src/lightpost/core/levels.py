@@ -1,8 +1,7 @@
 """Verification levels and the delivered-message record shared by receiver and agent.
 
 The ladder, weakest first: ``signed``, ``included``, ``final``, ``complete`` (each implies
-the ones below); docs/protocol.md, section "Verification levels", says what each proves.
-"""
+the ones below); docs/protocol.md, section "Verification levels", says what each proves."""
 
 from __future__ import annotations
 
@@ -36,8 +35,7 @@ class Delivered:
     """One message handed to the application, with what was proven about it.
 
     ``block_timestamp`` is verified from ``included`` up; command validity is judged by it,
-    never by the device clock alone.
-    """
+    never by the device clock alone."""
 
     sender: bytes
     channel: bytes

@@ -9,8 +9,7 @@ chain's count is read by quorum, never from one endpoint; a mined nonce is never
 ``local_next`` (durable counter), ``in_flight`` (SIGNED, BROADCAST), ``included``
 (INCLUDED, FINAL) and ``final_next`` (one past the highest FINAL nonce, kept after pruning).
 
-docs/protocol.md, section "Nonce", has the full rules and why.
-"""
+docs/protocol.md, section "Nonce", has the full rules and why."""
 
 from __future__ import annotations
 
@@ -168,8 +167,7 @@ def decide(
     pending: Mapping[str, int | Exception] | None = None,
 ) -> NonceDecision:
     """Decide the next nonce (module docstring rules); ``latest``/``pending`` map endpoint
-    labels to each count (or its error); ``k`` is the quorum size.
-    """
+    labels to each count (or its error); ``k`` is the quorum size."""
     _check_nonce(local_next, "local_next")
     _check_nonce(final_next, "final_next")
     for n in (*in_flight, *included):
@@ -239,8 +237,7 @@ def resolve_nonce_too_low(
     ``sightings``: label -> receipt location of any of OUR hashes (None: none);
     ``finalized_count``: label -> count at ``finalized``; ``proven``: where ours was PROVEN.
     Proven -> :class:`MarkIncluded` (receipts alone are hints); k agree none is ours and the
-    nonce is consumed at finality -> :class:`Resign`; else :class:`Hold`.
-    """
+    nonce is consumed at finality -> :class:`Resign`; else :class:`Hold`."""
     _check_nonce(nonce, "nonce")
     if proven is not None:
         return MarkIncluded(sighting=proven)

@@ -23,8 +23,7 @@ so every candidate is kept until final. A linked message has its transaction's s
   or below the finalized height with the block still canonical (:func:`check_inclusion`).
 * Over the fee cap: :class:`Held` / :class:`Released`; no nonce is spent meanwhile.
 
-docs/protocol.md, section "Outbox life cycle", has the full story.
-"""
+docs/protocol.md, section "Outbox life cycle", has the full story."""
 
 from __future__ import annotations
 
@@ -325,8 +324,7 @@ class Transaction:
 
     ``raw``/``tx_hash``/``fees``: the current version; ``candidates``: every version signed
     for this nonce, oldest first (any may be mined); ``included``/``mined_hash`` set in
-    INCLUDED and FINAL. No ``message_ids``: a gap filler (self-transfer).
-    """
+    INCLUDED and FINAL. No ``message_ids``: a gap filler (self-transfer)."""
 
     id: int
     nonce: int
@@ -363,8 +361,7 @@ def check_inclusion(
 
     ``included``: where the store recorded it; ``sighting``: where a receipt now is (None:
     none); ``canonical_hash``: agreed hash at ``included.number``; ``finalized_number``.
-    Compared by hash, never number (web3.js #3608). Apply in order with :func:`next_state`.
-    """
+    Compared by hash, never number (web3.js #3608). Apply in order with :func:`next_state`."""
     if state in (State.SIGNED, State.BROADCAST):
         return () if sighting is None else (Included(sighting=sighting),)
     if state is not State.INCLUDED:

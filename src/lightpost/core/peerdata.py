@@ -3,8 +3,7 @@
 ``json.loads`` recurses per nesting level (``[[[[...`` raises RecursionError), so
 :func:`parse_json` measures the depth first (:func:`json_depth`, linear) and turns every
 failure into a :class:`DecodingError`. :func:`peer_text` strips control characters,
-terminal escapes and line breaks from peer text before it reaches an error or a log.
-"""
+terminal escapes and line breaks from peer text before it reaches an error or a log."""
 
 from __future__ import annotations
 
@@ -33,8 +32,7 @@ _STEP = bytes.maketrans(b"[{]}", b"\x02\x02\x00\x00")
 
 def json_depth(doc: bytes | bytearray, chunk: int = _SCAN_CHUNK) -> int:
     """Deepest array/object nesting in ``doc`` (for invalid JSON: where a parser fails).
-    Linear, no recursion: text outside strings is every other piece between quotes.
-    """
+    Linear, no recursion: text outside strings is every other piece between quotes."""
     if b"\\" in doc:
         doc = doc.replace(b"\\\\", b"").replace(b'\\"', b"")
     deepest = level = inside = 0

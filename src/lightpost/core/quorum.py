@@ -8,8 +8,7 @@ dissent. Ordered readings take the highest value enough readings reach
 (:func:`reached_by`): heights (:func:`quorum_height`: max(k, a majority of those that
 answered)) and the base fee (:func:`quorum_fee`: the median, k answering), so a minority
 can make a height look older, never newer, and cannot push the fee past every honest
-reading. docs/protocol.md, section "Adversary model", has the full story.
-"""
+reading. docs/protocol.md, section "Adversary model", has the full story."""
 
 from __future__ import annotations
 
@@ -42,8 +41,7 @@ QuorumError one readable line even when an answer is a whole block)."""
 def default_quorum(n: int) -> int:
     """Majority of ``n`` endpoints: ``n // 2 + 1`` (1 of 1, 2 of 2, 2 of 3, 3 of 4...).
 
-    A majority makes it impossible for two different values to both reach the quorum.
-    """
+    A majority makes it impossible for two different values to both reach the quorum."""
     if n < 1:
         raise ConfigError(f"quorum: need at least one endpoint, got {n}")
     return n // 2 + 1
@@ -85,8 +83,7 @@ class QuorumReport(Generic[T]):
 
     ``agreed``: the value ``needed`` endpoints gave identically, or None (see
     :attr:`reached`: the value itself may be None). ``answers``: label -> rendering;
-    ``dissenters``: labels that differ (all, without quorum); ``failed``: labels that raised.
-    """
+    ``dissenters``: labels that differ (all, without quorum); ``failed``: labels that raised."""
 
     question: str
     needed: int
@@ -164,8 +161,7 @@ def agree(
     """The value at least ``k`` endpoints answered identically.
 
     Raises :class:`QuorumError` (answers rendered per endpoint label) when no value
-    reaches ``k`` or when two different values both do; errors count as non-answers.
-    """
+    reaches ``k`` or when two different values both do; errors count as non-answers."""
     result = report(answers, k, question=question, render=render)
     if not result.reached:
         raise result.error()

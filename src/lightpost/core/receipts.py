@@ -4,8 +4,7 @@ Spec: Yellow Paper section 4.3.1, EIP-658 (status), EIP-2718 (typed receipts are
 ``type || rlp(payload)``, legacy the bare list). Every type shares the payload
 ``[status_or_root, cumulativeGasUsed, logsBloom, logs]``, each log
 ``[address, [topics...], data]``. ``receiptsRoot`` is the ordered trie of the encoded
-receipts (:func:`receipts_root`): receivers rebuild it from every receipt of the block.
-"""
+receipts (:func:`receipts_root`): receivers rebuild it from every receipt of the block."""
 
 from __future__ import annotations
 
@@ -95,8 +94,7 @@ class Receipt:
     """A transaction receipt as committed to by ``receiptsRoot``.
 
     Exactly one of ``status`` (EIP-658, Byzantium on) and ``post_state`` (the 32-byte
-    intermediate state root of pre-Byzantium receipts) is set.
-    """
+    intermediate state root of pre-Byzantium receipts) is set."""
 
     tx_type: int
     cumulative_gas_used: int
@@ -249,8 +247,7 @@ def _log_from_rpc(value: object, what: str) -> Log:
 def receipt_from_rpc(obj: object) -> Receipt:
     """Build a :class:`Receipt` from an ``eth_getTransactionReceipt`` / ``eth_getBlockReceipts``
     object. No ``type``: legacy; a non-empty pre-Byzantium ``root`` wins over ``status``
-    (the receipts-root check catches mix-ups); non-consensus fields are ignored.
-    """
+    (the receipts-root check catches mix-ups); non-consensus fields are ignored."""
     what = "receipt"
     receipt = get_object(obj, what)
     type_value = optional_field(receipt, "type")
@@ -282,8 +279,7 @@ def receipts_root(receipts: Sequence[Receipt]) -> bytes:
 def verify_receipts_root(expected_root: bytes, receipts: Sequence[Receipt]) -> None:
     """Check every receipt's bloom and that ``receipts`` rebuild ``expected_root``.
 
-    Raises :class:`ProofError` with kind ``logsBloom`` or ``receiptsRoot``.
-    """
+    Raises :class:`ProofError` with kind ``logsBloom`` or ``receiptsRoot``."""
     for receipt in receipts:
         check_logs_bloom(receipt)
     if receipts_root(receipts) != expected_root:

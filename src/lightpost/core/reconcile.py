@@ -17,8 +17,7 @@ truth position an endpoint did not return hidden: named -- unless that endpoint 
                                           not consider part of the chain)
 ========================================  ==============================================
 
-:func:`dissent` reports a quorum read with dissenting answers, naming every side.
-"""
+:func:`dissent` reports a quorum read with dissenting answers, naming every side."""
 
 from __future__ import annotations
 
@@ -171,8 +170,7 @@ def sort_claims(
     only: bytes | None = None,
 ) -> ClaimSet:
     """Parse and check every endpoint's eth_getLogs answer for one question: bad logs and
-    violations are reported against their endpoint; only claims of followed streams are kept.
-    """
+    violations are reported against their endpoint; only claims of followed streams are kept."""
     kept: dict[Claim, set[str]] = {}
     problems: list[Problem] = []
     for label, answer in answers.items():
@@ -254,8 +252,7 @@ def reconcile_block(
 ) -> Reconciled:
     """Compare the claims about block ``number`` with its proven ``truth`` (module table).
     ``agreeing``/``dissenting``: labels that answered the quorum's hash / another;
-    ``tx_hashes``: the block's proven transaction hashes.
-    """
+    ``tx_hashes``: the block's proven transaction hashes."""
     problems: list[Problem] = []
     returned: dict[tuple[int, int], set[str]] = {}
     other_view = set(dissenting)

@@ -2,8 +2,7 @@
 
 Integers are big-endian without leading zeros (0 -> empty string). Decoding rejects
 non-minimal prefixes, wrapped single bytes < 0x80, lengths with leading zeros,
-truncation and trailing bytes, raising :class:`lightpost.errors.RLPDecodingError`.
-"""
+truncation and trailing bytes, raising :class:`lightpost.errors.RLPDecodingError`."""
 
 from __future__ import annotations
 

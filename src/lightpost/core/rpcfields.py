@@ -2,8 +2,7 @@
 
 QUANTITY and DATA (execution-apis): every malformed, missing or mistyped field raises
 :class:`lightpost.errors.DecodingError` naming structure and field. Redundant leading
-zeros (``0x01``) are accepted: some providers emit them, and proofs commit to the value.
-"""
+zeros (``0x01``) are accepted: some providers emit them, and proofs commit to the value."""
 
 from __future__ import annotations
 

@@ -7,8 +7,7 @@ for byte, so transactionsRoot can be recomputed). Trust rules: the sender is alw
 *recovered* (EIP-2 low-s), the RPC ``from`` is never read; a :class:`SignedTransaction`
 derives its bytes, hash and sender itself; decoding is strict (only
 :class:`~lightpost.errors.DecodingError` / :class:`~lightpost.errors.SignatureError`);
-whether a node's ``hash`` matches is the caller's check (:func:`rpc_hash_matches`).
-"""
+whether a node's ``hash`` matches is the caller's check (:func:`rpc_hash_matches`)."""
 
 from __future__ import annotations
 
@@ -292,8 +291,7 @@ def split_legacy_v(v: int) -> tuple[int | None, int]:
     """Inverse of :func:`legacy_v`: ``(chain_id or None, y_parity)``.
 
     EIP-155 / execution-specs ``recover_sender``: v must be 27, 28 or >= 35; anything
-    else ("bad v") raises SignatureError.
-    """
+    else ("bad v") raises SignatureError."""
     if v in (UNPROTECTED_V_OFFSET, UNPROTECTED_V_OFFSET + 1):
         return None, v - UNPROTECTED_V_OFFSET
     if v < EIP155_V_OFFSET:
@@ -377,8 +375,7 @@ def _recover(tx: Transaction, signature: Signature) -> bytes:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SignedTransaction:
     """A transaction with its signature; ``raw`` (canonical encoding), ``hash`` and ``sender``
-    (recovered, EIP-2 low-s) are derived. SignatureError when no public key recovers.
-    """
+    (recovered, EIP-2 low-s) are derived. SignatureError when no public key recovers."""
 
     tx: Transaction
     signature: Signature
@@ -416,8 +413,7 @@ class SignedTransaction:
 
 def sign_transaction(tx: Transaction, key: PrivateKey) -> SignedTransaction:
     """Sign ``tx`` deterministically (RFC 6979, low-s) with ``key``; the recovered sender must
-    be ``key``'s address (a signing fault must not put someone else's tx on the wire).
-    """
+    be ``key``'s address (a signing fault must not put someone else's tx on the wire)."""
     signed = SignedTransaction(tx=tx, signature=key.sign_hash(signing_hash(tx)))
     if signed.sender != key.address:
         raise SignatureError("signature self-check failed: the recovered sender is not the key's")
@@ -431,8 +427,7 @@ def encode_transaction(signed: SignedTransaction) -> bytes:
 
 def check_chain_id(tx: Transaction, expected: int | None) -> None:
     """EIP-155: a chain-bound signature must be for ``expected`` (None: no check). Unprotected
-    legacy txs carry no chain id and pass (consensus accepts them).
-    """
+    legacy txs carry no chain id and pass (consensus accepts them)."""
     if expected is None or tx.chain_id is None:
         return
     if tx.chain_id != expected:
@@ -453,8 +448,7 @@ class ForeignTransaction:
     """A transaction of a type lightpost does not handle, classified so scans can skip it.
 
     ``raw`` = type || payload, ``hash`` = keccak256(raw); ``raw`` is None only for a type
-    that cannot be rebuilt (0x05..0x7f): ``hash`` is then the node's *unverified* claim.
-    """
+    that cannot be rebuilt (0x05..0x7f): ``hash`` is then the node's *unverified* claim."""
 
     type: int
     raw: bytes | None
@@ -589,8 +583,7 @@ def decode_transaction(raw: bytes, *, chain_id: int | None = None) -> DecodedTra
 
     Types 0-2 -> :class:`SignedTransaction` (chain id checked if given); 3, 4, 0x05..0x7f ->
     :class:`ForeignTransaction`. Anything else or non-canonical raises DecodingError; bad
-    signatures raise SignatureError.
-    """
+    signatures raise SignatureError."""
     if not isinstance(raw, (bytes, bytearray, memoryview)):
         raise _fail("expected bytes")
     raw = bytes(raw)
@@ -788,8 +781,7 @@ def transaction_from_rpc(
     """Rebuild a transaction from its JSON-RPC object (``from`` is never read).
 
     Types 0-2 -> :class:`SignedTransaction`; 3 and 4 -> :class:`ForeignTransaction` with
-    ``raw``; unknown types -> without ``raw``. ``hash`` is not checked: :func:`rpc_hash_matches`.
-    """
+    ``raw``; unknown types -> without ``raw``. ``hash`` is not checked: :func:`rpc_hash_matches`."""
     if not isinstance(obj, Mapping):
         raise _rpc_fail("expected a JSON object")
     # Pre-Berlin nodes omit "type"; their transactions are all legacy.
@@ -818,8 +810,7 @@ def rpc_hash_matches(obj: Mapping[str, Any], rebuilt: DecodedTransaction | None 
     """True iff the transaction rebuilt from ``obj`` hashes to ``obj["hash"]``.
 
     Pass ``rebuilt`` (from :func:`transaction_from_rpc`) to avoid rebuilding twice. A
-    ForeignTransaction without ``raw`` can never be checked and gives False.
-    """
+    ForeignTransaction without ``raw`` can never be checked and gives False."""
     if rebuilt is None:
         rebuilt = transaction_from_rpc(obj)
     if rebuilt.raw is None:

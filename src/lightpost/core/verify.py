@@ -8,8 +8,7 @@ what was proven or raise :class:`~lightpost.errors.ProofError`,
 ``final``: :func:`is_final`; ``complete``: :func:`verify_accumulators`,
 :func:`completeness_verdict`. docs/protocol.md, section "Verification levels", has the
 full story. Delivery ordering is the :class:`Sequencer` state machine (table in its
-docstring).
-"""
+docstring)."""
 
 from __future__ import annotations
 
@@ -99,8 +98,7 @@ class Problem:
     """Something the receiver refused or could not prove; reported, never delivered.
 
     ``endpoints`` names the endpoint labels involved (never URLs). Other fields are set
-    when known.
-    """
+    when known."""
 
     kind: ProblemKind
     details: str
@@ -134,8 +132,7 @@ def _require_signed(decoded: DecodedTransaction, chain_id: int) -> SignedTransac
 def verify_signed(tx_json: Mapping[str, Any], *, chain_id: int) -> SignedTransaction:
     """Rebuild a transaction from its JSON-RPC object; its ``hash`` must be keccak256 of the
     bytes and the sender is recovered (``from`` ignored). Raises ProofError (``signed``) /
-    DecodingError / SignatureError.
-    """
+    DecodingError / SignatureError."""
     try:
         decoded = transaction_from_rpc(tx_json)
         matches = rpc_hash_matches(tx_json, decoded)
@@ -189,8 +186,7 @@ class ProvenBlock:
 
 def verify_block_header(header_json: object, agreed_hash: bytes) -> BlockHeader:
     """Rebuild the header from every field; both its claimed and recomputed hash must equal
-    ``agreed_hash``, else ProofError (``header``).
-    """
+    ``agreed_hash``, else ProofError (``header``)."""
     header = verify_header(header_json)
     if header_hash(header) != agreed_hash:
         raise ProofError("header", "block is not the quorum-agreed block at this height")
@@ -201,8 +197,7 @@ def prove_block_transactions(
     header: BlockHeader, transactions_json: Sequence[object]
 ) -> tuple[DecodedTransaction, ...]:
     """Rebuild every transaction of a full block (each to its claimed hash) and the
-    transactionsRoot; any difference raises ProofError (``transactionsRoot``).
-    """
+    transactionsRoot; any difference raises ProofError (``transactionsRoot``)."""
     rebuilt: list[DecodedTransaction] = []
     for i, obj in enumerate(transactions_json):
         tx_obj = get_object(obj, f"block.transactions[{i}]")
@@ -291,8 +286,7 @@ def verify_accumulators(
 ) -> dict[tuple[bytes, bytes], tuple[bytes, int]]:
     """(acc, count) of every (sender, channel) in ``keys`` from ONE eth_getProof answer,
     verified (EIP-1186) against ``state_root``, the account's code hash being
-    ``inbox_code_hash``; ProofError otherwise.
-    """
+    ``inbox_code_hash``; ProofError otherwise."""
     proven = check_eth_get_proof(state_root, proof_json, address=inbox)
     if proven.account is None or proven.account.code_hash != inbox_code_hash:
         raise ProofError("account", "the inbox address does not hold the inbox code")
@@ -310,8 +304,7 @@ def completeness_verdict(
     """Compare a stream's proven (acc, count) with the receiver's fold.
 
     ``local_acc``/``local_count`` is the receiver's persisted fold; ``new_posts`` maps
-    the index (the log's 1-based count) of every post verified since to its calldata.
-    """
+    the index (the log's 1-based count) of every post verified since to its calldata."""
     posts = dict(new_posts or {})
     held = local_count + len(posts)
     if proven_count > held:
@@ -344,8 +337,7 @@ def proven_accumulator(
 @dataclass(frozen=True, slots=True)
 class Offer(Generic[T]):
     """What one :class:`Sequencer` offer produced: ``ready`` (deliverable, in seq order),
-    ``duplicate`` (dropped), ``gap`` (the missing (first, last) range it waits behind).
-    """
+    ``duplicate`` (dropped), ``gap`` (the missing (first, last) range it waits behind)."""
 
     ready: tuple[tuple[int, T], ...] = ()
     duplicate: bool = False
@@ -369,8 +361,7 @@ class Sequencer(Generic[T]):
     seq >  next_seq               held; the gap (next_seq, seq - 1) is reported
     ============================  =============================================
 
-    A gap is never skipped: later messages wait until the missing seq arrives.
-    """
+    A gap is never skipped: later messages wait until the missing seq arrives."""
 
     next_seq: int | None = None
     max_held: int = MAX_HELD_MESSAGES

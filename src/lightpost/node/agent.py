@@ -5,8 +5,7 @@ decision and (when the rule says so) the seq as seen in ONE committed SQLite tra
 *before* any handler runs, so a crash cannot replay a command (at most once, go-tuf
 CVE-2022-29173); then it runs the handler, audits the outcome and hands the encoded
 :class:`CommandResult` to ``send_result``. docs/protocol.md, section "The agent and its
-handlers", has the full story.
-"""
+handlers", has the full story."""
 
 from __future__ import annotations
 
@@ -80,8 +79,7 @@ class Agent:
     """Executes commands for one device under an :class:`AgentPolicy`.
 
     ``handlers`` add to or replace built-ins and plugins; ``clock`` (device clock, unix s)
-    dates audits and is the secondary staleness check (validity is block time).
-    """
+    dates audits and is the secondary staleness check (validity is block time)."""
 
     def __init__(
         self,
@@ -144,8 +142,7 @@ class Agent:
     ) -> CommandResult | None:
         """Decide on and run one delivered command; return the result sent, or None (not a
         command, or silence: wrong target, a stranger). Every decision is audited;
-        ``chain_time`` judges validity at ``signed``.
-        """
+        ``chain_time`` judges validity at ``signed``."""
         started = self.start(delivered, now=now, chain_time=chain_time)
         return self.finish(started, started.run()) if isinstance(started, Job) else started
 
@@ -154,8 +151,7 @@ class Agent:
     ) -> Job | CommandResult | None:
         """:meth:`process` up to the handler: a refusal is audited and answered; an accepted
         command (seq committed) comes back as a :class:`Job` whose ``run()`` goes to
-        :meth:`finish`.
-        """
+        :meth:`finish`."""
         if delivered.content_type != CONTENT_TYPE_COMMAND:
             return None
         now = int(self._clock()) if now is None else now

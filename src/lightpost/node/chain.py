@@ -6,8 +6,7 @@ compared verbatim (Hyperlane #1119). One round, one deadline; at most
 MAX_INFLIGHT_PER_ENDPOINT stuck calls per endpoint; any failure or malformed answer is
 that endpoint's non-answer, never a crash. Broadcast goes to ALL endpoints ("already
 known" = success, execution-apis #245); receipts are hints until proven
-(lightpost.core.inclusion). docs/protocol.md, section "Adversary model", has the bounds.
-"""
+(lightpost.core.inclusion). docs/protocol.md, section "Adversary model", has the bounds."""
 
 from __future__ import annotations
 
@@ -67,8 +66,7 @@ class BroadcastResult:
 def _non_answer(label: str, method: str, exc: Exception) -> LightpostError:
     """One endpoint's failure as a non-answer: its TransportError, or our verdict on its
     answer (a ProofError is evidence against it); anything else a TransportError (foreign
-    text hidden: it could carry a URL).
-    """
+    text hidden: it could carry a URL)."""
     if isinstance(exc, TransportError):
         if exc.endpoint == label:
             return exc
@@ -187,8 +185,7 @@ class Chain:
     ) -> Any:
         """The answer ``quorum`` endpoints gave identically, else QuorumError. With 2k > n it
         returns as soon as k agree; with a smaller k every endpoint is heard, so conflicting
-        quorums are reported.
-        """
+        quorums are reported."""
 
         def reached(heard: Mapping[str, Any]) -> bool:
             values = [a for a in heard.values() if not isinstance(a, Exception)]
@@ -341,8 +338,7 @@ class Chain:
         self, tx_hash: bytes, problems: dict[str, str] | None = None
     ) -> Mapping[str, Any] | None:
         """The receipt of ``tx_hash`` PROVEN in the quorum-agreed block at its height
-        (lightpost.core.inclusion), else None; endpoints that failed proof go to ``problems``.
-        """
+        (lightpost.core.inclusion), else None; endpoints that failed proof go to ``problems``."""
         # imported here: the rule's I/O module is the sender's (one implementation)
         from lightpost.core.inclusion import ProvenReceipt
         from lightpost.node.sender_track import InclusionProver, hints_by_endpoint

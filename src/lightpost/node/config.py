@@ -3,8 +3,7 @@
 Nothing is read at import time: :func:`load_config` takes an explicit path and
 environment mapping. Errors are one :class:`ConfigError` line naming the offending key --
 never an endpoint URL (URLs carry API keys) or a password. README.md documents every key
-and the LIGHTPOST_* environment overrides (highest precedence).
-"""
+and the LIGHTPOST_* environment overrides (highest precedence)."""
 
 from __future__ import annotations
 

@@ -7,8 +7,7 @@ A handler is any callable ``handler(command, context) -> str`` (the output, cut 
 handler runs (at most once), so handlers make their writes atomic (temp file, fsync,
 ``os.replace``, fsync the directory). ``update`` (SUIT, RFC 9019 section 3, RFC 9124;
 Uptane): the manifest is trusted, the image is not. docs/protocol.md, section
-"The agent and its handlers", has the full story.
-"""
+"The agent and its handlers", has the full story."""
 
 from __future__ import annotations
 
@@ -237,8 +236,7 @@ def _deadline_failure(deadline_s: float) -> CommandFailed:
 @contextlib.contextmanager
 def _open_source(source: str, manifest: UpdateManifest, deadline_s: float) -> Iterator[Any]:
     """The untrusted image stream from a directory or http(s) base URL; over HTTP a watchdog
-    cuts the socket at ``deadline_s``; no proxies, no redirects.
-    """
+    cuts the socket at ``deadline_s``; no proxies, no redirects."""
     name = manifest.digest.hex()
     parts = urlsplit(source.rstrip("/") + "/" + name)
     if parts.scheme not in ("http", "https"):
@@ -334,8 +332,7 @@ def recover_images(images_dir: Path, installed_digest: bytes | None) -> str | No
     """Repair a crash during an update, at agent start; returns what it did, or None.
 
     Removes a leftover ``image.new``; restores the recorded image from ``image.prev`` (or
-    removes ``image``) so the disk always matches the anti-rollback record.
-    """
+    removes ``image``) so the disk always matches the anti-rollback record."""
     current, new, previous = (images_dir / n for n in ("image", "image.new", "image.prev"))
     new.unlink(missing_ok=True)
     if not current.exists():

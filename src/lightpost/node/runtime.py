@@ -9,8 +9,7 @@ process dies, even by SIGKILL, so a stale pid can never block a restart.
 :meth:`Node.run` calls ``sender.step(now)`` and each service's ``step(now)``, sleeping
 ``POLL_INTERVAL_S`` between idle rounds; an exception in one is logged as one line and
 retried next round while the others run. A stop request is honoured between steps; every
-state change was already committed.
-"""
+state change was already committed."""
 
 from __future__ import annotations
 
@@ -205,8 +204,7 @@ class Node:
     def step(self, now: float | None = None) -> bool:
         """One round over the sender and every service; True when the sender was busy. An
         exception from one is logged as one line (when it appears or changes) and retried next
-        tick; the others still run.
-        """
+        tick; the others still run."""
         now = self.clock() if now is None else now
         busy = False
         try:

@@ -8,8 +8,7 @@ PROVEN receipts only), fee bump (stored before sent), (re)broadcast of stored ra
 release of HELD messages, batching and signing (``core.batching``, THE sign gate;
 ``Store.record_signed`` commits raw bytes, nonce and links in ONE transaction, THEN
 broadcast), pruning. Crash safety: every state change is durable before the next action
-and only stored raw bytes are re-sent. docs/protocol.md, section "Sending", has the rules.
-"""
+and only stored raw bytes are re-sent. docs/protocol.md, section "Sending", has the rules."""
 
 from __future__ import annotations
 
@@ -75,8 +74,7 @@ class Sender:
     """The device's send side over one :class:`Store` and one :class:`Chain`.
 
     Not thread-safe (the store is not): drive it from one thread. ``log`` receives one
-    line per notable action (never a secret).
-    """
+    line per notable action (never a secret)."""
 
     def __init__(
         self,
@@ -137,8 +135,7 @@ class Sender:
         now: float | None = None,
     ) -> int:
         """Accept a message, durable when the id is returned. ``channel`` None: a direct message
-        (``recipient`` required). The seq is allocated in the same SQLite transaction.
-        """
+        (``recipient`` required). The seq is allocated in the same SQLite transaction."""
         return enqueue_message(
             self.store,
             payload=payload,

@@ -3,8 +3,7 @@
 A service has ``step(now)`` (lightpost.node.runtime.Service); each polls its receiver at
 most every ``interval_s`` and returns. The agent receives on
 :data:`~lightpost.core.command.COMMANDS_CHANNEL` at its policy's level from its
-controllers, and answers on :data:`~lightpost.core.command.RESULTS_CHANNEL`.
-"""
+controllers, and answers on :data:`~lightpost.core.command.RESULTS_CHANNEL`."""
 
 from __future__ import annotations
 
@@ -144,8 +143,7 @@ class AgentService:
 
     Handlers run in one worker thread, one at a time, in delivery order; ``step`` returns
     at once meanwhile. The receiver's poll stays suspended until every command of it was
-    decided (a crash redelivers them; the agent refuses replays).
-    """
+    decided (a crash redelivers them; the agent refuses replays)."""
 
     name = "agent"
 

@@ -1,6 +1,5 @@
 """``lightpost status``: one screen of device health, with a verdict (read-only).
-Used by the CLI and by a running node's ``Sender.status`` (which adds its problems).
-"""
+Used by the CLI and by a running node's ``Sender.status`` (which adds its problems)."""
 
 from __future__ import annotations
 
@@ -61,8 +60,7 @@ def collect_status(
     """Everything ``lightpost status`` shows, as a JSON-ready dict, with a verdict.
 
     ``warnings``: what does not stop the device (an endpoint down or dissenting while the
-    quorum holds). ``reasons``: why it is unhealthy (empty = healthy).
-    """
+    quorum holds). ``reasons``: why it is unhealthy (empty = healthy)."""
     reasons: list[str] = []
     own_pool = pool is None
     executor = pool or ThreadPoolExecutor(max_workers=max(2, len(chain.endpoints)))
