@@ -1,13 +1,11 @@
 """JSON-RPC 2.0 over HTTP(S): one endpoint per URL, errors mapped in one place.
 
-:class:`Endpoint` (``call``, ``batch``) is the interface; tests script it without a
-socket. :class:`HttpEndpoint` uses stdlib ``http.client`` (``urllib.request`` costs
-~0.9 MB of memory for features JSON-RPC does not want), no proxies from the environment,
-and retries with backoff only transport failures and rate limits, never a definite
-answer. Everything a peer controls is bounded: ``timeout`` is the TOTAL deadline of a
-request (a server dripping bytes is cut off), the body per method (:func:`answer_cap`),
-the JSON depth (core.peerdata.parse_json); error text is sanitized (peer_text). An
-endpoint is named by its *label* (``rpc#0``), never its URL: URLs carry API keys."""
+:class:`Endpoint` (``call``, ``batch``) is the interface tests script. :class:`HttpEndpoint`
+uses ``http.client`` (``urllib.request`` costs ~0.9 MB), no environment proxies, and
+retries only transport failures and rate limits. Everything a peer controls is bounded:
+a TOTAL deadline per request, the body per method (:func:`answer_cap`), the JSON depth;
+error text is sanitized. Endpoints are named by *label* (``rpc#0``): URLs carry API keys.
+"""
 
 from __future__ import annotations
 

@@ -5,11 +5,10 @@ THE GATE IS ONE TABLE, :data:`SIGN_GATE`: every condition that can stop or defer
 signing, in priority order, with its verdict; :func:`sign_gate` is the only lookup
 (like :data:`lightpost.core.outbox.TRANSITIONS`).
 
-Batching: messages are grouped per (channel, recipient) and packed into posts of at most
-``max_post_bytes``; a group goes when its oldest message waited ``batch_delay_s`` or a
-post is full. A chunked message is linked to its LAST chunk's transaction and all its
-chunks are signed in one step; chunks a dead process stored are found by
-:func:`stored_chunks` and never signed again."""
+Batching: per (channel, recipient), posts of at most ``max_post_bytes``, sent when the
+oldest waited ``batch_delay_s`` or a post is full; a chunked message's chunks are signed
+in one step and never twice (:func:`stored_chunks`).
+"""
 
 from __future__ import annotations
 

@@ -1,13 +1,10 @@
 """Fee policies: how much gas and what price per gas a message transaction offers. Pure.
 
-Every chain fact is an argument. A policy answers a :class:`FeeQuote` (send now), a
-:class:`Hold` (base fee above what it may pay: the message waits, never dropped), or
-raises :class:`~lightpost.errors.PolicyError` (the payload can never fit: split it, see
-:func:`max_payload_for`). Gas limit = :func:`lightpost.core.gas.gas_used` plus a margin
-on the execution part only. :class:`FixedFeePolicy` (the paper's mode) emits type-2
-quotes with fee cap = tip = gas price; :class:`Eip1559FeePolicy` offers multiplier x base
-fee + tip under a hard cap. :func:`bump` follows geth's legacypool (fee cap and tip both
->= +10%, core/txpool/legacypool/list.go ``Add``). docs/protocol.md, section "Fees"."""
+A policy answers a :class:`FeeQuote` (send now), a :class:`Hold` (the message waits,
+never dropped) or raises :class:`~lightpost.errors.PolicyError` (can never fit: split,
+:func:`max_payload_for`). Gas limit = gas_used + a margin on execution only.
+:func:`bump` follows geth's legacypool. docs/protocol.md, section "Fees".
+"""
 
 from __future__ import annotations
 

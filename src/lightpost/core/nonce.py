@@ -1,15 +1,11 @@
 """Which nonce to sign with next, and what to do when the chain disagrees.
 
-Invariants: the durable local counter is authoritative for our own in-flight work; the
-chain's count is read by quorum, never from one endpoint; a mined nonce is never reused;
-``pending`` can only hold, never lower. :func:`decide` answers :class:`KeepLocal`,
-:class:`AdoptChain`, :class:`FillGap`, :class:`Reconcile` or :class:`Hold`;
-:func:`resolve_nonce_too_low` answers :class:`MarkIncluded` (one of OUR hashes proven),
-:class:`Resign` (consumed at the *finalized* height) or :class:`Hold`. Inputs:
-``local_next`` (durable counter), ``in_flight`` (SIGNED, BROADCAST), ``included``
-(INCLUDED, FINAL) and ``final_next`` (one past the highest FINAL nonce, kept after pruning).
-
-docs/protocol.md, section "Nonce", has the full rules and why."""
+Invariants: the durable local counter is authoritative for our own work; the chain's
+count is read by quorum; a mined nonce is never reused; ``pending`` can only hold.
+:func:`decide` and :func:`resolve_nonce_too_low` (:class:`Resign` only at finality,
+:class:`MarkIncluded` only on proof) apply them. docs/protocol.md, section "Nonce", has
+the rules and why.
+"""
 
 from __future__ import annotations
 

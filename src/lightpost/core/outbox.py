@@ -5,25 +5,12 @@ THE TRANSITION TABLE BELOW IS THE ONLY PLACE A STATE CHANGES. :func:`next_state`
 :class:`IllegalTransition` -- in that one function and nowhere else (h11 style). The
 durable store (``lightpost.adapters.store``) calls :func:`next_state` before every write.
 
-Theory of operation
--------------------
-Several messages ride in one transaction (one nonce), which owns a *set of candidate
-hashes*: a fee bump re-signs the same nonce, and any version ever broadcast may be mined,
-so every candidate is kept until final. A linked message has its transaction's state.
-
-* Store before broadcast: raw bytes are durable (SIGNED) before they are sent, so a
-  restart re-sends exactly them; SIGNED -> INCLUDED is legal (crash between send and
-  "broadcast" mark).
-* Rebroadcast is idempotent: "already known" for the same raw bytes is :class:`Broadcast`
-  (execution-apis #245); "nonce too low" -> reconcile (``lightpost.core.nonce``):
-  :class:`Included`, or :class:`NonceConsumed` back to QUEUED. A message is never dropped.
-* Replacement (:class:`Replaced`) keeps the nonce, so at most one version is ever mined.
-* Inclusion is a PROVEN receipt (lightpost.core.inclusion), compared by block hash, never
-  number (web3.js #3608): another hash at that height -> :class:`ReorgedOut`; FINAL only at
-  or below the finalized height with the block still canonical (:func:`check_inclusion`).
-* Over the fee cap: :class:`Held` / :class:`Released`; no nonce is spent meanwhile.
-
-docs/protocol.md, section "Outbox life cycle", has the full story."""
+Theory of operation: raw bytes are stored before they are sent, and only stored bytes
+are re-sent ("already known" = success); a fee bump keeps the nonce, so at most one
+version is mined and every version stays a candidate; inclusion is a PROVEN receipt,
+compared by block hash; a nonce consumed by someone else sends the messages back to
+QUEUED -- never dropped. docs/protocol.md, section "Outbox life cycle", has the full story.
+"""
 
 from __future__ import annotations
 

@@ -1,14 +1,11 @@
 """k-of-n agreement over answers from independent JSON-RPC endpoints.
 
-An answer counts only when at least ``k`` endpoints returned the *identical* value
-(grouped by ``==``); a failed endpoint neither agrees nor vetoes. Two values both reaching
-``k`` (possible only when ``k <= n / 2``) is a :class:`QuorumError`, never a silent pick.
-:func:`agree` gives a value or an error; :func:`report` a :class:`QuorumReport` that shows
-dissent. Ordered readings take the highest value enough readings reach
-(:func:`reached_by`): heights (:func:`quorum_height`: max(k, a majority of those that
-answered)) and the base fee (:func:`quorum_fee`: the median, k answering), so a minority
-can make a height look older, never newer, and cannot push the fee past every honest
-reading. docs/protocol.md, section "Adversary model", has the full story."""
+An answer counts only when ``k`` endpoints gave the *identical* value; a failed endpoint
+neither agrees nor vetoes; two values both reaching ``k`` is a :class:`QuorumError`,
+never a pick. Ordered readings (:func:`quorum_height`, :func:`quorum_fee`) take the
+highest value enough readings reach (:func:`reached_by`), so a minority can only make a
+height older. docs/protocol.md, section "Adversary model", has the rules.
+"""
 
 from __future__ import annotations
 

@@ -1,13 +1,11 @@
 """Typed Ethereum transactions: legacy (EIP-155), access list (EIP-2930), dynamic fee (EIP-1559).
 
-One small function per rule, each citing its EIP (execution-specs style). Only types 0-2
-are signed; every other type (EIP-4844 blob, EIP-7702 set-code, undefined EIP-2718 types)
-is a :class:`ForeignTransaction`, skipped cleanly (types 3 and 4 are still rebuilt byte
-for byte, so transactionsRoot can be recomputed). Trust rules: the sender is always
-*recovered* (EIP-2 low-s), the RPC ``from`` is never read; a :class:`SignedTransaction`
-derives its bytes, hash and sender itself; decoding is strict (only
-:class:`~lightpost.errors.DecodingError` / :class:`~lightpost.errors.SignatureError`);
-whether a node's ``hash`` matches is the caller's check (:func:`rpc_hash_matches`)."""
+One small function per rule, each citing its EIP. Only types 0-2 are signed; other types
+(EIP-4844, EIP-7702, undefined EIP-2718 ones) are a :class:`ForeignTransaction`, skipped
+cleanly (3 and 4 rebuilt byte for byte for transactionsRoot). The sender is always
+*recovered* (EIP-2 low-s), the RPC ``from`` never read; decoding is strict; whether a
+node's ``hash`` matches is the caller's check (:func:`rpc_hash_matches`).
+"""
 
 from __future__ import annotations
 

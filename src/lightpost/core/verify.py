@@ -1,14 +1,10 @@
 """The receiver's verification ladder and delivery ordering, as pure functions.
 
-No I/O: the receiver runtime hands in quorum-agreed values and JSON answers; these return
-what was proven or raise :class:`~lightpost.errors.ProofError`,
-:class:`~lightpost.errors.DecodingError` or :class:`~lightpost.errors.SignatureError`.
-``signed``: :func:`verify_signed`, :func:`check_post_tx`; ``included``:
-:func:`verify_block_header`, :func:`prove_block_transactions`, :func:`prove_block_receipts`;
-``final``: :func:`is_final`; ``complete``: :func:`verify_accumulators`,
-:func:`completeness_verdict`. docs/protocol.md, section "Verification levels", has the
-full story. Delivery ordering is the :class:`Sequencer` state machine (table in its
-docstring)."""
+No I/O: given quorum-agreed values and JSON answers, these return what was proven or
+raise :class:`~lightpost.errors.ProofError` / ``DecodingError`` / ``SignatureError``.
+docs/protocol.md, section "Verification levels", maps each level to its functions.
+Delivery ordering is the :class:`Sequencer` state machine (table in its docstring).
+"""
 
 from __future__ import annotations
 

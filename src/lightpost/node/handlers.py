@@ -1,13 +1,10 @@
 """Command handlers: the plugin interface and the built-ins ``set``, ``config``, ``update``.
 
-A handler is any callable ``handler(command, context) -> str`` (the output, cut to
-``MAX_OUTPUT_BYTES``); it raises :class:`CommandRefused` (nothing changed) or
-:class:`CommandFailed`; any other exception is ``handler-error``. Plugins are
-``"package.module:callable"`` paths (:func:`load_object`). The seq is persisted before a
-handler runs (at most once), so handlers make their writes atomic (temp file, fsync,
-``os.replace``, fsync the directory). ``update`` (SUIT, RFC 9019 section 3, RFC 9124;
-Uptane): the manifest is trusted, the image is not. docs/protocol.md, section
-"The agent and its handlers", has the full story."""
+``handler(command, context) -> str`` raises :class:`CommandRefused` or
+:class:`CommandFailed`; writes are atomic (temp file, fsync, ``os.replace``); ``update``
+trusts the manifest, never the image (SUIT RFC 9124, Uptane). docs/protocol.md,
+section "The agent and its handlers", has the full story.
+"""
 
 from __future__ import annotations
 

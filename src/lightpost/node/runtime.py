@@ -1,15 +1,11 @@
 """The node process: wiring config -> key, store, chain, sender, plus the run loop.
 
-``config.data_dir`` holds ``lightpost.sqlite3`` (:mod:`lightpost.adapters.store`,
-O(outbox + channels)) and ``node.lock``, held (``fcntl.flock``) by the process that
-SENDS: a daemon, or a ``lightpost send`` that drives the outbox itself because no daemon
-runs (with a daemon it only enqueues and polls). The kernel releases the lock when the
-process dies, even by SIGKILL, so a stale pid can never block a restart.
-
-:meth:`Node.run` calls ``sender.step(now)`` and each service's ``step(now)``, sleeping
-``POLL_INTERVAL_S`` between idle rounds; an exception in one is logged as one line and
-retried next round while the others run. A stop request is honoured between steps; every
-state change was already committed."""
+``data_dir`` holds ``lightpost.sqlite3`` and ``node.lock``, held (``fcntl.flock``) by the
+one process that SENDS: a daemon, or a ``lightpost send`` when none runs (else it only
+enqueues and polls). The kernel drops the lock when its holder dies, even by SIGKILL.
+:meth:`Node.run` steps the sender and each service; a failure in one is logged as one
+line and retried while the others run; a stop is honoured between steps.
+"""
 
 from __future__ import annotations
 

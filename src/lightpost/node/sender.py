@@ -1,14 +1,12 @@
 """The sending side of a device node: puts every outbox message on chain exactly once.
 
-The node wires the pure core to the adapters; every rule lives in core.
-:meth:`Sender.step` does one round with the time as an argument; its phases are each
-isolated (a failure goes to :attr:`Sender.problems` and is retried next step): base fee,
-nonce reconciliation (``core.nonce``), inclusion tracking (``node.sender_track``, on
-PROVEN receipts only), fee bump (stored before sent), (re)broadcast of stored raw bytes,
-release of HELD messages, batching and signing (``core.batching``, THE sign gate;
-``Store.record_signed`` commits raw bytes, nonce and links in ONE transaction, THEN
-broadcast), pruning. Crash safety: every state change is durable before the next action
-and only stored raw bytes are re-sent. docs/protocol.md, section "Sending", has the rules."""
+:meth:`Sender.step` does one round with the time as an argument, in isolated phases (a
+failure goes to :attr:`Sender.problems`, retried next step): base fee, nonce
+reconciliation, inclusion tracking, fee bump, (re)broadcast, release of HELD messages,
+batching and signing (THE sign gate; raw bytes, nonce and links committed in ONE
+transaction, THEN broadcast), pruning. Every rule lives in core; docs/protocol.md,
+section "Sending", has them.
+"""
 
 from __future__ import annotations
 
