@@ -175,8 +175,7 @@ class _Late(TimeoutError):
 
 
 class _DeadlineSocket(io.RawIOBase):
-    """A socket whose every send and read only gets the time left until ``deadline``
-    (http.client reads status line, headers and body through :meth:`makefile`)."""
+    """A socket whose every send and read gets only the time left until ``deadline``."""
 
     def __init__(self, sock: socket.socket, deadline: float, clock: Callable[[], float]):
         self.sock, self.deadline, self.clock = sock, deadline, clock
@@ -206,8 +205,9 @@ class _DeadlineSocket(io.RawIOBase):
 
 
 def _tls(sock: socket.socket, host: str, left: float) -> ssl.SSLSocket:
-    """The TLS handshake within ``left`` seconds in all: since Python 3.5 the socket
-    timeout bounds the whole handshake, not each record."""
+    """The TLS handshake within ``left`` seconds in all (the socket timeout bounds the whole
+    handshake).
+    """
     context = ssl.create_default_context()  # as HTTPSConnection does, ALPN included
     context.set_alpn_protocols(["http/1.1"])
     sock.settimeout(left)
@@ -227,8 +227,9 @@ class HttpEndpoint:
     _next_id: int = field(default=0, init=False, repr=False)
 
     def _connection(self, left: float) -> tuple[http.client.HTTPConnection, str]:
-        """A new connection (one per request: endpoints are called from several threads)
-        and the request target. A URL that cannot be parsed is reported by label only."""
+        """A new connection (one per request: callers are threads) and the request target; an
+        unparsable URL is reported by label only.
+        """
         try:
             parts = urlsplit(self.url)
             port = parts.port

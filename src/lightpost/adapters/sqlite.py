@@ -43,9 +43,9 @@ _SIDE_FILES = ("-wal", "-shm", "-journal")
 
 @dataclass(frozen=True, slots=True)
 class Schema:
-    """One kind of state file: its ``application_id``, its migrations (index i upgrades
-    version i to i + 1; never edit a released step) and the tables an unversioned file
-    of this kind may hold (written before the kind had a version)."""
+    """One kind of state file: ``application_id``, migrations (i upgrades version i to i + 1;
+    never edit a released step), tables an unversioned file of this kind may hold.
+    """
 
     kind: str
     application_id: int
@@ -84,8 +84,9 @@ def private_dir(path: Path) -> Path:
 
 
 def _private_file(path: Path) -> None:
-    """Create ``path`` 0600 before SQLite does (it would use the umask), and tighten a
-    file (and its side files) left world-readable by an older version."""
+    """Create ``path`` 0600 before SQLite does (umask), and tighten an old world-readable file
+    and its side files.
+    """
     os.close(os.open(path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE_MODE))
     for p in (path, *(Path(f"{path}{suffix}") for suffix in _SIDE_FILES)):
         with contextlib.suppress(FileNotFoundError):
@@ -95,9 +96,8 @@ def _private_file(path: Path) -> None:
 
 def migrate(conn: sqlite3.Connection, schema: Schema, name: str) -> int:
     """Bring the schema up to ``schema.version`` in one transaction; return the version found.
-
-    Refuses other kinds of files and newer versions. An up-to-date file is only read-locked,
-    so a status command does not wait for a running node's writes."""
+    Refuses other kinds and newer versions; an up-to-date file is only read-locked.
+    """
     conn.execute("BEGIN")
     try:
         current = (
@@ -142,8 +142,9 @@ def connect(
     timeout: float = BUSY_TIMEOUT_S,
     check_same_thread: bool = True,
 ) -> sqlite3.Connection:
-    """Open ``path`` (its directory must exist) in autocommit mode, WAL, FULL sync,
-    schema migrated; every failure is one StoreError line."""
+    """Open ``path`` (directory must exist): autocommit, WAL, FULL sync, migrated; every failure
+    is one StoreError line.
+    """
     if not path.parent.is_dir():
         raise StoreError(f"{name} cannot be created: directory {path.parent} is missing")
     try:

@@ -150,8 +150,7 @@ def _migrate_0_to_1(conn: sqlite3.Connection) -> None:
 
 
 def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
-    """Drop the v1 receiver and command tables: the receiver keeps its state in
-    receiver.sqlite3 and the agent in agent.sqlite3; nothing ever wrote these."""
+    """Drop the v1 receiver and command tables (they live in their own files; never written)."""
     for table in ("seen_commands", "accumulators"):
         conn.execute(f"DROP TABLE IF EXISTS {table}")
 
@@ -231,8 +230,7 @@ class RowNotFound(StoreError):
 
 
 class Store:
-    """The durable outbox and receiver state of one device. Not thread-safe: one
-    :class:`Store` per thread (SQLite serialises writers across processes)."""
+    """The durable outbox state of one device. Not thread-safe: one :class:`Store` per thread."""
 
     def __init__(self, conn: sqlite3.Connection, name: str) -> None:
         """Use :meth:`open`."""
@@ -303,8 +301,9 @@ class Store:
             self._put_meta(conn, key, value)
 
     def bump_counter(self, key: str) -> int:
-        """Atomically add one to the integer meta value ``key`` (0 if unset); return it.
-        Durable before it returns, so a number is never handed out twice."""
+        """Atomically add one to meta ``key`` (0 if unset) and return it, durably: never handed
+        out twice.
+        """
         with self._tx(f"bumping counter {key!r}") as conn:
             value = int(self._meta(conn, key, "0") or "0") + 1
             self._put_meta(conn, key, str(value))
@@ -334,8 +333,7 @@ class Store:
             return self._meta_int(conn, META_NEXT_NONCE)
 
     def set_next_nonce(self, nonce: int) -> None:
-        """Raise the durable next nonce (AdoptChain/RepairLocal). Lowering it is refused:
-        a nonce once handed out may have been signed and must never be reused."""
+        """Raise the durable next nonce; lowering is refused (a nonce handed out may be signed)."""
         _check_seq_int(nonce, "nonce")
         with self._tx("writing the next nonce") as conn:
             current = self._meta_int(conn, META_NEXT_NONCE)
@@ -378,10 +376,9 @@ class Store:
         created_at: float,
         seq: int | None = None,
     ) -> int:
-        """Accept a message (QUEUED), durable before the id is returned.
-
-        ``seq`` None allocates the channel's next seq in the same transaction; a given seq
-        (from :meth:`next_seq`) must be unused on the channel."""
+        """Accept a message (QUEUED), durable before the id is returned; ``seq`` None allocates the
+        channel's next, a given one must be unused.
+        """
         if not isinstance(payload, bytes) or not isinstance(recipient, bytes):
             raise StoreError("enqueue: payload and recipient must be bytes")
         with self._tx(f"enqueueing a message on {channel!r}") as conn:
@@ -461,9 +458,9 @@ class Store:
         message_ids: Sequence[int],
         signed_at: float,
     ) -> int:
-        """Store a signed transaction BEFORE it is broadcast, in one transaction: the
-        tx row, its first candidate, the message links (QUEUED -> SIGNED) and the next
-        nonce raised past ``nonce``. No ``message_ids`` = a gap filler. Returns tx id."""
+        """Store a signed tx BEFORE broadcast, in one transaction: tx row, first candidate, message
+        links (-> SIGNED), next nonce raised past ``nonce``. Returns the tx id.
+        """
         event = Signed(nonce=nonce, tx_hash=tx_hash, raw=raw, fees=fees)
         _check_seq_int(nonce, "nonce")
         if len(set(message_ids)) != len(message_ids):
@@ -532,8 +529,7 @@ class Store:
         return tuple(row)
 
     def _tx_event(self, conn: sqlite3.Connection, tx_id: int, event: Event) -> tuple[State, int]:
-        """Check ``event`` against the table for the tx AND its messages; move both.
-        Returns (new state, nonce). The caller updates the other columns."""
+        """Move the tx AND its messages by ``event`` (checked by the table); (new state, nonce)."""
         row = self._one(conn, "transactions", "state, nonce", tx_id)
         old = State(row[0])
         new = next_state(old, event)
@@ -551,8 +547,7 @@ class Store:
         return {bytes(r[0]) for r in rows}
 
     def mark_broadcast(self, tx_id: int, *, at: float) -> None:
-        """The current raw version was accepted or answered "already known"
-        (SIGNED/BROADCAST -> BROADCAST; a rebroadcast just updates ``broadcast_at``)."""
+        """Accepted or "already known" (-> BROADCAST; again: updates ``broadcast_at``)."""
         with self._tx(f"marking tx {tx_id} broadcast") as conn:
             row = self._one(conn, "transactions", "hash", tx_id)
             self._tx_event(conn, tx_id, Broadcast(tx_hash=bytes(row[0])))
@@ -561,8 +556,7 @@ class Store:
     def mark_included(
         self, tx_id: int, block_hash: bytes, block_number: int, *, tx_hash: bytes | None = None
     ) -> None:
-        """A receipt for candidate ``tx_hash`` (default: the current version) is in the
-        block with ``block_hash``/``block_number`` (-> INCLUDED)."""
+        """Candidate ``tx_hash`` (default: current) has a receipt in that block (-> INCLUDED)."""
         _check_seq_int(block_number, "block number")
         with self._tx(f"marking tx {tx_id} included") as conn:
             row = self._one(conn, "transactions", "hash", tx_id)
@@ -587,8 +581,7 @@ class Store:
                 self._put_meta(conn, META_FINAL_NEXT, str(nonce + 1))
 
     def reorged(self, tx_id: int) -> None:
-        """The inclusion block left the canonical chain (INCLUDED -> SIGNED: rebroadcast
-        the stored raw bytes). The block fields are cleared."""
+        """The inclusion block left the canonical chain (-> SIGNED, block fields cleared)."""
         with self._tx(f"marking tx {tx_id} reorged out") as conn:
             row = self._one(conn, "transactions", "block_hash, block_number", tx_id)
             self._tx_event(conn, tx_id, ReorgedOut(block=_block(row)))
@@ -601,8 +594,7 @@ class Store:
     def replace(
         self, tx_id: int, *, raw: bytes, tx_hash: bytes, fees: FeeQuote, signed_at: float
     ) -> None:
-        """A fee bump: store a new raw version with the SAME nonce before sending it
-        (SIGNED/BROADCAST -> SIGNED). Older hashes stay candidates."""
+        """A fee bump: store a new raw version, SAME nonce, before sending (-> SIGNED)."""
         with self._tx(f"replacing tx {tx_id}") as conn:
             self._tx_event(conn, tx_id, Replaced(tx_hash=tx_hash, raw=raw, fees=fees))
             version = conn.execute(
@@ -624,8 +616,9 @@ class Store:
             )
 
     def nonce_consumed(self, tx_id: int) -> tuple[int, ...]:
-        """The nonce was mined (at finality) by none of ours: re-queue the messages, delete the
-        tx and its candidates (none can be mined now); return the re-queued message ids."""
+        """Nonce mined (at finality) by none of ours: re-queue the messages, drop the tx and its
+        candidates; return the re-queued ids.
+        """
         with self._tx(f"re-queueing the messages of tx {tx_id}") as conn:
             row = self._one(conn, "transactions", "nonce", tx_id)
             self._tx_event(conn, tx_id, NonceConsumed(nonce=row[0]))
@@ -716,8 +709,7 @@ class Store:
             return [self._load_tx(conn, r) for r in rows]
 
     def prune_final(self, older_than_ts: float) -> int:
-        """Delete FINAL transactions (with their messages and candidates) that became
-        final before ``older_than_ts``; returns how many transactions were dropped."""
+        """Delete FINAL transactions (and their messages) final before ``older_than_ts``; count."""
         with self._tx("pruning final rows") as conn:
             final = State.FINAL.value
             ids = [

@@ -91,10 +91,9 @@ def _ror32(x: int, shift: int) -> int:
 
 
 def _build_t_tables() -> tuple[tuple[int, ...], ...]:
-    """T0..T3: one round's SubBytes+ShiftRows+MixColumns per input byte position.
-
-    T0[a] is the MixColumns column {02}s, {01}s, {01}s, {03}s for s = S[a]
-    (FIPS-197 equation 5.6); T1..T3 are byte rotations of T0."""
+    """T0..T3: a round's SubBytes+ShiftRows+MixColumns per byte position (FIPS-197 eq. 5.6);
+    T1..T3 are byte rotations of T0.
+    """
     t0 = []
     for a in range(256):
         s = _SBOX[a]
@@ -191,10 +190,9 @@ def encrypt_block(key: bytes, block: bytes) -> bytes:
 
 
 def ctr(key: bytes, iv: bytes, data: bytes) -> bytes:
-    """AES-128-CTR encryption, which is also its decryption (SP 800-38A section 6.5).
-
-    ``iv`` is the initial 16-byte counter block; it is incremented as one big-endian
-    128-bit integer (wrapping modulo 2^128) for each further block."""
+    """AES-128-CTR, its own inverse (SP 800-38A 6.5); ``iv`` is the first counter block,
+    incremented as a 128-bit big-endian integer (mod 2^128).
+    """
     if len(iv) != BLOCK_SIZE:
         raise ValueError(f"the CTR initial counter block is {BLOCK_SIZE} bytes")
     rk = expand_key(key)

@@ -129,9 +129,9 @@ def post_conditions(
     spent: int,
     balance: int | None,
 ) -> frozenset[SignCondition]:
-    """The conditions of one post. A chunked message waits for room for all its posts
-    (unless the whole in-flight limit is free: then it goes, spread over steps);
-    ``balance`` None is unknown (the broadcast's "insufficient funds" still guards)."""
+    """The conditions of one post. A chunked message waits for room for all its posts unless
+    the whole in-flight window is free; ``balance`` None is unknown.
+    """
     return _holding(
         (SignCondition.NO_ROOM, room <= 0),
         (SignCondition.GROUP_HELD, group_held),
@@ -155,8 +155,7 @@ def _holding(*flags: tuple[SignCondition, bool]) -> frozenset[SignCondition]:
 
 
 def content_type_code(text: str) -> int:
-    """The envelope content type of a stored message: a number, or a ContentType name
-    (``text``, ``json``, ``octet-stream``, ``command-result``...)."""
+    """A stored message's content type: a number or a ContentType name (``text``, ``json``...)."""
     if text.isdigit():
         return int(text)
     try:
@@ -167,8 +166,7 @@ def content_type_code(text: str) -> int:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Batch:
-    """A post ready to sign: the message ids it completes (linked to its transaction)
-    and the ids of its whole (channel, recipient) group."""
+    """A post to sign: the message ids it completes and its whole group's ids."""
 
     post: Post
     message_ids: tuple[int, ...]
@@ -231,9 +229,9 @@ def ready_batches(
 def post_transaction(
     post: Post, *, inbox: bytes | None, own_address: bytes
 ) -> tuple[bytes | None, bytes, int]:
-    """(to, data, execution gas) of the transaction carrying ``post``: a call of the
-    inbox in channel mode (``inbox`` set), else a transfer to the recipient (or to
-    ourselves when there is none)."""
+    """(to, data, execution gas) for ``post``: an inbox call in channel mode, else a transfer
+    to the recipient (or ourselves).
+    """
     encoded = encode_post(post)
     if inbox is not None:
         # The post's 64-byte header IS the inbox header (channel, recipient word).

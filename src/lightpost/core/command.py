@@ -335,9 +335,9 @@ class UpdateManifest:
 class Command:
     """One instruction from a controller to a device or a class of devices.
 
-    ``args`` are stored sorted, keys unique (one canonical form); validity window
-    ``not_before <= block_timestamp < expiry`` in unix seconds; ``command_seq`` counts from 1
-    per controller."""
+    ``args`` sorted, keys unique; valid while ``not_before <= block_timestamp < expiry``
+    (unix s); ``command_seq`` counts from 1 per controller.
+    """
 
     name: str
     args: tuple[tuple[str, str], ...] = ()
@@ -390,10 +390,9 @@ def truncate_output(text: str, limit: int = MAX_OUTPUT_BYTES) -> str:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CommandResult:
-    """The device's answer to one command, sent back on chain in its own signed tx.
-
-    ``command_seq`` is 0 when the command did not decode. ``status`` and ``reason`` agree:
-    executed <-> ok, refused <-> a refusal reason, failed <-> a failure reason."""
+    """The device's answer, on chain in its own tx. ``command_seq`` 0: did not decode.
+    Status and reason agree: executed/ok, refused/refusal, failed/failure.
+    """
 
     controller: bytes
     command_seq: int
@@ -574,10 +573,9 @@ def decode_result(data: bytes) -> CommandResult:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AgentPolicy:
-    """What this device accepts, from the ``[agent]`` table (docs/protocol.md, "Commands").
-
-    ``controllers``: address -> allowed command names; ``handlers``: (name,
-    ``"module:callable"``); paths are relative to the runtime's data dir."""
+    """What this device accepts, from the ``[agent]`` table (docs/protocol.md, "Commands");
+    ``controllers``: address -> command names; paths relative to the runtime's data dir.
+    """
 
     device_address: bytes
     device_class: str
@@ -769,9 +767,9 @@ def _argument_rule(command: Command, policy: AgentPolicy) -> Reason | None:
 
 
 def validity_time(delivered: Delivered, chain_time: int | None) -> int | None:
-    """The time a command's validity window is judged by (module docstring): the
-    verified block timestamp from ``included`` up, else ``chain_time`` (the quorum-agreed
-    latest block time; None when unknown)."""
+    """The time validity is judged by: the verified block timestamp from ``included`` up,
+    else ``chain_time`` (quorum-agreed latest block time; None: unknown).
+    """
     return delivered.block_timestamp if delivered.level >= Level.INCLUDED else chain_time
 
 
@@ -784,11 +782,11 @@ def decide(
     now: int | None = None,
     chain_time: int | None = None,
 ) -> Decision:
-    """Apply the rule table (module docstring) to one delivered command.
+    """Apply the rule table to one delivered command (``command`` None: did not decode).
 
-    ``command`` None: the payload did not decode. ``delivered.sender`` is the recovered
-    controller. ``now`` (device clock, optional) can only add ``expired``; ``chain_time``
-    (quorum-agreed latest block time) is needed only at ``signed``."""
+    ``now`` (device clock, optional) can only add ``expired``; ``chain_time`` is needed
+    only at ``signed``.
+    """
     allowed = policy.allowed(delivered.sender)
     if command is None:
         return _refuse(Reason.MALFORMED, consume=False, reply=allowed is not None)

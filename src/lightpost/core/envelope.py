@@ -163,8 +163,9 @@ class EnvelopeError(LocalError, ValueError):
 
 
 class ContentType(enum.IntEnum):
-    """Registry of content types (one byte). 6..127 are reserved for future lightpost
-    types; 128..255 are free for applications. Decoders accept every value."""
+    """Content types (one byte): 6..127 reserved for lightpost, 128..255 for applications;
+    decoders accept every value.
+    """
 
     OCTET_STREAM = 0
     """Opaque bytes."""
@@ -210,10 +211,9 @@ def _check_bytes(name: str, value: object, *, size: int | None = None) -> None:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Message:
-    """A logical message: what the application sends and receives.
-
-    ``seq`` counts per sender per channel (u64); ``timestamp`` is milliseconds since the Unix
-    epoch (UTC, u64) supplied by the caller -- the core never reads a clock."""
+    """A logical message. ``seq``: per sender per channel (u64); ``timestamp``: Unix ms (UTC,
+    u64) from the caller -- the core never reads a clock.
+    """
 
     seq: int
     timestamp: int
@@ -229,8 +229,7 @@ class Message:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Chunk:
-    """Chunk extension of a record: position ``index`` of ``count`` (count >= 2) and the
-    keccak256 of the full original (uncompressed) payload."""
+    """Chunk ``index`` of ``count`` (>= 2) and keccak256 of the original payload."""
 
     index: int
     count: int
@@ -285,9 +284,9 @@ class Record:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Post:
-    """The calldata of one transaction: a channel, a recipient (``None`` = broadcast) and
-    one or more records (a list is accepted and stored as a tuple). ``deflated`` selects
-    version 2 on the wire: the record sequence as one DEFLATE stream."""
+    """One transaction's calldata: channel, recipient (None = broadcast), records;
+    ``deflated`` selects version 2 (the records as one DEFLATE stream).
+    """
 
     channel: bytes
     recipient: bytes | None
@@ -347,8 +346,7 @@ def encode_post(post: Post) -> bytes:
 
 
 def post_body_size(post: Post) -> int:
-    """Bytes of the post as version 1 (header + records): what packing budgets, whatever
-    the version on the wire."""
+    """Bytes of the post as version 1: what packing budgets."""
     return POST_HEADER_SIZE + sum(record_size(r) for r in post.records)
 
 
@@ -358,9 +356,7 @@ def post_calldata_tokens(post: Post) -> int:
 
 
 def post_gas(post: Post, *, execution_gas: int = 0) -> int:
-    """Gas a transaction carrying ``post`` uses: max(intrinsic + execution, floor) (EIP-7623).
-
-    ``execution_gas`` is what the receiving contract spends (0 for a plain transfer)."""
+    """Gas a transaction carrying ``post`` uses (EIP-7623); ``execution_gas``: the contract's."""
     return gas_used(encode_post(post), execution_gas)
 
 
@@ -373,9 +369,7 @@ def _deflate(payload: bytes) -> bytes:
 
 
 def choose_compression(payload: bytes) -> tuple[bytes, bool]:
-    """Return ``(wire_payload, compressed)``: raw DEFLATE only if it has fewer EIP-7623
-    tokens than the payload itself (a shorter stream can still cost more gas when the
-    original was rich in cheap zero bytes)."""
+    """``(wire_payload, compressed)``: raw DEFLATE only if it has fewer EIP-7623 tokens."""
     deflated = _deflate(payload)
     if calldata_tokens(deflated) < calldata_tokens(payload):
         return deflated, True
@@ -383,8 +377,9 @@ def choose_compression(payload: bytes) -> tuple[bytes, bool]:
 
 
 def _inflate(data: bytes, *, limit: int, offset: int | None, too_big: str = "") -> bytes:
-    """Strict raw-DEFLATE decoding with an output cap (decompression-bomb guard); past
-    ``limit`` the error says ``too_big`` (default: the payload exceeds ``limit``)."""
+    """Strict raw-DEFLATE with an output cap (bomb guard); past ``limit`` the error says
+    ``too_big``.
+    """
     inflater = zlib.decompressobj(DEFLATE_WBITS)
     try:
         out = inflater.decompress(data, limit + 1)
@@ -416,8 +411,7 @@ def _over_budget(budget: int) -> str:
 
 
 def _decode_record(data: bytes, offset: int, *, room: int, budget: int) -> tuple[Record, int]:
-    """One record at ``offset``; a compressed unchunked payload is inflated here, once, into
-    at most ``room`` bytes (what is left of the post's ``budget``)."""
+    """One record at ``offset``; a compressed unchunked payload is inflated once, in ``room``."""
     _need(data, offset, _RECORD_HEAD.size, "record header")
     seq, timestamp, content_type, flags = _RECORD_HEAD.unpack_from(data, offset)
     flags_offset = offset + _RECORD_HEAD.size - 1
@@ -531,8 +525,7 @@ def decode_post(data: bytes, *, max_inflated: int = MAX_POST_INFLATED_BYTES) -> 
 
 
 def records_for_message(message: Message, *, max_record_bytes: int) -> tuple[Record, ...]:
-    """The record(s) carrying ``message``: one record if it fits ``max_record_bytes``,
-    else chunks of at most ``max_record_bytes`` each (compression decided first)."""
+    """The record(s) carrying ``message``: one, or chunks, each within ``max_record_bytes``."""
     if max_record_bytes < CHUNK_RECORD_OVERHEAD + 1:
         raise EnvelopeError(
             f"max_record_bytes {max_record_bytes} below {CHUNK_RECORD_OVERHEAD + 1}"

@@ -89,9 +89,7 @@ def _check_non_negative(value: object, what: str) -> int:
 
 
 def gas_limit_with_margin(data: bytes, execution_gas: int = 0) -> int:
-    """gas_used(data, execution_gas + margin): the gas limit a payload needs (EIP-7623).
-
-    Not capped: compare with EIP-7825's TX_GAS_LIMIT_CAP yourself (the policies do)."""
+    """The gas limit a payload needs (EIP-7623), uncapped: compare with EIP-7825's cap."""
     _check_non_negative(execution_gas, "execution gas")
     return gas_used(data, _execution_with_margin(execution_gas))
 
@@ -145,10 +143,9 @@ class Hold:
 
 
 class FixedGasLimitExceeded(PolicyError):
-    """The paper's fixed gas limit cannot carry this payload: split it.
-
-    ``needed_gas`` (margin included), ``gas_limit``, ``max_payload_bytes`` (what fits,
-    worst case all bytes nonzero)."""
+    """The paper's fixed gas limit cannot carry this payload: split it (``max_payload_bytes``
+    fits, worst case).
+    """
 
     def __init__(self, needed_gas: int, gas_limit: int, max_payload: int) -> None:
         self.needed_gas = needed_gas

@@ -113,8 +113,9 @@ def max_payload_bytes(
     execution_gas_per_byte: int = 0,
     max_tx_bytes: int = TXPOOL_MAX_TX_BYTES,
 ) -> int:
-    """Largest calldata length that fits whatever its bytes (worst case all nonzero): gas
-    limit (EIP-7825 cap), floor and standard cost, and the txpool size limit."""
+    """Largest calldata length that fits whatever its bytes: gas limit (EIP-7825 cap), floor,
+    standard cost and the txpool size limit.
+    """
     gas_limit = min(gas_limit, TX_GAS_LIMIT_CAP)
     budget = gas_limit - TX_BASE_GAS
     if budget <= 0:

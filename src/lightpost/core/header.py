@@ -210,10 +210,9 @@ def header_from_rpc(obj: object, *, extra_allowed: Collection[str] = ()) -> Bloc
 
 
 def verify_header(obj: object, *, extra_allowed: Collection[str] = ()) -> BlockHeader:
-    """Rebuild the header from JSON and check keccak256(rlp(header)) == ``obj["hash"]``.
-
-    Raises :class:`ProofError` (kind ``header``) on a mismatch, :class:`DecodingError`
-    for malformed or unknown fields."""
+    """Rebuild the header from JSON; keccak256(rlp) must equal ``obj["hash"]``, else
+    :class:`ProofError` (``header``); malformed or unknown fields: :class:`DecodingError`.
+    """
     header = header_from_rpc(obj, extra_allowed=extra_allowed)
     claimed = data_field(get_object(obj, _WHAT), "hash", _WHAT, HASH_BYTES)
     computed = header_hash(header)

@@ -147,10 +147,9 @@ txpool limit of 128 KiB; beyond it use :func:`inbox_execution_gas`."""
 
 
 def inbox_execution_gas(calldata_len: int, *, first_post: bool = False) -> int:
-    """Exact execution gas of a successful inbox call with ``calldata_len`` bytes.
-
-    Both slots cold, no access list, inbox warm as ``to`` (EIP-2929); intrinsic gas and the
-    EIP-7623 floor excluded (lightpost.core.gas.gas_used)."""
+    """Exact execution gas of a successful inbox call (both slots cold, EIP-2929), without
+    intrinsic gas or the EIP-7623 floor.
+    """
     if calldata_len < MIN_CALLDATA_BYTES:
         raise ValueError(f"an inbox call has at least {MIN_CALLDATA_BYTES} calldata bytes")
     words = (calldata_len + WORD_BYTES - 1) // WORD_BYTES
@@ -181,10 +180,9 @@ def _address_word(address: bytes) -> bytes:
 
 
 def inbox_calldata(channel: bytes, recipient: bytes | None, body: bytes) -> bytes:
-    """The calldata of one post: channel || recipient word || body.
-
-    ``recipient`` is a 20-byte address, or ``None`` for a broadcast. Raises ValueError
-    for a wrong-sized channel or recipient or an empty body (the contract would revert)."""
+    """channel || recipient word || body (``recipient`` None: broadcast); ValueError where the
+    contract would revert.
+    """
     if len(channel) != CHANNEL_BYTES:
         raise ValueError(f"a channel id is {CHANNEL_BYTES} bytes, got {len(channel)}")
     if recipient is None:
@@ -235,9 +233,9 @@ def accumulator_of(calldatas: Iterable[bytes], acc: bytes = ACC_ZERO) -> bytes:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class InboxPost:
-    """One inbox post, decoded from its log: ``index`` = count_new (1-based position in its
-    (sender, channel)); ``recipient`` None = broadcast; ``calldata`` what the accumulator
-    hashes, ``body`` after the 64-byte header; ``inbox`` the emitting contract."""
+    """One inbox post from its log; ``index`` = count_new (1-based), ``recipient`` None =
+    broadcast, ``calldata`` what the accumulator hashes.
+    """
 
     inbox: bytes
     channel: bytes

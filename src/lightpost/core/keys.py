@@ -57,10 +57,7 @@ def to_checksum_address(address: bytes) -> str:
 
 
 def parse_address(text: str) -> bytes:
-    """Parse a 0x-prefixed 40-hex-digit address in any case.
-
-    Mixed-case input must carry a valid EIP-55 checksum (a typo guard); all-lower or
-    all-upper input is accepted as is."""
+    """Parse a 0x + 40-hex address; mixed case must carry a valid EIP-55 checksum."""
     body = text[2:] if text[:2] in ("0x", "0X") else text
     if len(body) != 40:
         raise DecodingError("address", "expected 40 hex digits")

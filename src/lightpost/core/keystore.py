@@ -162,9 +162,9 @@ def encrypt_key(
 ) -> Keystore:
     """Encrypt ``key`` under ``password`` into a keystore v3 dict.
 
-    ``randbytes(n)`` must be cryptographically random (``os.urandom``); called for salt
-    (32), IV (16), UUID (16), in that order. Light device keys: ``scrypt_n=LIGHT_SCRYPT_N,
-    scrypt_p=LIGHT_SCRYPT_P``. ``scrypt`` replaces the stdlib one (:data:`ScryptFunction`)."""
+    ``randbytes(n)`` must be cryptographically random; called for salt (32), IV (16), UUID
+    (16). ``scrypt`` replaces the stdlib one (:data:`ScryptFunction`).
+    """
     if kdf not in ("scrypt", "pbkdf2"):
         raise KeystoreError(f"unsupported kdf {kdf!r} (use 'scrypt' or 'pbkdf2')")
     salt = _random(randbytes, SALT_BYTES, "salt")
@@ -220,13 +220,12 @@ def decrypt_key(
     max_memory: int = SCRYPT_MAX_MEMORY,
     allow_weak_kdf: bool = False,
 ) -> PrivateKey:
-    """Decrypt a keystore v3 document (dict or JSON text) with ``password``.
+    """Decrypt a keystore v3 document (dict or JSON) with ``password``.
 
-    ``scrypt`` replaces the stdlib one (:data:`ScryptFunction`). Refused: scrypt needing more
-    than ``max_memory`` bytes; work below :data:`SCRYPT_MIN_N` /
-    :data:`PBKDF2_MIN_ITERATIONS` unless ``allow_weak_kdf`` (test keys only). Raises
-    :class:`KeystoreError` with the reason, ``"wrong password (MAC mismatch)"``, or when an
-    ``address`` field does not match the key."""
+    Refused: scrypt above ``max_memory``, work below :data:`SCRYPT_MIN_N` /
+    :data:`PBKDF2_MIN_ITERATIONS` unless ``allow_weak_kdf``. :class:`KeystoreError` with the
+    reason, ``"wrong password (MAC mismatch)"``, or on an ``address`` mismatch.
+    """
     doc = _load(keystore)
     version = doc.get("version")
     if version is None:

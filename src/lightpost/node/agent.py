@@ -76,10 +76,9 @@ class Job:
 
 
 class Agent:
-    """Executes commands for one device under an :class:`AgentPolicy`.
-
-    ``handlers`` add to or replace built-ins and plugins; ``clock`` (device clock, unix s)
-    dates audits and is the secondary staleness check (validity is block time)."""
+    """Executes commands for one device under an :class:`AgentPolicy`; ``clock`` (device
+    clock) dates audits and is the secondary staleness check.
+    """
 
     def __init__(
         self,
@@ -140,18 +139,18 @@ class Agent:
     def process(
         self, delivered: Delivered, *, now: int | None = None, chain_time: int | None = None
     ) -> CommandResult | None:
-        """Decide on and run one delivered command; return the result sent, or None (not a
-        command, or silence: wrong target, a stranger). Every decision is audited;
-        ``chain_time`` judges validity at ``signed``."""
+        """Decide on and run one delivered command; the result sent, or None (not a command, or
+        silence). Every decision is audited.
+        """
         started = self.start(delivered, now=now, chain_time=chain_time)
         return self.finish(started, started.run()) if isinstance(started, Job) else started
 
     def start(
         self, delivered: Delivered, *, now: int | None = None, chain_time: int | None = None
     ) -> Job | CommandResult | None:
-        """:meth:`process` up to the handler: a refusal is audited and answered; an accepted
-        command (seq committed) comes back as a :class:`Job` whose ``run()`` goes to
-        :meth:`finish`."""
+        """:meth:`process` up to the handler: a refusal is answered here; an accepted command
+        (seq committed) becomes a :class:`Job` whose ``run()`` goes to :meth:`finish`.
+        """
         if delivered.content_type != CONTENT_TYPE_COMMAND:
             return None
         now = int(self._clock()) if now is None else now
@@ -213,9 +212,9 @@ class Agent:
         return result
 
     def _run(self, command: Command, delivered: Delivered, state: AgentState, now: int) -> Outcome:
-        """(status, reason, output for the signed on-chain result, detail for the local
-        audit log). A plugin's unexpected exception is published by type only: its text
-        may hold a URL with a key or other local detail; the audit keeps the text."""
+        """(status, reason, output, audit detail). A plugin's unexpected exception is published by
+        type only (its text may hold a URL); the audit keeps the text.
+        """
         context = HandlerContext(
             state_dir=self.state_dir,
             policy=self.policy,

@@ -64,9 +64,9 @@ class BroadcastResult:
 
 
 def _non_answer(label: str, method: str, exc: Exception) -> LightpostError:
-    """One endpoint's failure as a non-answer: its TransportError, or our verdict on its
-    answer (a ProofError is evidence against it); anything else a TransportError (foreign
-    text hidden: it could carry a URL)."""
+    """One endpoint's failure as a non-answer (a ProofError stays evidence against it); foreign
+    exceptions become a TransportError without their text (it could carry a URL).
+    """
     if isinstance(exc, TransportError):
         if exc.endpoint == label:
             return exc
@@ -128,8 +128,7 @@ class Chain:
     def _submit(
         self, method: str, params: Sequence[Any], convert: Callable[[Any], Any]
     ) -> dict[Future[Any], str]:
-        """Ask every endpoint in parallel (one whose slots are all taken: a non-answer at
-        once); each future yields a converted answer or a TransportError."""
+        """Ask every endpoint in parallel (no free slot: a non-answer at once)."""
         futures: dict[Future[Any], str] = {}
         for index, ep in enumerate(self.endpoints):
             with self._lock:
@@ -149,8 +148,7 @@ class Chain:
         futures: Mapping[Future[Any], str],
         enough: Callable[[Mapping[str, Any]], bool] | None = None,
     ) -> dict[str, Any]:
-        """label -> answer, waiting at most ``round_deadline`` (late: a TransportError);
-        stops early once ``enough`` holds (then only the labels heard so far)."""
+        """label -> answer within ``round_deadline`` (late: TransportError), until ``enough``."""
         heard: dict[str, Any] = {}
         try:
             for fut in as_completed(futures, timeout=self.round_deadline):
@@ -183,9 +181,9 @@ class Chain:
         question: str,
         convert: Callable[[Any], Any] = lambda v: v,
     ) -> Any:
-        """The answer ``quorum`` endpoints gave identically, else QuorumError. With 2k > n it
-        returns as soon as k agree; with a smaller k every endpoint is heard, so conflicting
-        quorums are reported."""
+        """The answer ``quorum`` endpoints gave identically, else QuorumError; with 2k > n it
+        returns as soon as k agree, else hears everyone to report conflicting quorums.
+        """
 
         def reached(heard: Mapping[str, Any]) -> bool:
             values = [a for a in heard.values() if not isinstance(a, Exception)]
@@ -263,8 +261,7 @@ class Chain:
         return height
 
     def final_height(self, finality_depth: int = 0) -> int:
-        """The quorum's finalized height, or ``latest - finality_depth`` when the config
-        sets a depth (chains without the `finalized` tag)."""
+        """The quorum's finalized height, or ``latest - finality_depth`` when configured."""
         if finality_depth > 0:
             return max(0, self.tag_height("latest") - finality_depth)
         return self.tag_height("finalized")
@@ -286,8 +283,7 @@ class Chain:
         return None
 
     def base_fee(self) -> int:
-        """The base fee of the endpoints' latest blocks that the quorum vouches for (see
-        core.quorum.quorum_fee); a block without the field (pre-London) reads as 0."""
+        """The quorum's base fee of the latest blocks (core.quorum.quorum_fee); pre-London: 0."""
 
         def convert(block: Any) -> int:
             fee = optional_field(get_object(block, "latest block"), "baseFeePerGas")
@@ -337,8 +333,9 @@ class Chain:
     def confirmed_receipt(
         self, tx_hash: bytes, problems: dict[str, str] | None = None
     ) -> Mapping[str, Any] | None:
-        """The receipt of ``tx_hash`` PROVEN in the quorum-agreed block at its height
-        (lightpost.core.inclusion), else None; endpoints that failed proof go to ``problems``."""
+        """The receipt of ``tx_hash`` PROVEN in the quorum-agreed block, else None; endpoints
+        that failed proof go to ``problems``.
+        """
         # imported here: the rule's I/O module is the sender's (one implementation)
         from lightpost.core.inclusion import ProvenReceipt
         from lightpost.node.sender_track import InclusionProver, hints_by_endpoint
@@ -367,8 +364,7 @@ class Chain:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> Mapping[str, Any]:
-        """Poll until a proven receipt exists (operator tools; the node never blocks).
-        The timeout error names the endpoints whose answers failed proof."""
+        """Poll until a proven receipt exists (operator tools); the timeout names liars."""
         deadline = clock() + timeout
         problems: dict[str, str] = {}
         while True:

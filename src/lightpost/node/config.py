@@ -146,9 +146,9 @@ class DeviceConfig:
 
 
 def is_minority_quorum(quorum: int, endpoints: int) -> bool:
-    """True when ``quorum`` endpoints need not be a majority of ``endpoints`` (n >= 2):
-    two disjoint groups can then each reach it, and with quorum 1 any single endpoint's
-    answer (e.g. the highest ``finalized``) wins."""
+    """True when ``quorum`` need not be a majority (n >= 2): two disjoint groups could each
+    reach it, and at 1 any single endpoint wins.
+    """
     return endpoints >= 2 and 2 * quorum <= endpoints
 
 
@@ -166,8 +166,7 @@ _DECIMAL = re.compile(r"(-?)([0-9]*)(?:\.([0-9]*))?(?:[eE]([+-]?[0-9]{1,4}))?")
 
 
 def _gwei(section: Mapping[str, Any], key: str, default: int) -> int:
-    """An amount of gwei (int, float or decimal string) as exact wei. Parsed by hand,
-    not with ``decimal``: exact, and one module less in the node's memory."""
+    """Gwei (int, float or decimal string) as exact wei, parsed by hand (no ``decimal`` import)."""
     if key not in section:
         return default
     value = section[key]
@@ -385,8 +384,7 @@ soon as it is read, so no child process (a plugin's, an update check's) inherits
 
 
 def read_password(config: DeviceConfig, env: Mapping[str, str] | None = None) -> str:
-    """The keystore password: LIGHTPOST_PASSWORD (then removed from the process
-    environment), else the password file."""
+    """LIGHTPOST_PASSWORD (then removed from the environment), else the password file."""
     env = os.environ if env is None else env
     if PASSWORD_ENV in env:
         password = env[PASSWORD_ENV]

@@ -95,8 +95,7 @@ class CommandFailed(LocalError):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HandlerContext:
-    """What a handler may use: its state directory, the policy, the delivery, and
-    (for updates) the installed version and a way to persist a new one."""
+    """What a handler may use: state dir, policy, delivery, installed version and a persister."""
 
     state_dir: Path
     policy: AgentPolicy
@@ -219,8 +218,7 @@ def file_digest(path: Path) -> tuple[bytes, int]:
 
 
 def verify_installed(image: Path, manifest: UpdateManifest) -> bool:
-    """The default post-install check: the installed file has the manifest's digest
-    and size (catches a write or rename that did not land)."""
+    """Default post-install check: the installed file has the manifest's digest and size."""
     return file_digest(image) == (manifest.digest, manifest.size)
 
 
@@ -232,8 +230,9 @@ def _deadline_failure(deadline_s: float) -> CommandFailed:
 
 @contextlib.contextmanager
 def _open_source(source: str, manifest: UpdateManifest, deadline_s: float) -> Iterator[Any]:
-    """The untrusted image stream from a directory or http(s) base URL; over HTTP a watchdog
-    cuts the socket at ``deadline_s``; no proxies, no redirects."""
+    """The untrusted image stream (directory or http(s) base URL); over HTTP a watchdog cuts it
+    at ``deadline_s``; no proxies, no redirects.
+    """
     name = manifest.digest.hex()
     parts = urlsplit(source.rstrip("/") + "/" + name)
     if parts.scheme not in ("http", "https"):
@@ -275,8 +274,7 @@ def _open_source(source: str, manifest: UpdateManifest, deadline_s: float) -> It
 
 
 def _download(source: str, manifest: UpdateManifest, dest: Path, deadline_s: float) -> None:
-    """Stream the image to ``dest`` (capped at manifest.size + 1, within ``deadline_s``),
-    fsync, verify."""
+    """Stream the image to ``dest`` (cap manifest.size + 1, ``deadline_s``), fsync, verify."""
     h = hashlib.sha256()
     size = 0
     try:
@@ -326,10 +324,9 @@ def _keep_previous(current: Path, previous: Path) -> bool:
 
 
 def recover_images(images_dir: Path, installed_digest: bytes | None) -> str | None:
-    """Repair a crash during an update, at agent start; returns what it did, or None.
-
-    Removes a leftover ``image.new``; restores the recorded image from ``image.prev`` (or
-    removes ``image``) so the disk always matches the anti-rollback record."""
+    """Repair a crash during an update, at agent start (None: nothing to do): drop a leftover
+    ``image.new``; restore the recorded image from ``image.prev`` (or remove ``image``).
+    """
     current, new, previous = (images_dir / n for n in ("image", "image.new", "image.prev"))
     new.unlink(missing_ok=True)
     if not current.exists():

@@ -198,9 +198,9 @@ class Node:
     _failures: dict[str, str] = field(default_factory=dict, init=False, repr=False)
 
     def step(self, now: float | None = None) -> bool:
-        """One round over the sender and every service; True when the sender was busy. An
-        exception from one is logged as one line (when it appears or changes) and retried next
-        tick; the others still run."""
+        """One round over the sender and every service (True: the sender was busy); a failure is
+        logged once and retried next tick, the others still run.
+        """
         now = self.clock() if now is None else now
         busy = False
         try:
@@ -224,9 +224,9 @@ class Node:
         return busy
 
     def _failed(self, name: str, exc: Exception | None) -> None:
-        """Log ``name``'s failure once per change (and its recovery). A LightpostError's
-        text is ours (never a secret); any other exception is named by type only: its
-        text may quote a URL with an API key."""
+        """Log ``name``'s failure once per change; a foreign exception by type only (its text may
+        quote a URL with an API key).
+        """
         if exc is None:
             line = None
         elif isinstance(exc, LightpostError):

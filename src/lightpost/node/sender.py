@@ -69,10 +69,9 @@ __all__ = [
 
 
 class Sender:
-    """The device's send side over one :class:`Store` and one :class:`Chain`.
-
-    Not thread-safe (the store is not): drive it from one thread. ``log`` receives one
-    line per notable action (never a secret)."""
+    """The device's send side over one :class:`Store` and :class:`Chain`; one thread only;
+    ``log`` gets one line per action (never a secret).
+    """
 
     def __init__(
         self,
@@ -132,8 +131,7 @@ class Sender:
         content_type: int = ContentType.OCTET_STREAM,
         now: float | None = None,
     ) -> int:
-        """Accept a message, durable when the id is returned. ``channel`` None: a direct message
-        (``recipient`` required). The seq is allocated in the same SQLite transaction."""
+        """Accept a message, durable when the id is returned; ``channel`` None: direct message."""
         return enqueue_message(
             self.store,
             payload=payload,

@@ -58,8 +58,7 @@ UNKNOWN: Final = Unknown()
 def hints_by_endpoint(
     answers: Mapping[str, Mapping[bytes, Any] | Exception], tx_hashes: Iterable[bytes]
 ) -> dict[Sighting, set[str]]:
-    """Every receipt hint for ``tx_hashes`` and the endpoint labels that gave it
-    (``answers``: label -> tx hash -> receipt JSON, or the error of that endpoint)."""
+    """Every receipt hint for ``tx_hashes`` and the labels that gave it."""
     hints: dict[Sighting, set[str]] = {}
     wanted = tuple(tx_hashes)
     for label, by_hash in answers.items():
@@ -106,9 +105,7 @@ class InclusionProver:
         return self._canonical[number]
 
     def prove(self, hint: Sighting, claimed_by: Collection[str]) -> ProvenReceipt | Unknown | None:
-        """The hint, proven; None when it is false (not the canonical block, or the
-        proven block does not hold the transaction: ``claimed_by`` are then named);
-        UNKNOWN when it cannot be decided now."""
+        """The hint, proven; None when false (``claimed_by`` named); UNKNOWN: undecidable now."""
         agreed = self.canonical(hint.block.number)
         if isinstance(agreed, Unknown):
             return UNKNOWN
@@ -134,8 +131,7 @@ class InclusionProver:
         return None
 
     def block(self, ref: BlockRef) -> ProvenBlock | Unknown:
-        """The block ``ref`` (agreed by the caller) proven from its header and
-        transactions, the first endpoint whose answer proves it winning."""
+        """The block ``ref`` proven from header and transactions (first endpoint that proves)."""
         if ref.hash not in self._blocks:
             if self._budget <= 0:
                 return UNKNOWN  # this round's proof budget is spent: next round
