@@ -1,10 +1,8 @@
 """Device commands and their results: the messages, their codec, and the decision rules.
 
-A *command* travels inside an envelope with content type :data:`CONTENT_TYPE_COMMAND`;
-the device answers with a *result* (content type :data:`CONTENT_TYPE_RESULT`) in its
-own signed transaction, so the controller learns the outcome on chain. This module is
-pure: the agent (``lightpost.node.agent``) does the persistence, the handlers and the
-sending; here are only bytes, frozen dataclasses and one decision function.
+A command (:data:`CONTENT_TYPE_COMMAND`) is answered by a signed result on chain
+(:data:`CONTENT_TYPE_RESULT`). Pure: the agent (``lightpost.node.agent``) persists,
+runs handlers and sends.
 
 Theory of operation -- the rule table
 -------------------------------------
