@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from lightpost_operator import command_cmd
 from lightpost.core.command import Reason, Status
 from lightpost.core.levels import Delivered, Level
 from lightpost.errors import QuorumError, StoreError
@@ -22,6 +21,7 @@ from lightpost.node.chain import Chain
 from lightpost.node.handlers import UpdateHandler
 from lightpost.node.runtime import Node
 from lightpost.node.services import AgentService, quorum_time
+from lightpost_operator import command_cmd
 from tests.node.agent_plugins import T0, delivery
 from tests.node.test_agent import NOW, Outbox, cmd, make_policy, update_cmd
 

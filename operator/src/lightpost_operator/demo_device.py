@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lightpost_operator.command_cmd import build_command
 from lightpost.core.command import (
     COMMANDS_CHANNEL,
     CONTENT_TYPE_COMMAND,
@@ -46,6 +45,7 @@ from lightpost.node.services import (
     next_command_seq,
     with_command_channel,
 )
+from lightpost_operator.command_cmd import build_command
 
 __all__ = ["CAMERA_CHANNEL", "CITY_CHANNEL", "main"]
 
