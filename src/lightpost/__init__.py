@@ -8,8 +8,7 @@ classes (Receiver, Sender, Agent, Node, load_config, ...) are imported on first 
 
     with Receiver(load_config("device.toml")) as receiver:
         for item in receiver.follow(Level.COMPLETE, channel="district-7"):
-            ...  # a Delivered message, or a Problem
-"""
+            ...  # a Delivered message, or a Problem"""
 
 from __future__ import annotations
 

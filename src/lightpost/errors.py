@@ -1,14 +1,9 @@
 """One exception root for lightpost, with families.
 
-Every error lightpost raises derives from :class:`LightpostError`. Families tell a
-caller *what kind* of thing went wrong; typed attributes carry the details. Messages
-never contain secrets: no private keys, no passwords, no RPC URLs (they often carry API
-keys) -- endpoints are named by their index/label instead.
-
-Split as in h11: errors the *peer* caused (a node sent malformed bytes, a bad proof)
-derive from :class:`RemoteError`; errors the *caller* caused (bad config, a payload that
-does not fit the fee policy) derive from :class:`LocalError`.
-"""
+Every error derives from :class:`LightpostError`; typed attributes carry the details.
+Messages never contain secrets (keys, passwords, RPC URLs): endpoints are named by label.
+As in h11: the *peer*'s faults derive from :class:`RemoteError`, the *caller*'s from
+:class:`LocalError`."""
 
 from __future__ import annotations
 
@@ -53,15 +48,14 @@ class RemoteError(LightpostError):
     """Something outside (bytes from a node, a proof, an endpoint) is wrong."""
 
 
-# --- decoding -------------------------------------------------------------------
+# --- decoding ---
 
 
 class DecodingError(RemoteError):
     """Bytes that do not decode as the expected structure.
 
     ``what`` names the structure (e.g. ``"rlp"``, ``"transaction"``, ``"envelope"``),
-    ``offset`` is the byte offset of the problem when known.
-    """
+    ``offset`` is the byte offset of the problem when known."""
 
     def __init__(self, what: str, reason: str, offset: int | None = None) -> None:
         self.what = what
@@ -78,7 +72,7 @@ class RLPDecodingError(DecodingError):
         super().__init__("rlp", reason, offset)
 
 
-# --- signatures, proofs ------------------------------------------------------------
+# --- signatures, proofs ---
 
 
 class SignatureError(RemoteError):
@@ -93,8 +87,7 @@ class ProofError(RemoteError):
     """A Merkle Patricia proof, root or header hash that does not verify.
 
     ``kind`` says which check failed (e.g. ``"account"``, ``"storage"``,
-    ``"transactionsRoot"``, ``"header"``).
-    """
+    ``"transactionsRoot"``, ``"header"``)."""
 
     def __init__(self, kind: str, reason: str) -> None:
         self.kind = kind
@@ -106,8 +99,7 @@ class QuorumError(RemoteError):
     """Endpoints did not agree on a value that matters.
 
     ``question`` says what was asked, ``answers`` maps an endpoint *label* (never a
-    URL) to a short rendering of its answer, ``needed`` is the quorum size k.
-    """
+    URL) to a short rendering of its answer, ``needed`` is the quorum size k."""
 
     def __init__(self, question: str, answers: dict[str, str], needed: int) -> None:
         self.question = question
@@ -119,14 +111,13 @@ class QuorumError(RemoteError):
         )
 
 
-# --- local refusals ---------------------------------------------------------------
+# --- local refusals ---
 
 
 class PolicyError(LocalError):
     """A refusal by policy: fee cap, capacity, authorization, verification level.
 
-    ``rule`` is a short machine-readable name of the rule that refused.
-    """
+    ``rule`` is a short machine-readable name of the rule that refused."""
 
     def __init__(self, rule: str, reason: str) -> None:
         self.rule = rule
@@ -150,7 +141,7 @@ class ChainProcessError(LocalError):
     """The local chain process (anvil) is missing, cannot start, or is not running."""
 
 
-# --- transport / node errors ------------------------------------------------------
+# --- transport / node errors ---
 
 
 class TransportError(RemoteError):

@@ -1,10 +1,7 @@
 """The command agent's durable state: seen command seqs, installed software, audit log.
 
-``<state_dir>/agent.sqlite3``, opened, made private and migrated by the shared bootstrap
-(:mod:`lightpost.adapters.sqlite`); files from before the schema version (version 0,
-these tables) are adopted as version 1. Every write is one transaction, committed
-(WAL, ``synchronous=FULL``) before the agent acts on it.
-"""
+``<state_dir>/agent.sqlite3`` (:mod:`lightpost.adapters.sqlite`; unversioned files
+adopted as version 1). Every write is one transaction, committed before the agent acts."""
 
 from __future__ import annotations
 
@@ -97,8 +94,9 @@ def _audit_rows(db: sqlite3.Connection, limit: int | None) -> list[AuditEntry]:
 
 
 def read_audit(state_dir: Path, limit: int | None = None) -> list[AuditEntry]:
-    """The audit log of the agent in ``state_dir``, opened read-only (safe while a node
-    process holds it open); empty when the agent has not written it yet."""
+    """The agent's audit log in ``state_dir``, read-only (safe beside a running node); empty
+    when not written yet.
+    """
     path = Path(state_dir) / STATE_FILE
     if not path.exists():
         return []
@@ -116,8 +114,9 @@ def read_audit(state_dir: Path, limit: int | None = None) -> list[AuditEntry]:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AuditEntry:
-    """One audit-log row. ``decision`` is ``accepted`` (seq committed, handler about
-    to run), ``executed``, ``refused``, ``failed`` or ``send-failed``."""
+    """One audit row; ``decision``: accepted (seq committed), executed, refused, failed or
+    send-failed.
+    """
 
     at: int
     controller: bytes

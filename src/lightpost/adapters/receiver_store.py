@@ -1,17 +1,10 @@
 """The receiver's durable state: cursors, per-stream sequence/accumulator, unfinal log.
 
-Size is O(subscriptions x streams + unfinal deliveries), never O(chain): one cursor row
-per subscription (mode, level, channel filter, sender filter), one row per (sender,
-channel) stream of a subscription, and one row per message delivered above the
-finalized height (pruned as soon as its block is final; needed to retract it if its
-block is reorged out).
-
-SQLite (stdlib) in WAL mode with ``synchronous=FULL``: a delivered message's seq is on
-disk before the next one is handed out, so a crash can at worst re-deliver nothing and
-lose nothing (the cursor never passes a message that was not processed). Opened, made
-private and migrated by the shared bootstrap (:mod:`lightpost.adapters.sqlite`); files
-from before the schema version (version 0, these three tables) are adopted as version 1.
-"""
+O(subscriptions x streams + unfinal deliveries), never O(chain); unfinal rows are pruned
+once final (kept to retract a delivery whose block is reorged out). WAL +
+``synchronous=FULL``: the cursor never passes a message that was not processed. Opened
+by :mod:`lightpost.adapters.sqlite` (unversioned files adopted as version 1).
+docs/protocol.md, section "Local state"."""
 
 from __future__ import annotations
 
@@ -156,7 +149,7 @@ class ReceiverStore:
                 conn.execute("ROLLBACK")
                 raise
 
-    # -- cursor -------------------------------------------------------------------
+    # -- cursor ---
 
     def cursor(self, sub: str) -> int | None:
         """The next block to scan for subscription ``sub`` (None: never ran)."""
@@ -175,7 +168,7 @@ class ReceiverStore:
                 (sub, next_block),
             )
 
-    # -- streams -------------------------------------------------------------------
+    # -- streams ---
 
     def streams(self, sub: str) -> list[StreamRow]:
         """Every stream of a subscription."""
@@ -198,7 +191,7 @@ class ReceiverStore:
                 (sub, row.sender, row.channel, row.next_seq, row.acc, row.count, row.proven_at),
             )
 
-    # -- unfinal deliveries ----------------------------------------------------------
+    # -- unfinal deliveries ---
 
     def add_unfinal(self, sub: str, row: UnfinalRow) -> None:
         """Remember a delivery above the finalized height (for retraction)."""
@@ -232,8 +225,8 @@ class ReceiverStore:
     def drop_unfinal(
         self, sub: str, *, up_to_block: int | None = None, from_block: int | None = None
     ) -> None:
-        """Forget deliveries at or below ``up_to_block`` (final) or at or above
-        ``from_block`` (retracted)."""
+        """Forget deliveries at or below ``up_to_block`` (final) or from ``from_block``
+        (retracted)."""
         with self._guard("pruning unfinal deliveries") as conn:
             if up_to_block is not None:
                 conn.execute(

@@ -1,22 +1,10 @@
 """JSON-RPC 2.0 over HTTP(S): one endpoint per URL, errors mapped in one place.
 
-The interface a node needs is :class:`Endpoint` (``call`` and ``batch``); tests script
-any behaviour with a fake implementing the same two methods, without a socket.
-:class:`HttpEndpoint` is the real one: stdlib ``http.client`` (not ``urllib.request``,
-which drags the node's memory up by ~0.9 MB for redirects, proxies and cookies a JSON-RPC
-call does not want), retries with exponential backoff (sleep injected) for transport
-failures and rate limits only -- never for a node's definite answer. Proxies from the
-environment are not used: the endpoint is what the config says.
-
-Everything a peer controls is bounded: ``timeout`` is the TOTAL deadline of a request
-(connect, send, every read of headers and body, retries, backoff; clock injected), so a
-server dripping one byte at a time is cut off; the body is read in chunks up to a
-per-method cap (:func:`answer_cap`); the JSON depth is bounded and any parse failure is
-the endpoint's error (core.peerdata.parse_json); a node's error text is sanitized
-(core.peerdata.peer_text).
-
-An endpoint is named by a *label* (``rpc#0``...) in every error and log line: URLs
-often carry API keys and must not leak.
+:class:`Endpoint` (``call``, ``batch``) is the interface tests script. :class:`HttpEndpoint`
+uses ``http.client`` (``urllib.request`` costs ~0.9 MB), no environment proxies, and
+retries only transport failures and rate limits. Everything a peer controls is bounded:
+a TOTAL deadline per request, the body per method (:func:`answer_cap`), the JSON depth;
+error text is sanitized. Endpoints are named by *label* (``rpc#0``): URLs carry API keys.
 """
 
 from __future__ import annotations
@@ -85,9 +73,8 @@ MAX_FULL_BLOCK_ANSWER_BYTES = 16 * MIB
 at the EIP-7623 floor (10 gas each) = 6 MB, 12 MB as hex, plus ~1 KB per transaction."""
 
 MAX_RECEIPTS_ANSWER_BYTES = 16 * MIB
-"""eth_getBlockReceipts: ~1.1 KB per receipt (its bloom is 514 hex chars) plus its logs
-(log data costs 8 gas/byte: a block full of log data is ~15 MB as hex); mainnet blocks are
-typically 0.5-3 MB. A block above the cap cannot be proven here; the poll reports it."""
+"""eth_getBlockReceipts: ~1.1 KB per receipt plus its logs (a block full of log data is
+~15 MB as hex; mainnet blocks 0.5-3 MB). A block above the cap cannot be proven here."""
 
 MAX_PROOF_ANSWER_BYTES = 8 * MIB
 """eth_getProof: an account proof is ~9 KB of hex (8-9 trie nodes of <= 532 bytes), each
@@ -188,8 +175,7 @@ class _Late(TimeoutError):
 
 
 class _DeadlineSocket(io.RawIOBase):
-    """A socket whose every send and read only gets the time left until ``deadline``
-    (http.client reads status line, headers and body through :meth:`makefile`)."""
+    """A socket whose every send and read gets only the time left until ``deadline``."""
 
     def __init__(self, sock: socket.socket, deadline: float, clock: Callable[[], float]):
         self.sock, self.deadline, self.clock = sock, deadline, clock
@@ -219,8 +205,9 @@ class _DeadlineSocket(io.RawIOBase):
 
 
 def _tls(sock: socket.socket, host: str, left: float) -> ssl.SSLSocket:
-    """The TLS handshake within ``left`` seconds in all: since Python 3.5 the socket
-    timeout bounds the whole handshake, not each record."""
+    """The TLS handshake within ``left`` seconds in all (the socket timeout bounds the whole
+    handshake).
+    """
     context = ssl.create_default_context()  # as HTTPSConnection does, ALPN included
     context.set_alpn_protocols(["http/1.1"])
     sock.settimeout(left)
@@ -240,8 +227,9 @@ class HttpEndpoint:
     _next_id: int = field(default=0, init=False, repr=False)
 
     def _connection(self, left: float) -> tuple[http.client.HTTPConnection, str]:
-        """A new connection (one per request: endpoints are called from several threads)
-        and the request target. A URL that cannot be parsed is reported by label only."""
+        """A new connection (one per request: callers are threads) and the request target; an
+        unparsable URL is reported by label only.
+        """
         try:
             parts = urlsplit(self.url)
             port = parts.port

@@ -1,15 +1,10 @@
-"""One SQLite bootstrap for every lightpost state file: the outbox store, the receiver
-state and the agent state.
+"""One SQLite bootstrap for every lightpost state file (outbox, receiver, agent).
 
-:func:`connect` opens a file the same way for all three: a private data directory
-(0700) and file (0600; SQLite gives its -wal and -shm files the database file's mode),
-WAL journaling with ``synchronous=FULL``, and the schema brought up to date by
-:func:`migrate`: ``PRAGMA application_id`` names the kind of file, ``PRAGMA user_version``
-is its schema version, and ``Schema.migrations[i]`` upgrades version i to i + 1, all in
-one transaction. Files written before a kind had a version (version 0, no application
-id) are adopted when they hold only that kind's known tables. Every ``sqlite3`` error
-becomes a :class:`StoreError` in one place, :func:`translate`.
-"""
+:func:`connect`: private directory (0700) and file (0600), WAL with
+``synchronous=FULL``, schema brought up to date by :func:`migrate` (``application_id``
+names the kind, ``user_version`` the version, ``Schema.migrations[i]`` upgrades i to
+i + 1, in one transaction; unversioned files holding only known tables are adopted).
+Every ``sqlite3`` error becomes a :class:`StoreError` in :func:`translate`."""
 
 from __future__ import annotations
 
@@ -48,9 +43,9 @@ _SIDE_FILES = ("-wal", "-shm", "-journal")
 
 @dataclass(frozen=True, slots=True)
 class Schema:
-    """One kind of state file: its ``application_id``, its migrations (index i upgrades
-    version i to i + 1; never edit a released step) and the tables an unversioned file
-    of this kind may hold (written before the kind had a version)."""
+    """One kind of state file: ``application_id``, migrations (i upgrades version i to i + 1;
+    never edit a released step), tables an unversioned file of this kind may hold.
+    """
 
     kind: str
     application_id: int
@@ -89,8 +84,9 @@ def private_dir(path: Path) -> Path:
 
 
 def _private_file(path: Path) -> None:
-    """Create ``path`` 0600 before SQLite does (it would use the umask), and tighten a
-    file (and its side files) left world-readable by an older version."""
+    """Create ``path`` 0600 before SQLite does (umask), and tighten an old world-readable file
+    and its side files.
+    """
     os.close(os.open(path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE_MODE))
     for p in (path, *(Path(f"{path}{suffix}") for suffix in _SIDE_FILES)):
         with contextlib.suppress(FileNotFoundError):
@@ -99,11 +95,9 @@ def _private_file(path: Path) -> None:
 
 
 def migrate(conn: sqlite3.Connection, schema: Schema, name: str) -> int:
-    """Bring the schema up to ``schema.version`` in one transaction; return the version
-    found. Refuses other kinds of files and versions newer than ours.
-
-    An up-to-date file is checked under a read lock only, so opening it (e.g. for a
-    status command) does not wait for a running node's writes."""
+    """Bring the schema up to ``schema.version`` in one transaction; return the version found.
+    Refuses other kinds and newer versions; an up-to-date file is only read-locked.
+    """
     conn.execute("BEGIN")
     try:
         current = (
@@ -148,8 +142,9 @@ def connect(
     timeout: float = BUSY_TIMEOUT_S,
     check_same_thread: bool = True,
 ) -> sqlite3.Connection:
-    """Open ``path`` (its directory must exist) in autocommit mode, WAL, FULL sync,
-    schema migrated; every failure is one StoreError line."""
+    """Open ``path`` (directory must exist): autocommit, WAL, FULL sync, migrated; every failure
+    is one StoreError line.
+    """
     if not path.parent.is_dir():
         raise StoreError(f"{name} cannot be created: directory {path.parent} is missing")
     try:

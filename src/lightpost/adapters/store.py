@@ -1,43 +1,12 @@
 """The durable store: SQLite (stdlib ``sqlite3``) holding the outbox and receiver state.
 
-Durability
-----------
-"Accepted" means "on disk": every method that changes state commits -- and with
-``synchronous=FULL`` fsyncs the write-ahead log -- before it returns. MQTT brokers and
-clients that keep messages in RAM lose them on restart (Mosquitto #769, #2349); this
-store is why a lightpost device does not.
-
-* ``journal_mode=WAL``: readers never block the writer, a commit is one sequential
-  append, and a crash mid-write leaves the last committed state (the torn WAL tail is
-  ignored on recovery).
-* ``synchronous=FULL`` on the whole connection. In WAL mode ``NORMAL`` is still
-  *consistent* after a power loss but may lose the last commits -- an acknowledged
-  message could vanish, a nonce could be handed out twice. Every write here is an outbox
-  or receiver-state write where that matters, so there is no ``NORMAL`` path. (A process
-  crash alone loses nothing even with ``NORMAL``; the fsync is for power loss.)
-* Explicit transactions: the connection is in autocommit mode and every operation runs
-  in its own ``BEGIN IMMEDIATE ... COMMIT`` (the write lock is taken up front, so two
-  processes cannot deadlock upgrading read locks). Multi-row changes -- the raw
-  transaction, its candidate row, the nonce counter and the message links in
-  :meth:`Store.record_signed` -- are one transaction: after a crash either all of them
-  exist or none.
-* Every state change is checked against the single transition table in
-  :mod:`lightpost.core.outbox`; an illegal one raises
-  :class:`~lightpost.core.outbox.IllegalTransition` and changes nothing.
-
-Schema versioning: ``PRAGMA user_version`` is the schema version and ``PRAGMA
-application_id`` marks the file as a lightpost store. :data:`MIGRATIONS` holds one
-function per version step; :func:`migrate` applies the missing ones in one transaction
-(the shared bootstrap, :mod:`lightpost.adapters.sqlite`, which also makes the file 0600).
-
-Size: O(outbox + channels). FINAL rows are dropped by :meth:`Store.prune_final`
-(the time is an argument); the highest final nonce survives pruning in ``meta``.
-
-Errors: every ``sqlite3`` exception is translated to :class:`StoreError` in one place
-(:func:`lightpost.adapters.sqlite.translate`) with a message that says what to do
-(locked by another process, not a lightpost store, directory missing or not writable,
-disk full).
-"""
+"Accepted" means "on disk": every state-changing method commits (WAL,
+``synchronous=FULL``) before it returns, each in its own ``BEGIN IMMEDIATE`` transaction,
+so a multi-row change (:meth:`Store.record_signed`) lands whole or not at all. Every state
+change is checked by :func:`lightpost.core.outbox.next_state` first. Schema steps are
+:data:`MIGRATIONS` (``PRAGMA user_version``); sqlite3 errors become :class:`StoreError`
+in :func:`lightpost.adapters.sqlite.translate`. docs/protocol.md, section "Local state",
+has the full story."""
 
 from __future__ import annotations
 
@@ -105,7 +74,7 @@ _NO_BLOCK = BlockRef(hash=bytes(32), number=0)
 # is not INCLUDED, so the transition table refuses the event -- in its one place.
 
 
-# --- schema ---------------------------------------------------------------------------
+# --- schema ---
 
 _SCHEMA_V1 = (
     """CREATE TABLE meta (
@@ -181,8 +150,7 @@ def _migrate_0_to_1(conn: sqlite3.Connection) -> None:
 
 
 def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
-    """Drop the v1 receiver and command tables: the receiver keeps its state in
-    receiver.sqlite3 and the agent in agent.sqlite3; nothing ever wrote these."""
+    """Drop the v1 receiver and command tables (they live in their own files; never written)."""
     for table in ("seen_commands", "accumulators"):
         conn.execute(f"DROP TABLE IF EXISTS {table}")
 
@@ -202,7 +170,7 @@ def migrate(conn: sqlite3.Connection, name: str = "store") -> int:
     return sqlite.migrate(conn, SCHEMA, name)
 
 
-# --- value records ------------------------------------------------------------------------
+# --- value records ---
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -254,7 +222,7 @@ def _check_seq_int(value: int, what: str) -> None:
         raise StoreError(f"{what} must be an int in 0..{SQLITE_MAX_INT}, got {value!r}")
 
 
-# --- the store ----------------------------------------------------------------------------
+# --- the store ---
 
 
 class RowNotFound(StoreError):
@@ -262,8 +230,7 @@ class RowNotFound(StoreError):
 
 
 class Store:
-    """The durable outbox and receiver state of one device. Not thread-safe: one
-    :class:`Store` per thread (SQLite serialises writers across processes)."""
+    """The durable outbox state of one device. Not thread-safe: one :class:`Store` per thread."""
 
     def __init__(self, conn: sqlite3.Connection, name: str) -> None:
         """Use :meth:`open`."""
@@ -273,7 +240,7 @@ class Store:
     def __repr__(self) -> str:
         return f"Store({self._name!r}, open={self._conn is not None})"
 
-    # -- life cycle ------------------------------------------------------------------
+    # -- life cycle ---
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, timeout: float = BUSY_TIMEOUT_S) -> Store:
@@ -321,7 +288,7 @@ class Store:
                 raise translate(exc, action, self._name) from exc
             raise
 
-    # -- meta --------------------------------------------------------------------------
+    # -- meta ---
 
     def get_meta(self, key: str, default: str | None = None) -> str | None:
         """A meta value (receive cursors, counters), or ``default``."""
@@ -334,8 +301,9 @@ class Store:
             self._put_meta(conn, key, value)
 
     def bump_counter(self, key: str) -> int:
-        """Atomically add one to the integer meta value ``key`` (0 if unset); return it.
-        Durable before it returns, so a number is never handed out twice."""
+        """Atomically add one to meta ``key`` (0 if unset) and return it, durably: never handed
+        out twice.
+        """
         with self._tx(f"bumping counter {key!r}") as conn:
             value = int(self._meta(conn, key, "0") or "0") + 1
             self._put_meta(conn, key, str(value))
@@ -357,7 +325,7 @@ class Store:
     def _meta_int(self, conn: sqlite3.Connection, key: str) -> int:
         return int(self._meta(conn, key, "0") or "0")
 
-    # -- nonce -------------------------------------------------------------------------
+    # -- nonce ---
 
     def next_nonce(self) -> int:
         """The durable next nonce (0 for a new store)."""
@@ -365,8 +333,7 @@ class Store:
             return self._meta_int(conn, META_NEXT_NONCE)
 
     def set_next_nonce(self, nonce: int) -> None:
-        """Raise the durable next nonce (AdoptChain/RepairLocal). Lowering it is refused:
-        a nonce once handed out may have been signed and must never be reused."""
+        """Raise the durable next nonce; lowering is refused (a nonce handed out may be signed)."""
         _check_seq_int(nonce, "nonce")
         with self._tx("writing the next nonce") as conn:
             current = self._meta_int(conn, META_NEXT_NONCE)
@@ -386,7 +353,7 @@ class Store:
                 final_next=self._meta_int(conn, META_FINAL_NEXT),
             )
 
-    # -- messages ----------------------------------------------------------------------
+    # -- messages ---
 
     def next_seq(self, channel: str) -> int:
         """Allocate the next message seq of ``channel`` (atomic, durable increment)."""
@@ -409,10 +376,8 @@ class Store:
         created_at: float,
         seq: int | None = None,
     ) -> int:
-        """Accept a message (state QUEUED); durable before it returns the message id.
-
-        ``seq`` None allocates the channel's next seq in the same transaction; a given
-        ``seq`` (from :meth:`next_seq`) must not have been used on the channel.
+        """Accept a message (QUEUED), durable before the id is returned; ``seq`` None allocates the
+        channel's next, a given one must be unused.
         """
         if not isinstance(payload, bytes) or not isinstance(recipient, bytes):
             raise StoreError("enqueue: payload and recipient must be bytes")
@@ -481,7 +446,7 @@ class Store:
         counts.update({State(s): n for s, n in rows})
         return counts
 
-    # -- transactions --------------------------------------------------------------
+    # -- transactions ---
 
     def record_signed(
         self,
@@ -493,9 +458,9 @@ class Store:
         message_ids: Sequence[int],
         signed_at: float,
     ) -> int:
-        """Store a signed transaction BEFORE it is broadcast, in one transaction: the
-        tx row, its first candidate, the message links (QUEUED -> SIGNED) and the next
-        nonce raised past ``nonce``. No ``message_ids`` = a gap filler. Returns tx id."""
+        """Store a signed tx BEFORE broadcast, in one transaction: tx row, first candidate, message
+        links (-> SIGNED), next nonce raised past ``nonce``. Returns the tx id.
+        """
         event = Signed(nonce=nonce, tx_hash=tx_hash, raw=raw, fees=fees)
         _check_seq_int(nonce, "nonce")
         if len(set(message_ids)) != len(message_ids):
@@ -564,8 +529,7 @@ class Store:
         return tuple(row)
 
     def _tx_event(self, conn: sqlite3.Connection, tx_id: int, event: Event) -> tuple[State, int]:
-        """Check ``event`` against the table for the tx AND its messages; move both.
-        Returns (new state, nonce). The caller updates the other columns."""
+        """Move the tx AND its messages by ``event`` (checked by the table); (new state, nonce)."""
         row = self._one(conn, "transactions", "state, nonce", tx_id)
         old = State(row[0])
         new = next_state(old, event)
@@ -583,8 +547,7 @@ class Store:
         return {bytes(r[0]) for r in rows}
 
     def mark_broadcast(self, tx_id: int, *, at: float) -> None:
-        """The current raw version was accepted or answered "already known"
-        (SIGNED/BROADCAST -> BROADCAST; a rebroadcast just updates ``broadcast_at``)."""
+        """Accepted or "already known" (-> BROADCAST; again: updates ``broadcast_at``)."""
         with self._tx(f"marking tx {tx_id} broadcast") as conn:
             row = self._one(conn, "transactions", "hash", tx_id)
             self._tx_event(conn, tx_id, Broadcast(tx_hash=bytes(row[0])))
@@ -593,8 +556,7 @@ class Store:
     def mark_included(
         self, tx_id: int, block_hash: bytes, block_number: int, *, tx_hash: bytes | None = None
     ) -> None:
-        """A receipt for candidate ``tx_hash`` (default: the current version) is in the
-        block with ``block_hash``/``block_number`` (-> INCLUDED)."""
+        """Candidate ``tx_hash`` (default: current) has a receipt in that block (-> INCLUDED)."""
         _check_seq_int(block_number, "block number")
         with self._tx(f"marking tx {tx_id} included") as conn:
             row = self._one(conn, "transactions", "hash", tx_id)
@@ -619,8 +581,7 @@ class Store:
                 self._put_meta(conn, META_FINAL_NEXT, str(nonce + 1))
 
     def reorged(self, tx_id: int) -> None:
-        """The inclusion block left the canonical chain (INCLUDED -> SIGNED: rebroadcast
-        the stored raw bytes). The block fields are cleared."""
+        """The inclusion block left the canonical chain (-> SIGNED, block fields cleared)."""
         with self._tx(f"marking tx {tx_id} reorged out") as conn:
             row = self._one(conn, "transactions", "block_hash, block_number", tx_id)
             self._tx_event(conn, tx_id, ReorgedOut(block=_block(row)))
@@ -633,8 +594,7 @@ class Store:
     def replace(
         self, tx_id: int, *, raw: bytes, tx_hash: bytes, fees: FeeQuote, signed_at: float
     ) -> None:
-        """A fee bump: store a new raw version with the SAME nonce before sending it
-        (SIGNED/BROADCAST -> SIGNED). Older hashes stay candidates."""
+        """A fee bump: store a new raw version, SAME nonce, before sending (-> SIGNED)."""
         with self._tx(f"replacing tx {tx_id}") as conn:
             self._tx_event(conn, tx_id, Replaced(tx_hash=tx_hash, raw=raw, fees=fees))
             version = conn.execute(
@@ -656,10 +616,9 @@ class Store:
             )
 
     def nonce_consumed(self, tx_id: int) -> tuple[int, ...]:
-        """The tx's nonce was mined (at finality) by a tx that is none of ours: its
-        messages go back to QUEUED to be re-signed with a new nonce, and the tx row and
-        candidates are deleted (none of them can ever be mined now). Returns the
-        re-queued message ids."""
+        """Nonce mined (at finality) by none of ours: re-queue the messages, drop the tx and its
+        candidates; return the re-queued ids.
+        """
         with self._tx(f"re-queueing the messages of tx {tx_id}") as conn:
             row = self._one(conn, "transactions", "nonce", tx_id)
             self._tx_event(conn, tx_id, NonceConsumed(nonce=row[0]))
@@ -691,7 +650,7 @@ class Store:
             case _:
                 raise StoreError(f"{type(event).__name__} is not a transaction event")
 
-    # -- reading transactions ---------------------------------------------------------
+    # -- reading transactions ---
 
     def _load_tx(self, conn: sqlite3.Connection, row: Sequence[Any]) -> Transaction:
         tx_id = row[0]
@@ -750,8 +709,7 @@ class Store:
             return [self._load_tx(conn, r) for r in rows]
 
     def prune_final(self, older_than_ts: float) -> int:
-        """Delete FINAL transactions (with their messages and candidates) that became
-        final before ``older_than_ts``; returns how many transactions were dropped."""
+        """Delete FINAL transactions (and their messages) final before ``older_than_ts``; count."""
         with self._tx("pruning final rows") as conn:
             final = State.FINAL.value
             ids = [

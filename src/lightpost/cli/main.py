@@ -2,8 +2,7 @@
 
 Every failure a user can cause or meet (missing anvil, busy port, devnet not up, bad
 config, wrong password, unreachable endpoints) prints ONE line starting with
-``lightpost: error:`` and exits non-zero. Tracebacks only with LIGHTPOST_DEBUG=1.
-"""
+``lightpost: error:`` and exits non-zero. Tracebacks only with LIGHTPOST_DEBUG=1."""
 
 from __future__ import annotations
 
@@ -85,10 +84,8 @@ HANDLERS = {
 `lightpost --help` does not pay for the whole runtime)."""
 
 PLUGIN_GROUP = "lightpost.commands"
-"""Entry-point group through which other distributions add sub-commands. The operator
-tools (lightpost-operator: `devnet`, `demo`, and the controller's `command`) are not part
-of the device core; they register here. Each entry point is a function
-``add(subparsers) -> "module:function"``."""
+"""Entry-point group through which other distributions (lightpost-operator: ``devnet``,
+``demo``, ``command``) add sub-commands: ``add(subparsers)`` as "module:function"."""
 
 OPERATOR_COMMANDS = ("devnet", "demo", "command")
 """Sub-commands that come with lightpost-operator; named so a device install can say how

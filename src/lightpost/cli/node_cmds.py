@@ -1,12 +1,8 @@
 """`lightpost send`, `lightpost node` and `lightpost status` (parsers in cli/main.py).
 
-Coordination between the commands goes through the data directory (see
-:mod:`lightpost.node.runtime`): the process that holds ``node.lock`` is the only one
-that signs and broadcasts. ``send`` enqueues durably first; then, if no daemon holds
-the lock, it takes the lock and drives the outbox itself until the message reaches the
-requested state; if a daemon runs, it only polls the store. Errors are LightpostErrors,
-printed by cli/main.py as one line.
-"""
+Only the holder of ``node.lock`` signs and broadcasts (:mod:`lightpost.node.runtime`):
+``send`` enqueues durably, then drives the outbox itself if no daemon holds the lock,
+else polls the store."""
 
 from __future__ import annotations
 
@@ -85,13 +81,9 @@ def _log_line(text: str) -> None:
 def build_services(
     config: DeviceConfig, sender: Sender, *, receive_level: Level | None = None
 ) -> list[Service]:
-    """Extra services the node loop drives after the sender.
-
-    - the on-device agent, when the config has an enabled ``[agent]`` table: it receives
-      commands at its policy's minimum level and answers through ``sender``'s outbox;
-    - with ``receive_level``: every message of the configured channels delivered at that
-      level is printed on stdout as one JSON line (the format of ``receive --json``).
-    """
+    """Extra services after the sender: the agent (an enabled ``[agent]`` table) and, with
+    ``receive_level``, every message delivered at that level printed as a ``receive --json``
+    line."""
     services: list[Service] = []
     built = build_agent(config, sender, address=sender.address)
     if built is not None:
@@ -126,7 +118,7 @@ def build_services(
     return services
 
 
-# --- send ------------------------------------------------------------------------------
+# --- send ---
 
 
 def _payload(args: argparse.Namespace) -> tuple[bytes, int]:
@@ -209,11 +201,10 @@ def send_and_wait(
     wait: str,
     timeout: float,
 ) -> dict[str, Any]:
-    """Enqueue one message durably, then wait (at most ``timeout`` s) for state ``wait``.
+    """Enqueue durably, then wait (at most ``timeout`` s) for state ``wait``.
 
-    Without a running node this process takes the node lock and drives the outbox
-    itself; with one, it only enqueues and polls the store. Returns the message view.
-    """
+    Without a running node this process takes the lock and drives the outbox itself; with
+    one, it only polls the store. Returns the message view."""
     lock = NodeLock.for_config(config)
     drive = wait != State.QUEUED.value and lock.acquire()
     try:
@@ -282,7 +273,7 @@ def cmd_send(args: argparse.Namespace) -> int:
     return 0 if reached else EXIT_UNHEALTHY
 
 
-# --- node ------------------------------------------------------------------------------
+# --- node ---
 
 
 def cmd_node(args: argparse.Namespace) -> int:
@@ -342,7 +333,7 @@ def cmd_node(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- status ----------------------------------------------------------------------------
+# --- status ---
 
 
 def _gwei(wei: int | None) -> str:

@@ -1,23 +1,9 @@
 """`lightpost receive`: print verified messages and problems (text or JSON lines).
 
-With ``--json`` every message is one JSON object per line::
-
-    {"type": "message", "sender": "0x..", "channel": "district-7", "channel_id": "0x..",
-     "recipient": null, "seq": 3, "timestamp": 1767225600000, "content_type": "text",
-     "content_type_code": 1, "payload": "21.5 C", "payload_encoding": "utf-8",
-     "tx_hash": "0x..", "block_number": 42, "block_hash": "0x..",
-     "block_timestamp": 1767225612, "level": "final"}
-
-``payload_encoding`` is ``utf-8`` when the payload decodes as UTF-8 (the payload is
-then the text) and ``hex`` otherwise (the payload is then 0x-hex). Every problem is
-its own line with a ``problem`` field (a ``ProblemKind`` value: unauthorized, gap,
-proof-failure, disagreement, hidden, retracted, undecodable, over-budget) so scripts
-can count them; ``endpoints`` names the endpoint labels involved (a disagreement
-names every side).
-
-Exit status: 0 when no problem was reported, 3 when at least one was (messages may
-still have been delivered), 1 for an error (one ``lightpost: error:`` line).
-"""
+``--json``: one object per line, a message or a problem (its ``problem`` field is a
+``ProblemKind`` value; ``endpoints`` names every side by label). Exit status 0 when no
+problem was reported, 3 when one was, 1 for an error (one ``lightpost: error:`` line).
+docs/protocol.md, section "CLI and Python API", lists every field."""
 
 from __future__ import annotations
 

@@ -1,19 +1,10 @@
 """AES-128 block encryption and CTR mode in pure Python (FIPS-197, NIST SP 800-38A).
 
-Only the *encryption* direction of the block cipher is implemented: CTR mode (SP 800-38A,
-section 6.5) uses the forward cipher for both encryption and decryption. This is the
-cipher of Web3 Secret Storage (``aes-128-ctr``), see :mod:`lightpost.core.keystore`.
-
-Implementation: the classic 32-bit "T-table" formulation (FIPS-197 section 5.1 with
-SubBytes, ShiftRows and MixColumns fused into four 256-entry lookup tables). The S-box
-and the tables are *computed* at import time from their algebraic definition (FIPS-197
-section 5.1.1: multiplicative inverse in GF(2^8) followed by an affine map), not typed
-in, so there is no table to mistype.
-
-Not constant-time: table lookups indexed by secret data leak through CPU caches. That is
-acceptable here because the only use is decrypting/encrypting a local keystore file
-(32 bytes, once per process start), never a network-facing oracle.
-"""
+Only the forward cipher: CTR (SP 800-38A section 6.5) uses it both ways. This is the
+``aes-128-ctr`` of Web3 Secret Storage (:mod:`lightpost.core.keystore`). T-table form
+(FIPS-197 section 5.1); the S-box and tables are *computed* at import (section 5.1.1),
+so there is no table to mistype. Not constant-time (cache timing): acceptable because
+the only use is a local keystore file once per start, never a network-facing oracle."""
 
 from __future__ import annotations
 
@@ -100,10 +91,8 @@ def _ror32(x: int, shift: int) -> int:
 
 
 def _build_t_tables() -> tuple[tuple[int, ...], ...]:
-    """T0..T3: one round's SubBytes+ShiftRows+MixColumns per input byte position.
-
-    T0[a] is the MixColumns column {02}s, {01}s, {01}s, {03}s for s = S[a]
-    (FIPS-197 equation 5.6); T1..T3 are byte rotations of T0.
+    """T0..T3: a round's SubBytes+ShiftRows+MixColumns per byte position (FIPS-197 eq. 5.6);
+    T1..T3 are byte rotations of T0.
     """
     t0 = []
     for a in range(256):
@@ -201,10 +190,8 @@ def encrypt_block(key: bytes, block: bytes) -> bytes:
 
 
 def ctr(key: bytes, iv: bytes, data: bytes) -> bytes:
-    """AES-128-CTR encryption, which is also its decryption (SP 800-38A section 6.5).
-
-    ``iv`` is the initial 16-byte counter block; it is incremented as one big-endian
-    128-bit integer (wrapping modulo 2^128) for each further block.
+    """AES-128-CTR, its own inverse (SP 800-38A 6.5); ``iv`` is the first counter block,
+    incremented as a 128-bit big-endian integer (mod 2^128).
     """
     if len(iv) != BLOCK_SIZE:
         raise ValueError(f"the CTR initial counter block is {BLOCK_SIZE} bytes")

@@ -5,12 +5,9 @@ THE GATE IS ONE TABLE, :data:`SIGN_GATE`: every condition that can stop or defer
 signing, in priority order, with its verdict; :func:`sign_gate` is the only lookup
 (like :data:`lightpost.core.outbox.TRANSITIONS`).
 
-Batching: queued messages are grouped per (channel, recipient) and packed into posts of
-at most ``max_post_bytes``; a group goes when its oldest message waited
-``batch_delay_s`` or a post is full. A message too large for one post is chunked,
-linked to the transaction of its LAST chunk, and all its chunks are signed in one step
-(the gate defers it until there is room); chunks a dead process already stored are
-found in the stored raw bytes (:func:`stored_chunks`) and never signed again.
+Batching: per (channel, recipient), posts of at most ``max_post_bytes``, sent when the
+oldest waited ``batch_delay_s`` or a post is full; a chunked message's chunks are signed
+in one step and never twice (:func:`stored_chunks`).
 """
 
 from __future__ import annotations
@@ -81,7 +78,7 @@ class Gate(Enum):
     HOLD_STOP = 4
 
 
-# --- THE gate table ----------------------------------------------------------------------
+# --- THE gate table ---
 
 SIGN_GATE: Final[tuple[tuple[SignCondition, Gate], ...]] = (
     # step-wide: nothing new is signed before a nonce decision rests on a quorum
@@ -132,9 +129,9 @@ def post_conditions(
     spent: int,
     balance: int | None,
 ) -> frozenset[SignCondition]:
-    """The conditions of one post. A chunked message waits for room for all its posts
-    (unless the whole in-flight limit is free: then it goes, spread over steps);
-    ``balance`` None is unknown (the broadcast's "insufficient funds" still guards)."""
+    """The conditions of one post. A chunked message waits for room for all its posts unless
+    the whole in-flight window is free; ``balance`` None is unknown.
+    """
     return _holding(
         (SignCondition.NO_ROOM, room <= 0),
         (SignCondition.GROUP_HELD, group_held),
@@ -154,12 +151,11 @@ def _holding(*flags: tuple[SignCondition, bool]) -> frozenset[SignCondition]:
     return frozenset(condition for condition, on in flags if on)
 
 
-# --- batching ------------------------------------------------------------------------------
+# --- batching ---
 
 
 def content_type_code(text: str) -> int:
-    """The envelope content type of a stored message: a number, or a ContentType name
-    (``text``, ``json``, ``octet-stream``, ``command-result``...)."""
+    """A stored message's content type: a number or a ContentType name (``text``, ``json``...)."""
     if text.isdigit():
         return int(text)
     try:
@@ -170,8 +166,7 @@ def content_type_code(text: str) -> int:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Batch:
-    """A post ready to sign: the message ids it completes (linked to its transaction)
-    and the ids of its whole (channel, recipient) group."""
+    """A post to sign: the message ids it completes and its whole group's ids."""
 
     post: Post
     message_ids: tuple[int, ...]
@@ -234,9 +229,9 @@ def ready_batches(
 def post_transaction(
     post: Post, *, inbox: bytes | None, own_address: bytes
 ) -> tuple[bytes | None, bytes, int]:
-    """(to, data, execution gas) of the transaction carrying ``post``: a call of the
-    inbox in channel mode (``inbox`` set), else a transfer to the recipient (or to
-    ourselves when there is none)."""
+    """(to, data, execution gas) for ``post``: an inbox call in channel mode, else a transfer
+    to the recipient (or ourselves).
+    """
     encoded = encode_post(post)
     if inbox is not None:
         # The post's 64-byte header IS the inbox header (channel, recipient word).

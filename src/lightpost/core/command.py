@@ -1,10 +1,8 @@
 """Device commands and their results: the messages, their codec, and the decision rules.
 
-A *command* travels inside an envelope with content type :data:`CONTENT_TYPE_COMMAND`;
-the device answers with a *result* (content type :data:`CONTENT_TYPE_RESULT`) in its
-own signed transaction, so the controller learns the outcome on chain. This module is
-pure: the agent (``lightpost.node.agent``) does the persistence, the handlers and the
-sending; here are only bytes, frozen dataclasses and one decision function.
+A command (:data:`CONTENT_TYPE_COMMAND`) is answered by a signed result on chain
+(:data:`CONTENT_TYPE_RESULT`). Pure: the agent (``lightpost.node.agent``) persists,
+runs handlers and sends.
 
 Theory of operation -- the rule table
 -------------------------------------
@@ -36,69 +34,17 @@ never replay it (go-tuf CVE-2022-29173 and Uptane's lesson: trust state persists
 
 [a] only if the sender is a configured controller. [b] only if ``reply_to_unauthorized``.
 
-Why this order: a stranger (2) and a bystander device (3) stay silent, so nobody can make
-every device on a channel spend gas answering commands meant for someone else. A command
-refused only for its verification level (6) does not consume its seq: the receiver hands
-the same command over again once it reaches the required level, and then it runs. The
-level is checked before time (7, 8) because the block timestamp is only verified from
-``included`` up. "time" is :func:`validity_time`: the including block's timestamp from
-``included`` up; at ``signed`` that timestamp is one endpoint's unverified claim (or 0),
-so the quorum-agreed time of the latest block stands in (it is never earlier than the
-including block's, so expiry is judged no later than it would be at ``included``). The
-device clock can only *add* a refusal (a stale command delivered long after its expiry,
-Uptane's freeze-attack defence), never admit a command the block time refuses.
+Why this order (docs/protocol.md, "Commands"): strangers and bystanders stay silent (no
+one can make a channel's devices spend gas); a level refusal (6) does not consume the seq,
+so the command runs once it reaches the level; "time" is :func:`validity_time`; the
+device clock can only *add* a refusal.
 Validity window: ``not_before <= time < expiry``.
 
 Handlers may still refuse or fail a command after rule 13 (e.g. an update image whose
 digest or size does not match: ``integrity``); see :class:`Reason`.
 
-Wire format (canonical RLP, decoded strictly)
----------------------------------------------
-RLP was chosen over JSON because the project already has a strict, canonical RLP
-decoder (one encoding per value, no whitespace/number-format ambiguity, so the bytes a
-controller signs are the only bytes that decode to that command) and because calldata
-pays 40 gas per nonzero byte (EIP-7623): binary integers and digests are 2-3x smaller
-than their JSON text. Layout::
-
-    command  = [1, name, args, target, command_seq, not_before, expiry, manifest]
-    args     = [[key, value], ...]            # keys strictly ascending (UTF-8 bytes)
-    target   = [0, address(20)] | [1, device_class]
-    manifest = [] | [sha256(32), size, [v0, v1, ...], device_class]
-    result   = [1, controller(20), command_seq, status, reason, output]
-
-Strings are UTF-8; integers are canonical RLP integers (u64 unless noted).
-
-Versions (anti-rollback)
-------------------------
-A software version is a tuple of 1..:data:`MAX_VERSION_PARTS` non-negative integers
-(``"1.4.2"`` -> ``(1, 4, 2)``; a bare integer ``7`` -> ``(7,)``). Versions compare
-as tuples after trailing zeros are dropped, so ``1.2 == 1.2.0 < 1.10``. An update is
-accepted only if its version is *strictly* higher than the installed one (SUIT's
-monotonic sequence number, RFC 9124 section 8.4.2, generalised to dotted versions).
-
-The ``[agent]`` config table (parsed by :func:`parse_agent_policy`)
--------------------------------------------------------------------
-::
-
-    [agent]
-    enabled = true                      # default true when the table exists
-    device_class = "valve-v2"           # required; matched by class targets and updates
-    min_level = "final"                 # signed | included | final (default) | complete
-    config_whitelist = ["report_interval_s"]   # keys the `config` command may change
-    actuators = ["valve-1", "breaker"]  # optional: names `set` may change (empty = any)
-    state_dir = "agent"                 # relative to data_dir (resolved by the runtime)
-    update_source = "/srv/images"       # a local dir, or an http(s):// base URL
-    post_install_check = "pkg.mod:fn"   # optional; default re-verifies digest and size
-    reply_to_unauthorized = false       # answer strangers? (costs gas; default no)
-
-    [agent.controllers]                 # who may issue which commands to this device
-    "0x70997970C51812dc3A010C7d01b50e0d17dc79C8" = ["set", "config", "update"]
-
-    [agent.handlers]                    # plugins: command name -> "module:callable"
-    reboot = "mypkg.handlers:reboot"
-
-Unknown keys are errors (a typo must not silently drop a rule).
-"""
+Wire format (canonical RLP), versions (anti-rollback) and the ``[agent]`` config table:
+docs/protocol.md, section "Commands"."""
 
 from __future__ import annotations
 
@@ -273,7 +219,7 @@ FAILURE_REASONS = frozenset({Reason.FETCH_FAILED, Reason.POST_INSTALL_CHECK, Rea
 """Reasons that go with status ``failed`` (the handler ran and did not complete)."""
 
 
-# --- versions ------------------------------------------------------------------------
+# --- versions ---
 
 Version = tuple[int, ...]
 """A software version: 1..MAX_VERSION_PARTS integers; ``()`` = nothing installed."""
@@ -315,7 +261,7 @@ def _check_version(version: Version) -> None:
         raise ValueError("version 0 is reserved for 'nothing installed'")
 
 
-# --- field checks (one place; the decoder maps ValueError to DecodingError) -----------
+# --- field checks (one place; the decoder maps ValueError to DecodingError) ---
 
 
 def _check_u64(value: int, what: str) -> None:
@@ -341,7 +287,7 @@ def _check_bytes(value: bytes, what: str, length: int) -> None:
         raise ValueError(f"{what} must be {length} bytes")
 
 
-# --- the messages -------------------------------------------------------------------
+# --- the messages ---
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -368,12 +314,8 @@ class Target:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UpdateManifest:
-    """What an update must be (SUIT RFC 9124 / Uptane targets metadata, in small).
-
-    The image comes over an untrusted path; it is applied only if its SHA-256 digest and
-    size match, the version is strictly higher than the installed one and the class is
-    this device's class.
-    """
+    """What an update must be (SUIT RFC 9124 / Uptane, in small): the untrusted image is
+    applied only if digest and size match, the version is higher and the class is ours."""
 
     digest: bytes
     size: int
@@ -391,9 +333,8 @@ class UpdateManifest:
 class Command:
     """One instruction from a controller to a device or a class of devices.
 
-    ``args`` are key/value pairs; they are stored sorted by key (one canonical form per
-    command), keys must be unique. ``not_before <= block_timestamp < expiry`` is the
-    validity window in unix seconds. ``command_seq`` counts from 1 per controller.
+    ``args`` sorted, keys unique; valid while ``not_before <= block_timestamp < expiry``
+    (unix s); ``command_seq`` counts from 1 per controller.
     """
 
     name: str
@@ -447,11 +388,8 @@ def truncate_output(text: str, limit: int = MAX_OUTPUT_BYTES) -> str:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CommandResult:
-    """The device's answer to one command, sent back on chain in its own signed tx.
-
-    ``command_seq`` is 0 when the command did not decode (reason ``malformed``).
-    ``status`` and ``reason`` agree: executed <-> ok, refused <-> a refusal reason,
-    failed <-> a failure reason.
+    """The device's answer, on chain in its own tx. ``command_seq`` 0: did not decode.
+    Status and reason agree: executed/ok, refused/refusal, failed/failure.
     """
 
     controller: bytes
@@ -477,7 +415,7 @@ class CommandResult:
         _check_text(self.output, "output", None, MAX_OUTPUT_BYTES)
 
 
-# --- codec -----------------------------------------------------------------------------
+# --- codec ---
 
 
 def _manifest_item(m: UpdateManifest | None) -> list[object]:
@@ -628,17 +566,13 @@ def decode_result(data: bytes) -> CommandResult:
         raise r.fail(str(exc)) from None
 
 
-# --- policy --------------------------------------------------------------------------
+# --- policy ---
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AgentPolicy:
-    """What this device accepts, from the ``[agent]`` table (see module docstring).
-
-    ``controllers`` maps a controller address to the command names it may issue.
-    ``handlers`` are (command name, ``"module:callable"``) plugin import paths;
-    ``state_dir``, ``update_source`` and ``post_install_check`` are interpreted by the
-    agent (paths relative to the runtime's data dir).
+    """What this device accepts, from the ``[agent]`` table (docs/protocol.md, "Commands");
+    ``controllers``: address -> command names; paths relative to the runtime's data dir.
     """
 
     device_address: bytes
@@ -706,11 +640,9 @@ def _import_path(value: Any, where: str) -> str:
 
 
 def parse_agent_policy(raw: Mapping[str, Any], *, device_address: bytes) -> AgentPolicy | None:
-    """Validate the ``[agent]`` table; None when it is absent/empty or ``enabled = false``.
+    """Validate the ``[agent]`` table; None when absent, empty or ``enabled = false``.
 
-    Raises :class:`ConfigError` with one line naming the offending key. Every command
-    a controller is allowed must have a handler: a built-in or one in ``[agent.handlers]``.
-    """
+    Raises :class:`ConfigError` naming the key; every allowed command must have a handler."""
     if not isinstance(raw, Mapping):
         raise ConfigError("config: [agent] must be a table")
     unknown = sorted(set(raw) - _POLICY_KEYS)
@@ -785,17 +717,13 @@ def parse_agent_policy(raw: Mapping[str, Any], *, device_address: bytes) -> Agen
     )
 
 
-# --- the decision -------------------------------------------------------------------
+# --- the decision ---
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AgentState:
-    """The durable facts a decision depends on, as read by the agent.
-
-    ``highest_seq`` is the highest command_seq already seen from the delivered
-    command's controller (0 = none); ``installed_version`` is ``()`` when nothing
-    is installed yet.
-    """
+    """The durable facts a decision depends on: ``highest_seq`` seen from the command's
+    controller (0 = none), ``installed_version`` (``()`` = nothing installed)."""
 
     highest_seq: int = 0
     installed_version: Version = ()
@@ -805,8 +733,7 @@ class AgentState:
 class Decision:
     """What to do with one delivered command (see the rule table).
 
-    ``consume``: persist the seq as seen before acting. ``reply``: send a result.
-    """
+    ``consume``: persist the seq as seen before acting. ``reply``: send a result."""
 
     execute: bool
     reason: Reason
@@ -838,9 +765,9 @@ def _argument_rule(command: Command, policy: AgentPolicy) -> Reason | None:
 
 
 def validity_time(delivered: Delivered, chain_time: int | None) -> int | None:
-    """The time a command's validity window is judged by (module docstring): the
-    verified block timestamp from ``included`` up, else ``chain_time`` (the quorum-agreed
-    latest block time; None when unknown)."""
+    """The time validity is judged by: the verified block timestamp from ``included`` up,
+    else ``chain_time`` (quorum-agreed latest block time; None: unknown).
+    """
     return delivered.block_timestamp if delivered.level >= Level.INCLUDED else chain_time
 
 
@@ -853,12 +780,10 @@ def decide(
     now: int | None = None,
     chain_time: int | None = None,
 ) -> Decision:
-    """Apply the rule table (module docstring) to one delivered command.
+    """Apply the rule table to one delivered command (``command`` None: did not decode).
 
-    ``command`` is None when the payload did not decode. ``delivered.sender`` is the
-    controller (recovered from the transaction signature by the receiver). ``now`` is
-    the device clock, optional: it can only add an ``expired`` refusal. ``chain_time``
-    is the quorum-agreed time of the latest block, needed only at ``signed``.
+    ``now`` (device clock, optional) can only add ``expired``; ``chain_time`` is needed
+    only at ``signed``.
     """
     allowed = policy.allowed(delivered.sender)
     if command is None:

@@ -1,38 +1,17 @@
 """The lightpost envelope: the wire format of a *post* (the calldata of one transaction).
 
-Layout (all integers big-endian, fixed width; docs/protocol.md has the full tables)::
+Layout (big-endian, fixed width)::
 
     post   = channel_id[32] | recipient_word[32] | magic[1] | version[1] | body
-    body   = record+                       (version 1)
-           | raw_deflate(record+)          (version 2: the whole record sequence deflated)
+    body   = record+ (version 1) | raw_deflate(record+) (version 2)
     record = seq u64 | timestamp_ms u64 | content_type u8 | flags u8
              | [chunk_index u32 | chunk_count u32 | content_hash[32]]   (if FLAG_CHUNK)
              | payload_length u32 | payload[payload_length]
 
-The first 64 bytes sit at fixed offsets because the inbox contract reads them there.
-Every record in a post belongs to the post's channel and to the transaction's sender.
-
-Why fixed width and not varints: under EIP-7623 a zero byte costs 1 token and a nonzero
-byte 4. The leading zero bytes of a small fixed-width integer are therefore cheap, while
-every LEB128 byte except a final one is nonzero (continuation bit set). For the values a
-device actually sends (small seq, millisecond timestamps, short payloads) fixed width costs
-only a few tokens more per record (see docs/protocol.md), and it buys a decoder without
-canonical-encoding corner cases and fields a contract can read at fixed offsets.
-
-Compression (raw DEFLATE, RFC 1951, stdlib zlib) is applied to a whole message payload
-only when it lowers the EIP-7623 token count (:func:`lightpost.core.gas.calldata_tokens`),
-not merely the length. A message whose record does not fit a post is compressed first (if
-that is cheaper) and the result is cut into chunks that share the seq and carry the
-keccak256 of the original payload; :class:`Reassembler` puts them back together.
-:func:`pack_messages` then tries the whole post once more as version 2 -- the record
-sequence deflated as one stream, its records uncompressed inside -- and keeps whichever
-version has fewer tokens: small similar messages (JSON meter readings) compress well
-together and hardly at all one by one.
-
-Decoders raise only :class:`~lightpost.errors.DecodingError` (``what="envelope"``) and, for
-a content hash that does not match, :class:`~lightpost.errors.ProofError`. Building a
-message/record/post the format cannot carry raises :class:`EnvelopeError` (a local error).
-"""
+Decoders raise only :class:`~lightpost.errors.DecodingError` (``what="envelope"``) and,
+for a content hash that does not match, :class:`~lightpost.errors.ProofError`; building
+what the format cannot carry raises :class:`EnvelopeError`. docs/protocol.md, section
+"Wire format", has the full tables and the batching, chunking and compression rules."""
 
 from __future__ import annotations
 
@@ -88,7 +67,7 @@ __all__ = [
     "records_for_message",
 ]
 
-# --- constants ----------------------------------------------------------------------
+# --- constants ---
 
 CHANNEL_ID_SIZE = 32
 """Bytes 0..31 of a post: keccak256 of the UTF-8 channel name (read by the inbox contract)."""
@@ -147,24 +126,20 @@ MIN_POST_BYTES = POST_HEADER_SIZE + CHUNK_RECORD_OVERHEAD + 1
 """Smallest post budget :func:`pack_messages` accepts: room for one chunk of one byte."""
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
-"""Largest payload (wire, decompressed or reassembled) a decoder accepts. Caps memory against
-decompression bombs and chunk floods; 4 MiB of nonzero calldata costs ~168M gas (EIP-7623
-floor: 40 gas per nonzero byte), i.e. several full blocks -- far beyond any IoT message."""
+"""Largest payload (wire, decompressed or reassembled) a decoder accepts: caps memory against
+bombs and chunk floods; 4 MiB of calldata costs ~168M gas (EIP-7623), far beyond IoT."""
 
 TX_POOL_MAX_BYTES = 4 * 32 * 1024
 """128 KiB: the largest transaction geth/reth txpools accept (txMaxSize), hence the largest
 post a sender can get mined through the public pool."""
 
 MAX_POST_INFLATED_BYTES = MAX_MESSAGE_BYTES + TX_POOL_MAX_BYTES
-"""Budget of bytes that decoding ONE post may inflate (the version-2 body plus every
-compressed unchunked record, each inflated once). The largest post :func:`pack_messages`
-builds is one maximal message plus a pool-sized post of other records; a 9 KB post of
-records that each inflate to 4 MiB is refused here instead of costing gigabytes."""
+"""Bytes decoding ONE post may inflate in all (version-2 body plus compressed records): one
+maximal message plus a pool-sized post of records; a 9 KB post of 4 MiB bombs is refused."""
 
 MAX_PARTIAL_BYTES = 2 * MAX_MESSAGE_BYTES
-"""Chunk bytes one :class:`Reassembler` (one sender's stream) holds for all its unfinished
-messages together. The sender signs a message's chunks in order, so a stream has one, at
-most two, partial messages; without this a sender could open partials at many seqs."""
+"""Chunk bytes one :class:`Reassembler` (one stream) holds for all unfinished messages: a
+sender signs chunks in order (one, at most two, partials); bounds partials at many seqs."""
 
 DEFLATE_LEVEL = 9
 """zlib level 9: best ratio; the device pays gas per byte, CPU time is cheap by comparison."""
@@ -188,8 +163,9 @@ class EnvelopeError(LocalError, ValueError):
 
 
 class ContentType(enum.IntEnum):
-    """Registry of content types (one byte). 6..127 are reserved for future lightpost
-    types; 128..255 are free for applications. Decoders accept every value."""
+    """Content types (one byte): 6..127 reserved for lightpost, 128..255 for applications;
+    decoders accept every value.
+    """
 
     OCTET_STREAM = 0
     """Opaque bytes."""
@@ -214,7 +190,7 @@ DIRECT_CHANNEL = channel_id(DIRECT_CHANNEL_NAME)
 """keccak256(b"lightpost/direct"): the channel id of direct messages without a channel."""
 
 
-# --- data model -----------------------------------------------------------------------
+# --- data model ---
 
 
 def _check_uint(name: str, value: object, maximum: int) -> None:
@@ -235,10 +211,8 @@ def _check_bytes(name: str, value: object, *, size: int | None = None) -> None:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Message:
-    """A logical message: what the application sends and receives.
-
-    ``seq`` counts per sender per channel (u64); ``timestamp`` is milliseconds since the Unix
-    epoch (UTC, u64) supplied by the caller -- the core never reads a clock.
+    """A logical message. ``seq``: per sender per channel (u64); ``timestamp``: Unix ms (UTC,
+    u64) from the caller -- the core never reads a clock.
     """
 
     seq: int
@@ -255,8 +229,7 @@ class Message:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Chunk:
-    """Chunk extension of a record: position ``index`` of ``count`` (count >= 2) and the
-    keccak256 of the full original (uncompressed) payload."""
+    """Chunk ``index`` of ``count`` (>= 2) and keccak256 of the original payload."""
 
     index: int
     count: int
@@ -274,10 +247,9 @@ class Chunk:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Record:
-    """One record as it sits in a post. ``payload`` holds the wire bytes: compressed if
-    ``compressed``; for a chunk, one slice of the (possibly compressed) message payload.
-    Build records with :func:`records_for_message`; :func:`encode_post` does not re-check
-    that a hand-made compressed payload is valid DEFLATE (:func:`decode_post` does)."""
+    """One record as it sits in a post; ``payload`` holds the wire bytes (compressed if
+    ``compressed``; a chunk's slice). Build with :func:`records_for_message`; only
+    :func:`decode_post` checks the DEFLATE of a hand-made compressed payload."""
 
     seq: int
     timestamp: int
@@ -312,9 +284,9 @@ class Record:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Post:
-    """The calldata of one transaction: a channel, a recipient (``None`` = broadcast) and
-    one or more records (a list is accepted and stored as a tuple). ``deflated`` selects
-    version 2 on the wire: the record sequence as one DEFLATE stream."""
+    """One transaction's calldata: channel, recipient (None = broadcast), records;
+    ``deflated`` selects version 2 (the records as one DEFLATE stream).
+    """
 
     channel: bytes
     recipient: bytes | None
@@ -343,7 +315,7 @@ class Post:
         _check_uint("inflated_bytes", self.inflated_bytes, _U64_MAX)
 
 
-# --- encoding ---------------------------------------------------------------------------
+# --- encoding ---
 
 
 def record_size(record: Record) -> int:
@@ -374,8 +346,7 @@ def encode_post(post: Post) -> bytes:
 
 
 def post_body_size(post: Post) -> int:
-    """Bytes of the post as version 1 (header + records): what packing budgets, whatever
-    the version on the wire."""
+    """Bytes of the post as version 1: what packing budgets."""
     return POST_HEADER_SIZE + sum(record_size(r) for r in post.records)
 
 
@@ -385,13 +356,11 @@ def post_calldata_tokens(post: Post) -> int:
 
 
 def post_gas(post: Post, *, execution_gas: int = 0) -> int:
-    """Gas a transaction carrying ``post`` uses: max(intrinsic + execution, floor) (EIP-7623).
-
-    ``execution_gas`` is what the receiving contract spends (0 for a plain transfer)."""
+    """Gas a transaction carrying ``post`` uses (EIP-7623); ``execution_gas``: the contract's."""
     return gas_used(encode_post(post), execution_gas)
 
 
-# --- compression ------------------------------------------------------------------------
+# --- compression ---
 
 
 def _deflate(payload: bytes) -> bytes:
@@ -400,9 +369,7 @@ def _deflate(payload: bytes) -> bytes:
 
 
 def choose_compression(payload: bytes) -> tuple[bytes, bool]:
-    """Return ``(wire_payload, compressed)``: raw DEFLATE only if it has fewer EIP-7623
-    tokens than the payload itself (a shorter stream can still cost more gas when the
-    original was rich in cheap zero bytes)."""
+    """``(wire_payload, compressed)``: raw DEFLATE only if it has fewer EIP-7623 tokens."""
     deflated = _deflate(payload)
     if calldata_tokens(deflated) < calldata_tokens(payload):
         return deflated, True
@@ -410,8 +377,9 @@ def choose_compression(payload: bytes) -> tuple[bytes, bool]:
 
 
 def _inflate(data: bytes, *, limit: int, offset: int | None, too_big: str = "") -> bytes:
-    """Strict raw-DEFLATE decoding with an output cap (decompression-bomb guard); past
-    ``limit`` the error says ``too_big`` (default: the payload exceeds ``limit``)."""
+    """Strict raw-DEFLATE with an output cap (bomb guard); past ``limit`` the error says
+    ``too_big``.
+    """
     inflater = zlib.decompressobj(DEFLATE_WBITS)
     try:
         out = inflater.decompress(data, limit + 1)
@@ -428,7 +396,7 @@ def _inflate(data: bytes, *, limit: int, offset: int | None, too_big: str = "") 
     return out
 
 
-# --- decoding ---------------------------------------------------------------------------
+# --- decoding ---
 
 
 def _need(data: bytes, offset: int, size: int, what: str) -> None:
@@ -443,8 +411,7 @@ def _over_budget(budget: int) -> str:
 
 
 def _decode_record(data: bytes, offset: int, *, room: int, budget: int) -> tuple[Record, int]:
-    """One record at ``offset``; a compressed unchunked payload is inflated here, once, into
-    at most ``room`` bytes (what is left of the post's ``budget``)."""
+    """One record at ``offset``; a compressed unchunked payload is inflated once, in ``room``."""
     _need(data, offset, _RECORD_HEAD.size, "record header")
     seq, timestamp, content_type, flags = _RECORD_HEAD.unpack_from(data, offset)
     flags_offset = offset + _RECORD_HEAD.size - 1
@@ -500,13 +467,9 @@ def _decode_record(data: bytes, offset: int, *, room: int, budget: int) -> tuple
 def decode_post(data: bytes, *, max_inflated: int = MAX_POST_INFLATED_BYTES) -> Post:
     """Strictly decode calldata into a :class:`Post`; raise :class:`DecodingError` otherwise.
 
-    Rejected: truncation anywhere, nonzero high bytes in the recipient word, wrong magic,
-    unknown version, unknown or reserved flags, chunk index/count out of range, payloads over
-    :data:`MAX_MESSAGE_BYTES`, invalid or oversized DEFLATE in unchunked records, trailing
-    bytes that do not form a record, posts without records, and posts that inflate to more
-    than ``max_inflated`` bytes in all (version-2 body plus compressed records; a receiver
-    passes less to keep a per-poll budget and charges :attr:`Post.inflated_bytes`).
-    """
+    Every rejection is listed in docs/protocol.md, "Strict decoding". ``max_inflated`` caps
+    the bytes a post may inflate to in all (a receiver passes less to keep a per-poll
+    budget and charges :attr:`Post.inflated_bytes`)."""
     _check_uint("max_inflated", max_inflated, MAX_POST_INFLATED_BYTES)
     data = bytes(data)
     _need(data, 0, POST_HEADER_SIZE, "post header")
@@ -558,12 +521,11 @@ def decode_post(data: bytes, *, max_inflated: int = MAX_POST_INFLATED_BYTES) -> 
     )
 
 
-# --- messages <-> records ----------------------------------------------------------------
+# --- messages <-> records ---
 
 
 def records_for_message(message: Message, *, max_record_bytes: int) -> tuple[Record, ...]:
-    """The record(s) carrying ``message``: one record if it fits ``max_record_bytes``,
-    else chunks of at most ``max_record_bytes`` each (compression decided first)."""
+    """The record(s) carrying ``message``: one, or chunks, each within ``max_record_bytes``."""
     if max_record_bytes < CHUNK_RECORD_OVERHEAD + 1:
         raise EnvelopeError(
             f"max_record_bytes {max_record_bytes} below {CHUNK_RECORD_OVERHEAD + 1}"
@@ -625,12 +587,8 @@ def pack_messages(
 ) -> list[Post]:
     """Batch ``messages`` (in order) into posts of at most ``max_post_bytes`` encoded bytes.
 
-    Records are appended greedily to the current post; a message whose record would not fit
-    an empty post is chunked so that every chunk but the last fills a whole post. A post
-    also never inflates to more than :data:`MAX_POST_INFLATED_BYTES` (what decoders accept),
-    counting each record as it sits in a version-2 body (its payload uncompressed). Choose
-    ``max_post_bytes`` from a gas budget with :func:`lightpost.core.gas.max_payload_bytes`.
-    """
+    Greedy; a message too large for an empty post is chunked. A post never inflates past
+    :data:`MAX_POST_INFLATED_BYTES` (what decoders accept). docs/protocol.md, "Batching"."""
     _check_uint("max_post_bytes", max_post_bytes, _U64_MAX)
     if max_post_bytes < MIN_POST_BYTES:
         raise EnvelopeError(f"max_post_bytes {max_post_bytes} below {MIN_POST_BYTES}")
@@ -663,10 +621,9 @@ def _cheaper_version(
     packed: list[tuple[Record, bytes]],
     max_post_bytes: int,
 ) -> Post:
-    """The post as version 1, or as version 2 if that has fewer EIP-7623 tokens and still
-    fits ``max_post_bytes``. Inside a version-2 post unchunked records carry their payload
-    uncompressed (one stream compresses them together far better); chunks stay as they are
-    (their content hash covers the original payload, and they are compressed already)."""
+    """The post as version 1, or version 2 if that has fewer EIP-7623 tokens and still fits;
+    in version 2 unchunked payloads go uncompressed (one stream compresses them together),
+    chunks stay as they are (their hash covers the original payload)."""
     records = tuple(record for record, _ in packed)
     plain = Post(channel=channel, recipient=recipient, records=records)
     if len(records) < 2 and all(r.chunk is not None or r.compressed for r in records):
@@ -687,7 +644,7 @@ def _cheaper_version(
 _PROBE_RECORD = Record(seq=0, timestamp=0, content_type=0, payload=b"")
 
 
-# --- reassembly -------------------------------------------------------------------------
+# --- reassembly ---
 
 
 @dataclass(slots=True)
@@ -704,15 +661,10 @@ class _Partial:
 class Reassembler:
     """Collects chunk records of ONE (sender, channel) stream and yields whole messages.
 
-    State: for every seq with chunks outstanding, the chunks received so far. :meth:`add`
-    returns the :class:`Message` when a record completes one (an unchunked record completes
-    at once), else ``None``. An identical duplicate chunk is ignored. A chunk that disagrees
-    with the chunks already held for its seq (count, hash, timestamp, content type,
-    compression, or different bytes at the same index) raises :class:`DecodingError` and
-    leaves the state unchanged. If the reassembled payload does not hash to the content
-    hash, the partial message is dropped and :class:`ProofError` is raised. A completed seq
-    is forgotten: replay detection belongs to the receiver's sequence tracking.
-    """
+    :meth:`add` returns the :class:`Message` a record completes, else None. Identical
+    duplicates are ignored; a disagreeing chunk raises :class:`DecodingError` (state
+    unchanged); a wrong content hash drops the message and raises :class:`ProofError`.
+    Replay detection is the receiver's (a completed seq is forgotten)."""
 
     def __init__(
         self,

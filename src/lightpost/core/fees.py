@@ -1,32 +1,9 @@
 """Fee policies: how much gas and what price per gas a message transaction offers. Pure.
 
-Every chain fact (the current base fee, the payload, the execution gas of the call) is
-an argument; nothing is read from a node here. A policy answers one of three ways:
-
-* a :class:`FeeQuote` (gas limit, EIP-1559 fee cap and tip) -- send now;
-* a :class:`Hold` -- the base fee is above what the policy may pay: the message *waits*
-  in the outbox and is quoted again later; it is never dropped;
-* a :class:`~lightpost.errors.PolicyError` -- this payload can never be sent under this
-  policy (too much gas, too many bytes): the caller must split it
-  (:func:`max_payload_for` says how big a piece may be).
-
-Gas limits come from :func:`lightpost.core.gas.gas_used` (EIP-7623 floor included) plus
-a margin on the *execution* part only: the calldata cost is exact, the call's execution
-is an estimate. A plain transfer (execution gas 0) gets exactly the gas it will use.
-
-Two policies:
-
-* :class:`FixedFeePolicy` -- the MIT paper's mode: fixed 30 gwei, fixed 210,000 gas.
-  It emits type-2 quotes with ``max_fee_per_gas = max_priority_fee_per_gas = gas_price``:
-  such a transaction pays exactly ``gas_price`` per gas (base fee + tip), like a legacy
-  transaction, while every quote keeps one shape and one replacement rule.
-* :class:`Eip1559FeePolicy` -- fee cap = multiplier x base fee + tip, never above a hard
-  cap.
-
-Replacement (:func:`bump`) follows geth's legacypool: a transaction with the same nonce
-replaces the pending one only if *both* fee cap and tip are strictly higher and at least
-``old * (100 + 10) / 100`` (core/txpool/legacypool/list.go ``Add``), else the node answers
-"replacement transaction underpriced".
+A policy answers a :class:`FeeQuote` (send now), a :class:`Hold` (the message waits,
+never dropped) or raises :class:`~lightpost.errors.PolicyError` (can never fit: split,
+:func:`max_payload_for`). Gas limit = gas_used + a margin on execution only.
+:func:`bump` follows geth's legacypool. docs/protocol.md, section "Fees".
 """
 
 from __future__ import annotations
@@ -112,10 +89,7 @@ def _check_non_negative(value: object, what: str) -> int:
 
 
 def gas_limit_with_margin(data: bytes, execution_gas: int = 0) -> int:
-    """gas_used(data, execution_gas + margin): the gas limit a payload needs (EIP-7623).
-
-    Not capped: compare with EIP-7825's TX_GAS_LIMIT_CAP yourself (the policies do).
-    """
+    """The gas limit a payload needs (EIP-7623), uncapped: compare with EIP-7825's cap."""
     _check_non_negative(execution_gas, "execution gas")
     return gas_used(data, _execution_with_margin(execution_gas))
 
@@ -130,7 +104,7 @@ def _check_size(data: bytes) -> None:
         )
 
 
-# --- results --------------------------------------------------------------------------
+# --- results ---
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -169,11 +143,8 @@ class Hold:
 
 
 class FixedGasLimitExceeded(PolicyError):
-    """The paper's fixed gas limit cannot carry this payload: split it.
-
-    ``needed_gas`` is what the payload needs (margin included), ``gas_limit`` the fixed
-    limit, ``max_payload_bytes`` the largest payload that fits with the same execution
-    gas (worst case, all bytes nonzero).
+    """The paper's fixed gas limit cannot carry this payload: split it (``max_payload_bytes``
+    fits, worst case).
     """
 
     def __init__(self, needed_gas: int, gas_limit: int, max_payload: int) -> None:
@@ -187,7 +158,7 @@ class FixedGasLimitExceeded(PolicyError):
         )
 
 
-# --- policies ------------------------------------------------------------------------------
+# --- policies ---
 
 
 class FeePolicy(Protocol):
@@ -225,12 +196,9 @@ def _quote(policy: FeePolicy, data: bytes, execution_gas: int, base_fee: int) ->
 class FixedFeePolicy:
     """The MIT paper's mode: one gas price, one gas limit, for every message.
 
-    Quotes are type-2 with fee cap = tip = ``gas_price`` (pays exactly ``gas_price`` per
-    gas). A payload that needs more than ``gas_limit`` is refused
-    (:class:`FixedGasLimitExceeded`, rule ``"fixed-gas-limit"``) rather than sent to fail.
-    ``max_fee_cap`` (default: ``gas_price``) bounds :func:`bump`; with the default the
-    policy never raises its price, as in the paper.
-    """
+    Type-2 quotes with fee cap = tip = ``gas_price``. A payload needing more than
+    ``gas_limit`` raises :class:`FixedGasLimitExceeded` rather than being sent to fail.
+    ``max_fee_cap`` (default ``gas_price``: never raised, as in the paper) bounds :func:`bump`."""
 
     gas_price: int = PAPER_GAS_PRICE
     gas_limit: int = PAPER_GAS_LIMIT
@@ -286,10 +254,8 @@ class FixedFeePolicy:
 class Eip1559FeePolicy:
     """EIP-1559 pricing: fee cap = multiplier x base fee + tip, never above ``max_fee_cap``.
 
-    Holds while the base fee is above ``max_fee_cap`` (the transaction could not be
-    included at all). The gas limit is the payload's need plus the execution margin,
-    never above EIP-7825's cap.
-    """
+    Holds while the base fee is above ``max_fee_cap``; the gas limit (need + execution
+    margin) never exceeds EIP-7825's cap."""
 
     max_fee_cap: int = DEFAULT_MAX_FEE_CAP
     priority_fee: int = DEFAULT_PRIORITY_FEE
@@ -337,17 +303,14 @@ class Eip1559FeePolicy:
         return _quote(self, data, execution_gas, base_fee)
 
 
-# --- capacity and replacement ----------------------------------------------------------------
+# --- capacity and replacement ---
 
 
 def max_payload_for(
     policy: FeePolicy, execution_gas_fixed: int = 0, execution_gas_per_byte: int = 0
 ) -> int:
-    """Largest payload (any bytes, worst case all nonzero) that ``policy`` accepts.
-
-    The call's execution gas is modelled as ``fixed + per_byte x len(payload)``; both get
-    the execution margin. Every payload up to this length quotes without PolicyError.
-    """
+    """Largest payload (worst case all nonzero) ``policy`` accepts; execution gas is
+    ``fixed + per_byte x len``, both with the margin."""
     _check_non_negative(execution_gas_fixed, "execution_gas_fixed")
     _check_non_negative(execution_gas_per_byte, "execution_gas_per_byte")
     gas_limit = policy.gas_limit if isinstance(policy, FixedFeePolicy) else TX_GAS_LIMIT_CAP
@@ -365,12 +328,10 @@ def _bumped(value: int) -> int:
 
 
 def bump(quote: FeeQuote, policy: FeePolicy, base_fee: int) -> FeeQuote | Hold:
-    """Prices for a replacement of the transaction sent with ``quote`` (same nonce).
+    """Prices replacing the tx sent with ``quote`` (same nonce, same gas limit).
 
-    Both fee cap and tip rise by >= REPLACEMENT_BUMP_PERCENT (rounded up, at least 1 wei)
-    and never below what the policy would offer fresh at ``base_fee``. Hold when the base
-    fee is above the policy's cap or the bump would exceed it. The gas limit is kept.
-    """
+    Fee cap and tip rise by >= REPLACEMENT_BUMP_PERCENT (rounded up, >= 1 wei), never below
+    a fresh quote at ``base_fee``; Hold when that would exceed the policy's cap."""
     fresh = policy.price(base_fee)
     if isinstance(fresh, Hold):
         return fresh

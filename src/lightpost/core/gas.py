@@ -1,16 +1,12 @@
 """The gas model for data-carrying transactions, as documented constants.
 
-Every figure cites its source. The payload capacity of a transaction follows from
-these rules, not from a guess:
-
     tokens    = zero_bytes + 4 * nonzero_bytes                     (EIP-7623)
     standard  = 21000 + 4 * tokens + access list + execution        (EIP-2028, EIP-2930)
     floor     = 21000 + 10 * tokens                                 (EIP-7623)
     gas_used  = max(standard, floor)
 
-Measured on anvil 1.7.1 (hardfork Bpo1): empty tx 21,000; 1,000 nonzero bytes 61,000;
-1,000 zero bytes 31,000; 100,000 nonzero bytes 4,021,000 -- all equal to the floor.
-"""
+Measured on anvil 1.7.1 (Bpo1): empty tx 21,000; 1,000 nonzero bytes 61,000; 1,000
+zero bytes 31,000; 100,000 nonzero bytes 4,021,000 -- all equal to the floor."""
 
 from __future__ import annotations
 
@@ -117,10 +113,8 @@ def max_payload_bytes(
     execution_gas_per_byte: int = 0,
     max_tx_bytes: int = TXPOOL_MAX_TX_BYTES,
 ) -> int:
-    """Largest calldata length that fits *whatever its bytes are* (worst case: all nonzero).
-
-    The limit is the smallest of: the gas limit (capped by EIP-7825), the floor and the
-    standard cost with the given execution model, and the txpool size limit.
+    """Largest calldata length that fits whatever its bytes: gas limit (EIP-7825 cap), floor,
+    standard cost and the txpool size limit.
     """
     gas_limit = min(gas_limit, TX_GAS_LIMIT_CAP)
     budget = gas_limit - TX_BASE_GAS

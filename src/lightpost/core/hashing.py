@@ -1,10 +1,6 @@
-"""Keccak-256, the hash Ethereum uses everywhere (not NIST SHA3-256: different padding).
-
-Two implementations, same function: the compiled one from safe-pysha3 when it is
-installed (``pip install 'lightpost[fast]'``), else the device core's own pure-Python
-one (:mod:`lightpost.core.keccak`). The choice is made once, at import; ``KECCAK_BACKEND``
-says which (``lightpost status`` shows it).
-"""
+"""Keccak-256 (not NIST SHA3-256: different padding): safe-pysha3 when installed
+(``lightpost[fast]``), else :mod:`lightpost.core.keccak`; chosen once at import,
+``KECCAK_BACKEND`` says which."""
 
 from __future__ import annotations
 

@@ -1,20 +1,13 @@
 """Block headers: every field through Prague, RLP encoding, hash and verification.
 
-Spec: Yellow Paper section 4.3 (the 15 original fields), then one trailing field or
-two per fork: EIP-1559 ``baseFeePerGas`` (London), EIP-4895 ``withdrawalsRoot``
-(Shanghai), EIP-4844 ``blobGasUsed`` and ``excessBlobGas`` plus EIP-4788
-``parentBeaconBlockRoot`` (Cancun), EIP-7685 ``requestsHash`` (Prague). The block hash
-is ``keccak256(rlp(header))``; the trailing fields are encoded only when set, and a
-later field may only be set when every earlier one is (otherwise the list would be
-ambiguous).
-
-Unknown JSON fields rule (fail closed): :func:`header_from_rpc` refuses any key that
-is neither a header field listed in :data:`HEADER_FIELDS` nor a known non-header key of
-a block answer (:data:`NON_HEADER_RPC_FIELDS`). A key we do not know may be a header
-field of a fork newer than this module; ignoring it would give a wrong hash at best and,
-at worst, a "verified" header missing a committed field. Callers on chains with extra
-non-header keys (L2s) pass them explicitly as ``extra_allowed``.
-"""
+Spec: Yellow Paper section 4.3, then per fork EIP-1559 ``baseFeePerGas``, EIP-4895
+``withdrawalsRoot``, EIP-4844 ``blobGasUsed``/``excessBlobGas``, EIP-4788
+``parentBeaconBlockRoot``, EIP-7685 ``requestsHash``. The hash is
+``keccak256(rlp(header))``; trailing fields are encoded only when set, and only when every
+earlier one is. Fail closed: :func:`header_from_rpc` refuses a key that is neither in
+:data:`HEADER_FIELDS` nor :data:`NON_HEADER_RPC_FIELDS` (it may be a newer fork's field,
+and ignoring it could "verify" a header missing a committed field); L2 callers pass their
+extra keys as ``extra_allowed``."""
 
 from __future__ import annotations
 
@@ -192,10 +185,8 @@ def _header_from_items(item: rlp.Item) -> BlockHeader:
 def header_from_rpc(obj: object, *, extra_allowed: Collection[str] = ()) -> BlockHeader:
     """Build a header from an ``eth_getBlockBy*`` JSON object (hash not checked).
 
-    Missing fork fields (absent or null) are left unset. Any key that is neither a
-    header field nor in :data:`NON_HEADER_RPC_FIELDS` / ``extra_allowed`` raises
-    :class:`DecodingError` (see the module docstring for why).
-    """
+    Missing fork fields stay unset; any unknown key (not a header field,
+    :data:`NON_HEADER_RPC_FIELDS` or ``extra_allowed``) raises :class:`DecodingError`."""
     block: Mapping[str, object] = get_object(obj, _WHAT)
     unknown = sorted(set(block) - _RPC_HEADER_NAMES - NON_HEADER_RPC_FIELDS - set(extra_allowed))
     if unknown:
@@ -219,10 +210,8 @@ def header_from_rpc(obj: object, *, extra_allowed: Collection[str] = ()) -> Bloc
 
 
 def verify_header(obj: object, *, extra_allowed: Collection[str] = ()) -> BlockHeader:
-    """Rebuild the header from JSON and check keccak256(rlp(header)) == ``obj["hash"]``.
-
-    Raises :class:`ProofError` (kind ``header``) on a mismatch, :class:`DecodingError`
-    for malformed or unknown fields.
+    """Rebuild the header from JSON; keccak256(rlp) must equal ``obj["hash"]``, else
+    :class:`ProofError` (``header``); malformed or unknown fields: :class:`DecodingError`.
     """
     header = header_from_rpc(obj, extra_allowed=extra_allowed)
     claimed = data_field(get_object(obj, _WHAT), "hash", _WHAT, HASH_BYTES)

@@ -1,31 +1,11 @@
 """The channel-mode inbox contract, mirrored in Python: calldata, storage, event, gas.
 
-Every channel-mode message transaction calls the inbox (source:
-``src/lightpost/contracts/inbox.easm``, hand-written EVM assembly). It has one
-behaviour and no ABI selector -- the raw calldata *is* the message:
-
-    calldata = channel (32) || recipient word (32) || body (>= 1 byte)
-
-The recipient word is 12 zero bytes followed by a 20-byte address, or 32 zero bytes
-for a broadcast. The contract reverts when ETH is sent, when the calldata is shorter
-than 65 bytes, or when the recipient word is not an address word. It never looks at
-the body.
-
-Storage, per (sender, channel)::
-
-    key          = keccak256(sender as a 32-byte word || channel)
-    slot key     = acc,   acc_new = keccak256(acc_old || keccak256(calldata)), acc_0 = 0
-    slot key + 1 = count, count_new = count_old + 1
-
-so a receiver holding messages 1..count of a (sender, channel) recomputes ``acc`` and
-compares it with the slot proven by eth_getProof (EIP-1186) against a final state root:
-any omitted, reordered or altered message changes the value.
-
-Event (LOG4), topics ``[EVENT_TOPIC, channel, sender word, recipient word]`` -- so
-eth_getLogs can filter by channel, sender and recipient -- and data
-``count_new (32 bytes, big-endian) || full calldata``. The data is NOT ABI-encoded
-(no offset/length words): ABI tooling cannot decode it; :func:`decode_post_log` can.
-"""
+calldata = channel (32) || recipient word (32) || body (>= 1 byte), no ABI selector.
+Per (sender, channel) the contract keeps ``acc = keccak256(acc || keccak256(calldata))``
+and ``count``, so a receiver proves (eth_getProof, EIP-1186) that nothing was omitted,
+reordered or altered. The event data is not ABI-encoded (:func:`decode_post_log`).
+docs/protocol.md, section "Inbox contract", has the full story; the source is
+``src/lightpost/contracts/inbox.easm``."""
 
 from __future__ import annotations
 
@@ -61,7 +41,7 @@ __all__ = [
     "storage_key",
 ]
 
-# --- layout -------------------------------------------------------------------------
+# --- layout ---
 
 WORD_BYTES = 32
 """An EVM word: channel ids, recipient words, topics and the index are one word each."""
@@ -93,7 +73,7 @@ _SLOT_MODULUS = 2**256
 _ADDRESS_PAD = bytes(WORD_BYTES - ADDRESS_BYTES)
 """The 12 zero bytes in front of an address inside a word."""
 
-# --- event --------------------------------------------------------------------------
+# --- event ---
 
 EVENT_SIGNATURE = "LightpostPostV1(bytes32,address,address,uint256,bytes)"
 """Names the event; its data layout is lightpost's own (count || calldata), not ABI."""
@@ -104,12 +84,11 @@ EVENT_TOPIC = keccak256(EVENT_SIGNATURE.encode())
 _LOG_TOPICS = 4
 """LOG4: event topic, channel, sender word, recipient word."""
 
-# --- gas (EIP-2929 / EIP-2200 / Yellow Paper costs of the opcodes the inbox runs) --------
+# --- gas (EIP-2929 / EIP-2200 / Yellow Paper costs of the opcodes the inbox runs) ---
 
 _STRAIGHT_LINE_GAS = 171
-"""Sum of the fixed costs of the simple opcodes on the success path of inbox.easm (PUSH,
-DUP, SWAP, MSTORE, CALLDATALOAD, JUMPI, ... and CALLDATACOPY's static 3), counted by hand
-and confirmed exactly on anvil by tests/integration/test_inbox_gas.py."""
+"""Fixed costs of the simple opcodes on inbox.easm's success path, counted by hand and
+confirmed exactly on anvil by tests/integration/test_inbox_gas.py."""
 
 _COLD_SLOAD_GAS = 2_100
 """EIP-2929 COLD_SLOAD_COST: each of the two slots is read cold once."""
@@ -148,9 +127,8 @@ _SCRATCH_WORDS = 2
 """Memory words in front of the calldata copy (scratch for the two 64-byte hashes)."""
 
 INBOX_EXECUTION_GAS_FIXED = 12_500
-"""Upper bound of the execution gas of a post that is not the first of its (sender,
-channel), besides the per-byte part (exact: 12,422 + 12 x words + 8 x bytes + memory
-quadratic term; see :func:`inbox_execution_gas`; measured on anvil 1.7.1 / Bpo1)."""
+"""Upper bound of a non-first post's execution gas besides the per-byte part (exact:
+12,422 + 12 x words + 8 x bytes + memory term, :func:`inbox_execution_gas`; anvil 1.7.1)."""
 
 INBOX_EXECUTION_GAS_FIRST_POST = INBOX_EXECUTION_GAS_FIXED + 2 * (
     _SSTORE_SET_GAS - _SSTORE_RESET_GAS
@@ -169,11 +147,8 @@ txpool limit of 128 KiB; beyond it use :func:`inbox_execution_gas`."""
 
 
 def inbox_execution_gas(calldata_len: int, *, first_post: bool = False) -> int:
-    """Exact execution gas of a successful inbox call with ``calldata_len`` bytes.
-
-    Assumes no access list (both slots cold) and the inbox as the transaction's ``to``
-    (already warm, EIP-2929). Excludes intrinsic gas and the EIP-7623 floor: the
-    transaction pays ``max(intrinsic + this, floor)`` (see lightpost.core.gas.gas_used).
+    """Exact execution gas of a successful inbox call (both slots cold, EIP-2929), without
+    intrinsic gas or the EIP-7623 floor.
     """
     if calldata_len < MIN_CALLDATA_BYTES:
         raise ValueError(f"an inbox call has at least {MIN_CALLDATA_BYTES} calldata bytes")
@@ -197,7 +172,7 @@ def inbox_execution_gas(calldata_len: int, *, first_post: bool = False) -> int:
     )
 
 
-# --- calldata and accumulator -------------------------------------------------------
+# --- calldata and accumulator ---
 
 
 def _address_word(address: bytes) -> bytes:
@@ -205,10 +180,8 @@ def _address_word(address: bytes) -> bytes:
 
 
 def inbox_calldata(channel: bytes, recipient: bytes | None, body: bytes) -> bytes:
-    """The calldata of one post: channel || recipient word || body.
-
-    ``recipient`` is a 20-byte address, or ``None`` for a broadcast. Raises ValueError
-    for a wrong-sized channel or recipient or an empty body (the contract would revert).
+    """channel || recipient word || body (``recipient`` None: broadcast); ValueError where the
+    contract would revert.
     """
     if len(channel) != CHANNEL_BYTES:
         raise ValueError(f"a channel id is {CHANNEL_BYTES} bytes, got {len(channel)}")
@@ -255,17 +228,13 @@ def accumulator_of(calldatas: Iterable[bytes], acc: bytes = ACC_ZERO) -> bytes:
     return acc
 
 
-# --- event decoding -----------------------------------------------------------------
+# --- event decoding ---
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class InboxPost:
-    """One inbox post, decoded from its log.
-
-    ``index`` is count_new: the post's 1-based position in its (sender, channel).
-    ``recipient`` is None for a broadcast. ``calldata`` is the full calldata (what the
-    accumulator hashes), ``body`` its part after the 64-byte header. ``inbox`` is the
-    address of the contract that emitted the log.
+    """One inbox post from its log; ``index`` = count_new (1-based), ``recipient`` None =
+    broadcast, ``calldata`` what the accumulator hashes.
     """
 
     inbox: bytes
@@ -290,12 +259,8 @@ def _word_address(word: bytes, what: str) -> bytes:
 def encode_post_log(
     sender: bytes, calldata: bytes, index: int
 ) -> tuple[tuple[bytes, bytes, bytes, bytes], bytes]:
-    """The (topics, data) the contract emits for ``calldata`` posted by ``sender`` as the
-    ``index``-th post of its (sender, channel) -- the mirror of the contract's LOG4.
-
-    Raises ValueError for inputs the contract would refuse (short calldata, a recipient
-    word that is not an address word) or cannot produce (index outside 1..2**256-1).
-    """
+    """The (topics, data) of the contract's LOG4 for ``calldata`` posted by ``sender`` as
+    the ``index``-th post; ValueError for inputs the contract would refuse or cannot produce."""
     if len(sender) != ADDRESS_BYTES:
         raise ValueError(f"a sender is a {ADDRESS_BYTES}-byte address, got {len(sender)}")
     if len(calldata) < MIN_CALLDATA_BYTES:
@@ -316,13 +281,10 @@ def decode_post_log(
     *,
     inbox: bytes | None = None,
 ) -> InboxPost:
-    """Decode one log (its address, topics and data, as bytes) into an :class:`InboxPost`.
+    """Decode one log (address, topics, data) into an :class:`InboxPost`.
 
-    With ``inbox`` given, a log from any other address is rejected. Raises
-    DecodingError for a log that is not an inbox post or is malformed: wrong topic
-    count or sizes, another topic 0, non-address sender/recipient words, short data,
-    an index of 0, or calldata whose channel/recipient words disagree with the topics.
-    """
+    With ``inbox`` given, other addresses are rejected. DecodingError for anything that is
+    not a well-formed inbox post, including calldata words that disagree with the topics."""
     if len(address) != ADDRESS_BYTES:
         raise _fail(f"log address is {len(address)} bytes, expected {ADDRESS_BYTES}")
     if inbox is not None and bytes(address) != bytes(inbox):

@@ -1,15 +1,10 @@
 """The sender's side of the ``included`` level: our own transaction, proven in a block.
 
-A receipt from an endpoint is a claim, never a fact. Every sender state change
-(included, final, reverted, the end of rebroadcasts and bumps) rests on the receiver's
-ladder applied to our transaction: (1) the block hash at the receipt's height agreed by
-k endpoints (the caller asks); (2) the header rebuilt to that hash
-(:func:`~lightpost.core.verify.verify_block_header`); (3) transactionsRoot rebuilt with
-our hash at an index (:func:`~lightpost.core.verify.prove_block_transactions`); (4)
-receiptsRoot rebuilt (:func:`~lightpost.core.verify.prove_block_receipts`), the
-receipt at that index giving the status. A receipt naming an agreed block that does
-not hold the transaction changes nothing. No I/O here (``lightpost.node.sender_track``).
-"""
+A receipt is a claim, never a fact. Every sender state change rests on the receiver's
+ladder applied to our transaction: the block hash at the receipt's height agreed by k
+(the caller asks), the header rebuilt to it, transactionsRoot rebuilt with our hash at
+an index, receiptsRoot rebuilt for the status (:mod:`lightpost.core.verify`). A receipt
+naming an agreed block that does not hold the transaction changes nothing. No I/O here."""
 
 from __future__ import annotations
 
@@ -52,8 +47,7 @@ STATUS_SUCCESS = 1
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ProvenReceipt:
-    """Our tx proven at ``index`` of ``sighting.block``; ``receipt``: the JSON whose
-    consensus fields (``status``...) were proven."""
+    """Our tx proven at ``index`` of ``sighting.block``, with its proven receipt JSON."""
 
     sighting: Sighting
     index: int
@@ -62,8 +56,7 @@ class ProvenReceipt:
 
 
 def receipt_hint(tx_hash: bytes, receipt: object) -> Sighting | None:
-    """Where an endpoint's receipt claims ``tx_hash`` was mined (unproven); None for no,
-    a pending, a malformed receipt or one of another transaction."""
+    """Where an endpoint's receipt claims ``tx_hash`` was mined (unproven), else None."""
     if receipt is None:
         return None
     try:
@@ -110,8 +103,7 @@ def tx_index(block: ProvenBlock, tx_hash: bytes) -> int | None:
 def proven_receipt(
     block: ProvenBlock, receipts_json: object, tx_hash: bytes
 ) -> ProvenReceipt | None:
-    """Our tx's receipt in a block whose receipts were proven from ``receipts_json``;
-    None when it is not in the block."""
+    """Our tx's receipt in a block with proven receipts; None when it is not there."""
     index = tx_index(block, tx_hash)
     if index is None:
         return None
@@ -135,9 +127,9 @@ def inclusion_events(
     canonical_hash: bytes | None = None,
     finalized_number: int | None = None,
 ) -> tuple[Event, ...]:
-    """:func:`~lightpost.core.outbox.check_inclusion` on a PROVEN receipt (or none). A
-    reverted call posted nothing: at finality its messages go back to the queue
-    (:class:`NonceConsumed` instead of :class:`Finalized`), never lost."""
+    """:func:`~lightpost.core.outbox.check_inclusion` on a PROVEN receipt; a reverted call's
+    messages go back to the queue at finality (:class:`NonceConsumed`), never lost.
+    """
     events = check_inclusion(
         state=state,
         included=included,

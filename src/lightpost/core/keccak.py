@@ -1,19 +1,10 @@
 """Keccak-256 in pure Python: the device core's built-in keccak.
 
-The original Keccak submission with output 256 bits, rate 1088 bits (136 bytes) and the
-padding byte 0x01 -- which is what Ethereum calls keccak256. It is NOT NIST SHA3-256
-(FIPS 202 pads with 0x06), so ``hashlib.sha3_256`` cannot stand in for it.
-
-Why it exists: a compiled keccak (safe-pysha3) adds 0.64 MB to an install whose budget is
-4 MB, and coincurve alone is 2.55 MB. This module costs a few KB and is used whenever no
-compiled keccak is installed. It is ~100x slower than the C one (about 0.24 ms per short
-hash on a 2-core x86 box; docs/benchmarks.md has the measured figures), which is ample
-for a device that signs a few transactions and proves a few blocks a minute.
-``pip install 'lightpost[fast]'`` adds the C implementation; :mod:`lightpost.core.hashing`
-picks it when present.
-
-Checked against the Ethereum test vectors and, with hypothesis, against safe-pysha3.
-"""
+Original Keccak, rate 1088 bits, padding byte 0x01 (Ethereum's keccak256); NOT NIST
+SHA3-256 (FIPS 202 pads with 0x06), so ``hashlib.sha3_256`` cannot stand in for it. It
+exists because safe-pysha3 adds 0.64 MB to a 4 MB budget; it is ~100x slower (about
+0.24 ms per short hash, docs/benchmarks.md), ample for a device. ``lightpost[fast]``
+adds the C one, which :mod:`lightpost.core.hashing` picks when present."""
 
 from __future__ import annotations
 

@@ -2,8 +2,7 @@
 
 A :class:`PrivateKey` never shows its secret: ``repr``/``str`` print only the address.
 Signatures are deterministic (RFC 6979, libsecp256k1) and always low-s (EIP-2).
-Recovery rejects high-s, zero and out-of-range r/s (EIP-2: s <= n/2).
-"""
+Recovery rejects high-s, zero and out-of-range r/s (EIP-2: s <= n/2)."""
 
 from __future__ import annotations
 
@@ -58,11 +57,7 @@ def to_checksum_address(address: bytes) -> str:
 
 
 def parse_address(text: str) -> bytes:
-    """Parse a 0x-prefixed 40-hex-digit address in any case.
-
-    Mixed-case input must carry a valid EIP-55 checksum (a typo guard); all-lower or
-    all-upper input is accepted as is.
-    """
+    """Parse a 0x + 40-hex address; mixed case must carry a valid EIP-55 checksum."""
     body = text[2:] if text[:2] in ("0x", "0X") else text
     if len(body) != 40:
         raise DecodingError("address", "expected 40 hex digits")

@@ -2,31 +2,17 @@
 
 Format (Web3 Secret Storage Definition, as written by geth's accounts/keystore)::
 
-    {"address": "<40 lowercase hex>", "id": "<uuid4>", "version": 3,
-     "crypto": {"cipher": "aes-128-ctr", "cipherparams": {"iv": "<16 bytes hex>"},
-                "ciphertext": "<hex>", "kdf": "scrypt" | "pbkdf2", "kdfparams": {...},
-                "mac": "<32 bytes hex>"}}
-
-    derived = KDF(password UTF-8, salt)            # dklen 32
+    derived = KDF(password UTF-8, salt)            # scrypt or pbkdf2, dklen 32
     ciphertext = AES-128-CTR(derived[0:16], iv, secret)
     mac = keccak256(derived[16:32] || ciphertext)   # checked before decrypting
 
-Pure: no file I/O and no randomness source. Callers read/write the JSON text themselves
-and pass ``randbytes`` (``os.urandom`` in production) to :func:`encrypt_key`. The KDFs
-are stdlib :func:`hashlib.scrypt` and :func:`hashlib.pbkdf2_hmac`; AES is
-:mod:`lightpost.core.aes`.
-
-Readers are lenient where real files differ (``crypto`` or ``Crypto``, optional ``0x``
-on hex, upper-case hex, keys stored as fewer than 32 bytes as geth accepts) and strict
-about everything that matters (version 3, cipher, KDF parameters, MAC). Work factors
-read from a file are bounded (:data:`SCRYPT_MAX_MEMORY`, :data:`PBKDF2_MAX_ITERATIONS`)
-so a hostile file cannot make the device allocate or spin without limit, and from below
-(:data:`SCRYPT_MIN_N`, :data:`PBKDF2_MIN_ITERATIONS`): a file that protects its key with
-almost no work is refused unless the caller opts in (``allow_weak_kdf``, test keys).
-
-Errors are :class:`lightpost.errors.KeystoreError`; their messages never contain the
-password, the key, or the derived key.
-"""
+Pure: no file I/O; callers pass ``randbytes`` (``os.urandom``) to :func:`encrypt_key`.
+Readers are lenient where real files differ (``Crypto``, ``0x``, upper-case hex, short
+keys as geth accepts) and strict about what matters (version 3, cipher, KDF parameters,
+MAC). KDF work read from a file is bounded above (:data:`SCRYPT_MAX_MEMORY`,
+:data:`PBKDF2_MAX_ITERATIONS`: a hostile file cannot exhaust the device) and below
+(:data:`SCRYPT_MIN_N`, :data:`PBKDF2_MIN_ITERATIONS`, unless ``allow_weak_kdf``).
+:class:`lightpost.errors.KeystoreError` messages never contain the password or a key."""
 
 from __future__ import annotations
 
@@ -74,13 +60,9 @@ Keystore = dict[str, Any]
 """A keystore v3 document as a JSON-compatible dict (``json.dumps`` writes it)."""
 
 ScryptFunction = Callable[[bytes, bytes, int, int, int, int], bytes]
-"""An scrypt implementation: ``(password, salt, n, r, p, dklen) -> derived key``.
-
-The default is stdlib :func:`hashlib.scrypt` (OpenSSL). OpenSSL enforces RFC 7914's
-``n < 2^(16 r)``, so it cannot read files with r = 1 and n >= 65536 -- the Web3 Secret
-Storage wiki example, geth's testdata and Nethereum's defaults use n = 262144, r = 1.
-A caller that must read such a file injects another implementation.
-"""
+"""An scrypt implementation: ``(password, salt, n, r, p, dklen) -> derived key``. The
+default, stdlib :func:`hashlib.scrypt` (OpenSSL), enforces RFC 7914's ``n < 2^(16 r)``
+and cannot read r = 1, n >= 65536 files (the spec's wiki example): inject another then."""
 
 KEYSTORE_VERSION = 3
 """Web3 Secret Storage version written and accepted (the ``version`` field)."""
@@ -123,21 +105,17 @@ PBKDF2_MAX_ITERATIONS = 10_000_000
 """Refuse to read files asking for more PBKDF2 iterations (about 16x our default)."""
 
 SCRYPT_MAX_MEMORY = 257 << 20
-"""Default ceiling on the memory scrypt parameters read from a file may need: 257 MiB,
-just enough for geth standard n=2^18, r=8, p=1 (128 r (n + p + 2) bytes = 256 MiB + 3 KiB),
-the parameters written here by default. A larger ask is refused before anything is
-allocated; a device with less RAM passes a lower ``max_memory`` (config
-``scrypt_max_memory_mib``), one with more a higher one."""
+"""Default ceiling on the memory file-read scrypt parameters may need: 257 MiB, just enough
+for geth standard n=2^18, r=8, p=1 (128 r (n + p + 2) bytes), our default. Refused before
+allocating; config ``scrypt_max_memory_mib`` lowers or raises it."""
 
 SCRYPT_MIN_N = LIGHT_SCRYPT_N
-"""Weakest scrypt cost read without an explicit opt-in: geth ``LightScryptN`` (4096), the
-lightest parameters a standard wallet or ``lightpost devnet`` writes. Below it a stolen
-file gives up its password to a cheap brute-force search."""
+"""Weakest scrypt cost read without opt-in: geth ``LightScryptN`` (4096), the lightest a
+standard wallet or ``lightpost devnet`` writes; below it brute force is cheap."""
 
 PBKDF2_MIN_ITERATIONS = 100_000
-"""Fewest PBKDF2-HMAC-SHA256 iterations read without an explicit opt-in: a sixth of the
-OWASP figure we write (600,000), below the spec example's 262,144, so older wallet files
-still open; c = 1 or 1000 is a password in plain sight for a GPU."""
+"""Fewest PBKDF2-HMAC-SHA256 iterations read without opt-in: a sixth of the OWASP 600,000
+we write (older wallets still open); c = 1 or 1000 is a password in plain sight."""
 
 MAX_KEYSTORE_TEXT = 1 << 16
 """Longest keystore JSON text read: a v3 file is about 500 bytes, ethers' about 2 KB."""
@@ -167,7 +145,7 @@ _UUID_VARIANT_RFC = 0x80
 """UUID variant bits 10 in byte 8, RFC 9562 section 4.1."""
 
 
-# --- writing ---------------------------------------------------------------------
+# --- writing ---
 
 
 def encrypt_key(
@@ -184,11 +162,8 @@ def encrypt_key(
 ) -> Keystore:
     """Encrypt ``key`` under ``password`` into a keystore v3 dict.
 
-    ``randbytes(n)`` must return ``n`` cryptographically random bytes (pass
-    ``os.urandom``). It is called three times, in this order: salt (32 bytes), IV
-    (16 bytes), UUID (16 bytes). For a light device key use
-    ``scrypt_n=LIGHT_SCRYPT_N, scrypt_p=LIGHT_SCRYPT_P``. ``scrypt`` replaces the
-    stdlib implementation (see :data:`ScryptFunction`).
+    ``randbytes(n)`` must be cryptographically random; called for salt (32), IV (16), UUID
+    (16). ``scrypt`` replaces the stdlib one (:data:`ScryptFunction`).
     """
     if kdf not in ("scrypt", "pbkdf2"):
         raise KeystoreError(f"unsupported kdf {kdf!r} (use 'scrypt' or 'pbkdf2')")
@@ -234,7 +209,7 @@ def _uuid4(raw: bytes) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-# --- reading ---------------------------------------------------------------------
+# --- reading ---
 
 
 def decrypt_key(
@@ -245,17 +220,11 @@ def decrypt_key(
     max_memory: int = SCRYPT_MAX_MEMORY,
     allow_weak_kdf: bool = False,
 ) -> PrivateKey:
-    """Decrypt a keystore v3 document (dict or JSON text) with ``password``.
+    """Decrypt a keystore v3 document (dict or JSON) with ``password``.
 
-    ``scrypt`` replaces the stdlib implementation (see :data:`ScryptFunction`); without
-    it, parameters OpenSSL refuses raise a :class:`KeystoreError` that says so.
-    scrypt parameters needing more than ``max_memory`` bytes are refused; so are work
-    factors below :data:`SCRYPT_MIN_N` / :data:`PBKDF2_MIN_ITERATIONS` unless
-    ``allow_weak_kdf`` (test and throw-away keys only).
-
-    Raises :class:`KeystoreError` on malformed input (with the reason) and
-    ``KeystoreError("wrong password (MAC mismatch)")`` when the MAC does not verify.
-    If the document has an ``address`` field it must match the decrypted key.
+    Refused: scrypt above ``max_memory``, work below :data:`SCRYPT_MIN_N` /
+    :data:`PBKDF2_MIN_ITERATIONS` unless ``allow_weak_kdf``. :class:`KeystoreError` with the
+    reason, ``"wrong password (MAC mismatch)"``, or on an ``address`` mismatch.
     """
     doc = _load(keystore)
     version = doc.get("version")
@@ -323,12 +292,8 @@ def _load(keystore: Mapping[str, Any] | str | bytes) -> Mapping[str, Any]:
 
 
 def _check_json_depth(text: str) -> None:
-    """Refuse nesting deeper than _MAX_JSON_DEPTH before the C parser sees it.
-
-    ``json.loads`` recurses once per level; a process with a raised recursion limit
-    (eth-account raises it to 100000 at import) crashes on ``[[[[...`` instead of
-    raising RecursionError.
-    """
+    """Refuse nesting deeper than _MAX_JSON_DEPTH before ``json.loads`` recurses into it (with
+    a raised recursion limit, e.g. eth-account's 100000, it would crash the process)."""
     depth = 0
     in_string = escaped = False
     for ch in text:
@@ -378,7 +343,7 @@ def _hex(value: object, where: str) -> bytes:
     return raw
 
 
-# --- KDF and MAC -------------------------------------------------------------------
+# --- KDF and MAC ---
 
 
 def _mac(derived: bytes, ciphertext: bytes) -> bytes:

@@ -1,14 +1,7 @@
 """Verification levels and the delivered-message record shared by receiver and agent.
 
-The ladder, weakest first (docs/protocol.md "Verification levels"):
-
-- ``signed``: sender recovered locally from the raw transaction; chain id checked.
-- ``included``: block hash agreed by the quorum, header hash recomputed from its
-  fields, the tx / receipt proven against transactionsRoot / receiptsRoot.
-- ``final``: the block is at or below the quorum-agreed finalized block.
-- ``complete``: channel mode; the on-chain (sender, channel) accumulator, proven by
-  eth_getProof against a final state root, equals the receiver's own accumulator.
-"""
+The ladder, weakest first: ``signed``, ``included``, ``final``, ``complete`` (each implies
+the ones below); docs/protocol.md, section "Verification levels", says what each proves."""
 
 from __future__ import annotations
 
@@ -41,10 +34,8 @@ class Level(enum.IntEnum):
 class Delivered:
     """One message handed to the application, with what was proven about it.
 
-    ``block_timestamp`` is the including block's timestamp (verified with the header
-    from ``included`` up); the agent judges command validity by it, never by the
-    device clock alone.
-    """
+    ``block_timestamp`` is verified from ``included`` up; command validity is judged by it,
+    never by the device clock alone."""
 
     sender: bytes
     channel: bytes

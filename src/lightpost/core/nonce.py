@@ -1,58 +1,10 @@
 """Which nonce to sign with next, and what to do when the chain disagrees.
 
-Theory of operation
--------------------
-The paper's rule is "use the account's transaction count". Taken literally that breaks
-the way other clients break: load-balanced providers return stale counts -> "nonce too
-low" (cowprotocol/services #64, go-ethereum #2880); ``pending`` can return a nonce that is
-already used (reth #10881); a network error leaves a gap that stalls every later
-transaction (viem #4364); a nonce manager that lives only in memory forgets on restart.
-lightpost's rule, made precise:
-
-1. **The local counter is durable and authoritative for our own in-flight work.** The
-   store allocates a nonce in the same SQLite transaction that stores the raw signed
-   bytes (``Store.record_signed``), so after a crash the counter, the raw transaction
-   and the messages it carries agree. Inputs here: ``local_next`` (the durable counter),
-   the nonces of our stored transactions not yet seen mined (``in_flight``: SIGNED,
-   BROADCAST) and seen mined (``included``: INCLUDED, FINAL), and ``final_next`` (one
-   past the highest nonce known FINAL, kept even after FINAL rows are pruned).
-
-2. **The chain is read by quorum, at ``latest`` (mined count), never from one
-   endpoint.** No k-of-n agreement -> no decision: :class:`Hold`. (The runtime should
-   ask every endpoint at one fixed block number rather than the moving ``latest`` tag
-   where it can: heads differ slightly between providers, Hyperlane #1119.)
-
-3. **Never reuse a mined nonce.** Chain count ahead of everything we know -> another
-   signer used the key, or we lost state: :class:`AdoptChain`. Any of our in-flight
-   transactions below the chain count had its nonce consumed -- by itself or by someone
-   else -- so it is :class:`Reconcile`\\ d (look its candidate hashes up).
-
-4. **Local at or ahead of the chain is normal** -- our own in-flight transactions explain
-   the difference: :class:`KeepLocal`. A nonce between the chain count and ``local_next``
-   that none of our stored transactions holds is a *gap*: every later transaction is
-   stuck behind it in the txpool, so :class:`FillGap` tells the runtime to sign
-   something at exactly that nonce (the next queued message, or a zero-value
-   self-transfer). Gaps larger than :data:`MAX_GAP_FILL` are not filled automatically
-   (:class:`Hold`): that many missing nonces means a bug or a lost store, and filling
-   them costs real fees.
-
-5. **``pending`` is advisory only.** It is noisy (stale replicas, reth #10881), so it
-   can never lower anything. If k endpoints agree that the txpool holds transactions
-   from this account *beyond* both the local counter and the chain count, those are not
-   ours (ours are all stored): :class:`Hold` until they are mined (then rule 3 adopts
-   the count) or dropped from the pool.
-
-6. **"nonce too low" from a broadcast** means *some* transaction with that nonce was
-   mined. :func:`resolve_nonce_too_low`: if one of OUR candidate hashes is PROVEN in a
-   quorum-agreed block (lightpost.core.inclusion) -> :class:`MarkIncluded` (receipts,
-   even k of them, are only hints). If k endpoints agree none of ours is mined and the
-   nonce is consumed at the *finalized* height -> :class:`Resign`: the messages go back to
-   QUEUED and are re-signed with a new nonce (never dropped). Before finality a reorg
-   could still bring our transaction back, so the answer is :class:`Hold`.
-
-The runtime re-runs :func:`decide` every :data:`RECONCILE_INTERVAL_S` seconds, at start,
-and after any "nonce too low". It persists ``decision.next_nonce`` whenever it differs
-from ``local_next`` (the store refuses to lower the counter).
+Invariants: the durable local counter is authoritative for our own work; the chain's
+count is read by quorum; a mined nonce is never reused; ``pending`` can only hold.
+:func:`decide` and :func:`resolve_nonce_too_low` (:class:`Resign` only at finality,
+:class:`MarkIncluded` only on proof) apply them. docs/protocol.md, section "Nonce", has
+the rules and why.
 """
 
 from __future__ import annotations
@@ -96,7 +48,7 @@ MAX_GAP_FILL = 16
 account); a larger gap cannot even be pooled at once and signals a lost store."""
 
 
-# --- actions ----------------------------------------------------------------------
+# --- actions ---
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -180,7 +132,7 @@ class NonceDecision:
         return self.next_nonce is None
 
 
-# --- rules -------------------------------------------------------------------------
+# --- rules ---
 
 
 def _is_nonce(value: object) -> bool:
@@ -210,11 +162,8 @@ def decide(
     final_next: int = 0,
     pending: Mapping[str, int | Exception] | None = None,
 ) -> NonceDecision:
-    """Decide the next nonce from the durable local state and quorum-read chain counts.
-
-    See the module docstring for the rules. ``latest``/``pending`` map endpoint labels
-    to the count each returned (or the error it raised); ``k`` is the quorum size.
-    """
+    """Decide the next nonce (module docstring rules); ``latest``/``pending`` map endpoint
+    labels to each count (or its error); ``k`` is the quorum size."""
     _check_nonce(local_next, "local_next")
     _check_nonce(final_next, "final_next")
     for n in (*in_flight, *included):
@@ -281,15 +230,10 @@ def resolve_nonce_too_low(
 ) -> TooLowOutcome:
     """What a "nonce too low" (or a :class:`Reconcile`) for our transaction means.
 
-    ``sightings`` maps endpoint label to the receipt location of whichever of OUR
-    candidate hashes it found mined (None: none of them); ``finalized_count`` to the
-    account's transaction count at ``finalized``; ``proven`` where one of our candidates
-    was PROVEN mined (lightpost.core.inclusion). Ours proven mined ->
-    :class:`MarkIncluded` (only then: receipts, even k of them, are hints); k agree none
-    of ours is mined and the nonce is consumed at finality -> :class:`Resign`;
-    otherwise :class:`Hold` (no quorum, an unproven receipt, or a reorg could still
-    bring ours back).
-    """
+    ``sightings``: label -> receipt location of any of OUR hashes (None: none);
+    ``finalized_count``: label -> count at ``finalized``; ``proven``: where ours was PROVEN.
+    Proven -> :class:`MarkIncluded` (receipts alone are hints); k agree none is ours and the
+    nonce is consumed at finality -> :class:`Resign`; else :class:`Hold`."""
     _check_nonce(nonce, "nonce")
     if proven is not None:
         return MarkIncluded(sighting=proven)

@@ -5,51 +5,11 @@ THE TRANSITION TABLE BELOW IS THE ONLY PLACE A STATE CHANGES. :func:`next_state`
 :class:`IllegalTransition` -- in that one function and nowhere else (h11 style). The
 durable store (``lightpost.adapters.store``) calls :func:`next_state` before every write.
 
-Theory of operation
--------------------
-*Records.* A **message** is what an application hands in (channel, recipient, seq,
-payload). A **transaction** is what goes on chain. Several messages are batched into one
-transaction (one nonce); a transaction row owns a *set of candidate hashes*, because a
-fee bump re-signs the same nonce with higher fees, and any of the versions that were ever
-broadcast may be the one that gets mined. Every candidate hash is kept until the
-transaction is final, so inclusion is recognised whichever version won. A message linked
-to a transaction always has the transaction's state; before signing (QUEUED, HELD) it
-has no transaction.
-
-*Store before broadcast.* The raw signed bytes are written durably (state SIGNED) before
-they are sent. If the device crashes after the send, the restart finds the raw bytes and
-re-sends exactly them -- it never signs a second, different transaction for the same
-messages, and the nonce that was used is known. A transaction that was sent but never
-stored would be a transaction the device cannot recognise, replace or account for
-(in-memory nonce managers lose state on restart; MQTT clients lose RAM-only buffers).
-SIGNED -> INCLUDED is therefore legal: the crash window between "sent" and "marked
-broadcast" means a SIGNED transaction can be found mined.
-
-*Rebroadcast is idempotent.* Re-sending the *same* raw bytes is always safe: a node that
-already holds them answers "already known" (execution-apis #245) instead of the hash --
-for an identical raw transaction that is success, so it is the :class:`Broadcast` event
-again (BROADCAST -> BROADCAST). A node that already mined it answers "nonce too low";
-the runtime then reconciles (``lightpost.core.nonce``): one of *our* candidate hashes
-mined -> :class:`Included`; the nonce was consumed by someone else -> :class:`NonceConsumed`,
-which sends the messages back to QUEUED to be re-signed with a new nonce. A message is
-never dropped.
-
-*Replacement keeps the nonce.* A fee bump (:class:`Replaced`) re-signs the same nonce
-with higher fees (geth legacypool requires both fee cap and tip to rise by >= 10%). Using
-the same nonce is what makes it a *replacement*: at most one version can ever be mined,
-so the messages cannot be delivered twice. The new version goes back to SIGNED (store
-first, then send); the old hashes stay candidates.
-
-*Confirmation by proof and block hash.* Inclusion is recorded from a receipt PROVEN in
-the quorum-agreed block (lightpost.core.inclusion), by block hash and number; later
-checks compare hashes, never numbers (web3.js #3608). When the canonical block at that
-height has another hash, the transaction is :class:`ReorgedOut` back to SIGNED for a
-rebroadcast; it becomes FINAL only at or below the finalized height with its block
-still canonical (:func:`check_inclusion`).
-
-*Fee cap.* A message whose transaction would cost more than the configured cap is
-:class:`Held` (QUEUED -> HELD) and :class:`Released` when fees fall; it is not signed
-meanwhile, so no nonce is spent on it.
+Theory of operation: raw bytes are stored before they are sent, and only stored bytes
+are re-sent ("already known" = success); a fee bump keeps the nonce, so at most one
+version is mined and every version stays a candidate; inclusion is a PROVEN receipt,
+compared by block hash; a nonce consumed by someone else sends the messages back to
+QUEUED -- never dropped. docs/protocol.md, section "Outbox life cycle", has the full story.
 """
 
 from __future__ import annotations
@@ -125,7 +85,7 @@ PENDING_TX_STATES: Final = frozenset({State.SIGNED, State.BROADCAST, State.INCLU
 """States of a transaction the runtime still has to watch (not yet FINAL)."""
 
 
-# --- values carried by events and records ------------------------------------------
+# --- values carried by events and records ---
 
 
 def _check_hash(value: bytes, what: str) -> None:
@@ -169,7 +129,7 @@ class Sighting:
         _check_hash(self.tx_hash, "tx hash")
 
 
-# --- events -------------------------------------------------------------------------
+# --- events ---
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -267,7 +227,7 @@ Event: TypeAlias = (
 """Any outbox event."""
 
 
-# --- THE transition table ----------------------------------------------------------
+# --- THE transition table ---
 
 TRANSITIONS: Final[dict[tuple[State, type[Event]], State]] = {
     # fee cap
@@ -315,7 +275,7 @@ def next_state(state: State, event: Event) -> State:
         raise IllegalTransition(state, event) from None
 
 
-# --- records ----------------------------------------------------------------------
+# --- records ---
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -349,12 +309,9 @@ class Candidate:
 class Transaction:
     """A transaction carrying one or more messages.
 
-    ``raw``/``tx_hash``/``fees`` are the current version; ``candidates`` holds every
-    version ever signed for this nonce (oldest first, current last): any of them may be
-    the one mined. ``broadcast_at`` is the last (re)broadcast; ``included`` and
-    ``mined_hash`` (which candidate won) are set in INCLUDED and FINAL. A transaction
-    with no ``message_ids`` is a gap filler (a self-transfer at a missing nonce).
-    """
+    ``raw``/``tx_hash``/``fees``: the current version; ``candidates``: every version signed
+    for this nonce, oldest first (any may be mined); ``included``/``mined_hash`` set in
+    INCLUDED and FINAL. No ``message_ids``: a gap filler (self-transfer)."""
 
     id: int
     nonce: int
@@ -376,7 +333,7 @@ class Transaction:
         return tuple(c.tx_hash for c in self.candidates)
 
 
-# --- confirmation -----------------------------------------------------------------
+# --- confirmation ---
 
 
 def check_inclusion(
@@ -387,14 +344,11 @@ def check_inclusion(
     canonical_hash: bytes | None = None,
     finalized_number: int | None = None,
 ) -> tuple[Event, ...]:
-    """Events that follow from what the chain (quorum-agreed) says about a transaction.
+    """Events following from what the quorum-agreed chain says about a transaction.
 
-    ``included`` is where the store recorded it (INCLUDED only), ``sighting`` where a
-    receipt for any candidate hash now is (None: no receipt), ``canonical_hash`` the
-    agreed hash of the canonical block at ``included.number``, ``finalized_number`` the
-    agreed finalized height. Blocks are compared by hash, never by number (web3.js
-    #3608). Apply the returned events in order with :func:`next_state`.
-    """
+    ``included``: where the store recorded it; ``sighting``: where a receipt now is (None:
+    none); ``canonical_hash``: agreed hash at ``included.number``; ``finalized_number``.
+    Compared by hash, never number (web3.js #3608). Apply in order with :func:`next_state`."""
     if state in (State.SIGNED, State.BROADCAST):
         return () if sighting is None else (Included(sighting=sighting),)
     if state is not State.INCLUDED:
@@ -417,7 +371,7 @@ def check_inclusion(
     return ()
 
 
-# --- what a broadcast's answers mean ------------------------------------------------------
+# --- what a broadcast's answers mean ---
 
 
 class AfterBroadcast(StrEnum):
@@ -435,10 +389,9 @@ BROADCAST_ANSWERS: Final[tuple[tuple[type[LightpostError], AfterBroadcast], ...]
     (ReplacementUnderpriced, AfterBroadcast.BUMP),
     (InsufficientFunds, AfterBroadcast.WAIT_FUNDS),
 )
-"""When NO endpoint accepted: the first error kind (in this order) any endpoint gave
-decides; none of them -> :attr:`AfterBroadcast.RETRY`. Each outcome is safe on one
-endpoint's word: a nonce is resolved by proof and quorum, a bump is bounded by the fee
-cap, a funds wait ends at the next accepted broadcast."""
+"""When NO endpoint accepted, the first error kind (in this order) any endpoint gave
+decides, else RETRY. Each outcome is safe on one endpoint's word (proof and quorum
+resolve nonces, the cap bounds bumps, the next accepted broadcast ends a funds wait)."""
 
 
 def after_broadcast(*, accepted: bool, errors: Iterable[Exception]) -> AfterBroadcast:

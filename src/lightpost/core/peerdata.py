@@ -1,12 +1,9 @@
 """Bounds on what a network peer sends us: JSON nesting depth and text shown to humans.
 
-An endpoint chooses every byte of its answer. ``json.loads`` recurses once per nesting
-level, so ``[[[[...`` deep enough raises ``RecursionError`` (not a ``ValueError``):
-:func:`parse_json` measures the depth first with a linear scan (:func:`json_depth`) and
-turns every parse failure into a :class:`DecodingError`. Text an endpoint wrote (a
-JSON-RPC error message) goes through :func:`peer_text` before it reaches an exception,
-a log line or a terminal: no control character, terminal escape or line break survives.
-"""
+``json.loads`` recurses per nesting level (``[[[[...`` raises RecursionError), so
+:func:`parse_json` measures the depth first (:func:`json_depth`, linear) and turns every
+failure into a :class:`DecodingError`. :func:`peer_text` strips control characters,
+terminal escapes and line breaks from peer text before it reaches an error or a log."""
 
 from __future__ import annotations
 
@@ -19,9 +16,8 @@ from lightpost.errors import DecodingError
 __all__ = ["MAX_JSON_DEPTH", "MAX_PEER_TEXT_CHARS", "json_depth", "parse_json", "peer_text"]
 
 MAX_JSON_DEPTH = 32
-"""Deepest nesting accepted in a JSON-RPC answer. The deepest legitimate one is a batch
-of full blocks: batch > response > block > transactions > tx > accessList > entry >
-storageKeys = 8; the interpreter's own limit (1,000 frames) must never be reached."""
+"""Deepest JSON nesting accepted: a batch of full blocks nests 8 deep (batch > response >
+block > transactions > tx > accessList > entry > storageKeys); far below 1,000 frames."""
 
 MAX_PEER_TEXT_CHARS = 200
 """Longest peer-written text kept in an error (one readable log line)."""
@@ -35,9 +31,8 @@ _STEP = bytes.maketrans(b"[{]}", b"\x02\x02\x00\x00")
 
 
 def json_depth(doc: bytes | bytearray, chunk: int = _SCAN_CHUNK) -> int:
-    """Deepest nesting of arrays/objects in ``doc`` (exact for valid JSON; for invalid
-    JSON, the depth a parser reaches before failing). Linear, no recursion: drop escaped
-    backslashes and quotes; the text outside strings is every other piece between quotes."""
+    """Deepest array/object nesting in ``doc`` (for invalid JSON: where a parser fails).
+    Linear, no recursion: text outside strings is every other piece between quotes."""
     if b"\\" in doc:
         doc = doc.replace(b"\\\\", b"").replace(b'\\"', b"")
     deepest = level = inside = 0

@@ -1,38 +1,10 @@
 """k-of-n agreement over answers from independent JSON-RPC endpoints.
 
-Theory of operation
--------------------
-lightpost never trusts one endpoint. A question that matters (the nonce count of our
-account, the hash of block N, the finalized height) is asked of every configured
-endpoint, and an answer is accepted only when at least ``k`` endpoints returned the
-*identical* value. An endpoint that failed (timeout, node error) is a non-answer: it
-neither agrees nor vetoes, it simply does not count towards ``k``.
-
-Two different values can both reach ``k`` only when ``k <= n / 2`` (e.g. 1-of-2); that is
-a misconfiguration for the question at hand and is reported as a :class:`QuorumError`
-rather than resolved by picking one -- silently choosing would be trusting one endpoint.
-
-Quorum on ``latest`` is noisy (providers return slightly different valid heads,
-Hyperlane #1119), so callers compare at fixed heights or at ``finalized``. Answers are
-grouped by ``==`` (not hashing), so any value type with equality works; n is small.
-
-:func:`agree` is for callers that need a value or an error. :func:`report` returns a
-:class:`QuorumReport` so status output and receivers can *show* disagreement (who said
-what, who dissented) instead of hiding it.
-
-Ordered readings (heights, fees) differ between honest endpoints, so they are not
-grouped by equality: the answer is the highest value that *enough* readings reach
-(:func:`reached_by`): fewer readings than that can never push the answer above every
-other reading.
-
-- heights (:func:`quorum_height`): enough = max(k, a majority of the endpoints that
-  answered). With k <= n/2 (e.g. 1 of 3) the highest `finalized` of ONE endpoint would
-  otherwise win; now a minority of the answers can only make the height look older
-  (safe), never newer.
-- base fee (:func:`quorum_fee`): enough = a majority of the answers (the median, the
-  lower middle one for an even count), and at least k must answer. A minority can
-  neither raise it above every honest reading (holding all sending) nor lower it below
-  every honest reading (underpricing).
+An answer counts only when ``k`` endpoints gave the *identical* value; a failed endpoint
+neither agrees nor vetoes; two values both reaching ``k`` is a :class:`QuorumError`,
+never a pick. Ordered readings (:func:`quorum_height`, :func:`quorum_fee`) take the
+highest value enough readings reach (:func:`reached_by`), so a minority can only make a
+height older. docs/protocol.md, section "Adversary model", has the rules.
 """
 
 from __future__ import annotations
@@ -66,8 +38,7 @@ QuorumError one readable line even when an answer is a whole block)."""
 def default_quorum(n: int) -> int:
     """Majority of ``n`` endpoints: ``n // 2 + 1`` (1 of 1, 2 of 2, 2 of 3, 3 of 4...).
 
-    A majority makes it impossible for two different values to both reach the quorum.
-    """
+    A majority makes it impossible for two different values to both reach the quorum."""
     if n < 1:
         raise ConfigError(f"quorum: need at least one endpoint, got {n}")
     return n // 2 + 1
@@ -107,12 +78,9 @@ def _render_error(exc: Exception) -> str:
 class QuorumReport(Generic[T]):
     """What every endpoint said about one question, and whether k of them agreed.
 
-    ``agreed`` is the value at least ``needed`` endpoints answered identically, or None
-    (check :attr:`reached`: the agreed value itself may legitimately be None).
-    ``answers`` maps endpoint label to a short rendering; ``dissenters`` are the labels
-    whose answer differs from the agreed one (all answering labels when no quorum);
-    ``failed`` are the labels that raised instead of answering.
-    """
+    ``agreed``: the value ``needed`` endpoints gave identically, or None (see
+    :attr:`reached`: the value itself may be None). ``answers``: label -> rendering;
+    ``dissenters``: labels that differ (all, without quorum); ``failed``: labels that raised."""
 
     question: str
     needed: int
@@ -190,8 +158,7 @@ def agree(
     """The value at least ``k`` endpoints answered identically.
 
     Raises :class:`QuorumError` (answers rendered per endpoint label) when no value
-    reaches ``k`` or when two different values both do; errors count as non-answers.
-    """
+    reaches ``k`` or when two different values both do; errors count as non-answers."""
     result = report(answers, k, question=question, render=render)
     if not result.reached:
         raise result.error()

@@ -1,16 +1,10 @@
 """Transaction receipts, logs and the 2048-bit logs bloom.
 
-Spec: Yellow Paper section 4.3.1 (receipt, bloom), EIP-658 (status code replaces the
-intermediate state root from Byzantium on), EIP-2718 (typed receipts are
-``type || rlp(payload)``; legacy receipts are the bare RLP list). Every receipt type
-shares the payload ``[status_or_root, cumulativeGasUsed, logsBloom, logs]`` with each
-log ``[address, [topics...], data]`` -- types 1 (EIP-2930), 2 (EIP-1559),
-3 (EIP-4844) and 4 (EIP-7702) only change the leading type byte.
-
-A block's ``receiptsRoot`` is the ordered trie of the encoded receipts
-(:func:`receipts_root`), so receivers prove a receipt by rebuilding it from every
-receipt of the block (the way Helios and the Nimbus verified proxy do).
-"""
+Spec: Yellow Paper section 4.3.1, EIP-658 (status), EIP-2718 (typed receipts are
+``type || rlp(payload)``, legacy the bare list). Every type shares the payload
+``[status_or_root, cumulativeGasUsed, logsBloom, logs]``, each log
+``[address, [topics...], data]``. ``receiptsRoot`` is the ordered trie of the encoded
+receipts (:func:`receipts_root`): receivers rebuild it from every receipt of the block."""
 
 from __future__ import annotations
 
@@ -100,8 +94,7 @@ class Receipt:
     """A transaction receipt as committed to by ``receiptsRoot``.
 
     Exactly one of ``status`` (EIP-658, Byzantium on) and ``post_state`` (the 32-byte
-    intermediate state root of pre-Byzantium receipts) is set.
-    """
+    intermediate state root of pre-Byzantium receipts) is set."""
 
     tx_type: int
     cumulative_gas_used: int
@@ -128,7 +121,7 @@ class Receipt:
             raise DecodingError("receipt", f"logs bloom must be {BLOOM_BYTES} bytes")
 
 
-# --- bloom ---------------------------------------------------------------------------
+# --- bloom ---
 
 
 def _bloom_add(bloom: bytearray, item: bytes) -> None:
@@ -163,7 +156,7 @@ def block_logs_bloom(receipts: Sequence[Receipt]) -> bytes:
     return combined.to_bytes(BLOOM_BYTES, "big")
 
 
-# --- encoding ------------------------------------------------------------------------
+# --- encoding ---
 
 
 def encode_receipt(receipt: Receipt) -> bytes:
@@ -236,7 +229,7 @@ def decode_receipt(encoded: bytes) -> Receipt:
     )
 
 
-# --- JSON-RPC ------------------------------------------------------------------------
+# --- JSON-RPC ---
 
 
 def _log_from_rpc(value: object, what: str) -> Log:
@@ -252,14 +245,9 @@ def _log_from_rpc(value: object, what: str) -> Log:
 
 
 def receipt_from_rpc(obj: object) -> Receipt:
-    """Build a :class:`Receipt` from an ``eth_getTransactionReceipt`` /
-    ``eth_getBlockReceipts`` JSON object.
-
-    A missing ``type`` means legacy (pre-EIP-2718 nodes). A non-empty ``root`` (the
-    pre-Byzantium intermediate state root) takes precedence over ``status``; the
-    receipts-root check catches any mix-up. Fields outside the consensus encoding
-    (``gasUsed``, ``effectiveGasPrice``, ``blockHash``...) are not used here.
-    """
+    """Build a :class:`Receipt` from an ``eth_getTransactionReceipt`` / ``eth_getBlockReceipts``
+    object. No ``type``: legacy; a non-empty pre-Byzantium ``root`` wins over ``status``
+    (the receipts-root check catches mix-ups); non-consensus fields are ignored."""
     what = "receipt"
     receipt = get_object(obj, what)
     type_value = optional_field(receipt, "type")
@@ -291,8 +279,7 @@ def receipts_root(receipts: Sequence[Receipt]) -> bytes:
 def verify_receipts_root(expected_root: bytes, receipts: Sequence[Receipt]) -> None:
     """Check every receipt's bloom and that ``receipts`` rebuild ``expected_root``.
 
-    Raises :class:`ProofError` with kind ``logsBloom`` or ``receiptsRoot``.
-    """
+    Raises :class:`ProofError` with kind ``logsBloom`` or ``receiptsRoot``."""
     for receipt in receipts:
         check_logs_bloom(receipt)
     if receipts_root(receipts) != expected_root:

@@ -1,19 +1,10 @@
 """The receiver's rules about endpoint claims, as pure functions returning values.
 
-Theory of operation
--------------------
-An endpoint's ``eth_getLogs`` answer is a *claim*. Before anything is fetched for it,
-:func:`claim_violation` checks it against the question that was asked (the range
-``[fromBlock, toBlock]``, the inbox address, the topic filter): a claim that cannot be
-an honest answer to that question is that endpoint's lie, reported against it alone and
-never proven or delivered. :func:`sort_claims` applies it to every endpoint's answer
-and keeps only the claims of streams this device follows (:func:`follows`): a post
-from a sender not trusted on its channel costs no block fetch.
-
-For a block holding a kept claim, the runtime proves the block (header against the
-quorum-agreed hash, receipts against receiptsRoot); :func:`block_truth` picks the
-followed posts out of the proven receipts and :func:`reconcile_block` compares them
-with the claims:
+An ``eth_getLogs`` answer is a *claim*. :func:`claim_violation` checks it against the
+question asked (range, inbox, topics): a claim no honest endpoint could give is that
+endpoint's lie, never proven or delivered. :func:`sort_claims` keeps only claims of
+followed streams (:func:`follows`). For a proven block, :func:`block_truth` picks the
+followed posts from the proven receipts and :func:`reconcile_block` judges the claims:
 
 ========================================  ==============================================
 claim / truth                             verdict
@@ -26,9 +17,7 @@ truth position an endpoint did not return hidden: named -- unless that endpoint 
                                           not consider part of the chain)
 ========================================  ==============================================
 
-:func:`dissent` turns a quorum report with dissenting answers into a disagreement
-problem naming every side; a majority can win a quorum, but never silently.
-"""
+:func:`dissent` reports a quorum read with dissenting answers, naming every side."""
 
 from __future__ import annotations
 
@@ -181,12 +170,8 @@ def sort_claims(
     policies: Policies,
     only: bytes | None = None,
 ) -> ClaimSet:
-    """Parse and check every endpoint's eth_getLogs answer for one question.
-
-    Malformed logs and claims that violate the question are reported against the
-    endpoint that sent them (never proven, never delivered). Of the rest, only claims
-    of followed streams are kept: nothing is fetched for an untrusted sender's post.
-    """
+    """Parse and check every endpoint's eth_getLogs answer for one question: bad logs and
+    violations are reported against their endpoint; only claims of followed streams are kept."""
     kept: dict[Claim, set[str]] = {}
     problems: list[Problem] = []
     for label, answer in answers.items():
@@ -266,10 +251,9 @@ def reconcile_block(
     answered: frozenset[str],
     tx_hashes: Sequence[bytes],
 ) -> Reconciled:
-    """Compare the claims about block ``number`` with its proven ``truth`` (see the
-    table in the module docstring). ``agreeing`` / ``dissenting`` are the labels that
-    answered the quorum's block hash / another one; ``tx_hashes`` are the block's
-    proven transaction hashes (for naming posts)."""
+    """Compare the claims about block ``number`` with its proven ``truth`` (module table).
+    ``agreeing``/``dissenting``: labels that answered the quorum's hash / another;
+    ``tx_hashes``: the block's proven transaction hashes."""
     problems: list[Problem] = []
     returned: dict[tuple[int, int], set[str]] = {}
     other_view = set(dissenting)

@@ -1,12 +1,8 @@
-"""Recursive Length Prefix (RLP) encoding, strict and canonical.
+"""Recursive Length Prefix (RLP) encoding, strict and canonical (Yellow Paper, appendix B).
 
-Spec: Ethereum Yellow Paper, appendix B. An item is ``bytes`` or a list of items.
-Integers are encoded as big-endian bytes without leading zeros (0 -> empty string).
-
-Decoding is strict: it rejects non-minimal length prefixes, single bytes < 0x80
-wrapped as strings, lengths with leading zeros, truncation and trailing bytes. Every
-failure raises :class:`lightpost.errors.RLPDecodingError` with the offset.
-"""
+Integers are big-endian without leading zeros (0 -> empty string). Decoding rejects
+non-minimal prefixes, wrapped single bytes < 0x80, lengths with leading zeros,
+truncation and trailing bytes, raising :class:`lightpost.errors.RLPDecodingError`."""
 
 from __future__ import annotations
 
@@ -30,9 +26,8 @@ _SHORT = 56
 """Payloads shorter than this carry their length in the prefix byte itself."""
 
 _MAX_DEPTH = 128
-"""Deepest list nesting :func:`decode` accepts. Ethereum structures nest at most ~5
-levels (access lists inside typed transactions); the bound keeps hostile input
-(3 bytes per level) from exhausting Python's recursion limit with a RecursionError."""
+"""Deepest list nesting :func:`decode` accepts: Ethereum nests ~5 levels; hostile input
+(3 bytes per level) must not exhaust Python's recursion limit."""
 
 
 def encode_int(value: int) -> bytes:

@@ -1,14 +1,8 @@
 """Strict readers for the hex fields of Ethereum JSON-RPC answers.
 
-execution-apis encodes integers as QUANTITY (``0x``-prefixed hex, no leading zeros
-required by the spec) and byte strings as DATA (``0x``-prefixed, an even number of hex
-digits). Every malformed, missing or mistyped field raises
-:class:`lightpost.errors.DecodingError` naming the structure and the field, never a
-``KeyError``/``ValueError``/``TypeError``.
-
-Quantities with redundant leading zeros (``0x01``) are accepted: some providers emit
-them, and the value is what the proofs commit to, not its JSON spelling.
-"""
+QUANTITY and DATA (execution-apis): every malformed, missing or mistyped field raises
+:class:`lightpost.errors.DecodingError` naming structure and field. Redundant leading
+zeros (``0x01``) are accepted: some providers emit them, and proofs commit to the value."""
 
 from __future__ import annotations
 

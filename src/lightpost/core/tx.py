@@ -1,24 +1,10 @@
 """Typed Ethereum transactions: legacy (EIP-155), access list (EIP-2930), dynamic fee (EIP-1559).
 
-Pure, in the style of ethereum/execution-specs: one small function per rule, each citing
-its EIP. lightpost *signs* only the three types it sends (0, 1, 2). Every other type a
-block can hold -- blob (EIP-4844, type 3), set-code (EIP-7702, type 4) and types not yet
-defined (EIP-2718: 0x05..0x7f) -- is classified as a :class:`ForeignTransaction` and
-skipped cleanly, so a block scan never crashes on it. Types 3 and 4 can still be rebuilt
-byte for byte from their JSON-RPC fields, so a receiver can recompute a block's
-transactionsRoot from a full block that contains them.
-
-Trust rules:
-
-* The sender is always *recovered* from the signature (EIP-2 low-s enforced by
-  :class:`lightpost.core.keys.Signature`); the JSON-RPC ``from`` field is never read.
-* A :class:`SignedTransaction` computes its canonical bytes, hash and sender itself, so
-  the three can never disagree with ``tx`` and ``signature``.
-* Decoding is strict: non-canonical RLP, wrong field counts, out-of-range integers and
-  bad ``v`` values raise :class:`~lightpost.errors.DecodingError` or
-  :class:`~lightpost.errors.SignatureError`, never a bare Python exception.
-* A node's JSON object is rebuilt into bytes here; whether its ``hash`` matches is a
-  separate check (:func:`rpc_hash_matches`) that the caller makes.
+One small function per rule, each citing its EIP. Only types 0-2 are signed; other types
+(EIP-4844, EIP-7702, undefined EIP-2718 ones) are a :class:`ForeignTransaction`, skipped
+cleanly (3 and 4 rebuilt byte for byte for transactionsRoot). The sender is always
+*recovered* (EIP-2 low-s), the RPC ``from`` never read; decoding is strict; whether a
+node's ``hash`` matches is the caller's check (:func:`rpc_hash_matches`).
 """
 
 from __future__ import annotations
@@ -65,7 +51,7 @@ __all__ = [
     "transaction_from_rpc",
 ]
 
-# --- constants ----------------------------------------------------------------------
+# --- constants ---
 
 U64_MAX = 2**64 - 1
 """Largest u64: nonce, gas limit and chain id are U64 in execution-specs."""
@@ -119,7 +105,7 @@ ForeignKind = Literal["blob", "set-code", "unknown"]
 """What a :class:`ForeignTransaction` is: EIP-4844, EIP-7702, or a type not yet known."""
 
 
-# --- field validation (one place for every range rule) ------------------------------
+# --- field validation (one place for every range rule) ---
 
 
 def _fail(reason: str) -> DecodingError:
@@ -167,7 +153,7 @@ def _check_access_list(value: object) -> AccessList:
     return tuple(entries)
 
 
-# --- field tables (one place for every field's order, JSON name and range) -------------
+# --- field tables (one place for every field's order, JSON name and range) ---
 
 _U64, _U256, _TO, _DATA, _ACCESS_LIST = "u64", "u256", "to", "data", "access_list"
 
@@ -220,7 +206,7 @@ def _validate(tx: object, spec: _FieldSpec) -> None:
             object.__setattr__(tx, attr, _check_access_list(value))
 
 
-# --- the three transaction types lightpost signs -------------------------------------
+# --- the three transaction types lightpost signs ---
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -289,7 +275,7 @@ Transaction = LegacyTx | AccessListTx | DynamicFeeTx
 """A transaction lightpost can sign and fully verify."""
 
 
-# --- EIP-155 v ------------------------------------------------------------------------
+# --- EIP-155 v ---
 
 
 def legacy_v(chain_id: int | None, y_parity: int) -> int:
@@ -303,8 +289,7 @@ def split_legacy_v(v: int) -> tuple[int | None, int]:
     """Inverse of :func:`legacy_v`: ``(chain_id or None, y_parity)``.
 
     EIP-155 / execution-specs ``recover_sender``: v must be 27, 28 or >= 35; anything
-    else ("bad v") raises SignatureError.
-    """
+    else ("bad v") raises SignatureError."""
     if v in (UNPROTECTED_V_OFFSET, UNPROTECTED_V_OFFSET + 1):
         return None, v - UNPROTECTED_V_OFFSET
     if v < EIP155_V_OFFSET:
@@ -315,7 +300,7 @@ def split_legacy_v(v: int) -> tuple[int | None, int]:
     return chain_id, y_parity
 
 
-# --- signing rules ----------------------------------------------------------------------
+# --- signing rules ---
 
 
 def _access_list_items(access_list: AccessList) -> list[object]:
@@ -368,7 +353,7 @@ def signing_hash(tx: Transaction) -> bytes:
     return keccak256(signing_data(tx))
 
 
-# --- canonical encoding ------------------------------------------------------------------
+# --- canonical encoding ---
 
 
 def _encode_signed(tx: Transaction, signature: Signature) -> bytes:
@@ -387,13 +372,8 @@ def _recover(tx: Transaction, signature: Signature) -> bytes:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SignedTransaction:
-    """A transaction with its signature; ``raw``, ``hash`` and ``sender`` are derived.
-
-    ``raw`` is the canonical encoding (what goes to eth_sendRawTransaction and into the
-    transactions trie), ``hash`` = keccak256(raw), ``sender`` is recovered from the
-    signature (EIP-2 low-s enforced by :class:`Signature`). Construction raises
-    SignatureError when no public key recovers.
-    """
+    """A transaction with its signature; ``raw`` (canonical encoding), ``hash`` and ``sender``
+    (recovered, EIP-2 low-s) are derived. SignatureError when no public key recovers."""
 
     tx: Transaction
     signature: Signature
@@ -430,11 +410,8 @@ class SignedTransaction:
 
 
 def sign_transaction(tx: Transaction, key: PrivateKey) -> SignedTransaction:
-    """Sign ``tx`` deterministically (RFC 6979, low-s) with ``key``.
-
-    Self-check: the sender recovered from the new signature must be ``key``'s address
-    (a fault while signing must not put a transaction on the wire that is someone
-    else's or no one's)."""
+    """Sign ``tx`` deterministically (RFC 6979, low-s) with ``key``; the recovered sender must
+    be ``key``'s address (a signing fault must not put someone else's tx on the wire)."""
     signed = SignedTransaction(tx=tx, signature=key.sign_hash(signing_hash(tx)))
     if signed.sender != key.address:
         raise SignatureError("signature self-check failed: the recovered sender is not the key's")
@@ -447,11 +424,8 @@ def encode_transaction(signed: SignedTransaction) -> bytes:
 
 
 def check_chain_id(tx: Transaction, expected: int | None) -> None:
-    """EIP-155: a chain-bound signature must be for ``expected`` (None: no check).
-
-    Unprotected legacy transactions carry no chain id; consensus still accepts them, so
-    they pass (a node's RPC may refuse to *send* them: geth --rpc.allow-unprotected-txs).
-    """
+    """EIP-155: a chain-bound signature must be for ``expected`` (None: no check). Unprotected
+    legacy txs carry no chain id and pass (consensus accepts them)."""
     if expected is None or tx.chain_id is None:
         return
     if tx.chain_id != expected:
@@ -464,17 +438,15 @@ def recover_sender(signed: SignedTransaction, *, chain_id: int | None = None) ->
     return _recover(signed.tx, signed.signature)
 
 
-# --- transactions lightpost does not sign ------------------------------------------------
+# --- transactions lightpost does not sign ---
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ForeignTransaction:
     """A transaction of a type lightpost does not handle, classified so scans can skip it.
 
-    ``raw`` is its canonical encoding (type || payload) and ``hash`` = keccak256(raw).
-    ``raw`` is None only for a type lightpost cannot rebuild from JSON-RPC fields (an
-    unknown type, 0x05..0x7f): ``hash`` is then the node's *unverified* claim.
-    """
+    ``raw`` = type || payload, ``hash`` = keccak256(raw); ``raw`` is None only for a type
+    that cannot be rebuilt (0x05..0x7f): ``hash`` is then the node's *unverified* claim."""
 
     type: int
     raw: bytes | None
@@ -510,7 +482,7 @@ DecodedTransaction = SignedTransaction | ForeignTransaction
 """What a block can hold, as lightpost sees it."""
 
 
-# --- decoding raw bytes --------------------------------------------------------------------
+# --- decoding raw bytes ---
 
 
 def _rlp_fields(payload: bytes, count: int, kind: str) -> list[rlp.Item]:
@@ -607,12 +579,9 @@ def _classify_set_code_tx(raw: bytes) -> ForeignTransaction:
 def decode_transaction(raw: bytes, *, chain_id: int | None = None) -> DecodedTransaction:
     """Decode canonical transaction bytes, dispatching on the first byte (EIP-2718).
 
-    Types 0-2 come back as a :class:`SignedTransaction` (sender recovered, chain id
-    checked against ``chain_id`` if given); types 3, 4 and 0x05..0x7f as a
-    :class:`ForeignTransaction`. Anything else -- an empty input, type byte 0x00, an RLP
-    string (0x80..0xbf), truncation, non-canonical encodings -- raises DecodingError;
-    bad signatures raise SignatureError.
-    """
+    Types 0-2 -> :class:`SignedTransaction` (chain id checked if given); 3, 4, 0x05..0x7f ->
+    :class:`ForeignTransaction`. Anything else or non-canonical raises DecodingError; bad
+    signatures raise SignatureError."""
     if not isinstance(raw, (bytes, bytearray, memoryview)):
         raise _fail("expected bytes")
     raw = bytes(raw)
@@ -644,7 +613,7 @@ def decode_transaction(raw: bytes, *, chain_id: int | None = None) -> DecodedTra
     return signed
 
 
-# --- JSON-RPC objects ------------------------------------------------------------------------
+# --- JSON-RPC objects ---
 
 
 def _rpc_fail(reason: str) -> DecodingError:
@@ -807,14 +776,10 @@ def _set_code_tx_from_rpc(obj: Mapping[str, Any]) -> ForeignTransaction:
 def transaction_from_rpc(
     obj: Mapping[str, Any], *, chain_id: int | None = None
 ) -> DecodedTransaction:
-    """Rebuild a transaction from its JSON-RPC object (eth_getTransactionByHash, full blocks).
+    """Rebuild a transaction from its JSON-RPC object (``from`` is never read).
 
-    Types 0, 1, 2 become a :class:`SignedTransaction` (sender recovered; ``from`` is never
-    read); types 3 and 4 are re-encoded from their fields into a
-    :class:`ForeignTransaction` with ``raw``; an unknown type gives a ForeignTransaction
-    without ``raw``. The ``hash`` field is *not* checked here: call
-    :func:`rpc_hash_matches`.
-    """
+    Types 0-2 -> :class:`SignedTransaction`; 3 and 4 -> :class:`ForeignTransaction` with
+    ``raw``; unknown types -> without ``raw``. ``hash`` is not checked: :func:`rpc_hash_matches`."""
     if not isinstance(obj, Mapping):
         raise _rpc_fail("expected a JSON object")
     # Pre-Berlin nodes omit "type"; their transactions are all legacy.
@@ -843,8 +808,7 @@ def rpc_hash_matches(obj: Mapping[str, Any], rebuilt: DecodedTransaction | None 
     """True iff the transaction rebuilt from ``obj`` hashes to ``obj["hash"]``.
 
     Pass ``rebuilt`` (from :func:`transaction_from_rpc`) to avoid rebuilding twice. A
-    ForeignTransaction without ``raw`` can never be checked and gives False.
-    """
+    ForeignTransaction without ``raw`` can never be checked and gives False."""
     if rebuilt is None:
         rebuilt = transaction_from_rpc(obj)
     if rebuilt.raw is None:

@@ -1,38 +1,9 @@
 """The receiver's verification ladder and delivery ordering, as pure functions.
 
-Theory of operation
--------------------
-Nothing here performs I/O. The receiver runtime (``lightpost.node.receiver``) asks the
-endpoints, obtains the quorum-agreed values (block hash at a height, the finalized
-height) and hands the JSON answers to these functions, which either return what was
-proven or raise :class:`~lightpost.errors.ProofError` /
-:class:`~lightpost.errors.DecodingError` / :class:`~lightpost.errors.SignatureError`.
-
-The ladder (docs/protocol.md, "Verification levels"), each level implying the ones below:
-
-``signed``
-    :func:`verify_signed`: the transaction is rebuilt from its fields, its hash must be
-    the one claimed, its sender is *recovered* from the signature (the RPC's ``from`` is
-    never read), its chain id must be ours (EIP-155; unprotected transactions refused).
-    :func:`check_post_tx` binds an inbox post to that transaction: same sender, ``to`` =
-    the inbox, calldata = the post's calldata.
-``included``
-    :func:`verify_block_header`: the header is rebuilt from every field of the current
-    fork and must hash to the quorum-agreed block hash. :func:`prove_block_transactions`
-    rebuilds transactionsRoot from every transaction of the block;
-    :func:`prove_block_receipts` rebuilds receiptsRoot from every receipt; the claims
-    about the block are compared with its proven receipts by
-    :func:`lightpost.core.reconcile.reconcile_block`.
-``final``
-    :func:`is_final`: at or below the quorum-agreed finalized height.
-``complete``
-    :func:`verify_accumulators`: the (acc, count) of every followed (sender, channel),
-    proven by one eth_getProof (EIP-1186) against the verified final state root;
-    :func:`completeness_verdict`: each must equal the receiver's own fold over the posts
-    it holds -- nothing hidden, reordered, altered.
-
-Delivery ordering is the :class:`Sequencer` state machine (one per (sender, channel)
-stream); its transition table is in its docstring.
+No I/O: given quorum-agreed values and JSON answers, these return what was proven or
+raise :class:`~lightpost.errors.ProofError` / ``DecodingError`` / ``SignatureError``.
+docs/protocol.md, section "Verification levels", maps each level to its functions.
+Delivery ordering is the :class:`Sequencer` state machine (table in its docstring).
 """
 
 from __future__ import annotations
@@ -123,8 +94,7 @@ class Problem:
     """Something the receiver refused or could not prove; reported, never delivered.
 
     ``endpoints`` names the endpoint labels involved (never URLs). Other fields are set
-    when known.
-    """
+    when known."""
 
     kind: ProblemKind
     details: str
@@ -141,7 +111,7 @@ class Problem:
         object.__setattr__(self, "kind", ProblemKind(self.kind))
 
 
-# --- signed -------------------------------------------------------------------------
+# --- signed ---
 
 
 def _require_signed(decoded: DecodedTransaction, chain_id: int) -> SignedTransaction:
@@ -156,12 +126,9 @@ def _require_signed(decoded: DecodedTransaction, chain_id: int) -> SignedTransac
 
 
 def verify_signed(tx_json: Mapping[str, Any], *, chain_id: int) -> SignedTransaction:
-    """Rebuild a transaction from its JSON-RPC object and prove its hash and sender.
-
-    The bytes are re-encoded from the fields, ``hash`` must be keccak256 of them and
-    the sender is recovered from the signature (``from`` is ignored). Raises
-    ProofError (kind ``signed``) / DecodingError / SignatureError.
-    """
+    """Rebuild a transaction from its JSON-RPC object; its ``hash`` must be keccak256 of the
+    bytes and the sender is recovered (``from`` ignored). Raises ProofError (``signed``) /
+    DecodingError / SignatureError."""
     try:
         decoded = transaction_from_rpc(tx_json)
         matches = rpc_hash_matches(tx_json, decoded)
@@ -194,7 +161,7 @@ def decode_inbox_log(log: Log, *, inbox: bytes) -> InboxPost:
     return decode_post_log(log.address, log.topics, log.data, inbox=inbox)
 
 
-# --- included -----------------------------------------------------------------------
+# --- included ---
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -214,11 +181,8 @@ class ProvenBlock:
 
 
 def verify_block_header(header_json: object, agreed_hash: bytes) -> BlockHeader:
-    """Rebuild the header from every field and require keccak(rlp) == ``agreed_hash``.
-
-    Both the claimed ``hash`` and the recomputed one must equal the agreed hash; a
-    wrong field (with the right hash) or a wrong hash raises ProofError (``header``).
-    """
+    """Rebuild the header from every field; both its claimed and recomputed hash must equal
+    ``agreed_hash``, else ProofError (``header``)."""
     header = verify_header(header_json)
     if header_hash(header) != agreed_hash:
         raise ProofError("header", "block is not the quorum-agreed block at this height")
@@ -228,12 +192,8 @@ def verify_block_header(header_json: object, agreed_hash: bytes) -> BlockHeader:
 def prove_block_transactions(
     header: BlockHeader, transactions_json: Sequence[object]
 ) -> tuple[DecodedTransaction, ...]:
-    """Rebuild every transaction of a full block and its transactionsRoot.
-
-    Each transaction must hash to its claimed hash; the ordered trie of their canonical
-    bytes must equal ``header.transactions_root``. Raises ProofError (kind
-    ``transactionsRoot``) on any difference -- one forged or hidden tx fails the block.
-    """
+    """Rebuild every transaction of a full block (each to its claimed hash) and the
+    transactionsRoot; any difference raises ProofError (``transactionsRoot``)."""
     rebuilt: list[DecodedTransaction] = []
     for i, obj in enumerate(transactions_json):
         tx_obj = get_object(obj, f"block.transactions[{i}]")
@@ -274,7 +234,7 @@ def verify_included_tx(
     raise ProofError("transactionsRoot", "transaction not in the proven block")
 
 
-# --- final --------------------------------------------------------------------------
+# --- final ---
 
 
 def is_final(block_number: int, finalized_height: int) -> bool:
@@ -282,7 +242,7 @@ def is_final(block_number: int, finalized_height: int) -> bool:
     return block_number <= finalized_height
 
 
-# --- complete -----------------------------------------------------------------------
+# --- complete ---
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,10 +280,9 @@ def verify_accumulators(
     inbox_code_hash: bytes,
     keys: Sequence[tuple[bytes, bytes]],
 ) -> dict[tuple[bytes, bytes], tuple[bytes, int]]:
-    """(acc, count) of every (sender, channel) in ``keys`` from ONE eth_getProof answer
-    (all their storage keys asked together), verified (EIP-1186) against ``state_root``;
-    the inbox account's code hash must be ``inbox_code_hash`` (the contract is the real
-    inbox). Raises ProofError when the proof does not verify."""
+    """(acc, count) of every (sender, channel) in ``keys`` from ONE eth_getProof answer,
+    verified (EIP-1186) against ``state_root``, the account's code hash being
+    ``inbox_code_hash``; ProofError otherwise."""
     proven = check_eth_get_proof(state_root, proof_json, address=inbox)
     if proven.account is None or proven.account.code_hash != inbox_code_hash:
         raise ProofError("account", "the inbox address does not hold the inbox code")
@@ -341,8 +300,7 @@ def completeness_verdict(
     """Compare a stream's proven (acc, count) with the receiver's fold.
 
     ``local_acc``/``local_count`` is the receiver's persisted fold; ``new_posts`` maps
-    the index (the log's 1-based count) of every post verified since to its calldata.
-    """
+    the index (the log's 1-based count) of every post verified since to its calldata."""
     posts = dict(new_posts or {})
     held = local_count + len(posts)
     if proven_count > held:
@@ -369,17 +327,13 @@ def proven_accumulator(
     return (acc_value.to_bytes(32, "big") if acc_value else ACC_ZERO), proven.storage[count_slot]
 
 
-# --- delivery ordering ----------------------------------------------------------------
+# --- delivery ordering ---
 
 
 @dataclass(frozen=True, slots=True)
 class Offer(Generic[T]):
-    """What offering one message to a :class:`Sequencer` produced.
-
-    ``ready``: messages now deliverable, in seq order. ``duplicate``: the seq was
-    delivered (or is held) already -- dropped. ``gap``: the missing seq range
-    (first, last) when the offer was held behind one.
-    """
+    """What one :class:`Sequencer` offer produced: ``ready`` (deliverable, in seq order),
+    ``duplicate`` (dropped), ``gap`` (the missing (first, last) range it waits behind)."""
 
     ready: tuple[tuple[int, T], ...] = ()
     duplicate: bool = False
@@ -403,8 +357,7 @@ class Sequencer(Generic[T]):
     seq >  next_seq               held; the gap (next_seq, seq - 1) is reported
     ============================  =============================================
 
-    A gap is never skipped: later messages wait until the missing seq arrives.
-    """
+    A gap is never skipped: later messages wait until the missing seq arrives."""
 
     next_seq: int | None = None
     max_held: int = MAX_HELD_MESSAGES

@@ -1,22 +1,11 @@
 """The on-device command agent: decide, persist, run, audit, answer.
 
-For each delivered command (:meth:`Agent.process`) the agent
-
-1. decodes the payload and reads its durable state (highest seq seen from the sender,
-   installed software version);
-2. asks the pure rule table :func:`lightpost.core.command.decide` what to do;
-3. in ONE SQLite transaction records the decision in the audit log and, when the rule
-   says so, the command's seq as seen -- and commits (WAL, ``synchronous=FULL``)
-   *before* any handler runs. A crash inside the handler therefore cannot replay the
-   command: after a restart the same delivery is refused as ``replayed``
-   (at-most-once; the lesson of go-tuf CVE-2022-29173: trust state persists);
-4. runs the handler, records its outcome in the audit log;
-5. hands the encoded :class:`CommandResult` (content type 5) to the injected
-   ``send_result(controller, payload)`` -- the sender signs it into a transaction.
-
-The state lives in ``<state_dir>/agent.sqlite3``; the built-in handlers keep their
-files beside it (``actuators.json``, ``config.json``, ``images/``).
-"""
+:meth:`Agent.process` asks :func:`lightpost.core.command.decide`, then records the
+decision and (when the rule says so) the seq as seen in ONE committed SQLite transaction
+*before* any handler runs, so a crash cannot replay a command (at most once, go-tuf
+CVE-2022-29173); then it runs the handler, audits the outcome and hands the encoded
+:class:`CommandResult` to ``send_result``. docs/protocol.md, section "The agent and its
+handlers", has the full story."""
 
 from __future__ import annotations
 
@@ -87,12 +76,8 @@ class Job:
 
 
 class Agent:
-    """Executes commands for one device under an :class:`AgentPolicy`.
-
-    ``handlers`` add to or replace the built-ins and the ``[agent.handlers]`` plugins
-    (useful for embedding and tests). ``clock`` is the device clock (unix seconds),
-    used for audit times and as the secondary staleness check; validity is judged by
-    the block timestamp.
+    """Executes commands for one device under an :class:`AgentPolicy`; ``clock`` (device
+    clock) dates audits and is the secondary staleness check.
     """
 
     def __init__(
@@ -125,7 +110,7 @@ class Agent:
         #: what start-up recovery did to the images (None = nothing to do)
         self.recovery = recover_images(self.state_dir / "images", self.installed.digest)
 
-    # -- state -----------------------------------------------------------------------
+    # -- state ---
 
     @property
     def installed(self) -> InstalledSoftware:
@@ -149,17 +134,13 @@ class Agent:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- processing --------------------------------------------------------------------
+    # -- processing ---
 
     def process(
         self, delivered: Delivered, *, now: int | None = None, chain_time: int | None = None
     ) -> CommandResult | None:
-        """Decide on and run one delivered command; return the result that was sent.
-
-        None when the message is not a command (content type) or the decision is to
-        stay silent (wrong target, a stranger); every command decision is audited.
-        ``chain_time`` is the quorum-agreed latest block time: at ``signed`` the command's
-        validity is judged by it (the block timestamp is unverified there).
+        """Decide on and run one delivered command; the result sent, or None (not a command, or
+        silence). Every decision is audited.
         """
         started = self.start(delivered, now=now, chain_time=chain_time)
         return self.finish(started, started.run()) if isinstance(started, Job) else started
@@ -167,9 +148,9 @@ class Agent:
     def start(
         self, delivered: Delivered, *, now: int | None = None, chain_time: int | None = None
     ) -> Job | CommandResult | None:
-        """:meth:`process` up to the handler: a refusal is audited and answered here; an
-        accepted command is audited (its seq committed) and returned as a :class:`Job`,
-        whose ``run()`` (the handler; safe in a worker thread) goes to :meth:`finish`."""
+        """:meth:`process` up to the handler: a refusal is answered here; an accepted command
+        (seq committed) becomes a :class:`Job` whose ``run()`` goes to :meth:`finish`.
+        """
         if delivered.content_type != CONTENT_TYPE_COMMAND:
             return None
         now = int(self._clock()) if now is None else now
@@ -231,9 +212,9 @@ class Agent:
         return result
 
     def _run(self, command: Command, delivered: Delivered, state: AgentState, now: int) -> Outcome:
-        """(status, reason, output for the signed on-chain result, detail for the local
-        audit log). A plugin's unexpected exception is published by type only: its text
-        may hold a URL with a key or other local detail; the audit keeps the text."""
+        """(status, reason, output, audit detail). A plugin's unexpected exception is published by
+        type only (its text may hold a URL); the audit keeps the text.
+        """
         context = HandlerContext(
             state_dir=self.state_dir,
             policy=self.policy,

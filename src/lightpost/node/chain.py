@@ -1,24 +1,12 @@
 """The chain as seen through several JSON-RPC endpoints, never trusting one.
 
-Reads that matter go to every endpoint in parallel and are accepted only when k agree
-(lightpost.core.quorum). Questions are asked at fixed heights or at `finalized`, never
-as "what is latest" compared verbatim: heads differ between honest providers
-(Hyperlane #1119).
-
-- one round, one deadline (``round_deadline``): an endpoint silent by then is a
-  non-answer (a TransportError naming its label); the round goes on with the others.
-  An endpoint has at most MAX_INFLIGHT_PER_ENDPOINT calls outstanding; while they are
-  stuck it is a non-answer at once, so it cannot exhaust the pool for later rounds.
-- any failure while asking or converting (wrong JSON shape, RecursionError, anything)
-  is that endpoint's non-answer, never a crash.
-- heights and the base fee rest on the quorum, not on one endpoint (rules in
-  core.quorum); a `null` tag block is a non-answer, never block 0; the block hash at a
-  height must itself be agreed by k.
-- broadcast: the raw transaction goes to ALL endpoints; "already known" for an
-  identical raw transaction is success (execution-apis #245).
-- receipts are hints from any endpoint: a receipt counts only when it is proven in the
-  quorum-agreed block at its height (lightpost.core.inclusion; web3.js #3608).
-"""
+Reads that matter go to every endpoint in parallel and count only when k agree
+(lightpost.core.quorum), asked at fixed heights or ``finalized``, never ``latest``
+compared verbatim (Hyperlane #1119). One round, one deadline; at most
+MAX_INFLIGHT_PER_ENDPOINT stuck calls per endpoint; any failure or malformed answer is
+that endpoint's non-answer, never a crash. Broadcast goes to ALL endpoints ("already
+known" = success, execution-apis #245); receipts are hints until proven
+(lightpost.core.inclusion). docs/protocol.md, section "Adversary model", has the bounds."""
 
 from __future__ import annotations
 
@@ -76,10 +64,9 @@ class BroadcastResult:
 
 
 def _non_answer(label: str, method: str, exc: Exception) -> LightpostError:
-    """Any failure of one endpoint as a non-answer: its own TransportError, or the
-    verdict our conversion reached on its answer (a ProofError is evidence against that
-    endpoint, and callers must be able to tell it from a dead one); anything else as a
-    TransportError (foreign text is not shown: it could carry a URL)."""
+    """One endpoint's failure as a non-answer (a ProofError stays evidence against it); foreign
+    exceptions become a TransportError without their text (it could carry a URL).
+    """
     if isinstance(exc, TransportError):
         if exc.endpoint == label:
             return exc
@@ -119,7 +106,7 @@ class Chain:
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    # --- asking ------------------------------------------------------------------
+    # --- asking ---
 
     def _one(
         self,
@@ -145,9 +132,8 @@ class Chain:
         convert: Callable[[Any], Any],
         among: frozenset[str] | None = None,
     ) -> dict[Future[Any], str]:
-        """Ask every endpoint (or those labelled in ``among``) in parallel (one whose
-        slots are all taken: a non-answer at once); each future yields a converted
-        answer or a TransportError."""
+        """Ask every endpoint (or those in ``among``) in parallel (no free slot: a
+        non-answer at once)."""
         futures: dict[Future[Any], str] = {}
         for index, ep in enumerate(self.endpoints):
             if among is not None and ep.label not in among:
@@ -169,8 +155,7 @@ class Chain:
         futures: Mapping[Future[Any], str],
         enough: Callable[[Mapping[str, Any]], bool] | None = None,
     ) -> dict[str, Any]:
-        """label -> answer, waiting at most ``round_deadline`` (late: a TransportError);
-        stops early once ``enough`` holds (then only the labels heard so far)."""
+        """label -> answer within ``round_deadline`` (late: TransportError), until ``enough``."""
         heard: dict[str, Any] = {}
         try:
             for fut in as_completed(futures, timeout=self.round_deadline):
@@ -206,11 +191,9 @@ class Chain:
         question: str,
         convert: Callable[[Any], Any] = lambda v: v,
     ) -> Any:
-        """The answer at least ``quorum`` endpoints gave identically, else QuorumError.
-
-        With a majority quorum (2k > n) no second value can also reach k, so the answer
-        is returned as soon as k endpoints agree: a slow endpoint delays nothing. With a
-        smaller k every endpoint is heard, so that conflicting quorums are reported."""
+        """The answer ``quorum`` endpoints gave identically, else QuorumError; with 2k > n it
+        returns as soon as k agree, else hears everyone to report conflicting quorums.
+        """
 
         def reached(heard: Mapping[str, Any]) -> bool:
             values = [a for a in heard.values() if not isinstance(a, Exception)]
@@ -230,7 +213,7 @@ class Chain:
     ) -> QuorumReport[Any]:
         return report(self.ask_each(method, params, convert), self.quorum, question=question)
 
-    # --- questions that matter ------------------------------------------------------
+    # --- questions that matter ---
 
     def chain_id(self) -> int:
         return int(
@@ -292,8 +275,7 @@ class Chain:
         return height, readings
 
     def final_height(self, finality_depth: int = 0) -> int:
-        """The quorum's finalized height, or ``latest - finality_depth`` when the config
-        sets a depth (chains without the `finalized` tag)."""
+        """The quorum's finalized height, or ``latest - finality_depth`` when configured."""
         return self.final_reading(finality_depth)[0]
 
     def final_reading(self, finality_depth: int = 0) -> tuple[int, dict[str, int]]:
@@ -321,8 +303,7 @@ class Chain:
         return None
 
     def base_fee(self) -> int:
-        """The base fee of the endpoints' latest blocks that the quorum vouches for (see
-        core.quorum.quorum_fee); a block without the field (pre-London) reads as 0."""
+        """The quorum's base fee of the latest blocks (core.quorum.quorum_fee); pre-London: 0."""
 
         def convert(block: Any) -> int:
             fee = optional_field(get_object(block, "latest block"), "baseFeePerGas")
@@ -344,7 +325,7 @@ class Chain:
             )
         )
 
-    # --- sending -------------------------------------------------------------------
+    # --- sending ---
 
     def broadcast(self, raw: bytes, tx_hash: bytes) -> BroadcastResult:
         """Send ``raw`` to every endpoint. Idempotent: resending is always safe."""
@@ -372,10 +353,9 @@ class Chain:
     def confirmed_receipt(
         self, tx_hash: bytes, problems: dict[str, str] | None = None
     ) -> Mapping[str, Any] | None:
-        """The receipt of ``tx_hash`` PROVEN in the quorum-agreed block at its height:
-        header, transactionsRoot and receiptsRoot rebuilt (lightpost.core.inclusion,
-        the sender's own rule). None while no receipt proves; endpoints whose answers
-        failed proof are added to ``problems`` (label -> why)."""
+        """The receipt of ``tx_hash`` PROVEN in the quorum-agreed block, else None; endpoints
+        that failed proof go to ``problems``.
+        """
         # imported here: the rule's I/O module is the sender's (one implementation)
         from lightpost.core.inclusion import ProvenReceipt
         from lightpost.node.sender_track import InclusionProver, hints_by_endpoint
@@ -404,8 +384,7 @@ class Chain:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> Mapping[str, Any]:
-        """Poll until a proven receipt exists (operator tools; the node never blocks).
-        The timeout error names the endpoints whose answers failed proof."""
+        """Poll until a proven receipt exists (operator tools); the timeout names liars."""
         deadline = clock() + timeout
         problems: dict[str, str] = {}
         while True:

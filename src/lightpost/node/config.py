@@ -1,34 +1,9 @@
 """Device configuration: a TOML file, with environment overrides.
 
-Nothing is read at import time: :func:`load_config` is called by the CLI/runtime with
-an explicit path and environment mapping. Errors are one :class:`ConfigError` line that
-names the offending key -- never an endpoint URL (URLs carry API keys) or a password.
-
-Example (the README documents every key)::
-
-    chain_id = 31337
-    endpoints = ["http://127.0.0.1:8545"]
-    quorum = 1                           # must be a majority of the endpoints, unless
-                                         # allow_minority_quorum = true (warned about)
-    keystore = "meter-1.keystore.json"   # relative paths are relative to this file
-    password_file = "meter-1.password"   # or set LIGHTPOST_PASSWORD
-    data_dir = "../data/meter-1"
-    mode = "channel"                     # or "direct"
-    inbox = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
-    scrypt_max_memory_mib = 257          # keystore scrypt ceiling (default: geth standard)
-
-    [fees]
-    policy = "eip1559"                   # or "fixed" (the paper's 30 gwei x 210,000)
-    max_fee_gwei = 200
-    priority_fee_gwei = 1
-
-    [channels.district-7]
-    trusted = ["0x70997970C51812dc3A010C7d01b50e0d17dc79C8"]
-
-Environment overrides (highest precedence): LIGHTPOST_ENDPOINTS (comma-separated),
-LIGHTPOST_QUORUM, LIGHTPOST_KEYSTORE, LIGHTPOST_PASSWORD_FILE, LIGHTPOST_DATA_DIR.
-The password itself comes from LIGHTPOST_PASSWORD or the password file.
-"""
+Nothing is read at import time: :func:`load_config` takes an explicit path and
+environment mapping. Errors are one :class:`ConfigError` line naming the offending key --
+never an endpoint URL (URLs carry API keys) or a password. README.md documents every key
+and the LIGHTPOST_* environment overrides (highest precedence)."""
 
 from __future__ import annotations
 
@@ -171,9 +146,9 @@ class DeviceConfig:
 
 
 def is_minority_quorum(quorum: int, endpoints: int) -> bool:
-    """True when ``quorum`` endpoints need not be a majority of ``endpoints`` (n >= 2):
-    two disjoint groups can then each reach it, and with quorum 1 any single endpoint's
-    answer (e.g. the highest ``finalized``) wins."""
+    """True when ``quorum`` need not be a majority (n >= 2): two disjoint groups could each
+    reach it, and at 1 any single endpoint wins.
+    """
     return endpoints >= 2 and 2 * quorum <= endpoints
 
 
@@ -191,8 +166,7 @@ _DECIMAL = re.compile(r"(-?)([0-9]*)(?:\.([0-9]*))?(?:[eE]([+-]?[0-9]{1,4}))?")
 
 
 def _gwei(section: Mapping[str, Any], key: str, default: int) -> int:
-    """An amount of gwei (int, float or decimal string) as exact wei. Parsed by hand,
-    not with ``decimal``: exact, and one module less in the node's memory."""
+    """Gwei (int, float or decimal string) as exact wei, parsed by hand (no ``decimal`` import)."""
     if key not in section:
         return default
     value = section[key]
@@ -410,8 +384,7 @@ soon as it is read, so no child process (a plugin's, an update check's) inherits
 
 
 def read_password(config: DeviceConfig, env: Mapping[str, str] | None = None) -> str:
-    """The keystore password: LIGHTPOST_PASSWORD (then removed from the process
-    environment), else the password file."""
+    """LIGHTPOST_PASSWORD (then removed from the environment), else the password file."""
     env = os.environ if env is None else env
     if PASSWORD_ENV in env:
         password = env[PASSWORD_ENV]

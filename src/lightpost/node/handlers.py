@@ -1,28 +1,9 @@
 """Command handlers: the plugin interface and the built-ins ``set``, ``config``, ``update``.
 
-A handler is any callable ``handler(command, context) -> str``; the returned text is
-the output carried back to the controller (cut to ``MAX_OUTPUT_BYTES``). To refuse
-(nothing changed) it raises :class:`CommandRefused`; to report a failure it raises
-:class:`CommandFailed`; any other exception is reported as ``handler-error``. Plugins
-are named in the config as ``"package.module:callable"`` import paths
-(``[agent.handlers]``) and loaded with :func:`load_object`.
-
-The agent has already persisted the command's sequence number when a handler runs,
-so a handler runs at most once per command even across crashes: a handler that must
-be idempotent against a crash halfway should make its own writes atomic, as the
-built-ins do (write a temporary file beside the target, fsync, ``os.replace``, fsync
-the directory).
-
-``update`` follows SUIT (RFC 9019 section 3, RFC 9124) and Uptane: the manifest in the
-command is trusted (it came on chain from an authorized controller at the required
-verification level), the image is not -- it is fetched from ``update_source`` (a local
-directory or an http(s) base URL; the file name is the image's hex SHA-256 digest,
-content-addressed like TUF's consistent snapshots), streamed to ``image.new`` with a
-size cap of ``manifest.size``, and applied only if digest and size match. The swap keeps
-a complete ``image`` at every instant: the current image is hard-linked as
-``image.prev``, then ``os.replace(image.new, image)``. A failing post-install check
-restores ``image.prev``. The new version (anti-rollback state) is persisted before the
-result is reported; :func:`recover_images` repairs a crash between swap and persist.
+``handler(command, context) -> str`` raises :class:`CommandRefused` or
+:class:`CommandFailed`; writes are atomic (temp file, fsync, ``os.replace``); ``update``
+trusts the manifest, never the image (SUIT RFC 9124, Uptane). docs/protocol.md,
+section "The agent and its handlers", has the full story.
 """
 
 from __future__ import annotations
@@ -79,9 +60,8 @@ FETCH_TIMEOUT_S = 30.0
 takes a timeout)."""
 
 FETCH_DEADLINE_S = 600.0
-"""Total deadline of one image download, headers included: a source that drips bytes
-never trips the per-read timeout. 600 s moves a 64 MiB image at about 1 Mbit/s. The
-agent runs downloads in a worker, so the node loop serves meanwhile."""
+"""Total deadline of one image download, headers included (a drip never trips a per-read
+timeout): 64 MiB at about 1 Mbit/s. Downloads run in a worker; the loop serves meanwhile."""
 
 FETCH_CHUNK_BYTES = 64 * 1024
 """Read size while streaming an image to disk."""
@@ -115,8 +95,7 @@ class CommandFailed(LocalError):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HandlerContext:
-    """What a handler may use: its state directory, the policy, the delivery, and
-    (for updates) the installed version and a way to persist a new one."""
+    """What a handler may use: state dir, policy, delivery, installed version and a persister."""
 
     state_dir: Path
     policy: AgentPolicy
@@ -166,7 +145,7 @@ def load_object(path: str, where: str) -> Any:
     return obj
 
 
-# --- atomic files -------------------------------------------------------------------
+# --- atomic files ---
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -224,7 +203,7 @@ def config_handler(command: Command, context: HandlerContext) -> str:
     return "config " + _update_json(context.config_path, command)
 
 
-# --- update -----------------------------------------------------------------------
+# --- update ---
 
 
 def file_digest(path: Path) -> tuple[bytes, int]:
@@ -239,8 +218,7 @@ def file_digest(path: Path) -> tuple[bytes, int]:
 
 
 def verify_installed(image: Path, manifest: UpdateManifest) -> bool:
-    """The default post-install check: the installed file has the manifest's digest
-    and size (catches a write or rename that did not land)."""
+    """Default post-install check: the installed file has the manifest's digest and size."""
     return file_digest(image) == (manifest.digest, manifest.size)
 
 
@@ -252,11 +230,9 @@ def _deadline_failure(deadline_s: float) -> CommandFailed:
 
 @contextlib.contextmanager
 def _open_source(source: str, manifest: UpdateManifest, deadline_s: float) -> Iterator[Any]:
-    """The untrusted image stream; ``source`` is a directory or an http(s) base URL.
-
-    Over HTTP a watchdog shuts the socket down at ``deadline_s`` (connect, headers and
-    body alike); what was read by then is refused as a fetch failure. No proxies from
-    the environment, no redirects: the source is what the config says."""
+    """The untrusted image stream (directory or http(s) base URL); over HTTP a watchdog cuts it
+    at ``deadline_s``; no proxies, no redirects.
+    """
     name = manifest.digest.hex()
     parts = urlsplit(source.rstrip("/") + "/" + name)
     if parts.scheme not in ("http", "https"):
@@ -298,8 +274,7 @@ def _open_source(source: str, manifest: UpdateManifest, deadline_s: float) -> It
 
 
 def _download(source: str, manifest: UpdateManifest, dest: Path, deadline_s: float) -> None:
-    """Stream the image to ``dest`` (capped at manifest.size + 1, within ``deadline_s``),
-    fsync, verify."""
+    """Stream the image to ``dest`` (cap manifest.size + 1, ``deadline_s``), fsync, verify."""
     h = hashlib.sha256()
     size = 0
     try:
@@ -349,12 +324,8 @@ def _keep_previous(current: Path, previous: Path) -> bool:
 
 
 def recover_images(images_dir: Path, installed_digest: bytes | None) -> str | None:
-    """Repair a crash during an update, at agent start. Returns what it did, or None.
-
-    A leftover ``image.new`` is removed. If ``image`` is not the recorded installed
-    image (the crash came after the swap, before the new version was persisted), the
-    recorded one is restored from ``image.prev`` (or ``image`` removed if nothing was
-    installed), so the image on disk always matches the anti-rollback record.
+    """Repair a crash during an update, at agent start (None: nothing to do): drop a leftover
+    ``image.new``; restore the recorded image from ``image.prev`` (or remove ``image``).
     """
     current, new, previous = (images_dir / n for n in ("image", "image.new", "image.prev"))
     new.unlink(missing_ok=True)

@@ -1,25 +1,10 @@
 """The node process: wiring config -> key, store, chain, sender, plus the run loop.
 
-Data directory layout (``config.data_dir``):
-
-* ``lightpost.sqlite3`` -- the durable store (outbox, nonce counter, receiver state),
-  see :mod:`lightpost.adapters.store`. Its size is O(outbox + channels): FINAL rows are
-  pruned, no block, header or receipt is ever stored.
-* ``node.lock`` -- held (``fcntl.flock``, exclusive) by the process that SENDS: a
-  ``lightpost node`` daemon, or a ``lightpost send`` that drives the outbox itself
-  because no daemon runs. The lock holder's pid is written inside for humans; the kernel
-  releases the lock when the process dies, even by SIGKILL, so a stale pid file can
-  never block a restart. ``lightpost send`` with a daemon running only enqueues (a
-  SQLite write, safe alongside the daemon: WAL, ``BEGIN IMMEDIATE``) and then polls the
-  store for the state it waits for.
-
-The loop (:meth:`Node.run`) calls ``sender.step(now)`` and then ``service.step(now)`` for
-every extra service (receiver, agent: anything with a ``step(now)`` method), sleeping
-``POLL_INTERVAL_S`` between idle rounds. An exception from any one of them is logged as
-one line and that one is retried on the next round; the others keep running. A stop
-request (SIGTERM/SIGINT in the CLI, ``stop_event.set()`` in tests) is honoured between
-steps: the current step finishes, then the store is closed -- every state change was
-already committed.
+``data_dir`` holds ``lightpost.sqlite3`` and ``node.lock``, held (``fcntl.flock``) by the
+one process that SENDS: a daemon, or a ``lightpost send`` when none runs (else it only
+enqueues and polls). The kernel drops the lock when its holder dies, even by SIGKILL.
+:meth:`Node.run` steps the sender and each service; a failure in one is logged as one
+line and retried while the others run; a stop is honoured between steps.
 """
 
 from __future__ import annotations
@@ -213,12 +198,9 @@ class Node:
     _failures: dict[str, str] = field(default_factory=dict, init=False, repr=False)
 
     def step(self, now: float | None = None) -> bool:
-        """One round over the sender and every service; True when the sender was busy.
-
-        Any exception from one of them (a bug, a hostile answer that slipped through) is
-        caught here: the others still run, the failing one is retried on the next tick,
-        and the failure is logged as one line when it appears or changes. A sender
-        problem (a failing phase) is logged the same way."""
+        """One round over the sender and every service (True: the sender was busy); a failure is
+        logged once and retried next tick, the others still run.
+        """
         now = self.clock() if now is None else now
         busy = False
         try:
@@ -242,9 +224,9 @@ class Node:
         return busy
 
     def _failed(self, name: str, exc: Exception | None) -> None:
-        """Log ``name``'s failure once per change (and its recovery). A LightpostError's
-        text is ours (never a secret); any other exception is named by type only: its
-        text may quote a URL with an API key."""
+        """Log ``name``'s failure once per change; a foreign exception by type only (its text may
+        quote a URL with an API key).
+        """
         if exc is None:
             line = None
         elif isinstance(exc, LightpostError):

@@ -1,31 +1,11 @@
 """The sending side of a device node: puts every outbox message on chain exactly once.
 
-The node wires the pure core to the adapters (SQLite store, quorum chain client); every
-rule lives in core. :meth:`Sender.step` does one round of work with the time as an
-argument (tests drive it; ``Node.run`` loops it). Its phases, each isolated (a failure
-is recorded in :attr:`Sender.problems` and retried next step):
-
-1. **base fee** (``Chain.base_fee``);
-2. **nonce reconciliation** (``core.nonce``) at start, every ``reconcile_interval_s``
-   and after "nonce too low": counts asked at ONE quorum-agreed height (Hyperlane
-   #1119); no quorum -> nothing new is signed (``nonce_hold``); gaps are filled;
-3. **inclusion tracking** (``node.sender_track``): receipts are hints; a state changes
-   only on a receipt PROVEN in the quorum-agreed block (``core.inclusion``);
-4. **fee bump** of a tx unmined ``stuck_after_s`` after signing (same nonce, +10%,
-   ``fees.bump``; stored before it is sent; above the cap it waits, visibly);
-5. **(re)broadcast** of the stored raw bytes (idempotent); the answers mean what
-   ``core.outbox.after_broadcast`` says;
-6. **release** of HELD messages once fees (and the balance) allow;
-7. **batching and signing** (``core.batching``: batching and THE sign gate, one
-   table): quote, sign, ``Store.record_signed`` (raw bytes, nonce counter, message
-   links in ONE SQLite transaction), THEN broadcast;
-8. **pruning** of FINAL rows older than ``prune_after_s``.
-
-Crash safety: every state change is durable before the next action; only stored raw
-bytes are ever re-sent. A message is linked to one nonce; a second transaction for it
-is signed only after ``NonceConsumed`` (at finality), so it is neither lost nor landed
-twice. Chunks a dead process stored are found on the first step
-(``core.batching.stored_chunks``).
+:meth:`Sender.step` does one round with the time as an argument, in isolated phases (a
+failure goes to :attr:`Sender.problems`, retried next step): base fee, nonce
+reconciliation, inclusion tracking, fee bump, (re)broadcast, release of HELD messages,
+batching and signing (THE sign gate; raw bytes, nonce and links committed in ONE
+transaction, THEN broadcast), pruning. Every rule lives in core; docs/protocol.md,
+section "Sending", has them.
 """
 
 from __future__ import annotations
@@ -89,10 +69,8 @@ __all__ = [
 
 
 class Sender:
-    """The device's send side over one :class:`Store` and one :class:`Chain`.
-
-    Not thread-safe (the store is not): drive it from one thread. ``log`` receives one
-    line per notable action (never a secret).
+    """The device's send side over one :class:`Store` and :class:`Chain`; one thread only;
+    ``log`` gets one line per action (never a secret).
     """
 
     def __init__(
@@ -142,7 +120,7 @@ class Sender:
         """Stop the worker threads (the store and chain belong to the caller)."""
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    # -- public API ----------------------------------------------------------------
+    # -- public API ---
 
     def enqueue(
         self,
@@ -153,11 +131,7 @@ class Sender:
         content_type: int = ContentType.OCTET_STREAM,
         now: float | None = None,
     ) -> int:
-        """Accept a message; it is durable on disk when the id is returned.
-
-        ``channel`` None means a direct message on the reserved direct channel (then
-        ``recipient`` is required). The seq is allocated per channel in the same SQLite
-        transaction."""
+        """Accept a message, durable when the id is returned; ``channel`` None: direct message."""
         return enqueue_message(
             self.store,
             payload=payload,
@@ -184,7 +158,7 @@ class Sender:
             pool=self._pool,
         )
 
-    # -- the step --------------------------------------------------------------------
+    # -- the step ---
 
     def step(self, now: float) -> StepResult:
         """One round of work (see the module docstring for the phases)."""
@@ -224,13 +198,13 @@ class Sender:
         else:
             self.problems.pop(name, None)
 
-    # -- chain helpers ---------------------------------------------------------------
+    # -- chain helpers ---
 
     def _read_base_fee(self) -> None:
         self.base_fee = None
         self.base_fee = self.chain.base_fee()
 
-    # -- nonce ----------------------------------------------------------------------
+    # -- nonce ---
 
     def _reconcile(self, now: float, result: StepResult) -> None:
         self._reconcile_now = True  # stays set if anything below raises
@@ -307,12 +281,12 @@ class Sender:
         else:
             self.problems[f"nonce {tx.nonce}"] = outcome.reason
 
-    # -- tracking --------------------------------------------------------------------
+    # -- tracking ---
 
     def _track(self, now: float, result: StepResult) -> None:
         result.events += self._tracker.track(now)
 
-    # -- bump ------------------------------------------------------------------------
+    # -- bump ---
 
     def _bump_stuck(self, now: float, result: StepResult) -> None:
         if self.base_fee is None:
@@ -346,7 +320,7 @@ class Sender:
         self._broadcast(self.store.transaction(tx.id), now, result)
         return True
 
-    # -- broadcast ---------------------------------------------------------------------
+    # -- broadcast ---
 
     def _rebroadcast(self, now: float, result: StepResult) -> None:
         for tx in self.store.pending_transactions():
@@ -390,7 +364,7 @@ class Sender:
             return
         self.problems.pop(f"broadcast nonce {tx.nonce}", None)
 
-    # -- holds -------------------------------------------------------------------------
+    # -- holds ---
 
     def _release(self, result: StepResult) -> None:
         held = self.store.held_messages(MAX_QUEUED_PER_STEP)
@@ -412,7 +386,7 @@ class Sender:
     def _balance(self) -> int:
         return self.chain.balance(self.address)
 
-    # -- signing -----------------------------------------------------------------------
+    # -- signing ---
 
     def _quote(self, data: bytes, execution_gas: int) -> FeeQuote | Hold:
         if self.base_fee is None:
@@ -538,7 +512,7 @@ class Sender:
         result.held += len(fresh)
         self._log(f"held {len(fresh)} message(s): {reason}")
 
-    # -- pruning ---------------------------------------------------------------------
+    # -- pruning ---
 
     def _prune(self, now: float, result: StepResult) -> None:
         if (
@@ -562,4 +536,4 @@ class _HoldSignal(LightpostError):
     """Internal: a gap cannot be filled now (fee hold); recorded as a problem."""
 
 
-# --- helpers ---------------------------------------------------------------------------
+# --- helpers ---

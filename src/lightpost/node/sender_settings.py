@@ -105,8 +105,7 @@ class SenderSettings:
 
     @property
     def max_post_bytes(self) -> int:
-        """Largest post (= calldata) per transaction: the configured batch target, never
-        above what the fee policy can carry with the inbox's execution gas."""
+        """Largest post per transaction: the batch target, within what the fee policy can carry."""
         if self.mode == "channel":
             limit = max_payload_for(
                 self.policy, INBOX_EXECUTION_GAS_FIRST_POST, INBOX_EXECUTION_GAS_PER_BYTE
@@ -150,8 +149,7 @@ def enqueue_message(
     content_type: int,
     now: float,
 ) -> int:
-    """Durably enqueue one message (used by :meth:`Sender.enqueue` and ``lightpost send``
-    while a node daemon owns the sending)."""
+    """Durably enqueue one message (the sender's, and ``lightpost send`` beside a daemon)."""
     if channel is None:
         if recipient is None:
             raise ConfigError("a direct message needs a recipient address")

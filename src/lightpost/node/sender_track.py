@@ -1,8 +1,7 @@
 """Inclusion tracking: receipts are hints, states change on proof (rules:
 :mod:`lightpost.core.inclusion`; this is their I/O). :class:`InclusionProver` fetches
 blocks and receipts from the endpoints in turn and names every endpoint whose answer
-fails proof; an included block is watched by its agreed hash (web3.js #3608).
-"""
+fails proof; an included block is watched by its agreed hash (web3.js #3608)."""
 
 from __future__ import annotations
 
@@ -45,9 +44,8 @@ RECEIPTS_ROUND_S = DEFAULT_TIMEOUT_S
 answer is a non-answer, so a slow endpoint cannot stall tracking."""
 
 MAX_BLOCK_PROOFS_PER_ROUND = 32
-"""Blocks one round fetches and proves at most: every transaction of a full in-flight
-window (16, geth AccountSlots) in its own block, twice over. A liar naming a new block
-per hint costs a bounded amount of work; the rest waits for the next round."""
+"""Blocks one round proves at most: a full in-flight window (16, geth AccountSlots) in its
+own blocks, twice over; a liar naming a new block per hint costs bounded work."""
 
 
 class Unknown:
@@ -60,8 +58,7 @@ UNKNOWN: Final = Unknown()
 def hints_by_endpoint(
     answers: Mapping[str, Mapping[bytes, Any] | Exception], tx_hashes: Iterable[bytes]
 ) -> dict[Sighting, set[str]]:
-    """Every receipt hint for ``tx_hashes`` and the endpoint labels that gave it
-    (``answers``: label -> tx hash -> receipt JSON, or the error of that endpoint)."""
+    """Every receipt hint for ``tx_hashes`` and the labels that gave it."""
     hints: dict[Sighting, set[str]] = {}
     wanted = tuple(tx_hashes)
     for label, by_hash in answers.items():
@@ -108,9 +105,7 @@ class InclusionProver:
         return self._canonical[number]
 
     def prove(self, hint: Sighting, claimed_by: Collection[str]) -> ProvenReceipt | Unknown | None:
-        """The hint, proven; None when it is false (not the canonical block, or the
-        proven block does not hold the transaction: ``claimed_by`` are then named);
-        UNKNOWN when it cannot be decided now."""
+        """The hint, proven; None when false (``claimed_by`` named); UNKNOWN: undecidable now."""
         agreed = self.canonical(hint.block.number)
         if isinstance(agreed, Unknown):
             return UNKNOWN
@@ -136,8 +131,7 @@ class InclusionProver:
         return None
 
     def block(self, ref: BlockRef) -> ProvenBlock | Unknown:
-        """The block ``ref`` (agreed by the caller) proven from its header and
-        transactions, the first endpoint whose answer proves it winning."""
+        """The block ``ref`` proven from header and transactions (first endpoint that proves)."""
         if ref.hash not in self._blocks:
             if self._budget <= 0:
                 return UNKNOWN  # this round's proof budget is spent: next round
@@ -270,7 +264,7 @@ class Tracker:
                 self._log(f"proof failure: {label}: {why}")
             self._problems[key] = why
 
-    # -- chain reads -------------------------------------------------------------------
+    # -- chain reads ---
 
     def finalized_number(self) -> int | None:
         """Quorum finalized height (or latest - finality_depth); None if unknown."""
@@ -324,7 +318,7 @@ class Tracker:
             unknown = unknown or isinstance(got, Unknown)
         return UNKNOWN if unknown else None
 
-    # -- tracking ------------------------------------------------------------------------
+    # -- tracking ---
 
     def track(self, now: float) -> int:
         """One tracking round over every pending transaction; returns events applied."""
@@ -381,7 +375,7 @@ class Tracker:
             finalized_number=finalized,
         )
 
-    # -- nonce too low ---------------------------------------------------------------------
+    # -- nonce too low ---
 
     def resolve_too_low(self, tx: Transaction) -> nonce_rules.TooLowOutcome:
         """Our tx's nonce is used: which of our candidates was mined (proven), if any?"""

@@ -1,14 +1,9 @@
 """Services the node loop runs beside the sender: receiving, and the command agent.
 
-A service is anything with ``step(now)`` (lightpost.node.runtime.Service). Both here
-poll the receiver at most every ``interval_s`` and never block the loop for long: one
-poll verifies what is new since the persisted cursor and returns.
-
-The agent receives on :data:`~lightpost.core.command.COMMANDS_CHANNEL` at its policy's
-minimum level (default ``final``), trusting exactly the controllers of its policy, and
-answers each command with a signed result on
-:data:`~lightpost.core.command.RESULTS_CHANNEL` through the durable outbox.
-"""
+A service has ``step(now)`` (lightpost.node.runtime.Service); each polls its receiver at
+most every ``interval_s`` and returns. The agent receives on
+:data:`~lightpost.core.command.COMMANDS_CHANNEL` at its policy's level from its
+controllers, and answers on :data:`~lightpost.core.command.RESULTS_CHANNEL`."""
 
 from __future__ import annotations
 
@@ -146,12 +141,9 @@ def build_agent(
 class AgentService:
     """Feed verified commands to the agent; report decisions through ``on_result``.
 
-    Handlers (an update's download above all) run in one worker thread, one command at
-    a time and in delivery order: while one runs, ``step`` returns at once and the node
-    loop keeps serving the sender and the other services. The receiver's poll is left
-    suspended meanwhile and resumed afterwards, so its state is saved only once every
-    command of the poll was decided (a crash redelivers them; the agent refuses
-    replays), exactly as when handlers ran inline."""
+    Handlers run in one worker thread, one at a time, in delivery order; ``step`` returns
+    at once meanwhile. The receiver's poll stays suspended until every command of it was
+    decided (a crash redelivers them; the agent refuses replays)."""
 
     name = "agent"
 

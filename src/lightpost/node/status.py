@@ -1,6 +1,5 @@
 """``lightpost status``: one screen of device health, with a verdict (read-only).
-Used by the CLI and by a running node's ``Sender.status`` (which adds its problems).
-"""
+Used by the CLI and by a running node's ``Sender.status`` (which adds its problems)."""
 
 from __future__ import annotations
 
@@ -60,12 +59,8 @@ def collect_status(
 ) -> dict[str, Any]:
     """Everything ``lightpost status`` shows, as a JSON-ready dict, with a verdict.
 
-    ``warnings`` name what does not stop the device (an endpoint down or dissenting
-    while the quorum still holds: disagreement is reported, never hidden).
-    ``reasons`` lists why the device is unhealthy (empty = healthy): too few reachable
-    endpoints for the quorum, a wrong chain id, no nonce quorum, held messages, a
-    balance below one transaction's cost, transactions stuck, queued messages with no
-    node running, and the node's own recorded ``problems``."""
+    ``warnings``: what does not stop the device (an endpoint down or dissenting while the
+    quorum holds). ``reasons``: why it is unhealthy (empty = healthy)."""
     reasons: list[str] = []
     own_pool = pool is None
     executor = pool or ThreadPoolExecutor(max_workers=max(2, len(chain.endpoints)))
