@@ -8,12 +8,10 @@ complete) are pure functions in :mod:`lightpost.core.reconcile` and
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from lightpost.adapters.receiver_store import ReceiverStore
-from lightpost.adapters.rpc import Endpoint
 from lightpost.core.header import BlockHeader
 from lightpost.core.inbox import EVENT_TOPIC, InboxPost
 from lightpost.core.levels import Delivered, Level
@@ -40,9 +38,7 @@ from lightpost.core.verify import (
     verify_signed,
 )
 from lightpost.errors import AnswerTooLarge, LightpostError, ProofError
-from lightpost.node.chain import Chain
-from lightpost.node.config import DeviceConfig
-from lightpost.node.receiver_delivery import ProvenPost, Stream
+from lightpost.node.receiver_delivery import ProvenPost, _ReceiverHost
 
 __all__ = ["GENESIS_BLOCK", "LOG_PAGE_BLOCKS", "MAX_TOPIC_SENDERS"]
 
@@ -87,24 +83,8 @@ def refuse(
     return StopPoll(Problem(kind=kind, details=details, block_number=number))
 
 
-class ChannelMixin:
+class ChannelMixin(_ReceiverHost):
     """Channel mode of :class:`~lightpost.node.receiver.Receiver`."""
-
-    config: DeviceConfig
-    chain: Chain
-    store: ReceiverStore
-    endpoints: list[Endpoint]
-    policies: dict[bytes, frozenset[bytes]]
-    _inbox_code_hash: bytes
-    _stream: Callable[[str, bytes, bytes], Stream]
-    _save: Callable[[str, bytes, bytes], None]
-    _deliver: Callable[
-        [str, Level, list[ProvenPost]], Generator[Delivered | Problem, None, int | None]
-    ]
-    _finish: Callable[[str, int], None]
-    _block_side: Callable[[int, list[Problem]], Side]
-    _ask_in_turn: Callable[..., Any]
-    _complete_only: Callable[..., Iterator[Delivered | Problem]]
 
     @property
     def _inbox(self) -> bytes:

@@ -10,12 +10,11 @@ that block. The verdict is :func:`lightpost.core.verify.completeness_verdict`.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from lightpost.adapters.receiver_store import ReceiverStore
-from lightpost.adapters.rpc import MAX_PROOF_ANSWER_BYTES, Endpoint
+from lightpost.adapters.rpc import MAX_PROOF_ANSWER_BYTES
 from lightpost.core.inbox import accumulator_slots
 from lightpost.core.levels import Delivered, Level
 from lightpost.core.verify import (
@@ -30,7 +29,7 @@ from lightpost.core.verify import (
 )
 from lightpost.errors import LightpostError
 from lightpost.node.receiver_channel import GENESIS_BLOCK, Side, StopPoll, hex_data, refuse
-from lightpost.node.receiver_delivery import ProvenPost, Stream
+from lightpost.node.receiver_delivery import ProvenPost, _ReceiverHost
 
 __all__ = ["PROOF_CALLS_IN_FLIGHT", "PROOF_STREAMS_PER_CALL", "CompleteMixin"]
 
@@ -63,21 +62,8 @@ builds the next proof while this process verifies one. Bounds the answers held a
 (each <= the 8 MiB cap); the chain's pool allows 2 calls per endpoint too."""
 
 
-class CompleteMixin:
+class CompleteMixin(_ReceiverHost):
     """``complete`` level of :class:`~lightpost.node.receiver.Receiver`."""
-
-    store: ReceiverStore
-    endpoints: list[Endpoint]
-    _inbox_code_hash: bytes
-    _stream: Callable[[str, bytes, bytes], Stream]
-    _save: Callable[[str, bytes, bytes], None]
-    _deliver: Callable[
-        [str, Level, list[ProvenPost]], Generator[Delivered | Problem, None, int | None]
-    ]
-    _finish: Callable[[str, int], None]
-    _block_side: Callable[[int, list[Problem]], Side]
-    _ask_in_turn: Callable[..., Any]
-    _followed: Callable[[tuple[bytes, ...], bytes | None], list[tuple[bytes, bytes]]]
 
     @property
     def _inbox(self) -> bytes:

@@ -17,15 +17,22 @@ the scan returns to it once its stream's gap has closed and the budgets have roo
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from lightpost.adapters.receiver_store import ReceiverStore, StreamRow, UnfinalRow
+from lightpost.adapters.rpc import Endpoint
 from lightpost.core.envelope import Message, Reassembler, Record, decode_post
 from lightpost.core.inbox import ACC_ZERO
 from lightpost.core.levels import Delivered, Level
 from lightpost.core.verify import Problem, ProblemKind, Sequencer
 from lightpost.errors import LightpostError
+from lightpost.node.chain import Chain
+from lightpost.node.config import DeviceConfig
+
+if TYPE_CHECKING:
+    from lightpost.node.receiver_channel import Side
 
 __all__ = ["HELD_BYTES", "PARTIAL_BYTES", "POLL_INFLATED_BYTES", "ProvenPost"]
 
@@ -109,17 +116,36 @@ def _problem(kind: ProblemKind, details: str, post: ProvenPost, seq: int | None 
     )
 
 
-class DeliveryMixin:
-    """The delivery half of :class:`~lightpost.node.receiver.Receiver`."""
+class _ReceiverHost:
+    """What the receiver mixins use of :class:`~lightpost.node.receiver.Receiver` and
+    of each other, declared once (types only)."""
 
+    config: DeviceConfig
+    chain: Chain
     store: ReceiverStore
+    endpoints: list[Endpoint]
     me: bytes
     policies: dict[bytes, frozenset[bytes]]
+    _inbox_code_hash: bytes
     _final_at_poll: int
     _streams: dict[tuple[str, bytes, bytes], Stream]
     _held_total: int
     _partial_total: int
     _inflated: int
+    _stream: Callable[[str, bytes, bytes], Stream]
+    _save: Callable[[str, bytes, bytes], None]
+    _deliver: Callable[
+        [str, Level, list[ProvenPost]], Generator[Delivered | Problem, None, int | None]
+    ]
+    _finish: Callable[[str, int], None]
+    _block_side: Callable[[int, list[Problem]], Side]
+    _ask_in_turn: Callable[..., Any]
+    _followed: Callable[[tuple[bytes, ...], bytes | None], list[tuple[bytes, bytes]]]
+    _complete_only: Callable[..., Iterator[Delivered | Problem]]
+
+
+class DeliveryMixin(_ReceiverHost):
+    """The delivery half of :class:`~lightpost.node.receiver.Receiver`."""
 
     def _stream(self, sub: str, sender: bytes, channel: bytes) -> Stream:
         key = (sub, sender, channel)
