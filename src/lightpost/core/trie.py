@@ -1,23 +1,13 @@
 """Merkle Patricia Trie roots and EIP-1186 proof verification.
 
-Spec: Yellow Paper appendix C (hex-prefix encoding) and appendix D (the trie). A node is
-an RLP list: a *leaf* ``[hp(path, leaf=True), value]``, an *extension*
-``[hp(path, leaf=False), child]`` or a *branch* of 16 children plus a value. A child
-whose RLP encoding is shorter than 32 bytes is embedded inline; otherwise the parent
-holds ``keccak256`` of it. The root is always ``keccak256(rlp(root node))``.
-
-This module builds the whole trie from the final key/value set (no incremental
-updates: lightpost only needs roots and proofs), so insertion order cannot matter. An
-empty value means "absent", as in go-ethereum's ``trie.Update`` (storing ``b""``
-deletes the key).
-
-Proofs (EIP-1186 ``eth_getProof``): the list of RLP nodes on the path from the root,
-root first; embedded nodes are not listed separately. :func:`verify_proof` consumes
-them strictly in order and accepts nothing extra. A proof of *absence* ends at an empty
-branch slot, a leaf for another key, or an extension whose path diverges from the key.
-Every inconsistency raises :class:`lightpost.errors.ProofError`; the values an RPC
-answer claims are never believed without the proof.
-"""
+Spec: Yellow Paper appendix C (hex-prefix) and D (the trie): a node is an RLP leaf
+``[hp(path, True), value]``, extension ``[hp(path, False), child]`` or 16-child branch
+plus value; a child encoding under 32 bytes is inlined, else referenced by keccak256.
+The trie is built whole from the final key/value set (order cannot matter); an empty
+value means absent (go-ethereum ``trie.Update``). :func:`verify_proof` consumes the
+EIP-1186 node list root first, strictly in order, nothing extra; absence ends at an empty
+branch slot, another key's leaf or a diverging extension. Any inconsistency raises
+:class:`lightpost.errors.ProofError`: an RPC answer's values are never believed unproven."""
 
 from __future__ import annotations
 

@@ -1,23 +1,9 @@
 """The receiver runtime: find posts, prove them up the ladder, deliver them in order.
 
-docs/protocol.md, "Receiving with proof" and "Adversary model", has the full story. In
-short: a *subscription* (mode, level, channel filter, sender filter) keeps a cursor and
-per-(sender, channel) stream state in ``<data_dir>/receiver.sqlite3`` -- O(channels),
-never O(chain). A poll reads the level's head by quorum, asks every endpoint for the
-logs (unioned: one honest endpoint defeats one that hides), checks each claim against
-the question before fetching anything, proves each candidate block (header, transactions
-and receipts roots), proves completeness with eth_getProof at ``complete``, and delivers
-in seq order, once. The cursor never passes a block that holds something undelivered;
-deliveries at ``included`` are retracted if their block leaves the chain. Every visible
-disagreement is reported naming both sides; only an endpoint that contradicts itself or
-the question is reported as lying.
-
-The rules live in pure core functions (:mod:`lightpost.core.reconcile`,
-:mod:`lightpost.core.verify`); this package is the driver: channel mode in
-:mod:`.receiver_channel` (its ``complete`` level in :mod:`.receiver_complete`), direct
-mode in :mod:`.receiver_direct`, decoding and ordered delivery (with byte budgets) in
-:mod:`.receiver_delivery`.
-"""
+docs/protocol.md, "Receiving with proof" and "Adversary model", has the steps and bounds.
+Rules are pure core functions (:mod:`lightpost.core.reconcile`, :mod:`lightpost.core.verify`);
+this is the driver: :mod:`.receiver_channel`, :mod:`.receiver_complete`,
+:mod:`.receiver_direct`, :mod:`.receiver_delivery`."""
 
 from __future__ import annotations
 
