@@ -1,19 +1,11 @@
 """Receiver delivery: proven posts -> envelopes -> whole messages -> in-order delivery.
 
-Each (sender, channel) stream of a subscription has a reassembler (chunked messages)
-and a :class:`~lightpost.core.verify.Sequencer` (order, duplicates, gaps). Everything a
-peer controls is bounded in BYTES here, not only in count:
-
-- :data:`POLL_INFLATED_BYTES`: the inflated bytes decoded in one poll; reached at the
-  end of a block, the rest of the poll waits (an ``over-budget`` problem) and is scanned
-  on the next poll -- at least one block per poll, so the scan always advances;
-- :data:`HELD_BYTES`: messages held behind gaps, over all streams;
-- :data:`PARTIAL_BYTES`: chunks of incomplete messages, over all streams.
-
-A message refused by a bound is not lost: its block holds the persisted cursor, and
-the scan returns to it once its stream's gap has closed and the budgets have room
-(until then the scan moves on, so the missing message can arrive).
-"""
+Each (sender, channel) stream has a reassembler (chunks) and a
+:class:`~lightpost.core.verify.Sequencer` (order, duplicates, gaps). What a peer controls
+is bounded in BYTES (:data:`POLL_INFLATED_BYTES`, :data:`HELD_BYTES`,
+:data:`PARTIAL_BYTES`): past a budget the rest waits behind the persisted cursor
+(``over-budget``, at least one block per poll) and nothing is lost (docs/protocol.md,
+"Delivery and reorgs" and "Adversary model")."""
 
 from __future__ import annotations
 
