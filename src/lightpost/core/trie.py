@@ -75,7 +75,7 @@ _NIBBLE_OF_HEX = bytes.maketrans(b"0123456789abcdef", bytes(range(16)))
 """Maps the ASCII hex digits of ``bytes.hex()`` to nibble values 0..15."""
 
 
-# --- hex-prefix encoding (Yellow Paper appendix C) ----------------------------------
+# --- hex-prefix encoding (Yellow Paper appendix C) ---
 
 
 def _nibbles(key: bytes) -> bytes:
@@ -105,7 +105,7 @@ def _hp_decode(encoded: bytes, kind: str) -> tuple[bytes, bool]:
     return nib[2:], bool(flag & _HP_LEAF)
 
 
-# --- building ------------------------------------------------------------------------
+# --- building ---
 
 
 def _common_prefix_length(a: bytes, b: bytes) -> int:
@@ -186,7 +186,7 @@ def ordered_trie_root(values: Sequence[bytes]) -> bytes:
     return trie_root({rlp.encode(i): v for i, v in enumerate(values)})
 
 
-# --- walking (shared by proof generation and verification) ---------------------------
+# --- walking (shared by proof generation and verification) ---
 
 
 def _as_node(encoded: bytes, kind: str) -> rlp.Item:
@@ -334,7 +334,7 @@ def make_proof(items: Mapping[bytes, bytes], key: bytes) -> list[bytes]:
     return nodes
 
 
-# --- accounts and storage (EIP-1186) -------------------------------------------------
+# --- accounts and storage (EIP-1186) ---
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

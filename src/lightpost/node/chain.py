@@ -1,12 +1,10 @@
 """The chain as seen through several JSON-RPC endpoints, never trusting one.
 
 Reads that matter go to every endpoint in parallel and count only when k agree
-(lightpost.core.quorum), asked at fixed heights or ``finalized``, never ``latest``
-compared verbatim (Hyperlane #1119). One round, one deadline; at most
-MAX_INFLIGHT_PER_ENDPOINT stuck calls per endpoint; any failure or malformed answer is
-that endpoint's non-answer, never a crash. Broadcast goes to ALL endpoints ("already
-known" = success, execution-apis #245); receipts are hints until proven
-(lightpost.core.inclusion). docs/protocol.md, section "Adversary model", has the bounds."""
+(lightpost.core.quorum), at fixed heights or ``finalized``, never ``latest`` compared
+verbatim (Hyperlane #1119). Failures and malformed answers are non-answers; broadcast
+goes to ALL endpoints ("already known" = success, execution-apis #245); receipts are
+hints until proven. Bounds: docs/protocol.md, "Adversary model"."""
 
 from __future__ import annotations
 

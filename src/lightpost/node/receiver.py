@@ -112,7 +112,7 @@ class Receiver(DeliveryMixin, ChannelMixin, CompleteMixin, DirectMixin):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- public API --------------------------------------------------------------------
+    # -- public API ---
 
     def poll(
         self,
@@ -186,7 +186,7 @@ class Receiver(DeliveryMixin, ChannelMixin, CompleteMixin, DirectMixin):
                 return
             self.sleep(interval)
 
-    # -- subscription and state ------------------------------------------------------------
+    # -- subscription and state ---
 
     def _channels(self, name: str | None) -> tuple[bytes, ...]:
         if name is not None:
@@ -220,7 +220,7 @@ class Receiver(DeliveryMixin, ChannelMixin, CompleteMixin, DirectMixin):
         holds = [stream.hold_block() for (s, _, _), stream in self._streams.items() if s == sub]
         self.store.set_cursor(sub, cursor_after(scanned_to, holds))
 
-    # -- quorum reads --------------------------------------------------------------------
+    # -- quorum reads ---
 
     def _head(self, level: Level, problems: list[Problem]) -> Side:
         """The level's head: the quorum's finalized block (its hash read from every
@@ -310,7 +310,7 @@ class Receiver(DeliveryMixin, ChannelMixin, CompleteMixin, DirectMixin):
                 )
         return None
 
-    # -- retraction -------------------------------------------------------------------------
+    # -- retraction ---
 
     def _retractions(self, sub: str, finalized: int) -> Iterator[Problem]:
         """Retract deliveries whose block left the chain; ``finalized`` is the height read
