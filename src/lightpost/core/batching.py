@@ -129,9 +129,8 @@ def post_conditions(
     spent: int,
     balance: int | None,
 ) -> frozenset[SignCondition]:
-    """The conditions of one post. A chunked message waits for room for all its posts unless
-    the whole in-flight window is free; ``balance`` None is unknown.
-    """
+    """One post's conditions: a chunked message waits for room for all its posts unless the window
+    is free; ``balance`` None: unknown."""
     return _holding(
         (SignCondition.NO_ROOM, room <= 0),
         (SignCondition.GROUP_HELD, group_held),

@@ -126,8 +126,7 @@ def inclusion_events(
     finalized_number: int | None = None,
 ) -> tuple[Event, ...]:
     """:func:`~lightpost.core.outbox.check_inclusion` on a PROVEN receipt; a reverted call's
-    messages go back to the queue at finality (:class:`NonceConsumed`), never lost.
-    """
+    messages are requeued at finality, never lost."""
     events = check_inclusion(
         state=state,
         included=included,

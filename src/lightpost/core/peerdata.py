@@ -31,8 +31,8 @@ _STEP = bytes.maketrans(b"[{]}", b"\x02\x02\x00\x00")
 
 
 def json_depth(doc: bytes | bytearray, chunk: int = _SCAN_CHUNK) -> int:
-    """Deepest array/object nesting in ``doc`` (for invalid JSON: where a parser fails).
-    Linear, no recursion: text outside strings is every other piece between quotes."""
+    """Deepest nesting in ``doc`` (invalid JSON: where a parser fails); linear: outside strings is
+    every other piece between quotes."""
     if b"\\" in doc:
         doc = doc.replace(b"\\\\", b"").replace(b'\\"', b"")
     deepest = level = inside = 0
@@ -58,9 +58,8 @@ def parse_json(doc: bytes | bytearray, what: str, max_depth: int = MAX_JSON_DEPT
 
 
 def peer_text(value: object, limit: int = MAX_PEER_TEXT_CHARS) -> str:
-    """``value`` (text a peer wrote) safe for one log line: every non-printable character
-    (controls, ESC, newlines, Unicode separators and bidi marks) shown as its escape,
-    clipped to ``limit`` characters; a non-string shows as its type only."""
+    """Peer text safe for one log line: non-printables (controls, ESC, newlines, Unicode separators,
+    bidi marks) escaped, clipped to ``limit``; a non-string shows its type only."""
     if not isinstance(value, str):
         return f"<{type(value).__name__}>"
     shown = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in value[: limit + 1])

@@ -170,8 +170,8 @@ def sort_claims(
     policies: Policies,
     only: bytes | None = None,
 ) -> ClaimSet:
-    """Parse and check every endpoint's eth_getLogs answer for one question: bad logs and
-    violations are reported against their endpoint; only claims of followed streams are kept."""
+    """Parse and check every endpoint's eth_getLogs answer: bad logs and violations are its
+    problems; only followed streams' claims are kept."""
     kept: dict[Claim, set[str]] = {}
     problems: list[Problem] = []
     for label, answer in answers.items():
@@ -251,9 +251,8 @@ def reconcile_block(
     answered: frozenset[str],
     tx_hashes: Sequence[bytes],
 ) -> Reconciled:
-    """Compare the claims about block ``number`` with its proven ``truth`` (module table).
-    ``agreeing``/``dissenting``: labels that answered the quorum's hash / another;
-    ``tx_hashes``: the block's proven transaction hashes."""
+    """Judge the claims about block ``number`` against its proven ``truth`` (module table);
+    ``agreeing``/``dissenting``: who answered the quorum's hash / another."""
     problems: list[Problem] = []
     returned: dict[tuple[int, int], set[str]] = {}
     other_view = set(dissenting)
@@ -304,9 +303,8 @@ def reconcile_block(
 
 
 def dissent(report: QuorumReport[object], block_number: int | None = None) -> Problem | None:
-    """A disagreement problem naming every side of a quorum read in which some
-    endpoint answered a value other than the agreed one (None when all agreed).
-    Neither side is called a liar: the report alone is no evidence of who lies."""
+    """A disagreement naming every side of a quorum read with a dissenting answer (None when all
+    agreed); no one is called a liar."""
     if not report.dissenters:
         return None
     sides: dict[str, list[str]] = {}
@@ -327,11 +325,9 @@ def dissent(report: QuorumReport[object], block_number: int | None = None) -> Pr
 
 
 def finality_dissent(height: int, readings: Mapping[str, int], block_number: int) -> Problem | None:
-    """A disagreement when ``block_number`` is final only by the quorum's height: some
-    endpoint that answered reports a finalized height below it. Lag between honest
-    endpoints looks the same as a lie, so neither side is blamed -- but a delivery at
-    ``final`` that rests on the majority alone is never silent (None: every answer
-    agrees the block is final)."""
+    """A disagreement when ``block_number`` is final only by the quorum's height (an answering
+    endpoint reports a lower finalized height). Honest lag looks the same, so no one is blamed,
+    but a `final` delivery resting on a majority is never silent (None: all agree)."""
     below = {label: h for label, h in readings.items() if h < block_number}
     if not below or block_number > height:
         return None
@@ -347,8 +343,8 @@ def finality_dissent(height: int, readings: Mapping[str, int], block_number: int
 
 
 def cursor_after(scanned_to: int, holds: Iterable[int | None]) -> int:
-    """The cursor to persist: the block after ``scanned_to``, unless a stream holds
-    something undelivered at a lower block (then that block: it is rescanned)."""
+    """The cursor to persist: block ``scanned_to`` + 1, or a lower block where a stream holds
+    something undelivered."""
     return min([scanned_to + 1, *(h for h in holds if h is not None)])
 
 
@@ -371,9 +367,8 @@ def pick_direct(
     policies: Policies,
     only: bytes | None,
 ) -> DirectPick:
-    """The lightpost posts of a proven block that concern this device: addressed to it
-    (``to`` = me) or by a trusted sender of a subscribed channel (their seq is shared
-    across recipients, so posts to other devices still advance it)."""
+    """Posts of a proven block for this device: addressed to it or by a trusted sender of a
+    subscribed channel (whose seq is shared across recipients)."""
     asked = set(channels)
     known = {(s, cid) for cid in asked for s in policies.get(cid, frozenset())}
     picked: list[tuple[int, bytes, SignedTransaction]] = []

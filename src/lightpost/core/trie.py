@@ -178,11 +178,8 @@ def secure_trie_root(items: Mapping[bytes, bytes]) -> bytes:
 
 
 def ordered_trie_root(values: Sequence[bytes]) -> bytes:
-    """Root of the trie mapping rlp(i) -> values[i].
-
-    This is how a block commits to its transactions, receipts and withdrawals
-    (Yellow Paper section 4.3; EIP-2718 typed items are stored as ``type || payload``).
-    """
+    """Root of the trie rlp(i) -> values[i]: a block's transactions, receipts, withdrawals (Yellow
+    Paper 4.3; EIP-2718 items as ``type || payload``)."""
     return trie_root({rlp.encode(i): v for i, v in enumerate(values)})
 
 
@@ -204,11 +201,8 @@ def _hashed_node(encoded: bytes, digest: bytes, root: bytes, kind: str) -> rlp.I
 
 
 def _walk(root: bytes, key: bytes, fetch: Callable[[bytes], rlp.Item], kind: str) -> bytes | None:
-    """Follow ``key`` from ``root``; ``fetch(hash)`` supplies hashed nodes, decoded
-    (:func:`_hashed_node`).
-
-    Returns the value, or ``None`` when the visited nodes prove the key absent.
-    """
+    """Follow ``key`` from ``root`` (``fetch(hash)``: a hashed node, decoded); the value, or None
+    when the nodes prove it absent."""
     path = _nibbles(key)
     pos = 0
     ref: rlp.Item = root
@@ -274,14 +268,10 @@ def verify_proof(
     kind: str = "trie",
     known: Known | None = None,
 ) -> bytes | None:
-    """Verify an EIP-1186 proof of ``key`` under ``root``.
-
-    Returns the proven value, or ``None`` for a valid proof of absence. Raises
-    :class:`ProofError` (with ``kind``) on a hash mismatch, a malformed node, a missing
-    node or a node left over after the walk. ``known``: nodes of this trie verified by
-    earlier proofs (see :data:`Known`), updated; a proof node equal byte for byte to a
-    known node of the same hash is not hashed again -- every node is still checked.
-    """
+    """Verify an EIP-1186 proof of ``key`` under ``root``: the value, or None for a proof of
+    absence. :class:`ProofError` (``kind``) on a hash mismatch, a malformed, missing or left-over
+    node. ``known`` (:data:`Known`, updated): a node equal to a known one is not hashed again;
+    every node is still checked."""
     if len(root) != HASH_BYTES:
         raise ProofError(kind, f"root must be 32 bytes, got {len(root)}")
     if not proof and root == EMPTY_TRIE_ROOT:
@@ -317,10 +307,8 @@ def verify_proof(
 
 
 def make_proof(items: Mapping[bytes, bytes], key: bytes) -> list[bytes]:
-    """Build the EIP-1186 proof of ``key`` (present or absent) in the trie of ``items``.
-
-    The inverse of :func:`verify_proof`; used by tests and fake endpoints.
-    """
+    """The EIP-1186 proof of ``key`` (present or absent) in the trie of ``items`` (for tests and
+    fake endpoints)."""
     db: dict[bytes, bytes] = {}
     root = _root_node(items, db)
     nodes: list[bytes] = []
@@ -419,11 +407,8 @@ def verify_storage_proof(
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ProvenAccount:
-    """An ``eth_getProof`` answer after verification against ``state_root``.
-
-    ``account`` is ``None`` when the account is proven absent; ``storage`` maps each
-    requested slot to its proven value (0 when absent).
-    """
+    """An ``eth_getProof`` answer verified against ``state_root``: ``account`` None when proven
+    absent; ``storage``: slot -> proven value (0 when absent)."""
 
     state_root: bytes
     address: bytes
@@ -454,14 +439,10 @@ def _proof_nodes(value: object, what: str) -> list[bytes]:
 def check_eth_get_proof(
     state_root: bytes, rpc_obj: object, *, address: bytes | None = None
 ) -> ProvenAccount:
-    """Verify a whole ``eth_getProof`` JSON answer (EIP-1186) against ``state_root``.
-
-    The account proof is verified; every claimed account field must equal the proven
-    one (an absent account must be claimed empty); every ``storageProof`` entry is
-    verified against the proven storage root and its claimed value must equal the
-    proven value. If ``address`` is given, the answer must be about that address.
-    Malformed JSON raises :class:`DecodingError`, anything unproven :class:`ProofError`.
-    """
+    """Verify an ``eth_getProof`` answer (EIP-1186) against ``state_root``: every claimed account
+    field equals the proven one (an absent account claimed empty), every ``storageProof`` value
+    equals the proven one, and the answer is about ``address`` if given. Malformed JSON:
+    :class:`DecodingError`; anything unproven: :class:`ProofError`."""
     obj = get_object(rpc_obj, _WHAT)
     claimed_address = data_field(obj, "address", _WHAT, ADDRESS_BYTES)
     if address is not None and claimed_address != address:

@@ -189,9 +189,8 @@ class Chain:
         question: str,
         convert: Callable[[Any], Any] = lambda v: v,
     ) -> Any:
-        """The answer ``quorum`` endpoints gave identically, else QuorumError; with 2k > n it
-        returns as soon as k agree, else hears everyone to report conflicting quorums.
-        """
+        """The answer ``quorum`` endpoints gave identically, else QuorumError; returns once k agree
+        if 2k > n, else hears everyone (conflicting quorums)."""
 
         def reached(heard: Mapping[str, Any]) -> bool:
             values = [a for a in heard.values() if not isinstance(a, Exception)]

@@ -50,12 +50,8 @@ def _block_hash(block: Any) -> bytes:
 
 
 class Receiver(DeliveryMixin, ChannelMixin, CompleteMixin, DirectMixin):
-    """Receives verified messages for one device (see the module docstring).
-
-    ``endpoints`` defaults to HTTP endpoints built from the config (labels ``rpc#i``);
-    ``store`` to ``<data_dir>/receiver.sqlite3``; ``me`` (this device's address) to
-    the keystore's ``address`` field.
-    """
+    """Receives verified messages for one device. Defaults: ``endpoints`` from the config
+    (``rpc#i``), ``store`` ``<data_dir>/receiver.sqlite3``, ``me`` the keystore's ``address``."""
 
     def __init__(
         self,
@@ -153,9 +149,9 @@ class Receiver(DeliveryMixin, ChannelMixin, CompleteMixin, DirectMixin):
     def _with_finality_dissent(
         self, level: Level, height: int, items: Iterator[Delivered | Problem]
     ) -> Iterator[Delivered | Problem]:
-        """``items``, with a disagreement before the first delivery at `final` or above
-        whose block some answering endpoint does not call final yet (once per poll): a
-        majority's finalized height is used, never silently (core.reconcile)."""
+        """``items``, with a disagreement (once per poll) before the first delivery at `final` or
+        above whose block an answering endpoint does not call final yet: a majority's finality is
+        never silent."""
         told = level < Level.FINAL
         for item in items:
             if not told and isinstance(item, Delivered):
@@ -290,10 +286,9 @@ class Receiver(DeliveryMixin, ChannelMixin, CompleteMixin, DirectMixin):
         block_number: int | None = None,
         among: frozenset[str] | None = None,
     ) -> Any:
-        """Ask endpoints one at a time until an answer passes ``check``; None if none
-        passed. ``among``: only the endpoints that agreed the value ``check`` proves
-        against -- a failure of one of them contradicts its own answer (evidence: a
-        proof-failure naming it); a dissenting endpoint is not asked."""
+        """Ask endpoints in turn until an answer passes ``check`` (None: none did). ``among``: those
+        that agreed the value ``check`` proves against -- one that fails contradicts itself (a
+        proof-failure names it)."""
         for ep in self.endpoints:
             if among is not None and ep.label not in among:
                 continue
@@ -313,8 +308,8 @@ class Receiver(DeliveryMixin, ChannelMixin, CompleteMixin, DirectMixin):
     # -- retraction ---
 
     def _retractions(self, sub: str, finalized: int) -> Iterator[Problem]:
-        """Retract deliveries whose block left the chain; ``finalized`` is the height read
-        for this poll (-1: unknown, asked again here, where no quorum stops the poll)."""
+        """Retract deliveries whose block left the chain; ``finalized``: this poll's height (-1: ask
+        again here, no quorum stops the poll)."""
         rows = self.store.unfinal(sub)
         if not rows:
             return

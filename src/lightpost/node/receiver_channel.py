@@ -139,11 +139,9 @@ class ChannelMixin(_ReceiverHost):
         asked: frozenset[bytes] | None,
         sender: bytes | None,
     ) -> ClaimSet:
-        """One page [lo, hi] of eth_getLogs from every endpoint. An endpoint whose answer
-        is over the size cap (AnswerTooLarge) is asked the two halves in turn, down to a
-        single block; a single block still too large, or any other failure on the way,
-        makes it a non-answer for the whole page (the size case reported). Each part's
-        answer is checked against the part's own range."""
+        """eth_getLogs [lo, hi] from every endpoint. An answer over the size cap is asked again as
+        two halves, down to one block; still too large, or any other failure, is a non-answer for
+        the page. Each part is checked against its own range."""
         todo: list[tuple[int, int, frozenset[str] | None]] = [(lo, hi, None)]
         parts: list[ClaimSet] = []
         problems: list[Problem] = []
@@ -312,9 +310,8 @@ class ChannelMixin(_ReceiverHost):
     def _sign_check_claims(
         self, block_claims: list[Claim], found: ClaimSet, problems: list[Problem]
     ) -> list[ProvenPost]:
-        """``signed`` level: each claimed log is bound to its signed transaction. The
-        claim's block number and hash stay an endpoint's word (never used for reorg
-        tracking)."""
+        """``signed``: each claimed log bound to its signed transaction; the claim's block stays an
+        endpoint's word (no reorg tracking)."""
         inbox = self._inbox
         posts: list[ProvenPost] = []
         seen: set[tuple[bytes, Any]] = set()

@@ -153,9 +153,8 @@ class DeliveryMixin(_ReceiverHost):
         )
 
     def _room_for(self, stream: Stream) -> bool:
-        """Whether messages a bound refused for ``stream`` can be offered again: its
-        gap closed (nothing held) and the shared budgets have room. Until then the scan
-        moves on -- a rescan now would only be refused again."""
+        """Whether ``stream``'s refused messages can be offered again: its gap closed and the
+        budgets have room (a rescan sooner would be refused again)."""
         return (
             not stream.sequencer.held
             and self._held_total < HELD_BYTES
@@ -165,8 +164,8 @@ class DeliveryMixin(_ReceiverHost):
     def _deliver(
         self, sub: str, level: Level, posts: list[ProvenPost]
     ) -> Generator[Delivered | Problem, None, int | None]:
-        """Decode and deliver ``posts`` (chain order). Returns (via StopIteration value)
-        the block at which the poll's inflated budget stopped delivery, else None."""
+        """Decode and deliver ``posts`` (chain order); returns (StopIteration value) the block where
+        the inflated budget stopped delivery, else None."""
         touched: set[tuple[bytes, bytes]] = set()
         block: int | None = None
         stopped: int | None = None

@@ -211,10 +211,8 @@ def batch_call(ep: Endpoint, calls: Sequence[tuple[str, Sequence[Any]]]) -> list
 
 
 class Tracker:
-    """Tracking and "nonce too low" resolution for one :class:`~lightpost.node.sender.Sender`.
-
-    ``begin_round`` starts a fresh proof cache (once per sender step);
-    ``problems`` and ``log`` are the sender's."""
+    """Tracking and "nonce too low" for one :class:`~lightpost.node.sender.Sender`; ``begin_round``
+    once per step starts a fresh proof cache."""
 
     def __init__(
         self,
@@ -239,8 +237,8 @@ class Tracker:
         self._prover = InclusionProver(chain.endpoints, chain.block_hash_at)
 
     def begin_round(self) -> None:
-        """Forget the last round's agreed hashes, proofs and finalized height (hints
-        proven false are remembered: a block hash commits to its transactions)."""
+        """Forget the round's agreed hashes, proofs and finalized height (hints proven false stay: a
+        block hash commits to its transactions)."""
         self._finalized = None
         if len(self._disproven) > MAX_DISPROVEN_HINTS:
             self._disproven.clear()
@@ -306,8 +304,8 @@ class Tracker:
     def _proven(
         self, tx: Transaction, hints: Mapping[Sighting, set[str]]
     ) -> ProvenReceipt | Unknown | None:
-        """The first hint for one of ``tx``'s candidates that proves (see the module doc).
-        Hints more endpoints agree on are tried first: a lone liar's cost no honest proof."""
+        """The first hint for one of ``tx``'s candidates that proves; hints more endpoints agree on
+        first, so a lone liar costs no honest proof."""
         unknown = False
         for hint, labels in sorted(hints.items(), key=lambda item: -len(item[1])):
             if hint.tx_hash not in tx.candidate_hashes:
