@@ -1,10 +1,10 @@
 """One SQLite bootstrap for every lightpost state file (outbox, receiver, agent).
 
-:func:`connect`: private directory (0700) and file (0600), WAL with
-``synchronous=FULL``, schema brought up to date by :func:`migrate` (``application_id``
-names the kind, ``user_version`` the version, ``Schema.migrations[i]`` upgrades i to
-i + 1, in one transaction; unversioned files holding only known tables are adopted).
-Every ``sqlite3`` error becomes a :class:`StoreError` in :func:`translate`."""
+:func:`connect`: directory 0700, file 0600, WAL, ``synchronous=FULL``, schema migrated by
+:func:`migrate` (``application_id``: kind; ``user_version``: version; ``Schema.migrations[i]``: i ->
+i + 1 in one transaction; unversioned files of known tables adopted). Every ``sqlite3`` error
+becomes a :class:`StoreError` (:func:`translate`).
+"""
 
 from __future__ import annotations
 

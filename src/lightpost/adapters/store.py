@@ -1,12 +1,10 @@
-"""The durable store: SQLite (stdlib ``sqlite3``) holding the outbox and receiver state.
+"""The durable outbox store (stdlib ``sqlite3``).
 
-"Accepted" means "on disk": every state-changing method commits (WAL,
-``synchronous=FULL``) before it returns, each in its own ``BEGIN IMMEDIATE`` transaction,
-so a multi-row change (:meth:`Store.record_signed`) lands whole or not at all. Every state
-change is checked by :func:`lightpost.core.outbox.next_state` first. Schema steps are
-:data:`MIGRATIONS` (``PRAGMA user_version``); sqlite3 errors become :class:`StoreError`
-in :func:`lightpost.adapters.sqlite.translate`. docs/protocol.md, section "Local state",
-has the full story."""
+"Accepted" means "on disk": every state-changing method commits (WAL, ``synchronous=FULL``, ``BEGIN
+IMMEDIATE``) before it returns, so :meth:`Store.record_signed` lands whole or not at all; every
+change passes :func:`lightpost.core.outbox.next_state` first. Schema steps: :data:`MIGRATIONS`.
+docs/protocol.md, "Local state".
+"""
 
 from __future__ import annotations
 

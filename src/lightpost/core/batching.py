@@ -1,13 +1,10 @@
-"""What the sender signs, and when: batching queued messages into posts, and THE
-"may we sign?" gate.
+"""What the sender signs, and when: batching queued messages into posts, and THE "may we sign?"
+gate.
 
-THE GATE IS ONE TABLE, :data:`SIGN_GATE`: every condition that can stop or defer
-signing, in priority order, with its verdict; :func:`sign_gate` is the only lookup
-(like :data:`lightpost.core.outbox.TRANSITIONS`).
-
-Batching: per (channel, recipient), posts of at most ``max_post_bytes``, sent when the
-oldest waited ``batch_delay_s`` or a post is full; a chunked message's chunks are signed
-in one step and never twice (:func:`stored_chunks`).
+THE GATE IS ONE TABLE, :data:`SIGN_GATE` (conditions in priority order, with verdicts);
+:func:`sign_gate` is the only lookup. Posts per (channel, recipient) of at most ``max_post_bytes``,
+sent when the oldest waited ``batch_delay_s`` or a post is full; a chunked message's chunks are
+signed in one step, never twice (:func:`stored_chunks`).
 """
 
 from __future__ import annotations

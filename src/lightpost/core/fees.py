@@ -1,9 +1,8 @@
-"""Fee policies: how much gas and what price per gas a message transaction offers. Pure.
+"""Fee policies: gas and price per gas for a message transaction. Pure.
 
-A policy answers a :class:`FeeQuote` (send now), a :class:`Hold` (the message waits,
-never dropped) or raises :class:`~lightpost.errors.PolicyError` (can never fit: split,
-:func:`max_payload_for`). Gas limit = gas_used + a margin on execution only.
-:func:`bump` follows geth's legacypool. docs/protocol.md, section "Fees".
+A policy answers a :class:`FeeQuote`, a :class:`Hold` (the message waits, never dropped) or raises
+:class:`~lightpost.errors.PolicyError` (can never fit). Gas limit = gas_used + a margin on
+execution; :func:`bump` follows geth's legacypool. docs/protocol.md, "Fees".
 """
 
 from __future__ import annotations

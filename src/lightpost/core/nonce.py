@@ -1,11 +1,7 @@
-"""Which nonce to sign with next, and what to do when the chain disagrees.
-
-Invariants: the durable local counter is authoritative for our own work; the chain's
-count is read by quorum; a mined nonce is never reused; ``pending`` can only hold.
-:func:`decide` and :func:`resolve_nonce_too_low` (:class:`Resign` only at finality,
-:class:`MarkIncluded` only on proof) apply them. docs/protocol.md, section "Nonce", has
-the rules and why.
-"""
+"""Which nonce to sign with next, and what to do when the chain disagrees: the durable counter is
+authoritative, the chain's count read by quorum, a mined nonce never reused, ``pending`` can only
+hold; :class:`Resign` only at finality, :class:`MarkIncluded` only on proof. docs/protocol.md,
+"Nonce"."""
 
 from __future__ import annotations
 

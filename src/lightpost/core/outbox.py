@@ -1,15 +1,9 @@
 """The outbox life cycle of a message and of the transaction that carries it.
 
-THE TRANSITION TABLE BELOW IS THE ONLY PLACE A STATE CHANGES. :func:`next_state` looks a
-``(state, event type)`` pair up in :data:`TRANSITIONS`; a pair that is not there raises
-:class:`IllegalTransition` -- in that one function and nowhere else (h11 style). The
-durable store (``lightpost.adapters.store``) calls :func:`next_state` before every write.
-
-Theory of operation: raw bytes are stored before they are sent, and only stored bytes
-are re-sent ("already known" = success); a fee bump keeps the nonce, so at most one
-version is mined and every version stays a candidate; inclusion is a PROVEN receipt,
-compared by block hash; a nonce consumed by someone else sends the messages back to
-QUEUED -- never dropped. docs/protocol.md, section "Outbox life cycle", has the full story.
+THE TRANSITION TABLE BELOW IS THE ONLY PLACE A STATE CHANGES: :func:`next_state` looks ``(state,
+event type)`` up in :data:`TRANSITIONS`, a missing pair raises :class:`IllegalTransition` (h11
+style); the store calls it before every write. Why (stored bytes re-sent, bumps keep the nonce,
+inclusion by proven hash, nothing dropped): docs/protocol.md, "Outbox life cycle".
 """
 
 from __future__ import annotations

@@ -1,9 +1,6 @@
-"""Bounds on what a network peer sends us: JSON nesting depth and text shown to humans.
-
-``json.loads`` recurses per nesting level (``[[[[...`` raises RecursionError), so
-:func:`parse_json` measures the depth first (:func:`json_depth`, linear) and turns every
-failure into a :class:`DecodingError`. :func:`peer_text` strips control characters,
-terminal escapes and line breaks from peer text before it reaches an error or a log."""
+"""Bounds on what a network peer sends: JSON nesting depth (``json.loads`` recurses;
+:func:`parse_json` measures first, every failure a :class:`DecodingError`) and text shown to
+humans (:func:`peer_text`: no controls, escapes or line breaks)."""
 
 from __future__ import annotations
 

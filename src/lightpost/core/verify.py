@@ -1,10 +1,7 @@
-"""The receiver's verification ladder and delivery ordering, as pure functions.
-
-No I/O: given quorum-agreed values and JSON answers, these return what was proven or
-raise :class:`~lightpost.errors.ProofError` / ``DecodingError`` / ``SignatureError``.
-docs/protocol.md, section "Verification levels", maps each level to its functions.
-Delivery ordering is the :class:`Sequencer` state machine (table in its docstring).
-"""
+"""The receiver's verification ladder and delivery ordering, pure: quorum-agreed values and JSON
+answers in, proven values out, else :class:`~lightpost.errors.ProofError` / ``DecodingError`` /
+``SignatureError``. Levels -> functions: docs/protocol.md, "Verification levels"; ordering:
+:class:`Sequencer`."""
 
 from __future__ import annotations
 

@@ -1,11 +1,9 @@
 """The on-device command agent: decide, persist, run, audit, answer.
 
-:meth:`Agent.process` asks :func:`lightpost.core.command.decide`, then records the
-decision and (when the rule says so) the seq as seen in ONE committed SQLite transaction
-*before* any handler runs, so a crash cannot replay a command (at most once, go-tuf
-CVE-2022-29173); then it runs the handler, audits the outcome and hands the encoded
-:class:`CommandResult` to ``send_result``. docs/protocol.md, section "The agent and its
-handlers", has the full story."""
+:meth:`Agent.process` records the :func:`lightpost.core.command.decide` decision and the seq in ONE
+committed transaction *before* any handler runs (at most once: go-tuf CVE-2022-29173), then runs,
+audits and answers. docs/protocol.md, "The agent and its handlers".
+"""
 
 from __future__ import annotations
 

@@ -1,9 +1,8 @@
 """Command handlers: the plugin interface and the built-ins ``set``, ``config``, ``update``.
 
-``handler(command, context) -> str`` raises :class:`CommandRefused` or
-:class:`CommandFailed`; writes are atomic (temp file, fsync, ``os.replace``); ``update``
-trusts the manifest, never the image (SUIT RFC 9124, Uptane). docs/protocol.md,
-section "The agent and its handlers", has the full story.
+``handler(command, context) -> str`` raises :class:`CommandRefused` or :class:`CommandFailed`;
+writes are atomic; ``update`` trusts the manifest, never the image (SUIT RFC 9124, Uptane).
+docs/protocol.md, "The agent and its handlers".
 """
 
 from __future__ import annotations

@@ -1,10 +1,6 @@
-"""Receiver, channel mode: eth_getLogs claims -> proven posts (completeness, the
-``complete`` level: :mod:`.receiver_complete`).
-
-The rules (what a claim may say, what is forged, hidden or a disagreement, what is
-complete) are pure functions in :mod:`lightpost.core.reconcile` and
-:mod:`lightpost.core.verify`; this module asks the endpoints and feeds them.
-"""
+"""Receiver, channel mode: eth_getLogs claims -> proven posts (``complete``:
+:mod:`.receiver_complete`). The rules are pure functions in :mod:`lightpost.core.reconcile` and
+:mod:`lightpost.core.verify`; this module asks the endpoints and feeds them."""
 
 from __future__ import annotations
 

@@ -1,11 +1,7 @@
-"""Receiver, ``complete`` level: every followed stream's (acc, count) proven by
-eth_getProof at the finalized block, compared with the receiver's fold.
-
-All storage keys of the inbox go together, :data:`PROOF_STREAMS_PER_CALL` streams per
-call (sized from the answer cap); the proof nodes the keys share are verified once
-(:data:`lightpost.core.trie.Known`); a stream proven at a block is not proven again at
-that block. The verdict is :func:`lightpost.core.verify.completeness_verdict`.
-"""
+"""Receiver, ``complete`` level: each followed stream's (acc, count) proven by eth_getProof at the
+finalized block and judged by :func:`lightpost.core.verify.completeness_verdict`; keys batched
+per call, shared proof nodes verified once (:data:`lightpost.core.trie.Known`), a stream proven
+at a block not proven there again."""
 
 from __future__ import annotations
 

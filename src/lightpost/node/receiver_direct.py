@@ -1,9 +1,6 @@
-"""Receiver, direct mode: walk every block, prove it, pick the posts for this device.
-
-Pages of :data:`DIRECT_PAGE_BLOCKS`: the quorum-agreed hash of a page's top block
-proves it; the others are chained by verified parent hashes. Which transactions are
-posts for this device is :func:`lightpost.core.reconcile.pick_direct`.
-"""
+"""Receiver, direct mode: every block proven (pages of :data:`DIRECT_PAGE_BLOCKS`: the quorum-agreed
+top hash, the rest chained by parent hashes); :func:`lightpost.core.reconcile.pick_direct` picks
+this device's posts."""
 
 from __future__ import annotations
 

@@ -1,10 +1,8 @@
-"""The node process: wiring config -> key, store, chain, sender, plus the run loop.
+"""The node process: config -> key, store, chain, sender, and the run loop.
 
-``data_dir`` holds ``lightpost.sqlite3`` and ``node.lock``, held (``fcntl.flock``) by the
-one process that SENDS: a daemon, or a ``lightpost send`` when none runs (else it only
-enqueues and polls). The kernel drops the lock when its holder dies, even by SIGKILL.
-:meth:`Node.run` steps the sender and each service; a failure in one is logged as one
-line and retried while the others run; a stop is honoured between steps.
+``node.lock`` in ``data_dir`` is held (``fcntl.flock``, dropped by the kernel even on SIGKILL) by
+the one process that SENDS: the daemon, or ``lightpost send`` when none runs. :meth:`Node.run` steps
+the sender and each service; a failure is one logged line, retried while the others run.
 """
 
 from __future__ import annotations

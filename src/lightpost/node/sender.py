@@ -1,11 +1,9 @@
 """The sending side of a device node: puts every outbox message on chain exactly once.
 
-:meth:`Sender.step` does one round with the time as an argument, in isolated phases (a
-failure goes to :attr:`Sender.problems`, retried next step): base fee, nonce
-reconciliation, inclusion tracking, fee bump, (re)broadcast, release of HELD messages,
-batching and signing (THE sign gate; raw bytes, nonce and links committed in ONE
-transaction, THEN broadcast), pruning. Every rule lives in core; docs/protocol.md,
-section "Sending", has them.
+:meth:`Sender.step` is one round (time as an argument) of isolated phases, each failure kept in
+:attr:`Sender.problems` and retried: fees, nonce, tracking, bump, broadcast, release, batching and
+signing (THE sign gate; committed in ONE transaction, THEN broadcast), pruning. Rules live in core;
+docs/protocol.md, "Sending".
 """
 
 from __future__ import annotations

@@ -1,6 +1,5 @@
 """Inclusion tracking: receipts are hints, states change on proof (rules:
-:mod:`lightpost.core.inclusion`; this is their I/O). :class:`InclusionProver` fetches
-blocks and receipts from the endpoints in turn and names every endpoint whose answer
+:mod:`lightpost.core.inclusion`). :class:`InclusionProver` names every endpoint whose answer
 fails proof; an included block is watched by its agreed hash (web3.js #3608)."""
 
 from __future__ import annotations

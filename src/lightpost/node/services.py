@@ -1,9 +1,6 @@
-"""Services the node loop runs beside the sender: receiving, and the command agent.
-
-A service has ``step(now)`` (lightpost.node.runtime.Service); each polls its receiver at
-most every ``interval_s`` and returns. The agent receives on
-:data:`~lightpost.core.command.COMMANDS_CHANNEL` at its policy's level from its
-controllers, and answers on :data:`~lightpost.core.command.RESULTS_CHANNEL`."""
+"""Services the node loop runs beside the sender (``step(now)``, at most every ``interval_s``):
+receiving, and the command agent (commands on :data:`~lightpost.core.command.COMMANDS_CHANNEL`
+from its controllers, answers on :data:`~lightpost.core.command.RESULTS_CHANNEL`)."""
 
 from __future__ import annotations
 
