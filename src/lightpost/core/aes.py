@@ -1,10 +1,10 @@
-"""AES-128 block encryption and CTR mode in pure Python (FIPS-197, NIST SP 800-38A).
+"""AES-128 and CTR mode in pure Python (FIPS-197, NIST SP 800-38A), for the keystore's
+``aes-128-ctr`` (:mod:`lightpost.core.keystore`).
 
-Only the forward cipher: CTR (SP 800-38A section 6.5) uses it both ways. This is the
-``aes-128-ctr`` of Web3 Secret Storage (:mod:`lightpost.core.keystore`). T-table form
-(FIPS-197 section 5.1); the S-box and tables are *computed* at import (section 5.1.1),
-so there is no table to mistype. Not constant-time (cache timing): acceptable because
-the only use is a local keystore file once per start, never a network-facing oracle."""
+Forward cipher only (CTR uses it both ways); T-tables *computed* at import (FIPS-197 5.1.1), none to
+mistype. Not constant-time: acceptable, its only use is a local keystore once per start, never a
+network-facing oracle.
+"""
 
 from __future__ import annotations
 

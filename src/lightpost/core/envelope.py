@@ -8,10 +8,10 @@ Layout (big-endian, fixed width)::
              | [chunk_index u32 | chunk_count u32 | content_hash[32]]   (if FLAG_CHUNK)
              | payload_length u32 | payload[payload_length]
 
-Decoders raise only :class:`~lightpost.errors.DecodingError` (``what="envelope"``) and,
-for a content hash that does not match, :class:`~lightpost.errors.ProofError`; building
-what the format cannot carry raises :class:`EnvelopeError`. docs/protocol.md, section
-"Wire format", has the full tables and the batching, chunking and compression rules."""
+Decoders raise :class:`~lightpost.errors.DecodingError` (``what="envelope"``), or
+:class:`~lightpost.errors.ProofError` for a wrong content hash; what the format cannot carry raises
+:class:`EnvelopeError`. Rules: docs/protocol.md, "Wire format".
+"""
 
 from __future__ import annotations
 

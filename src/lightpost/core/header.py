@@ -1,13 +1,11 @@
 """Block headers: every field through Prague, RLP encoding, hash and verification.
 
-Spec: Yellow Paper section 4.3, then per fork EIP-1559 ``baseFeePerGas``, EIP-4895
-``withdrawalsRoot``, EIP-4844 ``blobGasUsed``/``excessBlobGas``, EIP-4788
-``parentBeaconBlockRoot``, EIP-7685 ``requestsHash``. The hash is
-``keccak256(rlp(header))``; trailing fields are encoded only when set, and only when every
-earlier one is. Fail closed: :func:`header_from_rpc` refuses a key that is neither in
-:data:`HEADER_FIELDS` nor :data:`NON_HEADER_RPC_FIELDS` (it may be a newer fork's field,
-and ignoring it could "verify" a header missing a committed field); L2 callers pass their
-extra keys as ``extra_allowed``."""
+Spec: Yellow Paper 4.3; EIP-1559 ``baseFeePerGas``, EIP-4895 ``withdrawalsRoot``, EIP-4844
+``blobGasUsed``/``excessBlobGas``, EIP-4788 ``parentBeaconBlockRoot``, EIP-7685 ``requestsHash``.
+Hash = ``keccak256(rlp(header))``; trailing fields encoded only when set and every earlier one is.
+Fail closed: :func:`header_from_rpc` refuses an unknown key (a newer fork's field ignored could
+"verify" a header missing a committed field); L2 callers pass ``extra_allowed``.
+"""
 
 from __future__ import annotations
 

@@ -1,11 +1,10 @@
 """The channel-mode inbox contract, mirrored in Python: calldata, storage, event, gas.
 
-calldata = channel (32) || recipient word (32) || body (>= 1 byte), no ABI selector.
-Per (sender, channel) the contract keeps ``acc = keccak256(acc || keccak256(calldata))``
-and ``count``, so a receiver proves (eth_getProof, EIP-1186) that nothing was omitted,
-reordered or altered. The event data is not ABI-encoded (:func:`decode_post_log`).
-docs/protocol.md, section "Inbox contract", has the full story; the source is
-``src/lightpost/contracts/inbox.easm``."""
+calldata = channel (32) || recipient word (32) || body (>= 1 byte), no ABI selector. Per (sender,
+channel) the contract keeps ``acc = keccak256(acc || keccak256(calldata))`` and ``count``, so
+eth_getProof (EIP-1186) proves nothing was omitted, reordered or altered. docs/protocol.md, "Inbox
+contract"; source ``src/lightpost/contracts/inbox.easm``.
+"""
 
 from __future__ import annotations
 

@@ -1,18 +1,17 @@
 """Web3 Secret Storage (keystore v3): encrypt and decrypt a private key with a password.
 
-Format (Web3 Secret Storage Definition, as written by geth's accounts/keystore)::
+Format (as geth's accounts/keystore writes it)::
 
     derived = KDF(password UTF-8, salt)            # scrypt or pbkdf2, dklen 32
     ciphertext = AES-128-CTR(derived[0:16], iv, secret)
     mac = keccak256(derived[16:32] || ciphertext)   # checked before decrypting
 
-Pure: no file I/O; callers pass ``randbytes`` (``os.urandom``) to :func:`encrypt_key`.
-Readers are lenient where real files differ (``Crypto``, ``0x``, upper-case hex, short
-keys as geth accepts) and strict about what matters (version 3, cipher, KDF parameters,
-MAC). KDF work read from a file is bounded above (:data:`SCRYPT_MAX_MEMORY`,
-:data:`PBKDF2_MAX_ITERATIONS`: a hostile file cannot exhaust the device) and below
-(:data:`SCRYPT_MIN_N`, :data:`PBKDF2_MIN_ITERATIONS`, unless ``allow_weak_kdf``).
-:class:`lightpost.errors.KeystoreError` messages never contain the password or a key."""
+Pure (callers pass ``randbytes``). Lenient where real files differ (``Crypto``, ``0x``, upper-case
+hex, short keys as geth accepts), strict on version, cipher, KDF parameters and MAC. KDF work from a
+file is bounded above (:data:`SCRYPT_MAX_MEMORY`, :data:`PBKDF2_MAX_ITERATIONS`: a hostile file
+cannot exhaust the device) and below (:data:`SCRYPT_MIN_N`, :data:`PBKDF2_MIN_ITERATIONS`, unless
+``allow_weak_kdf``). :class:`lightpost.errors.KeystoreError` never contains the password or a key.
+"""
 
 from __future__ import annotations
 

@@ -1,10 +1,10 @@
 """Transaction receipts, logs and the 2048-bit logs bloom.
 
-Spec: Yellow Paper section 4.3.1, EIP-658 (status), EIP-2718 (typed receipts are
-``type || rlp(payload)``, legacy the bare list). Every type shares the payload
-``[status_or_root, cumulativeGasUsed, logsBloom, logs]``, each log
-``[address, [topics...], data]``. ``receiptsRoot`` is the ordered trie of the encoded
-receipts (:func:`receipts_root`): receivers rebuild it from every receipt of the block."""
+Spec: Yellow Paper 4.3.1, EIP-658 (status), EIP-2718 (typed: ``type || rlp(payload)``, legacy the
+bare list); payload ``[status_or_root, cumulativeGasUsed, logsBloom, logs]``, log ``[address,
+[topics...], data]``. ``receiptsRoot`` is the ordered trie of the encoded receipts
+(:func:`receipts_root`).
+"""
 
 from __future__ import annotations
 

@@ -1,10 +1,9 @@
 """Typed Ethereum transactions: legacy (EIP-155), access list (EIP-2930), dynamic fee (EIP-1559).
 
-One small function per rule, each citing its EIP. Only types 0-2 are signed; other types
-(EIP-4844, EIP-7702, undefined EIP-2718 ones) are a :class:`ForeignTransaction`, skipped
-cleanly (3 and 4 rebuilt byte for byte for transactionsRoot). The sender is always
-*recovered* (EIP-2 low-s), the RPC ``from`` never read; decoding is strict; whether a
-node's ``hash`` matches is the caller's check (:func:`rpc_hash_matches`).
+One function per rule, citing its EIP. Types 0-2 only are signed; others (EIP-4844, EIP-7702,
+undefined EIP-2718) are a :class:`ForeignTransaction`, skipped (3 and 4 rebuilt for
+transactionsRoot). The sender is always *recovered* (EIP-2 low-s), RPC ``from`` never read; decoding
+is strict; the node's ``hash`` is the caller's check (:func:`rpc_hash_matches`).
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Device configuration: a TOML file, with environment overrides.
 
-Nothing is read at import time: :func:`load_config` takes an explicit path and
-environment mapping. Errors are one :class:`ConfigError` line naming the offending key --
-never an endpoint URL (URLs carry API keys) or a password. README.md documents every key
-and the LIGHTPOST_* environment overrides (highest precedence)."""
+Nothing is read at import: :func:`load_config` takes a path and an environment mapping. An error is
+one :class:`ConfigError` line naming the key -- never an endpoint URL (API keys) or a password.
+README.md documents every key and LIGHTPOST_* override.
+"""
 
 from __future__ import annotations
 
