@@ -96,10 +96,8 @@ class ProofError(RemoteError):
 
 
 class QuorumError(RemoteError):
-    """Endpoints did not agree on a value that matters.
-
-    ``question`` says what was asked, ``answers`` maps an endpoint *label* (never a
-    URL) to a short rendering of its answer, ``needed`` is the quorum size k."""
+    """Endpoints did not agree on a value that matters: ``question`` asked, ``answers`` endpoint
+    *label* (never URL) -> rendering, ``needed`` = k."""
 
     def __init__(self, question: str, answers: dict[str, str], needed: int) -> None:
         self.question = question

@@ -201,10 +201,9 @@ def send_and_wait(
     wait: str,
     timeout: float,
 ) -> dict[str, Any]:
-    """Enqueue durably, then wait (at most ``timeout`` s) for state ``wait``.
-
-    Without a running node this process takes the lock and drives the outbox itself; with
-    one, it only polls the store. Returns the message view."""
+    """Enqueue durably, then wait (at most ``timeout`` s) for state ``wait``: without a running node
+    this process takes the lock and drives the outbox, with one it only polls. Returns the
+    message view."""
     lock = NodeLock.for_config(config)
     drive = wait != State.QUEUED.value and lock.acquire()
     try:

@@ -331,11 +331,9 @@ class UpdateManifest:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Command:
-    """One instruction from a controller to a device or a class of devices.
-
-    ``args`` sorted, keys unique; valid while ``not_before <= block_timestamp < expiry``
-    (unix s); ``command_seq`` counts from 1 per controller.
-    """
+    """One instruction from a controller to a device or class: ``args`` sorted, keys unique; valid
+    while ``not_before <= block_timestamp < expiry`` (unix s); ``command_seq`` counts from 1 per
+    controller."""
 
     name: str
     args: tuple[tuple[str, str], ...] = ()

@@ -247,9 +247,9 @@ class Chunk:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Record:
-    """One record as it sits in a post; ``payload`` holds the wire bytes (compressed if
-    ``compressed``; a chunk's slice). Build with :func:`records_for_message`; only
-    :func:`decode_post` checks the DEFLATE of a hand-made compressed payload."""
+    """One record as in a post; ``payload``: the wire bytes (compressed if ``compressed``; a chunk's
+    slice). Build with :func:`records_for_message`; :func:`decode_post` checks a hand-made
+    compressed payload."""
 
     seq: int
     timestamp: int
@@ -465,11 +465,9 @@ def _decode_record(data: bytes, offset: int, *, room: int, budget: int) -> tuple
 
 
 def decode_post(data: bytes, *, max_inflated: int = MAX_POST_INFLATED_BYTES) -> Post:
-    """Strictly decode calldata into a :class:`Post`; raise :class:`DecodingError` otherwise.
-
-    Every rejection is listed in docs/protocol.md, "Strict decoding". ``max_inflated`` caps
-    the bytes a post may inflate to in all (a receiver passes less to keep a per-poll
-    budget and charges :attr:`Post.inflated_bytes`)."""
+    """Strictly decode calldata into a :class:`Post`, else :class:`DecodingError` (every rejection:
+    docs/protocol.md, "Strict decoding"). ``max_inflated`` caps the post's total inflated bytes
+    (a receiver passes its per-poll remainder; :attr:`Post.inflated_bytes`)."""
     _check_uint("max_inflated", max_inflated, MAX_POST_INFLATED_BYTES)
     data = bytes(data)
     _need(data, 0, POST_HEADER_SIZE, "post header")
@@ -585,10 +583,9 @@ def pack_messages(
     *,
     max_post_bytes: int,
 ) -> list[Post]:
-    """Batch ``messages`` (in order) into posts of at most ``max_post_bytes`` encoded bytes.
-
-    Greedy; a message too large for an empty post is chunked. A post never inflates past
-    :data:`MAX_POST_INFLATED_BYTES` (what decoders accept). docs/protocol.md, "Batching"."""
+    """Batch ``messages`` (in order, greedy) into posts of at most ``max_post_bytes``; a message too
+    large for an empty post is chunked; no post inflates past :data:`MAX_POST_INFLATED_BYTES`.
+    docs/protocol.md, "Batching"."""
     _check_uint("max_post_bytes", max_post_bytes, _U64_MAX)
     if max_post_bytes < MIN_POST_BYTES:
         raise EnvelopeError(f"max_post_bytes {max_post_bytes} below {MIN_POST_BYTES}")
@@ -621,9 +618,9 @@ def _cheaper_version(
     packed: list[tuple[Record, bytes]],
     max_post_bytes: int,
 ) -> Post:
-    """The post as version 1, or version 2 if that has fewer EIP-7623 tokens and still fits;
-    in version 2 unchunked payloads go uncompressed (one stream compresses them together),
-    chunks stay as they are (their hash covers the original payload)."""
+    """The post as version 1, or 2 if that has fewer EIP-7623 tokens and fits; version 2 stores
+    unchunked payloads uncompressed (one stream compresses them), chunks as they are (their hash
+    covers the original)."""
     records = tuple(record for record, _ in packed)
     plain = Post(channel=channel, recipient=recipient, records=records)
     if len(records) < 2 and all(r.chunk is not None or r.compressed for r in records):
@@ -659,12 +656,10 @@ class _Partial:
 
 
 class Reassembler:
-    """Collects chunk records of ONE (sender, channel) stream and yields whole messages.
-
-    :meth:`add` returns the :class:`Message` a record completes, else None. Identical
-    duplicates are ignored; a disagreeing chunk raises :class:`DecodingError` (state
-    unchanged); a wrong content hash drops the message and raises :class:`ProofError`.
-    Replay detection is the receiver's (a completed seq is forgotten)."""
+    """Collects chunk records of ONE (sender, channel) stream into whole messages: :meth:`add`
+    returns the :class:`Message` a record completes, else None. Identical duplicates are ignored;
+    a disagreeing chunk raises :class:`DecodingError` (state unchanged); a wrong content hash
+    drops the message and raises :class:`ProofError`. Replays are the receiver's to detect."""
 
     def __init__(
         self,

@@ -193,11 +193,10 @@ def _quote(policy: FeePolicy, data: bytes, execution_gas: int, base_fee: int) ->
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FixedFeePolicy:
-    """The MIT paper's mode: one gas price, one gas limit, for every message.
-
-    Type-2 quotes with fee cap = tip = ``gas_price``. A payload needing more than
-    ``gas_limit`` raises :class:`FixedGasLimitExceeded` rather than being sent to fail.
-    ``max_fee_cap`` (default ``gas_price``: never raised, as in the paper) bounds :func:`bump`."""
+    """The MIT paper's mode: one gas price and gas limit for every message (type 2, fee cap = tip =
+    ``gas_price``). A payload over ``gas_limit`` raises :class:`FixedGasLimitExceeded` rather
+    than fail on chain; ``max_fee_cap`` (default ``gas_price``: never raised) bounds
+    :func:`bump`."""
 
     gas_price: int = PAPER_GAS_PRICE
     gas_limit: int = PAPER_GAS_LIMIT
@@ -251,10 +250,8 @@ class FixedFeePolicy:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Eip1559FeePolicy:
-    """EIP-1559 pricing: fee cap = multiplier x base fee + tip, never above ``max_fee_cap``.
-
-    Holds while the base fee is above ``max_fee_cap``; the gas limit (need + execution
-    margin) never exceeds EIP-7825's cap."""
+    """EIP-1559: fee cap = multiplier x base fee + tip, never above ``max_fee_cap`` (Hold while the
+    base fee is above it); the gas limit never exceeds EIP-7825's cap."""
 
     max_fee_cap: int = DEFAULT_MAX_FEE_CAP
     priority_fee: int = DEFAULT_PRIORITY_FEE
@@ -327,10 +324,9 @@ def _bumped(value: int) -> int:
 
 
 def bump(quote: FeeQuote, policy: FeePolicy, base_fee: int) -> FeeQuote | Hold:
-    """Prices replacing the tx sent with ``quote`` (same nonce, same gas limit).
-
-    Fee cap and tip rise by >= REPLACEMENT_BUMP_PERCENT (rounded up, >= 1 wei), never below
-    a fresh quote at ``base_fee``; Hold when that would exceed the policy's cap."""
+    """Prices replacing the tx sent with ``quote`` (same nonce and gas limit): fee cap and tip up by
+    >= REPLACEMENT_BUMP_PERCENT (rounded up, >= 1 wei), never below a fresh quote; Hold above the
+    policy's cap."""
     fresh = policy.price(base_fee)
     if isinstance(fresh, Hold):
         return fresh

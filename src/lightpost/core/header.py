@@ -181,10 +181,9 @@ def _header_from_items(item: rlp.Item) -> BlockHeader:
 
 
 def header_from_rpc(obj: object, *, extra_allowed: Collection[str] = ()) -> BlockHeader:
-    """Build a header from an ``eth_getBlockBy*`` JSON object (hash not checked).
-
-    Missing fork fields stay unset; any unknown key (not a header field,
-    :data:`NON_HEADER_RPC_FIELDS` or ``extra_allowed``) raises :class:`DecodingError`."""
+    """A header from an ``eth_getBlockBy*`` object (hash not checked); missing fork fields stay
+    unset; a key not a header field, in :data:`NON_HEADER_RPC_FIELDS` or ``extra_allowed`` raises
+    :class:`DecodingError`."""
     block: Mapping[str, object] = get_object(obj, _WHAT)
     unknown = sorted(set(block) - _RPC_HEADER_NAMES - NON_HEADER_RPC_FIELDS - set(extra_allowed))
     if unknown:

@@ -280,10 +280,9 @@ def decode_post_log(
     *,
     inbox: bytes | None = None,
 ) -> InboxPost:
-    """Decode one log (address, topics, data) into an :class:`InboxPost`.
-
-    With ``inbox`` given, other addresses are rejected. DecodingError for anything that is
-    not a well-formed inbox post, including calldata words that disagree with the topics."""
+    """Decode one log into an :class:`InboxPost` (other addresses refused when ``inbox`` is given);
+    DecodingError for anything not a well-formed inbox post, including calldata disagreeing with
+    the topics."""
     if len(address) != ADDRESS_BYTES:
         raise _fail(f"log address is {len(address)} bytes, expected {ADDRESS_BYTES}")
     if inbox is not None and bytes(address) != bytes(inbox):

@@ -159,11 +159,8 @@ def encrypt_key(
     pbkdf2_iterations: int = PBKDF2_ITERATIONS,
     scrypt: ScryptFunction | None = None,
 ) -> Keystore:
-    """Encrypt ``key`` under ``password`` into a keystore v3 dict.
-
-    ``randbytes(n)`` must be cryptographically random; called for salt (32), IV (16), UUID
-    (16). ``scrypt`` replaces the stdlib one (:data:`ScryptFunction`).
-    """
+    """Encrypt ``key`` under ``password`` into a keystore v3 dict; ``randbytes(n)`` must be
+    cryptographically random (salt 32, IV 16, UUID 16); ``scrypt`` replaces the stdlib one."""
     if kdf not in ("scrypt", "pbkdf2"):
         raise KeystoreError(f"unsupported kdf {kdf!r} (use 'scrypt' or 'pbkdf2')")
     salt = _random(randbytes, SALT_BYTES, "salt")
@@ -219,12 +216,10 @@ def decrypt_key(
     max_memory: int = SCRYPT_MAX_MEMORY,
     allow_weak_kdf: bool = False,
 ) -> PrivateKey:
-    """Decrypt a keystore v3 document (dict or JSON) with ``password``.
-
-    Refused: scrypt above ``max_memory``, work below :data:`SCRYPT_MIN_N` /
-    :data:`PBKDF2_MIN_ITERATIONS` unless ``allow_weak_kdf``. :class:`KeystoreError` with the
-    reason, ``"wrong password (MAC mismatch)"``, or on an ``address`` mismatch.
-    """
+    """Decrypt a keystore v3 document (dict or JSON) with ``password``. Refused: scrypt above
+    ``max_memory``, work below :data:`SCRYPT_MIN_N` / :data:`PBKDF2_MIN_ITERATIONS` unless
+    ``allow_weak_kdf``. :class:`KeystoreError`: the reason, ``"wrong password (MAC mismatch)"``,
+    or an ``address`` mismatch."""
     doc = _load(keystore)
     version = doc.get("version")
     if version is None:

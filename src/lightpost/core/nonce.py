@@ -224,12 +224,10 @@ def resolve_nonce_too_low(
     k: int,
     proven: Sighting | None = None,
 ) -> TooLowOutcome:
-    """What a "nonce too low" (or a :class:`Reconcile`) for our transaction means.
-
-    ``sightings``: label -> receipt location of any of OUR hashes (None: none);
-    ``finalized_count``: label -> count at ``finalized``; ``proven``: where ours was PROVEN.
-    Proven -> :class:`MarkIncluded` (receipts alone are hints); k agree none is ours and the
-    nonce is consumed at finality -> :class:`Resign`; else :class:`Hold`."""
+    """What a "nonce too low" (or :class:`Reconcile`) means. ``sightings``: label -> receipt
+    location of any of OUR hashes; ``finalized_count``: label -> count at ``finalized``;
+    ``proven``: where ours was PROVEN. Proven -> :class:`MarkIncluded`; k agree none is ours and
+    the nonce is consumed at finality -> :class:`Resign`; else :class:`Hold`."""
     _check_nonce(nonce, "nonce")
     if proven is not None:
         return MarkIncluded(sighting=proven)

@@ -301,11 +301,9 @@ class Candidate:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Transaction:
-    """A transaction carrying one or more messages.
-
-    ``raw``/``tx_hash``/``fees``: the current version; ``candidates``: every version signed
-    for this nonce, oldest first (any may be mined); ``included``/``mined_hash`` set in
-    INCLUDED and FINAL. No ``message_ids``: a gap filler (self-transfer)."""
+    """A transaction carrying messages: ``raw``/``tx_hash``/``fees`` the current version;
+    ``candidates`` every version signed for this nonce, oldest first (any may be mined);
+    ``included``/``mined_hash`` set in INCLUDED and FINAL; no ``message_ids``: a gap filler."""
 
     id: int
     nonce: int
@@ -338,11 +336,10 @@ def check_inclusion(
     canonical_hash: bytes | None = None,
     finalized_number: int | None = None,
 ) -> tuple[Event, ...]:
-    """Events following from what the quorum-agreed chain says about a transaction.
-
-    ``included``: where the store recorded it; ``sighting``: where a receipt now is (None:
-    none); ``canonical_hash``: agreed hash at ``included.number``; ``finalized_number``.
-    Compared by hash, never number (web3.js #3608). Apply in order with :func:`next_state`."""
+    """Events from what the quorum-agreed chain says about a transaction: ``included`` (stored),
+    ``sighting`` (a receipt now; None: none), ``canonical_hash`` (agreed at ``included.number``),
+    ``finalized_number``. By hash, never number (web3.js #3608); apply in order with
+    :func:`next_state`."""
     if state in (State.SIGNED, State.BROADCAST):
         return () if sighting is None else (Included(sighting=sighting),)
     if state is not State.INCLUDED:

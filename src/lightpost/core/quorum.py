@@ -75,11 +75,9 @@ def _render_error(exc: Exception) -> str:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class QuorumReport(Generic[T]):
-    """What every endpoint said about one question, and whether k of them agreed.
-
-    ``agreed``: the value ``needed`` endpoints gave identically, or None (see
-    :attr:`reached`: the value itself may be None). ``answers``: label -> rendering;
-    ``dissenters``: labels that differ (all, without quorum); ``failed``: labels that raised."""
+    """What every endpoint said about one question. ``agreed``: the value ``needed`` endpoints gave
+    identically, or None (see :attr:`reached`: it may be None); ``answers``: label -> rendering;
+    ``dissenters``: labels that differ; ``failed``: labels that raised."""
 
     question: str
     needed: int
@@ -154,10 +152,8 @@ def agree(
     question: str,
     render: Callable[[T], str] = render_answer,
 ) -> T:
-    """The value at least ``k`` endpoints answered identically.
-
-    Raises :class:`QuorumError` (answers rendered per endpoint label) when no value
-    reaches ``k`` or when two different values both do; errors count as non-answers."""
+    """The value at least ``k`` endpoints answered identically; :class:`QuorumError` (answers per
+    label) when none or two reach ``k``; errors are non-answers."""
     result = report(answers, k, question=question, render=render)
     if not result.reached:
         raise result.error()

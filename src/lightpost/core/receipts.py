@@ -91,10 +91,8 @@ class Log:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Receipt:
-    """A transaction receipt as committed to by ``receiptsRoot``.
-
-    Exactly one of ``status`` (EIP-658, Byzantium on) and ``post_state`` (the 32-byte
-    intermediate state root of pre-Byzantium receipts) is set."""
+    """A receipt as ``receiptsRoot`` commits to it: exactly one of ``status`` (EIP-658) and
+    ``post_state`` (pre-Byzantium 32-byte root) is set."""
 
     tx_type: int
     cumulative_gas_used: int
@@ -245,9 +243,9 @@ def _log_from_rpc(value: object, what: str) -> Log:
 
 
 def receipt_from_rpc(obj: object) -> Receipt:
-    """Build a :class:`Receipt` from an ``eth_getTransactionReceipt`` / ``eth_getBlockReceipts``
-    object. No ``type``: legacy; a non-empty pre-Byzantium ``root`` wins over ``status``
-    (the receipts-root check catches mix-ups); non-consensus fields are ignored."""
+    """A :class:`Receipt` from an ``eth_getTransactionReceipt`` / ``eth_getBlockReceipts`` object:
+    no ``type`` is legacy; a non-empty pre-Byzantium ``root`` wins over ``status`` (the root
+    check catches mix-ups); other fields ignored."""
     what = "receipt"
     receipt = get_object(obj, what)
     type_value = optional_field(receipt, "type")

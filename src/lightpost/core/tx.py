@@ -442,10 +442,9 @@ def recover_sender(signed: SignedTransaction, *, chain_id: int | None = None) ->
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ForeignTransaction:
-    """A transaction of a type lightpost does not handle, classified so scans can skip it.
-
-    ``raw`` = type || payload, ``hash`` = keccak256(raw); ``raw`` is None only for a type
-    that cannot be rebuilt (0x05..0x7f): ``hash`` is then the node's *unverified* claim."""
+    """A transaction type lightpost does not handle, so scans skip it: ``raw`` = type || payload,
+    ``hash`` = keccak256(raw); ``raw`` None only for types 0x05..0x7f (``hash`` is then the
+    node's *unverified* claim)."""
 
     type: int
     raw: bytes | None
@@ -576,11 +575,10 @@ def _classify_set_code_tx(raw: bytes) -> ForeignTransaction:
 
 
 def decode_transaction(raw: bytes, *, chain_id: int | None = None) -> DecodedTransaction:
-    """Decode canonical transaction bytes, dispatching on the first byte (EIP-2718).
-
-    Types 0-2 -> :class:`SignedTransaction` (chain id checked if given); 3, 4, 0x05..0x7f ->
-    :class:`ForeignTransaction`. Anything else or non-canonical raises DecodingError; bad
-    signatures raise SignatureError."""
+    """Decode canonical transaction bytes by first byte (EIP-2718): 0-2 ->
+    :class:`SignedTransaction` (chain id checked if given); 3, 4, 0x05..0x7f ->
+    :class:`ForeignTransaction`. Else or non-canonical: DecodingError; bad signatures:
+    SignatureError."""
     if not isinstance(raw, (bytes, bytearray, memoryview)):
         raise _fail("expected bytes")
     raw = bytes(raw)
@@ -775,10 +773,9 @@ def _set_code_tx_from_rpc(obj: Mapping[str, Any]) -> ForeignTransaction:
 def transaction_from_rpc(
     obj: Mapping[str, Any], *, chain_id: int | None = None
 ) -> DecodedTransaction:
-    """Rebuild a transaction from its JSON-RPC object (``from`` is never read).
-
-    Types 0-2 -> :class:`SignedTransaction`; 3 and 4 -> :class:`ForeignTransaction` with
-    ``raw``; unknown types -> without ``raw``. ``hash`` is not checked: :func:`rpc_hash_matches`."""
+    """Rebuild a transaction from its JSON-RPC object (``from`` never read): 0-2 ->
+    :class:`SignedTransaction`; 3, 4 -> :class:`ForeignTransaction` with ``raw``; unknown
+    without. ``hash`` unchecked: :func:`rpc_hash_matches`."""
     if not isinstance(obj, Mapping):
         raise _rpc_fail("expected a JSON object")
     # Pre-Berlin nodes omit "type"; their transactions are all legacy.
@@ -804,10 +801,8 @@ def transaction_from_rpc(
 
 
 def rpc_hash_matches(obj: Mapping[str, Any], rebuilt: DecodedTransaction | None = None) -> bool:
-    """True iff the transaction rebuilt from ``obj`` hashes to ``obj["hash"]``.
-
-    Pass ``rebuilt`` (from :func:`transaction_from_rpc`) to avoid rebuilding twice. A
-    ForeignTransaction without ``raw`` can never be checked and gives False."""
+    """True iff the transaction rebuilt from ``obj`` (or ``rebuilt``) hashes to ``obj["hash"]``; a
+    ForeignTransaction without ``raw`` gives False."""
     if rebuilt is None:
         rebuilt = transaction_from_rpc(obj)
     if rebuilt.raw is None:

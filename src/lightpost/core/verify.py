@@ -123,9 +123,9 @@ def _require_signed(decoded: DecodedTransaction, chain_id: int) -> SignedTransac
 
 
 def verify_signed(tx_json: Mapping[str, Any], *, chain_id: int) -> SignedTransaction:
-    """Rebuild a transaction from its JSON-RPC object; its ``hash`` must be keccak256 of the
-    bytes and the sender is recovered (``from`` ignored). Raises ProofError (``signed``) /
-    DecodingError / SignatureError."""
+    """Rebuild a transaction from its JSON-RPC object: ``hash`` must be keccak256 of its bytes; the
+    sender recovered (``from`` ignored). ProofError (``signed``) / DecodingError /
+    SignatureError."""
     try:
         decoded = transaction_from_rpc(tx_json)
         matches = rpc_hash_matches(tx_json, decoded)
@@ -277,9 +277,8 @@ def verify_accumulators(
     inbox_code_hash: bytes,
     keys: Sequence[tuple[bytes, bytes]],
 ) -> dict[tuple[bytes, bytes], tuple[bytes, int]]:
-    """(acc, count) of every (sender, channel) in ``keys`` from ONE eth_getProof answer,
-    verified (EIP-1186) against ``state_root``, the account's code hash being
-    ``inbox_code_hash``; ProofError otherwise."""
+    """(acc, count) of every (sender, channel) in ``keys`` from ONE eth_getProof answer, proven
+    against ``state_root`` with code hash ``inbox_code_hash``; ProofError otherwise."""
     proven = check_eth_get_proof(state_root, proof_json, address=inbox)
     if proven.account is None or proven.account.code_hash != inbox_code_hash:
         raise ProofError("account", "the inbox address does not hold the inbox code")
@@ -294,10 +293,9 @@ def completeness_verdict(
     local_count: int,
     new_posts: Mapping[int, bytes] | None = None,
 ) -> Completeness:
-    """Compare a stream's proven (acc, count) with the receiver's fold.
-
-    ``local_acc``/``local_count`` is the receiver's persisted fold; ``new_posts`` maps
-    the index (the log's 1-based count) of every post verified since to its calldata."""
+    """A stream's proven (acc, count) against the receiver's persisted fold
+    (``local_acc``/``local_count``); ``new_posts``: log index (1-based count) -> calldata of
+    every post verified since."""
     posts = dict(new_posts or {})
     held = local_count + len(posts)
     if proven_count > held:

@@ -87,9 +87,8 @@ class ReceiveService:
 
 
 def quorum_time(chain: Chain) -> int:
-    """Timestamp of the quorum's latest block: the height at least ``quorum`` endpoints
-    have reached, and the (hash, timestamp) at that height that ``quorum`` endpoints
-    report identically. No single endpoint's header dates anything."""
+    """Timestamp of the quorum's latest block: at the height ``quorum`` endpoints reached, the
+    (hash, timestamp) ``quorum`` endpoints report identically; no single endpoint dates anything."""
     height = chain.tag_height("latest")
 
     def hash_and_time(answer: object) -> tuple[bytes, int]:
@@ -136,11 +135,9 @@ def build_agent(
 
 
 class AgentService:
-    """Feed verified commands to the agent; report decisions through ``on_result``.
-
-    Handlers run in one worker thread, one at a time, in delivery order; ``step`` returns
-    at once meanwhile. The receiver's poll stays suspended until every command of it was
-    decided (a crash redelivers them; the agent refuses replays)."""
+    """Feed verified commands to the agent, decisions to ``on_result``. Handlers run one at a time
+    in one worker thread, in delivery order (``step`` returns at once); the poll stays suspended
+    until each of its commands is decided (a crash redelivers; replays are refused)."""
 
     name = "agent"
 
