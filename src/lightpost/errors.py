@@ -52,10 +52,8 @@ class RemoteError(LightpostError):
 
 
 class DecodingError(RemoteError):
-    """Bytes that do not decode as the expected structure.
-
-    ``what`` names the structure (e.g. ``"rlp"``, ``"transaction"``, ``"envelope"``),
-    ``offset`` is the byte offset of the problem when known."""
+    """Bytes that do not decode: ``what`` names the structure (``"rlp"``, ``"envelope"``...),
+    ``offset`` the byte offset when known."""
 
     def __init__(self, what: str, reason: str, offset: int | None = None) -> None:
         self.what = what
@@ -84,10 +82,8 @@ class SignatureError(RemoteError):
 
 
 class ProofError(RemoteError):
-    """A Merkle Patricia proof, root or header hash that does not verify.
-
-    ``kind`` says which check failed (e.g. ``"account"``, ``"storage"``,
-    ``"transactionsRoot"``, ``"header"``)."""
+    """A proof, root or header hash that does not verify; ``kind``: the check (``"account"``,
+    ``"storage"``, ``"transactionsRoot"``, ``"header"``...)."""
 
     def __init__(self, kind: str, reason: str) -> None:
         self.kind = kind
@@ -113,9 +109,8 @@ class QuorumError(RemoteError):
 
 
 class PolicyError(LocalError):
-    """A refusal by policy: fee cap, capacity, authorization, verification level.
-
-    ``rule`` is a short machine-readable name of the rule that refused."""
+    """A refusal by policy (fee cap, capacity, authorization, level); ``rule``: its short
+    machine-readable name."""
 
     def __init__(self, rule: str, reason: str) -> None:
         self.rule = rule

@@ -226,9 +226,8 @@ class HttpEndpoint:
     _next_id: int = field(default=0, init=False, repr=False)
 
     def _connection(self, left: float) -> tuple[http.client.HTTPConnection, str]:
-        """A new connection (one per request: callers are threads) and the request target; an
-        unparsable URL is reported by label only.
-        """
+        """A new connection per request (callers are threads) and the target; a bad URL is reported
+        by label only."""
         try:
             parts = urlsplit(self.url)
             port = parts.port

@@ -374,9 +374,8 @@ class Store:
         created_at: float,
         seq: int | None = None,
     ) -> int:
-        """Accept a message (QUEUED), durable before the id is returned; ``seq`` None allocates the
-        channel's next, a given one must be unused.
-        """
+        """Accept a message (QUEUED), durable before the id returns; ``seq`` None: the channel's
+        next, else it must be unused."""
         if not isinstance(payload, bytes) or not isinstance(recipient, bytes):
             raise StoreError("enqueue: payload and recipient must be bytes")
         with self._tx(f"enqueueing a message on {channel!r}") as conn:
@@ -456,9 +455,8 @@ class Store:
         message_ids: Sequence[int],
         signed_at: float,
     ) -> int:
-        """Store a signed tx BEFORE broadcast, in one transaction: tx row, first candidate, message
-        links (-> SIGNED), next nonce raised past ``nonce``. Returns the tx id.
-        """
+        """Store a signed tx BEFORE broadcast, in one transaction: tx, first candidate, links (->
+        SIGNED), next nonce past ``nonce``; returns the tx id."""
         event = Signed(nonce=nonce, tx_hash=tx_hash, raw=raw, fees=fees)
         _check_seq_int(nonce, "nonce")
         if len(set(message_ids)) != len(message_ids):
@@ -614,9 +612,8 @@ class Store:
             )
 
     def nonce_consumed(self, tx_id: int) -> tuple[int, ...]:
-        """Nonce mined (at finality) by none of ours: re-queue the messages, drop the tx and its
-        candidates; return the re-queued ids.
-        """
+        """Nonce mined (at finality) by none of ours: re-queue the messages, drop the tx and
+        candidates; returns the re-queued ids."""
         with self._tx(f"re-queueing the messages of tx {tx_id}") as conn:
             row = self._one(conn, "transactions", "nonce", tx_id)
             self._tx_event(conn, tx_id, NonceConsumed(nonce=row[0]))

@@ -99,8 +99,8 @@ OPERATOR_HINT = (
 
 
 def entry_points(group: str) -> Sequence[Any]:
-    """The installed entry points of ``group``. importlib.metadata is imported only here:
-    it costs a running node ~1.5 MB of memory, and a device command never needs it."""
+    """The installed entry points of ``group``; importlib.metadata is imported only here (~1.5 MB of
+    a running node's memory)."""
     from importlib.metadata import entry_points as installed
 
     return list(installed(group=group))

@@ -81,9 +81,8 @@ def _log_line(text: str) -> None:
 def build_services(
     config: DeviceConfig, sender: Sender, *, receive_level: Level | None = None
 ) -> list[Service]:
-    """Extra services after the sender: the agent (an enabled ``[agent]`` table) and, with
-    ``receive_level``, every message delivered at that level printed as a ``receive --json``
-    line."""
+    """Services after the sender: the agent (an enabled ``[agent]``) and, with ``receive_level``,
+    each delivery printed as a ``receive --json`` line."""
     services: list[Service] = []
     built = build_agent(config, sender, address=sender.address)
     if built is not None:

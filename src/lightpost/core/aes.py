@@ -190,9 +190,8 @@ def encrypt_block(key: bytes, block: bytes) -> bytes:
 
 
 def ctr(key: bytes, iv: bytes, data: bytes) -> bytes:
-    """AES-128-CTR, its own inverse (SP 800-38A 6.5); ``iv`` is the first counter block,
-    incremented as a 128-bit big-endian integer (mod 2^128).
-    """
+    """AES-128-CTR, its own inverse (SP 800-38A 6.5); ``iv`` is the first counter block, incremented
+    as a 128-bit big-endian integer."""
     if len(iv) != BLOCK_SIZE:
         raise ValueError(f"the CTR initial counter block is {BLOCK_SIZE} bytes")
     rk = expand_key(key)

@@ -65,8 +65,8 @@ class SignCondition(StrEnum):
 
 
 class Gate(Enum):
-    """What the gate says: SIGN; STOP (nothing more this step); DEFER (skip this post);
-    HOLD (hold its messages visibly); HOLD_STOP (hold them, then stop)."""
+    """The gate's verdict: SIGN; STOP (nothing more this step); DEFER (skip this post); HOLD (hold
+    its messages visibly); HOLD_STOP (hold, then stop)."""
 
     SIGN = 0
     STOP = 1

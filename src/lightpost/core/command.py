@@ -314,8 +314,8 @@ class Target:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UpdateManifest:
-    """What an update must be (SUIT RFC 9124 / Uptane, in small): the untrusted image is
-    applied only if digest and size match, the version is higher and the class is ours."""
+    """What an update must be (SUIT RFC 9124 / Uptane, small): the untrusted image applies only if
+    digest and size match, the version is higher, the class ours."""
 
     digest: bytes
     size: int
@@ -386,9 +386,8 @@ def truncate_output(text: str, limit: int = MAX_OUTPUT_BYTES) -> str:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CommandResult:
-    """The device's answer, on chain in its own tx. ``command_seq`` 0: did not decode.
-    Status and reason agree: executed/ok, refused/refusal, failed/failure.
-    """
+    """The device's answer, in its own tx (``command_seq`` 0: did not decode); status/reason:
+    executed/ok, refused/refusal, failed/failure."""
 
     controller: bytes
     command_seq: int
@@ -569,9 +568,8 @@ def decode_result(data: bytes) -> CommandResult:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AgentPolicy:
-    """What this device accepts, from the ``[agent]`` table (docs/protocol.md, "Commands");
-    ``controllers``: address -> command names; paths relative to the runtime's data dir.
-    """
+    """What this device accepts (the ``[agent]`` table); ``controllers``: address -> command names;
+    paths relative to the data dir."""
 
     device_address: bytes
     device_class: str
@@ -638,9 +636,8 @@ def _import_path(value: Any, where: str) -> str:
 
 
 def parse_agent_policy(raw: Mapping[str, Any], *, device_address: bytes) -> AgentPolicy | None:
-    """Validate the ``[agent]`` table; None when absent, empty or ``enabled = false``.
-
-    Raises :class:`ConfigError` naming the key; every allowed command must have a handler."""
+    """Validate the ``[agent]`` table (None when absent, empty or disabled); :class:`ConfigError`
+    names the key; each allowed command needs a handler."""
     if not isinstance(raw, Mapping):
         raise ConfigError("config: [agent] must be a table")
     unknown = sorted(set(raw) - _POLICY_KEYS)
@@ -720,8 +717,8 @@ def parse_agent_policy(raw: Mapping[str, Any], *, device_address: bytes) -> Agen
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AgentState:
-    """The durable facts a decision depends on: ``highest_seq`` seen from the command's
-    controller (0 = none), ``installed_version`` (``()`` = nothing installed)."""
+    """The durable facts a decision rests on: ``highest_seq`` from the controller (0 = none),
+    ``installed_version`` (``()`` = none)."""
 
     highest_seq: int = 0
     installed_version: Version = ()
@@ -729,9 +726,8 @@ class AgentState:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Decision:
-    """What to do with one delivered command (see the rule table).
-
-    ``consume``: persist the seq as seen before acting. ``reply``: send a result."""
+    """What to do with one command (rule table): ``consume``: persist the seq first; ``reply``: send
+    a result."""
 
     execute: bool
     reason: Reason
@@ -763,9 +759,8 @@ def _argument_rule(command: Command, policy: AgentPolicy) -> Reason | None:
 
 
 def validity_time(delivered: Delivered, chain_time: int | None) -> int | None:
-    """The time validity is judged by: the verified block timestamp from ``included`` up,
-    else ``chain_time`` (quorum-agreed latest block time; None: unknown).
-    """
+    """The time validity is judged by: the verified block timestamp from ``included`` up, else
+    ``chain_time`` (quorum's latest; None: unknown)."""
     return delivered.block_timestamp if delivered.level >= Level.INCLUDED else chain_time
 
 
@@ -778,11 +773,8 @@ def decide(
     now: int | None = None,
     chain_time: int | None = None,
 ) -> Decision:
-    """Apply the rule table to one delivered command (``command`` None: did not decode).
-
-    ``now`` (device clock, optional) can only add ``expired``; ``chain_time`` is needed
-    only at ``signed``.
-    """
+    """Apply the rule table to one command (None: did not decode); ``now`` (device clock) can only
+    add ``expired``; ``chain_time`` is needed at ``signed`` only."""
     allowed = policy.allowed(delivered.sender)
     if command is None:
         return _refuse(Reason.MALFORMED, consume=False, reply=allowed is not None)

@@ -211,9 +211,8 @@ def _check_bytes(name: str, value: object, *, size: int | None = None) -> None:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Message:
-    """A logical message. ``seq``: per sender per channel (u64); ``timestamp``: Unix ms (UTC,
-    u64) from the caller -- the core never reads a clock.
-    """
+    """A logical message: ``seq`` per sender per channel (u64); ``timestamp`` Unix ms (u64) from the
+    caller -- the core never reads a clock."""
 
     seq: int
     timestamp: int
@@ -284,9 +283,8 @@ class Record:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Post:
-    """One transaction's calldata: channel, recipient (None = broadcast), records;
-    ``deflated`` selects version 2 (the records as one DEFLATE stream).
-    """
+    """One transaction's calldata: channel, recipient (None = broadcast), records; ``deflated``:
+    version 2 (one DEFLATE stream)."""
 
     channel: bytes
     recipient: bytes | None

@@ -207,9 +207,8 @@ def header_from_rpc(obj: object, *, extra_allowed: Collection[str] = ()) -> Bloc
 
 
 def verify_header(obj: object, *, extra_allowed: Collection[str] = ()) -> BlockHeader:
-    """Rebuild the header from JSON; keccak256(rlp) must equal ``obj["hash"]``, else
-    :class:`ProofError` (``header``); malformed or unknown fields: :class:`DecodingError`.
-    """
+    """Rebuild the header from JSON; keccak256(rlp) must equal ``obj["hash"]`` (:class:`ProofError`
+    ``header``); bad or unknown fields: :class:`DecodingError`."""
     header = header_from_rpc(obj, extra_allowed=extra_allowed)
     claimed = data_field(get_object(obj, _WHAT), "hash", _WHAT, HASH_BYTES)
     computed = header_hash(header)

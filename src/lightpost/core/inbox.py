@@ -232,9 +232,8 @@ def accumulator_of(calldatas: Iterable[bytes], acc: bytes = ACC_ZERO) -> bytes:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class InboxPost:
-    """One inbox post from its log; ``index`` = count_new (1-based), ``recipient`` None =
-    broadcast, ``calldata`` what the accumulator hashes.
-    """
+    """One inbox post from its log: ``index`` = count_new (1-based), ``recipient`` None = broadcast,
+    ``calldata`` as hashed."""
 
     inbox: bytes
     channel: bytes
@@ -258,8 +257,8 @@ def _word_address(word: bytes, what: str) -> bytes:
 def encode_post_log(
     sender: bytes, calldata: bytes, index: int
 ) -> tuple[tuple[bytes, bytes, bytes, bytes], bytes]:
-    """The (topics, data) of the contract's LOG4 for ``calldata`` posted by ``sender`` as
-    the ``index``-th post; ValueError for inputs the contract would refuse or cannot produce."""
+    """The contract's LOG4 (topics, data) for ``sender``'s ``index``-th post; ValueError for what
+    the contract refuses or cannot produce."""
     if len(sender) != ADDRESS_BYTES:
         raise ValueError(f"a sender is a {ADDRESS_BYTES}-byte address, got {len(sender)}")
     if len(calldata) < MIN_CALLDATA_BYTES:

@@ -286,8 +286,8 @@ def _load(keystore: Mapping[str, Any] | str | bytes) -> Mapping[str, Any]:
 
 
 def _check_json_depth(text: str) -> None:
-    """Refuse nesting deeper than _MAX_JSON_DEPTH before ``json.loads`` recurses into it (with
-    a raised recursion limit, e.g. eth-account's 100000, it would crash the process)."""
+    """Refuse nesting deeper than _MAX_JSON_DEPTH before ``json.loads`` recurses (with a raised
+    recursion limit, e.g. eth-account's, it would crash the process)."""
     depth = 0
     in_string = escaped = False
     for ch in text:

@@ -32,10 +32,8 @@ class Level(enum.IntEnum):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Delivered:
-    """One message handed to the application, with what was proven about it.
-
-    ``block_timestamp`` is verified from ``included`` up; command validity is judged by it,
-    never by the device clock alone."""
+    """One message handed to the application, with what was proven; ``block_timestamp`` is verified
+    from ``included`` up and dates command validity, never the device clock alone."""
 
     sender: bytes
     channel: bytes

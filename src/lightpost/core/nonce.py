@@ -63,8 +63,8 @@ class KeepLocal:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RepairLocal:
-    """The durable counter was behind our own stored transactions; raise it to ``nonce``
-    (cannot happen with the store's atomic record_signed, handled rather than reused)."""
+    """The durable counter was behind our stored transactions: raise it to ``nonce`` (impossible
+    with atomic record_signed; handled, never reused)."""
 
     nonce: int
 
@@ -78,8 +78,8 @@ class FillGap:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Reconcile:
-    """Our in-flight transactions at these nonces were passed by the chain count: look up
-    their candidate hashes, then :func:`resolve_nonce_too_low`."""
+    """The chain count passed our in-flight txs at these nonces: look up their hashes, then
+    :func:`resolve_nonce_too_low`."""
 
     nonces: tuple[int, ...]
 
@@ -158,8 +158,8 @@ def decide(
     final_next: int = 0,
     pending: Mapping[str, int | Exception] | None = None,
 ) -> NonceDecision:
-    """Decide the next nonce (module docstring rules); ``latest``/``pending`` map endpoint
-    labels to each count (or its error); ``k`` is the quorum size."""
+    """The next nonce (module rules); ``latest``/``pending``: label -> count (or its error); ``k``:
+    quorum size."""
     _check_nonce(local_next, "local_next")
     _check_nonce(final_next, "final_next")
     for n in (*in_flight, *included):

@@ -290,8 +290,8 @@ class Message:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Candidate:
-    """One signed version of a transaction (same nonce, own fees and hash). Fees are a
-    :class:`~lightpost.core.fees.FeeQuote` (a legacy/fixed price is cap = tip = price)."""
+    """One signed version of a transaction (same nonce, own fees and hash); fees a
+    :class:`~lightpost.core.fees.FeeQuote` (fixed price: cap = tip)."""
 
     tx_hash: bytes
     raw: bytes

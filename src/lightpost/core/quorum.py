@@ -35,9 +35,7 @@ QuorumError one readable line even when an answer is a whole block)."""
 
 
 def default_quorum(n: int) -> int:
-    """Majority of ``n`` endpoints: ``n // 2 + 1`` (1 of 1, 2 of 2, 2 of 3, 3 of 4...).
-
-    A majority makes it impossible for two different values to both reach the quorum."""
+    """Majority of ``n``: ``n // 2 + 1``, so two different values can never both reach it."""
     if n < 1:
         raise ConfigError(f"quorum: need at least one endpoint, got {n}")
     return n // 2 + 1
@@ -102,8 +100,8 @@ def report(
     question: str,
     render: Callable[[T], str] = render_answer,
 ) -> QuorumReport[T]:
-    """Group the answers by equality and report whether ``k`` agree (never raises for
-    disagreement; raises :class:`ConfigError` when ``k`` is not in 1..len(answers))."""
+    """Group the answers and report whether ``k`` agree (never raises on disagreement;
+    :class:`ConfigError` if ``k`` not in 1..len(answers))."""
     validate_quorum(k, len(answers))
     groups: list[tuple[T, list[str]]] = []
     failed: list[str] = []
@@ -162,8 +160,7 @@ def agree(
 
 
 def reached_by(values: Sequence[int], need: int) -> int | None:
-    """The highest value that at least ``need`` of ``values`` reach (are >= to); None when
-    there are fewer than ``need`` values. ``need`` >= 1."""
+    """The highest value at least ``need`` (>= 1) of ``values`` reach; None with fewer values."""
     if need < 1 or len(values) < need:
         return None
     return sorted(values, reverse=True)[need - 1]
@@ -182,8 +179,8 @@ def quorum_height(heights: Sequence[int], k: int) -> int | None:
 
 
 def quorum_fee(fees: Sequence[int], k: int) -> int | None:
-    """The base fee to price with: the value a majority of the answers reach (the median;
-    the lower middle one for an even count); None when fewer than ``k`` answered."""
+    """The base fee to price with: the value a majority reach (the median, lower middle for an even
+    count); None with fewer than ``k`` answers."""
     if len(fees) < k:
         return None
     return reached_by(fees, _majority(len(fees)))

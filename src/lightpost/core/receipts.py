@@ -275,9 +275,8 @@ def receipts_root(receipts: Sequence[Receipt]) -> bytes:
 
 
 def verify_receipts_root(expected_root: bytes, receipts: Sequence[Receipt]) -> None:
-    """Check every receipt's bloom and that ``receipts`` rebuild ``expected_root``.
-
-    Raises :class:`ProofError` with kind ``logsBloom`` or ``receiptsRoot``."""
+    """Check every receipt's bloom and that ``receipts`` rebuild ``expected_root``
+    (:class:`ProofError` ``logsBloom`` / ``receiptsRoot``)."""
     for receipt in receipts:
         check_logs_bloom(receipt)
     if receipts_root(receipts) != expected_root:

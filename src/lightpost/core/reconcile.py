@@ -105,8 +105,8 @@ def parse_claim(obj: object) -> Claim:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LogQuestion:
-    """What one eth_getLogs request asked: the range, the inbox, the topic filter
-    (``senders`` is the topic-2 OR-list, None when any sender was asked for)."""
+    """What one eth_getLogs asked: range, inbox, topics (``senders``: the topic-2 OR-list; None: any
+    sender)."""
 
     from_block: int
     to_block: int
@@ -136,8 +136,8 @@ def claim_violation(claim: Claim, question: LogQuestion) -> str | None:
 
 
 def follows(sender: bytes, channel: bytes, policies: Policies, only: bytes | None) -> bool:
-    """Whether the device follows posts of ``sender`` on ``channel``: the sender is
-    trusted on that channel (and is the one asked for with ``--from``)."""
+    """Whether the device follows ``sender`` on ``channel``: trusted there (and the ``--from`` one
+    if asked)."""
     return sender in policies.get(channel, frozenset()) and (only is None or sender == only)
 
 
@@ -149,8 +149,7 @@ def _log_follows(log: Log, policies: Policies, only: bytes | None) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class ClaimSet:
-    """The kept claims of all endpoints (claim -> labels that returned it), the labels
-    whose answers counted, and the problems found on the way."""
+    """Kept claims (claim -> labels), the labels whose answers counted, and the problems found."""
 
     claims: dict[Claim, frozenset[str]] = field(default_factory=dict)
     answered: frozenset[str] = frozenset()
@@ -229,8 +228,7 @@ def block_truth(
 
 @dataclass(frozen=True, slots=True)
 class Reconciled:
-    """A proven block compared with the claims about it: the proven post positions
-    (ascending) and the problems (forged, hidden, disagreements)."""
+    """A proven block against its claims: proven post positions (ascending) and problems."""
 
     positions: tuple[tuple[int, int], ...]
     problems: tuple[Problem, ...]

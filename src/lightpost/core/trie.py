@@ -389,8 +389,8 @@ def verify_account_proof(
 def verify_storage_proof(
     storage_root: bytes, slot: int, storage_proof: Sequence[bytes], known: Known | None = None
 ) -> int:
-    """Prove the value of storage ``slot`` under ``storage_root``; absent slots are 0.
-    ``known``: as in :func:`verify_proof` (the other slots' proofs of one answer)."""
+    """Prove storage ``slot`` under ``storage_root`` (absent: 0); ``known`` as in
+    :func:`verify_proof`."""
     value = verify_proof(
         storage_root, storage_key(slot), storage_proof, kind="storage", known=known
     )

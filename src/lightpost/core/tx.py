@@ -285,10 +285,8 @@ def legacy_v(chain_id: int | None, y_parity: int) -> int:
 
 
 def split_legacy_v(v: int) -> tuple[int | None, int]:
-    """Inverse of :func:`legacy_v`: ``(chain_id or None, y_parity)``.
-
-    EIP-155 / execution-specs ``recover_sender``: v must be 27, 28 or >= 35; anything
-    else ("bad v") raises SignatureError."""
+    """Inverse of :func:`legacy_v`: ``(chain_id or None, y_parity)``; v must be 27, 28 or >= 35
+    (EIP-155, execution-specs ``recover_sender``), else SignatureError."""
     if v in (UNPROTECTED_V_OFFSET, UNPROTECTED_V_OFFSET + 1):
         return None, v - UNPROTECTED_V_OFFSET
     if v < EIP155_V_OFFSET:
@@ -371,8 +369,8 @@ def _recover(tx: Transaction, signature: Signature) -> bytes:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SignedTransaction:
-    """A transaction with its signature; ``raw`` (canonical encoding), ``hash`` and ``sender``
-    (recovered, EIP-2 low-s) are derived. SignatureError when no public key recovers."""
+    """A signed transaction; ``raw``, ``hash`` and ``sender`` (recovered, EIP-2 low-s) derived;
+    SignatureError when no key recovers."""
 
     tx: Transaction
     signature: Signature
@@ -409,8 +407,8 @@ class SignedTransaction:
 
 
 def sign_transaction(tx: Transaction, key: PrivateKey) -> SignedTransaction:
-    """Sign ``tx`` deterministically (RFC 6979, low-s) with ``key``; the recovered sender must
-    be ``key``'s address (a signing fault must not put someone else's tx on the wire)."""
+    """Sign ``tx`` (RFC 6979, low-s); the recovered sender must be ``key``'s address (a fault must
+    not put another's tx on the wire)."""
     signed = SignedTransaction(tx=tx, signature=key.sign_hash(signing_hash(tx)))
     if signed.sender != key.address:
         raise SignatureError("signature self-check failed: the recovered sender is not the key's")
@@ -423,8 +421,8 @@ def encode_transaction(signed: SignedTransaction) -> bytes:
 
 
 def check_chain_id(tx: Transaction, expected: int | None) -> None:
-    """EIP-155: a chain-bound signature must be for ``expected`` (None: no check). Unprotected
-    legacy txs carry no chain id and pass (consensus accepts them)."""
+    """EIP-155: a chain-bound signature must be for ``expected`` (None: no check); unprotected
+    legacy txs pass (consensus accepts them)."""
     if expected is None or tx.chain_id is None:
         return
     if tx.chain_id != expected:
@@ -562,8 +560,8 @@ def _decode_typed(raw: bytes, cls: type[AccessListTx] | type[DynamicFeeTx]) -> S
 
 
 def _classify_blob_tx(raw: bytes) -> ForeignTransaction:
-    """EIP-4844: 0x03 || rlp([14 fields]). Only the canonical form appears in blocks; the
-    network form (with the blob sidecar) is a 4-item wrapper and is refused here."""
+    """EIP-4844: 0x03 || rlp([14 fields]) as in blocks; the network form (4-item wrapper with
+    sidecar) is refused."""
     _rlp_fields(raw[1:], _BLOB_TX_FIELDS, "EIP-4844 transaction")
     return _foreign(raw)
 

@@ -88,10 +88,8 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Problem:
-    """Something the receiver refused or could not prove; reported, never delivered.
-
-    ``endpoints`` names the endpoint labels involved (never URLs). Other fields are set
-    when known."""
+    """Something refused or unproven: reported, never delivered; ``endpoints``: labels involved
+    (never URLs)."""
 
     kind: ProblemKind
     details: str
@@ -143,8 +141,8 @@ def verify_signed_raw(raw: bytes, *, chain_id: int) -> SignedTransaction:
 
 
 def check_post_tx(post: InboxPost, tx: SignedTransaction, *, inbox: bytes) -> None:
-    """The inbox post must come from ``tx``: same sender (CALLER), ``to`` = the inbox,
-    calldata = the post's calldata. Raises ProofError (kind ``signed``)."""
+    """The post must come from ``tx``: same sender (CALLER), ``to`` = inbox, same calldata; else
+    ProofError (``signed``)."""
     if tx.sender != post.sender:
         raise ProofError("signed", "the log's sender is not the transaction's signer")
     if tx.tx.to != inbox:
@@ -163,8 +161,8 @@ def decode_inbox_log(log: Log, *, inbox: bytes) -> InboxPost:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ProvenBlock:
-    """A block whose header hashes to the quorum-agreed hash, with what was proven of
-    its body (``transactions`` and/or ``receipts``; empty when not fetched)."""
+    """A block whose header hashes to the agreed hash, with its proven ``transactions`` and/or
+    ``receipts`` (empty when not fetched)."""
 
     header: BlockHeader
     hash: bytes
@@ -189,8 +187,8 @@ def verify_block_header(header_json: object, agreed_hash: bytes) -> BlockHeader:
 def prove_block_transactions(
     header: BlockHeader, transactions_json: Sequence[object]
 ) -> tuple[DecodedTransaction, ...]:
-    """Rebuild every transaction of a full block (each to its claimed hash) and the
-    transactionsRoot; any difference raises ProofError (``transactionsRoot``)."""
+    """Rebuild every transaction of a full block (each to its hash) and transactionsRoot; else
+    ProofError (``transactionsRoot``)."""
     rebuilt: list[DecodedTransaction] = []
     for i, obj in enumerate(transactions_json):
         tx_obj = get_object(obj, f"block.transactions[{i}]")
@@ -209,8 +207,8 @@ def prove_block_transactions(
 
 
 def prove_block_receipts(header: BlockHeader, receipts_json: object) -> tuple[Receipt, ...]:
-    """Rebuild every receipt of a block (eth_getBlockReceipts) and its receiptsRoot
-    (and each receipt's bloom). Raises ProofError (``receiptsRoot`` / ``logsBloom``)."""
+    """Rebuild every receipt (eth_getBlockReceipts), its bloom and receiptsRoot; else ProofError
+    (``receiptsRoot`` / ``logsBloom``)."""
     items = get_list(receipts_json, "block receipts")
     receipts = tuple(receipt_from_rpc(r) for r in items)
     verify_receipts_root(header.receipts_root, receipts)
@@ -220,8 +218,8 @@ def prove_block_receipts(header: BlockHeader, receipts_json: object) -> tuple[Re
 def verify_included_tx(
     header_json: object, agreed_hash: bytes, *, chain_id: int, tx_hash: bytes
 ) -> tuple[int, SignedTransaction]:
-    """One-shot ``included`` check of a transaction in a full block JSON: header vs
-    agreed hash, transactionsRoot rebuilt, the tx found; returns (index, signed tx)."""
+    """One-shot ``included`` check in a full block JSON: header vs agreed hash, transactionsRoot,
+    the tx found; returns (index, signed tx)."""
     header = verify_block_header(header_json, agreed_hash)
     txs_json = get_list(get_object(header_json, "block").get("transactions"), "transactions")
     txs = prove_block_transactions(header, txs_json)
@@ -327,8 +325,8 @@ def proven_accumulator(
 
 @dataclass(frozen=True, slots=True)
 class Offer(Generic[T]):
-    """What one :class:`Sequencer` offer produced: ``ready`` (deliverable, in seq order),
-    ``duplicate`` (dropped), ``gap`` (the missing (first, last) range it waits behind)."""
+    """One :class:`Sequencer` offer's result: ``ready`` (in seq order), ``duplicate`` (dropped),
+    ``gap`` (the (first, last) it waits behind)."""
 
     ready: tuple[tuple[int, T], ...] = ()
     duplicate: bool = False

@@ -62,9 +62,8 @@ class BroadcastResult:
 
 
 def _non_answer(label: str, method: str, exc: Exception) -> LightpostError:
-    """One endpoint's failure as a non-answer (a ProofError stays evidence against it); foreign
-    exceptions become a TransportError without their text (it could carry a URL).
-    """
+    """An endpoint's failure as a non-answer (a ProofError stays evidence); foreign exceptions
+    become a TransportError without their text (it could hold a URL)."""
     if isinstance(exc, TransportError):
         if exc.endpoint == label:
             return exc

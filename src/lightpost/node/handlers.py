@@ -229,9 +229,8 @@ def _deadline_failure(deadline_s: float) -> CommandFailed:
 
 @contextlib.contextmanager
 def _open_source(source: str, manifest: UpdateManifest, deadline_s: float) -> Iterator[Any]:
-    """The untrusted image stream (directory or http(s) base URL); over HTTP a watchdog cuts it
-    at ``deadline_s``; no proxies, no redirects.
-    """
+    """The untrusted image stream (directory or http(s) base URL): a watchdog cuts HTTP at
+    ``deadline_s``; no proxies, no redirects."""
     name = manifest.digest.hex()
     parts = urlsplit(source.rstrip("/") + "/" + name)
     if parts.scheme not in ("http", "https"):
@@ -323,9 +322,8 @@ def _keep_previous(current: Path, previous: Path) -> bool:
 
 
 def recover_images(images_dir: Path, installed_digest: bytes | None) -> str | None:
-    """Repair a crash during an update, at agent start (None: nothing to do): drop a leftover
-    ``image.new``; restore the recorded image from ``image.prev`` (or remove ``image``).
-    """
+    """Repair a crashed update at agent start (None: nothing to do): drop ``image.new``; restore
+    ``image`` from ``image.prev`` (or remove it)."""
     current, new, previous = (images_dir / n for n in ("image", "image.new", "image.prev"))
     new.unlink(missing_ok=True)
     if not current.exists():

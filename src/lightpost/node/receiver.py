@@ -219,8 +219,8 @@ class Receiver(DeliveryMixin, ChannelMixin, CompleteMixin, DirectMixin):
     # -- quorum reads ---
 
     def _head(self, level: Level, problems: list[Problem]) -> Side:
-        """The level's head: the quorum's finalized block (its hash read from every
-        endpoint, dissent reported), or the quorum's latest height below `final`."""
+        """The level's head: the quorum's finalized block (hash read from all, dissent reported), or
+        the quorum's latest height below `final`."""
         if level >= Level.FINAL:
             return self._block_side(self._finalized_height(), problems)
         try:
@@ -229,8 +229,8 @@ class Receiver(DeliveryMixin, ChannelMixin, CompleteMixin, DirectMixin):
             raise refuse(f"head: {exc}", kind=ProblemKind.DISAGREEMENT) from None
 
     def _block_side(self, number: int, problems: list[Problem]) -> Side:
-        """The quorum-agreed hash of block ``number`` and who answered it; every
-        endpoint is heard and a dissenting answer is reported (both sides named)."""
+        """The agreed hash of block ``number`` and who answered it; every endpoint heard, dissent
+        reported (both sides named)."""
         side = self._sides.get(number)
         if side is not None:
             return side

@@ -101,8 +101,8 @@ class ChannelMixin(_ReceiverHost):
     def _get_logs(
         self, start: int, end: int, channels: tuple[bytes, ...], sender: bytes | None
     ) -> ClaimSet:
-        """Checked, followed claims of every endpoint over [start, end] (unioned: one
-        honest endpoint defeats one that hides a post); refusal below a quorum."""
+        """Checked, followed claims of every endpoint over [start, end], unioned (one honest
+        endpoint defeats one that hides); refusal below a quorum."""
         senders = {s for s, _ in self._followed(channels, sender)}
         asked = frozenset(senders) if len(senders) <= MAX_TOPIC_SENDERS else None
         chans: Any = (

@@ -196,9 +196,8 @@ class Node:
     _failures: dict[str, str] = field(default_factory=dict, init=False, repr=False)
 
     def step(self, now: float | None = None) -> bool:
-        """One round over the sender and every service (True: the sender was busy); a failure is
-        logged once and retried next tick, the others still run.
-        """
+        """One round over the sender and each service (True: sender busy); a failure is logged once
+        and retried next tick, the others run."""
         now = self.clock() if now is None else now
         busy = False
         try:

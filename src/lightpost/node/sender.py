@@ -67,9 +67,8 @@ __all__ = [
 
 
 class Sender:
-    """The device's send side over one :class:`Store` and :class:`Chain`; one thread only;
-    ``log`` gets one line per action (never a secret).
-    """
+    """The device's send side over one :class:`Store` and :class:`Chain`; one thread; ``log``: one
+    line per action, never a secret."""
 
     def __init__(
         self,

@@ -209,8 +209,8 @@ class AgentService:
         self._items = None
 
     def close(self) -> None:
-        """Close the agent's state and its receiver (a running handler is left to end
-        on its own: its seq is consumed; start-up recovery repairs a half update)."""
+        """Close the agent's state and receiver (a running handler ends on its own: its seq is
+        consumed; start-up recovery repairs a half update)."""
         if self._worker is not None:
             self._worker.shutdown(wait=False)
         if isinstance(self._items, Generator):
