@@ -4,13 +4,9 @@ A command (:data:`CONTENT_TYPE_COMMAND`) is answered by a signed result on chain
 (:data:`CONTENT_TYPE_RESULT`). Pure: the agent (``lightpost.node.agent``) persists,
 runs handlers and sends.
 
-Theory of operation -- the rule table
--------------------------------------
-:func:`decide` applies these rules in order; the first that matches wins. "seq"
-means the command's ``command_seq``; "consume" means the agent persists seq as the
-controller's highest seen value *before* it acts (commit, then run), so a crash can
-never replay it (go-tuf CVE-2022-29173 and Uptane's lesson: trust state persists).
-"reply" means a result is sent back on chain.
+:func:`decide` applies these rules in order, the first match wins. "seq": ``command_seq``;
+"consume": the agent persists seq as the controller's highest *before* it acts, so a crash
+never replays it (go-tuf CVE-2022-29173); "reply": a result is sent on chain.
 
 ====  ===========================================  =======================  =======  =====
  #    condition                                    reason                   consume  reply
@@ -34,17 +30,9 @@ never replay it (go-tuf CVE-2022-29173 and Uptane's lesson: trust state persists
 
 [a] only if the sender is a configured controller. [b] only if ``reply_to_unauthorized``.
 
-Why this order (docs/protocol.md, "Commands"): strangers and bystanders stay silent (no
-one can make a channel's devices spend gas); a level refusal (6) does not consume the seq,
-so the command runs once it reaches the level; "time" is :func:`validity_time`; the
-device clock can only *add* a refusal.
-Validity window: ``not_before <= time < expiry``.
-
-Handlers may still refuse or fail a command after rule 13 (e.g. an update image whose
-digest or size does not match: ``integrity``); see :class:`Reason`.
-
-Wire format (canonical RLP), versions (anti-rollback) and the ``[agent]`` config table:
-docs/protocol.md, section "Commands"."""
+"time" is :func:`validity_time`; the device clock can only *add* a refusal. Handlers may
+still refuse or fail after rule 13 (:class:`Reason`). Why this order, the wire format,
+versions and the ``[agent]`` table: docs/protocol.md, "Commands"."""
 
 from __future__ import annotations
 
