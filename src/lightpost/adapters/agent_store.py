@@ -25,8 +25,7 @@ STATE_FILE = "agent.sqlite3"
 """The agent's durable state inside its state dir."""
 
 SEQ_BYTES = 8
-"""command_seq is a u64; stored as 8 big-endian bytes so SQLite's memcmp order is
-numeric order (SQLite INTEGER is signed 64-bit)."""
+"""command_seq (u64) as 8 big-endian bytes: memcmp order is numeric (SQLite INTEGER is signed)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS seen (

@@ -80,16 +80,14 @@ HANDLERS = {
     "status": "lightpost.cli.node_cmds:cmd_status",
     "receive": "lightpost.cli.receive_cmd:cmd_receive",
 }
-"""Sub-command -> "module:function", imported only when that command runs (so that
-`lightpost --help` does not pay for the whole runtime)."""
+"""Sub-command -> "module:function", imported only when it runs (`lightpost --help` stays cheap)."""
 
 PLUGIN_GROUP = "lightpost.commands"
-"""Entry-point group through which other distributions (lightpost-operator: ``devnet``,
-``demo``, ``command``) add sub-commands: ``add(subparsers)`` as "module:function"."""
+"""Entry-point group for other distributions' sub-commands (lightpost-operator: ``devnet``,
+``demo``, ``command``): ``add(subparsers)``."""
 
 OPERATOR_COMMANDS = ("devnet", "demo", "command")
-"""Sub-commands that come with lightpost-operator; named so a device install can say how
-to get them instead of argparse's bare "invalid choice"."""
+"""lightpost-operator's sub-commands, so a device install can say how to get them."""
 
 OPERATOR_HINT = (
     "`lightpost {cmd}` is an operator tool, not part of the device core: install "

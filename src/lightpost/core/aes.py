@@ -38,8 +38,8 @@ _WORD_MASK = 0xFFFFFFFF
 """Mask of a 32-bit word."""
 
 _COUNTER_MODULUS = 1 << (8 * BLOCK_SIZE)
-"""The CTR counter block is one 128-bit big-endian integer incremented modulo 2^128
-(SP 800-38A appendix B.1 with m = b = 128; the convention of geth and eth-keyfile)."""
+"""CTR counter: one 128-bit big-endian integer mod 2^128 (SP 800-38A B.1, m = b = 128; geth,
+eth-keyfile)."""
 
 
 def _xtime(a: int) -> int:

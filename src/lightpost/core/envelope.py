@@ -89,8 +89,8 @@ FORMAT_VERSION = 0x01
 other than 1 and 2."""
 
 FORMAT_VERSION_DEFLATED = 0x02
-"""Byte 65 = 2: the body (everything after byte 65) is the version-1 record sequence as
-one raw DEFLATE stream. Same records, same rules once inflated."""
+"""Byte 65 = 2: the body is the version-1 record sequence as one raw DEFLATE stream (same rules once
+inflated)."""
 
 POST_HEADER_SIZE = CHANNEL_ID_SIZE + _WORD_SIZE + 2
 """66 bytes: channel id, recipient word, magic, version."""
@@ -126,27 +126,26 @@ MIN_POST_BYTES = POST_HEADER_SIZE + CHUNK_RECORD_OVERHEAD + 1
 """Smallest post budget :func:`pack_messages` accepts: room for one chunk of one byte."""
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
-"""Largest payload (wire, decompressed or reassembled) a decoder accepts: caps memory against
-bombs and chunk floods; 4 MiB of calldata costs ~168M gas (EIP-7623), far beyond IoT."""
+"""Largest payload a decoder accepts (bomb and chunk-flood bound); 4 MiB of calldata is ~168M gas
+(EIP-7623)."""
 
 TX_POOL_MAX_BYTES = 4 * 32 * 1024
-"""128 KiB: the largest transaction geth/reth txpools accept (txMaxSize), hence the largest
-post a sender can get mined through the public pool."""
+"""Largest tx geth/reth pools accept (txMaxSize): the largest post mined through the public pool."""
 
 MAX_POST_INFLATED_BYTES = MAX_MESSAGE_BYTES + TX_POOL_MAX_BYTES
-"""Bytes decoding ONE post may inflate in all (version-2 body plus compressed records): one
-maximal message plus a pool-sized post of records; a 9 KB post of 4 MiB bombs is refused."""
+"""Bytes ONE post may inflate to in all: one maximal message plus a pool-sized post of records (a 9
+KB post of 4 MiB bombs is refused)."""
 
 MAX_PARTIAL_BYTES = 2 * MAX_MESSAGE_BYTES
-"""Chunk bytes one :class:`Reassembler` (one stream) holds for all unfinished messages: a
-sender signs chunks in order (one, at most two, partials); bounds partials at many seqs."""
+"""Chunk bytes one :class:`Reassembler` holds for unfinished messages (senders sign chunks in order:
+one or two partials)."""
 
 DEFLATE_LEVEL = 9
 """zlib level 9: best ratio; the device pays gas per byte, CPU time is cheap by comparison."""
 
 DEFLATE_WBITS = -15
-"""Raw DEFLATE (RFC 1951), 32 KiB window: no zlib header/Adler-32 (6 mostly nonzero bytes
-that buy nothing: the transaction is signed and chunked messages carry a keccak256)."""
+"""Raw DEFLATE (RFC 1951), 32 KiB window, no zlib header/Adler-32 (the tx is signed; chunks carry a
+keccak256)."""
 
 _U8_MAX = 2**8 - 1
 _U32_MAX = 2**32 - 1

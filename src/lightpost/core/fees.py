@@ -58,16 +58,14 @@ DEFAULT_PRIORITY_FEE = 1 * GWEI
 (eth_maxPriorityFeePerGas)."""
 
 DEFAULT_BASE_FEE_MULTIPLIER = 2
-"""Fee cap = 2 x base fee + tip: stays includable through 6 full blocks in a row
-(EIP-1559 raises the base fee by at most 1/8 per block; 1.125**6 = 2.03)."""
+"""Fee cap = 2 x base fee + tip: includable through 6 full blocks (EIP-1559: +1/8 per block;
+1.125**6 = 2.03)."""
 
 DEFAULT_MAX_FEE_CAP = 100 * GWEI
-"""Hard cap per gas the EIP-1559 policy will ever offer (a budget choice, not a chain
-fact): above it messages are held, not sent."""
+"""Hard cap per gas the EIP-1559 policy ever offers (a budget choice); above it: held."""
 
 EXECUTION_GAS_MARGIN_PERCENT = 25
-"""Safety margin added to an execution gas *estimate* (storage slots may be cold or
-warm, EIP-2929); calldata gas is exact and gets none."""
+"""Margin on an execution gas *estimate* (slots cold or warm, EIP-2929); calldata gas is exact."""
 
 _PERCENT = 100
 

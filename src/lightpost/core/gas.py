@@ -62,8 +62,8 @@ TXPOOL_MAX_TX_BYTES = 4 * 32 * 1024
 """geth/reth txpool txMaxSize: 128 KiB per encoded transaction, else rejected."""
 
 TX_SIZE_OVERHEAD_BYTES = 300
-"""Upper bound of an encoded type-2 tx's bytes besides its calldata (fields, signature,
-RLP headers; a 20-byte `to`, no access list) -- measured max is ~150, kept with margin."""
+"""A type-2 tx's bytes besides calldata (fields, signature, RLP headers, 20-byte `to`): measured
+~150, with margin."""
 
 
 def calldata_tokens(data: bytes) -> int:

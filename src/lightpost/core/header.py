@@ -88,8 +88,8 @@ NON_HEADER_RPC_FIELDS = frozenset(
         "sealFields",  # OpenEthereum rendering of mixHash/nonce
     }
 )
-"""Keys of an ``eth_getBlockBy*`` answer that are known not to be header fields
-(execution-apis block.yaml, plus client aliases noted inline)."""
+"""``eth_getBlockBy*`` keys known not to be header fields (execution-apis block.yaml; client aliases
+inline)."""
 
 _RPC_HEADER_NAMES = frozenset(f.rpc_name for f in HEADER_FIELDS)
 

@@ -86,8 +86,8 @@ _LOG_TOPICS = 4
 # --- gas (EIP-2929 / EIP-2200 / Yellow Paper costs of the opcodes the inbox runs) ---
 
 _STRAIGHT_LINE_GAS = 171
-"""Fixed costs of the simple opcodes on inbox.easm's success path, counted by hand and
-confirmed exactly on anvil by tests/integration/test_inbox_gas.py."""
+"""Fixed costs of the simple opcodes on inbox.easm's success path (confirmed by
+tests/integration/test_inbox_gas.py)."""
 
 _COLD_SLOAD_GAS = 2_100
 """EIP-2929 COLD_SLOAD_COST: each of the two slots is read cold once."""
@@ -126,23 +126,22 @@ _SCRATCH_WORDS = 2
 """Memory words in front of the calldata copy (scratch for the two 64-byte hashes)."""
 
 INBOX_EXECUTION_GAS_FIXED = 12_500
-"""Upper bound of a non-first post's execution gas besides the per-byte part (exact:
-12,422 + 12 x words + 8 x bytes + memory term, :func:`inbox_execution_gas`; anvil 1.7.1)."""
+"""Bound of a non-first post's execution gas besides the per-byte part (exact:
+:func:`inbox_execution_gas`; anvil 1.7.1)."""
 
 INBOX_EXECUTION_GAS_FIRST_POST = INBOX_EXECUTION_GAS_FIXED + 2 * (
     _SSTORE_SET_GAS - _SSTORE_RESET_GAS
 )
-"""Fixed part for the first post of a (sender, channel): both slots go zero -> nonzero
-(2 x 20,000 instead of 2 x 2,900, EIP-2200), i.e. 46,700."""
+"""First post of a (sender, channel): both slots zero -> nonzero (2 x 20,000, not 2 x 2,900,
+EIP-2200)."""
 
 INBOX_EXECUTION_GAS_PER_BYTE = 9
-"""Upper bound per calldata byte: 8 (LOG data) + 3/32 (copy) + 6/32 (keccak) + 3/32
-(memory) + the quadratic memory term, which stays under 0.625/byte up to
-INBOX_EXECUTION_GAS_BOUND_MAX_CALLDATA."""
+"""Bound per calldata byte: 8 (LOG) + 3/32 (copy) + 6/32 (keccak) + 3/32 (memory) + the quadratic
+term (< 0.625 up to INBOX_EXECUTION_GAS_BOUND_MAX_CALLDATA)."""
 
 INBOX_EXECUTION_GAS_BOUND_MAX_CALLDATA = 256 * 1024
-"""The linear bound (fixed + per-byte) holds for calldata up to 256 KiB -- twice the
-txpool limit of 128 KiB; beyond it use :func:`inbox_execution_gas`."""
+"""The linear bound holds up to 256 KiB of calldata (twice the 128 KiB pool limit); beyond:
+:func:`inbox_execution_gas`."""
 
 
 def inbox_execution_gas(calldata_len: int, *, first_post: bool = False) -> int:

@@ -59,9 +59,8 @@ Keystore = dict[str, Any]
 """A keystore v3 document as a JSON-compatible dict (``json.dumps`` writes it)."""
 
 ScryptFunction = Callable[[bytes, bytes, int, int, int, int], bytes]
-"""An scrypt implementation: ``(password, salt, n, r, p, dklen) -> derived key``. The
-default, stdlib :func:`hashlib.scrypt` (OpenSSL), enforces RFC 7914's ``n < 2^(16 r)``
-and cannot read r = 1, n >= 65536 files (the spec's wiki example): inject another then."""
+"""``(password, salt, n, r, p, dklen) -> key``. The default :func:`hashlib.scrypt` (OpenSSL)
+enforces RFC 7914's ``n < 2^(16 r)``: inject another to read r = 1, n >= 65536 files."""
 
 KEYSTORE_VERSION = 3
 """Web3 Secret Storage version written and accepted (the ``version`` field)."""
@@ -104,17 +103,16 @@ PBKDF2_MAX_ITERATIONS = 10_000_000
 """Refuse to read files asking for more PBKDF2 iterations (about 16x our default)."""
 
 SCRYPT_MAX_MEMORY = 257 << 20
-"""Default ceiling on the memory file-read scrypt parameters may need: 257 MiB, just enough
-for geth standard n=2^18, r=8, p=1 (128 r (n + p + 2) bytes), our default. Refused before
-allocating; config ``scrypt_max_memory_mib`` lowers or raises it."""
+"""Default memory ceiling for a file's scrypt: 257 MiB, geth standard n=2^18, r=8, p=1 (128 r (n + p
++ 2)); refused before allocating; ``scrypt_max_memory_mib`` changes it."""
 
 SCRYPT_MIN_N = LIGHT_SCRYPT_N
-"""Weakest scrypt cost read without opt-in: geth ``LightScryptN`` (4096), the lightest a
-standard wallet or ``lightpost devnet`` writes; below it brute force is cheap."""
+"""Weakest scrypt read without opt-in: geth ``LightScryptN``, the lightest a standard wallet writes;
+below, brute force is cheap."""
 
 PBKDF2_MIN_ITERATIONS = 100_000
-"""Fewest PBKDF2-HMAC-SHA256 iterations read without opt-in: a sixth of the OWASP 600,000
-we write (older wallets still open); c = 1 or 1000 is a password in plain sight."""
+"""Fewest PBKDF2 iterations read without opt-in: a sixth of the OWASP 600,000 we write; c = 1 or
+1000 is a plain password."""
 
 MAX_KEYSTORE_TEXT = 1 << 16
 """Longest keystore JSON text read: a v3 file is about 500 bytes, ethers' about 2 KB."""

@@ -32,16 +32,16 @@ __all__ = [
 ]
 
 RECONCILE_INTERVAL_S = 60.0
-"""Seconds between periodic nonce reconciliations: 5 mainnet slots (12 s, consensus
-specs); one eth_getTransactionCount per endpoint per minute is negligible load."""
+"""Between periodic nonce reconciliations: 5 mainnet slots (12 s); one count per endpoint per
+minute."""
 
 NONCE_TAG = "latest"
 """Block tag for the mined transaction count (execution-apis eth_getTransactionCount);
 ``pending`` is only advisory (reth #10881)."""
 
 MAX_GAP_FILL = 16
-"""Largest gap filled automatically: geth legacypool AccountSlots (16 executable txs per
-account); a larger gap cannot even be pooled at once and signals a lost store."""
+"""Largest gap filled automatically: geth legacypool AccountSlots (16); a larger one signals a lost
+store."""
 
 
 # --- actions ---

@@ -13,8 +13,8 @@ from lightpost.errors import DecodingError
 __all__ = ["MAX_JSON_DEPTH", "MAX_PEER_TEXT_CHARS", "json_depth", "parse_json", "peer_text"]
 
 MAX_JSON_DEPTH = 32
-"""Deepest JSON nesting accepted: a batch of full blocks nests 8 deep (batch > response >
-block > transactions > tx > accessList > entry > storageKeys); far below 1,000 frames."""
+"""Deepest JSON accepted: a batch of full blocks nests 8 (batch > response > block > txs > tx >
+accessList > entry > keys)."""
 
 MAX_PEER_TEXT_CHARS = 200
 """Longest peer-written text kept in an error (one readable log line)."""

@@ -30,8 +30,7 @@ __all__ = [
 T = TypeVar("T")
 
 MAX_RENDER_CHARS = 80
-"""Longest rendering of one endpoint's answer inside an error or report (keeps a
-QuorumError one readable line even when an answer is a whole block)."""
+"""Longest rendering of one answer in an error or report (a QuorumError stays one readable line)."""
 
 
 def default_quorum(n: int) -> int:

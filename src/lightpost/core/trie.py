@@ -255,9 +255,8 @@ def _walk(root: bytes, key: bytes, fetch: Callable[[bytes], rlp.Item], kind: str
 
 
 Known = dict[bytes, tuple[bytes, rlp.Item]]
-"""Nodes already verified in one trie: hash -> (encoding, decoded node). Proofs of many
-keys of one trie share their upper nodes (an eth_getProof of 20,000 storage keys holds
-~105,000 nodes, ~40,000 distinct): each distinct node is hashed and decoded once."""
+"""Nodes verified in one trie: hash -> (encoding, node). Proofs of many keys share upper nodes
+(20,000 storage keys: ~105,000 nodes, ~40,000 distinct): each is hashed and decoded once."""
 
 
 def verify_proof(
@@ -425,8 +424,7 @@ _WHAT = "eth_getProof"
 """Structure name used in decoding errors for eth_getProof answers."""
 
 ABSENT_CODE_HASHES = frozenset({EMPTY_KECCAK, bytes(HASH_BYTES)})
-"""Code hashes an RPC may claim for an absent account: the empty-code hash (geth
-today) or all zeros (older clients). Both mean "nothing here"."""
+"""Code hashes an RPC may claim for an absent account: empty-code (geth) or zeros (older)."""
 
 ABSENT_STORAGE_HASHES = frozenset({EMPTY_TRIE_ROOT, bytes(HASH_BYTES)})
 """Storage hashes an RPC may claim for an absent account: the empty-trie root or zeros."""

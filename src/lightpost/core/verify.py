@@ -80,8 +80,8 @@ class ProblemKind(enum.StrEnum):
 
 
 MAX_HELD_MESSAGES = 1024
-"""Messages held behind a gap per stream before the oldest held are dropped (memory
-bound; a rescan from the persisted cursor recovers them)."""
+"""Messages held behind a gap per stream before the oldest are dropped (a rescan from the cursor
+recovers them)."""
 
 T = TypeVar("T")
 

@@ -40,12 +40,11 @@ RECEIPT_POLL_S = 0.2
 """How often operator helpers poll for a receipt."""
 
 ROUND_SLACK_S = 2.0
-"""A quorum round waits for the endpoints' own total deadline (their ``timeout``, retries
-included; DEFAULT_TIMEOUT_S if they have none) plus this: one still silent is stuck."""
+"""Added to the endpoints' total deadline (their ``timeout``, else DEFAULT_TIMEOUT_S): one still
+silent is stuck."""
 
 MAX_INFLIGHT_PER_ENDPOINT = 2
-"""Calls one endpoint may have outstanding (the pool holds this many per endpoint): two,
-so one slow call does not queue the next question behind it."""
+"""Calls one endpoint may have outstanding (its pool slots): a slow call does not queue the next."""
 
 
 @dataclass(frozen=True, slots=True)

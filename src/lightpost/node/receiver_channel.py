@@ -42,13 +42,11 @@ GENESIS_BLOCK = 0
 """Block 0 holds no transactions: no post is ever final at it."""
 
 LOG_PAGE_BLOCKS = 2_000
-"""Blocks per eth_getLogs request: providers cap the range (Alchemy/Infura document
-2,000-10,000 blocks or 10,000 results); the smallest common cap keeps every provider happy."""
+"""Blocks per eth_getLogs: the smallest common provider cap (Alchemy/Infura: 2,000-10,000)."""
 
 MAX_TOPIC_SENDERS = 1_000
-"""Trusted senders sent as the eth_getLogs topic-2 OR-list; above this the filter asks
-for any sender (request size) and the client-side filter alone drops the others --
-either way nothing is fetched for an untrusted sender's post."""
+"""Trusted senders sent as the topic-2 OR-list; above, any sender is asked (request size) and the
+client-side filter drops others."""
 
 
 def hex_data(data: bytes) -> str:

@@ -30,15 +30,12 @@ from lightpost.node.receiver_delivery import ProvenPost, _ReceiverHost
 __all__ = ["PROOF_CALLS_IN_FLIGHT", "PROOF_STREAMS_PER_CALL", "CompleteMixin"]
 
 TRIE_NODE_JSON_BYTES = 2 * 532 + 4
-"""A proof node in an eth_getProof answer at its largest: a full branch node (16 hashes of
-33 bytes + a 1-byte value + a 3-byte list header = 532 bytes, Yellow Paper appendix D) as
-a quoted 0x-hex string with its comma."""
+"""A proof node at its largest: a full branch (16 x 33 + 1 + 3 = 532 bytes, YP appendix D) as quoted
+0x-hex with its comma."""
 
 STORAGE_PROOF_NODES = 9
-"""Nodes per storage proof assumed for sizing: a secure trie of 16**8 (4.3 billion) slots
-has 8 branch levels above the leaf -- more than any mainnet contract holds (the largest
-have ~10**8 slots: 7-8 nodes). Anvil's inbox with 2,000 slots gives 4-5 (measured: 2.9 KB
-of JSON per key, 1,000 streams = 5.8 MB)."""
+"""Nodes per storage proof for sizing: 16**8 slots give 8 branch levels -- more than any mainnet
+contract (~10**8: 7-8). Anvil's inbox: 4-5 (2.9 KB of JSON per key)."""
 
 STORAGE_ENTRY_JSON_BYTES = STORAGE_PROOF_NODES * TRIE_NODE_JSON_BYTES + 256
 """One storageProof entry at its largest: the proof plus key, value and field names."""
@@ -46,16 +43,13 @@ STORAGE_ENTRY_JSON_BYTES = STORAGE_PROOF_NODES * TRIE_NODE_JSON_BYTES + 256
 PROOF_STREAMS_PER_CALL = (MAX_PROOF_ANSWER_BYTES - STORAGE_ENTRY_JSON_BYTES) // (
     2 * STORAGE_ENTRY_JSON_BYTES
 )
-"""(sender, channel) streams proven per eth_getProof (two storage keys each): as many as
-fit the eth_getProof answer cap when every proof node is a full branch at mainnet's worst
-depth, one entry's worth kept for the account proof (~424 streams; ~3.4x margin over
-anvil's measured 2.9 KB per key). A 10,000-stream controller makes ~24 calls per poll."""
+"""(sender, channel) streams per eth_getProof (2 keys each) fitting the answer cap at mainnet's
+worst depth, one entry kept for the account proof: ~424 (~3.4x anvil's measured size)."""
 
 
 PROOF_CALLS_IN_FLIGHT = 2
-"""eth_getProof calls outstanding at once (a 10,000-stream poll makes ~24): the endpoint
-builds the next proof while this process verifies one. Bounds the answers held at once
-(each <= the 8 MiB cap); the chain's pool allows 2 calls per endpoint too."""
+"""eth_getProof calls outstanding at once: the endpoint builds the next proof while one is verified;
+bounds the answers held (each <= 8 MiB)."""
 
 
 class CompleteMixin(_ReceiverHost):

@@ -29,8 +29,8 @@ if TYPE_CHECKING:
 __all__ = ["HELD_BYTES", "PARTIAL_BYTES", "POLL_INFLATED_BYTES", "ProvenPost"]
 
 POLL_INFLATED_BYTES = 32 * 1024 * 1024
-"""Inflated (decoded) message bytes per poll: eight largest messages (4 MiB each,
-envelope.MAX_MESSAGE_BYTES); bounds the CPU and memory one poll spends on decoding."""
+"""Inflated message bytes per poll: eight largest messages (envelope.MAX_MESSAGE_BYTES); bounds one
+poll's CPU and memory."""
 
 HELD_BYTES = 16 * 1024 * 1024
 """Bytes of messages held behind gaps, all streams together: four largest messages,

@@ -19,8 +19,7 @@ from lightpost.node.receiver_delivery import ProvenPost, _ReceiverHost
 __all__ = ["DIRECT_PAGE_BLOCKS"]
 
 DIRECT_PAGE_BLOCKS = 32
-"""Direct mode proves blocks in pages: one quorum read (the page's top block hash),
-the rest chained by verified parent hashes."""
+"""Blocks per direct-mode page: a quorum read of the top hash, the rest chained by parent hashes."""
 
 
 def _rebuild_each(txs_json: Sequence[object]) -> tuple[Any, ...]:

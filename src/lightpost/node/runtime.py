@@ -59,8 +59,7 @@ RPC_TIMEOUT_S = 10.0
 """Timeout of one JSON-RPC round trip (lightpost.adapters.rpc.DEFAULT_TIMEOUT_S)."""
 
 RPC_RETRIES = 1
-"""Retries after a transport failure: one, so a dead endpoint costs one backoff delay per
-question, not three (the quorum tolerates it anyway)."""
+"""Retries after a transport failure: one, so a dead endpoint costs one backoff per question."""
 
 
 class Service(Protocol):

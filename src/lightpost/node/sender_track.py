@@ -39,12 +39,12 @@ __all__ = [
 T = TypeVar("T")
 
 RECEIPTS_ROUND_S = DEFAULT_TIMEOUT_S
-"""Total wait of a round for the endpoints' receipt batches (one call's timeout): a later
-answer is a non-answer, so a slow endpoint cannot stall tracking."""
+"""A round's wait for receipt batches (one call's timeout): later is a non-answer, tracking never
+stalls."""
 
 MAX_BLOCK_PROOFS_PER_ROUND = 32
-"""Blocks one round proves at most: a full in-flight window (16, geth AccountSlots) in its
-own blocks, twice over; a liar naming a new block per hint costs bounded work."""
+"""Blocks proven per round: a full in-flight window (16) in its own blocks, twice; a liar's new
+blocks cost bounded work."""
 
 
 class Unknown:

@@ -39,8 +39,8 @@ __all__ = [
 ]
 
 RECEIVE_INTERVAL_S = 1.0
-"""Shortest time between two receiver polls of one service (a block is ~1 s on the devnet
-and 12 s on mainnet; polling faster only repeats the same RPC questions)."""
+"""Shortest time between a service's polls (blocks: ~1 s devnet, 12 s mainnet; faster repeats
+questions)."""
 
 COMMAND_SEQ_META = "command_seq"
 """Store meta key of the controller's last used command sequence number."""
