@@ -151,8 +151,8 @@ class EndpointUnavailable(TransportError):
 
 
 class AnswerTooLarge(EndpointUnavailable):
-    """An answer above its method's size cap (``cap`` bytes); for eth_getLogs, a smaller
-    range may fit."""
+    """An answer above its method's size cap (``cap`` bytes); for eth_getLogs, a smaller range may
+    fit."""
 
     def __init__(self, endpoint: str, cap: int) -> None:
         self.cap = cap

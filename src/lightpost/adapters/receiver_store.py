@@ -221,8 +221,7 @@ class ReceiverStore:
     def drop_unfinal(
         self, sub: str, *, up_to_block: int | None = None, from_block: int | None = None
     ) -> None:
-        """Forget deliveries at or below ``up_to_block`` (final) or from ``from_block``
-        (retracted)."""
+        """Forget deliveries up to ``up_to_block`` (final) or from ``from_block`` (retracted)."""
         with self._guard("pruning unfinal deliveries") as conn:
             if up_to_block is not None:
                 conn.execute(

@@ -64,8 +64,8 @@ MAX_LOGS_ANSWER_BYTES = 8 * MIB
 AnswerTooLarge, ask a smaller range)."""
 
 MAX_BLOCK_ANSWER_BYTES = 1 * MIB
-"""eth_getBlockByNumber/Hash with hashes only: a header (~1.5 KB) and at most 2,857 tx
-hashes (60M gas / 21,000) at 69 bytes each = ~200 KB."""
+"""eth_getBlockBy* with hashes only: a ~1.5 KB header and <= 2,857 tx hashes (60M / 21,000) = ~200
+KB."""
 
 MAX_FULL_BLOCK_ANSWER_BYTES = 16 * MIB
 """... full transactions: 60M gas of zero calldata at the EIP-7623 floor = 6 MB, 12 MB as hex, + ~1

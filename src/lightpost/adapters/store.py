@@ -148,7 +148,7 @@ def _migrate_0_to_1(conn: sqlite3.Connection) -> None:
 
 
 def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
-    """Drop the v1 receiver and command tables (they live in their own files; never written)."""
+    """Drop the never-written v1 receiver and command tables (they have their own files)."""
     for table in ("seen_commands", "accumulators"):
         conn.execute(f"DROP TABLE IF EXISTS {table}")
 
@@ -228,7 +228,7 @@ class RowNotFound(StoreError):
 
 
 class Store:
-    """The durable outbox state of one device. Not thread-safe: one :class:`Store` per thread."""
+    """The durable outbox of one device; one :class:`Store` per thread."""
 
     def __init__(self, conn: sqlite3.Connection, name: str) -> None:
         """Use :meth:`open`."""
@@ -331,7 +331,7 @@ class Store:
             return self._meta_int(conn, META_NEXT_NONCE)
 
     def set_next_nonce(self, nonce: int) -> None:
-        """Raise the durable next nonce; lowering is refused (a nonce handed out may be signed)."""
+        """Raise the durable next nonce; never lowered (a nonce handed out may be signed)."""
         _check_seq_int(nonce, "nonce")
         with self._tx("writing the next nonce") as conn:
             current = self._meta_int(conn, META_NEXT_NONCE)
@@ -525,7 +525,7 @@ class Store:
         return tuple(row)
 
     def _tx_event(self, conn: sqlite3.Connection, tx_id: int, event: Event) -> tuple[State, int]:
-        """Move the tx AND its messages by ``event`` (checked by the table); (new state, nonce)."""
+        """Move the tx AND its messages by ``event`` (table-checked); returns (new state, nonce)."""
         row = self._one(conn, "transactions", "state, nonce", tx_id)
         old = State(row[0])
         new = next_state(old, event)
@@ -704,7 +704,8 @@ class Store:
             return [self._load_tx(conn, r) for r in rows]
 
     def prune_final(self, older_than_ts: float) -> int:
-        """Delete FINAL transactions (and their messages) final before ``older_than_ts``; count."""
+        """Delete FINAL transactions (and messages) final before ``older_than_ts``; returns the
+        count."""
         with self._tx("pruning final rows") as conn:
             final = State.FINAL.value
             ids = [

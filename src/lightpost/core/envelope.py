@@ -85,8 +85,7 @@ MAGIC = 0x4C
 """Byte 64: ASCII 'L'. Lets a block scanner in direct mode skip foreign calldata cheaply."""
 
 FORMAT_VERSION = 0x01
-"""Byte 65: envelope format version 1, records in the clear. Decoders reject versions
-other than 1 and 2."""
+"""Byte 65: format version 1, records in the clear; decoders accept versions 1 and 2 only."""
 
 FORMAT_VERSION_DEFLATED = 0x02
 """Byte 65 = 2: the body is the version-1 record sequence as one raw DEFLATE stream (same rules once
@@ -181,7 +180,7 @@ class ContentType(enum.IntEnum):
 
 
 def channel_id(name: str) -> bytes:
-    """Channel id = keccak256 of the UTF-8 channel name (32 bytes, bytes 0..31 of a post)."""
+    """Channel id: keccak256 of the UTF-8 channel name (post bytes 0..31)."""
     return keccak256(name.encode("utf-8"))
 
 
@@ -332,7 +331,7 @@ def _encode_record(record: Record) -> bytes:
 
 
 def encode_post(post: Post) -> bytes:
-    """Serialize ``post`` into calldata (see the module docstring for the layout)."""
+    """Serialize ``post`` into calldata (layout: module docstring)."""
     recipient = BROADCAST_WORD
     if post.recipient is not None:
         recipient = post.recipient.rjust(_WORD_SIZE, b"\0")
@@ -353,7 +352,7 @@ def post_calldata_tokens(post: Post) -> int:
 
 
 def post_gas(post: Post, *, execution_gas: int = 0) -> int:
-    """Gas a transaction carrying ``post`` uses (EIP-7623); ``execution_gas``: the contract's."""
+    """Gas a tx carrying ``post`` uses (EIP-7623); ``execution_gas``: the contract's."""
     return gas_used(encode_post(post), execution_gas)
 
 
@@ -374,9 +373,7 @@ def choose_compression(payload: bytes) -> tuple[bytes, bool]:
 
 
 def _inflate(data: bytes, *, limit: int, offset: int | None, too_big: str = "") -> bytes:
-    """Strict raw-DEFLATE with an output cap (bomb guard); past ``limit`` the error says
-    ``too_big``.
-    """
+    """Strict raw DEFLATE capped at ``limit`` (bomb guard; past it the error says ``too_big``)."""
     inflater = zlib.decompressobj(DEFLATE_WBITS)
     try:
         out = inflater.decompress(data, limit + 1)
@@ -408,7 +405,7 @@ def _over_budget(budget: int) -> str:
 
 
 def _decode_record(data: bytes, offset: int, *, room: int, budget: int) -> tuple[Record, int]:
-    """One record at ``offset``; a compressed unchunked payload is inflated once, in ``room``."""
+    """One record at ``offset``; a compressed unchunked payload inflated once, within ``room``."""
     _need(data, offset, _RECORD_HEAD.size, "record header")
     seq, timestamp, content_type, flags = _RECORD_HEAD.unpack_from(data, offset)
     flags_offset = offset + _RECORD_HEAD.size - 1
@@ -557,7 +554,7 @@ def _record(message: Message, wire: bytes, compressed: bool, chunk: Chunk | None
 
 
 def message_from_record(record: Record) -> Message:
-    """The message an unchunked record carries (decompressed). Chunks go to a Reassembler."""
+    """The message an unchunked record carries (decompressed); chunks go to a Reassembler."""
     if record.chunk is not None:
         raise EnvelopeError("a chunk record needs a Reassembler")
     payload = record.payload

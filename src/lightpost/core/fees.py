@@ -47,15 +47,14 @@ PAPER_GAS_PRICE = 30 * GWEI
 """The MIT paper's fixed gas price: 30 gwei per gas."""
 
 PAPER_GAS_LIMIT = 210_000
-"""The MIT paper's fixed gas limit; under EIP-7623 it caps a payload at 4,725 nonzero bytes
-((210,000 - 21,000) / 40)."""
+"""The MIT paper's fixed gas limit: 4,725 nonzero payload bytes under EIP-7623 ((210,000 - 21,000) /
+40)."""
 
 REPLACEMENT_BUMP_PERCENT = 10
 """geth legacypool PriceBump default: a replacement raises fee cap AND tip by >= 10%."""
 
 DEFAULT_PRIORITY_FEE = 1 * GWEI
-"""Default tip per gas: 1 gwei, what anvil and common wallets suggest; tune per chain
-(eth_maxPriorityFeePerGas)."""
+"""Default tip per gas, as anvil and wallets suggest; tune per chain (eth_maxPriorityFeePerGas)."""
 
 DEFAULT_BASE_FEE_MULTIPLIER = 2
 """Fee cap = 2 x base fee + tip: includable through 6 full blocks (EIP-1559: +1/8 per block;
@@ -159,7 +158,7 @@ class FixedGasLimitExceeded(PolicyError):
 
 
 class FeePolicy(Protocol):
-    """What every fee policy offers (the outbox depends on this, not on a class)."""
+    """What every fee policy offers (the outbox depends on this, not a class)."""
 
     @property
     def hard_cap(self) -> int:

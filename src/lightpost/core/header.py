@@ -162,7 +162,7 @@ def header_hash(header: BlockHeader) -> bytes:
 
 
 def decode_header(encoded: bytes) -> BlockHeader:
-    """Decode an RLP header (``debug_getRawHeader``, or the first item of a raw block)."""
+    """Decode an RLP header (``debug_getRawHeader``, or a raw block's first item)."""
     item = rlp.decode(encoded)
     return _header_from_items(item)
 

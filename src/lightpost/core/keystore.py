@@ -96,8 +96,7 @@ PBKDF2_PRF = "hmac-sha256"
 """The only PBKDF2 pseudo-random function of Web3 Secret Storage."""
 
 PBKDF2_ITERATIONS = 600_000
-"""PBKDF2-HMAC-SHA256 iterations written: the OWASP Password Storage Cheat Sheet
-minimum (2023). The spec's own example uses c = 262144."""
+"""PBKDF2-HMAC-SHA256 iterations written: OWASP Password Storage Cheat Sheet minimum (2023)."""
 
 PBKDF2_MAX_ITERATIONS = 10_000_000
 """Refuse to read files asking for more PBKDF2 iterations (about 16x our default)."""

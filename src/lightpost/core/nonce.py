@@ -36,8 +36,8 @@ RECONCILE_INTERVAL_S = 60.0
 minute."""
 
 NONCE_TAG = "latest"
-"""Block tag for the mined transaction count (execution-apis eth_getTransactionCount);
-``pending`` is only advisory (reth #10881)."""
+"""Tag for the mined count (execution-apis eth_getTransactionCount); ``pending`` is advisory (reth
+#10881)."""
 
 MAX_GAP_FILL = 16
 """Largest gap filled automatically: geth legacypool AccountSlots (16); a larger one signals a lost
@@ -56,7 +56,7 @@ class AdoptChain:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class KeepLocal:
-    """Local counter >= chain count; our in-flight transactions explain the difference."""
+    """Local counter >= chain count: our in-flight transactions explain the difference."""
 
     nonce: int
 

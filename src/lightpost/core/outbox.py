@@ -128,7 +128,7 @@ class Sighting:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Held:
-    """The fee cap refused signing now (QUEUED -> HELD; HELD -> HELD updates the reason)."""
+    """The fee cap refused signing (QUEUED -> HELD; HELD -> HELD updates the reason)."""
 
     reason: str
 

@@ -195,7 +195,7 @@ def _decode_log(item: rlp.Item) -> Log:
 
 
 def decode_receipt(encoded: bytes) -> Receipt:
-    """Decode a consensus-encoded receipt (as ``debug_getRawReceipts`` returns them)."""
+    """Decode a consensus-encoded receipt (as ``debug_getRawReceipts`` returns)."""
     if not encoded:
         raise DecodingError("receipt", "empty input")
     tx_type = LEGACY_TYPE

@@ -1,10 +1,8 @@
 """The receiver's rules about endpoint claims, as pure functions returning values.
 
-An ``eth_getLogs`` answer is a *claim*. :func:`claim_violation` checks it against the
-question asked (range, inbox, topics): a claim no honest endpoint could give is that
-endpoint's lie, never proven or delivered. :func:`sort_claims` keeps only claims of
-followed streams (:func:`follows`). For a proven block, :func:`block_truth` picks the
-followed posts from the proven receipts and :func:`reconcile_block` judges the claims:
+An ``eth_getLogs`` answer is a *claim*: one no honest endpoint could give for the question
+(:func:`claim_violation`) is that endpoint's lie. For a proven block, :func:`block_truth`
+picks the followed posts and :func:`reconcile_block` judges the claims:
 
 ========================================  ==============================================
 claim / truth                             verdict
@@ -17,7 +15,7 @@ truth position an endpoint did not return hidden: named -- unless that endpoint 
                                           not consider part of the chain)
 ========================================  ==============================================
 
-:func:`dissent` reports a quorum read with dissenting answers, naming every side."""
+:func:`dissent` names every side of a quorum read with dissenting answers."""
 
 from __future__ import annotations
 

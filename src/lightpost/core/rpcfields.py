@@ -96,5 +96,5 @@ def quantity_field(obj: Mapping[str, object], name: str, what: str) -> int:
 
 
 def data_field(obj: Mapping[str, object], name: str, what: str, length: int | None = None) -> bytes:
-    """Parse the required DATA field ``name`` of ``obj`` (optionally of a fixed length)."""
+    """Parse the required DATA field ``name`` of ``obj`` (optionally fixed-length)."""
     return parse_data(get_field(obj, name, what), f"{what}.{name}", length)

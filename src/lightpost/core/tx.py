@@ -678,7 +678,7 @@ def _rpc_fields(obj: Mapping[str, Any], spec: _FieldSpec) -> dict[str, Any]:
 
 
 def _rpc_y_parity(obj: Mapping[str, Any]) -> int:
-    """Typed txs: ``yParity`` (execution-apis); older nodes only sent ``v`` (= yParity)."""
+    """Typed txs: ``yParity`` (execution-apis); older nodes sent only ``v`` (= yParity)."""
     if "yParity" in obj:
         y_parity = _parse_quantity(obj["yParity"], "yParity")
         if "v" in obj and _parse_quantity(obj["v"], "v") != y_parity:

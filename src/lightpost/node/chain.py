@@ -128,8 +128,7 @@ class Chain:
         convert: Callable[[Any], Any],
         among: frozenset[str] | None = None,
     ) -> dict[Future[Any], str]:
-        """Ask every endpoint (or those in ``among``) in parallel (no free slot: a
-        non-answer at once)."""
+        """Ask every endpoint (or ``among``) in parallel; no free slot: a non-answer at once."""
         futures: dict[Future[Any], str] = {}
         for index, ep in enumerate(self.endpoints):
             if among is not None and ep.label not in among:
@@ -169,8 +168,7 @@ class Chain:
     def ask_all(
         self, method: str, params: Sequence[Any], among: frozenset[str] | None = None
     ) -> dict[str, Any]:
-        """Ask every endpoint (or those in ``among``) in parallel: label -> result or
-        the exception raised."""
+        """Ask every endpoint (or ``among``) in parallel: label -> result or the exception."""
         return self._gather(self._submit(method, params, lambda v: v, among))
 
     def ask_each(

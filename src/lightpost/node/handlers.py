@@ -93,7 +93,7 @@ class CommandFailed(LocalError):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HandlerContext:
-    """What a handler may use: state dir, policy, delivery, installed version and a persister."""
+    """What a handler may use: state dir, policy, delivery, installed version, a persister."""
 
     state_dir: Path
     policy: AgentPolicy

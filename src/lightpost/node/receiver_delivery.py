@@ -33,8 +33,7 @@ POLL_INFLATED_BYTES = 32 * 1024 * 1024
 poll's CPU and memory."""
 
 HELD_BYTES = 16 * 1024 * 1024
-"""Bytes of messages held behind gaps, all streams together: four largest messages,
-well inside a small device's RAM."""
+"""Bytes held behind gaps, all streams: four largest messages, well inside a small device's RAM."""
 
 PARTIAL_BYTES = 16 * 1024 * 1024
 """Bytes of chunks of incomplete messages, all streams together (same reasoning)."""

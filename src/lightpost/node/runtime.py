@@ -52,8 +52,7 @@ LOCK_FILE = "node.lock"
 """The sending-process lock inside the data directory."""
 
 POLL_INTERVAL_S = 0.25
-"""Idle wait between steps. anvil automines; on mainnet (12 s slots) this is still only
-a few cheap RPC rounds per slot."""
+"""Idle wait between steps: a few cheap RPC rounds per 12 s mainnet slot (anvil automines)."""
 
 RPC_TIMEOUT_S = 10.0
 """Timeout of one JSON-RPC round trip (lightpost.adapters.rpc.DEFAULT_TIMEOUT_S)."""
@@ -73,7 +72,7 @@ class Service(Protocol):
 
 
 def ensure_data_dir(config: DeviceConfig) -> Path:
-    """Create the data directory (0700) if needed; one ConfigError line if it cannot be."""
+    """Create the data directory (0700) if needed; else one ConfigError line."""
     try:
         private_dir(config.data_dir)
     except OSError as exc:

@@ -263,7 +263,7 @@ class Sender:
         self._broadcast(self.store.transaction(tx_id), now, result)
 
     def _resolve_too_low(self, tx: Transaction, now: float, result: StepResult) -> None:
-        """Our tx's nonce is used: which of our candidates was mined (proven), if any?"""
+        """See :meth:`~lightpost.node.sender_track.Tracker.resolve_too_low`."""
         outcome = self._tracker.resolve_too_low(tx)
         if isinstance(outcome, nonce_rules.MarkIncluded):
             if tx.state in (State.SIGNED, State.BROADCAST):

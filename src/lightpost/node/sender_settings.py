@@ -102,7 +102,7 @@ class SenderSettings:
 
     @property
     def max_post_bytes(self) -> int:
-        """Largest post per transaction: the batch target, within what the fee policy can carry."""
+        """Largest post per tx: the batch target, within what the fee policy can carry."""
         if self.mode == "channel":
             limit = max_payload_for(
                 self.policy, INBOX_EXECUTION_GAS_FIRST_POST, INBOX_EXECUTION_GAS_PER_BYTE

@@ -48,7 +48,7 @@ blocks cost bounded work."""
 
 
 class Unknown:
-    """Marker: nothing can be decided now (no quorum, nothing proven): ask again later."""
+    """Marker: nothing can be decided now (no quorum, nothing proven); ask again later."""
 
 
 UNKNOWN: Final = Unknown()
@@ -190,8 +190,8 @@ PROOF_PROBLEM = "proof "
 """Prefix of the problem keys naming an endpoint whose answer failed proof."""
 
 MAX_DISPROVEN_HINTS = 4096
-"""Hints proven false remembered across rounds (then forgotten all at once): at 32
-bytes x 2 per hint, ~0.3 MB at most."""
+"""Hints proven false remembered across rounds (then forgotten at once): 64 bytes each, ~0.3 MB at
+most."""
 
 
 def batch_call(ep: Endpoint, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:

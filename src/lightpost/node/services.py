@@ -49,7 +49,7 @@ Item = Delivered | Problem
 
 
 class ReceiveService:
-    """Poll ``receiver`` at ``level`` (optionally one channel) and hand every item over."""
+    """Poll ``receiver`` at ``level`` (optionally one channel); hand every item over."""
 
     name = "receiver"
 
