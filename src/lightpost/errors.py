@@ -1,9 +1,6 @@
-"""One exception root for lightpost, with families.
-
-Every error derives from :class:`LightpostError`; typed attributes carry the details.
-Messages never contain secrets (keys, passwords, RPC URLs): endpoints are named by label.
-As in h11: the *peer*'s faults derive from :class:`RemoteError`, the *caller*'s from
-:class:`LocalError`."""
+"""One exception root (:class:`LightpostError`) with families and typed attributes. Messages never
+contain secrets (keys, passwords, RPC URLs; endpoints by label). As in h11: the *peer*'s faults
+derive from :class:`RemoteError`, the *caller*'s from :class:`LocalError`."""
 
 from __future__ import annotations
 

@@ -1,7 +1,5 @@
-"""The command agent's durable state: seen command seqs, installed software, audit log.
-
-``<state_dir>/agent.sqlite3`` (:mod:`lightpost.adapters.sqlite`; unversioned files
-adopted as version 1). Every write is one transaction, committed before the agent acts."""
+"""The command agent's durable state (seen seqs, installed software, audit log) in
+``<state_dir>/agent.sqlite3``; every write is one transaction, committed before the agent acts."""
 
 from __future__ import annotations
 

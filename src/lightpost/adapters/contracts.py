@@ -1,7 +1,5 @@
-"""The compiled contracts shipped inside the package (``lightpost/contracts/``).
-
-``lightpost/contracts/inbox.json`` is generated from ``inbox.easm`` by
-``tools/build_contracts.py`` (``make contracts``); a test checks they agree."""
+"""The compiled contracts shipped in ``lightpost/contracts/``: ``inbox.json`` is generated from
+``inbox.easm`` by ``tools/build_contracts.py`` (``make contracts``); a test checks they agree."""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """JSON-RPC 2.0 over HTTP(S): one endpoint per URL, errors mapped in one place.
 
-:class:`Endpoint` (``call``, ``batch``) is the interface tests script; :class:`HttpEndpoint` uses
-``http.client`` (``urllib.request`` costs ~0.9 MB), no environment proxies, retries only transport
-failures and rate limits. A peer is bounded: total deadline, body per method (:func:`answer_cap`),
-JSON depth, sanitized error text. Endpoints are named by label (``rpc#0``): URLs carry API keys.
+:class:`Endpoint` (``call``, ``batch``) is what tests script; :class:`HttpEndpoint` uses
+``http.client`` (``urllib.request`` costs ~0.9 MB), no proxies, retries only transport failures and
+rate limits. Bounded: total deadline, body per method (:func:`answer_cap`), JSON depth, sanitized
+error text. Endpoints are named by label (``rpc#0``): URLs carry API keys.
 """
 
 from __future__ import annotations

@@ -1,8 +1,5 @@
-"""`lightpost` command-line entry point.
-
-Every failure a user can cause or meet (missing anvil, busy port, devnet not up, bad
-config, wrong password, unreachable endpoints) prints ONE line starting with
-``lightpost: error:`` and exits non-zero. Tracebacks only with LIGHTPOST_DEBUG=1."""
+"""`lightpost` command-line entry point. Every failure a user can cause or meet prints ONE
+``lightpost: error:`` line and exits non-zero; tracebacks only with LIGHTPOST_DEBUG=1."""
 
 from __future__ import annotations
 

@@ -1,8 +1,6 @@
-"""`lightpost send`, `lightpost node` and `lightpost status` (parsers in cli/main.py).
-
-Only the holder of ``node.lock`` signs and broadcasts (:mod:`lightpost.node.runtime`):
-``send`` enqueues durably, then drives the outbox itself if no daemon holds the lock,
-else polls the store."""
+"""`lightpost send`, `node` and `status` (parsers in cli/main.py). Only the holder of ``node.lock``
+signs and broadcasts: ``send`` enqueues durably, then drives the outbox itself if no daemon holds
+the lock, else polls the store."""
 
 from __future__ import annotations
 

@@ -1,10 +1,9 @@
 """What the sender signs, and when: batching queued messages into posts, and THE "may we sign?"
 gate.
 
-THE GATE IS ONE TABLE, :data:`SIGN_GATE` (conditions in priority order, with verdicts);
-:func:`sign_gate` is the only lookup. Posts per (channel, recipient) of at most ``max_post_bytes``,
-sent when the oldest waited ``batch_delay_s`` or a post is full; a chunked message's chunks are
-signed in one step, never twice (:func:`stored_chunks`).
+THE GATE IS ONE TABLE, :data:`SIGN_GATE`; :func:`sign_gate` is its only lookup. Posts per (channel,
+recipient) of <= ``max_post_bytes``, sent when the oldest waited ``batch_delay_s`` or a post is
+full; a chunked message's chunks are signed in one step, never twice.
 """
 
 from __future__ import annotations

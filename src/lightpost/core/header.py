@@ -2,9 +2,9 @@
 
 Spec: Yellow Paper 4.3; EIP-1559 ``baseFeePerGas``, EIP-4895 ``withdrawalsRoot``, EIP-4844
 ``blobGasUsed``/``excessBlobGas``, EIP-4788 ``parentBeaconBlockRoot``, EIP-7685 ``requestsHash``.
-Hash = ``keccak256(rlp(header))``; trailing fields encoded only when set and every earlier one is.
-Fail closed: :func:`header_from_rpc` refuses an unknown key (a newer fork's field ignored could
-"verify" a header missing a committed field); L2 callers pass ``extra_allowed``.
+Hash = ``keccak256(rlp(header))``; a trailing field is encoded only when it and every earlier one is
+set. Fail closed: :func:`header_from_rpc` refuses an unknown key (ignoring a newer fork's field
+could "verify" a header missing a committed one); L2s pass ``extra_allowed``.
 """
 
 from __future__ import annotations

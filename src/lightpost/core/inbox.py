@@ -1,9 +1,9 @@
-"""The channel-mode inbox contract, mirrored in Python: calldata, storage, event, gas.
+"""The channel-mode inbox contract mirrored in Python: calldata, storage, event, gas.
 
 calldata = channel (32) || recipient word (32) || body (>= 1 byte), no ABI selector. Per (sender,
-channel) the contract keeps ``acc = keccak256(acc || keccak256(calldata))`` and ``count``, so
-eth_getProof (EIP-1186) proves nothing was omitted, reordered or altered. docs/protocol.md, "Inbox
-contract"; source ``src/lightpost/contracts/inbox.easm``.
+channel) the contract keeps ``acc = keccak256(acc || keccak256(calldata))`` and ``count``:
+eth_getProof (EIP-1186) proves nothing omitted, reordered or altered. docs/protocol.md, "Inbox
+contract"; source ``contracts/inbox.easm``.
 """
 
 from __future__ import annotations

@@ -1,9 +1,8 @@
 """Keccak-256 in pure Python: the device core's built-in keccak.
 
-Original Keccak (rate 1088, padding 0x01), NOT NIST SHA3-256 (0x06): ``hashlib.sha3_256`` cannot
-stand in. safe-pysha3 would add 0.64 MB to the 4 MB budget; this is ~100x slower (~0.24 ms per short
-hash, docs/benchmarks.md), ample for a device. ``lightpost[fast]`` adds the C one
-(:mod:`lightpost.core.hashing` picks it).
+Original Keccak (rate 1088, pad 0x01), NOT SHA3-256 (0x06): ``hashlib.sha3_256`` cannot stand in.
+safe-pysha3 would add 0.64 MB; this is ~100x slower (~0.24 ms per short hash, docs/benchmarks.md),
+ample for a device; ``lightpost[fast]`` adds it back.
 """
 
 from __future__ import annotations

@@ -6,11 +6,11 @@ Format (as geth's accounts/keystore writes it)::
     ciphertext = AES-128-CTR(derived[0:16], iv, secret)
     mac = keccak256(derived[16:32] || ciphertext)   # checked before decrypting
 
-Pure (callers pass ``randbytes``). Lenient where real files differ (``Crypto``, ``0x``, upper-case
-hex, short keys as geth accepts), strict on version, cipher, KDF parameters and MAC. KDF work from a
-file is bounded above (:data:`SCRYPT_MAX_MEMORY`, :data:`PBKDF2_MAX_ITERATIONS`: a hostile file
-cannot exhaust the device) and below (:data:`SCRYPT_MIN_N`, :data:`PBKDF2_MIN_ITERATIONS`, unless
-``allow_weak_kdf``). :class:`lightpost.errors.KeystoreError` never contains the password or a key.
+Pure. Lenient where real files differ (``Crypto``, ``0x``, hex case, geth's short keys), strict on
+version, cipher, KDF parameters and MAC. KDF work from a file is bounded above (a hostile file
+cannot exhaust the device) and below (unless ``allow_weak_kdf``): :data:`SCRYPT_MAX_MEMORY`,
+:data:`PBKDF2_MAX_ITERATIONS`, :data:`SCRYPT_MIN_N`, :data:`PBKDF2_MIN_ITERATIONS`.
+:class:`lightpost.errors.KeystoreError` never holds the password or a key.
 """
 
 from __future__ import annotations

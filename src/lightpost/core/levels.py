@@ -1,7 +1,5 @@
-"""Verification levels and the delivered-message record shared by receiver and agent.
-
-The ladder, weakest first: ``signed``, ``included``, ``final``, ``complete`` (each implies
-the ones below); docs/protocol.md, section "Verification levels", says what each proves."""
+"""Verification levels, weakest first: ``signed``, ``included``, ``final``, ``complete`` (each
+implies those below; docs/protocol.md, "Verification levels"), and the delivered-message record."""
 
 from __future__ import annotations
 

@@ -1,10 +1,7 @@
-"""k-of-n agreement over answers from independent JSON-RPC endpoints.
-
-An answer counts only when ``k`` endpoints gave the identical value; a failed endpoint neither
-agrees nor vetoes; two values reaching ``k`` is a :class:`QuorumError`. Ordered readings
-(:func:`quorum_height`, :func:`quorum_fee`) take the highest value enough readings reach, so a
-minority can only make a height older.
-"""
+"""k-of-n agreement over answers from independent JSON-RPC endpoints: only ``k`` identical answers
+count; a failed endpoint neither agrees nor vetoes; two values reaching ``k`` is a
+:class:`QuorumError`. Ordered readings (:func:`quorum_height`, :func:`quorum_fee`) take the
+highest value enough readings reach: a minority can only make a height older."""
 
 from __future__ import annotations
 

@@ -340,15 +340,15 @@ class Sequencer(Generic[T]):
     State: ``next_seq`` (None until the first message sets the baseline) and the
     messages held behind a gap. Transition table for ``offer(seq, item)``:
 
-    ============================  =============================================
-    condition                     effect
-    ============================  =============================================
-    next_seq is None              baseline: next_seq = seq, then as "== next"
-    seq <  next_seq               duplicate / replay: dropped
-    seq held already              duplicate: dropped
-    seq == next_seq               ready; next_seq += 1; held successors follow
-    seq >  next_seq               held; the gap (next_seq, seq - 1) is reported
-    ============================  =============================================
+    ================  =============================================
+    condition         effect
+    ================  =============================================
+    next_seq is None  baseline: next_seq = seq, then as "== next"
+    seq <  next_seq   duplicate / replay: dropped
+    seq held already  duplicate: dropped
+    seq == next_seq   ready; next_seq += 1; held successors follow
+    seq >  next_seq   held; the gap (next_seq, seq - 1) is reported
+    ================  =============================================
 
     A gap is never skipped: later messages wait until the missing seq arrives."""
 

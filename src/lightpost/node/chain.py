@@ -1,10 +1,8 @@
-"""The chain as seen through several JSON-RPC endpoints, never trusting one.
-
-Reads that matter go to every endpoint in parallel and count only when k agree
-(lightpost.core.quorum), at fixed heights or ``finalized``, never ``latest`` compared
-verbatim (Hyperlane #1119). Failures and malformed answers are non-answers; broadcast
-goes to ALL endpoints ("already known" = success, execution-apis #245); receipts are
-hints until proven. Bounds: docs/protocol.md, "Adversary model"."""
+"""The chain as seen through several JSON-RPC endpoints, never trusting one: reads that matter go to
+all in parallel and count only when k agree (lightpost.core.quorum), at fixed heights or
+``finalized``, never ``latest`` compared verbatim (Hyperlane #1119); failures are non-answers;
+broadcast goes to ALL ("already known" = success, execution-apis #245). Bounds: docs/protocol.md,
+"Adversary model"."""
 
 from __future__ import annotations
 

@@ -1,11 +1,11 @@
 """Receiver delivery: proven posts -> envelopes -> whole messages -> in-order delivery.
 
 Each (sender, channel) stream has a reassembler (chunks) and a
-:class:`~lightpost.core.verify.Sequencer` (order, duplicates, gaps). What a peer controls
-is bounded in BYTES (:data:`POLL_INFLATED_BYTES`, :data:`HELD_BYTES`,
-:data:`PARTIAL_BYTES`): past a budget the rest waits behind the persisted cursor
-(``over-budget``, at least one block per poll) and nothing is lost (docs/protocol.md,
-"Delivery and reorgs" and "Adversary model")."""
+:class:`~lightpost.core.verify.Sequencer`. What a peer controls is bounded in BYTES
+(:data:`POLL_INFLATED_BYTES`, :data:`HELD_BYTES`, :data:`PARTIAL_BYTES`): past one the rest waits
+behind the persisted cursor (``over-budget``, >= one block per poll), nothing lost
+(docs/protocol.md, "Delivery and reorgs").
+"""
 
 from __future__ import annotations
 

@@ -1,9 +1,8 @@
 """The sending side of a device node: puts every outbox message on chain exactly once.
 
-:meth:`Sender.step` is one round (time as an argument) of isolated phases, each failure kept in
-:attr:`Sender.problems` and retried: fees, nonce, tracking, bump, broadcast, release, batching and
-signing (THE sign gate; committed in ONE transaction, THEN broadcast), pruning. Rules live in core;
-docs/protocol.md, "Sending".
+:meth:`Sender.step` is one round of isolated phases (a failure kept in :attr:`Sender.problems`,
+retried): fees, nonce, tracking, bump, broadcast, release, signing (THE sign gate; committed in ONE
+transaction, THEN broadcast), pruning. Rules: core; docs/protocol.md, "Sending".
 """
 
 from __future__ import annotations
