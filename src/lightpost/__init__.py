@@ -1,14 +1,15 @@
 """lightpost: integrity-first IoT messaging over Ethereum.
 
-Importing the package reads no configuration and opens nothing. The protocol core
-names below are imported eagerly (stdlib + coincurve + keccak only); the runtime
-classes (Receiver, Sender, Agent, Node, load_config, ...) are imported on first use.
+Importing reads no configuration and opens nothing: the core names below are imported eagerly
+(stdlib, coincurve, keccak); the runtime (Receiver, Sender, Agent, Node, load_config, ...) on first
+use.
 
     from lightpost import Level, Receiver, load_config
 
     with Receiver(load_config("device.toml")) as receiver:
         for item in receiver.follow(Level.COMPLETE, channel="district-7"):
-            ...  # a Delivered message, or a Problem"""
+            ...  # a Delivered message, or a Problem
+"""
 
 from __future__ import annotations
 

@@ -1,9 +1,6 @@
-"""One exception root for lightpost, with families.
-
-Every error derives from :class:`LightpostError`; typed attributes carry the details.
-Messages never contain secrets (keys, passwords, RPC URLs): endpoints are named by label.
-As in h11: the *peer*'s faults derive from :class:`RemoteError`, the *caller*'s from
-:class:`LocalError`."""
+"""One exception root (:class:`LightpostError`) with families and typed attributes. Messages never
+contain secrets (keys, passwords, RPC URLs; endpoints by label). As in h11: the *peer*'s faults
+derive from :class:`RemoteError`, the *caller*'s from :class:`LocalError`."""
 
 from __future__ import annotations
 
@@ -52,10 +49,8 @@ class RemoteError(LightpostError):
 
 
 class DecodingError(RemoteError):
-    """Bytes that do not decode as the expected structure.
-
-    ``what`` names the structure (e.g. ``"rlp"``, ``"transaction"``, ``"envelope"``),
-    ``offset`` is the byte offset of the problem when known."""
+    """Bytes that do not decode: ``what`` names the structure (``"rlp"``, ``"envelope"``...),
+    ``offset`` the byte offset when known."""
 
     def __init__(self, what: str, reason: str, offset: int | None = None) -> None:
         self.what = what
@@ -84,10 +79,8 @@ class SignatureError(RemoteError):
 
 
 class ProofError(RemoteError):
-    """A Merkle Patricia proof, root or header hash that does not verify.
-
-    ``kind`` says which check failed (e.g. ``"account"``, ``"storage"``,
-    ``"transactionsRoot"``, ``"header"``)."""
+    """A proof, root or header hash that does not verify; ``kind``: the check (``"account"``,
+    ``"storage"``, ``"transactionsRoot"``, ``"header"``...)."""
 
     def __init__(self, kind: str, reason: str) -> None:
         self.kind = kind
@@ -96,10 +89,8 @@ class ProofError(RemoteError):
 
 
 class QuorumError(RemoteError):
-    """Endpoints did not agree on a value that matters.
-
-    ``question`` says what was asked, ``answers`` maps an endpoint *label* (never a
-    URL) to a short rendering of its answer, ``needed`` is the quorum size k."""
+    """Endpoints did not agree on a value that matters: ``question`` asked, ``answers`` endpoint
+    *label* (never URL) -> rendering, ``needed`` = k."""
 
     def __init__(self, question: str, answers: dict[str, str], needed: int) -> None:
         self.question = question
@@ -115,9 +106,8 @@ class QuorumError(RemoteError):
 
 
 class PolicyError(LocalError):
-    """A refusal by policy: fee cap, capacity, authorization, verification level.
-
-    ``rule`` is a short machine-readable name of the rule that refused."""
+    """A refusal by policy (fee cap, capacity, authorization, level); ``rule``: its short
+    machine-readable name."""
 
     def __init__(self, rule: str, reason: str) -> None:
         self.rule = rule
@@ -158,8 +148,8 @@ class EndpointUnavailable(TransportError):
 
 
 class AnswerTooLarge(EndpointUnavailable):
-    """An answer above its method's size cap (``cap`` bytes); for eth_getLogs, a smaller
-    range may fit."""
+    """An answer above its method's size cap (``cap`` bytes); for eth_getLogs, a smaller range may
+    fit."""
 
     def __init__(self, endpoint: str, cap: int) -> None:
         self.cap = cap

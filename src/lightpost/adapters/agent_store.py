@@ -1,7 +1,5 @@
-"""The command agent's durable state: seen command seqs, installed software, audit log.
-
-``<state_dir>/agent.sqlite3`` (:mod:`lightpost.adapters.sqlite`; unversioned files
-adopted as version 1). Every write is one transaction, committed before the agent acts."""
+"""The command agent's durable state (seen seqs, installed software, audit log) in
+``<state_dir>/agent.sqlite3``; every write is one transaction, committed before the agent acts."""
 
 from __future__ import annotations
 
@@ -25,8 +23,7 @@ STATE_FILE = "agent.sqlite3"
 """The agent's durable state inside its state dir."""
 
 SEQ_BYTES = 8
-"""command_seq is a u64; stored as 8 big-endian bytes so SQLite's memcmp order is
-numeric order (SQLite INTEGER is signed 64-bit)."""
+"""command_seq (u64) as 8 big-endian bytes: memcmp order is numeric (SQLite INTEGER is signed)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS seen (

@@ -1,7 +1,5 @@
-"""The compiled contracts shipped inside the package (``lightpost/contracts/``).
-
-``lightpost/contracts/inbox.json`` is generated from ``inbox.easm`` by
-``tools/build_contracts.py`` (``make contracts``); a test checks they agree."""
+"""The compiled contracts shipped in ``lightpost/contracts/``: ``inbox.json`` is generated from
+``inbox.easm`` by ``tools/build_contracts.py`` (``make contracts``); a test checks they agree."""
 
 from __future__ import annotations
 
@@ -17,8 +15,7 @@ INBOX_ARTIFACT = "inbox.json"
 """File name of the inbox artifact inside the ``lightpost.contracts`` package data."""
 
 CONTRACTS_DIR = Path(__file__).resolve().parent.parent / "contracts"
-"""Where the package data sits (a plain directory: lightpost is never run from a zip;
-importlib.resources would cost the node ~0.8 MB of RSS for nothing)."""
+"""Package data dir (never run from a zip; importlib.resources would cost ~0.8 MB of RSS)."""
 
 _REQUIRED_KEYS = ("runtime", "initcode", "event_topic", "source_sha256")
 """Keys every artifact must carry (hex strings, 0x-prefixed except the SHA-256)."""

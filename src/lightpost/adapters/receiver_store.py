@@ -1,10 +1,6 @@
-"""The receiver's durable state: cursors, per-stream sequence/accumulator, unfinal log.
-
-O(subscriptions x streams + unfinal deliveries), never O(chain); unfinal rows are pruned
-once final (kept to retract a delivery whose block is reorged out). WAL +
-``synchronous=FULL``: the cursor never passes a message that was not processed. Opened
-by :mod:`lightpost.adapters.sqlite` (unversioned files adopted as version 1).
-docs/protocol.md, section "Local state"."""
+"""The receiver's durable state: cursors, per-stream seq/accumulator, unfinal deliveries (pruned
+once final; kept to retract a reorged delivery). O(streams), never O(chain); WAL +
+``synchronous=FULL``. docs/protocol.md, "Local state"."""
 
 from __future__ import annotations
 
@@ -225,8 +221,7 @@ class ReceiverStore:
     def drop_unfinal(
         self, sub: str, *, up_to_block: int | None = None, from_block: int | None = None
     ) -> None:
-        """Forget deliveries at or below ``up_to_block`` (final) or from ``from_block``
-        (retracted)."""
+        """Forget deliveries up to ``up_to_block`` (final) or from ``from_block`` (retracted)."""
         with self._guard("pruning unfinal deliveries") as conn:
             if up_to_block is not None:
                 conn.execute(

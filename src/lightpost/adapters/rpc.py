@@ -1,10 +1,9 @@
 """JSON-RPC 2.0 over HTTP(S): one endpoint per URL, errors mapped in one place.
 
-:class:`Endpoint` (``call``, ``batch``) is the interface tests script. :class:`HttpEndpoint`
-uses ``http.client`` (``urllib.request`` costs ~0.9 MB), no environment proxies, and
-retries only transport failures and rate limits. Everything a peer controls is bounded:
-a TOTAL deadline per request, the body per method (:func:`answer_cap`), the JSON depth;
-error text is sanitized. Endpoints are named by *label* (``rpc#0``): URLs carry API keys.
+:class:`Endpoint` (``call``, ``batch``) is what tests script; :class:`HttpEndpoint` uses
+``http.client`` (``urllib.request`` costs ~0.9 MB), no proxies, retries only transport failures and
+rate limits. Bounded: total deadline, body per method (:func:`answer_cap`), JSON depth, sanitized
+error text. Endpoints are named by label (``rpc#0``): URLs carry API keys.
 """
 
 from __future__ import annotations
@@ -57,28 +56,28 @@ DEFAULT_RETRIES = 2
 MIB = 1 << 20
 
 MAX_ANSWER_BYTES = 1 * MIB
-"""Any other answer: scalars, one of our transactions (txpools take <= 128 KB: 256 KB as
-hex), its receipt, code (EIP-170: 24 KiB). Figures below: 60M block gas (EIP-7935)."""
+"""Any other answer: scalars, our tx (pools take <= 128 KB), its receipt, code (EIP-170: 24 KiB).
+Below: 60M block gas (EIP-7935)."""
 
 MAX_LOGS_ANSWER_BYTES = 8 * MIB
-"""eth_getLogs: a post's log is ~1 KB of JSON plus its data as hex; 8 MiB holds ~7,000
-small posts (a larger answer raises AnswerTooLarge: ask a smaller range)."""
+"""eth_getLogs: ~1 KB of JSON per log plus its data as hex, ~7,000 small posts (more:
+AnswerTooLarge, ask a smaller range)."""
 
 MAX_BLOCK_ANSWER_BYTES = 1 * MIB
-"""eth_getBlockByNumber/Hash with hashes only: a header (~1.5 KB) and at most 2,857 tx
-hashes (60M gas / 21,000) at 69 bytes each = ~200 KB."""
+"""eth_getBlockBy* with hashes only: a ~1.5 KB header and <= 2,857 tx hashes (60M / 21,000) = ~200
+KB."""
 
 MAX_FULL_BLOCK_ANSWER_BYTES = 16 * MIB
-"""... with full transactions: the fattest mainnet block is 60M gas of zero calldata bytes
-at the EIP-7623 floor (10 gas each) = 6 MB, 12 MB as hex, plus ~1 KB per transaction."""
+"""... full transactions: 60M gas of zero calldata at the EIP-7623 floor = 6 MB, 12 MB as hex, + ~1
+KB per tx."""
 
 MAX_RECEIPTS_ANSWER_BYTES = 16 * MIB
-"""eth_getBlockReceipts: ~1.1 KB per receipt plus its logs (a block full of log data is
-~15 MB as hex; mainnet blocks 0.5-3 MB). A block above the cap cannot be proven here."""
+"""eth_getBlockReceipts: ~1.1 KB per receipt plus logs (a block full of log data: ~15 MB as hex;
+mainnet 0.5-3 MB)."""
 
 MAX_PROOF_ANSWER_BYTES = 8 * MIB
-"""eth_getProof: an account proof is ~9 KB of hex (8-9 trie nodes of <= 532 bytes), each
-storage proof ~5 KB: 8 MiB holds ~1,500 storage keys per call (callers chunk above)."""
+"""eth_getProof: account proof ~9 KB of hex (8-9 nodes <= 532 bytes), storage proofs ~5 KB: ~1,500
+keys per call."""
 
 ANSWER_CAPS: dict[str, int] = {
     "eth_getLogs": MAX_LOGS_ANSWER_BYTES,
@@ -87,8 +86,8 @@ ANSWER_CAPS: dict[str, int] = {
     "eth_getBlockReceipts": MAX_RECEIPTS_ANSWER_BYTES,
     "eth_getProof": MAX_PROOF_ANSWER_BYTES,
 }
-"""Largest answer read per method (else MAX_ANSWER_BYTES): what a hostile endpoint can
-make a device hold per call (x25 once parsed, worst case measured)."""
+"""Largest answer read per method (else MAX_ANSWER_BYTES): what a hostile endpoint can make a device
+hold (x25 parsed, measured)."""
 
 MAX_BATCH_ANSWER_BYTES = MAX_FULL_BLOCK_ANSWER_BYTES
 """A batch may hold the sum of its calls' caps, but never more than the largest one."""
@@ -227,9 +226,8 @@ class HttpEndpoint:
     _next_id: int = field(default=0, init=False, repr=False)
 
     def _connection(self, left: float) -> tuple[http.client.HTTPConnection, str]:
-        """A new connection (one per request: callers are threads) and the request target; an
-        unparsable URL is reported by label only.
-        """
+        """A new connection per request (callers are threads) and the target; a bad URL is reported
+        by label only."""
         try:
             parts = urlsplit(self.url)
             port = parts.port

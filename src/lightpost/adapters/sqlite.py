@@ -1,10 +1,10 @@
 """One SQLite bootstrap for every lightpost state file (outbox, receiver, agent).
 
-:func:`connect`: private directory (0700) and file (0600), WAL with
-``synchronous=FULL``, schema brought up to date by :func:`migrate` (``application_id``
-names the kind, ``user_version`` the version, ``Schema.migrations[i]`` upgrades i to
-i + 1, in one transaction; unversioned files holding only known tables are adopted).
-Every ``sqlite3`` error becomes a :class:`StoreError` in :func:`translate`."""
+:func:`connect`: directory 0700, file 0600, WAL, ``synchronous=FULL``, schema migrated by
+:func:`migrate` (``application_id``: kind; ``user_version``: version; ``Schema.migrations[i]``: i ->
+i + 1 in one transaction; unversioned files of known tables adopted). Every ``sqlite3`` error
+becomes a :class:`StoreError` (:func:`translate`).
+"""
 
 from __future__ import annotations
 
@@ -43,9 +43,8 @@ _SIDE_FILES = ("-wal", "-shm", "-journal")
 
 @dataclass(frozen=True, slots=True)
 class Schema:
-    """One kind of state file: ``application_id``, migrations (i upgrades version i to i + 1;
-    never edit a released step), tables an unversioned file of this kind may hold.
-    """
+    """One kind of state file: ``application_id``, migrations (i -> i + 1; never edit a released
+    step), the tables an unversioned file may hold."""
 
     kind: str
     application_id: int
@@ -95,9 +94,8 @@ def _private_file(path: Path) -> None:
 
 
 def migrate(conn: sqlite3.Connection, schema: Schema, name: str) -> int:
-    """Bring the schema up to ``schema.version`` in one transaction; return the version found.
-    Refuses other kinds and newer versions; an up-to-date file is only read-locked.
-    """
+    """Migrate to ``schema.version`` in one transaction; return the version found. Other kinds and
+    newer versions refused; an up-to-date file is only read-locked."""
     conn.execute("BEGIN")
     try:
         current = (

@@ -1,12 +1,10 @@
-"""The durable store: SQLite (stdlib ``sqlite3``) holding the outbox and receiver state.
+"""The durable outbox store (stdlib ``sqlite3``).
 
-"Accepted" means "on disk": every state-changing method commits (WAL,
-``synchronous=FULL``) before it returns, each in its own ``BEGIN IMMEDIATE`` transaction,
-so a multi-row change (:meth:`Store.record_signed`) lands whole or not at all. Every state
-change is checked by :func:`lightpost.core.outbox.next_state` first. Schema steps are
-:data:`MIGRATIONS` (``PRAGMA user_version``); sqlite3 errors become :class:`StoreError`
-in :func:`lightpost.adapters.sqlite.translate`. docs/protocol.md, section "Local state",
-has the full story."""
+"Accepted" means "on disk": every state-changing method commits (WAL, ``synchronous=FULL``, ``BEGIN
+IMMEDIATE``) before it returns, so :meth:`Store.record_signed` lands whole or not at all; every
+change passes :func:`lightpost.core.outbox.next_state` first. Schema steps: :data:`MIGRATIONS`.
+docs/protocol.md, "Local state".
+"""
 
 from __future__ import annotations
 
@@ -150,7 +148,7 @@ def _migrate_0_to_1(conn: sqlite3.Connection) -> None:
 
 
 def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
-    """Drop the v1 receiver and command tables (they live in their own files; never written)."""
+    """Drop the never-written v1 receiver and command tables (they have their own files)."""
     for table in ("seen_commands", "accumulators"):
         conn.execute(f"DROP TABLE IF EXISTS {table}")
 
@@ -230,7 +228,7 @@ class RowNotFound(StoreError):
 
 
 class Store:
-    """The durable outbox state of one device. Not thread-safe: one :class:`Store` per thread."""
+    """The durable outbox of one device; one :class:`Store` per thread."""
 
     def __init__(self, conn: sqlite3.Connection, name: str) -> None:
         """Use :meth:`open`."""
@@ -333,7 +331,7 @@ class Store:
             return self._meta_int(conn, META_NEXT_NONCE)
 
     def set_next_nonce(self, nonce: int) -> None:
-        """Raise the durable next nonce; lowering is refused (a nonce handed out may be signed)."""
+        """Raise the durable next nonce; never lowered (a nonce handed out may be signed)."""
         _check_seq_int(nonce, "nonce")
         with self._tx("writing the next nonce") as conn:
             current = self._meta_int(conn, META_NEXT_NONCE)
@@ -376,9 +374,8 @@ class Store:
         created_at: float,
         seq: int | None = None,
     ) -> int:
-        """Accept a message (QUEUED), durable before the id is returned; ``seq`` None allocates the
-        channel's next, a given one must be unused.
-        """
+        """Accept a message (QUEUED), durable before the id returns; ``seq`` None: the channel's
+        next, else it must be unused."""
         if not isinstance(payload, bytes) or not isinstance(recipient, bytes):
             raise StoreError("enqueue: payload and recipient must be bytes")
         with self._tx(f"enqueueing a message on {channel!r}") as conn:
@@ -458,9 +455,8 @@ class Store:
         message_ids: Sequence[int],
         signed_at: float,
     ) -> int:
-        """Store a signed tx BEFORE broadcast, in one transaction: tx row, first candidate, message
-        links (-> SIGNED), next nonce raised past ``nonce``. Returns the tx id.
-        """
+        """Store a signed tx BEFORE broadcast, in one transaction: tx, first candidate, links (->
+        SIGNED), next nonce past ``nonce``; returns the tx id."""
         event = Signed(nonce=nonce, tx_hash=tx_hash, raw=raw, fees=fees)
         _check_seq_int(nonce, "nonce")
         if len(set(message_ids)) != len(message_ids):
@@ -529,7 +525,7 @@ class Store:
         return tuple(row)
 
     def _tx_event(self, conn: sqlite3.Connection, tx_id: int, event: Event) -> tuple[State, int]:
-        """Move the tx AND its messages by ``event`` (checked by the table); (new state, nonce)."""
+        """Move the tx AND its messages by ``event`` (table-checked); returns (new state, nonce)."""
         row = self._one(conn, "transactions", "state, nonce", tx_id)
         old = State(row[0])
         new = next_state(old, event)
@@ -616,9 +612,8 @@ class Store:
             )
 
     def nonce_consumed(self, tx_id: int) -> tuple[int, ...]:
-        """Nonce mined (at finality) by none of ours: re-queue the messages, drop the tx and its
-        candidates; return the re-queued ids.
-        """
+        """Nonce mined (at finality) by none of ours: re-queue the messages, drop the tx and
+        candidates; returns the re-queued ids."""
         with self._tx(f"re-queueing the messages of tx {tx_id}") as conn:
             row = self._one(conn, "transactions", "nonce", tx_id)
             self._tx_event(conn, tx_id, NonceConsumed(nonce=row[0]))
@@ -709,7 +704,8 @@ class Store:
             return [self._load_tx(conn, r) for r in rows]
 
     def prune_final(self, older_than_ts: float) -> int:
-        """Delete FINAL transactions (and their messages) final before ``older_than_ts``; count."""
+        """Delete FINAL transactions (and messages) final before ``older_than_ts``; returns the
+        count."""
         with self._tx("pruning final rows") as conn:
             final = State.FINAL.value
             ids = [

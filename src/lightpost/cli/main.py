@@ -1,8 +1,5 @@
-"""`lightpost` command-line entry point.
-
-Every failure a user can cause or meet (missing anvil, busy port, devnet not up, bad
-config, wrong password, unreachable endpoints) prints ONE line starting with
-``lightpost: error:`` and exits non-zero. Tracebacks only with LIGHTPOST_DEBUG=1."""
+"""`lightpost` command-line entry point. Every failure a user can cause or meet prints ONE
+``lightpost: error:`` line and exits non-zero; tracebacks only with LIGHTPOST_DEBUG=1."""
 
 from __future__ import annotations
 
@@ -80,16 +77,14 @@ HANDLERS = {
     "status": "lightpost.cli.node_cmds:cmd_status",
     "receive": "lightpost.cli.receive_cmd:cmd_receive",
 }
-"""Sub-command -> "module:function", imported only when that command runs (so that
-`lightpost --help` does not pay for the whole runtime)."""
+"""Sub-command -> "module:function", imported only when it runs (`lightpost --help` stays cheap)."""
 
 PLUGIN_GROUP = "lightpost.commands"
-"""Entry-point group through which other distributions (lightpost-operator: ``devnet``,
-``demo``, ``command``) add sub-commands: ``add(subparsers)`` as "module:function"."""
+"""Entry-point group for other distributions' sub-commands (lightpost-operator: ``devnet``,
+``demo``, ``command``): ``add(subparsers)``."""
 
 OPERATOR_COMMANDS = ("devnet", "demo", "command")
-"""Sub-commands that come with lightpost-operator; named so a device install can say how
-to get them instead of argparse's bare "invalid choice"."""
+"""lightpost-operator's sub-commands, so a device install can say how to get them."""
 
 OPERATOR_HINT = (
     "`lightpost {cmd}` is an operator tool, not part of the device core: install "
@@ -99,8 +94,8 @@ OPERATOR_HINT = (
 
 
 def entry_points(group: str) -> Sequence[Any]:
-    """The installed entry points of ``group``. importlib.metadata is imported only here:
-    it costs a running node ~1.5 MB of memory, and a device command never needs it."""
+    """The installed entry points of ``group``; importlib.metadata is imported only here (~1.5 MB of
+    a running node's memory)."""
     from importlib.metadata import entry_points as installed
 
     return list(installed(group=group))

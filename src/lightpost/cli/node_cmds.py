@@ -1,8 +1,6 @@
-"""`lightpost send`, `lightpost node` and `lightpost status` (parsers in cli/main.py).
-
-Only the holder of ``node.lock`` signs and broadcasts (:mod:`lightpost.node.runtime`):
-``send`` enqueues durably, then drives the outbox itself if no daemon holds the lock,
-else polls the store."""
+"""`lightpost send`, `node` and `status` (parsers in cli/main.py). Only the holder of ``node.lock``
+signs and broadcasts: ``send`` enqueues durably, then drives the outbox itself if no daemon holds
+the lock, else polls the store."""
 
 from __future__ import annotations
 
@@ -81,9 +79,8 @@ def _log_line(text: str) -> None:
 def build_services(
     config: DeviceConfig, sender: Sender, *, receive_level: Level | None = None
 ) -> list[Service]:
-    """Extra services after the sender: the agent (an enabled ``[agent]`` table) and, with
-    ``receive_level``, every message delivered at that level printed as a ``receive --json``
-    line."""
+    """Services after the sender: the agent (an enabled ``[agent]``) and, with ``receive_level``,
+    each delivery printed as a ``receive --json`` line."""
     services: list[Service] = []
     built = build_agent(config, sender, address=sender.address)
     if built is not None:
@@ -201,10 +198,9 @@ def send_and_wait(
     wait: str,
     timeout: float,
 ) -> dict[str, Any]:
-    """Enqueue durably, then wait (at most ``timeout`` s) for state ``wait``.
-
-    Without a running node this process takes the lock and drives the outbox itself; with
-    one, it only polls the store. Returns the message view."""
+    """Enqueue durably, then wait (at most ``timeout`` s) for state ``wait``: without a running node
+    this process takes the lock and drives the outbox, with one it only polls. Returns the
+    message view."""
     lock = NodeLock.for_config(config)
     drive = wait != State.QUEUED.value and lock.acquire()
     try:

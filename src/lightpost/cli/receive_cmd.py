@@ -1,9 +1,9 @@
 """`lightpost receive`: print verified messages and problems (text or JSON lines).
 
-``--json``: one object per line, a message or a problem (its ``problem`` field is a
-``ProblemKind`` value; ``endpoints`` names every side by label). Exit status 0 when no
-problem was reported, 3 when one was, 1 for an error (one ``lightpost: error:`` line).
-docs/protocol.md, section "CLI and Python API", lists every field."""
+``--json``: one object per line, a message or a problem (``problem``: a ``ProblemKind`` value;
+``endpoints``: every side by label). Exit 0 without problems, 3 with one, 1 on an error (one
+``lightpost: error:`` line). Fields: docs/protocol.md, "CLI and Python API".
+"""
 
 from __future__ import annotations
 

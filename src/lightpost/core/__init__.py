@@ -1,6 +1,3 @@
-"""The sans-I/O protocol core.
-
-Pure functions and frozen dataclasses over bytes. Nothing in this package opens a
-socket or a file, starts a thread or reads a clock: the current time is an argument.
-Allowed imports: the standard library, ``coincurve`` and ``sha3`` (safe-pysha3);
-``tests/core/test_purity.py`` enforces it."""
+"""The sans-I/O protocol core: pure functions and frozen dataclasses over bytes. No sockets, files,
+threads or clocks (time is an argument); imports: stdlib, ``coincurve``, ``sha3``
+(``tests/core/test_purity.py`` enforces it)."""

@@ -1,10 +1,10 @@
-"""AES-128 block encryption and CTR mode in pure Python (FIPS-197, NIST SP 800-38A).
+"""AES-128 and CTR mode in pure Python (FIPS-197, NIST SP 800-38A), for the keystore's
+``aes-128-ctr`` (:mod:`lightpost.core.keystore`).
 
-Only the forward cipher: CTR (SP 800-38A section 6.5) uses it both ways. This is the
-``aes-128-ctr`` of Web3 Secret Storage (:mod:`lightpost.core.keystore`). T-table form
-(FIPS-197 section 5.1); the S-box and tables are *computed* at import (section 5.1.1),
-so there is no table to mistype. Not constant-time (cache timing): acceptable because
-the only use is a local keystore file once per start, never a network-facing oracle."""
+Forward cipher only (CTR uses it both ways); T-tables *computed* at import (FIPS-197 5.1.1), none to
+mistype. Not constant-time: acceptable, its only use is a local keystore once per start, never a
+network-facing oracle.
+"""
 
 from __future__ import annotations
 
@@ -38,8 +38,8 @@ _WORD_MASK = 0xFFFFFFFF
 """Mask of a 32-bit word."""
 
 _COUNTER_MODULUS = 1 << (8 * BLOCK_SIZE)
-"""The CTR counter block is one 128-bit big-endian integer incremented modulo 2^128
-(SP 800-38A appendix B.1 with m = b = 128; the convention of geth and eth-keyfile)."""
+"""CTR counter: one 128-bit big-endian integer mod 2^128 (SP 800-38A B.1, m = b = 128; geth,
+eth-keyfile)."""
 
 
 def _xtime(a: int) -> int:
@@ -190,9 +190,8 @@ def encrypt_block(key: bytes, block: bytes) -> bytes:
 
 
 def ctr(key: bytes, iv: bytes, data: bytes) -> bytes:
-    """AES-128-CTR, its own inverse (SP 800-38A 6.5); ``iv`` is the first counter block,
-    incremented as a 128-bit big-endian integer (mod 2^128).
-    """
+    """AES-128-CTR, its own inverse (SP 800-38A 6.5); ``iv`` is the first counter block, incremented
+    as a 128-bit big-endian integer."""
     if len(iv) != BLOCK_SIZE:
         raise ValueError(f"the CTR initial counter block is {BLOCK_SIZE} bytes")
     rk = expand_key(key)

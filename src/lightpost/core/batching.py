@@ -1,13 +1,9 @@
-"""What the sender signs, and when: batching queued messages into posts, and THE
-"may we sign?" gate.
+"""What the sender signs, and when: batching queued messages into posts, and THE "may we sign?"
+gate.
 
-THE GATE IS ONE TABLE, :data:`SIGN_GATE`: every condition that can stop or defer
-signing, in priority order, with its verdict; :func:`sign_gate` is the only lookup
-(like :data:`lightpost.core.outbox.TRANSITIONS`).
-
-Batching: per (channel, recipient), posts of at most ``max_post_bytes``, sent when the
-oldest waited ``batch_delay_s`` or a post is full; a chunked message's chunks are signed
-in one step and never twice (:func:`stored_chunks`).
+THE GATE IS ONE TABLE, :data:`SIGN_GATE`; :func:`sign_gate` is its only lookup. Posts per (channel,
+recipient) of <= ``max_post_bytes``, sent when the oldest waited ``batch_delay_s`` or a post is
+full; a chunked message's chunks are signed in one step, never twice.
 """
 
 from __future__ import annotations
@@ -68,8 +64,8 @@ class SignCondition(StrEnum):
 
 
 class Gate(Enum):
-    """What the gate says: SIGN; STOP (nothing more this step); DEFER (skip this post);
-    HOLD (hold its messages visibly); HOLD_STOP (hold them, then stop)."""
+    """The gate's verdict: SIGN; STOP (nothing more this step); DEFER (skip this post); HOLD (hold
+    its messages visibly); HOLD_STOP (hold, then stop)."""
 
     SIGN = 0
     STOP = 1
@@ -129,9 +125,8 @@ def post_conditions(
     spent: int,
     balance: int | None,
 ) -> frozenset[SignCondition]:
-    """The conditions of one post. A chunked message waits for room for all its posts unless
-    the whole in-flight window is free; ``balance`` None is unknown.
-    """
+    """One post's conditions: a chunked message waits for room for all its posts unless the window
+    is free; ``balance`` None: unknown."""
     return _holding(
         (SignCondition.NO_ROOM, room <= 0),
         (SignCondition.GROUP_HELD, group_held),

@@ -4,13 +4,9 @@ A command (:data:`CONTENT_TYPE_COMMAND`) is answered by a signed result on chain
 (:data:`CONTENT_TYPE_RESULT`). Pure: the agent (``lightpost.node.agent``) persists,
 runs handlers and sends.
 
-Theory of operation -- the rule table
--------------------------------------
-:func:`decide` applies these rules in order; the first that matches wins. "seq"
-means the command's ``command_seq``; "consume" means the agent persists seq as the
-controller's highest seen value *before* it acts (commit, then run), so a crash can
-never replay it (go-tuf CVE-2022-29173 and Uptane's lesson: trust state persists).
-"reply" means a result is sent back on chain.
+:func:`decide` applies these rules in order, the first match wins. "seq": ``command_seq``;
+"consume": the agent persists seq as the controller's highest *before* it acts, so a crash
+never replays it (go-tuf CVE-2022-29173); "reply": a result is sent on chain.
 
 ====  ===========================================  =======================  =======  =====
  #    condition                                    reason                   consume  reply
@@ -34,17 +30,9 @@ never replay it (go-tuf CVE-2022-29173 and Uptane's lesson: trust state persists
 
 [a] only if the sender is a configured controller. [b] only if ``reply_to_unauthorized``.
 
-Why this order (docs/protocol.md, "Commands"): strangers and bystanders stay silent (no
-one can make a channel's devices spend gas); a level refusal (6) does not consume the seq,
-so the command runs once it reaches the level; "time" is :func:`validity_time`; the
-device clock can only *add* a refusal.
-Validity window: ``not_before <= time < expiry``.
-
-Handlers may still refuse or fail a command after rule 13 (e.g. an update image whose
-digest or size does not match: ``integrity``); see :class:`Reason`.
-
-Wire format (canonical RLP), versions (anti-rollback) and the ``[agent]`` config table:
-docs/protocol.md, section "Commands"."""
+"time" is :func:`validity_time`; the device clock can only *add* a refusal. Handlers may
+still refuse or fail after rule 13 (:class:`Reason`). Why this order, the wire format,
+versions and the ``[agent]`` table: docs/protocol.md, "Commands"."""
 
 from __future__ import annotations
 
@@ -314,8 +302,8 @@ class Target:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UpdateManifest:
-    """What an update must be (SUIT RFC 9124 / Uptane, in small): the untrusted image is
-    applied only if digest and size match, the version is higher and the class is ours."""
+    """What an update must be (SUIT RFC 9124 / Uptane, small): the untrusted image applies only if
+    digest and size match, the version is higher, the class ours."""
 
     digest: bytes
     size: int
@@ -331,11 +319,9 @@ class UpdateManifest:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Command:
-    """One instruction from a controller to a device or a class of devices.
-
-    ``args`` sorted, keys unique; valid while ``not_before <= block_timestamp < expiry``
-    (unix s); ``command_seq`` counts from 1 per controller.
-    """
+    """One instruction from a controller to a device or class: ``args`` sorted, keys unique; valid
+    while ``not_before <= block_timestamp < expiry`` (unix s); ``command_seq`` counts from 1 per
+    controller."""
 
     name: str
     args: tuple[tuple[str, str], ...] = ()
@@ -388,9 +374,8 @@ def truncate_output(text: str, limit: int = MAX_OUTPUT_BYTES) -> str:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CommandResult:
-    """The device's answer, on chain in its own tx. ``command_seq`` 0: did not decode.
-    Status and reason agree: executed/ok, refused/refusal, failed/failure.
-    """
+    """The device's answer, in its own tx (``command_seq`` 0: did not decode); status/reason:
+    executed/ok, refused/refusal, failed/failure."""
 
     controller: bytes
     command_seq: int
@@ -571,9 +556,8 @@ def decode_result(data: bytes) -> CommandResult:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AgentPolicy:
-    """What this device accepts, from the ``[agent]`` table (docs/protocol.md, "Commands");
-    ``controllers``: address -> command names; paths relative to the runtime's data dir.
-    """
+    """What this device accepts (the ``[agent]`` table); ``controllers``: address -> command names;
+    paths relative to the data dir."""
 
     device_address: bytes
     device_class: str
@@ -640,9 +624,8 @@ def _import_path(value: Any, where: str) -> str:
 
 
 def parse_agent_policy(raw: Mapping[str, Any], *, device_address: bytes) -> AgentPolicy | None:
-    """Validate the ``[agent]`` table; None when absent, empty or ``enabled = false``.
-
-    Raises :class:`ConfigError` naming the key; every allowed command must have a handler."""
+    """Validate the ``[agent]`` table (None when absent, empty or disabled); :class:`ConfigError`
+    names the key; each allowed command needs a handler."""
     if not isinstance(raw, Mapping):
         raise ConfigError("config: [agent] must be a table")
     unknown = sorted(set(raw) - _POLICY_KEYS)
@@ -722,8 +705,8 @@ def parse_agent_policy(raw: Mapping[str, Any], *, device_address: bytes) -> Agen
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AgentState:
-    """The durable facts a decision depends on: ``highest_seq`` seen from the command's
-    controller (0 = none), ``installed_version`` (``()`` = nothing installed)."""
+    """The durable facts a decision rests on: ``highest_seq`` from the controller (0 = none),
+    ``installed_version`` (``()`` = none)."""
 
     highest_seq: int = 0
     installed_version: Version = ()
@@ -731,9 +714,8 @@ class AgentState:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Decision:
-    """What to do with one delivered command (see the rule table).
-
-    ``consume``: persist the seq as seen before acting. ``reply``: send a result."""
+    """What to do with one command (rule table): ``consume``: persist the seq first; ``reply``: send
+    a result."""
 
     execute: bool
     reason: Reason
@@ -765,9 +747,8 @@ def _argument_rule(command: Command, policy: AgentPolicy) -> Reason | None:
 
 
 def validity_time(delivered: Delivered, chain_time: int | None) -> int | None:
-    """The time validity is judged by: the verified block timestamp from ``included`` up,
-    else ``chain_time`` (quorum-agreed latest block time; None: unknown).
-    """
+    """The time validity is judged by: the verified block timestamp from ``included`` up, else
+    ``chain_time`` (quorum's latest; None: unknown)."""
     return delivered.block_timestamp if delivered.level >= Level.INCLUDED else chain_time
 
 
@@ -780,11 +761,8 @@ def decide(
     now: int | None = None,
     chain_time: int | None = None,
 ) -> Decision:
-    """Apply the rule table to one delivered command (``command`` None: did not decode).
-
-    ``now`` (device clock, optional) can only add ``expired``; ``chain_time`` is needed
-    only at ``signed``.
-    """
+    """Apply the rule table to one command (None: did not decode); ``now`` (device clock) can only
+    add ``expired``; ``chain_time`` is needed at ``signed`` only."""
     allowed = policy.allowed(delivered.sender)
     if command is None:
         return _refuse(Reason.MALFORMED, consume=False, reply=allowed is not None)

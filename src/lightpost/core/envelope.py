@@ -8,10 +8,10 @@ Layout (big-endian, fixed width)::
              | [chunk_index u32 | chunk_count u32 | content_hash[32]]   (if FLAG_CHUNK)
              | payload_length u32 | payload[payload_length]
 
-Decoders raise only :class:`~lightpost.errors.DecodingError` (``what="envelope"``) and,
-for a content hash that does not match, :class:`~lightpost.errors.ProofError`; building
-what the format cannot carry raises :class:`EnvelopeError`. docs/protocol.md, section
-"Wire format", has the full tables and the batching, chunking and compression rules."""
+Decoders raise :class:`~lightpost.errors.DecodingError` (``what="envelope"``), or
+:class:`~lightpost.errors.ProofError` for a wrong content hash; what the format cannot carry raises
+:class:`EnvelopeError`. Rules: docs/protocol.md, "Wire format".
+"""
 
 from __future__ import annotations
 
@@ -85,12 +85,11 @@ MAGIC = 0x4C
 """Byte 64: ASCII 'L'. Lets a block scanner in direct mode skip foreign calldata cheaply."""
 
 FORMAT_VERSION = 0x01
-"""Byte 65: envelope format version 1, records in the clear. Decoders reject versions
-other than 1 and 2."""
+"""Byte 65: format version 1, records in the clear; decoders accept versions 1 and 2 only."""
 
 FORMAT_VERSION_DEFLATED = 0x02
-"""Byte 65 = 2: the body (everything after byte 65) is the version-1 record sequence as
-one raw DEFLATE stream. Same records, same rules once inflated."""
+"""Byte 65 = 2: the body is the version-1 record sequence as one raw DEFLATE stream (same rules once
+inflated)."""
 
 POST_HEADER_SIZE = CHANNEL_ID_SIZE + _WORD_SIZE + 2
 """66 bytes: channel id, recipient word, magic, version."""
@@ -126,27 +125,26 @@ MIN_POST_BYTES = POST_HEADER_SIZE + CHUNK_RECORD_OVERHEAD + 1
 """Smallest post budget :func:`pack_messages` accepts: room for one chunk of one byte."""
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
-"""Largest payload (wire, decompressed or reassembled) a decoder accepts: caps memory against
-bombs and chunk floods; 4 MiB of calldata costs ~168M gas (EIP-7623), far beyond IoT."""
+"""Largest payload a decoder accepts (bomb and chunk-flood bound); 4 MiB of calldata is ~168M gas
+(EIP-7623)."""
 
 TX_POOL_MAX_BYTES = 4 * 32 * 1024
-"""128 KiB: the largest transaction geth/reth txpools accept (txMaxSize), hence the largest
-post a sender can get mined through the public pool."""
+"""Largest tx geth/reth pools accept (txMaxSize): the largest post mined through the public pool."""
 
 MAX_POST_INFLATED_BYTES = MAX_MESSAGE_BYTES + TX_POOL_MAX_BYTES
-"""Bytes decoding ONE post may inflate in all (version-2 body plus compressed records): one
-maximal message plus a pool-sized post of records; a 9 KB post of 4 MiB bombs is refused."""
+"""Bytes ONE post may inflate to in all: one maximal message plus a pool-sized post of records (a 9
+KB post of 4 MiB bombs is refused)."""
 
 MAX_PARTIAL_BYTES = 2 * MAX_MESSAGE_BYTES
-"""Chunk bytes one :class:`Reassembler` (one stream) holds for all unfinished messages: a
-sender signs chunks in order (one, at most two, partials); bounds partials at many seqs."""
+"""Chunk bytes one :class:`Reassembler` holds for unfinished messages (senders sign chunks in order:
+one or two partials)."""
 
 DEFLATE_LEVEL = 9
 """zlib level 9: best ratio; the device pays gas per byte, CPU time is cheap by comparison."""
 
 DEFLATE_WBITS = -15
-"""Raw DEFLATE (RFC 1951), 32 KiB window: no zlib header/Adler-32 (6 mostly nonzero bytes
-that buy nothing: the transaction is signed and chunked messages carry a keccak256)."""
+"""Raw DEFLATE (RFC 1951), 32 KiB window, no zlib header/Adler-32 (the tx is signed; chunks carry a
+keccak256)."""
 
 _U8_MAX = 2**8 - 1
 _U32_MAX = 2**32 - 1
@@ -182,7 +180,7 @@ class ContentType(enum.IntEnum):
 
 
 def channel_id(name: str) -> bytes:
-    """Channel id = keccak256 of the UTF-8 channel name (32 bytes, bytes 0..31 of a post)."""
+    """Channel id: keccak256 of the UTF-8 channel name (post bytes 0..31)."""
     return keccak256(name.encode("utf-8"))
 
 
@@ -211,9 +209,8 @@ def _check_bytes(name: str, value: object, *, size: int | None = None) -> None:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Message:
-    """A logical message. ``seq``: per sender per channel (u64); ``timestamp``: Unix ms (UTC,
-    u64) from the caller -- the core never reads a clock.
-    """
+    """A logical message: ``seq`` per sender per channel (u64); ``timestamp`` Unix ms (u64) from the
+    caller -- the core never reads a clock."""
 
     seq: int
     timestamp: int
@@ -247,9 +244,9 @@ class Chunk:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Record:
-    """One record as it sits in a post; ``payload`` holds the wire bytes (compressed if
-    ``compressed``; a chunk's slice). Build with :func:`records_for_message`; only
-    :func:`decode_post` checks the DEFLATE of a hand-made compressed payload."""
+    """One record as in a post; ``payload``: the wire bytes (compressed if ``compressed``; a chunk's
+    slice). Build with :func:`records_for_message`; :func:`decode_post` checks a hand-made
+    compressed payload."""
 
     seq: int
     timestamp: int
@@ -284,9 +281,8 @@ class Record:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Post:
-    """One transaction's calldata: channel, recipient (None = broadcast), records;
-    ``deflated`` selects version 2 (the records as one DEFLATE stream).
-    """
+    """One transaction's calldata: channel, recipient (None = broadcast), records; ``deflated``:
+    version 2 (one DEFLATE stream)."""
 
     channel: bytes
     recipient: bytes | None
@@ -335,7 +331,7 @@ def _encode_record(record: Record) -> bytes:
 
 
 def encode_post(post: Post) -> bytes:
-    """Serialize ``post`` into calldata (see the module docstring for the layout)."""
+    """Serialize ``post`` into calldata (layout: module docstring)."""
     recipient = BROADCAST_WORD
     if post.recipient is not None:
         recipient = post.recipient.rjust(_WORD_SIZE, b"\0")
@@ -356,7 +352,7 @@ def post_calldata_tokens(post: Post) -> int:
 
 
 def post_gas(post: Post, *, execution_gas: int = 0) -> int:
-    """Gas a transaction carrying ``post`` uses (EIP-7623); ``execution_gas``: the contract's."""
+    """Gas a tx carrying ``post`` uses (EIP-7623); ``execution_gas``: the contract's."""
     return gas_used(encode_post(post), execution_gas)
 
 
@@ -377,9 +373,7 @@ def choose_compression(payload: bytes) -> tuple[bytes, bool]:
 
 
 def _inflate(data: bytes, *, limit: int, offset: int | None, too_big: str = "") -> bytes:
-    """Strict raw-DEFLATE with an output cap (bomb guard); past ``limit`` the error says
-    ``too_big``.
-    """
+    """Strict raw DEFLATE capped at ``limit`` (bomb guard; past it the error says ``too_big``)."""
     inflater = zlib.decompressobj(DEFLATE_WBITS)
     try:
         out = inflater.decompress(data, limit + 1)
@@ -411,7 +405,7 @@ def _over_budget(budget: int) -> str:
 
 
 def _decode_record(data: bytes, offset: int, *, room: int, budget: int) -> tuple[Record, int]:
-    """One record at ``offset``; a compressed unchunked payload is inflated once, in ``room``."""
+    """One record at ``offset``; a compressed unchunked payload inflated once, within ``room``."""
     _need(data, offset, _RECORD_HEAD.size, "record header")
     seq, timestamp, content_type, flags = _RECORD_HEAD.unpack_from(data, offset)
     flags_offset = offset + _RECORD_HEAD.size - 1
@@ -465,11 +459,9 @@ def _decode_record(data: bytes, offset: int, *, room: int, budget: int) -> tuple
 
 
 def decode_post(data: bytes, *, max_inflated: int = MAX_POST_INFLATED_BYTES) -> Post:
-    """Strictly decode calldata into a :class:`Post`; raise :class:`DecodingError` otherwise.
-
-    Every rejection is listed in docs/protocol.md, "Strict decoding". ``max_inflated`` caps
-    the bytes a post may inflate to in all (a receiver passes less to keep a per-poll
-    budget and charges :attr:`Post.inflated_bytes`)."""
+    """Strictly decode calldata into a :class:`Post`, else :class:`DecodingError` (every rejection:
+    docs/protocol.md, "Strict decoding"). ``max_inflated`` caps the post's total inflated bytes
+    (a receiver passes its per-poll remainder; :attr:`Post.inflated_bytes`)."""
     _check_uint("max_inflated", max_inflated, MAX_POST_INFLATED_BYTES)
     data = bytes(data)
     _need(data, 0, POST_HEADER_SIZE, "post header")
@@ -562,7 +554,7 @@ def _record(message: Message, wire: bytes, compressed: bool, chunk: Chunk | None
 
 
 def message_from_record(record: Record) -> Message:
-    """The message an unchunked record carries (decompressed). Chunks go to a Reassembler."""
+    """The message an unchunked record carries (decompressed); chunks go to a Reassembler."""
     if record.chunk is not None:
         raise EnvelopeError("a chunk record needs a Reassembler")
     payload = record.payload
@@ -585,10 +577,9 @@ def pack_messages(
     *,
     max_post_bytes: int,
 ) -> list[Post]:
-    """Batch ``messages`` (in order) into posts of at most ``max_post_bytes`` encoded bytes.
-
-    Greedy; a message too large for an empty post is chunked. A post never inflates past
-    :data:`MAX_POST_INFLATED_BYTES` (what decoders accept). docs/protocol.md, "Batching"."""
+    """Batch ``messages`` (in order, greedy) into posts of at most ``max_post_bytes``; a message too
+    large for an empty post is chunked; no post inflates past :data:`MAX_POST_INFLATED_BYTES`.
+    docs/protocol.md, "Batching"."""
     _check_uint("max_post_bytes", max_post_bytes, _U64_MAX)
     if max_post_bytes < MIN_POST_BYTES:
         raise EnvelopeError(f"max_post_bytes {max_post_bytes} below {MIN_POST_BYTES}")
@@ -621,9 +612,9 @@ def _cheaper_version(
     packed: list[tuple[Record, bytes]],
     max_post_bytes: int,
 ) -> Post:
-    """The post as version 1, or version 2 if that has fewer EIP-7623 tokens and still fits;
-    in version 2 unchunked payloads go uncompressed (one stream compresses them together),
-    chunks stay as they are (their hash covers the original payload)."""
+    """The post as version 1, or 2 if that has fewer EIP-7623 tokens and fits; version 2 stores
+    unchunked payloads uncompressed (one stream compresses them), chunks as they are (their hash
+    covers the original)."""
     records = tuple(record for record, _ in packed)
     plain = Post(channel=channel, recipient=recipient, records=records)
     if len(records) < 2 and all(r.chunk is not None or r.compressed for r in records):
@@ -659,12 +650,10 @@ class _Partial:
 
 
 class Reassembler:
-    """Collects chunk records of ONE (sender, channel) stream and yields whole messages.
-
-    :meth:`add` returns the :class:`Message` a record completes, else None. Identical
-    duplicates are ignored; a disagreeing chunk raises :class:`DecodingError` (state
-    unchanged); a wrong content hash drops the message and raises :class:`ProofError`.
-    Replay detection is the receiver's (a completed seq is forgotten)."""
+    """Collects chunk records of ONE (sender, channel) stream into whole messages: :meth:`add`
+    returns the :class:`Message` a record completes, else None. Identical duplicates are ignored;
+    a disagreeing chunk raises :class:`DecodingError` (state unchanged); a wrong content hash
+    drops the message and raises :class:`ProofError`. Replays are the receiver's to detect."""
 
     def __init__(
         self,

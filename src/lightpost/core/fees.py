@@ -1,9 +1,8 @@
-"""Fee policies: how much gas and what price per gas a message transaction offers. Pure.
+"""Fee policies: gas and price per gas for a message transaction. Pure.
 
-A policy answers a :class:`FeeQuote` (send now), a :class:`Hold` (the message waits,
-never dropped) or raises :class:`~lightpost.errors.PolicyError` (can never fit: split,
-:func:`max_payload_for`). Gas limit = gas_used + a margin on execution only.
-:func:`bump` follows geth's legacypool. docs/protocol.md, section "Fees".
+A policy answers a :class:`FeeQuote`, a :class:`Hold` (the message waits, never dropped) or raises
+:class:`~lightpost.errors.PolicyError` (can never fit). Gas limit = gas_used + a margin on
+execution; :func:`bump` follows geth's legacypool. docs/protocol.md, "Fees".
 """
 
 from __future__ import annotations
@@ -48,27 +47,24 @@ PAPER_GAS_PRICE = 30 * GWEI
 """The MIT paper's fixed gas price: 30 gwei per gas."""
 
 PAPER_GAS_LIMIT = 210_000
-"""The MIT paper's fixed gas limit; under EIP-7623 it caps a payload at 4,725 nonzero bytes
-((210,000 - 21,000) / 40)."""
+"""The MIT paper's fixed gas limit: 4,725 nonzero payload bytes under EIP-7623 ((210,000 - 21,000) /
+40)."""
 
 REPLACEMENT_BUMP_PERCENT = 10
 """geth legacypool PriceBump default: a replacement raises fee cap AND tip by >= 10%."""
 
 DEFAULT_PRIORITY_FEE = 1 * GWEI
-"""Default tip per gas: 1 gwei, what anvil and common wallets suggest; tune per chain
-(eth_maxPriorityFeePerGas)."""
+"""Default tip per gas, as anvil and wallets suggest; tune per chain (eth_maxPriorityFeePerGas)."""
 
 DEFAULT_BASE_FEE_MULTIPLIER = 2
-"""Fee cap = 2 x base fee + tip: stays includable through 6 full blocks in a row
-(EIP-1559 raises the base fee by at most 1/8 per block; 1.125**6 = 2.03)."""
+"""Fee cap = 2 x base fee + tip: includable through 6 full blocks (EIP-1559: +1/8 per block;
+1.125**6 = 2.03)."""
 
 DEFAULT_MAX_FEE_CAP = 100 * GWEI
-"""Hard cap per gas the EIP-1559 policy will ever offer (a budget choice, not a chain
-fact): above it messages are held, not sent."""
+"""Hard cap per gas the EIP-1559 policy ever offers (a budget choice); above it: held."""
 
 EXECUTION_GAS_MARGIN_PERCENT = 25
-"""Safety margin added to an execution gas *estimate* (storage slots may be cold or
-warm, EIP-2929); calldata gas is exact and gets none."""
+"""Margin on an execution gas *estimate* (slots cold or warm, EIP-2929); calldata gas is exact."""
 
 _PERCENT = 100
 
@@ -162,7 +158,7 @@ class FixedGasLimitExceeded(PolicyError):
 
 
 class FeePolicy(Protocol):
-    """What every fee policy offers (the outbox depends on this, not on a class)."""
+    """What every fee policy offers (the outbox depends on this, not a class)."""
 
     @property
     def hard_cap(self) -> int:
@@ -194,11 +190,10 @@ def _quote(policy: FeePolicy, data: bytes, execution_gas: int, base_fee: int) ->
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FixedFeePolicy:
-    """The MIT paper's mode: one gas price, one gas limit, for every message.
-
-    Type-2 quotes with fee cap = tip = ``gas_price``. A payload needing more than
-    ``gas_limit`` raises :class:`FixedGasLimitExceeded` rather than being sent to fail.
-    ``max_fee_cap`` (default ``gas_price``: never raised, as in the paper) bounds :func:`bump`."""
+    """The MIT paper's mode: one gas price and gas limit for every message (type 2, fee cap = tip =
+    ``gas_price``). A payload over ``gas_limit`` raises :class:`FixedGasLimitExceeded` rather
+    than fail on chain; ``max_fee_cap`` (default ``gas_price``: never raised) bounds
+    :func:`bump`."""
 
     gas_price: int = PAPER_GAS_PRICE
     gas_limit: int = PAPER_GAS_LIMIT
@@ -252,10 +247,8 @@ class FixedFeePolicy:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Eip1559FeePolicy:
-    """EIP-1559 pricing: fee cap = multiplier x base fee + tip, never above ``max_fee_cap``.
-
-    Holds while the base fee is above ``max_fee_cap``; the gas limit (need + execution
-    margin) never exceeds EIP-7825's cap."""
+    """EIP-1559: fee cap = multiplier x base fee + tip, never above ``max_fee_cap`` (Hold while the
+    base fee is above it); the gas limit never exceeds EIP-7825's cap."""
 
     max_fee_cap: int = DEFAULT_MAX_FEE_CAP
     priority_fee: int = DEFAULT_PRIORITY_FEE
@@ -328,10 +321,9 @@ def _bumped(value: int) -> int:
 
 
 def bump(quote: FeeQuote, policy: FeePolicy, base_fee: int) -> FeeQuote | Hold:
-    """Prices replacing the tx sent with ``quote`` (same nonce, same gas limit).
-
-    Fee cap and tip rise by >= REPLACEMENT_BUMP_PERCENT (rounded up, >= 1 wei), never below
-    a fresh quote at ``base_fee``; Hold when that would exceed the policy's cap."""
+    """Prices replacing the tx sent with ``quote`` (same nonce and gas limit): fee cap and tip up by
+    >= REPLACEMENT_BUMP_PERCENT (rounded up, >= 1 wei), never below a fresh quote; Hold above the
+    policy's cap."""
     fresh = policy.price(base_fee)
     if isinstance(fresh, Hold):
         return fresh

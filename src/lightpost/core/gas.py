@@ -1,12 +1,13 @@
 """The gas model for data-carrying transactions, as documented constants.
 
-    tokens    = zero_bytes + 4 * nonzero_bytes                     (EIP-7623)
-    standard  = 21000 + 4 * tokens + access list + execution        (EIP-2028, EIP-2930)
-    floor     = 21000 + 10 * tokens                                 (EIP-7623)
-    gas_used  = max(standard, floor)
+    tokens   = zero_bytes + 4 * nonzero_bytes                 (EIP-7623)
+    standard = 21000 + 4 * tokens + access list + execution   (EIP-2028, EIP-2930)
+    floor    = 21000 + 10 * tokens                            (EIP-7623)
+    gas_used = max(standard, floor)
 
-Measured on anvil 1.7.1 (Bpo1): empty tx 21,000; 1,000 nonzero bytes 61,000; 1,000
-zero bytes 31,000; 100,000 nonzero bytes 4,021,000 -- all equal to the floor."""
+Measured on anvil 1.7.1 (Bpo1): empty tx 21,000; 1,000 nonzero bytes 61,000; 1,000 zero bytes
+31,000; 100,000 nonzero bytes 4,021,000 -- all equal to the floor.
+"""
 
 from __future__ import annotations
 
@@ -62,8 +63,8 @@ TXPOOL_MAX_TX_BYTES = 4 * 32 * 1024
 """geth/reth txpool txMaxSize: 128 KiB per encoded transaction, else rejected."""
 
 TX_SIZE_OVERHEAD_BYTES = 300
-"""Upper bound of an encoded type-2 tx's bytes besides its calldata (fields, signature,
-RLP headers; a 20-byte `to`, no access list) -- measured max is ~150, kept with margin."""
+"""A type-2 tx's bytes besides calldata (fields, signature, RLP headers, 20-byte `to`): measured
+~150, with margin."""
 
 
 def calldata_tokens(data: bytes) -> int:

@@ -1,13 +1,11 @@
 """Block headers: every field through Prague, RLP encoding, hash and verification.
 
-Spec: Yellow Paper section 4.3, then per fork EIP-1559 ``baseFeePerGas``, EIP-4895
-``withdrawalsRoot``, EIP-4844 ``blobGasUsed``/``excessBlobGas``, EIP-4788
-``parentBeaconBlockRoot``, EIP-7685 ``requestsHash``. The hash is
-``keccak256(rlp(header))``; trailing fields are encoded only when set, and only when every
-earlier one is. Fail closed: :func:`header_from_rpc` refuses a key that is neither in
-:data:`HEADER_FIELDS` nor :data:`NON_HEADER_RPC_FIELDS` (it may be a newer fork's field,
-and ignoring it could "verify" a header missing a committed field); L2 callers pass their
-extra keys as ``extra_allowed``."""
+Spec: Yellow Paper 4.3; EIP-1559 ``baseFeePerGas``, EIP-4895 ``withdrawalsRoot``, EIP-4844
+``blobGasUsed``/``excessBlobGas``, EIP-4788 ``parentBeaconBlockRoot``, EIP-7685 ``requestsHash``.
+Hash = ``keccak256(rlp(header))``; a trailing field is encoded only when it and every earlier one is
+set. Fail closed: :func:`header_from_rpc` refuses an unknown key (ignoring a newer fork's field
+could "verify" a header missing a committed one); L2s pass ``extra_allowed``.
+"""
 
 from __future__ import annotations
 
@@ -90,8 +88,8 @@ NON_HEADER_RPC_FIELDS = frozenset(
         "sealFields",  # OpenEthereum rendering of mixHash/nonce
     }
 )
-"""Keys of an ``eth_getBlockBy*`` answer that are known not to be header fields
-(execution-apis block.yaml, plus client aliases noted inline)."""
+"""``eth_getBlockBy*`` keys known not to be header fields (execution-apis block.yaml; client aliases
+inline)."""
 
 _RPC_HEADER_NAMES = frozenset(f.rpc_name for f in HEADER_FIELDS)
 
@@ -164,7 +162,7 @@ def header_hash(header: BlockHeader) -> bytes:
 
 
 def decode_header(encoded: bytes) -> BlockHeader:
-    """Decode an RLP header (``debug_getRawHeader``, or the first item of a raw block)."""
+    """Decode an RLP header (``debug_getRawHeader``, or a raw block's first item)."""
     item = rlp.decode(encoded)
     return _header_from_items(item)
 
@@ -183,10 +181,9 @@ def _header_from_items(item: rlp.Item) -> BlockHeader:
 
 
 def header_from_rpc(obj: object, *, extra_allowed: Collection[str] = ()) -> BlockHeader:
-    """Build a header from an ``eth_getBlockBy*`` JSON object (hash not checked).
-
-    Missing fork fields stay unset; any unknown key (not a header field,
-    :data:`NON_HEADER_RPC_FIELDS` or ``extra_allowed``) raises :class:`DecodingError`."""
+    """A header from an ``eth_getBlockBy*`` object (hash not checked); missing fork fields stay
+    unset; a key not a header field, in :data:`NON_HEADER_RPC_FIELDS` or ``extra_allowed`` raises
+    :class:`DecodingError`."""
     block: Mapping[str, object] = get_object(obj, _WHAT)
     unknown = sorted(set(block) - _RPC_HEADER_NAMES - NON_HEADER_RPC_FIELDS - set(extra_allowed))
     if unknown:
@@ -210,9 +207,8 @@ def header_from_rpc(obj: object, *, extra_allowed: Collection[str] = ()) -> Bloc
 
 
 def verify_header(obj: object, *, extra_allowed: Collection[str] = ()) -> BlockHeader:
-    """Rebuild the header from JSON; keccak256(rlp) must equal ``obj["hash"]``, else
-    :class:`ProofError` (``header``); malformed or unknown fields: :class:`DecodingError`.
-    """
+    """Rebuild the header from JSON; keccak256(rlp) must equal ``obj["hash"]`` (:class:`ProofError`
+    ``header``); bad or unknown fields: :class:`DecodingError`."""
     header = header_from_rpc(obj, extra_allowed=extra_allowed)
     claimed = data_field(get_object(obj, _WHAT), "hash", _WHAT, HASH_BYTES)
     computed = header_hash(header)

@@ -1,11 +1,10 @@
-"""The channel-mode inbox contract, mirrored in Python: calldata, storage, event, gas.
+"""The channel-mode inbox contract mirrored in Python: calldata, storage, event, gas.
 
-calldata = channel (32) || recipient word (32) || body (>= 1 byte), no ABI selector.
-Per (sender, channel) the contract keeps ``acc = keccak256(acc || keccak256(calldata))``
-and ``count``, so a receiver proves (eth_getProof, EIP-1186) that nothing was omitted,
-reordered or altered. The event data is not ABI-encoded (:func:`decode_post_log`).
-docs/protocol.md, section "Inbox contract", has the full story; the source is
-``src/lightpost/contracts/inbox.easm``."""
+calldata = channel (32) || recipient word (32) || body (>= 1 byte), no ABI selector. Per (sender,
+channel) the contract keeps ``acc = keccak256(acc || keccak256(calldata))`` and ``count``:
+eth_getProof (EIP-1186) proves nothing omitted, reordered or altered. docs/protocol.md, "Inbox
+contract"; source ``contracts/inbox.easm``.
+"""
 
 from __future__ import annotations
 
@@ -87,8 +86,8 @@ _LOG_TOPICS = 4
 # --- gas (EIP-2929 / EIP-2200 / Yellow Paper costs of the opcodes the inbox runs) ---
 
 _STRAIGHT_LINE_GAS = 171
-"""Fixed costs of the simple opcodes on inbox.easm's success path, counted by hand and
-confirmed exactly on anvil by tests/integration/test_inbox_gas.py."""
+"""Fixed costs of the simple opcodes on inbox.easm's success path (confirmed by
+tests/integration/test_inbox_gas.py)."""
 
 _COLD_SLOAD_GAS = 2_100
 """EIP-2929 COLD_SLOAD_COST: each of the two slots is read cold once."""
@@ -127,23 +126,22 @@ _SCRATCH_WORDS = 2
 """Memory words in front of the calldata copy (scratch for the two 64-byte hashes)."""
 
 INBOX_EXECUTION_GAS_FIXED = 12_500
-"""Upper bound of a non-first post's execution gas besides the per-byte part (exact:
-12,422 + 12 x words + 8 x bytes + memory term, :func:`inbox_execution_gas`; anvil 1.7.1)."""
+"""Bound of a non-first post's execution gas besides the per-byte part (exact:
+:func:`inbox_execution_gas`; anvil 1.7.1)."""
 
 INBOX_EXECUTION_GAS_FIRST_POST = INBOX_EXECUTION_GAS_FIXED + 2 * (
     _SSTORE_SET_GAS - _SSTORE_RESET_GAS
 )
-"""Fixed part for the first post of a (sender, channel): both slots go zero -> nonzero
-(2 x 20,000 instead of 2 x 2,900, EIP-2200), i.e. 46,700."""
+"""First post of a (sender, channel): both slots zero -> nonzero (2 x 20,000, not 2 x 2,900,
+EIP-2200)."""
 
 INBOX_EXECUTION_GAS_PER_BYTE = 9
-"""Upper bound per calldata byte: 8 (LOG data) + 3/32 (copy) + 6/32 (keccak) + 3/32
-(memory) + the quadratic memory term, which stays under 0.625/byte up to
-INBOX_EXECUTION_GAS_BOUND_MAX_CALLDATA."""
+"""Bound per calldata byte: 8 (LOG) + 3/32 (copy) + 6/32 (keccak) + 3/32 (memory) + the quadratic
+term (< 0.625 up to INBOX_EXECUTION_GAS_BOUND_MAX_CALLDATA)."""
 
 INBOX_EXECUTION_GAS_BOUND_MAX_CALLDATA = 256 * 1024
-"""The linear bound (fixed + per-byte) holds for calldata up to 256 KiB -- twice the
-txpool limit of 128 KiB; beyond it use :func:`inbox_execution_gas`."""
+"""The linear bound holds up to 256 KiB of calldata (twice the 128 KiB pool limit); beyond:
+:func:`inbox_execution_gas`."""
 
 
 def inbox_execution_gas(calldata_len: int, *, first_post: bool = False) -> int:
@@ -233,9 +231,8 @@ def accumulator_of(calldatas: Iterable[bytes], acc: bytes = ACC_ZERO) -> bytes:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class InboxPost:
-    """One inbox post from its log; ``index`` = count_new (1-based), ``recipient`` None =
-    broadcast, ``calldata`` what the accumulator hashes.
-    """
+    """One inbox post from its log: ``index`` = count_new (1-based), ``recipient`` None = broadcast,
+    ``calldata`` as hashed."""
 
     inbox: bytes
     channel: bytes
@@ -259,8 +256,8 @@ def _word_address(word: bytes, what: str) -> bytes:
 def encode_post_log(
     sender: bytes, calldata: bytes, index: int
 ) -> tuple[tuple[bytes, bytes, bytes, bytes], bytes]:
-    """The (topics, data) of the contract's LOG4 for ``calldata`` posted by ``sender`` as
-    the ``index``-th post; ValueError for inputs the contract would refuse or cannot produce."""
+    """The contract's LOG4 (topics, data) for ``sender``'s ``index``-th post; ValueError for what
+    the contract refuses or cannot produce."""
     if len(sender) != ADDRESS_BYTES:
         raise ValueError(f"a sender is a {ADDRESS_BYTES}-byte address, got {len(sender)}")
     if len(calldata) < MIN_CALLDATA_BYTES:
@@ -281,10 +278,9 @@ def decode_post_log(
     *,
     inbox: bytes | None = None,
 ) -> InboxPost:
-    """Decode one log (address, topics, data) into an :class:`InboxPost`.
-
-    With ``inbox`` given, other addresses are rejected. DecodingError for anything that is
-    not a well-formed inbox post, including calldata words that disagree with the topics."""
+    """Decode one log into an :class:`InboxPost` (other addresses refused when ``inbox`` is given);
+    DecodingError for anything not a well-formed inbox post, including calldata disagreeing with
+    the topics."""
     if len(address) != ADDRESS_BYTES:
         raise _fail(f"log address is {len(address)} bytes, expected {ADDRESS_BYTES}")
     if inbox is not None and bytes(address) != bytes(inbox):

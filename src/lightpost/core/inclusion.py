@@ -1,10 +1,8 @@
 """The sender's side of the ``included`` level: our own transaction, proven in a block.
 
-A receipt is a claim, never a fact. Every sender state change rests on the receiver's
-ladder applied to our transaction: the block hash at the receipt's height agreed by k
-(the caller asks), the header rebuilt to it, transactionsRoot rebuilt with our hash at
-an index, receiptsRoot rebuilt for the status (:mod:`lightpost.core.verify`). A receipt
-naming an agreed block that does not hold the transaction changes nothing. No I/O here."""
+A receipt is a claim, never a fact: a state changes only once the transaction is proven
+in the k-agreed block at the receipt's height (the receiver's ladder,
+:mod:`lightpost.core.verify`; docs/protocol.md, "What the sender believes"). No I/O here."""
 
 from __future__ import annotations
 
@@ -128,8 +126,7 @@ def inclusion_events(
     finalized_number: int | None = None,
 ) -> tuple[Event, ...]:
     """:func:`~lightpost.core.outbox.check_inclusion` on a PROVEN receipt; a reverted call's
-    messages go back to the queue at finality (:class:`NonceConsumed`), never lost.
-    """
+    messages are requeued at finality, never lost."""
     events = check_inclusion(
         state=state,
         included=included,

@@ -1,10 +1,9 @@
 """Keccak-256 in pure Python: the device core's built-in keccak.
 
-Original Keccak, rate 1088 bits, padding byte 0x01 (Ethereum's keccak256); NOT NIST
-SHA3-256 (FIPS 202 pads with 0x06), so ``hashlib.sha3_256`` cannot stand in for it. It
-exists because safe-pysha3 adds 0.64 MB to a 4 MB budget; it is ~100x slower (about
-0.24 ms per short hash, docs/benchmarks.md), ample for a device. ``lightpost[fast]``
-adds the C one, which :mod:`lightpost.core.hashing` picks when present."""
+Original Keccak (rate 1088, pad 0x01), NOT SHA3-256 (0x06): ``hashlib.sha3_256`` cannot stand in.
+safe-pysha3 would add 0.64 MB; this is ~100x slower (~0.24 ms per short hash, docs/benchmarks.md),
+ample for a device; ``lightpost[fast]`` adds it back.
+"""
 
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
 """secp256k1 keys, Ethereum addresses (EIP-55) and recoverable signatures.
 
-A :class:`PrivateKey` never shows its secret: ``repr``/``str`` print only the address.
-Signatures are deterministic (RFC 6979, libsecp256k1) and always low-s (EIP-2).
-Recovery rejects high-s, zero and out-of-range r/s (EIP-2: s <= n/2)."""
+A :class:`PrivateKey` never shows its secret (``repr``/``str``: the address only). Signatures are
+deterministic (RFC 6979) and low-s; recovery rejects high-s, zero and out-of-range r/s (EIP-2: s <=
+n/2).
+"""
 
 from __future__ import annotations
 

@@ -1,18 +1,17 @@
 """Web3 Secret Storage (keystore v3): encrypt and decrypt a private key with a password.
 
-Format (Web3 Secret Storage Definition, as written by geth's accounts/keystore)::
+Format (as geth's accounts/keystore writes it)::
 
     derived = KDF(password UTF-8, salt)            # scrypt or pbkdf2, dklen 32
     ciphertext = AES-128-CTR(derived[0:16], iv, secret)
     mac = keccak256(derived[16:32] || ciphertext)   # checked before decrypting
 
-Pure: no file I/O; callers pass ``randbytes`` (``os.urandom``) to :func:`encrypt_key`.
-Readers are lenient where real files differ (``Crypto``, ``0x``, upper-case hex, short
-keys as geth accepts) and strict about what matters (version 3, cipher, KDF parameters,
-MAC). KDF work read from a file is bounded above (:data:`SCRYPT_MAX_MEMORY`,
-:data:`PBKDF2_MAX_ITERATIONS`: a hostile file cannot exhaust the device) and below
-(:data:`SCRYPT_MIN_N`, :data:`PBKDF2_MIN_ITERATIONS`, unless ``allow_weak_kdf``).
-:class:`lightpost.errors.KeystoreError` messages never contain the password or a key."""
+Pure. Lenient where real files differ (``Crypto``, ``0x``, hex case, geth's short keys), strict on
+version, cipher, KDF parameters and MAC. KDF work from a file is bounded above (a hostile file
+cannot exhaust the device) and below (unless ``allow_weak_kdf``): :data:`SCRYPT_MAX_MEMORY`,
+:data:`PBKDF2_MAX_ITERATIONS`, :data:`SCRYPT_MIN_N`, :data:`PBKDF2_MIN_ITERATIONS`.
+:class:`lightpost.errors.KeystoreError` never holds the password or a key.
+"""
 
 from __future__ import annotations
 
@@ -60,9 +59,8 @@ Keystore = dict[str, Any]
 """A keystore v3 document as a JSON-compatible dict (``json.dumps`` writes it)."""
 
 ScryptFunction = Callable[[bytes, bytes, int, int, int, int], bytes]
-"""An scrypt implementation: ``(password, salt, n, r, p, dklen) -> derived key``. The
-default, stdlib :func:`hashlib.scrypt` (OpenSSL), enforces RFC 7914's ``n < 2^(16 r)``
-and cannot read r = 1, n >= 65536 files (the spec's wiki example): inject another then."""
+"""``(password, salt, n, r, p, dklen) -> key``. The default :func:`hashlib.scrypt` (OpenSSL)
+enforces RFC 7914's ``n < 2^(16 r)``: inject another to read r = 1, n >= 65536 files."""
 
 KEYSTORE_VERSION = 3
 """Web3 Secret Storage version written and accepted (the ``version`` field)."""
@@ -98,24 +96,22 @@ PBKDF2_PRF = "hmac-sha256"
 """The only PBKDF2 pseudo-random function of Web3 Secret Storage."""
 
 PBKDF2_ITERATIONS = 600_000
-"""PBKDF2-HMAC-SHA256 iterations written: the OWASP Password Storage Cheat Sheet
-minimum (2023). The spec's own example uses c = 262144."""
+"""PBKDF2-HMAC-SHA256 iterations written: OWASP Password Storage Cheat Sheet minimum (2023)."""
 
 PBKDF2_MAX_ITERATIONS = 10_000_000
 """Refuse to read files asking for more PBKDF2 iterations (about 16x our default)."""
 
 SCRYPT_MAX_MEMORY = 257 << 20
-"""Default ceiling on the memory file-read scrypt parameters may need: 257 MiB, just enough
-for geth standard n=2^18, r=8, p=1 (128 r (n + p + 2) bytes), our default. Refused before
-allocating; config ``scrypt_max_memory_mib`` lowers or raises it."""
+"""Default memory ceiling for a file's scrypt: 257 MiB, geth standard n=2^18, r=8, p=1 (128 r (n + p
++ 2)); refused before allocating; ``scrypt_max_memory_mib`` changes it."""
 
 SCRYPT_MIN_N = LIGHT_SCRYPT_N
-"""Weakest scrypt cost read without opt-in: geth ``LightScryptN`` (4096), the lightest a
-standard wallet or ``lightpost devnet`` writes; below it brute force is cheap."""
+"""Weakest scrypt read without opt-in: geth ``LightScryptN``, the lightest a standard wallet writes;
+below, brute force is cheap."""
 
 PBKDF2_MIN_ITERATIONS = 100_000
-"""Fewest PBKDF2-HMAC-SHA256 iterations read without opt-in: a sixth of the OWASP 600,000
-we write (older wallets still open); c = 1 or 1000 is a password in plain sight."""
+"""Fewest PBKDF2 iterations read without opt-in: a sixth of the OWASP 600,000 we write; c = 1 or
+1000 is a plain password."""
 
 MAX_KEYSTORE_TEXT = 1 << 16
 """Longest keystore JSON text read: a v3 file is about 500 bytes, ethers' about 2 KB."""
@@ -160,11 +156,8 @@ def encrypt_key(
     pbkdf2_iterations: int = PBKDF2_ITERATIONS,
     scrypt: ScryptFunction | None = None,
 ) -> Keystore:
-    """Encrypt ``key`` under ``password`` into a keystore v3 dict.
-
-    ``randbytes(n)`` must be cryptographically random; called for salt (32), IV (16), UUID
-    (16). ``scrypt`` replaces the stdlib one (:data:`ScryptFunction`).
-    """
+    """Encrypt ``key`` under ``password`` into a keystore v3 dict; ``randbytes(n)`` must be
+    cryptographically random (salt 32, IV 16, UUID 16); ``scrypt`` replaces the stdlib one."""
     if kdf not in ("scrypt", "pbkdf2"):
         raise KeystoreError(f"unsupported kdf {kdf!r} (use 'scrypt' or 'pbkdf2')")
     salt = _random(randbytes, SALT_BYTES, "salt")
@@ -220,12 +213,10 @@ def decrypt_key(
     max_memory: int = SCRYPT_MAX_MEMORY,
     allow_weak_kdf: bool = False,
 ) -> PrivateKey:
-    """Decrypt a keystore v3 document (dict or JSON) with ``password``.
-
-    Refused: scrypt above ``max_memory``, work below :data:`SCRYPT_MIN_N` /
-    :data:`PBKDF2_MIN_ITERATIONS` unless ``allow_weak_kdf``. :class:`KeystoreError` with the
-    reason, ``"wrong password (MAC mismatch)"``, or on an ``address`` mismatch.
-    """
+    """Decrypt a keystore v3 document (dict or JSON) with ``password``. Refused: scrypt above
+    ``max_memory``, work below :data:`SCRYPT_MIN_N` / :data:`PBKDF2_MIN_ITERATIONS` unless
+    ``allow_weak_kdf``. :class:`KeystoreError`: the reason, ``"wrong password (MAC mismatch)"``,
+    or an ``address`` mismatch."""
     doc = _load(keystore)
     version = doc.get("version")
     if version is None:
@@ -292,8 +283,8 @@ def _load(keystore: Mapping[str, Any] | str | bytes) -> Mapping[str, Any]:
 
 
 def _check_json_depth(text: str) -> None:
-    """Refuse nesting deeper than _MAX_JSON_DEPTH before ``json.loads`` recurses into it (with
-    a raised recursion limit, e.g. eth-account's 100000, it would crash the process)."""
+    """Refuse nesting deeper than _MAX_JSON_DEPTH before ``json.loads`` recurses (with a raised
+    recursion limit, e.g. eth-account's, it would crash the process)."""
     depth = 0
     in_string = escaped = False
     for ch in text:

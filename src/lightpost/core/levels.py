@@ -1,7 +1,5 @@
-"""Verification levels and the delivered-message record shared by receiver and agent.
-
-The ladder, weakest first: ``signed``, ``included``, ``final``, ``complete`` (each implies
-the ones below); docs/protocol.md, section "Verification levels", says what each proves."""
+"""Verification levels, weakest first: ``signed``, ``included``, ``final``, ``complete`` (each
+implies those below; docs/protocol.md, "Verification levels"), and the delivered-message record."""
 
 from __future__ import annotations
 
@@ -32,10 +30,8 @@ class Level(enum.IntEnum):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Delivered:
-    """One message handed to the application, with what was proven about it.
-
-    ``block_timestamp`` is verified from ``included`` up; command validity is judged by it,
-    never by the device clock alone."""
+    """One message handed to the application, with what was proven; ``block_timestamp`` is verified
+    from ``included`` up and dates command validity, never the device clock alone."""
 
     sender: bytes
     channel: bytes

@@ -1,11 +1,7 @@
-"""Which nonce to sign with next, and what to do when the chain disagrees.
-
-Invariants: the durable local counter is authoritative for our own work; the chain's
-count is read by quorum; a mined nonce is never reused; ``pending`` can only hold.
-:func:`decide` and :func:`resolve_nonce_too_low` (:class:`Resign` only at finality,
-:class:`MarkIncluded` only on proof) apply them. docs/protocol.md, section "Nonce", has
-the rules and why.
-"""
+"""Which nonce to sign with next, and what to do when the chain disagrees: the durable counter is
+authoritative, the chain's count read by quorum, a mined nonce never reused, ``pending`` can only
+hold; :class:`Resign` only at finality, :class:`MarkIncluded` only on proof. docs/protocol.md,
+"Nonce"."""
 
 from __future__ import annotations
 
@@ -36,16 +32,16 @@ __all__ = [
 ]
 
 RECONCILE_INTERVAL_S = 60.0
-"""Seconds between periodic nonce reconciliations: 5 mainnet slots (12 s, consensus
-specs); one eth_getTransactionCount per endpoint per minute is negligible load."""
+"""Between periodic nonce reconciliations: 5 mainnet slots (12 s); one count per endpoint per
+minute."""
 
 NONCE_TAG = "latest"
-"""Block tag for the mined transaction count (execution-apis eth_getTransactionCount);
-``pending`` is only advisory (reth #10881)."""
+"""Tag for the mined count (execution-apis eth_getTransactionCount); ``pending`` is advisory (reth
+#10881)."""
 
 MAX_GAP_FILL = 16
-"""Largest gap filled automatically: geth legacypool AccountSlots (16 executable txs per
-account); a larger gap cannot even be pooled at once and signals a lost store."""
+"""Largest gap filled automatically: geth legacypool AccountSlots (16); a larger one signals a lost
+store."""
 
 
 # --- actions ---
@@ -60,15 +56,15 @@ class AdoptChain:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class KeepLocal:
-    """Local counter >= chain count; our in-flight transactions explain the difference."""
+    """Local counter >= chain count: our in-flight transactions explain the difference."""
 
     nonce: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RepairLocal:
-    """The durable counter was behind our own stored transactions; raise it to ``nonce``
-    (cannot happen with the store's atomic record_signed, handled rather than reused)."""
+    """The durable counter was behind our stored transactions: raise it to ``nonce`` (impossible
+    with atomic record_signed; handled, never reused)."""
 
     nonce: int
 
@@ -82,8 +78,8 @@ class FillGap:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Reconcile:
-    """Our in-flight transactions at these nonces were passed by the chain count: look up
-    their candidate hashes, then :func:`resolve_nonce_too_low`."""
+    """The chain count passed our in-flight txs at these nonces: look up their hashes, then
+    :func:`resolve_nonce_too_low`."""
 
     nonces: tuple[int, ...]
 
@@ -162,8 +158,8 @@ def decide(
     final_next: int = 0,
     pending: Mapping[str, int | Exception] | None = None,
 ) -> NonceDecision:
-    """Decide the next nonce (module docstring rules); ``latest``/``pending`` map endpoint
-    labels to each count (or its error); ``k`` is the quorum size."""
+    """The next nonce (module rules); ``latest``/``pending``: label -> count (or its error); ``k``:
+    quorum size."""
     _check_nonce(local_next, "local_next")
     _check_nonce(final_next, "final_next")
     for n in (*in_flight, *included):
@@ -228,12 +224,10 @@ def resolve_nonce_too_low(
     k: int,
     proven: Sighting | None = None,
 ) -> TooLowOutcome:
-    """What a "nonce too low" (or a :class:`Reconcile`) for our transaction means.
-
-    ``sightings``: label -> receipt location of any of OUR hashes (None: none);
-    ``finalized_count``: label -> count at ``finalized``; ``proven``: where ours was PROVEN.
-    Proven -> :class:`MarkIncluded` (receipts alone are hints); k agree none is ours and the
-    nonce is consumed at finality -> :class:`Resign`; else :class:`Hold`."""
+    """What a "nonce too low" (or :class:`Reconcile`) means. ``sightings``: label -> receipt
+    location of any of OUR hashes; ``finalized_count``: label -> count at ``finalized``;
+    ``proven``: where ours was PROVEN. Proven -> :class:`MarkIncluded`; k agree none is ours and
+    the nonce is consumed at finality -> :class:`Resign`; else :class:`Hold`."""
     _check_nonce(nonce, "nonce")
     if proven is not None:
         return MarkIncluded(sighting=proven)

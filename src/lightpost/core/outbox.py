@@ -1,15 +1,9 @@
 """The outbox life cycle of a message and of the transaction that carries it.
 
-THE TRANSITION TABLE BELOW IS THE ONLY PLACE A STATE CHANGES. :func:`next_state` looks a
-``(state, event type)`` pair up in :data:`TRANSITIONS`; a pair that is not there raises
-:class:`IllegalTransition` -- in that one function and nowhere else (h11 style). The
-durable store (``lightpost.adapters.store``) calls :func:`next_state` before every write.
-
-Theory of operation: raw bytes are stored before they are sent, and only stored bytes
-are re-sent ("already known" = success); a fee bump keeps the nonce, so at most one
-version is mined and every version stays a candidate; inclusion is a PROVEN receipt,
-compared by block hash; a nonce consumed by someone else sends the messages back to
-QUEUED -- never dropped. docs/protocol.md, section "Outbox life cycle", has the full story.
+THE TRANSITION TABLE BELOW IS THE ONLY PLACE A STATE CHANGES: :func:`next_state` looks ``(state,
+event type)`` up in :data:`TRANSITIONS`, a missing pair raises :class:`IllegalTransition` (h11
+style); the store calls it before every write. Why (stored bytes re-sent, bumps keep the nonce,
+inclusion by proven hash, nothing dropped): docs/protocol.md, "Outbox life cycle".
 """
 
 from __future__ import annotations
@@ -134,7 +128,7 @@ class Sighting:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Held:
-    """The fee cap refused signing now (QUEUED -> HELD; HELD -> HELD updates the reason)."""
+    """The fee cap refused signing (QUEUED -> HELD; HELD -> HELD updates the reason)."""
 
     reason: str
 
@@ -296,8 +290,8 @@ class Message:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Candidate:
-    """One signed version of a transaction (same nonce, own fees and hash). Fees are a
-    :class:`~lightpost.core.fees.FeeQuote` (a legacy/fixed price is cap = tip = price)."""
+    """One signed version of a transaction (same nonce, own fees and hash); fees a
+    :class:`~lightpost.core.fees.FeeQuote` (fixed price: cap = tip)."""
 
     tx_hash: bytes
     raw: bytes
@@ -307,11 +301,9 @@ class Candidate:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Transaction:
-    """A transaction carrying one or more messages.
-
-    ``raw``/``tx_hash``/``fees``: the current version; ``candidates``: every version signed
-    for this nonce, oldest first (any may be mined); ``included``/``mined_hash`` set in
-    INCLUDED and FINAL. No ``message_ids``: a gap filler (self-transfer)."""
+    """A transaction carrying messages: ``raw``/``tx_hash``/``fees`` the current version;
+    ``candidates`` every version signed for this nonce, oldest first (any may be mined);
+    ``included``/``mined_hash`` set in INCLUDED and FINAL; no ``message_ids``: a gap filler."""
 
     id: int
     nonce: int
@@ -344,11 +336,10 @@ def check_inclusion(
     canonical_hash: bytes | None = None,
     finalized_number: int | None = None,
 ) -> tuple[Event, ...]:
-    """Events following from what the quorum-agreed chain says about a transaction.
-
-    ``included``: where the store recorded it; ``sighting``: where a receipt now is (None:
-    none); ``canonical_hash``: agreed hash at ``included.number``; ``finalized_number``.
-    Compared by hash, never number (web3.js #3608). Apply in order with :func:`next_state`."""
+    """Events from what the quorum-agreed chain says about a transaction: ``included`` (stored),
+    ``sighting`` (a receipt now; None: none), ``canonical_hash`` (agreed at ``included.number``),
+    ``finalized_number``. By hash, never number (web3.js #3608); apply in order with
+    :func:`next_state`."""
     if state in (State.SIGNED, State.BROADCAST):
         return () if sighting is None else (Included(sighting=sighting),)
     if state is not State.INCLUDED:

@@ -1,9 +1,6 @@
-"""Bounds on what a network peer sends us: JSON nesting depth and text shown to humans.
-
-``json.loads`` recurses per nesting level (``[[[[...`` raises RecursionError), so
-:func:`parse_json` measures the depth first (:func:`json_depth`, linear) and turns every
-failure into a :class:`DecodingError`. :func:`peer_text` strips control characters,
-terminal escapes and line breaks from peer text before it reaches an error or a log."""
+"""Bounds on what a network peer sends: JSON nesting depth (``json.loads`` recurses;
+:func:`parse_json` measures first, every failure a :class:`DecodingError`) and text shown to
+humans (:func:`peer_text`: no controls, escapes or line breaks)."""
 
 from __future__ import annotations
 
@@ -16,8 +13,8 @@ from lightpost.errors import DecodingError
 __all__ = ["MAX_JSON_DEPTH", "MAX_PEER_TEXT_CHARS", "json_depth", "parse_json", "peer_text"]
 
 MAX_JSON_DEPTH = 32
-"""Deepest JSON nesting accepted: a batch of full blocks nests 8 deep (batch > response >
-block > transactions > tx > accessList > entry > storageKeys); far below 1,000 frames."""
+"""Deepest JSON accepted: a batch of full blocks nests 8 (batch > response > block > txs > tx >
+accessList > entry > keys)."""
 
 MAX_PEER_TEXT_CHARS = 200
 """Longest peer-written text kept in an error (one readable log line)."""
@@ -31,8 +28,8 @@ _STEP = bytes.maketrans(b"[{]}", b"\x02\x02\x00\x00")
 
 
 def json_depth(doc: bytes | bytearray, chunk: int = _SCAN_CHUNK) -> int:
-    """Deepest array/object nesting in ``doc`` (for invalid JSON: where a parser fails).
-    Linear, no recursion: text outside strings is every other piece between quotes."""
+    """Deepest nesting in ``doc`` (invalid JSON: where a parser fails); linear: outside strings is
+    every other piece between quotes."""
     if b"\\" in doc:
         doc = doc.replace(b"\\\\", b"").replace(b'\\"', b"")
     deepest = level = inside = 0
@@ -58,9 +55,8 @@ def parse_json(doc: bytes | bytearray, what: str, max_depth: int = MAX_JSON_DEPT
 
 
 def peer_text(value: object, limit: int = MAX_PEER_TEXT_CHARS) -> str:
-    """``value`` (text a peer wrote) safe for one log line: every non-printable character
-    (controls, ESC, newlines, Unicode separators and bidi marks) shown as its escape,
-    clipped to ``limit`` characters; a non-string shows as its type only."""
+    """Peer text safe for one log line: non-printables (controls, ESC, newlines, Unicode separators,
+    bidi marks) escaped, clipped to ``limit``; a non-string shows its type only."""
     if not isinstance(value, str):
         return f"<{type(value).__name__}>"
     shown = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in value[: limit + 1])

@@ -1,11 +1,7 @@
-"""k-of-n agreement over answers from independent JSON-RPC endpoints.
-
-An answer counts only when ``k`` endpoints gave the *identical* value; a failed endpoint
-neither agrees nor vetoes; two values both reaching ``k`` is a :class:`QuorumError`,
-never a pick. Ordered readings (:func:`quorum_height`, :func:`quorum_fee`) take the
-highest value enough readings reach (:func:`reached_by`), so a minority can only make a
-height older. docs/protocol.md, section "Adversary model", has the rules.
-"""
+"""k-of-n agreement over answers from independent JSON-RPC endpoints: only ``k`` identical answers
+count; a failed endpoint neither agrees nor vetoes; two values reaching ``k`` is a
+:class:`QuorumError`. Ordered readings (:func:`quorum_height`, :func:`quorum_fee`) take the
+highest value enough readings reach: a minority can only make a height older."""
 
 from __future__ import annotations
 
@@ -31,14 +27,11 @@ __all__ = [
 T = TypeVar("T")
 
 MAX_RENDER_CHARS = 80
-"""Longest rendering of one endpoint's answer inside an error or report (keeps a
-QuorumError one readable line even when an answer is a whole block)."""
+"""Longest rendering of one answer in an error or report (a QuorumError stays one readable line)."""
 
 
 def default_quorum(n: int) -> int:
-    """Majority of ``n`` endpoints: ``n // 2 + 1`` (1 of 1, 2 of 2, 2 of 3, 3 of 4...).
-
-    A majority makes it impossible for two different values to both reach the quorum."""
+    """Majority of ``n``: ``n // 2 + 1``, so two different values can never both reach it."""
     if n < 1:
         raise ConfigError(f"quorum: need at least one endpoint, got {n}")
     return n // 2 + 1
@@ -76,11 +69,9 @@ def _render_error(exc: Exception) -> str:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class QuorumReport(Generic[T]):
-    """What every endpoint said about one question, and whether k of them agreed.
-
-    ``agreed``: the value ``needed`` endpoints gave identically, or None (see
-    :attr:`reached`: the value itself may be None). ``answers``: label -> rendering;
-    ``dissenters``: labels that differ (all, without quorum); ``failed``: labels that raised."""
+    """What every endpoint said about one question. ``agreed``: the value ``needed`` endpoints gave
+    identically, or None (see :attr:`reached`: it may be None); ``answers``: label -> rendering;
+    ``dissenters``: labels that differ; ``failed``: labels that raised."""
 
     question: str
     needed: int
@@ -105,8 +96,8 @@ def report(
     question: str,
     render: Callable[[T], str] = render_answer,
 ) -> QuorumReport[T]:
-    """Group the answers by equality and report whether ``k`` agree (never raises for
-    disagreement; raises :class:`ConfigError` when ``k`` is not in 1..len(answers))."""
+    """Group the answers and report whether ``k`` agree (never raises on disagreement;
+    :class:`ConfigError` if ``k`` not in 1..len(answers))."""
     validate_quorum(k, len(answers))
     groups: list[tuple[T, list[str]]] = []
     failed: list[str] = []
@@ -155,10 +146,8 @@ def agree(
     question: str,
     render: Callable[[T], str] = render_answer,
 ) -> T:
-    """The value at least ``k`` endpoints answered identically.
-
-    Raises :class:`QuorumError` (answers rendered per endpoint label) when no value
-    reaches ``k`` or when two different values both do; errors count as non-answers."""
+    """The value at least ``k`` endpoints answered identically; :class:`QuorumError` (answers per
+    label) when none or two reach ``k``; errors are non-answers."""
     result = report(answers, k, question=question, render=render)
     if not result.reached:
         raise result.error()
@@ -167,8 +156,7 @@ def agree(
 
 
 def reached_by(values: Sequence[int], need: int) -> int | None:
-    """The highest value that at least ``need`` of ``values`` reach (are >= to); None when
-    there are fewer than ``need`` values. ``need`` >= 1."""
+    """The highest value at least ``need`` (>= 1) of ``values`` reach; None with fewer values."""
     if need < 1 or len(values) < need:
         return None
     return sorted(values, reverse=True)[need - 1]
@@ -187,8 +175,8 @@ def quorum_height(heights: Sequence[int], k: int) -> int | None:
 
 
 def quorum_fee(fees: Sequence[int], k: int) -> int | None:
-    """The base fee to price with: the value a majority of the answers reach (the median;
-    the lower middle one for an even count); None when fewer than ``k`` answered."""
+    """The base fee to price with: the value a majority reach (the median, lower middle for an even
+    count); None with fewer than ``k`` answers."""
     if len(fees) < k:
         return None
     return reached_by(fees, _majority(len(fees)))

@@ -1,10 +1,10 @@
 """Transaction receipts, logs and the 2048-bit logs bloom.
 
-Spec: Yellow Paper section 4.3.1, EIP-658 (status), EIP-2718 (typed receipts are
-``type || rlp(payload)``, legacy the bare list). Every type shares the payload
-``[status_or_root, cumulativeGasUsed, logsBloom, logs]``, each log
-``[address, [topics...], data]``. ``receiptsRoot`` is the ordered trie of the encoded
-receipts (:func:`receipts_root`): receivers rebuild it from every receipt of the block."""
+Spec: Yellow Paper 4.3.1, EIP-658 (status), EIP-2718 (typed: ``type || rlp(payload)``, legacy the
+bare list); payload ``[status_or_root, cumulativeGasUsed, logsBloom, logs]``, log ``[address,
+[topics...], data]``. ``receiptsRoot`` is the ordered trie of the encoded receipts
+(:func:`receipts_root`).
+"""
 
 from __future__ import annotations
 
@@ -91,10 +91,8 @@ class Log:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Receipt:
-    """A transaction receipt as committed to by ``receiptsRoot``.
-
-    Exactly one of ``status`` (EIP-658, Byzantium on) and ``post_state`` (the 32-byte
-    intermediate state root of pre-Byzantium receipts) is set."""
+    """A receipt as ``receiptsRoot`` commits to it: exactly one of ``status`` (EIP-658) and
+    ``post_state`` (pre-Byzantium 32-byte root) is set."""
 
     tx_type: int
     cumulative_gas_used: int
@@ -197,7 +195,7 @@ def _decode_log(item: rlp.Item) -> Log:
 
 
 def decode_receipt(encoded: bytes) -> Receipt:
-    """Decode a consensus-encoded receipt (as ``debug_getRawReceipts`` returns them)."""
+    """Decode a consensus-encoded receipt (as ``debug_getRawReceipts`` returns)."""
     if not encoded:
         raise DecodingError("receipt", "empty input")
     tx_type = LEGACY_TYPE
@@ -245,9 +243,9 @@ def _log_from_rpc(value: object, what: str) -> Log:
 
 
 def receipt_from_rpc(obj: object) -> Receipt:
-    """Build a :class:`Receipt` from an ``eth_getTransactionReceipt`` / ``eth_getBlockReceipts``
-    object. No ``type``: legacy; a non-empty pre-Byzantium ``root`` wins over ``status``
-    (the receipts-root check catches mix-ups); non-consensus fields are ignored."""
+    """A :class:`Receipt` from an ``eth_getTransactionReceipt`` / ``eth_getBlockReceipts`` object:
+    no ``type`` is legacy; a non-empty pre-Byzantium ``root`` wins over ``status`` (the root
+    check catches mix-ups); other fields ignored."""
     what = "receipt"
     receipt = get_object(obj, what)
     type_value = optional_field(receipt, "type")
@@ -277,9 +275,8 @@ def receipts_root(receipts: Sequence[Receipt]) -> bytes:
 
 
 def verify_receipts_root(expected_root: bytes, receipts: Sequence[Receipt]) -> None:
-    """Check every receipt's bloom and that ``receipts`` rebuild ``expected_root``.
-
-    Raises :class:`ProofError` with kind ``logsBloom`` or ``receiptsRoot``."""
+    """Check every receipt's bloom and that ``receipts`` rebuild ``expected_root``
+    (:class:`ProofError` ``logsBloom`` / ``receiptsRoot``)."""
     for receipt in receipts:
         check_logs_bloom(receipt)
     if receipts_root(receipts) != expected_root:

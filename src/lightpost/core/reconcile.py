@@ -1,10 +1,8 @@
 """The receiver's rules about endpoint claims, as pure functions returning values.
 
-An ``eth_getLogs`` answer is a *claim*. :func:`claim_violation` checks it against the
-question asked (range, inbox, topics): a claim no honest endpoint could give is that
-endpoint's lie, never proven or delivered. :func:`sort_claims` keeps only claims of
-followed streams (:func:`follows`). For a proven block, :func:`block_truth` picks the
-followed posts from the proven receipts and :func:`reconcile_block` judges the claims:
+An ``eth_getLogs`` answer is a *claim*: one no honest endpoint could give for the question
+(:func:`claim_violation`) is that endpoint's lie. For a proven block, :func:`block_truth`
+picks the followed posts and :func:`reconcile_block` judges the claims:
 
 ========================================  ==============================================
 claim / truth                             verdict
@@ -17,7 +15,7 @@ truth position an endpoint did not return hidden: named -- unless that endpoint 
                                           not consider part of the chain)
 ========================================  ==============================================
 
-:func:`dissent` reports a quorum read with dissenting answers, naming every side."""
+:func:`dissent` names every side of a quorum read with dissenting answers."""
 
 from __future__ import annotations
 
@@ -105,8 +103,8 @@ def parse_claim(obj: object) -> Claim:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LogQuestion:
-    """What one eth_getLogs request asked: the range, the inbox, the topic filter
-    (``senders`` is the topic-2 OR-list, None when any sender was asked for)."""
+    """What one eth_getLogs asked: range, inbox, topics (``senders``: the topic-2 OR-list; None: any
+    sender)."""
 
     from_block: int
     to_block: int
@@ -136,8 +134,8 @@ def claim_violation(claim: Claim, question: LogQuestion) -> str | None:
 
 
 def follows(sender: bytes, channel: bytes, policies: Policies, only: bytes | None) -> bool:
-    """Whether the device follows posts of ``sender`` on ``channel``: the sender is
-    trusted on that channel (and is the one asked for with ``--from``)."""
+    """Whether the device follows ``sender`` on ``channel``: trusted there (and the ``--from`` one
+    if asked)."""
     return sender in policies.get(channel, frozenset()) and (only is None or sender == only)
 
 
@@ -149,8 +147,7 @@ def _log_follows(log: Log, policies: Policies, only: bytes | None) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class ClaimSet:
-    """The kept claims of all endpoints (claim -> labels that returned it), the labels
-    whose answers counted, and the problems found on the way."""
+    """Kept claims (claim -> labels), the labels whose answers counted, and the problems found."""
 
     claims: dict[Claim, frozenset[str]] = field(default_factory=dict)
     answered: frozenset[str] = frozenset()
@@ -170,8 +167,8 @@ def sort_claims(
     policies: Policies,
     only: bytes | None = None,
 ) -> ClaimSet:
-    """Parse and check every endpoint's eth_getLogs answer for one question: bad logs and
-    violations are reported against their endpoint; only claims of followed streams are kept."""
+    """Parse and check every endpoint's eth_getLogs answer: bad logs and violations are its
+    problems; only followed streams' claims are kept."""
     kept: dict[Claim, set[str]] = {}
     problems: list[Problem] = []
     for label, answer in answers.items():
@@ -229,8 +226,7 @@ def block_truth(
 
 @dataclass(frozen=True, slots=True)
 class Reconciled:
-    """A proven block compared with the claims about it: the proven post positions
-    (ascending) and the problems (forged, hidden, disagreements)."""
+    """A proven block against its claims: proven post positions (ascending) and problems."""
 
     positions: tuple[tuple[int, int], ...]
     problems: tuple[Problem, ...]
@@ -251,9 +247,8 @@ def reconcile_block(
     answered: frozenset[str],
     tx_hashes: Sequence[bytes],
 ) -> Reconciled:
-    """Compare the claims about block ``number`` with its proven ``truth`` (module table).
-    ``agreeing``/``dissenting``: labels that answered the quorum's hash / another;
-    ``tx_hashes``: the block's proven transaction hashes."""
+    """Judge the claims about block ``number`` against its proven ``truth`` (module table);
+    ``agreeing``/``dissenting``: who answered the quorum's hash / another."""
     problems: list[Problem] = []
     returned: dict[tuple[int, int], set[str]] = {}
     other_view = set(dissenting)
@@ -304,9 +299,8 @@ def reconcile_block(
 
 
 def dissent(report: QuorumReport[object], block_number: int | None = None) -> Problem | None:
-    """A disagreement problem naming every side of a quorum read in which some
-    endpoint answered a value other than the agreed one (None when all agreed).
-    Neither side is called a liar: the report alone is no evidence of who lies."""
+    """A disagreement naming every side of a quorum read with a dissenting answer (None when all
+    agreed); no one is called a liar."""
     if not report.dissenters:
         return None
     sides: dict[str, list[str]] = {}
@@ -327,11 +321,9 @@ def dissent(report: QuorumReport[object], block_number: int | None = None) -> Pr
 
 
 def finality_dissent(height: int, readings: Mapping[str, int], block_number: int) -> Problem | None:
-    """A disagreement when ``block_number`` is final only by the quorum's height: some
-    endpoint that answered reports a finalized height below it. Lag between honest
-    endpoints looks the same as a lie, so neither side is blamed -- but a delivery at
-    ``final`` that rests on the majority alone is never silent (None: every answer
-    agrees the block is final)."""
+    """A disagreement when ``block_number`` is final only by the quorum's height (an answering
+    endpoint reports a lower finalized height). Honest lag looks the same, so no one is blamed,
+    but a `final` delivery resting on a majority is never silent (None: all agree)."""
     below = {label: h for label, h in readings.items() if h < block_number}
     if not below or block_number > height:
         return None
@@ -347,8 +339,8 @@ def finality_dissent(height: int, readings: Mapping[str, int], block_number: int
 
 
 def cursor_after(scanned_to: int, holds: Iterable[int | None]) -> int:
-    """The cursor to persist: the block after ``scanned_to``, unless a stream holds
-    something undelivered at a lower block (then that block: it is rescanned)."""
+    """The cursor to persist: block ``scanned_to`` + 1, or a lower block where a stream holds
+    something undelivered."""
     return min([scanned_to + 1, *(h for h in holds if h is not None)])
 
 
@@ -371,9 +363,8 @@ def pick_direct(
     policies: Policies,
     only: bytes | None,
 ) -> DirectPick:
-    """The lightpost posts of a proven block that concern this device: addressed to it
-    (``to`` = me) or by a trusted sender of a subscribed channel (their seq is shared
-    across recipients, so posts to other devices still advance it)."""
+    """Posts of a proven block for this device: addressed to it or by a trusted sender of a
+    subscribed channel (whose seq is shared across recipients)."""
     asked = set(channels)
     known = {(s, cid) for cid in asked for s in policies.get(cid, frozenset())}
     picked: list[tuple[int, bytes, SignedTransaction]] = []

@@ -26,8 +26,8 @@ _SHORT = 56
 """Payloads shorter than this carry their length in the prefix byte itself."""
 
 _MAX_DEPTH = 128
-"""Deepest list nesting :func:`decode` accepts: Ethereum nests ~5 levels; hostile input
-(3 bytes per level) must not exhaust Python's recursion limit."""
+"""Deepest list nesting :func:`decode` accepts: Ethereum nests ~5; hostile input must not exhaust
+the recursion limit."""
 
 
 def encode_int(value: int) -> bytes:

@@ -1,8 +1,7 @@
-"""Strict readers for the hex fields of Ethereum JSON-RPC answers.
-
-QUANTITY and DATA (execution-apis): every malformed, missing or mistyped field raises
-:class:`lightpost.errors.DecodingError` naming structure and field. Redundant leading
-zeros (``0x01``) are accepted: some providers emit them, and proofs commit to the value."""
+"""Strict readers for the hex fields (QUANTITY, DATA; execution-apis) of JSON-RPC answers: a
+malformed, missing or mistyped field raises :class:`lightpost.errors.DecodingError` naming
+structure and field. Redundant leading zeros (``0x01``) are accepted: providers emit them, proofs
+commit to the value."""
 
 from __future__ import annotations
 
@@ -96,5 +95,5 @@ def quantity_field(obj: Mapping[str, object], name: str, what: str) -> int:
 
 
 def data_field(obj: Mapping[str, object], name: str, what: str, length: int | None = None) -> bytes:
-    """Parse the required DATA field ``name`` of ``obj`` (optionally of a fixed length)."""
+    """Parse the required DATA field ``name`` of ``obj`` (optionally fixed-length)."""
     return parse_data(get_field(obj, name, what), f"{what}.{name}", length)

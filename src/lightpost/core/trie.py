@@ -1,23 +1,13 @@
 """Merkle Patricia Trie roots and EIP-1186 proof verification.
 
-Spec: Yellow Paper appendix C (hex-prefix encoding) and appendix D (the trie). A node is
-an RLP list: a *leaf* ``[hp(path, leaf=True), value]``, an *extension*
-``[hp(path, leaf=False), child]`` or a *branch* of 16 children plus a value. A child
-whose RLP encoding is shorter than 32 bytes is embedded inline; otherwise the parent
-holds ``keccak256`` of it. The root is always ``keccak256(rlp(root node))``.
-
-This module builds the whole trie from the final key/value set (no incremental
-updates: lightpost only needs roots and proofs), so insertion order cannot matter. An
-empty value means "absent", as in go-ethereum's ``trie.Update`` (storing ``b""``
-deletes the key).
-
-Proofs (EIP-1186 ``eth_getProof``): the list of RLP nodes on the path from the root,
-root first; embedded nodes are not listed separately. :func:`verify_proof` consumes
-them strictly in order and accepts nothing extra. A proof of *absence* ends at an empty
-branch slot, a leaf for another key, or an extension whose path diverges from the key.
-Every inconsistency raises :class:`lightpost.errors.ProofError`; the values an RPC
-answer claims are never believed without the proof.
-"""
+Spec: Yellow Paper appendix C (hex-prefix) and D (the trie): a node is an RLP leaf
+``[hp(path, True), value]``, extension ``[hp(path, False), child]`` or 16-child branch
+plus value; a child encoding under 32 bytes is inlined, else referenced by keccak256.
+The trie is built whole from the final key/value set (order cannot matter); an empty
+value means absent (go-ethereum ``trie.Update``). :func:`verify_proof` consumes the
+EIP-1186 node list root first, strictly in order, nothing extra; absence ends at an empty
+branch slot, another key's leaf or a diverging extension. Any inconsistency raises
+:class:`lightpost.errors.ProofError`: an RPC answer's values are never believed unproven."""
 
 from __future__ import annotations
 
@@ -85,7 +75,7 @@ _NIBBLE_OF_HEX = bytes.maketrans(b"0123456789abcdef", bytes(range(16)))
 """Maps the ASCII hex digits of ``bytes.hex()`` to nibble values 0..15."""
 
 
-# --- hex-prefix encoding (Yellow Paper appendix C) ----------------------------------
+# --- hex-prefix encoding (Yellow Paper appendix C) ---
 
 
 def _nibbles(key: bytes) -> bytes:
@@ -115,7 +105,7 @@ def _hp_decode(encoded: bytes, kind: str) -> tuple[bytes, bool]:
     return nib[2:], bool(flag & _HP_LEAF)
 
 
-# --- building ------------------------------------------------------------------------
+# --- building ---
 
 
 def _common_prefix_length(a: bytes, b: bytes) -> int:
@@ -188,15 +178,12 @@ def secure_trie_root(items: Mapping[bytes, bytes]) -> bytes:
 
 
 def ordered_trie_root(values: Sequence[bytes]) -> bytes:
-    """Root of the trie mapping rlp(i) -> values[i].
-
-    This is how a block commits to its transactions, receipts and withdrawals
-    (Yellow Paper section 4.3; EIP-2718 typed items are stored as ``type || payload``).
-    """
+    """Root of the trie rlp(i) -> values[i]: a block's transactions, receipts, withdrawals (Yellow
+    Paper 4.3; EIP-2718 items as ``type || payload``)."""
     return trie_root({rlp.encode(i): v for i, v in enumerate(values)})
 
 
-# --- walking (shared by proof generation and verification) ---------------------------
+# --- walking (shared by proof generation and verification) ---
 
 
 def _as_node(encoded: bytes, kind: str) -> rlp.Item:
@@ -214,11 +201,8 @@ def _hashed_node(encoded: bytes, digest: bytes, root: bytes, kind: str) -> rlp.I
 
 
 def _walk(root: bytes, key: bytes, fetch: Callable[[bytes], rlp.Item], kind: str) -> bytes | None:
-    """Follow ``key`` from ``root``; ``fetch(hash)`` supplies hashed nodes, decoded
-    (:func:`_hashed_node`).
-
-    Returns the value, or ``None`` when the visited nodes prove the key absent.
-    """
+    """Follow ``key`` from ``root`` (``fetch(hash)``: a hashed node, decoded); the value, or None
+    when the nodes prove it absent."""
     path = _nibbles(key)
     pos = 0
     ref: rlp.Item = root
@@ -271,9 +255,8 @@ def _walk(root: bytes, key: bytes, fetch: Callable[[bytes], rlp.Item], kind: str
 
 
 Known = dict[bytes, tuple[bytes, rlp.Item]]
-"""Nodes already verified in one trie: hash -> (encoding, decoded node). Proofs of many
-keys of one trie share their upper nodes (an eth_getProof of 20,000 storage keys holds
-~105,000 nodes, ~40,000 distinct): each distinct node is hashed and decoded once."""
+"""Nodes verified in one trie: hash -> (encoding, node). Proofs of many keys share upper nodes
+(20,000 storage keys: ~105,000 nodes, ~40,000 distinct): each is hashed and decoded once."""
 
 
 def verify_proof(
@@ -284,14 +267,10 @@ def verify_proof(
     kind: str = "trie",
     known: Known | None = None,
 ) -> bytes | None:
-    """Verify an EIP-1186 proof of ``key`` under ``root``.
-
-    Returns the proven value, or ``None`` for a valid proof of absence. Raises
-    :class:`ProofError` (with ``kind``) on a hash mismatch, a malformed node, a missing
-    node or a node left over after the walk. ``known``: nodes of this trie verified by
-    earlier proofs (see :data:`Known`), updated; a proof node equal byte for byte to a
-    known node of the same hash is not hashed again -- every node is still checked.
-    """
+    """Verify an EIP-1186 proof of ``key`` under ``root``: the value, or None for a proof of
+    absence. :class:`ProofError` (``kind``) on a hash mismatch, a malformed, missing or left-over
+    node. ``known`` (:data:`Known`, updated): a node equal to a known one is not hashed again;
+    every node is still checked."""
     if len(root) != HASH_BYTES:
         raise ProofError(kind, f"root must be 32 bytes, got {len(root)}")
     if not proof and root == EMPTY_TRIE_ROOT:
@@ -327,10 +306,8 @@ def verify_proof(
 
 
 def make_proof(items: Mapping[bytes, bytes], key: bytes) -> list[bytes]:
-    """Build the EIP-1186 proof of ``key`` (present or absent) in the trie of ``items``.
-
-    The inverse of :func:`verify_proof`; used by tests and fake endpoints.
-    """
+    """The EIP-1186 proof of ``key`` (present or absent) in the trie of ``items`` (for tests and
+    fake endpoints)."""
     db: dict[bytes, bytes] = {}
     root = _root_node(items, db)
     nodes: list[bytes] = []
@@ -344,7 +321,7 @@ def make_proof(items: Mapping[bytes, bytes], key: bytes) -> list[bytes]:
     return nodes
 
 
-# --- accounts and storage (EIP-1186) -------------------------------------------------
+# --- accounts and storage (EIP-1186) ---
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -411,8 +388,8 @@ def verify_account_proof(
 def verify_storage_proof(
     storage_root: bytes, slot: int, storage_proof: Sequence[bytes], known: Known | None = None
 ) -> int:
-    """Prove the value of storage ``slot`` under ``storage_root``; absent slots are 0.
-    ``known``: as in :func:`verify_proof` (the other slots' proofs of one answer)."""
+    """Prove storage ``slot`` under ``storage_root`` (absent: 0); ``known`` as in
+    :func:`verify_proof`."""
     value = verify_proof(
         storage_root, storage_key(slot), storage_proof, kind="storage", known=known
     )
@@ -429,11 +406,8 @@ def verify_storage_proof(
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ProvenAccount:
-    """An ``eth_getProof`` answer after verification against ``state_root``.
-
-    ``account`` is ``None`` when the account is proven absent; ``storage`` maps each
-    requested slot to its proven value (0 when absent).
-    """
+    """An ``eth_getProof`` answer verified against ``state_root``: ``account`` None when proven
+    absent; ``storage``: slot -> proven value (0 when absent)."""
 
     state_root: bytes
     address: bytes
@@ -450,8 +424,7 @@ _WHAT = "eth_getProof"
 """Structure name used in decoding errors for eth_getProof answers."""
 
 ABSENT_CODE_HASHES = frozenset({EMPTY_KECCAK, bytes(HASH_BYTES)})
-"""Code hashes an RPC may claim for an absent account: the empty-code hash (geth
-today) or all zeros (older clients). Both mean "nothing here"."""
+"""Code hashes an RPC may claim for an absent account: empty-code (geth) or zeros (older)."""
 
 ABSENT_STORAGE_HASHES = frozenset({EMPTY_TRIE_ROOT, bytes(HASH_BYTES)})
 """Storage hashes an RPC may claim for an absent account: the empty-trie root or zeros."""
@@ -464,14 +437,10 @@ def _proof_nodes(value: object, what: str) -> list[bytes]:
 def check_eth_get_proof(
     state_root: bytes, rpc_obj: object, *, address: bytes | None = None
 ) -> ProvenAccount:
-    """Verify a whole ``eth_getProof`` JSON answer (EIP-1186) against ``state_root``.
-
-    The account proof is verified; every claimed account field must equal the proven
-    one (an absent account must be claimed empty); every ``storageProof`` entry is
-    verified against the proven storage root and its claimed value must equal the
-    proven value. If ``address`` is given, the answer must be about that address.
-    Malformed JSON raises :class:`DecodingError`, anything unproven :class:`ProofError`.
-    """
+    """Verify an ``eth_getProof`` answer (EIP-1186) against ``state_root``: every claimed account
+    field equals the proven one (an absent account claimed empty), every ``storageProof`` value
+    equals the proven one, and the answer is about ``address`` if given. Malformed JSON:
+    :class:`DecodingError`; anything unproven: :class:`ProofError`."""
     obj = get_object(rpc_obj, _WHAT)
     claimed_address = data_field(obj, "address", _WHAT, ADDRESS_BYTES)
     if address is not None and claimed_address != address:

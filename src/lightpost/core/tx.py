@@ -1,10 +1,9 @@
 """Typed Ethereum transactions: legacy (EIP-155), access list (EIP-2930), dynamic fee (EIP-1559).
 
-One small function per rule, each citing its EIP. Only types 0-2 are signed; other types
-(EIP-4844, EIP-7702, undefined EIP-2718 ones) are a :class:`ForeignTransaction`, skipped
-cleanly (3 and 4 rebuilt byte for byte for transactionsRoot). The sender is always
-*recovered* (EIP-2 low-s), the RPC ``from`` never read; decoding is strict; whether a
-node's ``hash`` matches is the caller's check (:func:`rpc_hash_matches`).
+One function per rule, citing its EIP. Types 0-2 only are signed; others (EIP-4844, EIP-7702,
+undefined EIP-2718) are a :class:`ForeignTransaction`, skipped (3 and 4 rebuilt for
+transactionsRoot). The sender is always *recovered* (EIP-2 low-s), RPC ``from`` never read; decoding
+is strict; the node's ``hash`` is the caller's check (:func:`rpc_hash_matches`).
 """
 
 from __future__ import annotations
@@ -286,10 +285,8 @@ def legacy_v(chain_id: int | None, y_parity: int) -> int:
 
 
 def split_legacy_v(v: int) -> tuple[int | None, int]:
-    """Inverse of :func:`legacy_v`: ``(chain_id or None, y_parity)``.
-
-    EIP-155 / execution-specs ``recover_sender``: v must be 27, 28 or >= 35; anything
-    else ("bad v") raises SignatureError."""
+    """Inverse of :func:`legacy_v`: ``(chain_id or None, y_parity)``; v must be 27, 28 or >= 35
+    (EIP-155, execution-specs ``recover_sender``), else SignatureError."""
     if v in (UNPROTECTED_V_OFFSET, UNPROTECTED_V_OFFSET + 1):
         return None, v - UNPROTECTED_V_OFFSET
     if v < EIP155_V_OFFSET:
@@ -372,8 +369,8 @@ def _recover(tx: Transaction, signature: Signature) -> bytes:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SignedTransaction:
-    """A transaction with its signature; ``raw`` (canonical encoding), ``hash`` and ``sender``
-    (recovered, EIP-2 low-s) are derived. SignatureError when no public key recovers."""
+    """A signed transaction; ``raw``, ``hash`` and ``sender`` (recovered, EIP-2 low-s) derived;
+    SignatureError when no key recovers."""
 
     tx: Transaction
     signature: Signature
@@ -410,8 +407,8 @@ class SignedTransaction:
 
 
 def sign_transaction(tx: Transaction, key: PrivateKey) -> SignedTransaction:
-    """Sign ``tx`` deterministically (RFC 6979, low-s) with ``key``; the recovered sender must
-    be ``key``'s address (a signing fault must not put someone else's tx on the wire)."""
+    """Sign ``tx`` (RFC 6979, low-s); the recovered sender must be ``key``'s address (a fault must
+    not put another's tx on the wire)."""
     signed = SignedTransaction(tx=tx, signature=key.sign_hash(signing_hash(tx)))
     if signed.sender != key.address:
         raise SignatureError("signature self-check failed: the recovered sender is not the key's")
@@ -424,8 +421,8 @@ def encode_transaction(signed: SignedTransaction) -> bytes:
 
 
 def check_chain_id(tx: Transaction, expected: int | None) -> None:
-    """EIP-155: a chain-bound signature must be for ``expected`` (None: no check). Unprotected
-    legacy txs carry no chain id and pass (consensus accepts them)."""
+    """EIP-155: a chain-bound signature must be for ``expected`` (None: no check); unprotected
+    legacy txs pass (consensus accepts them)."""
     if expected is None or tx.chain_id is None:
         return
     if tx.chain_id != expected:
@@ -443,10 +440,9 @@ def recover_sender(signed: SignedTransaction, *, chain_id: int | None = None) ->
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ForeignTransaction:
-    """A transaction of a type lightpost does not handle, classified so scans can skip it.
-
-    ``raw`` = type || payload, ``hash`` = keccak256(raw); ``raw`` is None only for a type
-    that cannot be rebuilt (0x05..0x7f): ``hash`` is then the node's *unverified* claim."""
+    """A transaction type lightpost does not handle, so scans skip it: ``raw`` = type || payload,
+    ``hash`` = keccak256(raw); ``raw`` None only for types 0x05..0x7f (``hash`` is then the
+    node's *unverified* claim)."""
 
     type: int
     raw: bytes | None
@@ -564,8 +560,8 @@ def _decode_typed(raw: bytes, cls: type[AccessListTx] | type[DynamicFeeTx]) -> S
 
 
 def _classify_blob_tx(raw: bytes) -> ForeignTransaction:
-    """EIP-4844: 0x03 || rlp([14 fields]). Only the canonical form appears in blocks; the
-    network form (with the blob sidecar) is a 4-item wrapper and is refused here."""
+    """EIP-4844: 0x03 || rlp([14 fields]) as in blocks; the network form (4-item wrapper with
+    sidecar) is refused."""
     _rlp_fields(raw[1:], _BLOB_TX_FIELDS, "EIP-4844 transaction")
     return _foreign(raw)
 
@@ -577,11 +573,10 @@ def _classify_set_code_tx(raw: bytes) -> ForeignTransaction:
 
 
 def decode_transaction(raw: bytes, *, chain_id: int | None = None) -> DecodedTransaction:
-    """Decode canonical transaction bytes, dispatching on the first byte (EIP-2718).
-
-    Types 0-2 -> :class:`SignedTransaction` (chain id checked if given); 3, 4, 0x05..0x7f ->
-    :class:`ForeignTransaction`. Anything else or non-canonical raises DecodingError; bad
-    signatures raise SignatureError."""
+    """Decode canonical transaction bytes by first byte (EIP-2718): 0-2 ->
+    :class:`SignedTransaction` (chain id checked if given); 3, 4, 0x05..0x7f ->
+    :class:`ForeignTransaction`. Else or non-canonical: DecodingError; bad signatures:
+    SignatureError."""
     if not isinstance(raw, (bytes, bytearray, memoryview)):
         raise _fail("expected bytes")
     raw = bytes(raw)
@@ -683,7 +678,7 @@ def _rpc_fields(obj: Mapping[str, Any], spec: _FieldSpec) -> dict[str, Any]:
 
 
 def _rpc_y_parity(obj: Mapping[str, Any]) -> int:
-    """Typed txs: ``yParity`` (execution-apis); older nodes only sent ``v`` (= yParity)."""
+    """Typed txs: ``yParity`` (execution-apis); older nodes sent only ``v`` (= yParity)."""
     if "yParity" in obj:
         y_parity = _parse_quantity(obj["yParity"], "yParity")
         if "v" in obj and _parse_quantity(obj["v"], "v") != y_parity:
@@ -776,10 +771,9 @@ def _set_code_tx_from_rpc(obj: Mapping[str, Any]) -> ForeignTransaction:
 def transaction_from_rpc(
     obj: Mapping[str, Any], *, chain_id: int | None = None
 ) -> DecodedTransaction:
-    """Rebuild a transaction from its JSON-RPC object (``from`` is never read).
-
-    Types 0-2 -> :class:`SignedTransaction`; 3 and 4 -> :class:`ForeignTransaction` with
-    ``raw``; unknown types -> without ``raw``. ``hash`` is not checked: :func:`rpc_hash_matches`."""
+    """Rebuild a transaction from its JSON-RPC object (``from`` never read): 0-2 ->
+    :class:`SignedTransaction`; 3, 4 -> :class:`ForeignTransaction` with ``raw``; unknown
+    without. ``hash`` unchecked: :func:`rpc_hash_matches`."""
     if not isinstance(obj, Mapping):
         raise _rpc_fail("expected a JSON object")
     # Pre-Berlin nodes omit "type"; their transactions are all legacy.
@@ -805,10 +799,8 @@ def transaction_from_rpc(
 
 
 def rpc_hash_matches(obj: Mapping[str, Any], rebuilt: DecodedTransaction | None = None) -> bool:
-    """True iff the transaction rebuilt from ``obj`` hashes to ``obj["hash"]``.
-
-    Pass ``rebuilt`` (from :func:`transaction_from_rpc`) to avoid rebuilding twice. A
-    ForeignTransaction without ``raw`` can never be checked and gives False."""
+    """True iff the transaction rebuilt from ``obj`` (or ``rebuilt``) hashes to ``obj["hash"]``; a
+    ForeignTransaction without ``raw`` gives False."""
     if rebuilt is None:
         rebuilt = transaction_from_rpc(obj)
     if rebuilt.raw is None:

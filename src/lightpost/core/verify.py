@@ -1,10 +1,7 @@
-"""The receiver's verification ladder and delivery ordering, as pure functions.
-
-No I/O: given quorum-agreed values and JSON answers, these return what was proven or
-raise :class:`~lightpost.errors.ProofError` / ``DecodingError`` / ``SignatureError``.
-docs/protocol.md, section "Verification levels", maps each level to its functions.
-Delivery ordering is the :class:`Sequencer` state machine (table in its docstring).
-"""
+"""The receiver's verification ladder and delivery ordering, pure: quorum-agreed values and JSON
+answers in, proven values out, else :class:`~lightpost.errors.ProofError` / ``DecodingError`` /
+``SignatureError``. Levels -> functions: docs/protocol.md, "Verification levels"; ordering:
+:class:`Sequencer`."""
 
 from __future__ import annotations
 
@@ -83,18 +80,16 @@ class ProblemKind(enum.StrEnum):
 
 
 MAX_HELD_MESSAGES = 1024
-"""Messages held behind a gap per stream before the oldest held are dropped (memory
-bound; a rescan from the persisted cursor recovers them)."""
+"""Messages held behind a gap per stream before the oldest are dropped (a rescan from the cursor
+recovers them)."""
 
 T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Problem:
-    """Something the receiver refused or could not prove; reported, never delivered.
-
-    ``endpoints`` names the endpoint labels involved (never URLs). Other fields are set
-    when known."""
+    """Something refused or unproven: reported, never delivered; ``endpoints``: labels involved
+    (never URLs)."""
 
     kind: ProblemKind
     details: str
@@ -126,9 +121,9 @@ def _require_signed(decoded: DecodedTransaction, chain_id: int) -> SignedTransac
 
 
 def verify_signed(tx_json: Mapping[str, Any], *, chain_id: int) -> SignedTransaction:
-    """Rebuild a transaction from its JSON-RPC object; its ``hash`` must be keccak256 of the
-    bytes and the sender is recovered (``from`` ignored). Raises ProofError (``signed``) /
-    DecodingError / SignatureError."""
+    """Rebuild a transaction from its JSON-RPC object: ``hash`` must be keccak256 of its bytes; the
+    sender recovered (``from`` ignored). ProofError (``signed``) / DecodingError /
+    SignatureError."""
     try:
         decoded = transaction_from_rpc(tx_json)
         matches = rpc_hash_matches(tx_json, decoded)
@@ -146,8 +141,8 @@ def verify_signed_raw(raw: bytes, *, chain_id: int) -> SignedTransaction:
 
 
 def check_post_tx(post: InboxPost, tx: SignedTransaction, *, inbox: bytes) -> None:
-    """The inbox post must come from ``tx``: same sender (CALLER), ``to`` = the inbox,
-    calldata = the post's calldata. Raises ProofError (kind ``signed``)."""
+    """The post must come from ``tx``: same sender (CALLER), ``to`` = inbox, same calldata; else
+    ProofError (``signed``)."""
     if tx.sender != post.sender:
         raise ProofError("signed", "the log's sender is not the transaction's signer")
     if tx.tx.to != inbox:
@@ -166,8 +161,8 @@ def decode_inbox_log(log: Log, *, inbox: bytes) -> InboxPost:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ProvenBlock:
-    """A block whose header hashes to the quorum-agreed hash, with what was proven of
-    its body (``transactions`` and/or ``receipts``; empty when not fetched)."""
+    """A block whose header hashes to the agreed hash, with its proven ``transactions`` and/or
+    ``receipts`` (empty when not fetched)."""
 
     header: BlockHeader
     hash: bytes
@@ -192,8 +187,8 @@ def verify_block_header(header_json: object, agreed_hash: bytes) -> BlockHeader:
 def prove_block_transactions(
     header: BlockHeader, transactions_json: Sequence[object]
 ) -> tuple[DecodedTransaction, ...]:
-    """Rebuild every transaction of a full block (each to its claimed hash) and the
-    transactionsRoot; any difference raises ProofError (``transactionsRoot``)."""
+    """Rebuild every transaction of a full block (each to its hash) and transactionsRoot; else
+    ProofError (``transactionsRoot``)."""
     rebuilt: list[DecodedTransaction] = []
     for i, obj in enumerate(transactions_json):
         tx_obj = get_object(obj, f"block.transactions[{i}]")
@@ -212,8 +207,8 @@ def prove_block_transactions(
 
 
 def prove_block_receipts(header: BlockHeader, receipts_json: object) -> tuple[Receipt, ...]:
-    """Rebuild every receipt of a block (eth_getBlockReceipts) and its receiptsRoot
-    (and each receipt's bloom). Raises ProofError (``receiptsRoot`` / ``logsBloom``)."""
+    """Rebuild every receipt (eth_getBlockReceipts), its bloom and receiptsRoot; else ProofError
+    (``receiptsRoot`` / ``logsBloom``)."""
     items = get_list(receipts_json, "block receipts")
     receipts = tuple(receipt_from_rpc(r) for r in items)
     verify_receipts_root(header.receipts_root, receipts)
@@ -223,8 +218,8 @@ def prove_block_receipts(header: BlockHeader, receipts_json: object) -> tuple[Re
 def verify_included_tx(
     header_json: object, agreed_hash: bytes, *, chain_id: int, tx_hash: bytes
 ) -> tuple[int, SignedTransaction]:
-    """One-shot ``included`` check of a transaction in a full block JSON: header vs
-    agreed hash, transactionsRoot rebuilt, the tx found; returns (index, signed tx)."""
+    """One-shot ``included`` check in a full block JSON: header vs agreed hash, transactionsRoot,
+    the tx found; returns (index, signed tx)."""
     header = verify_block_header(header_json, agreed_hash)
     txs_json = get_list(get_object(header_json, "block").get("transactions"), "transactions")
     txs = prove_block_transactions(header, txs_json)
@@ -280,9 +275,8 @@ def verify_accumulators(
     inbox_code_hash: bytes,
     keys: Sequence[tuple[bytes, bytes]],
 ) -> dict[tuple[bytes, bytes], tuple[bytes, int]]:
-    """(acc, count) of every (sender, channel) in ``keys`` from ONE eth_getProof answer,
-    verified (EIP-1186) against ``state_root``, the account's code hash being
-    ``inbox_code_hash``; ProofError otherwise."""
+    """(acc, count) of every (sender, channel) in ``keys`` from ONE eth_getProof answer, proven
+    against ``state_root`` with code hash ``inbox_code_hash``; ProofError otherwise."""
     proven = check_eth_get_proof(state_root, proof_json, address=inbox)
     if proven.account is None or proven.account.code_hash != inbox_code_hash:
         raise ProofError("account", "the inbox address does not hold the inbox code")
@@ -297,10 +291,9 @@ def completeness_verdict(
     local_count: int,
     new_posts: Mapping[int, bytes] | None = None,
 ) -> Completeness:
-    """Compare a stream's proven (acc, count) with the receiver's fold.
-
-    ``local_acc``/``local_count`` is the receiver's persisted fold; ``new_posts`` maps
-    the index (the log's 1-based count) of every post verified since to its calldata."""
+    """A stream's proven (acc, count) against the receiver's persisted fold
+    (``local_acc``/``local_count``); ``new_posts``: log index (1-based count) -> calldata of
+    every post verified since."""
     posts = dict(new_posts or {})
     held = local_count + len(posts)
     if proven_count > held:
@@ -332,8 +325,8 @@ def proven_accumulator(
 
 @dataclass(frozen=True, slots=True)
 class Offer(Generic[T]):
-    """What one :class:`Sequencer` offer produced: ``ready`` (deliverable, in seq order),
-    ``duplicate`` (dropped), ``gap`` (the missing (first, last) range it waits behind)."""
+    """One :class:`Sequencer` offer's result: ``ready`` (in seq order), ``duplicate`` (dropped),
+    ``gap`` (the (first, last) it waits behind)."""
 
     ready: tuple[tuple[int, T], ...] = ()
     duplicate: bool = False
@@ -347,15 +340,15 @@ class Sequencer(Generic[T]):
     State: ``next_seq`` (None until the first message sets the baseline) and the
     messages held behind a gap. Transition table for ``offer(seq, item)``:
 
-    ============================  =============================================
-    condition                     effect
-    ============================  =============================================
-    next_seq is None              baseline: next_seq = seq, then as "== next"
-    seq <  next_seq               duplicate / replay: dropped
-    seq held already              duplicate: dropped
-    seq == next_seq               ready; next_seq += 1; held successors follow
-    seq >  next_seq               held; the gap (next_seq, seq - 1) is reported
-    ============================  =============================================
+    ================  =============================================
+    condition         effect
+    ================  =============================================
+    next_seq is None  baseline: next_seq = seq, then as "== next"
+    seq <  next_seq   duplicate / replay: dropped
+    seq held already  duplicate: dropped
+    seq == next_seq   ready; next_seq += 1; held successors follow
+    seq >  next_seq   held; the gap (next_seq, seq - 1) is reported
+    ================  =============================================
 
     A gap is never skipped: later messages wait until the missing seq arrives."""
 

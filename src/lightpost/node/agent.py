@@ -1,11 +1,9 @@
 """The on-device command agent: decide, persist, run, audit, answer.
 
-:meth:`Agent.process` asks :func:`lightpost.core.command.decide`, then records the
-decision and (when the rule says so) the seq as seen in ONE committed SQLite transaction
-*before* any handler runs, so a crash cannot replay a command (at most once, go-tuf
-CVE-2022-29173); then it runs the handler, audits the outcome and hands the encoded
-:class:`CommandResult` to ``send_result``. docs/protocol.md, section "The agent and its
-handlers", has the full story."""
+:meth:`Agent.process` records the :func:`lightpost.core.command.decide` decision and the seq in ONE
+committed transaction *before* any handler runs (at most once: go-tuf CVE-2022-29173), then runs,
+audits and answers. docs/protocol.md, "The agent and its handlers".
+"""
 
 from __future__ import annotations
 
@@ -76,9 +74,8 @@ class Job:
 
 
 class Agent:
-    """Executes commands for one device under an :class:`AgentPolicy`; ``clock`` (device
-    clock) dates audits and is the secondary staleness check.
-    """
+    """Executes commands for one device under an :class:`AgentPolicy`; ``clock`` dates audits and is
+    the secondary staleness check."""
 
     def __init__(
         self,
@@ -148,9 +145,8 @@ class Agent:
     def start(
         self, delivered: Delivered, *, now: int | None = None, chain_time: int | None = None
     ) -> Job | CommandResult | None:
-        """:meth:`process` up to the handler: a refusal is answered here; an accepted command
-        (seq committed) becomes a :class:`Job` whose ``run()`` goes to :meth:`finish`.
-        """
+        """:meth:`process` up to the handler: a refusal is answered here; an accepted command (seq
+        committed) becomes a :class:`Job` whose ``run()`` goes to :meth:`finish`."""
         if delivered.content_type != CONTENT_TYPE_COMMAND:
             return None
         now = int(self._clock()) if now is None else now
@@ -212,9 +208,8 @@ class Agent:
         return result
 
     def _run(self, command: Command, delivered: Delivered, state: AgentState, now: int) -> Outcome:
-        """(status, reason, output, audit detail). A plugin's unexpected exception is published by
-        type only (its text may hold a URL); the audit keeps the text.
-        """
+        """(status, reason, output, audit detail); a plugin's unexpected exception is published by
+        type only (its text may hold a URL), audited in full."""
         context = HandlerContext(
             state_dir=self.state_dir,
             policy=self.policy,

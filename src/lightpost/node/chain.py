@@ -1,12 +1,8 @@
-"""The chain as seen through several JSON-RPC endpoints, never trusting one.
-
-Reads that matter go to every endpoint in parallel and count only when k agree
-(lightpost.core.quorum), asked at fixed heights or ``finalized``, never ``latest``
-compared verbatim (Hyperlane #1119). One round, one deadline; at most
-MAX_INFLIGHT_PER_ENDPOINT stuck calls per endpoint; any failure or malformed answer is
-that endpoint's non-answer, never a crash. Broadcast goes to ALL endpoints ("already
-known" = success, execution-apis #245); receipts are hints until proven
-(lightpost.core.inclusion). docs/protocol.md, section "Adversary model", has the bounds."""
+"""The chain as seen through several JSON-RPC endpoints, never trusting one: reads that matter go to
+all in parallel and count only when k agree (lightpost.core.quorum), at fixed heights or
+``finalized``, never ``latest`` compared verbatim (Hyperlane #1119); failures are non-answers;
+broadcast goes to ALL ("already known" = success, execution-apis #245). Bounds: docs/protocol.md,
+"Adversary model"."""
 
 from __future__ import annotations
 
@@ -42,12 +38,11 @@ RECEIPT_POLL_S = 0.2
 """How often operator helpers poll for a receipt."""
 
 ROUND_SLACK_S = 2.0
-"""A quorum round waits for the endpoints' own total deadline (their ``timeout``, retries
-included; DEFAULT_TIMEOUT_S if they have none) plus this: one still silent is stuck."""
+"""Added to the endpoints' total deadline (their ``timeout``, else DEFAULT_TIMEOUT_S): one still
+silent is stuck."""
 
 MAX_INFLIGHT_PER_ENDPOINT = 2
-"""Calls one endpoint may have outstanding (the pool holds this many per endpoint): two,
-so one slow call does not queue the next question behind it."""
+"""Calls one endpoint may have outstanding (its pool slots): a slow call does not queue the next."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,9 +59,8 @@ class BroadcastResult:
 
 
 def _non_answer(label: str, method: str, exc: Exception) -> LightpostError:
-    """One endpoint's failure as a non-answer (a ProofError stays evidence against it); foreign
-    exceptions become a TransportError without their text (it could carry a URL).
-    """
+    """An endpoint's failure as a non-answer (a ProofError stays evidence); foreign exceptions
+    become a TransportError without their text (it could hold a URL)."""
     if isinstance(exc, TransportError):
         if exc.endpoint == label:
             return exc
@@ -132,8 +126,7 @@ class Chain:
         convert: Callable[[Any], Any],
         among: frozenset[str] | None = None,
     ) -> dict[Future[Any], str]:
-        """Ask every endpoint (or those in ``among``) in parallel (no free slot: a
-        non-answer at once)."""
+        """Ask every endpoint (or ``among``) in parallel; no free slot: a non-answer at once."""
         futures: dict[Future[Any], str] = {}
         for index, ep in enumerate(self.endpoints):
             if among is not None and ep.label not in among:
@@ -173,8 +166,7 @@ class Chain:
     def ask_all(
         self, method: str, params: Sequence[Any], among: frozenset[str] | None = None
     ) -> dict[str, Any]:
-        """Ask every endpoint (or those in ``among``) in parallel: label -> result or
-        the exception raised."""
+        """Ask every endpoint (or ``among``) in parallel: label -> result or the exception."""
         return self._gather(self._submit(method, params, lambda v: v, among))
 
     def ask_each(
@@ -191,9 +183,8 @@ class Chain:
         question: str,
         convert: Callable[[Any], Any] = lambda v: v,
     ) -> Any:
-        """The answer ``quorum`` endpoints gave identically, else QuorumError; with 2k > n it
-        returns as soon as k agree, else hears everyone to report conflicting quorums.
-        """
+        """The answer ``quorum`` endpoints gave identically, else QuorumError; returns once k agree
+        if 2k > n, else hears everyone (conflicting quorums)."""
 
         def reached(heard: Mapping[str, Any]) -> bool:
             values = [a for a in heard.values() if not isinstance(a, Exception)]

@@ -1,9 +1,9 @@
 """Device configuration: a TOML file, with environment overrides.
 
-Nothing is read at import time: :func:`load_config` takes an explicit path and
-environment mapping. Errors are one :class:`ConfigError` line naming the offending key --
-never an endpoint URL (URLs carry API keys) or a password. README.md documents every key
-and the LIGHTPOST_* environment overrides (highest precedence)."""
+Nothing is read at import: :func:`load_config` takes a path and an environment mapping. An error is
+one :class:`ConfigError` line naming the key -- never an endpoint URL (API keys) or a password.
+README.md documents every key and LIGHTPOST_* override.
+"""
 
 from __future__ import annotations
 
@@ -38,8 +38,8 @@ GWEI = 10**9
 """Wei per gwei."""
 
 DEFAULT_BATCH_BYTES = 4096
-"""Aggregation target per transaction: at >= ~2 KB the inbox rides inside the EIP-7623
-floor (docs/benchmarks.md), so batching up to 4 KB buys verifiability for free."""
+"""Aggregation target per tx: from ~2 KB the inbox rides inside the EIP-7623 floor
+(docs/benchmarks.md)."""
 
 DEFAULT_BATCH_DELAY_S = 2.0
 """Longest a queued message waits for others to batch with."""
@@ -379,8 +379,8 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Devic
 
 
 PASSWORD_ENV = "LIGHTPOST_PASSWORD"
-"""Environment variable holding the keystore password; removed from ``os.environ`` as
-soon as it is read, so no child process (a plugin's, an update check's) inherits it."""
+"""Keystore password variable; removed from ``os.environ`` once read, so no child process inherits
+it."""
 
 
 def read_password(config: DeviceConfig, env: Mapping[str, str] | None = None) -> str:

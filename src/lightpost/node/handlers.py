@@ -1,9 +1,8 @@
 """Command handlers: the plugin interface and the built-ins ``set``, ``config``, ``update``.
 
-``handler(command, context) -> str`` raises :class:`CommandRefused` or
-:class:`CommandFailed`; writes are atomic (temp file, fsync, ``os.replace``); ``update``
-trusts the manifest, never the image (SUIT RFC 9124, Uptane). docs/protocol.md,
-section "The agent and its handlers", has the full story.
+``handler(command, context) -> str`` raises :class:`CommandRefused` or :class:`CommandFailed`;
+writes are atomic; ``update`` trusts the manifest, never the image (SUIT RFC 9124, Uptane).
+docs/protocol.md, "The agent and its handlers".
 """
 
 from __future__ import annotations
@@ -60,8 +59,7 @@ FETCH_TIMEOUT_S = 30.0
 takes a timeout)."""
 
 FETCH_DEADLINE_S = 600.0
-"""Total deadline of one image download, headers included (a drip never trips a per-read
-timeout): 64 MiB at about 1 Mbit/s. Downloads run in a worker; the loop serves meanwhile."""
+"""Total deadline of one image download, headers included (beats a drip): 64 MiB at ~1 Mbit/s."""
 
 FETCH_CHUNK_BYTES = 64 * 1024
 """Read size while streaming an image to disk."""
@@ -95,7 +93,7 @@ class CommandFailed(LocalError):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HandlerContext:
-    """What a handler may use: state dir, policy, delivery, installed version and a persister."""
+    """What a handler may use: state dir, policy, delivery, installed version, a persister."""
 
     state_dir: Path
     policy: AgentPolicy
@@ -230,9 +228,8 @@ def _deadline_failure(deadline_s: float) -> CommandFailed:
 
 @contextlib.contextmanager
 def _open_source(source: str, manifest: UpdateManifest, deadline_s: float) -> Iterator[Any]:
-    """The untrusted image stream (directory or http(s) base URL); over HTTP a watchdog cuts it
-    at ``deadline_s``; no proxies, no redirects.
-    """
+    """The untrusted image stream (directory or http(s) base URL): a watchdog cuts HTTP at
+    ``deadline_s``; no proxies, no redirects."""
     name = manifest.digest.hex()
     parts = urlsplit(source.rstrip("/") + "/" + name)
     if parts.scheme not in ("http", "https"):
@@ -324,9 +321,8 @@ def _keep_previous(current: Path, previous: Path) -> bool:
 
 
 def recover_images(images_dir: Path, installed_digest: bytes | None) -> str | None:
-    """Repair a crash during an update, at agent start (None: nothing to do): drop a leftover
-    ``image.new``; restore the recorded image from ``image.prev`` (or remove ``image``).
-    """
+    """Repair a crashed update at agent start (None: nothing to do): drop ``image.new``; restore
+    ``image`` from ``image.prev`` (or remove it)."""
     current, new, previous = (images_dir / n for n in ("image", "image.new", "image.prev"))
     new.unlink(missing_ok=True)
     if not current.exists():

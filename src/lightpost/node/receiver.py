@@ -1,23 +1,9 @@
 """The receiver runtime: find posts, prove them up the ladder, deliver them in order.
 
-docs/protocol.md, "Receiving with proof" and "Adversary model", has the full story. In
-short: a *subscription* (mode, level, channel filter, sender filter) keeps a cursor and
-per-(sender, channel) stream state in ``<data_dir>/receiver.sqlite3`` -- O(channels),
-never O(chain). A poll reads the level's head by quorum, asks every endpoint for the
-logs (unioned: one honest endpoint defeats one that hides), checks each claim against
-the question before fetching anything, proves each candidate block (header, transactions
-and receipts roots), proves completeness with eth_getProof at ``complete``, and delivers
-in seq order, once. The cursor never passes a block that holds something undelivered;
-deliveries at ``included`` are retracted if their block leaves the chain. Every visible
-disagreement is reported naming both sides; only an endpoint that contradicts itself or
-the question is reported as lying.
-
-The rules live in pure core functions (:mod:`lightpost.core.reconcile`,
-:mod:`lightpost.core.verify`); this package is the driver: channel mode in
-:mod:`.receiver_channel` (its ``complete`` level in :mod:`.receiver_complete`), direct
-mode in :mod:`.receiver_direct`, decoding and ordered delivery (with byte budgets) in
-:mod:`.receiver_delivery`.
-"""
+docs/protocol.md, "Receiving with proof" and "Adversary model", has the steps and bounds.
+Rules are pure core functions (:mod:`lightpost.core.reconcile`, :mod:`lightpost.core.verify`);
+this is the driver: :mod:`.receiver_channel`, :mod:`.receiver_complete`,
+:mod:`.receiver_direct`, :mod:`.receiver_delivery`."""
 
 from __future__ import annotations
 
@@ -64,12 +50,8 @@ def _block_hash(block: Any) -> bytes:
 
 
 class Receiver(DeliveryMixin, ChannelMixin, CompleteMixin, DirectMixin):
-    """Receives verified messages for one device (see the module docstring).
-
-    ``endpoints`` defaults to HTTP endpoints built from the config (labels ``rpc#i``);
-    ``store`` to ``<data_dir>/receiver.sqlite3``; ``me`` (this device's address) to
-    the keystore's ``address`` field.
-    """
+    """Receives verified messages for one device. Defaults: ``endpoints`` from the config
+    (``rpc#i``), ``store`` ``<data_dir>/receiver.sqlite3``, ``me`` the keystore's ``address``."""
 
     def __init__(
         self,
@@ -126,7 +108,7 @@ class Receiver(DeliveryMixin, ChannelMixin, CompleteMixin, DirectMixin):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- public API --------------------------------------------------------------------
+    # -- public API ---
 
     def poll(
         self,
@@ -167,9 +149,9 @@ class Receiver(DeliveryMixin, ChannelMixin, CompleteMixin, DirectMixin):
     def _with_finality_dissent(
         self, level: Level, height: int, items: Iterator[Delivered | Problem]
     ) -> Iterator[Delivered | Problem]:
-        """``items``, with a disagreement before the first delivery at `final` or above
-        whose block some answering endpoint does not call final yet (once per poll): a
-        majority's finalized height is used, never silently (core.reconcile)."""
+        """``items``, with a disagreement (once per poll) before the first delivery at `final` or
+        above whose block an answering endpoint does not call final yet: a majority's finality is
+        never silent."""
         told = level < Level.FINAL
         for item in items:
             if not told and isinstance(item, Delivered):
@@ -200,7 +182,7 @@ class Receiver(DeliveryMixin, ChannelMixin, CompleteMixin, DirectMixin):
                 return
             self.sleep(interval)
 
-    # -- subscription and state ------------------------------------------------------------
+    # -- subscription and state ---
 
     def _channels(self, name: str | None) -> tuple[bytes, ...]:
         if name is not None:
@@ -234,11 +216,11 @@ class Receiver(DeliveryMixin, ChannelMixin, CompleteMixin, DirectMixin):
         holds = [stream.hold_block() for (s, _, _), stream in self._streams.items() if s == sub]
         self.store.set_cursor(sub, cursor_after(scanned_to, holds))
 
-    # -- quorum reads --------------------------------------------------------------------
+    # -- quorum reads ---
 
     def _head(self, level: Level, problems: list[Problem]) -> Side:
-        """The level's head: the quorum's finalized block (its hash read from every
-        endpoint, dissent reported), or the quorum's latest height below `final`."""
+        """The level's head: the quorum's finalized block (hash read from all, dissent reported), or
+        the quorum's latest height below `final`."""
         if level >= Level.FINAL:
             return self._block_side(self._finalized_height(), problems)
         try:
@@ -247,8 +229,8 @@ class Receiver(DeliveryMixin, ChannelMixin, CompleteMixin, DirectMixin):
             raise refuse(f"head: {exc}", kind=ProblemKind.DISAGREEMENT) from None
 
     def _block_side(self, number: int, problems: list[Problem]) -> Side:
-        """The quorum-agreed hash of block ``number`` and who answered it; every
-        endpoint is heard and a dissenting answer is reported (both sides named)."""
+        """The agreed hash of block ``number`` and who answered it; every endpoint heard, dissent
+        reported (both sides named)."""
         side = self._sides.get(number)
         if side is not None:
             return side
@@ -304,10 +286,9 @@ class Receiver(DeliveryMixin, ChannelMixin, CompleteMixin, DirectMixin):
         block_number: int | None = None,
         among: frozenset[str] | None = None,
     ) -> Any:
-        """Ask endpoints one at a time until an answer passes ``check``; None if none
-        passed. ``among``: only the endpoints that agreed the value ``check`` proves
-        against -- a failure of one of them contradicts its own answer (evidence: a
-        proof-failure naming it); a dissenting endpoint is not asked."""
+        """Ask endpoints in turn until an answer passes ``check`` (None: none did). ``among``: those
+        that agreed the value ``check`` proves against -- one that fails contradicts itself (a
+        proof-failure names it)."""
         for ep in self.endpoints:
             if among is not None and ep.label not in among:
                 continue
@@ -324,11 +305,11 @@ class Receiver(DeliveryMixin, ChannelMixin, CompleteMixin, DirectMixin):
                 )
         return None
 
-    # -- retraction -------------------------------------------------------------------------
+    # -- retraction ---
 
     def _retractions(self, sub: str, finalized: int) -> Iterator[Problem]:
-        """Retract deliveries whose block left the chain; ``finalized`` is the height read
-        for this poll (-1: unknown, asked again here, where no quorum stops the poll)."""
+        """Retract deliveries whose block left the chain; ``finalized``: this poll's height (-1: ask
+        again here, no quorum stops the poll)."""
         rows = self.store.unfinal(sub)
         if not rows:
             return

@@ -1,19 +1,13 @@
-"""Receiver, channel mode: eth_getLogs claims -> proven posts (completeness, the
-``complete`` level: :mod:`.receiver_complete`).
-
-The rules (what a claim may say, what is forged, hidden or a disagreement, what is
-complete) are pure functions in :mod:`lightpost.core.reconcile` and
-:mod:`lightpost.core.verify`; this module asks the endpoints and feeds them.
-"""
+"""Receiver, channel mode: eth_getLogs claims -> proven posts (``complete``:
+:mod:`.receiver_complete`). The rules are pure functions in :mod:`lightpost.core.reconcile` and
+:mod:`lightpost.core.verify`; this module asks the endpoints and feeds them."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from lightpost.adapters.receiver_store import ReceiverStore
-from lightpost.adapters.rpc import Endpoint
 from lightpost.core.header import BlockHeader
 from lightpost.core.inbox import EVENT_TOPIC, InboxPost
 from lightpost.core.levels import Delivered, Level
@@ -40,9 +34,7 @@ from lightpost.core.verify import (
     verify_signed,
 )
 from lightpost.errors import AnswerTooLarge, LightpostError, ProofError
-from lightpost.node.chain import Chain
-from lightpost.node.config import DeviceConfig
-from lightpost.node.receiver_delivery import ProvenPost, Stream
+from lightpost.node.receiver_delivery import ProvenPost, _ReceiverHost
 
 __all__ = ["GENESIS_BLOCK", "LOG_PAGE_BLOCKS", "MAX_TOPIC_SENDERS"]
 
@@ -50,13 +42,11 @@ GENESIS_BLOCK = 0
 """Block 0 holds no transactions: no post is ever final at it."""
 
 LOG_PAGE_BLOCKS = 2_000
-"""Blocks per eth_getLogs request: providers cap the range (Alchemy/Infura document
-2,000-10,000 blocks or 10,000 results); the smallest common cap keeps every provider happy."""
+"""Blocks per eth_getLogs: the smallest common provider cap (Alchemy/Infura: 2,000-10,000)."""
 
 MAX_TOPIC_SENDERS = 1_000
-"""Trusted senders sent as the eth_getLogs topic-2 OR-list; above this the filter asks
-for any sender (request size) and the client-side filter alone drops the others --
-either way nothing is fetched for an untrusted sender's post."""
+"""Trusted senders sent as the topic-2 OR-list; above, any sender is asked (request size) and the
+client-side filter drops others."""
 
 
 def hex_data(data: bytes) -> str:
@@ -87,24 +77,8 @@ def refuse(
     return StopPoll(Problem(kind=kind, details=details, block_number=number))
 
 
-class ChannelMixin:
+class ChannelMixin(_ReceiverHost):
     """Channel mode of :class:`~lightpost.node.receiver.Receiver`."""
-
-    config: DeviceConfig
-    chain: Chain
-    store: ReceiverStore
-    endpoints: list[Endpoint]
-    policies: dict[bytes, frozenset[bytes]]
-    _inbox_code_hash: bytes
-    _stream: Callable[[str, bytes, bytes], Stream]
-    _save: Callable[[str, bytes, bytes], None]
-    _deliver: Callable[
-        [str, Level, list[ProvenPost]], Generator[Delivered | Problem, None, int | None]
-    ]
-    _finish: Callable[[str, int], None]
-    _block_side: Callable[[int, list[Problem]], Side]
-    _ask_in_turn: Callable[..., Any]
-    _complete_only: Callable[..., Iterator[Delivered | Problem]]
 
     @property
     def _inbox(self) -> bytes:
@@ -125,8 +99,8 @@ class ChannelMixin:
     def _get_logs(
         self, start: int, end: int, channels: tuple[bytes, ...], sender: bytes | None
     ) -> ClaimSet:
-        """Checked, followed claims of every endpoint over [start, end] (unioned: one
-        honest endpoint defeats one that hides a post); refusal below a quorum."""
+        """Checked, followed claims of every endpoint over [start, end], unioned (one honest
+        endpoint defeats one that hides); refusal below a quorum."""
         senders = {s for s, _ in self._followed(channels, sender)}
         asked = frozenset(senders) if len(senders) <= MAX_TOPIC_SENDERS else None
         chans: Any = (
@@ -159,11 +133,9 @@ class ChannelMixin:
         asked: frozenset[bytes] | None,
         sender: bytes | None,
     ) -> ClaimSet:
-        """One page [lo, hi] of eth_getLogs from every endpoint. An endpoint whose answer
-        is over the size cap (AnswerTooLarge) is asked the two halves in turn, down to a
-        single block; a single block still too large, or any other failure on the way,
-        makes it a non-answer for the whole page (the size case reported). Each part's
-        answer is checked against the part's own range."""
+        """eth_getLogs [lo, hi] from every endpoint. An answer over the size cap is asked again as
+        two halves, down to one block; still too large, or any other failure, is a non-answer for
+        the page. Each part is checked against its own range."""
         todo: list[tuple[int, int, frozenset[str] | None]] = [(lo, hi, None)]
         parts: list[ClaimSet] = []
         problems: list[Problem] = []
@@ -332,9 +304,8 @@ class ChannelMixin:
     def _sign_check_claims(
         self, block_claims: list[Claim], found: ClaimSet, problems: list[Problem]
     ) -> list[ProvenPost]:
-        """``signed`` level: each claimed log is bound to its signed transaction. The
-        claim's block number and hash stay an endpoint's word (never used for reorg
-        tracking)."""
+        """``signed``: each claimed log bound to its signed transaction; the claim's block stays an
+        endpoint's word (no reorg tracking)."""
         inbox = self._inbox
         posts: list[ProvenPost] = []
         seen: set[tuple[bytes, Any]] = set()

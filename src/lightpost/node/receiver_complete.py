@@ -1,21 +1,16 @@
-"""Receiver, ``complete`` level: every followed stream's (acc, count) proven by
-eth_getProof at the finalized block, compared with the receiver's fold.
-
-All storage keys of the inbox go together, :data:`PROOF_STREAMS_PER_CALL` streams per
-call (sized from the answer cap); the proof nodes the keys share are verified once
-(:data:`lightpost.core.trie.Known`); a stream proven at a block is not proven again at
-that block. The verdict is :func:`lightpost.core.verify.completeness_verdict`.
-"""
+"""Receiver, ``complete`` level: each followed stream's (acc, count) proven by eth_getProof at the
+finalized block and judged by :func:`lightpost.core.verify.completeness_verdict`; keys batched
+per call, shared proof nodes verified once (:data:`lightpost.core.trie.Known`), a stream proven
+at a block not proven there again."""
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from lightpost.adapters.receiver_store import ReceiverStore
-from lightpost.adapters.rpc import MAX_PROOF_ANSWER_BYTES, Endpoint
+from lightpost.adapters.rpc import MAX_PROOF_ANSWER_BYTES
 from lightpost.core.inbox import accumulator_slots
 from lightpost.core.levels import Delivered, Level
 from lightpost.core.verify import (
@@ -30,20 +25,17 @@ from lightpost.core.verify import (
 )
 from lightpost.errors import LightpostError
 from lightpost.node.receiver_channel import GENESIS_BLOCK, Side, StopPoll, hex_data, refuse
-from lightpost.node.receiver_delivery import ProvenPost, Stream
+from lightpost.node.receiver_delivery import ProvenPost, _ReceiverHost
 
 __all__ = ["PROOF_CALLS_IN_FLIGHT", "PROOF_STREAMS_PER_CALL", "CompleteMixin"]
 
 TRIE_NODE_JSON_BYTES = 2 * 532 + 4
-"""A proof node in an eth_getProof answer at its largest: a full branch node (16 hashes of
-33 bytes + a 1-byte value + a 3-byte list header = 532 bytes, Yellow Paper appendix D) as
-a quoted 0x-hex string with its comma."""
+"""A proof node at its largest: a full branch (16 x 33 + 1 + 3 = 532 bytes, YP appendix D) as quoted
+0x-hex with its comma."""
 
 STORAGE_PROOF_NODES = 9
-"""Nodes per storage proof assumed for sizing: a secure trie of 16**8 (4.3 billion) slots
-has 8 branch levels above the leaf -- more than any mainnet contract holds (the largest
-have ~10**8 slots: 7-8 nodes). Anvil's inbox with 2,000 slots gives 4-5 (measured: 2.9 KB
-of JSON per key, 1,000 streams = 5.8 MB)."""
+"""Nodes per storage proof for sizing: 16**8 slots give 8 branch levels -- more than any mainnet
+contract (~10**8: 7-8). Anvil's inbox: 4-5 (2.9 KB of JSON per key)."""
 
 STORAGE_ENTRY_JSON_BYTES = STORAGE_PROOF_NODES * TRIE_NODE_JSON_BYTES + 256
 """One storageProof entry at its largest: the proof plus key, value and field names."""
@@ -51,33 +43,17 @@ STORAGE_ENTRY_JSON_BYTES = STORAGE_PROOF_NODES * TRIE_NODE_JSON_BYTES + 256
 PROOF_STREAMS_PER_CALL = (MAX_PROOF_ANSWER_BYTES - STORAGE_ENTRY_JSON_BYTES) // (
     2 * STORAGE_ENTRY_JSON_BYTES
 )
-"""(sender, channel) streams proven per eth_getProof (two storage keys each): as many as
-fit the eth_getProof answer cap when every proof node is a full branch at mainnet's worst
-depth, one entry's worth kept for the account proof (~424 streams; ~3.4x margin over
-anvil's measured 2.9 KB per key). A 10,000-stream controller makes ~24 calls per poll."""
+"""(sender, channel) streams per eth_getProof (2 keys each) fitting the answer cap at mainnet's
+worst depth, one entry kept for the account proof: ~424 (~3.4x anvil's measured size)."""
 
 
 PROOF_CALLS_IN_FLIGHT = 2
-"""eth_getProof calls outstanding at once (a 10,000-stream poll makes ~24): the endpoint
-builds the next proof while this process verifies one. Bounds the answers held at once
-(each <= the 8 MiB cap); the chain's pool allows 2 calls per endpoint too."""
+"""eth_getProof calls outstanding at once: the endpoint builds the next proof while one is verified;
+bounds the answers held (each <= 8 MiB)."""
 
 
-class CompleteMixin:
+class CompleteMixin(_ReceiverHost):
     """``complete`` level of :class:`~lightpost.node.receiver.Receiver`."""
-
-    store: ReceiverStore
-    endpoints: list[Endpoint]
-    _inbox_code_hash: bytes
-    _stream: Callable[[str, bytes, bytes], Stream]
-    _save: Callable[[str, bytes, bytes], None]
-    _deliver: Callable[
-        [str, Level, list[ProvenPost]], Generator[Delivered | Problem, None, int | None]
-    ]
-    _finish: Callable[[str, int], None]
-    _block_side: Callable[[int, list[Problem]], Side]
-    _ask_in_turn: Callable[..., Any]
-    _followed: Callable[[tuple[bytes, ...], bytes | None], list[tuple[bytes, bytes]]]
 
     @property
     def _inbox(self) -> bytes:
@@ -100,10 +76,9 @@ class CompleteMixin:
     def _prove_accumulators(
         self, side: Side, keys: Sequence[tuple[bytes, bytes]], problems: list[Problem]
     ) -> dict[tuple[bytes, bytes], tuple[bytes, int]]:
-        """(acc, count) of every stream in ``keys`` at block ``side``: all storage keys
-        together, :data:`PROOF_STREAMS_PER_CALL` streams per eth_getProof. The first
-        agreeing endpoint is asked :data:`PROOF_CALLS_IN_FLIGHT` calls at a time, the next
-        while one is verified; an answer of it that fails goes to the others in turn."""
+        """(acc, count) of every stream in ``keys`` at ``side``: :data:`PROOF_STREAMS_PER_CALL`
+        streams per eth_getProof, :data:`PROOF_CALLS_IN_FLIGHT` at a time to the first agreeing
+        endpoint; a failed answer goes to the others in turn."""
         state_root = self._state_root(side, problems)
         chunks = [
             keys[i : i + PROOF_STREAMS_PER_CALL]
@@ -174,8 +149,8 @@ class CompleteMixin:
         posts: list[ProvenPost],
         scanned_to: int,
     ) -> Iterator[Delivered | Problem]:
-        """Prove completeness of every followed stream at the finalized block with one
-        eth_getProof; deliver only complete streams; hold the cursor for the others."""
+        """Prove every followed stream complete at the finalized block; deliver complete streams
+        only, hold the cursor for the others."""
         if head.number == GENESIS_BLOCK or scanned_to < head.number:
             # Genesis holds no posts (and anvil's genesis stateRoot matches no proof);
             # a refusal that stopped the scan leaves completeness unjudged this round.

@@ -1,41 +1,39 @@
 """Receiver delivery: proven posts -> envelopes -> whole messages -> in-order delivery.
 
-Each (sender, channel) stream of a subscription has a reassembler (chunked messages)
-and a :class:`~lightpost.core.verify.Sequencer` (order, duplicates, gaps). Everything a
-peer controls is bounded in BYTES here, not only in count:
-
-- :data:`POLL_INFLATED_BYTES`: the inflated bytes decoded in one poll; reached at the
-  end of a block, the rest of the poll waits (an ``over-budget`` problem) and is scanned
-  on the next poll -- at least one block per poll, so the scan always advances;
-- :data:`HELD_BYTES`: messages held behind gaps, over all streams;
-- :data:`PARTIAL_BYTES`: chunks of incomplete messages, over all streams.
-
-A message refused by a bound is not lost: its block holds the persisted cursor, and
-the scan returns to it once its stream's gap has closed and the budgets have room
-(until then the scan moves on, so the missing message can arrive).
+Each (sender, channel) stream has a reassembler (chunks) and a
+:class:`~lightpost.core.verify.Sequencer`. What a peer controls is bounded in BYTES
+(:data:`POLL_INFLATED_BYTES`, :data:`HELD_BYTES`, :data:`PARTIAL_BYTES`): past one the rest waits
+behind the persisted cursor (``over-budget``, >= one block per poll), nothing lost
+(docs/protocol.md, "Delivery and reorgs").
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from lightpost.adapters.receiver_store import ReceiverStore, StreamRow, UnfinalRow
+from lightpost.adapters.rpc import Endpoint
 from lightpost.core.envelope import Message, Reassembler, Record, decode_post
 from lightpost.core.inbox import ACC_ZERO
 from lightpost.core.levels import Delivered, Level
 from lightpost.core.verify import Problem, ProblemKind, Sequencer
 from lightpost.errors import LightpostError
+from lightpost.node.chain import Chain
+from lightpost.node.config import DeviceConfig
+
+if TYPE_CHECKING:
+    from lightpost.node.receiver_channel import Side
 
 __all__ = ["HELD_BYTES", "PARTIAL_BYTES", "POLL_INFLATED_BYTES", "ProvenPost"]
 
 POLL_INFLATED_BYTES = 32 * 1024 * 1024
-"""Inflated (decoded) message bytes per poll: eight largest messages (4 MiB each,
-envelope.MAX_MESSAGE_BYTES); bounds the CPU and memory one poll spends on decoding."""
+"""Inflated message bytes per poll: eight largest messages (envelope.MAX_MESSAGE_BYTES); bounds one
+poll's CPU and memory."""
 
 HELD_BYTES = 16 * 1024 * 1024
-"""Bytes of messages held behind gaps, all streams together: four largest messages,
-well inside a small device's RAM."""
+"""Bytes held behind gaps, all streams: four largest messages, well inside a small device's RAM."""
 
 PARTIAL_BYTES = 16 * 1024 * 1024
 """Bytes of chunks of incomplete messages, all streams together (same reasoning)."""
@@ -109,17 +107,36 @@ def _problem(kind: ProblemKind, details: str, post: ProvenPost, seq: int | None 
     )
 
 
-class DeliveryMixin:
-    """The delivery half of :class:`~lightpost.node.receiver.Receiver`."""
+class _ReceiverHost:
+    """What the receiver mixins use of :class:`~lightpost.node.receiver.Receiver` and
+    of each other, declared once (types only)."""
 
+    config: DeviceConfig
+    chain: Chain
     store: ReceiverStore
+    endpoints: list[Endpoint]
     me: bytes
     policies: dict[bytes, frozenset[bytes]]
+    _inbox_code_hash: bytes
     _final_at_poll: int
     _streams: dict[tuple[str, bytes, bytes], Stream]
     _held_total: int
     _partial_total: int
     _inflated: int
+    _stream: Callable[[str, bytes, bytes], Stream]
+    _save: Callable[[str, bytes, bytes], None]
+    _deliver: Callable[
+        [str, Level, list[ProvenPost]], Generator[Delivered | Problem, None, int | None]
+    ]
+    _finish: Callable[[str, int], None]
+    _block_side: Callable[[int, list[Problem]], Side]
+    _ask_in_turn: Callable[..., Any]
+    _followed: Callable[[tuple[bytes, ...], bytes | None], list[tuple[bytes, bytes]]]
+    _complete_only: Callable[..., Iterator[Delivered | Problem]]
+
+
+class DeliveryMixin(_ReceiverHost):
+    """The delivery half of :class:`~lightpost.node.receiver.Receiver`."""
 
     def _stream(self, sub: str, sender: bytes, channel: bytes) -> Stream:
         key = (sub, sender, channel)
@@ -135,9 +152,8 @@ class DeliveryMixin:
         )
 
     def _room_for(self, stream: Stream) -> bool:
-        """Whether messages a bound refused for ``stream`` can be offered again: its
-        gap closed (nothing held) and the shared budgets have room. Until then the scan
-        moves on -- a rescan now would only be refused again."""
+        """Whether ``stream``'s refused messages can be offered again: its gap closed and the
+        budgets have room (a rescan sooner would be refused again)."""
         return (
             not stream.sequencer.held
             and self._held_total < HELD_BYTES
@@ -147,8 +163,8 @@ class DeliveryMixin:
     def _deliver(
         self, sub: str, level: Level, posts: list[ProvenPost]
     ) -> Generator[Delivered | Problem, None, int | None]:
-        """Decode and deliver ``posts`` (chain order). Returns (via StopIteration value)
-        the block at which the poll's inflated budget stopped delivery, else None."""
+        """Decode and deliver ``posts`` (chain order); returns (StopIteration value) the block where
+        the inflated budget stopped delivery, else None."""
         touched: set[tuple[bytes, bytes]] = set()
         block: int | None = None
         stopped: int | None = None

@@ -1,13 +1,10 @@
-"""Receiver, direct mode: walk every block, prove it, pick the posts for this device.
-
-Pages of :data:`DIRECT_PAGE_BLOCKS`: the quorum-agreed hash of a page's top block
-proves it; the others are chained by verified parent hashes. Which transactions are
-posts for this device is :func:`lightpost.core.reconcile.pick_direct`.
-"""
+"""Receiver, direct mode: every block proven (pages of :data:`DIRECT_PAGE_BLOCKS`: the quorum-agreed
+top hash, the rest chained by parent hashes); :func:`lightpost.core.reconcile.pick_direct` picks
+this device's posts."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from lightpost.core.levels import Delivered, Level
@@ -16,15 +13,13 @@ from lightpost.core.rpcfields import data_field, get_list, get_object, quantity_
 from lightpost.core.tx import rpc_hash_matches, transaction_from_rpc
 from lightpost.core.verify import Problem, prove_block_transactions, verify_block_header
 from lightpost.errors import ConfigError, ProofError
-from lightpost.node.config import DeviceConfig
-from lightpost.node.receiver_channel import Side, StopPoll, refuse
-from lightpost.node.receiver_delivery import ProvenPost
+from lightpost.node.receiver_channel import StopPoll, refuse
+from lightpost.node.receiver_delivery import ProvenPost, _ReceiverHost
 
 __all__ = ["DIRECT_PAGE_BLOCKS"]
 
 DIRECT_PAGE_BLOCKS = 32
-"""Direct mode proves blocks in pages: one quorum read (the page's top block hash),
-the rest chained by verified parent hashes."""
+"""Blocks per direct-mode page: a quorum read of the top hash, the rest chained by parent hashes."""
 
 
 def _rebuild_each(txs_json: Sequence[object]) -> tuple[Any, ...]:
@@ -38,18 +33,8 @@ def _rebuild_each(txs_json: Sequence[object]) -> tuple[Any, ...]:
     return tuple(out)
 
 
-class DirectMixin:
+class DirectMixin(_ReceiverHost):
     """Direct mode of :class:`~lightpost.node.receiver.Receiver`."""
-
-    config: DeviceConfig
-    me: bytes
-    policies: dict[bytes, frozenset[bytes]]
-    _deliver: Callable[
-        [str, Level, list[ProvenPost]], Generator[Delivered | Problem, None, int | None]
-    ]
-    _finish: Callable[[str, int], None]
-    _block_side: Callable[[int, list[Problem]], Side]
-    _ask_in_turn: Callable[..., Any]
 
     def _poll_direct(
         self,

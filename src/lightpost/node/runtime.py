@@ -1,10 +1,8 @@
-"""The node process: wiring config -> key, store, chain, sender, plus the run loop.
+"""The node process: config -> key, store, chain, sender, and the run loop.
 
-``data_dir`` holds ``lightpost.sqlite3`` and ``node.lock``, held (``fcntl.flock``) by the
-one process that SENDS: a daemon, or a ``lightpost send`` when none runs (else it only
-enqueues and polls). The kernel drops the lock when its holder dies, even by SIGKILL.
-:meth:`Node.run` steps the sender and each service; a failure in one is logged as one
-line and retried while the others run; a stop is honoured between steps.
+``node.lock`` in ``data_dir`` is held (``fcntl.flock``, dropped by the kernel even on SIGKILL) by
+the one process that SENDS: the daemon, or ``lightpost send`` when none runs. :meth:`Node.run` steps
+the sender and each service; a failure is one logged line, retried while the others run.
 """
 
 from __future__ import annotations
@@ -54,15 +52,13 @@ LOCK_FILE = "node.lock"
 """The sending-process lock inside the data directory."""
 
 POLL_INTERVAL_S = 0.25
-"""Idle wait between steps. anvil automines; on mainnet (12 s slots) this is still only
-a few cheap RPC rounds per slot."""
+"""Idle wait between steps: a few cheap RPC rounds per 12 s mainnet slot (anvil automines)."""
 
 RPC_TIMEOUT_S = 10.0
 """Timeout of one JSON-RPC round trip (lightpost.adapters.rpc.DEFAULT_TIMEOUT_S)."""
 
 RPC_RETRIES = 1
-"""Retries after a transport failure: one, so a dead endpoint costs one backoff delay per
-question, not three (the quorum tolerates it anyway)."""
+"""Retries after a transport failure: one, so a dead endpoint costs one backoff per question."""
 
 
 class Service(Protocol):
@@ -76,7 +72,7 @@ class Service(Protocol):
 
 
 def ensure_data_dir(config: DeviceConfig) -> Path:
-    """Create the data directory (0700) if needed; one ConfigError line if it cannot be."""
+    """Create the data directory (0700) if needed; else one ConfigError line."""
     try:
         private_dir(config.data_dir)
     except OSError as exc:
@@ -198,9 +194,8 @@ class Node:
     _failures: dict[str, str] = field(default_factory=dict, init=False, repr=False)
 
     def step(self, now: float | None = None) -> bool:
-        """One round over the sender and every service (True: the sender was busy); a failure is
-        logged once and retried next tick, the others still run.
-        """
+        """One round over the sender and each service (True: sender busy); a failure is logged once
+        and retried next tick, the others run."""
         now = self.clock() if now is None else now
         busy = False
         try:

@@ -1,11 +1,8 @@
 """The sending side of a device node: puts every outbox message on chain exactly once.
 
-:meth:`Sender.step` does one round with the time as an argument, in isolated phases (a
-failure goes to :attr:`Sender.problems`, retried next step): base fee, nonce
-reconciliation, inclusion tracking, fee bump, (re)broadcast, release of HELD messages,
-batching and signing (THE sign gate; raw bytes, nonce and links committed in ONE
-transaction, THEN broadcast), pruning. Every rule lives in core; docs/protocol.md,
-section "Sending", has them.
+:meth:`Sender.step` is one round of isolated phases (a failure kept in :attr:`Sender.problems`,
+retried): fees, nonce, tracking, bump, broadcast, release, signing (THE sign gate; committed in ONE
+transaction, THEN broadcast), pruning. Rules: core; docs/protocol.md, "Sending".
 """
 
 from __future__ import annotations
@@ -69,9 +66,8 @@ __all__ = [
 
 
 class Sender:
-    """The device's send side over one :class:`Store` and :class:`Chain`; one thread only;
-    ``log`` gets one line per action (never a secret).
-    """
+    """The device's send side over one :class:`Store` and :class:`Chain`; one thread; ``log``: one
+    line per action, never a secret."""
 
     def __init__(
         self,
@@ -266,7 +262,7 @@ class Sender:
         self._broadcast(self.store.transaction(tx_id), now, result)
 
     def _resolve_too_low(self, tx: Transaction, now: float, result: StepResult) -> None:
-        """Our tx's nonce is used: which of our candidates was mined (proven), if any?"""
+        """See :meth:`~lightpost.node.sender_track.Tracker.resolve_too_low`."""
         outcome = self._tracker.resolve_too_low(tx)
         if isinstance(outcome, nonce_rules.MarkIncluded):
             if tx.state in (State.SIGNED, State.BROADCAST):

@@ -29,20 +29,17 @@ __all__ = [
 ]
 
 STUCK_AFTER_S = 36.0
-"""A sent transaction not mined this long after its current version was signed gets a
-fee bump: 3 mainnet slots (12 s, consensus specs) -- an includable tx is normally mined
-in the next one."""
+"""Unmined this long after its current version was signed: fee bump (3 mainnet slots of 12 s)."""
 
 REBROADCAST_INTERVAL_S = 12.0
-"""Re-send a BROADCAST, unmined transaction every mainnet slot: a pool may have evicted
-it or an endpoint restarted (geth drops pool txs after 3 h; ours survive restarts)."""
+"""Re-send an unmined BROADCAST tx every mainnet slot (a pool may have evicted it; geth drops after
+3 h)."""
 
 SIGNED_RETRY_S = 1.0
 """Retry a SIGNED transaction that no endpoint accepted after this many seconds."""
 
 MAX_IN_FLIGHT = 16
-"""At most this many unmined transactions at once: geth legacypool AccountSlots (16
-executable txs per account are guaranteed a pool slot)."""
+"""Unmined transactions at once: geth legacypool AccountSlots (16 per account guaranteed a slot)."""
 
 MAX_QUEUED_PER_STEP = 1000
 """Queued messages the batcher reads per step (the rest waits for the next step)."""
@@ -105,7 +102,7 @@ class SenderSettings:
 
     @property
     def max_post_bytes(self) -> int:
-        """Largest post per transaction: the batch target, within what the fee policy can carry."""
+        """Largest post per tx: the batch target, within what the fee policy can carry."""
         if self.mode == "channel":
             limit = max_payload_for(
                 self.policy, INBOX_EXECUTION_GAS_FIRST_POST, INBOX_EXECUTION_GAS_PER_BYTE

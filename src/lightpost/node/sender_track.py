@@ -1,6 +1,5 @@
 """Inclusion tracking: receipts are hints, states change on proof (rules:
-:mod:`lightpost.core.inclusion`; this is their I/O). :class:`InclusionProver` fetches
-blocks and receipts from the endpoints in turn and names every endpoint whose answer
+:mod:`lightpost.core.inclusion`). :class:`InclusionProver` names every endpoint whose answer
 fails proof; an included block is watched by its agreed hash (web3.js #3608)."""
 
 from __future__ import annotations
@@ -40,16 +39,16 @@ __all__ = [
 T = TypeVar("T")
 
 RECEIPTS_ROUND_S = DEFAULT_TIMEOUT_S
-"""Total wait of a round for the endpoints' receipt batches (one call's timeout): a later
-answer is a non-answer, so a slow endpoint cannot stall tracking."""
+"""A round's wait for receipt batches (one call's timeout): later is a non-answer, tracking never
+stalls."""
 
 MAX_BLOCK_PROOFS_PER_ROUND = 32
-"""Blocks one round proves at most: a full in-flight window (16, geth AccountSlots) in its
-own blocks, twice over; a liar naming a new block per hint costs bounded work."""
+"""Blocks proven per round: a full in-flight window (16) in its own blocks, twice; a liar's new
+blocks cost bounded work."""
 
 
 class Unknown:
-    """Marker: nothing can be decided now (no quorum, nothing proven): ask again later."""
+    """Marker: nothing can be decided now (no quorum, nothing proven); ask again later."""
 
 
 UNKNOWN: Final = Unknown()
@@ -191,8 +190,8 @@ PROOF_PROBLEM = "proof "
 """Prefix of the problem keys naming an endpoint whose answer failed proof."""
 
 MAX_DISPROVEN_HINTS = 4096
-"""Hints proven false remembered across rounds (then forgotten all at once): at 32
-bytes x 2 per hint, ~0.3 MB at most."""
+"""Hints proven false remembered across rounds (then forgotten at once): 64 bytes each, ~0.3 MB at
+most."""
 
 
 def batch_call(ep: Endpoint, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
@@ -211,10 +210,8 @@ def batch_call(ep: Endpoint, calls: Sequence[tuple[str, Sequence[Any]]]) -> list
 
 
 class Tracker:
-    """Tracking and "nonce too low" resolution for one :class:`~lightpost.node.sender.Sender`.
-
-    ``begin_round`` starts a fresh proof cache (once per sender step);
-    ``problems`` and ``log`` are the sender's."""
+    """Tracking and "nonce too low" for one :class:`~lightpost.node.sender.Sender`; ``begin_round``
+    once per step starts a fresh proof cache."""
 
     def __init__(
         self,
@@ -239,8 +236,8 @@ class Tracker:
         self._prover = InclusionProver(chain.endpoints, chain.block_hash_at)
 
     def begin_round(self) -> None:
-        """Forget the last round's agreed hashes, proofs and finalized height (hints
-        proven false are remembered: a block hash commits to its transactions)."""
+        """Forget the round's agreed hashes, proofs and finalized height (hints proven false stay: a
+        block hash commits to its transactions)."""
         self._finalized = None
         if len(self._disproven) > MAX_DISPROVEN_HINTS:
             self._disproven.clear()
@@ -306,8 +303,8 @@ class Tracker:
     def _proven(
         self, tx: Transaction, hints: Mapping[Sighting, set[str]]
     ) -> ProvenReceipt | Unknown | None:
-        """The first hint for one of ``tx``'s candidates that proves (see the module doc).
-        Hints more endpoints agree on are tried first: a lone liar's cost no honest proof."""
+        """The first hint for one of ``tx``'s candidates that proves; hints more endpoints agree on
+        first, so a lone liar costs no honest proof."""
         unknown = False
         for hint, labels in sorted(hints.items(), key=lambda item: -len(item[1])):
             if hint.tx_hash not in tx.candidate_hashes:

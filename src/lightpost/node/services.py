@@ -1,9 +1,6 @@
-"""Services the node loop runs beside the sender: receiving, and the command agent.
-
-A service has ``step(now)`` (lightpost.node.runtime.Service); each polls its receiver at
-most every ``interval_s`` and returns. The agent receives on
-:data:`~lightpost.core.command.COMMANDS_CHANNEL` at its policy's level from its
-controllers, and answers on :data:`~lightpost.core.command.RESULTS_CHANNEL`."""
+"""Services the node loop runs beside the sender (``step(now)``, at most every ``interval_s``):
+receiving, and the command agent (commands on :data:`~lightpost.core.command.COMMANDS_CHANNEL`
+from its controllers, answers on :data:`~lightpost.core.command.RESULTS_CHANNEL`)."""
 
 from __future__ import annotations
 
@@ -42,8 +39,8 @@ __all__ = [
 ]
 
 RECEIVE_INTERVAL_S = 1.0
-"""Shortest time between two receiver polls of one service (a block is ~1 s on the devnet
-and 12 s on mainnet; polling faster only repeats the same RPC questions)."""
+"""Shortest time between a service's polls (blocks: ~1 s devnet, 12 s mainnet; faster repeats
+questions)."""
 
 COMMAND_SEQ_META = "command_seq"
 """Store meta key of the controller's last used command sequence number."""
@@ -52,7 +49,7 @@ Item = Delivered | Problem
 
 
 class ReceiveService:
-    """Poll ``receiver`` at ``level`` (optionally one channel) and hand every item over."""
+    """Poll ``receiver`` at ``level`` (optionally one channel); hand every item over."""
 
     name = "receiver"
 
@@ -90,9 +87,8 @@ class ReceiveService:
 
 
 def quorum_time(chain: Chain) -> int:
-    """Timestamp of the quorum's latest block: the height at least ``quorum`` endpoints
-    have reached, and the (hash, timestamp) at that height that ``quorum`` endpoints
-    report identically. No single endpoint's header dates anything."""
+    """Timestamp of the quorum's latest block: at the height ``quorum`` endpoints reached, the
+    (hash, timestamp) ``quorum`` endpoints report identically; no single endpoint dates anything."""
     height = chain.tag_height("latest")
 
     def hash_and_time(answer: object) -> tuple[bytes, int]:
@@ -139,11 +135,9 @@ def build_agent(
 
 
 class AgentService:
-    """Feed verified commands to the agent; report decisions through ``on_result``.
-
-    Handlers run in one worker thread, one at a time, in delivery order; ``step`` returns
-    at once meanwhile. The receiver's poll stays suspended until every command of it was
-    decided (a crash redelivers them; the agent refuses replays)."""
+    """Feed verified commands to the agent, decisions to ``on_result``. Handlers run one at a time
+    in one worker thread, in delivery order (``step`` returns at once); the poll stays suspended
+    until each of its commands is decided (a crash redelivers; replays are refused)."""
 
     name = "agent"
 
@@ -215,8 +209,8 @@ class AgentService:
         self._items = None
 
     def close(self) -> None:
-        """Close the agent's state and its receiver (a running handler is left to end
-        on its own: its seq is consumed; start-up recovery repairs a half update)."""
+        """Close the agent's state and receiver (a running handler ends on its own: its seq is
+        consumed; start-up recovery repairs a half update)."""
         if self._worker is not None:
             self._worker.shutdown(wait=False)
         if isinstance(self._items, Generator):

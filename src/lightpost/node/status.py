@@ -57,10 +57,8 @@ def collect_status(
     node_running: bool | None = None,
     pool: ThreadPoolExecutor | None = None,
 ) -> dict[str, Any]:
-    """Everything ``lightpost status`` shows, as a JSON-ready dict, with a verdict.
-
-    ``warnings``: what does not stop the device (an endpoint down or dissenting while the
-    quorum holds). ``reasons``: why it is unhealthy (empty = healthy)."""
+    """What ``lightpost status`` shows, as a JSON-ready dict. ``warnings``: what does not stop the
+    device; ``reasons``: why it is unhealthy (empty = healthy)."""
     reasons: list[str] = []
     own_pool = pool is None
     executor = pool or ThreadPoolExecutor(max_workers=max(2, len(chain.endpoints)))
