@@ -431,3 +431,20 @@ def test_proof_calls_in_flight_fall_back_on_a_bad_answer(
     problems = [o for o in out if isinstance(o, Problem)]
     assert [(p.kind, p.endpoints) for p in problems] == [("proof-failure", ("rpc#0",))]
     assert [ep.calls.count("eth_getProof") for ep in eps] == [2, 1, 0]
+
+
+def test_an_endpoint_that_is_down_for_a_proof_is_no_liar(block: Block, tmp_path: Path) -> None:
+    """rpc#0 cannot be reached for the full block and its receipts: the others prove
+    everything, and nobody is named -- being down is not evidence (before: a
+    proof-failure naming rpc#0)."""
+
+    def down(method: str, params: Sequence[Any], answer: Any) -> Any:
+        if method == "eth_getBlockReceipts" or (
+            method == "eth_getBlockByNumber" and params[1] is True
+        ):
+            raise EndpointUnavailable("rpc#0", "unreachable (ConnectionRefusedError)")
+        return answer
+
+    delivered, problems = _run(tmp_path, block, [down, None, None])
+    assert [(d.seq, d.payload) for d in delivered] == [(0, b"hello"), (1, b"world")]
+    assert problems == []

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from lightpost.adapters.rpc import DEFAULT_TIMEOUT_S, Endpoint
 from lightpost.core.quorum import QuorumReport, agree, quorum_fee, quorum_height, report
@@ -32,7 +32,9 @@ from lightpost.errors import (
     TransportError,
 )
 
-__all__ = ["BroadcastResult", "Chain", "parse_quantity"]
+__all__ = ["BroadcastResult", "Chain", "parse_quantity", "prove_in_turn"]
+
+T = TypeVar("T")
 
 RECEIPT_POLL_S = 0.2
 """How often operator helpers poll for a receipt."""
@@ -69,6 +71,34 @@ def _non_answer(label: str, method: str, exc: Exception) -> LightpostError:
     if isinstance(exc, LightpostError):
         return TransportError(label, f"bad answer to {method}: {exc}")
     return TransportError(label, f"bad answer to {method} ({type(exc).__name__})")
+
+
+def prove_in_turn(
+    endpoints: Iterable[Endpoint],
+    method: str,
+    params: Sequence[Any],
+    check: Callable[[Any], T],
+    blame: Callable[[str, str], None],
+) -> tuple[T, Any, str] | None:
+    """Ask ``endpoints`` in order until an answer passes ``check``: (its value, the answer,
+    the endpoint's label); None if none did. A transport failure, a null answer or a
+    TransportError from ``check`` is a non-answer (an endpoint that is down or behind is
+    no liar); any other failure of ``check`` is that endpoint's failed proof, handed to
+    ``blame(label, reason)``."""
+    for ep in endpoints:
+        try:
+            answer = ep.call(method, params)
+        except LightpostError:
+            continue
+        if answer is None:
+            continue
+        try:
+            return check(answer), answer, ep.label
+        except TransportError:
+            continue
+        except (LightpostError, KeyError, TypeError, ValueError, IndexError) as exc:
+            blame(ep.label, str(exc) if isinstance(exc, LightpostError) else type(exc).__name__)
+    return None
 
 
 def _render(answers: Mapping[str, Any]) -> dict[str, str]:

@@ -22,7 +22,7 @@ from lightpost.core.quorum import report as quorum_report
 from lightpost.core.reconcile import cursor_after, dissent, finality_dissent
 from lightpost.core.verify import Problem, ProblemKind
 from lightpost.errors import ConfigError, LightpostError, ProofError, TransportError
-from lightpost.node.chain import Chain
+from lightpost.node.chain import Chain, prove_in_turn
 from lightpost.node.config import DeviceConfig
 from lightpost.node.receiver_channel import LOG_PAGE_BLOCKS, ChannelMixin, Side, StopPoll, refuse
 from lightpost.node.receiver_complete import CompleteMixin
@@ -288,22 +288,21 @@ class Receiver(DeliveryMixin, ChannelMixin, CompleteMixin, DirectMixin):
     ) -> Any:
         """Ask endpoints in turn until an answer passes ``check`` (None: none did). ``among``: those
         that agreed the value ``check`` proves against -- one that fails contradicts itself (a
-        proof-failure names it)."""
-        for ep in self.endpoints:
-            if among is not None and ep.label not in among:
-                continue
-            try:
-                return check(ep.call(method, params))
-            except LightpostError as exc:
-                problems.append(
-                    Problem(
-                        kind=ProblemKind.PROOF_FAILURE,
-                        details=f"{what}: {exc}",
-                        endpoints=(ep.label,),
-                        block_number=block_number,
-                    )
+        proof-failure names it); one that is down or has no answer is not blamed."""
+
+        def blame(label: str, why: str) -> None:
+            problems.append(
+                Problem(
+                    kind=ProblemKind.PROOF_FAILURE,
+                    details=f"{what}: {why}",
+                    endpoints=(label,),
+                    block_number=block_number,
                 )
-        return None
+            )
+
+        asked = [ep for ep in self.endpoints if among is None or ep.label in among]
+        found = prove_in_turn(asked, method, params, check, blame)
+        return None if found is None else found[0]
 
     # -- retraction ---
 

@@ -23,7 +23,7 @@ from lightpost.core.inclusion import (
 from lightpost.core.outbox import BlockRef, Sighting, State, Transaction
 from lightpost.core.verify import ProvenBlock
 from lightpost.errors import LightpostError, NodeError, TransportError
-from lightpost.node.chain import Chain, parse_quantity
+from lightpost.node.chain import Chain, parse_quantity, prove_in_turn
 
 __all__ = [
     "MAX_BLOCK_PROOFS_PER_ROUND",
@@ -165,25 +165,23 @@ class InclusionProver:
     def _in_turn(
         self, method: str, params: Sequence[Any], check: Callable[[Any], T], what: str
     ) -> tuple[T, object] | None:
-        """(proven value, the answer) from the first endpoint whose answer proves."""
-        for ep in sorted(
-            self._endpoints, key=lambda e: e.label in self._suspects or e.label in self.problems
-        ):
-            try:
-                answer = ep.call(method, params)
-            except LightpostError:
-                continue  # unreachable or refused: a non-answer, not a liar
-            if answer is None:
-                continue  # does not know the block (yet): a non-answer
-            try:
-                proven = check(answer), answer
-                self.proved.add(ep.label)
-                return proven
-            except TransportError:
-                continue
-            except (LightpostError, KeyError, TypeError, ValueError, IndexError) as exc:
-                self._blame(ep.label, f"its {what} failed proof: {exc}")
-        return None
+        """(proven value, the answer) from the first endpoint whose answer proves; endpoints
+        already named as liars are asked last."""
+        found = prove_in_turn(
+            sorted(
+                self._endpoints,
+                key=lambda e: e.label in self._suspects or e.label in self.problems,
+            ),
+            method,
+            params,
+            check,
+            lambda label, why: self._blame(label, f"its {what} failed proof: {why}"),
+        )
+        if found is None:
+            return None
+        value, answer, label = found
+        self.proved.add(label)
+        return value, answer
 
 
 PROOF_PROBLEM = "proof "
