@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
+from lightpost.core.l2 import ETHEREUM, BlockFormat
 from lightpost.core.outbox import (
     BlockRef,
     Event,
@@ -75,19 +76,28 @@ def receipt_hint(tx_hash: bytes, receipt: object) -> Sighting | None:
         return None
 
 
-def prove_block(block_json: object, agreed: BlockRef) -> ProvenBlock:
-    """Proofs 2 and 3 on a full block (eth_getBlockByNumber, transactions)."""
-    header = verify_block_header(block_json, agreed.hash)
+def prove_block(
+    block_json: object,
+    agreed: BlockRef,
+    *,
+    fmt: BlockFormat = ETHEREUM,
+    raw_forms: Mapping[int, bytes] | None = None,
+) -> ProvenBlock:
+    """Proofs 2 and 3 on a full block (eth_getBlockByNumber, transactions); ``fmt``: the chain's
+    extra types and header keys; ``raw_forms``: raw bytes of types with no encoding here."""
+    header = verify_block_header(block_json, agreed.hash, fmt=fmt)
     if header.number != agreed.number:
         raise ProofError("header", f"block {header.number} is not at height {agreed.number}")
     txs_json = get_list(get_object(block_json, "block").get("transactions"), "transactions")
-    txs = prove_block_transactions(header, txs_json)
+    txs = prove_block_transactions(header, txs_json, fmt=fmt, raw_forms=raw_forms)
     return ProvenBlock(header=header, hash=agreed.hash, transactions=txs)
 
 
-def prove_receipts(block: ProvenBlock, receipts_json: object) -> ProvenBlock:
+def prove_receipts(
+    block: ProvenBlock, receipts_json: object, *, fmt: BlockFormat = ETHEREUM
+) -> ProvenBlock:
     """Proof 4 (eth_getBlockReceipts): the block with its proven receipts."""
-    receipts = prove_block_receipts(block.header, receipts_json)
+    receipts = prove_block_receipts(block.header, receipts_json, fmt=fmt)
     if len(receipts) != len(block.transactions):
         raise ProofError("receiptsRoot", "not one receipt per transaction")
     return replace(block, receipts=receipts)

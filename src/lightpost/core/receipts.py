@@ -8,11 +8,12 @@ bare list); payload ``[status_or_root, cumulativeGasUsed, logsBloom, logs]``, lo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from lightpost.core import rlp
 from lightpost.core.hashing import keccak256
+from lightpost.core.l2 import DEPOSIT_TX_TYPE
 from lightpost.core.rpcfields import (
     data_field,
     get_field,
@@ -71,6 +72,12 @@ WORD_BYTES = 32
 STATUS_VALUES = frozenset({0, 1})
 """EIP-658: status is 1 for success, 0 for failure."""
 
+U64_MAX = 2**64 - 1
+"""op-geth: depositNonce and depositReceiptVersion are uint64."""
+
+_RECEIPT_FIELDS = 4
+"""[status_or_root, cumulativeGasUsed, logsBloom, logs]."""
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Log:
@@ -92,7 +99,8 @@ class Log:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Receipt:
     """A receipt as ``receiptsRoot`` commits to it: exactly one of ``status`` (EIP-658) and
-    ``post_state`` (pre-Byzantium 32-byte root) is set."""
+    ``post_state`` (pre-Byzantium 32-byte root) is set; ``deposit_*`` only on OP-stack deposit
+    (0x7e) receipts: the nonce since Regolith, the version since Canyon."""
 
     tx_type: int
     cumulative_gas_used: int
@@ -100,10 +108,19 @@ class Receipt:
     logs: tuple[Log, ...]
     status: int | None = None
     post_state: bytes | None = None
+    deposit_nonce: int | None = None
+    deposit_receipt_version: int | None = None
 
     def __post_init__(self) -> None:
-        if self.tx_type not in RECEIPT_TYPES:
+        if not 0 <= self.tx_type <= TYPED_PREFIX_LIMIT:
             raise DecodingError("receipt", f"unknown receipt type {self.tx_type}")
+        deposit = (self.deposit_nonce, self.deposit_receipt_version)
+        if deposit != (None, None) and self.tx_type != DEPOSIT_TX_TYPE:
+            raise DecodingError("receipt", "only deposit receipts carry a deposit nonce")
+        if self.deposit_nonce is None and self.deposit_receipt_version is not None:
+            raise DecodingError("receipt", "a deposit receipt version needs a deposit nonce")
+        if any(v is not None and not 0 <= v <= U64_MAX for v in deposit):
+            raise DecodingError("receipt", "deposit nonce and version are u64")
         if (self.status is None) == (self.post_state is None):
             raise DecodingError("receipt", "exactly one of status and post_state must be set")
         if self.status is not None and self.status not in STATUS_VALUES:
@@ -158,18 +175,21 @@ def block_logs_bloom(receipts: Sequence[Receipt]) -> bytes:
 
 
 def encode_receipt(receipt: Receipt) -> bytes:
-    """Consensus encoding: rlp(payload) for legacy, ``type || rlp(payload)`` otherwise."""
+    """Consensus encoding: rlp(payload) for legacy, ``type || rlp(payload)`` otherwise. A deposit
+    receipt appends [depositNonce, depositReceiptVersion] only when the version is set (Canyon);
+    before, the trie form omits the nonce (op-geth core/types/receipt.go Receipts.EncodeIndex)."""
     first: bytes | int = (
         receipt.post_state if receipt.post_state is not None else receipt.status or 0
     )
-    payload = rlp.encode(
-        [
-            first,
-            receipt.cumulative_gas_used,
-            receipt.logs_bloom,
-            [[log.address, list(log.topics), log.data] for log in receipt.logs],
-        ]
-    )
+    fields: list[object] = [
+        first,
+        receipt.cumulative_gas_used,
+        receipt.logs_bloom,
+        [[log.address, list(log.topics), log.data] for log in receipt.logs],
+    ]
+    if receipt.deposit_receipt_version is not None:
+        fields += [receipt.deposit_nonce, receipt.deposit_receipt_version]
+    payload = rlp.encode(fields)
     if receipt.tx_type == LEGACY_TYPE:
         return payload
     return bytes([receipt.tx_type]) + payload
@@ -194,20 +214,23 @@ def _decode_log(item: rlp.Item) -> Log:
     )
 
 
-def decode_receipt(encoded: bytes) -> Receipt:
-    """Decode a consensus-encoded receipt (as ``debug_getRawReceipts`` returns)."""
+def decode_receipt(encoded: bytes, *, types: Collection[int] = RECEIPT_TYPES) -> Receipt:
+    """Decode a consensus-encoded receipt (as ``debug_getRawReceipts`` returns) of one of
+    ``types``; a deposit receipt may carry a nonce (5 items, Regolith) and version (6, Canyon)."""
     if not encoded:
         raise DecodingError("receipt", "empty input")
     tx_type = LEGACY_TYPE
     body = encoded
     if encoded[0] <= TYPED_PREFIX_LIMIT:
         tx_type, body = encoded[0], encoded[1:]
-        if tx_type == LEGACY_TYPE or tx_type not in RECEIPT_TYPES:
+        if tx_type == LEGACY_TYPE or tx_type not in types:
             raise DecodingError("receipt", f"unknown receipt type {tx_type}")
     item = rlp.decode(body)
-    if not isinstance(item, list) or len(item) != 4:
+    extra = 2 if tx_type == DEPOSIT_TX_TYPE else 0
+    if not isinstance(item, list) or not _RECEIPT_FIELDS <= len(item) <= _RECEIPT_FIELDS + extra:
         raise DecodingError("receipt", "expected an RLP list of 4 items")
-    first, cumulative, bloom, logs = item
+    first, cumulative, bloom, logs = item[:_RECEIPT_FIELDS]
+    tail = [rlp.decode_int(_string(v, "deposit field"), what="deposit field") for v in item[4:]]
     first_bytes = _string(first, "status")
     if not isinstance(logs, list):
         raise DecodingError("receipt", "logs must be a list")
@@ -224,6 +247,8 @@ def decode_receipt(encoded: bytes) -> Receipt:
         cumulative_gas_used=rlp.decode_int(_string(cumulative, "gas"), what="cumulative gas"),
         logs_bloom=_string(bloom, "bloom"),
         logs=tuple(_decode_log(log) for log in logs),
+        deposit_nonce=tail[0] if tail else None,
+        deposit_receipt_version=tail[1] if len(tail) > 1 else None,
     )
 
 
@@ -242,14 +267,24 @@ def _log_from_rpc(value: object, what: str) -> Log:
     )
 
 
-def receipt_from_rpc(obj: object) -> Receipt:
-    """A :class:`Receipt` from an ``eth_getTransactionReceipt`` / ``eth_getBlockReceipts`` object:
-    no ``type`` is legacy; a non-empty pre-Byzantium ``root`` wins over ``status`` (the root
-    check catches mix-ups); other fields ignored."""
+def _optional_quantity(obj: Mapping[str, object], name: str, what: str) -> int | None:
+    value = optional_field(obj, name)
+    return None if value is None else parse_quantity(value, f"{what}.{name}")
+
+
+def receipt_from_rpc(obj: object, *, types: Collection[int] = RECEIPT_TYPES) -> Receipt:
+    """A :class:`Receipt` from an ``eth_getTransactionReceipt`` / ``eth_getBlockReceipts`` object
+    of one of ``types``: no ``type`` is legacy; a non-empty pre-Byzantium ``root`` wins over
+    ``status`` (the root check catches mix-ups); a deposit's ``depositNonce`` and
+    ``depositReceiptVersion`` are read; other fields (gasUsedForL1, l1Fee...) are not consensus
+    data and are ignored."""
     what = "receipt"
     receipt = get_object(obj, what)
     type_value = optional_field(receipt, "type")
     tx_type = LEGACY_TYPE if type_value is None else parse_quantity(type_value, f"{what}.type")
+    if tx_type != LEGACY_TYPE and tx_type not in types:
+        raise DecodingError(what, f"unknown receipt type {tx_type}")
+    deposit = tx_type == DEPOSIT_TX_TYPE
     root_value = optional_field(receipt, "root")
     post_state = parse_data(root_value, f"{what}.root") if root_value is not None else b""
     status: int | None = None
@@ -266,6 +301,10 @@ def receipt_from_rpc(obj: object) -> Receipt:
         cumulative_gas_used=quantity_field(receipt, "cumulativeGasUsed", what),
         logs_bloom=data_field(receipt, "logsBloom", what, BLOOM_BYTES),
         logs=tuple(_log_from_rpc(log, f"{what}.logs[{i}]") for i, log in enumerate(logs)),
+        deposit_nonce=_optional_quantity(receipt, "depositNonce", what) if deposit else None,
+        deposit_receipt_version=(
+            _optional_quantity(receipt, "depositReceiptVersion", what) if deposit else None
+        ),
     )
 
 

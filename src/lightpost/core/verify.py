@@ -18,11 +18,26 @@ from lightpost.core.inbox import (
     accumulator_slots,
     decode_post_log,
 )
-from lightpost.core.receipts import Log, Receipt, receipt_from_rpc, verify_receipts_root
+from lightpost.core.l2 import (
+    ETHEREUM,
+    BlockFormat,
+    check_header_fields,
+    l2_transaction_from_rpc,
+    prove_foreign_raw,
+    unsupported_reason,
+)
+from lightpost.core.receipts import (
+    RECEIPT_TYPES,
+    Log,
+    Receipt,
+    receipt_from_rpc,
+    verify_receipts_root,
+)
 from lightpost.core.rpcfields import get_list, get_object
 from lightpost.core.trie import ProvenAccount, check_eth_get_proof, ordered_trie_root
 from lightpost.core.tx import (
     DecodedTransaction,
+    ForeignTransaction,
     SignedTransaction,
     decode_transaction,
     rpc_hash_matches,
@@ -175,29 +190,53 @@ class ProvenBlock:
         return self.header.number
 
 
-def verify_block_header(header_json: object, agreed_hash: bytes) -> BlockHeader:
-    """Rebuild the header from every field; both its claimed and recomputed hash must equal
-    ``agreed_hash``, else ProofError (``header``)."""
-    header = verify_header(header_json)
+def verify_block_header(
+    header_json: object, agreed_hash: bytes, *, fmt: BlockFormat = ETHEREUM
+) -> BlockHeader:
+    """Rebuild the header from every field (plus ``fmt``'s extra keys, each checked against the
+    hashed fields); both its claimed and recomputed hash must equal ``agreed_hash``, else
+    ProofError (``header``)."""
+    header = verify_header(header_json, extra_allowed=fmt.header_fields)
     if header_hash(header) != agreed_hash:
         raise ProofError("header", "block is not the quorum-agreed block at this height")
+    check_header_fields(get_object(header_json, "header"), header, fmt.header_fields)
     return header
 
 
+def _rebuild_tx(tx_obj: Mapping[str, Any], fmt: BlockFormat) -> DecodedTransaction:
+    decoded = transaction_from_rpc(tx_obj)
+    if decoded.raw is None and decoded.type in fmt.tx_types:
+        return l2_transaction_from_rpc(tx_obj)
+    return decoded
+
+
 def prove_block_transactions(
-    header: BlockHeader, transactions_json: Sequence[object]
+    header: BlockHeader,
+    transactions_json: Sequence[object],
+    *,
+    fmt: BlockFormat = ETHEREUM,
+    raw_forms: Mapping[int, bytes] | None = None,
 ) -> tuple[DecodedTransaction, ...]:
-    """Rebuild every transaction of a full block (each to its hash) and transactionsRoot; else
+    """Rebuild every transaction of a full block (each to its hash; ``fmt``'s L2 types too) and
+    transactionsRoot; a type with no encoding here is taken from ``raw_forms`` (index -> bytes of
+    eth_getRawTransactionByBlockHashAndIndex, checked against the listed hash), else refused;
     ProofError (``transactionsRoot``)."""
     rebuilt: list[DecodedTransaction] = []
     for i, obj in enumerate(transactions_json):
         tx_obj = get_object(obj, f"block.transactions[{i}]")
         try:
-            decoded = transaction_from_rpc(tx_obj)
+            decoded = _rebuild_tx(tx_obj, fmt)
             matches = rpc_hash_matches(tx_obj, decoded)
         except (KeyError, TypeError) as exc:
             raise DecodingError("rpc transaction", f"malformed field: {exc}") from None
-        if decoded.raw is None or not matches:
+        if isinstance(decoded, ForeignTransaction) and decoded.raw is None:
+            raw = (raw_forms or {}).get(i)
+            if raw is None:
+                raise ProofError(
+                    "transactionsRoot", unsupported_reason(decoded.type, header.number, i)
+                )
+            decoded = prove_foreign_raw(raw, decoded)
+        elif not matches:
             raise ProofError("transactionsRoot", f"transaction {i} does not match its hash")
         rebuilt.append(decoded)
     raws = [t.raw for t in rebuilt if t.raw is not None]
@@ -206,23 +245,31 @@ def prove_block_transactions(
     return tuple(rebuilt)
 
 
-def prove_block_receipts(header: BlockHeader, receipts_json: object) -> tuple[Receipt, ...]:
-    """Rebuild every receipt (eth_getBlockReceipts), its bloom and receiptsRoot; else ProofError
-    (``receiptsRoot`` / ``logsBloom``)."""
+def prove_block_receipts(
+    header: BlockHeader, receipts_json: object, *, fmt: BlockFormat = ETHEREUM
+) -> tuple[Receipt, ...]:
+    """Rebuild every receipt (eth_getBlockReceipts; ``fmt``'s L2 types too), its bloom and
+    receiptsRoot; else ProofError (``receiptsRoot`` / ``logsBloom``)."""
     items = get_list(receipts_json, "block receipts")
-    receipts = tuple(receipt_from_rpc(r) for r in items)
+    types = RECEIPT_TYPES | fmt.tx_types
+    receipts = tuple(receipt_from_rpc(r, types=types) for r in items)
     verify_receipts_root(header.receipts_root, receipts)
     return receipts
 
 
 def verify_included_tx(
-    header_json: object, agreed_hash: bytes, *, chain_id: int, tx_hash: bytes
+    header_json: object,
+    agreed_hash: bytes,
+    *,
+    chain_id: int,
+    tx_hash: bytes,
+    fmt: BlockFormat = ETHEREUM,
 ) -> tuple[int, SignedTransaction]:
     """One-shot ``included`` check in a full block JSON: header vs agreed hash, transactionsRoot,
     the tx found; returns (index, signed tx)."""
-    header = verify_block_header(header_json, agreed_hash)
+    header = verify_block_header(header_json, agreed_hash, fmt=fmt)
     txs_json = get_list(get_object(header_json, "block").get("transactions"), "transactions")
-    txs = prove_block_transactions(header, txs_json)
+    txs = prove_block_transactions(header, txs_json, fmt=fmt)
     for index, tx in enumerate(txs):
         if tx.hash == tx_hash:
             return index, _require_signed(tx, chain_id)
