@@ -10,14 +10,14 @@ chain has is a parameter (:class:`BlockFormat`); :data:`ETHEREUM` (the default) 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from lightpost.core import rlp, rpcfields
 from lightpost.core.hashing import keccak256
 from lightpost.core.header import BlockHeader
-from lightpost.core.tx import MAX_TX_TYPE, ForeignTransaction
+from lightpost.core.tx import MAX_TX_TYPE, SET_CODE_TX_TYPE, ForeignTransaction
 from lightpost.errors import ConfigError, DecodingError, ProofError
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "encode_l2_transaction",
     "l2_transaction_from_rpc",
     "prove_foreign_raw",
+    "unknown_indexes",
     "unsupported_reason",
 ]
 
@@ -275,6 +276,21 @@ def l2_transaction_from_rpc(obj: Mapping[str, Any]) -> ForeignTransaction:
         raise _fail(f"no encoding for type 0x{tx_type:02x}")
     raw = encode_l2_transaction(tx_type, {k: _rpc_value(obj, k, kind) for k, kind in spec})
     return ForeignTransaction(type=tx_type, raw=raw, hash=keccak256(raw))
+
+
+def unknown_indexes(transactions_json: Sequence[object], fmt: BlockFormat) -> list[int]:
+    """Where a block's JSON lists a type with no encoding here (not 0-4, not ``fmt``'s): the
+    transactions only a raw form can prove. Malformed entries are left to the proof to refuse."""
+    out = []
+    for i, obj in enumerate(transactions_json):
+        kind = obj.get("type") if isinstance(obj, Mapping) else None
+        try:
+            tx_type = rpcfields.parse_quantity(kind, "type") if kind is not None else 0
+        except DecodingError:
+            continue
+        if tx_type > SET_CODE_TX_TYPE and tx_type not in fmt.tx_types:
+            out.append(i)
+    return out
 
 
 def unsupported_reason(tx_type: int, block_number: int, index: int) -> str:

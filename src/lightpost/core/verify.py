@@ -63,6 +63,7 @@ __all__ = [
     "prove_block_receipts",
     "prove_block_transactions",
     "proven_accumulator",
+    "rebuild_transaction",
     "verify_accumulators",
     "verify_block_header",
     "verify_included_tx",
@@ -203,7 +204,10 @@ def verify_block_header(
     return header
 
 
-def _rebuild_tx(tx_obj: Mapping[str, Any], fmt: BlockFormat) -> DecodedTransaction:
+def rebuild_transaction(
+    tx_obj: Mapping[str, Any], fmt: BlockFormat = ETHEREUM
+) -> DecodedTransaction:
+    """A transaction from its JSON-RPC object, ``fmt``'s L2 types included (hash unchecked)."""
     decoded = transaction_from_rpc(tx_obj)
     if decoded.raw is None and decoded.type in fmt.tx_types:
         return l2_transaction_from_rpc(tx_obj)
@@ -225,7 +229,7 @@ def prove_block_transactions(
     for i, obj in enumerate(transactions_json):
         tx_obj = get_object(obj, f"block.transactions[{i}]")
         try:
-            decoded = _rebuild_tx(tx_obj, fmt)
+            decoded = rebuild_transaction(tx_obj, fmt)
             matches = rpc_hash_matches(tx_obj, decoded)
         except (KeyError, TypeError) as exc:
             raise DecodingError("rpc transaction", f"malformed field: {exc}") from None

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from lightpost.adapters.rpc import DEFAULT_TIMEOUT_S, Endpoint
+from lightpost.core.l2 import ETHEREUM, BlockFormat
 from lightpost.core.quorum import QuorumReport, agree, quorum_fee, quorum_height, report
 from lightpost.core.rpcfields import (
     data_field,
@@ -113,6 +114,8 @@ class Chain:
     quorum: int
     round_deadline: float = 0.0
     """Longest wait of one round; 0: the slowest endpoint's timeout + ROUND_SLACK_S."""
+    block_format: BlockFormat = ETHEREUM
+    """The chain's extra tx types and header keys (from its profile; core.l2)."""
     _pool: ThreadPoolExecutor = field(init=False, repr=False)
     _inflight: list[int] = field(init=False, repr=False)
     _lock: threading.Lock = field(init=False, repr=False, default_factory=threading.Lock)
@@ -386,7 +389,7 @@ class Chain:
             label: value if isinstance(value, Exception) else {tx_hash: value}
             for label, value in answers.items()
         }
-        prover = InclusionProver(self.endpoints, self.block_hash_at)
+        prover = InclusionProver(self.endpoints, self.block_hash_at, fmt=self.block_format)
         try:
             for hint, labels in hints_by_endpoint(by_label, [tx_hash]).items():
                 proven = prover.prove(hint, labels)

@@ -17,6 +17,7 @@ from lightpost.adapters.rpc import Endpoint
 from lightpost.core.envelope import DIRECT_CHANNEL, DIRECT_CHANNEL_NAME, channel_id
 from lightpost.core.hashing import keccak256
 from lightpost.core.header import header_hash, verify_header
+from lightpost.core.l2 import ETHEREUM, BlockFormat
 from lightpost.core.levels import Delivered, Level
 from lightpost.core.quorum import report as quorum_report
 from lightpost.core.reconcile import cursor_after, dissent, finality_dissent
@@ -41,12 +42,12 @@ FOLLOW_INTERVAL_S = 2.0
 """Pause between polls in --follow (a sixth of a 12 s mainnet slot)."""
 
 
-def _block_hash(block: Any) -> bytes:
+def _block_hash(block: Any, fmt: BlockFormat = ETHEREUM) -> bytes:
     """The hash of a block answer whose header fields hash to its claimed hash
     (ProofError otherwise: the answer contradicts itself)."""
     if block is None:
         raise TransportError("rpc", "block unknown")
-    return header_hash(verify_header(block))
+    return header_hash(verify_header(block, extra_allowed=fmt.header_fields))
 
 
 class Receiver(DeliveryMixin, ChannelMixin, CompleteMixin, DirectMixin):
@@ -234,7 +235,11 @@ class Receiver(DeliveryMixin, ChannelMixin, CompleteMixin, DirectMixin):
         side = self._sides.get(number)
         if side is not None:
             return side
-        answers = self.chain.ask_each("eth_getBlockByNumber", [hex(number), False], _block_hash)
+        answers = self.chain.ask_each(
+            "eth_getBlockByNumber",
+            [hex(number), False],
+            lambda block: _block_hash(block, self.chain.block_format),
+        )
         for label, answer in answers.items():
             if isinstance(answer, ProofError):  # its header contradicts its own hash
                 problems.append(

@@ -34,6 +34,7 @@ from lightpost.core.verify import (
     verify_signed,
 )
 from lightpost.errors import AnswerTooLarge, LightpostError, ProofError
+from lightpost.node.rawforms import raw_forms
 from lightpost.node.receiver_delivery import ProvenPost, _ReceiverHost
 
 __all__ = ["GENESIS_BLOCK", "LOG_PAGE_BLOCKS", "MAX_TOPIC_SENDERS"]
@@ -229,9 +230,11 @@ class ChannelMixin(_ReceiverHost):
         number = side.number
 
         def full(answer: Any) -> tuple[BlockHeader, tuple[Any, ...]]:
-            header = verify_block_header(answer, side.hash)
+            fmt = self.chain.block_format
+            header = verify_block_header(answer, side.hash, fmt=fmt)
             txs = get_list(get_object(answer, "block").get("transactions"), "transactions")
-            return header, prove_block_transactions(header, txs)
+            forms = raw_forms(self.endpoints, answer, fmt)
+            return header, prove_block_transactions(header, txs, fmt=fmt, raw_forms=forms)
 
         got = self._ask_in_turn(
             "eth_getBlockByNumber", [hex(number), True], full, f"block {number}", problems,
@@ -242,7 +245,7 @@ class ChannelMixin(_ReceiverHost):
         header, txs = got
         receipts = self._ask_in_turn(
             "eth_getBlockReceipts", [hex(number)],
-            lambda answer: prove_block_receipts(header, answer),
+            lambda answer: prove_block_receipts(header, answer, fmt=self.chain.block_format),
             f"receipts of block {number}", problems, number, side.agreeing,
         )  # fmt: skip
         if receipts is None:

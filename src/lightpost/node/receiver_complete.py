@@ -63,7 +63,7 @@ class CompleteMixin(_ReceiverHost):
         header = self._ask_in_turn(
             "eth_getBlockByNumber",
             [hex(side.number), False],
-            lambda answer: verify_block_header(answer, side.hash),
+            lambda answer: verify_block_header(answer, side.hash, fmt=self.chain.block_format),
             f"header {side.number}",
             problems,
             side.number,

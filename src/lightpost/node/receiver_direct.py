@@ -7,12 +7,19 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from lightpost.core.l2 import ETHEREUM, BlockFormat
 from lightpost.core.levels import Delivered, Level
 from lightpost.core.reconcile import pick_direct
 from lightpost.core.rpcfields import data_field, get_list, get_object, quantity_field
-from lightpost.core.tx import rpc_hash_matches, transaction_from_rpc
-from lightpost.core.verify import Problem, prove_block_transactions, verify_block_header
+from lightpost.core.tx import rpc_hash_matches
+from lightpost.core.verify import (
+    Problem,
+    prove_block_transactions,
+    rebuild_transaction,
+    verify_block_header,
+)
 from lightpost.errors import ConfigError, ProofError
+from lightpost.node.rawforms import raw_forms
 from lightpost.node.receiver_channel import StopPoll, refuse
 from lightpost.node.receiver_delivery import ProvenPost, _ReceiverHost
 
@@ -22,11 +29,11 @@ DIRECT_PAGE_BLOCKS = 32
 """Blocks per direct-mode page: a quorum read of the top hash, the rest chained by parent hashes."""
 
 
-def _rebuild_each(txs_json: Sequence[object]) -> tuple[Any, ...]:
+def _rebuild_each(txs_json: Sequence[object], fmt: BlockFormat = ETHEREUM) -> tuple[Any, ...]:
     out = []
     for i, obj in enumerate(txs_json):
         tx_obj = get_object(obj, f"transactions[{i}]")
-        decoded = transaction_from_rpc(tx_obj)
+        decoded = rebuild_transaction(tx_obj, fmt)
         if not rpc_hash_matches(tx_obj, decoded):
             raise ProofError("signed", f"transaction {i} does not match its hash")
         out.append(decoded)
@@ -95,14 +102,16 @@ class DirectMixin(_ReceiverHost):
                     return (
                         None,
                         data_field(obj, "hash", "block", 32),
-                        _rebuild_each(txs_json),
+                        _rebuild_each(txs_json, self.chain.block_format),
                         quantity_field(obj, "timestamp", "block"),
                     )
-                header = verify_block_header(answer, expected)
+                fmt = self.chain.block_format
+                header = verify_block_header(answer, expected, fmt=fmt)
+                forms = raw_forms(self.endpoints, answer, fmt)
                 return (
                     header,
                     expected,
-                    prove_block_transactions(header, txs_json),
+                    prove_block_transactions(header, txs_json, fmt=fmt, raw_forms=forms),
                     header.timestamp,
                 )
 

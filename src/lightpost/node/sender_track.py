@@ -20,10 +20,12 @@ from lightpost.core.inclusion import (
     receipt_hint,
     tx_index,
 )
+from lightpost.core.l2 import ETHEREUM, BlockFormat
 from lightpost.core.outbox import BlockRef, Sighting, State, Transaction
 from lightpost.core.verify import ProvenBlock
 from lightpost.errors import LightpostError, NodeError, TransportError
 from lightpost.node.chain import Chain, parse_quantity, prove_in_turn
+from lightpost.node.rawforms import raw_forms
 
 __all__ = [
     "MAX_BLOCK_PROOFS_PER_ROUND",
@@ -81,8 +83,10 @@ class InclusionProver:
         disproven: set[Sighting] | None = None,
         max_blocks: int = MAX_BLOCK_PROOFS_PER_ROUND,
         suspects: Collection[str] = (),
+        fmt: BlockFormat = ETHEREUM,
     ):
         self._endpoints = endpoints
+        self._fmt = fmt
         self._agreed_hash = agreed_hash
         # hints proven false, kept across rounds: a block hash commits to its txs
         self._disproven = set() if disproven is None else disproven
@@ -138,7 +142,12 @@ class InclusionProver:
             found = self._in_turn(
                 "eth_getBlockByNumber",
                 [hex(ref.number), True],
-                lambda answer: prove_block(answer, ref),
+                lambda answer: prove_block(
+                    answer,
+                    ref,
+                    fmt=self._fmt,
+                    raw_forms=raw_forms(self._endpoints, answer, self._fmt),
+                ),
                 f"block {ref.number}",
             )
             self._blocks[ref.hash] = UNKNOWN if found is None else found[0]
@@ -149,7 +158,7 @@ class InclusionProver:
             found = self._in_turn(
                 "eth_getBlockReceipts",
                 [hex(block.number)],
-                lambda answer: prove_receipts(block, answer),
+                lambda answer: prove_receipts(block, answer, fmt=self._fmt),
                 f"receipts of block {block.number}",
             )
             self._receipts[block.hash] = UNKNOWN if found is None else found
@@ -231,7 +240,7 @@ class Tracker:
         self._log = log
         self._finalized: int | Unknown | None = None
         self._disproven: set[Sighting] = set()
-        self._prover = InclusionProver(chain.endpoints, chain.block_hash_at)
+        self._prover = InclusionProver(chain.endpoints, chain.block_hash_at, fmt=chain.block_format)
 
     def begin_round(self) -> None:
         """Forget the round's agreed hashes, proofs and finalized height (hints proven false stay: a
@@ -243,6 +252,7 @@ class Tracker:
             self.chain.endpoints,
             self.chain.block_hash_at,
             disproven=self._disproven,
+            fmt=self.chain.block_format,
             suspects=[
                 k[len(PROOF_PROBLEM) :] for k in self._problems if k.startswith(PROOF_PROBLEM)
             ],
