@@ -1,12 +1,7 @@
-"""L2 transaction types, receipts and header fields, per chain: OP-stack deposits and Arbitrum.
-
-Each encoding is ``type || rlp([fields])`` (EIP-2718) and its hash keccak256 of that, so a block's
-list rebuilds its transactionsRoot. Sources: op-geth core/types/deposit_tx.go (DepositTx) and
-receipt.go (Receipts.EncodeIndex); OffchainLabs/go-ethereum core/types/arb_types.go,
-transaction.go (type bytes), transaction_marshalling.go (JSON keys), receipt.go (EncodeIndex:
-Arbitrum receipts are the plain 4-field payload; gasUsedForL1 is storage-only). Which types a
-chain has is a parameter (:class:`BlockFormat`); :data:`ETHEREUM` (the default) adds none.
-"""
+"""L2 transaction types and header keys per chain (:class:`BlockFormat`): OP-stack deposits,
+Arbitrum Nitro. Each is ``type || rlp(fields)`` hashed with keccak256 (EIP-2718). Arbitrum
+receipts are the plain typed payload (gasUsedForL1 is storage-only: OffchainLabs/go-ethereum
+core/types/receipt.go Receipts.EncodeIndex); deposit receipts: lightpost.core.receipts."""
 
 from __future__ import annotations
 
@@ -17,7 +12,7 @@ from typing import Any
 from lightpost.core import rlp, rpcfields
 from lightpost.core.hashing import keccak256
 from lightpost.core.header import BlockHeader
-from lightpost.core.tx import MAX_TX_TYPE, SET_CODE_TX_TYPE, ForeignTransaction
+from lightpost.core.tx import SET_CODE_TX_TYPE, ForeignTransaction
 from lightpost.errors import ConfigError, DecodingError, ProofError
 
 __all__ = [
@@ -46,135 +41,58 @@ DEPOSIT_TX_TYPE = 0x7E
 OP_STACK_TX_TYPES = frozenset({DEPOSIT_TX_TYPE})
 """Types an OP-stack chain (OP mainnet, Base) adds to Ethereum's."""
 
-ARBITRUM_DEPOSIT_TX_TYPE = 0x64
-ARBITRUM_UNSIGNED_TX_TYPE = 0x65
-ARBITRUM_CONTRACT_TX_TYPE = 0x66
-ARBITRUM_RETRY_TX_TYPE = 0x68
-ARBITRUM_SUBMIT_RETRYABLE_TX_TYPE = 0x69
-ARBITRUM_INTERNAL_TX_TYPE = 0x6A
-
 ARBITRUM_LEGACY_TX_TYPE = 0x78
-"""Arbitrum classic (pre-Nitro) wrapper: its hash is a stored override, not keccak of its bytes,
-so it cannot be proven and is always refused (OffchainLabs/go-ethereum Transaction.Hash)."""
+"""Arbitrum classic wrapper: its hash is a stored override, not keccak of its bytes (go-ethereum
+fork's Transaction.Hash), so it is never provable and always refused."""
 
-ARBITRUM_TX_TYPES = frozenset(
-    {
-        ARBITRUM_DEPOSIT_TX_TYPE,
-        ARBITRUM_UNSIGNED_TX_TYPE,
-        ARBITRUM_CONTRACT_TX_TYPE,
-        ARBITRUM_RETRY_TX_TYPE,
-        ARBITRUM_SUBMIT_RETRYABLE_TX_TYPE,
-        ARBITRUM_INTERNAL_TX_TYPE,
-    }
-)
-"""Types Arbitrum One (Nitro) adds (OffchainLabs/go-ethereum core/types/transaction.go)."""
-
-ARBITRUM_HEADER_FIELDS = frozenset({"l1BlockNumber", "sendCount", "sendRoot"})
-"""Nitro's extra eth_getBlockBy* keys: not hashed themselves, but derived from extraData and
-mixHash (arb_types.go HeaderInfo), so :func:`check_header_fields` checks them against both."""
-
-_SEND_COUNT = slice(0, 8)
-"""HeaderInfo.mixDigest: sendCount is big-endian in mixHash[0:8]."""
-
-_L1_BLOCK_NUMBER = slice(8, 16)
-"""HeaderInfo.mixDigest: l1BlockNumber is big-endian in mixHash[8:16]."""
-
-# Field kinds: how a value is range-checked and RLP-coded.
-_H32, _ADDR, _TO, _U64, _U256, _BOOL, _BYTES = "h32", "addr", "to", "u64", "u256", "bool", "bytes"
-_SIZES = {_H32: 32, _ADDR: 20}
-_MAX = {_U64: 2**64 - 1, _U256: 2**256 - 1, _BOOL: 1}
-
-_FEE_CAP = ("maxFeePerGas", _U256)
-_TAIL = (("gas", _U64), ("to", _TO), ("value", _U256), ("input", _BYTES))
+_SPECS = {
+    # op-geth core/types/deposit_tx.go DepositTx (To nil: create; Mint nil encodes as 0)
+    DEPOSIT_TX_TYPE: "sourceHash:h32 from:addr to:to mint:u256 value:u256 gas:u64"
+    " isSystemTx:bool input:bytes",
+    # OffchainLabs/go-ethereum core/types/arb_types.go, struct order; JSON keys from
+    # transaction_marshalling.go (GasFeeCap is maxFeePerGas, FeeRefundAddr is refundTo).
+    0x64: "chainId:u256 requestId:h32 from:addr to:addr value:u256",  # ArbitrumDepositTx
+    0x65: "chainId:u256 from:addr nonce:u64 maxFeePerGas:u256 gas:u64 to:to value:u256"
+    " input:bytes",  # ArbitrumUnsignedTx
+    0x66: "chainId:u256 requestId:h32 from:addr maxFeePerGas:u256 gas:u64 to:to value:u256"
+    " input:bytes",  # ArbitrumContractTx
+    0x68: "chainId:u256 nonce:u64 from:addr maxFeePerGas:u256 gas:u64 to:to value:u256"
+    " input:bytes ticketId:h32 refundTo:addr maxRefund:u256 submissionFeeRefund:u256",  # Retry
+    0x69: "chainId:u256 requestId:h32 from:addr l1BaseFee:u256 depositValue:u256"
+    " maxFeePerGas:u256 gas:u64 retryTo:to retryValue:u256 beneficiary:addr"
+    " maxSubmissionFee:u256 refundTo:addr retryData:bytes",  # SubmitRetryable (input derived)
+    0x6A: "chainId:u256 input:bytes",  # ArbitrumInternalTx
+}
 
 L2_TX_FIELDS: Mapping[int, tuple[tuple[str, str], ...]] = {
-    # op-geth DepositTx: SourceHash, From, To (nil: create), Mint (nil = 0), Value, Gas,
-    # IsSystemTransaction, Data.
-    DEPOSIT_TX_TYPE: (
-        ("sourceHash", _H32),
-        ("from", _ADDR),
-        ("to", _TO),
-        ("mint", _U256),
-        ("value", _U256),
-        ("gas", _U64),
-        ("isSystemTx", _BOOL),
-        ("input", _BYTES),
-    ),
-    # arb_types.go ArbitrumDepositTx: ChainId, L1RequestId, From, To (never nil), Value.
-    ARBITRUM_DEPOSIT_TX_TYPE: (
-        ("chainId", _U256),
-        ("requestId", _H32),
-        ("from", _ADDR),
-        ("to", _ADDR),
-        ("value", _U256),
-    ),
-    # ArbitrumUnsignedTx: ChainId, From, Nonce, GasFeeCap, Gas, To, Value, Data.
-    ARBITRUM_UNSIGNED_TX_TYPE: (
-        ("chainId", _U256),
-        ("from", _ADDR),
-        ("nonce", _U64),
-        _FEE_CAP,
-        *_TAIL,
-    ),
-    # ArbitrumContractTx: ChainId, RequestId, From, GasFeeCap, Gas, To, Value, Data.
-    ARBITRUM_CONTRACT_TX_TYPE: (
-        ("chainId", _U256),
-        ("requestId", _H32),
-        ("from", _ADDR),
-        _FEE_CAP,
-        *_TAIL,
-    ),
-    # ArbitrumRetryTx: ChainId, Nonce, From, GasFeeCap, Gas, To, Value, Data, TicketId,
-    # RefundTo, MaxRefund, SubmissionFeeRefund.
-    ARBITRUM_RETRY_TX_TYPE: (
-        ("chainId", _U256),
-        ("nonce", _U64),
-        ("from", _ADDR),
-        _FEE_CAP,
-        *_TAIL,
-        ("ticketId", _H32),
-        ("refundTo", _ADDR),
-        ("maxRefund", _U256),
-        ("submissionFeeRefund", _U256),
-    ),
-    # ArbitrumSubmitRetryableTx: ChainId, RequestId, From, L1BaseFee, DepositValue, GasFeeCap,
-    # Gas, RetryTo, RetryValue, Beneficiary, MaxSubmissionFee, FeeRefundAddr (JSON refundTo),
-    # RetryData. Its JSON "input" is derived from these and not encoded.
-    ARBITRUM_SUBMIT_RETRYABLE_TX_TYPE: (
-        ("chainId", _U256),
-        ("requestId", _H32),
-        ("from", _ADDR),
-        ("l1BaseFee", _U256),
-        ("depositValue", _U256),
-        _FEE_CAP,
-        ("gas", _U64),
-        ("retryTo", _TO),
-        ("retryValue", _U256),
-        ("beneficiary", _ADDR),
-        ("maxSubmissionFee", _U256),
-        ("refundTo", _ADDR),
-        ("retryData", _BYTES),
-    ),
-    # ArbitrumInternalTx: ChainId, Data.
-    ARBITRUM_INTERNAL_TX_TYPE: (("chainId", _U256), ("input", _BYTES)),
+    t: tuple((f.split(":")[0], f.split(":")[1]) for f in spec.split()) for t, spec in _SPECS.items()
 }
 """Each L2 type's fields in RLP order: (JSON-RPC key, kind)."""
+
+ARBITRUM_TX_TYPES = frozenset(L2_TX_FIELDS) - OP_STACK_TX_TYPES
+"""Types Arbitrum One (Nitro) adds: 0x64-0x66, 0x68-0x6a (go-ethereum fork transaction.go)."""
+
+ARBITRUM_HEADER_FIELDS = frozenset({"l1BlockNumber", "sendCount", "sendRoot"})
+"""Nitro's extra eth_getBlockBy* keys, derived from extraData and mixHash (arb_types.go
+HeaderInfo) and checked against them by :func:`check_header_fields`."""
+
+_SEND_COUNT, _L1_BLOCK_NUMBER = slice(0, 8), slice(8, 16)
+"""HeaderInfo.mixDigest: big-endian sendCount in mixHash[0:8], l1BlockNumber in [8:16]."""
+
+_H32, _ADDR, _TO, _U64, _U256, _BOOL = "h32", "addr", "to", "u64", "u256", "bool"
+_SIZES = {_H32: 32, _ADDR: 20, _TO: 20}
+_MAX = {_U64: 2**64 - 1, _U256: 2**256 - 1, _BOOL: 1}
 
 _OPTIONAL_ZERO = frozenset({"mint", "isSystemTx"})
 """op-geth omits ``isSystemTx`` when false and ``mint`` when nil (encoded like 0)."""
 
 _WHAT = "l2 transaction"
-_KNOWN_NAMES = {
-    DEPOSIT_TX_TYPE: "OP-stack deposit",
-    ARBITRUM_LEGACY_TX_TYPE: "Arbitrum classic legacy",
-    **{t: "Arbitrum" for t in ARBITRUM_TX_TYPES},
-}
+_NAMES = {DEPOSIT_TX_TYPE: "OP-stack deposit", ARBITRUM_LEGACY_TX_TYPE: "Arbitrum classic legacy"}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BlockFormat:
-    """What a chain's blocks may hold beyond Ethereum's: extra transaction (and receipt) types
-    and extra header JSON keys. Wired from the chain profile; the default adds nothing."""
+    """A chain's extra transaction (and receipt) types and header JSON keys (from its profile)."""
 
     tx_types: frozenset[int] = frozenset()
     header_fields: frozenset[str] = frozenset()
@@ -202,13 +120,12 @@ def _fail(reason: str) -> DecodingError:
 def _check(kind: str, value: object, key: str) -> None:
     if kind in _MAX:
         ok = isinstance(value, int) and 0 <= value <= _MAX[kind]
-        if kind != _BOOL and isinstance(value, bool):
-            ok = False
-    elif kind == _TO and value is None:
-        ok = True
+        ok = ok and (kind == _BOOL or not isinstance(value, bool))
     else:
-        size = _SIZES.get(kind, _SIZES[_ADDR] if kind == _TO else None)
-        ok = isinstance(value, bytes) and (size is None or len(value) == size)
+        size = _SIZES.get(kind)
+        ok = (kind == _TO and value is None) or (
+            isinstance(value, bytes) and size in (None, len(value))
+        )
     if not ok:
         raise _fail(f"{key} is not a valid {kind}")
 
@@ -264,12 +181,11 @@ def _rpc_value(obj: Mapping[str, Any], key: str, kind: str) -> Any:
         return value
     if kind in _MAX:
         return rpcfields.parse_quantity(value, what)
-    return rpcfields.parse_data(value, what, _SIZES.get(kind, 20 if kind == _TO else None))
+    return rpcfields.parse_data(value, what, _SIZES.get(kind))
 
 
 def l2_transaction_from_rpc(obj: Mapping[str, Any]) -> ForeignTransaction:
-    """Rebuild an L2 transaction from its JSON-RPC object (``hash`` not read: the caller compares,
-    as for every type)."""
+    """An L2 transaction from its JSON-RPC object (``hash`` unchecked, as for every type)."""
     tx_type = rpcfields.quantity_field(obj, "type", "rpc transaction")
     spec = L2_TX_FIELDS.get(tx_type)
     if spec is None:
@@ -279,8 +195,7 @@ def l2_transaction_from_rpc(obj: Mapping[str, Any]) -> ForeignTransaction:
 
 
 def unknown_indexes(transactions_json: Sequence[object], fmt: BlockFormat) -> list[int]:
-    """Where a block's JSON lists a type with no encoding here (not 0-4, not ``fmt``'s): the
-    transactions only a raw form can prove. Malformed entries are left to the proof to refuse."""
+    """Indexes of a block's transactions of a type with no encoding here (not 0-4 nor ``fmt``'s)."""
     out = []
     for i, obj in enumerate(transactions_json):
         kind = obj.get("type") if isinstance(obj, Mapping) else None
@@ -294,8 +209,8 @@ def unknown_indexes(transactions_json: Sequence[object], fmt: BlockFormat) -> li
 
 
 def unsupported_reason(tx_type: int, block_number: int, index: int) -> str:
-    """The refusal for a type this chain's format does not encode and no raw form proves."""
-    name = _KNOWN_NAMES.get(tx_type)
+    """Why a type no format encodes and no raw form proves is refused."""
+    name = _NAMES.get(tx_type, "Arbitrum" if tx_type in ARBITRUM_TX_TYPES else None)
     why = "its hash is not derived from its bytes" if tx_type == ARBITRUM_LEGACY_TX_TYPE else None
     hint = f" ({name}; {why or 'not enabled for this chain'})" if name else ""
     return (
@@ -305,9 +220,8 @@ def unsupported_reason(tx_type: int, block_number: int, index: int) -> str:
 
 
 def prove_foreign_raw(raw: bytes, claimed: ForeignTransaction) -> ForeignTransaction:
-    """An unknown type's transaction from its raw form (eth_getRawTransactionByBlockHashAndIndex):
-    it must carry the listed type and hash to the hash the block lists, else ProofError."""
-    if not raw or raw[0] != claimed.type or raw[0] > MAX_TX_TYPE:
+    """An unknown type's transaction from its raw form: listed type and hash, else ProofError."""
+    if raw[:1] != bytes([claimed.type]):
         raise ProofError("transactionsRoot", "raw form is not of the listed transaction type")
     if keccak256(raw) != claimed.hash:
         raise ProofError("transactionsRoot", "raw form does not hash to the listed hash")
@@ -317,9 +231,7 @@ def prove_foreign_raw(raw: bytes, claimed: ForeignTransaction) -> ForeignTransac
 def check_header_fields(
     block: Mapping[str, object], header: BlockHeader, allowed: Collection[str]
 ) -> None:
-    """Arbitrum's extra keys, where allowed and present, must equal what the hashed header
-    encodes: sendRoot = extraData, sendCount = mixHash[0:8], l1BlockNumber = mixHash[8:16]
-    (arb_types.go HeaderInfo). ProofError (``header``) otherwise."""
+    """Arbitrum's keys, where allowed and present, must equal what the hash covers (ProofError)."""
     derived: dict[str, object] = {
         "sendRoot": header.extra_data,
         "sendCount": int.from_bytes(header.mix_hash[_SEND_COUNT], "big"),
