@@ -46,11 +46,13 @@ ARBITRUM_LEGACY_TX_TYPE = 0x78
 fork's Transaction.Hash), so it is never provable and always refused."""
 
 _SPECS = {
-    # op-geth core/types/deposit_tx.go DepositTx (To nil: create; Mint nil encodes as 0)
+    # op-geth core/types/deposit_tx.go DepositTx (To nil: create; Mint nil encodes as 0), read at
+    # ethereum-optimism/op-geth@7b56c731573a32af0beedc5f38dbe7ca9d96630a
     DEPOSIT_TX_TYPE: "sourceHash:h32 from:addr to:to mint:u256 value:u256 gas:u64"
     " isSystemTx:bool input:bytes",
     # OffchainLabs/go-ethereum core/types/arb_types.go, struct order; JSON keys from
-    # transaction_marshalling.go (GasFeeCap is maxFeePerGas, FeeRefundAddr is refundTo).
+    # transaction_marshalling.go (GasFeeCap is maxFeePerGas, FeeRefundAddr is refundTo); read at
+    # OffchainLabs/go-ethereum@49b38a638a91f91f0fdb8be5f740c69f8d6abefc
     0x64: "chainId:u256 requestId:h32 from:addr to:addr value:u256",  # ArbitrumDepositTx
     0x65: "chainId:u256 from:addr nonce:u64 maxFeePerGas:u256 gas:u64 to:to value:u256"
     " input:bytes",  # ArbitrumUnsignedTx

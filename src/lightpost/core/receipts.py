@@ -187,6 +187,8 @@ def encode_receipt(receipt: Receipt) -> bytes:
         receipt.logs_bloom,
         [[log.address, list(log.topics), log.data] for log in receipt.logs],
     ]
+    # op-geth@7b56c731573a32af0beedc5f38dbe7ca9d96630a core/types/receipt.go EncodeIndex: the
+    # depositReceiptRLP form only when DepositReceiptVersion is set (op-specs deposits.md, Canyon)
     if receipt.deposit_receipt_version is not None:
         fields += [receipt.deposit_nonce, receipt.deposit_receipt_version]
     payload = rlp.encode(fields)
