@@ -189,8 +189,8 @@ def header_from_rpc(obj: object, *, extra_allowed: Collection[str] = ()) -> Bloc
     if unknown:
         raise DecodingError(
             _WHAT,
-            f"unknown field(s) {', '.join(unknown)}: possibly header fields of a later fork;"
-            " refusing to hash without them",
+            f"unknown field(s) {', '.join(unknown)}: possibly header fields of a later fork"
+            " (or an L2's, allowed by its chain profile); refusing to hash without them",
         )
     kwargs: dict[str, object] = {}
     for spec in HEADER_FIELDS:
