@@ -87,8 +87,9 @@ class Device:
 
     def sign(self, kind, stream, seq, prev, time_ms, content_type, payload):
         """(record hash, wire bytes) of one record."""
-        pre = [VERSION, self.chain_id, self.anchor, kind, stream, seq, prev, time_ms]
-        digest = keccak256(SIGNING_PREFIX + rlp([*pre, content_type, payload]))
+        domain = [VERSION, self.chain_id, self.anchor]
+        fields = [kind, stream, seq, prev, time_ms, content_type, payload]
+        digest = keccak256(SIGNING_PREFIX + rlp(domain + fields))  # no [*x] on MicroPython
         sig = self.signer.sign(digest)
         wire = rlp([VERSION, kind, stream, seq, prev, time_ms, content_type, payload, sig])
         return digest, wire
