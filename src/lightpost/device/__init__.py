@@ -51,10 +51,15 @@ def rlp(items):
 
 
 def rlp_strings(data, count):
-    """Strict decoder of a list of ``count`` short strings (< 56 bytes each); None if not."""
-    if len(data) < 1 or not 0xC0 <= data[0] < 0xF8 or data[0] - 0xC0 != len(data) - 1:
+    """Strict decoder of a list (< 256 bytes) of ``count`` strings (< 56 bytes each); None if
+    it is anything else (non-canonical, truncated, trailing bytes)."""
+    if len(data) < 2 or data[0] < 0xC0 or data[0] > 0xF8:
         return None
-    out, i = [], 1
+    i = 1 if data[0] < 0xF8 else 2
+    size = data[0] - 0xC0 if i == 1 else data[1]
+    if size != len(data) - i or (i == 2 and size < 56):
+        return None
+    out = []
     while i < len(data):
         b = data[i]
         if b < 0x80:
