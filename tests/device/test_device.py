@@ -129,6 +129,32 @@ def test_power_loss_between_queue_and_state_resumes_without_reusing_a_seq(
     assert sorted(os.listdir(tmp_path / "flash")) == ["q", "state"]
 
 
+def test_device_bounds_equal_the_core_and_refuse_before_signing(tmp_path: Path) -> None:
+    """A record past the core's bounds would be refused by every gateway and leave a hole in the
+    chain: the device refuses it and consumes no seq."""
+    import lightpost.core.record as core
+    import lightpost.device as device
+
+    assert (device.MAX_STREAM, device.MAX_PAYLOAD) == (core.MAX_STREAM, core.MAX_PAYLOAD)
+    assert (device.MAX_CONTENT_TYPE, device.MAX_CADENCE_S) == (
+        core.MAX_CONTENT_TYPE,
+        core.MAX_CADENCE_S,
+    )
+    assert (device.SIGNING_PREFIX, device.TOPIC_ROOT) == (core.SIGNING_PREFIX, core.TOPIC_ROOT)
+    dev = _device(tmp_path)
+    for stream, payload, ctype in (
+        (b"t", b"p" * (core.MAX_PAYLOAD + 1), 0),
+        (b"s" * (core.MAX_STREAM + 1), b"", 0),
+        (b"", b"no stream", 0),
+        (b"t", b"", core.MAX_CONTENT_TYPE + 1),
+    ):
+        with pytest.raises(ValueError):
+            dev.publish(stream, payload, ctype)
+    assert dev.seq == 0 and dev.store.retained() == []
+    with pytest.raises(ValueError):
+        _device(tmp_path, cadence_s=0)
+
+
 def test_corrupt_state_is_refused_not_guessed(tmp_path: Path) -> None:
     dev = _device(tmp_path)
     dev.record(Kind.DATA, b"t", b"a")

@@ -82,7 +82,7 @@ MAX_PAYLOAD = 1024
 """Largest payload, bytes: readings, not files; fits an MQTT packet in a 64 KiB device heap."""
 
 MAX_RECORD_BYTES = 1200
-"""Largest encoded record (a maximal one is 1,189 bytes; test_record checks it): the decoder
+"""Largest encoded record (a maximal one is 1,186 bytes; test_record checks it): the decoder
 refuses longer input before parsing."""
 
 _U64 = 1 << 64

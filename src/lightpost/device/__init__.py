@@ -22,6 +22,9 @@ SIGNING_PREFIX = b"\xb0lp"
 VERSION = 1
 DATA, BIRTH, DEATH = 0, 1, 2
 TOPIC_ROOT = "lp/1"
+MAX_STREAM, MAX_PAYLOAD, MAX_CONTENT_TYPE, MAX_CADENCE_S = 32, 1024, 0xFFFF, 1 << 32
+"""lightpost.core.record's bounds: a record past them would be refused by every gateway and
+leave a hole in the chain, so the device refuses to sign it."""
 MAX_RECEIPT = 128
 """Longest receipt accepted: rlp([seq, hash, tx hash, block]) is at most 87 bytes."""
 
@@ -78,6 +81,8 @@ class Device:
     """One device: key, domain (chain id, anchor contract), flash directory, MQTT."""
 
     def __init__(self, secret, chain_id, anchor, state_dir, cadence_s=60, pure=False):
+        if not 0 < cadence_s < MAX_CADENCE_S:
+            raise ValueError("cadence_s out of range")
         self.signer = Signer(secret, pure)
         self.address = self.signer.address
         self.chain_id = chain_id
@@ -102,6 +107,14 @@ class Device:
     def record(self, kind, stream=b"", payload=b"", content_type=0, time_ms=0):
         """Sign the next record of the chain and commit it to flash (queue, then seq and head).
         Returns (seq, hash, wire)."""
+        if (
+            len(stream) > MAX_STREAM
+            or len(payload) > MAX_PAYLOAD
+            or not 0 <= content_type <= MAX_CONTENT_TYPE
+            or not 0 <= time_ms < 1 << 64
+            or (kind == DATA) != bool(stream)
+        ):
+            raise ValueError("record out of bounds: stream 1-32 bytes, payload <= 1024 bytes")
         seq = self.seq
         digest, wire = self.sign(kind, stream, seq, self.head, time_ms, content_type, payload)
         # a data record leaves room for the birth that the next connect needs
@@ -127,7 +140,9 @@ class Device:
 
     def publish(self, stream, payload, content_type=0, time_ms=0):
         """Sign, retain and publish one reading; returns its seq. Raises StoreFull when
-        MAX_RETAINED records await a receipt (nothing is signed then)."""
+        MAX_RETAINED records await a receipt, ValueError past a bound (nothing is signed then).
+        Not connected, or the broker gone (MQTTError): the record stays retained and is
+        published on the next connect."""
         seq, _, wire = self.record(DATA, stream, payload, content_type, time_ms)
         if self.mqtt is not None:
             self.mqtt.publish(self.topic, wire)
