@@ -28,6 +28,7 @@ from lightpost.core.record import (
     Kind,
     Link,
     LinkVerdict,
+    Liveness,
     Record,
     birth_payload,
     classify_link,
@@ -36,6 +37,7 @@ from lightpost.core.record import (
     decode_record,
     encode_device_receipt,
     encode_record,
+    liveness,
     open_record,
     parse_birth,
     record_hash,
@@ -230,3 +232,29 @@ def test_classify_link(
     why: str, known: dict[int, ChainEntry], entry: ChainEntry, want: LinkVerdict
 ) -> None:
     assert classify_link(known, entry) == want
+
+
+LIVENESS_TABLE = [
+    # (why, ms since the last record, cadence s, ms since the death notice or None, verdict)
+    ("on time", 60_000, 60, None, Liveness.ALIVE),
+    ("one reading late: jitter", 120_000, 60, None, Liveness.ALIVE),
+    ("past two cadences, no death: withheld or lost", 120_001, 60, None, Liveness.SILENT),
+    ("death notice of the latest birth", 5_000, 60, 1_000, Liveness.DEAD),
+    ("long gone, death seen", 10**9, 60, 10**8, Liveness.DEAD),
+    ("a record after the death: the death was replayed", 1_000, 60, 5_000, Liveness.ALIVE),
+    ("replayed death, then silence", 10**6, 60, 10**7, Liveness.SILENT),
+]
+
+
+@pytest.mark.parametrize(
+    ("why", "since", "cadence", "death", "want"), LIVENESS_TABLE, ids=[r[0] for r in LIVENESS_TABLE]
+)
+def test_liveness(why: str, since: int, cadence: int, death: int | None, want: Liveness) -> None:
+    now = 10**12
+    got = liveness(
+        last_record_ms=now - since,
+        cadence_s=cadence,
+        death_ms=None if death is None else now - death,
+        now_ms=now,
+    )
+    assert got == want

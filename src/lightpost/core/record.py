@@ -36,6 +36,7 @@ __all__ = [
     "MAX_STREAM",
     "RECORD_VERSION",
     "SIGNING_PREFIX",
+    "SILENCE_GRACE",
     "ZERO_HASH",
     "Birth",
     "ChainEntry",
@@ -44,6 +45,7 @@ __all__ = [
     "Kind",
     "Link",
     "LinkVerdict",
+    "Liveness",
     "Record",
     "SignedRecord",
     "birth_payload",
@@ -53,6 +55,7 @@ __all__ = [
     "decode_record",
     "encode_device_receipt",
     "encode_record",
+    "liveness",
     "open_record",
     "parse_birth",
     "receipt_topic",
@@ -430,3 +433,35 @@ def classify_link(known: Mapping[int, ChainEntry], entry: ChainEntry) -> LinkVer
     if before is not None:
         return LinkVerdict(link=Link.NEXT)
     return LinkVerdict(link=Link.GAP, missing=(highest + 1, entry.seq - 1))
+
+
+# --- the liveness rule ---------------------------------------------------------------------------
+
+SILENCE_GRACE = 2
+"""A device is silent after this many declared cadences without a record (one missed reading is
+jitter or a retransmission; two are a finding)."""
+
+
+class Liveness(Enum):
+    """What a receiver can say of a device from its births, deaths and records."""
+
+    ALIVE = "alive"
+    """A record arrived within SILENCE_GRACE cadences."""
+    DEAD = "dead"
+    """The broker published the death notice of the device's latest birth, and no record has
+    come since: the device dropped its connection (power, network), nobody withheld it."""
+    SILENT = "silent"
+    """No record for SILENCE_GRACE cadences and no death notice: the device is connected as far
+    as the broker knows, so its records are being withheld (gateway or broker) or lost."""
+
+
+def liveness(*, last_record_ms: int, cadence_s: int, death_ms: int | None, now_ms: int) -> Liveness:
+    """The liveness rule. Times are the receiver's own clock (when it saw the last record or
+    birth, and the death notice of the latest birth, if any), never the device's claim;
+    ``cadence_s`` is the latest birth's declaration. A record seen after the death notice wins:
+    a death notice is public and can be republished by anyone, a later record cannot be forged."""
+    if death_ms is not None and death_ms >= last_record_ms:
+        return Liveness.DEAD
+    if now_ms - last_record_ms <= SILENCE_GRACE * cadence_s * 1000:
+        return Liveness.ALIVE
+    return Liveness.SILENT
