@@ -215,23 +215,15 @@ class SignedRecord:
     signature: Signature
 
 
+def _fields(r: Record) -> list[bytes | int]:
+    """The signed fields after the domain, in wire order."""
+    return [int(r.kind), r.stream, r.seq, r.prev, r.time_ms, r.content_type, r.payload]
+
+
 def signing_preimage(record: Record, domain: Domain) -> bytes:
     """SIGNING_PREFIX || rlp(version, domain, fields): the bytes whose keccak the device signs."""
-    r = record
-    return SIGNING_PREFIX + rlp.encode(
-        [
-            RECORD_VERSION,
-            domain.chain_id,
-            domain.anchor,
-            int(r.kind),
-            r.stream,
-            r.seq,
-            r.prev,
-            r.time_ms,
-            r.content_type,
-            r.payload,
-        ]
-    )
+    domain_fields: list[bytes | int] = [RECORD_VERSION, domain.chain_id, domain.anchor]
+    return SIGNING_PREFIX + rlp.encode(domain_fields + _fields(record))
 
 
 def record_hash(record: Record, domain: Domain) -> bytes:
@@ -245,20 +237,7 @@ def sign_record(record: Record, domain: Domain, key: PrivateKey) -> SignedRecord
 
 def encode_record(signed: SignedRecord) -> bytes:
     """The wire form (canonical: one record has one encoding per signature)."""
-    r = signed.record
-    return rlp.encode(
-        [
-            RECORD_VERSION,
-            int(r.kind),
-            r.stream,
-            r.seq,
-            r.prev,
-            r.time_ms,
-            r.content_type,
-            r.payload,
-            signed.signature.to_bytes(),
-        ]
-    )
+    return rlp.encode([RECORD_VERSION, *_fields(signed.record), signed.signature.to_bytes()])
 
 
 def _int(raw: bytes, max_len: int, what: str) -> int:
