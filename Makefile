@@ -9,7 +9,7 @@ ANVIL_DIR := .tools/anvil
 ANVIL_BIN := $(ANVIL_DIR)/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv anvil setup demo test check bench reliability footprint contracts clean
+.PHONY: all venv anvil mosquitto setup demo test check bench reliability footprint contracts clean
 
 all: test
 
@@ -28,7 +28,14 @@ $(ANVIL_BIN):
 
 anvil: $(ANVIL_BIN)
 
-setup: venv anvil
+# The MQTT broker of the device tests (Debian's mosquitto), installed when missing and root.
+mosquitto:
+	@command -v mosquitto >/dev/null || test -x /usr/sbin/mosquitto || \
+	if [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto; \
+	else echo "device tests need the Debian package mosquitto: apt-get install mosquitto"; fi
+
+setup: venv anvil mosquitto
 
 demo: setup
 	$(VENV)/bin/lightpost demo

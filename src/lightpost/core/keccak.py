@@ -5,16 +5,17 @@ safe-pysha3 would add 0.64 MB; this is ~100x slower (~0.24 ms per short hash, do
 ample for a device; ``lightpost[fast]`` adds it back.
 """
 
-from __future__ import annotations
-
 import struct
+
+# No ``from __future__`` and no struct.Struct: this file also runs unchanged on MicroPython (the
+# device library copies it; tests/device/test_micropython.py runs it there).
 
 __all__ = ["RATE", "keccak256"]
 
 RATE = 136
 """Bytes absorbed per permutation: (1600 - 2 * 256) / 8."""
 
-_LANES_PER_BLOCK = struct.Struct("<17Q")
+_LANES_PER_BLOCK = "<17Q"
 """One rate-sized block as 17 little-endian 64-bit lanes."""
 
 _MASK = (1 << 64) - 1
@@ -89,7 +90,7 @@ def keccak256(data: bytes) -> bytes:
     padded[-1] |= 0x80
     state = [0] * 25
     for offset in range(0, len(padded), RATE):
-        for i, lane in enumerate(_LANES_PER_BLOCK.unpack_from(padded, offset)):
+        for i, lane in enumerate(struct.unpack_from(_LANES_PER_BLOCK, padded, offset)):
             state[i] ^= lane
         _permute(state)
     return b"".join(lane.to_bytes(8, "little") for lane in state[:4])
