@@ -1,0 +1,142 @@
+"""`lightpost key new | import | address`: keystore v3 files for a device or an operator.
+
+The password comes from ``--password-file``, else LIGHTPOST_PASSWORD (removed from the environment
+once read), else a no-echo prompt; never from argv, never printed. A key to import is read from a
+file or stdin, never argv (``ps`` shows argv to every user). Key files are created 0600 and never
+overwritten. Standard scrypt (n=2^18, r=8, p=1) unless ``--devnet`` asks for geth's light one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+import warnings
+from pathlib import Path
+
+from lightpost.core.keys import PrivateKey, parse_address, to_checksum_address
+from lightpost.core.keystore import (
+    LIGHT_SCRYPT_N,
+    LIGHT_SCRYPT_P,
+    MAX_KEYSTORE_TEXT,
+    SCRYPT_N,
+    SCRYPT_P,
+    decrypt_key,
+    encrypt_key,
+)
+from lightpost.errors import DecodingError, KeystoreError
+from lightpost.node.config import PASSWORD_ENV, env_password, read_password_file
+
+__all__ = ["add_key_parser", "cmd_key", "write_new_private"]
+
+MAX_KEY_TEXT = 256
+"""Longest private-key text read for import: 64 hex digits, 0x and white space fit easily."""
+
+
+def add_key_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    key = sub.add_parser("key", help="create, import or show a keystore (v3) key")
+    ksub = key.add_subparsers(dest="key_cmd", required=True, metavar="{new,import,address}")
+    new = ksub.add_parser("new", help="create a key; prints its address")
+    imp = ksub.add_parser("import", help="encrypt a hex private key read from a file or stdin")
+    imp.add_argument("--key-file", default="-", help="file holding the hex key (default: stdin)")
+    for p in (new, imp):
+        p.add_argument("--out", required=True, help="keystore file to create (never overwritten)")
+        p.add_argument(
+            "--devnet",
+            action="store_true",
+            help="light scrypt (n=4096, p=6): fast, weak; for a local devnet only",
+        )
+    addr = ksub.add_parser("address", help="print a keystore's address")
+    addr.add_argument("keystore")
+    addr.add_argument(
+        "--verify", action="store_true", help="decrypt it (needs the password) and check"
+    )
+    for p in (new, imp, addr):
+        p.add_argument(
+            "--password-file", help=f"password file (else {PASSWORD_ENV}, else a prompt)"
+        )
+
+
+def cmd_key(args: argparse.Namespace) -> int:
+    if args.key_cmd == "address":
+        print(to_checksum_address(_address(Path(args.keystore), args)))
+        return 0
+    key = (
+        _import_key(args.key_file) if args.key_cmd == "import" else PrivateKey.generate(os.urandom)
+    )
+    password = _password(args.password_file, confirm=True)
+    n, p = (LIGHT_SCRYPT_N, LIGHT_SCRYPT_P) if args.devnet else (SCRYPT_N, SCRYPT_P)
+    doc = encrypt_key(key, password, randbytes=os.urandom, scrypt_n=n, scrypt_p=p)
+    write_new_private(Path(args.out), json.dumps(doc, indent=2) + "\n")
+    print(f"lightpost: wrote {args.out} (scrypt n={n}, p={p})", file=sys.stderr)
+    print(key.checksum_address)
+    return 0
+
+
+def write_new_private(path: Path, text: str) -> None:
+    """Create ``path`` with mode 0600 and write ``text``; an existing file is never replaced."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise KeystoreError(f"{path} already exists; refusing to overwrite it") from None
+    except OSError as exc:
+        raise KeystoreError(f"cannot create {path}: {exc.strerror}") from None
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+
+
+def _import_key(source: str) -> PrivateKey:
+    try:
+        if source == "-":
+            text = sys.stdin.read(MAX_KEY_TEXT + 1)
+        else:
+            with open(source, encoding="utf-8") as fh:
+                text = fh.read(MAX_KEY_TEXT + 1)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise KeystoreError(f"cannot read the key from {source}: {exc}") from None
+    if len(text) > MAX_KEY_TEXT:
+        raise KeystoreError("the private key text is too long: expected 64 hex digits")
+    return PrivateKey.from_hex(text)  # its errors never echo the text
+
+
+def _password(password_file: str | None, *, confirm: bool) -> str:
+    if password_file is not None:
+        password = read_password_file(Path(password_file))
+    else:
+        found = env_password()
+        password = found if found is not None else _prompt(confirm)
+    if not password:
+        raise KeystoreError("the password is empty")
+    return password
+
+
+def _prompt(confirm: bool) -> str:
+    with warnings.catch_warnings():  # no terminal: getpass would read (and echo) stdin instead
+        warnings.simplefilter("error", getpass.GetPassWarning)
+        try:
+            password = getpass.getpass("Keystore password: ")
+            if confirm and getpass.getpass("Repeat the password: ") != password:
+                raise KeystoreError("the two passwords differ")
+        except (getpass.GetPassWarning, EOFError):
+            raise KeystoreError(
+                f"no password: pass --password-file or set {PASSWORD_ENV} (no terminal to ask on)"
+            ) from None
+    return password
+
+
+def _address(path: Path, args: argparse.Namespace) -> bytes:
+    try:
+        text = path.read_text(encoding="utf-8")[: MAX_KEYSTORE_TEXT + 1]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise KeystoreError(f"cannot read keystore {path}: {exc}") from None
+    if args.verify:
+        return decrypt_key(text, _password(args.password_file, confirm=False)).address
+    try:
+        recorded = json.loads(text).get("address")
+        return parse_address(recorded if recorded.startswith("0x") else "0x" + recorded)
+    except (ValueError, AttributeError, DecodingError):
+        raise KeystoreError(
+            f"keystore {path} records no valid address; use --verify to decrypt it"
+        ) from None
