@@ -29,7 +29,7 @@ from lightpost.core.keystore import (
 from lightpost.errors import DecodingError, KeystoreError
 from lightpost.node.config import PASSWORD_ENV, env_password, read_password_file
 
-__all__ = ["add_key_parser", "cmd_key", "write_new_private"]
+__all__ = ["add_key_parser", "ask_password", "cmd_key", "write_new_private"]
 
 MAX_KEY_TEXT = 256
 """Longest private-key text read for import: 64 hex digits, 0x and white space fit easily."""
@@ -66,7 +66,7 @@ def cmd_key(args: argparse.Namespace) -> int:
     key = (
         _import_key(args.key_file) if args.key_cmd == "import" else PrivateKey.generate(os.urandom)
     )
-    password = _password(args.password_file, confirm=True)
+    password = ask_password(args.password_file, confirm=True)
     n, p = (LIGHT_SCRYPT_N, LIGHT_SCRYPT_P) if args.devnet else (SCRYPT_N, SCRYPT_P)
     doc = encrypt_key(key, password, randbytes=os.urandom, scrypt_n=n, scrypt_p=p)
     write_new_private(Path(args.out), json.dumps(doc, indent=2) + "\n")
@@ -101,7 +101,8 @@ def _import_key(source: str) -> PrivateKey:
     return PrivateKey.from_hex(text)  # its errors never echo the text
 
 
-def _password(password_file: str | None, *, confirm: bool) -> str:
+def ask_password(password_file: str | None, *, confirm: bool = False) -> str:
+    """The file's password, else LIGHTPOST_PASSWORD (then removed), else a no-echo prompt."""
     if password_file is not None:
         password = read_password_file(Path(password_file))
     else:
@@ -132,7 +133,7 @@ def _address(path: Path, args: argparse.Namespace) -> bytes:
     except (OSError, UnicodeDecodeError) as exc:
         raise KeystoreError(f"cannot read keystore {path}: {exc}") from None
     if args.verify:
-        return decrypt_key(text, _password(args.password_file, confirm=False)).address
+        return decrypt_key(text, ask_password(args.password_file)).address
     try:
         recorded = json.loads(text).get("address")
         return parse_address(recorded if recorded.startswith("0x") else "0x" + recorded)

@@ -30,9 +30,9 @@ __all__ = [
     "ChannelPolicy",
     "DeviceConfig",
     "FeeSettings",
+    "env_password",
     "is_minority_quorum",
     "load_config",
-    "env_password",
     "parse_config",
     "read_password",
     "read_password_file",
@@ -477,7 +477,7 @@ def env_password(env: Mapping[str, str] | None = None) -> str | None:
 
 
 def read_password_file(path: Path) -> str:
-    """A password file's text without its trailing line break; one ConfigError line if unreadable."""
+    """A password file's text without its trailing line break; one ConfigError line if it fails."""
     try:
         return path.read_text(encoding="utf-8").rstrip("\r\n")
     except OSError as exc:
