@@ -54,7 +54,8 @@ def test_an_unknown_chain_lists_the_known_ones() -> None:
         ({"chain": "base", "profile": {"tx_types": [0x80]}}, "profile.tx_types must be a list"),
         ({"chain": "base", "profile": {"tx_types": "0x7e"}}, "profile.tx_types must be a list"),
         ({"chain": "base", "profile": {"header_extra_fields": [1]}}, "header_extra_fields"),
-        ({"chain": "base", "profile": {"logs_block_range": 0}}, "must be positive"),
+        ({"chain": "base", "profile": {"logs_block_range": 0}}, "must be > 0"),
+        ({"chain": "base", "profile": {"block_time_s": -1}}, "non-negative number"),
         ({"chain": "base", "profile": []}, "[profile] must be a table"),
     ],
 )

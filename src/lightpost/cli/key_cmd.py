@@ -61,11 +61,15 @@ def add_key_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 
 def cmd_key(args: argparse.Namespace) -> int:
     if args.key_cmd == "address":
-        print(to_checksum_address(_address(Path(args.keystore), args)))
+        print(to_checksum_address(_address(args)))
         return 0
-    key = (
-        _import_key(args.key_file) if args.key_cmd == "import" else PrivateKey.generate(os.urandom)
-    )
+    if args.key_cmd == "import":
+        text = _read(args.key_file, MAX_KEY_TEXT)
+        if len(text) > MAX_KEY_TEXT:
+            raise KeystoreError("the private key text is too long: expected 64 hex digits")
+        key = PrivateKey.from_hex(text)  # its errors never echo the text
+    else:
+        key = PrivateKey.generate(os.urandom)
     password = ask_password(args.password_file, confirm=True)
     n, p = (LIGHT_SCRYPT_N, LIGHT_SCRYPT_P) if args.devnet else (SCRYPT_N, SCRYPT_P)
     doc = encrypt_key(key, password, randbytes=os.urandom, scrypt_n=n, scrypt_p=p)
@@ -87,57 +91,45 @@ def write_new_private(path: Path, text: str) -> None:
         fh.write(text)
 
 
-def _import_key(source: str) -> PrivateKey:
+def _read(source: str, limit: int) -> str:
+    """At most ``limit + 1`` characters of a file (``-``: stdin), so an overlong one shows."""
     try:
         if source == "-":
-            text = sys.stdin.read(MAX_KEY_TEXT + 1)
-        else:
-            with open(source, encoding="utf-8") as fh:
-                text = fh.read(MAX_KEY_TEXT + 1)
+            return sys.stdin.read(limit + 1)
+        with open(source, encoding="utf-8") as fh:
+            return fh.read(limit + 1)
     except (OSError, UnicodeDecodeError) as exc:
-        raise KeystoreError(f"cannot read the key from {source}: {exc}") from None
-    if len(text) > MAX_KEY_TEXT:
-        raise KeystoreError("the private key text is too long: expected 64 hex digits")
-    return PrivateKey.from_hex(text)  # its errors never echo the text
+        raise KeystoreError(
+            f"cannot read {source}: {getattr(exc, 'strerror', None) or exc}"
+        ) from None
 
 
 def ask_password(password_file: str | None, *, confirm: bool = False) -> str:
     """The file's password, else LIGHTPOST_PASSWORD (then removed), else a no-echo prompt."""
-    if password_file is not None:
-        password = read_password_file(Path(password_file))
-    else:
-        found = env_password()
-        password = found if found is not None else _prompt(confirm)
+    password = read_password_file(Path(password_file)) if password_file else env_password()
+    if password is None:
+        with warnings.catch_warnings():  # no terminal: getpass would read (and echo) stdin
+            warnings.simplefilter("error", getpass.GetPassWarning)
+            try:
+                password = getpass.getpass("Keystore password: ")
+                if confirm and getpass.getpass("Repeat the password: ") != password:
+                    raise KeystoreError("the two passwords differ")
+            except (getpass.GetPassWarning, EOFError):
+                raise KeystoreError(
+                    f"no password: pass --password-file or set {PASSWORD_ENV} (no terminal)"
+                ) from None
     if not password:
         raise KeystoreError("the password is empty")
     return password
 
 
-def _prompt(confirm: bool) -> str:
-    with warnings.catch_warnings():  # no terminal: getpass would read (and echo) stdin instead
-        warnings.simplefilter("error", getpass.GetPassWarning)
-        try:
-            password = getpass.getpass("Keystore password: ")
-            if confirm and getpass.getpass("Repeat the password: ") != password:
-                raise KeystoreError("the two passwords differ")
-        except (getpass.GetPassWarning, EOFError):
-            raise KeystoreError(
-                f"no password: pass --password-file or set {PASSWORD_ENV} (no terminal to ask on)"
-            ) from None
-    return password
-
-
-def _address(path: Path, args: argparse.Namespace) -> bytes:
-    try:
-        text = path.read_text(encoding="utf-8")[: MAX_KEYSTORE_TEXT + 1]
-    except (OSError, UnicodeDecodeError) as exc:
-        raise KeystoreError(f"cannot read keystore {path}: {exc}") from None
+def _address(args: argparse.Namespace) -> bytes:
+    text = _read(args.keystore, MAX_KEYSTORE_TEXT)
     if args.verify:
         return decrypt_key(text, ask_password(args.password_file)).address
     try:
-        recorded = json.loads(text).get("address")
-        return parse_address(recorded if recorded.startswith("0x") else "0x" + recorded)
-    except (ValueError, AttributeError, DecodingError):
+        return parse_address("0x" + str(json.loads(text)["address"]).removeprefix("0x"))
+    except (ValueError, KeyError, TypeError, DecodingError):
         raise KeystoreError(
-            f"keystore {path} records no valid address; use --verify to decrypt it"
+            f"keystore {args.keystore} records no valid address; use --verify to decrypt it"
         ) from None

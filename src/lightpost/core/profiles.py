@@ -3,18 +3,6 @@
 A profile fills a device config's defaults: chain id, finality (the ``finalized`` tag, or a depth),
 block time, transaction types and extra header fields to accept, a safe ``eth_getLogs`` block
 range. Explicit config keys override it; a ``chain_id`` that contradicts it is refused. Pure data.
-
-Sources (checked 2026-11-29): Ethereum mainnet 12 s slots (ethereum.org); Sepolia 11155111 and
-Hoodi 560048 (github.com/eth-clients/hoodi README; docs.tenderly.co node RPC reference); OP mainnet
-10 and Base 8453, ``block_time = 2`` (ethereum-optimism/superchain-registry
-superchain/configs/mainnet/{op,base}.toml; docs.base.org network information); Arbitrum One
-42161, ~250 ms blocks (viem chains/definitions/arbitrum.ts ``blockTime: 250``; docs.arbitrum.io
-chain parameters); Gnosis 100, 5 s slots, 16-slot epochs, finality ~2.7 min (docs.gnosischain.com
-about/specs, about/networks/mainnet). Transaction types: OP-stack deposit 0x7e
-(specs.optimism.io protocol/deposits); Arbitrum 0x64-0x66, 0x68-0x6a, 0x78 (OffchainLabs
-go-ethereum core/types/transaction.go); Arbitrum block JSON fields l1BlockNumber, sendCount,
-sendRoot (Nitro RPC). ``finalized`` is served on every built-in chain; on the L2s it names the
-latest L2 block derived from finalized L1 data.
 """
 
 from __future__ import annotations
@@ -23,6 +11,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from lightpost.errors import ConfigError
+
+# Sources (checked 2026-11-29): Ethereum mainnet 12 s slots (ethereum.org); Sepolia 11155111
+# and Hoodi 560048 (github.com/eth-clients/hoodi README; docs.tenderly.co node RPC reference); OP
+# mainnet 10 and Base 8453, ``block_time = 2`` (ethereum-optimism/superchain-registry
+# superchain/configs/mainnet/{op,base}.toml; docs.base.org network information); Arbitrum One
+# 42161, ~250 ms blocks (viem chains/definitions/arbitrum.ts ``blockTime: 250``; docs.arbitrum.io
+# chain parameters); Gnosis 100, 5 s slots, 16-slot epochs, finality ~2.7 min (docs.gnosischain.com
+# about/specs, about/networks/mainnet). Transaction types: OP-stack deposit 0x7e
+# (specs.optimism.io protocol/deposits); Arbitrum 0x64-0x66, 0x68-0x6a, 0x78 (OffchainLabs
+# go-ethereum core/types/transaction.go); Arbitrum block JSON fields l1BlockNumber, sendCount,
+# sendRoot (Nitro RPC). ``finalized`` is served on every built-in chain; on the L2s it names the
+# latest L2 block derived from finalized L1 data.
 
 __all__ = [
     "ARBITRUM_HEADER_FIELDS",
@@ -60,7 +60,7 @@ class ChainProfile:
 
     name: str
     chain_id: int
-    block_time_s: float
+    block_time_s: float = 12.0
     finality_depth: int = 0
     family: str = "ethereum"
     tx_types: frozenset[int] = ETHEREUM_TX_TYPES

@@ -297,51 +297,44 @@ def _known_keys(raw: Mapping[str, Any], allowed: frozenset[str], where: str) -> 
 
 
 def _profile(raw: Mapping[str, Any]) -> ChainProfile:
-    """``chain`` names a built-in profile (or ``chain_id`` picks one); explicit keys override it;
-    a ``chain_id`` contradicting the named chain is refused."""
-    name = raw.get("chain")
-    chain_id = raw.get("chain_id")
+    """``chain`` names a built-in profile (else ``chain_id`` picks one, else a generic one); the
+    [profile] table overrides it; a ``chain_id`` contradicting the named chain is refused."""
+    name, chain_id = raw.get("chain"), raw.get("chain_id")
     if chain_id is not None and (not isinstance(chain_id, int) or isinstance(chain_id, bool)):
         raise ConfigError("config: `chain_id` must be a int")
-    if name is not None:
+    if name is None:
+        if chain_id is None:
+            raise ConfigError(f"config: missing `chain` ({', '.join(PROFILES)}) or `chain_id`")
+        known = [p for p in PROFILES.values() if p.chain_id == chain_id]
+        base = known[0] if known else ChainProfile(name=f"chain-{chain_id}", chain_id=chain_id)
+    else:
         if not isinstance(name, str):
             raise ConfigError("config: `chain` must be a chain name string")
         base = chain_profile(name)
-        if chain_id is not None and chain_id != base.chain_id:
+        if chain_id not in (None, base.chain_id):
             raise ConfigError(
                 f"config: `chain_id` {chain_id} contradicts chain {name!r} (chain id "
                 f"{base.chain_id}); remove `chain_id` or fix `chain`"
             )
-    elif chain_id is None:
-        raise ConfigError(
-            f"config: missing `chain` (one of {', '.join(sorted(PROFILES))}) or `chain_id`"
-        )
-    else:
-        known = [p for p in PROFILES.values() if p.chain_id == chain_id]
-        base = (
-            known[0]
-            if known
-            else ChainProfile(name=f"chain-{chain_id}", chain_id=chain_id, block_time_s=12.0)
-        )
     over = raw.get("profile", {})
     if not isinstance(over, dict):
         raise ConfigError("config: [profile] must be a table")
     _known_keys(over, PROFILE_KEYS, "profile.")
-    fields: dict[str, Any] = {}
-    for key in ("block_time_s", "logs_block_range"):
-        if key in over:
-            fields[key] = _positive(over, key, 0, float if key == "block_time_s" else int)
-            if not fields[key]:
-                raise ConfigError(f"config: profile.{key} must be positive")
-    types = over.get("tx_types", [])
+    types, extra = over.get("tx_types", []), over.get("header_extra_fields", [])
     if not isinstance(types, list) or not all(_is_byte(t) for t in types):
         raise ConfigError("config: profile.tx_types must be a list of integers 0..127")
-    fields["tx_types"] = base.tx_types | frozenset(types)
-    extra = over.get("header_extra_fields", [])
     if not isinstance(extra, list) or not all(isinstance(f, str) for f in extra):
         raise ConfigError("config: profile.header_extra_fields must be a list of strings")
-    fields["header_extra_fields"] = base.header_extra_fields | frozenset(extra)
-    return replace(base, **fields)
+    profile = replace(
+        base,
+        block_time_s=_positive(over, "block_time_s", base.block_time_s, float),
+        logs_block_range=_positive(over, "logs_block_range", base.logs_block_range),
+        tx_types=base.tx_types | frozenset(types),
+        header_extra_fields=base.header_extra_fields | frozenset(extra),
+    )
+    if not (profile.block_time_s and profile.logs_block_range):
+        raise ConfigError("config: profile.block_time_s and profile.logs_block_range must be > 0")
+    return profile
 
 
 def _is_byte(value: Any) -> bool:
