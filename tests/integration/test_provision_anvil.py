@@ -5,10 +5,8 @@ funding N devices within a hard cap, refusing a plan above it, idempotent when r
 from __future__ import annotations
 
 import json
-import os
 import stat
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +20,7 @@ from lightpost.node.config import load_config
 from lightpost.node.runtime import load_key
 from lightpost_operator.anvil import AnvilProcess
 from lightpost_operator.wallet import send_operator_tx
-from tests.conftest import ANVIL_DEV_KEYS, PROJECT_ROOT
+from tests.conftest import ANVIL_DEV_KEYS, run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -32,17 +30,9 @@ PASSWORD = "a long operator password"
 def lp(
     *args: str, stdin: str = "", env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """``lightpost ARGS`` as a user runs it, with ``stdin`` and extra environment."""
-    return subprocess.run(
-        [sys.executable, "-m", "lightpost.cli.main", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        cwd=PROJECT_ROOT,
-        env={**os.environ, "LIGHTPOST_PASSWORD": PASSWORD, **(env or {})},
-        check=False,
-    )
+    """``lightpost ARGS`` as a user runs it, with the password in the environment."""
+    return run_cli(*args, env={"LIGHTPOST_PASSWORD": PASSWORD, **(env or {})}, timeout=180,
+                   stdin=stdin)  # fmt: skip
 
 
 def deploy_inbox(url: str) -> bytes:
@@ -128,6 +118,14 @@ def test_fleet_provision_funds_within_the_cap_and_refuses_above_it(
     funder = made.stdout.strip()
     # per device: (1440 x 30 x 37,454 + 33,792) gas x 3 gwei, from docs/benchmarks.md's figures
     target = (1440 * 30 * 37_454 + 33_792) * 3 * 10**9
+
+    wrong = lp("fleet", "provision", "--chain", "base", "--dir", str(tmp_path / "fleet"),
+               "--devices", "1", "--funder-keystore", str(tmp_path / "funder.json"),
+               "--readings-per-day", "1", "--days", "1", "--cap-eth", "1", "--yes",
+               env={"LIGHTPOST_ENDPOINTS": url})  # fmt: skip
+    assert wrong.returncode == 1
+    assert "endpoints serve chain id 31337, not 'base' (8453)" in wrong.stderr
+    assert not (tmp_path / "fleet").exists()  # refused before any file or transfer
 
     over = provision(tmp_path, url, "--cap-eth", "10", "--yes")  # 3 x ~4.85 ETH > 10
     assert over.returncode == 1

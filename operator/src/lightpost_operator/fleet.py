@@ -46,7 +46,6 @@ from lightpost.core.keystore import (
     encrypt_key,
 )
 from lightpost.core.profiles import chain_profile
-from lightpost.core.tx import DynamicFeeTx, sign_transaction
 from lightpost.errors import ChainProcessError, ConfigError, KeystoreError, NodeError, PolicyError
 from lightpost.node.chain import Chain, parse_quantity
 from lightpost.node.config import is_minority_quorum
@@ -58,6 +57,7 @@ from lightpost_operator.provision import (
     render_config,
     write_config,
 )
+from lightpost_operator.wallet import sign_operator_tx
 
 __all__ = [
     "FIRST_POST_EXTRA_GAS",
@@ -411,16 +411,9 @@ def _fund(
         )
     sent: list[dict[str, Any]] = []
     for name, value in plan.topups:
-        tx = DynamicFeeTx(
-            chain_id=chain_id,
-            nonce=nonce,
-            max_priority_fee_per_gas=quote.max_priority_fee_per_gas,
-            max_fee_per_gas=quote.max_fee_per_gas,
-            gas=quote.gas_limit,
-            to=addresses[name],
-            value=value,
+        signed = sign_operator_tx(
+            chain, chain_id, funder, nonce=nonce, to=addresses[name], value=value, quote=quote
         )
-        signed = sign_transaction(tx, funder)
         result = chain.broadcast(signed.raw, signed.hash)
         if not result.ok:
             first = next(iter(result.errors.values()))
