@@ -128,3 +128,43 @@ def test_format_ether() -> None:
         "1.5",
     ]
     assert format_ether(3 * GWEI + 1, GWEI) == "3.000000001"
+
+
+class StubChain:
+    """What _fund asks before it sends (nonces, the funder balance); broadcast must not run."""
+
+    def __init__(self, latest: int, pending: int, balance: int) -> None:
+        self.nonces = {"latest": latest, "pending": pending}
+        self.funds = balance
+
+    def nonce(self, address: bytes, tag: str = "latest") -> int:
+        return self.nonces[tag]
+
+    def balance(self, address: bytes) -> int:
+        return self.funds
+
+    def broadcast(self, raw: bytes, tx_hash: bytes) -> object:
+        raise AssertionError("a transfer was sent")
+
+
+@pytest.mark.parametrize(
+    ("latest", "pending", "balance", "needle"),
+    [
+        (5, 6, 10 * ETH, "the funder has transactions in flight"),  # a previous run's transfer
+        (5, 5, ETH, "less than the plan's"),
+    ],
+)
+def test_nothing_is_sent_while_a_transfer_is_in_flight_or_funds_are_short(
+    latest: int, pending: int, balance: int, needle: str
+) -> None:
+    from lightpost.core.fees import FeeQuote
+    from lightpost.core.keys import PrivateKey
+    from lightpost.errors import ChainProcessError
+    from lightpost_operator.fleet import _fund
+
+    plan = plan_funding({"a": 0, "b": 0}, target_wei=ETH, transfer_cost_wei=FEE, cap_wei=3 * ETH)
+    quote = FeeQuote(gas_limit=21_000, max_fee_per_gas=3 * GWEI, max_priority_fee_per_gas=GWEI)
+    funder = PrivateKey(b"\x01" * 32)
+    with pytest.raises(ChainProcessError, match=needle):
+        _fund(StubChain(latest, pending, balance), 31337, funder, plan,  # type: ignore[arg-type]
+              {"a": b"\xaa" * 20, "b": b"\xbb" * 20}, quote, print)  # fmt: skip
