@@ -43,11 +43,13 @@ def _running_anvil() -> Iterator[AnvilProcess]:
 
 
 def run_cli(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """``lightpost ARGS`` as a subprocess, as a user runs it (``env`` adds variables)."""
+    """``lightpost ARGS`` as a subprocess, as a user runs it (``env`` adds variables, ``stdin``
+    is its input)."""
     return subprocess.run(
         [sys.executable, "-m", "lightpost.cli.main", *args],
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=timeout,

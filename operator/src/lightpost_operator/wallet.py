@@ -31,11 +31,14 @@ def sign_operator_tx(
     data: bytes = b"",
     value: int = 0,
     execution_gas: int = 0,
+    quote: FeeQuote | None = None,
 ) -> SignedTransaction:
-    quote = Eip1559FeePolicy().quote(data, execution_gas, chain.base_fee())
-    if isinstance(quote, Hold):
-        raise ChainProcessError(f"cannot send operator transaction: {quote.reason}")
-    assert isinstance(quote, FeeQuote)
+    """A type-2 transaction at ``quote`` (default: the EIP-1559 policy's quote at the base fee)."""
+    if quote is None:
+        priced = Eip1559FeePolicy().quote(data, execution_gas, chain.base_fee())
+        if isinstance(priced, Hold):
+            raise ChainProcessError(f"cannot send operator transaction: {priced.reason}")
+        quote = priced
     tx = DynamicFeeTx(
         chain_id=chain_id,
         nonce=nonce,

@@ -11,7 +11,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,19 +19,23 @@ from urllib.parse import urlsplit
 from lightpost.core.envelope import MIN_POST_BYTES
 from lightpost.core.keys import parse_address
 from lightpost.core.keystore import SCRYPT_MAX_MEMORY
+from lightpost.core.profiles import PROFILES, ChainProfile, chain_profile
 from lightpost.errors import ConfigError, DecodingError
 
 __all__ = [
     "DEFAULT_BATCH_BYTES",
     "DEFAULT_BATCH_DELAY_S",
     "PASSWORD_ENV",
+    "PROFILE_KEYS",
     "ChannelPolicy",
     "DeviceConfig",
     "FeeSettings",
+    "env_password",
     "is_minority_quorum",
     "load_config",
     "parse_config",
     "read_password",
+    "read_password_file",
 ]
 
 GWEI = 10**9
@@ -47,9 +51,14 @@ DEFAULT_BATCH_DELAY_S = 2.0
 DEFAULT_FINALITY_DEPTH = 0
 """0 = use the node's `finalized` tag; N > 0 = treat blocks N deep as final."""
 
+MAX_TX_TYPE = 0x7F
+"""Highest EIP-2718 transaction type byte (0x80 and up start an RLP list: a legacy tx)."""
+
 TOP_LEVEL_KEYS = frozenset(
     {
         "name",
+        "chain",
+        "profile",
         "chain_id",
         "endpoints",
         "quorum",
@@ -76,6 +85,9 @@ FEES_KEYS = frozenset(
 
 SEND_KEYS = frozenset({"batch_bytes", "max_delay_s"})
 """Every key of the [send] table."""
+
+PROFILE_KEYS = frozenset({"block_time_s", "tx_types", "header_extra_fields", "logs_block_range"})
+"""Every key of the [profile] table: overrides of the chain profile (lightpost.core.profiles)."""
 
 VERIFICATION_LEVELS = ("signed", "included", "final", "complete")
 """The receiver's guarantee levels, weakest first (docs/protocol.md)."""
@@ -122,6 +134,9 @@ class DeviceConfig:
     agent: Mapping[str, Any] = field(default_factory=dict)
     allow_minority_quorum: bool = False
     scrypt_max_memory: int = SCRYPT_MAX_MEMORY
+    profile: ChainProfile | None = None
+    """The chain profile (``chain = NAME``, else the built-in one of ``chain_id``, else generic),
+    with the [profile] table's overrides; set by :func:`parse_config`."""
 
     @property
     def warnings(self) -> tuple[str, ...]:
@@ -281,6 +296,52 @@ def _known_keys(raw: Mapping[str, Any], allowed: frozenset[str], where: str) -> 
         raise ConfigError(f"config: unknown key `{where}{unknown[0]}`")
 
 
+def _profile(raw: Mapping[str, Any]) -> ChainProfile:
+    """``chain`` names a built-in profile (else ``chain_id`` picks one, else a generic one); the
+    [profile] table overrides it; a ``chain_id`` contradicting the named chain is refused."""
+    name, chain_id = raw.get("chain"), raw.get("chain_id")
+    if chain_id is not None and (not isinstance(chain_id, int) or isinstance(chain_id, bool)):
+        raise ConfigError("config: `chain_id` must be a int")
+    if name is None:
+        if chain_id is None:
+            raise ConfigError(f"config: missing `chain` ({', '.join(PROFILES)}) or `chain_id`")
+        known = [p for p in PROFILES.values() if p.chain_id == chain_id]
+        base = known[0] if known else ChainProfile(name=f"chain-{chain_id}", chain_id=chain_id)
+    else:
+        if not isinstance(name, str):
+            raise ConfigError("config: `chain` must be a chain name string")
+        base = chain_profile(name)
+        if chain_id not in (None, base.chain_id):
+            raise ConfigError(
+                f"config: `chain_id` {chain_id} contradicts chain {name!r} (chain id "
+                f"{base.chain_id}); remove `chain_id` or fix `chain`"
+            )
+    over = raw.get("profile", {})
+    if not isinstance(over, dict):
+        raise ConfigError("config: [profile] must be a table")
+    _known_keys(over, PROFILE_KEYS, "profile.")
+    types, extra = over.get("tx_types", []), over.get("header_extra_fields", [])
+    if not isinstance(types, list) or not all(_is_byte(t) for t in types):
+        raise ConfigError("config: profile.tx_types must be a list of integers 0..127")
+    if not isinstance(extra, list) or not all(isinstance(f, str) for f in extra):
+        raise ConfigError("config: profile.header_extra_fields must be a list of strings")
+    profile = replace(
+        base,
+        block_time_s=_positive(over, "block_time_s", base.block_time_s, float),
+        logs_block_range=_positive(over, "logs_block_range", base.logs_block_range),
+        tx_types=base.tx_types | frozenset(types),
+        header_extra_fields=base.header_extra_fields | frozenset(extra),
+    )
+    if not (profile.block_time_s and profile.logs_block_range):
+        raise ConfigError("config: profile.block_time_s and profile.logs_block_range must be > 0")
+    return profile
+
+
+def _is_byte(value: Any) -> bool:
+    """An EIP-2718 transaction type: an integer 0..0x7f."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TX_TYPE
+
+
 def parse_config(
     raw: Mapping[str, Any], *, path: Path, env: Mapping[str, str] | None = None
 ) -> DeviceConfig:
@@ -288,7 +349,8 @@ def parse_config(
     env = env or {}
     base = path.parent
     _known_keys(raw, TOP_LEVEL_KEYS, "")
-    chain_id = _require(raw, "chain_id", int)
+    profile = _profile(raw)
+    chain_id = profile.chain_id
     if chain_id <= 0:
         raise ConfigError("config: `chain_id` must be positive")
     if "LIGHTPOST_ENDPOINTS" in env:
@@ -354,11 +416,12 @@ def parse_config(
         channels=_channels(raw.get("channels")),
         batch_bytes=batch_bytes,
         batch_delay_s=_positive(send, "max_delay_s", DEFAULT_BATCH_DELAY_S, float),
-        finality_depth=_positive(raw, "finality_depth", DEFAULT_FINALITY_DEPTH),
+        finality_depth=_positive(raw, "finality_depth", profile.finality_depth),
         name=name,
         agent=agent,
         allow_minority_quorum=allow_minority,
         scrypt_max_memory=_positive(raw, "scrypt_max_memory_mib", SCRYPT_MAX_MEMORY >> 20) << 20,
+        profile=profile,
     )
 
 
@@ -385,19 +448,30 @@ it."""
 
 def read_password(config: DeviceConfig, env: Mapping[str, str] | None = None) -> str:
     """LIGHTPOST_PASSWORD (then removed from the environment), else the password file."""
-    env = os.environ if env is None else env
-    if PASSWORD_ENV in env:
-        password = env[PASSWORD_ENV]
-        if env is os.environ:
-            del os.environ[PASSWORD_ENV]
+    password = env_password(env)
+    if password is not None:
         return password
     if config.password_file is None:
         raise ConfigError(
             f"no keystore password: set {PASSWORD_ENV} or `password_file` in the config"
         )
+    return read_password_file(config.password_file)
+
+
+def env_password(env: Mapping[str, str] | None = None) -> str | None:
+    """LIGHTPOST_PASSWORD, removed from ``os.environ`` once read; None when unset."""
+    env = os.environ if env is None else env
+    if PASSWORD_ENV not in env:
+        return None
+    password = env[PASSWORD_ENV]
+    if env is os.environ:
+        del os.environ[PASSWORD_ENV]
+    return password
+
+
+def read_password_file(path: Path) -> str:
+    """A password file's text without its trailing line break; one ConfigError line if it fails."""
     try:
-        return config.password_file.read_text(encoding="utf-8").rstrip("\r\n")
+        return path.read_text(encoding="utf-8").rstrip("\r\n")
     except OSError as exc:
-        raise ConfigError(
-            f"cannot read password file {config.password_file}: {exc.strerror}"
-        ) from None
+        raise ConfigError(f"cannot read password file {path}: {exc.strerror}") from None

@@ -1,0 +1,95 @@
+"""`chain = NAME` in a device config: the profile fills defaults, explicit keys override it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lightpost.core.profiles import OP_STACK_TX_TYPES, chain_profile
+from lightpost.errors import ConfigError
+from lightpost.node.config import parse_config
+
+INBOX = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+
+
+def parse(**raw: Any) -> Any:
+    raw = {
+        "endpoints": ["http://127.0.0.1:8545"],
+        "keystore": "k.json",
+        "data_dir": "d",
+        "inbox": INBOX,
+        **raw,
+    }
+    return parse_config(raw, path=Path("/tmp/dev/device.toml"), env={})
+
+
+def test_a_chain_name_is_enough() -> None:
+    cfg = parse(chain="base")
+    assert cfg.chain_id == 8453
+    assert cfg.profile == chain_profile("base")
+    assert cfg.finality_depth == 0  # base: the finalized tag
+
+
+def test_a_matching_chain_id_is_accepted_and_a_contradicting_one_refused() -> None:
+    assert parse(chain="sepolia", chain_id=11155111).chain_id == 11155111
+    with pytest.raises(ConfigError) as err:
+        parse(chain="base", chain_id=10)
+    assert "`chain_id` 10 contradicts chain 'base' (chain id 8453)" in str(err.value)
+
+
+def test_an_unknown_chain_lists_the_known_ones() -> None:
+    with pytest.raises(ConfigError, match=r"unknown chain 'bsae' \(known: arbitrum, base, devnet"):
+        parse(chain="bsae")
+
+
+@pytest.mark.parametrize(
+    ("raw", "needle"),
+    [
+        ({}, "missing `chain`"),
+        ({"chain": 8453}, "`chain` must be a chain name string"),
+        ({"chain_id": "1"}, "`chain_id` must be a int"),
+        ({"chain": "base", "profile": {"blocktime": 2}}, "unknown key `profile.blocktime`"),
+        ({"chain": "base", "profile": {"tx_types": [0x80]}}, "profile.tx_types must be a list"),
+        ({"chain": "base", "profile": {"tx_types": "0x7e"}}, "profile.tx_types must be a list"),
+        ({"chain": "base", "profile": {"header_extra_fields": [1]}}, "header_extra_fields"),
+        ({"chain": "base", "profile": {"logs_block_range": 0}}, "must be > 0"),
+        ({"chain": "base", "profile": {"block_time_s": -1}}, "non-negative number"),
+        ({"chain": "base", "profile": []}, "[profile] must be a table"),
+    ],
+)
+def test_bad_chain_keys_are_one_line(raw: dict[str, Any], needle: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse(**raw)
+    assert needle in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_explicit_keys_override_the_profile() -> None:
+    cfg = parse(
+        chain="optimism",
+        finality_depth=30,
+        profile={
+            "block_time_s": 1,
+            "logs_block_range": 500,
+            "tx_types": [0x7F],
+            "header_extra_fields": ["fooRoot"],
+        },
+    )
+    assert cfg.finality_depth == 30
+    assert cfg.profile.block_time_s == 1.0
+    assert cfg.profile.logs_block_range == 500
+    assert cfg.profile.tx_types == OP_STACK_TX_TYPES | {0x7F}
+    assert cfg.profile.header_extra_fields == {"fooRoot"}
+    assert cfg.profile.chain_id == 10
+
+
+def test_a_bare_chain_id_picks_its_built_in_profile_or_a_generic_one() -> None:
+    assert parse(chain_id=42161).profile == chain_profile("arbitrum")
+    generic = parse(chain_id=777).profile
+    assert (generic.chain_id, generic.family, generic.header_extra_fields) == (
+        777,
+        "ethereum",
+        frozenset(),
+    )
