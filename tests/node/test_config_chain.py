@@ -93,3 +93,59 @@ def test_a_bare_chain_id_picks_its_built_in_profile_or_a_generic_one() -> None:
         "ethereum",
         frozenset(),
     )
+
+
+@pytest.mark.parametrize(
+    ("chain", "tx_types", "header_fields"),
+    [
+        ("mainnet", frozenset(), frozenset()),
+        ("devnet", frozenset(), frozenset()),
+        ("base", frozenset({0x7E}), frozenset()),
+        ("optimism", frozenset({0x7E}), frozenset()),
+        (
+            "arbitrum",
+            frozenset({0x64, 0x65, 0x66, 0x68, 0x69, 0x6A}),  # 0x78: never provable (core.l2)
+            frozenset({"l1BlockNumber", "sendCount", "sendRoot"}),
+        ),
+    ],
+)
+def test_the_chain_profile_sets_the_block_format_the_node_proves_with(
+    chain: str, tx_types: frozenset[int], header_fields: frozenset[str]
+) -> None:
+    from lightpost.node.runtime import build_chain, chain_format
+
+    cfg = parse(chain=chain)
+    fmt = chain_format(cfg)
+    assert (fmt.tx_types, fmt.header_fields) == (tx_types, header_fields)
+    built = build_chain(cfg)
+    try:
+        assert built.block_format == fmt
+    finally:
+        built.close()
+
+
+def test_the_profile_sets_the_receivers_log_page(tmp_path: Path) -> None:
+    """eth_getLogs is asked in pages of the profile's logs_block_range (an RPC's range cap)."""
+    from dataclasses import replace
+
+    from lightpost.core.levels import Level
+    from lightpost.node.receiver import Receiver
+    from tests.core.test_verify import OTHER, Block
+    from tests.node.test_receiver import ScriptedEndpoint, _config
+
+    block = Block()
+    asked: list[tuple[int, int]] = []
+
+    def hook(method: str, params: Any, answer: Any) -> Any:
+        if method == "eth_getLogs":
+            asked.append((int(params[0]["fromBlock"], 16), int(params[0]["toBlock"], 16)))
+        return answer
+
+    profile = replace(chain_profile("devnet"), logs_block_range=1)
+    config = replace(_config(tmp_path), profile=profile)
+    eps = [ScriptedEndpoint(f"rpc#{i}", block, hook) for i in range(3)]
+    with Receiver(config, endpoints=eps, me=OTHER.address) as receiver:
+        list(receiver.poll(Level.INCLUDED, since=0))
+    head = block.header.number
+    assert head >= 2  # several pages
+    assert {(lo, hi) for lo, hi in asked} == {(n, n) for n in range(head + 1)}

@@ -26,6 +26,7 @@ __all__ = [
     "OP_STACK",
     "OP_STACK_TX_TYPES",
     "BlockFormat",
+    "block_format",
     "check_header_fields",
     "decode_l2_transaction",
     "encode_l2_transaction",
@@ -113,6 +114,12 @@ OP_STACK = BlockFormat(tx_types=OP_STACK_TX_TYPES)
 
 ARBITRUM = BlockFormat(tx_types=ARBITRUM_TX_TYPES, header_fields=ARBITRUM_HEADER_FIELDS)
 """Arbitrum One (Nitro blocks)."""
+
+
+def block_format(tx_types: frozenset[int], header_fields: frozenset[str]) -> BlockFormat:
+    """A profile's expected types and header keys as a BlockFormat: the types lightpost encodes
+    beyond 0-4; any other type is proven from an endpoint's raw form or refused (verify)."""
+    return BlockFormat(tx_types=tx_types & set(L2_TX_FIELDS), header_fields=header_fields)
 
 
 def _fail(reason: str) -> DecodingError:

@@ -29,7 +29,7 @@ from lightpost.node.receiver_channel import LOG_PAGE_BLOCKS, ChannelMixin, Side,
 from lightpost.node.receiver_complete import CompleteMixin
 from lightpost.node.receiver_delivery import DeliveryMixin, Stream, new_stream
 from lightpost.node.receiver_direct import DIRECT_PAGE_BLOCKS, DirectMixin
-from lightpost.node.runtime import build_endpoints, keystore_address
+from lightpost.node.runtime import build_endpoints, chain_format, keystore_address
 
 __all__ = [
     "DIRECT_PAGE_BLOCKS",
@@ -68,7 +68,7 @@ class Receiver(DeliveryMixin, ChannelMixin, CompleteMixin, DirectMixin):
         if endpoints is None:
             endpoints = build_endpoints(config)
         self.endpoints = list(endpoints)
-        self.chain = Chain(self.endpoints, config.quorum)
+        self.chain = Chain(self.endpoints, config.quorum, block_format=chain_format(config))
         self.store = store if store is not None else ReceiverStore.open(config.data_dir)
         me = me if me is not None else keystore_address(config)
         if me is None:

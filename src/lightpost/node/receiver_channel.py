@@ -112,8 +112,10 @@ class ChannelMixin(_ReceiverHost):
             topics.append([hex_data(sender_topic(s)) for s in sorted(asked)])
         pages: list[ClaimSet] = []
         answered: frozenset[str] | None = None
-        for lo in range(start, end + 1, LOG_PAGE_BLOCKS):
-            hi = min(end, lo + LOG_PAGE_BLOCKS - 1)
+        profile = self.config.profile
+        step = LOG_PAGE_BLOCKS if profile is None else profile.logs_block_range
+        for lo in range(start, end + 1, step):
+            hi = min(end, lo + step - 1)
             page = self._log_page(lo, hi, topics, frozenset(channels), asked, sender)
             if len(page.answered) < self.chain.quorum:
                 raise refuse(

@@ -24,6 +24,7 @@ from lightpost.adapters.store import Store
 from lightpost.core.keys import PrivateKey, parse_address
 from lightpost.core.keystore import decrypt_key
 from lightpost.errors import ConfigError, DecodingError, KeystoreError, LightpostError
+from lightpost.core.l2 import ETHEREUM, BlockFormat, block_format
 from lightpost.node.chain import Chain
 from lightpost.node.config import DeviceConfig, read_password
 from lightpost.node.sender import Sender, SenderSettings
@@ -93,9 +94,16 @@ def build_endpoints(config: DeviceConfig, *, timeout: float = RPC_TIMEOUT_S) -> 
     ]
 
 
+def chain_format(config: DeviceConfig) -> BlockFormat:
+    """The block format of the configured chain's profile (Ethereum's without one)."""
+    p = config.profile
+    return ETHEREUM if p is None else block_format(p.tx_types, p.header_extra_fields)
+
+
 def build_chain(config: DeviceConfig, *, timeout: float = RPC_TIMEOUT_S) -> Chain:
     """The quorum chain client over the configured endpoints (labels rpc#0...)."""
-    return Chain(build_endpoints(config, timeout=timeout), quorum=config.quorum)
+    endpoints = build_endpoints(config, timeout=timeout)
+    return Chain(endpoints, quorum=config.quorum, block_format=chain_format(config))
 
 
 def _read_keystore(config: DeviceConfig) -> str:
