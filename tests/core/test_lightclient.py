@@ -55,7 +55,7 @@ class Case:
 
     def store(self) -> Store:
         raw = read_ssz(self.dir / "bootstrap.ssz_snappy", self.schemas["LightClientBootstrap"])
-        data = beacon.decode_bootstrap(json.dumps({"version": self.fork, "data": raw}), self.config)
+        data = beacon.bootstrap_from_json({"version": self.fork, "data": raw}, self.config)
         root = bytes.fromhex(self.meta["trusted_block_root"][2:])
         slot = data.header.beacon.slot
         return lightclient.bootstrap(self.config, root, data, current_slot=slot)
@@ -137,18 +137,18 @@ def test_generalized_indices_match_the_single_merkle_proofs(
 MAINNET_DATA = ("beacon", "official-minimal-and-mainnet", "ethereum", "testdata")
 
 
-def _mainnet(name: str) -> bytes:
-    return vector_path(*MAINNET_DATA, f"{name}.json").read_bytes()
+def _mainnet(name: str) -> Any:
+    return json.loads(vector_path(*MAINNET_DATA, f"{name}.json").read_bytes())
 
 
 def test_mainnet_bootstrap_updates_finality_and_optimistic() -> None:
     config = beacon.MAINNET
-    data = beacon.decode_bootstrap(_mainnet("bootstrap"), config)
+    data = beacon.bootstrap_from_json(_mainnet("bootstrap"), config)
     root = data.header.beacon.root()
     store = lightclient.bootstrap(config, root, data, current_slot=data.header.beacon.slot + 1)
-    updates = beacon.decode_updates(_mainnet("updates"), config)
-    finality = beacon.decode_updates(_mainnet("finality"), config)
-    optimistic = beacon.decode_updates(_mainnet("optimistic"), config)
+    updates = beacon.updates_from_json(_mainnet("updates"), config)
+    finality = beacon.updates_from_json(_mainnet("finality"), config)
+    optimistic = beacon.updates_from_json(_mainnet("optimistic"), config)
     now = optimistic[0].signature_slot
     periods = []
     for update in [*updates, *finality, *optimistic]:
@@ -165,7 +165,7 @@ def test_mainnet_bootstrap_updates_finality_and_optimistic() -> None:
 
 def test_mainnet_bootstrap_refuses_the_wrong_root_and_a_stale_checkpoint() -> None:
     config = beacon.MAINNET
-    data = beacon.decode_bootstrap(_mainnet("bootstrap"), config)
+    data = beacon.bootstrap_from_json(_mainnet("bootstrap"), config)
     root = data.header.beacon.root()
     slot = data.header.beacon.slot
     with pytest.raises(BeaconRefused) as err:
@@ -314,7 +314,7 @@ def test_stale_update_is_refused_and_a_wrong_committee_does_not_verify() -> None
     assert err.value.rule == "stale"
     # an update signed by the right keys, checked against another committee, fails
     assert after.next_sync_committee is not None
-    mainnet = beacon.decode_bootstrap(_mainnet("bootstrap"), beacon.MAINNET)
+    mainnet = beacon.bootstrap_from_json(_mainnet("bootstrap"), beacon.MAINNET)
     other = mainnet.current_sync_committee.pubkeys[: case.config.committee_size]
     stranger = beacon.SyncCommittee(pubkeys=other, aggregate_pubkey=bytes(48))
     wrong = replace(store, current_sync_committee=stranger)
@@ -327,7 +327,7 @@ def test_bootstrap_with_another_committee_is_refused() -> None:
     case = Case(SYNC)
     raw = read_ssz(case.dir / "bootstrap.ssz_snappy", case.schemas["LightClientBootstrap"])
     raw["current_sync_committee"]["pubkeys"].reverse()
-    data = beacon.decode_bootstrap(json.dumps({"version": "electra", "data": raw}), case.config)
+    data = beacon.bootstrap_from_json({"version": "electra", "data": raw}, case.config)
     root = bytes.fromhex(case.meta["trusted_block_root"][2:])
     with pytest.raises(BeaconRefused) as err:
         lightclient.bootstrap(case.config, root, data, current_slot=data.header.beacon.slot)
@@ -350,3 +350,33 @@ def test_bootstrap_with_another_committee_is_refused() -> None:
 )
 def test_committee_table(phase: Phase, delta: int, step: CommitteeStep | None) -> None:
     assert COMMITTEE_STEPS.get((phase, delta)) is step
+
+
+# --- what to fetch (Altair light-client.md, sync process step 4) ---
+
+P = 8 * 8  # slots per period, minimal preset
+
+
+@pytest.mark.parametrize(
+    ("finalized", "optimistic", "next_known", "current", "wanted"),
+    [
+        (5 * P, 5 * P + 3, False, 5 * P + 9, (5, 1)),  # next committee unknown
+        (5 * P, 6 * P + 1, False, 6 * P + 9, None),  # optimistic ahead: wait for finality
+        (5 * P, 5 * P, True, 6 * P + 9, None),  # within one period: follow the head
+        (5 * P, 5 * P, True, 9 * P, (6, 3)),  # behind: one update per missed period
+        (5 * P, 5 * P, True, 50 * P, (6, lightclient.MAX_UPDATES_PER_REQUEST)),  # bounded
+    ],
+)
+def test_updates_wanted(
+    finalized: int, optimistic: int, next_known: bool, current: int, wanted: object
+) -> None:
+    case = Case(SYNC)
+    store = case.store()
+    header = store.finalized_header
+    store = replace(
+        store,
+        finalized_header=replace(header, beacon=replace(header.beacon, slot=finalized)),
+        optimistic_header=replace(header, beacon=replace(header.beacon, slot=optimistic)),
+        next_sync_committee=store.current_sync_committee if next_known else None,
+    )
+    assert lightclient.updates_wanted(case.config, store, current) == wanted

@@ -10,7 +10,6 @@ Absent optional parts are the spec's default (all-zero) values, as on the wire.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -27,13 +26,13 @@ __all__ = [
     "LightClientHeader",
     "LightClientUpdate",
     "SyncCommittee",
+    "bootstrap_from_json",
     "committee_from_json",
     "committee_to_json",
-    "decode_bootstrap",
-    "decode_updates",
     "header_from_json",
     "header_to_json",
     "update_from_json",
+    "updates_from_json",
 ]
 
 FAR_FUTURE_EPOCH: Final = 2**64 - 1
@@ -49,9 +48,6 @@ MAX_EXTRA_DATA_BYTES: Final = 32
 LOGS_BLOOM_BYTES: Final = 256
 MAX_BRANCH_DEPTH: Final = 8
 """Longest Merkle branch a light-client container carries (Electra's finality branch is 7)."""
-MAX_JSON_BYTES: Final = 4 * 1024 * 1024
-"""Largest beacon-API answer decoded: an update is ~26 KB with a 512-key committee; a
-``updates`` answer holds at most MAX_UPDATES_PER_ANSWER of them."""
 MAX_UPDATES_PER_ANSWER: Final = 128
 """MAX_REQUEST_LIGHT_CLIENT_UPDATES (Altair light-client p2p-interface.md)."""
 
@@ -424,15 +420,6 @@ def update_from_json(obj: Any, config: ChainConfig) -> LightClientUpdate:
     )
 
 
-def _parse(raw: bytes | str) -> Any:
-    if len(raw) > MAX_JSON_BYTES:
-        raise _fail(f"answer over {MAX_JSON_BYTES} bytes")
-    try:
-        return json.loads(raw)
-    except (ValueError, RecursionError):
-        raise _fail("not JSON") from None
-
-
 def _versioned(obj: Any) -> Any:
     """The ``data`` of a ``{"version": fork, "data": ...}`` answer."""
     if _get(obj, "version") not in FORK_NAMES:
@@ -440,9 +427,9 @@ def _versioned(obj: Any) -> Any:
     return _get(obj, "data")
 
 
-def decode_bootstrap(raw: bytes | str, config: ChainConfig) -> LightClientBootstrap:
-    """A ``/eth/v1/beacon/light_client/bootstrap/{root}`` answer."""
-    data = _versioned(_parse(raw))
+def bootstrap_from_json(obj: Any, config: ChainConfig) -> LightClientBootstrap:
+    """A ``/eth/v1/beacon/light_client/bootstrap/{root}`` answer (parsed JSON)."""
+    data = _versioned(obj)
     return LightClientBootstrap(
         header=header_from_json(_get(data, "header")),
         current_sync_committee=committee_from_json(
@@ -452,10 +439,9 @@ def decode_bootstrap(raw: bytes | str, config: ChainConfig) -> LightClientBootst
     )
 
 
-def decode_updates(raw: bytes | str, config: ChainConfig) -> list[LightClientUpdate]:
+def updates_from_json(obj: Any, config: ChainConfig) -> list[LightClientUpdate]:
     """An ``updates`` answer (a list), or a ``finality_update`` / ``optimistic_update`` answer
-    (one object) as a list of one."""
-    obj = _parse(raw)
+    (one object) as a list of one (parsed JSON)."""
     items = obj if isinstance(obj, list) else [obj]
     if len(items) > MAX_UPDATES_PER_ANSWER:
         raise _fail(f"more than {MAX_UPDATES_PER_ANSWER} updates")

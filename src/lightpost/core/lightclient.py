@@ -49,9 +49,12 @@ __all__ = [
     "is_better_update",
     "process_update",
     "signing_root",
+    "updates_wanted",
     "validate_header",
 ]
 
+MAX_UPDATES_PER_REQUEST: Final = 8
+"""Periods asked for in one ``updates`` request (~8 x 70 KB of JSON at mainnet size)."""
 GENESIS_SLOT: Final = 0
 MIN_SYNC_COMMITTEE_PARTICIPANTS: Final = 1
 """Altair sync-protocol.md preset."""
@@ -396,3 +399,16 @@ def force_update(config: ChainConfig, store: Store, *, current_slot: int) -> Sto
     if best.finalized_header.beacon.slot <= store.finalized_header.beacon.slot:
         best = replace(best, finalized_header=best.attested_header)
     return replace(_apply(config, store, best), best_valid_update=None)
+
+
+def updates_wanted(config: ChainConfig, store: Store, current_slot: int) -> tuple[int, int] | None:
+    """The ``updates`` request (start period, count) the store needs now, or None: then finality
+    and optimistic updates keep it current (Altair light-client.md, "sync process", step 4)."""
+    finalized = config.period_at(store.finalized_header.beacon.slot)
+    optimistic = config.period_at(store.optimistic_header.beacon.slot)
+    current = config.period_at(current_slot)
+    if finalized == optimistic and store.next_sync_committee is None:
+        return finalized, 1
+    if finalized + 1 < current:
+        return finalized + 1, min(current - finalized - 1, MAX_UPDATES_PER_REQUEST)
+    return None
