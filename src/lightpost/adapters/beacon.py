@@ -196,9 +196,15 @@ class BeaconLightClient:
         updates = updates_from_json(answer, self.config)
         if len(updates) != 1:
             raise DecodingError("beacon update", "not one update")
-        assert self.store is not None
-        if updates[0].attested_header.beacon.slot <= self.store.finalized_header.beacon.slot:
+        store = self.store
+        assert store is not None
+        update = updates[0]
+        period = self.config.period_at(store.finalized_header.beacon.slot)
+        reach = period + (store.next_sync_committee is not None)
+        if update.attested_header.beacon.slot <= store.finalized_header.beacon.slot:
             return  # behind what is final here: a lagging source, not a liar
+        if self.config.period_at(update.signature_slot) > reach:
+            return  # signed by a committee not known yet (catching up failed): unverifiable
         self.store = self._apply_all(updates, now)
 
 
