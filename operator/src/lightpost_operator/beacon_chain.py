@@ -32,15 +32,82 @@ from lightpost.core.lightclient import (
     NEXT_SYNC_COMMITTEE_GINDEX_ELECTRA,
     signing_root,
 )
-from lightpost.core.ssz import ZERO_CHUNK, floorlog2, hash_pair, merkleize, uint64_root
+from lightpost.core.ssz import (
+    ZERO_CHUNK,
+    bytes_root,
+    floorlog2,
+    hash_pair,
+    merkleize,
+    mix_in_length,
+    uint64_root,
+)
 
-__all__ = ["Block", "GeneratedChain", "devnet_config", "merkle_branch"]
+__all__ = ["Block", "GeneratedChain", "devnet_config", "execution_header", "merkle_branch"]
 
 CURVE_ORDER: Final = 0x73EDA753299D7D483339D80809A1D80553BDA402FFFE5BFEFFFFFFFF00000001
 """r, the order of BLS12-381's G1 and G2 (secret keys are taken mod r)."""
 DEVNET_GENESIS_VALIDATORS_ROOT: Final = sha256(b"lightpost devnet").digest()
 FORK: Final = "fulu"
 """The fork served (Fulu's light-client containers are Electra's)."""
+
+
+MAX_BYTES_PER_TRANSACTION: Final = 2**30
+MAX_TRANSACTIONS_PER_PAYLOAD: Final = 2**20
+MAX_WITHDRAWALS_PER_PAYLOAD: Final = 16
+"""Bellatrix/Capella beacon-chain.md presets: the SSZ list limits of the payload's two roots."""
+
+
+def execution_header(
+    block: dict[str, Any], raw_transactions: list[bytes]
+) -> ExecutionPayloadHeader:
+    """The ExecutionPayloadHeader of an execution block (eth_getBlockByNumber JSON, hashes only)
+    and its raw transactions (eth_getRawTransactionByHash, in order): every field is the block's
+    except the two SSZ roots, computed here (transactions; withdrawals, as Capella's
+    Withdrawal containers)."""
+
+    def num(key: str) -> int:
+        return int(block[key], 16)
+
+    def raw(key: str) -> bytes:
+        return bytes.fromhex(block[key][2:])
+
+    tx_roots = [bytes_root(tx, MAX_BYTES_PER_TRANSACTION) for tx in raw_transactions]
+    transactions_root = mix_in_length(
+        merkleize(tx_roots, MAX_TRANSACTIONS_PER_PAYLOAD), len(tx_roots)
+    )
+    withdrawals = [
+        merkleize(
+            [
+                uint64_root(int(w["index"], 16)),
+                uint64_root(int(w["validatorIndex"], 16)),
+                bytes_root(bytes.fromhex(w["address"][2:])),
+                uint64_root(int(w["amount"], 16)),
+            ]
+        )
+        for w in block.get("withdrawals") or []
+    ]
+    withdrawals_root = mix_in_length(
+        merkleize(withdrawals, MAX_WITHDRAWALS_PER_PAYLOAD), len(withdrawals)
+    )
+    return ExecutionPayloadHeader(
+        parent_hash=raw("parentHash"),
+        fee_recipient=raw("miner"),
+        state_root=raw("stateRoot"),
+        receipts_root=raw("receiptsRoot"),
+        logs_bloom=raw("logsBloom"),
+        prev_randao=raw("mixHash"),
+        block_number=num("number"),
+        gas_limit=num("gasLimit"),
+        gas_used=num("gasUsed"),
+        timestamp=num("timestamp"),
+        extra_data=raw("extraData"),
+        base_fee_per_gas=num("baseFeePerGas"),
+        block_hash=raw("hash"),
+        transactions_root=transactions_root,
+        withdrawals_root=withdrawals_root,
+        blob_gas_used=num("blobGasUsed"),
+        excess_blob_gas=num("excessBlobGas"),
+    )
 
 
 def devnet_config(*, genesis_time: int, seconds_per_slot: int = 1) -> ChainConfig:
