@@ -15,18 +15,18 @@ import json
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Protocol, TypeVar
 
 from lightpost.adapters.rpc import HttpEndpoint
 from lightpost.core import lightclient
 from lightpost.core.beacon import (
+    BLS_PUBKEY_BYTES,
     ChainConfig,
     LightClientUpdate,
+    SyncCommittee,
     bootstrap_from_json,
-    committee_from_json,
-    committee_to_json,
     header_from_json,
     header_to_json,
     updates_from_json,
@@ -211,50 +211,62 @@ class BeaconLightClient:
 # --- persisted state: constant size ---
 
 
+def _committee_bytes(committee: SyncCommittee) -> bytes:
+    return b"".join(committee.pubkeys) + committee.aggregate_pubkey
+
+
 def encode_state(store: Store) -> bytes:
-    """The finalized header, both committees and the participation maxima, as JSON."""
-    nsc = store.next_sync_committee
-    return json.dumps(
-        {
-            "version": STATE_VERSION,
-            "finalized_header": header_to_json(store.finalized_header),
-            "current_sync_committee": committee_to_json(store.current_sync_committee),
-            "next_sync_committee": None if nsc is None else committee_to_json(nsc),
-            "max_active_participants": [
-                store.previous_max_active_participants,
-                store.current_max_active_participants,
-            ],
-        },
-        separators=(",", ":"),
-    ).encode()
+    """One JSON line (version, finalized header, participation maxima, committees known), then
+    the committees' keys as raw bytes: ~26 KB with one committee, ~51 KB with two (mainnet)."""
+    committees = [store.current_sync_committee]
+    if store.next_sync_committee is not None:
+        committees.append(store.next_sync_committee)
+    head = {
+        "version": STATE_VERSION,
+        "finalized_header": header_to_json(store.finalized_header),
+        "max_active_participants": [
+            store.previous_max_active_participants,
+            store.current_max_active_participants,
+        ],
+        "committees": len(committees),
+    }
+    line = json.dumps(head, separators=(",", ":")).encode()
+    return line + b"\n" + b"".join(_committee_bytes(c) for c in committees)
 
 
 def decode_state(raw: bytes, config: ChainConfig) -> Store:
     """A store from :func:`encode_state`'s bytes (the optimistic header restarts at the finalized
     one); StoreError if they do not decode."""
     try:
-        obj = parse_json(raw, "beacon state")
-        if not isinstance(obj, dict) or obj.get("version") != STATE_VERSION:
+        line, _, keys = raw.partition(b"\n")
+        head = parse_json(line, "beacon state")
+        if not isinstance(head, dict) or head.get("version") != STATE_VERSION:
             raise DecodingError("beacon state", "unknown version")
-        header = header_from_json(obj["finalized_header"])
-        nsc = obj["next_sync_committee"]
-        previous, current = obj["max_active_participants"]
-        store = Store(
-            finalized_header=header,
-            optimistic_header=header,
-            current_sync_committee=committee_from_json(
-                obj["current_sync_committee"], config.committee_size
-            ),
-            next_sync_committee=None
-            if nsc is None
-            else committee_from_json(nsc, config.committee_size),
-        )
+        header = header_from_json(head["finalized_header"])
+        previous, current = head["max_active_participants"]
+        count = head["committees"]
+        width = (config.committee_size + 1) * BLS_PUBKEY_BYTES
+        if count not in (1, 2) or len(keys) != count * width:
+            raise DecodingError("beacon state", "committee bytes of the wrong size")
         if not all(
             isinstance(n, int) and 0 <= n <= config.committee_size for n in (previous, current)
         ):
             raise DecodingError("beacon state", "participation out of range")
-        return replace(
-            store,
+        committees = [
+            SyncCommittee(
+                pubkeys=tuple(
+                    keys[at + k * BLS_PUBKEY_BYTES : at + (k + 1) * BLS_PUBKEY_BYTES]
+                    for k in range(config.committee_size)
+                ),
+                aggregate_pubkey=keys[at + width - BLS_PUBKEY_BYTES : at + width],
+            )
+            for at in range(0, len(keys), width)
+        ]
+        return Store(
+            finalized_header=header,
+            optimistic_header=header,
+            current_sync_committee=committees[0],
+            next_sync_committee=committees[1] if count == 2 else None,
             previous_max_active_participants=previous,
             current_max_active_participants=current,
         )
