@@ -14,9 +14,10 @@ from lightpost_operator.anvil import AnvilProcess
 from tests.operator.test_beacon_chain import Node
 
 pytest.importorskip("py_arkworks_bls12381", reason="the lightpost[beacon] extra")
-from lightpost.adapters.beacon import BeaconLightClient
+from lightpost.adapters.beacon import BeaconLightClient, HttpBeaconEndpoint
 from lightpost.adapters.bls import load_bls
 from lightpost_operator.beacon_chain import GeneratedChain, devnet_config, execution_header
+from lightpost_operator.beacon_server import ROUTE, BeaconDevnet
 
 pytestmark = pytest.mark.integration
 
@@ -82,3 +83,36 @@ def test_anvil_blocks_are_proven_through_the_light_client(fresh_anvil: AnvilProc
     assert "0x" + proven.block_hash.hex() == blocks[latest - 1]["hash"]
     assert "0x" + proven.state_root.hex() == blocks[latest - 1]["stateRoot"]
     assert "0x" + final.block_hash.hex() == blocks[latest - 1 - 16]["hash"]
+
+
+def test_the_devnet_beacon_api_serves_anvil_to_the_light_client(fresh_anvil: AnvilProcess) -> None:
+    url = fresh_anvil.url
+    _call(url, "anvil_mine", [hex(150)])
+    latest = int(_call(url, "eth_blockNumber", []), 16)
+    genesis = int(_call(url, "eth_getBlockByNumber", ["0x0", False])["timestamp"], 16)
+    now = genesis + latest + 2  # the clock has reached the head's signature slot
+    devnet = BeaconDevnet(url, clock=lambda: now)
+    base = devnet.serve()
+    try:
+        lc = BeaconLightClient(
+            [HttpBeaconEndpoint(url=base, label="beacon#0")],
+            devnet.config,
+            load_bls(),
+            clock=lambda: now,
+            blame=pytest.fail,
+        )
+        lc.start(devnet.root_of(5))
+        store = lc.sync()
+    finally:
+        devnet.stop()
+    proven = store.optimistic_header.execution
+    final = store.finalized_header.execution
+    assert proven is not None and final is not None
+    head = _call(url, "eth_getBlockByNumber", [hex(latest), False])
+    assert "0x" + proven.block_hash.hex() == head["hash"]
+    finalized = _call(url, "eth_getBlockByNumber", [hex(latest - 16), False])
+    assert "0x" + final.block_hash.hex() == finalized["hash"]
+    # a head the clock has not reached is held back (its signature would be from the future)
+    devnet.clock = lambda: genesis + 10
+    held = devnet.answer(ROUTE + "optimistic_update")
+    assert held["data"]["attested_header"]["beacon"]["slot"] == "9"
