@@ -16,8 +16,9 @@ import pytest
 
 from lightpost.core import beacon, lightclient
 from lightpost.core.beacon import ChainConfig, LightClientUpdate
+from lightpost.core.header import BlockHeader, header_hash
 from lightpost.core.lightclient import COMMITTEE_STEPS, CommitteeStep, Phase, Store
-from lightpost.errors import BeaconRefused
+from lightpost.errors import BeaconRefused, ProofError
 from tests.conftest import VECTORS, vector_path
 from tests.core.beacon_vectors import config_from_yaml, read_ssz, read_yaml, schemas
 
@@ -380,3 +381,43 @@ def test_updates_wanted(
         next_sync_committee=store.current_sync_committee if next_known else None,
     )
     assert lightclient.updates_wanted(case.config, store, current) == wanted
+
+
+# --- walking back from a proven execution block ---
+
+
+def _chain(length: int) -> list[BlockHeader]:
+    headers = []
+    parent = bytes(32)
+    for number in range(length):
+        h = BlockHeader(
+            parent_hash=parent, ommers_hash=bytes(32), coinbase=bytes(20), state_root=bytes(32),
+            transactions_root=bytes(32), receipts_root=bytes(32), logs_bloom=bytes(256),
+            difficulty=0, number=number, gas_limit=30_000_000, gas_used=0, timestamp=number,
+            extra_data=b"", mix_hash=bytes(32), nonce=bytes(8),
+        )  # fmt: skip
+        headers.append(h)
+        parent = header_hash(h)
+    return headers[::-1]  # newest first
+
+
+@pytest.mark.parametrize(
+    ("mutate", "ok"),
+    [
+        (lambda hs: hs, True),
+        (lambda hs: hs[:1], True),
+        (lambda hs: [hs[0], *hs[2:]], False),  # a block left out
+        (lambda hs: [replace(hs[0], gas_used=1), *hs[1:]], False),  # not the proven block
+        (lambda hs: [*hs[:3], replace(hs[3], timestamp=99), *hs[4:]], False),  # a forged ancestor
+        (lambda hs: [], False),
+    ],
+)
+def test_walk_back_from_a_proven_block(mutate: Callable[[list[Any]], list[Any]], ok: bool) -> None:
+    headers = _chain(6)
+    proven = header_hash(headers[0])
+    chosen = mutate(headers)
+    if ok:
+        assert lightclient.walk_back(proven, chosen) == chosen[-1]
+    else:
+        with pytest.raises(ProofError):
+            lightclient.walk_back(proven, chosen)

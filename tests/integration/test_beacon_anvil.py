@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from lightpost.core import lightclient
+from lightpost.core.header import verify_header
 from lightpost_operator.anvil import AnvilProcess
 from tests.operator.test_beacon_chain import Node
 
@@ -112,6 +114,12 @@ def test_the_devnet_beacon_api_serves_anvil_to_the_light_client(fresh_anvil: Anv
     assert "0x" + proven.block_hash.hex() == head["hash"]
     finalized = _call(url, "eth_getBlockByNumber", [hex(latest - 16), False])
     assert "0x" + final.block_hash.hex() == finalized["hash"]
+    # an older block is proven by walking parent hashes back from the proven head
+    older = [
+        verify_header(_call(url, "eth_getBlockByNumber", [hex(n), False]))
+        for n in range(latest, latest - 21, -1)
+    ]
+    assert lightclient.walk_back(proven.block_hash, older).number == latest - 20
     # a head the clock has not reached is held back (its signature would be from the future)
     devnet.clock = lambda: genesis + 10
     held = devnet.answer(ROUTE + "optimistic_update")

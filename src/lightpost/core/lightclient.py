@@ -28,6 +28,7 @@ from lightpost.core.beacon import (
     LightClientUpdate,
     SyncCommittee,
 )
+from lightpost.core.header import BlockHeader, header_hash
 from lightpost.core.ssz import (
     bytes_root,
     floorlog2,
@@ -35,7 +36,7 @@ from lightpost.core.ssz import (
     is_valid_normalized_merkle_branch,
     merkleize,
 )
-from lightpost.errors import BeaconRefused
+from lightpost.errors import BeaconRefused, ProofError
 
 __all__ = [
     "COMMITTEE_STEPS",
@@ -51,10 +52,14 @@ __all__ = [
     "signing_root",
     "updates_wanted",
     "validate_header",
+    "walk_back",
 ]
 
 MAX_UPDATES_PER_REQUEST: Final = 8
 """Periods asked for in one ``updates`` request (~8 x 70 KB of JSON at mainnet size)."""
+MAX_PARENT_WALK: Final = 8191
+"""Execution headers walked back from a proven one at most: EIP-2935's window (older blocks are
+proven through the history contract's storage instead)."""
 GENESIS_SLOT: Final = 0
 MIN_SYNC_COMMITTEE_PARTICIPANTS: Final = 1
 """Altair sync-protocol.md preset."""
@@ -412,3 +417,16 @@ def updates_wanted(config: ChainConfig, store: Store, current_slot: int) -> tupl
     if finalized + 1 < current:
         return finalized + 1, min(current - finalized - 1, MAX_UPDATES_PER_REQUEST)
     return None
+
+
+def walk_back(proven_block_hash: bytes, headers: Sequence[BlockHeader]) -> BlockHeader:
+    """The last of ``headers`` (newest first), proven by hash links from a block hash the light
+    client proved: ``headers[0]`` hashes to it and each is its predecessor's parent."""
+    if not headers or len(headers) > MAX_PARENT_WALK:
+        raise ProofError("beacon anchor", f"1 to {MAX_PARENT_WALK} headers needed")
+    expected = proven_block_hash
+    for header in headers:
+        if header_hash(header) != expected:
+            raise ProofError("beacon anchor", f"block {header.number} is not on the proven chain")
+        expected = header.parent_hash
+    return headers[-1]
