@@ -47,6 +47,7 @@ check: venv
 bench: setup
 	$(PY) tools/bench.py --write-docs
 	$(PY) tools/bench_runtime.py --write-docs
+	$(PY) tools/bench_beacon.py
 
 reliability: setup
 	$(PY) tools/reliability.py --write-docs
