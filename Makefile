@@ -16,7 +16,7 @@ all: test
 $(STAMP): pyproject.toml operator/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,fast]' -e ./operator
+	$(PY) -m pip install -q -e '.[dev,fast,beacon]' -e ./operator
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -54,6 +54,7 @@ check: venv
 bench: setup
 	$(PY) tools/bench.py --write-docs
 	$(PY) tools/bench_runtime.py --write-docs
+	$(PY) tools/bench_beacon.py
 
 reliability: setup
 	$(PY) tools/reliability.py --write-docs

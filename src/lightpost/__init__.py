@@ -21,6 +21,7 @@ from lightpost.core.keys import PrivateKey, parse_address, to_checksum_address
 from lightpost.core.levels import Delivered, Level
 from lightpost.core.verify import Problem
 from lightpost.errors import (
+    BeaconRefused,
     ConfigError,
     DecodingError,
     KeystoreError,
@@ -34,6 +35,7 @@ from lightpost.errors import (
 
 __all__ = [
     "Agent",
+    "BeaconRefused",
     "ConfigError",
     "ContentType",
     "DecodingError",

@@ -7,6 +7,7 @@ from __future__ import annotations
 __all__ = [
     "AlreadyKnown",
     "AnswerTooLarge",
+    "BeaconRefused",
     "ChainProcessError",
     "ConfigError",
     "DecodingError",
@@ -86,6 +87,16 @@ class ProofError(RemoteError):
         self.kind = kind
         self.reason = reason
         super().__init__(f"invalid {kind} proof: {reason}")
+
+
+class BeaconRefused(RemoteError):
+    """Beacon light-client data refused by the sync protocol; ``rule``: the named check that
+    failed (``"signature"``, ``"participants"``, ``"finality_branch"``, ``"future_slot"``...)."""
+
+    def __init__(self, rule: str, reason: str) -> None:
+        self.rule = rule
+        self.reason = reason
+        super().__init__(f"beacon data refused ({rule}): {reason}")
 
 
 class QuorumError(RemoteError):

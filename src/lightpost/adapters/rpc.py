@@ -241,8 +241,11 @@ class HttpEndpoint:
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         return kind(parts.hostname, port, timeout=left), target
 
-    def _exchange(self, body: bytes, deadline: float, cap: int) -> tuple[int, bytearray]:
-        """One HTTP exchange within ``deadline``: (status, body of at most ``cap`` bytes)."""
+    def _exchange(
+        self, body: bytes | None, deadline: float, cap: int, path: str = ""
+    ) -> tuple[int, bytearray]:
+        """One HTTP exchange within ``deadline``: (status, body of at most ``cap`` bytes); ``body``
+        None: a GET of ``path`` under the URL's path (the beacon API)."""
         left = deadline - self.clock()
         if left <= 0:
             raise _Late
@@ -257,7 +260,9 @@ class HttpEndpoint:
                 raw = conn.sock = _tls(raw, conn.host, left)
             conn.sock = _DeadlineSocket(raw, deadline, self.clock)
             try:
-                conn.request("POST", target, body, _HEADERS)
+                if body is None:
+                    target = target.split("?")[0].rstrip("/") + path
+                conn.request("POST" if body is not None else "GET", target, body, _HEADERS)
                 resp = conn.getresponse()
                 if resp.length is not None and resp.length > cap:
                     raise AnswerTooLarge(self.label, cap)
@@ -273,12 +278,16 @@ class HttpEndpoint:
             conn.close()
 
     def _post(self, payload: object, cap: int) -> Any:
-        body = json.dumps(payload).encode()
+        return self._request(json.dumps(payload).encode(), cap)
+
+    def _request(self, body: bytes | None, cap: int, path: str = "") -> Any:
+        """The parsed JSON answer to a POST of ``body`` (None: a GET of ``path``), retried on
+        transport failures and rate limits within the total deadline."""
         deadline = self.clock() + self.timeout
         delays = backoff()
         for attempt in range(self.retries + 1):
             try:
-                status, answer = self._exchange(body, deadline, cap)
+                status, answer = self._exchange(body, deadline, cap, path)
                 if status == 429:
                     err: TransportError = RateLimited(
                         self.label, "HTTP 429 too many requests", None
