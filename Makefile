@@ -13,10 +13,10 @@ STAMP := $(VENV)/.installed
 
 all: test
 
-$(STAMP): pyproject.toml operator/pyproject.toml
+$(STAMP): pyproject.toml operator/pyproject.toml beacon/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,fast,beacon]' -e ./operator
+	$(PY) -m pip install -q -e '.[dev,fast,beacon]' -e ./beacon -e ./operator
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -44,8 +44,8 @@ test: setup
 	$(PY) -m pytest -q
 
 check: venv
-	$(PY) -m ruff check src operator tests tools
-	$(PY) -m ruff format --check src operator tests tools
+	$(PY) -m ruff check src operator beacon tests tools
+	$(PY) -m ruff format --check src operator beacon tests tools
 	$(PY) -m mypy
 	$(PY) tools/build_contracts.py --check
 

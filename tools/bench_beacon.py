@@ -12,9 +12,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lightpost.adapters.beacon import encode_state
-from lightpost.adapters.bls import load_bls
-from lightpost.core import beacon, lightclient
+from lightpost_beacon import containers as beacon
+from lightpost_beacon import lightclient
+from lightpost_beacon.bls import load_bls
+from lightpost_beacon.sources import encode_state
 
 DATA = (
     Path(__file__).resolve().parents[2]

@@ -1,4 +1,4 @@
-"""Beacon endpoints as untrusted sources (lightpost.adapters.beacon), scripted without a socket on
+"""Beacon endpoints as untrusted sources (lightpost_beacon.sources), scripted without a socket on
 the real mainnet data (periods 862-867), plus one GET over a loopback HTTP server."""
 
 from __future__ import annotations
@@ -15,7 +15,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lightpost.adapters.beacon import (
+from lightpost.errors import EndpointUnavailable, StoreError
+from lightpost_beacon import containers as beacon
+from lightpost_beacon import lightclient
+from lightpost_beacon.sources import (
     MAX_BOOTSTRAP_BYTES,
     BeaconLightClient,
     HttpBeaconEndpoint,
@@ -24,12 +27,10 @@ from lightpost.adapters.beacon import (
     load_state,
     save_state,
 )
-from lightpost.core import beacon, lightclient
-from lightpost.errors import EndpointUnavailable, StoreError
 from tests.conftest import vector_path
 
 pytest.importorskip("py_arkworks_bls12381", reason="the lightpost[beacon] extra")
-from lightpost.adapters.bls import load_bls
+from lightpost_beacon.bls import load_bls
 
 BLS = load_bls()
 CONFIG = beacon.MAINNET

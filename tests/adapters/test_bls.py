@@ -1,6 +1,6 @@
 """BLS12-381 (the lightpost[beacon] extra) on every case of ../shared/vectors/beacon/bls
 (bls12-381-tests, names as in consensus-spec-tests general/phase0/bls). FastAggregateVerify,
-Verify and key/signature deserialization go through lightpost.adapters.bls, the light client's
+Verify and key/signature deserialization go through lightpost_beacon.bls, the light client's
 verifier; sign, aggregate, aggregate_verify, batch_verify and hash_to_G2 exercise the same
 library directly, so every case of the folder is checked against the extra as installed."""
 
@@ -15,7 +15,7 @@ from tests.conftest import VECTORS, vector_path
 from tests.core.beacon_vectors import read_yaml
 
 arkworks = pytest.importorskip("py_arkworks_bls12381", reason="the lightpost[beacon] extra")
-from lightpost.adapters.bls import DST, ArkworksBls, decode_point  # noqa: E402
+from lightpost_beacon.bls import DST, ArkworksBls, decode_point  # noqa: E402
 
 BLS = ArkworksBls(arkworks)
 BLS_DIR = VECTORS / "beacon" / "bls"

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from lightpost.core.beacon import FORK_NAMES, ChainConfig
+from lightpost_beacon.containers import FORK_NAMES, ChainConfig
 
 MINIMAL = {"SLOTS_PER_EPOCH": 8, "EPOCHS_PER_SYNC_COMMITTEE_PERIOD": 8, "SYNC_COMMITTEE_SIZE": 32}
 """consensus-specs presets/minimal (phase0, altair)."""

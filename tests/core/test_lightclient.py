@@ -1,4 +1,4 @@
-"""The sync-committee light client (lightpost.core.lightclient) on every case under
+"""The sync-committee light client (lightpost_beacon.lightclient) on every case under
 ../shared/vectors/beacon: the official minimal sync cases (Deneb, Electra), the generated Fulu and
 Electra cases and update rankings, the real mainnet bootstrap and updates; and tampered inputs,
 each refused with its named rule."""
@@ -14,16 +14,17 @@ from typing import Any
 
 import pytest
 
-from lightpost.core import beacon, lightclient
-from lightpost.core.beacon import ChainConfig, LightClientUpdate
 from lightpost.core.header import BlockHeader, header_hash
-from lightpost.core.lightclient import COMMITTEE_STEPS, CommitteeStep, Phase, Store
 from lightpost.errors import BeaconRefused, ProofError
+from lightpost_beacon import containers as beacon
+from lightpost_beacon import lightclient
+from lightpost_beacon.containers import ChainConfig, LightClientUpdate
+from lightpost_beacon.lightclient import COMMITTEE_STEPS, CommitteeStep, Phase, Store
 from tests.conftest import VECTORS, vector_path
 from tests.core.beacon_vectors import config_from_yaml, read_ssz, read_yaml, schemas
 
 pytest.importorskip("py_arkworks_bls12381", reason="the lightpost[beacon] extra")
-from lightpost.adapters.bls import load_bls
+from lightpost_beacon.bls import load_bls
 
 BLS = load_bls()
 BEACON = VECTORS / "beacon"

@@ -1,5 +1,5 @@
-"""SSZ merkleization (lightpost.core.ssz) and the light-client containers' roots
-(lightpost.core.beacon): a naive reference, the official ssz_static roots (Fulu, minimal), and
+"""SSZ merkleization (lightpost_beacon.ssz) and the light-client containers' roots
+(lightpost_beacon.containers): a naive reference, the official ssz_static roots (Fulu, minimal), and
 hypothesis round trips of the beacon-API JSON codec."""
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lightpost.core import beacon, ssz
 from lightpost.errors import DecodingError
+from lightpost_beacon import containers as beacon
+from lightpost_beacon import ssz
 from tests.conftest import vector_path
 from tests.core.beacon_vectors import read_ssz, read_yaml, schemas
 

@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 
-from lightpost.core import lightclient
 from lightpost.core.header import verify_header
+from lightpost_beacon import lightclient
 from lightpost_operator.anvil import AnvilProcess
 from tests.operator.test_beacon_chain import Node
 
 pytest.importorskip("py_arkworks_bls12381", reason="the lightpost[beacon] extra")
-from lightpost.adapters.beacon import BeaconLightClient, HttpBeaconEndpoint
-from lightpost.adapters.bls import load_bls
+from lightpost_beacon.bls import load_bls
+from lightpost_beacon.sources import BeaconLightClient, HttpBeaconEndpoint
 from lightpost_operator.beacon_chain import GeneratedChain, devnet_config, execution_header
 from lightpost_operator.beacon_server import ROUTE, BeaconDevnet
 

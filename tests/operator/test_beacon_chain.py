@@ -11,13 +11,14 @@ from typing import Any
 
 import pytest
 
-from lightpost.core import beacon, lightclient
-from lightpost.core.beacon import ExecutionPayloadHeader
 from lightpost.errors import BeaconRefused
+from lightpost_beacon import containers as beacon
+from lightpost_beacon import lightclient
+from lightpost_beacon.containers import ExecutionPayloadHeader
 
 pytest.importorskip("py_arkworks_bls12381", reason="the lightpost[beacon] extra")
-from lightpost.adapters.beacon import BeaconLightClient
-from lightpost.adapters.bls import load_bls
+from lightpost_beacon.bls import load_bls
+from lightpost_beacon.sources import BeaconLightClient
 from lightpost_operator.beacon_chain import GeneratedChain, devnet_config
 
 GENESIS = 1_700_000_000

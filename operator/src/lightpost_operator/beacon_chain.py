@@ -5,7 +5,7 @@ light-client data a beacon node serves (bootstrap, updates, finality and optimis
 the beacon API's JSON form), signed by a generated committee per period.
 
 Only the leaves the light client proves are filled (zero elsewhere): what it checks is the real
-spec path (lightpost.core.lightclient), with no shortcut. Keys are derived from a public seed:
+spec path (lightpost_beacon.lightclient), with no shortcut. Keys are derived from a public seed:
 test keys, never for value. Needs the lightpost[beacon] extra (py-arkworks-bls12381).
 """
 
@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from hashlib import sha256
 from typing import Any, Final
 
-from lightpost.adapters.bls import DST
-from lightpost.core.beacon import (
+from lightpost_beacon.bls import DST
+from lightpost_beacon.containers import (
     BeaconBlockHeader,
     ChainConfig,
     ExecutionPayloadHeader,
@@ -25,14 +25,14 @@ from lightpost.core.beacon import (
     committee_to_json,
     header_to_json,
 )
-from lightpost.core.lightclient import (
+from lightpost_beacon.lightclient import (
     CURRENT_SYNC_COMMITTEE_GINDEX_ELECTRA,
     EXECUTION_PAYLOAD_GINDEX,
     FINALIZED_ROOT_GINDEX_ELECTRA,
     NEXT_SYNC_COMMITTEE_GINDEX_ELECTRA,
     signing_root,
 )
-from lightpost.core.ssz import (
+from lightpost_beacon.ssz import (
     ZERO_CHUNK,
     bytes_root,
     floorlog2,

@@ -23,8 +23,8 @@ from lightpost.adapters.sqlite import private_dir
 from lightpost.adapters.store import Store
 from lightpost.core.keys import PrivateKey, parse_address
 from lightpost.core.keystore import decrypt_key
-from lightpost.errors import ConfigError, DecodingError, KeystoreError, LightpostError
 from lightpost.core.l2 import ETHEREUM, BlockFormat, block_format
+from lightpost.errors import ConfigError, DecodingError, KeystoreError, LightpostError
 from lightpost.node.chain import Chain
 from lightpost.node.config import DeviceConfig, read_password
 from lightpost.node.sender import Sender, SenderSettings

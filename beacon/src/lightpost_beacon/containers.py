@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from lightpost.core.ssz import bytes_root, merkleize, uint64_root
 from lightpost.errors import DecodingError
+from lightpost_beacon.ssz import bytes_root, merkleize, uint64_root
 
 __all__ = [
     "FORK_NAMES",

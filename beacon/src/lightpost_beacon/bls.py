@@ -35,7 +35,7 @@ def decode_point(point_type: Any, raw: bytes) -> Any:
 
 
 class ArkworksBls:
-    """:class:`lightpost.core.lightclient.BlsVerifier` over py-arkworks-bls12381."""
+    """:class:`lightpost_beacon.lightclient.BlsVerifier` over py-arkworks-bls12381."""
 
     def __init__(self, module: Any) -> None:
         self._m = module

@@ -20,7 +20,9 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Final, Protocol
 
-from lightpost.core.beacon import (
+from lightpost.core.header import BlockHeader, header_hash
+from lightpost.errors import BeaconRefused, ProofError
+from lightpost_beacon.containers import (
     EMPTY_EXECUTIONS,
     ChainConfig,
     LightClientBootstrap,
@@ -28,15 +30,13 @@ from lightpost.core.beacon import (
     LightClientUpdate,
     SyncCommittee,
 )
-from lightpost.core.header import BlockHeader, header_hash
-from lightpost.core.ssz import (
+from lightpost_beacon.ssz import (
     bytes_root,
     floorlog2,
     is_valid_merkle_branch,
     is_valid_normalized_merkle_branch,
     merkleize,
 )
-from lightpost.errors import BeaconRefused, ProofError
 
 __all__ = [
     "COMMITTEE_STEPS",
@@ -82,7 +82,7 @@ period (Helios' default); older ones must come from a fresh trusted root."""
 
 class BlsVerifier(Protocol):
     """BLS FastAggregateVerify (ciphersuite BLS_SIG_BLS12381G2_XMD:SHA-256_SSWU_RO_POP_); the
-    ``lightpost[beacon]`` extra provides one (lightpost.adapters.bls)."""
+    ``lightpost[beacon]`` extra provides one (lightpost_beacon.bls)."""
 
     def fast_aggregate_verify(
         self, pubkeys: Sequence[bytes], message: bytes, signature: bytes

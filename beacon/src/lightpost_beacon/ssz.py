@@ -2,7 +2,7 @@
 
 Only what the light client needs (consensus-specs ssz/simple-serialize.md, "Merkleization";
 Altair light-client/sync-protocol.md, ``is_valid_normalized_merkle_branch``). Serialization is
-not here: beacon data arrives as JSON (lightpost.core.beacon).
+not here: beacon data arrives as JSON (lightpost_beacon.containers).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 beacon API's light-client routes in JSON form (``/eth/v1/beacon/light_client/bootstrap``,
 ``updates``, ``finality_update``, ``optimistic_update``), several endpoints, any one enough.
 
-Every answer is a claim: it is decoded with bounds and verified by lightpost.core.lightclient
+Every answer is a claim: it is decoded with bounds and verified by lightpost_beacon.lightclient
 before it changes anything; an endpoint whose answer is refused is blamed by label (``beacon#0``),
 one that is down is skipped. Bounded: each request's time (the endpoint's total deadline) and
 bytes (a cap per route), updates per request, rounds per sync. Persisted state is the finalized
@@ -20,8 +20,16 @@ from pathlib import Path
 from typing import Any, Final, Protocol, TypeVar
 
 from lightpost.adapters.rpc import HttpEndpoint
-from lightpost.core import lightclient
-from lightpost.core.beacon import (
+from lightpost.core.peerdata import parse_json
+from lightpost.errors import (
+    DecodingError,
+    EndpointUnavailable,
+    LightpostError,
+    StoreError,
+    TransportError,
+)
+from lightpost_beacon import lightclient
+from lightpost_beacon.containers import (
     BLS_PUBKEY_BYTES,
     ChainConfig,
     LightClientUpdate,
@@ -31,15 +39,7 @@ from lightpost.core.beacon import (
     header_to_json,
     updates_from_json,
 )
-from lightpost.core.lightclient import BlsVerifier, Store
-from lightpost.core.peerdata import parse_json
-from lightpost.errors import (
-    DecodingError,
-    EndpointUnavailable,
-    LightpostError,
-    StoreError,
-    TransportError,
-)
+from lightpost_beacon.lightclient import BlsVerifier, Store
 
 __all__ = [
     "BeaconLightClient",
