@@ -31,6 +31,7 @@ from lightpost.errors import (
     QuorumError,
     TransportError,
 )
+from lightpost.node.block_receipts import MethodSupport
 
 __all__ = ["BroadcastResult", "Chain", "parse_quantity", "prove_in_turn"]
 
@@ -113,6 +114,9 @@ class Chain:
     quorum: int
     round_deadline: float = 0.0
     """Longest wait of one round; 0: the slowest endpoint's timeout + ROUND_SLACK_S."""
+    capabilities: MethodSupport = field(default_factory=MethodSupport)
+    """What each endpoint is known to serve (receipts methods), learned from its answers:
+    ``capabilities.known(label)`` / ``.describe(label)``."""
     _pool: ThreadPoolExecutor = field(init=False, repr=False)
     _inflight: list[int] = field(init=False, repr=False)
     _lock: threading.Lock = field(init=False, repr=False, default_factory=threading.Lock)
@@ -386,7 +390,7 @@ class Chain:
             label: value if isinstance(value, Exception) else {tx_hash: value}
             for label, value in answers.items()
         }
-        prover = InclusionProver(self.endpoints, self.block_hash_at)
+        prover = InclusionProver(self.endpoints, self.block_hash_at, support=self.capabilities)
         try:
             for hint, labels in hints_by_endpoint(by_label, [tx_hash]).items():
                 proven = prover.prove(hint, labels)
