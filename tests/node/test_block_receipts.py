@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,10 +13,11 @@ import pytest
 from lightpost.core.fees import GWEI
 from lightpost.core.inclusion import prove_block
 from lightpost.core.keys import PrivateKey
+from lightpost.core.levels import Delivered, Level
 from lightpost.core.outbox import BlockRef
 from lightpost.core.receipts import encode_receipt
 from lightpost.core.tx import DynamicFeeTx, sign_transaction
-from lightpost.core.verify import ProvenBlock
+from lightpost.core.verify import Problem, ProvenBlock
 from lightpost.errors import EndpointUnavailable, MethodNotSupported, NodeError
 from lightpost.node.block_receipts import (
     BLOCK_RECEIPTS,
@@ -25,8 +27,12 @@ from lightpost.node.block_receipts import (
     next_receipts_method,
     prove_receipts_in_turn,
 )
+from lightpost.node.receiver import Receiver
 from tests.conftest import ANVIL_DEV_KEYS
+from tests.core.test_verify import OTHER, receipt_json
+from tests.core.test_verify import Block as VerifyBlock
 from tests.node.fakechain import CHAIN_ID, Block, FakeEndpoint, FakeNet, block_json
+from tests.node.test_receiver import ScriptedEndpoint, _config
 
 KEY = PrivateKey.from_hex(ANVIL_DEV_KEYS[1])
 
@@ -233,3 +239,49 @@ def test_the_sender_proves_inclusion_without_block_receipts(net: FakeNet) -> Non
     got = prover.prove(hint, ["rpc#0"])
     assert isinstance(got, ProvenReceipt) and got.index == 1 and got.status == 1
     assert got.receipt["transactionHash"] == "0x" + b.txs[1].hash.hex()
+
+
+class NoBlockReceipts(ScriptedEndpoint):
+    """A receiver's scripted endpoint without eth_getBlockReceipts (nor raw receipts); it serves
+    per-transaction receipts unless ``per_tx`` is false."""
+
+    def __init__(self, label: str, block: VerifyBlock, per_tx: bool = True) -> None:
+        super().__init__(label, block)
+        self.per_tx = per_tx
+
+    def _answer(self, method: str, params: Sequence[Any]) -> Any:
+        b = self.block
+        if method in (BLOCK_RECEIPTS, RAW_RECEIPTS) or (method == TX_RECEIPT and not self.per_tx):
+            raise MethodNotSupported(self.label, f"the method {method} does not exist")
+        if method == TX_RECEIPT:
+            i = next(i for i, t in enumerate(b.txs) if "0x" + t.hash.hex() == params[0])
+            return {
+                **receipt_json(b.receipts[i]),
+                "transactionHash": params[0],
+                "transactionIndex": hex(i),
+                "blockHash": b.json["hash"],
+                "blockNumber": hex(b.header.number),
+            }
+        return super()._answer(method, params)
+
+
+@pytest.mark.parametrize("per_tx", [True, False])
+def test_the_receiver_falls_back_and_explains_a_refusal(tmp_path: Path, per_tx: bool) -> None:
+    block = VerifyBlock()
+    eps = [NoBlockReceipts(f"rpc#{i}", block, per_tx) for i in range(3)]
+    with Receiver(_config(tmp_path), endpoints=eps, me=OTHER.address) as receiver:
+        out = list(receiver.poll(Level.FINAL))
+        known = receiver.chain.capabilities.describe("rpc#0")
+    delivered = [o for o in out if isinstance(o, Delivered)]
+    problems = [o for o in out if isinstance(o, Problem)]
+    if per_tx:  # Ganache, Hardhat: the same receipts, one call per transaction
+        assert len(delivered) == 2 and problems == []
+        assert known == "eth_getBlockReceipts not supported, eth_getTransactionReceipt ok"
+    else:  # the refusal names each endpoint's reason by label
+        assert delivered == []
+        (refusal,) = problems
+        for label in ("rpc#0", "rpc#1", "rpc#2"):
+            assert (
+                f"{label}: eth_getBlockReceipts not supported, eth_getTransactionReceipt not "
+                "supported, debug_getRawReceipts not supported"
+            ) in refusal.details
