@@ -285,3 +285,23 @@ def test_the_receiver_falls_back_and_explains_a_refusal(tmp_path: Path, per_tx: 
                 f"{label}: eth_getBlockReceipts not supported, eth_getTransactionReceipt not "
                 "supported, debug_getRawReceipts not supported"
             ) in refusal.details
+
+
+def test_per_transaction_receipts_are_bounded_in_time(
+    net: FakeNet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from lightpost.node import block_receipts
+
+    monkeypatch.setattr(block_receipts, "MAX_PER_TX_RECEIPTS_WAIT_S", 0.2)
+
+    def slow(method: str, params: Sequence[Any], answer: Any) -> Any:
+        if method == TX_RECEIPT and answer["transactionIndex"] != "0x0":
+            time.sleep(0.5)  # each within its own timeout; all of them: too slow
+        return answer
+
+    node = Node("rpc#0", net, serves=frozenset({TX_RECEIPT}), hook=slow)
+    found, blamed, reasons, _ = _run([node], net)
+    assert found is None and not blamed
+    assert reasons["rpc#0"].endswith("took over 0.2 s")

@@ -10,6 +10,7 @@ one pure rule, :func:`next_receipts_method`."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -50,6 +51,10 @@ Ganache serve no eth_getBlockReceipts); raw bytes (geth/reth debug namespace).""
 MAX_PARALLEL_RECEIPT_CALLS = 4
 """Per-transaction receipt calls outstanding at one endpoint: a 300-tx mainnet block in ~75 round
 trips, without flooding a rate-limited provider."""
+
+MAX_PER_TX_RECEIPTS_WAIT_S = 30.0
+"""Longest wait for one endpoint's per-transaction receipts of a block (three call timeouts): a
+300-tx block at ~0.1 s per call needs ~8 s."""
 
 Proven = tuple[ProvenBlock, tuple[Mapping[str, Any], ...], str]
 """The block with its proven receipts, each receipt's JSON (synthesized for raw ones), the label."""
@@ -118,6 +123,22 @@ def _raw_json(block: ProvenBlock, index: int, receipts: Sequence[Receipt]) -> di
     }
 
 
+def _in_parallel(ep: Endpoint, method: str, hashes: Sequence[bytes]) -> list[Any]:
+    """``method`` for each hash, MAX_PARALLEL_RECEIPT_CALLS at a time, within
+    MAX_PER_TX_RECEIPTS_WAIT_S in all (a slow endpoint cannot hold a round for n timeouts)."""
+    pool = ThreadPoolExecutor(max_workers=MAX_PARALLEL_RECEIPT_CALLS)
+    deadline = time.monotonic() + MAX_PER_TX_RECEIPTS_WAIT_S
+    try:
+        futures = [pool.submit(ep.call, method, ["0x" + h.hex()]) for h in hashes]
+        return [f.result(timeout=max(0.0, deadline - time.monotonic())) for f in futures]
+    except TimeoutError:
+        raise EndpointUnavailable(
+            ep.label, f"per-transaction receipts took over {MAX_PER_TX_RECEIPTS_WAIT_S:g} s"
+        ) from None
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)  # one failed or late: the rest not asked
+
+
 def _ask(
     ep: Endpoint, method: str, block: ProvenBlock
 ) -> tuple[tuple[Receipt, ...], tuple[Mapping[str, Any], ...]] | None:
@@ -128,13 +149,7 @@ def _ask(
         # the first alone: an endpoint without the method (or the block) is asked once
         answers = [ep.call(method, ["0x" + h.hex()]) for h in hashes[:1]]
         if len(hashes) > 1 and answers[0] is not None:
-            with ThreadPoolExecutor(max_workers=MAX_PARALLEL_RECEIPT_CALLS) as pool:
-                futures = [pool.submit(ep.call, method, ["0x" + h.hex()]) for h in hashes[1:]]
-                try:
-                    answers += [f.result() for f in futures]
-                finally:
-                    for f in futures:
-                        f.cancel()  # one failed: the rest are not asked
+            answers += _in_parallel(ep, method, hashes[1:])
         if any(a is None for a in answers):
             return None
         objs = tuple(get_object(a, f"receipt {i}") for i, a in enumerate(answers))
