@@ -305,3 +305,22 @@ def test_per_transaction_receipts_are_bounded_in_time(
     found, blamed, reasons, _ = _run([node], net)
     assert found is None and not blamed
     assert reasons["rpc#0"].endswith("took over 0.2 s")
+
+
+def test_an_endpoint_behind_is_not_blamed(net: FakeNet) -> None:
+    behind = Node("rpc#0", net, hook=lambda m, p, a: None if m == BLOCK_RECEIPTS else a)
+    found, blamed, reasons, _ = _run([behind, Node("rpc#1", net)], net)
+    assert found is not None and found[2] == "rpc#1" and not blamed
+    assert reasons == {"rpc#0": "eth_getBlockReceipts: no answer for block 1"}
+    assert behind.calls == [BLOCK_RECEIPTS]  # not asked by its other methods
+
+
+def test_an_empty_block_needs_no_per_transaction_call(net: FakeNet) -> None:
+    node = Node("rpc#0", net, serves=frozenset({TX_RECEIPT}))
+    b = net.blocks[0]  # genesis: no transactions
+    empty = prove_block(block_json(b, True), BlockRef(hash=b.hash, number=0))
+    support = MethodSupport()
+    found = prove_receipts_in_turn([node], empty, support, lambda *_: None)
+    assert found is not None and found[0].receipts == ()
+    assert node.calls == [BLOCK_RECEIPTS]
+    assert support.known("rpc#0") == {BLOCK_RECEIPTS: False}  # nothing learned without asking
