@@ -1,6 +1,7 @@
 """`lightpost devnet up|down|status`: a local chain ready for devices.
 
-`up` starts anvil in the background (pid file in DIR), deploys the inbox contract,
+`up` starts anvil (or Ganache: ``node="ganache"``) in the background (pid file in DIR), deploys
+the inbox at its protocol address (:mod:`lightpost_operator.inbox`),
 creates N device identities (encrypted keystores), funds them and writes
 ``DIR/devnet.json`` plus one ready-to-use config per device (``DIR/devices/<name>.toml``).
 

@@ -6,7 +6,9 @@ differently from anvil (measured on 7.9.2): no ``eth_getBlockReceipts`` nor
 ``debug_getRawReceipts`` (their "does not exist" error carries code -32700, not -32601); the
 ``finalized`` and ``safe`` tags are the latest block (instant finality, as on a single-node dev
 chain); no deterministic deployment proxy (:mod:`lightpost_operator.inbox` installs it); chain id
-1337.
+1337; a raw transaction that reaches it twice at once (a broadcast to two labels of one Ganache)
+is mined twice, in two blocks, the second receipt off its block's receiptsRoot -- lightpost refuses
+that block's receipts, so tests send through one label per Ganache.
 """
 
 from __future__ import annotations
