@@ -1,12 +1,11 @@
 """The inbox at one address on every EVM chain, on real nodes: deployed through the CREATE2
 deployment proxy (installed by its keyless transaction where missing, as on Ganache), idempotent,
-and proven by `inbox verify` (eth_getProof codeHash against a quorum-agreed header)."""
+and proven by `inbox verify` (eth_getProof codeHash against a quorum-agreed header). The devnet
+and the CLI: tests/integration/test_send_anvil.py::test_cli_send_status_and_one_line_errors."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,10 +15,9 @@ from lightpost.core.inbox import CREATE2_DEPLOYER, INBOX_ADDRESS
 from lightpost.core.keys import PrivateKey
 from lightpost.errors import ChainProcessError
 from lightpost.node.chain import Chain
-from lightpost_operator.anvil import AnvilProcess, free_port
-from lightpost_operator.devnet import devnet_down, devnet_up
+from lightpost_operator.anvil import AnvilProcess
 from lightpost_operator.inbox import PROXY_SIGNER, code_at, deploy_inbox, verify_inbox
-from tests.conftest import ANVIL_DEV_KEYS, NODES, run_cli
+from tests.conftest import ANVIL_DEV_KEYS
 
 
 def _chain(node: AnvilProcess, n: int = 1) -> Chain:
@@ -31,8 +29,9 @@ def _chain(node: AnvilProcess, n: int = 1) -> Chain:
 # twice at once -- as a broadcast to two labels of one node does. Reads go to two labels.
 
 
-def test_inbox_lands_at_the_protocol_address_and_is_proven(fresh_node: AnvilProcess) -> None:
-    chain, reads = _chain(fresh_node), _chain(fresh_node, 2)
+def test_inbox_lands_at_the_protocol_address_and_is_proven(node: AnvilProcess) -> None:
+    # the session's node: no other test deploys through the proxy
+    chain, reads = _chain(node), _chain(node, 2)
     funder = PrivateKey.from_hex(ANVIL_DEV_KEYS[0])
     try:
         chain_id = chain.chain_id()
@@ -79,19 +78,3 @@ def test_a_proxy_that_cannot_be_installed_is_a_clear_error() -> None:
             deploy_inbox(chain, 1, PrivateKey.from_hex(ANVIL_DEV_KEYS[0]), nonce=0)
     finally:
         chain.close()
-
-
-@pytest.mark.parametrize("node_name", NODES)
-def test_devnet_and_cli_put_the_inbox_at_one_address(tmp_path: Path, node_name: str) -> None:
-    desc = devnet_up(tmp_path, port=free_port(), block_time=0, devices=1, node=node_name)
-    try:
-        assert desc["inbox"].lower() == "0x" + INBOX_ADDRESS.hex()  # on anvil and on Ganache
-        config = desc["devices"][0]["config"]
-        out = run_cli("inbox", "deploy", "--config", config)
-        assert out.returncode == 0, out.stderr
-        assert "already at " + desc["inbox"] in out.stdout  # idempotent
-        out = run_cli("inbox", "verify", "--latest", "--config", config, "--json")
-        assert out.returncode == 0, out.stderr
-        assert json.loads(out.stdout)["ok"] is True
-    finally:
-        devnet_down(tmp_path)

@@ -26,7 +26,7 @@ import pytest
 
 from lightpost.adapters.rpc import HttpEndpoint
 from lightpost.core.envelope import channel_id, decode_post
-from lightpost.core.inbox import EVENT_TOPIC, decode_post_log
+from lightpost.core.inbox import EVENT_TOPIC, INBOX_ADDRESS, decode_post_log
 from lightpost.core.outbox import State
 from lightpost.node.config import DeviceConfig, load_config
 from lightpost.node.runtime import build_chain, load_key, make_sender, open_store
@@ -507,6 +507,14 @@ def test_cli_send_status_and_one_line_errors(any_devnet: dict[str, Any], tmp_pat
 
     node = cli("node", "--config", str(path), "--duration", "1")
     assert node.returncode == 0, node.stderr
+
+    # the devnet put the inbox at its protocol address, on anvil and on Ganache alike
+    assert devnet["inbox"].lower() == "0x" + INBOX_ADDRESS.hex()
+    again = cli("inbox", "deploy", "--config", str(path))
+    assert again.returncode == 0 and "already at " + devnet["inbox"] in again.stdout  # idempotent
+    verify = cli("inbox", "verify", "--latest", "--config", str(path), "--json")
+    assert verify.returncode == 0, verify.stderr
+    assert json.loads(verify.stdout)["ok"] is True
 
 
 def test_direct_and_channel_messages_reach_final(any_devnet: dict[str, Any]) -> None:

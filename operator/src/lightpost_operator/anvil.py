@@ -134,6 +134,8 @@ class AnvilProcess:
     2 GB per 6,000 blocks, measured) and does not delete them when stopped. None: a fresh
     temporary directory, deleted by :meth:`stop`. A given directory is the caller's to
     delete (:func:`remove_state_dir`)."""
+    home: Path | None = field(default=None, init=False)
+    """The HOME it runs with (``state_dir`` or the temporary one), once started."""
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     _owned_state_dir: Path | None = field(default=None, init=False, repr=False)
 
@@ -173,6 +175,7 @@ class AnvilProcess:
         if home is None:
             home = self._owned_state_dir = Path(tempfile.mkdtemp(prefix=f"lightpost-{self.name}-"))
         home.mkdir(parents=True, exist_ok=True)
+        self.home = home
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         try:
             self._proc = subprocess.Popen(
@@ -181,7 +184,6 @@ class AnvilProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=detach,
-                cwd=home,
                 env={**os.environ, "HOME": str(home)},
             )
         except OSError as exc:

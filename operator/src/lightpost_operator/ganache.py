@@ -77,7 +77,7 @@ class GanacheProcess(AnvilProcess):
             "--chain.hardfork",
             GANACHE_HARDFORK,
             "--database.dbPath",
-            "ganache-db",  # relative: inside its HOME (the cwd), see start()
+            str(self.home or ".") + "/ganache-db",  # inside its HOME, deleted with it
             "--logging.quiet",
         ]
         for key in self.accounts:
