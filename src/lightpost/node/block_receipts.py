@@ -92,7 +92,7 @@ def _ask(ep: Endpoint, method: str, block: ProvenBlock) -> tuple[Any, list[Any]]
     raises what the endpoint or the check raised."""
     hashes = [tx.hash for tx in block.transactions]
     if method == TX_RECEIPT:
-        items = _per_tx(ep, hashes)
+        items: Sequence[Any] = _per_tx(ep, hashes)
         if None in items:
             return None
         for i, (item, h) in enumerate(zip(items, hashes, strict=True)):
