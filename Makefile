@@ -1,5 +1,5 @@
 # lightpost -- the two commands a new user needs: `make demo` and `make test`.
-# Everything (venv, Python packages, anvil from npm) is installed by these targets.
+# Everything (venv, Python packages, anvil and ganache from npm) is installed by these targets.
 
 PYTHON ?= python3
 VENV := .venv
@@ -7,9 +7,12 @@ PY := $(VENV)/bin/python
 ANVIL_PKG := @foundry-rs/anvil@1.7.1
 ANVIL_DIR := .tools/anvil
 ANVIL_BIN := $(ANVIL_DIR)/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
+GANACHE_PKG := ganache@7.9.2
+GANACHE_DIR := .tools/ganache
+GANACHE_BIN := $(GANACHE_DIR)/node_modules/ganache/dist/node/cli.js
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv anvil mosquitto setup demo test check bench reliability footprint contracts clean
+.PHONY: all venv anvil ganache mosquitto setup demo test check bench reliability footprint contracts clean
 
 all: test
 
@@ -28,6 +31,15 @@ $(ANVIL_BIN):
 
 anvil: $(ANVIL_BIN)
 
+# A second, independent node for the test suite (EthereumJS VM, Shanghai).
+$(GANACHE_BIN):
+	mkdir -p $(GANACHE_DIR)
+	npm install --prefix $(GANACHE_DIR) --no-save --no-audit --no-fund $(GANACHE_PKG)
+	test -f $(GANACHE_BIN)
+
+ganache: $(GANACHE_BIN)
+
+
 # The MQTT broker of the device tests (Debian's mosquitto), installed when missing and root.
 mosquitto:
 	@command -v mosquitto >/dev/null || test -x /usr/sbin/mosquitto || \
@@ -35,7 +47,7 @@ mosquitto:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto; \
 	else echo "device tests need the Debian package mosquitto: apt-get install mosquitto"; fi
 
-setup: venv anvil mosquitto
+setup: venv anvil ganache mosquitto
 
 demo: setup
 	$(VENV)/bin/lightpost demo

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from lightpost_operator.anvil import AnvilProcess, free_port
+from lightpost_operator.ganache import GanacheProcess
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 VECTORS = PROJECT_ROOT.parent / "shared" / "vectors"
@@ -69,3 +70,43 @@ def anvil() -> Iterator[AnvilProcess]:
 def fresh_anvil() -> Iterator[AnvilProcess]:
     """A private anvil for tests that change chain-wide state (reorgs, base fee)."""
     yield from _running_anvil()
+
+
+def _running_ganache() -> Iterator[GanacheProcess]:
+    # anvil's dev keys funded: the same keys and helpers work on both nodes
+    proc = GanacheProcess(port=free_port(), accounts=ANVIL_DEV_KEYS).start()
+    try:
+        yield proc
+    finally:
+        proc.stop()  # always, even when the test failed
+
+
+@pytest.fixture(scope="session")
+def ganache() -> Iterator[GanacheProcess]:
+    """One Ganache 7.9.2 for the whole session (a second, independent node; automine, finalized =
+    latest; no eth_getBlockReceipts; chain id 1337)."""
+    yield from _running_ganache()
+
+
+@pytest.fixture
+def fresh_ganache() -> Iterator[GanacheProcess]:
+    """A private Ganache for tests that change chain-wide state."""
+    yield from _running_ganache()
+
+
+NODES = ("anvil", "ganache")
+"""The independent local nodes every full flow runs on."""
+
+
+@pytest.fixture(scope="session", params=NODES)
+def node(request: pytest.FixtureRequest) -> AnvilProcess:
+    """Each session node in turn (anvil, then Ganache): parametrizes a test over both."""
+    proc: AnvilProcess = request.getfixturevalue(request.param)
+    return proc
+
+
+@pytest.fixture(params=NODES)
+def fresh_node(request: pytest.FixtureRequest) -> AnvilProcess:
+    """A private anvil, then a private Ganache."""
+    proc: AnvilProcess = request.getfixturevalue(f"fresh_{request.param}")
+    return proc

@@ -54,6 +54,7 @@ from lightpost.node.services import (
 )
 from lightpost_operator.anvil import free_port
 from lightpost_operator.devnet import devnet_down, devnet_up
+from tests.integration.receive_chain import mine_blocks
 
 __all__ = [
     "CRASH_VALVE",
@@ -325,7 +326,7 @@ class World:
         return HttpEndpoint(self.url, "test", retries=0, timeout=60).call(method, params)
 
     def mine(self, blocks: int = FINALITY_BLOCKS) -> None:
-        self.rpc("anvil_mine", [hex(blocks)])
+        mine_blocks(HttpEndpoint(self.url, "test", retries=0, timeout=60), blocks)
 
     def head(self) -> tuple[int, int]:
         """(number, timestamp) of the latest block."""
@@ -393,8 +394,8 @@ class World:
 
 
 @contextlib.contextmanager
-def world(directory: Path) -> Iterator[World]:
-    """A devnet with controller, valve-1, valve-2 and stranger; always torn down."""
+def world(directory: Path, node: str = "anvil") -> Iterator[World]:
+    """A devnet on ``node`` with controller, valve-1, valve-2 and stranger; always torn down."""
     images = directory / "images"
     images.mkdir(parents=True)
     net = directory / "net"
@@ -404,6 +405,7 @@ def world(directory: Path) -> Iterator[World]:
         block_time=0,
         names=["controller", VALVE, CRASH_VALVE, "stranger"],
         customize=_customize(images),
+        node=node,
     )
     w = World(net, desc, images)
     try:

@@ -20,10 +20,11 @@ from lightpost.core.envelope import Message, Post, Record, channel_id, encode_po
 from lightpost.core.inbox import inbox_calldata
 from lightpost.core.keys import PrivateKey, to_checksum_address
 from lightpost.core.tx import DynamicFeeTx, sign_transaction
+from lightpost.errors import MethodNotSupported
 from tests.conftest import ANVIL_DEV_KEYS
 
 CHAIN_ID = 31337
-"""anvil's chain id."""
+"""anvil's chain id (Ganache's is 1337: InboxChain.chain_id reads the node's)."""
 
 GAS = 1_000_000
 """Gas limit of every test transaction (far above what a small post needs)."""
@@ -42,6 +43,14 @@ FINALITY_BLOCKS = 5
 (finalized = latest - 4)."""
 
 
+def mine_blocks(ep: Endpoint, blocks: int) -> None:
+    """Mine ``blocks`` empty blocks on anvil (anvil_mine) or Ganache (evm_mine {blocks})."""
+    try:
+        ep.call("anvil_mine", [hex(blocks)])
+    except MethodNotSupported:
+        ep.call("evm_mine", [{"blocks": blocks}])
+
+
 def hx(data: bytes) -> str:
     return "0x" + data.hex()
 
@@ -52,6 +61,7 @@ class InboxChain:
 
     url: str
     ep: HttpEndpoint = field(init=False)
+    chain_id: int = field(init=False)
     inbox: bytes = field(init=False)
     keys: list[PrivateKey] = field(init=False)
     nonces: dict[bytes, int] = field(default_factory=dict)
@@ -61,6 +71,7 @@ class InboxChain:
         # and a retried anvil_mine would mine twice
         self.ep = HttpEndpoint(self.url, "rpc#test", timeout=120.0, retries=0)
         self.keys = [PrivateKey.from_hex(k) for k in ANVIL_DEV_KEYS]
+        self.chain_id = int(self.ep.call("eth_chainId", []), 16)
         receipt = self.send(self.keys[0], None, inbox_initcode())
         self.inbox = bytes.fromhex(receipt["contractAddress"][2:])
 
@@ -69,7 +80,7 @@ class InboxChain:
         if nonce is None:
             nonce = int(self.ep.call("eth_getTransactionCount", [hx(key.address), "pending"]), 16)
         tx = DynamicFeeTx(
-            chain_id=CHAIN_ID,
+            chain_id=self.chain_id,
             nonce=nonce,
             max_priority_fee_per_gas=TIP,
             max_fee_per_gas=FEE_CAP,
@@ -119,7 +130,7 @@ class InboxChain:
         return self.send(key, to, body)
 
     def mine(self, blocks: int = FINALITY_BLOCKS) -> None:
-        self.ep.call("anvil_mine", [hex(blocks)])
+        mine_blocks(self.ep, blocks)
 
     def height(self) -> int:
         return int(self.ep.call("eth_blockNumber", []), 16)
@@ -168,12 +179,13 @@ def write_config(
     trusted: dict[str, list[bytes]],
     mode: str = "channel",
     finality_depth: int = 0,
+    chain_id: int = CHAIN_ID,
 ) -> Path:
     """A receiver config; the keystore file holds only the address (no key needed)."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "me.keystore.json").write_text(json.dumps({"address": me.hex()}))
     lines = [
-        f"chain_id = {CHAIN_ID}",
+        f"chain_id = {chain_id}",
         f"endpoints = {json.dumps(endpoints)}",
         f"quorum = {quorum}",
         'keystore = "me.keystore.json"',

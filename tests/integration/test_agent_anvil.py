@@ -32,6 +32,7 @@ from lightpost.core.command import (
 from lightpost.core.levels import Delivered, Level
 from lightpost.node.config import ChannelPolicy, DeviceConfig
 from lightpost.node.receiver import Receiver
+from tests.conftest import NODES
 from tests.conftest import run_cli as cli
 from tests.integration.agent_world import (
     CRASH_VALVE,
@@ -75,6 +76,13 @@ def outcome(result: CommandResult) -> tuple[Status, Reason]:
 @pytest.fixture(scope="module")
 def w(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     with world(tmp_path_factory.mktemp("agent")) as devnet:
+        yield devnet
+
+
+@pytest.fixture(scope="module")
+def ganache_w(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """The same devnet on Ganache (for the round trip through the CLI)."""
+    with world(tmp_path_factory.mktemp("agent-ganache"), node="ganache") as devnet:
         yield devnet
 
 
@@ -125,7 +133,11 @@ def send_set(
 # --- the happy path, through the real CLI ---------------------------------------------------
 
 
-def test_cli_controller_sets_an_actuator_and_receives_the_signed_result(w: World) -> None:
+@pytest.mark.parametrize("on", NODES)
+def test_cli_controller_sets_an_actuator_and_receives_the_signed_result(
+    request: pytest.FixtureRequest, on: str
+) -> None:
+    w: World = request.getfixturevalue("w" if on == "anvil" else "ganache_w")
     node = node_process(w.path(VALVE))
     started = time.monotonic()
     try:

@@ -36,7 +36,7 @@ from lightpost_operator.proxy import (
     WrongProof,
     flip_hex,
 )
-from tests.conftest import run_cli
+from tests.conftest import NODES, run_cli
 from tests.integration.receive_chain import InboxChain, MeteredEndpoint, hx, text, write_config
 
 pytestmark = pytest.mark.integration
@@ -83,6 +83,7 @@ class World:
                 inbox=self.chain.inbox,
                 me=self.me,
                 trusted={"c1": [self.a.address, self.b.address]},
+                chain_id=self.chain.chain_id,
             )
         )
 
@@ -172,10 +173,18 @@ def _hide_to_me(world: World) -> Any:
 # --- honest baseline -----------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def ganache_world(ganache: AnvilProcess) -> World:
+    """The same posts on Ganache (no eth_getBlockReceipts: per-transaction receipts)."""
+    return World(ganache)
+
+
+@pytest.mark.parametrize("on", NODES)
 @pytest.mark.parametrize("level", list(Level))
 def test_honest_endpoints_deliver_everything_once(
-    world: World, tmp_path: Path, level: Level
+    request: pytest.FixtureRequest, tmp_path: Path, level: Level, on: str
 ) -> None:
+    world: World = request.getfixturevalue("world" if on == "anvil" else "ganache_world")
     asked: list[tuple[str, Any]] = []
     delivered, problems, _ = world.receive(tmp_path, [], level, honest=3, asked=asked)
     assert _got(delivered) == world.expected

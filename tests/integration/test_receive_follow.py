@@ -103,38 +103,40 @@ def test_included_delivery_is_retracted_after_a_reorg(
 
 
 def test_direct_mode_walks_blocks_and_keeps_messages_to_this_device(
-    fresh_anvil: AnvilProcess, tmp_path: Path
+    node: AnvilProcess, tmp_path: Path
 ) -> None:
-    chain = InboxChain(fresh_anvil.url)
+    chain = InboxChain(node.url)
     a, stranger = chain.keys[1], chain.keys[3]
     me, other = chain.keys[0].address, chain.keys[2].address
     config = load_config(
         write_config(
             tmp_path,
-            endpoints=[fresh_anvil.url] * 3,
+            endpoints=[node.url] * 3,
             quorum=2,
             inbox=chain.inbox,
             me=me,
             trusted={"lightpost/direct": [a.address]},
             mode="direct",
+            chain_id=chain.chain_id,
         )
     )
+    start = chain.height() + 1  # the session's chain: only this test's blocks
     chain.direct(a, me, [text(0, "d0")])
     chain.direct(a, other, [text(1, "to another device")])  # advances a's seq, not for us
     chain.direct(a, me, [text(2, "d2")])
     chain.direct(stranger, me, [text(0, "spam")])
     chain.send(a, me, b"")  # a plain transfer: not a post, ignored
     chain.mine()
-    height = chain.height()
-    eps = [MeteredEndpoint(HttpEndpoint(fresh_anvil.url, f"rpc#{i}")) for i in range(3)]
+    eps = [MeteredEndpoint(HttpEndpoint(node.url, f"rpc#{i}")) for i in range(3)]
     with Receiver(config, endpoints=eps) as receiver:
-        out = list(receiver.poll(Level.FINAL, since=0))
+        out = list(receiver.poll(Level.FINAL, since=start))
         with pytest.raises(ConfigError, match="channel mode"):
             list(receiver.poll(Level.COMPLETE))
     got = [(d.seq, d.payload) for d in out if isinstance(d, Delivered)]
     assert got == [(0, b"d0"), (2, b"d2")]
     assert [p.kind for p in out if isinstance(p, Problem)] == ["unauthorized"]
-    scanned = height - 4 + 1  # blocks 0..finalized
+    final = eps[0].call("eth_getBlockByNumber", ["finalized", False])
+    scanned = int(final["number"], 16) - start + 1  # blocks start..finalized
     block_bytes = sum(e.bytes_in.get("eth_getBlockByNumber", 0) for e in eps)
     calls = sum(sum(e.calls.values()) for e in eps)
     print(

@@ -26,14 +26,16 @@ import pytest
 
 from lightpost.adapters.rpc import HttpEndpoint
 from lightpost.core.envelope import channel_id, decode_post
-from lightpost.core.inbox import EVENT_TOPIC, decode_post_log
+from lightpost.core.inbox import EVENT_TOPIC, INBOX_ADDRESS, decode_post_log
 from lightpost.core.outbox import State
 from lightpost.node.config import DeviceConfig, load_config
 from lightpost.node.runtime import build_chain, load_key, make_sender, open_store
 from lightpost.node.sender import Sender, enqueue_message
 from lightpost_operator.anvil import free_port
 from lightpost_operator.devnet import devnet_down, devnet_up
+from tests.conftest import NODES
 from tests.conftest import run_cli as cli
+from tests.integration.receive_chain import mine_blocks
 
 GWEI = 10**9
 
@@ -48,6 +50,17 @@ def devnet(tmp_path: Path) -> Iterator[dict[str, Any]]:
         yield desc
     finally:
         devnet_down(tmp_path / "net")
+
+
+@pytest.fixture(params=NODES)
+def any_devnet(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
+    """A devnet on anvil, then on Ganache."""
+    net = tmp_path / "net"
+    desc = devnet_up(net, port=free_port(), block_time=0, devices=2, node=request.param)
+    try:
+        yield desc
+    finally:
+        devnet_down(net)
 
 
 def rpc(url: str, method: str, params: list[Any]) -> Any:
@@ -445,7 +458,8 @@ def test_data_directory_does_not_grow_with_the_chain(devnet: dict[str, Any]) -> 
 # --- (f) CLI ------------------------------------------------------------------------------------
 
 
-def test_cli_send_status_and_one_line_errors(devnet: dict[str, Any], tmp_path: Path) -> None:
+def test_cli_send_status_and_one_line_errors(any_devnet: dict[str, Any], tmp_path: Path) -> None:
+    devnet = any_devnet
     path = device_config(devnet)
     sent = cli("send", "--config", str(path), "--channel", "cli", "--data", "hi", "--json")
     assert sent.returncode == 0, sent.stderr
@@ -460,7 +474,10 @@ def test_cli_send_status_and_one_line_errors(devnet: dict[str, Any], tmp_path: P
     assert status.returncode == 0, status.stdout
     assert "verdict:    healthy" in status.stdout and "rpc#0 ok" in status.stdout
     status_json = json.loads(cli("status", "--config", str(path), "--json").stdout)
-    assert status_json["healthy"] is True and status_json["outbox"]["included"] == 2
+    outbox = status_json["outbox"]
+    assert status_json["healthy"] is True and outbox["included"] + outbox["final"] == 2
+    # anvil: finalized = latest - 4, both still included; Ganache: finalized = latest
+    assert outbox["included"] == (2 if devnet["node"] == "anvil" else outbox["included"])
     # the dev venv has the `fast` extra; a device install without it says pure-python
     assert status_json["keccak"] == "safe-pysha3" and "keccak safe-pysha3)" in status.stdout
 
@@ -490,3 +507,55 @@ def test_cli_send_status_and_one_line_errors(devnet: dict[str, Any], tmp_path: P
 
     node = cli("node", "--config", str(path), "--duration", "1")
     assert node.returncode == 0, node.stderr
+
+    # the devnet put the inbox at its protocol address, on anvil and on Ganache alike
+    assert devnet["inbox"].lower() == "0x" + INBOX_ADDRESS.hex()
+    again = cli("inbox", "deploy", "--config", str(path))
+    assert again.returncode == 0 and "already at " + devnet["inbox"] in again.stdout  # idempotent
+    verify = cli("inbox", "verify", "--latest", "--config", str(path), "--json")
+    assert verify.returncode == 0, verify.stderr
+    assert json.loads(verify.stdout)["ok"] is True
+
+
+def test_direct_and_channel_messages_reach_final(any_devnet: dict[str, Any]) -> None:
+    """Device 1 sends on a channel (to the inbox), device 2 in direct mode (to device 1)."""
+    devices = any_devnet["devices"]
+    channel_cfg = load_config(device_config(any_devnet))
+    direct_path = Path(devices[1]["config"])
+    direct_path.write_text(direct_path.read_text().replace('mode = "channel"', 'mode = "direct"'))
+    direct_cfg = load_config(direct_path)
+    peer = bytes.fromhex(devices[0]["address"][2:])
+    for config, channel in ((channel_cfg, "devnet"), (direct_cfg, None)):
+        with open_store(config) as store:
+            for i in range(2):
+                enqueue_message(
+                    store,
+                    payload=b"m%d" % i,
+                    channel=channel,
+                    recipient=None if channel else peer,
+                    content_type=0,
+                    now=time.time(),
+                )
+    senders = [in_process(channel_cfg), in_process(direct_cfg)]
+    try:
+        for sender, _ in senders:
+            step_until(
+                sender, lambda s=sender: counts(s)[State.INCLUDED] + counts(s)[State.FINAL] > 0
+            )
+        mine_blocks(HttpEndpoint(any_devnet["rpc_url"], "test"), 5)  # anvil: finalized = latest - 4
+        for sender, _ in senders:
+            step_until(sender, lambda s=sender: sum(counts(s).values()) == counts(s)[State.FINAL])
+    finally:
+        for _, close in senders:
+            close()
+    assert on_chain(any_devnet, channel_cfg, "devnet") == Counter({0: 1, 1: 1})
+    url = any_devnet["rpc_url"]
+    direct = [
+        tx
+        for n in range(int(rpc(url, "eth_blockNumber", []), 16) + 1)
+        for tx in rpc(url, "eth_getBlockByNumber", [hex(n), True])["transactions"]
+        if tx["to"] == "0x" + peer.hex() and tx["input"] != "0x"
+    ]
+    assert len(direct) == 1  # both direct messages in one post, to the peer's own address
+    seqs = Counter(r.seq for r in decode_post(bytes.fromhex(direct[0]["input"][2:])).records)
+    assert seqs == Counter({0: 1, 1: 1})

@@ -19,6 +19,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from lightpost.errors import ChainProcessError
 
@@ -120,6 +121,8 @@ def _rpc(url: str, method: str, params: list[object], timeout: float) -> object:
 class AnvilProcess:
     """A running anvil on loopback. Use :meth:`start`; always :meth:`stop` it."""
 
+    name: ClassVar[str] = "anvil"
+    """The node's name in messages (subclasses start other nodes the same way)."""
     port: int
     block_time: float | None = None
     slots_in_epoch: int = DEFAULT_SLOTS_IN_EPOCH
@@ -131,6 +134,8 @@ class AnvilProcess:
     2 GB per 6,000 blocks, measured) and does not delete them when stopped. None: a fresh
     temporary directory, deleted by :meth:`stop`. A given directory is the caller's to
     delete (:func:`remove_state_dir`)."""
+    home: Path | None = field(default=None, init=False)
+    """The HOME it runs with (``state_dir`` or the temporary one), once started."""
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     _owned_state_dir: Path | None = field(default=None, init=False, repr=False)
 
@@ -168,8 +173,9 @@ class AnvilProcess:
             )
         home = self.state_dir
         if home is None:
-            home = self._owned_state_dir = Path(tempfile.mkdtemp(prefix="lightpost-anvil-"))
+            home = self._owned_state_dir = Path(tempfile.mkdtemp(prefix=f"lightpost-{self.name}-"))
         home.mkdir(parents=True, exist_ok=True)
+        self.home = home
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         try:
             self._proc = subprocess.Popen(
@@ -182,7 +188,7 @@ class AnvilProcess:
             )
         except OSError as exc:
             self._remove_owned_state_dir()
-            raise ChainProcessError(f"cannot start anvil: {exc.strerror}") from None
+            raise ChainProcessError(f"cannot start {self.name}: {exc.strerror}") from None
         finally:
             if log is not subprocess.DEVNULL:
                 log.close()  # type: ignore[union-attr]
@@ -193,7 +199,7 @@ class AnvilProcess:
                 self._proc = None
                 self._remove_owned_state_dir()
                 raise ChainProcessError(
-                    f"anvil exited at start with status {status}"
+                    f"{self.name} exited at start with status {status}"
                     + (f" (see {self.log_path})" if self.log_path else "")
                 )
             try:
@@ -202,7 +208,7 @@ class AnvilProcess:
             except (OSError, urllib.error.URLError, ValueError, KeyError):
                 time.sleep(0.05)
         self.stop()
-        raise ChainProcessError(f"anvil did not answer within {START_TIMEOUT_S:.0f} s")
+        raise ChainProcessError(f"{self.name} did not answer within {START_TIMEOUT_S:.0f} s")
 
     def stop(self) -> None:
         """Terminate anvil (SIGTERM, then SIGKILL after 5 s) and delete the state

@@ -1,5 +1,5 @@
-"""The operator sub-commands `lightpost devnet`, `lightpost demo` and the controller's
-`lightpost command`.
+"""The operator sub-commands `lightpost devnet`, `lightpost demo`, `lightpost inbox` and the
+controller's `lightpost command`.
 
 lightpost's CLI finds them through the ``lightpost.commands`` entry-point group (see
 operator/pyproject.toml): each ``add_*`` function adds its parser and returns the
@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, TypeAlias
 
-__all__ = ["add_command", "add_demo", "add_devnet", "cmd_devnet"]
+__all__ = ["add_command", "add_demo", "add_devnet", "add_inbox", "cmd_devnet"]
 
 SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
@@ -29,7 +29,10 @@ def add_devnet(sub: SubParsers) -> str:
         "--block-time", type=float, default=1.0, help="seconds per block (0 = automine)"
     )
     up.add_argument("--devices", type=int, default=2, help="number of device identities")
-    up.add_argument("--port", type=int, default=8545, help="loopback port for anvil")
+    up.add_argument("--port", type=int, default=8545, help="loopback port for the node")
+    up.add_argument(
+        "--node", choices=("anvil", "ganache"), default="anvil", help="which local chain to run"
+    )
     down = dsub.add_parser("down", help="stop the devnet's anvil")
     down.add_argument("--dir", required=True)
     status = dsub.add_parser("status", help="is the devnet up; heads; devices")
@@ -65,6 +68,22 @@ def add_command(sub: SubParsers) -> str:
     return "lightpost_operator.command_cmd:cmd_command"
 
 
+def add_inbox(sub: SubParsers) -> str:
+    inbox = sub.add_parser(
+        "inbox", help="the inbox at its one address on every EVM chain: deploy, verify"
+    )
+    isub = inbox.add_subparsers(dest="inbox_cmd", required=True, metavar="{deploy,verify}")
+    deploy = isub.add_parser(
+        "deploy", help="deploy it through the CREATE2 deployment proxy (only where missing)"
+    )
+    verify = isub.add_parser("verify", help="prove its code (eth_getProof) at the final block")
+    verify.add_argument("--latest", action="store_true", help="at the latest block instead")
+    for p in (deploy, verify):
+        p.add_argument("--config", required=True, help="a device config: endpoints, quorum, key")
+        p.add_argument("--json", action="store_true")
+    return "lightpost_operator.inbox:cmd_inbox"
+
+
 def _print_json(obj: Any) -> None:
     print(json.dumps(obj, indent=2, sort_keys=True))
 
@@ -80,9 +99,10 @@ def cmd_devnet(args: argparse.Namespace) -> int:
             block_time=args.block_time,
             devices=args.devices,
             log=lambda m: print(f"devnet: {m}", file=sys.stderr),
+            node=args.node,
         )
         print(
-            f"devnet up: anvil pid {desc['pid']} on {desc['rpc_url']} "
+            f"devnet up: {desc['node']} pid {desc['pid']} on {desc['rpc_url']} "
             f"(chain id {desc['chain_id']}), inbox {desc['inbox']}"
         )
         for d in desc["devices"]:

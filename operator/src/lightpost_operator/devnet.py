@@ -1,6 +1,7 @@
 """`lightpost devnet up|down|status`: a local chain ready for devices.
 
-`up` starts anvil in the background (pid file in DIR), deploys the inbox contract,
+`up` starts anvil (or Ganache: ``node="ganache"``) in the background (pid file in DIR), deploys
+the inbox at its protocol address (:mod:`lightpost_operator.inbox`),
 creates N device identities (encrypted keystores), funds them and writes
 ``DIR/devnet.json`` plus one ready-to-use config per device (``DIR/devices/<name>.toml``).
 
@@ -27,7 +28,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lightpost.adapters.contracts import inbox_initcode
 from lightpost.adapters.rpc import HttpEndpoint
 from lightpost.core.inbox import inbox_execution_gas
 from lightpost.core.keys import PrivateKey, to_checksum_address
@@ -35,6 +35,8 @@ from lightpost.core.keystore import LIGHT_SCRYPT_N, LIGHT_SCRYPT_P, encrypt_key
 from lightpost.errors import ChainProcessError, ConfigError, LightpostError
 from lightpost.node.chain import Chain
 from lightpost_operator.anvil import LOOPBACK, AnvilProcess, port_is_free, remove_state_dir
+from lightpost_operator.ganache import GanacheProcess
+from lightpost_operator.inbox import deploy_inbox
 from lightpost_operator.wallet import send_operator_tx
 
 __all__ = [
@@ -71,6 +73,9 @@ Customize = Callable[[str, dict[str, str]], dict[str, Any]]
 
 PASSWORD_BYTES = 24
 """Random bytes behind each devnet keystore password."""
+
+NODES: dict[str, type[AnvilProcess]] = {"anvil": AnvilProcess, "ganache": GanacheProcess}
+"""The local chains a devnet can run on (anvil: the default; Ganache: a second, independent VM)."""
 
 STOP_TIMEOUT_S = 10.0
 """How long `down` waits for anvil to exit after SIGTERM before SIGKILL."""
@@ -176,8 +181,10 @@ def devnet_up(
     names: list[str] | None = None,
     customize: Customize | None = None,
     log: Callable[[str], None] = lambda _m: None,
+    node: str = "anvil",
 ) -> dict[str, Any]:
-    """Start a devnet in ``directory``; return the devnet description (also written).
+    """Start a devnet in ``directory`` on ``node`` (see NODES); return the devnet description
+    (also written).
 
     ``customize(name, addresses)`` may override :func:`write_device` arguments per
     device (endpoints, quorum, trusted, extra TOML); ``addresses`` maps every device
@@ -185,6 +192,8 @@ def devnet_up(
     """
     if devices < 1:
         raise ConfigError("--devices must be at least 1")
+    if node not in NODES:
+        raise ConfigError(f"--node must be one of {', '.join(NODES)}")
     names = names or [f"device-{i + 1}" for i in range(devices)]
     directory = directory.resolve()
     desc_path = directory / DEVNET_FILE
@@ -199,11 +208,13 @@ def devnet_up(
             f"port {port} is busy: stop what uses it or choose another with --port"
         )
     directory.mkdir(parents=True, exist_ok=True)
-    anvil = AnvilProcess(
+    extra: dict[str, Any] = {"accounts": (DEVNET_FUNDER_KEY,)} if node == "ganache" else {}
+    anvil = NODES[node](
         port=port,
         block_time=block_time or None,
-        log_path=directory / "anvil.log",
+        log_path=directory / f"{node}.log",
         state_dir=directory / ANVIL_HOME,
+        **extra,
     )
     anvil.start(detach=True)
     (directory / PID_FILE).write_text(f"{anvil.pid}\n")
@@ -229,14 +240,7 @@ def _provision(
         chain_id = chain.chain_id()
         funder = PrivateKey.from_hex(DEVNET_FUNDER_KEY)
         nonce = chain.nonce(funder.address, "pending")
-        initcode = inbox_initcode()
-        log("deploying the inbox contract")
-        _, receipt = send_operator_tx(
-            chain, chain_id, funder, nonce=nonce, to=None, data=initcode, execution_gas=200_000
-        )
-        assert receipt is not None
-        inbox = bytes.fromhex(str(receipt["contractAddress"])[2:])
-        nonce += 1
+        inbox, _, nonce = deploy_inbox(chain, chain_id, funder, nonce=nonce, log=log)
         keys = {name: PrivateKey.generate(os.urandom) for name in names}
         log(f"funding {len(keys)} devices")
         pending = []
@@ -274,6 +278,7 @@ def _provision(
                 {"name": name, "address": key.checksum_address, "config": str(path)}
             )
         desc = {
+            "node": anvil.name,
             "chain_id": chain_id,
             "rpc_url": anvil.url,
             "port": anvil.port,

@@ -86,9 +86,9 @@ HANDLERS = {
 
 PLUGIN_GROUP = "lightpost.commands"
 """Entry-point group for other distributions' sub-commands (lightpost-operator: ``devnet``,
-``demo``, ``command``): ``add(subparsers)``."""
+``demo``, ``command``, ``inbox``): ``add(subparsers)``."""
 
-OPERATOR_COMMANDS = ("devnet", "demo", "command", "init", "fleet")
+OPERATOR_COMMANDS = ("devnet", "demo", "command", "init", "fleet", "inbox")
 """lightpost-operator's sub-commands, so a device install can say how to get them."""
 
 OPERATOR_HINT = (

@@ -19,19 +19,25 @@ __all__ = [
     "ADDRESS_BYTES",
     "BROADCAST_WORD",
     "CHANNEL_BYTES",
+    "CREATE2_DEPLOYER",
     "EVENT_SIGNATURE",
     "EVENT_TOPIC",
     "HEADER_BYTES",
+    "INBOX_ADDRESS",
     "INBOX_EXECUTION_GAS_BOUND_MAX_CALLDATA",
     "INBOX_EXECUTION_GAS_FIRST_POST",
     "INBOX_EXECUTION_GAS_FIXED",
     "INBOX_EXECUTION_GAS_PER_BYTE",
+    "INBOX_INITCODE_HASH",
+    "INBOX_SALT",
     "INDEX_BYTES",
     "MIN_CALLDATA_BYTES",
     "WORD_BYTES",
     "InboxPost",
     "accumulator_of",
     "accumulator_slots",
+    "code_matches",
+    "create2_address",
     "decode_post_log",
     "encode_post_log",
     "inbox_calldata",
@@ -79,6 +85,36 @@ EVENT_SIGNATURE = "LightpostPostV1(bytes32,address,address,uint256,bytes)"
 
 EVENT_TOPIC = keccak256(EVENT_SIGNATURE.encode())
 """topic 0 of every inbox post: keccak256(EVENT_SIGNATURE) (a PUSH32 in the runtime)."""
+
+# --- one address on every EVM chain (EIP-1014 CREATE2 through a keyless-deployed proxy) ---
+
+CREATE2_DEPLOYER = bytes.fromhex("4e59b44847b379578588920ca78fbf26c0b4956c")
+"""The deterministic deployment proxy (Arachnid/deterministic-deployment-proxy): at this address on
+every chain that ran its keyless pre-signed deployment; calldata salt (32) || initcode."""
+
+INBOX_SALT = keccak256(b"lightpost inbox v1")
+"""The fixed CREATE2 salt of the inbox."""
+
+INBOX_INITCODE_HASH = bytes.fromhex(
+    "f720cebed316f9a3e80438cc67c220b04ea376a32896999b1f824ab609f02185"
+)
+"""keccak256 of the shipped inbox initcode (lightpost/contracts/inbox.json; a test recomputes
+it: a new contract is a new protocol constant)."""
+
+
+def create2_address(deployer: bytes, salt: bytes, initcode_hash: bytes) -> bytes:
+    """EIP-1014: keccak256(0xff || deployer || salt || keccak256(initcode))[12:]."""
+    return keccak256(b"\xff" + deployer + salt + initcode_hash)[WORD_BYTES - ADDRESS_BYTES :]
+
+
+INBOX_ADDRESS = create2_address(CREATE2_DEPLOYER, INBOX_SALT, INBOX_INITCODE_HASH)
+"""The inbox's address on every EVM chain: a constant of the protocol."""
+
+
+def code_matches(code_hash: bytes, runtime: bytes) -> bool:
+    """Whether a (proven) account code hash is keccak256 of the expected ``runtime`` code."""
+    return code_hash == keccak256(runtime)
+
 
 _LOG_TOPICS = 4
 """LOG4: event topic, channel, sender word, recipient word."""

@@ -32,6 +32,7 @@ from lightpost.errors import (
     QuorumError,
     TransportError,
 )
+from lightpost.node.block_receipts import MethodSupport
 
 __all__ = ["BroadcastResult", "Chain", "parse_quantity", "prove_in_turn"]
 
@@ -116,6 +117,9 @@ class Chain:
     """Longest wait of one round; 0: the slowest endpoint's timeout + ROUND_SLACK_S."""
     block_format: BlockFormat = ETHEREUM
     """The chain's extra tx types and header keys (from its profile; core.l2)."""
+    capabilities: MethodSupport = field(default_factory=MethodSupport)
+    """What each endpoint is known to serve (receipts methods), learned from its answers:
+    ``capabilities.known(label)`` / ``.describe(label)``."""
     _pool: ThreadPoolExecutor = field(init=False, repr=False)
     _inflight: list[int] = field(init=False, repr=False)
     _lock: threading.Lock = field(init=False, repr=False, default_factory=threading.Lock)
@@ -389,7 +393,9 @@ class Chain:
             label: value if isinstance(value, Exception) else {tx_hash: value}
             for label, value in answers.items()
         }
-        prover = InclusionProver(self.endpoints, self.block_hash_at, fmt=self.block_format)
+        prover = InclusionProver(
+            self.endpoints, self.block_hash_at, fmt=self.block_format, support=self.capabilities
+        )
         try:
             for hint, labels in hints_by_endpoint(by_label, [tx_hash]).items():
                 proven = prover.prove(hint, labels)

@@ -28,12 +28,12 @@ from lightpost.core.verify import (
     ProvenBlock,
     check_post_tx,
     decode_inbox_log,
-    prove_block_receipts,
     prove_block_transactions,
     verify_block_header,
     verify_signed,
 )
 from lightpost.errors import AnswerTooLarge, LightpostError, ProofError
+from lightpost.node.block_receipts import prove_receipts_in_turn
 from lightpost.node.rawforms import raw_forms
 from lightpost.node.receiver_delivery import ProvenPost, _ReceiverHost
 
@@ -245,14 +245,28 @@ class ChannelMixin(_ReceiverHost):
         if got is None:
             raise refuse(f"no endpoint proved block {number}; refusing", number)
         header, txs = got
-        receipts = self._ask_in_turn(
-            "eth_getBlockReceipts", [hex(number)],
-            lambda answer: prove_block_receipts(header, answer, fmt=self.chain.block_format),
-            f"receipts of block {number}", problems, number, side.agreeing,
-        )  # fmt: skip
-        if receipts is None:
-            raise refuse(f"no endpoint proved the receipts of block {number}; refusing", number)
-        return ProvenBlock(header=header, hash=side.hash, transactions=txs, receipts=receipts)
+        reasons: dict[str, str] = {}
+        found = prove_receipts_in_turn(
+            [ep for ep in self.endpoints if ep.label in side.agreeing],
+            ProvenBlock(header=header, hash=side.hash, transactions=txs),
+            self.chain.capabilities,
+            lambda label, why: problems.append(
+                Problem(
+                    kind=ProblemKind.PROOF_FAILURE,
+                    details=f"receipts of block {number}: {why}",
+                    endpoints=(label,),
+                    block_number=number,
+                )
+            ),
+            reasons,
+            fmt=self.chain.block_format,
+        )
+        if found is None:
+            why = "".join(f"; {label}: {r}" for label, r in sorted(reasons.items()))
+            raise refuse(
+                f"no endpoint proved the receipts of block {number}{why}; refusing", number
+            )
+        return found[0]
 
     def _prove_channel_block(
         self, number: int, found: ClaimSet, sender: bytes | None, problems: list[Problem]

@@ -15,7 +15,6 @@ from lightpost.core.inclusion import (
     ProvenReceipt,
     inclusion_events,
     prove_block,
-    prove_receipts,
     proven_receipt,
     receipt_hint,
     tx_index,
@@ -24,6 +23,7 @@ from lightpost.core.l2 import ETHEREUM, BlockFormat
 from lightpost.core.outbox import BlockRef, Sighting, State, Transaction
 from lightpost.core.verify import ProvenBlock
 from lightpost.errors import LightpostError, NodeError, TransportError
+from lightpost.node.block_receipts import MethodSupport, prove_receipts_in_turn
 from lightpost.node.chain import Chain, parse_quantity, prove_in_turn
 from lightpost.node.rawforms import raw_forms
 
@@ -84,9 +84,11 @@ class InclusionProver:
         max_blocks: int = MAX_BLOCK_PROOFS_PER_ROUND,
         suspects: Collection[str] = (),
         fmt: BlockFormat = ETHEREUM,
+        support: MethodSupport | None = None,
     ):
         self._endpoints = endpoints
         self._fmt = fmt
+        self._support = MethodSupport() if support is None else support
         self._agreed_hash = agreed_hash
         # hints proven false, kept across rounds: a block hash commits to its txs
         self._disproven = set() if disproven is None else disproven
@@ -97,6 +99,7 @@ class InclusionProver:
         self._receipts: dict[bytes, tuple[ProvenBlock, object] | Unknown] = {}
         self.problems: dict[str, str] = {}  # label -> what of its answers failed proof
         self.proved: set[str] = set()  # labels whose block or receipts proved
+        self.receipt_reasons: dict[str, str] = {}  # label -> why it gave no receipts
 
     def canonical(self, number: int) -> bytes | Unknown:
         """The quorum-agreed block hash at ``number`` (UNKNOWN: no quorum now)."""
@@ -155,13 +158,21 @@ class InclusionProver:
 
     def _with_receipts(self, block: ProvenBlock) -> tuple[ProvenBlock, object] | Unknown:
         if block.hash not in self._receipts:
-            found = self._in_turn(
-                "eth_getBlockReceipts",
-                [hex(block.number)],
-                lambda answer: prove_receipts(block, answer, fmt=self._fmt),
-                f"receipts of block {block.number}",
+            found = prove_receipts_in_turn(
+                self._in_order(),
+                block,
+                self._support,
+                lambda label, why: self._blame(
+                    label, f"its receipts of block {block.number} failed proof: {why}"
+                ),
+                self.receipt_reasons,
+                fmt=self._fmt,
             )
-            self._receipts[block.hash] = UNKNOWN if found is None else found
+            if found is None:
+                self._receipts[block.hash] = UNKNOWN
+            else:
+                self.proved.add(found[2])
+                self._receipts[block.hash] = found[0], found[1]
         return self._receipts[block.hash]
 
     def _blame(self, label: str, why: str) -> None:
@@ -171,16 +182,19 @@ class InclusionProver:
         elif why not in known:
             self.problems[label] = f"{known}; {why}"
 
+    def _in_order(self) -> list[Endpoint]:
+        """The endpoints, those already named as liars last."""
+        return sorted(
+            self._endpoints, key=lambda e: e.label in self._suspects or e.label in self.problems
+        )
+
     def _in_turn(
         self, method: str, params: Sequence[Any], check: Callable[[Any], T], what: str
     ) -> tuple[T, object] | None:
         """(proven value, the answer) from the first endpoint whose answer proves; endpoints
         already named as liars are asked last."""
         found = prove_in_turn(
-            sorted(
-                self._endpoints,
-                key=lambda e: e.label in self._suspects or e.label in self.problems,
-            ),
+            self._in_order(),
             method,
             params,
             check,
@@ -240,7 +254,9 @@ class Tracker:
         self._log = log
         self._finalized: int | Unknown | None = None
         self._disproven: set[Sighting] = set()
-        self._prover = InclusionProver(chain.endpoints, chain.block_hash_at, fmt=chain.block_format)
+        self._prover = InclusionProver(
+            chain.endpoints, chain.block_hash_at, fmt=chain.block_format, support=chain.capabilities
+        )
 
     def begin_round(self) -> None:
         """Forget the round's agreed hashes, proofs and finalized height (hints proven false stay: a
@@ -256,6 +272,7 @@ class Tracker:
             suspects=[
                 k[len(PROOF_PROBLEM) :] for k in self._problems if k.startswith(PROOF_PROBLEM)
             ],
+            support=self.chain.capabilities,
         )
 
     def _report(self) -> None:
