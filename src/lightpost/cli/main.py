@@ -81,9 +81,9 @@ HANDLERS = {
 
 PLUGIN_GROUP = "lightpost.commands"
 """Entry-point group for other distributions' sub-commands (lightpost-operator: ``devnet``,
-``demo``, ``command``): ``add(subparsers)``."""
+``demo``, ``command``, ``doctor``): ``add(subparsers)``."""
 
-OPERATOR_COMMANDS = ("devnet", "demo", "command")
+OPERATOR_COMMANDS = ("devnet", "demo", "command", "doctor")
 """lightpost-operator's sub-commands, so a device install can say how to get them."""
 
 OPERATOR_HINT = (

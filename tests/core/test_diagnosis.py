@@ -1,0 +1,206 @@
+"""core.diagnosis: every rule table-driven, no socket."""
+
+from __future__ import annotations
+
+import pytest
+
+from lightpost.core.diagnosis import (
+    Cap,
+    Finding,
+    endpoint_failures,
+    failure_text,
+    logs_finding,
+    needs,
+    proof_finding,
+    receipts_finding,
+    refusal,
+    state_finding,
+    stated_limit,
+    tag_finding,
+    verdict,
+)
+from lightpost.errors import (
+    AnswerTooLarge,
+    DecodingError,
+    EndpointUnavailable,
+    MethodNotSupported,
+    NodeError,
+)
+
+BASE = frozenset({Cap.REACH, Cap.CHAIN_ID, Cap.RECEIPTS})
+
+
+@pytest.mark.parametrize(
+    ("mode", "level", "depth", "receives", "expected"),
+    [
+        ("channel", "signed", 0, True, BASE),
+        ("channel", "included", 0, True, BASE | {Cap.LOGS}),
+        ("channel", "included", 0, False, BASE),
+        ("direct", "final", 0, True, BASE | {Cap.FINALIZED}),
+        ("direct", "final", 12, True, BASE),
+        ("channel", "final", 0, True, BASE | {Cap.FINALIZED, Cap.LOGS}),
+        ("channel", "complete", 0, True, BASE | {Cap.FINALIZED, Cap.LOGS, Cap.PROOF}),
+        ("direct", "complete", 5, False, BASE | {Cap.PROOF}),
+    ],
+)
+def test_needs(mode: str, level: str, depth: int, receives: bool, expected: frozenset[Cap]) -> None:
+    assert needs(mode=mode, level=level, finality_depth=depth, receives=receives) == expected
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        (None, "answered null"),
+        (MethodNotSupported("rpc#0", "the method eth_x does not exist", -32601),
+         "the method eth_x does not exist"),
+        (EndpointUnavailable("rpc#1", "no complete answer within 5 s"),
+         "no complete answer within 5 s"),
+        (NodeError("rpc#0", "bad\nline\x1b[31m"), "bad\\nline\\x1b[31m"),
+        (DecodingError("block", "null"), "invalid block: null"),
+        (KeyError("x"), "KeyError"),
+    ],
+)  # fmt: skip
+def test_failure_text(answer: object, expected: str) -> None:
+    assert failure_text(answer) == expected
+
+
+@pytest.mark.parametrize(
+    ("reasons", "expected"),
+    [
+        ({}, "no endpoint proved the receipts of block 36; refusing"),
+        (
+            {"rpc#1": "no complete answer within 5 s", "rpc#0": "method not supported"},
+            "no endpoint proved the receipts of block 36; refusing: rpc#0 method not supported, "
+            "rpc#1 no complete answer within 5 s",
+        ),
+        ({"rpc#0": "x" * 300}, "refusing: rpc#0 " + "x" * 197 + "..."),
+    ],
+)
+def test_refusal_lists_every_endpoint_by_label(reasons: dict[str, str], expected: str) -> None:
+    assert refusal("the receipts of block 36", reasons).endswith(expected)
+
+
+@pytest.mark.parametrize(
+    ("tag", "answer", "latest", "depth", "ok", "detail"),
+    [
+        ("finalized", 90, 100, 0, True, "block 90, 10 behind latest"),
+        ("finalized", 100, 100, 0, True, "block 100, 0 behind latest (equals latest"),
+        ("finalized", None, 100, 0, False, "does not serve the finalized tag"),
+        ("finalized", None, 100, 12, None, "does not serve the finalized tag (finality_depth"),
+        ("finalized", MethodNotSupported("rpc#0", "tag not supported"), 100, 0, False,
+         "does not serve the finalized tag"),
+        ("finalized", EndpointUnavailable("rpc#0", "HTTP 502"), None, 0, False,
+         "finalized tag unreadable: HTTP 502"),
+        ("safe", None, 100, 0, None, "does not serve the safe tag"),
+        ("finalized", 0, 0, 0, True, "block 0"),
+        ("finalized", True, 5, 0, False, "finalized tag unreadable"),
+    ],
+)  # fmt: skip
+def test_tag_finding_null_is_never_block_zero(
+    tag: str, answer: object, latest: int | None, depth: int, ok: bool | None, detail: str
+) -> None:
+    found = tag_finding(tag, answer, latest, depth)
+    assert (found.ok, found.detail.startswith(detail)) == (ok, True), found
+    if ok is False and tag == "finalized":
+        assert "finality_depth" in found.fix
+
+
+@pytest.mark.parametrize(
+    ("tried", "ok", "detail"),
+    [
+        ([("eth_getBlockReceipts", None)], True, "uses eth_getBlockReceipts (block 7)"),
+        ([("eth_getBlockReceipts", "Method not supported"), ("eth_getTransactionReceipt", None)],
+         True, "uses eth_getTransactionReceipt (block 7); eth_getBlockReceipts: Method not "
+         "supported"),
+        ([("eth_getBlockReceipts", None), ("debug_getRawReceipts", None)], True,
+         "uses eth_getBlockReceipts (block 7); debug_getRawReceipts: proves"),
+        ([("eth_getBlockReceipts", "a"), ("eth_getTransactionReceipt", "b"),
+          ("debug_getRawReceipts", "c")], False,
+         "eth_getBlockReceipts: a; eth_getTransactionReceipt: b; debug_getRawReceipts: c "
+         "(block 7)"),
+        ([], False, "not asked (block 7)"),
+    ],
+)  # fmt: skip
+def test_receipts_finding(tried: list[tuple[str, object]], ok: bool, detail: str) -> None:
+    found = receipts_finding(tried, 7)
+    assert (found.ok, found.detail) == (ok, detail)
+    assert bool(found.fix) == (not ok)
+
+
+def test_proof_and_state_findings() -> None:
+    assert proof_finding(None, 9).ok is True
+    bad = proof_finding("missing trie node", 9)
+    assert (bad.ok, bad.detail) == (False, "at block 9: missing trie node") and bad.fix
+    assert state_finding([]).detail.startswith("not asked")
+    assert state_finding([(128, None), (1024, None)]).detail == (
+        "served at least 1024 blocks below final"
+    )
+    assert state_finding([(128, None), (1024, "missing trie node")]).detail == (
+        "served 128 blocks below final, not 1024: missing trie node"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("query returned more than 10000 results", ("results", 10000)),
+        ("Log response size exceeded. You can make eth_getLogs requests with up to a 2K block "
+         "range and no limit on the response size", ("blocks", 2000)),
+        ("exceed maximum block range: 5000", ("blocks", 5000)),
+        ("block range is limited to 1,000 blocks", ("blocks", 1000)),
+        ("eth_getLogs is limited to a 10,000 range", None),
+        ("block range limit exceeded 500", ("blocks", 500)),
+        ("cap of 10K logs in the response", ("results", 10000)),
+        ("range limit 800", ("blocks", 800)),
+        ("internal error", None),
+    ],
+)  # fmt: skip
+def test_stated_limit(text: str, expected: tuple[str, int] | None) -> None:
+    assert stated_limit(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("ranged", "one", "wide", "ok", "detail"),
+    [
+        ([], None, None, True, "2000-block range served"),
+        ([], None, NodeError("rpc#0", "query returned more than 10000 results"), True,
+         "2000-block range served (states a cap of 10000 results)"),
+        ([], None, AnswerTooLarge("rpc#0", 8), True, "2000-block range served"),
+        ([], None, [{}, {}], True, "2000-block range served; 2 unfiltered logs"),
+        (NodeError("rpc#0", "exceed maximum block range: 500"), [], None, False,
+         "a 2000-block range refused: exceed maximum block range: 500 (states a cap of 500 "
+         "blocks)"),
+        (MethodNotSupported("rpc#0", "method not found"), MethodNotSupported("rpc#0", "x"), None,
+         False, "not served: method not found"),
+    ],
+)  # fmt: skip
+def test_logs_finding(ranged: object, one: object, wide: object, ok: bool, detail: str) -> None:
+    found = logs_finding(2000, ranged, one, wide)
+    assert found.ok is ok
+    assert found.detail.startswith(detail), found.detail
+    assert bool(found.fix) == (not ok)
+
+
+def _f(cap: Cap, ok: bool | None) -> Finding:
+    return Finding(cap=cap, ok=ok, detail=f"{cap} detail")
+
+
+@pytest.mark.parametrize(
+    ("failures", "quorum", "ok", "line"),
+    [
+        ({"rpc#0": [], "rpc#1": []}, 2, True, "ok: 2 of 2 endpoints serve what the config needs"),
+        ({"rpc#0": [_f(Cap.RECEIPTS, False)], "rpc#1": []}, 1, True,
+         "ok: 1 of 2 endpoints serve what the config needs (not: rpc#0: block receipts "
+         "(block receipts detail))"),
+        ({"rpc#0": [_f(Cap.RECEIPTS, False)], "rpc#1": []}, 2, False,
+         "not ok: 1 of 2 endpoints serve what the config needs, quorum is 2: rpc#0: block "
+         "receipts (block receipts detail)"),
+    ],
+)  # fmt: skip
+def test_verdict(failures: dict[str, list[Finding]], quorum: int, ok: bool, line: str) -> None:
+    assert verdict(failures, quorum) == (ok, line)
+
+
+def test_endpoint_failures_only_needed_and_failed() -> None:
+    findings = [_f(Cap.RECEIPTS, False), _f(Cap.LOGS, False), _f(Cap.SAFE, None)]
+    assert endpoint_failures(findings, frozenset({Cap.RECEIPTS, Cap.SAFE})) == [findings[0]]
