@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lightpost.core.diagnosis import (
+    UNTESTED,
     Cap,
     Finding,
     endpoint_failures,
@@ -119,12 +120,14 @@ def test_tag_finding_null_is_never_block_zero(
          "eth_getBlockReceipts: a; eth_getTransactionReceipt: b; debug_getRawReceipts: c "
          "(block 7)"),
         ([], False, "not asked (block 7)"),
+        ([("eth_getBlockReceipts", "a"), ("eth_getTransactionReceipt", UNTESTED)], None,
+         "eth_getBlockReceipts: a; eth_getTransactionReceipt: " + UNTESTED + " (block 7)"),
     ],
 )  # fmt: skip
-def test_receipts_finding(tried: list[tuple[str, object]], ok: bool, detail: str) -> None:
+def test_receipts_finding(tried: list[tuple[str, object]], ok: bool | None, detail: str) -> None:
     found = receipts_finding(tried, 7)
     assert (found.ok, found.detail) == (ok, detail)
-    assert bool(found.fix) == (not ok)
+    assert bool(found.fix) == (ok is not True)
 
 
 def test_proof_and_state_findings() -> None:
@@ -204,3 +207,12 @@ def test_verdict(failures: dict[str, list[Finding]], quorum: int, ok: bool, line
 def test_endpoint_failures_only_needed_and_failed() -> None:
     findings = [_f(Cap.RECEIPTS, False), _f(Cap.LOGS, False), _f(Cap.SAFE, None)]
     assert endpoint_failures(findings, frozenset({Cap.RECEIPTS, Cap.SAFE})) == [findings[0]]
+
+
+def test_a_needed_capability_never_checked_fails_on_a_reachable_endpoint() -> None:
+    findings = [_f(Cap.REACH, True), _f(Cap.RECEIPTS, True)]
+    failed = endpoint_failures(findings, frozenset({Cap.REACH, Cap.RECEIPTS, Cap.FINALIZED}))
+    assert [(f.cap, f.ok) for f in failed] == [(Cap.FINALIZED, False)]
+    assert endpoint_failures([_f(Cap.REACH, False)], frozenset({Cap.REACH, Cap.RECEIPTS})) == [
+        Finding(cap=Cap.REACH, ok=False, detail="reachable detail")
+    ]

@@ -236,6 +236,7 @@ def test_a_null_finalized_block_is_a_non_answer_not_block_0() -> None:
         with pytest.raises(QuorumError, match="finalized height") as err:
             chain.tag_height("finalized")
         assert "null" in err.value.answers["rpc#0"]
+        assert "does not serve the finalized tag" in str(err.value)
     finally:
         chain.close()
 

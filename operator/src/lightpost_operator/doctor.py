@@ -15,7 +15,7 @@ from typing import Any
 
 from lightpost.core.diagnosis import Cap, endpoint_failures, needs, verdict
 from lightpost.node.config import VERIFICATION_LEVELS, DeviceConfig, load_config
-from lightpost.node.probe import Probe, probe_endpoint
+from lightpost.node.probe import Probe, probe_endpoint, receives
 from lightpost.node.runtime import build_endpoints, keystore_address
 
 __all__ = ["DOCTOR_RPC_TIMEOUT_S", "cmd_doctor", "diagnose", "render"]
@@ -38,11 +38,6 @@ def add_doctor(sub: Any) -> str:
     )
     doctor.add_argument("--json", action="store_true")
     return "lightpost_operator.doctor:cmd_doctor"
-
-
-def receives(config: DeviceConfig) -> bool:
-    """Whether the config follows anyone (a channel with trusted senders, or the agent)."""
-    return bool(config.agent) or any(ch.trusted for ch in config.channels)
 
 
 def diagnose(config: DeviceConfig, level: str, probes: list[Probe]) -> dict[str, Any]:

@@ -68,6 +68,12 @@ def _add_node_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
 
     status = sub.add_parser("status", help="device health: nonce, outbox, balance, fees, endpoints")
     status.add_argument("--config", required=True)
+    status.add_argument(
+        "--level",
+        choices=("signed", "included", "final", "complete"),
+        default="final",
+        help="the level the endpoints must serve (default: final)",
+    )
     status.add_argument("--json", action="store_true")
 
 

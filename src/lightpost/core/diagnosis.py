@@ -19,6 +19,7 @@ from lightpost.core.peerdata import peer_text
 from lightpost.errors import LightpostError, TransportError
 
 __all__ = [
+    "UNTESTED",
     "Cap",
     "Finding",
     "endpoint_failures",
@@ -36,6 +37,10 @@ __all__ = [
 
 RECEIPT_METHODS = ("eth_getBlockReceipts", "eth_getTransactionReceipt", "debug_getRawReceipts")
 """Ways to a block's receipts, preferred first (one call; one per transaction; raw RLP)."""
+
+
+UNTESTED = "untested: no transaction in the blocks searched"
+"""A per-transaction way to receipts, on blocks without transactions: it proves nothing."""
 
 
 class Cap(enum.StrEnum):
@@ -123,7 +128,8 @@ def tag_finding(tag: str, answer: object, latest: int | None, finality_depth: in
 
 def receipts_finding(tried: Sequence[tuple[str, object]], block: int | None) -> Finding:
     """``tried``: (method, None if it proved the block's receiptsRoot else its failure); the
-    first that works is the one used, the others are the fallbacks' story."""
+    first that works is the one used, the others are the fallbacks' story. None works but one
+    was :data:`UNTESTED`: unknown (ok None), not failed."""
     where = "" if block is None else f" (block {block})"
     works = [m for m, why in tried if why is None]
     told = "; ".join(
@@ -134,7 +140,7 @@ def receipts_finding(tried: Sequence[tuple[str, object]], block: int | None) -> 
         return Finding(cap=Cap.RECEIPTS, ok=True, detail=f"uses {works[0]}{where}{rest}")
     return Finding(
         cap=Cap.RECEIPTS,
-        ok=False,
+        ok=None if any(why == UNTESTED for _, why in tried) else False,
         detail=(told or "not asked") + where,
         fix="use an endpoint that serves "
         + ", ".join(RECEIPT_METHODS[:-1])
@@ -226,9 +232,16 @@ def logs_finding(
 
 
 def endpoint_failures(findings: Sequence[Finding], need: frozenset[Cap]) -> list[Finding]:
-    """The needed capabilities an endpoint failed (a needed one never checked counts as failed
-    only when the endpoint was unreachable: REACH failed)."""
-    return [f for f in findings if f.cap in need and f.ok is False]
+    """The needed capabilities an endpoint failed; of a reachable endpoint, a needed one it gave
+    no finding for fails too (it gave no height to check it at)."""
+    failed = [f for f in findings if f.cap in need and f.ok is False]
+    if any(f.cap is Cap.REACH and f.ok for f in findings):
+        seen = {f.cap for f in findings}
+        failed += [
+            Finding(cap=cap, ok=False, detail="not checked: the endpoint gave no usable height")
+            for cap in sorted(need - seen)
+        ]
+    return failed
 
 
 def verdict(failures: Mapping[str, Sequence[Finding]], quorum: int) -> tuple[bool, str]:

@@ -283,12 +283,17 @@ class Chain:
         """The quorum's height of block(``tag``) and each answering endpoint's height."""
         what = f"{tag} block"
 
-        def convert(block: Any) -> int:
-            if block is None:  # e.g. `finalized` before any finality: not block 0
-                raise DecodingError(what, "null")
+        def convert(block: Any) -> int | None:
+            if block is None:  # e.g. `finalized` before any finality: a non-answer, not block 0
+                return None
             return quantity_field(get_object(block, what), "number", what)
 
-        answers = self.ask_each("eth_getBlockByNumber", [tag, False], convert)
+        answers = {
+            label: TransportError(label, f"does not serve the {tag} tag (answered null)")
+            if value is None
+            else value
+            for label, value in self.ask_each("eth_getBlockByNumber", [tag, False], convert).items()
+        }
         readings = {label: v for label, v in answers.items() if isinstance(v, int)}
         height = quorum_height(list(readings.values()), self.quorum)
         if height is None:

@@ -13,6 +13,7 @@ from typing import Any
 
 from lightpost.adapters.rpc import Endpoint
 from lightpost.core.diagnosis import (
+    UNTESTED,
     Cap,
     Finding,
     failure_text,
@@ -35,10 +36,18 @@ from lightpost.core.rpcfields import (
 from lightpost.core.trie import check_eth_get_proof
 from lightpost.core.verify import prove_block_receipts, verify_block_header
 from lightpost.errors import LightpostError
+from lightpost.node.config import DeviceConfig
 from lightpost.node.receiver_channel import LOG_PAGE_BLOCKS
 from lightpost.node.sender_track import batch_call
 
-__all__ = ["BLOCKS_SEARCHED", "MAX_TX_RECEIPTS", "STATE_DEPTHS", "Probe", "probe_endpoint"]
+__all__ = [
+    "BLOCKS_SEARCHED",
+    "MAX_TX_RECEIPTS",
+    "STATE_DEPTHS",
+    "Probe",
+    "probe_endpoint",
+    "receives",
+]
 
 BLOCKS_SEARCHED = 16
 """Blocks below final searched for one with transactions to prove receipts on (else: the last)."""
@@ -57,8 +66,14 @@ class Probe:
 
     label: str
     findings: tuple[Finding, ...]
+    chain_id: int | None = None
     latest: int | None = None
     final: int | None = None
+
+
+def receives(config: DeviceConfig) -> bool:
+    """Whether a config follows anyone (a channel with trusted senders, or the agent)."""
+    return bool(config.agent) or any(ch.trusted for ch in config.channels)
 
 
 def _ask(ep: Endpoint, method: str, params: Sequence[Any]) -> Any:
@@ -114,6 +129,8 @@ def _receipts(
     n = hex(header.number)
 
     def per_tx() -> Any:
+        if not tx_hashes:
+            return UNTESTED
         if len(tx_hashes) > MAX_TX_RECEIPTS:
             return f"not tried ({len(tx_hashes)} transactions in the block)"
         answers = batch_call(ep, [("eth_getTransactionReceipt", [h]) for h in tx_hashes])
@@ -176,19 +193,24 @@ def probe_endpoint(
     finality_depth: int,
     address: bytes,
     inbox: bytes | None,
-    thorough: bool = True,
+    need: frozenset[Cap] | None = None,
 ) -> Probe:
-    """Everything core.diagnosis judges, from ``ep`` alone (``thorough``: every receipts method,
-    state history and unfiltered logs too -- doctor; status stops at what it needs)."""
+    """Everything core.diagnosis judges, from ``ep`` alone. ``need`` None (doctor): every receipts
+    method, state history and unfiltered logs too; else (status) only what is needed, the first
+    receipts method that works."""
+    thorough = need is None
     answer = _ask(ep, "eth_chainId", [])
     if isinstance(answer, LightpostError) or answer is None:
-        found = Finding(cap=Cap.REACH, ok=False, detail=failure_text(answer), fix="check the URL")
+        found = Finding(
+            cap=Cap.REACH, ok=False, detail=failure_text(answer), fix="check the URL and the node"
+        )
         return Probe(label=ep.label, findings=(found,))
     findings = [Finding(cap=Cap.REACH, ok=True, detail="answers")]
     try:
-        got_id: object = parse_quantity(answer, "chain id")
+        got_id: int | str = parse_quantity(answer, "chain id")
     except LightpostError as exc:
         got_id = failure_text(exc)
+    ids = {"chain_id": got_id if isinstance(got_id, int) else None}
     findings.append(
         Finding(cap=Cap.CHAIN_ID, ok=True, detail=str(got_id))
         if got_id == chain_id
@@ -208,8 +230,9 @@ def probe_endpoint(
         final: int | None = max(0, latest_n - finality_depth)
     else:
         final = finalized if isinstance(finalized, int) else latest_n
+    heights = {"latest": latest_n, "final": final, **ids}
     if final is None:
-        return Probe(label=ep.label, findings=tuple(findings))
+        return Probe(label=ep.label, findings=tuple(findings), **heights)
 
     # receipts: a block at or below final with transactions, else the final block itself
     block: tuple[BlockHeader, Sequence[Any]] | str = "not asked"
@@ -224,7 +247,8 @@ def probe_endpoint(
         tried = _receipts(ep, header, hashes, thorough)
         findings.append(receipts_finding(tried, header.number))
 
-    findings.append(proof_finding(_proof(ep, address, final), final))
+    if need is None or Cap.PROOF in need:
+        findings.append(proof_finding(_proof(ep, address, final), final))
     if thorough:
         depths = []
         for depth in STATE_DEPTHS:
@@ -236,7 +260,7 @@ def probe_endpoint(
                 break
         findings.append(state_finding(depths))
 
-    if inbox is not None:
+    if inbox is not None and (need is None or Cap.LOGS in need):
         lo = max(0, final - LOG_PAGE_BLOCKS + 1)
 
         def logs(lo: int, address: bytes | None) -> Any:
@@ -249,4 +273,4 @@ def probe_endpoint(
         one = None if isinstance(ranged, list) else logs(final, inbox)
         wide = logs(lo, None) if thorough else None
         findings.append(logs_finding(LOG_PAGE_BLOCKS, ranged, one, wide))
-    return Probe(label=ep.label, findings=tuple(findings), latest=latest_n, final=final)
+    return Probe(label=ep.label, findings=tuple(findings), **heights)
