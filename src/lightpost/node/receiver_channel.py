@@ -238,7 +238,7 @@ class ChannelMixin(_ReceiverHost):
             number, side.agreeing,
         )  # fmt: skip
         if got is None:
-            raise refuse(f"no endpoint proved block {number}; refusing", number)
+            raise refuse(self._refusal(f"block {number}"), number)
         header, txs = got
         receipts = self._ask_in_turn(
             "eth_getBlockReceipts", [hex(number)],
@@ -246,7 +246,7 @@ class ChannelMixin(_ReceiverHost):
             f"receipts of block {number}", problems, number, side.agreeing,
         )  # fmt: skip
         if receipts is None:
-            raise refuse(f"no endpoint proved the receipts of block {number}; refusing", number)
+            raise refuse(self._refusal(f"the receipts of block {number}"), number)
         return ProvenBlock(header=header, hash=side.hash, transactions=txs, receipts=receipts)
 
     def _prove_channel_block(

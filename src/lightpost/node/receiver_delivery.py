@@ -131,6 +131,7 @@ class _ReceiverHost:
     _finish: Callable[[str, int], None]
     _block_side: Callable[[int, list[Problem]], Side]
     _ask_in_turn: Callable[..., Any]
+    _refusal: Callable[[str], str]
     _followed: Callable[[tuple[bytes, ...], bytes | None], list[tuple[bytes, bytes]]]
     _complete_only: Callable[..., Iterator[Delivered | Problem]]
 
