@@ -102,3 +102,79 @@ def test_over_returned_logs_do_not_make_genuine_posts_forged(
     for p in problems:
         assert (p.kind, p.endpoints) == (ProblemKind.PROOF_FAILURE, ("rpc#0",)), p
         assert "was not asked for" in p.details
+
+
+@pytest.fixture
+def fresh_chain() -> Iterator[InboxChain]:
+    proc = AnvilProcess(port=free_port()).start()
+    try:
+        yield InboxChain(proc.url)
+    finally:
+        proc.stop()
+
+
+def _receiver(c: InboxChain, tmp: Path, mode: str, trusted: dict[str, list[bytes]]) -> Receiver:
+    config = load_config(
+        write_config(
+            tmp,
+            endpoints=[c.url],
+            quorum=1,
+            inbox=c.inbox,
+            me=c.keys[0].address,
+            trusted=trusted,
+            mode=mode,
+        )
+    )
+    return Receiver(config, endpoints=[HttpEndpoint(c.url, "rpc#0", retries=0)])
+
+
+@pytest.mark.parametrize("mode", ["channel", "direct"])
+def test_a_sequence_started_over_is_a_problem_with_the_remedy(
+    fresh_chain: InboxChain, tmp_path: Path, mode: str
+) -> None:
+    """A device restarted with an empty data directory posts seq 0 again: the receiver, which
+    delivered seq 0 and 1 before, says so once (and, across a receiver restart, still knows)."""
+    c, a = fresh_chain, fresh_chain.keys[1]
+    me = c.keys[0].address
+
+    def post(records: list[Any]) -> None:
+        if mode == "channel":
+            c.post(a, "c1", records)
+        else:
+            c.direct(a, me, records)
+
+    channel = "c1" if mode == "channel" else "lightpost/direct"
+    post([text(0, "a0"), text(1, "a1")])
+    c.mine()
+    with _receiver(c, tmp_path, mode, {channel: [a.address]}) as receiver:
+        first = list(receiver.poll(Level.FINAL))
+    assert [o.payload for o in first if isinstance(o, Delivered)] == [b"a0", b"a1"]
+    post([text(0, "a0 after a wipe")])
+    post([text(1, "a1 after a wipe")])
+    c.mine()
+    with _receiver(c, tmp_path, mode, {channel: [a.address]}) as receiver:
+        again = list(receiver.poll(Level.FINAL))
+    assert not [o for o in again if isinstance(o, Delivered)]
+    restarts = [o for o in again if isinstance(o, Problem) and o.kind == ProblemKind.SEQ_RESTART]
+    assert len(restarts) == 1, again
+    (p,) = restarts
+    assert p.sender == a.address and p.seq == 0
+    assert "started its sequence over" in p.details and "Remedy" in p.details
+
+
+def test_a_direct_post_on_an_unconfigured_channel_is_a_problem(
+    fresh_chain: InboxChain, tmp_path: Path
+) -> None:
+    from lightpost.core.envelope import Post, channel_id, encode_post
+
+    c, a = fresh_chain, fresh_chain.keys[1]
+    me = c.keys[0].address
+    body = encode_post(Post(channel=channel_id("alarms"), recipient=me, records=(text(0, "x"),)))
+    c.send(a, me, body)
+    c.mine()
+    with _receiver(c, tmp_path, "direct", {"readings": [a.address]}) as receiver:
+        out = list(receiver.poll(Level.FINAL))
+    assert not [o for o in out if isinstance(o, Delivered)]
+    (p,) = [o for o in out if isinstance(o, Problem)]
+    assert p.kind == ProblemKind.UNAUTHORIZED and p.channel == channel_id("alarms")
+    assert "not configured" in p.details and "[channels." in p.details

@@ -209,7 +209,7 @@ class Receiver(DeliveryMixin, ChannelMixin, CompleteMixin, DirectMixin):
             return
         self._loaded.add(sub)
         for row in self.store.streams(sub):
-            stream = new_stream(row.next_seq, row.acc, row.count)
+            stream = new_stream(row.next_seq, row.acc, row.count, row.last_block)
             stream.proven_at = row.proven_at
             self._streams[(sub, row.sender, row.channel)] = stream
 
