@@ -15,6 +15,7 @@ from lightpost.core.diagnosis import (
     proof_finding,
     receipts_finding,
     refusal,
+    seq_restart_warning,
     state_finding,
     stated_limit,
     tag_finding,
@@ -216,3 +217,21 @@ def test_a_needed_capability_never_checked_fails_on_a_reachable_endpoint() -> No
     assert endpoint_failures([_f(Cap.REACH, False)], frozenset({Cap.REACH, Cap.RECEIPTS})) == [
         Finding(cap=Cap.REACH, ok=False, detail="reachable detail")
     ]
+
+
+@pytest.mark.parametrize(
+    ("local_next", "has_history", "chain_next", "warns"),
+    [
+        (0, False, 3, True),  # empty data directory, the key sent 3 txs: seqs restart at 0
+        (0, False, 0, False),  # a new key
+        (3, False, 3, False),  # the store knows (transactions pruned, counter kept)
+        (0, True, 3, False),  # transactions on record
+    ],
+)
+def test_seq_restart_warning(
+    local_next: int, has_history: bool, chain_next: int, warns: bool
+) -> None:
+    got = seq_restart_warning(local_next=local_next, has_history=has_history, chain_next=chain_next)
+    assert (got is not None) is warns
+    if got is not None:
+        assert "3 transaction(s)" in got and "Remedy: restore the device's data directory" in got

@@ -130,3 +130,40 @@ def test_complete_needs_eth_get_proof(store: Store) -> None:
     st = status(store, eps, level="complete")
     assert not st["healthy"]
     assert "cannot serve complete: eth_getProof at final" in st["verdict"]
+
+
+def test_a_sender_with_an_empty_data_directory_but_a_used_key_warns(store: Store) -> None:
+    """The key sent before (nonce 1 on chain), this store has no record: before it signs, the
+    sender warns with the remedy; status is unhealthy and says why."""
+    from tests.node.test_sender import enqueue, make
+
+    net = mined_net()  # KEY's nonce 0 is on chain
+    sender = make(store, net, n=2)
+    lines: list[str] = []
+    sender._log = lines.append
+    enqueue(sender, 1)
+    sender.step(T0)
+    assert "sequence" in sender.problems
+    assert any(line.startswith("warning: this key has sent 1 transaction(s)") for line in lines)
+    st = sender.status(T0)
+    assert not st["healthy"]
+    assert any("sequence: this key has sent 1" in r and "Remedy" in r for r in st["reasons"])
+    sender.close()
+
+
+def test_a_new_key_or_a_known_store_does_not_warn(store: Store) -> None:
+    from tests.node.test_sender import enqueue, make
+
+    net = FakeNet()
+    net.mine(3)
+    sender = make(store, net, n=2)
+    enqueue(sender, 1)
+    for i in range(4):
+        sender.step(T0 + i)
+        net.mine()
+    assert "sequence" not in sender.problems
+    sender.close()
+    again = make(store, net, n=2)  # restart on the same store: it has the record
+    again.step(T0 + 10)
+    assert "sequence" not in again.problems
+    again.close()

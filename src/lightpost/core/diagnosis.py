@@ -29,6 +29,7 @@ __all__ = [
     "proof_finding",
     "receipts_finding",
     "refusal",
+    "seq_restart_warning",
     "state_finding",
     "stated_limit",
     "tag_finding",
@@ -64,6 +65,21 @@ class Finding:
     ok: bool | None
     detail: str
     fix: str = ""
+
+
+def seq_restart_warning(*, local_next: int, has_history: bool, chain_next: int) -> str | None:
+    """A sender about to start its sequences at 0 although its key has sent before: a data
+    directory with no record of anything (``local_next`` 0, no transaction) while
+    the chain counts ``chain_next`` > 0 transactions of the key. Receivers would drop its
+    messages as duplicates (``seq-restart`` problems). None: nothing to warn about."""
+    if local_next or has_history or chain_next <= 0:
+        return None
+    return (
+        f"this key has sent {chain_next} transaction(s) but this data directory has no record "
+        "of them: its message seqs start again at 0 and receivers that followed it drop them "
+        "as duplicates. Remedy: restore the device's data directory, or use a new key "
+        "(or new channel names) for this device"
+    )
 
 
 def failure_text(answer: object) -> str:
