@@ -4,14 +4,13 @@ refusals that say why: pure functions, each answer a claim (node/probe.py asks; 
 An answer is a value, ``None`` (a JSON ``null``) or the :class:`~lightpost.errors.LightpostError`
 the call raised. Each rule turns the answers about one capability into a :class:`Finding`: ok,
 failed (with the fix), or informational (``ok`` None). :func:`needs` says which capabilities a
-configuration relies on; :func:`endpoint_failures` / :func:`verdict` judge endpoints against them.
+configuration relies on; :func:`endpoint_failures` judges an endpoint against them.
 Endpoints are named by label only; peer text is sanitized and bounded (core.peerdata.peer_text).
 """
 
 from __future__ import annotations
 
 import enum
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -30,10 +29,7 @@ __all__ = [
     "receipts_finding",
     "refusal",
     "seq_restart_warning",
-    "state_finding",
-    "stated_limit",
     "tag_finding",
-    "verdict",
 ]
 
 RECEIPT_METHODS = ("eth_getBlockReceipts", "eth_getTransactionReceipt", "debug_getRawReceipts")
@@ -178,64 +174,16 @@ def proof_finding(why: str | None, block: int) -> Finding:
     )
 
 
-def state_finding(depths: Sequence[tuple[int, str | None]]) -> Finding:
-    """How far back eth_getProof is served: (blocks below final, None if it verified else why)."""
-    if not depths:
-        return Finding(cap=Cap.STATE, ok=None, detail="not asked (the chain is too short)")
-    served = [d for d, why in depths if why is None]
-    failed = [(d, why) for d, why in depths if why is not None]
-    deepest = max(served, default=0)
-    if failed:
-        d, why = min(failed)
-        return Finding(
-            cap=Cap.STATE, ok=None, detail=f"served {deepest} blocks below final, not {d}: {why}"
-        )
-    return Finding(cap=Cap.STATE, ok=None, detail=f"served at least {deepest} blocks below final")
-
-
-_LIMIT_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"more than ([0-9][0-9,]*k?) (?:results|logs)"), "results"),
-    (re.compile(r"([0-9][0-9,]*k?) logs"), "results"),
-    (re.compile(r"([0-9][0-9,]*k?)[ -]?blocks?\b"), "blocks"),
-    (re.compile(r"block range[^0-9]{0,24}([0-9][0-9,]*k?)"), "blocks"),
-    (re.compile(r"range (?:limit|of) ([0-9][0-9,]*k?)"), "blocks"),
-)
-"""Providers' wordings of an eth_getLogs cap (Infura, Alchemy, QuickNode, geth, reth, Erigon)."""
-
-
-def stated_limit(text: str) -> tuple[str, int] | None:
-    """The cap an eth_getLogs error states first: ("blocks" | "results", n); None if none."""
-    low = text.lower()
-    found = [(m.start(), m[1], kind) for p, kind in _LIMIT_PATTERNS for m in p.finditer(low)]
-    if not found:
-        return None
-    _, digits, kind = min(found)
-    number = digits.replace(",", "")
-    return kind, int(number.rstrip("k")) * (1000 if number.endswith("k") else 1)
-
-
-def logs_finding(
-    asked: int, range_answer: object, one_block: object = None, wide: object = None
-) -> Finding:
-    """eth_getLogs over the ``asked`` blocks lightpost pages by (``range_answer``), one block
-    (``one_block``, asked when the range failed) and, informationally, unfiltered (``wide``):
-    answers are the log lists or the errors."""
-    caps = []
-    for answer in (range_answer, wide):
-        if isinstance(answer, LightpostError):
-            limit = stated_limit(failure_text(answer))
-            if limit is not None:
-                caps.append(f"{limit[1]} {limit[0]}")
-    stated = f" (states a cap of {', '.join(caps)})" if caps else ""
-    if isinstance(wide, list):
-        stated += f"; {len(wide)} unfiltered logs served in one answer"
+def logs_finding(asked: int, range_answer: object, one_block: object = None) -> Finding:
+    """eth_getLogs over the ``asked`` blocks lightpost pages by (``range_answer``) and, when that
+    failed, over one block (``one_block``): answers are the log lists or the errors."""
     if isinstance(range_answer, list):
-        return Finding(cap=Cap.LOGS, ok=True, detail=f"{asked}-block range served{stated}")
+        return Finding(cap=Cap.LOGS, ok=True, detail=f"{asked}-block range served")
     if isinstance(one_block, list):
         return Finding(
             cap=Cap.LOGS,
             ok=False,
-            detail=f"a {asked}-block range refused: {failure_text(range_answer)}{stated}",
+            detail=f"a {asked}-block range refused: {failure_text(range_answer)}",
             fix=f"lightpost pages eth_getLogs by {asked} blocks: use an endpoint (or plan) that "
             "serves that range",
         )
@@ -258,20 +206,3 @@ def endpoint_failures(findings: Sequence[Finding], need: frozenset[Cap]) -> list
             for cap in sorted(need - seen)
         ]
     return failed
-
-
-def verdict(failures: Mapping[str, Sequence[Finding]], quorum: int) -> tuple[bool, str]:
-    """(ok, one line): ok when at least ``quorum`` endpoints serve everything needed."""
-    good = sorted(label for label, failed in failures.items() if not failed)
-    bad = {label: failed for label, failed in failures.items() if failed}
-    why = "; ".join(
-        f"{label}: " + ", ".join(f"{f.cap} ({f.detail})" for f in failed)
-        for label, failed in sorted(bad.items())
-    )
-    if len(good) >= quorum:
-        head = f"ok: {len(good)} of {len(failures)} endpoints serve what the config needs"
-        return True, head + (f" (not: {why})" if bad else "")
-    return False, (
-        f"not ok: {len(good)} of {len(failures)} endpoints serve what the config needs, "
-        f"quorum is {quorum}: {why}"
-    )

@@ -1,6 +1,6 @@
 """Ask one endpoint for what a configuration needs (``lightpost doctor``, ``lightpost status``):
 chain id, the ``finalized``/``safe`` tags, block receipts (and which of
-core.diagnosis.RECEIPT_METHODS proves them), eth_getProof at the final block and how far back,
+core.diagnosis.RECEIPT_METHODS proves them), eth_getProof at the final block,
 eth_getLogs over the range lightpost pages by. Every answer is checked as a claim (header hash,
 receiptsRoot, the proof against the state root) and bounded by the endpoint's own deadline and
 answer caps (adapters/rpc.py); core.diagnosis judges."""
@@ -20,7 +20,6 @@ from lightpost.core.diagnosis import (
     logs_finding,
     proof_finding,
     receipts_finding,
-    state_finding,
     tag_finding,
 )
 from lightpost.core.header import BlockHeader
@@ -43,9 +42,11 @@ from lightpost.node.sender_track import batch_call
 __all__ = [
     "BLOCKS_SEARCHED",
     "MAX_TX_RECEIPTS",
-    "STATE_DEPTHS",
     "Probe",
+    "ask",
+    "logs",
     "probe_endpoint",
+    "proof_at",
     "receives",
 ]
 
@@ -54,10 +55,6 @@ BLOCKS_SEARCHED = 16
 
 MAX_TX_RECEIPTS = 500
 """Most per-transaction receipts asked (one batch) to rebuild one block's receiptsRoot."""
-
-STATE_DEPTHS = (128, 1024, 100_000)
-"""Blocks below final eth_getProof is tried at: geth's full-node state window (128), then deeper
-(an archive node serves all)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -76,7 +73,7 @@ def receives(config: DeviceConfig) -> bool:
     return bool(config.agent) or any(ch.trusted for ch in config.channels)
 
 
-def _ask(ep: Endpoint, method: str, params: Sequence[Any]) -> Any:
+def ask(ep: Endpoint, method: str, params: Sequence[Any]) -> Any:
     """The answer, or the LightpostError standing in for it (never raises one)."""
     try:
         return ep.call(method, params)
@@ -86,7 +83,7 @@ def _ask(ep: Endpoint, method: str, params: Sequence[Any]) -> Any:
 
 def _checked(ep: Endpoint, method: str, params: Sequence[Any], check: Callable[[Any], Any]) -> Any:
     """``check(answer)`` or the reason it is none (a null, an error, a failed check)."""
-    answer = _ask(ep, method, params)
+    answer = ask(ep, method, params)
     if answer is None or isinstance(answer, LightpostError):
         return failure_text(answer)
     try:
@@ -101,7 +98,7 @@ def _height(block: Any) -> int:
 
 def _tag(ep: Endpoint, tag: str) -> Any:
     """A tag's height, None for a null answer, else the error."""
-    answer = _ask(ep, "eth_getBlockByNumber", [tag, False])
+    answer = ask(ep, "eth_getBlockByNumber", [tag, False])
     if answer is None or isinstance(answer, LightpostError):
         return answer
     try:
@@ -171,7 +168,16 @@ def _checked_value(check: Callable[[], Any]) -> Any:
         return failure_text(exc)
 
 
-def _proof(ep: Endpoint, address: bytes, number: int) -> str | None:
+def logs(ep: Endpoint, lo: int, hi: int, address: bytes | None) -> Any:
+    """eth_getLogs over blocks max(0, lo)..hi (of ``address``; None: every contract), or the
+    error standing in for the answer."""
+    flt: dict[str, Any] = {"fromBlock": hex(max(0, lo)), "toBlock": hex(hi)}
+    if address is not None:
+        flt["address"] = "0x" + address.hex()
+    return ask(ep, "eth_getLogs", [flt])
+
+
+def proof_at(ep: Endpoint, address: bytes, number: int) -> str | None:
     """None when eth_getProof at ``number`` verifies against that block's state root."""
     header = _header(ep, number)
     if isinstance(header, str):
@@ -195,11 +201,10 @@ def probe_endpoint(
     inbox: bytes | None,
     need: frozenset[Cap] | None = None,
 ) -> Probe:
-    """Everything core.diagnosis judges, from ``ep`` alone. ``need`` None (doctor): every receipts
-    method, state history and unfiltered logs too; else (status) only what is needed, the first
-    receipts method that works."""
+    """What core.diagnosis judges, from ``ep`` alone. ``need`` None (doctor): every receipts method
+    and capability; else (status) only what is needed, the first receipts method that works."""
     thorough = need is None
-    answer = _ask(ep, "eth_chainId", [])
+    answer = ask(ep, "eth_chainId", [])
     if isinstance(answer, LightpostError) or answer is None:
         found = Finding(
             cap=Cap.REACH, ok=False, detail=failure_text(answer), fix="check the URL and the node"
@@ -248,29 +253,9 @@ def probe_endpoint(
         findings.append(receipts_finding(tried, header.number))
 
     if need is None or Cap.PROOF in need:
-        findings.append(proof_finding(_proof(ep, address, final), final))
-    if thorough:
-        depths = []
-        for depth in STATE_DEPTHS:
-            if depth > final:
-                break
-            why = _proof(ep, address, final - depth)
-            depths.append((depth, why))
-            if why is not None:
-                break
-        findings.append(state_finding(depths))
-
+        findings.append(proof_finding(proof_at(ep, address, final), final))
     if inbox is not None and (need is None or Cap.LOGS in need):
-        lo = max(0, final - LOG_PAGE_BLOCKS + 1)
-
-        def logs(lo: int, address: bytes | None) -> Any:
-            flt: dict[str, Any] = {"fromBlock": hex(lo), "toBlock": hex(final)}
-            if address is not None:
-                flt["address"] = "0x" + address.hex()
-            return _ask(ep, "eth_getLogs", [flt])
-
-        ranged = logs(lo, inbox)
-        one = None if isinstance(ranged, list) else logs(final, inbox)
-        wide = logs(lo, None) if thorough else None
-        findings.append(logs_finding(LOG_PAGE_BLOCKS, ranged, one, wide))
+        ranged = logs(ep, final - LOG_PAGE_BLOCKS + 1, final, inbox)
+        one = None if isinstance(ranged, list) else logs(ep, final, final, inbox)
+        findings.append(logs_finding(LOG_PAGE_BLOCKS, ranged, one))
     return Probe(label=ep.label, findings=tuple(findings), **heights)
