@@ -173,11 +173,11 @@ def test_a_receiver_state_of_the_landed_version_is_adopted(tmp_path: Path) -> No
     try:
         assert store.cursor("sub") == 42
         assert store.streams("sub") == [
-            StreamRow(b"\x01" * 20, b"\x02" * 32, 3, b"\x03" * 32, 2, 40)
+            StreamRow(b"\x01" * 20, b"\x02" * 32, 3, b"\x03" * 32, 2, 40, last_block=None)
         ]
     finally:
         store.close()
-    assert pragmas(db) == (0x4C505243, 1)
+    assert pragmas(db) == (0x4C505243, 2)  # migrated on: 2 adds recv_stream.last_block
 
 
 def test_an_agent_state_of_the_landed_version_is_adopted(tmp_path: Path) -> None:

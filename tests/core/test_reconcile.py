@@ -305,3 +305,53 @@ def test_finality_dissent(
     for label, h in readings.items():
         if h < block:
             assert f"{label} says {h}" in problem.details
+
+
+def _direct_tx(channel: str, to: bytes) -> Any:
+    from lightpost.core.envelope import Post, Record, encode_post
+    from lightpost.core.tx import DynamicFeeTx, sign_transaction
+
+    post = Post(
+        channel=channel_id(channel),
+        recipient=to,
+        records=(Record(seq=0, timestamp=1, content_type=1, payload=b"hi"),),
+    )
+    tx = DynamicFeeTx(
+        chain_id=CHAIN_ID,
+        nonce=0,
+        max_priority_fee_per_gas=1,
+        max_fee_per_gas=10**10,
+        gas=100_000,
+        to=to,
+        value=0,
+        data=encode_post(post),
+        access_list=(),
+    )
+    return sign_transaction(tx, KEY)
+
+
+@pytest.mark.parametrize(
+    ("channel", "to_me", "configured", "picked", "problem"),
+    [
+        ("x", True, ["c1"], False, True),  # addressed to us, channel unknown: a problem line
+        ("x", False, ["c1"], False, False),  # someone else's traffic: not ours to report
+        ("c1", True, ["c1"], True, False),  # configured: picked (trust is judged on delivery)
+        ("x", True, ["x"], True, False),
+    ],
+)
+def test_pick_direct_never_drops_a_post_to_this_device_silently(
+    channel: str, to_me: bool, configured: list[str], picked: bool, problem: bool
+) -> None:
+    me = OTHER.address
+    tx = _direct_tx(channel, me if to_me else bytes.fromhex("33" * 20))
+    policies = {channel_id(c): frozenset({KEY.address}) for c in configured}
+    pick = pick_direct(
+        [tx], number=4, me=me, chain_id=CHAIN_ID, channels=list(policies), policies=policies,
+        only=None,
+    )  # fmt: skip
+    assert bool(pick.picked) is picked
+    assert bool(pick.problems) is problem
+    if problem:
+        (p,) = pick.problems
+        assert p.kind == ProblemKind.UNAUTHORIZED and p.channel == channel_id("x")
+        assert "not configured" in p.details and '[channels."NAME"]' in p.details

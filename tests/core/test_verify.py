@@ -40,6 +40,7 @@ from lightpost.core.verify import (
     completeness_verdict,
     decode_inbox_log,
     is_final,
+    is_seq_restart,
     prove_block_receipts,
     prove_block_transactions,
     verify_accumulators,
@@ -432,6 +433,7 @@ def test_problem_kinds_are_closed() -> None:
         "retracted",
         "undecodable",
         "over-budget",
+        "seq-restart",
     } == set(ProblemKind)
     with pytest.raises(ValueError):
         Problem(kind="oops", details="")
@@ -482,3 +484,22 @@ def test_garbage_transactions_raise_only_lightpost_errors(changes: dict[str, Any
     obj = dict(tx_json(_signed(0, b"abc")), **changes)
     with contextlib.suppress(LightpostError):
         verify_signed(obj, chain_id=CHAIN_ID)
+
+
+@pytest.mark.parametrize(
+    ("seq", "expected", "block", "last_block", "restart"),
+    [
+        (0, 5, 20, 10, True),  # seq 0 again above every sequenced block: a restart
+        (4, 5, 20, 10, True),
+        (0, 5, 10, 10, False),  # the same block again (rescan)
+        (0, 5, 8, 10, False),  # an older block (rescan from a held cursor)
+        (5, 5, 20, 10, False),  # the next seq: not a duplicate
+        (7, 5, 20, 10, False),  # held behind a gap: not below the expected seq
+        (0, None, 20, 10, False),  # no baseline yet
+        (0, 5, 20, None, False),  # nothing sequenced from a known block yet
+    ],
+)
+def test_is_seq_restart(
+    seq: int, expected: int | None, block: int, last_block: int | None, restart: bool
+) -> None:
+    assert is_seq_restart(seq, expected, block, last_block) is restart

@@ -282,7 +282,7 @@ def test_the_receiver_falls_back_and_explains_a_refusal(tmp_path: Path, per_tx: 
         (refusal,) = problems
         for label in ("rpc#0", "rpc#1", "rpc#2"):
             assert (
-                f"{label}: eth_getBlockReceipts not supported, eth_getTransactionReceipt not "
+                f"{label} eth_getBlockReceipts not supported, eth_getTransactionReceipt not "
                 "supported, debug_getRawReceipts not supported"
             ) in refusal.details
 

@@ -12,8 +12,14 @@ import pytest
 
 from lightpost.adapters.rpc import DEFAULT_TIMEOUT_S, HttpEndpoint
 from lightpost.core.fees import Eip1559FeePolicy, Hold
-from lightpost.errors import EndpointUnavailable, ProofError, QuorumError, TransportError
-from lightpost.node.chain import MAX_INFLIGHT_PER_ENDPOINT, ROUND_SLACK_S, Chain
+from lightpost.errors import (
+    EndpointUnavailable,
+    MethodNotSupported,
+    ProofError,
+    QuorumError,
+    TransportError,
+)
+from lightpost.node.chain import MAX_INFLIGHT_PER_ENDPOINT, ROUND_SLACK_S, Chain, prove_in_turn
 
 
 @dataclass
@@ -236,6 +242,7 @@ def test_a_null_finalized_block_is_a_non_answer_not_block_0() -> None:
         with pytest.raises(QuorumError, match="finalized height") as err:
             chain.tag_height("finalized")
         assert "null" in err.value.answers["rpc#0"]
+        assert "does not serve the finalized tag" in str(err.value)
     finally:
         chain.close()
 
@@ -291,3 +298,23 @@ def test_a_verdict_on_an_answer_stays_evidence_not_a_dead_endpoint() -> None:
         assert not isinstance(answers["rpc#2"], TransportError)
     finally:
         chain.close()
+
+
+def test_prove_in_turn_hands_each_non_answer_its_reason() -> None:
+    """Errors that explain: down, null and unsupported endpoints are not blamed, but each one's
+    own reason reaches ``skipped`` (bounded, by label) for the refusal line."""
+    eps = [
+        Scripted("rpc#0", EndpointUnavailable("rpc#0", "no complete answer within 5 s")),
+        Scripted("rpc#1", None),
+        Scripted("rpc#2", MethodNotSupported("rpc#2", "Method eth_x is not supported\n" * 20)),
+    ]
+    blamed: list[tuple[str, ...]] = []
+    skipped: dict[str, str] = {}
+    found = prove_in_turn(
+        eps, "eth_x", [], lambda a: a, lambda *b: blamed.append(b), skipped.__setitem__
+    )
+    assert found is None and blamed == []
+    assert skipped["rpc#0"] == "no complete answer within 5 s"
+    assert skipped["rpc#1"] == "answered null"
+    assert skipped["rpc#2"].startswith("Method eth_x is not supported\\n")
+    assert len(skipped["rpc#2"]) <= 200 and "\n" not in skipped["rpc#2"]

@@ -40,6 +40,7 @@ from lightpost.core.command import (
 )
 from lightpost.core.keys import parse_address, to_checksum_address
 from lightpost.core.levels import Delivered, Level
+from lightpost.core.verify import Problem
 from lightpost.errors import ConfigError, DecodingError
 from lightpost.node.config import DeviceConfig, load_config
 from lightpost.node.receiver import Receiver
@@ -59,6 +60,9 @@ MAX_EXPIRES_IN_S = 366 * 24 * 3600
 
 RESULT_POLL_S = 1.0
 """How often --wait-result polls for the result."""
+
+MAX_WHY_PROBLEMS = 5
+"""Problems quoted when --wait-result gives up (the latest distinct ones)."""
 
 
 def _parse_target(text: str) -> tuple[Target, bytes | None]:
@@ -140,27 +144,51 @@ def _latest_block_time(config: DeviceConfig) -> int:
         chain.close()
 
 
+def _problem_line(problem: Problem) -> str:
+    who = f" ({', '.join(problem.endpoints)})" if problem.endpoints else ""
+    return f"{problem.kind}: {problem.details}{who}"
+
+
 def _wait_result(
     config: DeviceConfig, me: bytes, recipient: bytes | None, seq: int, timeout: float
-) -> tuple[Delivered, CommandResult] | None:
+) -> tuple[Delivered, CommandResult] | str:
+    """The device's signed result for command ``seq`` at ``final``, else why none came: the
+    latest distinct problems the receiver reported, results for other commands."""
     if not any(c.name == RESULTS_CHANNEL for c in config.channels):
         raise ConfigError(
             f'--wait-result: add [channels."{RESULTS_CHANNEL}"] trusted = [device addresses] '
             "to the controller config"
         )
+    seen: list[str] = []
+    others = 0
     with Receiver(config, me=me) as receiver:
         for item in receiver.follow(
             Level.FINAL, RESULTS_CHANNEL, recipient, interval=RESULT_POLL_S, timeout=timeout
         ):
-            if not isinstance(item, Delivered) or item.content_type != CONTENT_TYPE_RESULT:
-                continue
-            try:
-                result = decode_result(item.payload)
-            except DecodingError:
-                continue
-            if result.command_seq == seq and result.controller == me:
-                return item, result
-    return None
+            line = None
+            if isinstance(item, Problem):
+                line = _problem_line(item)
+            elif isinstance(item, Delivered) and item.content_type == CONTENT_TYPE_RESULT:
+                try:
+                    result = decode_result(item.payload)
+                except DecodingError as exc:
+                    line = f"undecodable result from {to_checksum_address(item.sender)}: {exc}"
+                else:
+                    if result.command_seq == seq and result.controller == me:
+                        return item, result
+                    others += 1
+            if line is not None:
+                kept = [s for s in seen if s != line]
+                seen = [*kept[max(0, len(kept) - MAX_WHY_PROBLEMS + 1) :], line]
+    why = f"no signed result for command seq {seq} at final within {timeout:.0f} s"
+    if others:
+        why += f"; {others} result(s) of other commands seen"
+    if seen:
+        return why + "; problems: " + "; ".join(seen)
+    return why + (
+        "; no problem seen: is the device's `lightpost node` running with its agent, and is "
+        "the device trusted on the results channel of this config?"
+    )
 
 
 def cmd_command(args: argparse.Namespace) -> int:
@@ -211,11 +239,16 @@ def cmd_command(args: argparse.Namespace) -> int:
         "expiry": command.expiry,
     }
     ok = view["state"] in ("included", "final")
+    if not ok:
+        out["why"] = f"the command reached only `{view['state']}` within {args.timeout:g} s" + (
+            f": {view['hold_reason']}" if view.get("hold_reason") else ""
+        )
     if ok and args.wait_result:
         remaining = max(1.0, args.timeout - (time.monotonic() - started))
         got = _wait_result(config, me, recipient, seq, remaining)
-        if got is None:
+        if isinstance(got, str):
             out["result"] = None
+            out["why"] = got
             ok = False
         else:
             delivered, result = got
@@ -235,10 +268,12 @@ def cmd_command(args: argparse.Namespace) -> int:
             f"command {command.name} seq {seq} -> {args.target}: {view['state']}"
             + (f", tx {view['tx_hash']}" if view.get("tx_hash") else "")
         )
-        if args.wait_result:
-            res = out.get("result")
+        if "why" in out and "result" not in out:
+            print(f"why: {out['why']}")
+        if args.wait_result and "result" in out:
+            res = out["result"]
             print(
-                "result: none within the timeout"
+                f"result: none: {out.get('why', 'not waited for')}"
                 if res is None
                 else f"result from {res['from']}: {res['status']} ({res['reason']})"
                 + (f": {res['output']}" if res["output"] else "")

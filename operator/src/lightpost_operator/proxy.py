@@ -18,6 +18,13 @@ Ready-made lies (each a small :class:`Lie` subclass):
 - :class:`StaleFinalized` -- the ``finalized`` tag answers an older block.
 - :class:`WrongProof` -- eth_getProof with a wrong storage value or a broken node.
 
+Other nodes' behaviours (not lies, but what lightpost must cope with):
+
+- :class:`Unsupported` -- a method answered with a JSON-RPC error (Hardhat and Ganache:
+  eth_getBlockReceipts).
+- :class:`NullTag` -- a block tag answered ``null`` (EthereumJS: ``finalized``).
+- :class:`FirstTopicOnly` -- eth_getLogs filtered on the first topic only (EthereumJS).
+
 Loopback only: the proxy binds 127.0.0.1 and refuses a non-loopback upstream.
 """
 
@@ -35,13 +42,16 @@ from urllib.parse import urlsplit
 from lightpost.errors import ConfigError
 
 __all__ = [
+    "FirstTopicOnly",
     "ForgeLogData",
     "ForgeTxInput",
     "HideLogs",
     "InjectLog",
     "Lie",
     "LyingProxy",
+    "NullTag",
     "StaleFinalized",
+    "Unsupported",
     "WrongBlockHash",
     "WrongHeaderField",
     "WrongProof",
@@ -254,6 +264,68 @@ class WrongProof(Lie):
         return result
 
 
+class RpcErrorAnswer:
+    """What :meth:`Lie.rewrite` returns to answer with a JSON-RPC error instead of a result."""
+
+    def __init__(self, code: int, message: str) -> None:
+        self.code, self.message = code, message
+
+
+class Unsupported(Lie):
+    """``methods`` answered with a JSON-RPC error, as Hardhat (-32004 "Method ... is not
+    supported") and Ganache (-32700) answer eth_getBlockReceipts."""
+
+    def __init__(
+        self,
+        methods: Sequence[str] = ("eth_getBlockReceipts",),
+        *,
+        code: int = -32004,
+        message: str = "Method {method} is not supported",
+    ) -> None:
+        super().__init__()
+        self.methods = frozenset(methods)
+        self.code, self.message = code, message
+
+    def rewrite(self, method: str, params: Sequence[Any], result: Any, upstream: Upstream) -> Any:
+        self.fired += 1
+        return RpcErrorAnswer(self.code, self.message.format(method=method))
+
+
+class NullTag(Lie):
+    """eth_getBlockByNumber(``tag``) answers ``null`` (EthereumJS with a clique genesis:
+    ``finalized``)."""
+
+    methods = frozenset({"eth_getBlockByNumber"})
+
+    def __init__(self, tag: str = "finalized") -> None:
+        super().__init__()
+        self.tag = tag
+
+    def applies(self, method: str, params: Sequence[Any]) -> bool:
+        return method in self.methods and bool(params) and params[0] == self.tag
+
+    def rewrite(self, method: str, params: Sequence[Any], result: Any, upstream: Upstream) -> Any:
+        self.fired += 1
+        return None
+
+
+class FirstTopicOnly(Lie):
+    """eth_getLogs filtered on the first topic only (EthereumJS 0.10.5): the answer holds the
+    genuine logs and every other log of the address with the same event topic."""
+
+    methods = frozenset({"eth_getLogs"})
+
+    def rewrite(self, method: str, params: Sequence[Any], result: Any, upstream: Upstream) -> Any:
+        flt = dict(params[0]) if params and isinstance(params[0], dict) else {}
+        if not isinstance(result, list) or len(flt.get("topics") or []) < 2:
+            return result
+        flt["topics"] = flt["topics"][:1]
+        wider = upstream("eth_getLogs", [flt])
+        if len(wider) > len(result):
+            self.fired += 1
+        return wider
+
+
 class LyingProxy:
     """A threaded HTTP JSON-RPC proxy on loopback applying ``lies`` to answers."""
 
@@ -295,6 +367,10 @@ class LyingProxy:
             for lie in self.lies:
                 if lie.applies(method, params):
                     answer["result"] = lie.rewrite(method, params, answer["result"], self.upstream)
+                    if isinstance(answer["result"], RpcErrorAnswer):
+                        error = answer.pop("result")
+                        answer["error"] = {"code": error.code, "message": error.message}
+                        break
         with self._lock:
             self.bytes_out[method] = self.bytes_out.get(method, 0) + len(json.dumps(answer))
         return answer

@@ -53,10 +53,14 @@ def _migrate_0_to_1(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
+def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
+    conn.execute("ALTER TABLE recv_stream ADD COLUMN last_block INTEGER")
+
+
 SCHEMA = Schema(
     "receiver state",
     0x4C505243,  # ASCII "LPRC"
-    (_migrate_0_to_1,),
+    (_migrate_0_to_1, _migrate_1_to_2),
     legacy_tables=frozenset({"recv_cursor", "recv_stream", "recv_unfinal"}),
 )
 """The receiver state's kind: application id, migrations, unversioned tables adopted."""
@@ -73,6 +77,9 @@ class StreamRow:
     count: int
     proven_at: int | None = None
     """Finalized height at which (acc, count) was last proven complete (None: never)."""
+    last_block: int | None = None
+    """Highest block a message of the stream was sequenced from (a seq again above it: the
+    sender restarted its sequence)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,21 +177,33 @@ class ReceiverStore:
         """Every stream of a subscription."""
         with self._guard("reading streams") as conn:
             rows = conn.execute(
-                "SELECT sender, channel, next_seq, acc, count, proven_at FROM recv_stream "
-                "WHERE sub = ?",
+                "SELECT sender, channel, next_seq, acc, count, proven_at, last_block "
+                "FROM recv_stream WHERE sub = ?",
                 (sub,),
             ).fetchall()
-        return [StreamRow(bytes(r[0]), bytes(r[1]), r[2], bytes(r[3]), r[4], r[5]) for r in rows]
+        return [
+            StreamRow(bytes(r[0]), bytes(r[1]), r[2], bytes(r[3]), r[4], r[5], r[6]) for r in rows
+        ]
 
     def save_stream(self, sub: str, row: StreamRow) -> None:
         """Insert or update one stream's state."""
         with self._guard("writing a stream") as conn:
             conn.execute(
-                "INSERT INTO recv_stream (sub, sender, channel, next_seq, acc, count, proven_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sub, sender, channel) DO UPDATE SET "
+                "INSERT INTO recv_stream "
+                "(sub, sender, channel, next_seq, acc, count, proven_at, last_block) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sub, sender, channel) DO UPDATE SET "
                 "next_seq = excluded.next_seq, acc = excluded.acc, count = excluded.count, "
-                "proven_at = excluded.proven_at",
-                (sub, row.sender, row.channel, row.next_seq, row.acc, row.count, row.proven_at),
+                "proven_at = excluded.proven_at, last_block = excluded.last_block",
+                (
+                    sub,
+                    row.sender,
+                    row.channel,
+                    row.next_seq,
+                    row.acc,
+                    row.count,
+                    row.proven_at,
+                    row.last_block,
+                ),
             )
 
     # -- unfinal deliveries ---

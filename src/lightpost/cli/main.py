@@ -68,6 +68,12 @@ def _add_node_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
 
     status = sub.add_parser("status", help="device health: nonce, outbox, balance, fees, endpoints")
     status.add_argument("--config", required=True)
+    status.add_argument(
+        "--level",
+        choices=("signed", "included", "final", "complete"),
+        default="final",
+        help="the level the endpoints must serve (default: final)",
+    )
     status.add_argument("--json", action="store_true")
 
     from lightpost.cli.key_cmd import add_key_parser
@@ -86,9 +92,9 @@ HANDLERS = {
 
 PLUGIN_GROUP = "lightpost.commands"
 """Entry-point group for other distributions' sub-commands (lightpost-operator: ``devnet``,
-``demo``, ``command``, ``inbox``): ``add(subparsers)``."""
+``demo``, ``command``, ``inbox``, ``doctor``, ...): ``add(subparsers)``."""
 
-OPERATOR_COMMANDS = ("devnet", "demo", "command", "init", "fleet", "inbox")
+OPERATOR_COMMANDS = ("devnet", "demo", "command", "init", "fleet", "inbox", "doctor")
 """lightpost-operator's sub-commands, so a device install can say how to get them."""
 
 OPERATOR_HINT = (

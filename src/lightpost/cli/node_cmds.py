@@ -24,6 +24,7 @@ from lightpost.core.outbox import State
 from lightpost.core.verify import Problem
 from lightpost.errors import ChainProcessError, ConfigError, DecodingError, LightpostError
 from lightpost.node.config import DeviceConfig, load_config
+from lightpost.node.probe import receives
 from lightpost.node.receiver import Receiver
 from lightpost.node.runtime import (
     POLL_INTERVAL_S,
@@ -364,9 +365,11 @@ def _render_status(st: dict[str, Any]) -> str:
     for i, ep in enumerate(st["endpoints"]):
         head = "endpoints:  " if i == 0 else "            "
         if ep["reachable"]:
+            cannot = ", ".join(f"{c['capability']} ({c['detail']})" for c in ep["cannot"])
             lines.append(
-                f"{head}{ep['label']} ok, chain {ep['chain_id']}, head {ep['head']}, "
-                f"{ep['latency_ms']} ms"
+                f"{head}{ep['label']} "
+                + (f"CANNOT SERVE {st['level']}: {cannot}" if cannot else "ok")
+                + f", chain {ep['chain_id']}, head {ep['head']}, {ep['latency_ms']} ms"
             )
         else:
             lines.append(f"{head}{ep['label']} DOWN ({ep['error']}), {ep['latency_ms']} ms")
@@ -393,6 +396,8 @@ def cmd_status(args: argparse.Namespace) -> int:
                 settings=SenderSettings.from_config(config),
                 now=time.time(),
                 node_running=holder is not None,
+                level=args.level,
+                receives=receives(config),
             )
         finally:
             chain.close()

@@ -381,6 +381,19 @@ def pick_direct(
         if only is not None and tx.sender != only:
             continue
         if cid not in asked and cid not in policies:
+            if tx.tx.to == me:  # addressed to this device: never dropped silently
+                problems.append(
+                    Problem(
+                        kind=ProblemKind.UNAUTHORIZED,
+                        sender=tx.sender,
+                        channel=cid,
+                        tx_hash=tx.hash,
+                        block_number=number,
+                        details=f"direct post on channel 0x{cid.hex()}, which is not configured: "
+                        'add it under [channels."NAME"] (the id is keccak256 of NAME) with the '
+                        "sender in `trusted` to receive it; not delivered",
+                    )
+                )
             continue
         if tx.chain_id != chain_id:
             problems.append(

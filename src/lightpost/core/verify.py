@@ -60,6 +60,7 @@ __all__ = [
     "completeness_verdict",
     "decode_inbox_log",
     "is_final",
+    "is_seq_restart",
     "prove_block_receipts",
     "prove_block_transactions",
     "proven_accumulator",
@@ -93,6 +94,9 @@ class ProblemKind(enum.StrEnum):
     OVER_BUDGET = "over-budget"
     """A byte budget (inflated bytes per poll, held or partial bytes) was reached: the
     rest waits, the cursor holds, nothing is lost."""
+    SEQ_RESTART = "seq-restart"
+    """An already delivered seq arrived again in a later block: the sender started its sequence
+    over (e.g. its data directory was emptied); those messages are not delivered."""
 
 
 MAX_HELD_MESSAGES = 1024
@@ -382,6 +386,14 @@ class Offer(Generic[T]):
     ready: tuple[tuple[int, T], ...] = ()
     duplicate: bool = False
     gap: tuple[int, int] | None = None
+
+
+def is_seq_restart(seq: int, expected: int | None, block: int, last_block: int | None) -> bool:
+    """Whether a duplicate ``seq`` shows the sender started its sequence over: below the next
+    expected seq, from a block above every block the stream was sequenced from (``last_block``).
+    A rescan re-reads only blocks at or below it -- the cursor never passes a block holding
+    something undelivered -- and a reorg rewinds the sequencer instead."""
+    return expected is not None and seq < expected and last_block is not None and block > last_block
 
 
 @dataclass(slots=True)

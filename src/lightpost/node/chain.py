@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from lightpost.adapters.rpc import DEFAULT_TIMEOUT_S, Endpoint
+from lightpost.core.diagnosis import failure_text
 from lightpost.core.l2 import ETHEREUM, BlockFormat
 from lightpost.core.quorum import QuorumReport, agree, quorum_fee, quorum_height, report
 from lightpost.core.rpcfields import (
@@ -81,22 +82,26 @@ def prove_in_turn(
     params: Sequence[Any],
     check: Callable[[Any], T],
     blame: Callable[[str, str], None],
+    skipped: Callable[[str, str], None] = lambda label, why: None,
 ) -> tuple[T, Any, str] | None:
     """Ask ``endpoints`` in order until an answer passes ``check``: (its value, the answer,
     the endpoint's label); None if none did. A transport failure, a null answer or a
     TransportError from ``check`` is a non-answer (an endpoint that is down or behind is
-    no liar); any other failure of ``check`` is that endpoint's failed proof, handed to
-    ``blame(label, reason)``."""
+    no liar), its reason handed to ``skipped(label, reason)``; any other failure of ``check``
+    is that endpoint's failed proof, handed to ``blame(label, reason)``."""
     for ep in endpoints:
         try:
             answer = ep.call(method, params)
-        except LightpostError:
+        except LightpostError as exc:
+            skipped(ep.label, failure_text(exc))
             continue
         if answer is None:
+            skipped(ep.label, failure_text(None))
             continue
         try:
             return check(answer), answer, ep.label
-        except TransportError:
+        except TransportError as exc:
+            skipped(ep.label, failure_text(exc))
             continue
         except (LightpostError, KeyError, TypeError, ValueError, IndexError) as exc:
             blame(ep.label, str(exc) if isinstance(exc, LightpostError) else type(exc).__name__)
@@ -290,12 +295,17 @@ class Chain:
         """The quorum's height of block(``tag``) and each answering endpoint's height."""
         what = f"{tag} block"
 
-        def convert(block: Any) -> int:
-            if block is None:  # e.g. `finalized` before any finality: not block 0
-                raise DecodingError(what, "null")
+        def convert(block: Any) -> int | None:
+            if block is None:  # e.g. `finalized` before any finality: a non-answer, not block 0
+                return None
             return quantity_field(get_object(block, what), "number", what)
 
-        answers = self.ask_each("eth_getBlockByNumber", [tag, False], convert)
+        answers = {
+            label: TransportError(label, f"does not serve the {tag} tag (answered null)")
+            if value is None
+            else value
+            for label, value in self.ask_each("eth_getBlockByNumber", [tag, False], convert).items()
+        }
         readings = {label: v for label, v in answers.items() if isinstance(v, int)}
         height = quorum_height(list(readings.values()), self.quorum)
         if height is None:

@@ -14,6 +14,7 @@ from typing import Any, cast
 from lightpost.adapters.contracts import inbox_runtime
 from lightpost.adapters.receiver_store import ReceiverStore
 from lightpost.adapters.rpc import Endpoint
+from lightpost.core.diagnosis import refusal
 from lightpost.core.envelope import DIRECT_CHANNEL, DIRECT_CHANNEL_NAME, channel_id
 from lightpost.core.hashing import keccak256
 from lightpost.core.header import header_hash, verify_header
@@ -97,6 +98,8 @@ class Receiver(DeliveryMixin, ChannelMixin, CompleteMixin, DirectMixin):
         """Inflated message bytes decoded in the current poll."""
         self._sides: dict[int, Side] = {}
         """Block hash reads of the current poll (each block asked once per poll)."""
+        self._unproven: dict[str, str] = {}
+        """Each endpoint's reason from the last :meth:`_ask_in_turn` that none passed."""
 
     def close(self) -> None:
         """Checkpoint and close the state; stop the endpoint thread pool."""
@@ -207,7 +210,7 @@ class Receiver(DeliveryMixin, ChannelMixin, CompleteMixin, DirectMixin):
             return
         self._loaded.add(sub)
         for row in self.store.streams(sub):
-            stream = new_stream(row.next_seq, row.acc, row.count)
+            stream = new_stream(row.next_seq, row.acc, row.count, row.last_block)
             stream.proven_at = row.proven_at
             self._streams[(sub, row.sender, row.channel)] = stream
 
@@ -295,7 +298,10 @@ class Receiver(DeliveryMixin, ChannelMixin, CompleteMixin, DirectMixin):
         that agreed the value ``check`` proves against -- one that fails contradicts itself (a
         proof-failure names it); one that is down or has no answer is not blamed."""
 
+        unproven: dict[str, str] = {}
+
         def blame(label: str, why: str) -> None:
+            unproven[label] = f"failed proof: {why}"
             problems.append(
                 Problem(
                     kind=ProblemKind.PROOF_FAILURE,
@@ -305,9 +311,18 @@ class Receiver(DeliveryMixin, ChannelMixin, CompleteMixin, DirectMixin):
                 )
             )
 
+        def skipped(label: str, why: str) -> None:
+            unproven[label] = f"{why} ({method})"
+
         asked = [ep for ep in self.endpoints if among is None or ep.label in among]
-        found = prove_in_turn(asked, method, params, check, blame)
+        found = prove_in_turn(asked, method, params, check, blame, skipped)
+        self._unproven = unproven
         return None if found is None else found[0]
+
+    def _refusal(self, what: str) -> str:
+        """'no endpoint proved {what}; refusing: rpc#0 <why>, ...' -- each endpoint's reason from
+        the last :meth:`_ask_in_turn` (labels only, peer text bounded)."""
+        return refusal(what, self._unproven)
 
     # -- retraction ---
 

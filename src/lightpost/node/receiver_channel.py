@@ -8,6 +8,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from lightpost.core.diagnosis import refusal
 from lightpost.core.header import BlockHeader
 from lightpost.core.inbox import EVENT_TOPIC, InboxPost
 from lightpost.core.levels import Delivered, Level
@@ -243,7 +244,7 @@ class ChannelMixin(_ReceiverHost):
             number, side.agreeing,
         )  # fmt: skip
         if got is None:
-            raise refuse(f"no endpoint proved block {number}; refusing", number)
+            raise refuse(self._refusal(f"block {number}"), number)
         header, txs = got
         reasons: dict[str, str] = {}
         found = prove_receipts_in_turn(
@@ -262,10 +263,7 @@ class ChannelMixin(_ReceiverHost):
             fmt=self.chain.block_format,
         )
         if found is None:
-            why = "".join(f"; {label}: {r}" for label, r in sorted(reasons.items()))
-            raise refuse(
-                f"no endpoint proved the receipts of block {number}{why}; refusing", number
-            )
+            raise refuse(refusal(f"the receipts of block {number}", reasons), number)
         return found[0]
 
     def _prove_channel_block(

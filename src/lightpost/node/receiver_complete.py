@@ -70,7 +70,7 @@ class CompleteMixin(_ReceiverHost):
             side.agreeing,
         )
         if header is None:
-            raise refuse(f"no endpoint proved header {side.number}; refusing", side.number)
+            raise refuse(self._refusal(f"header {side.number}"), side.number)
         return bytes(header.state_root)
 
     def _prove_accumulators(
@@ -131,8 +131,7 @@ class CompleteMixin(_ReceiverHost):
                     )
                 if got is None:
                     raise refuse(
-                        f"no endpoint gave a valid eth_getProof at block {side.number}; refusing",
-                        side.number,
+                        self._refusal(f"the streams' state at block {side.number}"), side.number
                     )
                 out.update(got)
         finally:

@@ -18,7 +18,7 @@ from lightpost.adapters.rpc import Endpoint
 from lightpost.core.envelope import Message, Reassembler, Record, decode_post
 from lightpost.core.inbox import ACC_ZERO
 from lightpost.core.levels import Delivered, Level
-from lightpost.core.verify import Problem, ProblemKind, Sequencer
+from lightpost.core.verify import Problem, ProblemKind, Sequencer, is_seq_restart
 from lightpost.errors import LightpostError
 from lightpost.node.chain import Chain
 from lightpost.node.config import DeviceConfig
@@ -78,6 +78,8 @@ class Stream:
     held_bytes: int = 0
     refused_block: int | None = None  # lowest block of a message refused by a bound
     reported_gaps: set[tuple[int, int]] = field(default_factory=set)
+    last_block: int | None = None  # highest block a message was sequenced from
+    restart_reported: bool = False
 
     def hold_block(self) -> int | None:
         """Lowest block holding something not yet delivered (None: nothing held)."""
@@ -91,8 +93,15 @@ class Stream:
         self.refused_block = block if self.refused_block is None else min(block, self.refused_block)
 
 
-def new_stream(next_seq: int | None = None, acc: bytes = ACC_ZERO, count: int = 0) -> Stream:
-    return Stream(sequencer=Sequencer(next_seq=next_seq), acc=acc, count=count)
+def new_stream(
+    next_seq: int | None = None,
+    acc: bytes = ACC_ZERO,
+    count: int = 0,
+    last_block: int | None = None,
+) -> Stream:
+    return Stream(
+        sequencer=Sequencer(next_seq=next_seq), acc=acc, count=count, last_block=last_block
+    )
 
 
 def _problem(kind: ProblemKind, details: str, post: ProvenPost, seq: int | None = None) -> Problem:
@@ -131,6 +140,7 @@ class _ReceiverHost:
     _finish: Callable[[str, int], None]
     _block_side: Callable[[int, list[Problem]], Side]
     _ask_in_turn: Callable[..., Any]
+    _refusal: Callable[[str], str]
     _followed: Callable[[tuple[bytes, ...], bytes | None], list[tuple[bytes, bytes]]]
     _complete_only: Callable[..., Iterator[Delivered | Problem]]
 
@@ -148,7 +158,10 @@ class DeliveryMixin(_ReceiverHost):
     def _save(self, sub: str, sender: bytes, channel: bytes) -> None:
         s = self._stream(sub, sender, channel)
         self.store.save_stream(
-            sub, StreamRow(sender, channel, s.sequencer.next_seq, s.acc, s.count, s.proven_at)
+            sub,
+            StreamRow(
+                sender, channel, s.sequencer.next_seq, s.acc, s.count, s.proven_at, s.last_block
+            ),
         )
 
     def _room_for(self, stream: Stream) -> bool:
@@ -263,7 +276,27 @@ class DeliveryMixin(_ReceiverHost):
                 message.seq,
             )
             return
+        expected = sequencer.next_seq
         offer = sequencer.offer(message.seq, pending)
+        if offer.duplicate and is_seq_restart(
+            message.seq, expected, post.block_number, stream.last_block
+        ):
+            if not stream.restart_reported:
+                stream.restart_reported = True
+                yield _problem(
+                    ProblemKind.SEQ_RESTART,
+                    f"seq {message.seq} arrived again in block {post.block_number}, after seq "
+                    f"{(expected or 1) - 1} in block {stream.last_block}: the sender started its "
+                    "sequence over (was its data directory emptied?); its messages are not "
+                    "delivered. Remedy: restore the sender's data directory, or have it post "
+                    "under a new key or channel; to accept the new sequence here, receive with a "
+                    "new data_dir",
+                    post,
+                    message.seq,
+                )
+            return
+        if offer.ready:
+            stream.last_block = max(stream.last_block or 0, post.block_number)
         held = sum(len(p.message.payload) for p in sequencer.held.values())
         self._held_total += held - stream.held_bytes
         stream.held_bytes = held

@@ -125,7 +125,7 @@ class DirectMixin(_ReceiverHost):
                 among,
             )
             if got is None:
-                raise refuse(f"no endpoint proved block {number}; refusing", number)
+                raise refuse(self._refusal(f"block {number}"), number)
             header, block_hash, txs, timestamp = got
             blocks[number] = (timestamp, block_hash, txs)
             if header is not None:

@@ -26,6 +26,7 @@ from lightpost.core.batching import (
     stored_chunks,
     with_chunks_of,
 )
+from lightpost.core.diagnosis import seq_restart_warning
 from lightpost.core.envelope import ContentType
 from lightpost.core.fees import FeeQuote, Hold, bump
 from lightpost.core.keys import PrivateKey, to_checksum_address
@@ -229,6 +230,15 @@ class Sender:
             return
         self.nonce_hold = None
         for action in decision.actions:
+            if isinstance(action, nonce_rules.AdoptChain) and "sequence" not in self.problems:
+                warning = seq_restart_warning(
+                    local_next=inputs.local_next,
+                    has_history=bool(inputs.in_flight or inputs.included),
+                    chain_next=action.nonce,
+                )
+                if warning is not None:
+                    self.problems["sequence"] = warning  # status: unhealthy, with the remedy
+                    self._log(f"warning: {warning}")
             if isinstance(action, nonce_rules.AdoptChain | nonce_rules.RepairLocal):
                 if action.nonce > self.store.next_nonce():
                     self.store.set_next_nonce(action.nonce)

@@ -10,6 +10,7 @@ from typing import Any
 
 from lightpost.adapters.rpc import Endpoint
 from lightpost.adapters.store import Store
+from lightpost.core.diagnosis import Cap, endpoint_failures, needs
 from lightpost.core.fees import FixedFeePolicy, Hold
 from lightpost.core.gas import TX_BASE_GAS
 from lightpost.core.hashing import KECCAK_BACKEND
@@ -17,8 +18,8 @@ from lightpost.core.keys import to_checksum_address
 from lightpost.core.outbox import State
 from lightpost.errors import LightpostError
 from lightpost.node.chain import Chain, parse_quantity
+from lightpost.node.probe import probe_endpoint
 from lightpost.node.sender_settings import SenderSettings
-from lightpost.node.sender_track import batch_call
 
 __all__ = ["MAX_HELD_LISTED", "collect_status"]
 
@@ -26,24 +27,32 @@ MAX_HELD_LISTED = 10_000
 """Held messages read to group their hold reasons in :func:`collect_status`."""
 
 
-def _endpoint_health(ep: Endpoint) -> dict[str, Any]:
+def _endpoint_health(
+    ep: Endpoint, settings: SenderSettings, address: bytes, need: frozenset[Cap]
+) -> dict[str, Any]:
+    """What one endpoint serves of ``need`` (node.probe): reachable, chain id, head, and
+    ``cannot``: each needed capability it failed, with its reason and fix."""
     start = time.monotonic()
-    health: dict[str, Any] = {"label": ep.label, "reachable": False, "chain_id": None}
-    health.update(head=None, error=None)
-    try:
-        answers = batch_call(ep, [("eth_chainId", []), ("eth_blockNumber", [])])
-        for a in answers:
-            if isinstance(a, Exception):
-                raise a
-        health.update(
-            reachable=True,
-            chain_id=parse_quantity(answers[0], "chain id"),
-            head=parse_quantity(answers[1], "block number"),
-        )
-    except LightpostError as exc:
-        health["error"] = str(exc)
-    health["latency_ms"] = round((time.monotonic() - start) * 1000, 1)
-    return health
+    probe = probe_endpoint(
+        ep,
+        chain_id=settings.chain_id,
+        finality_depth=settings.finality_depth,
+        address=address,
+        inbox=settings.inbox,
+        need=need,
+    )
+    reach = probe.findings[0]
+    failed = endpoint_failures(probe.findings, need - {Cap.REACH, Cap.CHAIN_ID})
+    return {
+        "label": ep.label,
+        "reachable": reach.ok is True,
+        "chain_id": probe.chain_id,
+        "head": probe.latest,
+        "error": None if reach.ok else reach.detail,
+        "serves": reach.ok is True and not failed,
+        "cannot": [{"capability": str(f.cap), "detail": f.detail, "fix": f.fix} for f in failed],
+        "latency_ms": round((time.monotonic() - start) * 1000, 1),
+    }
 
 
 def collect_status(
@@ -56,14 +65,25 @@ def collect_status(
     problems: Mapping[str, str] = {},
     node_running: bool | None = None,
     pool: ThreadPoolExecutor | None = None,
+    level: str = "final",
+    receives: bool = False,
 ) -> dict[str, Any]:
     """What ``lightpost status`` shows, as a JSON-ready dict. ``warnings``: what does not stop the
-    device; ``reasons``: why it is unhealthy (empty = healthy)."""
+    device; ``reasons``: why it is unhealthy (empty = healthy). An endpoint counts only if it
+    serves what ``level`` needs (core.diagnosis.needs; ``receives``: the config follows senders)."""
     reasons: list[str] = []
+    need = needs(
+        mode=settings.mode,
+        level=level,
+        finality_depth=settings.finality_depth,
+        receives=receives,
+    )
     own_pool = pool is None
     executor = pool or ThreadPoolExecutor(max_workers=max(2, len(chain.endpoints)))
     try:
-        health = list(executor.map(_endpoint_health, chain.endpoints))
+        health = list(
+            executor.map(lambda ep: _endpoint_health(ep, settings, address, need), chain.endpoints)
+        )
     finally:
         if own_pool:
             executor.shutdown(wait=False)
@@ -77,6 +97,19 @@ def collect_status(
     wrong = [h["label"] for h in reachable if h["chain_id"] != settings.chain_id]
     if wrong:
         reasons.append(f"wrong chain id on {', '.join(wrong)} (config: {settings.chain_id})")
+    cannot = [
+        f"{h['label']} cannot serve {level}: {c['capability']} ({c['detail']}); fix: {c['fix']}"
+        for h in reachable
+        for c in h["cannot"]
+    ]
+    serving = sum(1 for h in health if h["serves"])
+    if len(reachable) >= chain.quorum and serving < chain.quorum:
+        reasons.append(
+            f"only {serving} of {len(health)} endpoints serve what {level} needs, quorum needs "
+            f"{chain.quorum}: " + "; ".join(cannot)
+        )
+    else:
+        warnings += cannot
 
     inputs = store.nonce_inputs()
     nonce_info: dict[str, Any] = {"local_next": inputs.local_next, "quorum": None, "answers": {}}
@@ -134,7 +167,7 @@ def collect_status(
 
     finalized: dict[str, Any] | None = None
     try:
-        number, block_hash = chain.finalized()
+        number, block_hash = chain.finalized(settings.finality_depth)
         finalized = {"number": number, "hash": "0x" + block_hash.hex()}
     except LightpostError as exc:
         reasons.append(f"finalized head unreadable: {exc}")
@@ -168,6 +201,7 @@ def collect_status(
         "fees": fees,
         "endpoints": health,
         "finalized": finalized,
+        "level": level,
         "healthy": not reasons,
         "reasons": reasons,
         "warnings": warnings,
