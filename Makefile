@@ -16,10 +16,10 @@ STAMP := $(VENV)/.installed
 
 all: test
 
-$(STAMP): pyproject.toml operator/pyproject.toml beacon/pyproject.toml
+$(STAMP): pyproject.toml operator/pyproject.toml beacon/pyproject.toml agent/pyproject.toml gateway/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,fast,beacon]' -e ./beacon -e ./operator
+	$(PY) -m pip install -q -e '.[dev,fast,beacon,agent,gateway]' -e ./beacon -e ./agent -e ./gateway -e ./operator
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -56,8 +56,8 @@ test: setup
 	$(PY) -m pytest -q
 
 check: venv
-	$(PY) -m ruff check src operator beacon tests tools
-	$(PY) -m ruff format --check src operator beacon tests tools
+	$(PY) -m ruff check src operator beacon agent gateway tests tools
+	$(PY) -m ruff format --check src operator beacon agent gateway tests tools
 	$(PY) -m mypy
 	$(PY) tools/build_contracts.py --check
 

@@ -67,15 +67,6 @@ from pathlib import Path
 from typing import Any
 
 from lightpost.adapters.rpc import HttpEndpoint
-from lightpost.core.command import (
-    COMMANDS_CHANNEL,
-    CONTENT_TYPE_COMMAND,
-    Command,
-    CommandResult,
-    Status,
-    Target,
-    encode_command,
-)
 from lightpost.core.envelope import channel_id, decode_post, message_from_record
 from lightpost.core.inbox import EVENT_TOPIC, decode_post_log
 from lightpost.core.levels import Delivered, Level
@@ -85,7 +76,16 @@ from lightpost.node.config import load_config
 from lightpost.node.receiver import Receiver
 from lightpost.node.runtime import load_key, make_sender, open_store
 from lightpost.node.sender import enqueue_message
-from lightpost.node.services import AgentService, build_agent, with_command_channel
+from lightpost_agent.command import (
+    COMMANDS_CHANNEL,
+    CONTENT_TYPE_COMMAND,
+    Command,
+    CommandResult,
+    Status,
+    Target,
+    encode_command,
+)
+from lightpost_agent.service import AgentService, build_agent, with_command_channel
 from lightpost_operator.anvil import LOOPBACK, free_port
 from lightpost_operator.devnet import DEVNET_CHANNEL, devnet_down, devnet_up
 

@@ -32,20 +32,6 @@ from pathlib import Path
 from typing import Any
 
 from lightpost.core import rlp
-from lightpost.core.command import (
-    Command,
-    CommandResult,
-    Reason,
-    Status,
-    UpdateManifest,
-    decode_command,
-    decode_result,
-    encode_command,
-    encode_result,
-)
-from lightpost.core.command import (
-    Target as CommandTarget,
-)
 from lightpost.core.envelope import (
     Chunk,
     Post,
@@ -86,6 +72,20 @@ from lightpost.core.tx import (
 )
 from lightpost.errors import ConfigError, DecodingError, LightpostError
 from lightpost.node.config import parse_config
+from lightpost_agent.command import (
+    Command,
+    CommandResult,
+    Reason,
+    Status,
+    UpdateManifest,
+    decode_command,
+    decode_result,
+    encode_command,
+    encode_result,
+)
+from lightpost_agent.command import (
+    Target as CommandTarget,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 VECTORS = ROOT.parent / "shared" / "vectors"

@@ -2,7 +2,7 @@
 
 Importing reads no configuration and opens nothing: the core names below are imported eagerly
 (stdlib, coincurve, keccak); the runtime (Receiver, Sender, Agent, Node, load_config, ...) on first
-use.
+use (Agent from the ``lightpost[agent]`` extra, lightpost-agent).
 
     from lightpost import Level, Receiver, load_config
 
@@ -64,7 +64,7 @@ __all__ = [
 __version__ = "0.1.0"
 
 _LAZY = {
-    "Agent": "lightpost.node.agent",
+    "Agent": "lightpost_agent.agent",
     "DeviceConfig": "lightpost.node.config",
     "Node": "lightpost.node.runtime",
     "Receiver": "lightpost.node.receiver",
@@ -78,4 +78,11 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'lightpost' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+    try:
+        return getattr(importlib.import_module(module), name)
+    except ModuleNotFoundError as exc:
+        if exc.name != "lightpost_agent":
+            raise
+        raise ImportError(
+            f"lightpost.{name} needs the agent: pip install 'lightpost[agent]'"
+        ) from None

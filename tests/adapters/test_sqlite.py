@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from lightpost.adapters.agent_store import STATE_FILE, AgentStore, read_audit
 from lightpost.adapters.receiver_store import RECEIVER_DB, ReceiverStore, StreamRow
 from lightpost.adapters.store import Store
 from lightpost.core.keys import PrivateKey
 from lightpost.errors import StoreError
 from lightpost.node.config import DeviceConfig
 from lightpost.node.runtime import open_store
+from lightpost_agent.store import STATE_FILE, AgentStore, read_audit
 
 SIDES = ("", "-wal", "-shm")
 
@@ -74,7 +74,7 @@ def test_the_receiver_state_is_private(tmp_path: Path) -> None:
 
 
 def test_the_agent_state_is_private(tmp_path: Path) -> None:
-    from lightpost.node.agent import Agent
+    from lightpost_agent.agent import Agent
     from tests.node.test_agent import Outbox, make_policy
 
     with Agent(make_policy(), tmp_path / "agent", Outbox()) as agent:

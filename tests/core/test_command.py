@@ -11,7 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lightpost.core import rlp
-from lightpost.core.command import (
+from lightpost.core.levels import Delivered, Level
+from lightpost.errors import ConfigError, DecodingError, LightpostError
+from lightpost_agent.command import (
     CLOCK_SKEW_S,
     MAX_OUTPUT_BYTES,
     AgentPolicy,
@@ -35,8 +37,6 @@ from lightpost.core.command import (
     validity_time,
     version_key,
 )
-from lightpost.core.levels import Delivered, Level
-from lightpost.errors import ConfigError, DecodingError, LightpostError
 
 DEVICE = bytes.fromhex("11" * 20)
 OTHER_DEVICE = bytes.fromhex("22" * 20)

@@ -17,6 +17,12 @@ CORE = Path(__file__).resolve().parents[2] / "src" / "lightpost" / "core"
 BEACON = Path(__file__).resolve().parents[2] / "beacon" / "src" / "lightpost_beacon"
 BEACON_PURE = ("ssz.py", "containers.py", "lightclient.py")
 """lightpost-beacon's sans-I/O modules: held to the core's rule (sources.py and bls.py do I/O)."""
+AGENT_COMMAND = (
+    Path(__file__).resolve().parents[2] / "agent" / "src" / "lightpost_agent" / "command.py"
+)
+"""lightpost-agent's pure rules (the command codec, the policy, the decisions)."""
+RECORD = Path(__file__).resolve().parents[2] / "gateway/src/lightpost_gateway/record.py"
+"""lightpost-gateway's device record format and rules (pure)."""
 
 FORBIDDEN_STDLIB = frozenset(
     {
@@ -67,6 +73,10 @@ FORBIDDEN_CALLS = frozenset({"open", "input", "print", "breakpoint", "exec", "ev
 def _module_name(path: Path) -> str:
     if path.parent == BEACON:
         return f"lightpost_beacon.{path.stem}"
+    if path == AGENT_COMMAND:
+        return "lightpost_agent.command"
+    if path == RECORD:
+        return "lightpost_gateway.record"
     parts = path.relative_to(CORE.parent).with_suffix("").parts
     if parts[-1] == "__init__":
         parts = parts[:-1]
@@ -131,11 +141,21 @@ def violations(
 def _core_files() -> Iterator[Path]:
     yield from sorted(CORE.rglob("*.py"))
     yield from (BEACON / name for name in BEACON_PURE)
+    yield AGENT_COMMAND
+    yield RECORD
 
 
 def test_core_directory_is_found() -> None:
     names = {p.name for p in _core_files()}
-    assert {"__init__.py", "rlp.py", "keys.py", "keystore.py", "aes.py", *BEACON_PURE} <= names
+    assert {
+        "__init__.py",
+        "rlp.py",
+        "keys.py",
+        "keystore.py",
+        "aes.py",
+        *BEACON_PURE,
+        "command.py",
+    } <= names
 
 
 @pytest.mark.parametrize("path", list(_core_files()), ids=lambda p: p.name)

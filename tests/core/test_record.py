@@ -16,7 +16,9 @@ from hypothesis import strategies as st
 
 from lightpost.core import rlp
 from lightpost.core.keys import PrivateKey
-from lightpost.core.record import (
+from lightpost.device import Device
+from lightpost.errors import DecodingError, LightpostError
+from lightpost_gateway.record import (
     MAX_PAYLOAD,
     MAX_RECORD_BYTES,
     MAX_STREAM,
@@ -44,8 +46,6 @@ from lightpost.core.record import (
     sign_record,
     signing_preimage,
 )
-from lightpost.device import Device
-from lightpost.errors import DecodingError, LightpostError
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "records"
 DOC: dict[str, Any] = json.loads((VECTORS / "records.json").read_text())

@@ -15,7 +15,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lightpost.core import rlp as core_rlp
-from lightpost.core.record import (
+from lightpost.device import Device, MQTTError, StoreFull, rlp, rlp_strings
+from lightpost.device import mqtt as m
+from lightpost.device.ec import N, Signer, rfc6979_nonce
+from lightpost.device.store import Store
+from lightpost_gateway.record import (
     DeviceReceipt,
     Domain,
     Kind,
@@ -24,10 +28,6 @@ from lightpost.core.record import (
     open_record,
     parse_birth,
 )
-from lightpost.device import Device, MQTTError, StoreFull, rlp, rlp_strings
-from lightpost.device import mqtt as m
-from lightpost.device.ec import N, Signer, rfc6979_nonce
-from lightpost.device.store import Store
 
 SECRET = bytes.fromhex("4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318")
 DOMAIN = Domain(chain_id=31337, anchor=bytes.fromhex("5fbdb2315678afecb367f032d93f642f64180aa3"))
@@ -132,8 +132,8 @@ def test_power_loss_between_queue_and_state_resumes_without_reusing_a_seq(
 def test_device_bounds_equal_the_core_and_refuse_before_signing(tmp_path: Path) -> None:
     """A record past the core's bounds would be refused by every gateway and leave a hole in the
     chain: the device refuses it and consumes no seq."""
-    import lightpost.core.record as core
     import lightpost.device as device
+    import lightpost_gateway.record as core
 
     assert (device.MAX_STREAM, device.MAX_PAYLOAD) == (core.MAX_STREAM, core.MAX_PAYLOAD)
     assert (device.MAX_CONTENT_TYPE, device.MAX_CADENCE_S) == (

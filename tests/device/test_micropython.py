@@ -12,7 +12,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lightpost.core.record import (
+from lightpost.device import mqtt
+from lightpost.device.store import Store
+from lightpost_gateway.record import (
     ChainEntry,
     DeviceReceipt,
     Domain,
@@ -23,8 +25,6 @@ from lightpost.core.record import (
     open_record,
     parse_birth,
 )
-from lightpost.device import mqtt
-from lightpost.device.store import Store
 from tests.device.conftest import MICROPYTHON, Mosquitto
 
 SECRET = "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318"

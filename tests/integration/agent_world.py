@@ -4,7 +4,7 @@ integration tests (tests/integration/test_agent_anvil.py).
 Everything travels on a real anvil: commands are signed into inbox posts by the
 controller's (or the stranger's) :class:`~lightpost.node.sender.Sender`, the valve's
 :class:`~lightpost.node.receiver.Receiver` proves them up to the policy's level, the
-:class:`~lightpost.node.agent.Agent` decides, and results go back through the valve's
+:class:`~lightpost_agent.agent.Agent` decides, and results go back through the valve's
 outbox to the controller's receiver. anvil automines; finality is advanced explicitly
 with ``anvil_mine`` (finalized = latest - 4), so every step is deterministic.
 """
@@ -26,7 +26,16 @@ from typing import Any
 
 from lightpost.adapters.rpc import HttpEndpoint
 from lightpost.adapters.store import Store
-from lightpost.core.command import (
+from lightpost.core.levels import Delivered, Level
+from lightpost.core.outbox import State
+from lightpost.core.verify import Problem
+from lightpost.node.chain import Chain
+from lightpost.node.config import DeviceConfig, load_config
+from lightpost.node.receiver import Receiver
+from lightpost.node.runtime import build_chain, load_key, make_sender, open_store
+from lightpost.node.sender import Sender
+from lightpost_agent.agent import read_audit
+from lightpost_agent.command import (
     COMMANDS_CHANNEL,
     CONTENT_TYPE_COMMAND,
     CONTENT_TYPE_RESULT,
@@ -37,16 +46,7 @@ from lightpost.core.command import (
     UpdateManifest,
     decode_result,
 )
-from lightpost.core.levels import Delivered, Level
-from lightpost.core.outbox import State
-from lightpost.core.verify import Problem
-from lightpost.node.agent import read_audit
-from lightpost.node.chain import Chain
-from lightpost.node.config import DeviceConfig, load_config
-from lightpost.node.receiver import Receiver
-from lightpost.node.runtime import build_chain, load_key, make_sender, open_store
-from lightpost.node.sender import Sender
-from lightpost.node.services import (
+from lightpost_agent.service import (
     AgentService,
     build_agent,
     next_command_seq,

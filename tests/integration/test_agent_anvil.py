@@ -2,7 +2,7 @@
 
 Every command here really travels on chain: signed into an inbox post by the
 controller's (or a stranger's) sender, proven by the valve's receiver up to the agent's
-level, decided by the agent (rule table in lightpost.core.command), answered with a
+level, decided by the agent (rule table in lightpost_agent.command), answered with a
 signed result through the valve's outbox and received by the controller at ``final``.
 "Never executed" is checked three ways: the actuator / image state on disk, the agent's
 audit log (no ``accepted`` row) and the persisted anti-replay state.
@@ -21,7 +21,10 @@ from pathlib import Path
 import pytest
 
 from lightpost.adapters.receiver_store import ReceiverStore
-from lightpost.core.command import (
+from lightpost.core.levels import Delivered, Level
+from lightpost.node.config import ChannelPolicy, DeviceConfig
+from lightpost.node.receiver import Receiver
+from lightpost_agent.command import (
     COMMANDS_CHANNEL,
     RESULTS_CHANNEL,
     CommandResult,
@@ -29,9 +32,6 @@ from lightpost.core.command import (
     Status,
     encode_command,
 )
-from lightpost.core.levels import Delivered, Level
-from lightpost.node.config import ChannelPolicy, DeviceConfig
-from lightpost.node.receiver import Receiver
 from tests.conftest import NODES
 from tests.conftest import run_cli as cli
 from tests.integration.agent_world import (

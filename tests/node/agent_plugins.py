@@ -11,16 +11,16 @@ import sys
 import time
 from pathlib import Path
 
-from lightpost.core.command import (
+from lightpost.core.levels import Delivered, Level
+from lightpost_agent.agent import Agent
+from lightpost_agent.command import (
     AgentPolicy,
     Command,
     Target,
     UpdateManifest,
     encode_command,
 )
-from lightpost.core.levels import Delivered, Level
-from lightpost.node.agent import Agent
-from lightpost.node.handlers import HandlerContext
+from lightpost_agent.handlers import HandlerContext
 
 __all__ = [
     "BLOCK_SECONDS",

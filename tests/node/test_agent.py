@@ -17,7 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from lightpost.core.command import (
+from lightpost.core.levels import Level
+from lightpost.errors import ConfigError
+from lightpost_agent.agent import Agent
+from lightpost_agent.command import (
     AgentPolicy,
     Command,
     CommandResult,
@@ -27,10 +30,7 @@ from lightpost.core.command import (
     UpdateManifest,
     decode_result,
 )
-from lightpost.core.levels import Level
-from lightpost.errors import ConfigError
-from lightpost.node.agent import Agent
-from lightpost.node.handlers import recover_images
+from lightpost_agent.handlers import recover_images
 from tests.node.agent_plugins import (
     CONTROLLER,
     DEVICE,

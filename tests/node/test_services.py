@@ -13,14 +13,15 @@ from typing import Any
 
 import pytest
 
-from lightpost.core.command import Reason, Status
 from lightpost.core.levels import Delivered, Level
 from lightpost.errors import QuorumError, StoreError
-from lightpost.node.agent import Agent
 from lightpost.node.chain import Chain
-from lightpost.node.handlers import UpdateHandler
 from lightpost.node.runtime import Node
-from lightpost.node.services import AgentService, quorum_time
+from lightpost.node.services import quorum_time
+from lightpost_agent.agent import Agent
+from lightpost_agent.command import Reason, Status
+from lightpost_agent.handlers import UpdateHandler
+from lightpost_agent.service import AgentService
 from lightpost_operator import command_cmd
 from tests.node.agent_plugins import T0, delivery
 from tests.node.test_agent import NOW, Outbox, cmd, make_policy, update_cmd

@@ -8,7 +8,11 @@ from typing import Any, ClassVar
 
 import pytest
 
-from lightpost.core.command import (
+from lightpost.core.envelope import channel_id
+from lightpost.core.levels import Delivered, Level
+from lightpost.core.verify import Problem, ProblemKind
+from lightpost.node.config import ChannelPolicy, DeviceConfig
+from lightpost_agent.command import (
     CONTENT_TYPE_RESULT,
     RESULTS_CHANNEL,
     CommandResult,
@@ -16,10 +20,6 @@ from lightpost.core.command import (
     Status,
     encode_result,
 )
-from lightpost.core.envelope import channel_id
-from lightpost.core.levels import Delivered, Level
-from lightpost.core.verify import Problem, ProblemKind
-from lightpost.node.config import ChannelPolicy, DeviceConfig
 from lightpost_operator import command_cmd
 
 ME = bytes.fromhex("11" * 20)

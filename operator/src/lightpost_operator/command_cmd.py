@@ -1,7 +1,7 @@
 """`lightpost command`: the controller side of the on-device agent.
 
 ``lightpost command --config CONTROLLER.toml --target ADDRESS|class:NAME NAME [k=v ...]``
-builds a signed command (lightpost.core.command), sends it through the controller's
+builds a signed command (lightpost_agent.command), sends it through the controller's
 durable outbox on the commands channel (recipient: the device, or broadcast for a
 device class) and, with ``--wait-result``, receives the device's signed result at
 ``final`` on the results channel.
@@ -25,7 +25,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lightpost.core.command import (
+from lightpost.core.keys import parse_address, to_checksum_address
+from lightpost.core.levels import Delivered, Level
+from lightpost.core.verify import Problem
+from lightpost.errors import ConfigError, DecodingError
+from lightpost.node.config import DeviceConfig, load_config
+from lightpost.node.receiver import Receiver
+from lightpost.node.runtime import build_chain, keystore_address, open_store
+from lightpost.node.services import quorum_time
+from lightpost_agent.command import (
     COMMANDS_CHANNEL,
     CONTENT_TYPE_COMMAND,
     CONTENT_TYPE_RESULT,
@@ -38,14 +46,7 @@ from lightpost.core.command import (
     encode_command,
     parse_version,
 )
-from lightpost.core.keys import parse_address, to_checksum_address
-from lightpost.core.levels import Delivered, Level
-from lightpost.core.verify import Problem
-from lightpost.errors import ConfigError, DecodingError
-from lightpost.node.config import DeviceConfig, load_config
-from lightpost.node.receiver import Receiver
-from lightpost.node.runtime import build_chain, keystore_address, open_store
-from lightpost.node.services import next_command_seq, quorum_time
+from lightpost_agent.service import next_command_seq
 
 __all__ = ["NOT_BEFORE_SLACK_S", "build_command", "cmd_command"]
 

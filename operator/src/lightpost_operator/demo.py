@@ -33,9 +33,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lightpost.core.command import COMMANDS_CHANNEL, RESULTS_CHANNEL
 from lightpost.core.envelope import channel_id
 from lightpost.errors import ConfigError
+from lightpost_agent.command import COMMANDS_CHANNEL, RESULTS_CHANNEL
 from lightpost_operator.anvil import free_port
 from lightpost_operator.demo_attacks import (
     FORGED_TX_HASH,

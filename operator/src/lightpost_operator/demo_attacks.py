@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from lightpost.core.command import Command, Target, encode_command
 from lightpost.core.envelope import ContentType, Post, Record, encode_post
 from lightpost.core.inbox import encode_post_log, inbox_calldata
+from lightpost_agent.command import Command, Target, encode_command
 from lightpost_operator.proxy import Lie, Upstream, flip_hex
 
 __all__ = ["FORGED_TX_HASH", "CommandForgery", "HideOneReading", "ReadingAlteration"]

@@ -19,15 +19,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lightpost.core.command import (
-    COMMANDS_CHANNEL,
-    CONTENT_TYPE_COMMAND,
-    CONTENT_TYPE_RESULT,
-    RESULTS_CHANNEL,
-    CommandResult,
-    decode_result,
-    encode_command,
-)
 from lightpost.core.envelope import ContentType, channel_id
 from lightpost.core.gas import gas_used
 from lightpost.core.keys import to_checksum_address
@@ -38,9 +29,18 @@ from lightpost.node.chain import parse_quantity
 from lightpost.node.config import load_config
 from lightpost.node.receiver import Receiver
 from lightpost.node.runtime import Node, build_chain, load_key, make_sender, open_store
-from lightpost.node.services import (
+from lightpost.node.services import ReceiveService
+from lightpost_agent.command import (
+    COMMANDS_CHANNEL,
+    CONTENT_TYPE_COMMAND,
+    CONTENT_TYPE_RESULT,
+    RESULTS_CHANNEL,
+    CommandResult,
+    decode_result,
+    encode_command,
+)
+from lightpost_agent.service import (
     AgentService,
-    ReceiveService,
     build_agent,
     next_command_seq,
     with_command_channel,

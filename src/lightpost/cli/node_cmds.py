@@ -38,12 +38,7 @@ from lightpost.node.runtime import (
     open_store,
 )
 from lightpost.node.sender import Sender, SenderSettings, enqueue_message
-from lightpost.node.services import (
-    AgentService,
-    ReceiveService,
-    build_agent,
-    with_command_channel,
-)
+from lightpost.node.services import ReceiveService
 from lightpost.node.status import collect_status
 
 __all__ = [
@@ -83,7 +78,15 @@ def build_services(
     """Services after the sender: the agent (an enabled ``[agent]``) and, with ``receive_level``,
     each delivery printed as a ``receive --json`` line."""
     services: list[Service] = []
-    built = build_agent(config, sender, address=sender.address)
+    built = None
+    if config.agent and config.agent.get("enabled") is not False:  # an [agent] table in use
+        try:
+            from lightpost_agent.service import AgentService, build_agent, with_command_channel
+        except ImportError:
+            raise ConfigError(
+                "config: the [agent] table needs the agent: pip install 'lightpost[agent]'"
+            ) from None
+        built = build_agent(config, sender, address=sender.address)
     if built is not None:
         agent, policy = built
         receiver = Receiver(with_command_channel(config, policy), me=sender.address)

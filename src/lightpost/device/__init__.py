@@ -1,7 +1,7 @@
 """lightpost.device: a device with a key and an MQTT connection, nothing else (issue 14).
 
 Runs unchanged on CPython and MicroPython (no typing, dataclasses or ``__future__`` here). It
-signs records (lightpost.core.record's format, built here independently: the core does not run
+signs records (lightpost_gateway.record's format, built here independently: the core does not run
 on MicroPython; tests check the bytes are equal), keeps its seq and head on flash, retains
 records until a gateway's receipt names them, and talks MQTT 3.1.1 itself::
 
@@ -18,12 +18,12 @@ from .store import Store, StoreFull
 __all__ = ["Device", "MQTTError", "StoreFull"]
 
 SIGNING_PREFIX = b"\xb0lp"
-"""lightpost.core.record.SIGNING_PREFIX (why 0xb0: see there)."""
+"""lightpost_gateway.record.SIGNING_PREFIX (why 0xb0: see there)."""
 VERSION = 1
 DATA, BIRTH, DEATH = 0, 1, 2
 TOPIC_ROOT = "lp/1"
 MAX_STREAM, MAX_PAYLOAD, MAX_CONTENT_TYPE, MAX_CADENCE_S = 32, 1024, 0xFFFF, 1 << 32
-"""lightpost.core.record's bounds: a record past them would be refused by every gateway and
+"""lightpost_gateway.record's bounds: a record past them would be refused by every gateway and
 leave a hole in the chain, so the device refuses to sign it."""
 MAX_RECEIPT = 128
 """Longest receipt accepted: rlp([seq, hash, tx hash, block]) is at most 87 bytes."""

@@ -1,7 +1,7 @@
 """Regenerate records.json (valid records) and invalid.json (what the strict decoder refuses).
 
 Run from the repository root: .venv/bin/python tests/vectors/records/make_vectors.py
-The vectors are checked by tests/core/test_record.py against lightpost.core.record, against
+The vectors are checked by tests/core/test_record.py against lightpost_gateway.record, against
 lightpost.device (built independently) and against eth-account's recovery.
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from lightpost.core import rlp
 from lightpost.core.keys import PrivateKey
-from lightpost.core.record import (
+from lightpost_gateway.record import (
     Domain,
     Kind,
     Record,

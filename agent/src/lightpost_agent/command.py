@@ -1,7 +1,7 @@
 """Device commands and their results: the messages, their codec, and the decision rules.
 
 A command (:data:`CONTENT_TYPE_COMMAND`) is answered by a signed result on chain
-(:data:`CONTENT_TYPE_RESULT`). Pure: the agent (``lightpost.node.agent``) persists,
+(:data:`CONTENT_TYPE_RESULT`). Pure: the agent (``lightpost_agent.agent``) persists,
 runs handlers and sends.
 
 :func:`decide` applies these rules in order, the first match wins. "seq": ``command_seq``;
@@ -136,7 +136,7 @@ CLOCK_SKEW_S = 300
 """Tolerance before the device clock alone declares a delivered command stale."""
 
 BUILTIN_COMMANDS = ("set", "config", "update")
-"""Commands the agent implements itself (lightpost.node.handlers)."""
+"""Commands the agent implements itself (lightpost_agent.handlers)."""
 
 _TARGET_ADDRESS = 0
 """Target kind tag: a single device address."""

@@ -1,6 +1,6 @@
 """The on-device command agent: decide, persist, run, audit, answer.
 
-:meth:`Agent.process` records the :func:`lightpost.core.command.decide` decision and the seq in ONE
+:meth:`Agent.process` records the :func:`lightpost_agent.command.decide` decision and the seq in ONE
 committed transaction *before* any handler runs (at most once: go-tuf CVE-2022-29173), then runs,
 audits and answers. docs/protocol.md, "The agent and its handlers".
 """
@@ -12,15 +12,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from lightpost.adapters.agent_store import (
-    STATE_FILE,
-    AgentStore,
-    AuditEntry,
-    InstalledSoftware,
-    read_audit,
-)
 from lightpost.adapters.sqlite import private_dir
-from lightpost.core.command import (
+from lightpost.core.levels import Delivered
+from lightpost.errors import ConfigError, DecodingError, StoreError
+from lightpost_agent.command import (
     CONTENT_TYPE_COMMAND,
     AgentPolicy,
     AgentState,
@@ -34,9 +29,7 @@ from lightpost.core.command import (
     explain,
     truncate_output,
 )
-from lightpost.core.levels import Delivered
-from lightpost.errors import ConfigError, DecodingError, StoreError
-from lightpost.node.handlers import (
+from lightpost_agent.handlers import (
     CommandFailed,
     CommandRefused,
     Handler,
@@ -44,6 +37,13 @@ from lightpost.node.handlers import (
     builtin_handlers,
     load_object,
     recover_images,
+)
+from lightpost_agent.store import (
+    STATE_FILE,
+    AgentStore,
+    AuditEntry,
+    InstalledSoftware,
+    read_audit,
 )
 
 __all__ = [

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lightpost.adapters.sqlite import Schema, connect, translate
-from lightpost.core.command import UpdateManifest, Version, format_version, parse_version
+from lightpost_agent.command import UpdateManifest, Version, format_version, parse_version
 
 __all__ = [
     "SCHEMA",

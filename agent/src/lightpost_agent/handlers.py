@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from lightpost.core.command import (
+from lightpost.core.levels import Delivered
+from lightpost.errors import ConfigError, LocalError, PolicyError
+from lightpost_agent.command import (
     AgentPolicy,
     Command,
     Reason,
@@ -30,8 +32,6 @@ from lightpost.core.command import (
     format_version,
     version_key,
 )
-from lightpost.core.levels import Delivered
-from lightpost.errors import ConfigError, LocalError, PolicyError
 
 __all__ = [
     "FETCH_CHUNK_BYTES",
