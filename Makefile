@@ -9,14 +9,14 @@ ANVIL_DIR := .tools/anvil
 ANVIL_BIN := $(ANVIL_DIR)/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv anvil setup demo test check bench reliability footprint contracts clean
+.PHONY: all venv anvil setup demo test check bench reliability footprint contracts clean chromium screenshots
 
 all: test
 
 $(STAMP): pyproject.toml operator/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,fast]' -e ./operator
+	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(PY) -m pip install -q -e '.[dev,fast]' -e './operator[test]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -28,7 +28,15 @@ $(ANVIL_BIN):
 
 anvil: $(ANVIL_BIN)
 
-setup: venv anvil
+# The console's browser tests drive Debian's chromium through Playwright (executable_path);
+# Playwright never downloads a browser (PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1, no `playwright install`).
+chromium:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; \
+	else echo "console browser tests need Debian's chromium: sudo apt-get install chromium"; fi
+
+setup: venv anvil chromium
 
 demo: setup
 	$(VENV)/bin/lightpost demo
@@ -50,6 +58,11 @@ bench: setup
 
 reliability: setup
 	$(PY) tools/reliability.py --write-docs
+
+# PNGs of the console during the demo (attacks included), by the browser-test harness.
+screenshots: setup
+	LIGHTPOST_SCREENSHOTS=docs/screenshots $(PY) -m pytest -q -p no:cacheprovider \
+		tests/console/test_console_browser.py -k screenshots
 
 footprint: venv
 	$(PY) tools/footprint.py
