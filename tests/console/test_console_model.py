@@ -36,6 +36,7 @@ def message(
     channel: str = "district-1",
     payload: str | None = None,
     hexpayload: bytes | None = None,
+    block_timestamp: int | None = None,
 ) -> dict[str, Any]:
     obj: dict[str, Any] = {
         "type": "message",
@@ -49,7 +50,7 @@ def message(
         "tx_hash": tx or "0x" + f"{seq:064x}",
         "block_number": 100 + seq,
         "block_hash": "0x" + f"{seq + 7:064x}",
-        "block_timestamp": 1000 + seq,
+        "block_timestamp": 1000 + seq if block_timestamp is None else block_timestamp,
         "level": level,
         "recipient": None,
     }
@@ -230,9 +231,9 @@ def test_commands_join_their_signed_result_and_a_refusal_is_an_event() -> None:
 def test_cost_splits_gas_over_the_messages_of_a_tx_against_one_tx_per_reading() -> None:
     m = model()
     tx = "0x" + "ab" * 32
-    m.on_item(message(1, tx=tx), 100.0)
-    m.on_item(message(2, tx=tx), 100.0)
-    m.on_item(message(3, tx="0x" + "cd" * 32), 160.0)
+    m.on_item(message(1, tx=tx, block_timestamp=100), 500.0)
+    m.on_item(message(2, tx=tx, block_timestamp=100), 500.0)
+    m.on_item(message(3, tx="0x" + "cd" * 32, block_timestamp=160), 500.0)  # a catch-up
     m.on_gas(tx, 40_000)
     m.on_gas("0x" + "cd" * 32, 30_000)
     m.on_base_fee(10**9)
@@ -255,8 +256,8 @@ def test_cost_splits_gas_over_the_messages_of_a_tx_against_one_tx_per_reading() 
 
 def test_a_device_falls_silent_past_its_cadence() -> None:
     m = model()
-    for i, t in enumerate((0.0, 10.0, 20.0, 30.0)):
-        m.on_item(message(i + 1), t)
+    for i, t in enumerate((0, 10, 20, 30)):
+        m.on_item(message(i + 1, block_timestamp=t), float(t))
     assert fleet(m)["cadence_s"] == 10.0
     m.tick(30.0 + cm.MIN_SILENCE_S - 1)
     assert not fleet(m)["silent"]

@@ -237,7 +237,7 @@ class Model:
         self.tx_gas: OrderedDict[str, int] = OrderedDict()
         self.tx_sender: OrderedDict[str, str] = OrderedDict()
         self.tx_messages: OrderedDict[str, set[str]] = OrderedDict()
-        self.tx_first_seen: OrderedDict[str, float] = OrderedDict()
+        self.tx_time: OrderedDict[str, float] = OrderedDict()
         self.base_fee_wei: int | None = None
         self.status: dict[str, Any] = {"follower": "starting", "heads": {}}
         self.changes: deque[tuple[int, str]] = deque(maxlen=MAX_CHANGES)
@@ -386,11 +386,12 @@ class Model:
         if tx not in self.tx_messages:
             self.tx_messages[tx] = set()
             self.tx_sender[tx] = msg.sender
-            self.tx_first_seen[tx] = now
+            # block time, not arrival: a catch-up over old blocks must not look like a burst
+            self.tx_time[tx] = msg.block_timestamp or now
             dev = self.devices.get(msg.sender)
             if dev is not None:
-                dev.arrivals.append(now)
-            for book in (self.tx_messages, self.tx_sender, self.tx_first_seen):
+                dev.arrivals.append(self.tx_time[tx])
+            for book in (self.tx_messages, self.tx_sender, self.tx_time):
                 while len(book) > MAX_TXS:
                     book.popitem(last=False)
         self.tx_messages[tx].add(msg.key)
@@ -399,7 +400,8 @@ class Model:
         values = numeric_fields(str(obj.get("payload", ""))) if msg.content_type == "json" else {}
         if not values:
             values = {"bytes": float(len(_payload_bytes(obj)))}
-        t = msg.block_timestamp or msg.timestamp_ms / 1000
+        # the device's signed timestamp orders readings within a block; the block's otherwise
+        t = msg.timestamp_ms / 1000 if msg.timestamp_ms else msg.block_timestamp
         for name, value in values.items():
             sid = f"{msg.channel}|{msg.sender}|{name}"
             points = self.series.get(sid)
@@ -631,7 +633,7 @@ class Model:
             row["paper"] += paper
             total_gas += gas
             total_paper += paper
-            times.append(self.tx_first_seen.get(tx, 0.0))
+            times.append(self.tx_time.get(tx, 0.0))
             reading_msgs = [m for m in msgs if m.channel not in COMMAND_CHANNELS]
             if reading_msgs and len(reading_msgs) == len(keys):
                 readings += len(reading_msgs)
