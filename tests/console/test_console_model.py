@@ -237,6 +237,11 @@ def test_cost_splits_gas_over_the_messages_of_a_tx_against_one_tx_per_reading() 
     m.on_gas(tx, 40_000)
     m.on_gas("0x" + "cd" * 32, 30_000)
     m.on_base_fee(10**9)
+    kinds = lambda: [json.loads(line)["kind"] for _, line in m.changes]  # noqa: E731
+    assert "cost" not in kinds()  # computed once per follower round, not per transaction
+    m.tick(500.0)
+    m.tick(501.0)
+    assert kinds().count("cost") == 1
     cost = m.cost()
     paper = sum(gas_used(json.dumps({"n": s, "kWh": 10.0 + s}).encode()) for s in (1, 2, 3))
     assert cost["total_gas"] == 70_000 and cost["readings"] == 3
@@ -306,3 +311,11 @@ def test_memory_is_bounded_however_long_it_runs(rounds: int) -> None:
     assert len(m.changes) <= cm.MAX_CHANGES
     assert len(m.tx_gas) <= cm.MAX_TXS and len(m.tx_messages) <= cm.MAX_TXS
     assert sum(len(c) for c in m.counts.values()) == 1  # one endpoint, one kind
+
+
+def test_follower_status_never_carries_an_endpoint_url() -> None:
+    m = model()
+    m.on_status(follower=f"rpc#0: connection refused ({URL})")
+    assert URL not in json.dumps(m.snapshot(0.0)) and URL not in "".join(
+        line for _, line in m.changes
+    )

@@ -149,3 +149,15 @@ def test_commands_need_enabling_the_header_and_an_explicit_confirmation() -> Non
         assert status == 400 and SECRET_URL.encode() not in out and b"[redacted]" in out
     finally:
         c.stop()
+
+
+def test_a_bad_devices_file_is_one_clear_error(tmp_path: Any) -> None:
+    from lightpost_operator.console_server import load_devices
+
+    path = tmp_path / "devices.json"
+    path.write_text(json.dumps({"0x1234": {"name": "x"}}))
+    with pytest.raises(ConfigError, match="--devices"):
+        load_devices(str(path))
+    path.write_text(json.dumps({METER.upper().replace("0X", "0x"): {"name": "m", "cadence_s": 2}}))
+    (info,) = load_devices(str(path))
+    assert info.name == "m" and info.cadence_s == 2.0

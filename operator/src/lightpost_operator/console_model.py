@@ -243,6 +243,7 @@ class Model:
         self.changes: deque[tuple[int, str]] = deque(maxlen=MAX_CHANGES)
         self.version = 0
         self._next_event = 0
+        self._cost_dirty = False
 
     # -- change log ---------------------------------------------------------------------------
 
@@ -310,7 +311,11 @@ class Model:
         return now - dev.last_seen > max(SILENCE_FACTOR * cadence, MIN_SILENCE_S)
 
     def tick(self, now: float) -> None:
-        """Re-judge silence (a device goes silent with no event at all)."""
+        """Once per follower round: the cost figures if they changed (computed once per round, not
+        per transaction), and silence (a device goes silent with no event at all)."""
+        if self._cost_dirty:
+            self._cost_dirty = False
+            self._emit("cost", self.cost())
         for dev in self.devices.values():
             silent = self._silent(dev, now)
             if silent != dev.silent:
@@ -582,12 +587,12 @@ class Model:
         self.tx_gas[tx_hash] = gas
         while len(self.tx_gas) > MAX_TXS:
             self.tx_gas.popitem(last=False)
-        self._emit("cost", self.cost())
+        self._cost_dirty = True
 
     def on_base_fee(self, wei: int) -> None:
         if wei != self.base_fee_wei:
             self.base_fee_wei = wei
-            self._emit("cost", self.cost())
+            self._cost_dirty = True
 
     def on_balance(self, address: str, wei: int, now: float) -> None:
         dev = self._device(address)
@@ -604,6 +609,9 @@ class Model:
 
     def on_status(self, **fields: Any) -> None:
         """Follower health and heads (shown in the page header)."""
+        fields = {
+            k: redact(v, self._secrets) if isinstance(v, str) else v for k, v in fields.items()
+        }
         changed = {k: v for k, v in fields.items() if self.status.get(k) != v}
         if changed:
             self.status.update(changed)

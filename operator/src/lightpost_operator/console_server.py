@@ -34,10 +34,10 @@ from ipaddress import ip_address
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from lightpost.core.keys import to_checksum_address
-from lightpost.errors import ConfigError, LightpostError
+from lightpost.core.keys import parse_address, to_checksum_address
+from lightpost.errors import ConfigError, DecodingError, LightpostError
 from lightpost.node.config import DeviceConfig, load_config
-from lightpost_operator.console_model import DeviceInfo, Model
+from lightpost_operator.console_model import DeviceInfo, Model, redact
 
 __all__ = [
     "MAX_STREAMS",
@@ -134,9 +134,13 @@ def load_devices(path: str | None) -> list[DeviceInfo]:
     for address, info in raw.items():
         info = info if isinstance(info, dict) else {}
         cadence = info.get("cadence_s")
+        try:
+            checksum = to_checksum_address(parse_address(str(address)))
+        except DecodingError as exc:
+            raise ConfigError(f"--devices: {address!r}: {exc.reason}") from None
         out.append(
             DeviceInfo(
-                address=to_checksum_address(bytes.fromhex(str(address)[2:])),
+                address=checksum,
                 name=str(info.get("name", ""))[:40],
                 role=str(info.get("role", ""))[:40],
                 cadence_s=float(cadence) if isinstance(cadence, (int, float)) else None,
@@ -438,9 +442,12 @@ def open_console(
     from lightpost_operator.console_issue import command_issuer
 
     secrets = tuple(config.endpoints)
-    placeholder = Model()
-    hub = Hub(placeholder)
-    follower = Follower(config, hub.apply, since=since, log=log)
+    hub = Hub(Model())
+
+    def quiet(line: str) -> None:  # a log line never names an endpoint URL
+        log(redact(line, secrets))
+
+    follower = Follower(config, hub.apply, since=since, log=quiet)
     me = follower.me
     hub.model = Model(
         fleet_of(config, me, devices or []),
