@@ -284,9 +284,11 @@ def test_change_log_streams_changes_and_asks_a_lagging_reader_to_reload() -> Non
     m = model()
     start = m.version
     m.on_item(message(1), 1.0)
+    m.on_item(message(1, "final"), 1.0)
+    m.tick(1.0)
     changes, reset = m.changes_since(start)
     kinds = [json.loads(line)["kind"] for _, line in changes]
-    assert not reset and kinds == ["device", "point"]
+    assert not reset and kinds == ["point", "point", "device"]  # one fleet row per round
     assert m.changes_since(m.version) == ([], False)
     for i in range(cm.MAX_CHANGES):
         m.on_balance(METER, i + 1, 1.0)

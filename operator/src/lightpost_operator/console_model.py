@@ -58,8 +58,9 @@ MAX_FIELDS = 3
 IGNORED_FIELDS = frozenset({"n", "seq", "id", "t", "ts", "time", "timestamp"})
 """JSON keys that count or name a reading rather than measure something."""
 
-MAX_MESSAGES = 4096
-"""Messages whose proof trail is kept (oldest dropped first)."""
+MAX_MESSAGES = 2048
+"""Messages whose proof trail is kept (oldest dropped first): the points a city's charts show
+(eight devices x :data:`MAX_POINTS`), reached within minutes so memory levels off early."""
 
 MAX_EVENTS = 500
 """Integrity events kept, newest first (a repeat of the same event only bumps its count)."""
@@ -67,8 +68,8 @@ MAX_EVENTS = 500
 MAX_COMMANDS = 200
 """Commands kept (by controller and command sequence number)."""
 
-MAX_TXS = 8192
-"""Transactions whose gas is remembered for the cost figures."""
+MAX_TXS = 2048
+"""Transactions whose gas is remembered: the cost figures are over this recent window."""
 
 MAX_CHANGES = 2000
 """Change-log entries kept for server-sent events; a tab further behind reloads the snapshot."""
@@ -244,6 +245,8 @@ class Model:
         self.version = 0
         self._next_event = 0
         self._cost_dirty = False
+        self._dirty: set[str] = set()
+        """Devices whose fleet row changed since the last tick (one row per round, not per item)."""
 
     # -- change log ---------------------------------------------------------------------------
 
@@ -311,14 +314,15 @@ class Model:
         return now - dev.last_seen > max(SILENCE_FACTOR * cadence, MIN_SILENCE_S)
 
     def tick(self, now: float) -> None:
-        """Once per follower round: the cost figures if they changed (computed once per round, not
-        per transaction), and silence (a device goes silent with no event at all)."""
+        """Once per follower round: the cost figures and the fleet rows that changed (once per
+        round, not per item), and silence (a device goes silent with no event at all)."""
         if self._cost_dirty:
             self._cost_dirty = False
             self._emit("cost", self.cost())
+        dirty, self._dirty = self._dirty, set()
         for dev in self.devices.values():
             silent = self._silent(dev, now)
-            if silent != dev.silent:
+            if silent != dev.silent or dev.info.address in dirty:
                 dev.silent = silent
                 self._emit("device", self._fleet_row(dev, now))
 
@@ -373,7 +377,7 @@ class Model:
                 if channel not in COMMAND_CHANNELS:
                     dev.last_reading = msg.text
             dev.silent = self._silent(dev, now)
-            self._emit("device", self._fleet_row(dev, now))
+            self._dirty.add(sender)
         if channel == COMMANDS_CHANNEL:
             self._command_message(msg, payload, level, now)
         elif channel == RESULTS_CHANNEL:
