@@ -5,6 +5,7 @@ LIGHTPOST_SCREENSHOTS=DIR (``make screenshots``) the same harness photographs th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -162,7 +163,10 @@ def test_screenshots_of_the_demo_city(tmp_path: Path) -> None:
             page.goto(url)
             page.locator('#events li[data-kind="proof-failure"]').first.wait_for(timeout=120_000)
             page.locator('#events li[data-kind="hidden"]').first.wait_for(timeout=120_000)
-            time.sleep(5)
+            # the valve's signed result to the controller's command, when the run gets there
+            with contextlib.suppress(sync_api.TimeoutError):
+                page.locator("#command-rows td.ok").first.wait_for(timeout=60_000)
+            time.sleep(3)
             page.screenshot(path=str(out / "console-desktop.png"), full_page=True)
             page.locator("circle[data-level='final'], circle[data-level='complete']").first.click()
             page.locator("#proof dl").wait_for(timeout=15_000)

@@ -58,9 +58,9 @@ MAX_FIELDS = 3
 IGNORED_FIELDS = frozenset({"n", "seq", "id", "t", "ts", "time", "timestamp"})
 """JSON keys that count or name a reading rather than measure something."""
 
-MAX_MESSAGES = 2048
-"""Messages whose proof trail is kept (oldest dropped first): the points a city's charts show
-(eight devices x :data:`MAX_POINTS`), reached within minutes so memory levels off early."""
+MAX_MESSAGES = 1536
+"""Messages whose proof trail is kept (oldest dropped first): the points the charts show for six
+reading devices (6 x :data:`MAX_POINTS`); reached within minutes, so memory levels off early."""
 
 MAX_EVENTS = 500
 """Integrity events kept, newest first (a repeat of the same event only bumps its count)."""
@@ -68,8 +68,9 @@ MAX_EVENTS = 500
 MAX_COMMANDS = 200
 """Commands kept (by controller and command sequence number)."""
 
-MAX_TXS = 2048
-"""Transactions whose gas is remembered: the cost figures are over this recent window."""
+MAX_TXS = 512
+"""Transactions whose gas is remembered: the cost figures and projection are over this recent
+window (minutes of a city's traffic; ~1.3 KB each)."""
 
 MAX_CHANGES = 2000
 """Change-log entries kept for server-sent events; a tab further behind reloads the snapshot."""

@@ -195,7 +195,7 @@
         el("td", {}, c.target || "?"),
         el("td", {}, top ? badge(top) : (c.state || "\u2014"), c.tx_hash ? " " + short(c.tx_hash) : ""),
         el("td", {}, c.device_level || "its agent's min_level"),
-        el("td", { class: r && r.status !== "executed" ? "bad" : "ok" }, r ? r.status + " (" + r.reason + ")" : (c.state || "")),
+        el("td", { class: r ? (r.status === "executed" ? "ok" : "bad") : null }, r ? r.status + " (" + r.reason + ")" : (c.state || "")),
         el("td", {}, r ? el("span", {}, "from " + r.from + " at ", badge(r.level), " " + short(r.tx_hash) + (r.output ? " \u00b7 " + r.output : "")) : "\u2014"));
     });
     document.getElementById("command-rows").replaceChildren(...rows);
