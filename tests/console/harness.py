@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from lightpost.core.command import COMMANDS_CHANNEL
 from lightpost.core.envelope import ContentType
 from lightpost.node.config import DeviceConfig, load_config
 from lightpost_operator.anvil import free_port
@@ -84,7 +85,7 @@ class City:
             return {
                 "endpoints": self.endpoints,
                 "quorum": 2,
-                "trusted": {CHANNEL: [addrs["meter-1"]]},
+                "trusted": {CHANNEL: [addrs["meter-1"]], COMMANDS_CHANNEL: [addrs["controller"]]},
                 "max_delay_s": 0.2,
             }
 

@@ -35,7 +35,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     console = follower = None
     try:
         city.send_reading(1200.0)  # history the console finds when it starts
-        console, follower = open_console(city.config["controller"], devices=city.devices(), since=0)
+        console, follower = open_console(
+            city.config["controller"], devices=city.devices(), since=0, allow_commands=True
+        )
         with sync_api.sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
             page = browser.new_page(viewport={"width": 1200, "height": 900})
@@ -110,6 +112,29 @@ def test_a_forged_message_is_shown_blocked_naming_the_lying_endpoint(
         "() => [...document.querySelectorAll('.chart circle title')].map(t => t.textContent)"
     )
     assert all(v.split(" ")[0] in {"1200", "4242.5", "777"} for v in values), values
+
+
+def test_a_command_is_sent_from_the_page_only_after_an_explicit_confirmation(
+    world: dict[str, Any],
+) -> None:
+    page, city = world["page"], world["city"]
+    page.fill("#cmd-target", city.address["meter-1"])
+    page.fill("#cmd-name", "set")
+    page.fill("#cmd-args", "valve=60")
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    page.click("#command-form button")
+    time.sleep(1.5)
+    assert page.locator("#command-rows tr").count() == 0  # dismissed: nothing signed or sent
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#command-form button")
+    page.wait_for_function(
+        "() => /queued as command #1/.test(document.querySelector('#cmd-feedback').textContent)",
+        timeout=30_000,
+    )
+    # on chain, then proven by the console's own follower like any message
+    row = page.locator('#command-rows tr[data-command$=":1"]')
+    row.locator(".badge").first.wait_for(timeout=60_000)
+    assert "set valve=60" in row.inner_text() and "meter-1" in row.inner_text()
 
 
 def test_nothing_served_names_an_endpoint_url(world: dict[str, Any]) -> None:
