@@ -12,14 +12,15 @@ GANACHE_DIR := .tools/ganache
 GANACHE_BIN := $(GANACHE_DIR)/node_modules/ganache/dist/node/cli.js
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv anvil ganache mosquitto setup demo test check bench reliability footprint contracts clean
+.PHONY: all venv anvil ganache mosquitto chromium setup demo test check bench reliability footprint contracts screenshots clean
 
 all: test
 
 $(STAMP): pyproject.toml operator/pyproject.toml beacon/pyproject.toml agent/pyproject.toml gateway/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,fast,beacon,agent,gateway]' -e ./beacon -e ./agent -e ./gateway -e ./operator
+	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(PY) -m pip install -q -e '.[dev,fast,beacon,agent,gateway]' \
+		-e ./beacon -e ./agent -e ./gateway -e './operator[test]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -47,7 +48,15 @@ mosquitto:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto; \
 	else echo "device tests need the Debian package mosquitto: apt-get install mosquitto"; fi
 
-setup: venv anvil ganache mosquitto
+# The console's browser tests drive Debian's chromium through Playwright (executable_path);
+# Playwright never downloads a browser (PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1, no `playwright install`).
+chromium:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else echo "console browser tests need Debian's chromium: sudo apt-get install chromium"; fi
+
+setup: venv anvil ganache mosquitto chromium
 
 demo: setup
 	$(VENV)/bin/lightpost demo
@@ -70,6 +79,11 @@ bench: setup
 
 reliability: setup
 	$(PY) tools/reliability.py --write-docs
+
+# PNGs of the console during the demo (attacks included), by the browser-test harness.
+screenshots: setup
+	LIGHTPOST_SCREENSHOTS=docs/screenshots $(PY) -m pytest -q -p no:cacheprovider \
+		tests/console/test_console_browser.py -k screenshots
 
 footprint: venv
 	$(PY) tools/footprint.py

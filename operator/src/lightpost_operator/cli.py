@@ -48,6 +48,11 @@ def add_demo(sub: SubParsers) -> str:
     demo.add_argument("--block-time", type=float, default=1.0)
     demo.add_argument("--dir", default=None, help="devnet directory (default: a temp dir)")
     demo.add_argument("--json", action="store_true")
+    demo.add_argument(
+        "--console", action="store_true", help="watch the city in the operator's console"
+    )
+    demo.add_argument("--console-port", type=int, default=8642, help="the console's port")
+    demo.add_argument("--no-browser", action="store_true", help="do not open a browser")
     return "lightpost_operator.demo:cmd_demo"
 
 

@@ -166,6 +166,7 @@ class Demo:
         self.liar: LyingProxy | None = None
         self.honest: LyingProxy | None = None
         self.announced: set[str] = set()
+        self.console: Any = None
 
     # -- set-up -------------------------------------------------------------------------
 
@@ -246,7 +247,38 @@ class Demo:
                     dev.proc.kill()
                     dev.proc.wait(timeout=5)
 
+    def open_console(self) -> None:
+        """`--console`: the operator's console on the controller's config, with the city's names."""
+        from lightpost.node.config import load_config
+        from lightpost_operator.console_model import DeviceInfo
+        from lightpost_operator.console_server import open_console
+
+        controller = next(d for d in self.devices if d.role == "controller")
+        self.console = open_console(
+            load_config(controller.config),
+            port=self.args.console_port,
+            devices=[
+                DeviceInfo(
+                    address=d.address,
+                    name=d.name,
+                    role=d.role,
+                    min_level="final" if d.role == "valve" else None,
+                )
+                for d in self.devices
+            ],
+            since=0,
+        )
+        url = self.console[0].url
+        self._say(f"operator's console: {url}")
+        if not self.args.no_browser:
+            import webbrowser
+
+            webbrowser.open(url)
+
     def teardown(self) -> None:
+        if self.console is not None:
+            for part in self.console:
+                part.stop()
         self.stop_devices()
         for proxy in (self.liar, self.honest):
             if proxy is not None:
@@ -489,6 +521,8 @@ class Demo:
     def run(self) -> dict[str, Any]:
         self.setup()
         self.start_devices()
+        if getattr(self.args, "console", False):
+            self.open_console()
         last_view = 0.0
         deadline = self.started + self.args.duration
         while time.time() < deadline:
