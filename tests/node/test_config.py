@@ -57,7 +57,6 @@ def test_a_minimal_config_gets_documented_defaults() -> None:
         (base(mode="carrier-pigeon"), "`mode`"),
         (base(inbox="0x1234"), "inbox"),
         (base(fees={"policy": "free"}), "fees.policy"),
-        ({k: v for k, v in base().items() if k != "inbox"}, "channel mode needs `inbox`"),
         (base(endpoints=[f"ftp://x/{SECRET}"]), "endpoints[0] is not an http(s) URL"),
         (base(endpoints=[f"http://[{SECRET}"]), "endpoints[0] is not a valid URL"),
         (base(endpoints=[f"http://user:{SECRET}@127.0.0.1:8545"]), "credentials"),
@@ -207,3 +206,11 @@ def test_the_scrypt_memory_ceiling_is_configurable() -> None:
     assert parse(base(scrypt_max_memory_mib=64)).scrypt_max_memory == 64 << 20
     with pytest.raises(ConfigError, match="scrypt_max_memory_mib"):
         parse(base(scrypt_max_memory_mib="lots"))
+
+
+def test_channel_mode_defaults_to_the_protocol_inbox_address() -> None:
+    """The inbox is deployed through the CREATE2 deployer at one address on every chain."""
+    from lightpost.core.inbox import INBOX_ADDRESS
+
+    config = parse({k: v for k, v in base().items() if k != "inbox"})
+    assert config.mode == "channel" and config.inbox == INBOX_ADDRESS

@@ -75,7 +75,6 @@ def test_endpoints_from_a_file_or_stdin(tmp_path: Path, monkeypatch: pytest.Monk
             {"LIGHTPOST_ENDPOINTS": f"{SECRET_URL},http://127.0.0.1:1"},
             "not a majority",
         ),
-        (["--mode", "channel"], {"LIGHTPOST_ENDPOINTS": SECRET_URL}, "channel mode needs `inbox`"),
         (["--inbox", "0x12"], {"LIGHTPOST_ENDPOINTS": SECRET_URL}, "--inbox:"),
         (["--endpoints-file", "/nonexistent/eps"], {}, "cannot read endpoints file"),
     ],

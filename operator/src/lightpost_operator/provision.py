@@ -50,7 +50,9 @@ def add_endpoint_args(parser: argparse.ArgumentParser) -> None:
         help=f"RPC URLs, one per line ('-' = stdin; else ${ENDPOINTS_ENV}); never on argv",
     )
     parser.add_argument("--quorum", type=int, help="agreeing endpoints needed (default: majority)")
-    parser.add_argument("--inbox", help="inbox contract address (channel mode)")
+    parser.add_argument(
+        "--inbox", help="inbox contract address (channel mode; default: the protocol address)"
+    )
     parser.add_argument("--mode", choices=["channel", "direct"], default="channel")
 
 

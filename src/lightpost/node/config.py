@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from lightpost.core.envelope import MIN_POST_BYTES
 from lightpost.core.keys import parse_address
 from lightpost.core.keystore import SCRYPT_MAX_MEMORY
+from lightpost.core.inbox import INBOX_ADDRESS
 from lightpost.core.profiles import PROFILES, ChainProfile, chain_profile
 from lightpost.errors import ConfigError, DecodingError
 
@@ -385,7 +386,7 @@ def parse_config(
         raise ConfigError("config: `mode` must be `channel` or `direct`")
     inbox = _address(raw["inbox"], "inbox") if "inbox" in raw else None
     if mode == "channel" and inbox is None:
-        raise ConfigError("config: channel mode needs `inbox` (the inbox contract address)")
+        inbox = INBOX_ADDRESS  # a protocol constant: CREATE2 via the deterministic deployer
     agent = raw.get("agent", {})
     if not isinstance(agent, dict):
         raise ConfigError("config: [agent] must be a table")
