@@ -17,9 +17,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from lightpost.core.envelope import MIN_POST_BYTES
+from lightpost.core.inbox import INBOX_ADDRESS
 from lightpost.core.keys import parse_address
 from lightpost.core.keystore import SCRYPT_MAX_MEMORY
-from lightpost.core.inbox import INBOX_ADDRESS
 from lightpost.core.profiles import PROFILES, ChainProfile, chain_profile
 from lightpost.errors import ConfigError, DecodingError
 
