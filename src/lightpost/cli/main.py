@@ -94,7 +94,7 @@ PLUGIN_GROUP = "lightpost.commands"
 """Entry-point group for other distributions' sub-commands (lightpost-operator: ``devnet``,
 ``demo``, ``command``, ``inbox``, ``doctor``, ...): ``add(subparsers)``."""
 
-OPERATOR_COMMANDS = ("devnet", "demo", "command", "init", "fleet", "inbox", "doctor")
+OPERATOR_COMMANDS = ("devnet", "demo", "command", "init", "fleet", "inbox", "doctor", "console")
 """lightpost-operator's sub-commands, so a device install can say how to get them."""
 
 OPERATOR_HINT = (
