@@ -84,3 +84,16 @@ def test_a_minority_quorum_is_one_error_line_or_one_warning_line(
         "lightpost: warning: quorum 1 of 2 endpoints is not a majority "
         "(allow_minority_quorum = true): a minority of endpoints can decide an answer"
     ]
+
+
+def test_every_operator_command_is_known_to_the_device_cli() -> None:
+    """A device without lightpost-operator says how to get each of its commands: the list
+    the core keeps must name every entry point the operator distribution registers."""
+    import tomllib
+    from pathlib import Path
+
+    from lightpost.cli.main import OPERATOR_COMMANDS, PLUGIN_GROUP
+
+    operator = Path(__file__).resolve().parents[2] / "operator" / "pyproject.toml"
+    registered = tomllib.loads(operator.read_text())["project"]["entry-points"][PLUGIN_GROUP]
+    assert set(registered) == set(OPERATOR_COMMANDS)
