@@ -42,9 +42,17 @@ MAX_ENDPOINTS_TEXT = 64 * 1024
 """Longest endpoints file read: a few dozen URLs fit many times over."""
 
 
-def add_endpoint_args(parser: argparse.ArgumentParser) -> None:
-    """``--chain`` and ``--endpoints-file``, shared by init and fleet provision."""
-    parser.add_argument("--chain", required=True, choices=sorted(PROFILES), help="chain profile")
+def add_endpoint_args(parser: argparse.ArgumentParser, *, chain_id: bool = False) -> None:
+    """``--chain`` (or, with ``chain_id``, ``--chain-id`` for a chain without a built-in
+    profile) and ``--endpoints-file``, shared by init and fleet provision."""
+    if chain_id:
+        which = parser.add_mutually_exclusive_group(required=True)
+        which.add_argument("--chain", choices=sorted(PROFILES), help="chain profile")
+        which.add_argument(
+            "--chain-id", type=int, help="any other EVM chain: its id (a generic profile)"
+        )
+    else:
+        parser.add_argument("--chain", required=True, choices=sorted(PROFILES), help="chain profile")
     parser.add_argument(
         "--endpoints-file",
         help=f"RPC URLs, one per line ('-' = stdin; else ${ENDPOINTS_ENV}); never on argv",
@@ -58,7 +66,7 @@ def add_endpoint_args(parser: argparse.ArgumentParser) -> None:
 
 def add_init(sub: SubParsers) -> str:
     init = sub.add_parser("init", help="write a ready device config (0600) for a chain")
-    add_endpoint_args(init)
+    add_endpoint_args(init, chain_id=True)
     init.add_argument("--keystore", required=True, help="the device's keystore (`key new`)")
     init.add_argument("--out", required=True, help="config file to create (never overwritten)")
     init.add_argument("--password-file", help="keystore password file (else LIGHTPOST_PASSWORD)")
@@ -97,7 +105,7 @@ def _q(value: str) -> str:
 
 def render_config(
     *,
-    chain: str,
+    chain: str | int,
     endpoints: Sequence[str],
     keystore: str,
     data_dir: str,
@@ -108,11 +116,12 @@ def render_config(
     password_file: str | None = None,
     channels: Mapping[str, Sequence[str]] | None = None,
 ) -> str:
-    """The TOML text of a device config (paths relative to the config's directory)."""
+    """The TOML text of a device config (paths relative to the config's directory); ``chain``: a
+    profile name, or the id of a chain without one."""
     lines = [
         "# lightpost device config (`lightpost init`). Mode 0600: endpoint URLs carry API keys.",
         f"name = {_q(name)}",
-        f"chain = {_q(chain)}",
+        f"chain = {_q(chain)}" if isinstance(chain, str) else f"chain_id = {chain}",
         f"endpoints = [{', '.join(_q(e) for e in endpoints)}]",
         f"keystore = {_q(keystore)}",
         f"data_dir = {_q(data_dir)}",
@@ -168,7 +177,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     name = args.name or out.stem
     data_dir = Path(args.data_dir) if args.data_dir else out.parent / f"{out.stem}-data"
     text = render_config(
-        chain=args.chain,
+        chain=args.chain if args.chain is not None else args.chain_id,
         endpoints=read_endpoints(args.endpoints_file),
         keystore=relative_to(keystore, out),
         data_dir=relative_to(data_dir, out),
@@ -181,7 +190,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     )
     config = write_config(out, text)
     print(
-        f"wrote {out} (chain {args.chain}, id {config.chain_id}, "
+        f"wrote {out} (chain {args.chain or 'without a profile'}, id {config.chain_id}, "
         f"{len(config.endpoints)} endpoint(s), quorum {config.quorum}, mode {config.mode})"
     )
     return 0
