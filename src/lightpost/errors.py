@@ -89,6 +89,12 @@ class ProofError(RemoteError):
         super().__init__(f"invalid {kind} proof: {reason}")
 
 
+class NotProvable(ProofError):
+    """An answer lightpost has no way to check (a transaction or receipt type it cannot encode,
+    with no raw form to prove it): refused with the reason, but no endpoint is blamed for it --
+    an honest one serves the same."""
+
+
 class BeaconRefused(RemoteError):
     """Beacon light-client data refused by the sync protocol; ``rule``: the named check that
     failed (``"signature"``, ``"participants"``, ``"finality_branch"``, ``"future_slot"``...)."""

@@ -196,7 +196,6 @@ def _tamper(field_name: str, value: Any) -> Any:
     [
         ("transactionIndex", "0x2"),  # another index
         ("transactionHash", "0x" + "ab" * 32),  # another tx
-        ("blockHash", "0x" + "cd" * 32),  # another block
         ("blockNumber", "0x2"),  # another height
         ("status", "0x0"),  # a forged outcome: the receiptsRoot catches it
         ("cumulativeGasUsed", "0x1"),
@@ -207,6 +206,18 @@ def test_per_transaction_receipts_are_checked(net: FakeNet, field_name: str, val
     honest = Node("rpc#1", net, serves=frozenset({TX_RECEIPT}))
     found, blamed, _, _ = _run([liar, honest], net)
     assert list(blamed) == ["rpc#0"]
+    assert found is not None and found[2] == "rpc#1"
+
+
+def test_a_receipt_of_another_block_is_a_non_answer_not_a_lie(net: FakeNet) -> None:
+    """An endpoint on another fork answers about its own block at that height: not believed, not
+    named a liar (before: blamed as a failed proof)."""
+    forked = Node(
+        "rpc#0", net, serves=frozenset({TX_RECEIPT}), hook=_tamper("blockHash", "0x" + "cd" * 32)
+    )
+    honest = Node("rpc#1", net, serves=frozenset({TX_RECEIPT}))
+    found, blamed, reasons, _ = _run([forked, honest], net)
+    assert not blamed and "another block" in reasons.get("rpc#0", "")
     assert found is not None and found[2] == "rpc#1"
 
 

@@ -65,10 +65,33 @@ def test_without_the_format_an_unknown_type_is_proven_from_its_raw_form() -> Non
 
 
 def test_without_the_format_or_a_raw_form_the_refusal_says_so() -> None:
+    """Refused with the reason -- and the endpoint is not named a liar: an honest one serves the
+    same block (before: a proof-failure against every endpoint)."""
     prover = _prover([Recorded("rpc#0", raw=False)], ETHEREUM)
     assert prover.block(REF) is UNKNOWN
-    assert "type 0x7e" in prover.problems["rpc#0"]
-    assert "not supported; the endpoint serves no raw form" in prover.problems["rpc#0"]
+    assert "rpc#0" not in prover.problems
+    assert "type 0x7e" in prover.unproven["rpc#0"]
+    assert "not supported; the endpoint serves no raw form" in prover.unproven["rpc#0"]
+
+
+def test_a_raw_form_proves_the_block_and_its_receipts_without_the_format() -> None:
+    """An OP block on a chain configured as plain Ethereum: the deposit comes from its raw form and
+    its receipt is proven too (before: receipts refused as 'unknown receipt type 126')."""
+    proven = _prover([Recorded("rpc#0")], ETHEREUM).prove(
+        Sighting(tx_hash=LAST_TX, block=REF), {"rpc#0"}
+    )
+    assert proven is not None and proven is not UNKNOWN
+    assert proven.index == 5 and proven.status == 1
+
+
+def test_no_raw_form_is_asked_for_a_block_that_is_not_the_agreed_one() -> None:
+    """A liar's block under another hash costs no raw-form call to anyone (before: up to 16
+    calls per endpoint per round, with the liar's block hash)."""
+    liar, honest = Recorded("rpc#0"), Recorded("rpc#1")
+    other = BlockRef(hash=b"\x11" * 32, number=REF.number)
+    prover = InclusionProver([liar, honest], lambda _n: other.hash, fmt=ETHEREUM)  # type: ignore[list-item]
+    assert prover.block(other) is UNKNOWN
+    assert RAW_TX_METHOD not in liar.calls + honest.calls
 
 
 def test_a_raw_form_not_matching_the_listed_hash_is_not_used() -> None:

@@ -43,7 +43,7 @@ from lightpost.core.tx import (
     rpc_hash_matches,
     transaction_from_rpc,
 )
-from lightpost.errors import DecodingError, ProofError
+from lightpost.errors import DecodingError, NotProvable, ProofError
 
 __all__ = [
     "MAX_HELD_MESSAGES",
@@ -240,7 +240,7 @@ def prove_block_transactions(
         if isinstance(decoded, ForeignTransaction) and decoded.raw is None:
             raw = (raw_forms or {}).get(i)
             if raw is None:
-                raise ProofError(
+                raise NotProvable(
                     "transactionsRoot", unsupported_reason(decoded.type, header.number, i)
                 )
             decoded = prove_foreign_raw(raw, decoded)

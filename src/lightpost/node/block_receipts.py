@@ -21,6 +21,7 @@ from lightpost.core.receipts import (
     verify_receipts_root,
 )
 from lightpost.core.rpcfields import data_field, get_list, get_object, parse_data, quantity_field
+from lightpost.core.tx import ForeignTransaction
 from lightpost.core.verify import ProvenBlock
 from lightpost.errors import (
     AnswerTooLarge,
@@ -93,6 +94,14 @@ def _per_tx(ep: Endpoint, hashes: Sequence[bytes]) -> list[Any]:
         pool.shutdown(wait=False, cancel_futures=True)  # one failed or late: the rest not asked
 
 
+def _same_block(ep: Endpoint, obj: Mapping[str, Any], block: ProvenBlock, what: str) -> None:
+    """A receipt naming another block hash is an answer about another block (an endpoint on
+    another fork, or behind a reorg): a non-answer, not a failed proof. (Without the field, the
+    receiptsRoot alone binds the answer.)"""
+    if "blockHash" in obj and data_field(obj, "blockHash", what, 32) != block.hash:
+        raise EndpointUnavailable(ep.label, f"{what} is of another block at {block.number}")
+
+
 def _ask(
     ep: Endpoint, method: str, block: ProvenBlock, fmt: BlockFormat
 ) -> tuple[Any, list[Any]] | None:
@@ -106,9 +115,9 @@ def _ask(
         for i, (item, h) in enumerate(zip(items, hashes, strict=True)):
             what = f"receipt {i}"
             obj = get_object(item, what)
+            _same_block(ep, obj, block, what)
             if (
                 data_field(obj, "transactionHash", what, 32) != h
-                or data_field(obj, "blockHash", what, 32) != block.hash
                 or quantity_field(obj, "blockNumber", what) != block.number
                 or quantity_field(obj, "transactionIndex", what) != i
             ):
@@ -118,7 +127,12 @@ def _ask(
         if answer is None:
             return None
         items = get_list(answer, method)
-    types = RECEIPT_TYPES | fmt.tx_types  # the chain's L2 receipt types too
+        if method == BLOCK_RECEIPTS:
+            for i, item in enumerate(items):
+                _same_block(ep, get_object(item, f"receipt {i}"), block, f"receipt {i}")
+    # the chain's L2 types, and any type the block's transactions were proven with (raw forms)
+    types = RECEIPT_TYPES | fmt.tx_types
+    types |= {t.type for t in block.transactions if isinstance(t, ForeignTransaction)}
     if method == RAW_RECEIPTS:
         receipts = tuple(decode_receipt(parse_data(x, "raw receipt"), types=types) for x in items)
     else:

@@ -30,6 +30,7 @@ from lightpost.errors import (
     DecodingError,
     LightpostError,
     NodeError,
+    NotProvable,
     QuorumError,
     TransportError,
 )
@@ -86,9 +87,10 @@ def prove_in_turn(
 ) -> tuple[T, Any, str] | None:
     """Ask ``endpoints`` in order until an answer passes ``check``: (its value, the answer,
     the endpoint's label); None if none did. A transport failure, a null answer or a
-    TransportError from ``check`` is a non-answer (an endpoint that is down or behind is
-    no liar), its reason handed to ``skipped(label, reason)``; any other failure of ``check``
-    is that endpoint's failed proof, handed to ``blame(label, reason)``."""
+    TransportError or NotProvable from ``check`` is a non-answer (an endpoint that is down or
+    behind, or whose answer lightpost cannot check, is no liar), its reason handed to
+    ``skipped(label, reason)``; any other failure of ``check`` is that endpoint's failed proof,
+    handed to ``blame(label, reason)``."""
     for ep in endpoints:
         try:
             answer = ep.call(method, params)
@@ -100,7 +102,7 @@ def prove_in_turn(
             continue
         try:
             return check(answer), answer, ep.label
-        except TransportError as exc:
+        except (TransportError, NotProvable) as exc:
             skipped(ep.label, failure_text(exc))
             continue
         except (LightpostError, KeyError, TypeError, ValueError, IndexError) as exc:

@@ -6,15 +6,16 @@ transactionsRoot. An endpoint that serves none leaves the type refused, saying s
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping, Sequence
 
 from lightpost.adapters.rpc import Endpoint
 from lightpost.core.hashing import keccak256
 from lightpost.core.l2 import BlockFormat, unknown_indexes
 from lightpost.core.rpcfields import parse_data
-from lightpost.errors import LightpostError
+from lightpost.errors import LightpostError, MethodNotSupported
 
-__all__ = ["MAX_RAW_FORMS_PER_BLOCK", "RAW_TX_METHOD", "raw_forms"]
+__all__ = ["MAX_RAW_FORMS_PER_BLOCK", "MAX_RAW_FORMS_WAIT_S", "RAW_TX_METHOD", "raw_forms"]
 
 MAX_RAW_FORMS_PER_BLOCK = 16
 """Raw forms fetched for one block answer: a lying answer listing many unknown types cannot make
@@ -22,6 +23,9 @@ lightpost ask more (the block is refused instead)."""
 
 RAW_TX_METHOD = "eth_getRawTransactionByBlockHashAndIndex"
 """execution-apis: the canonical bytes of the transaction at an index of a block."""
+
+MAX_RAW_FORMS_WAIT_S = 30.0
+"""Longest time spent fetching one block's raw forms, all endpoints together (three timeouts)."""
 
 _HASH_BYTES = 32
 
@@ -46,10 +50,16 @@ def raw_forms(
         listed = {i: parse_data(txs[i]["hash"], "transaction hash", _HASH_BYTES) for i in wanted}
     except (LightpostError, KeyError, TypeError):
         return {}  # malformed: the proof refuses it
+    deadline = time.monotonic() + MAX_RAW_FORMS_WAIT_S
     for i in wanted:
-        for ep in endpoints:
+        for ep in list(endpoints):
+            if time.monotonic() > deadline:
+                return out  # what is still missing is refused, saying so
             try:
                 raw = parse_data(ep.call(RAW_TX_METHOD, [block_hash, hex(i)]), "raw transaction")
+            except MethodNotSupported:
+                endpoints.remove(ep)  # not asked again for this block
+                continue
             except LightpostError:
                 continue
             if keccak256(raw) == listed[i]:

@@ -21,7 +21,7 @@ from lightpost.core.inclusion import (
 )
 from lightpost.core.l2 import ETHEREUM, BlockFormat
 from lightpost.core.outbox import BlockRef, Sighting, State, Transaction
-from lightpost.core.verify import ProvenBlock
+from lightpost.core.verify import ProvenBlock, verify_block_header
 from lightpost.errors import LightpostError, NodeError, TransportError
 from lightpost.node.block_receipts import MethodSupport, prove_receipts_in_turn
 from lightpost.node.chain import Chain, parse_quantity, prove_in_turn
@@ -100,6 +100,7 @@ class InclusionProver:
         self.problems: dict[str, str] = {}  # label -> what of its answers failed proof
         self.proved: set[str] = set()  # labels whose block or receipts proved
         self.receipt_reasons: dict[str, str] = {}  # label -> why it gave no receipts
+        self.unproven: dict[str, str] = {}  # label -> why its answer proved nothing (no lie)
 
     def canonical(self, number: int) -> bytes | Unknown:
         """The quorum-agreed block hash at ``number`` (UNKNOWN: no quorum now)."""
@@ -142,16 +143,15 @@ class InclusionProver:
             if self._budget <= 0:
                 return UNKNOWN  # this round's proof budget is spent: next round
             self._budget -= 1
+
+            def check(answer: Any) -> ProvenBlock:
+                # the header first: no raw-form call for a block that is not the agreed one
+                verify_block_header(answer, ref.hash, fmt=self._fmt)
+                forms = raw_forms(self._in_order(), answer, self._fmt)
+                return prove_block(answer, ref, fmt=self._fmt, raw_forms=forms)
+
             found = self._in_turn(
-                "eth_getBlockByNumber",
-                [hex(ref.number), True],
-                lambda answer: prove_block(
-                    answer,
-                    ref,
-                    fmt=self._fmt,
-                    raw_forms=raw_forms(self._endpoints, answer, self._fmt),
-                ),
-                f"block {ref.number}",
+                "eth_getBlockByNumber", [hex(ref.number), True], check, f"block {ref.number}"
             )
             self._blocks[ref.hash] = UNKNOWN if found is None else found[0]
         return self._blocks[ref.hash]
@@ -199,6 +199,7 @@ class InclusionProver:
             params,
             check,
             lambda label, why: self._blame(label, f"its {what} failed proof: {why}"),
+            lambda label, why: self.unproven.__setitem__(label, f"{what}: {why}"),
         )
         if found is None:
             return None
