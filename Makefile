@@ -1,5 +1,5 @@
 # lightpost -- the two commands a new user needs: `make demo` and `make test`.
-# Everything (venv, Python packages, anvil and ganache from npm) is installed by these targets.
+# Everything (venv, Python packages, anvil, ganache and hardhat from npm) is installed by these targets.
 
 PYTHON ?= python3
 VENV := .venv
@@ -10,9 +10,12 @@ ANVIL_BIN := $(ANVIL_DIR)/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
 GANACHE_PKG := ganache@7.9.2
 GANACHE_DIR := .tools/ganache
 GANACHE_BIN := $(GANACHE_DIR)/node_modules/ganache/dist/node/cli.js
+HARDHAT_PKG := hardhat@2.29.1
+HARDHAT_DIR := .tools/hardhat
+HARDHAT_BIN := $(HARDHAT_DIR)/node_modules/hardhat/internal/cli/bootstrap.js
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv anvil ganache mosquitto chromium setup demo test check bench reliability footprint contracts screenshots clean
+.PHONY: all venv anvil ganache hardhat mosquitto chromium setup demo test check bench reliability footprint contracts screenshots clean
 
 all: test
 
@@ -40,6 +43,14 @@ $(GANACHE_BIN):
 
 ganache: $(GANACHE_BIN)
 
+# A third node, for `lightpost doctor` against a real Hardhat (no eth_getBlockReceipts).
+$(HARDHAT_BIN):
+	mkdir -p $(HARDHAT_DIR)
+	npm install --prefix $(HARDHAT_DIR) --no-save --no-audit --no-fund $(HARDHAT_PKG)
+	test -f $(HARDHAT_BIN)
+
+hardhat: $(HARDHAT_BIN)
+
 
 # The MQTT broker of the device tests (Debian's mosquitto), installed when missing and root.
 mosquitto:
@@ -56,7 +67,7 @@ chromium:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	else echo "console browser tests need Debian's chromium: sudo apt-get install chromium"; fi
 
-setup: venv anvil ganache mosquitto chromium
+setup: venv anvil ganache hardhat mosquitto chromium
 
 demo: setup
 	$(VENV)/bin/lightpost demo

@@ -13,6 +13,7 @@ from lightpost.adapters.rpc import HttpEndpoint
 from lightpost.core.diagnosis import Cap
 from lightpost.node.probe import probe_endpoint
 from lightpost_operator.anvil import AnvilProcess, free_port
+from lightpost_operator.hardhat import HardhatProcess
 from lightpost_operator.proxy import LyingProxy, NullTag, Unsupported
 from tests.conftest import run_cli
 from tests.integration.receive_chain import CHAIN_ID, InboxChain, text, write_config
@@ -97,3 +98,32 @@ def test_doctor_cli_table_verdict_and_fix(chain: InboxChain, tmp_path: Path) -> 
     by_label = {e["label"]: e for e in report["endpoints"]}
     assert by_label["rpc#0"]["failures"] == ["finalized tag"]
     assert by_label["rpc#1"]["failures"] == []
+
+
+def test_a_real_hardhat_node_names_its_missing_method_and_the_fallback(tmp_path: Path) -> None:
+    """Hardhat 2.29 (EDR), not a proxy: it serves no eth_getBlockReceipts; `lightpost doctor`
+    says so in Hardhat's own words and names the per-transaction fallback that works."""
+    proc = HardhatProcess(port=free_port()).start()
+    try:
+        c = InboxChain(proc.url)  # Hardhat's dev accounts are anvil's: the same keys work
+        c.post(c.keys[1], "c1", [text(0, "a0")])
+        found = _findings(proc.url, inbox=c.inbox)
+        receipts = found[Cap.RECEIPTS]
+        assert receipts.ok is True  # type: ignore[attr-defined]
+        assert receipts.detail.startswith("uses eth_getTransactionReceipt")  # type: ignore[attr-defined]
+        assert "eth_getBlockReceipts: Method eth_getBlockReceipts is not supported" in (
+            receipts.detail  # type: ignore[attr-defined]
+        )
+        config = write_config(
+            tmp_path,
+            endpoints=[proc.url],
+            quorum=1,
+            inbox=c.inbox,
+            me=c.keys[0].address,
+            trusted={"c1": [c.keys[1].address]},
+        )
+        out = run_cli("doctor", "--config", str(config), timeout=120)
+        assert "uses eth_getTransactionReceipt" in out.stdout, out.stdout + out.stderr
+        assert "eth_getBlockReceipts" in out.stdout and proc.url not in out.stdout
+    finally:
+        proc.stop()
