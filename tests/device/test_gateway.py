@@ -1,0 +1,159 @@
+"""The gateway end to end: a device (lightpost.device on CPython, no ETH, no RPC endpoint) ->
+a real Mosquitto -> the gateway (shared subscription) -> a real anvil. The device gets its
+receipt and releases its records; the anchored root is proven to hold the device's head; a record
+signed by another key on the device's topic is refused with a reason, a republished one is not
+batched twice; a gateway killed after its commit but before anchoring anchors on restart."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from lightpost.adapters.rpc import HttpEndpoint
+from lightpost.core.hashing import keccak256
+from lightpost.core.keys import PrivateKey
+from lightpost.device import Device
+from lightpost.device.mqtt import Client
+from lightpost.node.chain import Chain
+from lightpost_gateway.admit import reject_topic
+from lightpost_gateway.anchor import ANCHOR_ADDRESS, EVENT_TOPIC, batch_digest
+from lightpost_gateway.batch import Leaf, batch_root, prove_inclusion, verify_inclusion
+from lightpost_gateway.record import Domain, open_record
+from lightpost_gateway.service import Anchored, Gateway, GatewayClient, GatewayStore
+from lightpost_operator.anvil import AnvilProcess
+from lightpost_operator.gateway_cmd import chain_anchor, deploy_anchor, shared_topic
+from tests.conftest import ANVIL_DEV_KEYS
+from tests.device.conftest import Mosquitto
+
+SECRET = bytes.fromhex("4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318")
+OTHER = bytes.fromhex("8da4ef21b864d2cc526dbdb2a120bd2874c36c9d0a1fb7f8c63d7f7a8b41de8f")
+READINGS = 3
+
+
+def _gateway(
+    broker: Mosquitto, db: Path, domain: Domain, anchor: object, name: str = "gw1"
+) -> Gateway:
+    sub, pub = GatewayClient(name), GatewayClient(name + "-pub")
+    sub.connect("127.0.0.1", broker.port)
+    sub.subscribe(shared_topic("test"))
+    pub.connect("127.0.0.1", broker.port)
+    return Gateway(
+        store=GatewayStore(db),
+        domain=domain,
+        anchor=anchor,  # type: ignore[arg-type]
+        sub=sub,
+        pub=pub,
+        batch_interval_s=0,
+    )
+
+
+def _receive_until(gateway: Gateway, verdict: str, n: int) -> None:
+    deadline = time.monotonic() + 20
+    while gateway.counts[verdict] < n:
+        assert time.monotonic() < deadline, gateway.counts
+        gateway.receive(time.time(), 200)
+
+
+def test_device_to_chain_and_back(
+    fresh_anvil: AnvilProcess, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    chain = Chain([HttpEndpoint(fresh_anvil.url, "rpc#0")], quorum=1)
+    funder, payer = (PrivateKey.from_hex(k) for k in ANVIL_DEV_KEYS[:2])
+    try:
+        chain_id = chain.chain_id()
+        deploy_anchor(chain, chain_id, funder)
+        domain = Domain(chain_id=chain_id, anchor=ANCHOR_ADDRESS)
+        gateway = _gateway(
+            mosquitto, tmp_path / "gw.sqlite", domain, chain_anchor(chain, chain_id, payer)
+        )
+
+        dev = Device(SECRET, chain_id, ANCHOR_ADDRESS, str(tmp_path / "flash"), cadence_s=60)
+        dev.connect("127.0.0.1", mosquitto.port)  # publishes its birth
+        for i in range(READINGS):
+            dev.publish(b"temp", b'{"c": %d}' % i, content_type=2)
+        # an impostor on the device's topic: another key, refused with a reason
+        impostor = Device(OTHER, chain_id, ANCHOR_ADDRESS, str(tmp_path / "flash2"))
+        _, _, forged = impostor.record(0, b"temp", b"forged")
+        watcher = Client("watcher")
+        watcher.connect("127.0.0.1", mosquitto.port)
+        watcher.subscribe(reject_topic(dev.address))
+        watcher.publish(dev.topic, forged)
+
+        _receive_until(gateway, "accept", READINGS + 1)
+        _receive_until(gateway, "reject", 1)
+        watcher.poll(2000)
+        assert watcher.inbox and watcher.inbox[0][0] == reject_topic(dev.address)
+        assert b"not signed by this device" in watcher.inbox[0][1]
+
+        batch = gateway.step(time.time())
+        assert batch is not None
+        assert gateway.step(time.time()) is None  # nothing left to batch
+
+        deadline = time.monotonic() + 20
+        while dev.store.retained():
+            assert time.monotonic() < deadline, dev.store.retained()
+            dev.poll(200)
+        assert dev.seq == READINGS + 1  # birth + readings, all released by the receipt
+
+        # the chain: one event whose digest is keccak(root); the root holds the device's head
+        row = gateway.store.db.execute(
+            "SELECT root, tx_hash FROM batches WHERE id = ?", (batch,)
+        ).fetchone()
+        root, tx_hash = bytes(row[0]), bytes(row[1])
+        receipt = chain.receipt_hint(tx_hash)
+        assert receipt is not None
+        (log,) = receipt["logs"]
+        assert log["topics"][0] == "0x" + EVENT_TOPIC.hex()
+        assert log["data"].endswith(batch_digest(root).hex())
+        leaf = Leaf(device=dev.address, first_seq=0, last_seq=READINGS, head=dev.head)
+        assert batch_root([leaf]) == root
+        verify_inclusion(root, leaf, prove_inclusion([leaf], 0))
+
+        # the device republishes its last record (say, it missed the receipt): not batched again
+        wire = gateway.store.wire(dev.address, READINGS)
+        assert wire is not None and open_record(wire, domain)[2] == dev.head
+        watcher.publish(dev.topic, wire)
+        _receive_until(gateway, "duplicate", 1)
+        assert gateway.step(time.time()) is None
+        watcher.disconnect()
+        dev.close()
+    finally:
+        chain.close()
+
+
+def test_a_crash_between_commit_and_anchor_is_resumed(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    domain = Domain(chain_id=31337, anchor=ANCHOR_ADDRESS)
+    anchored: list[bytes] = []
+
+    def crash(_calldata: bytes) -> Anchored:
+        raise KeyboardInterrupt  # stands in for kill -9 after the batch was committed
+
+    def anchor(calldata: bytes) -> Anchored:
+        anchored.append(calldata)
+        return Anchored(tx_hash=keccak256(calldata), block=7)
+
+    db = tmp_path / "gw.sqlite"
+    gateway = _gateway(mosquitto, db, domain, crash)
+    dev = Device(SECRET, 31337, ANCHOR_ADDRESS, str(tmp_path / "flash"))
+    dev.connect("127.0.0.1", mosquitto.port)
+    dev.publish(b"temp", b"1")
+    _receive_until(gateway, "accept", 2)
+    with pytest.raises(KeyboardInterrupt):
+        gateway.step(time.time())
+    gateway.sub.close()
+    gateway.pub.close()
+    gateway.store.close()
+
+    again = _gateway(mosquitto, db, domain, anchor, name="gw1b")
+    assert again.step(time.time()) is None  # no new batch: the old one is resumed
+    (calldata,) = anchored
+    assert calldata == batch_root(
+        [Leaf(device=dev.address, first_seq=0, last_seq=1, head=dev.head)]
+    )
+    deadline = time.monotonic() + 20
+    while dev.store.retained():
+        assert time.monotonic() < deadline
+        dev.poll(200)
+    dev.close()
