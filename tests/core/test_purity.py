@@ -22,7 +22,7 @@ AGENT_COMMAND = (
 )
 """lightpost-agent's pure rules (the command codec, the policy, the decisions)."""
 GATEWAY = Path(__file__).resolve().parents[2] / "gateway/src/lightpost_gateway"
-GATEWAY_PURE = ("record.py", "batch.py", "anchor.py", "admit.py")
+GATEWAY_PURE = ("record.py", "batch.py", "anchor.py", "admit.py", "relay.py")
 """lightpost-gateway's pure modules: the device record format and rules, Merkle batches, the
 anchoring contract's rules."""
 

@@ -16,11 +16,14 @@ from lightpost.core.hashing import keccak256
 from lightpost.core.keys import PrivateKey
 from lightpost.device import Device
 from lightpost.device.mqtt import Client
+from lightpost.errors import ProofError
 from lightpost.node.chain import Chain
 from lightpost_gateway.admit import reject_topic
 from lightpost_gateway.anchor import ANCHOR_ADDRESS, EVENT_TOPIC, batch_digest
 from lightpost_gateway.batch import Leaf, batch_root, prove_inclusion, verify_inclusion
+from lightpost_gateway.receiver import prove_anchor_tx
 from lightpost_gateway.record import Domain, open_record
+from lightpost_gateway.relay import verify_relayed
 from lightpost_gateway.service import Anchored, Gateway, GatewayClient, GatewayStore
 from lightpost_operator.anvil import AnvilProcess
 from lightpost_operator.gateway_cmd import chain_anchor, deploy_anchor, shared_topic
@@ -110,6 +113,23 @@ def test_device_to_chain_and_back(
         leaf = Leaf(device=dev.address, first_seq=0, last_seq=READINGS, head=dev.head)
         assert batch_root([leaf]) == root
         verify_inclusion(root, leaf, prove_inclusion([leaf], 0))
+
+        # a receiver: the relayed records, checked against the anchor tx proven in its block
+        wires, relayed_leaf, proof, relayed_tx, block = gateway.relay(dev.address, batch)
+        assert relayed_leaf == leaf and relayed_tx == tx_hash
+        anchor_tx, anchor_receipt = prove_anchor_tx(
+            chain, chain_id=chain_id, tx_hash=tx_hash, block=block
+        )
+        claim = {"device": dev.address, "leaf": relayed_leaf, "proof": proof, "domain": domain}
+        got = verify_relayed(wires, tx=anchor_tx, receipt=anchor_receipt, **claim)  # type: ignore[arg-type]
+        assert [h for _, h in got][-1] == dev.head and len(got) == READINGS + 1
+        with pytest.raises(ProofError):  # a gateway that swaps two readings is caught
+            verify_relayed(
+                [wires[0], wires[2], wires[1], *wires[3:]],
+                tx=anchor_tx,
+                receipt=anchor_receipt,
+                **claim,  # type: ignore[arg-type]
+            )
 
         # the device republishes its last record (say, it missed the receipt): not batched again
         wire = gateway.store.wire(dev.address, READINGS)

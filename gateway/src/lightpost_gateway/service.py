@@ -26,7 +26,7 @@ from lightpost.device.mqtt import PUBACK, PUBLISH, Client, packet, parse_publish
 
 from .admit import Verdict, admit, reject_topic
 from .anchor import anchored_calldata, posted_calldata
-from .batch import Leaf, batch_root
+from .batch import InclusionProof, Leaf, batch_root, prove_inclusion
 from .record import ChainEntry, DeviceReceipt, Domain, encode_device_receipt, receipt_topic
 
 __all__ = [
@@ -295,6 +295,37 @@ class Gateway:
             self.pub.send(receipt_topic(bytes(device)), encode_device_receipt(receipt))
         if only is None:
             self.store.db.execute("UPDATE batches SET receipts_sent = 1 WHERE id = ?", (batch,))
+
+    def relay(
+        self, device: bytes, batch: int
+    ) -> tuple[list[bytes], Leaf, InclusionProof, bytes, int]:
+        """What the gateway serves a receiver (backfill): the device's records of an anchored
+        batch, from its first seq there to its head, its leaf, the leaf's proof, the batch's
+        transaction and block. The receiver trusts none of it (lightpost_gateway.relay)."""
+        rows = self.store.db.execute(
+            "SELECT device, MIN(seq), MAX(seq) FROM records WHERE batch = ? GROUP BY device "
+            "ORDER BY device",
+            (batch,),
+        ).fetchall()
+        leaves = []
+        for d, first, last in rows:
+            head = self.store.db.execute(
+                "SELECT hash FROM records WHERE device = ? AND seq = ?", (d, last)
+            ).fetchone()[0]
+            leaves.append(Leaf(device=bytes(d), first_seq=first, last_seq=last, head=bytes(head)))
+        index = next(i for i, leaf in enumerate(leaves) if leaf.device == device)
+        leaf = leaves[index]
+        wires = [
+            bytes(w)
+            for (w,) in self.store.db.execute(
+                "SELECT wire FROM records WHERE device = ? AND seq BETWEEN ? AND ? ORDER BY seq",
+                (device, leaf.first_seq, leaf.last_seq),
+            )
+        ]
+        tx_hash, block = self.store.db.execute(
+            "SELECT tx_hash, block FROM batches WHERE id = ?", (batch,)
+        ).fetchone()
+        return wires, leaf, prove_inclusion(leaves, index), bytes(tx_hash), block
 
     def run(self, *, stop: Callable[[], bool], poll_ms: int = 200) -> None:
         """receive and step until ``stop()``."""
