@@ -177,3 +177,31 @@ def test_a_crash_between_commit_and_anchor_is_resumed(mosquitto: Mosquitto, tmp_
         assert time.monotonic() < deadline
         dev.poll(200)
     dev.close()
+
+
+def test_a_crash_before_commit_loses_nothing(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    """Nothing is acknowledged before it is committed: a gateway dying inside its commit leaves
+    the records unacknowledged, and the broker delivers them again to its next session."""
+    domain = Domain(chain_id=31337, anchor=ANCHOR_ADDRESS)
+    db = tmp_path / "gw.sqlite"
+    gateway = _gateway(mosquitto, db, domain, None)
+
+    def die(*_a: object, **_k: object) -> list[object]:
+        raise KeyboardInterrupt  # stands in for kill -9 before COMMIT
+
+    gateway.store.admit_all = die  # type: ignore[method-assign]
+    dev = Device(SECRET, 31337, ANCHOR_ADDRESS, str(tmp_path / "flash"))
+    dev.connect("127.0.0.1", mosquitto.port)
+    dev.publish(b"temp", b"1")
+    deadline = time.monotonic() + 20
+    with pytest.raises(KeyboardInterrupt):
+        while time.monotonic() < deadline:
+            gateway.receive(time.time(), 200)
+    gateway.sub.shut()  # no DISCONNECT: the session and its unacknowledged messages stay
+    gateway.pub.shut()
+    gateway.store.close()
+
+    again = _gateway(mosquitto, db, domain, None)
+    _receive_until(again, "accept", 2)  # the birth and the reading, delivered again
+    assert again.store.wire(dev.address, 1) is not None
+    dev.close()

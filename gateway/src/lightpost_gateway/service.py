@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from lightpost.device.mqtt import PUBACK, PUBLISH, Client, packet, parse_publish
 
-from .admit import Verdict, admit, reject_topic
+from .admit import Admission, Verdict, admit, reject_topic
 from .anchor import anchored_calldata, posted_calldata
 from .batch import InclusionProof, Leaf, batch_root, prove_inclusion
 from .record import ChainEntry, DeviceReceipt, Domain, encode_device_receipt, receipt_topic
@@ -144,6 +144,33 @@ class GatewayStore:
             (device, seq, digest, prev, wire, now),
         )
 
+    def admit_all(
+        self,
+        messages: Sequence[tuple[str, bytes]],
+        *,
+        domain: Domain,
+        authorized: Collection[bytes] | None,
+        now: float,
+    ) -> list[Admission]:
+        """Judge (topic, message) pairs in order and store the accepted records and the
+        rejects, all in one transaction: durable when this returns."""
+        out = []
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            for topic, msg in messages:
+                a = admit(topic, msg, domain=domain, known=self.known, authorized=authorized)
+                if a.verdict == Verdict.ACCEPT:
+                    assert a.device is not None and a.record is not None and a.hash is not None
+                    self.put(a.device, a.record.record.seq, a.hash, a.record.record.prev, msg, now)
+                elif a.verdict == Verdict.REJECT:
+                    self.reject(a.device, a.reason, now)
+                out.append(a)
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+        return out
+
     def reject(self, device: bytes | None, reason: str, now: float) -> None:
         self.db.execute("INSERT INTO rejects VALUES (?, ?, ?)", (device, reason, now))
 
@@ -197,33 +224,34 @@ class Gateway:
         self.counts = {v.value: 0 for v in Verdict}
 
     def receive(self, now: float, timeout_ms: int = 0) -> int:
-        """Read what the broker sent, admit, commit, then acknowledge. Returns messages handled."""
+        """Read what the broker sent (up to RECORDS_PER_POLL messages), admit and commit them in
+        one transaction (group commit), THEN acknowledge each. Returns messages handled."""
         self.sub.read(timeout_ms)
-        handled = 0
-        while self.sub.pending and handled < RECORDS_PER_POLL:
-            topic, pid, msg = self.sub.pending.pop(0)
-            self._admit_one(topic, msg, now)
-            self.sub.ack(pid)
-            handled += 1
-        return handled
-
-    def _admit_one(self, topic: str, msg: bytes, now: float) -> None:
-        a = admit(
-            topic, msg, domain=self.domain, known=self.store.known, authorized=self.authorized
+        while 0 < len(self.sub.pending) < RECORDS_PER_POLL:
+            before = len(self.sub.pending)
+            self.sub.read(0)
+            if len(self.sub.pending) == before:
+                break
+        taken = self.sub.pending[:RECORDS_PER_POLL]
+        del self.sub.pending[:RECORDS_PER_POLL]
+        if not taken:
+            return 0
+        admissions = self.store.admit_all(
+            [(t, m) for t, _, m in taken], domain=self.domain, authorized=self.authorized, now=now
         )
-        self.counts[a.verdict.value] += 1
-        if a.verdict == Verdict.ACCEPT:
-            assert a.device is not None and a.record is not None and a.hash is not None
-            self.store.put(a.device, a.record.record.seq, a.hash, a.record.record.prev, msg, now)
-        elif a.verdict == Verdict.REJECT:
-            self.store.reject(a.device, a.reason, now)
-            self._log(f"rejected a record on {topic}: {a.reason}")
-            if a.device is not None:
-                self.pub.send(reject_topic(a.device), a.reason.encode())
-        elif a.verdict == Verdict.DUPLICATE and a.device is not None and a.record is not None:
-            batch = self.store.record_batch(a.device, a.record.record.seq)
-            if batch is not None:  # already anchored: the device missed its receipt
-                self._send_receipts(batch, only=a.device)
+        for _, pid, _ in taken:
+            self.sub.ack(pid)
+        for (topic, _, _), a in zip(taken, admissions, strict=True):
+            self.counts[a.verdict.value] += 1
+            if a.verdict == Verdict.REJECT:
+                self._log(f"rejected a record on {topic}: {a.reason}")
+                if a.device is not None:
+                    self.pub.send(reject_topic(a.device), a.reason.encode())
+            elif a.verdict == Verdict.DUPLICATE and a.device is not None and a.record is not None:
+                batch = self.store.record_batch(a.device, a.record.record.seq)
+                if batch is not None:  # already anchored: the device missed its receipt
+                    self._send_receipts(batch, only=a.device)
+        return len(taken)
 
     def step(self, now: float) -> int | None:
         """Resume unfinished batches, then cut and anchor one if it is due. Returns its id."""
