@@ -205,3 +205,39 @@ def test_a_crash_before_commit_loses_nothing(mosquitto: Mosquitto, tmp_path: Pat
     _receive_until(again, "accept", 2)  # the birth and the reading, delivered again
     assert again.store.wire(dev.address, 1) is not None
     dev.close()
+
+
+def test_two_gateways_share_one_broker(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    """$share/<group>/lp/1/d/+: the broker splits one device's records between two gateways;
+    each record is stored by exactly one, and their receipts release everything on the device."""
+    domain = Domain(chain_id=31337, anchor=ANCHOR_ADDRESS)
+    calls: list[bytes] = []
+
+    def anchor(calldata: bytes) -> Anchored:
+        calls.append(calldata)
+        return Anchored(tx_hash=keccak256(calldata), block=len(calls))
+
+    gateways = [
+        _gateway(mosquitto, tmp_path / f"gw{i}.sqlite", domain, anchor, name=f"gw{i}")
+        for i in range(2)
+    ]
+    dev = Device(SECRET, 31337, ANCHOR_ADDRESS, str(tmp_path / "flash"))
+    dev.connect("127.0.0.1", mosquitto.port)
+    readings = 10
+    for i in range(readings):
+        dev.publish(b"temp", b"%d" % i)
+    deadline = time.monotonic() + 20
+    while sum(g.counts["accept"] for g in gateways) < readings + 1:
+        assert time.monotonic() < deadline, [g.counts for g in gateways]
+        for g in gateways:
+            g.receive(time.time(), 50)
+    held = [{s for (s,) in g.store.db.execute("SELECT seq FROM records")} for g in gateways]
+    assert held[0] and held[1], "the broker gave one gateway everything"
+    assert not held[0] & held[1] and held[0] | held[1] == set(range(readings + 1))
+    for g in gateways:
+        g.step(time.time())
+    deadline = time.monotonic() + 20
+    while dev.store.retained():
+        assert time.monotonic() < deadline, dev.store.retained()
+        dev.poll(200)
+    dev.close()
