@@ -241,3 +241,47 @@ def test_two_gateways_share_one_broker(mosquitto: Mosquitto, tmp_path: Path) -> 
         assert time.monotonic() < deadline, dev.store.retained()
         dev.poll(200)
     dev.close()
+
+
+def test_micropython_device_through_the_gateway_to_anvil(
+    mp_bundle: Path,
+    mosquitto: Mosquitto,
+    fresh_anvil: AnvilProcess,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 14's first 'done when', up to `included`: a MicroPython device under a 64 KiB heap,
+    with no ETH and no RPC endpoint, publishes readings; the gateway anchors them on anvil; the
+    device takes its receipt and releases them; a receiver proves them at `included`."""
+    import tests.device.test_micropython as mp
+
+    monkeypatch.setattr(mp, "ANCHOR", ANCHOR_ADDRESS.hex())  # the script's anchor (argv)
+    chain = Chain([HttpEndpoint(fresh_anvil.url, "rpc#0")], quorum=1)
+    funder, payer = (PrivateKey.from_hex(k) for k in ANVIL_DEV_KEYS[:2])
+    try:
+        chain_id = chain.chain_id()
+        deploy_anchor(chain, chain_id, funder)
+        domain = Domain(chain_id=chain_id, anchor=ANCHOR_ADDRESS)
+        gateway = _gateway(
+            mosquitto, tmp_path / "gw.sqlite", domain, chain_anchor(chain, chain_id, payer)
+        )
+        proc = mp._device(mp_bundle, tmp_path / "flash", mosquitto.port, 5, 20, 30_000)
+        try:
+            _receive_until(gateway, "accept", 6)  # birth + 5 readings
+            batch = gateway.step(time.time())
+            assert batch is not None
+            out, _ = proc.communicate(timeout=60)
+        finally:
+            proc.kill()
+        assert proc.returncode == 0, out
+        assert "retained []" in out, out
+        device = mp.ADDRESS
+        wires, leaf, proof, tx_hash, block = gateway.relay(device, batch)
+        tx, receipt = prove_anchor_tx(chain, chain_id=chain_id, tx_hash=tx_hash, block=block)
+        got = verify_relayed(
+            wires, device=device, leaf=leaf, proof=proof, tx=tx, receipt=receipt, domain=domain
+        )
+        assert [r.record.seq for r, _ in got] == list(range(6))
+        print(out)
+    finally:
+        chain.close()
