@@ -4,10 +4,6 @@ and the Python mirror of its rules (accumulator, slots, calldata of both modes).
 from __future__ import annotations
 
 import hashlib
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
 
 import pytest
 from hypothesis import given
@@ -31,23 +27,7 @@ from lightpost_gateway.anchor import (
     posted_calldata,
 )
 from lightpost_gateway.artifact import anchor_initcode, anchor_runtime
-
-TOOLS = Path(__file__).resolve().parents[2] / "tools"
-
-
-def _load(name: str) -> ModuleType:
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, TOOLS / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-evmasm = _load("evmasm")
-build = _load("build_contracts")
+from tests.core.test_inbox_bytecode import build, evmasm
 
 
 def test_committed_artifact_is_reproduced_byte_for_byte() -> None:

@@ -7,6 +7,8 @@ batched twice; a gateway killed after its commit but before anchoring anchors on
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -52,6 +54,23 @@ def _gateway(
     )
 
 
+@contextmanager
+def _on_chain(
+    node: AnvilProcess, broker: Mosquitto, tmp_path: Path
+) -> Iterator[tuple[Chain, Gateway]]:
+    """The anchoring contract deployed on ``node`` and a gateway paying from anvil's 2nd key."""
+    chain = Chain([HttpEndpoint(node.url, "rpc#0")], quorum=1)
+    funder, payer = (PrivateKey.from_hex(k) for k in ANVIL_DEV_KEYS[:2])
+    try:
+        chain_id = chain.chain_id()
+        deploy_anchor(chain, chain_id, funder)
+        domain = Domain(chain_id=chain_id, anchor=ANCHOR_ADDRESS)
+        anchor = chain_anchor(chain, chain_id, payer)
+        yield chain, _gateway(broker, tmp_path / "gw.sqlite", domain, anchor)
+    finally:
+        chain.close()
+
+
 def _receive_until(gateway: Gateway, verdict: str, n: int) -> None:
     deadline = time.monotonic() + 20
     while gateway.counts[verdict] < n:
@@ -62,15 +81,8 @@ def _receive_until(gateway: Gateway, verdict: str, n: int) -> None:
 def test_device_to_chain_and_back(
     fresh_anvil: AnvilProcess, mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
-    chain = Chain([HttpEndpoint(fresh_anvil.url, "rpc#0")], quorum=1)
-    funder, payer = (PrivateKey.from_hex(k) for k in ANVIL_DEV_KEYS[:2])
-    try:
-        chain_id = chain.chain_id()
-        deploy_anchor(chain, chain_id, funder)
-        domain = Domain(chain_id=chain_id, anchor=ANCHOR_ADDRESS)
-        gateway = _gateway(
-            mosquitto, tmp_path / "gw.sqlite", domain, chain_anchor(chain, chain_id, payer)
-        )
+    with _on_chain(fresh_anvil, mosquitto, tmp_path) as (chain, gateway):
+        chain_id, domain = gateway.domain.chain_id, gateway.domain
 
         dev = Device(SECRET, chain_id, ANCHOR_ADDRESS, str(tmp_path / "flash"), cadence_s=60)
         dev.connect("127.0.0.1", mosquitto.port)  # publishes its birth
@@ -139,8 +151,6 @@ def test_device_to_chain_and_back(
         assert gateway.step(time.time()) is None
         watcher.disconnect()
         dev.close()
-    finally:
-        chain.close()
 
 
 def test_a_crash_between_commit_and_anchor_is_resumed(mosquitto: Mosquitto, tmp_path: Path) -> None:
@@ -256,15 +266,8 @@ def test_micropython_device_through_the_gateway_to_anvil(
     import tests.device.test_micropython as mp
 
     monkeypatch.setattr(mp, "ANCHOR", ANCHOR_ADDRESS.hex())  # the script's anchor (argv)
-    chain = Chain([HttpEndpoint(fresh_anvil.url, "rpc#0")], quorum=1)
-    funder, payer = (PrivateKey.from_hex(k) for k in ANVIL_DEV_KEYS[:2])
-    try:
-        chain_id = chain.chain_id()
-        deploy_anchor(chain, chain_id, funder)
-        domain = Domain(chain_id=chain_id, anchor=ANCHOR_ADDRESS)
-        gateway = _gateway(
-            mosquitto, tmp_path / "gw.sqlite", domain, chain_anchor(chain, chain_id, payer)
-        )
+    with _on_chain(fresh_anvil, mosquitto, tmp_path) as (chain, gateway):
+        chain_id, domain = gateway.domain.chain_id, gateway.domain
         proc = mp._device(mp_bundle, tmp_path / "flash", mosquitto.port, 5, 20, 30_000)
         try:
             _receive_until(gateway, "accept", 6)  # birth + 5 readings
@@ -283,5 +286,3 @@ def test_micropython_device_through_the_gateway_to_anvil(
         )
         assert [r.record.seq for r, _ in got] == list(range(6))
         print(out)
-    finally:
-        chain.close()

@@ -19,7 +19,6 @@ from lightpost.errors import ChainProcessError
 from lightpost.node.chain import Chain
 from lightpost_gateway.anchor import (
     ANCHOR_ADDRESS,
-    ANCHOR_SALT,
     EVENT_TOPIC,
     accumulate,
     anchor_execution_gas,
@@ -28,7 +27,7 @@ from lightpost_gateway.anchor import (
     gateway_slots,
     posted_calldata,
 )
-from lightpost_gateway.artifact import anchor_initcode, anchor_runtime
+from lightpost_gateway.artifact import anchor_runtime
 from lightpost_gateway.batch import Leaf, batch_root
 from lightpost_gateway.record import (
     ZERO_HASH,
@@ -39,25 +38,12 @@ from lightpost_gateway.record import (
     sign_record,
 )
 from lightpost_operator.anvil import AnvilProcess
-from lightpost_operator.inbox import deploy_create2
+from lightpost_operator.gateway_cmd import deploy_anchor
 from lightpost_operator.wallet import send_operator_tx
 from tests.conftest import ANVIL_DEV_KEYS
 
 POSTED_RECORDS = 200
 """Records of 100-byte readings in the measured posted batch."""
-
-
-def deploy_anchor(chain: Chain, chain_id: int, funder: PrivateKey) -> tuple[bytes, bool, int]:
-    return deploy_create2(
-        chain,
-        chain_id,
-        funder,
-        name="anchoring contract",
-        salt=ANCHOR_SALT,
-        initcode=anchor_initcode(),
-        runtime=anchor_runtime(),
-        address=ANCHOR_ADDRESS,
-    )
 
 
 def _batch(chain: Chain, chain_id: int, key: PrivateKey, data: bytes) -> dict[str, Any]:
