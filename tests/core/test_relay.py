@@ -15,7 +15,7 @@ from lightpost.core.keys import PrivateKey
 from lightpost.core.receipts import Log, Receipt
 from lightpost.core.tx import DynamicFeeTx, SignedTransaction, sign_transaction
 from lightpost.errors import ProofError
-from lightpost_gateway.anchor import EVENT_TOPIC, batch_digest
+from lightpost_gateway.anchor import EVENT_TOPIC, accumulate, batch_digest
 from lightpost_gateway.batch import Leaf, batch_root, prove_inclusion
 from lightpost_gateway.record import (
     ZERO_HASH,
@@ -26,7 +26,7 @@ from lightpost_gateway.record import (
     record_hash,
     sign_record,
 )
-from lightpost_gateway.relay import verify_relayed
+from lightpost_gateway.relay import verify_complete, verify_relayed
 
 DEVICE = PrivateKey(b"\x11" * 32)
 NEIGHBOUR = PrivateKey(b"\x12" * 32)
@@ -153,3 +153,27 @@ def test_a_malicious_gateway_is_caught(attack: str) -> None:
     ATTACKS[attack](claim)
     with pytest.raises(ProofError):
         verify_relayed(**claim)
+
+
+DIGESTS = [batch_digest(bytes([i]) * 32) for i in range(3)]
+ACC = int.from_bytes(
+    accumulate(accumulate(accumulate(bytes(32), DIGESTS[0]), DIGESTS[1]), DIGESTS[2]), "big"
+)
+
+
+@pytest.mark.parametrize(
+    ("seen", "ok"),
+    [
+        (DIGESTS, True),
+        (DIGESTS[:2], False),  # a batch withheld
+        ([DIGESTS[1], DIGESTS[0], DIGESTS[2]], False),  # reordered
+        ([DIGESTS[0], DIGESTS[1], batch_digest(b"\x09" * 32)], False),  # another batch
+        ([*DIGESTS, DIGESTS[2]], False),  # one replayed
+    ],
+)
+def test_complete_for_a_gateway(seen: list[bytes], ok: bool) -> None:
+    if ok:
+        verify_complete(seen, proven_acc=ACC, proven_count=3)
+    else:
+        with pytest.raises(ProofError):
+            verify_complete(seen, proven_acc=ACC, proven_count=3)

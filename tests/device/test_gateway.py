@@ -23,9 +23,9 @@ from lightpost.node.chain import Chain
 from lightpost_gateway.admit import reject_topic
 from lightpost_gateway.anchor import ANCHOR_ADDRESS, EVENT_TOPIC, batch_digest
 from lightpost_gateway.batch import Leaf, batch_root, prove_inclusion, verify_inclusion
-from lightpost_gateway.receiver import prove_anchor_tx
+from lightpost_gateway.receiver import prove_anchor_tx, prove_gateway_accumulator
 from lightpost_gateway.record import Domain, open_record
-from lightpost_gateway.relay import verify_relayed
+from lightpost_gateway.relay import verify_complete, verify_relayed
 from lightpost_gateway.service import Anchored, Gateway, GatewayClient, GatewayStore
 from lightpost_operator.anvil import AnvilProcess
 from lightpost_operator.gateway_cmd import chain_anchor, deploy_anchor, shared_topic
@@ -142,6 +142,14 @@ def test_device_to_chain_and_back(
                 receipt=anchor_receipt,
                 **claim,  # type: ignore[arg-type]
             )
+
+        # complete: the receiver saw every batch of this gateway (proven from the contract)
+        acc, count = prove_gateway_accumulator(
+            chain, gateway=anchor_tx.sender, block=block, anchor=ANCHOR_ADDRESS
+        )
+        verify_complete([batch_digest(root)], proven_acc=acc, proven_count=count)
+        with pytest.raises(ProofError):  # had the gateway withheld this batch
+            verify_complete([], proven_acc=acc, proven_count=count)
 
         # the device republishes its last record (say, it missed the receipt): not batched again
         wire = gateway.store.wire(dev.address, READINGS)

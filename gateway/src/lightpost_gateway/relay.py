@@ -27,11 +27,11 @@ from lightpost.core.receipts import Receipt
 from lightpost.core.tx import SignedTransaction
 from lightpost.errors import LightpostError, ProofError
 
-from .anchor import EVENT_TOPIC, ROOT_BYTES, batch_digest
+from .anchor import EVENT_TOPIC, ROOT_BYTES, accumulate, batch_digest
 from .batch import InclusionProof, Leaf, verify_inclusion
 from .record import Domain, SignedRecord, open_record
 
-__all__ = ["MAX_RELAYED_RECORDS", "anchored_root", "verify_relayed"]
+__all__ = ["MAX_RELAYED_RECORDS", "anchored_root", "verify_complete", "verify_relayed"]
 
 MAX_RELAYED_RECORDS = 4096
 """Most records one relayed claim may carry (a peer's bound): at one record a minute this is
@@ -97,3 +97,20 @@ def verify_relayed(
     if last_hash != leaf.head or last.record.seq != leaf.last_seq:
         raise ProofError("relay", "the last record is not the anchored head")
     return out
+
+
+def verify_complete(digests: Sequence[bytes], *, proven_acc: int, proven_count: int) -> None:
+    """``complete`` for one gateway: the batches the receiver saw (their digests, in order)
+    fold to the accumulator and count proven from the contract's storage (eth_getProof against
+    a quorum-agreed stateRoot, slots :func:`lightpost_gateway.anchor.gateway_slots`). Else
+    ProofError: batches withheld (fewer seen than proven), reordered or altered."""
+    if len(digests) != proven_count:
+        raise ProofError(
+            "complete",
+            f"saw {len(digests)} batches of the gateway, the chain proves {proven_count}",
+        )
+    acc = bytes(_WORD)
+    for digest in digests:
+        acc = accumulate(acc, digest)
+    if int.from_bytes(acc, "big") != proven_acc:
+        raise ProofError("complete", "the batches seen do not fold to the proven accumulator")
