@@ -15,7 +15,7 @@ from lightpost.core.keys import PrivateKey
 from lightpost.core.receipts import Log, Receipt
 from lightpost.core.tx import DynamicFeeTx, SignedTransaction, sign_transaction
 from lightpost.errors import ProofError
-from lightpost_gateway.anchor import EVENT_TOPIC, accumulate, batch_digest
+from lightpost_gateway.anchor import EVENT_TOPIC, accumulate, batch_digest, posted_calldata
 from lightpost_gateway.batch import Leaf, batch_root, prove_inclusion
 from lightpost_gateway.record import (
     ZERO_HASH,
@@ -26,7 +26,7 @@ from lightpost_gateway.record import (
     record_hash,
     sign_record,
 )
-from lightpost_gateway.relay import verify_complete, verify_relayed
+from lightpost_gateway.relay import posted_records, verify_complete, verify_relayed
 
 DEVICE = PrivateKey(b"\x11" * 32)
 NEIGHBOUR = PrivateKey(b"\x12" * 32)
@@ -177,3 +177,30 @@ def test_complete_for_a_gateway(seen: list[bytes], ok: bool) -> None:
     else:
         with pytest.raises(ProofError):
             verify_complete(seen, proven_acc=ACC, proven_count=3)
+
+
+POSTED = posted_calldata(WIRES)
+
+
+def test_posted_records_are_read_from_the_proven_transaction() -> None:
+    got = posted_records(_tx(data=POSTED), _receipt(digest=batch_digest(POSTED)), domain=DOMAIN)
+    assert [(d, h) for _, d, h in got] == [(DEVICE.address, h) for h in HASHES]
+
+
+@pytest.mark.parametrize(
+    ("data", "digest_of"),
+    [
+        (POSTED, ROOT),  # the event is of another batch
+        (ROOT, ROOT),  # an anchored batch, not a posted one
+        (posted_calldata([*WIRES[:2], _altered_payload(WIRES[2])]), None),  # decodes, opens
+    ],
+)
+def test_posted_batches_that_do_not_prove(data: bytes, digest_of: bytes | None) -> None:
+    receipt = _receipt(digest=batch_digest(data if digest_of is None else digest_of))
+    if digest_of is None:
+        # the altered record still opens, but to another address than the device's
+        got = posted_records(_tx(data=data), receipt, domain=DOMAIN)
+        assert got[2][1] != DEVICE.address
+        return
+    with pytest.raises(ProofError):
+        posted_records(_tx(data=data), receipt, domain=DOMAIN)

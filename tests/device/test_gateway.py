@@ -25,7 +25,7 @@ from lightpost_gateway.anchor import ANCHOR_ADDRESS, EVENT_TOPIC, batch_digest
 from lightpost_gateway.batch import Leaf, batch_root, prove_inclusion, verify_inclusion
 from lightpost_gateway.receiver import prove_anchor_tx, prove_gateway_accumulator
 from lightpost_gateway.record import Domain, open_record
-from lightpost_gateway.relay import verify_complete, verify_relayed
+from lightpost_gateway.relay import posted_records, verify_complete, verify_relayed
 from lightpost_gateway.service import Anchored, Gateway, GatewayClient, GatewayStore
 from lightpost_operator.anvil import AnvilProcess
 from lightpost_operator.gateway_cmd import chain_anchor, deploy_anchor, shared_topic
@@ -294,3 +294,32 @@ def test_micropython_device_through_the_gateway_to_anvil(
         )
         assert [r.record.seq for r, _ in got] == list(range(6))
         print(out)
+
+
+def test_posted_mode_puts_the_records_in_calldata(
+    fresh_anvil: AnvilProcess, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    with _on_chain(fresh_anvil, mosquitto, tmp_path) as (chain, gateway):
+        gateway.mode = "posted"
+        dev = Device(SECRET, gateway.domain.chain_id, ANCHOR_ADDRESS, str(tmp_path / "flash"))
+        dev.connect("127.0.0.1", mosquitto.port)
+        for i in range(READINGS):
+            dev.publish(b"temp", b"%d" % i)
+        _receive_until(gateway, "accept", READINGS + 1)
+        batch = gateway.step(time.time())
+        assert batch is not None
+        deadline = time.monotonic() + 20
+        while dev.store.retained():
+            assert time.monotonic() < deadline, dev.store.retained()
+            dev.poll(200)
+        tx_hash, block = gateway.store.db.execute(
+            "SELECT tx_hash, block FROM batches WHERE id = ?", (batch,)
+        ).fetchone()
+        tx, receipt = prove_anchor_tx(
+            chain, chain_id=gateway.domain.chain_id, tx_hash=bytes(tx_hash), block=block
+        )
+        got = posted_records(tx, receipt, domain=gateway.domain)
+        assert {d for _, d, _ in got} == {dev.address}
+        assert [r.record.seq for r, _, _ in got] == list(range(READINGS + 1))
+        assert got[-1][2] == dev.head
+        dev.close()

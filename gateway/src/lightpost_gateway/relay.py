@@ -27,11 +27,17 @@ from lightpost.core.receipts import Receipt
 from lightpost.core.tx import SignedTransaction
 from lightpost.errors import LightpostError, ProofError
 
-from .anchor import EVENT_TOPIC, ROOT_BYTES, accumulate, batch_digest
+from .anchor import EVENT_TOPIC, ROOT_BYTES, accumulate, batch_digest, decode_posted
 from .batch import InclusionProof, Leaf, verify_inclusion
 from .record import Domain, SignedRecord, open_record
 
-__all__ = ["MAX_RELAYED_RECORDS", "anchored_root", "verify_complete", "verify_relayed"]
+__all__ = [
+    "MAX_RELAYED_RECORDS",
+    "anchored_root",
+    "posted_records",
+    "verify_complete",
+    "verify_relayed",
+]
 
 MAX_RELAYED_RECORDS = 4096
 """Most records one relayed claim may carry (a peer's bound): at one record a minute this is
@@ -40,15 +46,14 @@ almost three days of one device, well past one batch."""
 _WORD = 32
 
 
-def anchored_root(tx: SignedTransaction, receipt: Receipt, *, domain: Domain) -> bytes:
-    """The batch root an anchored-mode transaction put on chain; ProofError if it is not one."""
+def _batch_calldata(tx: SignedTransaction, receipt: Receipt, *, domain: Domain) -> bytes:
+    """The calldata of a successful batch call of the domain's anchoring contract, whose event
+    (from the transaction's sender) carries keccak256 of it; ProofError otherwise."""
     if tx.tx.to != domain.anchor:
         raise ProofError("anchor", "the transaction is not to the domain's anchoring contract")
-    root = bytes(tx.tx.data)
-    if len(root) != ROOT_BYTES:
-        raise ProofError("anchor", "the transaction is not an anchored batch (32-byte root)")
     if receipt.status != 1:
         raise ProofError("anchor", "the anchoring transaction failed")
+    calldata = bytes(tx.tx.data)
     count_and_digest = [
         log.data
         for log in receipt.logs
@@ -56,9 +61,32 @@ def anchored_root(tx: SignedTransaction, receipt: Receipt, *, domain: Domain) ->
         and log.topics == (EVENT_TOPIC, bytes(12) + tx.sender)
         and len(log.data) == 2 * _WORD
     ]
-    if len(count_and_digest) != 1 or count_and_digest[0][_WORD:] != batch_digest(root):
+    if len(count_and_digest) != 1 or count_and_digest[0][_WORD:] != batch_digest(calldata):
         raise ProofError("anchor", "the contract's event for this batch is missing")
+    return calldata
+
+
+def anchored_root(tx: SignedTransaction, receipt: Receipt, *, domain: Domain) -> bytes:
+    """The batch root an anchored-mode transaction put on chain; ProofError if it is not one."""
+    root = _batch_calldata(tx, receipt, domain=domain)
+    if len(root) != ROOT_BYTES:
+        raise ProofError("anchor", "the transaction is not an anchored batch (32-byte root)")
     return root
+
+
+def posted_records(
+    tx: SignedTransaction, receipt: Receipt, *, domain: Domain
+) -> list[tuple[SignedRecord, bytes, bytes]]:
+    """``posted`` mode: the records a proven batch transaction carries, each opened under the
+    domain: (record, device address, record hash). The chain links of each device are the
+    receiver's to judge (lightpost_gateway.record.classify_link), as for relayed records."""
+    calldata = _batch_calldata(tx, receipt, domain=domain)
+    if len(calldata) <= ROOT_BYTES:
+        raise ProofError("anchor", "the transaction is an anchored batch, not a posted one")
+    try:
+        return [open_record(wire, domain) for wire in decode_posted(calldata)]
+    except LightpostError as exc:
+        raise ProofError("anchor", f"a posted record does not decode: {exc}") from None
 
 
 def verify_relayed(
