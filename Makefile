@@ -87,6 +87,7 @@ bench: setup
 	$(PY) tools/bench.py --write-docs
 	$(PY) tools/bench_runtime.py --write-docs
 	$(PY) tools/bench_beacon.py
+	$(PY) tools/bench_gateway.py
 
 reliability: setup
 	$(PY) tools/reliability.py --write-docs

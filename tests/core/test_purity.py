@@ -21,8 +21,10 @@ AGENT_COMMAND = (
     Path(__file__).resolve().parents[2] / "agent" / "src" / "lightpost_agent" / "command.py"
 )
 """lightpost-agent's pure rules (the command codec, the policy, the decisions)."""
-RECORD = Path(__file__).resolve().parents[2] / "gateway/src/lightpost_gateway/record.py"
-"""lightpost-gateway's device record format and rules (pure)."""
+GATEWAY = Path(__file__).resolve().parents[2] / "gateway/src/lightpost_gateway"
+GATEWAY_PURE = ("record.py", "batch.py", "anchor.py", "admit.py", "relay.py")
+"""lightpost-gateway's pure modules: the device record format and rules, Merkle batches, the
+anchoring contract's rules."""
 
 FORBIDDEN_STDLIB = frozenset(
     {
@@ -75,8 +77,8 @@ def _module_name(path: Path) -> str:
         return f"lightpost_beacon.{path.stem}"
     if path == AGENT_COMMAND:
         return "lightpost_agent.command"
-    if path == RECORD:
-        return "lightpost_gateway.record"
+    if path.parent == GATEWAY:
+        return f"lightpost_gateway.{path.stem}"
     parts = path.relative_to(CORE.parent).with_suffix("").parts
     if parts[-1] == "__init__":
         parts = parts[:-1]
@@ -97,7 +99,10 @@ def _resolve(node: ast.ImportFrom, module: str, is_package: bool) -> str:
 def _lightpost_allowed(name: str) -> bool:
     return (
         name == "lightpost.errors" or name == "lightpost.core" or name.startswith("lightpost.core.")
-    ) or name in {f"lightpost_beacon.{m[:-3]}" for m in BEACON_PURE}
+    ) or name in {
+        *(f"lightpost_beacon.{m[:-3]}" for m in BEACON_PURE),
+        *(f"lightpost_gateway.{m[:-3]}" for m in GATEWAY_PURE),
+    }
 
 
 def violations(
@@ -108,7 +113,7 @@ def violations(
 
     def check(name: str, lineno: int) -> None:
         top = name.split(".")[0]
-        if top in ("lightpost", "lightpost_beacon"):
+        if top in ("lightpost", "lightpost_beacon", "lightpost_gateway"):
             if not _lightpost_allowed(name):
                 found.append(f"line {lineno}: imports {name} (core may import only core/errors)")
         elif top == "__future__" or top in THIRD_PARTY_ALLOWED:
@@ -142,7 +147,7 @@ def _core_files() -> Iterator[Path]:
     yield from sorted(CORE.rglob("*.py"))
     yield from (BEACON / name for name in BEACON_PURE)
     yield AGENT_COMMAND
-    yield RECORD
+    yield from (GATEWAY / name for name in GATEWAY_PURE)
 
 
 def test_core_directory_is_found() -> None:

@@ -3,4 +3,10 @@
 ``record`` (pure): the device record format -- signed, domain-separated, hash-chained per
 device -- its strict decoder and the receiver's rules (chain links, liveness). The board library
 that produces records is ``lightpost.device`` (shipped as the ``lpdevice`` bundle).
+
+Pure: ``batch`` (Merkle batches, one leaf per device), ``anchor`` (the anchoring contract's rules;
+``anchor.easm`` / ``anchor.json``), ``admit`` (a gateway's admission rule), ``relay`` (a
+receiver's checks of gateway-relayed and posted records, and ``complete`` per gateway).
+I/O: ``service`` (the gateway: SQLite, MQTT, batching, receipts), ``receiver`` (proving an anchor
+transaction and a gateway's accumulator), ``artifact`` (the compiled contract).
 """

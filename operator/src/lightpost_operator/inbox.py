@@ -33,6 +33,7 @@ __all__ = [
     "PROXY_SIGNER",
     "cmd_inbox",
     "code_at",
+    "deploy_create2",
     "deploy_inbox",
     "ensure_proxy",
     "verify_inbox",
@@ -114,31 +115,60 @@ def deploy_inbox(
 ) -> tuple[bytes, bool, int]:
     """(inbox address, whether this call deployed it, the funder's next nonce). Idempotent: the
     code at INBOX_ADDRESS is read first; other code there is an error."""
+    return deploy_create2(
+        chain,
+        chain_id,
+        funder,
+        name="inbox",
+        salt=INBOX_SALT,
+        initcode=inbox_initcode(),
+        runtime=inbox_runtime(),
+        address=INBOX_ADDRESS,
+        nonce=nonce,
+        log=log,
+    )
+
+
+def deploy_create2(
+    chain: Chain,
+    chain_id: int,
+    funder: PrivateKey,
+    *,
+    name: str,
+    salt: bytes,
+    initcode: bytes,
+    runtime: bytes,
+    address: bytes,
+    nonce: int | None = None,
+    log: Callable[[str], None] = lambda _m: None,
+) -> tuple[bytes, bool, int]:
+    """Deploy ``initcode`` through the CREATE2 proxy with ``salt`` to ``address`` (its protocol
+    constant), installing the proxy where missing. Idempotent: the code at ``address`` is read
+    first; other code there is an error. Returns (address, deployed now, the next nonce)."""
     if nonce is None:
         nonce = chain.nonce(funder.address, "pending")
-    runtime = inbox_runtime()
-    code = code_at(chain, INBOX_ADDRESS)
+    code = code_at(chain, address)
     if code:
         if not code_matches(keccak256(code), runtime):
             raise ChainProcessError(
-                f"other code than the inbox's is at {to_checksum_address(INBOX_ADDRESS)}"
+                f"other code than the {name}'s is at {to_checksum_address(address)}"
             )
-        log(f"the inbox is already at {to_checksum_address(INBOX_ADDRESS)}")
-        return INBOX_ADDRESS, False, nonce
+        log(f"the {name} is already at {to_checksum_address(address)}")
+        return address, False, nonce
     nonce = ensure_proxy(chain, chain_id, funder, nonce, log)
-    log(f"deploying the inbox to {to_checksum_address(INBOX_ADDRESS)}")
+    log(f"deploying the {name} to {to_checksum_address(address)}")
     send_operator_tx(
         chain,
         chain_id,
         funder,
         nonce=nonce,
         to=CREATE2_DEPLOYER,
-        data=INBOX_SALT + inbox_initcode(),
+        data=salt + initcode,
         execution_gas=INBOX_DEPLOY_EXECUTION_GAS,
     )
-    if not code_matches(keccak256(code_at(chain, INBOX_ADDRESS)), runtime):
-        raise ChainProcessError("the inbox deployment was mined but left other code")
-    return INBOX_ADDRESS, True, nonce + 1
+    if not code_matches(keccak256(code_at(chain, address)), runtime):
+        raise ChainProcessError(f"the {name} deployment was mined but left other code")
+    return address, True, nonce + 1
 
 
 def verify_inbox(

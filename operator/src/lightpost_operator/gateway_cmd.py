@@ -1,0 +1,140 @@
+"""`lightpost gateway deploy | run`: the anchoring contract, and a gateway for devices without an
+operating system (issue 14; lightpost_gateway.service holds the theory of operation).
+
+``deploy`` puts the anchoring contract at its one address (CREATE2, like the inbox). ``run``
+subscribes to ``$share/<group>/lp/1/d/+`` on the broker, verifies, batches and anchors the
+devices' records -- one transaction per batch, paid by the config's key -- and sends each device
+its receipt. Its SQLite file keeps every record for backfill.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from lightpost.core.keys import PrivateKey, to_checksum_address
+from lightpost.errors import ConfigError
+from lightpost.node.chain import Chain, parse_quantity
+from lightpost_gateway.anchor import ANCHOR_ADDRESS, ANCHOR_SALT, anchor_execution_gas
+from lightpost_gateway.artifact import anchor_initcode, anchor_runtime
+from lightpost_gateway.record import Domain
+from lightpost_gateway.service import Anchored, Gateway, GatewayClient, GatewayStore
+from lightpost_operator.inbox import deploy_create2
+from lightpost_operator.wallet import send_operator_tx
+
+__all__ = ["add_gateway", "chain_anchor", "cmd_gateway", "deploy_anchor", "shared_topic"]
+
+DEFAULT_GROUP = "lightpost"
+"""The shared-subscription group of gateways that split one broker's records."""
+
+
+def shared_topic(group: str) -> str:
+    """MQTT shared subscription (Mosquitto grants it to 3.1.1 clients too)."""
+    return f"$share/{group}/lp/1/d/+"
+
+
+def deploy_anchor(
+    chain: Chain, chain_id: int, funder: PrivateKey, log: Callable[[str], None] = lambda _m: None
+) -> tuple[bytes, bool, int]:
+    return deploy_create2(
+        chain,
+        chain_id,
+        funder,
+        name="anchoring contract",
+        salt=ANCHOR_SALT,
+        initcode=anchor_initcode(),
+        runtime=anchor_runtime(),
+        address=ANCHOR_ADDRESS,
+        log=log,
+    )
+
+
+def chain_anchor(chain: Chain, chain_id: int, key: PrivateKey) -> Callable[[bytes], Anchored]:
+    """One batch -> one transaction to the anchoring contract, waited for (reverts fail)."""
+
+    def anchor(calldata: bytes) -> Anchored:
+        signed, receipt = send_operator_tx(
+            chain,
+            chain_id,
+            key,
+            nonce=chain.nonce(key.address, "pending"),
+            to=ANCHOR_ADDRESS,
+            data=calldata,
+            execution_gas=anchor_execution_gas(len(calldata)),
+        )
+        assert receipt is not None
+        return Anchored(
+            tx_hash=signed.hash, block=parse_quantity(receipt["blockNumber"], "blockNumber")
+        )
+
+    return anchor
+
+
+def add_gateway(sub: Any) -> str:
+    gw = sub.add_parser("gateway", help="devices without an OS: anchoring contract and gateway")
+    gsub = gw.add_subparsers(dest="gateway_cmd", required=True, metavar="{deploy,run}")
+    deploy = gsub.add_parser("deploy", help="deploy the anchoring contract (only where missing)")
+    run = gsub.add_parser("run", help="verify, batch and anchor device records from a broker")
+    run.add_argument("--broker", default="127.0.0.1:1883", help="HOST:PORT of the MQTT broker")
+    run.add_argument("--db", required=True, help="the gateway's SQLite file")
+    run.add_argument("--group", default=DEFAULT_GROUP, help="shared-subscription group")
+    run.add_argument("--mode", choices=("anchored", "posted"), default="anchored")
+    run.add_argument("--interval", type=float, default=60.0, help="seconds per batch at most")
+    for p in (deploy, run):
+        p.add_argument("--config", required=True, help="a device config: endpoints, quorum, key")
+    return "lightpost_operator.gateway_cmd:cmd_gateway"
+
+
+def cmd_gateway(args: argparse.Namespace) -> int:
+    from lightpost.node.config import load_config
+    from lightpost.node.runtime import build_chain, load_key
+
+    def log(line: str) -> None:
+        print(f"gateway: {line}", file=sys.stderr)
+
+    config = load_config(args.config)
+    chain = build_chain(config)
+    try:
+        chain_id = chain.chain_id()
+        key = load_key(config)
+        if args.gateway_cmd == "deploy":
+            address, deployed, _ = deploy_anchor(chain, chain_id, key, log)
+            state = "deployed" if deployed else "already"
+            print(f"anchoring contract {state} at {to_checksum_address(address)}")
+            return 0
+        host, _, port = args.broker.rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError("--broker is HOST:PORT")
+        client_id = f"lpgw-{key.address.hex()[:12]}"
+        sub, pub = GatewayClient(client_id), GatewayClient(client_id + "-pub")
+        sub.open(host, int(port))
+        sub.listen(shared_topic(args.group))
+        pub.open(host, int(port))
+        gateway = Gateway(
+            store=GatewayStore(Path(args.db)),
+            domain=Domain(chain_id=chain_id, anchor=ANCHOR_ADDRESS),
+            anchor=chain_anchor(chain, chain_id, key),
+            sub=sub,
+            pub=pub,
+            mode=args.mode,
+            batch_interval_s=args.interval,
+            log=log,
+        )
+        stopping: list[bool] = []
+        signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+        log(f"subscribed to {shared_topic(args.group)} at {args.broker}, mode {args.mode}")
+        try:
+            gateway.run(stop=lambda: bool(stopping))
+        except KeyboardInterrupt:
+            pass
+        finally:
+            sub.shut()
+            pub.shut()
+            gateway.store.close()
+        return 0
+    finally:
+        chain.close()
