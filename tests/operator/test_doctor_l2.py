@@ -5,6 +5,8 @@ eth_getLogs is probed over the profile's logs_block_range (the range the receive
 from __future__ import annotations
 
 import copy
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ from lightpost.adapters.store import Store
 from lightpost.core.diagnosis import Cap, Finding
 from lightpost.core.fees import GWEI, Eip1559FeePolicy
 from lightpost.core.l2 import OP_STACK
-from lightpost.errors import MethodNotSupported
+from lightpost.errors import LightpostError, MethodNotSupported
 from lightpost.node.chain import Chain
 from lightpost.node.config import parse_config
 from lightpost.node.sender_settings import SenderSettings
@@ -145,3 +147,28 @@ def test_l2_testnet_profiles_are_picked_by_chain_id(chain_id: int, name: str, fa
     cfg = config(chain_id)
     assert (cfg.profile.name, cfg.profile.family) == (name, family)
     assert 0x7E in cfg.profile.tx_types if family == "op-stack" else 0x6A in cfg.profile.tx_types
+
+
+def test_console_proof_trail_hashes_an_arbitrum_header_with_the_chains_format(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from lightpost.core.l2 import ARBITRUM
+    from lightpost_operator import console_follow
+
+    block = arb_block()
+    assert console_follow._hash_of(block, ARBITRUM) == block["hash"]
+    with pytest.raises(LightpostError):
+        console_follow._hash_of(block)  # Ethereum's format refuses Nitro's keys
+    # the follower's agreement asks with its chain's format
+    chain = Chain([Recorded(ARBITRUM_ONE, block)], quorum=1, block_format=ARBITRUM)
+    monkeypatch.setattr(console_follow, "build_chain", lambda _config: chain)
+    follower = console_follow.Follower.__new__(console_follow.Follower)
+    follower.config = config(ARBITRUM_ONE)
+    follower._proof_lock = threading.Lock()
+    follower._proof_cache = OrderedDict()
+    follower._proof_chain = None
+    try:
+        got = follower.agreement(1, block["hash"])
+        assert got == {"agreed": ["rpc#0"], "differ": [], "no_answer": []}
+    finally:
+        chain.close()
