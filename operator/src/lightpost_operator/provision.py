@@ -52,7 +52,9 @@ def add_endpoint_args(parser: argparse.ArgumentParser, *, chain_id: bool = False
             "--chain-id", type=int, help="any other EVM chain: its id (a generic profile)"
         )
     else:
-        parser.add_argument("--chain", required=True, choices=sorted(PROFILES), help="chain profile")
+        parser.add_argument(
+            "--chain", required=True, choices=sorted(PROFILES), help="chain profile"
+        )
     parser.add_argument(
         "--endpoints-file",
         help=f"RPC URLs, one per line ('-' = stdin; else ${ENDPOINTS_ENV}); never on argv",
@@ -168,6 +170,8 @@ def parse_inbox(text: str | None) -> bytes | None:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
+    if args.trust and not args.channel:
+        raise ConfigError("--trust needs --channel: the channel(s) on which to trust those senders")
     out = Path(args.out)
     if out.exists():
         raise ConfigError(f"{out} already exists; refusing to overwrite it")
