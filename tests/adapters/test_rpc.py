@@ -366,3 +366,27 @@ def test_a_slow_tls_handshake_is_cut_off_at_the_deadline() -> None:
     finally:
         stop.set()
         listener.close()
+
+
+@pytest.mark.parametrize(
+    ("code", "message", "missing"),
+    [
+        (-32601, "anything at all", True),
+        (-32000, "the method eth_getBlockReceipts does not exist/is not available", True),  # geth
+        (-32700, "The method eth_getBlockReceipts does not exist/is not available", True),
+        (-32004, "Method eth_getBlockReceipts is not supported", True),  # Hardhat
+        (-32000, "Method not found", True),
+        (-32000, "Unsupported method: debug_getRawReceipts on ETH_MAINNET", True),
+        (-32000, "debug_getRawReceipts not supported for pruned blocks", False),
+        (-32000, "transaction type not supported", False),
+        (-32000, "historical state not supported: pruned", False),
+    ],
+)  # fmt: skip
+def test_only_a_named_missing_method_is_method_not_supported(
+    code: int, message: str, missing: bool
+) -> None:
+    """One answer's "not supported" must not mark the method unsupported for good."""
+    from lightpost.adapters.rpc import map_node_error
+    from lightpost.errors import MethodNotSupported
+
+    assert isinstance(map_node_error("rpc#0", code, message), MethodNotSupported) is missing

@@ -176,3 +176,31 @@ def test_a_key_is_never_taken_from_argv(capsys: pytest.CaptureFixture[str]) -> N
         main(["key", "import", "--out", "x.json", KEY_HEX])
     assert exc.value.code == 2  # argparse: unrecognized argument
     capsys.readouterr()
+
+
+def test_import_from_a_terminal_reads_the_key_without_echo(
+    tmp_path: Path,
+    pwfile: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+        def read(self, size: int | None = -1) -> str:
+            raise AssertionError("an echoing read of the private key")
+
+    prompts: list[str] = []
+
+    def no_echo(prompt: str = "") -> str:
+        prompts.append(prompt)
+        return KEY_HEX
+
+    monkeypatch.setattr("sys.stdin", Tty())
+    monkeypatch.setattr("getpass.getpass", no_echo)
+    out_file = tmp_path / "k.json"
+    rc, out, _ = run(capsys, "import", "--out", str(out_file), "--password-file", str(pwfile),
+                     "--devnet")  # fmt: skip
+    assert rc == 0 and ADDRESS.lower() in out.lower()
+    assert prompts and "private key" in prompts[0].lower()

@@ -142,6 +142,7 @@ def test_fleet_provision_funds_within_the_cap_and_refuses_above_it(
     wrong = lp("fleet", "provision", "--chain", "base", "--dir", str(tmp_path / "fleet"),
                "--devices", "1", "--funder-keystore", str(tmp_path / "funder.json"),
                "--readings-per-day", "1", "--days", "1", "--cap-eth", "1", "--yes",
+               "--transfer-overhead-wei", "0",  # required on an L2 (test_small_fixes.py)
                env={"LIGHTPOST_ENDPOINTS": url})  # fmt: skip
     assert wrong.returncode == 1
     assert "endpoints serve chain id 31337, not 'base' (8453)" in wrong.stderr

@@ -40,7 +40,8 @@ def test_a_matching_chain_id_is_accepted_and_a_contradicting_one_refused() -> No
 
 
 def test_an_unknown_chain_lists_the_known_ones() -> None:
-    with pytest.raises(ConfigError, match=r"unknown chain 'bsae' \(known: arbitrum, base, devnet"):
+    known = r"unknown chain 'bsae' \(known: arbitrum, arbitrum-sepolia, base, base-sepolia, devnet"
+    with pytest.raises(ConfigError, match=known):
         parse(chain="bsae")
 
 

@@ -25,6 +25,7 @@ from lightpost.adapters.receiver_store import ReceiverStore
 from lightpost.adapters.store import Store
 from lightpost.cli.receive_cmd import delivered_json, problem_json
 from lightpost.core.header import header_hash, verify_header
+from lightpost.core.l2 import ETHEREUM, BlockFormat
 from lightpost.core.levels import Delivered, Level
 from lightpost.core.verify import Problem
 from lightpost.errors import LightpostError
@@ -66,8 +67,9 @@ class ObservingReceiver(Receiver):
         return super()._offer(sub, level, stream, pending)
 
 
-def _hash_of(block: Any) -> str:
-    return "0x" + header_hash(verify_header(block)).hex()
+def _hash_of(block: Any, fmt: BlockFormat = ETHEREUM) -> str:
+    """The hash of the header ``block`` claims (``fmt``'s extra header keys allowed)."""
+    return "0x" + header_hash(verify_header(block, extra_allowed=fmt.header_fields)).hex()
 
 
 class Follower:
@@ -233,8 +235,9 @@ class Follower:
             if cached is None:
                 if self._proof_chain is None:
                     self._proof_chain = build_chain(self.config)
+                fmt = self._proof_chain.block_format
                 answers = self._proof_chain.ask_each(
-                    "eth_getBlockByNumber", [hex(block_number), False], _hash_of
+                    "eth_getBlockByNumber", [hex(block_number), False], lambda b: _hash_of(b, fmt)
                 )
                 cached = {
                     label: (None if isinstance(a, Exception) else str(a))

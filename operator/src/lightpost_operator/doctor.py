@@ -24,7 +24,7 @@ from lightpost.errors import LightpostError
 from lightpost.node.config import VERIFICATION_LEVELS, DeviceConfig, load_config
 from lightpost.node.probe import Probe, logs, probe_endpoint, proof_at, receives
 from lightpost.node.receiver_channel import LOG_PAGE_BLOCKS
-from lightpost.node.runtime import build_endpoints, keystore_address
+from lightpost.node.runtime import build_endpoints, chain_format, keystore_address
 
 __all__ = [
     "DOCTOR_RPC_TIMEOUT_S",
@@ -118,12 +118,16 @@ def verdict(failures: Mapping[str, Sequence[Finding]], quorum: int) -> tuple[boo
 def examine(ep: Endpoint, config: DeviceConfig, address: bytes) -> Probe:
     """node.probe's findings, and what only the doctor asks: state history, stated log caps."""
     inbox = config.inbox if config.mode == "channel" else None
+    fmt = chain_format(config)
+    logs_range = LOG_PAGE_BLOCKS if config.profile is None else config.profile.logs_block_range
     probe = probe_endpoint(
         ep,
         chain_id=config.chain_id,
         finality_depth=config.finality_depth,
         address=address,
         inbox=inbox,
+        fmt=fmt,
+        logs_range=logs_range,
     )
     final = probe.final
     if final is None:
@@ -131,11 +135,11 @@ def examine(ep: Endpoint, config: DeviceConfig, address: bytes) -> Probe:
     findings = []
     for found in probe.findings:
         if found.cap is Cap.LOGS:
-            found = logs_caps(found, logs(ep, final - LOG_PAGE_BLOCKS + 1, final, None))
+            found = logs_caps(found, logs(ep, final - logs_range + 1, final, None))
         findings.append(found)
     depths: list[tuple[int, str | None]] = []
     for depth in (d for d in STATE_DEPTHS if d <= final):
-        depths.append((depth, proof_at(ep, address, final - depth)))
+        depths.append((depth, proof_at(ep, address, final - depth, fmt)))
         if depths[-1][1] is not None:
             break
     findings.append(state_finding(depths))

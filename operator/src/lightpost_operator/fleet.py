@@ -45,6 +45,7 @@ from lightpost.core.keystore import (
     decrypt_key,
     encrypt_key,
 )
+from lightpost.core.l2 import block_format
 from lightpost.core.profiles import chain_profile
 from lightpost.errors import ChainProcessError, ConfigError, KeystoreError, NodeError, PolicyError
 from lightpost.node.chain import Chain, parse_quantity
@@ -228,7 +229,9 @@ def add_fleet(sub: SubParsers) -> str:
     prov.add_argument("--cap-eth", required=True, help="hard cap on everything spent, in ETH")
     prov.add_argument("--gas-per-reading", type=int, default=GAS_PER_READING)
     prov.add_argument("--gas-price-gwei", help="default: 2 x base fee + 1 gwei tip, as devices pay")
-    prov.add_argument("--transfer-overhead-wei", type=int, default=0, help="e.g. an L1 data fee")
+    prov.add_argument(
+        "--transfer-overhead-wei", type=int, help="e.g. an L1 data fee (required on an L2)"
+    )
     prov.add_argument("--devnet", action="store_true", help="light scrypt for the device keys")
     prov.add_argument("--yes", action="store_true", help="send: without it, only the plan")
     prov.add_argument("--json", action="store_true")
@@ -240,11 +243,21 @@ def cmd_fleet(args: argparse.Namespace) -> int:
     endpoints = read_endpoints(args.endpoints_file)
     if args.devices < 1:
         raise ConfigError("--devices must be at least 1")
+    overhead = args.transfer_overhead_wei
+    if overhead is None and profile.family != "ethereum":
+        raise ConfigError(
+            f"fleet provision on {profile.name} ({profile.family}): the L1 data fee is not "
+            "modelled; measure one transfer's total fee there and give --transfer-overhead-wei"
+        )
     quorum = args.quorum or len(endpoints) // 2 + 1
     if not 1 <= quorum <= len(endpoints) or is_minority_quorum(quorum, len(endpoints)):
         raise ConfigError(f"--quorum must be a majority of the {len(endpoints)} endpoint(s)")
     funder = decrypt_key(_read(Path(args.funder_keystore)), ask_password(args.password_file))
-    chain = Chain([HttpEndpoint(u, f"rpc#{i}") for i, u in enumerate(endpoints)], quorum=quorum)
+    chain = Chain(
+        [HttpEndpoint(u, f"rpc#{i}") for i, u in enumerate(endpoints)],
+        quorum=quorum,
+        block_format=block_format(profile.tx_types, profile.header_extra_fields),
+    )
     try:
         result = provision_fleet(
             chain,
@@ -263,7 +276,7 @@ def cmd_fleet(args: argparse.Namespace) -> int:
             gas_price=parse_amount(args.gas_price_gwei, "--gas-price-gwei", GWEI)
             if args.gas_price_gwei
             else None,
-            transfer_overhead_wei=args.transfer_overhead_wei,
+            transfer_overhead_wei=overhead or 0,
             devnet=args.devnet,
             send=args.yes,
             log=(lambda _m: None) if args.json else print,

@@ -22,7 +22,7 @@ from lightpost.core.keys import PrivateKey, to_checksum_address
 from lightpost.core.rpcfields import parse_data
 from lightpost.core.trie import check_eth_get_proof
 from lightpost.core.verify import verify_block_header
-from lightpost.errors import ChainProcessError, NodeError, ProofError
+from lightpost.errors import ChainProcessError, InsufficientFunds, NodeError, ProofError
 from lightpost.node.chain import Chain, prove_in_turn
 from lightpost_operator.wallet import send_operator_tx
 
@@ -85,19 +85,27 @@ def ensure_proxy(
             "sent another transaction on this chain: it cannot be installed here"
         )
     log("installing the deterministic deployment proxy (its keyless deployment transaction)")
-    if chain.balance(PROXY_SIGNER) < PROXY_DEPLOYMENT_COST_WEI:
+    # broadcast first: only a chain that takes an unprotected transaction is worth the gas money
+    # (geth refuses them over RPC by default; ETH sent to PROXY_SIGNER there is lost)
+    tx_hash = keccak256(PROXY_DEPLOYMENT_TX)
+    result = chain.broadcast(PROXY_DEPLOYMENT_TX, tx_hash)
+    errors = result.errors.values()
+    unfunded = bool(errors) and all(isinstance(e, InsufficientFunds) for e in errors)
+    funded = False
+    if not result.ok and unfunded and chain.balance(PROXY_SIGNER) < PROXY_DEPLOYMENT_COST_WEI:
+        log(f"funding its one-time signer with {PROXY_DEPLOYMENT_COST_WEI} wei")
         send_operator_tx(
             chain, chain_id, funder, nonce=nonce, to=PROXY_SIGNER, value=PROXY_DEPLOYMENT_COST_WEI
         )
-        nonce += 1
-    tx_hash = keccak256(PROXY_DEPLOYMENT_TX)
-    result = chain.broadcast(PROXY_DEPLOYMENT_TX, tx_hash)
+        nonce, funded = nonce + 1, True
+        result = chain.broadcast(PROXY_DEPLOYMENT_TX, tx_hash)
     if not result.ok:
         why = "; ".join(str(e) for e in result.errors.values())
+        sent = "" if funded else "; nothing was sent"
         raise ChainProcessError(
             "the deterministic deployment proxy is missing and cannot be installed (the chain "
-            f"refused its pre-EIP-155 deployment transaction: {why}); ask the chain's operator "
-            f"to deploy it at {to_checksum_address(CREATE2_DEPLOYER)}"
+            f"refused its pre-EIP-155 deployment transaction: {why}){sent}; "
+            f"ask the chain's operator to deploy it at {to_checksum_address(CREATE2_DEPLOYER)}"
         )
     chain.wait_receipt(tx_hash, timeout=60)
     if not code_at(chain, CREATE2_DEPLOYER):
@@ -191,7 +199,7 @@ def verify_inbox(
         chain.endpoints,
         "eth_getBlockByNumber",
         [hex(height), False],
-        lambda a: verify_block_header(a, block_hash),
+        lambda a: verify_block_header(a, block_hash, fmt=chain.block_format),
         blame,
     )
     if header is None:
@@ -249,6 +257,7 @@ def cmd_inbox(args: argparse.Namespace) -> int:
                 chain,
                 tag="latest" if args.latest else "finalized",
                 finality_depth=config.finality_depth,
+                address=config.inbox or INBOX_ADDRESS,
             )
     finally:
         chain.close()
@@ -258,5 +267,7 @@ def cmd_inbox(args: argparse.Namespace) -> int:
         print(f"inbox {'deployed' if out['deployed'] else 'already'} at {out['address']}")
     else:
         verdict = "verified" if out["ok"] else "WRONG CODE"
+        if out["code_hash"] == "0x" + keccak256(b"").hex():
+            verdict = "not deployed: run `lightpost inbox deploy`"
         print(f"inbox at {out['address']}: {verdict} at block {out['block']} ({out['proven_by']})")
     return 0 if args.inbox_cmd == "deploy" or out["ok"] else 1

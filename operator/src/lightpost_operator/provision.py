@@ -170,6 +170,8 @@ def parse_inbox(text: str | None) -> bytes | None:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
+    if args.trust and not args.channel:
+        raise ConfigError("--trust needs --channel: the channel(s) on which to trust those senders")
     out = Path(args.out)
     if out.exists():
         raise ConfigError(f"{out} already exists; refusing to overwrite it")

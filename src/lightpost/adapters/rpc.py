@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import io
 import json
+import re
 import socket
 import ssl
 import time
@@ -119,10 +120,17 @@ _ERROR_PATTERNS: tuple[tuple[str, type[NodeError]], ...] = (
     ("gas limit cap", Oversized),
     ("rate limit", RateLimited),
     ("too many requests", RateLimited),
-    ("method not found", MethodNotSupported),
-    ("not supported", MethodNotSupported),
-    ("does not exist/is not available", MethodNotSupported),
 )
+
+_MISSING_METHOD = re.compile(
+    r"\bmethod\s+(?:['\"`]?[\w.]+['\"`]?\s+)?(?:is\s+)?"
+    r"(?:not found|does not exist|not supported|not available|unsupported)"
+    r"|\bunsupported method\b"
+)
+"""A message naming the method as missing: geth/Ganache "the method X does not exist/is not
+available", "Method not found", Hardhat "Method X is not supported", "Unsupported method: X".
+A bare "not supported" (e.g. "... not supported for pruned blocks") is not: it is one answer's
+failure, not the method's absence."""
 
 _HEADERS = {"content-type": "application/json", "accept": "application/json"}
 
@@ -139,6 +147,8 @@ def map_node_error(label: str, code: int | None, message: str) -> NodeError:
     for needle, exc in _ERROR_PATTERNS:
         if needle in low:
             return exc(label, text, code)
+    if _MISSING_METHOD.search(low):
+        return MethodNotSupported(label, text, code)
     return NodeError(label, text, code)
 
 

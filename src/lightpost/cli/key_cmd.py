@@ -94,6 +94,8 @@ def write_new_private(path: Path, text: str) -> None:
 def _read(source: str, limit: int) -> str:
     """At most ``limit + 1`` characters of a file (``-``: stdin), so an overlong one shows."""
     try:
+        if source == "-" and sys.stdin.isatty():  # a terminal: read without echo
+            return getpass.getpass("Private key (hex): ")[: limit + 1]
         if source == "-":
             return sys.stdin.read(limit + 1)
         with open(source, encoding="utf-8") as fh:

@@ -17,12 +17,14 @@ from lightpost.errors import ConfigError
 # mainnet 10 and Base 8453, ``block_time = 2`` (ethereum-optimism/superchain-registry
 # superchain/configs/mainnet/{op,base}.toml; docs.base.org network information); Arbitrum One
 # 42161, ~250 ms blocks (viem chains/definitions/arbitrum.ts ``blockTime: 250``; docs.arbitrum.io
-# chain parameters); Gnosis 100, 5 s slots, 16-slot epochs, finality ~2.7 min (docs.gnosischain.com
-# about/specs, about/networks/mainnet). Transaction types: OP-stack deposit 0x7e
-# (specs.optimism.io protocol/deposits); Arbitrum 0x64-0x66, 0x68-0x6a, 0x78 (OffchainLabs
-# go-ethereum core/types/transaction.go); Arbitrum block JSON fields l1BlockNumber, sendCount,
-# sendRoot (Nitro RPC). ``finalized`` is served on every built-in chain; on the L2s it names the
-# latest L2 block derived from finalized L1 data.
+# chain parameters); testnets of the same families: OP Sepolia 11155420 and Base Sepolia 84532
+# (ethereum-optimism/superchain-ops src/fps/utils/Constants.sol), Arbitrum Sepolia 421614
+# (docs.arbitrum.io public chains; viem chains/definitions/arbitrumSepolia.ts); Gnosis 100, 5 s
+# slots, 16-slot epochs, finality ~2.7 min (docs.gnosischain.com about/specs, about/networks).
+# Transaction types: OP-stack deposit 0x7e (specs.optimism.io protocol/deposits); Arbitrum
+# 0x64-0x66, 0x68-0x6a, 0x78 (OffchainLabs go-ethereum core/types/transaction.go); Arbitrum
+# block JSON fields l1BlockNumber, sendCount, sendRoot (Nitro RPC). ``finalized`` is served on
+# every built-in chain; on the L2s it names the latest L2 block derived from finalized L1 data.
 
 __all__ = [
     "ARBITRUM_HEADER_FIELDS",
@@ -79,6 +81,18 @@ def _op(name: str, chain_id: int) -> ChainProfile:
     )
 
 
+def _arb(name: str, chain_id: int) -> ChainProfile:
+    return ChainProfile(
+        name=name,
+        chain_id=chain_id,
+        block_time_s=0.25,
+        family="arbitrum",
+        tx_types=ARBITRUM_TX_TYPES,
+        header_extra_fields=ARBITRUM_HEADER_FIELDS,
+        logs_block_range=10_000,  # ~40 min of 250 ms blocks; blocks are small
+    )
+
+
 PROFILES: Mapping[str, ChainProfile] = {
     p.name: p
     for p in (
@@ -87,15 +101,10 @@ PROFILES: Mapping[str, ChainProfile] = {
         ChainProfile(name="hoodi", chain_id=560_048, block_time_s=12.0),
         _op("optimism", 10),
         _op("base", 8_453),
-        ChainProfile(
-            name="arbitrum",
-            chain_id=42_161,
-            block_time_s=0.25,
-            family="arbitrum",
-            tx_types=ARBITRUM_TX_TYPES,
-            header_extra_fields=ARBITRUM_HEADER_FIELDS,
-            logs_block_range=10_000,  # ~40 min of 250 ms blocks; blocks are small
-        ),
+        _arb("arbitrum", 42_161),
+        _op("optimism-sepolia", 11_155_420),
+        _op("base-sepolia", 84_532),
+        _arb("arbitrum-sepolia", 421_614),
         ChainProfile(name="gnosis", chain_id=100, block_time_s=5.0),
         # anvil (Foundry): chain id 31337; `finalized` = latest - 2 epochs of its slots
         ChainProfile(name="devnet", chain_id=31_337, block_time_s=1.0, devnet=True),

@@ -23,7 +23,8 @@ from lightpost.core.diagnosis import (
     tag_finding,
 )
 from lightpost.core.header import BlockHeader
-from lightpost.core.receipts import decode_receipt, verify_receipts_root
+from lightpost.core.l2 import ETHEREUM, BlockFormat
+from lightpost.core.receipts import RECEIPT_TYPES, decode_receipt, verify_receipts_root
 from lightpost.core.rpcfields import (
     data_field,
     get_list,
@@ -34,7 +35,7 @@ from lightpost.core.rpcfields import (
 )
 from lightpost.core.trie import check_eth_get_proof
 from lightpost.core.verify import prove_block_receipts, verify_block_header
-from lightpost.errors import LightpostError
+from lightpost.errors import LightpostError, ProofError
 from lightpost.node.config import DeviceConfig
 from lightpost.node.receiver_channel import LOG_PAGE_BLOCKS
 from lightpost.node.sender_track import batch_call
@@ -107,22 +108,28 @@ def _tag(ep: Endpoint, tag: str) -> Any:
         return exc
 
 
-def _header(ep: Endpoint, number: int) -> tuple[BlockHeader, Sequence[Any]] | str:
-    """The block's header, proven against the hash it claims, and its transaction hashes."""
+def _header(
+    ep: Endpoint, number: int, fmt: BlockFormat = ETHEREUM
+) -> tuple[BlockHeader, Sequence[Any]] | str:
+    """The block's header (``fmt``'s extra keys allowed), proven against the hash it claims,
+    and its transaction hashes."""
 
     def check(block: Any) -> tuple[BlockHeader, Sequence[Any]]:
         obj = get_object(block, "block")
-        header = verify_block_header(block, data_field(obj, "hash", "block", 32))
+        header = verify_block_header(block, data_field(obj, "hash", "block", 32), fmt=fmt)
+        if header.number != number:
+            raise ProofError("header", f"asked for block {number}, answered {header.number}")
         return header, get_list(obj.get("transactions"), "transactions")
 
     return _checked(ep, "eth_getBlockByNumber", [hex(number), False], check)  # type: ignore[no-any-return]
 
 
 def _receipts(
-    ep: Endpoint, header: BlockHeader, tx_hashes: Sequence[Any], every: bool
+    ep: Endpoint, header: BlockHeader, tx_hashes: Sequence[Any], every: bool, fmt: BlockFormat
 ) -> list[tuple[str, object]]:
-    """(method, None if it rebuilt the receiptsRoot else why) per receipts method, in order;
-    stops at the first that works unless ``every``."""
+    """(method, None if it rebuilt the receiptsRoot else why) per receipts method, in order
+    (``fmt``'s receipt types too); stops at the first that works unless ``every``."""
+    types = RECEIPT_TYPES | fmt.tx_types
     n = hex(header.number)
 
     def per_tx() -> Any:
@@ -134,18 +141,20 @@ def _receipts(
         failed = next((a for a in answers if a is None or isinstance(a, LightpostError)), 0)
         if failed != 0:
             return failure_text(failed)
-        return _checked_value(lambda: prove_block_receipts(header, answers))
+        return _checked_value(lambda: prove_block_receipts(header, answers, fmt=fmt))
 
     def raw() -> Any:
         def check(answer: Any) -> None:
             items = get_list(answer, "raw receipts")
-            receipts = [decode_receipt(parse_data(r, "raw receipt")) for r in items]
+            receipts = [decode_receipt(parse_data(r, "raw receipt"), types=types) for r in items]
             verify_receipts_root(header.receipts_root, receipts)
 
         return _checked(ep, "debug_getRawReceipts", [n], check)
 
     def block() -> Any:
-        return _checked(ep, "eth_getBlockReceipts", [n], lambda a: prove_block_receipts(header, a))
+        return _checked(
+            ep, "eth_getBlockReceipts", [n], lambda a: prove_block_receipts(header, a, fmt=fmt)
+        )
 
     ways: tuple[tuple[str, Callable[[], Any]], ...] = (
         ("eth_getBlockReceipts", block),
@@ -177,9 +186,9 @@ def logs(ep: Endpoint, lo: int, hi: int, address: bytes | None) -> Any:
     return ask(ep, "eth_getLogs", [flt])
 
 
-def proof_at(ep: Endpoint, address: bytes, number: int) -> str | None:
+def proof_at(ep: Endpoint, address: bytes, number: int, fmt: BlockFormat = ETHEREUM) -> str | None:
     """None when eth_getProof at ``number`` verifies against that block's state root."""
-    header = _header(ep, number)
+    header = _header(ep, number, fmt)
     if isinstance(header, str):
         return f"block {number}: {header}"
     root = header[0].state_root
@@ -200,9 +209,13 @@ def probe_endpoint(
     address: bytes,
     inbox: bytes | None,
     need: frozenset[Cap] | None = None,
+    fmt: BlockFormat = ETHEREUM,
+    logs_range: int = LOG_PAGE_BLOCKS,
 ) -> Probe:
     """What core.diagnosis judges, from ``ep`` alone. ``need`` None (doctor): every receipts method
-    and capability; else (status) only what is needed, the first receipts method that works."""
+    and capability; else (status) only what is needed, the first receipts method that works.
+    ``fmt``: the chain's block format (runtime.chain_format); ``logs_range``: the eth_getLogs
+    block range the receiver pages by (the profile's logs_block_range)."""
     thorough = need is None
     answer = ask(ep, "eth_chainId", [])
     if isinstance(answer, LightpostError) or answer is None:
@@ -242,20 +255,20 @@ def probe_endpoint(
     # receipts: a block at or below final with transactions, else the final block itself
     block: tuple[BlockHeader, Sequence[Any]] | str = "not asked"
     for number in range(final, max(-1, final - BLOCKS_SEARCHED), -1):
-        block = _header(ep, number)
+        block = _header(ep, number, fmt)
         if isinstance(block, str) or block[1]:
             break
     if isinstance(block, str):
         findings.append(receipts_finding([("eth_getBlockByNumber", block)], final))
     else:
         header, hashes = block
-        tried = _receipts(ep, header, hashes, thorough)
+        tried = _receipts(ep, header, hashes, thorough, fmt)
         findings.append(receipts_finding(tried, header.number))
 
     if need is None or Cap.PROOF in need:
-        findings.append(proof_finding(proof_at(ep, address, final), final))
+        findings.append(proof_finding(proof_at(ep, address, final, fmt), final))
     if inbox is not None and (need is None or Cap.LOGS in need):
-        ranged = logs(ep, final - LOG_PAGE_BLOCKS + 1, final, inbox)
+        ranged = logs(ep, final - logs_range + 1, final, inbox)
         one = None if isinstance(ranged, list) else logs(ep, final, final, inbox)
-        findings.append(logs_finding(LOG_PAGE_BLOCKS, ranged, one))
+        findings.append(logs_finding(logs_range, ranged, one))
     return Probe(label=ep.label, findings=tuple(findings), **heights)

@@ -11,6 +11,7 @@ from lightpost.core.envelope import DIRECT_CHANNEL_NAME, MIN_POST_BYTES
 from lightpost.core.envelope import Message as EnvelopeMessage
 from lightpost.core.fees import Eip1559FeePolicy, FeePolicy, FixedFeePolicy, max_payload_for
 from lightpost.core.inbox import INBOX_EXECUTION_GAS_FIRST_POST, INBOX_EXECUTION_GAS_PER_BYTE
+from lightpost.core.profiles import DEFAULT_LOGS_BLOCK_RANGE
 from lightpost.errors import ConfigError
 from lightpost.node.config import DeviceConfig
 
@@ -78,6 +79,7 @@ class SenderSettings:
     reconcile_interval_s: float = nonce_rules.RECONCILE_INTERVAL_S
     prune_after_s: float = PRUNE_AFTER_S
     max_in_flight: int = MAX_IN_FLIGHT
+    logs_block_range: int = DEFAULT_LOGS_BLOCK_RANGE
 
     def __post_init__(self) -> None:
         if self.mode not in ("channel", "direct"):
@@ -97,6 +99,8 @@ class SenderSettings:
             "batch_delay_s": config.batch_delay_s,
             "finality_depth": config.finality_depth,
         }
+        if config.profile is not None:
+            values["logs_block_range"] = config.profile.logs_block_range
         values.update(overrides)
         return cls(**values)
 

@@ -28,7 +28,7 @@ MAX_HELD_LISTED = 10_000
 
 
 def _endpoint_health(
-    ep: Endpoint, settings: SenderSettings, address: bytes, need: frozenset[Cap]
+    ep: Endpoint, chain: Chain, settings: SenderSettings, address: bytes, need: frozenset[Cap]
 ) -> dict[str, Any]:
     """What one endpoint serves of ``need`` (node.probe): reachable, chain id, head, and
     ``cannot``: each needed capability it failed, with its reason and fix."""
@@ -40,6 +40,8 @@ def _endpoint_health(
         address=address,
         inbox=settings.inbox,
         need=need,
+        fmt=chain.block_format,
+        logs_range=settings.logs_block_range,
     )
     reach = probe.findings[0]
     failed = endpoint_failures(probe.findings, need - {Cap.REACH, Cap.CHAIN_ID})
@@ -82,7 +84,9 @@ def collect_status(
     executor = pool or ThreadPoolExecutor(max_workers=max(2, len(chain.endpoints)))
     try:
         health = list(
-            executor.map(lambda ep: _endpoint_health(ep, settings, address, need), chain.endpoints)
+            executor.map(
+                lambda ep: _endpoint_health(ep, chain, settings, address, need), chain.endpoints
+            )
         )
     finally:
         if own_pool:
