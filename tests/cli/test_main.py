@@ -16,7 +16,9 @@ def test_operator_commands_come_from_the_operator_distribution() -> None:
     assert handlers["demo"] == "lightpost_operator.demo:cmd_demo"
     # the controller's `command` is an operator tool too (not installed on devices)
     assert handlers["command"] == "lightpost_operator.command_cmd:cmd_command"
-    assert set(cli_main.HANDLERS) == {"send", "node", "status", "receive", "key"}
+    # key management is provisioning: an operator tool too (the device core only reads its keystore)
+    assert handlers["key"] == "lightpost_operator.key_cmd:cmd_key"
+    assert set(cli_main.HANDLERS) == {"send", "node", "status", "receive"}
 
 
 def test_device_commands_do_not_look_for_plugins(monkeypatch: pytest.MonkeyPatch) -> None:

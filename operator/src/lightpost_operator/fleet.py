@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 from lightpost.adapters.rpc import HttpEndpoint
-from lightpost.cli.key_cmd import ask_password, write_new_private
 from lightpost.core.fees import Eip1559FeePolicy, FeeQuote
 from lightpost.core.gas import TX_BASE_GAS
 from lightpost.core.keys import PrivateKey, parse_address, to_checksum_address
@@ -50,6 +49,7 @@ from lightpost.core.profiles import chain_profile
 from lightpost.errors import ChainProcessError, ConfigError, KeystoreError, NodeError, PolicyError
 from lightpost.node.chain import Chain, parse_quantity
 from lightpost.node.config import is_minority_quorum
+from lightpost_operator.key_cmd import ask_password, write_new_private
 from lightpost_operator.provision import (
     SubParsers,
     add_endpoint_args,

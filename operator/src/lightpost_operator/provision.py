@@ -17,11 +17,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TypeAlias
 
-from lightpost.cli.key_cmd import write_new_private
 from lightpost.core.keys import to_checksum_address
 from lightpost.core.profiles import PROFILES
 from lightpost.errors import ConfigError
 from lightpost.node.config import DeviceConfig, parse_config
+from lightpost_operator.key_cmd import write_new_private
 
 __all__ = [
     "add_endpoint_args",

@@ -76,17 +76,12 @@ def _add_node_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     )
     status.add_argument("--json", action="store_true")
 
-    from lightpost.cli.key_cmd import add_key_parser
-
-    add_key_parser(sub)
-
 
 HANDLERS = {
     "send": "lightpost.cli.node_cmds:cmd_send",
     "node": "lightpost.cli.node_cmds:cmd_node",
     "status": "lightpost.cli.node_cmds:cmd_status",
     "receive": "lightpost.cli.receive_cmd:cmd_receive",
-    "key": "lightpost.cli.key_cmd:cmd_key",
 }
 """Sub-command -> "module:function", imported only when it runs (`lightpost --help` stays cheap)."""
 
@@ -94,7 +89,18 @@ PLUGIN_GROUP = "lightpost.commands"
 """Entry-point group for other distributions' sub-commands (lightpost-operator: ``devnet``,
 ``demo``, ``command``, ``inbox``, ``doctor``, ...): ``add(subparsers)``."""
 
-OPERATOR_COMMANDS = ("devnet", "demo", "command", "init", "fleet", "inbox", "doctor", "console")
+OPERATOR_COMMANDS = (
+    "devnet",
+    "demo",
+    "command",
+    "key",
+    "init",
+    "fleet",
+    "inbox",
+    "doctor",
+    "console",
+    "gateway",
+)
 """lightpost-operator's sub-commands, so a device install can say how to get them."""
 
 OPERATOR_HINT = (

@@ -35,6 +35,12 @@ MAX_KEY_TEXT = 256
 """Longest private-key text read for import: 64 hex digits, 0x and white space fit easily."""
 
 
+def add_key(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> str:
+    """The ``lightpost key`` entry point: its parser, and the handler that runs it."""
+    add_key_parser(sub)
+    return "lightpost_operator.key_cmd:cmd_key"
+
+
 def add_key_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     key = sub.add_parser("key", help="create, import or show a keystore (v3) key")
     ksub = key.add_subparsers(dest="key_cmd", required=True, metavar="{new,import,address}")
