@@ -154,15 +154,22 @@ def _split(out: list[Delivered | Problem]) -> tuple[list[Delivered], list[Proble
     )
 
 
-@pytest.mark.parametrize("level", [Level.FINAL, Level.COMPLETE])
+@pytest.mark.parametrize(
+    ("trust", "level", "root"),
+    [
+        ("beacon", Level.FINAL, "beacon-finalized"),
+        ("beacon", Level.COMPLETE, "beacon-finalized"),
+        ("both", Level.COMPLETE, "beacon-finalized+quorum"),
+    ],
+)
 def test_beacon_trust_reaches_final_and_complete(
-    world: World, tmp_path: Path, level: Level
+    world: World, tmp_path: Path, trust: str, level: Level, root: str
 ) -> None:
-    with world.receiver(tmp_path, [world.honest.url]) as receiver:
+    with world.receiver(tmp_path, [world.honest.url], trust=trust) as receiver:
         delivered, problems = _split(list(receiver.poll(level)))
         assert problems == []
         assert [d.payload for d in delivered] == [b"a0", b"a1", b"a2", b"a3"]
-        assert {(d.level, d.root) for d in delivered} == {(level, "beacon-finalized")}
+        assert {(d.level, d.root) for d in delivered} == {(level, root)}
         # the state file is constant-size light-client state, under data_dir
         assert receiver.anchor.settings.state_file.stat().st_size < 64 * 1024
 
@@ -203,6 +210,16 @@ def test_two_colluding_rpc_endpoints_are_refused_with_one_honest_beacon(
     assert "proven chain" in refusal.details, refusal
     blamed = {label for p in problems for label in p.endpoints}
     assert blamed == {"rpc#0", "rpc#1"}, problems
+
+
+def test_trust_both_refuses_a_quorum_the_beacon_contradicts(world: World, tmp_path: Path) -> None:
+    urls = [world.colluding.url, world.colluding.url]
+    with world.receiver(tmp_path, urls, trust="both") as receiver:
+        delivered, problems = _split(list(receiver.poll(Level.COMPLETE)))
+    assert delivered == []
+    refusal = problems[-1]
+    assert refusal.kind == "proof-failure" and refusal.endpoints == ("rpc#0", "rpc#1")
+    assert "the quorum's hash is not the beacon-proven one" in refusal.details
 
 
 @pytest.mark.parametrize(

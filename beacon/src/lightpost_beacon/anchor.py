@@ -270,7 +270,7 @@ class Anchor:
         if side.hash != proven:
             raise StopPoll(
                 Problem(
-                    kind=ProblemKind.DISAGREEMENT,
+                    kind=ProblemKind.PROOF_FAILURE,
                     details=f"block {number}: the quorum's hash is not the beacon-proven one",
                     endpoints=tuple(sorted(side.agreeing)),
                     block_number=number,
