@@ -350,6 +350,7 @@ def test_cli_receive_json_lines_and_exit_code(world: World, tmp_path: Path) -> N
         "payload_encoding",
     ):
         assert key in first
+    assert first["root"] == "quorum"  # what `level` rests on (trust = beacon: beacon-finalized)
     assert first["payload"] == "a0" and first["payload_encoding"] == "utf-8"
     assert first["channel"] == "c1" and first["level"] == "final"
     chunked = next(m for m in messages if m["seq"] == 4)

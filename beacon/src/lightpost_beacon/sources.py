@@ -90,8 +90,9 @@ def _ask(
     use: Callable[[Any], T],
     blame: Callable[[str, str], None],
 ) -> T | None:
-    """Ask ``sources`` in turn until one's answer passes ``use``: a transport failure is a
-    non-answer; a refused or malformed answer is that source's fault, blamed by label."""
+    """Ask ``sources`` in turn until one's answer passes ``use``: a transport failure (or a
+    TransportError from ``use``: nothing to say yet) is a non-answer; a refused or malformed answer
+    is that source's fault, blamed by label."""
     for source in sources:
         try:
             answer = source.get(path, cap)
@@ -99,6 +100,8 @@ def _ask(
             continue
         try:
             return use(answer)
+        except TransportError:
+            continue
         except LightpostError as exc:
             blame(source.label, str(exc))
     return None
@@ -171,7 +174,9 @@ class BeaconLightClient:
 
             def use(answer: Any, count: int = count) -> Store:
                 updates = updates_from_json(answer, self.config)
-                if not 0 < len(updates) <= count:
+                if not updates:  # none for those periods yet (behind, or slots without blocks)
+                    raise EndpointUnavailable("beacon", "no updates for those periods")
+                if len(updates) > count:
                     raise DecodingError("beacon updates", f"{len(updates)} updates for {count}")
                 return self._apply_all(updates, now)
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from hashlib import sha256
 from typing import Any, Final
 
+from lightpost_beacon.anchor import devnet_config
 from lightpost_beacon.bls import DST
 from lightpost_beacon.containers import (
     BeaconBlockHeader,
@@ -46,7 +47,6 @@ __all__ = ["Block", "GeneratedChain", "devnet_config", "execution_header", "merk
 
 CURVE_ORDER: Final = 0x73EDA753299D7D483339D80809A1D80553BDA402FFFE5BFEFFFFFFFF00000001
 """r, the order of BLS12-381's G1 and G2 (secret keys are taken mod r)."""
-DEVNET_GENESIS_VALIDATORS_ROOT: Final = sha256(b"lightpost devnet").digest()
 FORK: Final = "fulu"
 """The fork served (Fulu's light-client containers are Electra's)."""
 
@@ -107,23 +107,6 @@ def execution_header(
         withdrawals_root=withdrawals_root,
         blob_gas_used=num("blobGasUsed"),
         excess_blob_gas=num("excessBlobGas"),
-    )
-
-
-def devnet_config(*, genesis_time: int, seconds_per_slot: int = 1) -> ChainConfig:
-    """Minimal preset (8 slots an epoch, 8 epochs a period, 32 signers), every fork at epoch 0."""
-    versions = ("00", "01", "02", "03", "04", "05", "06")
-    names = ("phase0", "altair", "bellatrix", "capella", "deneb", "electra", "fulu")
-    return ChainConfig(
-        genesis_validators_root=DEVNET_GENESIS_VALIDATORS_ROOT,
-        slots_per_epoch=8,
-        epochs_per_period=8,
-        committee_size=32,
-        forks=tuple(
-            (n, 0, bytes.fromhex(v + "000001")) for n, v in zip(names, versions, strict=True)
-        ),
-        seconds_per_slot=seconds_per_slot,
-        genesis_time=genesis_time,
     )
 
 

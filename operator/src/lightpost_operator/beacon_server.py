@@ -124,3 +124,17 @@ class BeaconDevnet:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m lightpost_operator.beacon_server RPC_URL PORT``: serve until killed (the
+    devnet's background beacon API, started by ``lightpost devnet up --beacon``)."""
+    import sys
+
+    rpc_url, port = (argv if argv is not None else sys.argv[1:])[:2]
+    BeaconDevnet(rpc_url).serve(int(port))
+    threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()

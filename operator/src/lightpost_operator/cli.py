@@ -33,6 +33,11 @@ def add_devnet(sub: SubParsers) -> str:
     up.add_argument(
         "--node", choices=("anvil", "ganache"), default="anvil", help="which local chain to run"
     )
+    up.add_argument(
+        "--beacon",
+        action="store_true",
+        help='serve a beacon light-client API over anvil; devices get trust = "beacon"',
+    )
     down = dsub.add_parser("down", help="stop the devnet's anvil")
     down.add_argument("--dir", required=True)
     status = dsub.add_parser("status", help="is the devnet up; heads; devices")
@@ -105,6 +110,7 @@ def cmd_devnet(args: argparse.Namespace) -> int:
             devices=args.devices,
             log=lambda m: print(f"devnet: {m}", file=sys.stderr),
             node=args.node,
+            beacon=args.beacon,
         )
         print(
             f"devnet up: {desc['node']} pid {desc['pid']} on {desc['rpc_url']} "

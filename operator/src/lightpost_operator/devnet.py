@@ -23,6 +23,8 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,7 +36,13 @@ from lightpost.core.keys import PrivateKey, to_checksum_address
 from lightpost.core.keystore import LIGHT_SCRYPT_N, LIGHT_SCRYPT_P, encrypt_key
 from lightpost.errors import ChainProcessError, ConfigError, LightpostError
 from lightpost.node.chain import Chain
-from lightpost_operator.anvil import LOOPBACK, AnvilProcess, port_is_free, remove_state_dir
+from lightpost_operator.anvil import (
+    LOOPBACK,
+    AnvilProcess,
+    free_port,
+    port_is_free,
+    remove_state_dir,
+)
 from lightpost_operator.ganache import GanacheProcess
 from lightpost_operator.inbox import deploy_inbox
 from lightpost_operator.wallet import send_operator_tx
@@ -127,6 +135,7 @@ def write_device(
     inbox: bytes,
     trusted: dict[str, list[str]],
     extra: str = "",
+    trust: str = "quorum",
     batch_bytes: int = 4096,
     max_delay_s: float = 1.0,
     randbytes: Callable[[int], bytes] = os.urandom,
@@ -145,6 +154,7 @@ def write_device(
         f"chain_id = {chain_id}",
         f"endpoints = [{', '.join(_toml_str(e) for e in endpoints)}]",
         f"quorum = {quorum}",
+        *([f"trust = {_toml_str(trust)}"] if trust != "quorum" else []),
         f"keystore = {_toml_str(name + '.keystore.json')}",
         f"password_file = {_toml_str(name + '.password')}",
         f"data_dir = {_toml_str('../data/' + name)}",
@@ -182,6 +192,7 @@ def devnet_up(
     customize: Customize | None = None,
     log: Callable[[str], None] = lambda _m: None,
     node: str = "anvil",
+    beacon: bool = False,
 ) -> dict[str, Any]:
     """Start a devnet in ``directory`` on ``node`` (see NODES); return the devnet description
     (also written).
@@ -194,6 +205,8 @@ def devnet_up(
         raise ConfigError("--devices must be at least 1")
     if node not in NODES:
         raise ConfigError(f"--node must be one of {', '.join(NODES)}")
+    if beacon and node != "anvil":
+        raise ConfigError("--beacon needs --node anvil")
     names = names or [f"device-{i + 1}" for i in range(devices)]
     directory = directory.resolve()
     desc_path = directory / DEVNET_FILE
@@ -219,12 +232,69 @@ def devnet_up(
     anvil.start(detach=True)
     (directory / PID_FILE).write_text(f"{anvil.pid}\n")
     try:
+        if beacon:
+            customize = _with_beacon(directory, anvil, customize, log)
         return _provision(directory, anvil, names, block_time, customize, log)
     except BaseException:
+        _stop_pid(directory / BEACON_PID_FILE)
         anvil.stop()
         (directory / PID_FILE).unlink(missing_ok=True)
         remove_state_dir(directory / ANVIL_HOME)
         raise
+
+
+BEACON_PID_FILE = "beacon.pid"
+"""Pid of the background beacon light-client API (``up --beacon``) inside DIR."""
+
+
+def _with_beacon(
+    directory: Path, anvil: AnvilProcess, customize: Customize | None, log: Callable[[str], None]
+) -> Customize:
+    """Start the devnet's beacon API (lightpost_operator.beacon_server) in the background; every
+    device config gets ``trust = "beacon"`` and a [beacon] table (its URL, the root of block 1)."""
+    from lightpost_operator.beacon_server import BeaconDevnet
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lightpost_operator.beacon_server", anvil.url, str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    (directory / BEACON_PID_FILE).write_text(f"{proc.pid}\n")
+    log(f"beacon light-client API on port {port}")
+    tables: list[str] = []
+
+    def add(name: str, addresses: dict[str, str]) -> dict[str, Any]:
+        if not tables:  # the inbox is deployed by now: block 1 exists
+            local = BeaconDevnet(anvil.url)
+            tables.append(
+                f'\n[beacon]\nendpoints = ["http://{LOOPBACK}:{port}"]\n'
+                f'trusted_root = "0x{local.root_of(1).hex()}"\nnetwork = "devnet"\n'
+                f'genesis_time = {local.config.genesis_time}\nmax_age = "7d"\n'
+            )
+        options = customize(name, addresses) if customize is not None else {}
+        options["extra"] = options.get("extra", "") + tables[0]
+        options["trust"] = "beacon"
+        return options
+
+    return add
+
+
+def _stop_pid(path: Path) -> bool:
+    """SIGTERM (then SIGKILL) the process whose pid ``path`` holds; remove it."""
+    try:
+        pid = int(path.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return False
+    alive = _pid_alive(pid)
+    if alive:
+        os.kill(pid, signal.SIGTERM)
+        if not _gone_within(pid, STOP_TIMEOUT_S):
+            os.kill(pid, signal.SIGKILL)
+            _gone_within(pid, STOP_TIMEOUT_S)
+    path.unlink(missing_ok=True)
+    return alive
 
 
 def _provision(
@@ -300,6 +370,7 @@ def _provision(
 def devnet_down(directory: Path) -> bool:
     """Stop the devnet's anvil. Returns False when it was not running."""
     directory = directory.resolve()
+    _stop_pid(directory / BEACON_PID_FILE)
     pid_path = directory / PID_FILE
     if not pid_path.exists():
         _read_json(directory / DEVNET_FILE)  # says "no devnet in DIR" when there is none

@@ -58,6 +58,7 @@ def delivered_json(msg: Delivered, channel_names: dict[bytes, str]) -> dict[str,
         "block_hash": _hex(msg.block_hash),
         "block_timestamp": msg.block_timestamp,
         "level": str(msg.level),
+        "root": msg.root,
     }
 
 

@@ -45,3 +45,5 @@ class Delivered:
     block_hash: bytes
     block_timestamp: int
     level: Level
+    root: str = "quorum"
+    """What ``level`` rests on: quorum, beacon-finalized or beacon-optimistic (+quorum)."""

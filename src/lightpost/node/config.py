@@ -75,6 +75,8 @@ TOP_LEVEL_KEYS = frozenset(
         "send",
         "channels",
         "agent",
+        "trust",
+        "beacon",
     }
 )
 """Every key the top level of a device config may have."""
@@ -133,6 +135,9 @@ class DeviceConfig:
     finality_depth: int = DEFAULT_FINALITY_DEPTH
     name: str = "device"
     agent: Mapping[str, Any] = field(default_factory=dict)
+    trust: str = "quorum"
+    beacon: Any = field(default=None, repr=False)
+    """trust = beacon/both: lightpost_beacon.anchor.BeaconSettings (URLs inside)."""
     allow_minority_quorum: bool = False
     scrypt_max_memory: int = SCRYPT_MAX_MEMORY
     profile: ChainProfile | None = None
@@ -390,6 +395,18 @@ def parse_config(
     agent = raw.get("agent", {})
     if not isinstance(agent, dict):
         raise ConfigError("config: [agent] must be a table")
+    trust = raw.get("trust", "quorum")
+    if trust not in ("quorum", "beacon", "both"):
+        raise ConfigError("config: `trust` must be `quorum`, `beacon` or `both`")
+    beacon = None
+    if trust != "quorum":
+        try:
+            from lightpost_beacon.anchor import parse_settings
+        except ImportError:
+            raise ConfigError(
+                f"config: trust = {trust!r} needs the light client: pip install 'lightpost[beacon]'"
+            ) from None
+        beacon = parse_settings(raw.get("beacon"), (base / data_dir).resolve())
     name = raw.get("name", path.stem)
     if not isinstance(name, str):
         raise ConfigError("config: `name` must be a string")
@@ -420,6 +437,8 @@ def parse_config(
         finality_depth=_positive(raw, "finality_depth", profile.finality_depth),
         name=name,
         agent=agent,
+        trust=trust,
+        beacon=beacon,
         allow_minority_quorum=allow_minority,
         scrypt_max_memory=_positive(raw, "scrypt_max_memory_mib", SCRYPT_MAX_MEMORY >> 20) << 20,
         profile=profile,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from typing import Any, cast
 
 from lightpost.adapters.contracts import inbox_runtime
@@ -64,12 +65,19 @@ class Receiver(DeliveryMixin, ChannelMixin, CompleteMixin, DirectMixin):
         me: bytes | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        anchor: Any = None,
     ) -> None:
         self.config = config
         if endpoints is None:
             endpoints = build_endpoints(config)
         self.endpoints = list(endpoints)
         self.chain = Chain(self.endpoints, config.quorum, block_format=chain_format(config))
+        if anchor is None and config.beacon is not None:
+            from lightpost_beacon.anchor import Anchor
+
+            anchor = Anchor(config, self.endpoints)
+        self.anchor = anchor
+        """trust = beacon/both: the light client's (lightpost_beacon.anchor), else None."""
         self.store = store if store is not None else ReceiverStore.open(config.data_dir)
         me = me if me is not None else keystore_address(config)
         if me is None:
@@ -136,6 +144,8 @@ class Receiver(DeliveryMixin, ChannelMixin, CompleteMixin, DirectMixin):
                 stream.refused_block = None
         problems: list[Problem] = []
         try:
+            if self.anchor:
+                self.anchor.refresh(problems)
             if level < Level.FINAL:
                 self._final_at_poll = self._final_or_unknown()
                 yield from self._retractions(sub, self._final_at_poll)
@@ -228,7 +238,9 @@ class Receiver(DeliveryMixin, ChannelMixin, CompleteMixin, DirectMixin):
         if level >= Level.FINAL:
             return self._block_side(self._finalized_height(), problems)
         try:
-            return Side(self.chain.tag_height("latest"), b"", frozenset(), frozenset())
+            latest = partial(self.chain.tag_height, "latest")
+            height = self.anchor.height(False, latest) if self.anchor else latest()
+            return Side(height, b"", frozenset(), frozenset())
         except LightpostError as exc:
             raise refuse(f"head: {exc}", kind=ProblemKind.DISAGREEMENT) from None
 
@@ -236,8 +248,15 @@ class Receiver(DeliveryMixin, ChannelMixin, CompleteMixin, DirectMixin):
         """The agreed hash of block ``number`` and who answered it; every endpoint heard, dissent
         reported (both sides named)."""
         side = self._sides.get(number)
-        if side is not None:
-            return side
+        if side is None:
+            side = self._sides[number] = (
+                self.anchor.side(number, problems, self._quorum_side)
+                if self.anchor
+                else self._quorum_side(number, problems)
+            )
+        return side
+
+    def _quorum_side(self, number: int, problems: list[Problem]) -> Side:
         answers = self.chain.ask_each(
             "eth_getBlockByNumber",
             [hex(number), False],
@@ -266,15 +285,18 @@ class Receiver(DeliveryMixin, ChannelMixin, CompleteMixin, DirectMixin):
             problems.append(seen)
         dissenting = frozenset(report.dissenters)
         agreeing = frozenset(report.answers) - dissenting - frozenset(report.failed)
-        agreed = cast(bytes, report.agreed)
-        side = self._sides[number] = Side(number, agreed, agreeing, dissenting)
-        return side
+        return Side(number, cast(bytes, report.agreed), agreeing, dissenting)
 
     def _finalized_height(self) -> int:
         try:
-            height, self._final_readings = self.chain.final_reading(self.config.finality_depth)
+            if self.anchor:
+                return int(self.anchor.height(True, self._quorum_final))
+            return self._quorum_final()
         except LightpostError as exc:
             raise refuse(f"finalized: {exc}", kind=ProblemKind.DISAGREEMENT) from None
+
+    def _quorum_final(self) -> int:
+        height, self._final_readings = self.chain.final_reading(self.config.finality_depth)
         return height
 
     def _final_or_unknown(self) -> int:

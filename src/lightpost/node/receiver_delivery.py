@@ -139,6 +139,7 @@ class _ReceiverHost:
     ]
     _finish: Callable[[str, int], None]
     _block_side: Callable[[int, list[Problem]], Side]
+    anchor: Any
     _ask_in_turn: Callable[..., Any]
     _refusal: Callable[[str], str]
     _followed: Callable[[tuple[bytes, ...], bytes | None], list[tuple[bytes, bytes]]]
@@ -346,4 +347,9 @@ class DeliveryMixin(_ReceiverHost):
             block_hash=post.block_hash,
             block_timestamp=post.block_timestamp,
             level=level,
+            root="signature"
+            if level < Level.INCLUDED
+            else self.anchor.root(post.block_number)
+            if self.anchor
+            else "quorum",
         )
