@@ -37,44 +37,53 @@ def cost_figures(
     names: Mapping[str, str],
     base_fee_wei: int | None,
 ) -> dict[str, Any]:
-    """Gas per device and per reading (measured: receipts' gasUsed, split over the messages a
-    transaction carried), against the paper's one transaction per reading (the same gas
-    schedule, lightpost.core.gas.gas_used, on each payload alone), projected per day and
-    month at the current base fee from the observed rate."""
+    """Gas per device and per reading (measured: receipts' gasUsed, each transaction's split
+    over the messages it carried a record or a chunk of, so a chunked message costs all its
+    transactions), against the paper's one transaction per reading (the same gas schedule,
+    lightpost.core.gas.gas_used, on each payload alone), projected per day and month at the
+    current base fee from the observed rate. A reading counts once the gas of every transaction
+    it is known in is known."""
     per_device: dict[str, dict[str, Any]] = {}
-    total_gas = total_paper = readings = reading_gas = reading_paper = 0
+    share: dict[str, float] = {}
+    waiting: set[str] = set()
+    total_gas = 0
     times: list[float] = []
-    for tx, gas in tx_gas.items():
-        keys = tx_messages.get(tx)
+    for tx, keys in tx_messages.items():
+        gas = tx_gas.get(tx)
         sender = tx_sender.get(tx)
+        if gas is None:
+            waiting.update(keys)
+            continue
         if not keys or sender is None:
             continue
-        msgs = [messages[k] for k in keys if k in messages]
-        paper = sum(m.paper_gas for m in msgs)
-        row = per_device.setdefault(sender, {"gas": 0, "txs": 0, "messages": 0, "paper": 0})
+        row = per_device.setdefault(sender, {"gas": 0, "txs": 0, "keys": set()})
         row["gas"] += gas
         row["txs"] += 1
-        row["messages"] += len(keys)
-        row["paper"] += paper
+        row["keys"].update(keys)
         total_gas += gas
-        total_paper += paper
         times.append(tx_time.get(tx, 0.0))
-        reading_msgs = [m for m in msgs if m.channel not in COMMAND_CHANNELS]
-        if reading_msgs and len(reading_msgs) == len(keys):
-            readings += len(reading_msgs)
-            reading_gas += gas
-            reading_paper += paper
+        for key in keys:
+            share[key] = share.get(key, 0.0) + gas / len(keys)
+    paper_of = {k: messages[k].paper_gas for k in share if k in messages}
+    total_paper = sum(paper_of.values())
+    reading_keys = [
+        k for k in paper_of if k not in waiting and messages[k].channel not in COMMAND_CHANNELS
+    ]
+    readings = len(reading_keys)
+    reading_gas = sum(share[k] for k in reading_keys)
+    reading_paper = sum(paper_of[k] for k in reading_keys)
     rows = []
     for address, row in per_device.items():
+        count = len(row["keys"])
         rows.append(
             {
                 "address": address,
                 "name": names.get(address) or address[:10],
                 "gas": row["gas"],
                 "txs": row["txs"],
-                "messages": row["messages"],
-                "per_message": round(row["gas"] / row["messages"]),
-                "paper_per_message": round(row["paper"] / row["messages"]),
+                "messages": count,
+                "per_message": round(row["gas"] / count),
+                "paper_per_message": round(sum(paper_of.get(k, 0) for k in row["keys"]) / count),
             }
         )
     rows.sort(key=lambda r: str(r["name"]))

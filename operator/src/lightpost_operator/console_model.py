@@ -167,6 +167,8 @@ class Model(CommandsMixin):
         self.tx_sender: OrderedDict[str, str] = OrderedDict()
         self.tx_messages: OrderedDict[str, set[str]] = OrderedDict()
         self.tx_time: OrderedDict[str, float] = OrderedDict()
+        self.tx_arrived: OrderedDict[str, None] = OrderedDict()
+        """Transactions that delivered a message (each one arrival for the cadence)."""
         self.base_fee_wei: int | None = None
         self.status: dict[str, Any] = {"follower": "starting", "heads": {}}
         self.changes: deque[tuple[int, str]] = deque(maxlen=MAX_CHANGES)
@@ -257,9 +259,11 @@ class Model(CommandsMixin):
     # -- receiver items ------------------------------------------------------------------------
 
     def on_item(self, obj: Mapping[str, Any], now: float) -> None:
-        """One receiver JSON object (a delivered message or a problem)."""
+        """One receiver JSON object (a delivered message, a problem, or a proven post)."""
         if obj.get("type") == "problem":
             self.on_problem(obj, now)
+        elif obj.get("type") == "post":
+            self.on_post(obj, now)
         elif obj.get("type") == "message":
             self.on_message(obj, now)
 
@@ -319,19 +323,35 @@ class Model(CommandsMixin):
         return redact(str(obj.get("payload", "")), self._secrets)
 
     def _count_tx(self, msg: _Message, now: float) -> None:
-        tx = msg.tx_hash
-        if tx not in self.tx_messages:
-            self.tx_messages[tx] = set()
-            self.tx_sender[tx] = msg.sender
-            # block time, not arrival: a catch-up over old blocks must not look like a burst
-            self.tx_time[tx] = msg.block_timestamp or now
+        """The delivering transaction of ``msg``: counted for cost, and one arrival for the
+        device's cadence (a chunk's earlier transactions come as posts: cost only)."""
+        self._tx(msg.tx_hash, msg.sender, msg.key, msg.block_timestamp or now)
+        if msg.tx_hash not in self.tx_arrived:
+            self.tx_arrived[msg.tx_hash] = None
+            while len(self.tx_arrived) > MAX_TXS:
+                self.tx_arrived.popitem(last=False)
             dev = self.devices.get(msg.sender)
             if dev is not None:
-                dev.arrivals.append(self.tx_time[tx])
+                dev.arrivals.append(self.tx_time[msg.tx_hash])
+
+    def _tx(self, tx: str, sender: str, key: str, t: float) -> None:
+        if tx not in self.tx_messages:
+            self.tx_messages[tx] = set()
+            self.tx_sender[tx] = sender
+            # block time, not arrival: a catch-up over old blocks must not look like a burst
+            self.tx_time[tx] = t
             for book in (self.tx_messages, self.tx_sender, self.tx_time):
                 while len(book) > MAX_TXS:
                     book.popitem(last=False)
-        self.tx_messages[tx].add(msg.key)
+        self.tx_messages[tx].add(key)
+
+    def on_post(self, obj: Mapping[str, Any], now: float) -> None:
+        """One proven post of a trusted sender (console_follow.post_json): its transaction counts
+        for the cost of every message it carried a record or a chunk of."""
+        sender, channel, tx = str(obj["sender"]), str(obj.get("channel")), str(obj["tx_hash"])
+        t = int(obj.get("block_timestamp") or 0) or now
+        for seq in obj.get("seqs") or ():
+            self._tx(tx, sender, f"{sender}:{channel}:{int(seq)}", t)
 
     def _points(self, msg: _Message, obj: Mapping[str, Any], level: str) -> None:
         values = numeric_fields(str(obj.get("payload", ""))) if msg.content_type == "json" else {}
