@@ -303,6 +303,29 @@ def test_a_reading_waits_for_the_gas_of_all_its_chunks() -> None:
     assert m.cost()["readings"] == 1 and m.cost()["per_reading"] == 50_000
 
 
+def test_the_paper_cost_covers_every_message_in_the_window_not_only_kept_proof_trails() -> None:
+    """More messages in the cost window than proof trails kept (cm.MAX_MESSAGES): the paper's
+    figures still count each of them (measured on the demo: the old figures were ~15% low)."""
+    m = model()
+    batches, per_tx = 400, 5
+    assert batches * per_tx > cm.MAX_MESSAGES and batches <= cm.MAX_TXS
+    paper = 0
+    for b in range(batches):
+        tx = "0x" + f"{b + 1:064x}"
+        for i in range(per_tx):
+            seq = b * per_tx + i + 1
+            m.on_item(message(seq, tx=tx, block_timestamp=1000 + b), 500.0)
+            paper += gas_used(json.dumps({"n": seq, "kWh": 10.0 + seq}).encode())
+        m.on_gas(tx, 50_000)
+    m.on_base_fee(1)
+    cost = m.cost()
+    (row,) = cost["devices"]
+    assert row["messages"] == batches * per_tx
+    assert row["paper_per_message"] == round(paper / (batches * per_tx))
+    day = paper / (batches - 1) * cm.DAY_S
+    assert cost["paper_projection"]["gas_per_day"] == round(day)
+
+
 def test_a_device_falls_silent_past_its_cadence() -> None:
     m = model()
     for i, t in enumerate((0, 10, 20, 30)):
@@ -356,6 +379,7 @@ def test_memory_is_bounded_however_long_it_runs(rounds: int) -> None:
     assert len(m.events) <= cm.MAX_EVENTS
     assert len(m.changes) <= cm.MAX_CHANGES
     assert len(m.tx_gas) <= cm.MAX_TXS and len(m.tx_messages) <= cm.MAX_TXS
+    assert len(m.paper) <= cm.MAX_PAPER and len(m.tx_arrived) <= cm.MAX_TXS
     assert sum(len(c) for c in m.counts.values()) == 1  # one endpoint, one kind
 
 

@@ -4,18 +4,19 @@ the paper's one transaction per reading, projected per day and month (no I/O).""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lightpost_agent.command import COMMANDS_CHANNEL, RESULTS_CHANNEL
 
-if TYPE_CHECKING:
-    from lightpost_operator.console_model import _Message
-
-__all__ = ["COMMAND_CHANNELS", "DAY_S", "MAX_TXS", "MONTH_DAYS", "cost_figures"]
+__all__ = ["COMMAND_CHANNELS", "DAY_S", "MAX_PAPER", "MAX_TXS", "MONTH_DAYS", "cost_figures"]
 
 MAX_TXS = 512
 """Transactions whose gas is remembered: the cost figures and projection are over this recent
 window (minutes of a city's traffic; ~1.3 KB each)."""
+
+MAX_PAPER = 8 * MAX_TXS
+"""Messages whose paper cost is remembered: every message of the :data:`MAX_TXS` transactions in
+the cost window at up to eight per transaction (the demo batches about five; 24 bytes each)."""
 
 DAY_S = 86_400
 """Seconds per day, for the cost projection."""
@@ -33,7 +34,7 @@ def cost_figures(
     tx_messages: Mapping[str, set[str]],
     tx_sender: Mapping[str, str],
     tx_time: Mapping[str, float],
-    messages: Mapping[str, _Message],
+    paper: Mapping[str, tuple[int, bool]],
     names: Mapping[str, str],
     base_fee_wei: int | None,
 ) -> dict[str, Any]:
@@ -64,11 +65,9 @@ def cost_figures(
         times.append(tx_time.get(tx, 0.0))
         for key in keys:
             share[key] = share.get(key, 0.0) + gas / len(keys)
-    paper_of = {k: messages[k].paper_gas for k in share if k in messages}
+    paper_of = {k: paper[k][0] for k in share if k in paper}
     total_paper = sum(paper_of.values())
-    reading_keys = [
-        k for k in paper_of if k not in waiting and messages[k].channel not in COMMAND_CHANNELS
-    ]
+    reading_keys = [k for k in paper_of if k not in waiting and paper[k][1]]
     readings = len(reading_keys)
     reading_gas = sum(share[k] for k in reading_keys)
     reading_paper = sum(paper_of[k] for k in reading_keys)
@@ -83,7 +82,7 @@ def cost_figures(
                 "txs": row["txs"],
                 "messages": count,
                 "per_message": round(row["gas"] / count),
-                "paper_per_message": round(sum(paper_of.get(k, 0) for k in row["keys"]) / count),
+                "paper_per_message": _mean([paper_of[k] for k in row["keys"] if k in paper_of]),
             }
         )
     rows.sort(key=lambda r: str(r["name"]))
@@ -111,3 +110,7 @@ def cost_figures(
         "projection": project(total_gas),
         "paper_projection": project(total_paper),
     }
+
+
+def _mean(values: list[int]) -> int | None:
+    return round(sum(values) / len(values)) if values else None

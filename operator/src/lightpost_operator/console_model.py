@@ -27,6 +27,7 @@ from lightpost_operator.console_commands import MAX_COMMANDS, CommandsMixin
 from lightpost_operator.console_cost import (
     COMMAND_CHANNELS,
     DAY_S,
+    MAX_PAPER,
     MAX_TXS,
     MONTH_DAYS,
     cost_figures,
@@ -48,6 +49,7 @@ __all__ = [  # the rest re-exported from the console_text, console_cost, console
     "LEVELS",
     "MAX_COMMANDS",
     "MAX_FIELDS",
+    "MAX_PAPER",
     "MAX_TEXT",
     "MAX_TXS",
     "MONTH_DAYS",
@@ -132,7 +134,6 @@ class _Message:
     text: str
     levels: dict[str, float] = field(default_factory=dict)
     retracted: bool = False
-    paper_gas: int = 0
 
 
 def _level_rank(level: str | None) -> int:
@@ -167,6 +168,9 @@ class Model(CommandsMixin):
         self.tx_sender: OrderedDict[str, str] = OrderedDict()
         self.tx_messages: OrderedDict[str, set[str]] = OrderedDict()
         self.tx_time: OrderedDict[str, float] = OrderedDict()
+        self.paper: OrderedDict[str, tuple[int, bool]] = OrderedDict()
+        """Each message's gas alone in one transaction (the paper's cost) and whether it is a
+        reading; kept longer than the proof trails, for every message in the cost window."""
         self.tx_arrived: OrderedDict[str, None] = OrderedDict()
         """Transactions that delivered a message (each one arrival for the cadence)."""
         self.base_fee_wei: int | None = None
@@ -289,9 +293,11 @@ class Model(CommandsMixin):
                 recipient=obj.get("recipient"),
                 content_type=str(obj.get("content_type")),
                 text=self._text(obj, payload),
-                paper_gas=gas_used(payload),
             )
             self.messages[key] = msg
+            self.paper[key] = (gas_used(payload), channel not in COMMAND_CHANNELS)
+            while len(self.paper) > MAX_PAPER:
+                self.paper.popitem(last=False)
             while len(self.messages) > MAX_MESSAGES:
                 self.messages.popitem(last=False)
         self.messages.move_to_end(key)
@@ -493,7 +499,7 @@ class Model(CommandsMixin):
             tx_messages=self.tx_messages,
             tx_sender=self.tx_sender,
             tx_time=self.tx_time,
-            messages=self.messages,
+            paper=self.paper,
             names={a: d.info.name for a, d in self.devices.items()},
             base_fee_wei=self.base_fee_wei,
         )
