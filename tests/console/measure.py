@@ -23,6 +23,31 @@ from lightpost_operator.anvil import free_port
 from tests.console.harness import need_browser, wait_for
 
 SAMPLE_EVERY_S = 30.0
+"""Default seconds between RSS samples (``--every`` overrides; the hour run uses 60)."""
+
+SLOPE_WINDOW_MIN = 20.0
+"""The slope of RSS is reported over this many last minutes (the hour run's flatness figure)."""
+
+
+def slope_mb_per_min(samples: list[tuple[float, float]], window_min: float) -> float | None:
+    """Least-squares slope (MB per minute) of (seconds, MB) samples in the last ``window_min``."""
+    if not samples:
+        return None
+    end = samples[-1][0]
+    pts = [(t / 60, mb) for t, mb in samples if t >= end - window_min * 60]
+    if len(pts) < 2:
+        return None
+    mt = statistics.fmean(t for t, _ in pts)
+    mm = statistics.fmean(m for _, m in pts)
+    den = sum((t - mt) ** 2 for t, _ in pts)
+    return sum((t - mt) * (m - mm) for t, m in pts) / den if den else None
+
+
+def at_minute(samples: list[tuple[float, float]], minute: float) -> float | None:
+    """The MB sample taken nearest to ``minute`` minutes in (None if the run was shorter)."""
+    if not samples or samples[-1][0] < minute * 60 - SAMPLE_EVERY_S:
+        return None
+    return min(samples, key=lambda s: abs(s[0] - minute * 60))[1]
 
 
 def rss_kb(pid: int) -> int:
@@ -49,6 +74,8 @@ def read_stream(url: str, sizes: list[int], stop: threading.Event) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--every", type=float, default=SAMPLE_EVERY_S, help="seconds per sample")
+    parser.add_argument("--log", type=Path, default=None, help="append one JSON line per sample")
     args = parser.parse_args()
     duration = args.minutes * 60
     work = Path(tempfile.mkdtemp(prefix="lightpost-console-measure-"))
@@ -106,10 +133,13 @@ def main() -> int:
             page = browser.new_page()
             page.goto(url)
             started = time.monotonic()
-            while time.monotonic() - started < duration:
+            while True:
                 samples.append((round(time.monotonic() - started), rss_kb(console.pid)))
-                time.sleep(SAMPLE_EVERY_S)
-            samples.append((round(time.monotonic() - started), rss_kb(console.pid)))
+                if args.log is not None:
+                    _log_sample(args.log, samples[-1], sizes)
+                if time.monotonic() - started >= duration:
+                    break
+                time.sleep(min(args.every, max(0.0, duration - (time.monotonic() - started))))
             browser.close()
     finally:
         stop.set()
@@ -119,6 +149,9 @@ def main() -> int:
         demo.terminate()
         demo.wait(timeout=120)
     mb = [kb / 1024 for _, kb in samples]
+    series = [(float(t), kb / 1024) for t, kb in samples]
+    slope = slope_mb_per_min(series, SLOPE_WINDOW_MIN)
+    marks = {f"rss_mb_at_{m}min": at_minute(series, m) for m in (10, 30, 60)}
     later = mb[len(mb) // 3 :]
     out: dict[str, Any] = {
         "minutes": args.minutes,
@@ -131,9 +164,19 @@ def main() -> int:
         "sse_bytes_median": statistics.median(sizes) if sizes else None,
         "sse_bytes_p95": statistics.quantiles(sizes, n=20)[-1] if len(sizes) > 20 else None,
         "sse_bytes_per_s": round(sum(sizes) / duration, 1),
+        "sse_events_per_min": round(len(sizes) / (duration / 60), 1),
+        **{k: None if v is None else round(v, 1) for k, v in marks.items()},
+        "rss_mb_slope_per_min_last_20min": None if slope is None else round(slope, 3),
     }
     print(json.dumps(out, indent=2))
     return 0
+
+
+def _log_sample(log: Path, sample: tuple[int, int], sizes: list[int]) -> None:
+    t, kb = sample
+    row = {"t_s": t, "rss_kb": kb, "sse_events": len(sizes), "sse_bytes": sum(sizes)}
+    with log.open("a") as f:
+        f.write(json.dumps(row) + "\n")
 
 
 def _up(url: str) -> bool:

@@ -259,6 +259,73 @@ def test_cost_splits_gas_over_the_messages_of_a_tx_against_one_tx_per_reading() 
     assert m.unknown_gas() == []
 
 
+def post(seqs: list[int], tx: str, block_timestamp: int, sender: str = METER) -> dict[str, Any]:
+    """A proven post as the follower gives it (console_follow.post_json)."""
+    return {
+        "type": "post",
+        "sender": sender,
+        "channel": "district-1",
+        "seqs": seqs,
+        "tx_hash": tx,
+        "block_timestamp": block_timestamp,
+    }
+
+
+def test_a_chunked_message_costs_every_chunks_transaction() -> None:
+    """A camera digest chunked over three transactions: each chunk's transaction is asked for
+    its gas and counted, the digest is one reading (paper cost once), and its cadence is one
+    arrival per delivery, not per chunk."""
+    m = model()
+    chunks = ["0x" + f"{i:02x}" * 32 for i in (0xC1, 0xC2, 0xC3)]
+    digest = json.dumps({"frames": ["ab" * 32] * 40})
+    for i, tx in enumerate(chunks):
+        m.on_item(post([7], tx, 100 + i), 500.0)
+    m.on_item(message(7, tx=chunks[2], payload=digest, block_timestamp=102), 500.0)
+    assert m.unknown_gas() == chunks
+    for tx in chunks:
+        m.on_gas(tx, 30_000)
+    cost = m.cost()
+    assert cost["total_gas"] == 90_000 and cost["readings"] == 1
+    assert cost["per_reading"] == 90_000
+    assert cost["paper_per_reading"] == gas_used(digest.encode())
+    (row,) = cost["devices"]
+    assert (row["txs"], row["messages"], row["per_message"]) == (3, 1, 90_000)
+    assert list(m.devices[METER].arrivals) == [102]
+
+
+def test_a_reading_waits_for_the_gas_of_all_its_chunks() -> None:
+    m = model()
+    m.on_item(post([3], "0x" + "c1" * 32, 100), 500.0)
+    m.on_item(message(3, tx="0x" + "c2" * 32, block_timestamp=101), 500.0)
+    m.on_gas("0x" + "c2" * 32, 30_000)
+    assert m.cost()["readings"] == 0 and m.unknown_gas() == ["0x" + "c1" * 32]
+    m.on_gas("0x" + "c1" * 32, 20_000)
+    assert m.cost()["readings"] == 1 and m.cost()["per_reading"] == 50_000
+
+
+def test_the_paper_cost_covers_every_message_in_the_window_not_only_kept_proof_trails() -> None:
+    """More messages in the cost window than proof trails kept (cm.MAX_MESSAGES): the paper's
+    figures still count each of them (measured on the demo: the old figures were ~15% low)."""
+    m = model()
+    batches, per_tx = 400, 5
+    assert batches * per_tx > cm.MAX_MESSAGES and batches <= cm.MAX_TXS
+    paper = 0
+    for b in range(batches):
+        tx = "0x" + f"{b + 1:064x}"
+        for i in range(per_tx):
+            seq = b * per_tx + i + 1
+            m.on_item(message(seq, tx=tx, block_timestamp=1000 + b), 500.0)
+            paper += gas_used(json.dumps({"n": seq, "kWh": 10.0 + seq}).encode())
+        m.on_gas(tx, 50_000)
+    m.on_base_fee(1)
+    cost = m.cost()
+    (row,) = cost["devices"]
+    assert row["messages"] == batches * per_tx
+    assert row["paper_per_message"] == round(paper / (batches * per_tx))
+    day = paper / (batches - 1) * cm.DAY_S
+    assert cost["paper_projection"]["gas_per_day"] == round(day)
+
+
 def test_a_device_falls_silent_past_its_cadence() -> None:
     m = model()
     for i, t in enumerate((0, 10, 20, 30)):
@@ -312,6 +379,7 @@ def test_memory_is_bounded_however_long_it_runs(rounds: int) -> None:
     assert len(m.events) <= cm.MAX_EVENTS
     assert len(m.changes) <= cm.MAX_CHANGES
     assert len(m.tx_gas) <= cm.MAX_TXS and len(m.tx_messages) <= cm.MAX_TXS
+    assert len(m.paper) <= cm.MAX_PAPER and len(m.tx_arrived) <= cm.MAX_TXS
     assert sum(len(c) for c in m.counts.values()) == 1  # one endpoint, one kind
 
 

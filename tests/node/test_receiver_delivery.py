@@ -38,6 +38,7 @@ class Harness(DeliveryMixin):
         self._final_at_poll = -1
         self._streams: dict[tuple[str, bytes, bytes], Stream] = {}
         self._held_total = self._partial_total = self._inflated = 0
+        self.anchor = None  # quorum trust
 
 
 def _first_chunk(seq: int, block: int, sender: bytes = SENDER) -> ProvenPost:
@@ -113,3 +114,47 @@ def test_one_streams_partial_messages_are_capped_by_the_reassembler() -> None:
     stream = harness._stream("sub", SENDER, CHANNEL)
     assert stream.reassembler.held_bytes() <= MAX_PARTIAL_BYTES
     assert harness._partial_total == stream.reassembler.held_bytes()
+
+
+def _addressed(seq: int, recipient: bytes | None) -> ProvenPost:
+    record = Record(seq=seq, timestamp=seq, content_type=0, payload=b"open valve")
+    calldata = encode_post(Post(channel=CHANNEL, recipient=recipient, records=(record,)))
+    return ProvenPost(
+        sender=SENDER,
+        channel=CHANNEL,
+        calldata=calldata,
+        index=seq,
+        tx_hash=bytes([seq]) * 32,
+        block_number=100 + seq,
+        block_hash=bytes(32),
+        block_timestamp=0,
+        order=(100 + seq, 0, 0),
+    )
+
+
+def test_any_recipient_delivers_messages_addressed_to_other_devices() -> None:
+    """A device is delivered only what is addressed to it or to everyone (the rest still
+    advances the stream); an observer (``any_recipient``, the operator's console) gets all."""
+    other = bytes.fromhex("22" * 20)
+    posts = [_addressed(1, other), _addressed(2, None), _addressed(3, other)]
+    device = Harness()
+    out = list(device._deliver("sub", Level.FINAL, posts))
+    assert [o.seq for o in out if isinstance(o, Delivered)] == [2]
+    observer = Harness()
+    observer.any_recipient = True
+    out = list(observer._deliver("sub", Level.FINAL, posts))
+    delivered = [o for o in out if isinstance(o, Delivered)]
+    assert [(o.seq, o.recipient) for o in delivered] == [(1, other), (2, None), (3, other)]
+
+
+def test_on_post_sees_each_trusted_proven_post_chunks_included() -> None:
+    """``on_post`` is shown every proven post of a trusted sender, also a chunk whose message is
+    not complete (the console counts each chunk's transaction); an untrusted one is not shown."""
+    stranger = bytes.fromhex("ee" * 20)
+    seen: list[ProvenPost] = []
+    harness = Harness()
+    harness.on_post = seen.append
+    posts = [_first_chunk(1, 100), _first_chunk(1, 101, stranger), _addressed(2, None)]
+    out = list(harness._deliver("sub", Level.FINAL, posts))
+    assert [p.tx_hash for p in seen] == [posts[0].tx_hash, posts[2].tx_hash]
+    assert [o.kind for o in out if isinstance(o, Problem)] == ["unauthorized"]

@@ -16,7 +16,7 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,9 @@ from typing import Any
 from lightpost.adapters.receiver_store import ReceiverStore
 from lightpost.adapters.store import Store
 from lightpost.cli.receive_cmd import delivered_json, problem_json
+from lightpost.core.envelope import decode_post
 from lightpost.core.header import header_hash, verify_header
+from lightpost.core.keys import to_checksum_address
 from lightpost.core.l2 import ETHEREUM, BlockFormat
 from lightpost.core.levels import Delivered, Level
 from lightpost.core.verify import Problem
@@ -32,10 +34,11 @@ from lightpost.errors import LightpostError
 from lightpost.node.chain import Chain, parse_quantity
 from lightpost.node.config import DeviceConfig
 from lightpost.node.receiver import Receiver
+from lightpost.node.receiver_delivery import ProvenPost
 from lightpost.node.runtime import STORE_FILE, build_chain, keystore_address
 from lightpost_operator.console_model import Model
 
-__all__ = ["FOLLOW_LEVELS", "Follower", "ObservingReceiver"]
+__all__ = ["FOLLOW_LEVELS", "Follower", "post_json"]
 
 FOLLOW_LEVELS = (Level.INCLUDED, Level.FINAL, Level.COMPLETE)
 """Levels the console follows: each message climbs them on the page."""
@@ -56,15 +59,23 @@ PROOF_CACHE = 128
 """Block-agreement answers kept for the proof trail (each asked once)."""
 
 
-class ObservingReceiver(Receiver):
-    """A receiver that delivers every proven message on its channels, whoever the recipient: the
-    console watches the controller's commands to devices, not only what is addressed to it.
-    Proof and ordering are the receiver's own; only the recipient filter is lifted."""
-
-    def _offer(self, sub: str, level: Level, stream: Any, pending: Any) -> Iterator[Any]:
-        if not pending.for_us:
-            pending = type(pending)(pending.message, pending.post, pending.recipient, True)
-        return super()._offer(sub, level, stream, pending)
+def post_json(post: ProvenPost, channel_names: Mapping[bytes, str]) -> dict[str, Any] | None:
+    """The model's object of one proven post of a trusted sender: its transaction and the
+    sequence numbers of the records (or chunks) it carried, so the cost of a chunked message
+    counts every chunk's transaction; None when the post does not decode (the receiver
+    reports that as a problem)."""
+    try:
+        envelope = decode_post(post.calldata)
+    except LightpostError:
+        return None
+    return {
+        "type": "post",
+        "sender": to_checksum_address(post.sender),
+        "channel": channel_names.get(post.channel, "0x" + post.channel.hex()),
+        "seqs": sorted({r.seq for r in envelope.records}),
+        "tx_hash": "0x" + post.tx_hash.hex(),
+        "block_timestamp": post.block_timestamp,
+    }
 
 
 def _hash_of(block: Any, fmt: BlockFormat = ETHEREUM) -> str:
@@ -94,7 +105,7 @@ class Follower:
         self.log = log
         self.me = keystore_address(config)
         self._state = Path(tempfile.mkdtemp(prefix="lightpost-console-"))
-        self._receiver: ObservingReceiver | None = None  # made in the follower's thread (sqlite)
+        self._receiver: Receiver | None = None  # made in the follower's thread (sqlite)
         self._since = since
         self._first = {level: True for level in levels}
         self._proof_chain: Chain | None = None
@@ -121,11 +132,21 @@ class Follower:
         shutil.rmtree(self._state, ignore_errors=True)
 
     @property
-    def receiver(self) -> ObservingReceiver:
+    def receiver(self) -> Receiver:
+        """The console's receiver: the controller's proofs and ordering, as an observer (it is
+        delivered the commands addressed to devices too, and shown every proven post)."""
         if self._receiver is None:
             store = ReceiverStore.open(self._state / "receiver")
-            self._receiver = ObservingReceiver(self.config, store=store, me=self.me)
+            self._receiver = Receiver(
+                self.config, store=store, me=self.me, any_recipient=True, on_post=self._on_post
+            )
         return self._receiver
+
+    def _on_post(self, post: ProvenPost) -> None:
+        obj = post_json(post, self.receiver.channel_names)
+        if obj is not None:
+            now = self.clock()
+            self.apply(partial(Model.on_item, obj=obj, now=now))
 
     def _run(self) -> None:
         try:
@@ -215,8 +236,6 @@ class Follower:
         path = self.config.data_dir / STORE_FILE
         if self.me is None or not path.exists():
             return
-        from lightpost.core.keys import to_checksum_address
-
         try:
             with Store.open(path) as store:
                 counts = {s.value: n for s, n in store.counts_by_state().items()}

@@ -22,17 +22,37 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lightpost.core.gas import gas_used
-from lightpost.core.keys import to_checksum_address
-from lightpost.errors import DecodingError
-from lightpost_agent.command import (
-    COMMANDS_CHANNEL,
-    RESULTS_CHANNEL,
-    decode_command,
-    decode_result,
+from lightpost_agent.command import COMMANDS_CHANNEL, RESULTS_CHANNEL
+from lightpost_operator.console_commands import MAX_COMMANDS, CommandsMixin
+from lightpost_operator.console_cost import (
+    COMMAND_CHANNELS,
+    DAY_S,
+    MAX_PAPER,
+    MAX_TXS,
+    MONTH_DAYS,
+    cost_figures,
+)
+from lightpost_operator.console_text import (
+    IGNORED_FIELDS,
+    MAX_FIELDS,
+    MAX_TEXT,
+    event_title,
+    numeric_fields,
+    payload_bytes,
+    redact,
 )
 
-__all__ = [
+__all__ = [  # the rest re-exported from the console_text, console_cost, console_commands parts
+    "COMMAND_CHANNELS",
+    "DAY_S",
+    "IGNORED_FIELDS",
     "LEVELS",
+    "MAX_COMMANDS",
+    "MAX_FIELDS",
+    "MAX_PAPER",
+    "MAX_TEXT",
+    "MAX_TXS",
+    "MONTH_DAYS",
     "DeviceInfo",
     "Model",
     "event_title",
@@ -52,12 +72,6 @@ MAX_SERIES = 512
 MAX_POINTS = 240
 """Points per series: four minutes of one-per-second readings, enough for a phone-sized chart."""
 
-MAX_FIELDS = 3
-"""Numeric fields of one JSON reading that get a chart each (the rest are in the proof trail)."""
-
-IGNORED_FIELDS = frozenset({"n", "seq", "id", "t", "ts", "time", "timestamp"})
-"""JSON keys that count or name a reading rather than measure something."""
-
 MAX_MESSAGES = 1536
 """Messages whose proof trail is kept (oldest dropped first): the points the charts show for six
 reading devices (6 x :data:`MAX_POINTS`); reached within minutes, so memory levels off early."""
@@ -65,18 +79,8 @@ reading devices (6 x :data:`MAX_POINTS`); reached within minutes, so memory leve
 MAX_EVENTS = 500
 """Integrity events kept, newest first (a repeat of the same event only bumps its count)."""
 
-MAX_COMMANDS = 200
-"""Commands kept (by controller and command sequence number)."""
-
-MAX_TXS = 512
-"""Transactions whose gas is remembered: the cost figures and projection are over this recent
-window (minutes of a city's traffic; ~1.3 KB each)."""
-
 MAX_CHANGES = 2000
 """Change-log entries kept for server-sent events; a tab further behind reloads the snapshot."""
-
-MAX_TEXT = 160
-"""Characters of a reading or a problem's details shown (the rest is cut with an ellipsis)."""
 
 CADENCE_SAMPLES = 16
 """Arrivals of a device's transactions from which its cadence is estimated (median interval)."""
@@ -86,81 +90,6 @@ SILENCE_FACTOR = 3.0
 
 MIN_SILENCE_S = 30.0
 """...and for at least this long (a batching device sends in bursts)."""
-
-DAY_S = 86_400
-"""Seconds per day, for the cost projection."""
-
-MONTH_DAYS = 30
-"""Days per month, for the cost projection."""
-
-COMMAND_CHANNELS = frozenset({COMMANDS_CHANNEL, RESULTS_CHANNEL})
-"""Channels that carry commands and results rather than readings."""
-
-_KIND_TITLES = {
-    "proof-failure": "forged data blocked",
-    "hidden": "hidden message detected",
-    "gap": "gap in a sequence",
-    "disagreement": "endpoints disagree",
-    "retracted": "delivery retracted (reorg)",
-    "unauthorized": "untrusted sender refused",
-    "undecodable": "undecodable message refused",
-    "over-budget": "byte budget reached (waiting, nothing lost)",
-    "command-refused": "command refused by the device",
-    "command-failed": "command failed on the device",
-}
-"""The page's title of each integrity-event kind (ProblemKind values plus command outcomes)."""
-
-
-def event_title(kind: str, endpoints: Iterable[str]) -> str:
-    """The one-line title of an integrity event, naming the endpoint(s) that lied or hid."""
-    base = _KIND_TITLES.get(kind, kind)
-    named = ", ".join(endpoints)
-    if not named:
-        return base
-    if kind == "proof-failure":
-        return f"{base}: {named} lied"
-    if kind == "hidden":
-        return f"{base}: {named} hid it"
-    return f"{base} ({named})"
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every secret (endpoint URL, token) replaced by ``[redacted]``; cut to
-    :data:`MAX_TEXT` characters."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "[redacted]")
-    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "\u2026"
-
-
-def numeric_fields(payload: str) -> dict[str, float]:
-    """The numeric top-level fields of a JSON reading, at most :data:`MAX_FIELDS`, in order
-    (counters and names skipped); empty when the payload is not a JSON object."""
-    try:
-        doc = json.loads(payload)
-    except ValueError:
-        return {}
-    if not isinstance(doc, dict):
-        return {}
-    out: dict[str, float] = {}
-    for key, value in doc.items():
-        if len(out) >= MAX_FIELDS:
-            break
-        if key in IGNORED_FIELDS or isinstance(value, bool):
-            continue
-        if isinstance(value, (int, float)):
-            out[str(key)[:32]] = float(value)
-    return out
-
-
-def _payload_bytes(obj: Mapping[str, Any]) -> bytes:
-    text = str(obj.get("payload", ""))
-    if obj.get("payload_encoding") == "hex":
-        try:
-            return bytes.fromhex(text[2:])
-        except ValueError:
-            return b""
-    return text.encode("utf-8")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -205,14 +134,13 @@ class _Message:
     text: str
     levels: dict[str, float] = field(default_factory=dict)
     retracted: bool = False
-    paper_gas: int = 0
 
 
 def _level_rank(level: str | None) -> int:
     return LEVELS.index(level) if level in LEVELS else -1
 
 
-class Model:
+class Model(CommandsMixin):
     """The console's state. Feed it with :meth:`on_item` and the ``on_*`` readings; read it with
     :meth:`snapshot`, :meth:`changes_since` and :meth:`proof`. Not thread-safe (the server
     wraps it in a lock)."""
@@ -240,6 +168,11 @@ class Model:
         self.tx_sender: OrderedDict[str, str] = OrderedDict()
         self.tx_messages: OrderedDict[str, set[str]] = OrderedDict()
         self.tx_time: OrderedDict[str, float] = OrderedDict()
+        self.paper: OrderedDict[str, tuple[int, bool]] = OrderedDict()
+        """Each message's gas alone in one transaction (the paper's cost) and whether it is a
+        reading; kept longer than the proof trails, for every message in the cost window."""
+        self.tx_arrived: OrderedDict[str, None] = OrderedDict()
+        """Transactions that delivered a message (each one arrival for the cadence)."""
         self.base_fee_wei: int | None = None
         self.status: dict[str, Any] = {"follower": "starting", "heads": {}}
         self.changes: deque[tuple[int, str]] = deque(maxlen=MAX_CHANGES)
@@ -330,9 +263,11 @@ class Model:
     # -- receiver items ------------------------------------------------------------------------
 
     def on_item(self, obj: Mapping[str, Any], now: float) -> None:
-        """One receiver JSON object (a delivered message or a problem)."""
+        """One receiver JSON object (a delivered message, a problem, or a proven post)."""
         if obj.get("type") == "problem":
             self.on_problem(obj, now)
+        elif obj.get("type") == "post":
+            self.on_post(obj, now)
         elif obj.get("type") == "message":
             self.on_message(obj, now)
 
@@ -343,7 +278,7 @@ class Model:
         level = str(obj["level"])
         key = f"{sender}:{channel}:{seq}"
         msg = self.messages.get(key)
-        payload = _payload_bytes(obj)
+        payload = payload_bytes(obj)
         if msg is None or msg.tx_hash != obj.get("tx_hash"):
             msg = _Message(
                 key=key,
@@ -358,9 +293,11 @@ class Model:
                 recipient=obj.get("recipient"),
                 content_type=str(obj.get("content_type")),
                 text=self._text(obj, payload),
-                paper_gas=gas_used(payload),
             )
             self.messages[key] = msg
+            self.paper[key] = (gas_used(payload), channel not in COMMAND_CHANNELS)
+            while len(self.paper) > MAX_PAPER:
+                self.paper.popitem(last=False)
             while len(self.messages) > MAX_MESSAGES:
                 self.messages.popitem(last=False)
         self.messages.move_to_end(key)
@@ -392,24 +329,40 @@ class Model:
         return redact(str(obj.get("payload", "")), self._secrets)
 
     def _count_tx(self, msg: _Message, now: float) -> None:
-        tx = msg.tx_hash
-        if tx not in self.tx_messages:
-            self.tx_messages[tx] = set()
-            self.tx_sender[tx] = msg.sender
-            # block time, not arrival: a catch-up over old blocks must not look like a burst
-            self.tx_time[tx] = msg.block_timestamp or now
+        """The delivering transaction of ``msg``: counted for cost, and one arrival for the
+        device's cadence (a chunk's earlier transactions come as posts: cost only)."""
+        self._tx(msg.tx_hash, msg.sender, msg.key, msg.block_timestamp or now)
+        if msg.tx_hash not in self.tx_arrived:
+            self.tx_arrived[msg.tx_hash] = None
+            while len(self.tx_arrived) > MAX_TXS:
+                self.tx_arrived.popitem(last=False)
             dev = self.devices.get(msg.sender)
             if dev is not None:
-                dev.arrivals.append(self.tx_time[tx])
+                dev.arrivals.append(self.tx_time[msg.tx_hash])
+
+    def _tx(self, tx: str, sender: str, key: str, t: float) -> None:
+        if tx not in self.tx_messages:
+            self.tx_messages[tx] = set()
+            self.tx_sender[tx] = sender
+            # block time, not arrival: a catch-up over old blocks must not look like a burst
+            self.tx_time[tx] = t
             for book in (self.tx_messages, self.tx_sender, self.tx_time):
                 while len(book) > MAX_TXS:
                     book.popitem(last=False)
-        self.tx_messages[tx].add(msg.key)
+        self.tx_messages[tx].add(key)
+
+    def on_post(self, obj: Mapping[str, Any], now: float) -> None:
+        """One proven post of a trusted sender (console_follow.post_json): its transaction counts
+        for the cost of every message it carried a record or a chunk of."""
+        sender, channel, tx = str(obj["sender"]), str(obj.get("channel")), str(obj["tx_hash"])
+        t = int(obj.get("block_timestamp") or 0) or now
+        for seq in obj.get("seqs") or ():
+            self._tx(tx, sender, f"{sender}:{channel}:{int(seq)}", t)
 
     def _points(self, msg: _Message, obj: Mapping[str, Any], level: str) -> None:
         values = numeric_fields(str(obj.get("payload", ""))) if msg.content_type == "json" else {}
         if not values:
-            values = {"bytes": float(len(_payload_bytes(obj)))}
+            values = {"bytes": float(len(payload_bytes(obj)))}
         # the device's signed timestamp orders readings within a block; the block's otherwise
         t = msg.timestamp_ms / 1000 if msg.timestamp_ms else msg.block_timestamp
         for name, value in values.items():
@@ -430,91 +383,6 @@ class Model:
                 point = {"k": msg.key, "t": t, "v": value, "lvl": level}
                 points.append(point)
             self._emit("point", {"s": sid, **point})
-
-    # -- commands -----------------------------------------------------------------------------
-
-    def _command_row(self, controller: str, command_seq: int) -> dict[str, Any]:
-        cid = f"{controller}:{command_seq}"
-        row = self.commands.get(cid)
-        if row is None:
-            row = self.commands[cid] = {
-                "id": cid,
-                "controller": controller,
-                "command_seq": command_seq,
-                "command": None,
-                "target": None,
-                "levels": {},
-                "tx_hash": None,
-                "state": None,
-                "device_level": None,
-                "result": None,
-            }
-            while len(self.commands) > MAX_COMMANDS:
-                self.commands.popitem(last=False)
-        return row
-
-    def _command_message(self, msg: _Message, payload: bytes, level: str, now: float) -> None:
-        try:
-            command = decode_command(payload)
-        except (DecodingError, ValueError):
-            return
-        row = self._command_row(msg.sender, command.command_seq)
-        args = " ".join(f"{k}={v}" for k, v in command.args)
-        row["command"] = f"{command.name} {args}".strip()[:MAX_TEXT]
-        target = command.target
-        if target.address is not None:
-            address = to_checksum_address(target.address)
-            dev = self.devices.get(address)
-            row["target"] = dev.info.name if dev and dev.info.name else address
-            row["device_level"] = dev.info.min_level if dev else None
-        else:
-            row["target"] = f"class:{target.device_class}"
-        row["tx_hash"] = msg.tx_hash
-        row["state"] = "on chain"
-        row["levels"].setdefault(level, now)
-        self._emit("command", row)
-
-    def _result_message(self, msg: _Message, payload: bytes, level: str, now: float) -> None:
-        try:
-            result = decode_result(payload)
-        except (DecodingError, ValueError):
-            return
-        row = self._command_row(to_checksum_address(result.controller), result.command_seq)
-        dev = self.devices.get(msg.sender)
-        first = row["result"] is None
-        row["result"] = {
-            "from": dev.info.name if dev and dev.info.name else msg.sender,
-            "status": str(result.status),
-            "reason": str(result.reason),
-            "output": redact(result.output, self._secrets),
-            "tx_hash": msg.tx_hash,
-            "level": level,
-        }
-        row["state"] = str(result.status)
-        self._emit("command", row)
-        if first and str(result.status) != "executed":
-            self._event(
-                {
-                    "problem": f"command-{result.status}",
-                    "details": f"command {result.command_seq}: {result.reason}",
-                    "sender": msg.sender,
-                    "channel": msg.channel,
-                    "tx_hash": msg.tx_hash,
-                },
-                now,
-            )
-
-    def on_command_issued(self, controller: str, command_seq: int, text: str, target: str) -> None:
-        """A command issued from the page (before it is on chain)."""
-        row = self._command_row(controller, command_seq)
-        row.update(command=text[:MAX_TEXT], target=target, state="queued")
-        self._emit("command", row)
-
-    def on_command_state(self, controller: str, command_seq: int, state: str) -> None:
-        row = self._command_row(controller, command_seq)
-        if row["state"] in (None, "queued", "sending"):
-            row["state"] = state[:MAX_TEXT]
-            self._emit("command", row)
 
     # -- problems -----------------------------------------------------------------------------
 
@@ -625,72 +493,16 @@ class Model:
     # -- cost ----------------------------------------------------------------------------------
 
     def cost(self) -> dict[str, Any]:
-        """Gas per device and per reading (measured: receipts' gasUsed, split over the messages a
-        transaction carried), against the paper's one transaction per reading (the same gas
-        schedule, lightpost.core.gas.gas_used, on each payload alone), projected per day and
-        month at the current base fee from the observed rate."""
-        per_device: dict[str, dict[str, Any]] = {}
-        total_gas = total_paper = readings = reading_gas = reading_paper = 0
-        times: list[float] = []
-        for tx, gas in self.tx_gas.items():
-            keys = self.tx_messages.get(tx)
-            sender = self.tx_sender.get(tx)
-            if not keys or sender is None:
-                continue
-            msgs = [self.messages[k] for k in keys if k in self.messages]
-            paper = sum(m.paper_gas for m in msgs)
-            row = per_device.setdefault(sender, {"gas": 0, "txs": 0, "messages": 0, "paper": 0})
-            row["gas"] += gas
-            row["txs"] += 1
-            row["messages"] += len(keys)
-            row["paper"] += paper
-            total_gas += gas
-            total_paper += paper
-            times.append(self.tx_time.get(tx, 0.0))
-            reading_msgs = [m for m in msgs if m.channel not in COMMAND_CHANNELS]
-            if reading_msgs and len(reading_msgs) == len(keys):
-                readings += len(reading_msgs)
-                reading_gas += gas
-                reading_paper += paper
-        rows = []
-        for address, row in per_device.items():
-            dev = self.devices.get(address)
-            rows.append(
-                {
-                    "address": address,
-                    "name": dev.info.name if dev and dev.info.name else address[:10],
-                    "gas": row["gas"],
-                    "txs": row["txs"],
-                    "messages": row["messages"],
-                    "per_message": round(row["gas"] / row["messages"]),
-                    "paper_per_message": round(row["paper"] / row["messages"]),
-                }
-            )
-        rows.sort(key=lambda r: str(r["name"]))
-        window = (max(times) - min(times)) if len(times) > 1 else 0.0
-        fee = self.base_fee_wei
-
-        def project(gas: int) -> dict[str, Any] | None:
-            if window <= 0 or fee is None:
-                return None
-            per_day_gas = gas / window * DAY_S
-            return {
-                "gas_per_day": round(per_day_gas),
-                "wei_per_day": round(per_day_gas * fee),
-                "wei_per_month": round(per_day_gas * fee * MONTH_DAYS),
-            }
-
-        return {
-            "devices": rows,
-            "total_gas": total_gas,
-            "readings": readings,
-            "per_reading": round(reading_gas / readings) if readings else None,
-            "paper_per_reading": round(reading_paper / readings) if readings else None,
-            "base_fee_wei": fee,
-            "window_s": round(window, 1),
-            "projection": project(total_gas),
-            "paper_projection": project(total_paper),
-        }
+        """The cost figures of the remembered transactions (lightpost_operator.console_cost)."""
+        return cost_figures(
+            tx_gas=self.tx_gas,
+            tx_messages=self.tx_messages,
+            tx_sender=self.tx_sender,
+            tx_time=self.tx_time,
+            paper=self.paper,
+            names={a: d.info.name for a, d in self.devices.items()},
+            base_fee_wei=self.base_fee_wei,
+        )
 
     # -- reading ---------------------------------------------------------------------------------
 

@@ -29,7 +29,7 @@ from lightpost.node.chain import Chain, prove_in_turn
 from lightpost.node.config import DeviceConfig
 from lightpost.node.receiver_channel import LOG_PAGE_BLOCKS, ChannelMixin, Side, StopPoll, refuse
 from lightpost.node.receiver_complete import CompleteMixin
-from lightpost.node.receiver_delivery import DeliveryMixin, Stream, new_stream
+from lightpost.node.receiver_delivery import DeliveryMixin, ProvenPost, Stream, new_stream
 from lightpost.node.receiver_direct import DIRECT_PAGE_BLOCKS, DirectMixin
 from lightpost.node.runtime import build_endpoints, chain_format, keystore_address
 
@@ -54,7 +54,9 @@ def _block_hash(block: Any, fmt: BlockFormat = ETHEREUM) -> bytes:
 
 class Receiver(DeliveryMixin, ChannelMixin, CompleteMixin, DirectMixin):
     """Receives verified messages for one device. Defaults: ``endpoints`` from the config
-    (``rpc#i``), ``store`` ``<data_dir>/receiver.sqlite3``, ``me`` the keystore's ``address``."""
+    (``rpc#i``), ``store`` ``<data_dir>/receiver.sqlite3``, ``me`` the keystore's ``address``.
+    For an observer (the operator's console): ``any_recipient`` delivers messages addressed to
+    other devices too; ``on_post`` sees each trusted sender's proven post (chunks included)."""
 
     def __init__(
         self,
@@ -66,8 +68,11 @@ class Receiver(DeliveryMixin, ChannelMixin, CompleteMixin, DirectMixin):
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         anchor: Any = None,
+        any_recipient: bool = False,
+        on_post: Callable[[ProvenPost], None] | None = None,
     ) -> None:
         self.config = config
+        self.any_recipient, self.on_post = any_recipient, on_post
         if endpoints is None:
             endpoints = build_endpoints(config)
         self.endpoints = list(endpoints)

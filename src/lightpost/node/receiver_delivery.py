@@ -144,6 +144,8 @@ class _ReceiverHost:
     _refusal: Callable[[str], str]
     _followed: Callable[[tuple[bytes, ...], bytes | None], list[tuple[bytes, bytes]]]
     _complete_only: Callable[..., Iterator[Delivered | Problem]]
+    any_recipient = False
+    on_post: Callable[[ProvenPost], None] | None = None
 
 
 class DeliveryMixin(_ReceiverHost):
@@ -201,6 +203,8 @@ class DeliveryMixin(_ReceiverHost):
                     post,
                 )
                 continue
+            if self.on_post is not None:
+                self.on_post(post)
             try:
                 envelope = decode_post(post.calldata)
             except LightpostError as exc:
@@ -208,7 +212,7 @@ class DeliveryMixin(_ReceiverHost):
                 continue
             stream = self._stream(sub, post.sender, post.channel)
             touched.add((post.sender, post.channel))
-            for_us = envelope.recipient is None or envelope.recipient == self.me
+            for_us = self.any_recipient or envelope.recipient in (None, self.me)
             for record in envelope.records:
                 message = yield from self._assemble(stream, record, post)
                 if message is None:
