@@ -59,6 +59,20 @@ def _candidate_roots() -> list[Path]:
     return [Path.cwd(), here.parents[3]]
 
 
+def find_node_script(env_var: str, local: Path, hint: str) -> str:
+    """The path of a Node.js chain's CLI script: ``$env_var``, else ``local`` (relative to the
+    project root, as a ``make`` target installs it), else ChainProcessError with ``hint``."""
+    env = os.environ.get(env_var)
+    if env:
+        if os.path.isfile(env):
+            return env
+        raise ChainProcessError(f"{env_var} does not point at a file: {env}")
+    for root in _candidate_roots():
+        if (root / local).is_file():
+            return str(root / local)
+    raise ChainProcessError(hint)
+
+
 def find_anvil() -> str:
     """Return the path of the anvil binary or raise ChainProcessError with install steps."""
     env = os.environ.get("LIGHTPOST_ANVIL")

@@ -13,13 +13,11 @@ that block's receipts, so tests send through one label per Ganache.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from lightpost.errors import ChainProcessError
-from lightpost_operator.anvil import LOOPBACK, AnvilProcess
+from lightpost_operator.anvil import LOOPBACK, AnvilProcess, find_node_script
 
 __all__ = ["GANACHE_NPM_PACKAGE", "GanacheProcess", "find_ganache"]
 
@@ -43,17 +41,7 @@ INSTALL_HINT = (
 
 def find_ganache() -> str:
     """The path of Ganache's CLI, or ChainProcessError with install steps."""
-    env = os.environ.get("LIGHTPOST_GANACHE")
-    if env:
-        if os.path.isfile(env):
-            return env
-        raise ChainProcessError(f"LIGHTPOST_GANACHE does not point at a file: {env}")
-    here = Path(__file__).resolve()
-    for root in (Path.cwd(), here.parents[3]):
-        candidate = root / _LOCAL_BIN
-        if candidate.is_file():
-            return str(candidate)
-    raise ChainProcessError(INSTALL_HINT)
+    return find_node_script("LIGHTPOST_GANACHE", _LOCAL_BIN, INSTALL_HINT)
 
 
 @dataclass

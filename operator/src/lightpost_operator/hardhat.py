@@ -10,13 +10,11 @@ empty config file is written.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from lightpost.errors import ChainProcessError
-from lightpost_operator.anvil import LOOPBACK, AnvilProcess
+from lightpost_operator.anvil import LOOPBACK, AnvilProcess, find_node_script
 
 __all__ = ["HARDHAT_NPM_PACKAGE", "HardhatProcess", "find_hardhat"]
 
@@ -29,20 +27,11 @@ _LOCAL_BIN = Path(".tools/hardhat/node_modules/hardhat/internal/cli/bootstrap.js
 
 def find_hardhat() -> str:
     """The path of Hardhat's CLI, or ChainProcessError with install steps."""
-    env = os.environ.get("LIGHTPOST_HARDHAT")
-    if env:
-        if os.path.isfile(env):
-            return env
-        raise ChainProcessError(f"LIGHTPOST_HARDHAT does not point at a file: {env}")
-    here = Path(__file__).resolve()
-    for root in (Path.cwd(), here.parents[3]):
-        candidate = root / _LOCAL_BIN
-        if candidate.is_file():
-            return str(candidate)
-    raise ChainProcessError(
+    hint = (
         f"hardhat not found: run `make hardhat` (installs {HARDHAT_NPM_PACKAGE} into "
         ".tools/hardhat), or set LIGHTPOST_HARDHAT to its internal/cli/bootstrap.js"
     )
+    return find_node_script("LIGHTPOST_HARDHAT", _LOCAL_BIN, hint)
 
 
 @dataclass
