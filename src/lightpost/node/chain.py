@@ -144,6 +144,9 @@ class Chain:
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
+    def begin_round(self, problems: dict[str, str]) -> None:
+        """A round of inclusion proofs starts (trust = beacon: lightpost_beacon.sending syncs)."""
+
     # --- asking ---
 
     def _one(
@@ -430,6 +433,7 @@ class Chain:
         deadline = clock() + timeout
         problems: dict[str, str] = {}
         while True:
+            self.begin_round(problems)
             receipt = self.confirmed_receipt(tx_hash, problems)
             if receipt is not None:
                 return receipt

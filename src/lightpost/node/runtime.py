@@ -101,8 +101,13 @@ def chain_format(config: DeviceConfig) -> BlockFormat:
 
 
 def build_chain(config: DeviceConfig, *, timeout: float = RPC_TIMEOUT_S) -> Chain:
-    """The quorum chain client over the configured endpoints (labels rpc#0...)."""
+    """The chain client over the configured endpoints (labels rpc#0...): trust = beacon/both,
+    proven hashes and finality from the light client (lightpost_beacon.sending)."""
     endpoints = build_endpoints(config, timeout=timeout)
+    if config.beacon is not None:
+        from lightpost_beacon.sending import beacon_chain
+
+        return beacon_chain(config, endpoints)
     return Chain(endpoints, quorum=config.quorum, block_format=chain_format(config))
 
 

@@ -263,6 +263,7 @@ class Tracker:
         """Forget the round's agreed hashes, proofs and finalized height (hints proven false stay: a
         block hash commits to its transactions)."""
         self._finalized = None
+        self.chain.begin_round(self._problems)
         if len(self._disproven) > MAX_DISPROVEN_HINTS:
             self._disproven.clear()
         self._prover = InclusionProver(
