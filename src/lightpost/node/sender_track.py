@@ -103,7 +103,7 @@ class InclusionProver:
         self.unproven: dict[str, str] = {}  # label -> why its answer proved nothing (no lie)
 
     def canonical(self, number: int) -> bytes | Unknown:
-        """The quorum-agreed block hash at ``number`` (UNKNOWN: no quorum now)."""
+        """The agreed block hash at ``number`` (trust = beacon: the proven one; UNKNOWN: none)."""
         if number not in self._canonical:
             try:
                 self._canonical[number] = self._agreed_hash(number)
