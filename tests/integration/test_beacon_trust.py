@@ -26,7 +26,7 @@ from lightpost.node.config import load_config
 from lightpost.node.receiver import Receiver
 from lightpost_operator.anvil import AnvilProcess, free_port
 from lightpost_operator.proxy import flip_hex
-from tests.integration.receive_chain import InboxChain, text, write_config
+from tests.integration.receive_chain import InboxChain, MeteredEndpoint, text, write_config
 
 pytest.importorskip("py_arkworks_bls12381", reason="the lightpost[beacon] extra")
 from lightpost_beacon.anchor import Anchor
@@ -234,3 +234,48 @@ def test_a_lying_beacon_endpoint_is_refused_and_the_honest_one_used(
     assert {d.root for d in delivered} == {"beacon-finalized"}
     assert problems, "the liar must be named"
     assert all(p.endpoints == ("beacon#0",) and p.kind == "proof-failure" for p in problems)
+
+
+# --- blocks far below the proven header: EIP-2935's block-hash history (anvil serves it) ---
+
+HISTORY_DEPTH = 600
+"""Blocks mined after the posts: far more than the anchor would walk (history.WALK_PREFERRED),
+well inside one history window (8,191: mining past it takes anvil ~90 s, measured)."""
+
+
+@pytest.fixture(scope="module")
+def deep_world() -> Iterator[World]:
+    real = AnvilProcess(port=free_port()).start()
+    w = None
+    try:
+        chain = InboxChain(real.url)
+        for seq in range(4):
+            chain.post(chain.keys[1], "c1", [text(seq, f"a{seq}")])
+        chain.mine(HISTORY_DEPTH)
+        w = World(chain, chain, b"")
+        yield w
+    finally:
+        if w is not None:
+            w.devnet.stop()
+        real.stop()
+
+
+@pytest.mark.parametrize("level", [Level.FINAL, Level.COMPLETE])
+def test_old_posts_are_proven_by_one_history_proof_each_not_by_walking_headers(
+    deep_world: World, tmp_path: Path, level: Level
+) -> None:
+    with deep_world.receiver(tmp_path, [deep_world.honest.url]) as receiver:
+        anchor = receiver.anchor
+        metered = anchor.endpoints = [MeteredEndpoint(ep) for ep in anchor.endpoints]
+        delivered, problems = _split(list(receiver.poll(level)))
+    assert problems == []
+    assert [(d.payload, d.level, d.root) for d in delivered] == [
+        (f"a{i}".encode(), level, "beacon-finalized") for i in range(4)
+    ]
+    depth = anchor.head(final=True).number - max(d.block_number for d in delivered)
+    assert depth > HISTORY_DEPTH - BEACON_FINALITY_BLOCKS
+    # the parent walk fetched `depth` headers; the history contract's storage needs one proof a
+    # block asked about (one block a post), and no header
+    calls = metered[0].calls
+    assert calls.get("eth_getBlockByNumber", 0) == 0, calls
+    assert 1 <= calls["eth_getProof"] <= len({d.block_number for d in delivered}) + 1, calls
