@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -226,21 +227,35 @@ HISTORY_DEPTH = 600
 well inside one history window (8,191: mining past it takes anvil ~90 s, measured)."""
 
 
-@pytest.fixture(scope="module")
-def deep_world() -> Iterator[World]:
+MINE_PER_CALL = 1000
+"""Blocks per anvil_mine call (each call well inside the RPC timeout)."""
+
+
+@contextmanager
+def posts_below(posts: int, depth: int) -> Iterator[World]:
+    """A fresh anvil with ``posts`` posts a0, a1... then ``depth`` blocks; its devnet caught up."""
     real = AnvilProcess(port=free_port()).start()
     w = None
     try:
         chain = InboxChain(real.url)
-        for seq in range(4):
+        for seq in range(posts):
             chain.post(chain.keys[1], "c1", [text(seq, f"a{seq}")])
-        chain.mine(HISTORY_DEPTH)
+        for done in range(0, depth, MINE_PER_CALL):
+            chain.mine(min(MINE_PER_CALL, depth - done))
         w = World(chain, chain, b"")
+        while w.devnet.head < chain.height():
+            w.devnet.refresh()
         yield w
     finally:
         if w is not None:
             w.stop()
         real.stop()
+
+
+@pytest.fixture(scope="module")
+def deep_world() -> Iterator[World]:
+    with posts_below(4, HISTORY_DEPTH) as w:
+        yield w
 
 
 @pytest.mark.parametrize("level", [Level.FINAL, Level.COMPLETE])
