@@ -1,6 +1,7 @@
 """lightpost_beacon.anchor without a socket: proven hashes below a proven head are walked back
-through parent hashes from scripted RPC endpoints (any one on the proven chain is enough, every
-other is named), bounded, and never above the committee-signed head; trust = both needs both."""
+through parent hashes from scripted RPC endpoints that serve no old state (any one on the proven
+chain is enough, every other is named), bounded, and never above the committee-signed head; trust
+= both needs both. The EIP-2935 history path: test_beacon_history."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 
 from lightpost.core.header import BlockHeader
 from lightpost.core.verify import Problem
+from lightpost.errors import EndpointUnavailable
 from lightpost.node.config import parse_config
 from lightpost.node.receiver_channel import Side, StopPoll
 from lightpost_beacon import anchor as anchor_module
@@ -46,6 +48,8 @@ class Rpc:
         self.label, self.blocks, self.asked = label, blocks, 0
 
     def call(self, method: str, params: list[Any]) -> Any:
+        if method == "eth_getProof":  # a node without old state (history: test_beacon_history)
+            raise EndpointUnavailable(self.label, "state not available")
         assert method == "eth_getBlockByNumber"
         self.asked += 1
         return block_json(self.blocks[int(params[0], 16)])
@@ -67,6 +71,7 @@ def make(tmp_path: Path, rpcs: list[Rpc], trust: str = "beacon") -> Anchor:
     a._final = Proven(FINAL, REAL[FINAL].hash, bytes(32), 0, FINALIZED)
     a._optimistic = Proven(HEAD, REAL[HEAD].hash, bytes(32), 0, OPTIMISTIC)
     a._known = {FINALIZED: {FINAL: REAL[FINAL].hash}, OPTIMISTIC: {HEAD: REAL[HEAD].hash}}
+    a._states = {FINALIZED: {FINAL: bytes(32)}, OPTIMISTIC: {HEAD: bytes(32)}}
     return a
 
 

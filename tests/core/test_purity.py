@@ -15,7 +15,7 @@ import pytest
 
 CORE = Path(__file__).resolve().parents[2] / "src" / "lightpost" / "core"
 BEACON = Path(__file__).resolve().parents[2] / "beacon" / "src" / "lightpost_beacon"
-BEACON_PURE = ("ssz.py", "containers.py", "lightclient.py")
+BEACON_PURE = ("ssz.py", "containers.py", "lightclient.py", "history.py")
 """lightpost-beacon's sans-I/O modules: held to the core's rule (sources.py and bls.py do I/O)."""
 AGENT_COMMAND = (
     Path(__file__).resolve().parents[2] / "agent" / "src" / "lightpost_agent" / "command.py"

@@ -11,11 +11,10 @@ beacon trust the one honest beacon endpoint is enough to refuse it.
 
 from __future__ import annotations
 
-import copy
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -25,8 +24,7 @@ from lightpost.core.verify import Problem
 from lightpost.node.config import load_config
 from lightpost.node.receiver import Receiver
 from lightpost_operator.anvil import AnvilProcess, free_port
-from lightpost_operator.proxy import flip_hex
-from tests.integration.receive_chain import InboxChain, text, write_config
+from tests.integration.receive_chain import InboxChain, MeteredEndpoint, text, write_config
 
 pytest.importorskip("py_arkworks_bls12381", reason="the lightpost[beacon] extra")
 from lightpost_beacon.anchor import Anchor
@@ -50,6 +48,18 @@ class World:
         self.devnet = BeaconDevnet(honest.url, clock=self.clock)
         self.beacon_url = self.devnet.serve()
         self.trusted_root = self.devnet.root_of(1)
+        self.liars: dict[str, tuple[BeaconDevnet, str]] = {}
+
+    def liar_url(self, lie: str) -> str:
+        """A lying beacon endpoint over the same chain (beacon_server.LIES), served over HTTP."""
+        if lie not in self.liars:
+            liar = BeaconDevnet(self.honest.url, clock=self.clock, lie=lie)
+            self.liars[lie] = (liar, liar.serve())
+        return self.liars[lie][1]
+
+    def stop(self) -> None:
+        for devnet in (self.devnet, *(liar for liar, _ in self.liars.values())):
+            devnet.stop()
 
     def receiver(
         self,
@@ -57,7 +67,7 @@ class World:
         urls: list[str],
         *,
         trust: str = "beacon",
-        liar: Callable[[Any], Any] | None = None,
+        liar: str | None = None,
     ) -> Receiver:
         path = write_config(
             tmp_path,
@@ -81,46 +91,11 @@ class World:
         eps = [HttpEndpoint(u, f"rpc#{i}", retries=0) for i, u in enumerate(urls)]
         anchor = None
         if trust != "quorum":
-            sources: list[Any] = [HttpBeaconEndpoint(url=self.beacon_url, label="beacon#1")]
+            sources = [HttpBeaconEndpoint(url=self.beacon_url, label="beacon#1")]
             if liar is not None:
-                sources.insert(0, LyingBeacon(self.devnet, liar))
+                sources.insert(0, HttpBeaconEndpoint(url=self.liar_url(liar), label="beacon#0"))
             anchor = Anchor(config, eps, clock=self.clock, sources=sources)
         return Receiver(config, endpoints=eps, anchor=anchor)
-
-
-class LyingBeacon:
-    """beacon#0: the devnet's answers with every update altered by ``lie``."""
-
-    label = "beacon#0"
-
-    def __init__(self, devnet: BeaconDevnet, lie: Callable[[Any], Any]) -> None:
-        self.devnet, self.lie = devnet, lie
-
-    def get(self, path: str, cap: int) -> Any:
-        answer = copy.deepcopy(self.devnet.answer(path))
-        if "bootstrap" in path or answer is None:
-            return answer
-        for update in answer if isinstance(answer, list) else [answer]:
-            self.lie(update["data"])
-        return answer
-
-
-def _bad_signature(data: dict[str, Any]) -> None:
-    agg = data["sync_aggregate"]
-    agg["sync_committee_signature"] = flip_hex(agg["sync_committee_signature"], 40)
-
-
-def _too_few_signers(data: dict[str, Any]) -> None:
-    data["sync_aggregate"]["sync_committee_bits"] = "0x00000000"
-
-
-def _wrong_branch(data: dict[str, Any]) -> None:
-    header = data["attested_header"]
-    header["execution"]["block_hash"] = flip_hex(header["execution"]["block_hash"])
-
-
-def _future_slot(data: dict[str, Any]) -> None:
-    data["signature_slot"] = str(int(data["signature_slot"]) + 10**6)
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +117,7 @@ def world() -> Iterator[World]:
         yield w
     finally:
         if w is not None:
-            w.devnet.stop()
+            w.stop()
         real.stop()
         fork.stop()
 
@@ -223,10 +198,18 @@ def test_trust_both_refuses_a_quorum_the_beacon_contradicts(world: World, tmp_pa
 
 
 @pytest.mark.parametrize(
-    "lie", [_bad_signature, _too_few_signers, _wrong_branch, _future_slot], ids=lambda f: f.__name__
+    ("lie", "rule"),
+    [
+        ("bad-signature", "signature"),
+        ("too-few-signers", "participants"),
+        ("wrong-branch", "execution_branch"),
+        ("future-slot", "future_slot"),
+        ("stale", "stale"),
+        ("wrong-committee", "committee_branch"),
+    ],
 )
 def test_a_lying_beacon_endpoint_is_refused_and_the_honest_one_used(
-    world: World, tmp_path: Path, lie: Callable[[Any], Any]
+    world: World, tmp_path: Path, lie: str, rule: str
 ) -> None:
     with world.receiver(tmp_path, [world.honest.url], liar=lie) as receiver:
         delivered, problems = _split(list(receiver.poll(Level.FINAL)))
@@ -234,3 +217,63 @@ def test_a_lying_beacon_endpoint_is_refused_and_the_honest_one_used(
     assert {d.root for d in delivered} == {"beacon-finalized"}
     assert problems, "the liar must be named"
     assert all(p.endpoints == ("beacon#0",) and p.kind == "proof-failure" for p in problems)
+    assert any(f"refused ({rule})" in p.details for p in problems), problems
+
+
+# --- blocks far below the proven header: EIP-2935's block-hash history (anvil serves it) ---
+
+HISTORY_DEPTH = 600
+"""Blocks mined after the posts: far more than the anchor would walk (history.WALK_PREFERRED),
+well inside one history window (8,191: mining past it takes anvil ~90 s, measured)."""
+
+
+MINE_PER_CALL = 1000
+"""Blocks per anvil_mine call (each call well inside the RPC timeout)."""
+
+
+@contextmanager
+def posts_below(posts: int, depth: int) -> Iterator[World]:
+    """A fresh anvil with ``posts`` posts a0, a1... then ``depth`` blocks; its devnet caught up."""
+    real = AnvilProcess(port=free_port()).start()
+    w = None
+    try:
+        chain = InboxChain(real.url)
+        for seq in range(posts):
+            chain.post(chain.keys[1], "c1", [text(seq, f"a{seq}")])
+        for done in range(0, depth, MINE_PER_CALL):
+            chain.mine(min(MINE_PER_CALL, depth - done))
+        w = World(chain, chain, b"")
+        while w.devnet.head < chain.height():
+            w.devnet.refresh()
+        yield w
+    finally:
+        if w is not None:
+            w.stop()
+        real.stop()
+
+
+@pytest.fixture(scope="module")
+def deep_world() -> Iterator[World]:
+    with posts_below(4, HISTORY_DEPTH) as w:
+        yield w
+
+
+@pytest.mark.parametrize("level", [Level.FINAL, Level.COMPLETE])
+def test_old_posts_are_proven_by_one_history_proof_each_not_by_walking_headers(
+    deep_world: World, tmp_path: Path, level: Level
+) -> None:
+    with deep_world.receiver(tmp_path, [deep_world.honest.url]) as receiver:
+        anchor = receiver.anchor
+        metered = anchor.endpoints = [MeteredEndpoint(ep) for ep in anchor.endpoints]
+        delivered, problems = _split(list(receiver.poll(level)))
+    assert problems == []
+    assert [(d.payload, d.level, d.root) for d in delivered] == [
+        (f"a{i}".encode(), level, "beacon-finalized") for i in range(4)
+    ]
+    depth = anchor.head(final=True).number - max(d.block_number for d in delivered)
+    assert depth > HISTORY_DEPTH - BEACON_FINALITY_BLOCKS
+    # the parent walk fetched `depth` headers; the history contract's storage needs one proof a
+    # block asked about (one block a post), and no header
+    calls = metered[0].calls
+    assert calls.get("eth_getBlockByNumber", 0) == 0, calls
+    assert 1 <= calls["eth_getProof"] <= len({d.block_number for d in delivered}) + 1, calls

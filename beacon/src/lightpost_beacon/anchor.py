@@ -5,9 +5,11 @@ block hashes Ethereum's sync committee has signed, for the receiver's ``included
 ``included`` rests on the execution block hash in the LightClientHeader of the latest update the
 committee signed (beacon-optimistic), ``final`` on the one under the latest finalized header
 (beacon-finalized); ``complete`` on the state root of that finalized block. A block below a proven
-one is proven by walking parent hashes back from it through headers any RPC endpoint serves
-(each must hash to the hash its child names; at most MAX_PARENT_WALK per question). RPC endpoints
-are only data sources here: none is trusted, any one that serves the proven chain is enough.
+one is proven from a proven state root through EIP-2935's block-hash history contract (one
+eth_getProof per 8,191-block window; lightpost_beacon.history) or, where no endpoint serves that
+state, by walking parent hashes back through headers any RPC endpoint serves (each must hash to
+the hash its child names; at most MAX_PARENT_WALK per question). RPC endpoints are only data
+sources here: none is trusted, any one that serves the proven chain is enough.
 
 The [beacon] table (README: config keys): ``endpoints`` (beacon API URLs: secrets, named
 beacon#0...), ``trusted_root`` (a block root checkpoint, 0x-hex), ``max_age`` (the checkpoint's
@@ -21,13 +23,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from hashlib import sha256
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from lightpost.adapters.rpc import Endpoint
 from lightpost.core.diagnosis import refusal
-from lightpost.core.header import verify_header
+from lightpost.core.header import BlockHeader, verify_header
 from lightpost.core.verify import Problem, ProblemKind
 from lightpost.errors import ConfigError, EndpointUnavailable, LightpostError, ProofError
 from lightpost.node.chain import prove_in_turn
@@ -35,6 +38,12 @@ from lightpost.node.config import DeviceConfig, _endpoints
 from lightpost.node.receiver_channel import Side, StopPoll
 from lightpost.node.runtime import chain_format
 from lightpost_beacon.containers import MAINNET, ChainConfig, ExecutionPayloadHeader
+from lightpost_beacon.history import (
+    WALK_PREFERRED,
+    history_params,
+    hop_plan,
+    verify_history_proof,
+)
 from lightpost_beacon.lightclient import (
     DEFAULT_MAX_CHECKPOINT_AGE_S,
     MAX_PARENT_WALK,
@@ -64,6 +73,7 @@ DEVNET_GENESIS_VALIDATORS_ROOT: Final = sha256(b"lightpost devnet").digest()
 DURATION_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 """Suffixes of a ``max_age`` duration, in seconds."""
 DEFAULT_STATE_FILE: Final = "beacon-state.bin"
+T = TypeVar("T")
 MAX_KNOWN_HASHES: Final = 4 * MAX_PARENT_WALK
 """Proven (number -> hash) pairs remembered below the finalized header before starting afresh."""
 
@@ -209,6 +219,8 @@ class Anchor:
         self._final: Proven | None = None
         self._optimistic: Proven | None = None
         self._known: dict[str, dict[int, bytes]] = {FINALIZED: {}, OPTIMISTIC: {}}
+        self._states: dict[str, dict[int, bytes]] = {FINALIZED: {}, OPTIMISTIC: {}}
+        """Proven state roots (the heads', the history hops'): number -> root, per anchor."""
 
     def blame(self, label: str, why: str, number: int | None = None) -> None:
         self.blamed.append(
@@ -296,11 +308,12 @@ class Anchor:
         if optimistic.number < final.number:
             optimistic = final  # an optimistic header older than finality adds nothing
         if len(self._known[FINALIZED]) > MAX_KNOWN_HASHES:
-            self._known[FINALIZED] = {}
-        self._known[OPTIMISTIC] = {}
+            self._known[FINALIZED], self._states[FINALIZED] = {}, {}
+        self._known[OPTIMISTIC], self._states[OPTIMISTIC] = {}, {}
         self._final, self._optimistic = final, optimistic
-        self._known[FINALIZED][final.number] = final.hash
-        self._known[OPTIMISTIC][optimistic.number] = optimistic.hash
+        for root, proven in ((FINALIZED, final), (OPTIMISTIC, optimistic)):
+            self._known[root][proven.number] = proven.hash
+            self._states[root][proven.number] = proven.state_root
 
     def head(self, *, final: bool) -> Proven:
         """The latest proven finalized block (``final``) or committee-signed block."""
@@ -315,45 +328,96 @@ class Anchor:
 
     def hash_at(self, number: int) -> bytes:
         """The proven hash of block ``number`` (ProofError: above the proven head, too deep, or no
-        RPC endpoint served the proven chain)."""
+        RPC endpoint served the proven chain). A block more than WALK_PREFERRED below the nearest
+        proven hash is proven from a proven state root through EIP-2935's history contract (one
+        eth_getProof a window of 8,191 blocks, hopping window by window: lightpost_beacon.history);
+        where no endpoint serves that state, or the chain has no history, parent hashes are walked
+        back from the nearest proven hash instead, at most MAX_PARENT_WALK blocks."""
         head = self.head(final=False)
         if number > head.number:
             raise ProofError(
                 "beacon anchor", f"block {number} is above the committee-signed head {head.number}"
             )
-        known = self._known[self.root_of(number)]
+        root = self.root_of(number)
+        known, states = self._known[root], self._states[root]
         if number in known:
             return known[number]
+        if min(n for n in known if n > number) - number > WALK_PREFERRED:
+            proven = self._through_history(number, known, states)
+            if proven is not None:
+                return proven
+        return self._walk(number, known)
+
+    def _through_history(
+        self, number: int, known: dict[int, bytes], states: dict[int, bytes]
+    ) -> bytes | None:
+        """Block ``number``'s hash proven by history proofs from the nearest proven state above
+        it (each hop's block remembered with its state root); None: not served on the way."""
+        start = min((n for n in states if n > number), default=None)
+        for state_block, target in () if start is None else hop_plan(start, number):
+            if target in states:
+                continue  # a hop proven before
+            proven, _ = self._prove(
+                f"block {target} from the history at block {state_block}",
+                target,
+                "eth_getProof",
+                history_params(state_block, target),
+                partial(verify_history_proof, states[state_block], number=target),
+            )
+            if proven is None:
+                return None
+            known[target] = proven
+            if target == number:
+                return proven
+            header, _ = self._prove_header(target, proven)
+            if header is None:
+                return None
+            states[target] = header.state_root
+        return None  # hop_plan ends at ``number``
+
+    def _prove_header(self, n: int, expected: bytes) -> tuple[BlockHeader | None, str]:
+        """Block ``n``'s header, which must hash to ``expected`` (a proven hash)."""
+
+        def check(answer: Any) -> BlockHeader:
+            header = verify_header(answer, extra_allowed=self.fmt.header_fields)
+            return walk_back(expected, [header])
+
+        return self._prove(
+            f"block {n} of the proven chain", n, "eth_getBlockByNumber", [hex(n), False], check
+        )
+
+    def _prove(
+        self, what: str, n: int, method: str, params: list[Any], check: Callable[[Any], T]
+    ) -> tuple[T | None, str]:
+        """Ask the RPC endpoints in turn until one's answer passes ``check``: (its value, ""); each
+        failed proof is blamed on its endpoint. (None, why): no endpoint proved ``what``; (None,
+        ""): the chain proves it is not served there (history: no contract, an empty slot)."""
+        unproven: dict[str, str] = {}
+
+        def blame(label: str, why: str) -> None:
+            unproven[label] = f"failed proof: {why}"
+            self.blame(label, f"block {n}: {why}", n)
+
+        def skipped(label: str, why: str) -> None:
+            unproven[label] = why
+
+        found = prove_in_turn(self.endpoints, method, params, check, blame, skipped)
+        return (None, refusal(what, unproven)) if found is None else (found[0], "")
+
+    def _walk(self, number: int, known: dict[int, bytes]) -> bytes:
+        """Walk parent hashes back from the nearest proven hash above ``number``: each header
+        fetched must hash to the hash its child names (lightclient.walk_back)."""
         top = min(n for n in known if n > number)
         if top - number > MAX_PARENT_WALK:
             raise ProofError(
                 "beacon anchor",
-                f"block {number} is more than {MAX_PARENT_WALK} blocks below a proven header",
+                f"block {number} is more than {MAX_PARENT_WALK} blocks below a proven header"
+                " and no endpoint proved it from the block-hash history",
             )
         expected = known[top]
         for n in range(top, number, -1):
-
-            def check(answer: Any, expected: bytes = expected) -> bytes:
-                header = verify_header(answer, extra_allowed=self.fmt.header_fields)
-                return walk_back(expected, [header]).parent_hash
-
-            unproven: dict[str, str] = {}
-
-            def blame(
-                label: str, why: str, n: int = n, unproven: dict[str, str] = unproven
-            ) -> None:
-                unproven[label] = f"failed proof: {why}"
-                self.blame(label, f"block {n}: {why}", n)
-
-            def skipped(label: str, why: str, unproven: dict[str, str] = unproven) -> None:
-                unproven[label] = why
-
-            found = prove_in_turn(
-                self.endpoints, "eth_getBlockByNumber", [hex(n), False], check, blame, skipped
-            )
-            if found is None:
-                raise ProofError(
-                    "beacon anchor", refusal(f"block {n} of the proven chain", unproven)
-                )
-            expected = known[n - 1] = found[0]
+            header, why = self._prove_header(n, expected)
+            if header is None:
+                raise ProofError("beacon anchor", why)
+            expected = known[n - 1] = header.parent_hash
         return expected

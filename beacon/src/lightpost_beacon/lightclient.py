@@ -58,8 +58,10 @@ __all__ = [
 MAX_UPDATES_PER_REQUEST: Final = 8
 """Periods asked for in one ``updates`` request (~8 x 70 KB of JSON at mainnet size)."""
 MAX_PARENT_WALK: Final = 8191
-"""Execution headers walked back from a proven one at most: EIP-2935's window (older blocks are
-proven through the history contract's storage instead)."""
+"""Execution headers walked back from a proven one at most, per question: EIP-2935's window. The
+anchor proves blocks through the history contract's storage first (lightpost_beacon.history) and
+walks where no endpoint serves the state that needs: with recent state only, a block at most
+2 x 8,191 below the proven header (one history proof, then this walk)."""
 GENESIS_SLOT: Final = 0
 MIN_SYNC_COMMITTEE_PARTICIPANTS: Final = 1
 """Altair sync-protocol.md preset."""
