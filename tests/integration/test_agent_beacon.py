@@ -75,6 +75,8 @@ class BeaconWorld(World):
 
     beacon: BeaconDevnet
     liars: list[LyingProxy]
+    started: int = 0
+    """The head's timestamp when the world was made: the frozen device clock."""
 
     def clock(self) -> float:
         """The light client's (and the beacon API's) wall clock: the head's signature slot."""
@@ -84,8 +86,6 @@ class BeaconWorld(World):
     def frozen(self) -> float:
         """The device clock, frozen at the moment the world was made."""
         return float(self.started)
-
-    started: int = 0
 
     def receiver_factory(
         self, *, since: int | None = None, tmp: Path | None = None
@@ -168,14 +168,11 @@ def controller(w: BeaconWorld) -> Iterator[Party]:
         party.close()
 
 
-def _valve(w: BeaconWorld, **factory: Any) -> ValveHarness:
-    harness = ValveHarness(w, receiver=w.receiver_factory(**factory), **_level(factory))
+def _valve(w: BeaconWorld, level: Level | None = None, **factory: Any) -> ValveHarness:
+    """valve-1's agent over :meth:`BeaconWorld.receiver_factory`, its clock frozen."""
+    harness = ValveHarness(w, level=level, receiver=w.receiver_factory(**factory))
     harness.agent._clock = w.frozen  # the device clock is stuck before every expiry
     return harness
-
-
-def _level(factory: dict[str, Any]) -> dict[str, Any]:
-    return {"level": Level.SIGNED} if factory.get("since") is not None else {}
 
 
 def send_set(
@@ -194,10 +191,6 @@ def send_set(
     return seq, cmd.expiry
 
 
-def _outcome(valve: ValveHarness, me: bytes, seq: int) -> list[tuple[str, str]]:
-    return valve.audit_of(me, seq)
-
-
 def test_a_command_round_trip_under_beacon_trust_with_lying_rpc_and_a_frozen_clock(
     w: BeaconWorld, controller: Party
 ) -> None:
@@ -208,7 +201,7 @@ def test_a_command_round_trip_under_beacon_trust_with_lying_rpc_and_a_frozen_clo
         seq, _ = send_set(w, controller, "21")
         w.mine(BEACON_FINALITY_BLOCKS)
         valve.pump_until_audited(me, seq, 2)
-        assert _outcome(valve, me, seq) == [("accepted", "ok"), ("executed", "ok")]
+        assert valve.audit_of(me, seq) == [("accepted", "ok"), ("executed", "ok")]
         assert valve.actuators()["valve"] == "21"
         delivered, result = valve.results[-1]
         assert delivered.level is Level.FINAL and delivered.root == FINALIZED
@@ -231,7 +224,7 @@ def test_an_expired_command_is_refused_at_final_whatever_the_clock_and_the_rpc_m
         assert w.frozen() < expiry  # the device clock alone would let it run
         w.mine(BEACON_FINALITY_BLOCKS)
         valve.pump_until_audited(me, seq)
-        assert _outcome(valve, me, seq) == [("refused", "expired")]
+        assert valve.audit_of(me, seq) == [("refused", "expired")]
         assert valve.actuators() == before
         delivered, result = valve.results[-1]
         assert delivered.block_timestamp >= expiry and delivered.root == FINALIZED
@@ -248,14 +241,14 @@ def test_an_agent_at_signed_dates_commands_by_the_committee_signed_head_not_the_
     # ran. Under trust = beacon the time is the committee-signed head's (beacon-optimistic).
     me = controller.address
     block, _ = w.head()
-    valve = _valve(w, since=block + 1, tmp=tmp_path)
+    valve = _valve(w, Level.SIGNED, since=block + 1, tmp=tmp_path)
     try:
         valve.agent.policy = dataclasses.replace(valve.policy, min_level=Level.SIGNED)
         before = valve.actuators()
         seq, expiry = send_set(w, controller, "77", expired=True)
         w.mine(1)
         valve.pump_until_audited(me, seq)
-        assert _outcome(valve, me, seq) == [("refused", "expired")]
+        assert valve.audit_of(me, seq) == [("refused", "expired")]
         assert valve.actuators() == before
         delivered, result = valve.results[-1]
         assert delivered.level is Level.SIGNED
@@ -265,7 +258,7 @@ def test_an_agent_at_signed_dates_commands_by_the_committee_signed_head_not_the_
         fresh, _ = send_set(w, controller, "78")
         w.mine(1)
         valve.pump_until_audited(me, fresh, 2)
-        assert _outcome(valve, me, fresh) == [("accepted", "ok"), ("executed", "ok")]
+        assert valve.audit_of(me, fresh) == [("accepted", "ok"), ("executed", "ok")]
         assert valve.actuators()["valve"] == "78"
         head = valve.service._receive.receiver.anchor.head(final=False)
         assert head.root == OPTIMISTIC and head.timestamp >= expiry
