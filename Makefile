@@ -86,7 +86,7 @@ check: venv
 bench: setup
 	$(PY) tools/bench.py --write-docs
 	$(PY) tools/bench_runtime.py --write-docs
-	$(PY) tools/bench_beacon.py
+	$(PY) tools/bench_beacon.py --write-docs
 	$(PY) tools/bench_gateway.py
 
 reliability: setup

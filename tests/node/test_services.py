@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from lightpost.core.levels import Delivered, Level
-from lightpost.errors import QuorumError, StoreError
+from lightpost.errors import EndpointUnavailable, QuorumError, StoreError
 from lightpost.node.chain import Chain
 from lightpost.node.runtime import Node
 from lightpost.node.services import quorum_time
@@ -94,9 +94,10 @@ def test_the_controller_dates_commands_by_the_quorum_header(
 class FakeReceiver:
     """Delivers scripted items once; its chain answers the block-time question."""
 
-    def __init__(self, items: list[Delivered], chain: Chain) -> None:
+    def __init__(self, items: list[Delivered], chain: Chain, anchor: Any = None) -> None:
         self.items = items
         self.chain = chain
+        self.anchor = anchor  # trust = beacon/both: the light client (lightpost_beacon.anchor)
         self.saved = 0  # polls whose state was saved (as the receiver does: at the end)
 
     def poll(self, level: Level, channel: str | None) -> Iterator[Delivered]:
@@ -123,12 +124,14 @@ def drain(service: AgentService) -> None:
     service.step(1.0)
 
 
-def run_signed(tmp_path: Path, items: list[Delivered], chain: Chain) -> list[Any]:
+def run_signed(
+    tmp_path: Path, items: list[Delivered], chain: Chain, anchor: Any = None
+) -> list[Any]:
     results: list[Any] = []
     agent = Agent(make_policy(min_level=Level.SIGNED), tmp_path, Outbox(), clock=lambda: T0 + 20)
     service = AgentService(
         agent,
-        FakeReceiver(items, chain),  # type: ignore[arg-type]
+        FakeReceiver(items, chain, anchor),  # type: ignore[arg-type]
         level=Level.SIGNED,
         on_result=lambda _d, r: results.append(r),
     )
@@ -160,6 +163,38 @@ def test_no_quorum_time_refuses_without_consuming(tmp_path: Path) -> None:
     result, highest = run_signed(tmp_path, [signed(1, T0 + 10)], chain)
     assert result.reason is Reason.NO_CHAIN_TIME
     assert highest == 0  # the seq is not burnt: a later delivery can still run
+
+
+class BeaconHead:
+    """A synced light client whose committee-signed head is dated ``timestamp`` (None: unsynced)."""
+
+    def __init__(self, timestamp: int | None) -> None:
+        self.timestamp = timestamp
+
+    def head(self, *, final: bool) -> Any:
+        if self.timestamp is None:
+            raise EndpointUnavailable("beacon", "the light client has not synced")
+        return SimpleNamespace(number=50, timestamp=self.timestamp)
+
+
+def test_under_beacon_trust_a_signed_agent_dates_by_the_signed_head_not_the_rpc_quorum(
+    tmp_path: Path,
+) -> None:
+    # every RPC endpoint agrees on a time inside the window; the committee-signed head is past
+    # expiry. The landed agent asked the RPC quorum and ran the expired command.
+    chain = Chain([Blocks(f"rpc#{i}", block(50, T0 + 10)) for i in range(3)], 2)
+    result, _ = run_signed(tmp_path, [signed(1, T0 + 10)], chain, BeaconHead(T0 + 9999))
+    assert result.reason is Reason.EXPIRED
+    assert f"chain time {T0 + 9999}" in result.output
+
+
+def test_under_beacon_trust_an_unsynced_light_client_refuses_without_consuming(
+    tmp_path: Path,
+) -> None:
+    chain = Chain([Blocks(f"rpc#{i}", block(50, T0 + 10)) for i in range(3)], 2)
+    result, highest = run_signed(tmp_path, [signed(1, T0 + 10)], chain, BeaconHead(None))
+    assert result.reason is Reason.NO_CHAIN_TIME
+    assert highest == 0
 
 
 # --- the node loop survives any one failing service -----------------------------------

@@ -167,3 +167,177 @@ def test_a_new_key_or_a_known_store_does_not_warn(store: Store) -> None:
     again.step(T0 + 10)
     assert "sequence" not in again.problems
     again.close()
+
+
+# --- trust = beacon/both: the light client's endpoints and state (lightpost_beacon.probe) ---
+
+
+class BeaconNode:
+    """A beacon API over a generated chain whose head is ``head`` (signed at ``head + 1``);
+    ``lie`` alters each finality update, ``down`` answers nothing."""
+
+    def __init__(
+        self, label: str, chain: Any, head: int, *, lie: Any = None, down: bool = False
+    ) -> None:
+        self.label, self.chain, self.head, self.lie, self.down = label, chain, head, lie, down
+
+    def get(self, path: str, cap: int) -> Any:
+        from lightpost.errors import EndpointUnavailable
+
+        if self.down:
+            raise EndpointUnavailable(self.label, "connection refused")
+        route = path.rsplit("/", 1)[1]
+        if route.startswith("0x"):
+            roots = {b.header.beacon.root().hex(): s for s, b in self.chain.blocks.items()}
+            return self.chain.bootstrap(roots[route[2:]])
+        if route.startswith("updates?"):
+            return []  # one period: nothing to catch up
+        answer = self.chain.update(self.head - 1, self.head, kind=route)
+        if self.lie is not None and route == "finality_update":
+            self.lie(answer["data"])
+        return answer
+
+
+BEACON_GENESIS = 1_700_000_000
+BEACON_HEAD = 40
+"""The generated chain's last slot (one period of the devnet's minimal preset: 64 slots)."""
+
+
+@pytest.fixture(scope="module")
+def beacon_chain() -> Any:
+    pytest.importorskip("py_arkworks_bls12381", reason="the lightpost[beacon] extra")
+    from hashlib import sha256
+
+    from lightpost_beacon.anchor import devnet_config
+    from lightpost_beacon.containers import ExecutionPayloadHeader
+    from lightpost_operator.beacon_chain import GeneratedChain
+
+    chain = GeneratedChain(devnet_config(genesis_time=int(BEACON_GENESIS)))
+    for slot in range(1, BEACON_HEAD + 1):
+        execution = ExecutionPayloadHeader(
+            block_number=slot, block_hash=sha256(bytes([slot])).digest(), timestamp=slot
+        )
+        chain.add_block(slot, execution, slot - 16 if slot > 16 else None)
+    return chain
+
+
+def beacon_report(
+    chain: Any, state_file: Path, sources: list[BeaconNode], urls: tuple[str, ...] = ()
+) -> Any:
+    from lightpost_beacon.anchor import BeaconSettings
+    from lightpost_beacon.bls import load_bls
+    from lightpost_beacon.probe import beacon_status
+
+    settings = BeaconSettings(
+        endpoints=urls or tuple(f"http://127.0.0.1:1/{s.label}" for s in sources),
+        trusted_root=chain.blocks[10].header.beacon.root(),
+        max_age_slots=10**6,
+        config=chain.config,
+        state_file=state_file,
+    )
+
+    def probe() -> dict[str, Any]:
+        return beacon_status(
+            settings,
+            sources=sources or None,
+            clock=lambda: BEACON_GENESIS + BEACON_HEAD + 1,
+            bls=load_bls(),
+        )
+
+    return probe
+
+
+def bad_signature(data: dict[str, Any]) -> None:
+    from lightpost_operator.proxy import flip_hex
+
+    agg = data["sync_aggregate"]
+    agg["sync_committee_signature"] = flip_hex(agg["sync_committee_signature"], 40)
+
+
+def test_status_names_a_lying_beacon_endpoint_and_rests_on_the_one_that_verifies(
+    store: Store, beacon_chain: Any, tmp_path: Path
+) -> None:
+    liar = BeaconNode("beacon#0", beacon_chain, BEACON_HEAD, lie=bad_signature)
+    honest = BeaconNode("beacon#1", beacon_chain, BEACON_HEAD)
+    probe = beacon_report(beacon_chain, tmp_path / "beacon-state.bin", [liar, honest])
+    st = status(store, [FakeEndpoint("rpc#0", mined_net())], beacon=probe)
+    rows = st["beacon"]["endpoints"]
+    assert [(r["label"], r["reachable"], r["verifies"]) for r in rows] == [
+        ("beacon#0", True, False),
+        ("beacon#1", True, True),
+    ]
+    assert rows[1]["fork"] == "fulu" and rows[1]["slot"] == BEACON_HEAD - 1
+    assert rows[1]["finalized_slot"] == BEACON_HEAD - 17
+    assert "signature" in rows[0]["detail"]
+    assert not [r for r in st["reasons"] if "beacon" in r]
+    assert any(w.startswith("beacon#0 cannot serve the light client") for w in st["warnings"])
+    assert st["beacon"]["state"]["finalized_slot"] is None  # nothing stored: bootstrapped to probe
+    assert not (tmp_path / "beacon-state.bin").exists()  # read-only
+
+
+def test_status_is_unhealthy_when_no_beacon_endpoint_serves_a_verifiable_update(
+    store: Store, beacon_chain: Any, tmp_path: Path
+) -> None:
+    liar = BeaconNode("beacon#0", beacon_chain, BEACON_HEAD, lie=bad_signature)
+    down = BeaconNode("beacon#1", beacon_chain, BEACON_HEAD, down=True)
+    probe = beacon_report(beacon_chain, tmp_path / "beacon-state.bin", [liar, down])
+    st = status(store, [FakeEndpoint("rpc#0", mined_net())], beacon=probe)
+    assert not st["healthy"]
+    (reason,) = [r for r in st["reasons"] if "beacon" in r]
+    assert reason.startswith("no beacon endpoint serves a verifiable finality update")
+    assert "beacon#0: " in reason and "beacon#1: finality update:" in reason
+    assert [r["reachable"] for r in st["beacon"]["endpoints"]] == [True, False]
+
+
+def test_status_reports_the_stored_light_client_state_and_verifies_against_it(
+    store: Store, beacon_chain: Any, tmp_path: Path
+) -> None:
+    from lightpost_beacon.bls import load_bls
+    from lightpost_beacon.probe import render_rows
+    from lightpost_beacon.sources import BeaconLightClient, save_state
+
+    state_file = tmp_path / "beacon-state.bin"
+    synced_at = BEACON_HEAD - 10  # the node last synced 10 slots ago
+    client = BeaconLightClient(
+        [BeaconNode("beacon#0", beacon_chain, synced_at)],
+        beacon_chain.config,
+        load_bls(),
+        clock=lambda: BEACON_GENESIS + synced_at + 1,
+    )
+    client.start(beacon_chain.blocks[10].header.beacon.root())
+    save_state(state_file, client.sync())
+    lagging = BeaconNode("beacon#0", beacon_chain, synced_at - 16)  # behind what is stored
+    honest = BeaconNode("beacon#1", beacon_chain, BEACON_HEAD)
+    report = beacon_report(beacon_chain, state_file, [lagging, honest])()
+    state = report["state"]
+    final_slot = synced_at - 17
+    assert state["finalized_slot"] == final_slot and state["block"] == final_slot
+    assert state["age_s"] == BEACON_HEAD + 1 - final_slot
+    assert state["bytes"] == state_file.stat().st_size and state["file"] == str(state_file)
+    lag, ok = report["endpoints"]
+    assert ok["verifies"] and not lag["verifies"] and lag["detail"].startswith("behind")
+    text = "\n".join(render_rows(report))
+    assert f"finalized slot {final_slot} (block {final_slot})" in text
+    assert "beacon#1 fulu, slot 39, finalized slot 23: verifies" in text
+    assert "beacon#0 fulu" in text and "DOES NOT VERIFY: behind" in text
+
+
+def test_a_beacon_state_file_that_does_not_decode_is_a_reason(
+    store: Store, beacon_chain: Any, tmp_path: Path
+) -> None:
+    state_file = tmp_path / "beacon-state.bin"
+    state_file.write_bytes(b"not a state\n")
+    honest = BeaconNode("beacon#0", beacon_chain, BEACON_HEAD)
+    report = beacon_report(beacon_chain, state_file, [honest])()
+    assert report["reasons"][0].startswith("beacon state file: beacon light-client state")
+    assert report["endpoints"][0]["verifies"]  # judged against a bootstrap instead
+
+
+def test_a_down_beacon_endpoint_is_named_by_label_never_by_url(
+    beacon_chain: Any, tmp_path: Path
+) -> None:
+    secret = "http://127.0.0.1:1/v1/KEY123SECRET"  # port 1: refused at once
+    report = beacon_report(beacon_chain, tmp_path / "s.bin", [], urls=(secret,))()
+    (row,) = report["endpoints"]
+    assert row["label"] == "beacon#0" and not row["reachable"]
+    assert "KEY123SECRET" not in repr(report) and "127.0.0.1:1" not in repr(report)

@@ -29,6 +29,7 @@ def test_replace_section_touches_only_the_marked_text() -> None:
         ("<!-- BEGIN GENERATED BENCH -->", "<!-- END GENERATED BENCH -->"),
         (BEGIN, END),
         ("<!-- BEGIN GENERATED RELIABILITY -->", "<!-- END GENERATED RELIABILITY -->"),
+        ("<!-- BEGIN GENERATED BENCH-BEACON -->", "<!-- END GENERATED BENCH-BEACON -->"),
     ],
 )
 def test_rewriting_a_generated_section_with_its_own_text_changes_nothing(

@@ -98,10 +98,14 @@ class AgentService:
     def _chain_time(self, item: Delivered) -> int | None:
         if item.level >= Level.INCLUDED:
             return None
-        # the block time is unverified: ask the quorum; without an answer the agent
-        # refuses the command as no-chain-time, without consuming its seq
+        # the block time is unverified: under trust = beacon/both the committee-signed head's
+        # (the poll just refreshed it; no RPC endpoint dates anything), else the quorum's; without
+        # an answer the agent refuses the command as no-chain-time, without consuming its seq
+        receiver = self._receive.receiver
         with contextlib.suppress(LightpostError):
-            return quorum_time(self._receive.receiver.chain)
+            if receiver.anchor is not None:
+                return int(receiver.anchor.head(final=False).timestamp)
+            return quorum_time(receiver.chain)
         return None
 
     @property

@@ -229,5 +229,16 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     with ThreadPoolExecutor(max_workers=len(endpoints)) as pool:
         probes = list(pool.map(lambda ep: examine(ep, config, address), endpoints))
     report = diagnose(config, args.level, probes)
+    from lightpost.node import probe
+
+    beacon = probe.beacon_probe(config)
+    if beacon is not None:  # trust = beacon/both: the light client's endpoints and stored state
+        from lightpost_beacon.probe import render_rows
+
+        report["beacon"] = light = beacon()
+        report["ok"] = report["ok"] and not light["reasons"]
+        report["verdict"] += "".join(f"; {r}" for r in light["reasons"])
+        if not args.json:
+            print("\n".join(render_rows(light)) + "\n")
     print(json.dumps(report, sort_keys=True) if args.json else render(report))
     return 0 if report["ok"] else 1

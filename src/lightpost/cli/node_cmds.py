@@ -24,7 +24,7 @@ from lightpost.core.outbox import State
 from lightpost.core.verify import Problem
 from lightpost.errors import ChainProcessError, ConfigError, DecodingError, LightpostError
 from lightpost.node.config import DeviceConfig, load_config
-from lightpost.node.probe import receives
+from lightpost.node.probe import beacon_probe, receives
 from lightpost.node.receiver import Receiver
 from lightpost.node.runtime import (
     POLL_INTERVAL_S,
@@ -376,6 +376,10 @@ def _render_status(st: dict[str, Any]) -> str:
             )
         else:
             lines.append(f"{head}{ep['label']} DOWN ({ep['error']}), {ep['latency_ms']} ms")
+    if st.get("beacon"):  # trust = beacon/both
+        from lightpost_beacon.probe import render_rows
+
+        lines += ["beacon:     " + line.strip() for line in render_rows(st["beacon"])]
     for w in st["warnings"]:
         lines.append(f"warning:    {w}")
     lines.append(f"verdict:    {st['verdict']}")
@@ -401,6 +405,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 node_running=holder is not None,
                 level=args.level,
                 receives=receives(config),
+                beacon=beacon_probe(config),
             )
         finally:
             chain.close()

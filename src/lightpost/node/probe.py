@@ -45,6 +45,7 @@ __all__ = [
     "MAX_TX_RECEIPTS",
     "Probe",
     "ask",
+    "beacon_probe",
     "logs",
     "probe_endpoint",
     "proof_at",
@@ -72,6 +73,16 @@ class Probe:
 def receives(config: DeviceConfig) -> bool:
     """Whether a config follows anyone (a channel with trusted senders, or the agent)."""
     return bool(config.agent) or any(ch.trusted for ch in config.channels)
+
+
+def beacon_probe(config: DeviceConfig) -> Callable[[], dict[str, Any]] | None:
+    """trust = beacon/both: lightpost_beacon.probe's report on the beacon endpoints and the stored
+    light-client state (the extra is imported only then); None on trust = quorum."""
+    if config.beacon is None:
+        return None
+    from lightpost_beacon.probe import beacon_status
+
+    return lambda: beacon_status(config.beacon)
 
 
 def ask(ep: Endpoint, method: str, params: Sequence[Any]) -> Any:

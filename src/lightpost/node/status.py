@@ -4,7 +4,7 @@ Used by the CLI and by a running node's ``Sender.status`` (which adds its proble
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -69,10 +69,12 @@ def collect_status(
     pool: ThreadPoolExecutor | None = None,
     level: str = "final",
     receives: bool = False,
+    beacon: Callable[[], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """What ``lightpost status`` shows, as a JSON-ready dict. ``warnings``: what does not stop the
     device; ``reasons``: why it is unhealthy (empty = healthy). An endpoint counts only if it
-    serves what ``level`` needs (core.diagnosis.needs; ``receives``: the config follows senders)."""
+    serves what ``level`` needs (core.diagnosis.needs; ``receives``: the config follows senders).
+    ``beacon`` (trust = beacon/both; node.probe.beacon_probe): the light client's report."""
     reasons: list[str] = []
     need = needs(
         mode=settings.mode,
@@ -83,16 +85,21 @@ def collect_status(
     own_pool = pool is None
     executor = pool or ThreadPoolExecutor(max_workers=max(2, len(chain.endpoints)))
     try:
+        pending = executor.submit(beacon) if beacon is not None else None
         health = list(
             executor.map(
                 lambda ep: _endpoint_health(ep, chain, settings, address, need), chain.endpoints
             )
         )
+        light = pending.result() if pending is not None else None
     finally:
         if own_pool:
             executor.shutdown(wait=False)
     reachable = [h for h in health if h["reachable"]]
     warnings = [f"{h['label']} unreachable" for h in health if not h["reachable"]]
+    if light:
+        reasons += light["reasons"]
+        warnings += light["warnings"]
     if len(reachable) < chain.quorum:
         reasons.append(
             f"only {len(reachable)} of {len(health)} endpoints reachable, quorum needs "
@@ -205,6 +212,7 @@ def collect_status(
         "fees": fees,
         "endpoints": health,
         "finalized": finalized,
+        "beacon": light,
         "level": level,
         "healthy": not reasons,
         "reasons": reasons,
