@@ -335,3 +335,41 @@ def test_an_empty_block_needs_no_per_transaction_call(net: FakeNet) -> None:
     assert found is not None and found[0].receipts == ()
     assert node.calls == [BLOCK_RECEIPTS]
     assert support.known("rpc#0") == {BLOCK_RECEIPTS: False}  # nothing learned without asking
+
+
+class RawOnly:
+    """Serves only debug_getRawReceipts: the recorded receipts of a real block."""
+
+    def __init__(self, raws: list[bytes]) -> None:
+        self.label = "rpc#0"
+        self.raws = raws
+
+    def call(self, method: str, params: Sequence[Any]) -> Any:
+        if method != RAW_RECEIPTS:
+            raise MethodNotSupported(self.label, f"the method {method} does not exist", -32601)
+        return ["0x" + r.hex() for r in self.raws]
+
+
+def test_pre_byzantium_receipts_rebuilt_from_raw_forms_are_not_failures() -> None:
+    """execution-apis block 3 (Frontier rules): its receipts carry a post-state root, no status.
+    Rebuilt for callers they give the root as eth_getTransactionReceipt does, never
+    ``"status": "0x0"`` (before: every pre-Byzantium success read as failed)."""
+    from lightpost.core.hashing import keccak256
+    from lightpost.core.header import decode_header
+    from lightpost.core.tx import decode_transaction
+    from tests.core.chaindata import ROOTS_DIRS, raw_block, raw_receipts
+
+    header_rlp, txs = raw_block(ROOTS_DIRS[0])
+    block = ProvenBlock(
+        header=decode_header(header_rlp),
+        hash=keccak256(header_rlp),
+        transactions=tuple(decode_transaction(t) for t in txs),
+    )
+    raws = raw_receipts(ROOTS_DIRS[0])
+    found = prove_receipts_in_turn([RawOnly(raws)], block, MethodSupport(), lambda *_: None)
+    assert found is not None
+    proven, objs, _ = found
+    assert len(objs) == 3 and all(r.status is None for r in proven.receipts)
+    for obj, receipt in zip(objs, proven.receipts, strict=True):
+        assert "status" not in obj
+        assert obj["root"] == "0x" + (receipt.post_state or b"").hex()

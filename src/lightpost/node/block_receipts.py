@@ -16,6 +16,7 @@ from lightpost.adapters.rpc import Endpoint
 from lightpost.core.l2 import ETHEREUM, BlockFormat
 from lightpost.core.receipts import (
     RECEIPT_TYPES,
+    Receipt,
     decode_receipt,
     receipt_from_rpc,
     verify_receipts_root,
@@ -102,6 +103,14 @@ def _same_block(ep: Endpoint, obj: Mapping[str, Any], block: ProvenBlock, what: 
         raise EndpointUnavailable(ep.label, f"{what} is of another block at {block.number}")
 
 
+def _outcome(r: Receipt) -> dict[str, str]:
+    """``status``, or a pre-Byzantium receipt's ``root`` as eth_getTransactionReceipt gives it (no
+    status: success is not recorded, never "failed")."""
+    if r.status is None:
+        return {"root": "0x" + (r.post_state or b"").hex()}
+    return {"status": hex(r.status)}
+
+
 def _ask(
     ep: Endpoint, method: str, block: ProvenBlock, fmt: BlockFormat
 ) -> tuple[Any, list[Any]] | None:
@@ -143,7 +152,7 @@ def _ask(
     if method == RAW_RECEIPTS:  # the fields callers read, from the proven receipts
         used = [0, *(r.cumulative_gas_used for r in receipts)]
         items = [
-            {"transactionHash": "0x" + h.hex(), "status": hex(r.status or 0), "gasUsed": hex(b - a)}
+            {"transactionHash": "0x" + h.hex(), **_outcome(r), "gasUsed": hex(b - a)}
             for h, r, a, b in zip(hashes, receipts, used, used[1:], strict=False)
         ]
     return receipts, list(items)
