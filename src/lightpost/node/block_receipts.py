@@ -132,7 +132,9 @@ def _ask(
             ):
                 raise ProofError("receipt", f"{what} is not transaction {i} of the proven block")
     else:
-        answer = ep.call(method, [hex(block.number)])
+        # by hash (execution-apis BlockNumberOrHash): an endpoint on another fork has no answer,
+        # where by number its honest answer about its own block would fail the root
+        answer = ep.call(method, ["0x" + block.hash.hex()])
         if answer is None:
             return None
         items = get_list(answer, method)
