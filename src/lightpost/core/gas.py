@@ -13,11 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from lightpost.core.quorum import quorum_fee
+
 __all__ = [
     "ACCESS_LIST_ADDRESS_GAS",
     "ACCESS_LIST_STORAGE_KEY_GAS",
     "CREATE_GAS",
+    "ESTIMATE_MARGIN_PERCENT",
     "FLOOR_GAS_PER_TOKEN",
+    "GAS_LIMIT_SOURCES",
     "INITCODE_WORD_GAS",
     "NONZERO_BYTE_TOKENS",
     "STANDARD_GAS_PER_TOKEN",
@@ -26,6 +30,7 @@ __all__ = [
     "TX_GAS_LIMIT_CAP",
     "TX_SIZE_OVERHEAD_BYTES",
     "calldata_tokens",
+    "estimated_gas_limit",
     "floor_gas",
     "gas_used",
     "intrinsic_gas",
@@ -127,3 +132,31 @@ def max_payload_bytes(
     by_std = max(0, budget - execution_gas_fixed) // per_byte_std
     by_size = max(0, max_tx_bytes - TX_SIZE_OVERHEAD_BYTES)
     return max(0, min(by_floor, by_std, by_size))
+
+
+GAS_LIMIT_SOURCES = ("local", "estimate")
+"""How a profile finds the gas limit: ``local`` = computed here (Ethereum; OP-stack charges its L1
+data fee outside gas); ``estimate`` = eth_estimateGas of the endpoints (Arbitrum)."""
+
+ESTIMATE_MARGIN_PERCENT = 25
+"""Margin on the agreed estimate: Arbitrum's L1 component follows its L1 price estimate, which moves
+between estimate and inclusion; unused gas is refunded, so it only raises the balance reserved."""
+
+
+def estimated_gas_limit(estimates: Sequence[int], *, k: int, local: int, ceiling: int) -> int | str:
+    """The gas limit from the endpoints' eth_estimateGas answers, or why to wait (str).
+
+    On Arbitrum the gas limit must also buy the L1 data component: gas = L2 gas used + L1 cost / L2
+    gas price, charged before execution; eth_estimateGas includes it, and NodeInterface (0xc8)
+    ``gasEstimateL1Component(to, contractCreation, data)`` returns it alone
+    (developer.arbitrum.io/devs-how-tos/how-to-estimate-gas; docs.arbitrum.io NodeInterface
+    reference). The estimate taken is the one a majority reaches (:func:`quorum_fee`: a minority
+    can neither inflate nor deflate it), plus the margin, never below ``local`` (our own intrinsic
+    floor); a majority answer above ``ceiling`` is refused, so no lie reserves more than it."""
+    agreed = quorum_fee(estimates, k)
+    if agreed is None:
+        return f"gas limit: {len(estimates)} endpoint(s) answered eth_estimateGas, {k} needed"
+    if agreed > ceiling:
+        return f"gas limit: the estimate {agreed} is above the ceiling {ceiling} (max_gas_limit)"
+    padded = -(-agreed * (100 + ESTIMATE_MARGIN_PERCENT) // 100)
+    return max(local, min(ceiling, padded))
