@@ -119,9 +119,12 @@ def test_a_lying_majority_is_capped_by_the_ceiling(store: Store) -> None:
     (mid,) = enqueue(sender, 1)
     sender.step(T0)
     assert net.sent == []
-    m = store.message(mid)
-    assert m.state is State.HELD
-    assert "above the ceiling 1000000" in (m.hold_reason or "")
+    assert store.message(mid).state is State.QUEUED  # waits queued: no hold/release churn
+    assert "above the ceiling 1000000" in sender.problems["gas limit"]
+    assert not sender.step(T0 + 1).busy  # the loop paces itself: no busy retry
+    eps[0].estimate = eps[1].estimate = None  # the majority tells the truth again
+    sender.step(T0 + 2)
+    assert store.message(mid).state is State.BROADCAST and "gas limit" not in sender.problems
 
 
 def test_the_balance_check_counts_the_estimated_gas(store: Store) -> None:

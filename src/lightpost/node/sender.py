@@ -415,7 +415,7 @@ class Sender:
             local=quote.gas_limit,
             ceiling=self.settings.max_gas_limit,
         )
-        return Hold(limit) if isinstance(limit, str) else replace(quote, gas_limit=limit)
+        return _GasWait(limit) if isinstance(limit, str) else replace(quote, gas_limit=limit)
 
     def _sign(
         self, nonce: int, to: bytes | None, data: bytes, quote: FeeQuote
@@ -476,6 +476,10 @@ class Sender:
                 own_address=self.address,
             )
             quote = self._quote(to, data, execution)
+            if isinstance(quote, _GasWait):  # messages stay queued: no hold/release churn
+                self.problems["gas limit"] = quote.reason
+                break
+            self.problems.pop("gas limit", None)
             cost = 0 if isinstance(quote, Hold) else quote.max_cost
             gate, _why = sign_gate(
                 post_conditions(
@@ -554,6 +558,10 @@ class Sender:
             if state is State.FINAL:
                 del self._last_sent[tx_id]
                 self._bumped_at.pop(tx_id, None)
+
+
+class _GasWait(Hold):
+    """Internal: no gas limit now (estimates short of a quorum, or above the ceiling)."""
 
 
 class _HoldSignal(LightpostError):
