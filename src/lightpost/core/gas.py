@@ -135,24 +135,17 @@ def max_payload_bytes(
 
 
 GAS_LIMIT_SOURCES = ("local", "estimate")
-"""How a profile finds the gas limit: ``local`` = computed here (Ethereum; OP-stack charges its L1
-data fee outside gas); ``estimate`` = eth_estimateGas of the endpoints (Arbitrum)."""
+"""``local``: computed here (OP-stack's L1 fee is outside gas); ``estimate``: eth_estimateGas."""
 
 ESTIMATE_MARGIN_PERCENT = 25
-"""Margin on the agreed estimate: Arbitrum's L1 component follows its L1 price estimate, which moves
-between estimate and inclusion; unused gas is refunded, so it only raises the balance reserved."""
+"""Margin on the agreed estimate: the L1 price moves before inclusion (unused gas is refunded)."""
 
 
 def estimated_gas_limit(estimates: Sequence[int], *, k: int, local: int, ceiling: int) -> int | str:
-    """The gas limit from the endpoints' eth_estimateGas answers, or why to wait (str).
-
-    On Arbitrum the gas limit must also buy the L1 data component: gas = L2 gas used + L1 cost / L2
-    gas price, charged before execution; eth_estimateGas includes it, and NodeInterface (0xc8)
-    ``gasEstimateL1Component(to, contractCreation, data)`` returns it alone
-    (developer.arbitrum.io/devs-how-tos/how-to-estimate-gas; docs.arbitrum.io NodeInterface
-    reference). The estimate taken is the one a majority reaches (:func:`quorum_fee`: a minority
-    can neither inflate nor deflate it), plus the margin, never below ``local`` (our own intrinsic
-    floor); a majority answer above ``ceiling`` is refused, so no lie reserves more than it."""
+    """The gas limit from eth_estimateGas answers, or why to wait. Arbitrum's gas also buys the L1
+    data: L2 gas + L1 cost / L2 gas price, in eth_estimateGas (developer.arbitrum.io/devs-how-tos/
+    how-to-estimate-gas). The majority-reached answer (no minority bends it) + margin, never below
+    ``local``; above ``ceiling``: refused."""
     agreed = quorum_fee(estimates, k)
     if agreed is None:
         return f"gas limit: {len(estimates)} endpoint(s) answered eth_estimateGas, {k} needed"

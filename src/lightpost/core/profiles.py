@@ -71,9 +71,9 @@ class ChainProfile:
     logs_block_range: int = DEFAULT_LOGS_BLOCK_RANGE
     devnet: bool = False
     gas_limit_source: str = "local"
-    """core.gas.GAS_LIMIT_SOURCES: "estimate" where gas also buys the L1 data (Arbitrum)."""
+    """core.gas.GAS_LIMIT_SOURCES ("estimate": gas buys the L1 data too)."""
     max_gas_limit: int = TX_GAS_LIMIT_CAP
-    """Ceiling on an estimated gas limit: the most a lying majority can make a device reserve."""
+    """Ceiling on an estimated gas limit (all a lying majority can make us reserve)."""
 
 
 def _op(name: str, chain_id: int) -> ChainProfile:

@@ -16,7 +16,6 @@ from lightpost.adapters.rpc import Endpoint
 from lightpost.core.l2 import ETHEREUM, BlockFormat
 from lightpost.core.receipts import (
     RECEIPT_TYPES,
-    Receipt,
     decode_receipt,
     receipt_from_rpc,
     verify_receipts_root,
@@ -103,14 +102,6 @@ def _same_block(ep: Endpoint, obj: Mapping[str, Any], block: ProvenBlock, what: 
         raise EndpointUnavailable(ep.label, f"{what} is of another block at {block.number}")
 
 
-def _outcome(r: Receipt) -> dict[str, str]:
-    """``status``, or a pre-Byzantium receipt's ``root`` as eth_getTransactionReceipt gives it (no
-    status: success is not recorded, never "failed")."""
-    if r.status is None:
-        return {"root": "0x" + (r.post_state or b"").hex()}
-    return {"status": hex(r.status)}
-
-
 def _ask(
     ep: Endpoint, method: str, block: ProvenBlock, fmt: BlockFormat
 ) -> tuple[Any, list[Any]] | None:
@@ -132,8 +123,7 @@ def _ask(
             ):
                 raise ProofError("receipt", f"{what} is not transaction {i} of the proven block")
     else:
-        # by hash (execution-apis BlockNumberOrHash): an endpoint on another fork has no answer,
-        # where by number its honest answer about its own block would fail the root
+        # by hash: an endpoint on another fork has no answer (by number: an honest mismatch)
         answer = ep.call(method, ["0x" + block.hash.hex()])
         if answer is None:
             return None
@@ -154,7 +144,16 @@ def _ask(
     if method == RAW_RECEIPTS:  # the fields callers read, from the proven receipts
         used = [0, *(r.cumulative_gas_used for r in receipts)]
         items = [
-            {"transactionHash": "0x" + h.hex(), **_outcome(r), "gasUsed": hex(b - a)}
+            {
+                "transactionHash": "0x" + h.hex(),
+                # pre-Byzantium: a root, no status
+                **(
+                    {"root": "0x" + r.post_state.hex()}
+                    if r.post_state
+                    else {"status": hex(r.status or 0)}
+                ),
+                "gasUsed": hex(b - a),
+            }
             for h, r, a, b in zip(hashes, receipts, used, used[1:], strict=False)
         ]
     return receipts, list(items)

@@ -402,7 +402,7 @@ class Sender:
         quote = self.settings.policy.quote(data, execution_gas, self.base_fee)
         if isinstance(quote, Hold) or self.settings.gas_limit_source != "estimate":
             return quote
-        # the gas limit also buys the L1 data component (core.gas.estimated_gas_limit)
+        # gas buys the L1 data too (core.gas.estimated_gas_limit)
         call = {"from": "0x" + self.address.hex(), "data": "0x" + data.hex()}
         if to is not None:
             call["to"] = "0x" + to.hex()
@@ -476,7 +476,7 @@ class Sender:
                 own_address=self.address,
             )
             quote = self._quote(to, data, execution)
-            if isinstance(quote, _GasWait):  # messages stay queued: no hold/release churn
+            if isinstance(quote, _GasWait):  # stays queued (no hold/release churn)
                 self.problems["gas limit"] = quote.reason
                 break
             self.problems.pop("gas limit", None)
@@ -561,7 +561,7 @@ class Sender:
 
 
 class _GasWait(Hold):
-    """Internal: no gas limit now (estimates short of a quorum, or above the ceiling)."""
+    """Internal: no gas limit now."""
 
 
 class _HoldSignal(LightpostError):
