@@ -4,29 +4,23 @@ and the message goes through (anvil has no L1 component: the rule, not the figur
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from lightpost.core.gas import estimated_gas_limit
 from lightpost.core.inbox import inbox_execution_gas
 from lightpost.core.outbox import State
 from lightpost.core.tx import decode_transaction
 from lightpost.node.config import load_config
-from lightpost_operator.anvil import free_port
-from lightpost_operator.devnet import devnet_down, devnet_up
-from tests.integration.test_send_anvil import enqueue_many, in_process, rpc, step_until
+from tests.integration import test_send_anvil
+from tests.integration.test_send_anvil import (
+    enqueue_many,
+    in_process,
+    rpc,
+    step_until,
+)
 
-
-@pytest.fixture
-def devnet(tmp_path: Path) -> Iterator[dict[str, Any]]:
-    desc = devnet_up(tmp_path / "net", port=free_port(), block_time=0, devices=1)
-    try:
-        yield desc
-    finally:
-        devnet_down(tmp_path / "net")
+devnet = test_send_anvil.devnet  # the fixture
 
 
 def test_the_sender_signs_with_the_estimated_gas_limit(devnet: dict[str, Any]) -> None:

@@ -35,7 +35,9 @@ class Scripted:
     """An L2 endpoint: base fee, empty balances, the L1 oracles. ``lie(method, honest)`` may bend
     an answer; ``oracle_calls`` keeps the signed samples asked about."""
 
-    def __init__(self, label: str, chain_id: int, lie: Callable[[str, int], int] | None = None):
+    def __init__(
+        self, label: str, chain_id: int, lie: Callable[[str, int], int] | None = None
+    ) -> None:
         self.label, self.chain_id = label, chain_id
         self.lie = lie or (lambda _m, honest: honest)
         self.oracle_calls: list[bytes] = []
@@ -73,6 +75,12 @@ def deflate(_method: str, _honest: int) -> int:
     return 0
 
 
+def three(name: str, *lies: Callable[[str, int], int]) -> list[Scripted]:
+    """rpc#0 honest, then one endpoint per ``lies``."""
+    chain_id = chain_profile(name).chain_id
+    return [Scripted(f"rpc#{i}", chain_id, lie) for i, lie in enumerate((None, *lies))]
+
+
 def plan(tmp_path: Path, name: str, eps: list[Scripted], cap_eth: int = 100) -> tuple[dict, str]:
     lines: list[str] = []
     chain = Chain(eps, quorum=2)  # type: ignore[arg-type]
@@ -98,9 +106,8 @@ def plan(tmp_path: Path, name: str, eps: list[Scripted], cap_eth: int = 100) -> 
 def test_op_stack_plan_adds_the_agreed_l1_fee_per_reading_and_per_transfer(
     tmp_path: Path,
 ) -> None:
-    chain_id = chain_profile("base").chain_id
-    honest = Scripted("rpc#0", chain_id)
-    eps = [honest, Scripted("rpc#1", chain_id, inflate), Scripted("rpc#2", chain_id, deflate)]
+    eps = three("base", inflate, deflate)
+    honest = eps[0]
     report, text = plan(tmp_path, "base", eps)
     post, transfer = honest.oracle_calls  # signed samples: one reading's post, one transfer
     assert post[0] == 2 and transfer[0] == 2 and len(post) > len(transfer) + 100  # type-2 txs
@@ -120,12 +127,7 @@ def test_op_stack_plan_adds_the_agreed_l1_fee_per_reading_and_per_transfer(
 
 
 def test_arbitrum_plan_buys_the_l1_component_with_gas(tmp_path: Path) -> None:
-    chain_id = chain_profile("arbitrum").chain_id
-    eps = [
-        Scripted("rpc#0", chain_id),
-        Scripted("rpc#1", chain_id, inflate),
-        Scripted("rpc#2", chain_id, deflate),
-    ]
+    eps = three("arbitrum", inflate, deflate)
     report, text = plan(tmp_path, "arbitrum", eps)
     assert report["l1_fee_per_reading_wei"] == L1_GAS * PRICE
     assert report["l1_fee_per_transfer_wei"] == 0  # inside the transfer's gas instead
@@ -137,12 +139,7 @@ def test_arbitrum_plan_buys_the_l1_component_with_gas(tmp_path: Path) -> None:
 
 
 def test_a_lying_majority_meets_the_hard_cap(tmp_path: Path) -> None:
-    chain_id = chain_profile("base").chain_id
-    eps = [
-        Scripted("rpc#0", chain_id),
-        Scripted("rpc#1", chain_id, inflate),
-        Scripted("rpc#2", chain_id, inflate),
-    ]
+    eps = three("base", inflate, inflate)
     with pytest.raises(PolicyError, match="above the cap"):
         plan(tmp_path, "base", eps, cap_eth=1)  # the honest plan: ~0.06 ETH
 

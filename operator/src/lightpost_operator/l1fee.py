@@ -29,9 +29,9 @@ from lightpost.core.inbox import INBOX_ADDRESS
 from lightpost.core.keys import PrivateKey
 from lightpost.core.quorum import quorum_fee, report
 from lightpost.core.rpcfields import parse_data
-from lightpost.core.tx import DynamicFeeTx, sign_transaction
 from lightpost.errors import ChainProcessError, DecodingError
 from lightpost.node.chain import Chain, parse_quantity
+from lightpost_operator.wallet import sign_operator_tx
 
 __all__ = [
     "GAS_PRICE_ORACLE",
@@ -106,21 +106,6 @@ def sample_post(*, mode: str, inbox: bytes | None, own: bytes) -> tuple[bytes, b
     return to or own, data
 
 
-def _signed_sample(chain_id: int, to: bytes, data: bytes, value: int, quote: FeeQuote) -> bytes:
-    """A signed type-2 transaction of the planned size, by a throwaway key (never sent)."""
-    tx = DynamicFeeTx(
-        chain_id=chain_id,
-        nonce=1,
-        max_priority_fee_per_gas=quote.max_priority_fee_per_gas,
-        max_fee_per_gas=quote.max_fee_per_gas,
-        gas=quote.gas_limit,
-        to=to,
-        value=value,
-        data=data,
-    )
-    return sign_transaction(tx, PrivateKey.generate(os.urandom)).raw
-
-
 def l1_fee_wei(
     chain: Chain,
     family: str,
@@ -135,7 +120,11 @@ def l1_fee_wei(
     """The L1 data fee of one such transaction in wei, agreed: OP-stack ``getL1Fee`` x
     L1_FEE_MULTIPLIER; Arbitrum the L1 component in gas x ``gas_price``; other chains 0."""
     if family == "op-stack":
-        raw = _signed_sample(chain_id, to, data, value, quote)
+        # a signed sample of the planned size, by a throwaway key (never sent)
+        sample = PrivateKey.generate(os.urandom)
+        raw = sign_operator_tx(
+            chain, chain_id, sample, nonce=1, to=to, data=data, value=value, quote=quote
+        ).raw
         ask = call_data("getL1Fee(bytes)", data=raw)
         call = {"to": "0x" + GAS_PRICE_ORACLE.hex(), "data": "0x" + ask.hex()}
         return L1_FEE_MULTIPLIER * agreed(chain, "eth_call", [call, "latest"], "L1 data fee")
