@@ -1,8 +1,9 @@
 """What an L2 charges for posting a transaction's data to L1, asked of every endpoint.
 
-- OP-stack: the L1 data fee is charged in wei outside gas; the GasPriceOracle predeploy
+- OP-stack: the L1 data fee is charged in wei on top of the execution gas fee, beside the gas
+  limit (docs.optimism.io transaction fees and estimates); the GasPriceOracle predeploy
   ``0x420000000000000000000000000000000000000F`` answers ``getL1Fee(bytes)`` for a signed
-  transaction's bytes (specs.optimism.io predeploys; op-geth's own figure since Fjord).
+  transaction's bytes (optimism contracts-bedrock src/L2/GasPriceOracle.sol).
 - Arbitrum: the L1 component is bought with gas: gas limit = L2 gas + L1 cost / L2 gas price;
   NodeInterface (``0xc8``, RPC only) answers ``gasEstimateL1Component(to, contractCreation, data)``
   with the L1 part in L2 gas, and eth_estimateGas includes it
