@@ -142,7 +142,6 @@ def test_fleet_provision_funds_within_the_cap_and_refuses_above_it(
     wrong = lp("fleet", "provision", "--chain", "base", "--dir", str(tmp_path / "fleet"),
                "--devices", "1", "--funder-keystore", str(tmp_path / "funder.json"),
                "--readings-per-day", "1", "--days", "1", "--cap-eth", "1", "--yes",
-               "--transfer-overhead-wei", "0",  # required on an L2 (test_small_fixes.py)
                env={"LIGHTPOST_ENDPOINTS": url})  # fmt: skip
     assert wrong.returncode == 1
     assert "endpoints serve chain id 31337, not 'base' (8453)" in wrong.stderr
@@ -161,6 +160,8 @@ def test_fleet_provision_funds_within_the_cap_and_refuses_above_it(
     assert dry.returncode == 0, dry.stderr
     plan: dict[str, Any] = json.loads(dry.stdout)
     assert plan["target_wei"] == target and plan["sent"] == []
+    assert plan["l1_fee_per_reading_wei"] == plan["l1_fee_per_transfer_wei"] == 0  # an L1
+    assert plan["transfer_gas_limit"] == 21_000
     assert [d["address"] for d in plan["devices"]] == addresses
     assert plan["total_wei"] <= 15 * 10**18
     assert [balance(url, a) for a in addresses] == [0, 0, 0]  # without --yes: nothing sent

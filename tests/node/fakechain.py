@@ -296,6 +296,13 @@ class FakeEndpoint:
             return max(0, self.net.head - FINALITY_LAG)
         return int(tag, 16)
 
+    def _block(self, ref: str) -> Block | None:
+        """The block a number, tag or (66-character) block hash names; None: not here."""
+        if len(ref) == 66:
+            return next((b for b in self.net.blocks if _h(b.hash) == ref), None)
+        height = self._height(ref)
+        return self.net.blocks[height] if height <= self.net.head else None
+
     def call(self, method: str, params: Sequence[Any]) -> Any:
         self.calls.append(method)
         if self.down:
@@ -316,8 +323,8 @@ class FakeEndpoint:
             full = len(params) > 1 and params[1] is True
             return block_json(net.blocks[height], full) if height <= net.head else None
         if method == "eth_getBlockReceipts":
-            height = self._height(params[0])
-            return receipts_json(net.blocks[height]) if height <= net.head else None
+            block = self._block(params[0])
+            return None if block is None else receipts_json(block)
         if method == "eth_getTransactionCount":
             address = bytes.fromhex(params[0][2:])
             height = self._height(params[1])

@@ -72,7 +72,8 @@ class Node(FakeEndpoint):
         if method in self.fail:
             raise self.fail[method]
         if method == RAW_RECEIPTS:
-            block = self.net.blocks[int(params[0], 16)]
+            block = self._block(params[0])
+            assert block is not None
             return ["0x" + encode_receipt(r).hex() for r in block.receipts()]
         return super()._answer(method, params)
 
@@ -335,3 +336,66 @@ def test_an_empty_block_needs_no_per_transaction_call(net: FakeNet) -> None:
     assert found is not None and found[0].receipts == ()
     assert node.calls == [BLOCK_RECEIPTS]
     assert support.known("rpc#0") == {BLOCK_RECEIPTS: False}  # nothing learned without asking
+
+
+class RawOnly:
+    """Serves only debug_getRawReceipts: the recorded receipts of a real block."""
+
+    def __init__(self, raws: list[bytes]) -> None:
+        self.label = "rpc#0"
+        self.raws = raws
+
+    def call(self, method: str, params: Sequence[Any]) -> Any:
+        if method != RAW_RECEIPTS:
+            raise MethodNotSupported(self.label, f"the method {method} does not exist", -32601)
+        return ["0x" + r.hex() for r in self.raws]
+
+
+def test_pre_byzantium_receipts_rebuilt_from_raw_forms_are_not_failures() -> None:
+    """execution-apis block 3 (Frontier rules): its receipts carry a post-state root, no status.
+    Rebuilt for callers they give the root as eth_getTransactionReceipt does, never
+    ``"status": "0x0"`` (before: every pre-Byzantium success read as failed)."""
+    from lightpost.core.hashing import keccak256
+    from lightpost.core.header import decode_header
+    from lightpost.core.tx import decode_transaction
+    from tests.core.chaindata import ROOTS_DIRS, raw_block, raw_receipts
+
+    header_rlp, txs = raw_block(ROOTS_DIRS[0])
+    block = ProvenBlock(
+        header=decode_header(header_rlp),
+        hash=keccak256(header_rlp),
+        transactions=tuple(decode_transaction(t) for t in txs),
+    )
+    raws = raw_receipts(ROOTS_DIRS[0])
+    found = prove_receipts_in_turn([RawOnly(raws)], block, MethodSupport(), lambda *_: None)
+    assert found is not None
+    proven, objs, _ = found
+    assert len(objs) == 3 and all(r.status is None for r in proven.receipts)
+    for obj, receipt in zip(objs, proven.receipts, strict=True):
+        assert "status" not in obj
+        assert obj["root"] == "0x" + (receipt.post_state or b"").hex()
+
+
+def test_block_receipts_are_asked_by_the_proven_block_hash(net: FakeNet) -> None:
+    """An endpoint on another fork has other receipts at the same height, without a blockHash
+    field: asked by the proven block's hash, it has no answer (not blamed); before, asked by
+    number, its honest answer about its own block failed the root and it was named a liar."""
+    ours = net.blocks[1]
+
+    def forked(method: str, params: Sequence[Any], answer: Any) -> Any:
+        if method not in (BLOCK_RECEIPTS, RAW_RECEIPTS):
+            return answer
+        if params[0] == "0x" + ours.hash.hex():
+            return None  # our block is not on its fork
+        if method == RAW_RECEIPTS:
+            return answer[:1]
+        return [  # its own block at height 1: other receipts, no blockHash field
+            {k: v for k, v in r.items() if k != "blockHash"} | {"cumulativeGasUsed": "0x1"}
+            for r in answer
+        ]
+
+    fork = Node("rpc#0", net, serves=frozenset({BLOCK_RECEIPTS, RAW_RECEIPTS}), hook=forked)
+    found, blamed, reasons, _ = _run([fork, Node("rpc#1", net)], net)
+    assert found is not None and found[2] == "rpc#1"
+    assert blamed == {}
+    assert reasons == {"rpc#0": "eth_getBlockReceipts: no answer for block 1"}

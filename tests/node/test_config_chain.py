@@ -150,3 +150,28 @@ def test_the_profile_sets_the_receivers_log_page(tmp_path: Path) -> None:
     head = block.header.number
     assert head >= 2  # several pages
     assert {(lo, hi) for lo, hi in asked} == {(n, n) for n in range(head + 1)}
+
+
+def test_the_gas_limit_source_and_ceiling_come_from_the_profile_and_the_config() -> None:
+    from lightpost.node.sender_settings import SenderSettings
+
+    arb = SenderSettings.from_config(parse(chain="arbitrum"))
+    assert (arb.gas_limit_source, arb.max_gas_limit) == ("estimate", 2**24)
+    assert SenderSettings.from_config(parse(chain="base")).gas_limit_source == "local"
+    over = parse(chain="base", profile={"gas_limit_source": "estimate", "max_gas_limit": 500_000})
+    assert (over.profile.gas_limit_source, over.profile.max_gas_limit) == ("estimate", 500_000)
+
+
+@pytest.mark.parametrize(
+    ("profile", "needle"),
+    [
+        ({"gas_limit_source": "guess"}, "profile.gas_limit_source must be one of"),
+        ({"max_gas_limit": 20_999}, "profile.max_gas_limit must be in [21000, 16777216]"),
+        ({"max_gas_limit": 2**24 + 1}, "profile.max_gas_limit must be in"),
+        ({"max_gas_limit": "1e6"}, "`max_gas_limit` must be a non-negative integer"),
+    ],
+)
+def test_a_bad_gas_limit_setting_is_one_clear_line(profile: dict[str, Any], needle: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse(chain="arbitrum", profile=profile)
+    assert needle in str(err.value)

@@ -20,17 +20,22 @@ from typing import Any
 
 from lightpost.adapters.rpc import Endpoint
 from lightpost.core.diagnosis import Cap, Finding, endpoint_failures, failure_text, needs
+from lightpost.core.gas import TX_BASE_GAS
+from lightpost.core.rpcfields import parse_quantity
 from lightpost.errors import LightpostError
 from lightpost.node.config import VERIFICATION_LEVELS, DeviceConfig, load_config
-from lightpost.node.probe import Probe, logs, probe_endpoint, proof_at, receives
+from lightpost.node.probe import Probe, ask, logs, probe_endpoint, proof_at, receives
 from lightpost.node.receiver_channel import LOG_PAGE_BLOCKS
 from lightpost.node.runtime import build_endpoints, chain_format, keystore_address
 
 __all__ = [
     "DOCTOR_RPC_TIMEOUT_S",
+    "ESTIMATE_FIX",
     "STATE_DEPTHS",
     "cmd_doctor",
     "diagnose",
+    "estimate_finding",
+    "estimates",
     "logs_caps",
     "render",
     "state_finding",
@@ -47,6 +52,12 @@ MARK = {True: "ok", False: "FAIL", None: "-"}
 STATE_DEPTHS = (128, 1024, 100_000)
 """Blocks below final eth_getProof is tried at: geth's full-node state window (128), then deeper
 (an archive node serves all)."""
+
+ESTIMATE_FIX = (
+    "use endpoints that serve eth_estimateGas: on this chain the gas limit must also buy the L1 "
+    'data component; [profile] gas_limit_source = "local" only where gas has none'
+)
+"""What to do when an endpoint cannot estimate gas on a chain whose profile needs it."""
 
 _LIMIT_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"more than ([0-9][0-9,]*k?) (?:results|logs)"), "results"),
@@ -115,6 +126,27 @@ def verdict(failures: Mapping[str, Sequence[Finding]], quorum: int) -> tuple[boo
     )
 
 
+def estimates(config: DeviceConfig) -> bool:
+    """Whether the config's sender finds its gas limit by eth_estimateGas (core.gas)."""
+    return config.profile is not None and config.profile.gas_limit_source == "estimate"
+
+
+def estimate_finding(answer: object) -> Finding:
+    """eth_estimateGas of a plain self-transfer: a quantity >= 21,000 (above it: the chain's L1
+    component, as on Arbitrum), else the reason and the fix."""
+    try:
+        gas = parse_quantity(answer, "gas estimate")
+    except LightpostError as exc:
+        why = failure_text(answer if isinstance(answer, LightpostError) or answer is None else exc)
+        return Finding(cap=Cap.ESTIMATE, ok=False, detail=why, fix=ESTIMATE_FIX)
+    if gas < TX_BASE_GAS:
+        return Finding(
+            cap=Cap.ESTIMATE, ok=False, detail=f"{gas} gas, below 21000", fix=ESTIMATE_FIX
+        )
+    extra = f" ({gas - TX_BASE_GAS} above intrinsic: the L1 component)" if gas > TX_BASE_GAS else ""
+    return Finding(cap=Cap.ESTIMATE, ok=True, detail=f"{gas} gas for a transfer{extra}")
+
+
 def examine(ep: Endpoint, config: DeviceConfig, address: bytes) -> Probe:
     """node.probe's findings, and what only the doctor asks: state history, stated log caps."""
     inbox = config.inbox if config.mode == "channel" else None
@@ -143,6 +175,9 @@ def examine(ep: Endpoint, config: DeviceConfig, address: bytes) -> Probe:
         if depths[-1][1] is not None:
             break
     findings.append(state_finding(depths))
+    if estimates(config):
+        transfer = {"from": "0x" + address.hex(), "to": "0x" + address.hex()}
+        findings.append(estimate_finding(ask(ep, "eth_estimateGas", [transfer])))
     return dataclasses.replace(probe, findings=tuple(findings))
 
 
@@ -166,7 +201,7 @@ def diagnose(config: DeviceConfig, level: str, probes: list[Probe]) -> dict[str,
         level=level,
         finality_depth=config.finality_depth,
         receives=receives(config),
-    )
+    ) | ({Cap.ESTIMATE} if estimates(config) else set())
     failures = {p.label: endpoint_failures(p.findings, need) for p in probes}
     ok, line = verdict(failures, config.quorum)
     return {

@@ -16,8 +16,11 @@ Theory of operation:
    Transfers carry the very fee cap the plan priced, go to every endpoint, and are waited for
    until their receipt is proven in a quorum-agreed block (:meth:`Chain.wait_receipt`).
 
-Not modelled: an L2's L1 data fee (OP-stack) or L1 gas component (Arbitrum); give the measured
-figure per transfer with ``--transfer-overhead-wei`` and per reading with ``--gas-per-reading``.
+On an L2 the plan adds what posting the data to L1 costs (lightpost_operator.l1fee, agreed by a
+majority of the endpoints): per reading and per transfer the OP-stack GasPriceOracle's getL1Fee of
+a signed sample of that size; on Arbitrum the NodeInterface's L1 component per reading, and the
+transfers' gas limit by eth_estimateGas (core.gas.estimated_gas_limit). ``--transfer-overhead-wei``
+adds a measured figure of your own per transfer.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import base64
 import json
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -50,6 +53,7 @@ from lightpost.errors import ChainProcessError, ConfigError, KeystoreError, Node
 from lightpost.node.chain import Chain, parse_quantity
 from lightpost.node.config import is_minority_quorum
 from lightpost_operator.key_cmd import ask_password, write_new_private
+from lightpost_operator.l1fee import estimated_transfer_gas, l1_fee_wei, sample_post
 from lightpost_operator.provision import (
     SubParsers,
     add_endpoint_args,
@@ -107,19 +111,22 @@ def device_budget_wei(
     gas_per_reading: int,
     gas_price: int,
     first_post_gas: int = FIRST_POST_EXTRA_GAS,
+    l1_fee_per_reading: int = 0,
 ) -> int:
     """What one device spends in ``days`` at its reading rate: every reading's gas plus the first
-    post's one-time extra, at ``gas_price`` wei per gas."""
+    post's one-time extra, at ``gas_price`` wei per gas, plus every reading's L1 data fee (wei)."""
     for name, value in (
         ("readings per day", readings_per_day),
         ("days", days),
         ("gas per reading", gas_per_reading),
         ("gas price", gas_price),
         ("first post gas", first_post_gas),
+        ("L1 fee per reading", l1_fee_per_reading),
     ):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise PolicyError("invalid-input", f"{name} must be a non-negative integer")
-    return (readings_per_day * days * gas_per_reading + first_post_gas) * gas_price
+    readings = readings_per_day * days
+    return (readings * gas_per_reading + first_post_gas) * gas_price + readings * l1_fee_per_reading
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -230,7 +237,9 @@ def add_fleet(sub: SubParsers) -> str:
     prov.add_argument("--gas-per-reading", type=int, default=GAS_PER_READING)
     prov.add_argument("--gas-price-gwei", help="default: 2 x base fee + 1 gwei tip, as devices pay")
     prov.add_argument(
-        "--transfer-overhead-wei", type=int, help="e.g. an L1 data fee (required on an L2)"
+        "--transfer-overhead-wei",
+        type=int,
+        help="a measured extra per transfer (the L1 data fee is asked of the endpoints)",
     )
     prov.add_argument("--devnet", action="store_true", help="light scrypt for the device keys")
     prov.add_argument("--yes", action="store_true", help="send: without it, only the plan")
@@ -244,11 +253,8 @@ def cmd_fleet(args: argparse.Namespace) -> int:
     if args.devices < 1:
         raise ConfigError("--devices must be at least 1")
     overhead = args.transfer_overhead_wei
-    if overhead is None and profile.family != "ethereum":
-        raise ConfigError(
-            f"fleet provision on {profile.name} ({profile.family}): the L1 data fee is not "
-            "modelled; measure one transfer's total fee there and give --transfer-overhead-wei"
-        )
+    if overhead is not None and overhead < 0:
+        raise ConfigError("--transfer-overhead-wei must be a non-negative integer")
     quorum = args.quorum or len(endpoints) // 2 + 1
     if not 1 <= quorum <= len(endpoints) or is_minority_quorum(quorum, len(endpoints)):
         raise ConfigError(f"--quorum must be a majority of the {len(endpoints)} endpoint(s)")
@@ -346,17 +352,53 @@ def provision_fleet(
     if not isinstance(quote, FeeQuote):
         raise ChainProcessError(f"cannot price the funding transfers now: {quote.reason}")
     price = quote.max_fee_per_gas if gas_price is None else gas_price
+    device = next(iter(addresses.values()))
+    to, data = sample_post(mode=mode, inbox=inbox, own=device)
+    l1_reading = l1_fee_wei(
+        chain,
+        profile.family,
+        chain_id=served,
+        to=to,
+        data=data,
+        value=0,
+        quote=quote,
+        gas_price=price,
+    )
     target = device_budget_wei(
         readings_per_day=readings_per_day,
         days=days,
         gas_per_reading=gas_per_reading,
         gas_price=price,
+        l1_fee_per_reading=l1_reading,
     )
+    l1_transfer = 0
+    if profile.gas_limit_source == "estimate":  # the gas limit buys the L1 data (Arbitrum)
+        gas = estimated_transfer_gas(
+            chain,
+            sender=funder.address,
+            to=device,
+            local=quote.gas_limit,
+            ceiling=profile.max_gas_limit,
+        )
+        quote = replace(quote, gas_limit=gas)
+    else:  # OP-stack: charged in wei beside gas (0 on an L1)
+        l1_transfer = l1_fee_wei(
+            chain,
+            profile.family,
+            chain_id=served,
+            to=device,
+            data=b"",
+            value=target,
+            quote=quote,
+            gas_price=price,
+        )
     balances = {name: chain.balance(address) for name, address in addresses.items()}
     plan = plan_funding(
         balances,
         target_wei=target,
-        transfer_cost_wei=quote.gas_limit * quote.max_fee_per_gas + transfer_overhead_wei,
+        transfer_cost_wei=quote.gas_limit * quote.max_fee_per_gas
+        + l1_transfer
+        + transfer_overhead_wei,
         cap_wei=cap_wei,
     )
     report: dict[str, Any] = {
@@ -364,6 +406,9 @@ def provision_fleet(
         "chain_id": profile.chain_id,
         "gas_per_reading": gas_per_reading,
         "gas_price_wei": price,
+        "l1_fee_per_reading_wei": l1_reading,
+        "l1_fee_per_transfer_wei": l1_transfer,
+        "transfer_gas_limit": quote.gas_limit,
         "target_wei": plan.target_wei,
         "devices": [
             {
@@ -384,6 +429,12 @@ def provision_fleet(
         f"{readings_per_day} readings/day for {days} days at {gas_per_reading:,} gas per reading "
         f"(+{FIRST_POST_EXTRA_GAS:,} once) at {format_ether(price, GWEI)} gwei per gas"
     )
+    if profile.family != "ethereum":
+        log(
+            f"  L1 data ({profile.family}, agreed by the endpoints): "
+            f"{format_ether(l1_reading)} ETH per reading, {format_ether(l1_transfer)} ETH per "
+            f"transfer beside gas, {quote.gas_limit:,} gas per transfer"
+        )
     log(f"  target per device: {format_ether(target)} ETH")
     for d in report["devices"]:
         what = f"send {format_ether(d['topup_wei'])} ETH" if d["topup_wei"] else "funded"

@@ -51,6 +51,7 @@ class Cap(enum.StrEnum):
     PROOF = "eth_getProof at final"
     STATE = "state history"
     LOGS = "eth_getLogs"
+    ESTIMATE = "eth_estimateGas"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

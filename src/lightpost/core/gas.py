@@ -13,11 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from lightpost.core.quorum import quorum_fee
+
 __all__ = [
     "ACCESS_LIST_ADDRESS_GAS",
     "ACCESS_LIST_STORAGE_KEY_GAS",
     "CREATE_GAS",
+    "ESTIMATE_MARGIN_PERCENT",
     "FLOOR_GAS_PER_TOKEN",
+    "GAS_LIMIT_SOURCES",
     "INITCODE_WORD_GAS",
     "NONZERO_BYTE_TOKENS",
     "STANDARD_GAS_PER_TOKEN",
@@ -26,6 +30,7 @@ __all__ = [
     "TX_GAS_LIMIT_CAP",
     "TX_SIZE_OVERHEAD_BYTES",
     "calldata_tokens",
+    "estimated_gas_limit",
     "floor_gas",
     "gas_used",
     "intrinsic_gas",
@@ -127,3 +132,24 @@ def max_payload_bytes(
     by_std = max(0, budget - execution_gas_fixed) // per_byte_std
     by_size = max(0, max_tx_bytes - TX_SIZE_OVERHEAD_BYTES)
     return max(0, min(by_floor, by_std, by_size))
+
+
+GAS_LIMIT_SOURCES = ("local", "estimate")
+"""``local``: computed here (OP-stack's L1 fee is outside gas); ``estimate``: eth_estimateGas."""
+
+ESTIMATE_MARGIN_PERCENT = 25
+"""Margin on the agreed estimate: the L1 price moves before inclusion (unused gas is refunded)."""
+
+
+def estimated_gas_limit(estimates: Sequence[int], *, k: int, local: int, ceiling: int) -> int | str:
+    """The gas limit from eth_estimateGas answers, or why to wait. Arbitrum's gas also buys the L1
+    data: L2 gas + L1 cost / L2 gas price, in eth_estimateGas (developer.arbitrum.io/devs-how-tos/
+    how-to-estimate-gas). The majority-reached answer (no minority bends it) + margin, never below
+    ``local``; above ``ceiling``: refused."""
+    agreed = quorum_fee(estimates, k)
+    if agreed is None:
+        return f"gas limit: {len(estimates)} endpoint(s) answered eth_estimateGas, {k} needed"
+    if agreed > ceiling:
+        return f"gas limit: the estimate {agreed} is above the ceiling {ceiling} (max_gas_limit)"
+    padded = -(-agreed * (100 + ESTIMATE_MARGIN_PERCENT) // 100)
+    return max(local, min(ceiling, padded))

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from lightpost.core.gas import TX_GAS_LIMIT_CAP
 from lightpost.errors import ConfigError
 
 # Sources (checked 2026-11-29): Ethereum mainnet 12 s slots (ethereum.org); Sepolia 11155111
@@ -69,6 +70,10 @@ class ChainProfile:
     header_extra_fields: frozenset[str] = frozenset()
     logs_block_range: int = DEFAULT_LOGS_BLOCK_RANGE
     devnet: bool = False
+    gas_limit_source: str = "local"
+    """core.gas.GAS_LIMIT_SOURCES ("estimate": gas buys the L1 data too)."""
+    max_gas_limit: int = TX_GAS_LIMIT_CAP
+    """Ceiling on an estimated gas limit (all a lying majority can make us reserve)."""
 
 
 def _op(name: str, chain_id: int) -> ChainProfile:
@@ -90,6 +95,7 @@ def _arb(name: str, chain_id: int) -> ChainProfile:
         tx_types=ARBITRUM_TX_TYPES,
         header_extra_fields=ARBITRUM_HEADER_FIELDS,
         logs_block_range=10_000,  # ~40 min of 250 ms blocks; blocks are small
+        gas_limit_source="estimate",
     )
 
 

@@ -123,7 +123,8 @@ def _ask(
             ):
                 raise ProofError("receipt", f"{what} is not transaction {i} of the proven block")
     else:
-        answer = ep.call(method, [hex(block.number)])
+        # by hash: an endpoint on another fork has no answer (by number: an honest mismatch)
+        answer = ep.call(method, ["0x" + block.hash.hex()])
         if answer is None:
             return None
         items = get_list(answer, method)
@@ -143,7 +144,16 @@ def _ask(
     if method == RAW_RECEIPTS:  # the fields callers read, from the proven receipts
         used = [0, *(r.cumulative_gas_used for r in receipts)]
         items = [
-            {"transactionHash": "0x" + h.hex(), "status": hex(r.status or 0), "gasUsed": hex(b - a)}
+            {
+                "transactionHash": "0x" + h.hex(),
+                # pre-Byzantium: a root, no status
+                **(
+                    {"root": "0x" + r.post_state.hex()}
+                    if r.post_state
+                    else {"status": hex(r.status or 0)}
+                ),
+                "gasUsed": hex(b - a),
+            }
             for h, r, a, b in zip(hashes, receipts, used, used[1:], strict=False)
         ]
     return receipts, list(items)

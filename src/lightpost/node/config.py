@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from lightpost.core.envelope import MIN_POST_BYTES
+from lightpost.core.gas import GAS_LIMIT_SOURCES, TX_BASE_GAS, TX_GAS_LIMIT_CAP
 from lightpost.core.inbox import INBOX_ADDRESS
 from lightpost.core.keys import parse_address
 from lightpost.core.keystore import SCRYPT_MAX_MEMORY
@@ -89,7 +90,16 @@ FEES_KEYS = frozenset(
 SEND_KEYS = frozenset({"batch_bytes", "max_delay_s"})
 """Every key of the [send] table."""
 
-PROFILE_KEYS = frozenset({"block_time_s", "tx_types", "header_extra_fields", "logs_block_range"})
+PROFILE_KEYS = frozenset(
+    {
+        "block_time_s",
+        "tx_types",
+        "header_extra_fields",
+        "logs_block_range",
+        "gas_limit_source",
+        "max_gas_limit",
+    }
+)
 """Every key of the [profile] table: overrides of the chain profile (lightpost.core.profiles)."""
 
 VERIFICATION_LEVELS = ("signed", "included", "final", "complete")
@@ -340,7 +350,15 @@ def _profile(raw: Mapping[str, Any]) -> ChainProfile:
     )
     if not (profile.block_time_s and profile.logs_block_range):
         raise ConfigError("config: profile.block_time_s and profile.logs_block_range must be > 0")
-    return profile
+    source = over.get("gas_limit_source", base.gas_limit_source)
+    if source not in GAS_LIMIT_SOURCES:
+        raise ConfigError(f"config: profile.gas_limit_source must be one of {GAS_LIMIT_SOURCES}")
+    ceiling = _positive(over, "max_gas_limit", base.max_gas_limit)
+    if not TX_BASE_GAS <= ceiling <= TX_GAS_LIMIT_CAP:
+        raise ConfigError(
+            f"config: profile.max_gas_limit must be in [{TX_BASE_GAS}, {TX_GAS_LIMIT_CAP}]"
+        )
+    return replace(profile, gas_limit_source=source, max_gas_limit=ceiling)
 
 
 def _is_byte(value: Any) -> bool:

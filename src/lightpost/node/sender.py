@@ -11,6 +11,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 from lightpost.adapters.store import Store
@@ -29,6 +30,7 @@ from lightpost.core.batching import (
 from lightpost.core.diagnosis import seq_restart_warning
 from lightpost.core.envelope import ContentType
 from lightpost.core.fees import FeeQuote, Hold, bump
+from lightpost.core.gas import estimated_gas_limit
 from lightpost.core.keys import PrivateKey, to_checksum_address
 from lightpost.core.outbox import AfterBroadcast, State, Transaction, after_broadcast
 from lightpost.core.tx import DynamicFeeTx, SignedTransaction, decode_transaction, sign_transaction
@@ -255,7 +257,7 @@ class Sender:
 
     def _fill_gap(self, gap: int, now: float, result: StepResult) -> None:
         """Sign a zero-value self-transfer at a nonce no stored transaction holds."""
-        quote = self._quote(b"", 0)
+        quote = self._quote(self.address, b"", 0)
         if isinstance(quote, Hold):
             raise _HoldSignal(quote.reason)
         signed = self._sign(gap, self.address, b"", quote)
@@ -394,10 +396,26 @@ class Sender:
 
     # -- signing ---
 
-    def _quote(self, data: bytes, execution_gas: int) -> FeeQuote | Hold:
+    def _quote(self, to: bytes | None, data: bytes, execution_gas: int) -> FeeQuote | Hold:
         if self.base_fee is None:
             return Hold("base fee unknown (no endpoint answered)")
-        return self.settings.policy.quote(data, execution_gas, self.base_fee)
+        quote = self.settings.policy.quote(data, execution_gas, self.base_fee)
+        if isinstance(quote, Hold) or self.settings.gas_limit_source != "estimate":
+            return quote
+        # gas buys the L1 data too (core.gas.estimated_gas_limit)
+        call = {"from": "0x" + self.address.hex(), "data": "0x" + data.hex()}
+        if to is not None:
+            call["to"] = "0x" + to.hex()
+        answers = self.chain.ask_each(
+            "eth_estimateGas", [call], lambda v: parse_quantity(v, "gas estimate")
+        )
+        limit = estimated_gas_limit(
+            [v for v in answers.values() if isinstance(v, int)],
+            k=self.chain.quorum,
+            local=quote.gas_limit,
+            ceiling=self.settings.max_gas_limit,
+        )
+        return _GasWait(limit) if isinstance(limit, str) else replace(quote, gas_limit=limit)
 
     def _sign(
         self, nonce: int, to: bytes | None, data: bytes, quote: FeeQuote
@@ -457,7 +475,11 @@ class Sender:
                 inbox=self.settings.inbox if channel_mode else None,
                 own_address=self.address,
             )
-            quote = self._quote(data, execution)
+            quote = self._quote(to, data, execution)
+            if isinstance(quote, _GasWait):  # stays queued (no hold/release churn)
+                self.problems["gas limit"] = quote.reason
+                break
+            self.problems.pop("gas limit", None)
             cost = 0 if isinstance(quote, Hold) else quote.max_cost
             gate, _why = sign_gate(
                 post_conditions(
@@ -536,6 +558,10 @@ class Sender:
             if state is State.FINAL:
                 del self._last_sent[tx_id]
                 self._bumped_at.pop(tx_id, None)
+
+
+class _GasWait(Hold):
+    """Internal: no gas limit now."""
 
 
 class _HoldSignal(LightpostError):

@@ -10,6 +10,7 @@ from lightpost.core import nonce as nonce_rules
 from lightpost.core.envelope import DIRECT_CHANNEL_NAME, MIN_POST_BYTES
 from lightpost.core.envelope import Message as EnvelopeMessage
 from lightpost.core.fees import Eip1559FeePolicy, FeePolicy, FixedFeePolicy, max_payload_for
+from lightpost.core.gas import TX_GAS_LIMIT_CAP
 from lightpost.core.inbox import INBOX_EXECUTION_GAS_FIRST_POST, INBOX_EXECUTION_GAS_PER_BYTE
 from lightpost.core.profiles import DEFAULT_LOGS_BLOCK_RANGE
 from lightpost.errors import ConfigError
@@ -80,6 +81,8 @@ class SenderSettings:
     prune_after_s: float = PRUNE_AFTER_S
     max_in_flight: int = MAX_IN_FLIGHT
     logs_block_range: int = DEFAULT_LOGS_BLOCK_RANGE
+    gas_limit_source: str = "local"
+    max_gas_limit: int = TX_GAS_LIMIT_CAP
 
     def __post_init__(self) -> None:
         if self.mode not in ("channel", "direct"):
@@ -101,6 +104,8 @@ class SenderSettings:
         }
         if config.profile is not None:
             values["logs_block_range"] = config.profile.logs_block_range
+            values["gas_limit_source"] = config.profile.gas_limit_source
+            values["max_gas_limit"] = config.profile.max_gas_limit
         values.update(overrides)
         return cls(**values)
 
