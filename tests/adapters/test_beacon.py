@@ -116,6 +116,32 @@ def test_honest_source_syncs_to_the_mainnet_head() -> None:
     assert execution is not None and execution.block_number == 17923113
 
 
+def test_head_updates_are_asked_once_a_slot_and_finality_once_an_epoch() -> None:
+    """Every receiver poll (1 s) used to ask both head routes of every endpoint: 633 MB a day
+    at mainnet cadence. Now: nothing at all twice in a slot; finality again only in a new
+    epoch (a missing next-committee update is asked again once a slot, not every poll)."""
+    source = Source("beacon#0", honest_routes())
+    lc, blamed = client(source)
+    lc.start(TRUSTED)
+    lc.sync()
+    assert source.asked[-2:] == ["finality_update", "optimistic_update"]
+    asked = len(source.asked)
+    lc.sync()  # the same slot: nothing new can be signed
+    assert len(source.asked) == asked
+
+    def head(since: int) -> list[str]:
+        return [r for r in source.asked[since:] if not r.startswith("updates?")]
+
+    lc.clock = lambda: NOW + 12  # the next slot, finality already seen this epoch
+    lc.sync()
+    assert head(asked) == ["optimistic_update"]
+    asked = len(source.asked)
+    lc.clock = lambda: NOW + 12 * 32  # the next epoch
+    lc.sync()
+    assert head(asked) == ["finality_update", "optimistic_update"]
+    assert blamed == []
+
+
 def test_a_lying_source_is_refused_by_rule_and_the_honest_one_used() -> None:
     liar, honest = Source("beacon#0", lying_routes()), Source("beacon#1", honest_routes())
     lc, blamed = client(liar, honest)

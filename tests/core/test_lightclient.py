@@ -422,3 +422,23 @@ def test_walk_back_from_a_proven_block(mutate: Callable[[list[Any]], list[Any]],
     else:
         with pytest.raises(ProofError):
             lightclient.walk_back(proven, chosen)
+
+
+FINAL, OPTIMISTIC = "finality_update", "optimistic_update"
+
+
+@pytest.mark.parametrize(
+    ("slot", "finality_seen", "routes"),
+    [
+        (100, None, (FINAL, OPTIMISTIC)),  # first sync: both
+        (101, 100, (OPTIMISTIC,)),  # next slot, finality seen this epoch (3)
+        (127, 96, (OPTIMISTIC,)),  # the epoch's last slot, finality seen at its first
+        (128, 100, (FINAL, OPTIMISTIC)),  # a new epoch (4): finality may have moved
+        (129, 96, (FINAL, OPTIMISTIC)),  # still no finality this epoch: keep asking
+        (130, 129, (OPTIMISTIC,)),  # seen in this epoch: done until the next
+        (101, None, (FINAL, OPTIMISTIC)),  # finality never seen
+    ],
+)
+def test_head_routes(slot: int, finality_seen: int | None, routes: tuple[str, ...]) -> None:
+    got = lightclient.head_routes(beacon.MAINNET, current_slot=slot, finality_seen=finality_seen)
+    assert got == routes

@@ -218,6 +218,8 @@ class Anchor:
         )
         self._final: Proven | None = None
         self._optimistic: Proven | None = None
+        self._synced: Any = None
+        """The light client's store as last synced (a sync that changed nothing returns it)."""
         self._known: dict[str, dict[int, bytes]] = {FINALIZED: {}, OPTIMISTIC: {}}
         self._states: dict[str, dict[int, bytes]] = {FINALIZED: {}, OPTIMISTIC: {}}
         """Proven state roots (the heads', the history hops'): number -> root, per anchor."""
@@ -301,6 +303,9 @@ class Anchor:
         if self.client.store is None:
             self.client.start(self.settings.trusted_root, max_age_slots=self.settings.max_age_slots)
         store = self.client.sync()
+        if store is self._synced:
+            return  # nothing new this slot: no write, and the proven hashes stand
+        self._synced = store
         self.settings.state_file.parent.mkdir(parents=True, exist_ok=True)
         save_state(self.settings.state_file, store)
         final = _proven(store.finalized_header.execution, FINALIZED)

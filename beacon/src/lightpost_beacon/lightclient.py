@@ -421,6 +421,23 @@ def updates_wanted(config: ChainConfig, store: Store, current_slot: int) -> tupl
     return None
 
 
+HEAD_ROUTES: Final = ("finality_update", "optimistic_update")
+"""The beacon API's head routes, in the order they are asked."""
+
+
+def head_routes(
+    config: ChainConfig, *, current_slot: int, finality_seen: int | None
+) -> tuple[str, ...]:
+    """Which head updates to ask for in a new slot: the finality update only in an epoch whose
+    finality is not seen yet (``finality_seen``: the slot at which the finalized header last
+    advanced; finality moves only at epoch boundaries). With one sync a slot at most (the
+    committee signs at most one block a slot), mainnet cadence is 7,200 optimistic and about
+    225-450 finality answers a day, not one of each every receiver poll (docs/benchmarks.md)."""
+    if finality_seen is None or config.epoch_at(current_slot) > config.epoch_at(finality_seen):
+        return HEAD_ROUTES
+    return HEAD_ROUTES[1:]
+
+
 def walk_back(proven_block_hash: bytes, headers: Sequence[BlockHeader]) -> BlockHeader:
     """The last of ``headers`` (newest first), proven by hash links from a block hash the light
     client proved: ``headers[0]`` hashes to it and each is its predecessor's parent."""

@@ -127,6 +127,10 @@ class BeaconLightClient:
         self.store = store
         self.clock = clock
         self.blame = blame
+        self._asked: int | None = None
+        """The slot of the last sync (at most one a slot)."""
+        self._finality_seen: int | None = None
+        """The slot at which the finalized header last advanced."""
 
     def current_slot(self) -> int:
         return self.config.slot_at(int(self.clock()))
@@ -165,6 +169,9 @@ class BeaconLightClient:
         if self.store is None:
             raise StoreError("beacon light client not started")
         now = self.current_slot()
+        if self._asked is not None and now <= self._asked:
+            return self.store  # at most one sync a slot: nothing new can be signed within one
+        finalized = self.store.finalized_header.beacon.slot
         for _ in range(MAX_SYNC_ROUNDS):
             wanted = lightclient.updates_wanted(self.config, self.store, now)
             if wanted is None:
@@ -185,7 +192,10 @@ class BeaconLightClient:
             if store is None or store == before:
                 break
             self.store = store
-        for route in ("finality_update", "optimistic_update"):
+        routes = lightclient.head_routes(
+            self.config, current_slot=now, finality_seen=self._finality_seen
+        )
+        for route in routes:
             for source in self.sources:
                 _ask(
                     [source],
@@ -195,6 +205,9 @@ class BeaconLightClient:
                     self.blame,
                 )
         self.store = lightclient.force_update(self.config, self.store, current_slot=now)
+        self._asked = now
+        if self.store.finalized_header.beacon.slot > finalized:
+            self._finality_seen = now
         return self.store
 
     def _head(self, answer: Any, now: int) -> None:
