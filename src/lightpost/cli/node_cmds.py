@@ -79,6 +79,7 @@ def build_services(
     each delivery printed as a ``receive --json`` line."""
     services: list[Service] = []
     built = None
+    anchor = getattr(sender.chain, "anchor", None)  # one light client per node (trust = beacon)
     if config.agent and config.agent.get("enabled") is not False:  # an [agent] table in use
         try:
             from lightpost_agent.service import AgentService, build_agent, with_command_channel
@@ -89,7 +90,7 @@ def build_services(
         built = build_agent(config, sender, address=sender.address)
     if built is not None:
         agent, policy = built
-        receiver = Receiver(with_command_channel(config, policy), me=sender.address)
+        receiver = Receiver(with_command_channel(config, policy), me=sender.address, anchor=anchor)
         services.append(
             AgentService(
                 agent,
@@ -104,7 +105,7 @@ def build_services(
         )
         _log_line(f"agent: enabled (class {policy.device_class}, min level {policy.min_level})")
     if receive_level is not None:
-        receiver = Receiver(config, me=sender.address)
+        receiver = Receiver(config, me=sender.address, anchor=anchor)
         names = dict(receiver.channel_names)
 
         def emit(item: Delivered | Problem) -> None:
