@@ -87,6 +87,14 @@ class BeaconWorld(World):
         """The device clock, frozen at the moment the world was made."""
         return float(self.started)
 
+    def party(self, name: str) -> Party:
+        """``name`` in-process; a sender on beacon trust reads the beacon API's clock too."""
+        party = super().party(name)
+        anchor = getattr(party.chain, "anchor", None)
+        if anchor is not None:
+            anchor.client.clock = self.clock
+        return party
+
     def receiver_factory(
         self, *, since: int | None = None, tmp: Path | None = None
     ) -> Callable[[DeviceConfig, bytes], Receiver]:
