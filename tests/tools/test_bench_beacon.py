@@ -46,11 +46,12 @@ def test_daily_bytes_at_mainnet_cadence(bench: ModuleType) -> None:
     assert d["updates"]["chain_answers"] == pytest.approx(86_400 / (12 * 32 * 256))
     assert d["bootstrap"]["chain_bytes"] == 0  # once, then the state on disk
     assert d["optimistic_update"]["chain_bytes"] == 7200 * 2_000
-    # lightpost asks both head updates every poll, of every endpoint
-    assert d["finality_update"]["lightpost_answers"] == 86_400
-    assert d["optimistic_update"]["lightpost_bytes"] == 86_400 * 2_000
+    # lightpost syncs at most once a slot, finality once an epoch when finality moves
+    assert d["finality_update"]["lightpost_answers"] == 225
+    assert d["optimistic_update"]["lightpost_bytes"] == 7200 * 2_000
     two = bench.daily_bytes(SIZES, config=MAINNET, poll_s=2.0, endpoints=2)
-    assert two["finality_update"]["lightpost_answers"] == 86_400
+    assert two["finality_update"]["lightpost_answers"] == 2 * 225
+    assert two["optimistic_update"]["lightpost_answers"] == 2 * 7200
     assert two["updates"]["lightpost_answers"] == d["updates"]["lightpost_answers"]
     total = d["total"]["chain_bytes"]
     assert total == sum(d[r]["chain_bytes"] for r in SIZES)
@@ -62,6 +63,17 @@ def test_daily_bytes_follow_the_chain_config(bench: ModuleType) -> None:
     assert d["optimistic_update"]["chain_answers"] == 86_400
     assert d["finality_update"]["chain_answers"] == 86_400 / 8
     assert d["updates"]["chain_answers"] == 86_400 / 64
+
+
+def test_head_asks_follow_the_client_rule(bench: ModuleType) -> None:
+    asks = bench.head_asks_per_day(MAINNET, poll_s=1.0)
+    assert asks == {"finality_update": 225, "optimistic_update": 7200}
+    slow = bench.head_asks_per_day(MAINNET, poll_s=30.0)  # polls slower than slots
+    assert slow["optimistic_update"] == 2880
+    late = bench.head_asks_per_day(MAINNET, poll_s=1.0, finality_after_slots=2)
+    assert late["finality_update"] == 3 * 225  # asked at slots 0, 1 and 2 of each epoch
+    never = bench.head_asks_per_day(MAINNET, poll_s=1.0, finality_after_slots=32)
+    assert never["finality_update"] == 7200  # no finality: asked every slot
 
 
 def test_answer_sizes_are_the_real_mainnet_answers_compacted(bench: ModuleType) -> None:
@@ -103,7 +115,7 @@ def test_render_gives_every_figure_side_by_side(bench: ModuleType) -> None:
     text = bench.render(_result(bench, nodes=True))
     assert "| optimistic update, keys decompressed | 5.2 ms |" in text
     assert "5.0-13.0 ms" in text and "26,673 bytes" in text and "51,303" in text
-    assert "| `finality_update` | 5.0 KB (5.1 KB) | 225.00 | 1.1 MB | 86,400 | 432.0 MB |" in text
+    assert "| `finality_update` | 5.0 KB (5.1 KB) | 225.00 | 1.1 MB | 225 | 1.1 MB |" in text
     assert "| beacon | 30 | 20.0 s | 60.0 MB | 61.0 MB | finality_update 1.00 |" in text
     assert "| quorum | 30 | 20.0 s | 40.0 MB | 61.0 MB | none |" in text
     assert "RECEIVE_INTERVAL_S` = 1 s" in text
