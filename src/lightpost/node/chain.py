@@ -14,16 +14,18 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from lightpost.adapters.rpc import DEFAULT_TIMEOUT_S, Endpoint
-from lightpost.core.diagnosis import failure_text
+from lightpost.core.diagnosis import failure_text, refusal
 from lightpost.core.l2 import ETHEREUM, BlockFormat
 from lightpost.core.quorum import QuorumReport, agree, quorum_fee, quorum_height, report
 from lightpost.core.rpcfields import (
     data_field,
+    get_list,
     get_object,
     optional_field,
     parse_quantity,
     quantity_field,
 )
+from lightpost.core.verify import ProvenBlock, prove_block_transactions, verify_block_header
 from lightpost.errors import (
     AlreadyKnown,
     ChainProcessError,
@@ -31,10 +33,12 @@ from lightpost.errors import (
     LightpostError,
     NodeError,
     NotProvable,
+    ProofError,
     QuorumError,
     TransportError,
 )
 from lightpost.node.block_receipts import MethodSupport
+from lightpost.node.rawforms import raw_forms
 
 __all__ = ["BroadcastResult", "Chain", "parse_quantity", "prove_in_turn"]
 
@@ -288,6 +292,34 @@ class Chain:
                 convert=convert,
             )
         )
+
+    def proven_block(
+        self, number: int, *, full: bool = False, reasons: dict[str, str] | None = None
+    ) -> ProvenBlock:
+        """The header at ``number`` proven against the quorum-agreed hash (``full``: its
+        transactions proven against its transactionsRoot too), asking in turn; else ProofError
+        naming each endpoint's reason by label (also left in ``reasons``)."""
+        agreed = self.block_hash_at(number)
+        why: dict[str, str] = {} if reasons is None else reasons
+
+        def check(answer: Any) -> ProvenBlock:
+            header = verify_block_header(answer, agreed, fmt=self.block_format)
+            if not full:
+                return ProvenBlock(header=header, hash=agreed)
+            txs = get_list(get_object(answer, "block").get("transactions"), "transactions")
+            forms = raw_forms(self.endpoints, answer, self.block_format)
+            proven = prove_block_transactions(header, txs, fmt=self.block_format, raw_forms=forms)
+            return ProvenBlock(header=header, hash=agreed, transactions=proven)
+
+        def note(label: str, reason: str) -> None:
+            why[label] = reason
+
+        found = prove_in_turn(
+            self.endpoints, "eth_getBlockByNumber", [hex(number), full], check, note, note
+        )
+        if found is None:
+            raise ProofError("header", refusal(f"block {number}", why))
+        return found[0]
 
     def tag_height(self, tag: str) -> int:
         """The quorum's height of block(``tag``): see core.quorum.quorum_height."""
