@@ -7,8 +7,8 @@ a config with a ``[gateways]`` table, for a MicroPython device under a 64 KiB he
 
 from __future__ import annotations
 
+import itertools
 import json
-import os
 import subprocess
 import sys
 import time
@@ -148,7 +148,7 @@ def test_two_gateways_one_device_delivered_once_in_order_at_complete(
         relayed_by = {d.gateway for d in got}
         assert relayed_by == set(net.payers), "the broker did not split the chain"
         assert got[-1].hash == dev.head
-        for a, b in zip(got, got[1:], strict=False):
+        for a, b in itertools.pairwise(got):
             assert b.record.prev == a.hash
 
         # a restart: nothing again; then only the new records
@@ -184,3 +184,67 @@ def test_a_receiver_that_missed_the_feed_backfills(
         got, problems = _collect(net, follower, READINGS + 1)
         assert [d.seq for d in got] == list(range(READINGS + 1)), problems
         dev.close()
+
+
+def _receive_cli(net: Net, config: Path) -> list[dict[str, object]]:
+    """`lightpost receive --level complete --json` (one shot) while the gateways run."""
+    args = ["receive", "--config", str(config), "--level", "complete", "--json", "--timeout", "40"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lightpost.cli.main", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while proc.poll() is None:
+            assert time.monotonic() < deadline
+            net.turn()
+            net.mine(1)
+        out, err = proc.communicate()
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err + out
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def test_micropython_device_to_lightpost_receive_at_complete(
+    mp_bundle: Path,
+    fresh_anvil: AnvilProcess,
+    mosquitto: Mosquitto,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 14's first 'done when': a MicroPython device (64 KiB heap, no ETH, no RPC endpoint)
+    -> Mosquitto -> two gateways -> anvil; `lightpost receive` on a [gateways] config delivers
+    every reading at `complete`, once, in order; run again, it delivers nothing twice."""
+    import tests.device.test_micropython as mp
+
+    monkeypatch.setattr(mp, "ANCHOR", ANCHOR_ADDRESS.hex())
+    readings = 6
+    with _net(fresh_anvil, mosquitto, tmp_path) as net:
+        proc = mp._device(mp_bundle, tmp_path / "flash", mosquitto.port, readings, 50, 30_000)
+        try:
+            deadline = time.monotonic() + 60
+            while proc.poll() is None:
+                assert time.monotonic() < deadline
+                net.turn()
+            out = proc.stdout.read() if proc.stdout else ""
+        finally:
+            proc.kill()
+        assert proc.returncode == 0, out
+        net.mine(FINALITY_DEPTH + 1)
+        follow = ", ".join(f'"0x{p.hex()}"' for p in net.payers)
+        config = tmp_path / "receiver.toml"
+        config.write_text(
+            f'chain_id = {net.domain.chain_id}\nendpoints = ["{fresh_anvil.url}"]\nquorum = 1\n'
+            f'finality_depth = {FINALITY_DEPTH}\ndata_dir = "{tmp_path / "recv"}"\n\n[gateways]\n'
+            f'broker = "127.0.0.1:{mosquitto.port}"\nfollow = [{follow}]\n'
+            f'devices = ["0x{mp.ADDRESS.hex()}"]\n'
+        )
+        lines = _receive_cli(net, config)
+        assert [x["seq"] for x in lines] == list(range(readings + 1)), lines
+        assert {x["level"] for x in lines} == {"complete"}
+        assert lines[0]["kind"] == "birth" and lines[1]["payload"] == "reading 0"
+        assert len({x["gateway"] for x in lines}) == 2, "the chain was not split across gateways"
+        assert _receive_cli(net, config) == []  # nothing twice

@@ -229,6 +229,7 @@ class Follower:
         self._checked = -1e18
         self._reported: set[tuple[str, bytes | None, str]] = set()
         self._touched: set[bytes] = set()
+        self._changed = clock()
 
     # --- wiring ---
 
@@ -275,6 +276,13 @@ class Follower:
             yield from self._check_chain()
         yield from self._deliver()
 
+    def caught_up(self) -> bool:
+        """Every gateway's backfill taken, no batch half-read, and (from ``final`` up) the chain
+        checked since the last change: what a one-shot receive waits for."""
+        if self._open or not all(a.caught_up for a in self._asked.values()):
+            return False
+        return self.level < Level.FINAL or self._checked > self._changed
+
     def follow(
         self, *, stop: Callable[[], bool], poll_ms: int = 200
     ) -> Iterator[Delivery | Problem]:
@@ -299,6 +307,7 @@ class Follower:
             yield from self._problem("altered", f"undecodable feed message: {exc}", gateway)
             return
         expected = self.store.next_number(gateway)
+        self._changed = self._clock()
         if isinstance(item, End):
             asked = self._asked[gateway]
             asked.caught_up = expected > item.last
