@@ -196,6 +196,8 @@ class _Asked:
     at: float = -1e18
     first: int = 0
     caught_up: bool = False
+    unanswered_since: float | None = None
+    """When the first request the gateway has not answered (no END since) was sent."""
 
 
 class Follower:
@@ -246,7 +248,11 @@ class Follower:
         first = self.store.next_number(gateway)
         req = Request(reply_id=self.reply_id, first=first, count=MAX_BACKFILL_BATCHES)
         self.client.send(request_topic(gateway), encode_request(req))
-        self._asked[gateway] = _Asked(at=self._clock(), first=first)
+        since = self._asked[gateway].unanswered_since
+        now = self._clock()
+        self._asked[gateway] = _Asked(
+            at=now, first=first, unanswered_since=now if since is None else since
+        )
 
     def _gateway_of(self, topic: str) -> bytes | None:
         for g in self.gateways:
@@ -310,7 +316,7 @@ class Follower:
         self._changed = self._clock()
         if isinstance(item, End):
             asked = self._asked[gateway]
-            asked.caught_up = expected > item.last
+            asked.caught_up, asked.unanswered_since = expected > item.last, None
             if not asked.caught_up and expected > asked.first:  # progress: ask for the rest now
                 asked.at = -1e18
             return
@@ -482,10 +488,15 @@ class Follower:
             if len(seen) == count and int.from_bytes(fold, "big") == acc:
                 self._complete[g] = self._final
                 self._touched.update(self.store.devices())
-            elif self._asked[g].caught_up and g not in self._open:
-                why = f"saw {len(seen)} batches up to block {self._final}, the chain proves {count}"
-                yield from self._problem("withheld", why, g)
+            elif g not in self._open and (self._asked[g].caught_up or self._silent(g)):
+                why = f"saw {len(seen)} of its batches, the chain proves {count}"
+                yield from self._problem("withheld" if len(seen) < count else "replay", why, g)
                 self._request(g)
+
+    def _silent(self, gateway: bytes) -> bool:
+        """The gateway left a backfill request unanswered for over REQUEST_RETRY_S."""
+        since = self._asked[gateway].unanswered_since
+        return since is not None and self._clock() - since > REQUEST_RETRY_S
 
     # --- delivery ---
 
