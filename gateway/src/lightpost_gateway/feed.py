@@ -125,7 +125,7 @@ def encode_relayed(r: Relayed) -> bytes:
     if r.leaf is not None and r.proof is not None:
         leaf = [r.leaf.device, r.leaf.first_seq, r.leaf.last_seq, r.leaf.head]
         proof = [r.proof.index, r.proof.count, list(r.proof.siblings)]
-    return rlp.encode([_RECORD, r.number, r.device, r.wire, leaf, proof])  # type: ignore[list-item]
+    return rlp.encode([_RECORD, r.number, r.device, r.wire, leaf, proof])
 
 
 def encode_end(e: End) -> bytes:

@@ -22,11 +22,10 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from lightpost.device.mqtt import PUBACK, PUBLISH, Client, packet, parse_publish
-
 from .admit import Admission, Verdict, admit, reject_topic
 from .anchor import anchored_calldata, posted_calldata
 from .batch import InclusionProof, Leaf, batch_root, prove_inclusion
+from .mqtt import PUBACK, PUBLISH, Client, packet, parse_publish
 from .record import ChainEntry, DeviceReceipt, Domain, encode_device_receipt, receipt_topic
 
 __all__ = [
