@@ -248,3 +248,24 @@ def test_micropython_device_to_lightpost_receive_at_complete(
         assert lines[0]["kind"] == "birth" and lines[1]["payload"] == "reading 0"
         assert len({x["gateway"] for x in lines}) == 2, "the chain was not split across gateways"
         assert _receive_cli(net, config) == []  # nothing twice
+
+
+def test_records_held_per_device_are_bounded(
+    fresh_anvil: AnvilProcess, mosquitto: Mosquitto, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A peer cannot make the receiver hold unbounded records: past the bound a record is dropped
+    and reported, and delivery never skips it."""
+    monkeypatch.setattr("lightpost_gateway.follow.MAX_POOL_PER_DEVICE", 1)
+    with _net(fresh_anvil, mosquitto, tmp_path) as net:
+        follower = _follower(net, tmp_path / "recv.sqlite", Level.INCLUDED)
+        follower.start()
+        dev = Device(SECRET, net.domain.chain_id, ANCHOR_ADDRESS, str(tmp_path / "flash"))
+        dev.connect("127.0.0.1", mosquitto.port)
+        for i in range(READINGS):
+            dev.publish(b"temp", b"%d" % i)
+        _drain(dev)
+        got, problems = _collect(net, follower, READINGS + 1, seconds=6)
+        seqs = [d.seq for d in got]
+        assert any(p.kind == "bound" for p in problems), problems
+        assert seqs == list(range(len(seqs))) and len(seqs) < READINGS + 1
+        dev.close()

@@ -63,6 +63,11 @@ REQUEST_RETRY_S = 10.0
 CHAIN_CHECK_S = 2.0
 """How often the finalized height and (``complete``) the gateways' accumulators are proven."""
 
+MAX_POOL_PER_DEVICE = 1 << 16
+"""Records of one device held undelivered at most (above a hole, or waiting for a level): past it
+a record is dropped and reported -- the gateways relay, the receiver's memory and disk are bounded.
+"""
+
 MAX_RECORDS_PER_BATCH = 1 << 16
 """Most records a NOTICE may announce (a peer's bound on what is held in memory per batch)."""
 
@@ -83,7 +88,7 @@ class Delivery:
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Problem:
     """What a gateway (or the chain's answers) did that the receiver refused or must report:
-    ``kind`` is altered, unproven, replay, fork, missing, withheld or chain."""
+    ``kind`` is altered, unproven, replay, fork, missing, withheld, bound or chain."""
 
     kind: str
     details: str
@@ -442,7 +447,9 @@ class Follower:
                     delivered_hash=self.store.delivered_hash(device, seq),
                     pool=self.store.pool(device),
                 )
-                if verdict == Judgement.HOLD:
+                if verdict == Judgement.HOLD and self._pooled(device) >= MAX_POOL_PER_DEVICE:
+                    findings.append(("bound", f"seq {seq}: {MAX_POOL_PER_DEVICE} held", device))
+                elif verdict == Judgement.HOLD:
                     db.execute(
                         "INSERT INTO pool VALUES (?, ?, ?, ?, ?, ?)",
                         (device, seq, held.hash, held.prev, held.wire, gateway),
@@ -459,6 +466,13 @@ class Follower:
         db.execute("COMMIT")
         for kind, details, device in findings:
             yield from self._problem(kind, details, gateway, device)
+
+    def _pooled(self, device: bytes) -> int:
+        return int(
+            self.store.db.execute(
+                "SELECT COUNT(*) FROM pool WHERE device = ?", (device,)
+            ).fetchone()[0]
+        )
 
     # --- the chain ---
 
