@@ -145,20 +145,17 @@ def _missing_operator_command(first: str | None, handlers: dict[str, str]) -> st
 
 
 def follows_gateways(path: str) -> bool:
-    """A config with a ``[gateways]`` table (unreadable: load_config says why)."""
+    """A config with a ``[gateways]`` table, for lightpost[gateway] (unreadable: load_config)."""
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        return "[gateways]" in map(str.strip, Path(path).read_text(encoding="utf-8").split("\n"))
     except (OSError, UnicodeDecodeError):
         return False
-    return any(line.strip() == "[gateways]" for line in lines)
 
 
 def _warn_about_config(args: argparse.Namespace) -> None:
     """One ``lightpost: warning:`` line per risk the device config explicitly accepts."""
     path = getattr(args, "config", None)
-    # every `--config` is a device (or controller) config; a receiver's that follows gateways
-    # is lightpost[gateway]'s to check
-    if path is not None and not follows_gateways(path):
+    if path is not None and not follows_gateways(path):  # a device (or controller) config
         from lightpost.node.config import load_config
 
         for line in load_config(path).warnings:

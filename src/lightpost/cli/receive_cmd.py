@@ -94,12 +94,12 @@ def cmd_receive(args: argparse.Namespace) -> int:
     """Run one receive (or follow) and print each message / problem as it comes."""
     from lightpost.cli.main import follows_gateways
 
-    if follows_gateways(args.config):  # device records through gateways: lightpost[gateway]
+    if follows_gateways(args.config):
         try:
-            from lightpost_gateway.receive_cmd import cmd_receive as follow_gateways
+            from lightpost_gateway.receive_cmd import cmd_receive as gateways
         except ImportError:
-            raise ConfigError("[gateways] needs `pip install lightpost[gateway]`") from None
-        return follow_gateways(args)
+            raise ConfigError("[gateways] needs lightpost[gateway]") from None
+        return gateways(args)
     from lightpost.node.config import load_config
     from lightpost.node.receiver import Receiver
 

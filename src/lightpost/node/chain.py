@@ -293,30 +293,27 @@ class Chain:
             )
         )
 
-    def proven_block(
-        self, number: int, *, full: bool = False, reasons: dict[str, str] | None = None
-    ) -> ProvenBlock:
-        """The header at ``number`` proven against the quorum-agreed hash (``full``: its
-        transactions proven against its transactionsRoot too), asking in turn; else ProofError
-        naming each endpoint's reason by label (also left in ``reasons``)."""
-        agreed = self.block_hash_at(number)
-        why: dict[str, str] = {} if reasons is None else reasons
+    def proven_block(self, number: int, *, full: bool = False) -> ProvenBlock:
+        """The header at ``number`` proven against the agreed hash (``full``: and its transactions),
+        asking in turn; else ProofError with each endpoint's reason by label."""
+        agreed, why, fmt = self.block_hash_at(number), dict[str, str](), self.block_format
 
         def check(answer: Any) -> ProvenBlock:
-            header = verify_block_header(answer, agreed, fmt=self.block_format)
+            header = verify_block_header(answer, agreed, fmt=fmt)
             if not full:
                 return ProvenBlock(header=header, hash=agreed)
             txs = get_list(get_object(answer, "block").get("transactions"), "transactions")
-            forms = raw_forms(self.endpoints, answer, self.block_format)
-            proven = prove_block_transactions(header, txs, fmt=self.block_format, raw_forms=forms)
-            return ProvenBlock(header=header, hash=agreed, transactions=proven)
-
-        def note(label: str, reason: str) -> None:
-            why[label] = reason
+            forms = raw_forms(self.endpoints, answer, fmt)
+            return ProvenBlock(
+                header=header,
+                hash=agreed,
+                transactions=prove_block_transactions(header, txs, fmt=fmt, raw_forms=forms),
+            )
 
         found = prove_in_turn(
-            self.endpoints, "eth_getBlockByNumber", [hex(number), full], check, note, note
-        )
+            self.endpoints, "eth_getBlockByNumber", [hex(number), full], check,
+            why.__setitem__, why.__setitem__,
+        )  # fmt: skip
         if found is None:
             raise ProofError("header", refusal(f"block {number}", why))
         return found[0]
