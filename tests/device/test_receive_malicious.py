@@ -54,16 +54,25 @@ class Tampering(Publisher):
         return 0
 
 
+class ShortLive(Tampering):
+    """Cuts batches short on the live feed, answers backfill honestly (a lost message)."""
+
+    serve = Publisher.serve
+
+
 def _run(
-    node: AnvilProcess, broker: Mosquitto, tmp_path: Path, tamper: Tamper, level: Level
+    node: AnvilProcess,
+    broker: Mosquitto,
+    tmp_path: Path,
+    tamper: Tamper,
+    level: Level,
+    kind: type[Tampering] = Tampering,
 ) -> tuple[Net, list[int], list[Problem], set[int]]:
     """The device publishes READINGS through both gateways, gateway 1 tampering; returns the
     delivered seqs, the problems and the seqs gateway 1 held."""
     with _net(node, broker, tmp_path) as net:
         bad = net.publishers[1]
-        net.publishers[1] = Tampering(
-            tamper, store=bad.store, gateway=bad.gateway, client=bad.client
-        )
+        net.publishers[1] = kind(tamper, store=bad.store, gateway=bad.gateway, client=bad.client)
         follower = _follower(net, tmp_path / "recv.sqlite", level)
         follower.start()
         dev = Device(SECRET, net.domain.chain_id, ANCHOR_ADDRESS, str(tmp_path / "flash"))
@@ -165,3 +174,20 @@ def test_replayed_records_are_reported_and_never_delivered_twice(
     _, seqs, problems, _ = _run(fresh_anvil, mosquitto, tmp_path, _replay, Level.INCLUDED)
     assert len(seqs) == len(set(seqs)) and _prefix(seqs)
     assert any(p.kind == "replay" for p in problems), problems
+
+
+def _cut_short(batch: int, messages: list[bytes], _p: Tampering) -> list[bytes]:
+    return messages[:-1]
+
+
+def test_a_batch_cut_short_is_taken_again_from_backfill(
+    fresh_anvil: AnvilProcess, mosquitto: Mosquitto, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch whose records stop coming is not waited for forever: the receiver asks the gateway
+    again, and its store answers the whole batch."""
+    monkeypatch.setattr("lightpost_gateway.follow.REQUEST_RETRY_S", 1.0)
+    _, seqs, problems, held = _run(
+        fresh_anvil, mosquitto, tmp_path, _cut_short, Level.INCLUDED, ShortLive
+    )
+    assert held and seqs == list(range(READINGS + 1)), problems
+    assert {p.kind for p in problems} <= {"missing"}  # while the hole was open, it was named

@@ -68,6 +68,9 @@ MAX_POOL_PER_DEVICE = 1 << 16
 a record is dropped and reported -- the gateways relay, the receiver's memory and disk are bounded.
 """
 
+MAX_REPORTED = 4096
+"""Findings remembered so each is reported once (past it, forgotten: reported again if seen)."""
+
 MAX_RECORDS_PER_BATCH = 1 << 16
 """Most records a NOTICE may announce (a peer's bound on what is held in memory per batch)."""
 
@@ -188,6 +191,7 @@ class _Open:
     notice: Notice
     root: bytes | None
     digest: bytes
+    since: float
     heads: list[tuple[bytes, Head]] = field(default_factory=list)
     records: dict[tuple[bytes, int], Held] = field(default_factory=dict)
     seen: set[tuple[bytes, int]] = field(default_factory=set)
@@ -279,6 +283,10 @@ class Follower:
             if not self.client.pending:
                 self.client.read(0)
         now = self._clock()
+        for g, opened in list(self._open.items()):
+            if now - opened.since > REQUEST_RETRY_S:  # its records stopped coming: ask again
+                del self._open[g]
+                self._request(g)
         for g, asked in self._asked.items():
             if not asked.caught_up and now - asked.at > REQUEST_RETRY_S:
                 self._request(g)
@@ -307,6 +315,8 @@ class Follower:
         self, kind: str, details: str, gateway: bytes | None = None, device: bytes | None = None
     ) -> Iterator[Problem]:
         key = (kind, device or gateway, details)
+        if len(self._reported) > MAX_REPORTED:
+            self._reported.clear()  # bounded memory: an old finding may be reported again
         if key not in self._reported:
             self._reported.add(key)
             yield Problem(kind=kind, details=details, gateway=gateway, device=device)
@@ -356,7 +366,8 @@ class Follower:
             yield from self._problem("unproven", f"{what}: {exc}", gateway)
             self._asked[gateway] = _Asked(at=self._clock(), first=notice.number)
             return
-        opened = _Open(notice=notice, root=None, digest=batch_digest(bytes(tx.tx.data)))
+        digest = batch_digest(bytes(tx.tx.data))
+        opened = _Open(notice=notice, root=None, digest=digest, since=self._clock())
         try:
             if tx.sender != gateway:
                 raise ProofError("anchor", "the transaction is not the gateway's")
