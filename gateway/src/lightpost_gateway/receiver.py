@@ -1,14 +1,16 @@
 """Proving an anchoring transaction for :func:`lightpost_gateway.relay.verify_relayed`: the
-block hash agreed by the quorum, the transaction in that block's transactionsRoot and its
-receipt in its receiptsRoot, each answer checked in turn across the endpoints (issue 14)."""
+block agreed by the quorum (header and transactionsRoot, :meth:`lightpost.node.chain.Chain.
+proven_block`), the transaction in it and its receipt in its receiptsRoot by whatever receipts
+method each endpoint serves, in the chain's block format (issue 14)."""
 
 from __future__ import annotations
 
+from lightpost.core.diagnosis import refusal
 from lightpost.core.receipts import Receipt
 from lightpost.core.trie import check_eth_get_proof
 from lightpost.core.tx import SignedTransaction
-from lightpost.core.verify import prove_block_receipts, verify_block_header, verify_included_tx
 from lightpost.errors import ProofError
+from lightpost.node.block_receipts import prove_receipts_in_turn
 from lightpost.node.chain import Chain, prove_in_turn
 
 from .anchor import gateway_slots
@@ -20,36 +22,28 @@ def prove_anchor_tx(
     chain: Chain, *, chain_id: int, tx_hash: bytes, block: int
 ) -> tuple[SignedTransaction, Receipt]:
     """The transaction ``tx_hash`` and its receipt, proven in the quorum-agreed block ``block``
-    (``included``; the caller compares ``block`` with the finalized height for ``final``)."""
-    block_hash = chain.block_hash_at(block)
-    problems: dict[str, str] = {}
-
-    def blame(label: str, why: str) -> None:
-        problems[label] = why
-
-    found = prove_in_turn(
-        chain.endpoints,
-        "eth_getBlockByNumber",
-        [hex(block), True],
-        lambda a: (
-            verify_block_header(a, block_hash),
-            verify_included_tx(a, block_hash, chain_id=chain_id, tx_hash=tx_hash),
-        ),
-        blame,
-    )
+    (``included``; the caller compares ``block`` with the finalized height for ``final``).
+    ProofError names each endpoint's reason by label when none proved it."""
+    proven = chain.proven_block(block, full=True)
+    index = next((i for i, tx in enumerate(proven.transactions) if tx.hash == tx_hash), None)
+    if index is None:
+        raise ProofError("anchor", f"the transaction is not in the proven block {block}")
+    tx = proven.transactions[index]
+    if not isinstance(tx, SignedTransaction) or tx.chain_id != chain_id:
+        raise ProofError("anchor", f"the transaction is not signed for chain id {chain_id}")
+    reasons: dict[str, str] = {}
+    blamed: dict[str, str] = {}
+    found = prove_receipts_in_turn(
+        chain.endpoints, proven, chain.capabilities, blamed.__setitem__, reasons,
+        fmt=chain.block_format,
+    )  # fmt: skip
     if found is None:
-        raise ProofError("anchor", f"no endpoint proved the transaction in block {block}")
-    header, (index, tx) = found[0]
-    receipts = prove_in_turn(
-        chain.endpoints,
-        "eth_getBlockReceipts",
-        [hex(block)],
-        lambda a: prove_block_receipts(header, a),
-        blame,
-    )
-    if receipts is None:
-        raise ProofError("anchor", f"no endpoint proved the receipts of block {block}")
-    return tx, receipts[0][index]
+        why = {
+            label: f"{r} ({blamed[label]})" if label in blamed else r
+            for label, r in reasons.items()
+        }
+        raise ProofError("anchor", refusal(f"the receipts of block {block}", why))
+    return tx, found[0].receipts[index]
 
 
 def prove_gateway_accumulator(
@@ -57,29 +51,24 @@ def prove_gateway_accumulator(
 ) -> tuple[int, int]:
     """(accumulator, batch count) of ``gateway`` in the anchoring contract at ``block``, proven
     by eth_getProof against the stateRoot of the quorum-agreed header (for ``complete``)."""
-    block_hash = chain.block_hash_at(block)
-    problems: dict[str, str] = {}
+    header = chain.proven_block(block).header
+    acc_slot, count_slot = gateway_slots(gateway)
+    reasons: dict[str, str] = {}
 
     def blame(label: str, why: str) -> None:
-        problems[label] = why
+        reasons[label] = f"failed proof: {why}"
 
-    header = prove_in_turn(
-        chain.endpoints,
-        "eth_getBlockByNumber",
-        [hex(block), False],
-        lambda a: verify_block_header(a, block_hash),
-        blame,
-    )
-    if header is None:
-        raise ProofError("complete", f"no endpoint proved the header of block {block}")
-    acc_slot, count_slot = gateway_slots(gateway)
+    def skipped(label: str, why: str) -> None:
+        reasons[label] = why
+
     proven = prove_in_turn(
         chain.endpoints,
         "eth_getProof",
         ["0x" + anchor.hex(), [hex(acc_slot), hex(count_slot)], hex(block)],
-        lambda a: check_eth_get_proof(header[0].state_root, a, address=anchor),
+        lambda a: check_eth_get_proof(header.state_root, a, address=anchor),
         blame,
+        skipped,
     )
     if proven is None:
-        raise ProofError("complete", f"no endpoint proved the accumulator at block {block}")
+        raise ProofError("complete", refusal(f"the accumulator at block {block}", reasons))
     return proven[0].storage.get(acc_slot, 0), proven[0].storage.get(count_slot, 0)

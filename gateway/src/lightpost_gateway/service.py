@@ -22,11 +22,10 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from lightpost.device.mqtt import PUBACK, PUBLISH, Client, packet, parse_publish
-
 from .admit import Admission, Verdict, admit, reject_topic
 from .anchor import anchored_calldata, posted_calldata
 from .batch import InclusionProof, Leaf, batch_root, prove_inclusion
+from .mqtt import PUBACK, PUBLISH, Client, packet, parse_publish
 from .record import ChainEntry, DeviceReceipt, Domain, encode_device_receipt, receipt_topic
 
 __all__ = [
@@ -188,6 +187,19 @@ class GatewayStore:
         ).fetchone()
         return None if row is None else row[0]
 
+    def leaves(self, batch: int) -> list[Leaf]:
+        """The leaves of a stored batch: one per device, sorted, ending at its highest seq there
+        (what the gateway anchored, and what it relays and publishes)."""
+        rows = self.db.execute(
+            "SELECT g.device, g.first, g.last, h.hash FROM (SELECT device, MIN(seq) AS first, "
+            "MAX(seq) AS last FROM records WHERE batch = ? GROUP BY device) g "
+            "JOIN records h ON h.device = g.device AND h.seq = g.last ORDER BY g.device",
+            (batch,),
+        ).fetchall()
+        return [
+            Leaf(device=bytes(d), first_seq=f, last_seq=n, head=bytes(h)) for d, f, n, h in rows
+        ]
+
     def wire(self, device: bytes, seq: int) -> bytes | None:
         """A held record, for backfill."""
         row = self.db.execute(
@@ -330,17 +342,7 @@ class Gateway:
         """What the gateway serves a receiver (backfill): the device's records of an anchored
         batch, from its first seq there to its head, its leaf, the leaf's proof, the batch's
         transaction and block. The receiver trusts none of it (lightpost_gateway.relay)."""
-        rows = self.store.db.execute(
-            "SELECT device, MIN(seq), MAX(seq) FROM records WHERE batch = ? GROUP BY device "
-            "ORDER BY device",
-            (batch,),
-        ).fetchall()
-        leaves = []
-        for d, first, last in rows:
-            head = self.store.db.execute(
-                "SELECT hash FROM records WHERE device = ? AND seq = ?", (d, last)
-            ).fetchone()[0]
-            leaves.append(Leaf(device=bytes(d), first_seq=first, last_seq=last, head=bytes(head)))
+        leaves = self.store.leaves(batch)
         index = next(i for i, leaf in enumerate(leaves) if leaf.device == device)
         leaf = leaves[index]
         wires = [
@@ -355,8 +357,12 @@ class Gateway:
         ).fetchone()
         return wires, leaf, prove_inclusion(leaves, index), bytes(tx_hash), block
 
-    def run(self, *, stop: Callable[[], bool], poll_ms: int = 200) -> None:
-        """receive and step until ``stop()``."""
+    def run(
+        self, *, stop: Callable[[], bool], poll_ms: int = 200, tick: Callable[[], object] = bool
+    ) -> None:
+        """receive and step until ``stop()``; ``tick`` after each step (the publisher's turn:
+        lightpost_gateway.publish)."""
         while not stop():
             self.receive(time.time(), poll_ms)
             self.step(time.time())
+            tick()

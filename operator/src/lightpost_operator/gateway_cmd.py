@@ -21,6 +21,7 @@ from lightpost.errors import ConfigError
 from lightpost.node.chain import Chain, parse_quantity
 from lightpost_gateway.anchor import ANCHOR_ADDRESS, ANCHOR_SALT, anchor_execution_gas
 from lightpost_gateway.artifact import anchor_initcode, anchor_runtime
+from lightpost_gateway.publish import Publisher
 from lightpost_gateway.record import Domain
 from lightpost_gateway.service import Anchored, Gateway, GatewayClient, GatewayStore
 from lightpost_operator.inbox import deploy_create2
@@ -128,7 +129,8 @@ def cmd_gateway(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
         log(f"subscribed to {shared_topic(args.group)} at {args.broker}, mode {args.mode}")
         try:
-            gateway.run(stop=lambda: bool(stopping))
+            publisher = Publisher(store=gateway.store, gateway=key.address, client=pub)
+            gateway.run(stop=lambda: bool(stopping), tick=lambda: publisher.tick())
         except KeyboardInterrupt:
             pass
         finally:

@@ -21,7 +21,6 @@ from lightpost.core.inbox import CREATE2_DEPLOYER, INBOX_ADDRESS, INBOX_SALT, co
 from lightpost.core.keys import PrivateKey, to_checksum_address
 from lightpost.core.rpcfields import parse_data
 from lightpost.core.trie import check_eth_get_proof
-from lightpost.core.verify import verify_block_header
 from lightpost.errors import ChainProcessError, InsufficientFunds, NodeError, ProofError
 from lightpost.node.chain import Chain, prove_in_turn
 from lightpost_operator.wallet import send_operator_tx
@@ -189,26 +188,17 @@ def verify_inbox(
         height = chain.final_height(finality_depth)
     else:
         height = chain.tag_height("latest")
-    block_hash = chain.block_hash_at(height)
+    block = chain.proven_block(height)
     problems: dict[str, str] = {}
 
     def blame(label: str, why: str) -> None:
         problems[label] = why
 
-    header = prove_in_turn(
-        chain.endpoints,
-        "eth_getBlockByNumber",
-        [hex(height), False],
-        lambda a: verify_block_header(a, block_hash, fmt=chain.block_format),
-        blame,
-    )
-    if header is None:
-        raise ProofError("header", f"no endpoint proved the header of block {height}")
     proof = prove_in_turn(
         chain.endpoints,
         "eth_getProof",
         ["0x" + address.hex(), [], hex(height)],
-        lambda a: check_eth_get_proof(header[0].state_root, a, address=address),
+        lambda a: check_eth_get_proof(block.header.state_root, a, address=address),
         blame,
     )
     if proof is None:
@@ -219,7 +209,7 @@ def verify_inbox(
     return {
         "address": to_checksum_address(address),
         "block": height,
-        "block_hash": "0x" + block_hash.hex(),
+        "block_hash": "0x" + block.hash.hex(),
         "code_hash": "0x" + code_hash.hex(),
         "expected_code_hash": "0x" + keccak256(inbox_runtime()).hex(),
         "ok": code_matches(code_hash, inbox_runtime()),

@@ -8,6 +8,7 @@ import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from lightpost.errors import LightpostError
@@ -143,10 +144,18 @@ def _missing_operator_command(first: str | None, handlers: dict[str, str]) -> st
     return None
 
 
+def follows_gateways(path: str) -> bool:
+    """A config with a ``[gateways]`` table, for lightpost[gateway] (unreadable: load_config)."""
+    try:
+        return "[gateways]" in map(str.strip, Path(path).read_text(encoding="utf-8").split("\n"))
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
 def _warn_about_config(args: argparse.Namespace) -> None:
     """One ``lightpost: warning:`` line per risk the device config explicitly accepts."""
     path = getattr(args, "config", None)
-    if path is not None:  # every `--config` is a device (or controller) config
+    if path is not None and not follows_gateways(path):  # a device (or controller) config
         from lightpost.node.config import load_config
 
         for line in load_config(path).warnings:

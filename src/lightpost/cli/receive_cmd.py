@@ -92,6 +92,14 @@ def _text_line(obj: dict[str, Any]) -> str:
 
 def cmd_receive(args: argparse.Namespace) -> int:
     """Run one receive (or follow) and print each message / problem as it comes."""
+    from lightpost.cli.main import follows_gateways
+
+    if follows_gateways(args.config):
+        try:
+            from lightpost_gateway.receive_cmd import cmd_receive as gateways
+        except ImportError:
+            raise ConfigError("[gateways] needs lightpost[gateway]") from None
+        return gateways(args)
     from lightpost.node.config import load_config
     from lightpost.node.receiver import Receiver
 

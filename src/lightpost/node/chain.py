@@ -14,16 +14,18 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from lightpost.adapters.rpc import DEFAULT_TIMEOUT_S, Endpoint
-from lightpost.core.diagnosis import failure_text
+from lightpost.core.diagnosis import failure_text, refusal
 from lightpost.core.l2 import ETHEREUM, BlockFormat
 from lightpost.core.quorum import QuorumReport, agree, quorum_fee, quorum_height, report
 from lightpost.core.rpcfields import (
     data_field,
+    get_list,
     get_object,
     optional_field,
     parse_quantity,
     quantity_field,
 )
+from lightpost.core.verify import ProvenBlock, prove_block_transactions, verify_block_header
 from lightpost.errors import (
     AlreadyKnown,
     ChainProcessError,
@@ -31,10 +33,12 @@ from lightpost.errors import (
     LightpostError,
     NodeError,
     NotProvable,
+    ProofError,
     QuorumError,
     TransportError,
 )
 from lightpost.node.block_receipts import MethodSupport
+from lightpost.node.rawforms import raw_forms
 
 __all__ = ["BroadcastResult", "Chain", "parse_quantity", "prove_in_turn"]
 
@@ -291,6 +295,31 @@ class Chain:
                 convert=convert,
             )
         )
+
+    def proven_block(self, number: int, *, full: bool = False) -> ProvenBlock:
+        """The header at ``number`` proven against the agreed hash (``full``: and its transactions),
+        asking in turn; else ProofError with each endpoint's reason by label."""
+        agreed, why, fmt = self.block_hash_at(number), dict[str, str](), self.block_format
+
+        def check(answer: Any) -> ProvenBlock:
+            header = verify_block_header(answer, agreed, fmt=fmt)
+            if not full:
+                return ProvenBlock(header=header, hash=agreed)
+            txs = get_list(get_object(answer, "block").get("transactions"), "transactions")
+            forms = raw_forms(self.endpoints, answer, fmt)
+            return ProvenBlock(
+                header=header,
+                hash=agreed,
+                transactions=prove_block_transactions(header, txs, fmt=fmt, raw_forms=forms),
+            )
+
+        found = prove_in_turn(
+            self.endpoints, "eth_getBlockByNumber", [hex(number), full], check,
+            why.__setitem__, why.__setitem__,
+        )  # fmt: skip
+        if found is None:
+            raise ProofError("header", refusal(f"block {number}", why))
+        return found[0]
 
     def tag_height(self, tag: str) -> int:
         """The quorum's height of block(``tag``): see core.quorum.quorum_height."""

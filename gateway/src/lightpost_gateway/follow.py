@@ -1,0 +1,553 @@
+"""The merging receiver: follows several gateways, merges each device's chain across them and
+delivers every record exactly once, in order, at the requested level (issue 14).
+
+Theory of operation. The receiver subscribes to each followed gateway's feed
+(:mod:`lightpost_gateway.feed`) and to its own reply topic, and asks each gateway for the
+batches past its cursor (backfill; again whenever a batch number is skipped, a backfill ends
+short, or the chain proves more batches than it saw). A gateway's batches are taken strictly in
+their numbers' order: batch ``n``'s NOTICE is proven on chain (the transaction in the quorum-agreed
+block, sent by the gateway, its receipt and event: :mod:`lightpost_gateway.receiver`,
+:mod:`lightpost_gateway.relay`), its records are opened under the domain (signed by the device
+they name) and each head's leaf is proven in the batch root; when all of its records are in, the
+batch, its heads and its records (judged by :func:`lightpost_gateway.merge.judge`) are committed
+to the receiver's SQLite file in one transaction, with the gateway's next number. Delivery
+(:func:`lightpost_gateway.merge.deliverable`) then hands each record to the caller, and the
+device's cursor is committed when the caller asks for the next one: nothing is delivered twice
+across restarts, and nothing is skipped (a record anchored but relayed by nobody stops delivery
+and is reported as MISSING). ``complete``: the heads usable are those at or below the height at
+which every followed gateway's batches, folded in chain order, equal its accumulator proven by
+eth_getProof (:func:`lightpost_gateway.relay.verify_complete`).
+
+Everything a gateway sends is a claim: a message that fails a check is a Problem naming the
+gateway, never a delivery. A batch whose proof cannot be had yet (endpoints down) is asked for
+again later.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable, Collection, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lightpost.core.levels import Level
+from lightpost.errors import LightpostError, ProofError
+from lightpost.node.chain import Chain
+
+from .anchor import ROOT_BYTES, accumulate, batch_digest, decode_posted
+from .batch import verify_inclusion
+from .feed import (
+    MAX_BACKFILL_BATCHES,
+    End,
+    Notice,
+    Relayed,
+    Request,
+    decode_feed,
+    encode_request,
+    feed_topic,
+    reply_topic,
+    request_topic,
+)
+from .merge import Cursor, Head, Held, Judgement, deliverable, judge, usable
+from .receiver import prove_anchor_tx, prove_gateway_accumulator
+from .record import Domain, Kind, Record, open_record
+from .relay import anchored_root, posted_records
+from .service import GatewayClient
+
+__all__ = ["REQUEST_RETRY_S", "Delivery", "Follower", "Problem", "ReceiverStore"]
+
+REQUEST_RETRY_S = 10.0
+"""A backfill request unanswered this long (or ended short of the proven count) is sent again."""
+
+CHAIN_CHECK_S = 2.0
+"""How often the finalized height and (``complete``) the gateways' accumulators are proven."""
+
+MAX_POOL_PER_DEVICE = 1 << 16
+"""Records of one device held undelivered at most (above a hole, or waiting for a level): past it
+a record is dropped and reported -- the gateways relay, the receiver's memory and disk are bounded.
+"""
+
+MAX_REPORTED = 4096
+"""Findings remembered so each is reported once (past it, forgotten: reported again if seen)."""
+
+MAX_RECORDS_PER_BATCH = 1 << 16
+"""Most records a NOTICE may announce (a peer's bound on what is held in memory per batch)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Delivery:
+    """One device record, delivered once, in seq order, at ``level``."""
+
+    device: bytes
+    seq: int
+    hash: bytes
+    record: Record
+    level: Level
+    gateway: bytes
+    """The gateway that relayed it (a claim; the proofs are what count)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Problem:
+    """What a gateway (or the chain's answers) did that the receiver refused or must report:
+    ``kind`` is altered, unproven, replay, fork, missing, withheld, bound or chain."""
+
+    kind: str
+    details: str
+    gateway: bytes | None = None
+    device: bytes | None = None
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS cursors (device BLOB PRIMARY KEY, next_seq INTEGER NOT NULL,
+    prev BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS delivered (device BLOB NOT NULL, seq INTEGER NOT NULL,
+    hash BLOB NOT NULL, PRIMARY KEY (device, seq));
+CREATE TABLE IF NOT EXISTS pool (device BLOB NOT NULL, seq INTEGER NOT NULL, hash BLOB NOT NULL,
+    prev BLOB NOT NULL, wire BLOB NOT NULL, gateway BLOB NOT NULL, PRIMARY KEY (device, seq));
+CREATE TABLE IF NOT EXISTS heads (device BLOB NOT NULL, seq INTEGER NOT NULL, hash BLOB NOT NULL,
+    block INTEGER NOT NULL, gateway BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS batches (gateway BLOB NOT NULL, number INTEGER NOT NULL,
+    tx_hash BLOB NOT NULL, block INTEGER NOT NULL, digest BLOB NOT NULL,
+    PRIMARY KEY (gateway, number));
+CREATE TABLE IF NOT EXISTS gateways (gateway BLOB PRIMARY KEY, next_number INTEGER NOT NULL);
+"""
+
+
+class ReceiverStore:
+    """The receiver's cursors, pooled records, proven heads and batches (WAL, synchronous=FULL)."""
+
+    def __init__(self, path: Path) -> None:
+        self.db = sqlite3.connect(str(path), isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def next_number(self, gateway: bytes) -> int:
+        row = self.db.execute(
+            "SELECT next_number FROM gateways WHERE gateway = ?", (gateway,)
+        ).fetchone()
+        return 1 if row is None else int(row[0])
+
+    def cursor(self, device: bytes) -> Cursor:
+        row = self.db.execute(
+            "SELECT next_seq, prev FROM cursors WHERE device = ?", (device,)
+        ).fetchone()
+        return Cursor() if row is None else Cursor(next_seq=row[0], prev=bytes(row[1]))
+
+    def pool(self, device: bytes) -> dict[int, Held]:
+        rows = self.db.execute(
+            "SELECT seq, hash, prev, wire, gateway FROM pool WHERE device = ?", (device,)
+        ).fetchall()
+        return {
+            s: Held(seq=s, hash=bytes(h), prev=bytes(p), wire=bytes(w), gateway=bytes(g))
+            for s, h, p, w, g in rows
+        }
+
+    def heads(self, device: bytes) -> list[Head]:
+        rows = self.db.execute(
+            "SELECT seq, hash, block, gateway FROM heads WHERE device = ?", (device,)
+        ).fetchall()
+        return [Head(seq=s, hash=bytes(h), block=b, gateway=bytes(g)) for s, h, b, g in rows]
+
+    def delivered_hash(self, device: bytes, seq: int) -> bytes | None:
+        row = self.db.execute(
+            "SELECT hash FROM delivered WHERE device = ? AND seq = ?", (device, seq)
+        ).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def digests(self, gateway: bytes, up_to_block: int) -> list[bytes]:
+        """The gateway's batches seen, anchored at or below ``up_to_block``, in chain order."""
+        rows = self.db.execute(
+            "SELECT digest FROM batches WHERE gateway = ? AND block <= ? ORDER BY block, number",
+            (gateway, up_to_block),
+        ).fetchall()
+        return [bytes(d) for (d,) in rows]
+
+    def devices(self) -> list[bytes]:
+        return [bytes(d) for (d,) in self.db.execute("SELECT DISTINCT device FROM pool")]
+
+    def advance(self, device: bytes, held: Held) -> None:
+        """Commit one delivery: the cursor moves past ``held``, which leaves the pool."""
+        self.db.execute("BEGIN IMMEDIATE")
+        self.db.execute(
+            "INSERT OR REPLACE INTO cursors VALUES (?, ?, ?)", (device, held.seq + 1, held.hash)
+        )
+        self.db.execute(
+            "INSERT OR REPLACE INTO delivered VALUES (?, ?, ?)", (device, held.seq, held.hash)
+        )
+        self.db.execute("DELETE FROM pool WHERE device = ? AND seq = ?", (device, held.seq))
+        self.db.execute("COMMIT")
+
+
+@dataclass
+class _Open:
+    """A gateway's batch whose notice is proven, while its records come in."""
+
+    notice: Notice
+    root: bytes | None
+    digest: bytes
+    since: float
+    heads: list[tuple[bytes, Head]] = field(default_factory=list)
+    records: dict[tuple[bytes, int], Held] = field(default_factory=dict)
+    seen: set[tuple[bytes, int]] = field(default_factory=set)
+
+
+@dataclass
+class _Asked:
+    """The last backfill request to a gateway: when, from which number; whether an END said
+    nothing is left past what was taken."""
+
+    at: float = -1e18
+    first: int = 0
+    caught_up: bool = False
+    unanswered_since: float | None = None
+    """When the first request the gateway has not answered (no END since) was sent."""
+
+
+class Follower:
+    """Follow ``gateways`` (payer addresses) over ``client``, prove over ``chain``, merge and
+    deliver at ``level``. ``devices``: the authorized devices (None: every device that signs)."""
+
+    def __init__(
+        self,
+        *,
+        chain: Chain,
+        domain: Domain,
+        gateways: Sequence[bytes],
+        client: GatewayClient,
+        store: ReceiverStore,
+        level: Level,
+        reply_id: str,
+        devices: Collection[bytes] | None = None,
+        finality_depth: int = 0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not gateways:
+            raise ValueError("follow at least one gateway")
+        self.chain, self.domain, self.gateways = chain, domain, list(gateways)
+        self.client, self.store, self.level = client, store, level
+        self.reply_id, self.devices = reply_id, devices
+        self.finality_depth, self._clock = finality_depth, clock
+        self._open: dict[bytes, _Open] = {}
+        self._asked = {g: _Asked() for g in self.gateways}
+        self._final = -1
+        self._complete: dict[bytes, int] = {}
+        self._checked = -1e18
+        self._reported: set[tuple[str, bytes | None, str]] = set()
+        self._touched: set[bytes] = set()
+        self._changed = clock()
+
+    # --- wiring ---
+
+    def start(self) -> None:
+        """Subscribe to each gateway's feed and the reply topics; ask for what was missed."""
+        for g in self.gateways:
+            self.client.listen(feed_topic(g))
+        self.client.listen(reply_topic(self.reply_id, None))
+        for g in self.gateways:
+            self._request(g)
+        self._touched.update(self.store.devices())
+
+    def _request(self, gateway: bytes) -> None:
+        first = self.store.next_number(gateway)
+        req = Request(reply_id=self.reply_id, first=first, count=MAX_BACKFILL_BATCHES)
+        self.client.send(request_topic(gateway), encode_request(req))
+        since = self._asked[gateway].unanswered_since
+        now = self._clock()
+        self._asked[gateway] = _Asked(
+            at=now, first=first, unanswered_since=now if since is None else since
+        )
+
+    def _gateway_of(self, topic: str) -> bytes | None:
+        for g in self.gateways:
+            if topic in (feed_topic(g), reply_topic(self.reply_id, g)):
+                return g
+        return None
+
+    # --- the loop ---
+
+    def poll(self, timeout_ms: int = 200) -> Iterator[Delivery | Problem]:
+        """Handle what arrived, check the chain when due, deliver what may be delivered."""
+        self.client.read(timeout_ms)
+        while self.client.pending:
+            topic, pid, msg = self.client.pending.pop(0)
+            gateway = self._gateway_of(topic)
+            if gateway is not None:
+                yield from self._message(gateway, msg)
+            self.client.ack(pid)
+            if not self.client.pending:
+                self.client.read(0)
+        now = self._clock()
+        for g, opened in list(self._open.items()):
+            if now - opened.since > REQUEST_RETRY_S:  # its records stopped coming: ask again
+                del self._open[g]
+                self._request(g)
+        for g, asked in self._asked.items():
+            if not asked.caught_up and now - asked.at > REQUEST_RETRY_S:
+                self._request(g)
+        if self.level >= Level.FINAL and now - self._checked > CHAIN_CHECK_S:
+            self._checked = now
+            yield from self._check_chain()
+        yield from self._deliver()
+
+    def caught_up(self) -> bool:
+        """Every gateway's backfill taken, no batch half-read, and (from ``final`` up) the chain
+        checked since the last change: what a one-shot receive waits for."""
+        if self._open or not all(a.caught_up for a in self._asked.values()):
+            return False
+        return self.level < Level.FINAL or self._checked > self._changed
+
+    def follow(
+        self, *, stop: Callable[[], bool], poll_ms: int = 200
+    ) -> Iterator[Delivery | Problem]:
+        self.start()
+        while not stop():
+            yield from self.poll(poll_ms)
+
+    # --- messages ---
+
+    def _problem(
+        self, kind: str, details: str, gateway: bytes | None = None, device: bytes | None = None
+    ) -> Iterator[Problem]:
+        key = (kind, device or gateway, details)
+        if len(self._reported) > MAX_REPORTED:
+            self._reported.clear()  # bounded memory: an old finding may be reported again
+        if key not in self._reported:
+            self._reported.add(key)
+            yield Problem(kind=kind, details=details, gateway=gateway, device=device)
+
+    def _message(self, gateway: bytes, msg: bytes) -> Iterator[Problem]:
+        try:
+            item = decode_feed(msg)
+        except LightpostError as exc:
+            yield from self._problem("altered", f"undecodable feed message: {exc}", gateway)
+            return
+        expected = self.store.next_number(gateway)
+        self._changed = self._clock()
+        if isinstance(item, End):
+            asked = self._asked[gateway]
+            asked.caught_up, asked.unanswered_since = expected > item.last, None
+            if not asked.caught_up and expected > asked.first:  # progress: ask for the rest now
+                asked.at = -1e18
+            return
+        if item.number < expected:
+            return  # a batch already taken (a backfill and the live feed overlap)
+        if item.number > expected and gateway not in self._open:
+            if self._asked[gateway].caught_up:  # a hole in the numbers: ask for it
+                self._asked[gateway] = _Asked()
+            return
+        if isinstance(item, Notice):
+            if gateway not in self._open:
+                yield from self._notice(gateway, item)
+        elif gateway in self._open and self._open[gateway].notice.number == item.number:
+            yield from self._record(gateway, item)
+        opened = self._open.get(gateway)
+        if opened is not None and len(opened.seen) >= opened.notice.records:
+            yield from self._commit(gateway, opened)
+
+    def _notice(self, gateway: bytes, notice: Notice) -> Iterator[Problem]:
+        what = f"batch {notice.number} (tx 0x{notice.tx_hash.hex()}, block {notice.block})"
+        if notice.records > MAX_RECORDS_PER_BATCH:
+            yield from self._problem("altered", f"{what} announces too many records", gateway)
+            return
+        try:
+            tx, receipt = prove_anchor_tx(
+                self.chain,
+                chain_id=self.domain.chain_id,
+                tx_hash=notice.tx_hash,
+                block=notice.block,
+            )
+        except LightpostError as exc:  # not provable now: asked again later
+            yield from self._problem("unproven", f"{what}: {exc}", gateway)
+            self._asked[gateway] = _Asked(at=self._clock(), first=notice.number)
+            return
+        digest = batch_digest(bytes(tx.tx.data))
+        opened = _Open(notice=notice, root=None, digest=digest, since=self._clock())
+        try:
+            if tx.sender != gateway:
+                raise ProofError("anchor", "the transaction is not the gateway's")
+            if len(tx.tx.data) == ROOT_BYTES:
+                opened.root = anchored_root(tx, receipt, domain=self.domain)
+            else:
+                posted = posted_records(tx, receipt, domain=self.domain)
+                wires = decode_posted(bytes(tx.tx.data))
+                for (signed, device, digest), wire in zip(posted, wires, strict=True):
+                    if signed.record.kind == Kind.DEATH or not self._authorized(device):
+                        continue
+                    r = signed.record
+                    held = Held(seq=r.seq, hash=digest, prev=r.prev, wire=wire, gateway=gateway)
+                    opened.records[(device, r.seq)] = held
+                    head = Head(seq=r.seq, hash=digest, block=notice.block, gateway=gateway)
+                    opened.heads.append((device, head))
+        except ProofError as exc:  # the claim is false: the batch is skipped, and reported
+            yield from self._problem("unproven", f"{what}: {exc}", gateway)
+            self._skip(gateway, notice.number)
+            return
+        self._open[gateway] = opened
+
+    def _authorized(self, device: bytes) -> bool:
+        return self.devices is None or device in self.devices
+
+    def _record(self, gateway: bytes, r: Relayed) -> Iterator[Problem]:
+        opened = self._open[gateway]
+        what = f"batch {r.number}: a record of 0x{r.device.hex()}"
+        try:
+            signed, signer, digest = open_record(r.wire, self.domain)
+        except LightpostError as exc:
+            yield from self._problem("altered", f"{what} does not decode: {exc}", gateway)
+            return
+        seq = signed.record.seq
+        if (r.device, seq) in opened.seen:
+            return
+        opened.seen.add((r.device, seq))
+        if signer != r.device:
+            yield from self._problem(
+                "altered", f"{what} at seq {seq} is not signed by it", gateway, r.device
+            )
+            return
+        if not self._authorized(signer) or signed.record.kind == Kind.DEATH:
+            return
+        if opened.root is None:  # posted: the records are the transaction's own
+            return
+        held = Held(seq=seq, hash=digest, prev=signed.record.prev, wire=r.wire, gateway=gateway)
+        if r.leaf is not None and r.proof is not None:
+            leaf = r.leaf
+            try:
+                if leaf.device != signer or leaf.head != digest or leaf.last_seq != seq:
+                    raise ProofError("batch", "the leaf is not this record's")
+                verify_inclusion(opened.root, leaf, r.proof)
+            except ProofError as exc:
+                yield from self._problem("altered", f"{what} at seq {seq}: {exc}", gateway, signer)
+                return
+            opened.heads.append(
+                (signer, Head(seq=seq, hash=digest, block=opened.notice.block, gateway=gateway))
+            )
+        opened.records[(signer, seq)] = held
+
+    def _skip(self, gateway: bytes, number: int) -> None:
+        self.store.db.execute(
+            "INSERT OR REPLACE INTO gateways VALUES (?, ?)", (gateway, number + 1)
+        )
+
+    def _commit(self, gateway: bytes, opened: _Open) -> Iterator[Problem]:
+        """The batch, its heads and its records, judged, in one transaction."""
+        del self._open[gateway]
+        notice, db = opened.notice, self.store.db
+        findings: list[tuple[str, str, bytes]] = []
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute(
+                "INSERT OR REPLACE INTO batches VALUES (?, ?, ?, ?, ?)",
+                (gateway, notice.number, notice.tx_hash, notice.block, opened.digest),
+            )
+            for device, head in opened.heads:
+                db.execute(
+                    "INSERT INTO heads VALUES (?, ?, ?, ?, ?)",
+                    (device, head.seq, head.hash, head.block, gateway),
+                )
+                self._touched.add(device)
+            for (device, seq), held in sorted(opened.records.items()):
+                verdict = judge(
+                    held,
+                    cursor=self.store.cursor(device),
+                    delivered_hash=self.store.delivered_hash(device, seq),
+                    pool=self.store.pool(device),
+                )
+                if verdict == Judgement.HOLD and self._pooled(device) >= MAX_POOL_PER_DEVICE:
+                    findings.append(("bound", f"seq {seq}: {MAX_POOL_PER_DEVICE} held", device))
+                elif verdict == Judgement.HOLD:
+                    db.execute(
+                        "INSERT INTO pool VALUES (?, ?, ?, ?, ?, ?)",
+                        (device, seq, held.hash, held.prev, held.wire, gateway),
+                    )
+                    self._touched.add(device)
+                else:
+                    findings.append((verdict.value, f"seq {seq} (batch {notice.number})", device))
+            db.execute(
+                "INSERT OR REPLACE INTO gateways VALUES (?, ?)", (gateway, notice.number + 1)
+            )
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        for kind, details, device in findings:
+            yield from self._problem(kind, details, gateway, device)
+
+    def _pooled(self, device: bytes) -> int:
+        return int(
+            self.store.db.execute(
+                "SELECT COUNT(*) FROM pool WHERE device = ?", (device,)
+            ).fetchone()[0]
+        )
+
+    # --- the chain ---
+
+    def _check_chain(self) -> Iterator[Problem]:
+        try:
+            final = self.chain.final_height(self.finality_depth)
+        except LightpostError as exc:
+            yield from self._problem("chain", f"no finalized height: {exc}")
+            return
+        if final > self._final:
+            self._final = final
+            self._touched.update(self.store.devices())
+        if self.level < Level.COMPLETE:
+            return
+        for g in self.gateways:
+            try:
+                acc, count = prove_gateway_accumulator(
+                    self.chain, gateway=g, block=self._final, anchor=self.domain.anchor
+                )
+            except LightpostError as exc:
+                yield from self._problem("chain", f"accumulator not proven: {exc}", g)
+                continue
+            seen = self.store.digests(g, self._final)
+            fold = bytes(32)
+            for digest in seen:
+                fold = accumulate(fold, digest)
+            if len(seen) == count and int.from_bytes(fold, "big") == acc:
+                self._complete[g] = self._final
+                self._touched.update(self.store.devices())
+            elif g not in self._open and (self._asked[g].caught_up or self._silent(g)):
+                why = f"saw {len(seen)} of its batches, the chain proves {count}"
+                yield from self._problem("withheld" if len(seen) < count else "replay", why, g)
+                self._request(g)
+
+    def _silent(self, gateway: bytes) -> bool:
+        """The gateway left a backfill request unanswered for over REQUEST_RETRY_S."""
+        since = self._asked[gateway].unanswered_since
+        return since is not None and self._clock() - since > REQUEST_RETRY_S
+
+    # --- delivery ---
+
+    def _deliver(self) -> Iterator[Delivery | Problem]:
+        complete = min((self._complete.get(g, -1) for g in self.gateways), default=-1)
+        touched, self._touched = self._touched, set()
+        for device in sorted(touched):
+            heads = usable(
+                self.store.heads(device), level=self.level, final=self._final, complete=complete
+            )
+            run, stop = deliverable(
+                self.store.cursor(device), self.store.pool(device), heads, level=self.level
+            )
+            for held in run:
+                signed, _, _ = open_record(held.wire, self.domain)
+                yield Delivery(
+                    device=device,
+                    seq=held.seq,
+                    hash=held.hash,
+                    record=signed.record,
+                    level=self.level,
+                    gateway=held.gateway,
+                )
+                self.store.advance(device, held)  # after the caller took it
+            if stop is not None:
+                what = f"seqs {stop.first}..{stop.last}"
+                if stop.kind == "missing":
+                    what += " are anchored but no followed gateway relayed them"
+                yield from self._problem(stop.kind, what, device=device)

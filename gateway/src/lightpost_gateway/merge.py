@@ -1,0 +1,173 @@
+"""Merging one device's records across the gateways a receiver follows (issue 14). Pure.
+
+With MQTT 5 shared subscriptions the broker splits ONE device's chain across gateways: gateway A
+holds seqs 0, 2, 5, gateway B 1, 3, 4, and each anchors only the heads of its own stretches. The
+receiver pools what every followed gateway relays (each record opened under the domain and
+signed by the device it names) and what each proved on chain (``Head``: device, seq, hash, block),
+and delivers each record exactly once, in seq order, at the requested level:
+
+- ``signed``: the record links to the last delivered one (its ``prev`` is that record's hash);
+- ``included`` / ``final`` / ``complete``: and a proven head at or above it, reached by the
+  ``prev`` links of the records in between, is usable at the level (any proven block / a block
+  at or below the finalized height / and at or below the height where every followed gateway's
+  accumulator is proven).
+
+Two rules, each one table-driven in tests/device/test_receive_merge.py:
+
+:func:`judge` (a relayed record against what is delivered and pooled; the chain-link rule of
+:func:`lightpost_gateway.record.classify_link`):
+
+=======  =================================================================================
+HOLD     pool it until it can be delivered
+REPLAY   the very record is delivered or pooled already (another gateway, a re-anchored
+         batch, a backfill): drop it, deliver nothing, report it
+FORK     another record of the device at this seq, or a link that contradicts a neighbour:
+         drop it and report it (two records the device signed at one seq)
+=======  =================================================================================
+
+:func:`deliverable` (what the pool lets the cursor pass): the run of linked records from the
+cursor, cut at the highest usable head in it; and a finding when a usable head lies past a
+record nobody relayed (MISSING: anchored off-chain data withheld or lost -- never skipped), or
+when the anchored hash at a seq is not the relayed record there (FORK).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+
+from lightpost.core.levels import Level
+
+from .record import ZERO_HASH, ChainEntry, Link, classify_link
+
+__all__ = [
+    "Cursor",
+    "Head",
+    "Held",
+    "Judgement",
+    "Stop",
+    "deliverable",
+    "judge",
+    "usable",
+]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Held:
+    """A relayed record of one device, opened and signed by it: pooled until delivered."""
+
+    seq: int
+    hash: bytes
+    prev: bytes
+    wire: bytes
+    gateway: bytes
+    """The gateway that relayed it (the first one, if several did)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Head:
+    """A device's head hash at ``seq``, proven in a batch of ``gateway`` anchored at ``block``."""
+
+    seq: int
+    hash: bytes
+    block: int
+    gateway: bytes
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Cursor:
+    """Where a device's delivery stands: the next seq to deliver and the hash it must link to."""
+
+    next_seq: int = 0
+    prev: bytes = ZERO_HASH
+
+
+class Judgement(Enum):
+    HOLD = "hold"
+    REPLAY = "replay"
+    FORK = "fork"
+
+
+def judge(
+    record: Held,
+    *,
+    cursor: Cursor,
+    delivered_hash: bytes | None,
+    pool: Mapping[int, Held],
+) -> Judgement:
+    """A relayed record against the device's delivered and pooled records. ``delivered_hash``:
+    the hash delivered at ``record.seq`` when it is below the cursor (None if not kept)."""
+    known: dict[int, ChainEntry] = {}
+    if cursor.next_seq > 0:
+        before = cursor.next_seq - 1
+        known[before] = ChainEntry(seq=before, hash=cursor.prev, prev=b"")
+    if record.seq < cursor.next_seq:
+        if delivered_hash is None:  # below what is kept: nothing new can be delivered there
+            return Judgement.REPLAY
+        known[record.seq] = ChainEntry(seq=record.seq, hash=delivered_hash, prev=b"")
+    for seq in (record.seq - 1, record.seq, record.seq + 1):
+        held = pool.get(seq)
+        if held is not None:
+            known[seq] = ChainEntry(seq=seq, hash=held.hash, prev=held.prev)
+    entry = ChainEntry(seq=record.seq, hash=record.hash, prev=record.prev)
+    if record.seq == 0 and record.prev != ZERO_HASH:
+        return Judgement.FORK
+    link = classify_link(known, entry).link
+    if link == Link.REPLAY:
+        return Judgement.REPLAY
+    if link == Link.FORK:
+        return Judgement.FORK
+    return Judgement.HOLD
+
+
+def usable(heads: Sequence[Head], *, level: Level, final: int, complete: int) -> list[Head]:
+    """The heads a level may rely on: ``included`` every proven one; ``final`` those at or below
+    the finalized height; ``complete`` those at or below min(final, complete height)."""
+    if level <= Level.INCLUDED:
+        return list(heads)
+    limit = final if level == Level.FINAL else min(final, complete)
+    return [h for h in heads if h.block <= limit]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Stop:
+    """Why delivery stopped short of a usable head: ``kind`` missing or fork, at seqs
+    first .. last (last: the usable head's seq)."""
+
+    kind: str
+    first: int
+    last: int
+
+
+def deliverable(
+    cursor: Cursor, pool: Mapping[int, Held], heads: Sequence[Head], *, level: Level
+) -> tuple[list[Held], Stop | None]:
+    """The records the cursor may pass now, in order, and a finding that blocks the rest
+    (``heads``: already :func:`usable` at ``level``; ignored at ``signed``)."""
+    run: list[Held] = []
+    seq, prev = cursor.next_seq, cursor.prev
+    while (held := pool.get(seq)) is not None and held.prev == prev:
+        run.append(held)
+        seq, prev = seq + 1, held.hash
+    stop: Stop | None = None
+    broken = pool.get(seq)
+    if broken is not None:  # present but not linking: judge() keeps such records out
+        stop = Stop(kind="fork", first=seq, last=seq)
+    by_seq = {r.seq: r for r in run}
+    cut = cursor.next_seq - 1
+    for head in sorted(heads, key=lambda h: h.seq):
+        if head.seq < cursor.next_seq:
+            continue
+        held = by_seq.get(head.seq)
+        if held is None:
+            if stop is None:
+                stop = Stop(kind="missing", first=seq, last=head.seq)
+            break
+        if held.hash != head.hash:
+            stop = Stop(kind="fork", first=head.seq, last=head.seq)
+            break
+        cut = head.seq
+    if level == Level.SIGNED:
+        return run, stop
+    return [r for r in run if r.seq <= cut], stop

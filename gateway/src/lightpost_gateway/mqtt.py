@@ -1,0 +1,1 @@
+../../../src/lightpost/device/mqtt.py
