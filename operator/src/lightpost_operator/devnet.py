@@ -410,6 +410,7 @@ def _with_gateway(
             start_new_session=True,
         )
     (gw_dir / PID_NAME).write_text(f"{proc.pid}\n")
+    _wait_subscribed(proc, gw_dir / "gateway.log")
     log(f"gateway {gw_key.checksum_address} (pid {proc.pid}), {count} MQTT devices")
     return {
         "address": gw_key.checksum_address,
@@ -423,6 +424,27 @@ def _with_gateway(
         "device_script": str(mqtt_dir / "device.py"),
         "mqtt_devices": devices,
     }
+
+
+GATEWAY_START_TIMEOUT_S = 30.0
+"""How long `up` waits for the gateway's subscription (a record published before it exists
+reaches no gateway: the broker keeps QoS 1 messages only for existing subscriptions)."""
+
+SUBSCRIBED = "subscribed to "
+"""The gateway's log line once its shared subscription is in place (gateway_cmd)."""
+
+
+def _wait_subscribed(proc: subprocess.Popen[bytes], log_path: Path) -> None:
+    deadline = time.monotonic() + GATEWAY_START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        text = log_path.read_text(errors="replace") if log_path.exists() else ""
+        if SUBSCRIBED in text:
+            return
+        if proc.poll() is not None:
+            tail = " ".join(text.strip().splitlines()[-1:])
+            raise ChainProcessError(f"the gateway exited with status {proc.returncode}: {tail}")
+        time.sleep(0.1)
+    raise ChainProcessError(f"the gateway did not subscribe within {GATEWAY_START_TIMEOUT_S:.0f}s")
 
 
 def _stop_gateway(directory: Path) -> bool:
