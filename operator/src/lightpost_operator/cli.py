@@ -66,6 +66,17 @@ def add_demo(sub: SubParsers) -> str:
     )
     demo.add_argument("--console-port", type=int, default=8642, help="the console's port")
     demo.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    demo.add_argument(
+        "--mqtt-devices",
+        type=int,
+        default=2,
+        help="devices without an OS under MicroPython, through a gateway (0: none)",
+    )
+    demo.add_argument(
+        "--require-mqtt",
+        action="store_true",
+        help="fail when MicroPython or Mosquitto is missing instead of running without them",
+    )
     return "lightpost_operator.demo:cmd_demo"
 
 
