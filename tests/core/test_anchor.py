@@ -182,3 +182,24 @@ def test_posted_calldata_bounds() -> None:
         posted_calldata([])
     with pytest.raises(ValueError):
         posted_calldata([b"x"] * (MAX_POSTED_RECORDS + 1))
+
+
+def test_a_batch_of_maximal_incompressible_records_is_within_the_decoder_bounds() -> None:
+    """The bounds are not tighter than what the gateway can produce: 256 records, each with the
+    longest stream and a random maximal payload (DEFLATE stores them), decode."""
+    records = []
+    for i in range(MAX_POSTED_RECORDS):
+        seed = hashlib.sha256(b"max %d" % i).digest()
+        record = Record(
+            kind=Kind.DATA,
+            stream=seed[:MAX_STREAM],
+            seq=2**64 - 1 - i,
+            prev=seed,
+            time_ms=2**64 - 1,
+            content_type=0xFFFF,
+            payload=b"".join(hashlib.sha256(seed + bytes([j])).digest() for j in range(32)),
+        )
+        signature = Signature(y_parity=1, r=SECP256K1_N - 1, s=SECP256K1_N // 2)
+        records.append(encode_record(SignedRecord(record=record, signature=signature)))
+    data = posted_calldata(records)
+    assert decode_posted(data) == records

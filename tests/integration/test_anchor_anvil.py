@@ -46,7 +46,7 @@ from lightpost_operator.wallet import send_operator_tx
 from tests.conftest import ANVIL_DEV_KEYS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
-from bench_gateway import reading_json  # noqa: E402
+from bench_gateway import reading_json
 
 POSTED_RECORDS = 200
 """Records of 100-byte readings in the measured posted batch."""

@@ -6,6 +6,7 @@ check; a device the gateway does not know is rejected; `down` leaves no process 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
@@ -21,9 +22,9 @@ from lightpost.adapters.rpc import HttpEndpoint
 from lightpost.core.keys import PrivateKey, parse_address
 from lightpost.device import Device
 from lightpost.node.chain import Chain
-from lightpost_gateway.anchor import ANCHOR_ADDRESS
+from lightpost_gateway.anchor import ANCHOR_ADDRESS, accumulate, batch_digest, gateway_slots
 from lightpost_gateway.record import Domain
-from lightpost_operator.anvil import free_port
+from lightpost_operator.anvil import AnvilProcess, free_port
 from lightpost_operator.devnet import (
     GATEWAY_DIR,
     MOSQUITTO_DIR,
@@ -33,8 +34,11 @@ from lightpost_operator.devnet import (
     devnet_status,
     devnet_up,
 )
-from lightpost_operator.gateway_check import verified_readings
+from lightpost_operator.gateway_check import _prove_accumulator, verified_readings
+from lightpost_operator.gateway_cmd import chain_anchor, deploy_anchor
 from lightpost_operator.mosquitto import mosquitto_binary
+from lightpost_operator.wallet import send_operator_tx
+from tests.conftest import ANVIL_DEV_KEYS
 from tests.device.conftest import MICROPYTHON, device_bundle
 
 pytestmark = pytest.mark.integration
@@ -151,3 +155,32 @@ def test_devnet_gateway_anchors_mqtt_devices_and_down_stops_everything(tmp_path:
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)  # gateway, broker and anvil are gone
+
+
+def test_complete_proves_a_gateway_whose_slot_has_a_leading_zero_nibble(
+    fresh_anvil: AnvilProcess,
+) -> None:
+    """The accumulator's storage keys go to eth_getProof as 32-byte words: anvil refuses 63 hex
+    digits, which ``hex(slot)`` gives for one gateway address in 16
+    (lightpost_gateway.receiver.prove_gateway_accumulator, as it landed, fails here)."""
+    chain = Chain([HttpEndpoint(fresh_anvil.url, "rpc#0")], quorum=1)
+    funder = PrivateKey.from_hex(ANVIL_DEV_KEYS[0])
+    gateway = next(
+        key
+        for key in (PrivateKey(hashlib.sha256(b"gw %d" % i).digest()) for i in range(1000))
+        if gateway_slots(key.address)[0] >> 252 == 0
+    )
+    try:
+        chain_id = chain.chain_id()
+        _, _, nonce = deploy_anchor(chain, chain_id, funder)
+        send_operator_tx(chain, chain_id, funder, nonce=nonce, to=gateway.address, value=10**18)
+        chain_anchor(chain, chain_id, gateway)(b"\x01" * 32)
+        height = chain.tag_height("latest")
+        acc, count = _prove_accumulator(
+            chain, gateway=gateway.address, block=height, anchor=ANCHOR_ADDRESS
+        )
+        assert count == 1 and acc == int.from_bytes(
+            accumulate(bytes(32), batch_digest(b"\x01" * 32)), "big"
+        )
+    finally:
+        chain.close()

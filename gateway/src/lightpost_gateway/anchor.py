@@ -167,12 +167,13 @@ MAX_POSTED_BYTES = (
     _HEADER
     + MAX_POSTED_RECORDS * (_SIG_RS + _PREV)
     + MAX_POSTED_INFLATED
-    + MAX_POSTED_INFLATED // 16_000 * 5
-    + 64
+    + (MAX_POSTED_INFLATED >> 12)
+    + (MAX_POSTED_INFLATED >> 14)
+    + 13
 )
-"""Longest posted calldata the decoder reads: header, the random columns and the body stored
-without compression (DEFLATE's stored blocks add 5 bytes per 16 KB at most at zlib's defaults,
-64 bytes of slack for the final block)."""
+"""Longest posted calldata the decoder reads: header, the random columns and the longest body as
+zlib compresses it at worst (its deflateBound: n + n/4096 + n/16384 + 13 for incompressible
+input); 300,899 bytes."""
 
 
 def _planes(values: Sequence[int], width: int) -> bytes:

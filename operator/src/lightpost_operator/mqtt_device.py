@@ -6,7 +6,8 @@
 #   COUNT readings (0: until STOP_FILE exists), one per INTERVAL_S, then up to WAIT_S for the
 #   gateway's receipts. One JSON line per event on stdout: boot, sent (seq, payload, t_ms),
 #   released (records released by a receipt), done.
-# No f-strings with format specs, no int.bit_length: MicroPython's subset.
+# No f-strings with format specs, no int.bit_length: MicroPython's subset (annotations are
+# parsed and ignored there).
 import json
 import os
 import sys
@@ -18,17 +19,17 @@ except ImportError:
     from lightpost.device import Device
 
 
-def now_ms():
+def now_ms() -> int:
     return time.time_ns() // 1000000
 
 
-def say(kind, **fields):
+def say(kind: str, **fields: object) -> None:
     fields["kind"] = kind
     fields["t_ms"] = now_ms()
     print(json.dumps(fields))
 
 
-def stopped(path):
+def stopped(path: str) -> bool:
     if not path:
         return False
     try:
@@ -38,7 +39,7 @@ def stopped(path):
         return False
 
 
-def main(argv):
+def main(argv: list[str]) -> None:
     with open(argv[1]) as f:
         cfg = json.load(f)
     count = int(argv[2]) if len(argv) > 2 else 0
