@@ -639,7 +639,13 @@ class Demo:
             # an MQTT device may sign one last reading as it sees the stop file: wait for it to
             # exit (after its receipts) so that reading is counted, delivered or lost
             mqtt_done = self.mqtt is None or self.mqtt.running() == 0
-            if mqtt_done and all(k in self.tally.delivered["complete"] for k in self.tally.sent):
+            # a valve that executed a command owes its signed result: wait for it too
+            results_done = self.tally.results_received >= self.tally.commands_executed
+            if (
+                mqtt_done
+                and results_done
+                and all(k in self.tally.delivered["complete"] for k in self.tally.sent)
+            ):
                 break
             time.sleep(COLLECT_INTERVAL_S)
             self._check_processes()
