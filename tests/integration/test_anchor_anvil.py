@@ -6,6 +6,9 @@ figures of docs/benchmarks.md; only the model's upper bound is asserted)."""
 from __future__ import annotations
 
 import hashlib
+import random
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -42,6 +45,9 @@ from lightpost_operator.gateway_cmd import deploy_anchor
 from lightpost_operator.wallet import send_operator_tx
 from tests.conftest import ANVIL_DEV_KEYS
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
+from bench_gateway import reading_json
+
 POSTED_RECORDS = 200
 """Records of 100-byte readings in the measured posted batch."""
 
@@ -73,18 +79,21 @@ def _floor(data: bytes) -> int:
 
 
 def _readings(chain_id: int, n: int) -> list[bytes]:
+    """100-byte JSON readings of ``n`` meters, varying per device (tools/bench_gateway.py)."""
     domain = Domain(chain_id=chain_id, anchor=ANCHOR_ADDRESS)
+    rng = random.Random(7)
     out = []
     for i in range(n):
         key = PrivateKey(hashlib.sha256(b"device %d" % i).digest())
+        seq = rng.randrange(1_000_000)
         record = Record(
             kind=Kind.DATA,
-            stream=b"temp",
-            seq=0,
-            prev=ZERO_HASH,
-            time_ms=1_790_000_000_000 + i,
-            content_type=0,
-            payload=hashlib.sha256(b"r%d" % i).digest() * 3 + b"\x01" * 4,  # 100 bytes
+            stream=b"energy",
+            seq=seq,
+            prev=rng.randbytes(32) if seq else ZERO_HASH,
+            time_ms=1_790_000_000_000 + rng.randrange(60_000),
+            content_type=2,
+            payload=reading_json(i, 17, rng),
         )
         out.append(encode_record(sign_record(record, domain, key)))
     return out

@@ -5,8 +5,8 @@ it and a test checks they agree) records one batch per call of the calling gatew
 
 - ``anchored`` mode: the calldata is the batch's Merkle root (:mod:`lightpost_gateway.batch`),
   exactly 32 bytes; the records travel over MQTT and are kept by gateways.
-- ``posted`` mode: the calldata is ``rlp([record, ...])`` -- the wire records themselves (always
-  longer than 32 bytes: a record carries a 65-byte signature).
+- ``posted`` mode: the calldata is the wire records themselves in a compact columnar form
+  (:func:`posted_calldata`; always longer than 32 bytes: a record carries a 64-byte signature).
 
 Per gateway it keeps ``acc = keccak256(acc_old || keccak256(calldata))`` and a batch count in
 two storage slots (:func:`gateway_slots`), so a receiver that recomputes the accumulator over the
@@ -16,15 +16,24 @@ It is created by the CREATE2 deployment proxy with a fixed salt: one address on 
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
-from typing import cast
 
-from lightpost.core import rlp
+from lightpost.core.envelope import DEFLATE_LEVEL, DEFLATE_WBITS
 from lightpost.core.hashing import keccak256
 from lightpost.core.inbox import CREATE2_DEPLOYER, create2_address
-from lightpost.errors import DecodingError, RLPDecodingError
+from lightpost.core.keys import Signature
+from lightpost.errors import DecodingError, LightpostError
 
-from .record import MAX_RECORD_BYTES
+from .record import (
+    MAX_PAYLOAD,
+    MAX_STREAM,
+    Kind,
+    Record,
+    SignedRecord,
+    decode_record,
+    encode_record,
+)
 
 __all__ = [
     "ANCHOR_ADDRESS",
@@ -33,7 +42,10 @@ __all__ = [
     "ANCHOR_SALT",
     "EVENT_SIGNATURE",
     "EVENT_TOPIC",
+    "MAX_POSTED_BYTES",
+    "MAX_POSTED_INFLATED",
     "MAX_POSTED_RECORDS",
+    "POSTED_VERSION",
     "ROOT_BYTES",
     "accumulate",
     "anchor_execution_gas",
@@ -48,9 +60,9 @@ ROOT_BYTES = 32
 """An anchored batch's calldata: its Merkle root; anything longer is a posted batch."""
 
 MAX_POSTED_RECORDS = 256
-"""Most records in one posted batch: at MAX_RECORD_BYTES each it stays near 300 KB of calldata,
-under common 128 KiB-per-transaction mempool limits only when records are small, so the gateway
-also cuts batches by bytes (its own tunable); the decoder bounds what a peer can hand over."""
+"""Most records in one posted batch: 256 100-byte readings are ~31 KB of calldata, far under the
+common 128 KiB-per-transaction mempool limits (maximal records would not be: the gateway also
+cuts batches by records, its own tunable); the decoder bounds what a peer can hand over."""
 
 EVENT_SIGNATURE = "LightpostBatchV1(address,uint256,bytes32)"
 """The contract's one event: topics [topic, gateway word], data = count || digest."""
@@ -69,10 +81,6 @@ protocol constant)."""
 
 ANCHOR_ADDRESS = create2_address(CREATE2_DEPLOYER, ANCHOR_SALT, ANCHOR_INITCODE_HASH)
 """The anchoring contract's address on every EVM chain: the ``anchor`` of every record Domain."""
-
-_MAX_POSTED_BYTES = MAX_POSTED_RECORDS * (MAX_RECORD_BYTES + 3) + 9
-"""Longest posted calldata the decoder reads (every record maximal, with its RLP header)."""
-
 
 ANCHOR_EXECUTION_GAS_FIXED = 50_000
 """Upper bound of the contract's execution gas apart from the calldata-sized terms: two cold
@@ -123,26 +131,169 @@ def anchored_calldata(root: bytes) -> bytes:
     return root
 
 
+# --- posted batches ---------------------------------------------------------------------------
+#
+# calldata = POSTED_VERSION (1) || count (2, big-endian) || sigs || prevs || raw_deflate(body)
+#   sigs  = count x (r (32) || s (32))             random: sent as is (DEFLATE cannot shrink them)
+#   prevs = count x prev (32)                      random: sent as is
+#   body  = kinds (count) || y_parities (count) || content types (2 byte planes of count)
+#           || seqs (8 byte planes) || times (8 byte planes)
+#           || count x (len (1) || stream) || count x (len (2) || payload)
+# Byte planes: byte k of every record's big-endian number, then byte k + 1 ...; the high bytes
+# of seqs and times are the same across records and DEFLATE folds them to almost nothing, and
+# the readings of many devices share their keys and shape (the payload column).
+
+POSTED_VERSION = 2
+"""First byte of a posted batch (version 1 was rlp([record, ...]), whose first byte is an RLP list
+header >= 0xc0: the two can never be confused)."""
+
+_KINDS = frozenset(int(k) for k in Kind)
+_COUNT_BYTES = 2
+_SIG_RS = 64
+_PREV = 32
+_U64_PLANES = 8
+_CTYPE_PLANES = 2
+_PAYLOAD_LEN_BYTES = 2
+_HEADER = 1 + _COUNT_BYTES
+
+_BODY_FIXED_PER_RECORD = 1 + 1 + _CTYPE_PLANES + 2 * _U64_PLANES + 1 + _PAYLOAD_LEN_BYTES
+"""Body bytes of one record apart from its stream and payload (kind, y, planes, lengths)."""
+
+MAX_POSTED_INFLATED = MAX_POSTED_RECORDS * (_BODY_FIXED_PER_RECORD + MAX_STREAM + MAX_PAYLOAD)
+"""Bytes a posted batch's body may inflate to at most (the DEFLATE bomb bound): every record at
+its longest stream and payload: 276,224 bytes at 256 records."""
+
+MAX_POSTED_BYTES = (
+    _HEADER
+    + MAX_POSTED_RECORDS * (_SIG_RS + _PREV)
+    + MAX_POSTED_INFLATED
+    + (MAX_POSTED_INFLATED >> 12)
+    + (MAX_POSTED_INFLATED >> 14)
+    + 13
+)
+"""Longest posted calldata the decoder reads: header, the random columns and the longest body as
+zlib compresses it at worst (its deflateBound: n + n/4096 + n/16384 + 13 for incompressible
+input); 300,899 bytes."""
+
+
+def _planes(values: Sequence[int], width: int) -> bytes:
+    rows = [v.to_bytes(width, "big") for v in values]
+    return bytes(row[k] for k in range(width) for row in rows)
+
+
+def _unplanes(data: bytes, count: int, width: int) -> list[int]:
+    return [
+        int.from_bytes(bytes(data[k * count + i] for k in range(width)), "big")
+        for i in range(count)
+    ]
+
+
 def posted_calldata(records: Sequence[bytes]) -> bytes:
-    """rlp([record, ...]) of wire records (lightpost_gateway.record.encode_record)."""
+    """A posted batch of wire records (lightpost_gateway.record.encode_record), in the columnar
+    form above; :func:`decode_posted` gives back the very same wire records."""
     if not 0 < len(records) <= MAX_POSTED_RECORDS:
         raise ValueError(f"a posted batch has 1 .. {MAX_POSTED_RECORDS} records")
-    return rlp.encode(list(records))
+    signed = [decode_record(wire) for wire in records]
+    rs = [x.record for x in signed]
+    body = b"".join(
+        [
+            bytes(int(r.kind) for r in rs),
+            bytes(x.signature.y_parity for x in signed),
+            _planes([r.content_type for r in rs], _CTYPE_PLANES),
+            _planes([r.seq for r in rs], _U64_PLANES),
+            _planes([r.time_ms for r in rs], _U64_PLANES),
+            *(bytes([len(r.stream)]) + r.stream for r in rs),
+            *(len(r.payload).to_bytes(_PAYLOAD_LEN_BYTES, "big") + r.payload for r in rs),
+        ]
+    )
+    deflater = zlib.compressobj(DEFLATE_LEVEL, zlib.DEFLATED, DEFLATE_WBITS)
+    return b"".join(
+        [
+            bytes([POSTED_VERSION]),
+            len(records).to_bytes(_COUNT_BYTES, "big"),
+            *(x.signature.to_bytes()[:_SIG_RS] for x in signed),
+            *(r.prev for r in rs),
+            deflater.compress(body) + deflater.flush(),
+        ]
+    )
+
+
+def _inflate(data: bytes, limit: int) -> bytes:
+    """Strict raw DEFLATE, refused past ``limit`` bytes (the bomb bound)."""
+    inflater = zlib.decompressobj(DEFLATE_WBITS)
+    try:
+        out = inflater.decompress(data, limit + 1)
+    except zlib.error as exc:
+        raise DecodingError("batch", f"invalid deflate stream ({exc})") from None
+    if len(out) > limit:
+        raise DecodingError("batch", f"the body inflates past {limit} bytes")
+    if not inflater.eof or inflater.unused_data:
+        raise DecodingError("batch", "truncated deflate stream or bytes after it")
+    return out
+
+
+class _Reader:
+    def __init__(self, data: bytes) -> None:
+        self.data, self.at = data, 0
+
+    def take(self, n: int) -> bytes:
+        if len(self.data) - self.at < n:
+            raise DecodingError("batch", "the body is truncated")
+        self.at += n
+        return self.data[self.at - n : self.at]
 
 
 def decode_posted(calldata: bytes) -> list[bytes]:
-    """The wire records of a posted batch (each still to be opened and checked). Strict:
-    bounded, canonical RLP, a non-empty flat list of at most MAX_POSTED_RECORDS strings."""
-    if len(calldata) <= ROOT_BYTES or len(calldata) > _MAX_POSTED_BYTES:
+    """The wire records of a posted batch (each still to be opened and checked). Strict: bounded
+    calldata, 1 .. MAX_POSTED_RECORDS records, the body inflated to at most what that count of
+    maximal records takes, every byte of it consumed, every record within its bounds (the same
+    checks as lightpost_gateway.record.decode_record, low-s signature included)."""
+    if len(calldata) <= ROOT_BYTES or len(calldata) > MAX_POSTED_BYTES:
         raise DecodingError("batch", "not a posted batch's length")
-    try:
-        item = rlp.decode(calldata)
-    except RLPDecodingError as exc:
-        raise DecodingError("batch", exc.reason, exc.offset) from None
-    if (
-        not isinstance(item, list)
-        or not 0 < len(item) <= MAX_POSTED_RECORDS
-        or not all(isinstance(x, bytes) for x in item)
-    ):
-        raise DecodingError("batch", f"expected a list of 1 .. {MAX_POSTED_RECORDS} records")
-    return [bytes(x) for x in cast("list[bytes]", item)]
+    if calldata[0] != POSTED_VERSION:
+        raise DecodingError("batch", "unknown posted batch version")
+    count = int.from_bytes(calldata[1:_HEADER], "big")
+    if not 0 < count <= MAX_POSTED_RECORDS:
+        raise DecodingError("batch", f"expected 1 .. {MAX_POSTED_RECORDS} records")
+    fixed = _HEADER + count * (_SIG_RS + _PREV)
+    if len(calldata) <= fixed:
+        raise DecodingError("batch", "truncated signatures or prevs")
+    sigs = [calldata[_HEADER + i * _SIG_RS : _HEADER + (i + 1) * _SIG_RS] for i in range(count)]
+    at = _HEADER + count * _SIG_RS
+    prevs = [calldata[at + i * _PREV : at + (i + 1) * _PREV] for i in range(count)]
+    body = _Reader(
+        _inflate(calldata[fixed:], count * (_BODY_FIXED_PER_RECORD + MAX_STREAM + MAX_PAYLOAD))
+    )
+    kinds, ys = body.take(count), body.take(count)
+    ctypes = _unplanes(body.take(count * _CTYPE_PLANES), count, _CTYPE_PLANES)
+    seqs = _unplanes(body.take(count * _U64_PLANES), count, _U64_PLANES)
+    times = _unplanes(body.take(count * _U64_PLANES), count, _U64_PLANES)
+    streams = [body.take(body.take(1)[0]) for _ in range(count)]
+    payloads = [
+        body.take(int.from_bytes(body.take(_PAYLOAD_LEN_BYTES), "big")) for _ in range(count)
+    ]
+    if body.at != len(body.data):
+        raise DecodingError("batch", f"{len(body.data) - body.at} bytes after the last record")
+    out = []
+    for i in range(count):
+        if kinds[i] not in _KINDS:
+            raise DecodingError("batch", f"record {i}: unknown kind")
+        try:
+            record = Record(
+                kind=Kind(kinds[i]),
+                stream=streams[i],
+                seq=seqs[i],
+                prev=prevs[i],
+                time_ms=times[i],
+                content_type=ctypes[i],
+                payload=payloads[i],
+            )
+            signature = Signature(
+                y_parity=ys[i],
+                r=int.from_bytes(sigs[i][:_WORD], "big"),
+                s=int.from_bytes(sigs[i][_WORD:], "big"),
+            )
+        except LightpostError as exc:
+            raise DecodingError("batch", f"record {i}: {exc}") from None
+        out.append(encode_record(SignedRecord(record=record, signature=signature)))
+    return out

@@ -38,7 +38,15 @@ def add_devnet(sub: SubParsers) -> str:
         action="store_true",
         help='serve a beacon light-client API over anvil; devices get trust = "beacon"',
     )
-    down = dsub.add_parser("down", help="stop the devnet's anvil")
+    up.add_argument(
+        "--gateway",
+        action="store_true",
+        help="devices without an OS: a Mosquitto broker, the anchoring contract, a gateway",
+    )
+    up.add_argument(
+        "--mqtt-devices", type=int, default=2, help="MQTT device identities (with --gateway)"
+    )
+    down = dsub.add_parser("down", help="stop the devnet's anvil (and broker and gateway)")
     down.add_argument("--dir", required=True)
     status = dsub.add_parser("status", help="is the devnet up; heads; devices")
     status.add_argument("--dir", required=True)
@@ -58,6 +66,17 @@ def add_demo(sub: SubParsers) -> str:
     )
     demo.add_argument("--console-port", type=int, default=8642, help="the console's port")
     demo.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    demo.add_argument(
+        "--mqtt-devices",
+        type=int,
+        default=2,
+        help="devices without an OS under MicroPython, through a gateway (0: none)",
+    )
+    demo.add_argument(
+        "--require-mqtt",
+        action="store_true",
+        help="fail when MicroPython or Mosquitto is missing instead of running without them",
+    )
     return "lightpost_operator.demo:cmd_demo"
 
 
@@ -111,6 +130,8 @@ def cmd_devnet(args: argparse.Namespace) -> int:
             log=lambda m: print(f"devnet: {m}", file=sys.stderr),
             node=args.node,
             beacon=args.beacon,
+            gateway=args.gateway,
+            mqtt_devices=args.mqtt_devices,
         )
         print(
             f"devnet up: {desc['node']} pid {desc['pid']} on {desc['rpc_url']} "
@@ -118,6 +139,17 @@ def cmd_devnet(args: argparse.Namespace) -> int:
         )
         for d in desc["devices"]:
             print(f"  {d['name']:<12} {d['address']}  {d['config']}")
+        if "gateway" in desc:
+            gw = desc["gateway"]
+            print(
+                f"gateway {gw['address']} (pid {gw['pid']}) on mosquitto {gw['broker']}, "
+                f"anchoring contract {gw['anchor']}; MQTT devices (no ETH, no RPC endpoint):"
+            )
+            for d in gw["mqtt_devices"]:
+                print(f"  {d['name']:<12} {d['address']}  {d['config']}")
+            print("run one (CPython, then MicroPython with a 64 KiB heap):")
+            for line in devnet.device_commands(gw, directory.resolve()):
+                print(f"  {line}")
         print(f"stop it with: lightpost devnet down --dir {directory}")
         return 0
     if args.devnet_cmd == "down":
@@ -134,6 +166,18 @@ def cmd_devnet(args: argparse.Namespace) -> int:
         )
         for d in status["devices"]:
             print(f"  {d['name']:<12} {d['address']}  {d['balance_wei'] / 1e18:.4f} ETH")
+        if "gateway" in status:
+            gw = status["gateway"]
+            state = {True: "up", False: "DOWN"}
+            print(
+                f"gateway {gw['address']} {state[gw['gateway_up']]}, mosquitto {gw['broker']} "
+                f"{state[gw['broker_up']]}"
+            )
+            for d in gw["mqtt_devices"]:
+                anchored = "none" if d["anchored_seq"] is None else f"up to seq {d['anchored_seq']}"
+                print(
+                    f"  {d['name']:<12} {d['address']}  {d['records']} records, anchored {anchored}"
+                )
     else:
         print(f"devnet down: {status['reason']}")
     return 0 if status["up"] else 1

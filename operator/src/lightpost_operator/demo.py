@@ -7,7 +7,12 @@ What runs (each device is its own OS process with its own key, store and endpoin
 - ``controller`` receives the readings verified (included / final / complete) and reacts:
   when a sensor reports bad air it commands ``valve-1`` to open further;
 - ``valve-1`` runs the on-device agent: it executes verified commands from the
-  controller and sends a signed result back, which the controller receives.
+  controller and sends a signed result back, which the controller receives;
+- ``mqtt-N``: devices without an operating system, under the real MicroPython interpreter with a
+  64 KiB heap, publish signed readings over MQTT (Mosquitto); the devnet's gateway anchors them
+  and the demo counts each one delivered only once verified through the gateway
+  (:mod:`lightpost_operator.demo_mqtt`). Without MicroPython or Mosquitto the demo says so in one
+  line and runs without them (``--require-mqtt``: it fails instead).
 
 Every device's endpoint list is [anvil, an honest forwarding proxy, a LYING proxy] with a
 quorum of 2. During the run the lying proxy alters a reading, hides a reading and forges
@@ -33,8 +38,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lightpost.adapters.rpc import HttpEndpoint
 from lightpost.core.envelope import channel_id
 from lightpost.errors import ConfigError
+from lightpost.node.chain import Chain
 from lightpost_agent.command import COMMANDS_CHANNEL, RESULTS_CHANNEL
 from lightpost_operator.anvil import free_port
 from lightpost_operator.demo_attacks import (
@@ -44,6 +51,7 @@ from lightpost_operator.demo_attacks import (
     ReadingAlteration,
 )
 from lightpost_operator.demo_device import CAMERA_CHANNEL, CITY_CHANNEL
+from lightpost_operator.demo_mqtt import MqttDevice, MqttFleet, mqtt_unavailable
 from lightpost_operator.devnet import devnet_down, devnet_up
 from lightpost_operator.proxy import LyingProxy
 
@@ -167,6 +175,9 @@ class Demo:
         self.honest: LyingProxy | None = None
         self.announced: set[str] = set()
         self.console: Any = None
+        self.mqtt: MqttFleet | None = None
+        self.chain: Chain | None = None
+        self.mqtt_skipped = ""
 
     # -- set-up -------------------------------------------------------------------------
 
@@ -179,9 +190,15 @@ class Demo:
         ).start()
         roles = dict(city(self.args.devices))
         endpoints = [upstream, self.honest.url, self.liar.url]
+        mqtt_devices = self._mqtt_devices()
         self._say(
             f"starting a devnet (anvil on {upstream}, block time {self.args.block_time}s) "
             f"with {len(roles)} devices; every device asks 3 endpoints, one of them lies"
+            + (
+                f"; {mqtt_devices} MQTT devices under MicroPython (64 KiB heap) via a gateway"
+                if mqtt_devices
+                else ""
+            )
         )
         desc = devnet_up(
             self.dir / "devnet",
@@ -189,6 +206,12 @@ class Demo:
             block_time=self.args.block_time,
             names=list(roles),
             customize=lambda name, addrs: _device_options(name, addrs, roles, endpoints),
+            gateway=mqtt_devices > 0,
+            mqtt_devices=max(mqtt_devices, 1),
+        )
+        # the demo's own view of the chain for the gateway's records: the same three endpoints
+        self.chain = Chain(
+            [HttpEndpoint(url, f"rpc#{i}") for i, url in enumerate(endpoints)], quorum=DEMO_QUORUM
         )
         self.forgery.controller = bytes.fromhex(
             next(d["address"] for d in desc["devices"] if d["name"] == "controller")[2:]
@@ -198,6 +221,16 @@ class Demo:
         )
         events = self.dir / "events"
         events.mkdir(parents=True, exist_ok=True)
+        if mqtt_devices:
+            self.mqtt = MqttFleet(
+                desc["gateway"],
+                chain_id=desc["chain_id"],
+                directory=events,
+                stop_file=self.dir / "stop",
+                on_sent=self.tally.sent.__setitem__,
+                on_delivered=self._delivered,
+                on_problem=self._say,
+            )
         for entry in desc["devices"]:
             self.devices.append(
                 Device(
@@ -209,8 +242,30 @@ class Demo:
                 )
             )
 
+    def _mqtt_devices(self) -> int:
+        """How many MQTT devices run: --mqtt-devices, or 0 (said in one line) when MicroPython
+        or Mosquitto is missing; --require-mqtt makes that an error."""
+        wanted = int(getattr(self.args, "mqtt_devices", 0))
+        reason = mqtt_unavailable() if wanted > 0 else None
+        if reason is None:
+            return wanted
+        if getattr(self.args, "require_mqtt", False):
+            raise ConfigError(f"--require-mqtt: {reason}")
+        self.mqtt_skipped = reason
+        self._say(f"MQTT devices skipped: {reason}")
+        return 0
+
+    def _delivered(self, key: tuple[str, str, int], level: str, ev: dict[str, Any]) -> None:
+        sent = self.tally.sent.get(key)
+        if sent is not None and sent.get("sha256") != ev.get("sha256"):
+            self.tally.forged_accepted.append(ev)
+            self._say(f"!! the gateway check ACCEPTED A FORGED READING {key}")
+        self.tally.delivered.setdefault(level, {})[key] = ev
+
     def start_devices(self) -> None:
         self.started = time.time()
+        if self.mqtt is not None:
+            self.mqtt.start()
         for dev in self.devices:
             log = open(self.dir / "events" / f"{dev.name}.log", "ab")  # noqa: SIM115
             dev.proc = subprocess.Popen(
@@ -236,6 +291,8 @@ class Demo:
             log.close()
 
     def stop_devices(self) -> None:
+        if self.mqtt is not None:
+            self.mqtt.stop()
         for dev in self.devices:
             if dev.proc and dev.proc.poll() is None:
                 dev.proc.send_signal(signal.SIGTERM)
@@ -280,6 +337,8 @@ class Demo:
             for part in self.console:
                 part.stop()
         self.stop_devices()
+        if self.chain is not None:
+            self.chain.close()
         for proxy in (self.liar, self.honest):
             if proxy is not None:
                 proxy.stop()
@@ -288,7 +347,7 @@ class Demo:
 
     # -- events ---------------------------------------------------------------------------
 
-    def _lines(self, dev: Device) -> Iterator[dict[str, Any]]:
+    def _lines(self, dev: Device | MqttDevice) -> Iterator[dict[str, Any]]:
         try:
             with dev.events.open("rb") as fh:
                 fh.seek(dev.offset)
@@ -303,10 +362,13 @@ class Demo:
             except ValueError:
                 self.tally.errors.append(f"{dev.name}: unreadable event line")
 
-    def collect(self) -> None:
+    def collect(self, *, verify_now: bool = False) -> None:
         for dev in self.devices:
             for ev in self._lines(dev):
                 self._event(dev, ev)
+        if self.mqtt is not None and self.chain is not None:
+            self.mqtt.collect(lambda d: list(self._lines(d)))
+            self.mqtt.verify(self.chain, force=verify_now)
 
     def _event(self, dev: Device, ev: dict[str, Any]) -> None:
         t = self.tally
@@ -367,13 +429,21 @@ class Demo:
         gas = sum(int(x.get("gas_used", 0)) for x in t.txs.values())
         running = sum(1 for d in self.devices if d.proc and d.proc.poll() is None)
         pending = sum(1 for k in t.sent if k not in t.delivered["complete"])
+        mqtt = ""
+        if self.mqtt is not None:
+            mine = [k for k, v in t.sent.items() if v.get("role") == "mqtt"]
+            done = sum(1 for k in mine if k in t.delivered["complete"])
+            mqtt = (
+                f" | mqtt {self.mqtt.running()}/{len(self.mqtt.devices)} sent {len(mine)} "
+                f"complete {done}"
+            )
         return (
             f"[{elapsed:5.0f}s] devices {running}/{len(self.devices)} | sent {len(t.sent):4d} "
             f"pending {pending:3d} | delivered: included {len(t.delivered['included']):4d} "
             f"final {len(t.delivered['final']):4d} complete {len(t.delivered['complete']):4d} | "
             f"txs {len(t.txs):3d} gas {gas:,} | attacks {self.attacks_attempted()} caught "
             f"{self.attacks_caught()} | commands {t.commands_executed} run, "
-            f"{t.commands_refused} refused"
+            f"{t.commands_refused} refused{mqtt}"
         )
 
     def attacks_attempted(self) -> int:
@@ -435,6 +505,7 @@ class Demo:
         reading_msgs = sum(
             int(x.get("messages", 0)) for x in t.txs.values() if x.get("role") in ("meter", "air")
         )
+        mqtt = self._mqtt_report()
         attacks = self.attack_outcomes()
         every_attack_caught = all(a["caught"] for a in attacks.values() if a["fired"])
         ok = (
@@ -476,14 +547,31 @@ class Demo:
                 "results_received": t.results_received,
             },
             "errors": t.errors,
+            "mqtt": mqtt,
+        }
+
+    def _mqtt_report(self) -> dict[str, Any]:
+        """The MQTT devices' part of the report (their readings are in ``messages`` too)."""
+        if self.mqtt is None:
+            return {"devices": 0, "skipped": self.mqtt_skipped or "--mqtt-devices 0"}
+        t = self.tally
+        mine = [k for k, v in t.sent.items() if v.get("role") == "mqtt"]
+        gas, records = self.mqtt.gas(self.chain) if self.chain is not None else (0, 0)
+        return {
+            "devices": len(self.mqtt.devices),
+            "interpreter": "micropython -X heapsize=64K",
+            "sent": len(mine),
+            "delivered": {lv: sum(1 for k in mine if k in got) for lv, got in t.delivered.items()},
+            "gateway_gas": gas,
+            "gas_per_record": gas / records if records else None,
         }
 
     def render(self, rep: dict[str, Any]) -> str:
         m, g, c = rep["messages"], rep["gas"], rep["commands"]
         lines = ["", "=== lightpost demo report ==="]
         lines.append(
-            f"messages: sent {m['sent']} (readings {m['readings_sent']}); delivered to the "
-            f"controller: included {m['delivered']['included']}, final "
+            f"messages: sent {m['sent']} (readings {m['readings_sent']}); delivered verified "
+            f"(controller, gateway check): included {m['delivered']['included']}, final "
             f"{m['delivered']['final']}, complete {m['delivered']['complete']}; lost "
             f"{len(m['lost'])}"
         )
@@ -499,6 +587,17 @@ class Demo:
                 f"message, {per_reading:,.0f} per reading vs the paper's "
                 f"{g['paper_per_message'] or 0:,.0f} (one tx per reading)"
             )
+        q = rep["mqtt"]
+        if q["devices"]:
+            d = q["delivered"]
+            per = f"{q['gas_per_record']:,.0f}" if q["gas_per_record"] is not None else "-"
+            lines.append(
+                f"MQTT devices ({q['devices']}, {q['interpreter']}, no ETH, no RPC endpoint): "
+                f"sent {q['sent']}, verified through the gateway: included {d['included']}, "
+                f"final {d['final']}, complete {d['complete']}; gateway gas {per} per record"
+            )
+        else:
+            lines.append(f"MQTT devices: none ({q['skipped']})")
         for name, a in rep["attacks"].items():
             state = (
                 "not triggered" if not a["fired"] else ("caught" if a["caught"] else "NOT CAUGHT")
@@ -537,15 +636,28 @@ class Demo:
         drain_until = time.time() + DRAIN_TIMEOUT_S
         while time.time() < drain_until:
             self.collect()
-            if all(k in self.tally.delivered["complete"] for k in self.tally.sent):
+            # an MQTT device may sign one last reading as it sees the stop file: wait for it to
+            # exit (after its receipts) so that reading is counted, delivered or lost
+            mqtt_done = self.mqtt is None or self.mqtt.running() == 0
+            # a valve that executed a command owes its signed result: wait for it too
+            results_done = self.tally.results_received >= self.tally.commands_executed
+            if (
+                mqtt_done
+                and results_done
+                and all(k in self.tally.delivered["complete"] for k in self.tally.sent)
+            ):
                 break
             time.sleep(COLLECT_INTERVAL_S)
             self._check_processes()
-        self.collect()
+        self.collect(verify_now=True)
         self._say(self.view())
         return self.report()
 
     def _check_processes(self) -> None:
+        for msg in self.mqtt.failed() if self.mqtt is not None else []:
+            if msg not in self.tally.errors:
+                self.tally.errors.append(msg)
+                self._say(f"!! {msg}")
         for dev in self.devices:
             if dev.proc and dev.proc.poll() is not None and dev.proc.returncode != 0:
                 msg = f"{dev.name} exited with status {dev.proc.returncode}"

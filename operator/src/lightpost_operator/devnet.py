@@ -14,6 +14,14 @@ store instead of a file.
 
 The funder is anvil's first well-known dev account (public test mnemonic); it exists
 only on the devnet.
+
+``up --gateway`` (issue 14) adds devices without an operating system: a Mosquitto broker on a
+free loopback port (its config, persistence and log in ``DIR/mosquitto``), the anchoring contract
+at its protocol address, a gateway (``lightpost gateway run`` in the background, its funded key
+and config in ``DIR/gateway``, its SQLite store there too) and N MQTT device identities: each a
+JSON file ``DIR/mqtt/<name>.json`` (mode 0600: it holds the device's secret, as the device's
+flash would) authorized for the gateway (``DIR/gateway/devices.txt``), plus ``DIR/mqtt/device.py``
+that runs such a device under MicroPython or CPython. `down` stops gateway, broker and anvil.
 """
 
 from __future__ import annotations
@@ -22,7 +30,9 @@ import base64
 import contextlib
 import json
 import os
+import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -45,12 +55,15 @@ from lightpost_operator.anvil import (
 )
 from lightpost_operator.ganache import GanacheProcess
 from lightpost_operator.inbox import deploy_inbox
+from lightpost_operator.mosquitto import mosquitto_binary
 from lightpost_operator.wallet import send_operator_tx
 
 __all__ = [
     "DEVICE_FUNDING_WEI",
     "DEVNET_FILE",
     "DEVNET_FUNDER_KEY",
+    "GATEWAY_INTERVAL_S",
+    "MQTT_CADENCE_S",
     "devnet_down",
     "devnet_status",
     "devnet_up",
@@ -193,16 +206,23 @@ def devnet_up(
     log: Callable[[str], None] = lambda _m: None,
     node: str = "anvil",
     beacon: bool = False,
+    gateway: bool = False,
+    mqtt_devices: int = 2,
 ) -> dict[str, Any]:
     """Start a devnet in ``directory`` on ``node`` (see NODES); return the devnet description
     (also written).
 
     ``customize(name, addresses)`` may override :func:`write_device` arguments per
     device (endpoints, quorum, trusted, extra TOML); ``addresses`` maps every device
-    name to its checksum address.
+    name to its checksum address. ``gateway``: also broker, anchoring contract, gateway and
+    ``mqtt_devices`` MQTT device identities (the module's docstring).
     """
     if devices < 1:
         raise ConfigError("--devices must be at least 1")
+    if gateway and mqtt_devices < 1:
+        raise ConfigError("--mqtt-devices must be at least 1")
+    if gateway and mosquitto_binary() is None:
+        raise ConfigError("--gateway needs mosquitto: `make setup` or `apt-get install mosquitto`")
     if node not in NODES:
         raise ConfigError(f"--node must be one of {', '.join(NODES)}")
     if beacon and node != "anvil":
@@ -234,8 +254,13 @@ def devnet_up(
     try:
         if beacon:
             customize = _with_beacon(directory, anvil, customize, log)
-        return _provision(directory, anvil, names, block_time, customize, log)
+        desc = _provision(directory, anvil, names, block_time, customize, log)
+        if gateway:
+            desc["gateway"] = _with_gateway(directory, anvil, mqtt_devices, log)
+            (directory / DEVNET_FILE).write_text(json.dumps(desc, indent=2) + "\n")
+        return desc
     except BaseException:
+        _stop_gateway(directory)
         _stop_pid(directory / BEACON_PID_FILE)
         anvil.stop()
         (directory / PID_FILE).unlink(missing_ok=True)
@@ -279,6 +304,165 @@ def _with_beacon(
         return options
 
     return add
+
+
+GATEWAY_DIR = "gateway"
+"""The gateway's key, config, authorized devices, SQLite store, pid and log inside DIR."""
+
+MOSQUITTO_DIR = "mosquitto"
+"""The broker's config, persistence, pid and log inside DIR."""
+
+MQTT_DIR = "mqtt"
+"""The MQTT devices' identities (``<name>.json``), flash (``state/<name>``) and device.py."""
+
+PID_NAME = "pid"
+"""The pid file's name inside GATEWAY_DIR and MOSQUITTO_DIR."""
+
+GATEWAY_INTERVAL_S = 5.0
+"""The devnet gateway cuts a batch at least this often: a devnet shows anchoring within
+seconds (a production gateway batches per minute: BATCH_INTERVAL_S)."""
+
+MQTT_CADENCE_S = 5
+"""Seconds between readings each devnet MQTT device declares in its birth (and device.py keeps)."""
+
+
+def _with_gateway(
+    directory: Path, anvil: AnvilProcess, count: int, log: Callable[[str], None]
+) -> dict[str, Any]:
+    """Broker, anchoring contract, funded gateway key and config, MQTT device identities, and the
+    gateway process; returns the devnet description's ``gateway`` entry."""
+    from lightpost_operator.gateway_cmd import deploy_anchor
+    from lightpost_operator.mosquitto import Mosquitto
+
+    broker = Mosquitto(directory / MOSQUITTO_DIR).start(detach=True)
+    assert broker.pid is not None
+    (directory / MOSQUITTO_DIR / PID_NAME).write_text(f"{broker.pid}\n")
+    log(f"mosquitto on port {broker.port}")
+    gw_dir = directory / GATEWAY_DIR
+    chain = Chain([HttpEndpoint(anvil.url, "rpc#0")], quorum=1)
+    try:
+        chain_id = chain.chain_id()
+        funder = PrivateKey.from_hex(DEVNET_FUNDER_KEY)
+        anchor, _, nonce = deploy_anchor(chain, chain_id, funder, log)
+        gw_key = PrivateKey.generate(os.urandom)
+        _, receipt = send_operator_tx(
+            chain, chain_id, funder, nonce=nonce, to=gw_key.address, value=DEVICE_FUNDING_WEI
+        )
+        assert receipt is not None
+        inbox = bytes.fromhex(_read_json(directory / DEVNET_FILE)["inbox"][2:])
+        config = write_device(
+            gw_dir,
+            "gateway",
+            key=gw_key,
+            chain_id=chain_id,
+            endpoints=[anvil.url],
+            quorum=1,
+            inbox=inbox,
+            trusted={},
+        )
+    finally:
+        chain.close()
+    mqtt_dir = directory / MQTT_DIR
+    (mqtt_dir / "state").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(Path(__file__).with_name("mqtt_device.py"), mqtt_dir / "device.py")
+    devices = []
+    for i in range(count):
+        name = f"mqtt-{i + 1}"
+        key = PrivateKey.generate(os.urandom)
+        identity = {
+            "name": name,
+            "secret": key.secret_bytes().hex(),
+            "chain_id": chain_id,
+            "anchor": anchor.hex(),
+            "host": LOOPBACK,
+            "port": broker.port,
+            "state_dir": str(mqtt_dir / "state" / name),
+            "cadence_s": MQTT_CADENCE_S,
+        }
+        path = mqtt_dir / f"{name}.json"
+        _write_private(path, json.dumps(identity, indent=2) + "\n")
+        devices.append({"name": name, "address": key.checksum_address, "config": str(path)})
+    authorized = gw_dir / "devices.txt"
+    authorized.write_text("".join(d["address"] + "\n" for d in devices))
+    db = gw_dir / "gateway.sqlite"
+    with (gw_dir / "gateway.log").open("ab") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "lightpost.cli.main",
+                "gateway",
+                "run",
+                "--config",
+                str(config),
+                "--broker",
+                f"{LOOPBACK}:{broker.port}",
+                "--db",
+                str(db),
+                "--devices",
+                str(authorized),
+                "--interval",
+                str(GATEWAY_INTERVAL_S),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    (gw_dir / PID_NAME).write_text(f"{proc.pid}\n")
+    _wait_subscribed(proc, gw_dir / "gateway.log")
+    log(f"gateway {gw_key.checksum_address} (pid {proc.pid}), {count} MQTT devices")
+    return {
+        "address": gw_key.checksum_address,
+        "anchor": to_checksum_address(anchor),
+        "config": str(config),
+        "db": str(db),
+        "pid": proc.pid,
+        "broker": f"{LOOPBACK}:{broker.port}",
+        "broker_pid": broker.pid,
+        "interval_s": GATEWAY_INTERVAL_S,
+        "device_script": str(mqtt_dir / "device.py"),
+        "mqtt_devices": devices,
+    }
+
+
+GATEWAY_START_TIMEOUT_S = 30.0
+"""How long `up` waits for the gateway's subscription (a record published before it exists
+reaches no gateway: the broker keeps QoS 1 messages only for existing subscriptions)."""
+
+SUBSCRIBED = "subscribed to "
+"""The gateway's log line once its shared subscription is in place (gateway_cmd)."""
+
+
+def _wait_subscribed(proc: subprocess.Popen[bytes], log_path: Path) -> None:
+    deadline = time.monotonic() + GATEWAY_START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        text = log_path.read_text(errors="replace") if log_path.exists() else ""
+        if SUBSCRIBED in text:
+            return
+        if proc.poll() is not None:
+            tail = " ".join(text.strip().splitlines()[-1:])
+            raise ChainProcessError(f"the gateway exited with status {proc.returncode}: {tail}")
+        time.sleep(0.1)
+    raise ChainProcessError(f"the gateway did not subscribe within {GATEWAY_START_TIMEOUT_S:.0f}s")
+
+
+def _stop_gateway(directory: Path) -> bool:
+    """Stop the gateway, then the broker (the gateway's SIGTERM handler finishes its step)."""
+    stopped = _stop_pid(directory / GATEWAY_DIR / PID_NAME)
+    return _stop_pid(directory / MOSQUITTO_DIR / PID_NAME) or stopped
+
+
+def device_commands(entry: dict[str, Any], directory: Path) -> list[str]:
+    """How to run the first MQTT device of a devnet, under CPython and under MicroPython."""
+    script = entry["device_script"]
+    first = entry["mqtt_devices"][0]["config"]
+    bundle = directory / MQTT_DIR / "bundle"
+    return [
+        f"{sys.executable} {script} {first}",
+        f"python tools/device_bundle.py {bundle} && MICROPYPATH={bundle} "
+        f"micropython -X heapsize=64K {script} {first}",
+    ]
 
 
 def _stop_pid(path: Path) -> bool:
@@ -370,6 +554,7 @@ def _provision(
 def devnet_down(directory: Path) -> bool:
     """Stop the devnet's anvil. Returns False when it was not running."""
     directory = directory.resolve()
+    _stop_gateway(directory)
     _stop_pid(directory / BEACON_PID_FILE)
     pid_path = directory / PID_FILE
     if not pid_path.exists():
@@ -442,4 +627,41 @@ def devnet_status(directory: Path) -> dict[str, Any]:
         status["reason"] = f"anvil does not answer: {exc}"
     finally:
         chain.close()
+    if "gateway" in desc:
+        status["gateway"] = _gateway_status(directory, desc["gateway"])
     return status
+
+
+def _gateway_status(directory: Path, entry: dict[str, Any]) -> dict[str, Any]:
+    """Gateway and broker alive; per MQTT device, the records the gateway holds and anchored
+    (read from its SQLite store, read-only)."""
+
+    def alive(sub: str) -> bool:
+        try:
+            return _pid_alive(int((directory / sub / PID_NAME).read_text().strip()))
+        except (OSError, ValueError):
+            return False
+
+    held: dict[str, tuple[int, int | None]] = {}
+    with contextlib.suppress(sqlite3.Error):
+        db = sqlite3.connect(f"file:{entry['db']}?mode=ro", uri=True)
+        try:
+            for device, records, anchored in db.execute(
+                "SELECT r.device, COUNT(*), MAX(CASE WHEN b.block IS NOT NULL THEN r.seq END) "
+                "FROM records r LEFT JOIN batches b ON r.batch = b.id GROUP BY r.device"
+            ):
+                held[bytes(device).hex()] = (records, anchored)
+        finally:
+            db.close()
+    devices = []
+    for d in entry.get("mqtt_devices", []):
+        records, anchored = held.get(d["address"][2:].lower(), (0, None))
+        devices.append({**d, "records": records, "anchored_seq": anchored})
+    return {
+        "address": entry.get("address"),
+        "anchor": entry.get("anchor"),
+        "broker": entry.get("broker"),
+        "gateway_up": alive(GATEWAY_DIR),
+        "broker_up": alive(MOSQUITTO_DIR),
+        "mqtt_devices": devices,
+    }

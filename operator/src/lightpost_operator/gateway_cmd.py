@@ -16,8 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lightpost.core.keys import PrivateKey, to_checksum_address
-from lightpost.errors import ConfigError
+from lightpost.core.keys import PrivateKey, parse_address, to_checksum_address
+from lightpost.errors import ConfigError, LightpostError
 from lightpost.node.chain import Chain, parse_quantity
 from lightpost_gateway.anchor import ANCHOR_ADDRESS, ANCHOR_SALT, anchor_execution_gas
 from lightpost_gateway.artifact import anchor_initcode, anchor_runtime
@@ -27,7 +27,14 @@ from lightpost_gateway.service import Anchored, Gateway, GatewayClient, GatewayS
 from lightpost_operator.inbox import deploy_create2
 from lightpost_operator.wallet import send_operator_tx
 
-__all__ = ["add_gateway", "chain_anchor", "cmd_gateway", "deploy_anchor", "shared_topic"]
+__all__ = [
+    "add_gateway",
+    "chain_anchor",
+    "cmd_gateway",
+    "deploy_anchor",
+    "read_authorized",
+    "shared_topic",
+]
 
 DEFAULT_GROUP = "lightpost"
 """The shared-subscription group of gateways that split one broker's records."""
@@ -75,6 +82,23 @@ def chain_anchor(chain: Chain, chain_id: int, key: PrivateKey) -> Callable[[byte
     return anchor
 
 
+def read_authorized(path: Path) -> frozenset[bytes]:
+    """The device addresses in ``path``: one 0x-address per line, ``#`` comments."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise ConfigError(f"--devices: cannot read {path}: {exc.strerror}") from None
+    out = set()
+    for n, line in enumerate(lines, 1):
+        text = line.split("#", 1)[0].strip()
+        if text:
+            try:
+                out.add(parse_address(text))
+            except LightpostError:
+                raise ConfigError(f"--devices: line {n} of {path} is not an address") from None
+    return frozenset(out)
+
+
 def add_gateway(sub: Any) -> str:
     gw = sub.add_parser("gateway", help="devices without an OS: anchoring contract and gateway")
     gsub = gw.add_subparsers(dest="gateway_cmd", required=True, metavar="{deploy,run}")
@@ -85,6 +109,11 @@ def add_gateway(sub: Any) -> str:
     run.add_argument("--group", default=DEFAULT_GROUP, help="shared-subscription group")
     run.add_argument("--mode", choices=("anchored", "posted"), default="anchored")
     run.add_argument("--interval", type=float, default=60.0, help="seconds per batch at most")
+    run.add_argument(
+        "--devices",
+        default=None,
+        help="file of authorized device addresses, one per line (default: any signer)",
+    )
     for p in (deploy, run):
         p.add_argument("--config", required=True, help="a device config: endpoints, quorum, key")
     return "lightpost_operator.gateway_cmd:cmd_gateway"
@@ -122,6 +151,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
             sub=sub,
             pub=pub,
             mode=args.mode,
+            authorized=read_authorized(Path(args.devices)) if args.devices else None,
             batch_interval_s=args.interval,
             log=log,
         )
