@@ -133,6 +133,11 @@ class Device:
         self.mqtt = Client(client_id or self.address.hex(), keepalive, sock)
         self.mqtt.connect(host, port, self.topic, death)
         self.mqtt.subscribe(self.receipt_topic)
+        self.republish()
+
+    def republish(self):
+        """Publish every retained record again; call it when receipts are overdue (a broker
+        can drop a record it acknowledged: no gateway subscribed, a crash before its save)."""
         for seq in self.store.retained():
             got = self.store.get(seq)
             if got is not None:
@@ -157,8 +162,9 @@ class Device:
                 self.on_receipt(msg)
 
     def on_receipt(self, msg):
-        """rlp([seq, record hash, tx hash, block]): release records <= seq if the hash is this
-        device's own record at seq. True if released."""
+        """rlp([seq, record hash, tx hash, block]): release the record at seq if the hash is
+        its own record's, and only that one (the gateway vouches for what it holds, not for
+        records below it: those may be lost in a broker). True if released."""
         fields = rlp_strings(msg, 4) if len(msg) <= MAX_RECEIPT else None
         if fields is None or len(fields[0]) > 8 or fields[0][:1] == b"\x00":
             return False
