@@ -3,6 +3,7 @@ directory, and the device library built for MicroPython (tools/device_bundle.py)
 
 from __future__ import annotations
 
+import getpass
 import os
 import shutil
 import socket
@@ -29,9 +30,11 @@ persistence_location {dir}/
 autosave_interval 1
 autosave_on_changes true
 log_dest file {dir}/mosquitto.log
+user {user}
 """
 """Issue 14: with persistence alone a kill -9 loses every queued QoS 1 message; autosave on every
-change keeps them."""
+change keeps them. ``user``: whoever runs the tests (as root, Mosquitto would become the user
+mosquitto, unable to write the persistence directory: no persistence, silently)."""
 
 
 def _need(what: str, found: bool, hint: str) -> None:
@@ -53,7 +56,9 @@ class Mosquitto:
         self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.conf = self.dir / "mosquitto.conf"
-        self.conf.write_text(MOSQUITTO_CONF.format(port=self.port, dir=self.dir))
+        self.conf.write_text(
+            MOSQUITTO_CONF.format(port=self.port, dir=self.dir, user=getpass.getuser())
+        )
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Mosquitto:
