@@ -141,7 +141,7 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout: flo
 class Broker:
     """One Mosquitto; ``kill`` is SIGKILL, ``start`` again reuses port and persistence dir."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, conf: str | None = None) -> None:
         binary = mosquitto_binary()
         if binary is None:
             raise RuntimeError("mosquitto is not installed (make setup, or apt-get install)")
@@ -151,7 +151,7 @@ class Broker:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.conf = self.dir / "mosquitto.conf"
         self.conf.write_text(
-            BROKER_CONF.format(port=self.port, dir=self.dir, user=getpass.getuser())
+            (conf or BROKER_CONF).format(port=self.port, dir=self.dir, user=getpass.getuser())
         )
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -185,6 +185,7 @@ class GatewayProcess:
     def __init__(self, name: str, config: Path, db: Path, broker_port: int, log: Path) -> None:
         self.name, self.config, self.db, self.port, self.log = name, config, db, broker_port, log
         self.proc: subprocess.Popen[bytes] | None = None
+        self.interval = BATCH_INTERVAL_S
         self.down_until = 0.0
         self.starts = 0
         self.exits: Counter[str] = Counter()
@@ -196,7 +197,7 @@ class GatewayProcess:
                     *(sys.executable, "-m", "lightpost.cli.main", "gateway", "run"),
                     *("--config", str(self.config), "--db", str(self.db)),
                     *("--broker", f"{LOOPBACK}:{self.port}", "--group", GROUP),
-                    *("--interval", str(BATCH_INTERVAL_S)),
+                    *("--interval", str(self.interval)),
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=err,
@@ -282,7 +283,7 @@ class ChaosDevice(Device):  # type: ignore[misc]  # the device library is untype
             return
         try:
             self.connect(LOOPBACK, port)
-        except (OSError, MQTTError):
+        except (OSError, MQTTError, StoreFull):
             self.drop(now)
             return
         self.online = True
