@@ -260,8 +260,7 @@ def run_gateway(records: int, devices: int, kills: int, progress: Callable[[str]
         f"from {r.devices} devices",
         "records lost / delivered twice, from the chain (relay rule, then the receiving rule)",
         f"{r.lost} lost, {r.duplicated} duplicated ({r.delivered:,} of {r.signed:,} records, "
-        f"births included, delivered once; {r.replays_dropped:,} on chain twice, dropped by the "
-        "rule)",
+        f"births included, delivered once; {r.anchored_twice:,} anchored twice, delivered once)",
         r.ok,
         r.seconds,
         r.as_dict(),
@@ -298,8 +297,10 @@ def render_gateway(outcome: Any, *, mode: str) -> str:
         f"| gateway exits on their own (broker gone), restarted | {exits} |",
         f"| anchor transactions / batches anchored twice | {d['anchor_txs']:,} / "
         f"{d['roots_anchored_twice']} |",
-        f"| records on chain more than once, dropped by the receiving rule | "
-        f"{d['replays_dropped']:,} |",
+        f"| records anchored twice (republished to the other gateway, or re-anchored) | "
+        f"{d['anchored_twice']:,} |",
+        f"| replays dropped by the receiving rule (also: records below a leaf's head already "
+        f"delivered through the other gateway) | {d['replays_dropped']:,} |",
         f"| records republished by devices / device reconnects | {d['republished']:,} / "
         f"{d['reconnects']:,} |",
     ]

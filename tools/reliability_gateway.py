@@ -215,7 +215,7 @@ class GatewayProcess:
         """Restart when it is due: after a kill's pause, or RESTART_S after it exited itself."""
         now = time.monotonic()
         if self.proc is not None and self.proc.poll() is not None:
-            self.exits[_last_error(self.log)] += 1
+            self.exits[f"exit status {self.proc.returncode}"] += 1
             self.proc = None
             self.down_until = now + RESTART_S
         if self.proc is None and now >= self.down_until:
@@ -337,7 +337,11 @@ class Deliveries:
     anchor_txs: int = 0
     roots_anchored_twice: int = 0
     replays: int = 0
-    """Records on chain more than once, dropped by the receiving rule."""
+    """Records the receiving rule dropped as replays: anchored twice, or already delivered
+    through another gateway's leaf (a leaf's range may hold records of the other gateway)."""
+    anchored_twice: int = 0
+    """Records in two or more anchored batches (republished to the other gateway, or a batch
+    anchored again after a crash): on chain more than once."""
     forks: int = 0
     unexplained_anchors: int = 0
     """Batch events whose root no gateway's store explains (missing off-chain data)."""
@@ -347,11 +351,15 @@ class Deliveries:
     problems: list[str] = field(default_factory=list)
 
 
-def _stored_batches(stores: Sequence[Path]) -> tuple[dict[bytes, list[Leaf]], dict[Any, bytes]]:
-    """Every anchored batch's leaves (by root) and every held record (by (device, seq)), from
-    the gateways' SQLite files, read as a receiver asking them would get them."""
+def _stored_batches(
+    stores: Sequence[Path],
+) -> tuple[dict[bytes, list[Leaf]], dict[Any, bytes], dict[bytes, list[Any]]]:
+    """Every anchored batch's leaves (by root), every held record (by (device, seq)) and each
+    batch's own records (by root), from the gateways' SQLite files, read as a receiver asking
+    them would get them."""
     leaves_by_root: dict[bytes, list[Leaf]] = {}
     held: dict[tuple[bytes, int], bytes] = {}
+    own: dict[bytes, list[Any]] = {}
     for path in stores:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
@@ -371,9 +379,15 @@ def _stored_batches(stores: Sequence[Path]) -> tuple[dict[bytes, list[Leaf]], di
                         Leaf(device=bytes(device), first_seq=first, last_seq=last, head=bytes(head))
                     )
                 leaves_by_root.setdefault(bytes(root), leaves)
+                own.setdefault(bytes(root), []).extend(
+                    (bytes(d), s)
+                    for d, s in db.execute(
+                        "SELECT device, seq FROM records WHERE batch = ?", (batch,)
+                    )
+                )
         finally:
             db.close()
-    return leaves_by_root, held
+    return leaves_by_root, held, own
 
 
 def count_deliveries(rpc_url: str, domain: Domain, stores: Sequence[Path]) -> Deliveries:
@@ -382,7 +396,8 @@ def count_deliveries(rpc_url: str, domain: Domain, stores: Sequence[Path]) -> De
     gateway, verified by the pure relay rule; delivered once per (device, seq) by the chain-link
     rule, which drops replays."""
     out = Deliveries()
-    leaves_by_root, held = _stored_batches(stores)
+    leaves_by_root, held, own = _stored_batches(stores)
+    on_chain: Counter[tuple[bytes, int]] = Counter()
     endpoint = HttpEndpoint(rpc_url, "rpc#0", retries=2, timeout=60)
     logs = endpoint.call(
         "eth_getLogs",
@@ -415,6 +430,7 @@ def count_deliveries(rpc_url: str, domain: Domain, stores: Sequence[Path]) -> De
             out.anchor_txs += 1
             seen_roots[root] += 1
             leaves = leaves_by_root.get(root)
+            on_chain.update(own.get(root, ()))
             if leaves is None:
                 out.unexplained_anchors += 1
                 out.problems.append(f"no gateway holds the batch of 0x{tx_hash.hex()}")
@@ -461,6 +477,7 @@ def count_deliveries(rpc_url: str, domain: Domain, stores: Sequence[Path]) -> De
     finally:
         chain.close()
     out.roots_anchored_twice = sum(1 for n in seen_roots.values() if n > 1)
+    out.anchored_twice = sum(1 for n in on_chain.values() if n > 1)
     return out
 
 
@@ -486,6 +503,7 @@ class ChaosResult:
     anchor_txs: int = 0
     roots_anchored_twice: int = 0
     replays_dropped: int = 0
+    anchored_twice: int = 0
     republished: int = 0
     reconnects: int = 0
     unexplained_anchors: int = 0
@@ -659,6 +677,7 @@ def chaos(
     result.anchor_txs = got.anchor_txs
     result.roots_anchored_twice = got.roots_anchored_twice
     result.replays_dropped = got.replays
+    result.anchored_twice = got.anchored_twice
     result.unexplained_anchors = got.unexplained_anchors
     result.unlinked = got.unlinked
     result.republished = sum(d.republished for d in fleet)
