@@ -1,7 +1,8 @@
-"""The short, seeded version of `make reliability`'s gateway chaos run (tools/reliability_gateway.py,
-issue 14's 'done when'): two `lightpost gateway run` processes share one real Mosquitto, devices
-publish a few hundred records, a gateway and the broker are each SIGKILLed once at a seeded
-moment and restarted; counted from the chain: 0 lost, 0 duplicated deliveries."""
+"""The short, seeded version of `make reliability`'s gateway chaos run
+(tools/reliability_gateway.py, issue 14's 'done when'): two `lightpost gateway run` processes
+share one real Mosquitto, devices publish a few hundred records, a gateway and the broker are
+each SIGKILLed once at a seeded moment and restarted; counted from the chain: 0 lost,
+0 duplicated deliveries."""
 
 from __future__ import annotations
 
