@@ -87,7 +87,7 @@ bench: setup
 	$(PY) tools/bench.py --write-docs
 	$(PY) tools/bench_runtime.py --write-docs
 	$(PY) tools/bench_beacon.py --write-docs
-	$(PY) tools/bench_gateway.py
+	$(PY) tools/bench_gateway.py --write-docs
 
 reliability: setup
 	$(PY) tools/reliability.py --write-docs

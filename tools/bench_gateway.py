@@ -1,8 +1,10 @@
-"""Measure the gateway's CPU side (issue 14): records admitted per second on one core (strict
-decode, signer recovery under the domain, chain link against SQLite, durable insert) and batched
-(one leaf per device, Merkle root), and relayed records verified per second by a receiver
-(lightpost_gateway.relay, anchor tx and receipt given). No broker, no chain: the gateway's own
-work. The keccak is the compiled one when installed (`fast` extra), as on a gateway.
+"""Measure the gateway (issue 14).
+
+Default (no broker, no chain: the gateway's own CPU work): records admitted per second on one core
+(strict decode, signer recovery under the domain, chain link against SQLite, durable insert) and
+batched (one leaf per device, Merkle root), and relayed records verified per second by a receiver
+(lightpost_gateway.relay, anchor tx and receipt given). The keccak is the compiled one when
+installed (`fast` extra), as on a gateway.
 
 Gas per reading in ``posted`` mode (:func:`posted_gas`): one minute of 1,000 and 10,000 devices,
 each sending one 100-byte JSON reading that varies per device and per minute
@@ -10,18 +12,38 @@ each sending one 100-byte JSON reading that varies per device and per minute
 rule (lightpost.core.gas.gas_used; tests/integration/test_anchor_anvil.py checks the model
 against anvil's gasUsed).
 
-Prints one JSON object. Usage: python tools/bench_gateway.py [--devices N] [--per-device K]
+``--broker``: the same records through a real Mosquitto (the issue's config: persistence, a save on
+every change): a publisher process sends them at QoS 1, the gateway (in this process, its
+anchoring a no-op) reads, admits, commits, acknowledges, batches and sends one receipt per record;
+records per second of wall time and per CPU second of the gateway process.
+
+``--latency``: device publish -> ``included`` on the devnet: anvil with 1 s blocks, the anchoring
+contract, Mosquitto, one `lightpost gateway run --interval 1`, and simulated devices
+(lightpost.device) each publishing a reading a second; a record's latency is from just before its
+publish to its receipt at the device (the gateway sends it once the anchoring transaction is in a
+block). p50 / p95.
+
+Prints one JSON object; ``--write-docs`` puts the broker and latency figures in their generated
+section of docs/benchmarks.md. Usage: python tools/bench_gateway.py [--devices N]
+[--per-device K] [--broker] [--latency] [--write-docs]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import datetime
 import hashlib
 import json
+import os
 import random
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from lightpost.core import hashing
 from lightpost.core.gas import gas_used
@@ -47,7 +69,18 @@ from lightpost_gateway.record import (
     sign_record,
 )
 from lightpost_gateway.relay import verify_relayed
-from lightpost_gateway.service import MAX_BATCH_RECORDS, RECORDS_PER_POLL, GatewayStore
+from lightpost_gateway.service import (
+    MAX_BATCH_RECORDS,
+    RECORDS_PER_POLL,
+    Anchored,
+    Gateway,
+    GatewayClient,
+    GatewayStore,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "benchmarks.md"
+BEGIN, END = "<!-- BEGIN GENERATED BENCH-GATEWAY -->", "<!-- END GENERATED BENCH-GATEWAY -->"
 
 DOMAIN = Domain(chain_id=31337, anchor=b"\xaa" * 20)
 PAYLOAD = 100
@@ -143,12 +176,9 @@ def posted_gas(devices: int, minute: int = 17, seed: int = 1) -> dict[str, float
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--devices", type=int, default=1000)
-    parser.add_argument("--per-device", type=int, default=3)
-    args = parser.parse_args()
-    messages, leaves = _records(args.devices, args.per_device)
+def cpu_figures(devices: int, per_device: int) -> dict[str, Any]:
+    """The gateway's own work, no broker, no chain."""
+    messages, leaves = _records(devices, per_device)
     with tempfile.TemporaryDirectory() as tmp:
         store = GatewayStore(Path(tmp) / "gw.sqlite")
         t0 = time.perf_counter()
@@ -200,20 +230,273 @@ def main() -> None:
         )
     verified = time.perf_counter() - t0
     n = len(messages)
-    print(
-        json.dumps(
-            {
-                "records": n,
-                "devices": args.devices,
-                "keccak": hashing.KECCAK_BACKEND,
-                "admitted_and_stored_per_s": round(n / admitted),
-                "merkle_root_ms": round(batched * 1000, 1),
-                "relayed_verified_per_s_incl_proofs": round(n / verified),
-                "posted_gas": [posted_gas(d) for d in POSTED_DEVICES],
-            },
-            indent=2,
+    return {
+        "records": n,
+        "devices": devices,
+        "keccak": hashing.KECCAK_BACKEND,
+        "admitted_and_stored_per_s": round(n / admitted),
+        "merkle_root_ms": round(batched * 1000, 1),
+        "relayed_verified_per_s_incl_proofs": round(n / verified),
+        "posted_gas": [posted_gas(d) for d in POSTED_DEVICES],
+    }
+
+
+# --- through a real broker ----------------------------------------------------------------------
+
+QUEUE_UNBOUNDED = "max_queued_messages 0\n"
+"""Mosquitto queues at most 1,000 messages per client by default and drops the rest, after it
+acknowledged them to the publisher ("Outgoing messages are being dropped"): the gateway does
+not read while it anchors and sends receipts, so a fast publisher overruns it (measured: 1,030
+of 3,000 records arrived). Devices republish what got no receipt; the bench lifts the bound."""
+
+SLOW_SAVE_CONF = (
+    """\
+listener {port} 127.0.0.1
+allow_anonymous true
+persistence true
+persistence_location {dir}/
+autosave_interval 1
+log_dest file {dir}/mosquitto.log
+user {user}
+"""
+    + QUEUE_UNBOUNDED
+)
+"""For comparison only: persistence saved once a second, not on every change (a kill -9 then
+loses up to a second of acknowledged messages: not the issue's config)."""
+
+
+def rg_conf() -> str:
+    import reliability_gateway as rg
+
+    return rg.BROKER_CONF
+
+
+def _publish(path: Path, port: int) -> None:
+    """The publisher process of --broker: every (topic, record) of ``path`` at QoS 1."""
+    from lightpost.device.mqtt import Client
+
+    client = Client("bench-publisher")
+    client.connect("127.0.0.1", port)
+    for line in path.read_text().splitlines():
+        topic, wire = line.split(" ")
+        client.publish(topic, bytes.fromhex(wire))
+    client.disconnect()
+
+
+def broker_figures(devices: int, per_device: int, conf: str | None = None) -> dict[str, Any]:
+    """Records verified, stored, acknowledged, batched and receipted through a real broker."""
+    import reliability_gateway as rg
+
+    messages, _ = _records(devices, per_device)
+    n = len(messages)
+    with tempfile.TemporaryDirectory(prefix="lp-bench-gw-") as tmp:
+        broker = rg.Broker(Path(tmp) / "broker", conf=conf)
+        broker.start()
+        sub, pub = GatewayClient("bench-gw"), GatewayClient("bench-gw-pub")
+        try:
+            sub.open("127.0.0.1", broker.port)
+            sub.listen("$share/bench/lp/1/d/+")
+            pub.open("127.0.0.1", broker.port)
+            gateway = Gateway(
+                store=GatewayStore(Path(tmp) / "gw.sqlite"),
+                domain=DOMAIN,
+                anchor=lambda c: Anchored(tx_hash=hashing.keccak256(c), block=1),
+                sub=sub,
+                pub=pub,
+                batch_interval_s=1.0,
+            )
+            feed = Path(tmp) / "records.txt"
+            feed.write_text("".join(f"{t} {w.hex()}\n" for t, w in messages))
+            cpu0, wall0 = time.process_time(), time.perf_counter()
+            publisher = subprocess.Popen(
+                [sys.executable, __file__, "--publish", str(feed), "--port", str(broker.port)]
+            )
+            deadline = time.monotonic() + 300
+            while True:
+                gateway.receive(time.time(), 50)
+                gateway.step(time.time())
+                left = gateway.store.db.execute(
+                    "SELECT COUNT(*) FROM records WHERE batch IS NULL"
+                ).fetchone()[0]
+                if gateway.counts["accept"] >= n and not left:
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"only {gateway.counts} of {n} records in 300 s")
+            wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+            publisher.wait(60)
+            batches = gateway.store.db.execute("SELECT COUNT(*) FROM batches").fetchone()[0]
+            gateway.store.close()
+        finally:
+            sub.shut()
+            pub.shut()
+            broker.stop()
+    return {
+        "records": n,
+        "devices": devices,
+        "batches": batches,
+        "wall_s": round(wall, 1),
+        "records_per_s_wall": round(n / wall),
+        "gateway_cpu_s": round(cpu, 2),
+        "records_per_gateway_cpu_s": round(n / cpu),
+    }
+
+
+# --- publish -> included latency on the devnet --------------------------------------------------
+
+
+def latency_figures(devices: int, seconds: float, interval: float = 1.0) -> dict[str, Any]:
+    """Device publish -> receipt (anchoring transaction in a block), anvil with 1 s blocks."""
+    import select
+
+    import reliability_gateway as rg
+
+    from lightpost.adapters.rpc import HttpEndpoint
+    from lightpost.device import Device, rlp_strings
+    from lightpost.node.chain import Chain
+    from lightpost.node.config import load_config
+    from lightpost.node.runtime import load_key
+    from lightpost_gateway.anchor import ANCHOR_ADDRESS
+    from lightpost_operator.anvil import free_port
+    from lightpost_operator.devnet import devnet_down, devnet_up
+    from lightpost_operator.gateway_cmd import deploy_anchor
+
+    received: dict[tuple[int, int], float] = {}
+
+    class Timed(Device):  # type: ignore[misc]
+        def on_receipt(self, msg: bytes) -> bool:
+            ok = bool(super().on_receipt(msg))
+            if ok:
+                seq = int.from_bytes(rlp_strings(msg, 4)[0], "big")
+                received[(id(self), seq)] = time.perf_counter()
+            return ok
+
+    sent: dict[tuple[int, int], float] = {}
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lp-bench-lat-")))
+        desc = devnet_up(tmp / "net", port=free_port(), block_time=1, devices=1)
+        stack.callback(devnet_down, tmp / "net")
+        config = Path(desc["devices"][0]["config"])
+        chain = Chain([HttpEndpoint(desc["rpc_url"], "rpc#0")], quorum=1)
+        try:
+            deploy_anchor(chain, int(desc["chain_id"]), load_key(load_config(config)))
+        finally:
+            chain.close()
+        broker = rg.Broker(tmp / "broker")
+        broker.start()
+        stack.callback(broker.stop)
+        gw = rg.GatewayProcess("gw", config, tmp / "gw.sqlite", broker.port, tmp / "gw.log")
+        gw.interval = interval
+        gw.start()
+        stack.callback(gw.stop)
+        deadline = time.monotonic() + 60
+        while "subscribed" not in gw.log.read_text():
+            if time.monotonic() > deadline:
+                raise RuntimeError("the gateway did not start: " + gw.log.read_text()[-500:])
+            time.sleep(0.1)
+        fleet = []
+        for i in range(devices):
+            secret = hashlib.sha256(b"latency device %d" % i).digest()
+            dev = Timed(secret, int(desc["chain_id"]), ANCHOR_ADDRESS, str(tmp / f"flash{i}"))
+            dev.connect("127.0.0.1", broker.port)
+            fleet.append(dev)
+        stack.callback(lambda: [d.close() for d in fleet])
+        start = time.monotonic()
+        tick = 0
+        while time.monotonic() - start < seconds:
+            for dev in fleet:
+                t = time.perf_counter()
+                seq = dev.publish(b"temp", os.urandom(PAYLOAD))
+                sent[(id(dev), seq)] = t
+            tick += 1
+            while time.monotonic() - start < tick:
+                for dev in fleet:
+                    while select.select([dev.mqtt.sock], [], [], 0)[0]:
+                        dev.poll(0)
+                time.sleep(0.01)
+        deadline = time.monotonic() + 60
+        while not set(sent) <= set(received) and time.monotonic() < deadline:
+            for dev in fleet:
+                dev.poll(20)
+    latencies = sorted(received[k] - t for k, t in sent.items() if k in received)
+    cuts = statistics.quantiles(latencies, n=20)
+    return {
+        "devices": devices,
+        "records": len(sent),
+        "receipted": len(latencies),
+        "block_time_s": 1,
+        "gateway_interval_s": interval,
+        "p50_s": round(statistics.median(latencies), 2),
+        "p95_s": round(cuts[18], 2),
+        "max_s": round(latencies[-1], 2),
+    }
+
+
+def render(figures: dict[str, Any]) -> str:
+    import reports
+
+    date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    c, b, s = figures["cpu"], figures["broker"], figures.get("broker_slow_save")
+    lat = figures["latency"]
+    lines = [
+        f"Generated by `tools/bench_gateway.py --write-docs` (`make bench`) on "
+        f"{reports.cpu_model()} ({os.cpu_count()} cores, shared), {date}.",
+        "",
+        "| figure | value |",
+        "|---|---|",
+        f"| records admitted and stored, no broker (the table above, this run; {c['keccak']}) "
+        f"| {c['admitted_and_stored_per_s']:,}/s on one core |",
+        f"| records verified, stored, acknowledged, batched and receipted through Mosquitto "
+        f"(the issue's config: a save on every change; max_queued_messages 0), "
+        f"{b['records']:,} records of "
+        f"{b['devices']:,} devices | {b['records_per_s_wall']:,}/s wall; "
+        f"{b['records_per_gateway_cpu_s']:,} per CPU second of the gateway (its fsync waits "
+        "are not CPU) |",
+    ]
+    if s:
+        lines.append(
+            f"| the same, Mosquitto saving once a second instead (a kill -9 loses up to a second)"
+            f" | {s['records_per_s_wall']:,}/s wall; {s['records_per_gateway_cpu_s']:,} per CPU "
+            "second of the gateway |"
         )
+    lines.append(
+        f"| device publish -> `included` (its receipt), anvil 1 s blocks, gateway --interval "
+        f"{lat['gateway_interval_s']:g}, {lat['devices']} devices x 1 reading/s, "
+        f"{lat['receipted']:,} of {lat['records']:,} records | p50 {lat['p50_s']} s, "
+        f"p95 {lat['p95_s']} s (max {lat['max_s']} s) |"
     )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--devices", type=int, default=1000)
+    parser.add_argument("--per-device", type=int, default=3)
+    parser.add_argument("--broker", action="store_true", help="also through a real Mosquitto")
+    parser.add_argument("--latency", action="store_true", help="also publish -> included")
+    parser.add_argument("--latency-s", type=float, default=60.0)
+    parser.add_argument("--write-docs", action="store_true")
+    parser.add_argument("--publish", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.publish:
+        _publish(args.publish, args.port)
+        return
+    figures: dict[str, Any] = {"cpu": cpu_figures(args.devices, args.per_device)}
+    if args.broker or args.write_docs:
+        figures["broker"] = broker_figures(
+            args.devices, args.per_device, conf=rg_conf() + QUEUE_UNBOUNDED
+        )
+        figures["broker_slow_save"] = broker_figures(
+            args.devices, args.per_device, conf=SLOW_SAVE_CONF
+        )
+    if args.latency or args.write_docs:
+        figures["latency"] = latency_figures(10, args.latency_s)
+    print(json.dumps(figures, indent=2))
+    if args.write_docs:
+        import reports
+
+        reports.write_section(DOC, render(figures), BEGIN, END)
+        print(f"wrote {DOC.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ for i in range(int(count)):
 start = time.ticks_ms()
 while time.ticks_diff(time.ticks_ms(), start) < int(wait_ms):
     dev.poll(100)
-    if len(dev.store.retained()) <= 1:
+    if not dev.store.retained():
         break
 gc.collect()
 print("retained", dev.store.retained())

@@ -105,12 +105,13 @@ def test_micropython_device_publishes_verified_records_and_takes_a_receipt(
     try:
         follower.pump(60, until=lambda: len(follower.known) >= 6)  # birth + 5 readings
         assert sorted(follower.known) == [0, 1, 2, 3, 4, 5]
-        # a gateway stand-in: records 0..3 are anchored
-        receipt = DeviceReceipt(
-            seq=3, record_hash=follower.known[3].hash, tx_hash=b"\x07" * 32, block=12
-        )
+        # a gateway stand-in: records 0..3 are anchored, one receipt each
         assert follower.client is not None
-        follower.client.publish(f"lp/1/r/{ADDRESS.hex()}", encode_device_receipt(receipt))
+        for seq in range(4):
+            receipt = DeviceReceipt(
+                seq=seq, record_hash=follower.known[seq].hash, tx_hash=b"\x07" * 32, block=12
+            )
+            follower.client.publish(f"lp/1/r/{ADDRESS.hex()}", encode_device_receipt(receipt))
         out, _ = proc.communicate(timeout=60)
     finally:
         proc.kill()

@@ -313,9 +313,10 @@ def receipt_topic(address: bytes) -> str:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class DeviceReceipt:
-    """Gateway -> device: records up to ``seq`` (whose hash is ``record_hash``) are anchored in
+    """Gateway -> device: the record at ``seq`` (whose hash is ``record_hash``) is anchored in
     transaction ``tx_hash`` at ``block``. The device cannot check the chain; it checks the hash
-    against its own record and only then stops retaining records <= seq."""
+    against its own record at seq and only then stops retaining that record -- that one only:
+    a gateway vouches for the records it holds, one receipt each, never for records below."""
 
     seq: int
     record_hash: bytes

@@ -8,10 +8,11 @@ in the broker's persistent session, which delivers it again; after it, the recor
 :meth:`Gateway.step` cuts a batch when MAX_BATCH_RECORDS wait or the oldest has waited
 ``batch_interval_s``: one leaf per device (:mod:`lightpost_gateway.batch`), the batch row and its
 records' batch id committed in one transaction, THEN anchored by the injected ``anchor`` callable
-(one transaction the gateway pays for), its transaction and block committed, THEN each device's
-receipt published on ``lp/1/r/<address>``. A crash at any point is resumed by the next start:
-a batch without a block is anchored again (harmless: the accumulator absorbs one more batch and
-receivers see the same records as replays), a batch whose receipts were not all sent sends them.
+(one transaction the gateway pays for), its transaction and block committed, THEN one receipt
+per record published on ``lp/1/r/<address>`` (the device releases exactly the record a receipt
+names). A crash at any point is resumed by the next start: a batch without a block is anchored
+again (harmless: the accumulator absorbs one more batch and receivers see the same records as
+replays), a batch whose receipts were not all sent sends them.
 """
 
 from __future__ import annotations
@@ -260,9 +261,10 @@ class Gateway:
                 if a.device is not None:
                     self.pub.send(reject_topic(a.device), a.reason.encode())
             elif a.verdict == Verdict.DUPLICATE and a.device is not None and a.record is not None:
-                batch = self.store.record_batch(a.device, a.record.record.seq)
+                seq = a.record.record.seq
+                batch = self.store.record_batch(a.device, seq)
                 if batch is not None:  # already anchored: the device missed its receipt
-                    self._send_receipts(batch, only=a.device)
+                    self._send_receipts(batch, only=(a.device, seq))
         return len(taken)
 
     def step(self, now: float) -> int | None:
@@ -318,17 +320,27 @@ class Gateway:
         self._log(f"batch {batch} anchored in block {done.block}")
         self._send_receipts(batch)
 
-    def _send_receipts(self, batch: int, only: bytes | None = None) -> None:
+    def _send_receipts(self, batch: int, only: tuple[bytes, int] | None = None) -> None:
+        """One receipt per record of the batch this gateway holds (or only the record ``only``,
+        (device, seq)): the device releases exactly the record a receipt names. A receipt for a
+        device's last record of the batch released everything below it too, records this
+        gateway never held: ones the broker dropped (acknowledged to the device while no
+        gateway was subscribed, or lost by a broker crash before its save), which the device
+        then deleted -- lost (found by tools/reliability_gateway.py)."""
         tx_hash, block = self.store.db.execute(
             "SELECT tx_hash, block FROM batches WHERE id = ?", (batch,)
         ).fetchone()
-        for device, seq, digest in self.store.db.execute(
-            "SELECT device, seq, hash FROM records r WHERE batch = ? AND seq = "
-            "(SELECT MAX(seq) FROM records WHERE batch = ? AND device = r.device)",
-            (batch, batch),
-        ).fetchall():
-            if only is not None and bytes(device) != only:
-                continue
+        if only is None:
+            rows = self.store.db.execute(
+                "SELECT device, seq, hash FROM records WHERE batch = ? ORDER BY device, seq",
+                (batch,),
+            ).fetchall()
+        else:
+            rows = self.store.db.execute(
+                "SELECT device, seq, hash FROM records WHERE device = ? AND seq = ? AND batch = ?",
+                (*only, batch),
+            ).fetchall()
+        for device, seq, digest in rows:
             receipt = DeviceReceipt(
                 seq=seq, record_hash=bytes(digest), tx_hash=bytes(tx_hash), block=block
             )

@@ -8,6 +8,7 @@ every change, so a killed broker restarted on the same directory delivers what i
 
 from __future__ import annotations
 
+import getpass
 import os
 import shutil
 import socket
@@ -28,9 +29,15 @@ persistence_location {dir}/
 autosave_interval 1
 autosave_on_changes true
 log_dest file {dir}/mosquitto.log
+user {user}
+max_queued_messages 0
 """
 """The broker's whole config: loopback only, anonymous (a devnet; devices authenticate their
-records by signature, not to the broker), queue persisted on every change."""
+records by signature, not to the broker), queue persisted on every change. ``user``: whoever
+starts it (started as root, Mosquitto becomes the user mosquitto, cannot write the persistence
+directory and runs without persistence, silently). ``max_queued_messages 0``: no per-client
+queue bound (the default 1,000 drops records the broker already acknowledged while a gateway
+anchors; devices would only recover them by republishing)."""
 
 DEBIAN_BINARY = "/usr/sbin/mosquitto"
 """Where the Debian package puts the broker (not on a user's PATH)."""
@@ -58,7 +65,11 @@ class Mosquitto:
         self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.conf = self.dir / "mosquitto.conf"
-        self.conf.write_text(MOSQUITTO_CONF.format(port=self.port, host=LOOPBACK, dir=self.dir))
+        self.conf.write_text(
+            MOSQUITTO_CONF.format(
+                port=self.port, host=LOOPBACK, dir=self.dir, user=getpass.getuser()
+            )
+        )
         self.log = self.dir / "mosquitto.log"
         self.proc: subprocess.Popen[bytes] | None = None
 

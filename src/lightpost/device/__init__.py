@@ -94,6 +94,7 @@ class Device:
         self.topic = TOPIC_ROOT + "/d/" + hexaddr
         self.receipt_topic = TOPIC_ROOT + "/r/" + hexaddr
         self.mqtt = None
+        self.birth = None  # hash of the last record if it is a birth
 
     def sign(self, kind, stream, seq, prev, time_ms, content_type, payload):
         """(record hash, wire bytes) of one record."""
@@ -121,18 +122,28 @@ class Device:
         self.store.put(seq, digest, wire, room=1 if kind == BIRTH else 2)
         self.store.save(seq + 1, digest)
         self.seq, self.head = seq + 1, digest
+        self.birth = digest if kind == BIRTH else None
         return seq, digest, wire
 
     def connect(self, host, port, keepalive=60, client_id=None, sock=None):
         """Sign a birth and its death notice, CONNECT with the death as will (clean_session=0),
-        subscribe to receipts, then publish every retained record (the birth among them)."""
-        retained = self.store.retained()
-        first = retained[0] if retained else self.seq
-        _, birth_hash, _ = self.record(BIRTH, payload=rlp([self.cadence_s, first]))
-        _, death = self.sign(DEATH, b"", self.seq - 1, birth_hash, 0, 0, b"")
+        subscribe to receipts, then publish every retained record (the birth among them). A
+        birth still retained and last is reused: failed connects in a row must not fill the
+        flash with births (then no birth fits, and no connect can fetch the receipts)."""
+        if self.birth is None or self.store.get(self.seq - 1) is None:
+            retained = self.store.retained()
+            first = retained[0] if retained else self.seq
+            self.record(BIRTH, payload=rlp([self.cadence_s, first]))
+        _, death = self.sign(DEATH, b"", self.seq - 1, self.birth, 0, 0, b"")
         self.mqtt = Client(client_id or self.address.hex(), keepalive, sock)
+        self.mqtt.on_message = self._message  # receipts taken as they come, never queued
         self.mqtt.connect(host, port, self.topic, death)
         self.mqtt.subscribe(self.receipt_topic)
+        self.republish()
+
+    def republish(self):
+        """Publish every retained record again; call it when receipts are overdue (a broker
+        can drop a record it acknowledged: no gateway subscribed, a crash before its save)."""
         for seq in self.store.retained():
             got = self.store.get(seq)
             if got is not None:
@@ -151,14 +162,15 @@ class Device:
     def poll(self, timeout_ms=0):
         """Process what the broker sent: receipts release retained records."""
         self.mqtt.poll(timeout_ms)
-        while self.mqtt.inbox:
-            topic, msg = self.mqtt.inbox.pop(0)
-            if topic == self.receipt_topic:
-                self.on_receipt(msg)
+
+    def _message(self, topic, msg):
+        if topic == self.receipt_topic:
+            self.on_receipt(msg)
 
     def on_receipt(self, msg):
-        """rlp([seq, record hash, tx hash, block]): release records <= seq if the hash is this
-        device's own record at seq. True if released."""
+        """rlp([seq, record hash, tx hash, block]): release the record at seq if the hash is
+        its own record's, and only that one (the gateway vouches for what it holds, not for
+        records below it: those may be lost in a broker). True if released."""
         fields = rlp_strings(msg, 4) if len(msg) <= MAX_RECEIPT else None
         if fields is None or len(fields[0]) > 8 or fields[0][:1] == b"\x00":
             return False
@@ -173,3 +185,4 @@ class Device:
         if self.mqtt is not None:
             self.mqtt.disconnect()
             self.mqtt = None
+        self.birth = None  # hash of the last record if it is a birth

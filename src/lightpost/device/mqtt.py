@@ -99,6 +99,7 @@ class Client:
         self.keepalive = keepalive
         self.sock = sock
         self.inbox = []  # (topic, msg) of PUBLISH packets received, acknowledged
+        self.on_message = None  # if set, called with (topic, msg) instead of the inbox
         self._pid = 0
         self._last_io = ticks_ms()
 
@@ -218,6 +219,9 @@ class Client:
             topic, pid, msg = parse_publish(first & 0x0F, body)
             if pid is not None:
                 self._send(packet(PUBACK, pid.to_bytes(2, "big")))
+            if self.on_message is not None:
+                self.on_message(topic, msg)
+                return
             if len(self.inbox) >= MAX_INBOX:
                 raise MQTTError(f"more than {MAX_INBOX} messages from the broker unread")
             self.inbox.append((topic, msg))

@@ -95,8 +95,6 @@ class Store:
         raw = _read(self._path(seq))
         return None if raw is None else (raw[:32], raw[32:])
 
-    def release(self, upto):
-        """Forget the retained records with seq <= upto (they are anchored)."""
-        for s in self.retained():
-            if s <= upto:
-                os.remove(self._path(s))
+    def release(self, seq):
+        """Forget the retained record at seq (a receipt named it: it is anchored)."""
+        os.remove(self._path(seq))
