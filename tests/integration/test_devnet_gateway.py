@@ -23,6 +23,7 @@ from lightpost.core.keys import PrivateKey, parse_address
 from lightpost.device import Device
 from lightpost.node.chain import Chain
 from lightpost_gateway.anchor import ANCHOR_ADDRESS, accumulate, batch_digest, gateway_slots
+from lightpost_gateway.receiver import prove_gateway_accumulator
 from lightpost_gateway.record import Domain
 from lightpost_operator.anvil import AnvilProcess, free_port
 from lightpost_operator.devnet import (
@@ -34,7 +35,7 @@ from lightpost_operator.devnet import (
     devnet_status,
     devnet_up,
 )
-from lightpost_operator.gateway_check import _prove_accumulator, verified_readings
+from lightpost_operator.gateway_check import verified_readings
 from lightpost_operator.gateway_cmd import chain_anchor, deploy_anchor
 from lightpost_operator.mosquitto import mosquitto_binary
 from lightpost_operator.wallet import send_operator_tx
@@ -162,7 +163,7 @@ def test_complete_proves_a_gateway_whose_slot_has_a_leading_zero_nibble(
 ) -> None:
     """The accumulator's storage keys go to eth_getProof as 32-byte words: anvil refuses 63 hex
     digits, which ``hex(slot)`` gives for one gateway address in 16
-    (lightpost_gateway.receiver.prove_gateway_accumulator, as it landed, fails here)."""
+    (lightpost_gateway.receiver.prove_gateway_accumulator before the merge failed here)."""
     chain = Chain([HttpEndpoint(fresh_anvil.url, "rpc#0")], quorum=1)
     funder = PrivateKey.from_hex(ANVIL_DEV_KEYS[0])
     gateway = next(
@@ -176,7 +177,7 @@ def test_complete_proves_a_gateway_whose_slot_has_a_leading_zero_nibble(
         send_operator_tx(chain, chain_id, funder, nonce=nonce, to=gateway.address, value=10**18)
         chain_anchor(chain, chain_id, gateway)(b"\x01" * 32)
         height = chain.tag_height("latest")
-        acc, count = _prove_accumulator(
+        acc, count = prove_gateway_accumulator(
             chain, gateway=gateway.address, block=height, anchor=ANCHOR_ADDRESS
         )
         assert count == 1 and acc == int.from_bytes(

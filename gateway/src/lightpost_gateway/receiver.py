@@ -50,7 +50,8 @@ def prove_gateway_accumulator(
     chain: Chain, *, gateway: bytes, block: int, anchor: bytes
 ) -> tuple[int, int]:
     """(accumulator, batch count) of ``gateway`` in the anchoring contract at ``block``, proven
-    by eth_getProof against the stateRoot of the quorum-agreed header (for ``complete``)."""
+    by eth_getProof against the stateRoot of the quorum-agreed header (for ``complete``); the
+    storage keys as 32-byte words (anvil refuses an odd-length key, as for one gateway in 16)."""
     header = chain.proven_block(block).header
     acc_slot, count_slot = gateway_slots(gateway)
     reasons: dict[str, str] = {}
@@ -64,7 +65,7 @@ def prove_gateway_accumulator(
     proven = prove_in_turn(
         chain.endpoints,
         "eth_getProof",
-        ["0x" + anchor.hex(), [hex(acc_slot), hex(count_slot)], hex(block)],
+        ["0x" + anchor.hex(), [f"0x{acc_slot:064x}", f"0x{count_slot:064x}"], hex(block)],
         lambda a: check_eth_get_proof(header.state_root, a, address=anchor),
         blame,
         skipped,

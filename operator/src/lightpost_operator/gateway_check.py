@@ -18,12 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from lightpost.core.trie import check_eth_get_proof
-from lightpost.core.verify import verify_block_header
-from lightpost.errors import LightpostError, ProofError
-from lightpost.node.chain import Chain, prove_in_turn
-from lightpost_gateway.anchor import batch_digest, gateway_slots
-from lightpost_gateway.receiver import prove_anchor_tx
+from lightpost.errors import LightpostError
+from lightpost.node.chain import Chain
+from lightpost_gateway.anchor import batch_digest
+from lightpost_gateway.receiver import prove_anchor_tx, prove_gateway_accumulator
 from lightpost_gateway.record import Domain
 from lightpost_gateway.relay import verify_complete, verify_relayed
 from lightpost_gateway.service import Anchored, Gateway, GatewayStore
@@ -128,38 +126,9 @@ def _complete_up_to(
     if not digests:
         return -1
     try:
-        acc, count = _prove_accumulator(chain, gateway=gateway, block=final, anchor=anchor)
+        acc, count = prove_gateway_accumulator(chain, gateway=gateway, block=final, anchor=anchor)
         verify_complete(digests, proven_acc=acc, proven_count=count)
     except LightpostError as exc:
         problems.append(f"complete: {exc}")
         return -1
     return final
-
-
-def _prove_accumulator(
-    chain: Chain, *, gateway: bytes, block: int, anchor: bytes
-) -> tuple[int, int]:
-    """lightpost_gateway.receiver.prove_gateway_accumulator with its storage keys as 32-byte
-    words: that one sends ``hex(slot)``, and anvil refuses a key of 63 hex digits ("odd number
-    of digits": one gateway address in 16). Switch back once the receiver pads its keys."""
-    block_hash = chain.block_hash_at(block)
-    header = prove_in_turn(
-        chain.endpoints,
-        "eth_getBlockByNumber",
-        [hex(block), False],
-        lambda a: verify_block_header(a, block_hash),
-        lambda _label, _why: None,
-    )
-    if header is None:
-        raise ProofError("complete", f"no endpoint proved the header of block {block}")
-    acc_slot, count_slot = gateway_slots(gateway)
-    proven = prove_in_turn(
-        chain.endpoints,
-        "eth_getProof",
-        ["0x" + anchor.hex(), [f"0x{acc_slot:064x}", f"0x{count_slot:064x}"], hex(block)],
-        lambda a: check_eth_get_proof(header[0].state_root, a, address=anchor),
-        lambda _label, _why: None,
-    )
-    if proven is None:
-        raise ProofError("complete", f"no endpoint proved the accumulator at block {block}")
-    return proven[0].storage.get(acc_slot, 0), proven[0].storage.get(count_slot, 0)
