@@ -13,8 +13,9 @@ REPUBLISH_S.
 
 The seeded schedule kills: at random points of the run (a random record count, the first in the
 first half), a gateway (chosen at random) or the broker is SIGKILLed and restarted after a random
-pause -- the broker on the same port with the same persistence directory. A gateway that exits on
-its own (it does when the broker goes away) is restarted by this supervisor after RESTART_S.
+pause -- the broker on the same port with the same persistence directory. A gateway reconnects
+to a lost broker by itself (`gateway_exits` counts any exit it was not killed for); one that
+exits on its own anyway is restarted by this supervisor after RESTART_S.
 
 Truth is the chain. :func:`count_deliveries` is the receiving end, in one function: every batch
 event of the anchoring contract, its transaction and receipt proven in its block

@@ -38,3 +38,5 @@ def test_two_gateways_one_broker_kill_9_of_each_loses_and_duplicates_nothing(
     assert r.duplicated == 0 and r.forged == 0
     assert r.delivered == r.signed
     assert r.unexplained_anchors == 0 and r.unlinked == 0 and r.undrained_devices == 0
+    # a gateway outlives the broker's kill -9: it reconnects by itself, no supervisor needed
+    assert r.gateway_exits == {}, r.gateway_exits

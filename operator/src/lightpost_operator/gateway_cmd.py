@@ -12,15 +12,17 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from lightpost.core.keys import PrivateKey, parse_address, to_checksum_address
 from lightpost.errors import ConfigError, LightpostError
 from lightpost.node.chain import Chain, parse_quantity
 from lightpost_gateway.anchor import ANCHOR_ADDRESS, ANCHOR_SALT, anchor_execution_gas
 from lightpost_gateway.artifact import anchor_initcode, anchor_runtime
+from lightpost_gateway.mqtt import MQTTError
 from lightpost_gateway.publish import Publisher
 from lightpost_gateway.record import Domain
 from lightpost_gateway.service import Anchored, Gateway, GatewayClient, GatewayStore
@@ -35,6 +37,10 @@ __all__ = [
     "read_authorized",
     "shared_topic",
 ]
+
+RECONNECT_S: Final = (1.0, 2.0, 5.0, 10.0)
+"""Waits before each reconnect to a lost broker (then the last, again): the gateway resumes from
+its store; the broker redelivers what it had not acknowledged (persistent session)."""
 
 DEFAULT_GROUP = "lightpost"
 """The shared-subscription group of gateways that split one broker's records."""
@@ -141,9 +147,6 @@ def cmd_gateway(args: argparse.Namespace) -> int:
             raise ConfigError("--broker is HOST:PORT")
         client_id = f"lpgw-{key.address.hex()[:12]}"
         sub, pub = GatewayClient(client_id), GatewayClient(client_id + "-pub")
-        sub.open(host, int(port))
-        sub.listen(shared_topic(args.group))
-        pub.open(host, int(port))
         gateway = Gateway(
             store=GatewayStore(Path(args.db)),
             domain=Domain(chain_id=chain_id, anchor=ANCHOR_ADDRESS),
@@ -157,10 +160,26 @@ def cmd_gateway(args: argparse.Namespace) -> int:
         )
         stopping: list[bool] = []
         signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
-        log(f"subscribed to {shared_topic(args.group)} at {args.broker}, mode {args.mode}")
+        publisher = Publisher(store=gateway.store, gateway=key.address, client=pub)
+        lost = 0
         try:
-            publisher = Publisher(store=gateway.store, gateway=key.address, client=pub)
-            gateway.run(stop=lambda: bool(stopping), tick=lambda: publisher.tick())
+            while not stopping:
+                try:
+                    sub.pending.clear()  # their packet ids belonged to the lost connection
+                    sub.open(host, int(port))
+                    sub.listen(shared_topic(args.group))
+                    pub.open(host, int(port))
+                    topic = shared_topic(args.group)
+                    log(f"subscribed to {topic} at {args.broker}, mode {args.mode}")
+                    lost = 0
+                    gateway.run(stop=lambda: bool(stopping), tick=lambda: publisher.tick())
+                except (MQTTError, OSError) as exc:
+                    sub.shut()
+                    pub.shut()
+                    wait = RECONNECT_S[min(lost, len(RECONNECT_S) - 1)]
+                    lost += 1
+                    log(f"broker {args.broker}: {type(exc).__name__}; reconnecting in {wait:g} s")
+                    time.sleep(wait)
         except KeyboardInterrupt:
             pass
         finally:
