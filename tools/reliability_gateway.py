@@ -35,13 +35,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import getpass
 import hashlib
 import json
-import os
 import random
 import select
-import shutil
 import signal
 import socket
 import sqlite3
@@ -70,23 +67,15 @@ from lightpost_gateway.relay import anchored_root, verify_relayed
 from lightpost_operator.anvil import LOOPBACK, free_port
 from lightpost_operator.devnet import devnet_down, devnet_up
 from lightpost_operator.gateway_cmd import deploy_anchor
+from lightpost_operator.mosquitto import MOSQUITTO_CONF, Mosquitto
 
 Progress = Callable[[str], None]
 
-BROKER_CONF = """\
-listener {port} 127.0.0.1
-allow_anonymous true
-persistence true
-persistence_location {dir}/
-autosave_interval 1
-autosave_on_changes true
-log_dest file {dir}/mosquitto.log
-user {user}
-"""
-"""The broker of issue 14 (tests/device/conftest.py has the same): persistence with a save on
-every change, else a kill -9 loses queued QoS 1 messages. ``user`` is whoever runs it: started as
-root, Mosquitto otherwise becomes the user ``mosquitto``, cannot write its persistence directory,
-and runs without persistence and without a word."""
+BROKER_CONF = MOSQUITTO_CONF.replace("max_queued_messages 0\n", "")
+"""The devnet's broker (lightpost_operator.mosquitto: persistence saved on every change, run as
+whoever runs it) with Mosquitto's default per-client queue of 1,000 kept: the harsher case, in
+which the broker drops records it acknowledged while a gateway anchors, and devices must
+republish them."""
 
 GROUP = "chaos"
 """The gateways' shared-subscription group."""
@@ -120,64 +109,11 @@ PAYLOAD = 100
 # --- the processes ---------------------------------------------------------------------------
 
 
-def mosquitto_binary() -> str | None:
-    return shutil.which("mosquitto") or (
-        "/usr/sbin/mosquitto" if os.access("/usr/sbin/mosquitto", os.X_OK) else None
-    )
-
-
-def _wait_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection((LOOPBACK, port), timeout=0.2).close()
-            return
-        except OSError:
-            if proc.poll() is not None:
-                break
-            time.sleep(0.05)
-    raise RuntimeError(f"{what} did not start")
-
-
-class Broker:
+class Broker(Mosquitto):
     """One Mosquitto; ``kill`` is SIGKILL, ``start`` again reuses port and persistence dir."""
 
     def __init__(self, workdir: Path, conf: str | None = None) -> None:
-        binary = mosquitto_binary()
-        if binary is None:
-            raise RuntimeError("mosquitto is not installed (make setup, or apt-get install)")
-        self.binary = binary
-        self.port = free_port()
-        self.dir = workdir
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.conf = self.dir / "mosquitto.conf"
-        self.conf.write_text(
-            (conf or BROKER_CONF).format(port=self.port, dir=self.dir, user=getpass.getuser())
-        )
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [self.binary, "-c", str(self.conf)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        _wait_port(self.port, self.proc, "mosquitto")
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
-            self.proc = None
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self.proc = None
+        super().__init__(workdir, conf=conf or BROKER_CONF)
 
 
 class GatewayProcess:

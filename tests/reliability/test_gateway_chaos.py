@@ -12,12 +12,14 @@ from pathlib import Path
 import pytest
 import reliability_gateway as rg
 
+from lightpost_operator.mosquitto import mosquitto_binary
+
 
 @pytest.mark.parametrize("seed", [3])
 def test_two_gateways_one_broker_kill_9_of_each_loses_and_duplicates_nothing(
     tmp_path: Path, seed: int
 ) -> None:
-    if rg.mosquitto_binary() is None:
+    if mosquitto_binary() is None:
         if os.environ.get("CI") == "true":
             pytest.fail("mosquitto missing under CI: make setup")
         pytest.skip("mosquitto not installed: make setup (or apt-get install mosquitto)")

@@ -60,15 +60,13 @@ class Mosquitto:
     """One broker process in ``workdir`` (config, persistence, log). ``port`` defaults to a free
     one; :meth:`start` again after :meth:`stop` or a kill reuses port and directory."""
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(self, workdir: Path, port: int | None = None, conf: str = MOSQUITTO_CONF) -> None:
         self.port = port or free_port()
         self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.conf = self.dir / "mosquitto.conf"
         self.conf.write_text(
-            MOSQUITTO_CONF.format(
-                port=self.port, host=LOOPBACK, dir=self.dir, user=getpass.getuser()
-            )
+            conf.format(port=self.port, host=LOOPBACK, dir=self.dir, user=getpass.getuser())
         )
         self.log = self.dir / "mosquitto.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -108,6 +106,13 @@ class Mosquitto:
             else []
         )
         raise ChainProcessError(f"mosquitto did not start on port {self.port}: {' '.join(tail)}")
+
+    def kill(self) -> None:
+        """SIGKILL, reaped: a crash (the persisted queue must survive it)."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after STOP_TIMEOUT_S; reaped."""
