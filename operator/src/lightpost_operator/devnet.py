@@ -33,7 +33,6 @@ from typing import Any
 from lightpost.adapters.rpc import HttpEndpoint
 from lightpost.core.inbox import inbox_execution_gas
 from lightpost.core.keys import PrivateKey, to_checksum_address
-from lightpost.core.keystore import LIGHT_SCRYPT_N, LIGHT_SCRYPT_P, encrypt_key
 from lightpost.errors import ChainProcessError, ConfigError, LightpostError
 from lightpost.node.chain import Chain
 from lightpost_operator.anvil import (
@@ -45,6 +44,7 @@ from lightpost_operator.anvil import (
 )
 from lightpost_operator.ganache import GanacheProcess
 from lightpost_operator.inbox import deploy_inbox
+from lightpost_operator.keywrite import LIGHT_SCRYPT_N, LIGHT_SCRYPT_P, encrypt_key
 from lightpost_operator.wallet import send_operator_tx
 
 __all__ = [

@@ -17,17 +17,16 @@ import warnings
 from pathlib import Path
 
 from lightpost.core.keys import PrivateKey, parse_address, to_checksum_address
-from lightpost.core.keystore import (
-    LIGHT_SCRYPT_N,
-    LIGHT_SCRYPT_P,
-    MAX_KEYSTORE_TEXT,
-    SCRYPT_N,
-    SCRYPT_P,
-    decrypt_key,
-    encrypt_key,
-)
+from lightpost.core.keystore import MAX_KEYSTORE_TEXT, decrypt_key
 from lightpost.errors import DecodingError, KeystoreError
 from lightpost.node.config import PASSWORD_ENV, env_password, read_password_file
+from lightpost_operator.keywrite import (
+    LIGHT_SCRYPT_N,
+    LIGHT_SCRYPT_P,
+    SCRYPT_N,
+    SCRYPT_P,
+    encrypt_key,
+)
 
 __all__ = ["add_key_parser", "ask_password", "cmd_key", "write_new_private"]
 
