@@ -25,6 +25,7 @@ from typing import Any
 from lightpost.core import aes
 from lightpost.core.hashing import keccak256
 from lightpost.core.keys import PrivateKey, _strict_hex
+from lightpost.core.peerdata import json_depth
 from lightpost.errors import KeystoreError
 
 __all__ = [
@@ -171,35 +172,15 @@ def _load(keystore: Mapping[str, Any] | str | bytes) -> Mapping[str, Any]:
     if isinstance(keystore, str):
         if len(keystore) > MAX_KEYSTORE_TEXT:
             raise KeystoreError(f"keystore: text longer than {MAX_KEYSTORE_TEXT} characters")
-        _check_json_depth(keystore)
+        # before json.loads recurses (with a raised recursion limit, e.g. eth-account's, it
+        # would crash the process)
+        if json_depth(keystore.encode("utf-8", "surrogatepass")) > _MAX_JSON_DEPTH:
+            raise KeystoreError(f"keystore: JSON nested deeper than {_MAX_JSON_DEPTH}")
         try:
             keystore = json.loads(keystore)
         except (ValueError, RecursionError):  # JSONDecodeError, deep nesting
             raise KeystoreError("keystore: not valid JSON") from None
     return _object(keystore, "keystore")
-
-
-def _check_json_depth(text: str) -> None:
-    """Refuse nesting deeper than _MAX_JSON_DEPTH before ``json.loads`` recurses (with a raised
-    recursion limit, e.g. eth-account's, it would crash the process)."""
-    depth = 0
-    in_string = escaped = False
-    for ch in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "[{":
-            depth += 1
-            if depth > _MAX_JSON_DEPTH:
-                raise KeystoreError(f"keystore: JSON nested deeper than {_MAX_JSON_DEPTH}")
-        elif ch in "]}":
-            depth -= 1
 
 
 def _object(value: object, where: str) -> Mapping[str, Any]:
