@@ -373,7 +373,7 @@ def choose_compression(payload: bytes) -> tuple[bytes, bool]:
 
 
 def _inflate(data: bytes, *, limit: int, offset: int | None, too_big: str = "") -> bytes:
-    """Strict raw DEFLATE capped at ``limit`` (bomb guard; past it the error says ``too_big``)."""
+    # Strict raw DEFLATE capped at ``limit`` (bomb guard; past it the error says ``too_big``).
     inflater = zlib.decompressobj(DEFLATE_WBITS)
     try:
         out = inflater.decompress(data, limit + 1)
@@ -405,7 +405,7 @@ def _over_budget(budget: int) -> str:
 
 
 def _decode_record(data: bytes, offset: int, *, room: int, budget: int) -> tuple[Record, int]:
-    """One record at ``offset``; a compressed unchunked payload inflated once, within ``room``."""
+    # One record at ``offset``; a compressed unchunked payload inflated once, within ``room``.
     _need(data, offset, _RECORD_HEAD.size, "record header")
     seq, timestamp, content_type, flags = _RECORD_HEAD.unpack_from(data, offset)
     flags_offset = offset + _RECORD_HEAD.size - 1
@@ -612,9 +612,9 @@ def _cheaper_version(
     packed: list[tuple[Record, bytes]],
     max_post_bytes: int,
 ) -> Post:
-    """The post as version 1, or 2 if that has fewer EIP-7623 tokens and fits; version 2 stores
-    unchunked payloads uncompressed (one stream compresses them), chunks as they are (their hash
-    covers the original)."""
+    # The post as version 1, or 2 if that has fewer EIP-7623 tokens and fits; version 2 stores
+    # unchunked payloads uncompressed (one stream compresses them), chunks as they are (their hash
+    # covers the original).
     records = tuple(record for record, _ in packed)
     plain = Post(channel=channel, recipient=recipient, records=records)
     if len(records) < 2 and all(r.chunk is not None or r.compressed for r in records):
@@ -640,7 +640,7 @@ _PROBE_RECORD = Record(seq=0, timestamp=0, content_type=0, payload=b"")
 
 @dataclass(slots=True)
 class _Partial:
-    """Chunks received so far for one seq; the first chunk fixes the shared fields."""
+    # Chunks received so far for one seq; the first chunk fixes the shared fields.
 
     first: Record
     count: int

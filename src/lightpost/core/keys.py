@@ -40,7 +40,7 @@ _HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 
 
 def _strict_hex(body: str) -> bytes | None:
-    """Decode hex digits only (no whitespace, no sign); None if not hex."""
+    # Decode hex digits only (no whitespace, no sign); None if not hex.
     if len(body) % 2 or not _HEX_DIGITS.issuperset(body):
         return None
     return bytes.fromhex(body)

@@ -203,7 +203,7 @@ def _int_param(params: Mapping[str, Any], name: str) -> int:
 
 
 def _hex(value: object, where: str) -> bytes:
-    """Strict hex: optional 0x, even length, hex digits only (no whitespace)."""
+    # Strict hex: optional 0x, even length, hex digits only (no whitespace).
     if not isinstance(value, str):
         raise KeystoreError(f"keystore: {where} must be a hex string")
     raw = _strict_hex(value[2:] if value[:2] in ("0x", "0X") else value)
@@ -221,7 +221,7 @@ def keystore_mac(derived: bytes, ciphertext: bytes) -> bytes:
 
 
 def _stdlib_scrypt(password: bytes, salt: bytes, n: int, r: int, p: int, dklen: int) -> bytes:
-    """hashlib.scrypt with ``maxmem`` raised to what these parameters need."""
+    # hashlib.scrypt with ``maxmem`` raised to what these parameters need.
     if n.bit_length() - 1 >= _SCRYPT_INTEGERIFY_BITS * r:  # n is a power of two
         raise KeystoreError(
             "keystore: stdlib scrypt (OpenSSL) refuses n >= 2^(16 r) (RFC 7914); "

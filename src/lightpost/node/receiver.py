@@ -45,8 +45,8 @@ FOLLOW_INTERVAL_S = 2.0
 
 
 def _block_hash(block: Any, fmt: BlockFormat = ETHEREUM) -> bytes:
-    """The hash of a block answer whose header fields hash to its claimed hash
-    (ProofError otherwise: the answer contradicts itself)."""
+    # The hash of a block answer whose header fields hash to its claimed hash (ProofError otherwise:
+    # the answer contradicts itself).
     if block is None:
         raise TransportError("rpc", "block unknown")
     return header_hash(verify_header(block, extra_allowed=fmt.header_fields))
@@ -168,9 +168,9 @@ class Receiver(DeliveryMixin, ChannelMixin, CompleteMixin, DirectMixin):
     def _with_finality_dissent(
         self, level: Level, height: int, items: Iterator[Delivered | Problem]
     ) -> Iterator[Delivered | Problem]:
-        """``items``, with a disagreement (once per poll) before the first delivery at `final` or
-        above whose block an answering endpoint does not call final yet: a majority's finality is
-        never silent."""
+        # ``items``, with a disagreement (once per poll) before the first delivery at `final` or
+        # above whose block an answering endpoint does not call final yet: a majority's finality is
+        # never silent.
         told = level < Level.FINAL
         for item in items:
             if not told and isinstance(item, Delivered):
@@ -230,7 +230,7 @@ class Receiver(DeliveryMixin, ChannelMixin, CompleteMixin, DirectMixin):
             self._streams[(sub, row.sender, row.channel)] = stream
 
     def _finish(self, sub: str, scanned_to: int) -> None:
-        """Persist the cursor: the next block, unless something is still held."""
+        # Persist the cursor: the next block, unless something is still held.
         self._scan[sub] = scanned_to + 1
         holds = [stream.hold_block() for (s, _, _), stream in self._streams.items() if s == sub]
         self.store.set_cursor(sub, cursor_after(scanned_to, holds))
@@ -238,8 +238,8 @@ class Receiver(DeliveryMixin, ChannelMixin, CompleteMixin, DirectMixin):
     # -- quorum reads ---
 
     def _head(self, level: Level, problems: list[Problem]) -> Side:
-        """The level's head: the quorum's finalized block (hash read from all, dissent reported), or
-        the quorum's latest height below `final`."""
+        # The level's head: the quorum's finalized block (hash read from all, dissent reported), or
+        # the quorum's latest height below `final`.
         if level >= Level.FINAL:
             return self._block_side(self._finalized_height(), problems)
         try:
@@ -250,8 +250,8 @@ class Receiver(DeliveryMixin, ChannelMixin, CompleteMixin, DirectMixin):
             raise refuse(f"head: {exc}", kind=ProblemKind.DISAGREEMENT) from None
 
     def _block_side(self, number: int, problems: list[Problem]) -> Side:
-        """The agreed hash of block ``number`` and who answered it; every endpoint heard, dissent
-        reported (both sides named)."""
+        # The agreed hash of block ``number`` and who answered it; every endpoint heard, dissent
+        # reported (both sides named).
         side = self._sides.get(number)
         if side is None:
             side = self._sides[number] = (
@@ -305,7 +305,7 @@ class Receiver(DeliveryMixin, ChannelMixin, CompleteMixin, DirectMixin):
         return height
 
     def _final_or_unknown(self) -> int:
-        """The finalized height, or -1 when the endpoints do not agree on one now."""
+        # The finalized height, or -1 when the endpoints do not agree on one now.
         try:
             return self._finalized_height()
         except StopPoll:
@@ -321,9 +321,9 @@ class Receiver(DeliveryMixin, ChannelMixin, CompleteMixin, DirectMixin):
         block_number: int | None = None,
         among: frozenset[str] | None = None,
     ) -> Any:
-        """Ask endpoints in turn until an answer passes ``check`` (None: none did). ``among``: those
-        that agreed the value ``check`` proves against -- one that fails contradicts itself (a
-        proof-failure names it); one that is down or has no answer is not blamed."""
+        # Ask endpoints in turn until an answer passes ``check`` (None: none did). ``among``: those
+        # that agreed the value ``check`` proves against -- one that fails contradicts itself (a
+        # proof-failure names it); one that is down or has no answer is not blamed.
 
         unproven: dict[str, str] = {}
 
@@ -347,15 +347,15 @@ class Receiver(DeliveryMixin, ChannelMixin, CompleteMixin, DirectMixin):
         return None if found is None else found[0]
 
     def _refusal(self, what: str) -> str:
-        """'no endpoint proved {what}; refusing: rpc#0 <why>, ...' -- each endpoint's reason from
-        the last :meth:`_ask_in_turn` (labels only, peer text bounded)."""
+        # 'no endpoint proved {what}; refusing: rpc#0 <why>, ...' -- each endpoint's reason from the
+        # last :meth:`_ask_in_turn` (labels only, peer text bounded).
         return refusal(what, self._unproven)
 
     # -- retraction ---
 
     def _retractions(self, sub: str, finalized: int) -> Iterator[Problem]:
-        """Retract deliveries whose block left the chain; ``finalized``: this poll's height (-1: ask
-        again here, no quorum stops the poll)."""
+        # Retract deliveries whose block left the chain; ``finalized``: this poll's height (-1: ask
+        # again here, no quorum stops the poll).
         rows = self.store.unfinal(sub)
         if not rows:
             return
