@@ -12,13 +12,13 @@ from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from typing import Any, cast
 
-from lightpost.adapters.contracts import inbox_runtime
 from lightpost.adapters.receiver_store import ReceiverStore
 from lightpost.adapters.rpc import Endpoint
 from lightpost.core.diagnosis import refusal
 from lightpost.core.envelope import DIRECT_CHANNEL, DIRECT_CHANNEL_NAME, channel_id
 from lightpost.core.hashing import keccak256
 from lightpost.core.header import header_hash, verify_header
+from lightpost.core.inbox import INBOX_CODE_HASH
 from lightpost.core.l2 import ETHEREUM, BlockFormat
 from lightpost.core.levels import Delivered, Level
 from lightpost.core.quorum import report as quorum_report
@@ -95,7 +95,7 @@ class Receiver(DeliveryMixin, ChannelMixin, CompleteMixin, DirectMixin):
         }
         self.channel_names: dict[bytes, str] = {channel_id(p.name): p.name for p in config.channels}
         self.channel_names.setdefault(DIRECT_CHANNEL, DIRECT_CHANNEL_NAME)
-        self._inbox_code_hash = keccak256(inbox_runtime())
+        self._inbox_code_hash = INBOX_CODE_HASH
         self._streams: dict[tuple[str, bytes, bytes], Stream] = {}
         self._scan: dict[str, int] = {}
         self._final_at_poll = -1

@@ -1,5 +1,6 @@
-"""The compiled contracts shipped in ``lightpost/contracts/``: ``inbox.json`` is generated from
-``inbox.easm`` by ``tools/build_contracts.py`` (``make contracts``); a test checks they agree."""
+"""The inbox's compiled artifact, package data beside this module: ``inbox.json`` is generated
+from ``inbox.easm`` by ``tools/build_contracts.py`` (``make contracts``); a test checks they agree.
+Deploying is the operator's; a device needs only the code hash (lightpost.core.inbox)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ from lightpost.errors import ConfigError
 __all__ = ["INBOX_ARTIFACT", "inbox_artifact", "inbox_initcode", "inbox_runtime"]
 
 INBOX_ARTIFACT = "inbox.json"
-"""File name of the inbox artifact inside the ``lightpost.contracts`` package data."""
+"""File name of the inbox artifact in the package data."""
 
-CONTRACTS_DIR = Path(__file__).resolve().parent.parent / "contracts"
+CONTRACTS_DIR = Path(__file__).resolve().parent
 """Package data dir (never run from a zip; importlib.resources would cost ~0.8 MB of RSS)."""
 
 _REQUIRED_KEYS = ("runtime", "initcode", "event_topic", "source_sha256")
