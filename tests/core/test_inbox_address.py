@@ -12,10 +12,9 @@ from lightpost.core.inbox import (
     INBOX_CODE_HASH,
     INBOX_INITCODE_HASH,
     INBOX_SALT,
-    code_matches,
     create2_address,
 )
-from lightpost_operator.contracts import inbox_initcode, inbox_runtime
+from lightpost_operator.contracts import code_matches, inbox_initcode, inbox_runtime
 
 # EIP-1014's own examples: (deployer, salt, init code, address)
 EIP1014 = [

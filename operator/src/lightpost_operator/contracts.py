@@ -8,9 +8,16 @@ import json
 from pathlib import Path
 from typing import Any
 
+from lightpost.core.hashing import keccak256
 from lightpost.errors import ConfigError
 
-__all__ = ["INBOX_ARTIFACT", "inbox_artifact", "inbox_initcode", "inbox_runtime"]
+__all__ = [
+    "INBOX_ARTIFACT",
+    "code_matches",
+    "inbox_artifact",
+    "inbox_initcode",
+    "inbox_runtime",
+]
 
 INBOX_ARTIFACT = "inbox.json"
 """File name of the inbox artifact in the package data."""
@@ -50,3 +57,8 @@ def inbox_runtime() -> bytes:
 def inbox_initcode() -> bytes:
     """The inbox's creation code (deploy wrapper + runtime)."""
     return _hex_field("initcode")
+
+
+def code_matches(code_hash: bytes, runtime: bytes) -> bool:
+    """Whether a (proven) account code hash is keccak256 of the expected ``runtime`` code."""
+    return code_hash == keccak256(runtime)

@@ -1,16 +1,9 @@
 """The lightpost envelope: the wire format of a *post* (the calldata of one transaction).
 
-Layout (big-endian, fixed width)::
-
-    post   = channel_id[32] | recipient_word[32] | magic[1] | version[1] | body
-    body   = record+ (version 1) | raw_deflate(record+) (version 2)
-    record = seq u64 | timestamp_ms u64 | content_type u8 | flags u8
-             | [chunk_index u32 | chunk_count u32 | content_hash[32]]   (if FLAG_CHUNK)
-             | payload_length u32 | payload[payload_length]
-
-Decoders raise :class:`~lightpost.errors.DecodingError` (``what="envelope"``), or
-:class:`~lightpost.errors.ProofError` for a wrong content hash; what the format cannot carry raises
-:class:`EnvelopeError`. Rules: docs/protocol.md, "Wire format".
+Layout (big-endian, fixed width; version 2 deflates the records): docs/protocol.md, "Post
+layout" and "Record layout". Decoders raise :class:`~lightpost.errors.DecodingError`
+(``what="envelope"``), or :class:`~lightpost.errors.ProofError` for a wrong content hash; what
+the format cannot carry raises :class:`EnvelopeError`. Rules: docs/protocol.md, "Wire format".
 """
 
 from __future__ import annotations

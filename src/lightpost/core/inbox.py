@@ -37,7 +37,6 @@ __all__ = [
     "InboxPost",
     "accumulator_of",
     "accumulator_slots",
-    "code_matches",
     "create2_address",
     "decode_post_log",
     "encode_post_log",
@@ -114,11 +113,6 @@ def create2_address(deployer: bytes, salt: bytes, initcode_hash: bytes) -> bytes
 
 INBOX_ADDRESS = create2_address(CREATE2_DEPLOYER, INBOX_SALT, INBOX_INITCODE_HASH)
 """The inbox's address on every EVM chain: a constant of the protocol."""
-
-
-def code_matches(code_hash: bytes, runtime: bytes) -> bool:
-    """Whether a (proven) account code hash is keccak256 of the expected ``runtime`` code."""
-    return code_hash == keccak256(runtime)
 
 
 _LOG_TOPICS = 4
