@@ -44,7 +44,7 @@ from lightpost_operator.anvil import (
 )
 from lightpost_operator.ganache import GanacheProcess
 from lightpost_operator.inbox import deploy_inbox
-from lightpost_operator.keywrite import LIGHT_SCRYPT_N, LIGHT_SCRYPT_P, encrypt_key
+from lightpost_operator.keywrite import LIGHT_SCRYPT_N, LIGHT_SCRYPT_P, encrypt_key, generate_key
 from lightpost_operator.wallet import send_operator_tx
 
 __all__ = [
@@ -311,7 +311,7 @@ def _provision(
         funder = PrivateKey.from_hex(DEVNET_FUNDER_KEY)
         nonce = chain.nonce(funder.address, "pending")
         inbox, _, nonce = deploy_inbox(chain, chain_id, funder, nonce=nonce, log=log)
-        keys = {name: PrivateKey.generate(os.urandom) for name in names}
+        keys = {name: generate_key(os.urandom) for name in names}
         log(f"funding {len(keys)} devices")
         pending = []
         for key in keys.values():

@@ -52,6 +52,7 @@ from lightpost_operator.keywrite import (
     SCRYPT_N,
     SCRYPT_P,
     encrypt_key,
+    generate_key,
 )
 from lightpost_operator.l1fee import estimated_transfer_gas, l1_fee_wei, sample_post
 from lightpost_operator.provision import (
@@ -211,7 +212,7 @@ def _device_identity(directory: Path, name: str, *, devnet: bool) -> bytes:
             raise KeystoreError(f"{ks_path} is not a keystore with an address: {exc}") from None
     if not pw_path.exists():
         write_new_private(pw_path, base64.urlsafe_b64encode(os.urandom(PASSWORD_BYTES)).decode())
-    key = PrivateKey.generate(os.urandom)
+    key = generate_key(os.urandom)
     n, p = (LIGHT_SCRYPT_N, LIGHT_SCRYPT_P) if devnet else (SCRYPT_N, SCRYPT_P)
     password = pw_path.read_text(encoding="utf-8").rstrip("\r\n")
     doc = encrypt_key(key, password, randbytes=os.urandom, scrypt_n=n, scrypt_p=p)

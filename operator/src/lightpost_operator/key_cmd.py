@@ -26,6 +26,7 @@ from lightpost_operator.keywrite import (
     SCRYPT_N,
     SCRYPT_P,
     encrypt_key,
+    generate_key,
 )
 
 __all__ = ["add_key_parser", "ask_password", "cmd_key", "write_new_private"]
@@ -74,7 +75,7 @@ def cmd_key(args: argparse.Namespace) -> int:
             raise KeystoreError("the private key text is too long: expected 64 hex digits")
         key = PrivateKey.from_hex(text)  # its errors never echo the text
     else:
-        key = PrivateKey.generate(os.urandom)
+        key = generate_key(os.urandom)
     password = ask_password(args.password_file, confirm=True)
     n, p = (LIGHT_SCRYPT_N, LIGHT_SCRYPT_P) if args.devnet else (SCRYPT_N, SCRYPT_P)
     doc = encrypt_key(key, password, randbytes=os.urandom, scrypt_n=n, scrypt_p=p)

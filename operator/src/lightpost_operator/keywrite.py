@@ -1,6 +1,6 @@
-"""Write Web3 Secret Storage (keystore v3) files. Provisioning runs on the operator's machine;
-a device only reads its keystore (:func:`lightpost.core.keystore.decrypt_key`, which also
-describes the format). Pure: the randomness is an argument.
+"""Create keys and write Web3 Secret Storage (keystore v3) files. Provisioning runs on the
+operator's machine; a device only reads its keystore (:func:`lightpost.core.keystore.decrypt_key`,
+which also describes the format). Pure: the randomness is an argument.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from lightpost.core import aes
-from lightpost.core.keys import PrivateKey
+from lightpost.core.keys import SECP256K1_N, PrivateKey
 from lightpost.core.keystore import (
     CIPHER,
     DKLEN,
@@ -35,6 +35,7 @@ __all__ = [
     "Kdf",
     "Keystore",
     "encrypt_key",
+    "generate_key",
 ]
 
 Kdf = Literal["scrypt", "pbkdf2"]
@@ -73,6 +74,14 @@ _UUID_VERSION_4 = 0x40
 
 _UUID_VARIANT_RFC = 0x80
 """UUID variant bits 10 in byte 8, RFC 9562 section 4.1."""
+
+
+def generate_key(randbytes: Callable[[int], bytes]) -> PrivateKey:
+    """A fresh key from ``randbytes`` (pass ``os.urandom``; injected to stay pure)."""
+    while True:
+        candidate = randbytes(32)
+        if 0 < int.from_bytes(candidate, "big") < SECP256K1_N:
+            return PrivateKey(candidate)
 
 
 def encrypt_key(
