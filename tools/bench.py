@@ -33,7 +33,6 @@ from typing import Any
 from bench_common import DEV_KEY, READING_BYTES, RECIPIENT, progress, reading
 from reports import anvil_version, cpu_model, write_section
 
-from lightpost.adapters.contracts import inbox_initcode
 from lightpost.adapters.rpc import HttpEndpoint
 from lightpost.core import envelope
 from lightpost.core.gas import TX_SIZE_OVERHEAD_BYTES, TXPOOL_MAX_TX_BYTES, floor_gas
@@ -42,6 +41,7 @@ from lightpost.core.keys import PrivateKey
 from lightpost.core.tx import LegacyTx, sign_transaction
 from lightpost.node.chain import Chain, parse_quantity
 from lightpost_operator.anvil import AnvilProcess, free_port
+from lightpost_operator.contracts import inbox_initcode
 from lightpost_operator.wallet import send_operator_tx
 
 ROOT = Path(__file__).resolve().parents[1]

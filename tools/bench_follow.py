@@ -45,6 +45,7 @@ from lightpost.node import receiver_complete
 from lightpost.node.config import ChannelPolicy, DeviceConfig, load_config
 from lightpost.node.receiver import Receiver
 from lightpost.node.runtime import build_endpoints
+from lightpost_operator.keywrite import generate_key
 
 BEGIN, END = "<!-- BEGIN GENERATED BENCH-FOLLOW -->", "<!-- END GENERATED BENCH-FOLLOW -->"
 
@@ -334,7 +335,7 @@ def measure_follow(
         ep = _rpc(url)
         base = load_config(config_of(desc, "controller"))
         say(f"follow: {devices:,} identities, funded with anvil_setBalance in batches")
-        keys = [PrivateKey.generate(os.urandom) for _ in range(devices)]
+        keys = [generate_key(os.urandom) for _ in range(devices)]
         _fund(ep, keys)
         assert base.inbox is not None
         poster = Poster(keys, base.inbox, base.chain_id)

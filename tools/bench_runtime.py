@@ -82,6 +82,7 @@ from lightpost.node.sender import Sender
 from lightpost.node.services import RECEIVE_INTERVAL_S, ReceiveService
 from lightpost_operator.anvil import free_port
 from lightpost_operator.devnet import DEVNET_FUNDER_KEY, devnet_down, devnet_up
+from lightpost_operator.keywrite import generate_key
 from lightpost_operator.wallet import sign_operator_tx
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -745,7 +746,7 @@ def measure_scale(directory: Path, sizes: Sizes) -> dict[str, Any]:
         base = load_config(config_of(desc, "receiver"))
         chains = [build_chain(base) for _ in range(SCALE_WORKERS)]
         say(f"scale: creating and funding {n:,} identities (batched transfers)")
-        keys = [PrivateKey.generate(os.urandom) for _ in range(n)]
+        keys = [generate_key(os.urandom) for _ in range(n)]
         _fund(url, chains[0], keys)
         first_block = int(rpc(url, "eth_blockNumber", []), 16) + 1
         rconfig = dataclasses.replace(

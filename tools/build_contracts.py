@@ -1,5 +1,5 @@
 """Regenerate the contract artifacts from their assembly sources (`make contracts`): the inbox
-(src/lightpost/contracts/inbox.json) and the anchoring contract (lightpost_gateway/anchor.json).
+(lightpost_operator/inbox.json) and the anchoring contract (lightpost_gateway/anchor.json).
 
     .venv/bin/python tools/build_contracts.py           # write the artifact
     .venv/bin/python tools/build_contracts.py --check   # exit 1 if it is out of date
@@ -35,12 +35,12 @@ __all__ = [
     "render",
 ]
 
-CONTRACTS_DIR = Path(__file__).resolve().parents[1] / "src" / "lightpost" / "contracts"
+CONTRACTS_DIR = Path(__file__).resolve().parents[1] / "operator" / "src" / "lightpost_operator"
 SOURCE = CONTRACTS_DIR / "inbox.easm"
 """The inbox's assembly source."""
 
 ARTIFACT = CONTRACTS_DIR / "inbox.json"
-"""The generated artifact read at run time by lightpost.adapters.contracts."""
+"""The generated artifact read by lightpost_operator.contracts (deploying is the operator's)."""
 
 EVENT_SIGNATURE = "LightpostPostV1(bytes32,address,address,uint256,bytes)"
 """Must match the source's ``.const EVENT_TOPIC keccak(...)`` (checked below)."""

@@ -44,7 +44,7 @@ from lightpost.core.envelope import (
 from lightpost.core.header import decode_header, encode_header, verify_header
 from lightpost.core.inbox import decode_post_log, encode_post_log, inbox_calldata
 from lightpost.core.keys import PrivateKey
-from lightpost.core.keystore import decrypt_key, encrypt_key
+from lightpost.core.keystore import decrypt_key
 from lightpost.core.receipts import (
     Log,
     Receipt,
@@ -86,6 +86,7 @@ from lightpost_agent.command import (
 from lightpost_agent.command import (
     Target as CommandTarget,
 )
+from lightpost_operator.keywrite import encrypt_key
 
 ROOT = Path(__file__).resolve().parents[1]
 VECTORS = ROOT.parent / "shared" / "vectors"

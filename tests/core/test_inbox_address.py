@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import pytest
 
-from lightpost.adapters.contracts import inbox_initcode, inbox_runtime
 from lightpost.core.hashing import keccak256
 from lightpost.core.inbox import (
     CREATE2_DEPLOYER,
     INBOX_ADDRESS,
+    INBOX_CODE_HASH,
     INBOX_INITCODE_HASH,
     INBOX_SALT,
-    code_matches,
     create2_address,
 )
+from lightpost_operator.contracts import code_matches, inbox_initcode, inbox_runtime
 
 # EIP-1014's own examples: (deployer, salt, init code, address)
 EIP1014 = [
@@ -47,6 +47,11 @@ def test_inbox_address_is_recomputed_from_deployer_salt_and_initcode() -> None:
     expected = keccak256(b"\xff" + CREATE2_DEPLOYER + INBOX_SALT + keccak256(inbox_initcode()))
     assert expected[12:] == INBOX_ADDRESS
     assert INBOX_ADDRESS.hex() == "29735a29e6825e10aeabf064c801ccfd3e0b6b25"
+
+
+def test_inbox_code_hash_is_the_shipped_runtime() -> None:
+    # the device core holds only this hash (the receiver's codeHash check at `complete`)
+    assert keccak256(inbox_runtime()) == INBOX_CODE_HASH  # a new contract: a new constant
 
 
 def test_code_matches() -> None:

@@ -10,9 +10,9 @@ from types import ModuleType
 
 import pytest
 
-from lightpost.adapters.contracts import inbox_artifact, inbox_initcode, inbox_runtime
 from lightpost.core import inbox
 from lightpost.core.inbox import EVENT_SIGNATURE, EVENT_TOPIC
+from lightpost_operator.contracts import inbox_artifact, inbox_initcode, inbox_runtime
 
 TOOLS = Path(__file__).resolve().parents[2] / "tools"
 

@@ -20,6 +20,7 @@ from lightpost.core.keys import (
     to_checksum_address,
 )
 from lightpost.errors import DecodingError, LightpostError, SignatureError
+from lightpost_operator.keywrite import generate_key
 from tests.conftest import ANVIL_DEV_KEYS
 
 # Pure-Python secp256k1 (eth-keys' native backend): independent of libsecp256k1, which
@@ -169,7 +170,7 @@ def test_generate_retries_until_in_range() -> None:
         calls.append(n)
         return next(outputs)
 
-    key = PrivateKey.generate(randbytes)
+    key = generate_key(randbytes)
     assert key.secret_bytes() == b"\x07" * 32
     assert calls == [32, 32, 32]
 

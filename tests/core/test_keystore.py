@@ -19,19 +19,18 @@ from hypothesis import strategies as st
 
 from lightpost.core.hashing import keccak256
 from lightpost.core.keys import PrivateKey
-from lightpost.core.keystore import (
+from lightpost.core.keystore import SCRYPT_MAX_MEMORY, scrypt_memory
+from lightpost.core.keystore import decrypt_key as strict_decrypt_key
+from lightpost.errors import KeystoreError
+from lightpost_operator.keywrite import (
     LIGHT_SCRYPT_N,
     LIGHT_SCRYPT_P,
     PBKDF2_ITERATIONS,
-    SCRYPT_MAX_MEMORY,
     SCRYPT_N,
     SCRYPT_P,
     SCRYPT_R,
     encrypt_key,
-    scrypt_memory,
 )
-from lightpost.core.keystore import decrypt_key as strict_decrypt_key
-from lightpost.errors import KeystoreError
 from tests.conftest import ANVIL_DEV_KEYS, VECTORS, vector_path
 
 PASSWORD = "correct horse battery staple \u00e9"

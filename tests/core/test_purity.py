@@ -25,6 +25,9 @@ GATEWAY = Path(__file__).resolve().parents[2] / "gateway/src/lightpost_gateway"
 GATEWAY_PURE = ("record.py", "batch.py", "anchor.py", "admit.py", "relay.py")
 """lightpost-gateway's pure modules: the device record format and rules, Merkle batches, the
 anchoring contract's rules."""
+OPERATOR = Path(__file__).resolve().parents[2] / "operator/src/lightpost_operator"
+OPERATOR_PURE = ("keywrite.py",)
+"""lightpost-operator's pure modules (writing a keystore: the randomness is an argument)."""
 
 FORBIDDEN_STDLIB = frozenset(
     {
@@ -79,6 +82,8 @@ def _module_name(path: Path) -> str:
         return "lightpost_agent.command"
     if path.parent == GATEWAY:
         return f"lightpost_gateway.{path.stem}"
+    if path.parent == OPERATOR:
+        return f"lightpost_operator.{path.stem}"
     parts = path.relative_to(CORE.parent).with_suffix("").parts
     if parts[-1] == "__init__":
         parts = parts[:-1]
@@ -102,6 +107,7 @@ def _lightpost_allowed(name: str) -> bool:
     ) or name in {
         *(f"lightpost_beacon.{m[:-3]}" for m in BEACON_PURE),
         *(f"lightpost_gateway.{m[:-3]}" for m in GATEWAY_PURE),
+        *(f"lightpost_operator.{m[:-3]}" for m in OPERATOR_PURE),
     }
 
 
@@ -113,7 +119,7 @@ def violations(
 
     def check(name: str, lineno: int) -> None:
         top = name.split(".")[0]
-        if top in ("lightpost", "lightpost_beacon", "lightpost_gateway"):
+        if top in ("lightpost", "lightpost_beacon", "lightpost_gateway", "lightpost_operator"):
             if not _lightpost_allowed(name):
                 found.append(f"line {lineno}: imports {name} (core may import only core/errors)")
         elif top == "__future__" or top in THIRD_PARTY_ALLOWED:
@@ -148,6 +154,7 @@ def _core_files() -> Iterator[Path]:
     yield from (BEACON / name for name in BEACON_PURE)
     yield AGENT_COMMAND
     yield from (GATEWAY / name for name in GATEWAY_PURE)
+    yield from (OPERATOR / name for name in OPERATOR_PURE)
 
 
 def test_core_directory_is_found() -> None:
@@ -160,6 +167,7 @@ def test_core_directory_is_found() -> None:
         "aes.py",
         *BEACON_PURE,
         "command.py",
+        *OPERATOR_PURE,
     } <= names
 
 

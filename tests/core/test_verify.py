@@ -12,7 +12,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lightpost.adapters.contracts import inbox_runtime
 from lightpost.core import rlp
 from lightpost.core.envelope import Post, Record, channel_id, encode_post
 from lightpost.core.hashing import keccak256
@@ -50,6 +49,7 @@ from lightpost.core.verify import (
     verify_signed_raw,
 )
 from lightpost.errors import LightpostError, ProofError
+from lightpost_operator.contracts import inbox_runtime
 from tests.core.chaindata import anvil_block
 
 CHAIN_ID = 31337

@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lightpost.adapters.contracts import inbox_initcode
 from lightpost.adapters.rpc import Endpoint, HttpEndpoint
 from lightpost.core.envelope import Message, Post, Record, channel_id, encode_post, pack_messages
 from lightpost.core.inbox import inbox_calldata
 from lightpost.core.keys import PrivateKey, to_checksum_address
 from lightpost.core.tx import DynamicFeeTx, sign_transaction
 from lightpost.errors import MethodNotSupported
+from lightpost_operator.contracts import inbox_initcode
 from tests.conftest import ANVIL_DEV_KEYS
 
 CHAIN_ID = 31337

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from lightpost.adapters.contracts import inbox_initcode, inbox_runtime
 from lightpost.adapters.rpc import HttpEndpoint
 from lightpost.core.gas import floor_gas, gas_used, intrinsic_gas
 from lightpost.core.hashing import keccak256
@@ -34,6 +33,7 @@ from lightpost.core.inbox import (
 from lightpost.core.keys import PrivateKey
 from lightpost.core.tx import DynamicFeeTx, encode_transaction, sign_transaction
 from lightpost_operator.anvil import AnvilProcess
+from lightpost_operator.contracts import inbox_initcode, inbox_runtime
 from tests.conftest import ANVIL_DEV_KEYS
 
 pytestmark = pytest.mark.integration

@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from lightpost.adapters.contracts import inbox_initcode
 from lightpost.adapters.rpc import HttpEndpoint
 from lightpost.core.inbox import INBOX_ADDRESS
 from lightpost.core.keys import PrivateKey, to_checksum_address
@@ -20,6 +19,7 @@ from lightpost.node.chain import Chain
 from lightpost.node.config import load_config
 from lightpost.node.runtime import load_key
 from lightpost_operator.anvil import AnvilProcess
+from lightpost_operator.contracts import inbox_initcode
 from lightpost_operator.ganache import GanacheProcess
 from lightpost_operator.wallet import send_operator_tx
 from tests.conftest import ANVIL_DEV_KEYS, run_cli

@@ -16,7 +16,7 @@ import pytest
 from eth_account import Account
 
 from lightpost.cli.main import main
-from lightpost.core.keystore import LIGHT_SCRYPT_N, SCRYPT_N
+from lightpost_operator.keywrite import LIGHT_SCRYPT_N, SCRYPT_N
 
 PASSWORD = "correct horse battery staple"
 KEY_HEX = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"  # anvil dev #1

@@ -11,9 +11,9 @@ import pytest
 
 from lightpost.cli.main import main
 from lightpost.core.keys import PrivateKey
-from lightpost.core.keystore import LIGHT_SCRYPT_N, LIGHT_SCRYPT_P, encrypt_key
 from lightpost.core.l2 import ARBITRUM, ETHEREUM, OP_STACK, BlockFormat
 from lightpost_operator import fleet
+from lightpost_operator.keywrite import LIGHT_SCRYPT_N, LIGHT_SCRYPT_P, encrypt_key
 from tests.conftest import ANVIL_DEV_KEYS
 
 URL = "http://127.0.0.1:9/SECRETKEY123"

@@ -43,7 +43,6 @@ from typing import Any
 from lightpost.adapters.rpc import HttpEndpoint
 from lightpost.core.inbox import inbox_execution_gas
 from lightpost.core.keys import PrivateKey, to_checksum_address
-from lightpost.core.keystore import LIGHT_SCRYPT_N, LIGHT_SCRYPT_P, encrypt_key
 from lightpost.errors import ChainProcessError, ConfigError, LightpostError
 from lightpost.node.chain import Chain
 from lightpost_operator.anvil import (
@@ -55,6 +54,7 @@ from lightpost_operator.anvil import (
 )
 from lightpost_operator.ganache import GanacheProcess
 from lightpost_operator.inbox import deploy_inbox
+from lightpost_operator.keywrite import LIGHT_SCRYPT_N, LIGHT_SCRYPT_P, encrypt_key, generate_key
 from lightpost_operator.mosquitto import mosquitto_binary
 from lightpost_operator.wallet import send_operator_tx
 
@@ -344,7 +344,7 @@ def _with_gateway(
         chain_id = chain.chain_id()
         funder = PrivateKey.from_hex(DEVNET_FUNDER_KEY)
         anchor, _, nonce = deploy_anchor(chain, chain_id, funder, log)
-        gw_key = PrivateKey.generate(os.urandom)
+        gw_key = generate_key(os.urandom)
         _, receipt = send_operator_tx(
             chain, chain_id, funder, nonce=nonce, to=gw_key.address, value=DEVICE_FUNDING_WEI
         )
@@ -368,7 +368,7 @@ def _with_gateway(
     devices = []
     for i in range(count):
         name = f"mqtt-{i + 1}"
-        key = PrivateKey.generate(os.urandom)
+        key = generate_key(os.urandom)
         identity = {
             "name": name,
             "secret": key.secret_bytes().hex(),
@@ -495,7 +495,7 @@ def _provision(
         funder = PrivateKey.from_hex(DEVNET_FUNDER_KEY)
         nonce = chain.nonce(funder.address, "pending")
         inbox, _, nonce = deploy_inbox(chain, chain_id, funder, nonce=nonce, log=log)
-        keys = {name: PrivateKey.generate(os.urandom) for name in names}
+        keys = {name: generate_key(os.urandom) for name in names}
         log(f"funding {len(keys)} devices")
         pending = []
         for key in keys.values():

@@ -39,20 +39,21 @@ from lightpost.adapters.rpc import HttpEndpoint
 from lightpost.core.fees import Eip1559FeePolicy, FeeQuote
 from lightpost.core.gas import TX_BASE_GAS
 from lightpost.core.keys import PrivateKey, parse_address, to_checksum_address
-from lightpost.core.keystore import (
-    LIGHT_SCRYPT_N,
-    LIGHT_SCRYPT_P,
-    SCRYPT_N,
-    SCRYPT_P,
-    decrypt_key,
-    encrypt_key,
-)
+from lightpost.core.keystore import decrypt_key
 from lightpost.core.l2 import block_format
 from lightpost.core.profiles import chain_profile
 from lightpost.errors import ChainProcessError, ConfigError, KeystoreError, NodeError, PolicyError
 from lightpost.node.chain import Chain, parse_quantity
 from lightpost.node.config import is_minority_quorum
 from lightpost_operator.key_cmd import ask_password, write_new_private
+from lightpost_operator.keywrite import (
+    LIGHT_SCRYPT_N,
+    LIGHT_SCRYPT_P,
+    SCRYPT_N,
+    SCRYPT_P,
+    encrypt_key,
+    generate_key,
+)
 from lightpost_operator.l1fee import estimated_transfer_gas, l1_fee_wei, sample_post
 from lightpost_operator.provision import (
     SubParsers,
@@ -211,7 +212,7 @@ def _device_identity(directory: Path, name: str, *, devnet: bool) -> bytes:
             raise KeystoreError(f"{ks_path} is not a keystore with an address: {exc}") from None
     if not pw_path.exists():
         write_new_private(pw_path, base64.urlsafe_b64encode(os.urandom(PASSWORD_BYTES)).decode())
-    key = PrivateKey.generate(os.urandom)
+    key = generate_key(os.urandom)
     n, p = (LIGHT_SCRYPT_N, LIGHT_SCRYPT_P) if devnet else (SCRYPT_N, SCRYPT_P)
     password = pw_path.read_text(encoding="utf-8").rstrip("\r\n")
     doc = encrypt_key(key, password, randbytes=os.urandom, scrypt_n=n, scrypt_p=p)

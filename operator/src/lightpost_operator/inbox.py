@@ -15,14 +15,14 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from lightpost.adapters.contracts import inbox_initcode, inbox_runtime
 from lightpost.core.hashing import keccak256
-from lightpost.core.inbox import CREATE2_DEPLOYER, INBOX_ADDRESS, INBOX_SALT, code_matches
+from lightpost.core.inbox import CREATE2_DEPLOYER, INBOX_ADDRESS, INBOX_SALT
 from lightpost.core.keys import PrivateKey, to_checksum_address
 from lightpost.core.rpcfields import parse_data
 from lightpost.core.trie import check_eth_get_proof
 from lightpost.errors import ChainProcessError, InsufficientFunds, NodeError, ProofError
 from lightpost.node.chain import Chain, prove_in_turn
+from lightpost_operator.contracts import code_matches, inbox_initcode, inbox_runtime
 from lightpost_operator.wallet import send_operator_tx
 
 __all__ = [

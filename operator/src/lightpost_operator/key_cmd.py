@@ -17,17 +17,17 @@ import warnings
 from pathlib import Path
 
 from lightpost.core.keys import PrivateKey, parse_address, to_checksum_address
-from lightpost.core.keystore import (
-    LIGHT_SCRYPT_N,
-    LIGHT_SCRYPT_P,
-    MAX_KEYSTORE_TEXT,
-    SCRYPT_N,
-    SCRYPT_P,
-    decrypt_key,
-    encrypt_key,
-)
+from lightpost.core.keystore import MAX_KEYSTORE_TEXT, decrypt_key
 from lightpost.errors import DecodingError, KeystoreError
 from lightpost.node.config import PASSWORD_ENV, env_password, read_password_file
+from lightpost_operator.keywrite import (
+    LIGHT_SCRYPT_N,
+    LIGHT_SCRYPT_P,
+    SCRYPT_N,
+    SCRYPT_P,
+    encrypt_key,
+    generate_key,
+)
 
 __all__ = ["add_key_parser", "ask_password", "cmd_key", "write_new_private"]
 
@@ -75,7 +75,7 @@ def cmd_key(args: argparse.Namespace) -> int:
             raise KeystoreError("the private key text is too long: expected 64 hex digits")
         key = PrivateKey.from_hex(text)  # its errors never echo the text
     else:
-        key = PrivateKey.generate(os.urandom)
+        key = generate_key(os.urandom)
     password = ask_password(args.password_file, confirm=True)
     n, p = (LIGHT_SCRYPT_N, LIGHT_SCRYPT_P) if args.devnet else (SCRYPT_N, SCRYPT_P)
     doc = encrypt_key(key, password, randbytes=os.urandom, scrypt_n=n, scrypt_p=p)

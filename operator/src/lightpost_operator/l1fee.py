@@ -27,11 +27,11 @@ from lightpost.core.fees import FeeQuote
 from lightpost.core.gas import estimated_gas_limit
 from lightpost.core.hashing import keccak256
 from lightpost.core.inbox import INBOX_ADDRESS
-from lightpost.core.keys import PrivateKey
 from lightpost.core.quorum import quorum_fee, report
 from lightpost.core.rpcfields import parse_data
 from lightpost.errors import ChainProcessError, DecodingError
 from lightpost.node.chain import Chain, parse_quantity
+from lightpost_operator.keywrite import generate_key
 from lightpost_operator.wallet import sign_operator_tx
 
 __all__ = [
@@ -122,7 +122,7 @@ def l1_fee_wei(
     L1_FEE_MULTIPLIER; Arbitrum the L1 component in gas x ``gas_price``; other chains 0."""
     if family == "op-stack":
         # a signed sample of the planned size, by a throwaway key (never sent)
-        sample = PrivateKey.generate(os.urandom)
+        sample = generate_key(os.urandom)
         raw = sign_operator_tx(
             chain, chain_id, sample, nonce=1, to=to, data=data, value=value, quote=quote
         ).raw

@@ -252,12 +252,3 @@ class ReceiverStore:
                     "DELETE FROM recv_unfinal WHERE sub = ? AND block_number >= ?",
                     (sub, from_block),
                 )
-
-    def size_bytes(self) -> int:
-        """Bytes on disk of the database and its WAL (after a checkpoint: the file)."""
-        total = 0
-        for suffix in ("", "-wal", "-shm"):
-            p = Path(str(self.path) + suffix)
-            if p.exists():
-                total += p.stat().st_size
-        return total

@@ -184,7 +184,7 @@ class _Late(TimeoutError):
 
 
 class _DeadlineSocket(io.RawIOBase):
-    """A socket whose every send and read gets only the time left until ``deadline``."""
+    # A socket whose every send and read gets only the time left until ``deadline``.
 
     def __init__(self, sock: socket.socket, deadline: float, clock: Callable[[], float]):
         self.sock, self.deadline, self.clock = sock, deadline, clock
@@ -214,9 +214,8 @@ class _DeadlineSocket(io.RawIOBase):
 
 
 def _tls(sock: socket.socket, host: str, left: float) -> ssl.SSLSocket:
-    """The TLS handshake within ``left`` seconds in all (the socket timeout bounds the whole
-    handshake).
-    """
+    # The TLS handshake within ``left`` seconds in all (the socket timeout bounds the whole
+    # handshake).
     context = ssl.create_default_context()  # as HTTPSConnection does, ALPN included
     context.set_alpn_protocols(["http/1.1"])
     sock.settimeout(left)
@@ -236,8 +235,8 @@ class HttpEndpoint:
     _next_id: int = field(default=0, init=False, repr=False)
 
     def _connection(self, left: float) -> tuple[http.client.HTTPConnection, str]:
-        """A new connection per request (callers are threads) and the target; a bad URL is reported
-        by label only."""
+        # A new connection per request (callers are threads) and the target; a bad URL is reported
+        # by label only.
         try:
             parts = urlsplit(self.url)
             port = parts.port
@@ -254,8 +253,8 @@ class HttpEndpoint:
     def _exchange(
         self, body: bytes | None, deadline: float, cap: int, path: str = ""
     ) -> tuple[int, bytearray]:
-        """One HTTP exchange within ``deadline``: (status, body of at most ``cap`` bytes); ``body``
-        None: a GET of ``path`` under the URL's path (the beacon API)."""
+        # One HTTP exchange within ``deadline``: (status, body of at most ``cap`` bytes); ``body``
+        # None: a GET of ``path`` under the URL's path (the beacon API).
         left = deadline - self.clock()
         if left <= 0:
             raise _Late
@@ -291,8 +290,8 @@ class HttpEndpoint:
         return self._request(json.dumps(payload).encode(), cap)
 
     def _request(self, body: bytes | None, cap: int, path: str = "") -> Any:
-        """The parsed JSON answer to a POST of ``body`` (None: a GET of ``path``), retried on
-        transport failures and rate limits within the total deadline."""
+        # The parsed JSON answer to a POST of ``body`` (None: a GET of ``path``), retried on
+        # transport failures and rate limits within the total deadline.
         deadline = self.clock() + self.timeout
         delays = backoff()
         for attempt in range(self.retries + 1):

@@ -83,9 +83,8 @@ def private_dir(path: Path) -> Path:
 
 
 def _private_file(path: Path) -> None:
-    """Create ``path`` 0600 before SQLite does (umask), and tighten an old world-readable file
-    and its side files.
-    """
+    # Create ``path`` 0600 before SQLite does (umask), and tighten an old world-readable file and
+    # its side files.
     os.close(os.open(path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE_MODE))
     for p in (path, *(Path(f"{path}{suffix}") for suffix in _SIDE_FILES)):
         with contextlib.suppress(FileNotFoundError):

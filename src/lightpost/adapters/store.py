@@ -148,7 +148,7 @@ def _migrate_0_to_1(conn: sqlite3.Connection) -> None:
 
 
 def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
-    """Drop the never-written v1 receiver and command tables (they have their own files)."""
+    # Drop the never-written v1 receiver and command tables (they have their own files).
     for table in ("seen_commands", "accumulators"):
         conn.execute(f"DROP TABLE IF EXISTS {table}")
 
@@ -268,7 +268,7 @@ class Store:
 
     @contextmanager
     def _tx(self, action: str, *, write: bool = True) -> Iterator[sqlite3.Connection]:
-        """One explicit transaction; commits (and fsyncs) before the caller continues."""
+        # One explicit transaction; commits (and fsyncs) before the caller continues.
         conn = self._conn
         if conn is None:
             raise StoreError(f"{self._name} is closed (while {action})")
@@ -518,14 +518,14 @@ class Store:
     def _one(
         self, conn: sqlite3.Connection, table: str, columns: str, row_id: int
     ) -> Sequence[Any]:
-        """One row of ``messages``/``transactions`` by id, or StoreError naming it."""
+        # One row of ``messages``/``transactions`` by id, or StoreError naming it.
         row = conn.execute(f"SELECT {columns} FROM {table} WHERE id = ?", (row_id,)).fetchone()
         if row is None:
             raise RowNotFound(f"no {table[:-1]} {row_id} in {self._name}")
         return tuple(row)
 
     def _tx_event(self, conn: sqlite3.Connection, tx_id: int, event: Event) -> tuple[State, int]:
-        """Move the tx AND its messages by ``event`` (table-checked); returns (new state, nonce)."""
+        # Move the tx AND its messages by ``event`` (table-checked); returns (new state, nonce).
         row = self._one(conn, "transactions", "state, nonce", tx_id)
         old = State(row[0])
         new = next_state(old, event)

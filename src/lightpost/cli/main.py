@@ -153,7 +153,7 @@ def follows_gateways(path: str) -> bool:
 
 
 def _warn_about_config(args: argparse.Namespace) -> None:
-    """One ``lightpost: warning:`` line per risk the device config explicitly accepts."""
+    # One ``lightpost: warning:`` line per risk the device config explicitly accepts.
     path = getattr(args, "config", None)
     if path is not None and not follows_gateways(path):  # a device (or controller) config
         from lightpost.node.config import load_config

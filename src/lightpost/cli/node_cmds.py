@@ -146,7 +146,7 @@ def _target(args: argparse.Namespace) -> tuple[str | None, bytes | None]:
 
 
 def _message_view(store: Store, message_id: int) -> dict[str, Any]:
-    """The message's state and its transaction, for printing."""
+    # The message's state and its transaction, for printing.
     try:
         m = store.message(message_id)
     except RowNotFound:

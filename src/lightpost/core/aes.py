@@ -43,13 +43,13 @@ eth-keyfile)."""
 
 
 def _xtime(a: int) -> int:
-    """Multiply by x (i.e. {02}) in GF(2^8) (FIPS-197 section 4.2.1)."""
+    # Multiply by x (i.e. {02}) in GF(2^8) (FIPS-197 section 4.2.1).
     a <<= 1
     return a ^ _REDUCTION_POLY if a & 0x100 else a
 
 
 def _gf_mul(a: int, b: int) -> int:
-    """Multiply two elements of GF(2^8) (FIPS-197 section 4.2)."""
+    # Multiply two elements of GF(2^8) (FIPS-197 section 4.2).
     result = 0
     while b:
         if b & 1:
@@ -64,7 +64,7 @@ def _rotl8(x: int, shift: int) -> int:
 
 
 def _build_sbox() -> tuple[int, ...]:
-    """S-box = affine(inverse(b)), with inverse(0) = 0 (FIPS-197 section 5.1.1)."""
+    # S-box = affine(inverse(b)), with inverse(0) = 0 (FIPS-197 section 5.1.1).
     # Inverses via powers of the generator {03}: a = g^i  =>  a^-1 = g^(255 - i).
     power = [0] * 255
     log = [0] * 256
@@ -91,9 +91,8 @@ def _ror32(x: int, shift: int) -> int:
 
 
 def _build_t_tables() -> tuple[tuple[int, ...], ...]:
-    """T0..T3: a round's SubBytes+ShiftRows+MixColumns per byte position (FIPS-197 eq. 5.6);
-    T1..T3 are byte rotations of T0.
-    """
+    # T0..T3: a round's SubBytes+ShiftRows+MixColumns per byte position (FIPS-197 eq. 5.6); T1..T3
+    # are byte rotations of T0.
     t0 = []
     for a in range(256):
         s = _SBOX[a]
@@ -110,7 +109,7 @@ _T0, _T1, _T2, _T3 = _build_t_tables()
 
 
 def _round_constants() -> tuple[int, ...]:
-    """Rcon[i] = x^(i-1) in GF(2^8), placed in the top byte (FIPS-197 section 5.2)."""
+    # Rcon[i] = x^(i-1) in GF(2^8), placed in the top byte (FIPS-197 section 5.2).
     rcon = []
     value = 1
     for _ in range(_ROUNDS):
@@ -147,7 +146,7 @@ def expand_key(key: bytes) -> tuple[int, ...]:
 
 
 def _encrypt_words(rk: tuple[int, ...], block: bytes) -> bytes:
-    """Encrypt one 16-byte block with expanded round keys ``rk`` (FIPS-197 figure 5)."""
+    # Encrypt one 16-byte block with expanded round keys ``rk`` (FIPS-197 figure 5).
     s0 = int.from_bytes(block[0:4], "big") ^ rk[0]
     s1 = int.from_bytes(block[4:8], "big") ^ rk[1]
     s2 = int.from_bytes(block[8:12], "big") ^ rk[2]

@@ -1,16 +1,9 @@
 """The lightpost envelope: the wire format of a *post* (the calldata of one transaction).
 
-Layout (big-endian, fixed width)::
-
-    post   = channel_id[32] | recipient_word[32] | magic[1] | version[1] | body
-    body   = record+ (version 1) | raw_deflate(record+) (version 2)
-    record = seq u64 | timestamp_ms u64 | content_type u8 | flags u8
-             | [chunk_index u32 | chunk_count u32 | content_hash[32]]   (if FLAG_CHUNK)
-             | payload_length u32 | payload[payload_length]
-
-Decoders raise :class:`~lightpost.errors.DecodingError` (``what="envelope"``), or
-:class:`~lightpost.errors.ProofError` for a wrong content hash; what the format cannot carry raises
-:class:`EnvelopeError`. Rules: docs/protocol.md, "Wire format".
+Layout (big-endian, fixed width; version 2 deflates the records): docs/protocol.md, "Post
+layout" and "Record layout". Decoders raise :class:`~lightpost.errors.DecodingError`
+(``what="envelope"``), or :class:`~lightpost.errors.ProofError` for a wrong content hash; what
+the format cannot carry raises :class:`EnvelopeError`. Rules: docs/protocol.md, "Wire format".
 """
 
 from __future__ import annotations
@@ -373,7 +366,7 @@ def choose_compression(payload: bytes) -> tuple[bytes, bool]:
 
 
 def _inflate(data: bytes, *, limit: int, offset: int | None, too_big: str = "") -> bytes:
-    """Strict raw DEFLATE capped at ``limit`` (bomb guard; past it the error says ``too_big``)."""
+    # Strict raw DEFLATE capped at ``limit`` (bomb guard; past it the error says ``too_big``).
     inflater = zlib.decompressobj(DEFLATE_WBITS)
     try:
         out = inflater.decompress(data, limit + 1)
@@ -405,7 +398,7 @@ def _over_budget(budget: int) -> str:
 
 
 def _decode_record(data: bytes, offset: int, *, room: int, budget: int) -> tuple[Record, int]:
-    """One record at ``offset``; a compressed unchunked payload inflated once, within ``room``."""
+    # One record at ``offset``; a compressed unchunked payload inflated once, within ``room``.
     _need(data, offset, _RECORD_HEAD.size, "record header")
     seq, timestamp, content_type, flags = _RECORD_HEAD.unpack_from(data, offset)
     flags_offset = offset + _RECORD_HEAD.size - 1
@@ -612,9 +605,9 @@ def _cheaper_version(
     packed: list[tuple[Record, bytes]],
     max_post_bytes: int,
 ) -> Post:
-    """The post as version 1, or 2 if that has fewer EIP-7623 tokens and fits; version 2 stores
-    unchunked payloads uncompressed (one stream compresses them), chunks as they are (their hash
-    covers the original)."""
+    # The post as version 1, or 2 if that has fewer EIP-7623 tokens and fits; version 2 stores
+    # unchunked payloads uncompressed (one stream compresses them), chunks as they are (their hash
+    # covers the original).
     records = tuple(record for record, _ in packed)
     plain = Post(channel=channel, recipient=recipient, records=records)
     if len(records) < 2 and all(r.chunk is not None or r.compressed for r in records):
@@ -640,7 +633,7 @@ _PROBE_RECORD = Record(seq=0, timestamp=0, content_type=0, payload=b"")
 
 @dataclass(slots=True)
 class _Partial:
-    """Chunks received so far for one seq; the first chunk fixes the shared fields."""
+    # Chunks received so far for one seq; the first chunk fixes the shared fields.
 
     first: Record
     count: int

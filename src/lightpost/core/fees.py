@@ -70,7 +70,7 @@ _PERCENT = 100
 
 
 def _ceil_percent(value: int, percent: int) -> int:
-    """ceil(value * percent / 100) in integers."""
+    # ceil(value * percent / 100) in integers.
     return -(-value * percent // _PERCENT)
 
 
@@ -91,7 +91,7 @@ def gas_limit_with_margin(data: bytes, execution_gas: int = 0) -> int:
 
 
 def _check_size(data: bytes) -> None:
-    """geth/reth txpools refuse encoded transactions over 128 KiB (txMaxSize)."""
+    # geth/reth txpools refuse encoded transactions over 128 KiB (txMaxSize).
     limit = TXPOOL_MAX_TX_BYTES - TX_SIZE_OVERHEAD_BYTES
     if len(data) > limit:
         raise PolicyError(
@@ -316,7 +316,7 @@ def max_payload_for(
 
 
 def _bumped(value: int) -> int:
-    """At least value x (100 + bump) / 100, rounded up, and strictly more than value."""
+    # At least value x (100 + bump) / 100, rounded up, and strictly more than value.
     return max(_ceil_percent(value, _PERCENT + REPLACEMENT_BUMP_PERCENT), value + 1)
 
 

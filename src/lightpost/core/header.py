@@ -141,7 +141,7 @@ class BlockHeader:
 
 
 def _present_values(header: BlockHeader) -> list[bytes | int]:
-    """Values in RLP order, stopping at the first unset fork field."""
+    # Values in RLP order, stopping at the first unset fork field.
     values: list[bytes | int] = []
     for spec in HEADER_FIELDS:
         value = getattr(header, spec.attr)

@@ -3,7 +3,7 @@
 calldata = channel (32) || recipient word (32) || body (>= 1 byte), no ABI selector. Per (sender,
 channel) the contract keeps ``acc = keccak256(acc || keccak256(calldata))`` and ``count``:
 eth_getProof (EIP-1186) proves nothing omitted, reordered or altered. docs/protocol.md, "Inbox
-contract"; source ``contracts/inbox.easm``.
+contract"; source ``lightpost_operator/inbox.easm``.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ __all__ = [
     "EVENT_TOPIC",
     "HEADER_BYTES",
     "INBOX_ADDRESS",
+    "INBOX_CODE_HASH",
     "INBOX_EXECUTION_GAS_BOUND_MAX_CALLDATA",
     "INBOX_EXECUTION_GAS_FIRST_POST",
     "INBOX_EXECUTION_GAS_FIXED",
@@ -36,7 +37,6 @@ __all__ = [
     "InboxPost",
     "accumulator_of",
     "accumulator_slots",
-    "code_matches",
     "create2_address",
     "decode_post_log",
     "encode_post_log",
@@ -98,8 +98,12 @@ INBOX_SALT = keccak256(b"lightpost inbox v1")
 INBOX_INITCODE_HASH = bytes.fromhex(
     "f720cebed316f9a3e80438cc67c220b04ea376a32896999b1f824ab609f02185"
 )
-"""keccak256 of the shipped inbox initcode (lightpost/contracts/inbox.json; a test recomputes
-it: a new contract is a new protocol constant)."""
+"""keccak256 of the inbox initcode (lightpost_operator/inbox.json; a test recomputes it: a new
+contract is a new protocol constant)."""
+
+INBOX_CODE_HASH = bytes.fromhex("3d6a8a5f8175b2589c97d911f311cd2dfc53128179bd27ab104e2e838ce4bfe6")
+"""keccak256 of the inbox runtime: the codeHash ``complete`` requires of the inbox account (a test
+recomputes it from the artifact)."""
 
 
 def create2_address(deployer: bytes, salt: bytes, initcode_hash: bytes) -> bytes:
@@ -109,11 +113,6 @@ def create2_address(deployer: bytes, salt: bytes, initcode_hash: bytes) -> bytes
 
 INBOX_ADDRESS = create2_address(CREATE2_DEPLOYER, INBOX_SALT, INBOX_INITCODE_HASH)
 """The inbox's address on every EVM chain: a constant of the protocol."""
-
-
-def code_matches(code_hash: bytes, runtime: bytes) -> bool:
-    """Whether a (proven) account code hash is keccak256 of the expected ``runtime`` code."""
-    return code_hash == keccak256(runtime)
 
 
 _LOG_TOPICS = 4

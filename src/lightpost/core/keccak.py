@@ -49,7 +49,7 @@ Lane (x, y) is at index x + 5y; pi moves it to (y, 2x + 3y mod 5)."""
 
 
 def _permute(a: list[int]) -> None:
-    """Keccak-f[1600] on 25 lanes, in place."""
+    # Keccak-f[1600] on 25 lanes, in place.
     m = _MASK
     b = [0] * 25
     for rc in _ROUND_CONSTANTS:

@@ -7,7 +7,6 @@ n/2).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import coincurve
@@ -40,7 +39,7 @@ _HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 
 
 def _strict_hex(body: str) -> bytes | None:
-    """Decode hex digits only (no whitespace, no sign); None if not hex."""
+    # Decode hex digits only (no whitespace, no sign); None if not hex.
     if len(body) % 2 or not _HEX_DIGITS.issuperset(body):
         return None
     return bytes.fromhex(body)
@@ -117,14 +116,6 @@ class PrivateKey:
         object.__setattr__(self, "_signer", signer)
         pub = signer.public_key.format(compressed=False)
         object.__setattr__(self, "address", address_from_public_key(pub))
-
-    @classmethod
-    def generate(cls, randbytes: Callable[[int], bytes]) -> PrivateKey:
-        """A fresh key from ``randbytes`` (pass ``os.urandom``; injected to stay pure)."""
-        while True:
-            candidate = randbytes(32)
-            if 0 < int.from_bytes(candidate, "big") < SECP256K1_N:
-                return cls(candidate)
 
     @classmethod
     def from_hex(cls, text: str) -> PrivateKey:

@@ -1,4 +1,5 @@
-"""Web3 Secret Storage (keystore v3): encrypt and decrypt a private key with a password.
+"""Web3 Secret Storage (keystore v3): decrypt a private key with a password. Writing is
+operator-side (lightpost_operator.keywrite): a device only reads its keystore.
 
 Format (as geth's accounts/keystore writes it)::
 
@@ -19,11 +20,12 @@ import hashlib
 import hmac
 import json
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import Any
 
 from lightpost.core import aes
 from lightpost.core.hashing import keccak256
 from lightpost.core.keys import PrivateKey, _strict_hex
+from lightpost.core.peerdata import json_depth
 from lightpost.errors import KeystoreError
 
 __all__ = [
@@ -31,32 +33,18 @@ __all__ = [
     "DKLEN",
     "IV_BYTES",
     "KEYSTORE_VERSION",
-    "LIGHT_SCRYPT_N",
-    "LIGHT_SCRYPT_P",
     "MAX_KEYSTORE_TEXT",
-    "PBKDF2_ITERATIONS",
     "PBKDF2_MAX_ITERATIONS",
     "PBKDF2_MIN_ITERATIONS",
     "PBKDF2_PRF",
-    "SALT_BYTES",
     "SCRYPT_MAX_MEMORY",
     "SCRYPT_MIN_N",
-    "SCRYPT_N",
-    "SCRYPT_P",
-    "SCRYPT_R",
-    "Kdf",
-    "Keystore",
     "ScryptFunction",
     "decrypt_key",
-    "encrypt_key",
+    "derive_key",
+    "keystore_mac",
     "scrypt_memory",
 ]
-
-Kdf = Literal["scrypt", "pbkdf2"]
-"""The two key derivation functions of Web3 Secret Storage."""
-
-Keystore = dict[str, Any]
-"""A keystore v3 document as a JSON-compatible dict (``json.dumps`` writes it)."""
 
 ScryptFunction = Callable[[bytes, bytes, int, int, int, int], bytes]
 """``(password, salt, n, r, p, dklen) -> key``. The default :func:`hashlib.scrypt` (OpenSSL)
@@ -71,32 +59,11 @@ CIPHER = "aes-128-ctr"
 DKLEN = 32
 """Derived key length: 16 bytes AES key + 16 bytes MAC key (Web3 Secret Storage)."""
 
-SALT_BYTES = 32
-"""KDF salt length written (geth keystore: 32 random bytes)."""
-
 IV_BYTES = aes.BLOCK_SIZE
 """AES-128-CTR initial counter block length (16 bytes)."""
 
-SCRYPT_N = 1 << 18
-"""scrypt CPU/memory cost 262144: geth ``StandardScryptN`` (about 256 MiB with r=8)."""
-
-SCRYPT_R = 8
-"""scrypt block size r = 8 (geth standard and light; RFC 7914's recommended value)."""
-
-SCRYPT_P = 1
-"""scrypt parallelization p = 1: geth ``StandardScryptP``."""
-
-LIGHT_SCRYPT_N = 1 << 12
-"""scrypt cost 4096: geth ``LightScryptN`` (about 4 MiB; for small devices)."""
-
-LIGHT_SCRYPT_P = 6
-"""scrypt parallelization 6: geth ``LightScryptP`` (used together with LIGHT_SCRYPT_N)."""
-
 PBKDF2_PRF = "hmac-sha256"
 """The only PBKDF2 pseudo-random function of Web3 Secret Storage."""
-
-PBKDF2_ITERATIONS = 600_000
-"""PBKDF2-HMAC-SHA256 iterations written: OWASP Password Storage Cheat Sheet minimum (2023)."""
 
 PBKDF2_MAX_ITERATIONS = 10_000_000
 """Refuse to read files asking for more PBKDF2 iterations (about 16x our default)."""
@@ -105,9 +72,9 @@ SCRYPT_MAX_MEMORY = 257 << 20
 """Default memory ceiling for a file's scrypt: 257 MiB, geth standard n=2^18, r=8, p=1 (128 r (n + p
 + 2)); refused before allocating; ``scrypt_max_memory_mib`` changes it."""
 
-SCRYPT_MIN_N = LIGHT_SCRYPT_N
-"""Weakest scrypt read without opt-in: geth ``LightScryptN``, the lightest a standard wallet writes;
-below, brute force is cheap."""
+SCRYPT_MIN_N = 1 << 12
+"""Weakest scrypt read without opt-in: 4096, geth ``LightScryptN``, the lightest a standard wallet
+writes; below, brute force is cheap."""
 
 PBKDF2_MIN_ITERATIONS = 100_000
 """Fewest PBKDF2 iterations read without opt-in: a sixth of the OWASP 600,000 we write; c = 1 or
@@ -130,77 +97,6 @@ _SCRYPT_INTEGERIFY_BITS = 16
 
 _SCRYPT_MAX_RP = 1 << 30
 """RFC 7914 section 2: r * p must be below 2^30."""
-
-_UUID_BYTES = 16
-"""A UUID is 128 bits (RFC 9562 section 4)."""
-
-_UUID_VERSION_4 = 0x40
-"""UUID version nibble 4 (random) in byte 6, RFC 9562 section 5.4."""
-
-_UUID_VARIANT_RFC = 0x80
-"""UUID variant bits 10 in byte 8, RFC 9562 section 4.1."""
-
-
-# --- writing ---
-
-
-def encrypt_key(
-    key: PrivateKey,
-    password: str,
-    *,
-    randbytes: Callable[[int], bytes],
-    kdf: Kdf = "scrypt",
-    scrypt_n: int = SCRYPT_N,
-    scrypt_r: int = SCRYPT_R,
-    scrypt_p: int = SCRYPT_P,
-    pbkdf2_iterations: int = PBKDF2_ITERATIONS,
-    scrypt: ScryptFunction | None = None,
-) -> Keystore:
-    """Encrypt ``key`` under ``password`` into a keystore v3 dict; ``randbytes(n)`` must be
-    cryptographically random (salt 32, IV 16, UUID 16); ``scrypt`` replaces the stdlib one."""
-    if kdf not in ("scrypt", "pbkdf2"):
-        raise KeystoreError(f"unsupported kdf {kdf!r} (use 'scrypt' or 'pbkdf2')")
-    salt = _random(randbytes, SALT_BYTES, "salt")
-    iv = _random(randbytes, IV_BYTES, "iv")
-    uuid_bytes = _random(randbytes, _UUID_BYTES, "id")
-    kdfparams: dict[str, Any]
-    if kdf == "scrypt":
-        kdfparams = {"dklen": DKLEN, "n": scrypt_n, "p": scrypt_p, "r": scrypt_r}
-    else:
-        kdfparams = {"c": pbkdf2_iterations, "dklen": DKLEN, "prf": PBKDF2_PRF}
-    kdfparams["salt"] = salt.hex()
-    derived = _derive(kdf, kdfparams, password, scrypt, SCRYPT_MAX_MEMORY, allow_weak_kdf=True)
-    ciphertext = aes.ctr(derived[: aes.KEY_SIZE], iv, key.secret_bytes())
-    return {
-        "address": key.address.hex(),
-        "crypto": {
-            "cipher": CIPHER,
-            "cipherparams": {"iv": iv.hex()},
-            "ciphertext": ciphertext.hex(),
-            "kdf": kdf,
-            "kdfparams": kdfparams,
-            "mac": _mac(derived, ciphertext).hex(),
-        },
-        "id": _uuid4(uuid_bytes),
-        "version": KEYSTORE_VERSION,
-    }
-
-
-def _random(randbytes: Callable[[int], bytes], n: int, what: str) -> bytes:
-    value = randbytes(n)
-    if not isinstance(value, bytes) or len(value) != n:
-        raise KeystoreError(f"randbytes({n}) for the {what} did not return {n} bytes")
-    return value
-
-
-def _uuid4(raw: bytes) -> str:
-    """Format 16 random bytes as a version-4 RFC 9562 UUID string."""
-    b = bytearray(raw)
-    b[6] = (b[6] & 0x0F) | _UUID_VERSION_4
-    b[8] = (b[8] & 0x3F) | _UUID_VARIANT_RFC
-    h = b.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
 
 # --- reading ---
 
@@ -246,9 +142,11 @@ def decrypt_key(
         raise KeystoreError("keystore: unsupported kdf (only scrypt and pbkdf2)")
     kdfparams = _object(_field(crypto, "kdfparams", "crypto"), "crypto.kdfparams")
 
-    derived = _derive(kdf, kdfparams, password, scrypt, max_memory, allow_weak_kdf=allow_weak_kdf)
+    derived = derive_key(
+        kdf, kdfparams, password, scrypt, max_memory, allow_weak_kdf=allow_weak_kdf
+    )
     # Constant-time comparison: the MAC is the password check.
-    if not hmac.compare_digest(_mac(derived, ciphertext), mac):
+    if not hmac.compare_digest(keystore_mac(derived, ciphertext), mac):
         raise KeystoreError("wrong password (MAC mismatch)")
     secret = aes.ctr(derived[: aes.KEY_SIZE], iv, ciphertext)
     # geth stores the key as a big integer: a key with leading zero bytes may have been
@@ -274,35 +172,15 @@ def _load(keystore: Mapping[str, Any] | str | bytes) -> Mapping[str, Any]:
     if isinstance(keystore, str):
         if len(keystore) > MAX_KEYSTORE_TEXT:
             raise KeystoreError(f"keystore: text longer than {MAX_KEYSTORE_TEXT} characters")
-        _check_json_depth(keystore)
+        # before json.loads recurses (with a raised recursion limit, e.g. eth-account's, it
+        # would crash the process)
+        if json_depth(keystore.encode("utf-8", "surrogatepass")) > _MAX_JSON_DEPTH:
+            raise KeystoreError(f"keystore: JSON nested deeper than {_MAX_JSON_DEPTH}")
         try:
             keystore = json.loads(keystore)
         except (ValueError, RecursionError):  # JSONDecodeError, deep nesting
             raise KeystoreError("keystore: not valid JSON") from None
     return _object(keystore, "keystore")
-
-
-def _check_json_depth(text: str) -> None:
-    """Refuse nesting deeper than _MAX_JSON_DEPTH before ``json.loads`` recurses (with a raised
-    recursion limit, e.g. eth-account's, it would crash the process)."""
-    depth = 0
-    in_string = escaped = False
-    for ch in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "[{":
-            depth += 1
-            if depth > _MAX_JSON_DEPTH:
-                raise KeystoreError(f"keystore: JSON nested deeper than {_MAX_JSON_DEPTH}")
-        elif ch in "]}":
-            depth -= 1
 
 
 def _object(value: object, where: str) -> Mapping[str, Any]:
@@ -325,7 +203,7 @@ def _int_param(params: Mapping[str, Any], name: str) -> int:
 
 
 def _hex(value: object, where: str) -> bytes:
-    """Strict hex: optional 0x, even length, hex digits only (no whitespace)."""
+    # Strict hex: optional 0x, even length, hex digits only (no whitespace).
     if not isinstance(value, str):
         raise KeystoreError(f"keystore: {where} must be a hex string")
     raw = _strict_hex(value[2:] if value[:2] in ("0x", "0X") else value)
@@ -337,13 +215,13 @@ def _hex(value: object, where: str) -> bytes:
 # --- KDF and MAC ---
 
 
-def _mac(derived: bytes, ciphertext: bytes) -> bytes:
+def keystore_mac(derived: bytes, ciphertext: bytes) -> bytes:
     """Web3 Secret Storage MAC: keccak256(derived[16:32] || ciphertext)."""
     return keccak256(derived[aes.KEY_SIZE : DKLEN] + ciphertext)
 
 
 def _stdlib_scrypt(password: bytes, salt: bytes, n: int, r: int, p: int, dklen: int) -> bytes:
-    """hashlib.scrypt with ``maxmem`` raised to what these parameters need."""
+    # hashlib.scrypt with ``maxmem`` raised to what these parameters need.
     if n.bit_length() - 1 >= _SCRYPT_INTEGERIFY_BITS * r:  # n is a power of two
         raise KeystoreError(
             "keystore: stdlib scrypt (OpenSSL) refuses n >= 2^(16 r) (RFC 7914); "
@@ -370,7 +248,7 @@ def _weak(what: str, value: int, minimum: int) -> KeystoreError:
     )
 
 
-def _derive(
+def derive_key(
     kdf: str,
     params: Mapping[str, Any],
     password: str,
@@ -379,7 +257,8 @@ def _derive(
     *,
     allow_weak_kdf: bool,
 ) -> bytes:
-    """Run the KDF named in the file with validated, bounded parameters."""
+    """The ``DKLEN``-byte key of the KDF named in a file (or chosen by the writer), its
+    parameters validated and bounded."""
     if not isinstance(password, str):
         raise KeystoreError("the password must be a str")
     # UTF-8 without normalisation, as geth ([]byte(password)) and eth-keyfile do.

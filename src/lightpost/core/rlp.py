@@ -93,7 +93,7 @@ def _read_length(data: bytes, pos: int, n: int) -> int:
 
 
 def _decode_at(data: bytes, pos: int, depth: int = 0) -> tuple[Item, int]:
-    """Decode one item starting at ``pos``; return it and the position after it."""
+    # Decode one item starting at ``pos``; return it and the position after it.
     if pos >= len(data):
         raise RLPDecodingError("unexpected end of input", pos)
     b0 = data[pos]

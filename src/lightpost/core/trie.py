@@ -79,7 +79,7 @@ _NIBBLE_OF_HEX = bytes.maketrans(b"0123456789abcdef", bytes(range(16)))
 
 
 def _nibbles(key: bytes) -> bytes:
-    """Split ``key`` into its nibbles, high nibble first (one nibble per byte)."""
+    # Split ``key`` into its nibbles, high nibble first (one nibble per byte).
     return key.hex().encode("ascii").translate(_NIBBLE_OF_HEX)
 
 
@@ -91,7 +91,7 @@ def _hp_encode(path: bytes, *, leaf: bool) -> bytes:
 
 
 def _hp_decode(encoded: bytes, kind: str) -> tuple[bytes, bool]:
-    """Decode a hex-prefixed path into (nibbles, is_leaf); reject malformed prefixes."""
+    # Decode a hex-prefixed path into (nibbles, is_leaf); reject malformed prefixes.
     if not encoded:
         raise ProofError(kind, "node path is empty (no hex-prefix byte)")
     nib = _nibbles(encoded)
@@ -117,7 +117,7 @@ def _common_prefix_length(a: bytes, b: bytes) -> int:
 
 
 def _reference(node: rlp.Item, db: dict[bytes, bytes] | None) -> rlp.Item:
-    """The way a parent refers to ``node``: inline if its RLP is < 32 bytes, else its hash."""
+    # The way a parent refers to ``node``: inline if its RLP is < 32 bytes, else its hash.
     encoded = rlp.encode(node)
     if len(encoded) < HASH_BYTES:
         return node
@@ -130,7 +130,7 @@ def _reference(node: rlp.Item, db: dict[bytes, bytes] | None) -> rlp.Item:
 def _build(
     pairs: Sequence[tuple[bytes, bytes]], depth: int, db: dict[bytes, bytes] | None
 ) -> rlp.Item:
-    """Node for ``pairs`` (sorted by nibble path, unique, non-empty values) below ``depth``."""
+    # Node for ``pairs`` (sorted by nibble path, unique, non-empty values) below ``depth``.
     if not pairs:
         return b""
     if len(pairs) == 1:
@@ -194,15 +194,15 @@ def _as_node(encoded: bytes, kind: str) -> rlp.Item:
 
 
 def _hashed_node(encoded: bytes, digest: bytes, root: bytes, kind: str) -> rlp.Item:
-    """The node ``encoded``, referenced by ``digest`` (its hash, checked by the caller)."""
+    # The node ``encoded``, referenced by ``digest`` (its hash, checked by the caller).
     if digest != root and len(encoded) < HASH_BYTES:
         raise ProofError(kind, "node shorter than 32 bytes referenced by hash")
     return _as_node(encoded, kind)
 
 
 def _walk(root: bytes, key: bytes, fetch: Callable[[bytes], rlp.Item], kind: str) -> bytes | None:
-    """Follow ``key`` from ``root`` (``fetch(hash)``: a hashed node, decoded); the value, or None
-    when the nodes prove it absent."""
+    # Follow ``key`` from ``root`` (``fetch(hash)``: a hashed node, decoded); the value, or None
+    # when the nodes prove it absent.
     path = _nibbles(key)
     pos = 0
     ref: rlp.Item = root

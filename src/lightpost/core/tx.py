@@ -132,7 +132,7 @@ def _check_to(value: object) -> bytes | None:
 
 
 def _check_access_list(value: object) -> AccessList:
-    """EIP-2930: a list of (20-byte address, list of 32-byte storage keys)."""
+    # EIP-2930: a list of (20-byte address, list of 32-byte storage keys).
     if not isinstance(value, Sequence) or isinstance(value, (bytes, bytearray, str)):
         raise _fail("access_list must be a sequence of (address, storage_keys)")
     entries: list[tuple[bytes, tuple[bytes, ...]]] = []
@@ -192,7 +192,7 @@ _SIGNATURE_FIELDS = 3
 
 
 def _validate(tx: object, spec: _FieldSpec) -> None:
-    """Range-check every field of ``tx`` and normalise bytes-like values (frozen-safe)."""
+    # Range-check every field of ``tx`` and normalise bytes-like values (frozen-safe).
     for attr, _, kind in spec:
         value = getattr(tx, attr)
         if kind in _UINT_MAX:
@@ -305,7 +305,7 @@ def _access_list_items(access_list: AccessList) -> list[object]:
 
 
 def _encode_fields(values: Mapping[str, Any], spec: _FieldSpec) -> list[object]:
-    """RLP items of ``values`` in ``spec`` order."""
+    # RLP items of ``values`` in ``spec`` order.
     items: list[object] = []
     for attr, _, kind in spec:
         value = values[attr]
@@ -320,13 +320,13 @@ def _encode_fields(values: Mapping[str, Any], spec: _FieldSpec) -> list[object]:
 
 
 def _unsigned_fields(tx: Transaction) -> list[object]:
-    """The transaction's fields in EIP order, without chain id (legacy) and signature."""
+    # The transaction's fields in EIP order, without chain id (legacy) and signature.
     return _encode_fields({attr: getattr(tx, attr) for attr, _, _ in tx._spec}, tx._spec)
 
 
 def _signing_data_legacy(tx: LegacyTx) -> bytes:
-    """Pre-EIP-155: rlp([nonce, gasprice, gas, to, value, data]).
-    EIP-155: the same list followed by (chain_id, 0, 0)."""
+    # Pre-EIP-155: rlp([nonce, gasprice, gas, to, value, data]). EIP-155: the same list followed by
+    # (chain_id, 0, 0).
     fields = _unsigned_fields(tx)
     if tx.chain_id is not None:
         fields += [tx.chain_id, 0, 0]
@@ -334,7 +334,7 @@ def _signing_data_legacy(tx: LegacyTx) -> bytes:
 
 
 def _signing_data_typed(tx: AccessListTx | DynamicFeeTx) -> bytes:
-    """EIP-2930 / EIP-1559: type byte || rlp(fields without the signature)."""
+    # EIP-2930 / EIP-1559: type byte || rlp(fields without the signature).
     return bytes([tx.tx_type]) + rlp.encode(_unsigned_fields(tx))
 
 
@@ -354,7 +354,7 @@ def signing_hash(tx: Transaction) -> bytes:
 
 
 def _encode_signed(tx: Transaction, signature: Signature) -> bytes:
-    """Legacy: rlp([..., v, r, s]) (EIP-155). Typed: type || rlp([..., y, r, s]) (EIP-2718)."""
+    # Legacy: rlp([..., v, r, s]) (EIP-155). Typed: type || rlp([..., y, r, s]) (EIP-2718).
     fields = _unsigned_fields(tx)
     if isinstance(tx, LegacyTx):
         fields += [legacy_v(tx.chain_id, signature.y_parity), signature.r, signature.s]
@@ -517,7 +517,7 @@ def _access_list_decode(item: rlp.Item) -> AccessList:
 
 
 def _decode_fields(items: list[rlp.Item], spec: _FieldSpec) -> dict[str, Any]:
-    """Constructor arguments from RLP items in ``spec`` order (ranges checked here)."""
+    # Constructor arguments from RLP items in ``spec`` order (ranges checked here).
     out: dict[str, Any] = {}
     for (attr, _, kind), item in zip(spec, items, strict=True):
         if kind in _UINT_MAX:
@@ -540,7 +540,7 @@ def _signature_items(y_item: rlp.Item, r_item: rlp.Item, s_item: rlp.Item) -> Si
 
 
 def _decode_legacy(raw: bytes) -> SignedTransaction:
-    """Legacy: rlp([nonce, gas_price, gas, to, value, data, v, r, s]) (EIP-155)."""
+    # Legacy: rlp([nonce, gas_price, gas, to, value, data, v, r, s]) (EIP-155).
     f = _rlp_fields(raw, len(_LEGACY_SPEC) + _SIGNATURE_FIELDS, "legacy transaction")
     v_item, r_item, s_item = f[len(_LEGACY_SPEC) :]
     chain_id, y_parity = split_legacy_v(_uint_item(v_item, _LEGACY_V_MAX, "v"))
@@ -552,7 +552,7 @@ def _decode_legacy(raw: bytes) -> SignedTransaction:
 
 
 def _decode_typed(raw: bytes, cls: type[AccessListTx] | type[DynamicFeeTx]) -> SignedTransaction:
-    """EIP-2930 / EIP-1559: type || rlp([...fields..., y_parity, r, s])."""
+    # EIP-2930 / EIP-1559: type || rlp([...fields..., y_parity, r, s]).
     n = len(cls._spec)
     f = _rlp_fields(raw[1:], n + _SIGNATURE_FIELDS, f"type-{cls.tx_type} transaction")
     tx = cls(**_decode_fields(f[:n], cls._spec))
@@ -560,14 +560,14 @@ def _decode_typed(raw: bytes, cls: type[AccessListTx] | type[DynamicFeeTx]) -> S
 
 
 def _classify_blob_tx(raw: bytes) -> ForeignTransaction:
-    """EIP-4844: 0x03 || rlp([14 fields]) as in blocks; the network form (4-item wrapper with
-    sidecar) is refused."""
+    # EIP-4844: 0x03 || rlp([14 fields]) as in blocks; the network form (4-item wrapper with
+    # sidecar) is refused.
     _rlp_fields(raw[1:], _BLOB_TX_FIELDS, "EIP-4844 transaction")
     return _foreign(raw)
 
 
 def _classify_set_code_tx(raw: bytes) -> ForeignTransaction:
-    """EIP-7702: 0x04 || rlp([13 fields])."""
+    # EIP-7702: 0x04 || rlp([13 fields]).
     _rlp_fields(raw[1:], _SET_CODE_TX_FIELDS, "EIP-7702 transaction")
     return _foreign(raw)
 
@@ -620,7 +620,7 @@ def _rpc_get(obj: Mapping[str, Any], key: str) -> Any:
 
 
 def _parse_quantity(text: object, what: str, maximum: int = U256_MAX) -> int:
-    """A QUANTITY (lightpost.core.rpcfields) bounded by the field's integer type."""
+    # A QUANTITY (lightpost.core.rpcfields) bounded by the field's integer type.
     value = rpcfields.parse_quantity(text, f"{_RPC_WHAT}.{what}")
     if value > maximum:
         raise _rpc_fail(f"{what} exceeds {maximum}")
@@ -661,7 +661,7 @@ def _rpc_access_list(obj: Mapping[str, Any]) -> AccessList:
 
 
 def _rpc_fields(obj: Mapping[str, Any], spec: _FieldSpec) -> dict[str, Any]:
-    """Constructor arguments from a JSON-RPC object, by ``spec``'s JSON keys."""
+    # Constructor arguments from a JSON-RPC object, by ``spec``'s JSON keys.
     out: dict[str, Any] = {}
     for attr, key, kind in spec:
         if kind in _UINT_MAX:
@@ -678,7 +678,7 @@ def _rpc_fields(obj: Mapping[str, Any], spec: _FieldSpec) -> dict[str, Any]:
 
 
 def _rpc_y_parity(obj: Mapping[str, Any]) -> int:
-    """Typed txs: ``yParity`` (execution-apis); older nodes sent only ``v`` (= yParity)."""
+    # Typed txs: ``yParity`` (execution-apis); older nodes sent only ``v`` (= yParity).
     if "yParity" in obj:
         y_parity = _parse_quantity(obj["yParity"], "yParity")
         if "v" in obj and _parse_quantity(obj["v"], "v") != y_parity:
@@ -716,7 +716,7 @@ def _typed_from_rpc(
 
 
 def _rpc_fee_market_head(obj: Mapping[str, Any]) -> list[object]:
-    """The fields EIP-4844 and EIP-7702 share with EIP-1559, in order; `to` is required."""
+    # The fields EIP-4844 and EIP-7702 share with EIP-1559, in order; `to` is required.
     values = _rpc_fields(obj, _DYNAMIC_FEE_SPEC)
     if values["to"] is None:
         raise _rpc_fail("blob and set-code transactions cannot create contracts")
@@ -728,7 +728,7 @@ def _rpc_signature_tail(obj: Mapping[str, Any]) -> list[object]:
 
 
 def _blob_tx_from_rpc(obj: Mapping[str, Any]) -> ForeignTransaction:
-    """EIP-4844: [..1559 fields.., max_fee_per_blob_gas, blob_versioned_hashes, y, r, s]."""
+    # EIP-4844: [..1559 fields.., max_fee_per_blob_gas, blob_versioned_hashes, y, r, s].
     hashes = _rpc_get(obj, "blobVersionedHashes")
     if not isinstance(hashes, list):
         raise _rpc_fail("blobVersionedHashes must be a list")
@@ -742,7 +742,7 @@ def _blob_tx_from_rpc(obj: Mapping[str, Any]) -> ForeignTransaction:
 
 
 def _authorization_item(entry: object) -> list[object]:
-    """EIP-7702 authorization tuple: [chain_id, address, nonce, y_parity, r, s]."""
+    # EIP-7702 authorization tuple: [chain_id, address, nonce, y_parity, r, s].
     if not isinstance(entry, Mapping):
         raise _rpc_fail("an authorizationList entry must be an object")
     return [
@@ -756,7 +756,7 @@ def _authorization_item(entry: object) -> list[object]:
 
 
 def _set_code_tx_from_rpc(obj: Mapping[str, Any]) -> ForeignTransaction:
-    """EIP-7702: [..1559 fields.., authorization_list, y, r, s]."""
+    # EIP-7702: [..1559 fields.., authorization_list, y, r, s].
     auths = _rpc_get(obj, "authorizationList")
     if not isinstance(auths, list):
         raise _rpc_fail("authorizationList must be a list")

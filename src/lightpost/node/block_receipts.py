@@ -77,8 +77,8 @@ class MethodSupport:
 
 
 def _per_tx(ep: Endpoint, hashes: Sequence[bytes]) -> list[Any]:
-    """One receipt call per hash: the first alone (an endpoint without the method or the block is
-    asked once), the rest MAX_PARALLEL_RECEIPT_CALLS at a time within MAX_PER_TX_RECEIPTS_WAIT_S."""
+    # One receipt call per hash: the first alone (an endpoint without the method or the block is
+    # asked once), the rest MAX_PARALLEL_RECEIPT_CALLS at a time within MAX_PER_TX_RECEIPTS_WAIT_S.
     answers = [ep.call(TX_RECEIPT, ["0x" + h.hex()]) for h in hashes[:1]]
     if len(hashes) < 2 or answers[0] is None:
         return answers
@@ -95,9 +95,9 @@ def _per_tx(ep: Endpoint, hashes: Sequence[bytes]) -> list[Any]:
 
 
 def _same_block(ep: Endpoint, obj: Mapping[str, Any], block: ProvenBlock, what: str) -> None:
-    """A receipt naming another block hash is an answer about another block (an endpoint on
-    another fork, or behind a reorg): a non-answer, not a failed proof. (Without the field, the
-    receiptsRoot alone binds the answer.)"""
+    # A receipt naming another block hash is an answer about another block (an endpoint on another
+    # fork, or behind a reorg): a non-answer, not a failed proof. (Without the field, the
+    # receiptsRoot alone binds the answer.)
     if "blockHash" in obj and data_field(obj, "blockHash", what, 32) != block.hash:
         raise EndpointUnavailable(ep.label, f"{what} is of another block at {block.number}")
 
@@ -105,8 +105,8 @@ def _same_block(ep: Endpoint, obj: Mapping[str, Any], block: ProvenBlock, what: 
 def _ask(
     ep: Endpoint, method: str, block: ProvenBlock, fmt: BlockFormat
 ) -> tuple[Any, list[Any]] | None:
-    """(receipts, their JSON) of ``block`` from ``ep`` by ``method``, checked (None: no answer);
-    raises what the endpoint or the check raised."""
+    # (receipts, their JSON) of ``block`` from ``ep`` by ``method``, checked (None: no answer);
+    # raises what the endpoint or the check raised.
     hashes = [tx.hash for tx in block.transactions]
     if method == TX_RECEIPT:
         items: Sequence[Any] = _per_tx(ep, hashes)

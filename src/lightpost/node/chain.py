@@ -69,8 +69,8 @@ class BroadcastResult:
 
 
 def _non_answer(label: str, method: str, exc: Exception) -> LightpostError:
-    """An endpoint's failure as a non-answer (a ProofError stays evidence); foreign exceptions
-    become a TransportError without their text (it could hold a URL)."""
+    # An endpoint's failure as a non-answer (a ProofError stays evidence); foreign exceptions become
+    # a TransportError without their text (it could hold a URL).
     if isinstance(exc, TransportError):
         if exc.endpoint == label:
             return exc
@@ -160,7 +160,7 @@ class Chain:
         params: Sequence[Any],
         convert: Callable[[Any], Any],
     ) -> Any:
-        """One endpoint's converted answer, or the TransportError standing in for one."""
+        # One endpoint's converted answer, or the TransportError standing in for one.
         ep = self.endpoints[index]
         try:
             return convert(ep.call(method, params))
@@ -177,7 +177,7 @@ class Chain:
         convert: Callable[[Any], Any],
         among: frozenset[str] | None = None,
     ) -> dict[Future[Any], str]:
-        """Ask every endpoint (or ``among``) in parallel; no free slot: a non-answer at once."""
+        # Ask every endpoint (or ``among``) in parallel; no free slot: a non-answer at once.
         futures: dict[Future[Any], str] = {}
         for index, ep in enumerate(self.endpoints):
             if among is not None and ep.label not in among:
@@ -199,7 +199,7 @@ class Chain:
         futures: Mapping[Future[Any], str],
         enough: Callable[[Mapping[str, Any]], bool] | None = None,
     ) -> dict[str, Any]:
-        """label -> answer within ``round_deadline`` (late: TransportError), until ``enough``."""
+        # label -> answer within ``round_deadline`` (late: TransportError), until ``enough``.
         heard: dict[str, Any] = {}
         try:
             for fut in as_completed(futures, timeout=self.round_deadline):

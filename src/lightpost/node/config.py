@@ -197,7 +197,7 @@ _DECIMAL = re.compile(r"(-?)([0-9]*)(?:\.([0-9]*))?(?:[eE]([+-]?[0-9]{1,4}))?")
 
 
 def _gwei(section: Mapping[str, Any], key: str, default: int) -> int:
-    """Gwei (int, float or decimal string) as exact wei, parsed by hand (no ``decimal`` import)."""
+    # Gwei (int, float or decimal string) as exact wei, parsed by hand (no ``decimal`` import).
     if key not in section:
         return default
     value = section[key]
@@ -306,15 +306,15 @@ def _positive(raw: Mapping[str, Any], key: str, default: float, kind: type = int
 
 
 def _known_keys(raw: Mapping[str, Any], allowed: frozenset[str], where: str) -> None:
-    """A typo must not silently fall back to a default (e.g. a fee cap)."""
+    # A typo must not silently fall back to a default (e.g. a fee cap).
     unknown = sorted(set(raw) - allowed)
     if unknown:
         raise ConfigError(f"config: unknown key `{where}{unknown[0]}`")
 
 
 def _profile(raw: Mapping[str, Any]) -> ChainProfile:
-    """``chain`` names a built-in profile (else ``chain_id`` picks one, else a generic one); the
-    [profile] table overrides it; a ``chain_id`` contradicting the named chain is refused."""
+    # ``chain`` names a built-in profile (else ``chain_id`` picks one, else a generic one); the
+    # [profile] table overrides it; a ``chain_id`` contradicting the named chain is refused.
     name, chain_id = raw.get("chain"), raw.get("chain_id")
     if chain_id is not None and (not isinstance(chain_id, int) or isinstance(chain_id, bool)):
         raise ConfigError("config: `chain_id` must be a int")
@@ -362,7 +362,7 @@ def _profile(raw: Mapping[str, Any]) -> ChainProfile:
 
 
 def _is_byte(value: Any) -> bool:
-    """An EIP-2718 transaction type: an integer 0..0x7f."""
+    # An EIP-2718 transaction type: an integer 0..0x7f.
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TX_TYPE
 
 

@@ -94,7 +94,7 @@ def ask(ep: Endpoint, method: str, params: Sequence[Any]) -> Any:
 
 
 def _checked(ep: Endpoint, method: str, params: Sequence[Any], check: Callable[[Any], Any]) -> Any:
-    """``check(answer)`` or the reason it is none (a null, an error, a failed check)."""
+    # ``check(answer)`` or the reason it is none (a null, an error, a failed check).
     answer = ask(ep, method, params)
     if answer is None or isinstance(answer, LightpostError):
         return failure_text(answer)
@@ -109,7 +109,7 @@ def _height(block: Any) -> int:
 
 
 def _tag(ep: Endpoint, tag: str) -> Any:
-    """A tag's height, None for a null answer, else the error."""
+    # A tag's height, None for a null answer, else the error.
     answer = ask(ep, "eth_getBlockByNumber", [tag, False])
     if answer is None or isinstance(answer, LightpostError):
         return answer
@@ -122,8 +122,8 @@ def _tag(ep: Endpoint, tag: str) -> Any:
 def _header(
     ep: Endpoint, number: int, fmt: BlockFormat = ETHEREUM
 ) -> tuple[BlockHeader, Sequence[Any]] | str:
-    """The block's header (``fmt``'s extra keys allowed), proven against the hash it claims,
-    and its transaction hashes."""
+    # The block's header (``fmt``'s extra keys allowed), proven against the hash it claims, and its
+    # transaction hashes.
 
     def check(block: Any) -> tuple[BlockHeader, Sequence[Any]]:
         obj = get_object(block, "block")
@@ -138,8 +138,8 @@ def _header(
 def _receipts(
     ep: Endpoint, header: BlockHeader, tx_hashes: Sequence[Any], every: bool, fmt: BlockFormat
 ) -> list[tuple[str, object]]:
-    """(method, None if it rebuilt the receiptsRoot else why) per receipts method, in order
-    (``fmt``'s receipt types too); stops at the first that works unless ``every``."""
+    # (method, None if it rebuilt the receiptsRoot else why) per receipts method, in order
+    # (``fmt``'s receipt types too); stops at the first that works unless ``every``.
     types = RECEIPT_TYPES | fmt.tx_types
     n = hex(header.number)
 

@@ -12,13 +12,13 @@ from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from typing import Any, cast
 
-from lightpost.adapters.contracts import inbox_runtime
 from lightpost.adapters.receiver_store import ReceiverStore
 from lightpost.adapters.rpc import Endpoint
 from lightpost.core.diagnosis import refusal
 from lightpost.core.envelope import DIRECT_CHANNEL, DIRECT_CHANNEL_NAME, channel_id
 from lightpost.core.hashing import keccak256
 from lightpost.core.header import header_hash, verify_header
+from lightpost.core.inbox import INBOX_CODE_HASH
 from lightpost.core.l2 import ETHEREUM, BlockFormat
 from lightpost.core.levels import Delivered, Level
 from lightpost.core.quorum import report as quorum_report
@@ -45,8 +45,8 @@ FOLLOW_INTERVAL_S = 2.0
 
 
 def _block_hash(block: Any, fmt: BlockFormat = ETHEREUM) -> bytes:
-    """The hash of a block answer whose header fields hash to its claimed hash
-    (ProofError otherwise: the answer contradicts itself)."""
+    # The hash of a block answer whose header fields hash to its claimed hash (ProofError otherwise:
+    # the answer contradicts itself).
     if block is None:
         raise TransportError("rpc", "block unknown")
     return header_hash(verify_header(block, extra_allowed=fmt.header_fields))
@@ -95,7 +95,7 @@ class Receiver(DeliveryMixin, ChannelMixin, CompleteMixin, DirectMixin):
         }
         self.channel_names: dict[bytes, str] = {channel_id(p.name): p.name for p in config.channels}
         self.channel_names.setdefault(DIRECT_CHANNEL, DIRECT_CHANNEL_NAME)
-        self._inbox_code_hash = keccak256(inbox_runtime())
+        self._inbox_code_hash = INBOX_CODE_HASH
         self._streams: dict[tuple[str, bytes, bytes], Stream] = {}
         self._scan: dict[str, int] = {}
         self._final_at_poll = -1
@@ -168,9 +168,9 @@ class Receiver(DeliveryMixin, ChannelMixin, CompleteMixin, DirectMixin):
     def _with_finality_dissent(
         self, level: Level, height: int, items: Iterator[Delivered | Problem]
     ) -> Iterator[Delivered | Problem]:
-        """``items``, with a disagreement (once per poll) before the first delivery at `final` or
-        above whose block an answering endpoint does not call final yet: a majority's finality is
-        never silent."""
+        # ``items``, with a disagreement (once per poll) before the first delivery at `final` or
+        # above whose block an answering endpoint does not call final yet: a majority's finality is
+        # never silent.
         told = level < Level.FINAL
         for item in items:
             if not told and isinstance(item, Delivered):
@@ -230,7 +230,7 @@ class Receiver(DeliveryMixin, ChannelMixin, CompleteMixin, DirectMixin):
             self._streams[(sub, row.sender, row.channel)] = stream
 
     def _finish(self, sub: str, scanned_to: int) -> None:
-        """Persist the cursor: the next block, unless something is still held."""
+        # Persist the cursor: the next block, unless something is still held.
         self._scan[sub] = scanned_to + 1
         holds = [stream.hold_block() for (s, _, _), stream in self._streams.items() if s == sub]
         self.store.set_cursor(sub, cursor_after(scanned_to, holds))
@@ -238,8 +238,8 @@ class Receiver(DeliveryMixin, ChannelMixin, CompleteMixin, DirectMixin):
     # -- quorum reads ---
 
     def _head(self, level: Level, problems: list[Problem]) -> Side:
-        """The level's head: the quorum's finalized block (hash read from all, dissent reported), or
-        the quorum's latest height below `final`."""
+        # The level's head: the quorum's finalized block (hash read from all, dissent reported), or
+        # the quorum's latest height below `final`.
         if level >= Level.FINAL:
             return self._block_side(self._finalized_height(), problems)
         try:
@@ -250,8 +250,8 @@ class Receiver(DeliveryMixin, ChannelMixin, CompleteMixin, DirectMixin):
             raise refuse(f"head: {exc}", kind=ProblemKind.DISAGREEMENT) from None
 
     def _block_side(self, number: int, problems: list[Problem]) -> Side:
-        """The agreed hash of block ``number`` and who answered it; every endpoint heard, dissent
-        reported (both sides named)."""
+        # The agreed hash of block ``number`` and who answered it; every endpoint heard, dissent
+        # reported (both sides named).
         side = self._sides.get(number)
         if side is None:
             side = self._sides[number] = (
@@ -305,7 +305,7 @@ class Receiver(DeliveryMixin, ChannelMixin, CompleteMixin, DirectMixin):
         return height
 
     def _final_or_unknown(self) -> int:
-        """The finalized height, or -1 when the endpoints do not agree on one now."""
+        # The finalized height, or -1 when the endpoints do not agree on one now.
         try:
             return self._finalized_height()
         except StopPoll:
@@ -321,9 +321,9 @@ class Receiver(DeliveryMixin, ChannelMixin, CompleteMixin, DirectMixin):
         block_number: int | None = None,
         among: frozenset[str] | None = None,
     ) -> Any:
-        """Ask endpoints in turn until an answer passes ``check`` (None: none did). ``among``: those
-        that agreed the value ``check`` proves against -- one that fails contradicts itself (a
-        proof-failure names it); one that is down or has no answer is not blamed."""
+        # Ask endpoints in turn until an answer passes ``check`` (None: none did). ``among``: those
+        # that agreed the value ``check`` proves against -- one that fails contradicts itself (a
+        # proof-failure names it); one that is down or has no answer is not blamed.
 
         unproven: dict[str, str] = {}
 
@@ -347,15 +347,15 @@ class Receiver(DeliveryMixin, ChannelMixin, CompleteMixin, DirectMixin):
         return None if found is None else found[0]
 
     def _refusal(self, what: str) -> str:
-        """'no endpoint proved {what}; refusing: rpc#0 <why>, ...' -- each endpoint's reason from
-        the last :meth:`_ask_in_turn` (labels only, peer text bounded)."""
+        # 'no endpoint proved {what}; refusing: rpc#0 <why>, ...' -- each endpoint's reason from the
+        # last :meth:`_ask_in_turn` (labels only, peer text bounded).
         return refusal(what, self._unproven)
 
     # -- retraction ---
 
     def _retractions(self, sub: str, finalized: int) -> Iterator[Problem]:
-        """Retract deliveries whose block left the chain; ``finalized``: this poll's height (-1: ask
-        again here, no quorum stops the poll)."""
+        # Retract deliveries whose block left the chain; ``finalized``: this poll's height (-1: ask
+        # again here, no quorum stops the poll).
         rows = self.store.unfinal(sub)
         if not rows:
             return

@@ -90,7 +90,7 @@ class ChannelMixin(_ReceiverHost):
     def _followed(
         self, channels: tuple[bytes, ...], sender: bytes | None
     ) -> list[tuple[bytes, bytes]]:
-        """(sender, channel) streams this subscription follows."""
+        # (sender, channel) streams this subscription follows.
         return sorted(
             (s, cid)
             for cid in channels
@@ -101,8 +101,8 @@ class ChannelMixin(_ReceiverHost):
     def _get_logs(
         self, start: int, end: int, channels: tuple[bytes, ...], sender: bytes | None
     ) -> ClaimSet:
-        """Checked, followed claims of every endpoint over [start, end], unioned (one honest
-        endpoint defeats one that hides); refusal below a quorum."""
+        # Checked, followed claims of every endpoint over [start, end], unioned (one honest endpoint
+        # defeats one that hides); refusal below a quorum.
         senders = {s for s, _ in self._followed(channels, sender)}
         asked = frozenset(senders) if len(senders) <= MAX_TOPIC_SENDERS else None
         chans: Any = (
@@ -137,9 +137,9 @@ class ChannelMixin(_ReceiverHost):
         asked: frozenset[bytes] | None,
         sender: bytes | None,
     ) -> ClaimSet:
-        """eth_getLogs [lo, hi] from every endpoint. An answer over the size cap is asked again as
-        two halves, down to one block; still too large, or any other failure, is a non-answer for
-        the page. Each part is checked against its own range."""
+        # eth_getLogs [lo, hi] from every endpoint. An answer over the size cap is asked again as
+        # two halves, down to one block; still too large, or any other failure, is a non-answer for
+        # the page. Each part is checked against its own range.
         todo: list[tuple[int, int, frozenset[str] | None]] = [(lo, hi, None)]
         parts: list[ClaimSet] = []
         problems: list[Problem] = []
@@ -229,7 +229,7 @@ class ChannelMixin(_ReceiverHost):
         self._finish(sub, scanned_to if stopped is None else min(scanned_to, stopped - 1))
 
     def _prove_block(self, side: Side, problems: list[Problem]) -> ProvenBlock:
-        """The full block and its receipts, proven against the agreed hash."""
+        # The full block and its receipts, proven against the agreed hash.
         number = side.number
 
         def full(answer: Any) -> tuple[BlockHeader, tuple[Any, ...]]:
@@ -321,8 +321,8 @@ class ChannelMixin(_ReceiverHost):
     def _sign_check_claims(
         self, block_claims: list[Claim], found: ClaimSet, problems: list[Problem]
     ) -> list[ProvenPost]:
-        """``signed``: each claimed log bound to its signed transaction; the claim's block stays an
-        endpoint's word (no reorg tracking)."""
+        # ``signed``: each claimed log bound to its signed transaction; the claim's block stays an
+        # endpoint's word (no reorg tracking).
         inbox = self._inbox
         posts: list[ProvenPost] = []
         seen: set[tuple[bytes, Any]] = set()
@@ -388,7 +388,7 @@ class ChannelMixin(_ReceiverHost):
 
 
 def _union(parts: Sequence[ClaimSet], answered: frozenset[str]) -> ClaimSet:
-    """The claims and problems of ``parts`` together (a claim's labels unioned)."""
+    # The claims and problems of ``parts`` together (a claim's labels unioned).
     claims: dict[Claim, frozenset[str]] = {}
     for part in parts:
         for claim, labels in part.claims.items():

@@ -76,9 +76,9 @@ class CompleteMixin(_ReceiverHost):
     def _prove_accumulators(
         self, side: Side, keys: Sequence[tuple[bytes, bytes]], problems: list[Problem]
     ) -> dict[tuple[bytes, bytes], tuple[bytes, int]]:
-        """(acc, count) of every stream in ``keys`` at ``side``: :data:`PROOF_STREAMS_PER_CALL`
-        streams per eth_getProof, :data:`PROOF_CALLS_IN_FLIGHT` at a time to the first agreeing
-        endpoint; a failed answer goes to the others in turn."""
+        # (acc, count) of every stream in ``keys`` at ``side``: :data:`PROOF_STREAMS_PER_CALL`
+        # streams per eth_getProof, :data:`PROOF_CALLS_IN_FLIGHT` at a time to the first agreeing
+        # endpoint; a failed answer goes to the others in turn.
         state_root = self._state_root(side, problems)
         chunks = [
             keys[i : i + PROOF_STREAMS_PER_CALL]
@@ -148,8 +148,8 @@ class CompleteMixin(_ReceiverHost):
         posts: list[ProvenPost],
         scanned_to: int,
     ) -> Iterator[Delivered | Problem]:
-        """Prove every followed stream complete at the finalized block; deliver complete streams
-        only, hold the cursor for the others."""
+        # Prove every followed stream complete at the finalized block; deliver complete streams
+        # only, hold the cursor for the others.
         if head.number == GENESIS_BLOCK or scanned_to < head.number:
             # Genesis holds no posts (and anvil's genesis stateRoot matches no proof);
             # a refusal that stopped the scan leaves completeness unjudged this round.

@@ -56,7 +56,7 @@ class ProvenPost:
 
 @dataclass(frozen=True, slots=True)
 class _Pending:
-    """A whole message waiting in a sequencer."""
+    # A whole message waiting in a sequencer.
 
     message: Message
     post: ProvenPost
@@ -117,8 +117,8 @@ def _problem(kind: ProblemKind, details: str, post: ProvenPost, seq: int | None 
 
 
 class _ReceiverHost:
-    """What the receiver mixins use of :class:`~lightpost.node.receiver.Receiver` and
-    of each other, declared once (types only)."""
+    # What the receiver mixins use of :class:`~lightpost.node.receiver.Receiver` and of each other,
+    # declared once (types only).
 
     config: DeviceConfig
     chain: Chain
@@ -168,8 +168,8 @@ class DeliveryMixin(_ReceiverHost):
         )
 
     def _room_for(self, stream: Stream) -> bool:
-        """Whether ``stream``'s refused messages can be offered again: its gap closed and the
-        budgets have room (a rescan sooner would be refused again)."""
+        # Whether ``stream``'s refused messages can be offered again: its gap closed and the budgets
+        # have room (a rescan sooner would be refused again).
         return (
             not stream.sequencer.held
             and self._held_total < HELD_BYTES
@@ -179,8 +179,8 @@ class DeliveryMixin(_ReceiverHost):
     def _deliver(
         self, sub: str, level: Level, posts: list[ProvenPost]
     ) -> Generator[Delivered | Problem, None, int | None]:
-        """Decode and deliver ``posts`` (chain order); returns (StopIteration value) the block where
-        the inflated budget stopped delivery, else None."""
+        # Decode and deliver ``posts`` (chain order); returns (StopIteration value) the block where
+        # the inflated budget stopped delivery, else None.
         touched: set[tuple[bytes, bytes]] = set()
         block: int | None = None
         stopped: int | None = None
@@ -228,7 +228,7 @@ class DeliveryMixin(_ReceiverHost):
     def _assemble(
         self, stream: Stream, record: Record, post: ProvenPost
     ) -> Generator[Problem, None, Message | None]:
-        """One record into the stream's reassembler (bounded); the message or None."""
+        # One record into the stream's reassembler (bounded); the message or None.
         seq, chunk = record.seq, record.chunk
         new_piece = chunk is not None and (
             seq not in stream.partial_bytes or chunk.index in stream.reassembler.missing(seq)

@@ -86,7 +86,7 @@ class DirectMixin(_ReceiverHost):
         sender: bytes | None,
         problems: list[Problem],
     ) -> list[ProvenPost]:
-        """Prove blocks hi..lo (top hash by quorum, then parent hashes) and pick posts."""
+        # Prove blocks hi..lo (top hash by quorum, then parent hashes) and pick posts.
         blocks: dict[int, tuple[int, bytes, tuple[Any, ...]]] = {}
         among: frozenset[str] | None = None
         expected: bytes | None = None

@@ -232,9 +232,8 @@ class Node:
         return busy
 
     def _failed(self, name: str, exc: Exception | None) -> None:
-        """Log ``name``'s failure once per change; a foreign exception by type only (its text may
-        quote a URL with an API key).
-        """
+        # Log ``name``'s failure once per change; a foreign exception by type only (its text may
+        # quote a URL with an API key).
         if exc is None:
             line = None
         elif isinstance(exc, LightpostError):

@@ -256,7 +256,7 @@ class Sender:
         self._nonce_ok = True
 
     def _fill_gap(self, gap: int, now: float, result: StepResult) -> None:
-        """Sign a zero-value self-transfer at a nonce no stored transaction holds."""
+        # Sign a zero-value self-transfer at a nonce no stored transaction holds.
         quote = self._quote(self.address, b"", 0)
         if isinstance(quote, Hold):
             raise _HoldSignal(quote.reason)
@@ -274,7 +274,7 @@ class Sender:
         self._broadcast(self.store.transaction(tx_id), now, result)
 
     def _resolve_too_low(self, tx: Transaction, now: float, result: StepResult) -> None:
-        """See :meth:`~lightpost.node.sender_track.Tracker.resolve_too_low`."""
+        # See :meth:`~lightpost.node.sender_track.Tracker.resolve_too_low`.
         outcome = self._tracker.resolve_too_low(tx)
         if isinstance(outcome, nonce_rules.MarkIncluded):
             if tx.state in (State.SIGNED, State.BROADCAST):
@@ -306,7 +306,7 @@ class Sender:
                 self._replace(tx, now, result, why="not mined in time")
 
     def _replace(self, tx: Transaction, now: float, result: StepResult, *, why: str) -> bool:
-        """Re-sign ``tx`` at the same nonce with bumped fees; store, then send."""
+        # Re-sign ``tx`` at the same nonce with bumped fees; store, then send.
         if self.base_fee is None:
             return False
         quote = bump(tx.fees, self.settings.policy, self.base_fee)
@@ -343,7 +343,7 @@ class Sender:
                 self._broadcast(tx, now, result)
 
     def _broadcast(self, tx: Transaction, now: float, result: StepResult) -> None:
-        """Send the stored raw bytes to every endpoint and act on the answers."""
+        # Send the stored raw bytes to every endpoint and act on the answers.
         self._last_sent[tx.id] = now
         answer = self.chain.broadcast(tx.raw, tx.tx_hash)
         action = after_broadcast(accepted=answer.ok, errors=answer.errors.values())

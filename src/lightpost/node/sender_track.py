@@ -183,7 +183,7 @@ class InclusionProver:
             self.problems[label] = f"{known}; {why}"
 
     def _in_order(self) -> list[Endpoint]:
-        """The endpoints, those already named as liars last."""
+        # The endpoints, those already named as liars last.
         return sorted(
             self._endpoints, key=lambda e: e.label in self._suspects or e.label in self.problems
         )
@@ -191,8 +191,8 @@ class InclusionProver:
     def _in_turn(
         self, method: str, params: Sequence[Any], check: Callable[[Any], T], what: str
     ) -> tuple[T, object] | None:
-        """(proven value, the answer) from the first endpoint whose answer proves; endpoints
-        already named as liars are asked last."""
+        # (proven value, the answer) from the first endpoint whose answer proves; endpoints already
+        # named as liars are asked last.
         found = prove_in_turn(
             self._in_order(),
             method,
@@ -278,8 +278,8 @@ class Tracker:
         )
 
     def _report(self) -> None:
-        """Name this round's liars; one stays named (and asked last) until a block or
-        receipts answer of its own proves."""
+        # Name this round's liars; one stays named (and asked last) until a block or receipts answer
+        # of its own proves.
         for label in self._prover.proved - set(self._prover.problems):
             self._problems.pop(PROOF_PROBLEM + label, None)
         for label, why in self._prover.problems.items():
@@ -330,8 +330,8 @@ class Tracker:
     def _proven(
         self, tx: Transaction, hints: Mapping[Sighting, set[str]]
     ) -> ProvenReceipt | Unknown | None:
-        """The first hint for one of ``tx``'s candidates that proves; hints more endpoints agree on
-        first, so a lone liar costs no honest proof."""
+        # The first hint for one of ``tx``'s candidates that proves; hints more endpoints agree on
+        # first, so a lone liar costs no honest proof.
         unknown = False
         for hint, labels in sorted(hints.items(), key=lambda item: -len(item[1])):
             if hint.tx_hash not in tx.candidate_hashes:

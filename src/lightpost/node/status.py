@@ -30,8 +30,8 @@ MAX_HELD_LISTED = 10_000
 def _endpoint_health(
     ep: Endpoint, chain: Chain, settings: SenderSettings, address: bytes, need: frozenset[Cap]
 ) -> dict[str, Any]:
-    """What one endpoint serves of ``need`` (node.probe): reachable, chain id, head, and
-    ``cannot``: each needed capability it failed, with its reason and fix."""
+    # What one endpoint serves of ``need`` (node.probe): reachable, chain id, head, and ``cannot``:
+    # each needed capability it failed, with its reason and fix.
     start = time.monotonic()
     probe = probe_endpoint(
         ep,

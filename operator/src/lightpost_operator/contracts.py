@@ -1,5 +1,6 @@
-"""The compiled contracts shipped in ``lightpost/contracts/``: ``inbox.json`` is generated from
-``inbox.easm`` by ``tools/build_contracts.py`` (``make contracts``); a test checks they agree."""
+"""The inbox's compiled artifact, package data beside this module: ``inbox.json`` is generated
+from ``inbox.easm`` by ``tools/build_contracts.py`` (``make contracts``); a test checks they agree.
+Deploying is the operator's; a device needs only the code hash (lightpost.core.inbox)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,21 @@ import json
 from pathlib import Path
 from typing import Any
 
+from lightpost.core.hashing import keccak256
 from lightpost.errors import ConfigError
 
-__all__ = ["INBOX_ARTIFACT", "inbox_artifact", "inbox_initcode", "inbox_runtime"]
+__all__ = [
+    "INBOX_ARTIFACT",
+    "code_matches",
+    "inbox_artifact",
+    "inbox_initcode",
+    "inbox_runtime",
+]
 
 INBOX_ARTIFACT = "inbox.json"
-"""File name of the inbox artifact inside the ``lightpost.contracts`` package data."""
+"""File name of the inbox artifact in the package data."""
 
-CONTRACTS_DIR = Path(__file__).resolve().parent.parent / "contracts"
+CONTRACTS_DIR = Path(__file__).resolve().parent
 """Package data dir (never run from a zip; importlib.resources would cost ~0.8 MB of RSS)."""
 
 _REQUIRED_KEYS = ("runtime", "initcode", "event_topic", "source_sha256")
@@ -49,3 +57,8 @@ def inbox_runtime() -> bytes:
 def inbox_initcode() -> bytes:
     """The inbox's creation code (deploy wrapper + runtime)."""
     return _hex_field("initcode")
+
+
+def code_matches(code_hash: bytes, runtime: bytes) -> bool:
+    """Whether a (proven) account code hash is keccak256 of the expected ``runtime`` code."""
+    return code_hash == keccak256(runtime)
