@@ -182,7 +182,6 @@ def cmd_gateway(args: argparse.Namespace) -> int:
         )
         stopping: list[bool] = []
         signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
-        publisher = Publisher(store=gateway.store, gateway=key.address, client=pub)
         lost = 0
         try:
             while not stopping:
@@ -191,10 +190,12 @@ def cmd_gateway(args: argparse.Namespace) -> int:
                     sub.open(host, int(port))
                     sub.listen(shared_topic(args.group))
                     pub.open(host, int(port))
+                    # after pub.open: it subscribes to the backfill requests (again, on reconnect)
+                    publisher = Publisher(store=gateway.store, gateway=key.address, client=pub)
                     topic = shared_topic(args.group)
                     log(f"subscribed to {topic} at {args.broker}, mode {args.mode}")
                     lost = 0
-                    gateway.run(stop=lambda: bool(stopping), tick=lambda: publisher.tick())
+                    gateway.run(stop=lambda: bool(stopping), tick=publisher.tick)
                 except (MQTTError, OSError) as exc:
                     sub.shut()
                     pub.shut()

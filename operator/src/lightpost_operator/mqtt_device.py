@@ -74,7 +74,7 @@ def main(argv: list[str]) -> None:
             if now_ms() - start >= interval_ms or stopped(stop_file):
                 break
     start = now_ms()
-    while len(dev.store.retained()) > 1 and now_ms() - start < wait_ms:
+    while dev.store.retained() and now_ms() - start < wait_ms:
         dev.poll(100)
     say("done", sent=sent, retained=len(dev.store.retained()), seq=dev.seq)
     dev.close()
