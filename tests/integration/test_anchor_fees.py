@@ -242,3 +242,46 @@ def test_kill_9_between_signing_and_recording_anchors_once_at_one_nonce(
         sender.close()
         sender.store.close()
     assert _mined_nonce(url, payer) == 1 and _batches(url, payer) == 1
+
+
+def test_lying_endpoints_cannot_make_an_unmined_anchoring_count(
+    fresh_anvil: AnvilProcess, tmp_path: Path
+) -> None:
+    """Two endpoints of three (a quorum) claim the anchoring is mined in a real, agreed block that
+    does not hold it: the gateway does not take it as anchored (inclusion is proven in the block,
+    never taken from a receipt); once it is really mined, it is, with the true block."""
+    from tests.integration.test_send_anvil import _Proxy
+
+    url = fresh_anvil.url
+    honest = Chain([HttpEndpoint(url, "rpc#0")], quorum=1)
+    funder, payer = (PrivateKey.from_hex(k) for k in ANVIL_DEV_KEYS[:2])
+    deploy_anchor(honest, honest.chain_id(), funder)
+    real = rpc(url, "eth_getBlockByNumber", ["latest", False])
+    liars = [
+        _Proxy(url, receipts_in={"hash": real["hash"], "number": real["number"]}) for _ in "ab"
+    ]
+    chain = Chain(
+        [HttpEndpoint(p.url, f"rpc#{i}") for i, p in enumerate(liars)]
+        + [HttpEndpoint(url, "rpc#2")],
+        quorum=2,
+    )
+    sender = _sender(chain, honest.chain_id(), payer, tmp_path / "outbox")
+    calldata = anchored_calldata(ROOT)
+    try:
+        rpc(url, "evm_setAutomine", [False])
+        for _ in range(5):
+            assert sender(calldata) is None
+            time.sleep(0.1)
+        assert any(k.startswith("proof rpc#") for k in sender.problems), sender.problems
+        rpc(url, "evm_mine", [])
+        done = _until(sender, calldata)
+        assert done.block == int(real["number"], 16) + 1
+    finally:
+        rpc(url, "evm_setAutomine", [True])
+        sender.close()
+        sender.store.close()
+        chain.close()
+        honest.close()
+        for p in liars:
+            p.close()
+    assert _mined_nonce(url, payer) == 1 and _batches(url, payer) == 1
