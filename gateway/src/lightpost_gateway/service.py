@@ -60,7 +60,7 @@ RECORDS_PER_POLL = 256
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Anchored:
-    """What the chain said of a batch transaction (the caller waited for its receipt)."""
+    """A batch transaction proven mined: its hash and block (lightpost_operator.anchoring)."""
 
     tx_hash: bytes
     block: int
