@@ -136,6 +136,7 @@ class AnchorSender:
         self._log, self._crash, self._clock = log, crash, clock
         self.problems: dict[str, str] = {}
         self.hold: str | None = None
+        self.last_action: Action | None = None
         self._sent: dict[int, float] = {}
         self._rounds: dict[bytes, float] = {}
         self._pool = ThreadPoolExecutor(max_workers=max(2, len(chain.endpoints)))
@@ -168,7 +169,8 @@ class AnchorSender:
             self.problems["anchoring"] = str(exc)
             self._log(f"anchoring: {exc}")
             return None
-        self.problems.pop("anchoring", None)
+        if self.last_action is not Action.WAIT:  # a WAIT round learned nothing new
+            self.problems.pop("anchoring", None)
         if done is not None:
             self._rounds.pop(digest, None)
         return done
@@ -209,6 +211,7 @@ class AnchorSender:
             stuck_after_s=self.stuck_after_s,
             rebroadcast_s=self.rebroadcast_s,
         )
+        self.last_action = action
         if action is Action.ANCHORED:
             assert tx is not None and tx.included is not None
             return Anchored(tx_hash=tx.mined_hash or tx.tx_hash, block=tx.included.number)
