@@ -1,6 +1,7 @@
 """The demo's MQTT devices, without sockets: a missing MicroPython or Mosquitto is said in one line
 and the demo runs without them (or fails clearly with --require-mqtt); a reading counts as
-delivered only at the levels the gateway check verified, with the payload the device sent."""
+delivered only at the levels the merging receivers delivered it, with the payload the device
+sent."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from typing import Any
 import pytest
 
 from lightpost.errors import ConfigError
-from lightpost_operator import demo_mqtt
 from lightpost_operator.demo import Demo
 from lightpost_operator.demo_mqtt import MQTT_CHANNEL, MqttFleet
 from lightpost_operator.gateway_check import GatewayReading
@@ -69,7 +69,22 @@ def _sent(path: Path, seq: int, payload: str) -> None:
         )
 
 
-def test_a_reading_counts_only_at_the_levels_verified_with_the_payload_sent(
+class _Receivers:
+    """Stands in for GatewayReceivers: hands over scripted deliveries, once each."""
+
+    def __init__(self) -> None:
+        self.next: list[GatewayReading] = []
+        self.closed = False
+
+    def poll(self) -> tuple[list[GatewayReading], list[str]]:
+        out, self.next = self.next, []
+        return out, []
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_a_reading_counts_only_at_the_levels_a_receiver_delivered_with_the_payload_sent(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     demo = Demo(_args(), tmp_path, io.StringIO())
@@ -83,27 +98,43 @@ def test_a_reading_counts_only_at_the_levels_verified_with_the_payload_sent(
         on_problem=lambda _m: None,
     )
     demo.mqtt = fleet
+    receivers = _Receivers()
+    fleet.receivers = receivers  # type: ignore[assignment]
     monkeypatch.setattr(fleet, "gas", lambda _chain: (0, 0))
     events = fleet.devices[0].events
     for seq, text in ((1, '{"t": 20.1}'), (2, '{"t": 20.9}'), (3, '{"t": 21.7}')):
         _sent(events, seq, text)
-    verified = [
-        GatewayReading(seq=0, payload=b"", block=5, level="complete"),  # the birth: not a reading
-        GatewayReading(seq=1, payload=b'{"t": 20.1}', block=5, level="complete"),
-        GatewayReading(seq=2, payload=b'{"t": 99.9}', block=6, level="final"),  # altered
-    ]  # seq 3: never verified (withheld)
-    monkeypatch.setattr(demo_mqtt, "verified_readings", lambda *_a, **_k: (verified, []))
+    device = bytes.fromhex(ADDRESS[2:])
+
+    def at(seq: int, payload: bytes, *levels: str) -> list[GatewayReading]:
+        return [
+            GatewayReading(seq=seq, payload=payload, block=None, level=lv, device=device)
+            for lv in levels
+        ]
+
+    receivers.next = [
+        *at(0, b"", "included", "final", "complete"),  # the birth: not a reading
+        *at(1, b'{"t": 20.1}', "included", "final", "complete"),
+        *at(2, b'{"t": 99.9}', "included", "final"),  # altered
+        *at(4, b'{"t": 22.5}', "included"),  # delivered before its "sent" line was read
+    ]  # seq 3: never delivered (withheld)
+    fleet.collect(lambda d: list(demo._lines(d)))
+    fleet.verify(object(), force=True)  # type: ignore[arg-type]
+    _sent(events, 4, '{"t": 22.5}')
     fleet.collect(lambda d: list(demo._lines(d)))
     fleet.verify(object(), force=True)  # type: ignore[arg-type]
 
-    keys = [(ADDRESS, MQTT_CHANNEL, s) for s in (1, 2, 3)]
+    keys = [(ADDRESS, MQTT_CHANNEL, s) for s in (1, 2, 3, 4)]
     assert set(demo.tally.sent) == set(keys)
-    assert [k in demo.tally.delivered["complete"] for k in keys] == [True, False, False]
-    assert [k in demo.tally.delivered["included"] for k in keys] == [True, True, False]
+    assert [k in demo.tally.delivered["complete"] for k in keys] == [True, False, False, False]
+    assert [k in demo.tally.delivered["final"] for k in keys] == [True, True, False, False]
+    assert [k in demo.tally.delivered["included"] for k in keys] == [True, True, False, True]
     assert [ev["seq"] for ev in demo.tally.forged_accepted] == [2, 2]  # included and final
     demo.started = 0.0
     report = demo.report()
     assert report["ok"] is False
-    assert report["messages"]["lost"] == [list(keys[1]), list(keys[2])]
-    assert report["mqtt"]["sent"] == 3
-    assert report["mqtt"]["delivered"] == {"included": 2, "final": 2, "complete": 1}
+    assert report["messages"]["lost"] == [list(keys[1]), list(keys[2]), list(keys[3])]
+    assert report["mqtt"]["sent"] == 4
+    assert report["mqtt"]["delivered"] == {"included": 3, "final": 2, "complete": 1}
+    fleet.stop()
+    assert receivers.closed

@@ -10,9 +10,12 @@ in the broker's persistent session, which delivers it again; after it, the recor
 records' batch id committed in one transaction, THEN anchored by the injected ``anchor`` callable
 (one transaction the gateway pays for), its transaction and block committed, THEN one receipt
 per record published on ``lp/1/r/<address>`` (the device releases exactly the record a receipt
-names). A crash at any point is resumed by the next start: a batch without a block is anchored
-again (harmless: the accumulator absorbs one more batch and receivers see the same records as
-replays), a batch whose receipts were not all sent sends them.
+names). ``anchor`` never blocks the loop: it answers None until the transaction is proven mined
+(a fee hold, a stuck transaction being bumped: lightpost_operator.anchoring), and no new batch is
+cut while one waits (its records wait, durable, for the next). A crash at any point is resumed by
+the next start: a batch without a block is anchored again -- through the anchoring outbox the
+same stored transaction, at the same nonce -- and a batch whose receipts were not all sent sends
+them.
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ RECORDS_PER_POLL = 256
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Anchored:
-    """What the chain said of a batch transaction (the caller waited for its receipt)."""
+    """A batch transaction proven mined: its hash and block (lightpost_operator.anchoring)."""
 
     tx_hash: bytes
     block: int
@@ -218,7 +221,7 @@ class Gateway:
         *,
         store: GatewayStore,
         domain: Domain,
-        anchor: Callable[[bytes], Anchored],
+        anchor: Callable[[bytes], Anchored | None],
         sub: GatewayClient,
         pub: GatewayClient,
         mode: str = "anchored",
@@ -268,8 +271,10 @@ class Gateway:
         return len(taken)
 
     def step(self, now: float) -> int | None:
-        """Resume unfinished batches, then cut and anchor one if it is due. Returns its id."""
-        self.resume()
+        """Resume unfinished batches, then cut and anchor one if it is due (none while a batch
+        waits for its anchoring). Returns its id."""
+        if not self.resume():
+            return None
         rows = self.store.unbatched(self.max_batch)
         if not rows or (len(rows) < self.max_batch and now - rows[0][4] < self.batch_interval_s):
             return None
@@ -301,24 +306,30 @@ class Gateway:
         self._finish(batch, calldata)
         return batch
 
-    def resume(self) -> None:
-        """Anchor batches left without a block; send receipts left unsent."""
+    def resume(self) -> bool:
+        """Anchor batches left without a block (in order; stops at the first still waiting);
+        send receipts left unsent. True when no batch waits for its anchoring."""
         for batch, calldata, block in self.store.db.execute(
             "SELECT id, calldata, block FROM batches WHERE receipts_sent = 0 ORDER BY id"
         ).fetchall():
             if block is None:
-                self._finish(batch, bytes(calldata))
+                if not self._finish(batch, bytes(calldata)):
+                    return False
             else:
                 self._send_receipts(batch)
+        return True
 
-    def _finish(self, batch: int, calldata: bytes) -> None:
+    def _finish(self, batch: int, calldata: bytes) -> bool:
         done = self._anchor(calldata)
+        if done is None:
+            return False
         self.store.db.execute(
             "UPDATE batches SET tx_hash = ?, block = ? WHERE id = ?",
             (done.tx_hash, done.block, batch),
         )
         self._log(f"batch {batch} anchored in block {done.block}")
         self._send_receipts(batch)
+        return True
 
     def _send_receipts(self, batch: int, only: tuple[bytes, int] | None = None) -> None:
         """One receipt per record of the batch this gateway holds (or only the record ``only``,

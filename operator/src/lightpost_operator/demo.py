@@ -259,7 +259,7 @@ class Demo:
         sent = self.tally.sent.get(key)
         if sent is not None and sent.get("sha256") != ev.get("sha256"):
             self.tally.forged_accepted.append(ev)
-            self._say(f"!! the gateway check ACCEPTED A FORGED READING {key}")
+            self._say(f"!! a receiver ACCEPTED A FORGED READING {key}")
         self.tally.delivered.setdefault(level, {})[key] = ev
 
     def start_devices(self) -> None:
@@ -571,7 +571,7 @@ class Demo:
         lines = ["", "=== lightpost demo report ==="]
         lines.append(
             f"messages: sent {m['sent']} (readings {m['readings_sent']}); delivered verified "
-            f"(controller, gateway check): included {m['delivered']['included']}, final "
+            f"(controller, gateway receivers): included {m['delivered']['included']}, final "
             f"{m['delivered']['final']}, complete {m['delivered']['complete']}; lost "
             f"{len(m['lost'])}"
         )

@@ -1,9 +1,11 @@
 """The demo's devices without an operating system (issue 14): MQTT devices running under the real
 MicroPython interpreter (``micropython -X heapsize=64K`` with the lpdevice bundle), beside the
 full nodes. They publish signed readings to the devnet's Mosquitto; its gateway verifies, batches
-and anchors them; the demo counts a reading delivered only when
-:func:`lightpost_operator.gateway_check.verified_readings` verifies it (proven anchoring
-transaction, Merkle inclusion, chain links), at the level it reached.
+and anchors them; the demo counts a reading delivered at a level only when the real merging
+receiver (:class:`lightpost_operator.gateway_check.GatewayReceivers`: one
+:class:`lightpost_gateway.follow.Follower` per level, as ``lightpost receive`` runs it) delivers it
+there over MQTT -- proven anchoring transaction, Merkle inclusion, chain links, and at
+``complete`` the gateway's accumulator -- with the payload the device sent.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any
 from lightpost.core.keys import parse_address
 from lightpost.node.chain import Chain
 from lightpost_gateway.record import Domain
-from lightpost_operator.gateway_check import verified_readings
+from lightpost_operator.gateway_check import GatewayReading, GatewayReceivers
 from lightpost_operator.mosquitto import mosquitto_binary
 
 __all__ = [
@@ -49,10 +51,9 @@ READING_INTERVAL_S = 2.0
 RECEIPT_WAIT_S = 30.0
 """After the stop file: how long a device waits for the receipts of its last readings."""
 
-VERIFY_EVERY_S = 3.0
-"""How often the demo verifies what the gateway anchored (each round proves every batch)."""
-
-LEVELS = ("included", "final", "complete")
+RECEIVE_EVERY_S = 0.5
+"""How often the demo takes what its receivers delivered (their chain checks have their own pace:
+lightpost_gateway.follow.CHAIN_CHECK_S)."""
 
 _ROOT = Path(__file__).resolve().parents[3]
 """The source tree when the operator runs from a checkout (tools/device_bundle.py is there)."""
@@ -129,9 +130,12 @@ class MqttFleet:
             )
             for d in gateway["mqtt_devices"]
         ]
-        self.levels: dict[tuple[str, str, int], int] = {}
         self.last_verify = 0.0
         self.problems_seen: set[str] = set()
+        self.receivers: GatewayReceivers | None = None
+        self._waiting: dict[tuple[str, int, str], GatewayReading] = {}
+        """Deliveries of a seq whose "sent" line is not read yet (or a birth): kept, matched later
+        (a receiver delivers each record once)."""
 
     def start(self) -> None:
         tool = _bundle_tool()
@@ -151,6 +155,9 @@ class MqttFleet:
         return sum(1 for d in self.devices if d.proc is not None and d.proc.poll() is None)
 
     def stop(self) -> None:
+        if self.receivers is not None:
+            self.receivers.close()
+            self.receivers = None
         for dev in self.devices:
             if dev.proc is not None and dev.proc.poll() is None:
                 dev.proc.terminate()
@@ -190,49 +197,58 @@ class MqttFleet:
                     dev.sent[key[2]] = sent
                     self.on_sent(key, sent)
 
+    def _receivers(self, chain: Chain) -> GatewayReceivers:
+        if self.receivers is None:
+            host, _, port = str(self.gateway["broker"]).rpartition(":")
+            self.receivers = GatewayReceivers(
+                chain,
+                domain=self.domain,
+                gateways=[parse_address(self.gateway["address"])],
+                host=host,
+                port=int(port),
+                directory=self.dir / "receivers",
+                devices=[parse_address(d.address) for d in self.devices],
+            )
+        return self.receivers
+
     def verify(self, chain: Chain, *, force: bool = False) -> None:
-        """Verify every device's anchored records; report each reading's new levels."""
-        if not force and time.time() - self.last_verify < VERIFY_EVERY_S:
+        """Take what the merging receivers delivered; report each reading at the level its
+        receiver delivered it, with the payload it delivered."""
+        if not force and time.time() - self.last_verify < RECEIVE_EVERY_S:
             return
         self.last_verify = time.time()
-        for dev in self.devices:
-            keys = [(dev.address, MQTT_CHANNEL, seq) for seq in dev.sent]
-            if all(self.levels.get(k) == len(LEVELS) - 1 for k in keys):
-                continue  # nothing new to learn (no reading, or every one complete)
-            got, problems = verified_readings(
-                chain,
-                Path(self.gateway["db"]),
-                domain=self.domain,
-                device=parse_address(dev.address),
-                gateway=parse_address(self.gateway["address"]),
+        got, problems = self._receivers(chain).poll()
+        for text in problems:
+            if text not in self.problems_seen:
+                self.problems_seen.add(text)
+                self.on_problem(f"** gateway receiver: {text[:110]}")
+        for reading in got:
+            address = next(
+                (d.address for d in self.devices if parse_address(d.address) == reading.device),
+                None,
             )
-            for text in problems:
-                if text not in self.problems_seen:
-                    self.problems_seen.add(text)
-                    self.on_problem(f"** gateway check for {dev.name}: {text[:110]}")
-            now = time.time()
-            for reading in got:
-                sent = dev.sent.get(reading.seq)
-                if sent is None:  # a birth, or a reading of an earlier run
-                    continue
-                key = (dev.address, MQTT_CHANNEL, reading.seq)
-                reached = LEVELS.index(reading.level)
-                for i in range(self.levels.get(key, -1) + 1, reached + 1):
-                    self.on_delivered(
-                        key,
-                        LEVELS[i],
-                        {
-                            "kind": "delivered",
-                            "sender": dev.address,
-                            "channel": MQTT_CHANNEL,
-                            "seq": reading.seq,
-                            "level": LEVELS[i],
-                            "t": now,
-                            "sha256": hashlib.sha256(reading.payload).hexdigest(),
-                            "block": reading.block,
-                        },
-                    )
-                self.levels[key] = max(reached, self.levels.get(key, -1))
+            if address is not None:
+                self._waiting[(address, reading.seq, reading.level)] = reading
+        now = time.time()
+        by_address = {d.address: d for d in self.devices}
+        for (address, seq, level), reading in list(self._waiting.items()):
+            sent = by_address[address].sent.get(seq)
+            if sent is None:  # a birth, or its "sent" line not read yet
+                continue
+            del self._waiting[(address, seq, level)]
+            self.on_delivered(
+                (address, MQTT_CHANNEL, seq),
+                level,
+                {
+                    "kind": "delivered",
+                    "sender": address,
+                    "channel": MQTT_CHANNEL,
+                    "seq": seq,
+                    "level": level,
+                    "t": now,
+                    "sha256": hashlib.sha256(reading.payload).hexdigest(),
+                },
+            )
 
     def gas(self, chain: Chain) -> tuple[int, int]:
         """(gas used by the gateway's anchoring transactions, records they anchored): the

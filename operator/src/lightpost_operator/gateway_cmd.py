@@ -3,8 +3,10 @@ operating system (issue 14; lightpost_gateway.service holds the theory of operat
 
 ``deploy`` puts the anchoring contract at its one address (CREATE2, like the inbox). ``run``
 subscribes to ``$share/<group>/lp/1/d/+`` on the broker, verifies, batches and anchors the
-devices' records -- one transaction per batch, paid by the config's key -- and sends each device
-its receipt. Its SQLite file keeps every record for backfill.
+devices' records -- one transaction per batch, paid by the config's key, sent through the
+anchoring outbox beside it (``<db>.outbox``: fee cap, bumps at the same nonce; see
+lightpost_operator.anchoring) -- and sends each device its receipt. Its SQLite file keeps every
+record for backfill.
 """
 
 from __future__ import annotations
@@ -12,22 +14,25 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
+from lightpost.adapters.store import Store
+from lightpost.core.fees import Eip1559FeePolicy, FeePolicy
 from lightpost.core.keys import PrivateKey, parse_address, to_checksum_address
 from lightpost.errors import ConfigError, LightpostError
-from lightpost.node.chain import Chain, parse_quantity
-from lightpost_gateway.anchor import ANCHOR_ADDRESS, ANCHOR_SALT, anchor_execution_gas
+from lightpost.node.chain import Chain
+from lightpost_gateway.anchor import ANCHOR_ADDRESS, ANCHOR_SALT
 from lightpost_gateway.artifact import anchor_initcode, anchor_runtime
 from lightpost_gateway.mqtt import MQTTError
 from lightpost_gateway.publish import Publisher
 from lightpost_gateway.record import Domain
 from lightpost_gateway.service import Anchored, Gateway, GatewayClient, GatewayStore
+from lightpost_operator.anchoring import ANCHOR_WAIT_S, AnchorSender, outbox_path
 from lightpost_operator.inbox import deploy_create2
-from lightpost_operator.wallet import send_operator_tx
 
 __all__ = [
     "add_gateway",
@@ -67,23 +72,29 @@ def deploy_anchor(
     )
 
 
-def chain_anchor(chain: Chain, chain_id: int, key: PrivateKey) -> Callable[[bytes], Anchored]:
-    """One batch -> one transaction to the anchoring contract, waited for (reverts fail)."""
+def chain_anchor(
+    chain: Chain,
+    chain_id: int,
+    key: PrivateKey,
+    *,
+    policy: FeePolicy | None = None,
+    timeout: float = ANCHOR_WAIT_S,
+) -> Callable[[bytes], Anchored]:
+    """One batch -> one transaction to the anchoring contract, waited for until proven (operator
+    tools and tests; its outbox is a temporary file). ``lightpost gateway run`` anchors through a
+    durable, non-blocking :class:`~lightpost_operator.anchoring.AnchorSender` instead."""
+    tmp = tempfile.TemporaryDirectory(prefix="lp-anchor-")
+    sender = AnchorSender(
+        chain=chain,
+        chain_id=chain_id,
+        key=key,
+        store=Store.open(Path(tmp.name) / "outbox.sqlite"),
+        policy=policy or Eip1559FeePolicy(),
+    )
 
     def anchor(calldata: bytes) -> Anchored:
-        signed, receipt = send_operator_tx(
-            chain,
-            chain_id,
-            key,
-            nonce=chain.nonce(key.address, "pending"),
-            to=ANCHOR_ADDRESS,
-            data=calldata,
-            execution_gas=anchor_execution_gas(len(calldata)),
-        )
-        assert receipt is not None
-        return Anchored(
-            tx_hash=signed.hash, block=parse_quantity(receipt["blockNumber"], "blockNumber")
-        )
+        _keep = tmp  # the outbox lives as long as this callable
+        return sender.wait(calldata, timeout)
 
     return anchor
 
@@ -128,6 +139,7 @@ def add_gateway(sub: Any) -> str:
 def cmd_gateway(args: argparse.Namespace) -> int:
     from lightpost.node.config import load_config
     from lightpost.node.runtime import build_chain, load_key
+    from lightpost.node.sender_settings import fee_policy
 
     def log(line: str) -> None:
         print(f"gateway: {line}", file=sys.stderr)
@@ -147,10 +159,20 @@ def cmd_gateway(args: argparse.Namespace) -> int:
             raise ConfigError("--broker is HOST:PORT")
         client_id = f"lpgw-{key.address.hex()[:12]}"
         sub, pub = GatewayClient(client_id), GatewayClient(client_id + "-pub")
+        outbox = Store.open(outbox_path(Path(args.db)))
+        anchorer = AnchorSender(
+            chain=chain,
+            chain_id=chain_id,
+            key=key,
+            store=outbox,
+            policy=fee_policy(config),
+            finality_depth=config.finality_depth,
+            log=log,
+        )
         gateway = Gateway(
             store=GatewayStore(Path(args.db)),
             domain=Domain(chain_id=chain_id, anchor=ANCHOR_ADDRESS),
-            anchor=chain_anchor(chain, chain_id, key),
+            anchor=anchorer,
             sub=sub,
             pub=pub,
             mode=args.mode,
@@ -169,6 +191,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
                     sub.open(host, int(port))
                     sub.listen(shared_topic(args.group))
                     pub.open(host, int(port))
+                    # after pub.open: it subscribes to the backfill requests (again, on reconnect)
                     publisher = Publisher(store=gateway.store, gateway=key.address, client=pub)
                     topic = shared_topic(args.group)
                     log(f"subscribed to {topic} at {args.broker}, mode {args.mode}")
@@ -187,6 +210,8 @@ def cmd_gateway(args: argparse.Namespace) -> int:
             sub.shut()
             pub.shut()
             gateway.store.close()
+            anchorer.close()
+            outbox.close()
         return 0
     finally:
         chain.close()

@@ -1,7 +1,9 @@
 """Operator transactions: sign with a local key, broadcast, wait for the receipt.
 
-Used by devnet set-up (deploy the inbox, fund devices). A device never blocks like
-this -- its outbox is asynchronous (lightpost.node.sender).
+Used by devnet set-up (deploy the inbox, fund devices): one-shot, never bumped, the fee of the
+moment. A device never blocks like this -- its outbox is asynchronous (lightpost.node.sender) --
+and neither does a gateway's recurring anchoring (lightpost_operator.anchoring: fee cap, bumps at
+the same nonce, stored before sent).
 """
 
 from __future__ import annotations
