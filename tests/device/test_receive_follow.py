@@ -7,6 +7,7 @@ a config with a ``[gateways]`` table, for a MicroPython device under a 64 KiB he
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import subprocess
@@ -27,8 +28,9 @@ from lightpost.node.chain import Chain
 from lightpost_gateway.anchor import ANCHOR_ADDRESS
 from lightpost_gateway.follow import Delivery, Follower, Problem, ReceiverStore
 from lightpost_gateway.publish import Publisher
+from lightpost_gateway.receiver import prove_gateway_accumulator
 from lightpost_gateway.record import Domain
-from lightpost_gateway.service import Gateway, GatewayClient, GatewayStore
+from lightpost_gateway.service import Anchored, Gateway, GatewayClient, GatewayStore
 from lightpost_operator.anvil import AnvilProcess
 from lightpost_operator.gateway_cmd import chain_anchor, deploy_anchor, shared_topic
 from tests.conftest import ANVIL_DEV_KEYS
@@ -269,3 +271,58 @@ def test_records_held_per_device_are_bounded(
         assert any(p.kind == "bound" for p in problems), problems
         assert seqs == list(range(len(seqs))) and len(seqs) < READINGS + 1
         dev.close()
+
+
+def test_a_batch_anchored_twice_after_a_crash_is_complete(
+    fresh_anvil: AnvilProcess, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """Re-anchoring after a crash is harmless (issue 14): a gateway killed after its anchoring
+    transaction was mined but before it saved the block anchors the batch again on restart, so
+    the chain counts one more batch of it than it publishes. The receiver learns the extra
+    anchoring from the contract's event, proven by its receipt in an agreed block, sees it carries
+    a batch it already has, and still delivers everything at ``complete`` -- no ``withheld``."""
+    with _net(fresh_anvil, mosquitto, tmp_path) as net:
+        gw = net.gateways[0]
+        real = gw._anchor
+        crashes: list[bytes] = []
+
+        def crash_once(calldata: bytes) -> Anchored:
+            done = real(calldata)  # mined: the crash comes before the gateway saves the block
+            if not crashes:
+                crashes.append(calldata)
+                raise _Killed
+            return done
+
+        gw._anchor = crash_once
+
+        def turn() -> None:
+            for g, p in zip(net.gateways, net.publishers, strict=True):
+                g.receive(time.time(), 50)
+                with contextlib.suppress(_Killed):  # the next step is the restart: re-anchors
+                    g.step(time.time())
+                p.tick()
+
+        net.turn = turn  # type: ignore[method-assign]
+        follower = _follower(net, tmp_path / "recv.sqlite")
+        follower.start()
+        dev = Device(SECRET, net.domain.chain_id, ANCHOR_ADDRESS, str(tmp_path / "flash"))
+        dev.connect("127.0.0.1", mosquitto.port)
+        for i in range(READINGS):
+            dev.publish(b"temp", b"%d" % i)
+            net.turn()
+            _drain(dev)
+        got, problems = _collect(net, follower, READINGS + 1)
+        assert crashes, "the broker gave gateway 0 nothing: no crash happened"
+        head = net.chain.final_height(0)
+        _, count = prove_gateway_accumulator(
+            net.chain, gateway=net.payers[0], block=head, anchor=ANCHOR_ADDRESS
+        )
+        assert count == net.publishers[0].published() + 1, "the batch was not anchored twice"
+        assert [d.seq for d in got] == list(range(READINGS + 1)), problems
+        assert {d.level for d in got} == {Level.COMPLETE}
+        assert not [p for p in problems if p.kind == "withheld"], problems
+        dev.close()
+
+
+class _Killed(Exception):
+    """kill -9 of the gateway between its anchoring transaction and saving the block."""

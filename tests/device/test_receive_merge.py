@@ -8,6 +8,7 @@ import pytest
 from lightpost.core.hashing import keccak256
 from lightpost.core.levels import Level
 from lightpost.errors import DecodingError
+from lightpost_gateway.anchor import accumulate
 from lightpost_gateway.batch import InclusionProof, Leaf
 from lightpost_gateway.feed import (
     MAX_FEED_MESSAGE,
@@ -22,7 +23,16 @@ from lightpost_gateway.feed import (
     encode_relayed,
     encode_request,
 )
-from lightpost_gateway.merge import Cursor, Head, Held, Judgement, deliverable, judge, usable
+from lightpost_gateway.merge import (
+    Cursor,
+    Head,
+    Held,
+    Judgement,
+    completeness,
+    deliverable,
+    judge,
+    usable,
+)
 from lightpost_gateway.record import ZERO_HASH
 
 A, B = b"\xaa" * 20, b"\xbb" * 20
@@ -195,3 +205,63 @@ def test_request_round_trip_and_reply_id_bound() -> None:
     for bad in ("", "a/b", "#", "UPPER", "x" * 65):
         with pytest.raises(DecodingError):
             decode_request(encode_request(Request(reply_id=bad, first=1, count=1)))
+
+
+def fold(*digests: bytes) -> int:
+    acc = ZERO_HASH
+    for d in digests:
+        acc = accumulate(acc, d)
+    return int.from_bytes(acc, "big")
+
+
+D1, D2, D3 = keccak256(b"batch 1"), keccak256(b"batch 2"), keccak256(b"batch 3")
+
+COMPLETENESS = [
+    # name, proven anchorings (count -> digest), proven count, proven acc, digests taken, verdict
+    ("nothing anchored", {}, 0, 0, set(), ("complete", ())),
+    ("every batch taken", {1: D1, 2: D2}, 2, fold(D1, D2), {D1, D2}, ("complete", ())),
+    (
+        "a batch anchored twice after a crash: its contents once",
+        {1: D1, 2: D1, 3: D2},
+        3,
+        fold(D1, D1, D2),
+        {D1, D2},
+        ("complete", ()),
+    ),
+    (
+        "the second anchoring not proven yet",
+        {1: D1, 3: D2},
+        3,
+        fold(D1, D1, D2),
+        {D1, D2},
+        ("unknown", (2,)),
+    ),
+    ("a batch anchored, not served", {1: D1, 2: D2}, 2, fold(D1, D2), {D1}, ("withheld", (2,))),
+    (
+        "a batch anchored twice, served by nobody",
+        {1: D3, 2: D3},
+        2,
+        fold(D3, D3),
+        set(),
+        ("withheld", (1, 2)),
+    ),
+    ("an anchoring proven past the count", {1: D1, 2: D2}, 1, fold(D1), {D1}, ("complete", ())),
+    ("reordered (a reorg moved them)", {1: D2, 2: D1}, 2, fold(D1, D2), {D1, D2}, ("mismatch", ())),
+    ("substituted", {1: D1, 2: D3}, 2, fold(D1, D2), {D1, D2, D3}, ("mismatch", ())),
+]
+
+
+@pytest.mark.parametrize(
+    ("anchorings", "count", "acc", "have", "want"),
+    [c[1:] for c in COMPLETENESS],
+    ids=[c[0] for c in COMPLETENESS],
+)
+def test_completeness(
+    anchorings: dict[int, bytes],
+    count: int,
+    acc: int,
+    have: set[bytes],
+    want: tuple[str, tuple[int, ...]],
+) -> None:
+    got = completeness(anchorings, count=count, acc=acc, have=have)
+    assert (got.kind, got.counts) == want

@@ -14,9 +14,12 @@ to the receiver's SQLite file in one transaction, with the gateway's next number
 (:func:`lightpost_gateway.merge.deliverable`) then hands each record to the caller, and the
 device's cursor is committed when the caller asks for the next one: nothing is delivered twice
 across restarts, and nothing is skipped (a record anchored but relayed by nobody stops delivery
-and is reported as MISSING). ``complete``: the heads usable are those at or below the height at
-which every followed gateway's batches, folded in chain order, equal its accumulator proven by
-eth_getProof (:func:`lightpost_gateway.relay.verify_complete`).
+and is reported as MISSING). ``complete``: the heads usable are those at or below the finalized
+height at which every followed gateway's anchorings -- each (count, digest) taken from the
+contract's event in a proven receipt: the notices' own, and those only the chain shows (a batch
+re-anchored after a gateway's crash, one withheld), :mod:`lightpost_gateway.anchorings` -- fold
+to its accumulator proven by eth_getProof, and the contents of every digest among them were taken
+(:func:`lightpost_gateway.merge.completeness`).
 
 Everything a gateway sends is a claim: a message that fails a check is a Problem naming the
 gateway, never a delivery. A batch whose proof cannot be had yet (endpoints down) is asked for
@@ -25,17 +28,17 @@ again later.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from lightpost.core.levels import Level
 from lightpost.errors import LightpostError, ProofError
 from lightpost.node.chain import Chain
 
-from .anchor import ROOT_BYTES, accumulate, batch_digest, decode_posted
+from . import anchorings
+from .anchor import ROOT_BYTES, decode_posted
+from .anchorings import Anchoring, anchoring_event
 from .batch import verify_inclusion
 from .feed import (
     MAX_BACKFILL_BATCHES,
@@ -49,7 +52,17 @@ from .feed import (
     reply_topic,
     request_topic,
 )
-from .merge import Cursor, Head, Held, Judgement, deliverable, judge, usable
+from .follow_store import ReceiverStore
+from .merge import (
+    Completeness,
+    Head,
+    Held,
+    Judgement,
+    completeness,
+    deliverable,
+    judge,
+    usable,
+)
 from .receiver import prove_anchor_tx, prove_gateway_accumulator
 from .record import Domain, Kind, Record, open_record
 from .relay import anchored_root, posted_records
@@ -70,6 +83,9 @@ a record is dropped and reported -- the gateways relay, the receiver's memory an
 
 MAX_REPORTED = 4096
 """Findings remembered so each is reported once (past it, forgotten: reported again if seen)."""
+
+MAX_SCAN_RANGES = 64
+"""Missing batch counts of one gateway looked for on chain per scan (the rest at the next)."""
 
 MAX_RECORDS_PER_BATCH = 1 << 16
 """Most records a NOTICE may announce (a peer's bound on what is held in memory per batch)."""
@@ -99,91 +115,6 @@ class Problem:
     device: bytes | None = None
 
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS cursors (device BLOB PRIMARY KEY, next_seq INTEGER NOT NULL,
-    prev BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS delivered (device BLOB NOT NULL, seq INTEGER NOT NULL,
-    hash BLOB NOT NULL, PRIMARY KEY (device, seq));
-CREATE TABLE IF NOT EXISTS pool (device BLOB NOT NULL, seq INTEGER NOT NULL, hash BLOB NOT NULL,
-    prev BLOB NOT NULL, wire BLOB NOT NULL, gateway BLOB NOT NULL, PRIMARY KEY (device, seq));
-CREATE TABLE IF NOT EXISTS heads (device BLOB NOT NULL, seq INTEGER NOT NULL, hash BLOB NOT NULL,
-    block INTEGER NOT NULL, gateway BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS batches (gateway BLOB NOT NULL, number INTEGER NOT NULL,
-    tx_hash BLOB NOT NULL, block INTEGER NOT NULL, digest BLOB NOT NULL,
-    PRIMARY KEY (gateway, number));
-CREATE TABLE IF NOT EXISTS gateways (gateway BLOB PRIMARY KEY, next_number INTEGER NOT NULL);
-"""
-
-
-class ReceiverStore:
-    """The receiver's cursors, pooled records, proven heads and batches (WAL, synchronous=FULL)."""
-
-    def __init__(self, path: Path) -> None:
-        self.db = sqlite3.connect(str(path), isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.executescript(_SCHEMA)
-
-    def close(self) -> None:
-        self.db.close()
-
-    def next_number(self, gateway: bytes) -> int:
-        row = self.db.execute(
-            "SELECT next_number FROM gateways WHERE gateway = ?", (gateway,)
-        ).fetchone()
-        return 1 if row is None else int(row[0])
-
-    def cursor(self, device: bytes) -> Cursor:
-        row = self.db.execute(
-            "SELECT next_seq, prev FROM cursors WHERE device = ?", (device,)
-        ).fetchone()
-        return Cursor() if row is None else Cursor(next_seq=row[0], prev=bytes(row[1]))
-
-    def pool(self, device: bytes) -> dict[int, Held]:
-        rows = self.db.execute(
-            "SELECT seq, hash, prev, wire, gateway FROM pool WHERE device = ?", (device,)
-        ).fetchall()
-        return {
-            s: Held(seq=s, hash=bytes(h), prev=bytes(p), wire=bytes(w), gateway=bytes(g))
-            for s, h, p, w, g in rows
-        }
-
-    def heads(self, device: bytes) -> list[Head]:
-        rows = self.db.execute(
-            "SELECT seq, hash, block, gateway FROM heads WHERE device = ?", (device,)
-        ).fetchall()
-        return [Head(seq=s, hash=bytes(h), block=b, gateway=bytes(g)) for s, h, b, g in rows]
-
-    def delivered_hash(self, device: bytes, seq: int) -> bytes | None:
-        row = self.db.execute(
-            "SELECT hash FROM delivered WHERE device = ? AND seq = ?", (device, seq)
-        ).fetchone()
-        return None if row is None else bytes(row[0])
-
-    def digests(self, gateway: bytes, up_to_block: int) -> list[bytes]:
-        """The gateway's batches seen, anchored at or below ``up_to_block``, in chain order."""
-        rows = self.db.execute(
-            "SELECT digest FROM batches WHERE gateway = ? AND block <= ? ORDER BY block, number",
-            (gateway, up_to_block),
-        ).fetchall()
-        return [bytes(d) for (d,) in rows]
-
-    def devices(self) -> list[bytes]:
-        return [bytes(d) for (d,) in self.db.execute("SELECT DISTINCT device FROM pool")]
-
-    def advance(self, device: bytes, held: Held) -> None:
-        """Commit one delivery: the cursor moves past ``held``, which leaves the pool."""
-        self.db.execute("BEGIN IMMEDIATE")
-        self.db.execute(
-            "INSERT OR REPLACE INTO cursors VALUES (?, ?, ?)", (device, held.seq + 1, held.hash)
-        )
-        self.db.execute(
-            "INSERT OR REPLACE INTO delivered VALUES (?, ?, ?)", (device, held.seq, held.hash)
-        )
-        self.db.execute("DELETE FROM pool WHERE device = ? AND seq = ?", (device, held.seq))
-        self.db.execute("COMMIT")
-
-
 @dataclass
 class _Open:
     """A gateway's batch whose notice is proven, while its records come in."""
@@ -191,6 +122,8 @@ class _Open:
     notice: Notice
     root: bytes | None
     digest: bytes
+    count: int
+    """The gateway's batch count after this anchoring (the contract's event)."""
     since: float
     heads: list[tuple[bytes, Head]] = field(default_factory=list)
     records: dict[tuple[bytes, int], Held] = field(default_factory=dict)
@@ -238,6 +171,7 @@ class Follower:
         self._final = -1
         self._complete: dict[bytes, int] = {}
         self._checked = -1e18
+        self._scanned: dict[bytes, float] = {}
         self._reported: set[tuple[str, bytes | None, str]] = set()
         self._touched: set[bytes] = set()
         self._changed = clock()
@@ -366,11 +300,11 @@ class Follower:
             yield from self._problem("unproven", f"{what}: {exc}", gateway)
             self._asked[gateway] = _Asked(at=self._clock(), first=notice.number)
             return
-        digest = batch_digest(bytes(tx.tx.data))
-        opened = _Open(notice=notice, root=None, digest=digest, since=self._clock())
         try:
-            if tx.sender != gateway:
-                raise ProofError("anchor", "the transaction is not the gateway's")
+            count, digest = anchoring_event(tx, receipt, gateway=gateway, domain=self.domain)
+            opened = _Open(
+                notice=notice, root=None, digest=digest, count=count, since=self._clock()
+            )
             if len(tx.tx.data) == ROOT_BYTES:
                 opened.root = anchored_root(tx, receipt, domain=self.domain)
             else:
@@ -445,6 +379,10 @@ class Follower:
                 "INSERT OR REPLACE INTO batches VALUES (?, ?, ?, ?, ?)",
                 (gateway, notice.number, notice.tx_hash, notice.block, opened.digest),
             )
+            anchoring = Anchoring(
+                count=opened.count, digest=opened.digest, block=notice.block, tx_hash=notice.tx_hash
+            )
+            self.store.put_anchoring(gateway, anchoring)
             for device, head in opened.heads:
                 db.execute(
                     "INSERT INTO heads VALUES (?, ?, ?, ?, ?)",
@@ -506,17 +444,59 @@ class Follower:
             except LightpostError as exc:
                 yield from self._problem("chain", f"accumulator not proven: {exc}", g)
                 continue
-            seen = self.store.digests(g, self._final)
-            fold = bytes(32)
-            for digest in seen:
-                fold = accumulate(fold, digest)
-            if len(seen) == count and int.from_bytes(fold, "big") == acc:
+            verdict = self._completeness(g, acc, count)
+            if verdict.kind == "unknown" and self._waiting(g):
+                yield from self._scan(g, verdict.counts)
+                verdict = self._completeness(g, acc, count)
+            if verdict.kind == "complete":
                 self._complete[g] = self._final
                 self._touched.update(self.store.devices())
-            elif g not in self._open and (self._asked[g].caught_up or self._silent(g)):
-                why = f"saw {len(seen)} of its batches, the chain proves {count}"
-                yield from self._problem("withheld" if len(seen) < count else "replay", why, g)
+            elif verdict.kind == "mismatch":  # rows proven in blocks a reorg replaced
+                yield from self._problem("chain", "anchorings do not fold to the accumulator", g)
+                self.store.forget_anchorings(g, self._complete.get(g, -1))
+            elif self._waiting(g):
+                shown = ", ".join(map(str, verdict.counts[:8]))
+                why = f"the chain proves {count} anchorings; not served: {verdict.kind} {shown}"
+                yield from self._problem("withheld", why, g)
                 self._request(g)
+
+    def _waiting(self, gateway: bytes) -> bool:
+        """Nothing of the gateway is half-read and it served what it had (or stopped answering)."""
+        return gateway not in self._open and (
+            self._asked[gateway].caught_up or self._silent(gateway)
+        )
+
+    def _completeness(self, gateway: bytes, acc: int, count: int) -> Completeness:
+        found = self.store.anchorings(gateway, self._final)
+        digests = {c: a.digest for c, a in found.items() if c <= count}
+        return completeness(digests, count=count, acc=acc, have=self.store.taken(gateway))
+
+    def _scan(self, gateway: bytes, missing: Sequence[int]) -> Iterator[Problem]:
+        """Learn the gateway's anchorings at the ``missing`` counts from the contract's events,
+        each proven by its receipt (:mod:`lightpost_gateway.anchorings`), at most once per
+        REQUEST_RETRY_S: in the blocks between the known anchorings around each missing count."""
+        now = self._clock()
+        if now - self._scanned.get(gateway, -1e18) <= REQUEST_RETRY_S:
+            return
+        self._scanned[gateway] = now
+        known = sorted(self.store.anchorings(gateway, self._final).values(), key=lambda a: a.count)
+        ranges: set[tuple[int, int]] = set()
+        for c in missing[:MAX_SCAN_RANGES]:
+            lo = max((a.block for a in known if a.count < c), default=0)
+            hi = min((a.block for a in known if a.count > c), default=self._final)
+            ranges.add((lo, hi))
+        for lo, hi in sorted(ranges):
+            try:
+                found, why = anchorings.find(
+                    self.chain, gateway=gateway, domain=self.domain, lo=lo, hi=hi
+                )
+            except LightpostError as exc:
+                yield from self._problem("chain", f"anchorings not found: {exc}", gateway)
+                continue
+            for a in found:
+                self.store.put_anchoring(gateway, a)
+            for w in why:
+                yield from self._problem("chain", f"an anchoring not proven: {w}", gateway)
 
     def _silent(self, gateway: bytes) -> bool:
         """The gateway left a backfill request unanswered for over REQUEST_RETRY_S."""

@@ -33,20 +33,23 @@ when the anchored hash at a seq is not the relayed record there (FORK).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
 from lightpost.core.levels import Level
 
+from .anchor import accumulate
 from .record import ZERO_HASH, ChainEntry, Link, classify_link
 
 __all__ = [
+    "Completeness",
     "Cursor",
     "Head",
     "Held",
     "Judgement",
     "Stop",
+    "completeness",
     "deliverable",
     "judge",
     "usable",
@@ -171,3 +174,35 @@ def deliverable(
     if level == Level.SIGNED:
         return run, stop
     return [r for r in run if r.seq <= cut], stop
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Completeness:
+    """One gateway at ``complete``: ``kind`` complete; unknown (its anchorings ``counts`` are not
+    proven yet: look for them on chain); withheld (anchored at ``counts``, content not served);
+    mismatch (the proven anchorings do not fold to the proven accumulator)."""
+
+    kind: str
+    counts: tuple[int, ...] = ()
+
+
+def completeness(
+    anchorings: Mapping[int, bytes], *, count: int, acc: int, have: Collection[bytes]
+) -> Completeness:
+    """Does the receiver hold every batch of a gateway up to a height? ``anchorings``: the
+    gateway's batch count -> batch digest of each anchoring proven (its event in a proven
+    receipt); ``count``/``acc``: the contract's count and accumulator proven there (eth_getProof);
+    ``have``: the digests of the batches whose contents were taken. A batch anchored twice (a
+    re-anchoring after a crash) is two anchorings of one digest: its contents are needed once."""
+    unknown = tuple(c for c in range(1, count + 1) if c not in anchorings)
+    if unknown:
+        return Completeness(kind="unknown", counts=unknown)
+    fold = ZERO_HASH
+    for c in range(1, count + 1):
+        fold = accumulate(fold, anchorings[c])
+    if int.from_bytes(fold, "big") != acc:
+        return Completeness(kind="mismatch")
+    withheld = tuple(c for c in range(1, count + 1) if anchorings[c] not in have)
+    if withheld:
+        return Completeness(kind="withheld", counts=withheld)
+    return Completeness(kind="complete")
