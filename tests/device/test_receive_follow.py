@@ -13,7 +13,7 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,7 +102,9 @@ def _drain(dev: Device) -> None:
         dev.poll(0)
 
 
-def _follower(net: Net, db: Path, level: Level = Level.COMPLETE) -> Follower:
+def _follower(
+    net: Net, db: Path, level: Level = Level.COMPLETE, wall: Callable[[], float] = time.time
+) -> Follower:
     client = GatewayClient("receiver-1")
     client.open("127.0.0.1", net.broker.port)
     return Follower(
@@ -114,6 +116,7 @@ def _follower(net: Net, db: Path, level: Level = Level.COMPLETE) -> Follower:
         level=level,
         reply_id="receiver-1",
         finality_depth=FINALITY_DEPTH,
+        wall=wall,
     )
 
 
@@ -326,3 +329,57 @@ def test_a_batch_anchored_twice_after_a_crash_is_complete(
 
 class _Killed(Exception):
     """kill -9 of the gateway between its anchoring transaction and saving the block."""
+
+
+def test_a_silent_device_and_a_dead_one_are_reported_once(
+    fresh_anvil: AnvilProcess, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """Withholding shows as a silent device past its declared cadence (issue 14): no record taken
+    from any gateway for two cadences and no death notice is reported ``silent``, once per
+    silence; a record makes it alive again; its death notice (the MQTT will the broker publishes
+    on an unclean disconnect) is reported ``dead``, once, and not as a silence."""
+    wall = [1_000_000.0]
+    with _net(fresh_anvil, mosquitto, tmp_path) as net:
+        follower = _follower(net, tmp_path / "recv.sqlite", Level.INCLUDED, lambda: wall[0])
+        follower.start()
+        dev = Device(
+            SECRET, net.domain.chain_id, ANCHOR_ADDRESS, str(tmp_path / "flash"), cadence_s=60
+        )
+        dev.connect("127.0.0.1", mosquitto.port)
+        for i in range(3):
+            dev.publish(b"temp", b"%d" % i)
+            net.turn()
+            _drain(dev)
+        got, problems = _collect(net, follower, 4)
+        assert [d.seq for d in got] == [0, 1, 2, 3], problems
+        wall[0] += 119  # within two cadences: alive
+        _, problems = _collect(net, follower, 1, seconds=2)
+        assert not [p for p in problems if p.kind in ("silent", "dead")], problems
+        wall[0] += 2  # past two cadences, no death notice: withheld or lost
+        _, problems = _collect(net, follower, 1, seconds=3)
+        silent = [p for p in problems if p.kind == "silent"]
+        assert [p.device for p in silent] == [dev.address], problems
+
+        dev.publish(b"temp", b"back")  # alive again
+        got, problems = _collect(net, follower, 1)
+        assert [d.seq for d in got] == [4], problems
+        dev.mqtt.sock.close()  # an unclean disconnect: the broker publishes the death notice
+        dev.mqtt = None
+        _, problems = _collect(net, follower, 1, seconds=3)
+        wall[0] += 500
+        _, later = _collect(net, follower, 1, seconds=2)
+        kinds = [p.kind for p in problems + later if p.kind in ("silent", "dead")]
+        assert kinds == ["dead"], problems + later
+
+        # the watch survives a restart: silence after it is still found
+        follower.client.shut()
+        follower.store.close()
+        again = _follower(net, tmp_path / "recv.sqlite", Level.INCLUDED, lambda: wall[0])
+        again.start()
+        dev.connect("127.0.0.1", mosquitto.port)  # a new birth, alive
+        got, problems = _collect(net, again, 1)
+        assert [d.seq for d in got] == [5], problems
+        wall[0] += 121
+        _, problems = _collect(net, again, 1, seconds=3)
+        assert [p.kind for p in problems if p.kind in ("silent", "dead")] == ["silent"], problems
+        dev.close()

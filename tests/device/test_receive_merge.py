@@ -32,6 +32,9 @@ from lightpost_gateway.merge import (
     deliverable,
     judge,
     usable,
+    watch_check,
+    watch_death,
+    watch_record,
 )
 from lightpost_gateway.record import ZERO_HASH
 
@@ -265,3 +268,54 @@ def test_completeness(
 ) -> None:
     got = completeness(anchorings, count=count, acc=acc, have=have)
     assert (got.kind, got.counts) == want
+
+
+S = 1000  # ms
+# Each step: at ms, ("birth", seq, cadence) | ("record", seq) | ("death", seq, prev) | ("check",);
+# the reports the checks give, in order. Cadence 60 s: silent past 120 s without a record.
+WATCH = [
+    ("no birth yet: not watched", [(0, "record", 0), (500 * S, "check")], []),
+    ("records within two cadences", [(0, "birth", 0, 60), (60 * S, "record", 1),
+        (179 * S, "check")], []),
+    ("silent past two cadences, once", [(0, "birth", 0, 60), (121 * S, "check"),
+        (122 * S, "check"), (900 * S, "check")], ["silent"]),
+    ("silent again after a record", [(0, "birth", 0, 60), (121 * S, "check"),
+        (130 * S, "record", 1), (131 * S, "check"), (251 * S, "check")], ["silent", "silent"]),
+    ("a replayed record keeps nobody alive", [(0, "birth", 0, 60), (100 * S, "record", 0),
+        (121 * S, "check")], ["silent"]),
+    ("the death of the latest birth: dead, once", [(0, "birth", 0, 60), (10 * S, "death", 0, 0),
+        (11 * S, "check"), (500 * S, "check")], ["dead"]),
+    ("a death of a later birth (withheld) counts", [(0, "birth", 0, 60),
+        (10 * S, "death", 7, 9), (11 * S, "check")], ["dead"]),
+    ("an older birth's death notice is ignored", [(0, "birth", 0, 60), (5 * S, "birth", 3, 60),
+        (10 * S, "death", 0, 0), (11 * S, "check"), (130 * S, "check")], ["silent"]),
+    ("a death naming another hash at the birth's seq is ignored", [(0, "birth", 0, 60),
+        (10 * S, "death", 0, 5), (130 * S, "check")], ["silent"]),
+    ("a record after the death notice: alive, then silent", [(0, "birth", 0, 60),
+        (10 * S, "death", 0, 0), (11 * S, "check"), (20 * S, "record", 1), (21 * S, "check"),
+        (141 * S, "check")], ["dead", "silent"]),
+    ("silent, then dead", [(0, "birth", 0, 60), (121 * S, "check"), (200 * S, "death", 0, 0),
+        (201 * S, "check")], ["silent", "dead"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("steps, want", [c[1:] for c in WATCH], ids=[c[0] for c in WATCH])
+def test_watch(steps: list[tuple[object, ...]], want: list[str]) -> None:
+    w = None
+    got: list[str] = []
+    for at, what, *args in steps:
+        assert isinstance(at, int)
+        if what == "birth":
+            seq, cadence = args
+            w = watch_record(w, seq=seq, hash=h(int(seq)), cadence_s=cadence, now_ms=at)
+        elif what == "record":
+            (seq,) = args
+            w = watch_record(w, seq=seq, hash=h(int(seq)), cadence_s=None, now_ms=at)
+        elif what == "death":
+            seq, of = args
+            w = watch_death(w, seq=seq, prev=h(int(of)), now_ms=at)
+        elif w is not None:
+            w, report = watch_check(w, now_ms=at)
+            if report is not None:
+                got.append(report.value)
+    assert got == want

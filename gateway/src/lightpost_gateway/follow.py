@@ -28,6 +28,7 @@ again later.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -52,6 +53,7 @@ from .feed import (
     reply_topic,
     request_topic,
 )
+from .follow_live import MAX_WATCHED, Watcher
 from .follow_store import ReceiverStore
 from .merge import (
     Completeness,
@@ -64,7 +66,7 @@ from .merge import (
     usable,
 )
 from .receiver import prove_anchor_tx, prove_gateway_accumulator
-from .record import Domain, Kind, Record, open_record
+from .record import SILENCE_GRACE, Domain, Kind, Liveness, Record, open_record, parse_birth
 from .relay import anchored_root, posted_records
 from .service import GatewayClient
 
@@ -127,6 +129,8 @@ class _Open:
     since: float
     heads: list[tuple[bytes, Head]] = field(default_factory=list)
     records: dict[tuple[bytes, int], Held] = field(default_factory=dict)
+    births: dict[tuple[bytes, int], int] = field(default_factory=dict)
+    """(device, seq) -> the declared cadence of each birth among the records."""
     seen: set[tuple[bytes, int]] = field(default_factory=set)
 
 
@@ -159,6 +163,7 @@ class Follower:
         devices: Collection[bytes] | None = None,
         finality_depth: int = 0,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         if not gateways:
             raise ValueError("follow at least one gateway")
@@ -175,6 +180,7 @@ class Follower:
         self._reported: set[tuple[str, bytes | None, str]] = set()
         self._touched: set[bytes] = set()
         self._changed = clock()
+        self._watcher = Watcher(store=store, client=client, domain=domain, wall=wall)
 
     # --- wiring ---
 
@@ -186,6 +192,7 @@ class Follower:
         for g in self.gateways:
             self._request(g)
         self._touched.update(self.store.devices())
+        self._watcher.start()
 
     def _request(self, gateway: bytes) -> None:
         first = self.store.next_number(gateway)
@@ -213,6 +220,8 @@ class Follower:
             gateway = self._gateway_of(topic)
             if gateway is not None:
                 yield from self._message(gateway, msg)
+            else:
+                self._watcher.message(topic, msg)
             self.client.ack(pid)
             if not self.client.pending:
                 self.client.read(0)
@@ -227,6 +236,14 @@ class Follower:
         if self.level >= Level.FINAL and now - self._checked > CHAIN_CHECK_S:
             self._checked = now
             yield from self._check_chain()
+        for device, state, w in self._watcher.check(now):
+            why = (
+                f"no record past seq {w.last_seq} for over {SILENCE_GRACE} x its declared "
+                f"cadence of {w.cadence_s} s, and no death notice: withheld or lost"
+                if state == Liveness.SILENT
+                else f"the death notice of its birth at seq {w.birth_seq} (it disconnected)"
+            )
+            yield Problem(kind=state.value, details=why, device=device)
         yield from self._deliver()
 
     def caught_up(self) -> bool:
@@ -316,6 +333,7 @@ class Follower:
                     r = signed.record
                     held = Held(seq=r.seq, hash=digest, prev=r.prev, wire=wire, gateway=gateway)
                     opened.records[(device, r.seq)] = held
+                    self._birth(opened, device, r)
                     head = Head(seq=r.seq, hash=digest, block=notice.block, gateway=gateway)
                     opened.heads.append((device, head))
         except ProofError as exc:  # the claim is false: the batch is skipped, and reported
@@ -346,6 +364,7 @@ class Follower:
             return
         if not self._authorized(signer) or signed.record.kind == Kind.DEATH:
             return
+        self._birth(opened, signer, signed.record)
         if opened.root is None:  # posted: the records are the transaction's own
             return
         held = Held(seq=seq, hash=digest, prev=signed.record.prev, wire=r.wire, gateway=gateway)
@@ -363,6 +382,12 @@ class Follower:
             )
         opened.records[(signer, seq)] = held
 
+    @staticmethod
+    def _birth(opened: _Open, device: bytes, r: Record) -> None:
+        if r.kind == Kind.BIRTH:
+            with contextlib.suppress(LightpostError):  # no cadence: not watched by it
+                opened.births[(device, r.seq)] = parse_birth(r).cadence_s
+
     def _skip(self, gateway: bytes, number: int) -> None:
         self.store.db.execute(
             "INSERT OR REPLACE INTO gateways VALUES (?, ?)", (gateway, number + 1)
@@ -373,6 +398,7 @@ class Follower:
         del self._open[gateway]
         notice, db = opened.notice, self.store.db
         findings: list[tuple[str, str, bytes]] = []
+        taken: list[tuple[bytes, Held]] = []
         db.execute("BEGIN IMMEDIATE")
         try:
             db.execute(
@@ -399,6 +425,7 @@ class Follower:
                 if verdict == Judgement.HOLD and self._pooled(device) >= MAX_POOL_PER_DEVICE:
                     findings.append(("bound", f"seq {seq}: {MAX_POOL_PER_DEVICE} held", device))
                 elif verdict == Judgement.HOLD:
+                    taken.append((device, held))
                     db.execute(
                         "INSERT INTO pool VALUES (?, ?, ?, ?, ?, ?)",
                         (device, seq, held.hash, held.prev, held.wire, gateway),
@@ -413,6 +440,10 @@ class Follower:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+        for device, held in taken:
+            cadence = opened.births.get((device, held.seq))
+            if not self._watcher.record(device, held.seq, held.hash, cadence):
+                findings.append(("bound", f"not watched: {MAX_WATCHED} devices are", device))
         for kind, details, device in findings:
             yield from self._problem(kind, details, gateway, device)
 

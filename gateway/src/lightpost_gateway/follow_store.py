@@ -8,7 +8,8 @@ import sqlite3
 from pathlib import Path
 
 from .anchorings import Anchoring
-from .merge import Cursor, Head, Held
+from .merge import Cursor, Head, Held, Watch
+from .record import Liveness
 
 __all__ = ["ReceiverStore"]
 
@@ -28,6 +29,9 @@ CREATE TABLE IF NOT EXISTS gateways (gateway BLOB PRIMARY KEY, next_number INTEG
 CREATE TABLE IF NOT EXISTS anchorings (gateway BLOB NOT NULL, count INTEGER NOT NULL,
     digest BLOB NOT NULL, block INTEGER NOT NULL, tx_hash BLOB NOT NULL,
     PRIMARY KEY (gateway, count));
+CREATE TABLE IF NOT EXISTS watches (device BLOB PRIMARY KEY, cadence_s INTEGER NOT NULL,
+    birth_seq INTEGER NOT NULL, birth_hash BLOB NOT NULL, last_seq INTEGER NOT NULL,
+    seen_ms INTEGER NOT NULL, death_ms INTEGER, reported TEXT NOT NULL);
 """
 
 
@@ -103,6 +107,29 @@ class ReceiverStore:
         """The digests of the gateway's batches whose contents were taken."""
         rows = self.db.execute("SELECT digest FROM batches WHERE gateway = ?", (gateway,))
         return {bytes(d) for (d,) in rows}
+
+    def watches(self) -> dict[bytes, Watch]:
+        """Each watched device's liveness state (lightpost_gateway.follow_live)."""
+        rows = self.db.execute("SELECT * FROM watches").fetchall()
+        return {
+            bytes(d): Watch(
+                cadence_s=c,
+                birth_seq=bs,
+                birth_hash=bytes(bh),
+                last_seq=ls,
+                seen_ms=sm,
+                death_ms=dm,
+                reported=Liveness(r),
+            )
+            for d, c, bs, bh, ls, sm, dm, r in rows
+        }
+
+    def put_watch(self, device: bytes, w: Watch) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO watches VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (device, w.cadence_s, w.birth_seq, w.birth_hash, w.last_seq, w.seen_ms, w.death_ms,
+             w.reported.value),
+        )  # fmt: skip
 
     def devices(self) -> list[bytes]:
         return [bytes(d) for (d,) in self.db.execute("SELECT DISTINCT device FROM pool")]

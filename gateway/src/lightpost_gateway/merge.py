@@ -34,13 +34,13 @@ when the anchored hash at a seq is not the relayed record there (FORK).
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 
 from lightpost.core.levels import Level
 
 from .anchor import accumulate
-from .record import ZERO_HASH, ChainEntry, Link, classify_link
+from .record import ZERO_HASH, ChainEntry, Link, Liveness, classify_link, liveness
 
 __all__ = [
     "Completeness",
@@ -49,10 +49,14 @@ __all__ = [
     "Held",
     "Judgement",
     "Stop",
+    "Watch",
     "completeness",
     "deliverable",
     "judge",
     "usable",
+    "watch_check",
+    "watch_death",
+    "watch_record",
 ]
 
 
@@ -206,3 +210,58 @@ def completeness(
     if withheld:
         return Completeness(kind="withheld", counts=withheld)
     return Completeness(kind="complete")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Watch:
+    """What the receiver knows of one device's liveness (record.liveness), its own clock's ms:
+    the latest birth taken from a gateway (its seq, hash, declared cadence), the highest seq
+    taken and when, the death notice of that birth (when it arrived), and the last state
+    reported (so a silence is reported once, not at every check)."""
+
+    cadence_s: int
+    birth_seq: int
+    birth_hash: bytes
+    last_seq: int
+    seen_ms: int
+    death_ms: int | None = None
+    reported: Liveness = Liveness.ALIVE
+
+
+def watch_record(
+    w: Watch | None, *, seq: int, hash: bytes, cadence_s: int | None, now_ms: int
+) -> Watch | None:
+    """A record of the device taken from a gateway (``cadence_s``: its declaration if it is a
+    birth). Only a seq above the highest taken is news: a replayed or late record cannot keep a
+    silent device alive. A device is watched from its first birth on (before, no cadence)."""
+    if w is None:
+        if cadence_s is None:
+            return None
+        return Watch(
+            cadence_s=cadence_s, birth_seq=seq, birth_hash=hash, last_seq=seq, seen_ms=now_ms
+        )
+    if seq <= w.last_seq:
+        return w
+    w = replace(w, last_seq=seq, seen_ms=now_ms)
+    if cadence_s is not None:
+        w = replace(w, cadence_s=cadence_s, birth_seq=seq, birth_hash=hash)
+    return w
+
+
+def watch_death(w: Watch | None, *, seq: int, prev: bytes, now_ms: int) -> Watch | None:
+    """A death notice signed by the device (its MQTT will: the birth's seq, prev = the birth's
+    hash) arrived: it counts for the latest birth taken, or for a later one (a birth no gateway
+    relayed yet: the device signed it, so it connected); an older birth's notice is ignored."""
+    if w is None or seq < w.birth_seq or (seq == w.birth_seq and prev != w.birth_hash):
+        return w
+    return replace(w, death_ms=now_ms)
+
+
+def watch_check(w: Watch, *, now_ms: int) -> tuple[Watch, Liveness | None]:
+    """The device's liveness now, and what to report: SILENT or DEAD once, when it becomes so
+    (again after a record made it ALIVE in between); nothing while it stays so or is ALIVE."""
+    state = liveness(
+        last_record_ms=w.seen_ms, cadence_s=w.cadence_s, death_ms=w.death_ms, now_ms=now_ms
+    )
+    report = state if state not in (w.reported, Liveness.ALIVE) else None
+    return replace(w, reported=state), report
