@@ -383,3 +383,33 @@ def test_a_silent_device_and_a_dead_one_are_reported_once(
         _, problems = _collect(net, again, 1, seconds=3)
         assert [p.kind for p in problems if p.kind in ("silent", "dead")] == ["silent"], problems
         dev.close()
+
+
+def test_a_reorg_that_drops_an_anchoring_after_included_is_reported_retracted(
+    fresh_anvil: AnvilProcess, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """Records delivered at ``included`` rest on an anchoring transaction a reorg can drop: once
+    its block is final the receiver checks the transaction is still there, and reports each
+    device's delivered seqs ``retracted`` when it is not (they are not taken back)."""
+    with _net(fresh_anvil, mosquitto, tmp_path) as net:
+        snapshot = net.chain.endpoints[0].call("evm_snapshot", [])
+        follower = _follower(net, tmp_path / "recv.sqlite", Level.INCLUDED)
+        follower.start()
+        dev = Device(SECRET, net.domain.chain_id, ANCHOR_ADDRESS, str(tmp_path / "flash"))
+        dev.connect("127.0.0.1", mosquitto.port)
+        for i in range(3):
+            dev.publish(b"temp", b"%d" % i)
+            net.turn()
+            _drain(dev)
+        got, problems = _collect(net, follower, 4)
+        assert [d.seq for d in got] == [0, 1, 2, 3], problems
+        assert not [p for p in problems if p.kind == "retracted"], problems
+        assert net.chain.endpoints[0].call("evm_revert", [snapshot]) is True
+        net.mine(FINALITY_DEPTH + 8)  # the same heights again, without the anchorings
+        problems = []
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not any(p.kind == "retracted" for p in problems):
+            problems += [p for p in follower.poll(100) if isinstance(p, Problem)]
+        retracted = [p for p in problems if p.kind == "retracted"]
+        assert retracted and {p.device for p in retracted} == {dev.address}, problems
+        dev.close()

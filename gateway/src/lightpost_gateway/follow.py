@@ -89,6 +89,9 @@ MAX_REPORTED = 4096
 MAX_SCAN_RANGES = 64
 """Missing batch counts of one gateway looked for on chain per scan (the rest at the next)."""
 
+MAX_RECHECKS = 64
+"""Batches taken at ``included`` checked again per chain check once final (the rest next time)."""
+
 MAX_RECORDS_PER_BATCH = 1 << 16
 """Most records a NOTICE may announce (a peer's bound on what is held in memory per batch)."""
 
@@ -109,7 +112,8 @@ class Delivery:
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Problem:
     """What a gateway (or the chain's answers) did that the receiver refused or must report:
-    ``kind`` is altered, unproven, replay, fork, missing, withheld, bound or chain."""
+    ``kind``: altered, unproven, replay, fork, missing, withheld, bound, chain; silent, dead
+    (a device); retracted (records delivered at ``included`` whose anchoring a reorg dropped)."""
 
     kind: str
     details: str
@@ -233,7 +237,7 @@ class Follower:
         for g, asked in self._asked.items():
             if not asked.caught_up and now - asked.at > REQUEST_RETRY_S:
                 self._request(g)
-        if self.level >= Level.FINAL and now - self._checked > CHAIN_CHECK_S:
+        if self.level >= Level.INCLUDED and now - self._checked > CHAIN_CHECK_S:
             self._checked = now
             yield from self._check_chain()
         for device, state, w in self._watcher.check(now):
@@ -433,6 +437,18 @@ class Follower:
                     self._touched.add(device)
                 else:
                     findings.append((verdict.value, f"seq {seq} (batch {notice.number})", device))
+            if self.level == Level.INCLUDED:  # checked again once final: a reorg may drop it
+                spans: dict[bytes, tuple[int, int]] = {}
+                for device, seq in opened.records:
+                    lo, hi = spans.get(device, (seq, seq))
+                    spans[device] = (min(lo, seq), max(hi, seq))
+                db.executemany(
+                    "INSERT INTO unfinal VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (gateway, notice.number, notice.block, notice.tx_hash, d, lo, hi)
+                        for d, (lo, hi) in spans.items()
+                    ],
+                )
             db.execute(
                 "INSERT OR REPLACE INTO gateways VALUES (?, ?)", (gateway, notice.number + 1)
             )
@@ -465,6 +481,8 @@ class Follower:
         if final > self._final:
             self._final = final
             self._touched.update(self.store.devices())
+        if self.level == Level.INCLUDED:
+            yield from self._recheck()
         if self.level < Level.COMPLETE:
             return
         for g in self.gateways:
@@ -528,6 +546,26 @@ class Follower:
                 self.store.put_anchoring(gateway, a)
             for w in why:
                 yield from self._problem("chain", f"an anchoring not proven: {w}", gateway)
+
+    def _recheck(self) -> Iterator[Problem]:
+        """``included``: each batch taken, once its block is final, is checked to be still there
+        (its transaction in the agreed block); one a reorg dropped is reported ``retracted`` with
+        the seqs delivered on its strength (they are not taken back: the caller has them)."""
+        for gateway, number, block, tx_hash in self.store.unfinal(self._final, MAX_RECHECKS):
+            try:
+                proven = self.chain.proven_block(block, full=True)
+            except LightpostError:
+                return  # not provable now: again at the next check
+            if all(tx.hash != tx_hash for tx in proven.transactions):
+                for device, first, last in self.store.unfinal_devices(gateway, number):
+                    upto = min(last, self.store.cursor(device).next_seq - 1)
+                    if upto >= first:
+                        why = (
+                            f"seqs {first}..{upto} were delivered at included; batch {number}'s "
+                            f"transaction 0x{tx_hash.hex()} is no longer in block {block} (reorg)"
+                        )
+                        yield Problem(kind="retracted", details=why, gateway=gateway, device=device)
+            self.store.drop_unfinal(gateway, number)
 
     def _silent(self, gateway: bytes) -> bool:
         """The gateway left a backfill request unanswered for over REQUEST_RETRY_S."""

@@ -29,6 +29,9 @@ CREATE TABLE IF NOT EXISTS gateways (gateway BLOB PRIMARY KEY, next_number INTEG
 CREATE TABLE IF NOT EXISTS anchorings (gateway BLOB NOT NULL, count INTEGER NOT NULL,
     digest BLOB NOT NULL, block INTEGER NOT NULL, tx_hash BLOB NOT NULL,
     PRIMARY KEY (gateway, count));
+CREATE TABLE IF NOT EXISTS unfinal (gateway BLOB NOT NULL, number INTEGER NOT NULL,
+    block INTEGER NOT NULL, tx_hash BLOB NOT NULL, device BLOB NOT NULL, first_seq INTEGER NOT NULL,
+    last_seq INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS watches (device BLOB PRIMARY KEY, cadence_s INTEGER NOT NULL,
     birth_seq INTEGER NOT NULL, birth_hash BLOB NOT NULL, last_seq INTEGER NOT NULL,
     seen_ms INTEGER NOT NULL, death_ms INTEGER, reported TEXT NOT NULL);
@@ -130,6 +133,26 @@ class ReceiverStore:
             (device, w.cadence_s, w.birth_seq, w.birth_hash, w.last_seq, w.seen_ms, w.death_ms,
              w.reported.value),
         )  # fmt: skip
+
+    def unfinal(self, up_to_block: int, limit: int) -> list[tuple[bytes, int, int, bytes]]:
+        """(gateway, number, block, tx hash) of batches taken at ``included`` whose block is
+        now at or below ``up_to_block`` (to check again once final), at most ``limit``."""
+        rows = self.db.execute(
+            "SELECT DISTINCT gateway, number, block, tx_hash FROM unfinal WHERE block <= ? "
+            "ORDER BY block LIMIT ?",
+            (up_to_block, limit),
+        ).fetchall()
+        return [(bytes(g), n, b, bytes(t)) for g, n, b, t in rows]
+
+    def unfinal_devices(self, gateway: bytes, number: int) -> list[tuple[bytes, int, int]]:
+        rows = self.db.execute(
+            "SELECT device, first_seq, last_seq FROM unfinal WHERE gateway = ? AND number = ?",
+            (gateway, number),
+        ).fetchall()
+        return [(bytes(d), f, last) for d, f, last in rows]
+
+    def drop_unfinal(self, gateway: bytes, number: int) -> None:
+        self.db.execute("DELETE FROM unfinal WHERE gateway = ? AND number = ?", (gateway, number))
 
     def devices(self) -> list[bytes]:
         return [bytes(d) for (d,) in self.db.execute("SELECT DISTINCT device FROM pool")]
