@@ -13,10 +13,11 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,8 +26,10 @@ from lightpost.core.keys import PrivateKey
 from lightpost.core.levels import Level
 from lightpost.device import Device
 from lightpost.node.chain import Chain
+from lightpost_gateway import anchorings
 from lightpost_gateway.anchor import ANCHOR_ADDRESS
 from lightpost_gateway.follow import Delivery, Follower, Problem, ReceiverStore
+from lightpost_gateway.merge import completeness
 from lightpost_gateway.publish import Publisher
 from lightpost_gateway.receiver import prove_gateway_accumulator
 from lightpost_gateway.record import Domain
@@ -412,4 +415,71 @@ def test_a_reorg_that_drops_an_anchoring_after_included_is_reported_retracted(
             problems += [p for p in follower.poll(100) if isinstance(p, Problem)]
         retracted = [p for p in problems if p.kind == "retracted"]
         assert retracted and {p.device for p in retracted} == {dev.address}, problems
+        dev.close()
+
+
+class _LyingLogs(HttpEndpoint):
+    """An endpoint whose eth_getLogs answer is ``logs`` (what it invents, or [] to hide)."""
+
+    logs: list[dict[str, str]] | None = None
+
+    def call(self, method: str, params: Sequence[Any]) -> Any:
+        if method == "eth_getLogs" and self.logs is not None:
+            return self.logs
+        return super().call(method, params)
+
+
+def test_anchorings_from_logs_are_proven_not_believed(
+    fresh_anvil: AnvilProcess, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """The anchorings the receiver learns from eth_getLogs (anchorings.find) are hints: each is
+    proven by its transaction and receipt in the agreed block; an invented one (another
+    gateway's transaction, a hash in no block) is refused with its reason; a hidden one is
+    simply not found, so `complete` waits (merge.completeness: `unknown`), never passes."""
+    with _net(fresh_anvil, mosquitto, tmp_path) as net:
+        dev = Device(SECRET, net.domain.chain_id, ANCHOR_ADDRESS, str(tmp_path / "flash"))
+        dev.connect("127.0.0.1", mosquitto.port)
+        for i in range(4):
+            dev.publish(b"temp", b"%d" % i)
+            net.turn()
+            _drain(dev)
+        for _ in range(5):
+            net.turn()
+        assert all(p.published() for p in net.publishers), "a gateway anchored nothing"
+        head = net.chain.tag_height("latest")
+        honest = {}
+        for payer in net.payers:
+            found, why = anchorings.find(net.chain, gateway=payer, domain=net.domain, lo=0, hi=head)
+            acc, count = prove_gateway_accumulator(
+                net.chain, gateway=payer, block=head, anchor=ANCHOR_ADDRESS
+            )
+            digests = {a.count: a.digest for a in found}
+            assert count >= 1 and not why and sorted(digests) == list(range(1, count + 1))
+            verdict = completeness(digests, count=count, acc=acc, have=set(digests.values()))
+            assert verdict.kind == "complete"
+            honest[payer] = found
+        other = honest[net.payers[1]][0]
+        liar = _LyingLogs(fresh_anvil.url, "rpc#0")
+        liar.logs = [
+            {"blockNumber": hex(other.block), "transactionHash": "0x" + other.tx_hash.hex()},
+            {"blockNumber": hex(other.block), "transactionHash": "0x" + "ab" * 32},
+        ]
+        lying = Chain([liar], quorum=1)
+        try:
+            found, why = anchorings.find(
+                lying, gateway=net.payers[0], domain=net.domain, lo=0, hi=head
+            )
+            assert found == [] and len(why) == 2, why
+            liar.logs = []  # hiding: nothing found, nothing complete
+            found, why = anchorings.find(
+                lying, gateway=net.payers[0], domain=net.domain, lo=0, hi=head
+            )
+            acc, count = prove_gateway_accumulator(
+                lying, gateway=net.payers[0], block=head, anchor=ANCHOR_ADDRESS
+            )
+            assert found == [] and count >= 1
+            verdict = completeness({}, count=count, acc=acc, have=set())
+            assert verdict.kind == "unknown"
+        finally:
+            lying.close()
         dev.close()
