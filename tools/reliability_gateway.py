@@ -28,6 +28,11 @@ record the devices signed (data and births) and the rule did not deliver is *los
 seq) delivered more than once is *duplicated*; a delivered hash that no device signed is
 *forged*.
 
+:class:`MergedCount` counts the same through the receiver a user runs: the merging receiver
+(lightpost_gateway.follow, `lightpost receive` on a ``[gateways]`` config) at ``complete``,
+following both gateways live through the kills (a broker kill is a receiver restart on its
+SQLite file); ``merged_lost``/``merged_duplicated``/``merged_forged`` must be 0 as well.
+
 Usage: python tools/reliability_gateway.py [--records N] [--devices N] [--kills N] [--seed N]
 """
 
@@ -47,12 +52,13 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lightpost.adapters.rpc import HttpEndpoint
+from lightpost.core.levels import Level
 from lightpost.device import Device, MQTTError
 from lightpost.device.store import StoreFull
 from lightpost.errors import LightpostError
@@ -61,9 +67,12 @@ from lightpost.node.config import load_config
 from lightpost.node.runtime import load_key
 from lightpost_gateway.anchor import ANCHOR_ADDRESS, EVENT_TOPIC
 from lightpost_gateway.batch import Leaf, prove_inclusion
+from lightpost_gateway.follow import Delivery, Follower, ReceiverStore
+from lightpost_gateway.mqtt import MQTTError as GatewayMQTTError
 from lightpost_gateway.receiver import prove_anchor_tx
 from lightpost_gateway.record import ChainEntry, Domain, Link, classify_link
 from lightpost_gateway.relay import anchored_root, verify_relayed
+from lightpost_gateway.service import GatewayClient
 from lightpost_operator.anvil import LOOPBACK, free_port
 from lightpost_operator.devnet import devnet_down, devnet_up
 from lightpost_operator.gateway_cmd import deploy_anchor
@@ -97,6 +106,15 @@ birth: a tight loop would fill its flash with births)."""
 
 KILL_PAUSE_S = (0.2, 3.0)
 """A killed process stays down for a random time in this range, seconds."""
+
+MERGED_S = 180.0
+"""After every receipt, how long the merging receiver may take to deliver the rest at complete."""
+
+MERGED_FINALITY_DEPTH = 2
+"""The merging receiver's finality depth on the devnet (blocks below latest)."""
+
+MAX_PROBLEMS_KEPT = 200
+"""Receiver problems kept for the report (all are counted by kind)."""
 
 DRAIN_S = 180.0
 """After the last record and the last kill: how long every device may take to receive the
@@ -418,6 +436,75 @@ def count_deliveries(rpc_url: str, domain: Domain, stores: Sequence[Path]) -> De
     return out
 
 
+class MergedCount:
+    """The same count through the receiver a user runs: the merging receiver
+    (lightpost_gateway.follow.Follower, what `lightpost receive` runs on a config with a
+    ``[gateways]`` table) at ``complete``, following both gateways live over the broker through
+    the whole run, kills included. A lost broker connection (the broker's kill -9) is a receiver
+    restart: a new Follower on the same SQLite file, after RECONNECT_S. Every Delivery is
+    counted; a (device, seq) delivered twice, also across those restarts, is a duplicate."""
+
+    def __init__(self, rpc_url: str, domain: Domain, gateways: Sequence[bytes], port: int,
+                 db: Path) -> None:  # fmt: skip
+        self.chain = Chain([HttpEndpoint(rpc_url, "rpc#0")], quorum=1)
+        self.store = ReceiverStore(db)
+        self.domain, self.gateways, self.port = domain, list(gateways), port
+        self.follower: Follower | None = None
+        self.down_until = 0.0
+        self.restarts = 0
+        self.got = Deliveries()
+        self.kinds: Counter[str] = Counter()
+
+    def turn(self, now: float, timeout_ms: int = 0) -> None:
+        """Connect when due, then take what arrived; a lost connection drops the follower."""
+        try:
+            if self.follower is None:
+                if now < self.down_until:
+                    return
+                client = GatewayClient("chaos-receiver")
+                client.open(LOOPBACK, self.port)
+                self.follower = Follower(
+                    chain=self.chain,
+                    domain=self.domain,
+                    gateways=self.gateways,
+                    client=client,
+                    store=self.store,
+                    level=Level.COMPLETE,
+                    reply_id="chaos-receiver",
+                    finality_depth=MERGED_FINALITY_DEPTH,
+                )
+                self.follower.start()
+                self.restarts += 1
+            for item in self.follower.poll(timeout_ms):
+                if isinstance(item, Delivery):
+                    self.got.delivered[(item.device, item.seq)] = item.hash
+                    self.got.deliveries[(item.device, item.seq)] += 1
+                else:
+                    self.kinds[item.kind] += 1
+                    if len(self.got.problems) < MAX_PROBLEMS_KEPT:
+                        self.got.problems.append(f"receiver: {item.kind}: {item.details}")
+        except (OSError, MQTTError, GatewayMQTTError, ValueError):
+            if self.follower is not None:
+                with contextlib.suppress(OSError, GatewayMQTTError):
+                    self.follower.client.shut()
+            self.follower = None
+            self.down_until = now + RECONNECT_S
+
+    def caught_up(self, want: Collection[tuple[bytes, int]]) -> bool:
+        return (
+            self.follower is not None
+            and self.follower.caught_up()
+            and all(k in self.got.delivered for k in want)
+        )
+
+    def close(self) -> None:
+        if self.follower is not None:
+            with contextlib.suppress(OSError, GatewayMQTTError):
+                self.follower.client.shut()
+        self.store.close()
+        self.chain.close()
+
+
 # --- the run ---------------------------------------------------------------------------------
 
 
@@ -446,6 +533,14 @@ class ChaosResult:
     unexplained_anchors: int = 0
     unlinked: int = 0
     undrained_devices: int = 0
+    merged_delivered: int = 0
+    """Through the merging receiver at complete (MergedCount): delivered, lost, duplicated,
+    forged; its restarts (one per broker connection) and problems by kind."""
+    merged_lost: int = 0
+    merged_duplicated: int = 0
+    merged_forged: int = 0
+    merged_restarts: int = 0
+    merged_problems: dict[str, int] = field(default_factory=dict)
     kills: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -453,7 +548,13 @@ class ChaosResult:
 
     @property
     def ok(self) -> bool:
-        return self.lost == 0 and self.duplicated == 0 and self.forged == 0
+        chain = self.lost == 0 and self.duplicated == 0 and self.forged == 0
+        return (
+            chain
+            and self.merged_lost == 0
+            and self.merged_duplicated == 0
+            and (self.merged_forged == 0)
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self) | {"ok": self.ok, "problems": self.problems[:20]}
@@ -522,6 +623,14 @@ def chaos(
             if time.monotonic() > deadline:
                 raise RuntimeError("the gateways did not subscribe: " + _last_error(g.log))
             time.sleep(0.1)
+        receiver = MergedCount(
+            desc["rpc_url"],
+            domain,
+            [load_key(load_config(c)).address for c in configs],
+            broker.port,
+            workdir / "receiver.sqlite",
+        )
+        stack.callback(receiver.close)
         (workdir / "flash").mkdir(exist_ok=True)
         fleet = [
             ChaosDevice(
@@ -572,6 +681,8 @@ def chaos(
                     dev.overdue(now)
                 except (OSError, MQTTError):
                     dev.drop(now)
+            if broker_up_at is None:
+                receiver.turn(now)
             if now - last_report > 10:
                 last_report = now
                 progress(f"gateway chaos: {published:,} of {records:,} records published")
@@ -594,8 +705,18 @@ def chaos(
                 waiting += bool(dev.store.retained())
             if not waiting:
                 break
+            receiver.turn(now)
             time.sleep(0.05)
         result.undrained_devices = sum(1 for d in fleet if d.store.retained())
+        want = {(d.address, seq) for d in fleet for seq in d.signed}
+        progress("gateway chaos: every receipt in; the merging receiver catching up")
+        deadline = time.monotonic() + MERGED_S
+        while not receiver.caught_up(want) and time.monotonic() < deadline:
+            for g in gateways:
+                g.supervise()
+            receiver.turn(time.monotonic(), 100)
+            if receiver.follower is None:
+                time.sleep(0.1)
         for dev in fleet:
             with contextlib.suppress(OSError, MQTTError):
                 dev.close()
@@ -620,6 +741,14 @@ def chaos(
     result.republished = sum(d.republished for d in fleet)
     result.reconnects = sum(d.reconnects for d in fleet)
     result.problems = got.problems
+    merged = receiver.got
+    result.merged_delivered = sum(1 for k, h in merged.delivered.items() if truth.get(k) == h)
+    result.merged_lost = sum(1 for k, h in truth.items() if merged.delivered.get(k) != h)
+    result.merged_duplicated = sum(n - 1 for n in merged.deliveries.values() if n > 1)
+    result.merged_forged = sum(1 for k, h in merged.delivered.items() if truth.get(k) != h)
+    result.merged_restarts = receiver.restarts
+    result.merged_problems = dict(receiver.kinds)
+    result.problems += merged.problems
     lost = sorted((k[0].hex()[:8], k[1]) for k, h in truth.items() if got.delivered.get(k) != h)
     if lost:
         result.problems.append(f"lost (device, seq): {lost[:30]}")

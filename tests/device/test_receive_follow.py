@@ -7,15 +7,17 @@ a config with a ``[gateways]`` table, for a MicroPython device under a 64 KiB he
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,11 +26,14 @@ from lightpost.core.keys import PrivateKey
 from lightpost.core.levels import Level
 from lightpost.device import Device
 from lightpost.node.chain import Chain
+from lightpost_gateway import anchorings
 from lightpost_gateway.anchor import ANCHOR_ADDRESS
 from lightpost_gateway.follow import Delivery, Follower, Problem, ReceiverStore
+from lightpost_gateway.merge import completeness
 from lightpost_gateway.publish import Publisher
+from lightpost_gateway.receiver import prove_gateway_accumulator
 from lightpost_gateway.record import Domain
-from lightpost_gateway.service import Gateway, GatewayClient, GatewayStore
+from lightpost_gateway.service import Anchored, Gateway, GatewayClient, GatewayStore
 from lightpost_operator.anvil import AnvilProcess
 from lightpost_operator.gateway_cmd import chain_anchor, deploy_anchor, shared_topic
 from tests.conftest import ANVIL_DEV_KEYS
@@ -100,7 +105,9 @@ def _drain(dev: Device) -> None:
         dev.poll(0)
 
 
-def _follower(net: Net, db: Path, level: Level = Level.COMPLETE) -> Follower:
+def _follower(
+    net: Net, db: Path, level: Level = Level.COMPLETE, wall: Callable[[], float] = time.time
+) -> Follower:
     client = GatewayClient("receiver-1")
     client.open("127.0.0.1", net.broker.port)
     return Follower(
@@ -112,6 +119,7 @@ def _follower(net: Net, db: Path, level: Level = Level.COMPLETE) -> Follower:
         level=level,
         reply_id="receiver-1",
         finality_depth=FINALITY_DEPTH,
+        wall=wall,
     )
 
 
@@ -268,4 +276,210 @@ def test_records_held_per_device_are_bounded(
         seqs = [d.seq for d in got]
         assert any(p.kind == "bound" for p in problems), problems
         assert seqs == list(range(len(seqs))) and len(seqs) < READINGS + 1
+        dev.close()
+
+
+def test_a_batch_anchored_twice_after_a_crash_is_complete(
+    fresh_anvil: AnvilProcess, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """Re-anchoring after a crash is harmless (issue 14): a gateway killed after its anchoring
+    transaction was mined but before it saved the block anchors the batch again on restart, so
+    the chain counts one more batch of it than it publishes. The receiver learns the extra
+    anchoring from the contract's event, proven by its receipt in an agreed block, sees it carries
+    a batch it already has, and still delivers everything at ``complete`` -- no ``withheld``."""
+    with _net(fresh_anvil, mosquitto, tmp_path) as net:
+        gw = net.gateways[0]
+        real = gw._anchor
+        crashes: list[bytes] = []
+
+        def crash_once(calldata: bytes) -> Anchored:
+            done = real(calldata)  # mined: the crash comes before the gateway saves the block
+            if not crashes:
+                crashes.append(calldata)
+                raise _Killed
+            return done
+
+        gw._anchor = crash_once
+
+        def turn() -> None:
+            for g, p in zip(net.gateways, net.publishers, strict=True):
+                g.receive(time.time(), 50)
+                with contextlib.suppress(_Killed):  # the next step is the restart: re-anchors
+                    g.step(time.time())
+                p.tick()
+
+        net.turn = turn  # type: ignore[method-assign]
+        follower = _follower(net, tmp_path / "recv.sqlite")
+        follower.start()
+        dev = Device(SECRET, net.domain.chain_id, ANCHOR_ADDRESS, str(tmp_path / "flash"))
+        dev.connect("127.0.0.1", mosquitto.port)
+        for i in range(READINGS):
+            dev.publish(b"temp", b"%d" % i)
+            net.turn()
+            _drain(dev)
+        got, problems = _collect(net, follower, READINGS + 1)
+        assert crashes, "the broker gave gateway 0 nothing: no crash happened"
+        head = net.chain.final_height(0)
+        _, count = prove_gateway_accumulator(
+            net.chain, gateway=net.payers[0], block=head, anchor=ANCHOR_ADDRESS
+        )
+        assert count == net.publishers[0].published() + 1, "the batch was not anchored twice"
+        assert [d.seq for d in got] == list(range(READINGS + 1)), problems
+        assert {d.level for d in got} == {Level.COMPLETE}
+        assert not [p for p in problems if p.kind == "withheld"], problems
+        dev.close()
+
+
+class _Killed(Exception):
+    """kill -9 of the gateway between its anchoring transaction and saving the block."""
+
+
+def test_a_silent_device_and_a_dead_one_are_reported_once(
+    fresh_anvil: AnvilProcess, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """Withholding shows as a silent device past its declared cadence (issue 14): no record taken
+    from any gateway for two cadences and no death notice is reported ``silent``, once per
+    silence; a record makes it alive again; its death notice (the MQTT will the broker publishes
+    on an unclean disconnect) is reported ``dead``, once, and not as a silence."""
+    wall = [1_000_000.0]
+    with _net(fresh_anvil, mosquitto, tmp_path) as net:
+        follower = _follower(net, tmp_path / "recv.sqlite", Level.INCLUDED, lambda: wall[0])
+        follower.start()
+        dev = Device(
+            SECRET, net.domain.chain_id, ANCHOR_ADDRESS, str(tmp_path / "flash"), cadence_s=60
+        )
+        dev.connect("127.0.0.1", mosquitto.port)
+        for i in range(3):
+            dev.publish(b"temp", b"%d" % i)
+            net.turn()
+            _drain(dev)
+        got, problems = _collect(net, follower, 4)
+        assert [d.seq for d in got] == [0, 1, 2, 3], problems
+        wall[0] += 119  # within two cadences: alive
+        _, problems = _collect(net, follower, 1, seconds=2)
+        assert not [p for p in problems if p.kind in ("silent", "dead")], problems
+        wall[0] += 2  # past two cadences, no death notice: withheld or lost
+        _, problems = _collect(net, follower, 1, seconds=3)
+        silent = [p for p in problems if p.kind == "silent"]
+        assert [p.device for p in silent] == [dev.address], problems
+
+        dev.publish(b"temp", b"back")  # alive again
+        got, problems = _collect(net, follower, 1)
+        assert [d.seq for d in got] == [4], problems
+        dev.mqtt.sock.close()  # an unclean disconnect: the broker publishes the death notice
+        dev.mqtt = None
+        _, problems = _collect(net, follower, 1, seconds=3)
+        wall[0] += 500
+        _, later = _collect(net, follower, 1, seconds=2)
+        kinds = [p.kind for p in problems + later if p.kind in ("silent", "dead")]
+        assert kinds == ["dead"], problems + later
+
+        # the watch survives a restart: silence after it is still found
+        follower.client.shut()
+        follower.store.close()
+        again = _follower(net, tmp_path / "recv.sqlite", Level.INCLUDED, lambda: wall[0])
+        again.start()
+        dev.connect("127.0.0.1", mosquitto.port)  # a new birth, alive
+        got, problems = _collect(net, again, 1)
+        assert [d.seq for d in got] == [5], problems
+        wall[0] += 121
+        _, problems = _collect(net, again, 1, seconds=3)
+        assert [p.kind for p in problems if p.kind in ("silent", "dead")] == ["silent"], problems
+        dev.close()
+
+
+def test_a_reorg_that_drops_an_anchoring_after_included_is_reported_retracted(
+    fresh_anvil: AnvilProcess, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """Records delivered at ``included`` rest on an anchoring transaction a reorg can drop: once
+    its block is final the receiver checks the transaction is still there, and reports each
+    device's delivered seqs ``retracted`` when it is not (they are not taken back)."""
+    with _net(fresh_anvil, mosquitto, tmp_path) as net:
+        snapshot = net.chain.endpoints[0].call("evm_snapshot", [])
+        follower = _follower(net, tmp_path / "recv.sqlite", Level.INCLUDED)
+        follower.start()
+        dev = Device(SECRET, net.domain.chain_id, ANCHOR_ADDRESS, str(tmp_path / "flash"))
+        dev.connect("127.0.0.1", mosquitto.port)
+        for i in range(3):
+            dev.publish(b"temp", b"%d" % i)
+            net.turn()
+            _drain(dev)
+        got, problems = _collect(net, follower, 4)
+        assert [d.seq for d in got] == [0, 1, 2, 3], problems
+        assert not [p for p in problems if p.kind == "retracted"], problems
+        assert net.chain.endpoints[0].call("evm_revert", [snapshot]) is True
+        net.mine(FINALITY_DEPTH + 8)  # the same heights again, without the anchorings
+        problems = []
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not any(p.kind == "retracted" for p in problems):
+            problems += [p for p in follower.poll(100) if isinstance(p, Problem)]
+        retracted = [p for p in problems if p.kind == "retracted"]
+        assert retracted and {p.device for p in retracted} == {dev.address}, problems
+        dev.close()
+
+
+class _LyingLogs(HttpEndpoint):
+    """An endpoint whose eth_getLogs answer is ``logs`` (what it invents, or [] to hide)."""
+
+    logs: list[dict[str, str]] | None = None
+
+    def call(self, method: str, params: Sequence[Any]) -> Any:
+        if method == "eth_getLogs" and self.logs is not None:
+            return self.logs
+        return super().call(method, params)
+
+
+def test_anchorings_from_logs_are_proven_not_believed(
+    fresh_anvil: AnvilProcess, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """The anchorings the receiver learns from eth_getLogs (anchorings.find) are hints: each is
+    proven by its transaction and receipt in the agreed block; an invented one (another
+    gateway's transaction, a hash in no block) is refused with its reason; a hidden one is
+    simply not found, so `complete` waits (merge.completeness: `unknown`), never passes."""
+    with _net(fresh_anvil, mosquitto, tmp_path) as net:
+        dev = Device(SECRET, net.domain.chain_id, ANCHOR_ADDRESS, str(tmp_path / "flash"))
+        dev.connect("127.0.0.1", mosquitto.port)
+        for i in range(4):
+            dev.publish(b"temp", b"%d" % i)
+            net.turn()
+            _drain(dev)
+        for _ in range(5):
+            net.turn()
+        assert all(p.published() for p in net.publishers), "a gateway anchored nothing"
+        head = net.chain.tag_height("latest")
+        honest = {}
+        for payer in net.payers:
+            found, why = anchorings.find(net.chain, gateway=payer, domain=net.domain, lo=0, hi=head)
+            acc, count = prove_gateway_accumulator(
+                net.chain, gateway=payer, block=head, anchor=ANCHOR_ADDRESS
+            )
+            digests = {a.count: a.digest for a in found}
+            assert count >= 1 and not why and sorted(digests) == list(range(1, count + 1))
+            verdict = completeness(digests, count=count, acc=acc, have=set(digests.values()))
+            assert verdict.kind == "complete"
+            honest[payer] = found
+        other = honest[net.payers[1]][0]
+        liar = _LyingLogs(fresh_anvil.url, "rpc#0")
+        liar.logs = [
+            {"blockNumber": hex(other.block), "transactionHash": "0x" + other.tx_hash.hex()},
+            {"blockNumber": hex(other.block), "transactionHash": "0x" + "ab" * 32},
+        ]
+        lying = Chain([liar], quorum=1)
+        try:
+            found, why = anchorings.find(
+                lying, gateway=net.payers[0], domain=net.domain, lo=0, hi=head
+            )
+            assert found == [] and len(why) == 2, why
+            liar.logs = []  # hiding: nothing found, nothing complete
+            found, why = anchorings.find(
+                lying, gateway=net.payers[0], domain=net.domain, lo=0, hi=head
+            )
+            acc, count = prove_gateway_accumulator(
+                lying, gateway=net.payers[0], block=head, anchor=ANCHOR_ADDRESS
+            )
+            assert found == [] and count >= 1
+            verdict = completeness({}, count=count, acc=acc, have=set())
+            assert verdict.kind == "unknown"
+        finally:
+            lying.close()
         dev.close()

@@ -8,6 +8,7 @@ import pytest
 from lightpost.core.hashing import keccak256
 from lightpost.core.levels import Level
 from lightpost.errors import DecodingError
+from lightpost_gateway.anchor import accumulate
 from lightpost_gateway.batch import InclusionProof, Leaf
 from lightpost_gateway.feed import (
     MAX_FEED_MESSAGE,
@@ -22,7 +23,19 @@ from lightpost_gateway.feed import (
     encode_relayed,
     encode_request,
 )
-from lightpost_gateway.merge import Cursor, Head, Held, Judgement, deliverable, judge, usable
+from lightpost_gateway.merge import (
+    Cursor,
+    Head,
+    Held,
+    Judgement,
+    completeness,
+    deliverable,
+    judge,
+    usable,
+    watch_check,
+    watch_death,
+    watch_record,
+)
 from lightpost_gateway.record import ZERO_HASH
 
 A, B = b"\xaa" * 20, b"\xbb" * 20
@@ -195,3 +208,114 @@ def test_request_round_trip_and_reply_id_bound() -> None:
     for bad in ("", "a/b", "#", "UPPER", "x" * 65):
         with pytest.raises(DecodingError):
             decode_request(encode_request(Request(reply_id=bad, first=1, count=1)))
+
+
+def fold(*digests: bytes) -> int:
+    acc = ZERO_HASH
+    for d in digests:
+        acc = accumulate(acc, d)
+    return int.from_bytes(acc, "big")
+
+
+D1, D2, D3 = keccak256(b"batch 1"), keccak256(b"batch 2"), keccak256(b"batch 3")
+
+COMPLETENESS = [
+    # name, proven anchorings (count -> digest), proven count, proven acc, digests taken, verdict
+    ("nothing anchored", {}, 0, 0, set(), ("complete", ())),
+    ("every batch taken", {1: D1, 2: D2}, 2, fold(D1, D2), {D1, D2}, ("complete", ())),
+    (
+        "a batch anchored twice after a crash: its contents once",
+        {1: D1, 2: D1, 3: D2},
+        3,
+        fold(D1, D1, D2),
+        {D1, D2},
+        ("complete", ()),
+    ),
+    (
+        "the second anchoring not proven yet",
+        {1: D1, 3: D2},
+        3,
+        fold(D1, D1, D2),
+        {D1, D2},
+        ("unknown", (2,)),
+    ),
+    ("a batch anchored, not served", {1: D1, 2: D2}, 2, fold(D1, D2), {D1}, ("withheld", (2,))),
+    (
+        "a batch anchored twice, served by nobody",
+        {1: D3, 2: D3},
+        2,
+        fold(D3, D3),
+        set(),
+        ("withheld", (1, 2)),
+    ),
+    ("an anchoring proven past the count", {1: D1, 2: D2}, 1, fold(D1), {D1}, ("complete", ())),
+    ("reordered (a reorg moved them)", {1: D2, 2: D1}, 2, fold(D1, D2), {D1, D2}, ("mismatch", ())),
+    ("substituted", {1: D1, 2: D3}, 2, fold(D1, D2), {D1, D2, D3}, ("mismatch", ())),
+]
+
+
+@pytest.mark.parametrize(
+    ("anchorings", "count", "acc", "have", "want"),
+    [c[1:] for c in COMPLETENESS],
+    ids=[c[0] for c in COMPLETENESS],
+)
+def test_completeness(
+    anchorings: dict[int, bytes],
+    count: int,
+    acc: int,
+    have: set[bytes],
+    want: tuple[str, tuple[int, ...]],
+) -> None:
+    got = completeness(anchorings, count=count, acc=acc, have=have)
+    assert (got.kind, got.counts) == want
+
+
+S = 1000  # ms
+# Each step: at ms, ("birth", seq, cadence) | ("record", seq) | ("death", seq, prev) | ("check",);
+# the reports the checks give, in order. Cadence 60 s: silent past 120 s without a record.
+WATCH = [
+    ("no birth yet: not watched", [(0, "record", 0), (500 * S, "check")], []),
+    ("records within two cadences", [(0, "birth", 0, 60), (60 * S, "record", 1),
+        (179 * S, "check")], []),
+    ("silent past two cadences, once", [(0, "birth", 0, 60), (121 * S, "check"),
+        (122 * S, "check"), (900 * S, "check")], ["silent"]),
+    ("silent again after a record", [(0, "birth", 0, 60), (121 * S, "check"),
+        (130 * S, "record", 1), (131 * S, "check"), (251 * S, "check")], ["silent", "silent"]),
+    ("a replayed record keeps nobody alive", [(0, "birth", 0, 60), (100 * S, "record", 0),
+        (121 * S, "check")], ["silent"]),
+    ("the death of the latest birth: dead, once", [(0, "birth", 0, 60), (10 * S, "death", 0, 0),
+        (11 * S, "check"), (500 * S, "check")], ["dead"]),
+    ("a death of a later birth (withheld) counts", [(0, "birth", 0, 60),
+        (10 * S, "death", 7, 9), (11 * S, "check")], ["dead"]),
+    ("an older birth's death notice is ignored", [(0, "birth", 0, 60), (5 * S, "birth", 3, 60),
+        (10 * S, "death", 0, 0), (11 * S, "check"), (130 * S, "check")], ["silent"]),
+    ("a death naming another hash at the birth's seq is ignored", [(0, "birth", 0, 60),
+        (10 * S, "death", 0, 5), (130 * S, "check")], ["silent"]),
+    ("a record after the death notice: alive, then silent", [(0, "birth", 0, 60),
+        (10 * S, "death", 0, 0), (11 * S, "check"), (20 * S, "record", 1), (21 * S, "check"),
+        (141 * S, "check")], ["dead", "silent"]),
+    ("silent, then dead", [(0, "birth", 0, 60), (121 * S, "check"), (200 * S, "death", 0, 0),
+        (201 * S, "check")], ["silent", "dead"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("steps, want", [c[1:] for c in WATCH], ids=[c[0] for c in WATCH])
+def test_watch(steps: list[tuple[object, ...]], want: list[str]) -> None:
+    w = None
+    got: list[str] = []
+    for at, what, *args in steps:
+        assert isinstance(at, int)
+        if what == "birth":
+            seq, cadence = args
+            w = watch_record(w, seq=seq, hash=h(int(seq)), cadence_s=cadence, now_ms=at)
+        elif what == "record":
+            (seq,) = args
+            w = watch_record(w, seq=seq, hash=h(int(seq)), cadence_s=None, now_ms=at)
+        elif what == "death":
+            seq, of = args
+            w = watch_death(w, seq=seq, prev=h(int(of)), now_ms=at)
+        elif w is not None:
+            w, report = watch_check(w, now_ms=at)
+            if report is not None:
+                got.append(report.value)
+    assert got == want

@@ -2,7 +2,8 @@
 (tools/reliability_gateway.py, issue 14's 'done when'): two `lightpost gateway run` processes
 share one real Mosquitto, devices publish a few hundred records, a gateway and the broker are
 each SIGKILLed once at a seeded moment and restarted; counted from the chain: 0 lost,
-0 duplicated deliveries."""
+0 duplicated deliveries, by the chain and by the merging receiver (lightpost_gateway.follow, at
+`complete`) following both gateways live."""
 
 from __future__ import annotations
 
@@ -40,5 +41,10 @@ def test_two_gateways_one_broker_kill_9_of_each_loses_and_duplicates_nothing(
     assert r.duplicated == 0 and r.forged == 0
     assert r.delivered == r.signed
     assert r.unexplained_anchors == 0 and r.unlinked == 0 and r.undrained_devices == 0
+    # the same through the merging receiver a user runs, at complete, live through the kills
+    assert r.merged_lost == 0, r.problems
+    assert r.merged_duplicated == 0 and r.merged_forged == 0
+    assert r.merged_delivered == r.signed
+    assert r.merged_restarts >= 2  # the broker's kill -9 was a receiver restart
     # a gateway outlives the broker's kill -9: it reconnects by itself, no supervisor needed
     assert r.gateway_exits == {}, r.gateway_exits

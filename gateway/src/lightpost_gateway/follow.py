@@ -14,9 +14,12 @@ to the receiver's SQLite file in one transaction, with the gateway's next number
 (:func:`lightpost_gateway.merge.deliverable`) then hands each record to the caller, and the
 device's cursor is committed when the caller asks for the next one: nothing is delivered twice
 across restarts, and nothing is skipped (a record anchored but relayed by nobody stops delivery
-and is reported as MISSING). ``complete``: the heads usable are those at or below the height at
-which every followed gateway's batches, folded in chain order, equal its accumulator proven by
-eth_getProof (:func:`lightpost_gateway.relay.verify_complete`).
+and is reported as MISSING). ``complete``: the heads usable are those at or below the finalized
+height at which every followed gateway's anchorings -- each (count, digest) taken from the
+contract's event in a proven receipt: the notices' own, and those only the chain shows (a batch
+re-anchored after a gateway's crash, one withheld), :mod:`lightpost_gateway.anchorings` -- fold
+to its accumulator proven by eth_getProof, and the contents of every digest among them were taken
+(:func:`lightpost_gateway.merge.completeness`).
 
 Everything a gateway sends is a claim: a message that fails a check is a Problem naming the
 gateway, never a delivery. A batch whose proof cannot be had yet (endpoints down) is asked for
@@ -25,17 +28,18 @@ again later.
 
 from __future__ import annotations
 
-import sqlite3
+import contextlib
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from lightpost.core.levels import Level
 from lightpost.errors import LightpostError, ProofError
 from lightpost.node.chain import Chain
 
-from .anchor import ROOT_BYTES, accumulate, batch_digest, decode_posted
+from . import anchorings
+from .anchor import ROOT_BYTES, decode_posted
+from .anchorings import Anchoring, anchoring_event
 from .batch import verify_inclusion
 from .feed import (
     MAX_BACKFILL_BATCHES,
@@ -49,9 +53,20 @@ from .feed import (
     reply_topic,
     request_topic,
 )
-from .merge import Cursor, Head, Held, Judgement, deliverable, judge, usable
+from .follow_live import MAX_WATCHED, Watcher
+from .follow_store import ReceiverStore
+from .merge import (
+    Completeness,
+    Head,
+    Held,
+    Judgement,
+    completeness,
+    deliverable,
+    judge,
+    usable,
+)
 from .receiver import prove_anchor_tx, prove_gateway_accumulator
-from .record import Domain, Kind, Record, open_record
+from .record import SILENCE_GRACE, Domain, Kind, Liveness, Record, open_record, parse_birth
 from .relay import anchored_root, posted_records
 from .service import GatewayClient
 
@@ -70,6 +85,12 @@ a record is dropped and reported -- the gateways relay, the receiver's memory an
 
 MAX_REPORTED = 4096
 """Findings remembered so each is reported once (past it, forgotten: reported again if seen)."""
+
+MAX_SCAN_RANGES = 64
+"""Missing batch counts of one gateway looked for on chain per scan (the rest at the next)."""
+
+MAX_RECHECKS = 64
+"""Batches taken at ``included`` checked again per chain check once final (the rest next time)."""
 
 MAX_RECORDS_PER_BATCH = 1 << 16
 """Most records a NOTICE may announce (a peer's bound on what is held in memory per batch)."""
@@ -91,97 +112,13 @@ class Delivery:
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Problem:
     """What a gateway (or the chain's answers) did that the receiver refused or must report:
-    ``kind`` is altered, unproven, replay, fork, missing, withheld, bound or chain."""
+    ``kind``: altered, unproven, replay, fork, missing, withheld, bound, chain; silent, dead
+    (a device); retracted (records delivered at ``included`` whose anchoring a reorg dropped)."""
 
     kind: str
     details: str
     gateway: bytes | None = None
     device: bytes | None = None
-
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS cursors (device BLOB PRIMARY KEY, next_seq INTEGER NOT NULL,
-    prev BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS delivered (device BLOB NOT NULL, seq INTEGER NOT NULL,
-    hash BLOB NOT NULL, PRIMARY KEY (device, seq));
-CREATE TABLE IF NOT EXISTS pool (device BLOB NOT NULL, seq INTEGER NOT NULL, hash BLOB NOT NULL,
-    prev BLOB NOT NULL, wire BLOB NOT NULL, gateway BLOB NOT NULL, PRIMARY KEY (device, seq));
-CREATE TABLE IF NOT EXISTS heads (device BLOB NOT NULL, seq INTEGER NOT NULL, hash BLOB NOT NULL,
-    block INTEGER NOT NULL, gateway BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS batches (gateway BLOB NOT NULL, number INTEGER NOT NULL,
-    tx_hash BLOB NOT NULL, block INTEGER NOT NULL, digest BLOB NOT NULL,
-    PRIMARY KEY (gateway, number));
-CREATE TABLE IF NOT EXISTS gateways (gateway BLOB PRIMARY KEY, next_number INTEGER NOT NULL);
-"""
-
-
-class ReceiverStore:
-    """The receiver's cursors, pooled records, proven heads and batches (WAL, synchronous=FULL)."""
-
-    def __init__(self, path: Path) -> None:
-        self.db = sqlite3.connect(str(path), isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.executescript(_SCHEMA)
-
-    def close(self) -> None:
-        self.db.close()
-
-    def next_number(self, gateway: bytes) -> int:
-        row = self.db.execute(
-            "SELECT next_number FROM gateways WHERE gateway = ?", (gateway,)
-        ).fetchone()
-        return 1 if row is None else int(row[0])
-
-    def cursor(self, device: bytes) -> Cursor:
-        row = self.db.execute(
-            "SELECT next_seq, prev FROM cursors WHERE device = ?", (device,)
-        ).fetchone()
-        return Cursor() if row is None else Cursor(next_seq=row[0], prev=bytes(row[1]))
-
-    def pool(self, device: bytes) -> dict[int, Held]:
-        rows = self.db.execute(
-            "SELECT seq, hash, prev, wire, gateway FROM pool WHERE device = ?", (device,)
-        ).fetchall()
-        return {
-            s: Held(seq=s, hash=bytes(h), prev=bytes(p), wire=bytes(w), gateway=bytes(g))
-            for s, h, p, w, g in rows
-        }
-
-    def heads(self, device: bytes) -> list[Head]:
-        rows = self.db.execute(
-            "SELECT seq, hash, block, gateway FROM heads WHERE device = ?", (device,)
-        ).fetchall()
-        return [Head(seq=s, hash=bytes(h), block=b, gateway=bytes(g)) for s, h, b, g in rows]
-
-    def delivered_hash(self, device: bytes, seq: int) -> bytes | None:
-        row = self.db.execute(
-            "SELECT hash FROM delivered WHERE device = ? AND seq = ?", (device, seq)
-        ).fetchone()
-        return None if row is None else bytes(row[0])
-
-    def digests(self, gateway: bytes, up_to_block: int) -> list[bytes]:
-        """The gateway's batches seen, anchored at or below ``up_to_block``, in chain order."""
-        rows = self.db.execute(
-            "SELECT digest FROM batches WHERE gateway = ? AND block <= ? ORDER BY block, number",
-            (gateway, up_to_block),
-        ).fetchall()
-        return [bytes(d) for (d,) in rows]
-
-    def devices(self) -> list[bytes]:
-        return [bytes(d) for (d,) in self.db.execute("SELECT DISTINCT device FROM pool")]
-
-    def advance(self, device: bytes, held: Held) -> None:
-        """Commit one delivery: the cursor moves past ``held``, which leaves the pool."""
-        self.db.execute("BEGIN IMMEDIATE")
-        self.db.execute(
-            "INSERT OR REPLACE INTO cursors VALUES (?, ?, ?)", (device, held.seq + 1, held.hash)
-        )
-        self.db.execute(
-            "INSERT OR REPLACE INTO delivered VALUES (?, ?, ?)", (device, held.seq, held.hash)
-        )
-        self.db.execute("DELETE FROM pool WHERE device = ? AND seq = ?", (device, held.seq))
-        self.db.execute("COMMIT")
 
 
 @dataclass
@@ -191,9 +128,13 @@ class _Open:
     notice: Notice
     root: bytes | None
     digest: bytes
+    count: int
+    """The gateway's batch count after this anchoring (the contract's event)."""
     since: float
     heads: list[tuple[bytes, Head]] = field(default_factory=list)
     records: dict[tuple[bytes, int], Held] = field(default_factory=dict)
+    births: dict[tuple[bytes, int], int] = field(default_factory=dict)
+    """(device, seq) -> the declared cadence of each birth among the records."""
     seen: set[tuple[bytes, int]] = field(default_factory=set)
 
 
@@ -226,6 +167,7 @@ class Follower:
         devices: Collection[bytes] | None = None,
         finality_depth: int = 0,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         if not gateways:
             raise ValueError("follow at least one gateway")
@@ -238,9 +180,11 @@ class Follower:
         self._final = -1
         self._complete: dict[bytes, int] = {}
         self._checked = -1e18
+        self._scanned: dict[bytes, float] = {}
         self._reported: set[tuple[str, bytes | None, str]] = set()
         self._touched: set[bytes] = set()
         self._changed = clock()
+        self._watcher = Watcher(store=store, client=client, domain=domain, wall=wall)
 
     # --- wiring ---
 
@@ -252,6 +196,7 @@ class Follower:
         for g in self.gateways:
             self._request(g)
         self._touched.update(self.store.devices())
+        self._watcher.start()
 
     def _request(self, gateway: bytes) -> None:
         first = self.store.next_number(gateway)
@@ -279,6 +224,8 @@ class Follower:
             gateway = self._gateway_of(topic)
             if gateway is not None:
                 yield from self._message(gateway, msg)
+            else:
+                self._watcher.message(topic, msg)
             self.client.ack(pid)
             if not self.client.pending:
                 self.client.read(0)
@@ -290,9 +237,17 @@ class Follower:
         for g, asked in self._asked.items():
             if not asked.caught_up and now - asked.at > REQUEST_RETRY_S:
                 self._request(g)
-        if self.level >= Level.FINAL and now - self._checked > CHAIN_CHECK_S:
+        if self.level >= Level.INCLUDED and now - self._checked > CHAIN_CHECK_S:
             self._checked = now
             yield from self._check_chain()
+        for device, state, w in self._watcher.check(now):
+            why = (
+                f"no record past seq {w.last_seq} for over {SILENCE_GRACE} x its declared "
+                f"cadence of {w.cadence_s} s, and no death notice: withheld or lost"
+                if state == Liveness.SILENT
+                else f"the death notice of its birth at seq {w.birth_seq} (it disconnected)"
+            )
+            yield Problem(kind=state.value, details=why, device=device)
         yield from self._deliver()
 
     def caught_up(self) -> bool:
@@ -366,11 +321,11 @@ class Follower:
             yield from self._problem("unproven", f"{what}: {exc}", gateway)
             self._asked[gateway] = _Asked(at=self._clock(), first=notice.number)
             return
-        digest = batch_digest(bytes(tx.tx.data))
-        opened = _Open(notice=notice, root=None, digest=digest, since=self._clock())
         try:
-            if tx.sender != gateway:
-                raise ProofError("anchor", "the transaction is not the gateway's")
+            count, digest = anchoring_event(tx, receipt, gateway=gateway, domain=self.domain)
+            opened = _Open(
+                notice=notice, root=None, digest=digest, count=count, since=self._clock()
+            )
             if len(tx.tx.data) == ROOT_BYTES:
                 opened.root = anchored_root(tx, receipt, domain=self.domain)
             else:
@@ -382,6 +337,7 @@ class Follower:
                     r = signed.record
                     held = Held(seq=r.seq, hash=digest, prev=r.prev, wire=wire, gateway=gateway)
                     opened.records[(device, r.seq)] = held
+                    self._birth(opened, device, r)
                     head = Head(seq=r.seq, hash=digest, block=notice.block, gateway=gateway)
                     opened.heads.append((device, head))
         except ProofError as exc:  # the claim is false: the batch is skipped, and reported
@@ -412,6 +368,7 @@ class Follower:
             return
         if not self._authorized(signer) or signed.record.kind == Kind.DEATH:
             return
+        self._birth(opened, signer, signed.record)
         if opened.root is None:  # posted: the records are the transaction's own
             return
         held = Held(seq=seq, hash=digest, prev=signed.record.prev, wire=r.wire, gateway=gateway)
@@ -429,6 +386,12 @@ class Follower:
             )
         opened.records[(signer, seq)] = held
 
+    @staticmethod
+    def _birth(opened: _Open, device: bytes, r: Record) -> None:
+        if r.kind == Kind.BIRTH:
+            with contextlib.suppress(LightpostError):  # no cadence: not watched by it
+                opened.births[(device, r.seq)] = parse_birth(r).cadence_s
+
     def _skip(self, gateway: bytes, number: int) -> None:
         self.store.db.execute(
             "INSERT OR REPLACE INTO gateways VALUES (?, ?)", (gateway, number + 1)
@@ -439,12 +402,17 @@ class Follower:
         del self._open[gateway]
         notice, db = opened.notice, self.store.db
         findings: list[tuple[str, str, bytes]] = []
+        taken: list[tuple[bytes, Held]] = []
         db.execute("BEGIN IMMEDIATE")
         try:
             db.execute(
                 "INSERT OR REPLACE INTO batches VALUES (?, ?, ?, ?, ?)",
                 (gateway, notice.number, notice.tx_hash, notice.block, opened.digest),
             )
+            anchoring = Anchoring(
+                count=opened.count, digest=opened.digest, block=notice.block, tx_hash=notice.tx_hash
+            )
+            self.store.put_anchoring(gateway, anchoring)
             for device, head in opened.heads:
                 db.execute(
                     "INSERT INTO heads VALUES (?, ?, ?, ?, ?)",
@@ -461,6 +429,7 @@ class Follower:
                 if verdict == Judgement.HOLD and self._pooled(device) >= MAX_POOL_PER_DEVICE:
                     findings.append(("bound", f"seq {seq}: {MAX_POOL_PER_DEVICE} held", device))
                 elif verdict == Judgement.HOLD:
+                    taken.append((device, held))
                     db.execute(
                         "INSERT INTO pool VALUES (?, ?, ?, ?, ?, ?)",
                         (device, seq, held.hash, held.prev, held.wire, gateway),
@@ -468,6 +437,18 @@ class Follower:
                     self._touched.add(device)
                 else:
                     findings.append((verdict.value, f"seq {seq} (batch {notice.number})", device))
+            if self.level == Level.INCLUDED:  # checked again once final: a reorg may drop it
+                spans: dict[bytes, tuple[int, int]] = {}
+                for device, seq in opened.records:
+                    lo, hi = spans.get(device, (seq, seq))
+                    spans[device] = (min(lo, seq), max(hi, seq))
+                db.executemany(
+                    "INSERT INTO unfinal VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (gateway, notice.number, notice.block, notice.tx_hash, d, lo, hi)
+                        for d, (lo, hi) in spans.items()
+                    ],
+                )
             db.execute(
                 "INSERT OR REPLACE INTO gateways VALUES (?, ?)", (gateway, notice.number + 1)
             )
@@ -475,6 +456,10 @@ class Follower:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+        for device, held in taken:
+            cadence = opened.births.get((device, held.seq))
+            if not self._watcher.record(device, held.seq, held.hash, cadence):
+                findings.append(("bound", f"not watched: {MAX_WATCHED} devices are", device))
         for kind, details, device in findings:
             yield from self._problem(kind, details, gateway, device)
 
@@ -496,6 +481,8 @@ class Follower:
         if final > self._final:
             self._final = final
             self._touched.update(self.store.devices())
+        if self.level == Level.INCLUDED:
+            yield from self._recheck()
         if self.level < Level.COMPLETE:
             return
         for g in self.gateways:
@@ -506,17 +493,79 @@ class Follower:
             except LightpostError as exc:
                 yield from self._problem("chain", f"accumulator not proven: {exc}", g)
                 continue
-            seen = self.store.digests(g, self._final)
-            fold = bytes(32)
-            for digest in seen:
-                fold = accumulate(fold, digest)
-            if len(seen) == count and int.from_bytes(fold, "big") == acc:
+            verdict = self._completeness(g, acc, count)
+            if verdict.kind == "unknown" and self._waiting(g):
+                yield from self._scan(g, verdict.counts)
+                verdict = self._completeness(g, acc, count)
+            if verdict.kind == "complete":
                 self._complete[g] = self._final
                 self._touched.update(self.store.devices())
-            elif g not in self._open and (self._asked[g].caught_up or self._silent(g)):
-                why = f"saw {len(seen)} of its batches, the chain proves {count}"
-                yield from self._problem("withheld" if len(seen) < count else "replay", why, g)
+            elif verdict.kind == "mismatch":  # rows proven in blocks a reorg replaced
+                yield from self._problem("chain", "anchorings do not fold to the accumulator", g)
+                self.store.forget_anchorings(g, self._complete.get(g, -1))
+            elif self._waiting(g):
+                shown = ", ".join(map(str, verdict.counts[:8]))
+                why = f"the chain proves {count} anchorings; not served: {verdict.kind} {shown}"
+                yield from self._problem("withheld", why, g)
                 self._request(g)
+
+    def _waiting(self, gateway: bytes) -> bool:
+        """Nothing of the gateway is half-read and it served what it had (or stopped answering)."""
+        return gateway not in self._open and (
+            self._asked[gateway].caught_up or self._silent(gateway)
+        )
+
+    def _completeness(self, gateway: bytes, acc: int, count: int) -> Completeness:
+        found = self.store.anchorings(gateway, self._final)
+        digests = {c: a.digest for c, a in found.items() if c <= count}
+        return completeness(digests, count=count, acc=acc, have=self.store.taken(gateway))
+
+    def _scan(self, gateway: bytes, missing: Sequence[int]) -> Iterator[Problem]:
+        """Learn the gateway's anchorings at the ``missing`` counts from the contract's events,
+        each proven by its receipt (:mod:`lightpost_gateway.anchorings`), at most once per
+        REQUEST_RETRY_S: in the blocks between the known anchorings around each missing count."""
+        now = self._clock()
+        if now - self._scanned.get(gateway, -1e18) <= REQUEST_RETRY_S:
+            return
+        self._scanned[gateway] = now
+        known = sorted(self.store.anchorings(gateway, self._final).values(), key=lambda a: a.count)
+        ranges: set[tuple[int, int]] = set()
+        for c in missing[:MAX_SCAN_RANGES]:
+            lo = max((a.block for a in known if a.count < c), default=0)
+            hi = min((a.block for a in known if a.count > c), default=self._final)
+            ranges.add((lo, hi))
+        for lo, hi in sorted(ranges):
+            try:
+                found, why = anchorings.find(
+                    self.chain, gateway=gateway, domain=self.domain, lo=lo, hi=hi
+                )
+            except LightpostError as exc:
+                yield from self._problem("chain", f"anchorings not found: {exc}", gateway)
+                continue
+            for a in found:
+                self.store.put_anchoring(gateway, a)
+            for w in why:
+                yield from self._problem("chain", f"an anchoring not proven: {w}", gateway)
+
+    def _recheck(self) -> Iterator[Problem]:
+        """``included``: each batch taken, once its block is final, is checked to be still there
+        (its transaction in the agreed block); one a reorg dropped is reported ``retracted`` with
+        the seqs delivered on its strength (they are not taken back: the caller has them)."""
+        for gateway, number, block, tx_hash in self.store.unfinal(self._final, MAX_RECHECKS):
+            try:
+                proven = self.chain.proven_block(block, full=True)
+            except LightpostError:
+                return  # not provable now: again at the next check
+            if all(tx.hash != tx_hash for tx in proven.transactions):
+                for device, first, last in self.store.unfinal_devices(gateway, number):
+                    upto = min(last, self.store.cursor(device).next_seq - 1)
+                    if upto >= first:
+                        why = (
+                            f"seqs {first}..{upto} were delivered at included; batch {number}'s "
+                            f"transaction 0x{tx_hash.hex()} is no longer in block {block} (reorg)"
+                        )
+                        yield Problem(kind="retracted", details=why, gateway=gateway, device=device)
+            self.store.drop_unfinal(gateway, number)
 
     def _silent(self, gateway: bytes) -> bool:
         """The gateway left a backfill request unanswered for over REQUEST_RETRY_S."""

@@ -33,23 +33,30 @@ when the anchored hash at a seq is not the relayed record there (FORK).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, replace
 from enum import Enum
 
 from lightpost.core.levels import Level
 
-from .record import ZERO_HASH, ChainEntry, Link, classify_link
+from .anchor import accumulate
+from .record import ZERO_HASH, ChainEntry, Link, Liveness, classify_link, liveness
 
 __all__ = [
+    "Completeness",
     "Cursor",
     "Head",
     "Held",
     "Judgement",
     "Stop",
+    "Watch",
+    "completeness",
     "deliverable",
     "judge",
     "usable",
+    "watch_check",
+    "watch_death",
+    "watch_record",
 ]
 
 
@@ -171,3 +178,90 @@ def deliverable(
     if level == Level.SIGNED:
         return run, stop
     return [r for r in run if r.seq <= cut], stop
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Completeness:
+    """One gateway at ``complete``: ``kind`` complete; unknown (its anchorings ``counts`` are not
+    proven yet: look for them on chain); withheld (anchored at ``counts``, content not served);
+    mismatch (the proven anchorings do not fold to the proven accumulator)."""
+
+    kind: str
+    counts: tuple[int, ...] = ()
+
+
+def completeness(
+    anchorings: Mapping[int, bytes], *, count: int, acc: int, have: Collection[bytes]
+) -> Completeness:
+    """Does the receiver hold every batch of a gateway up to a height? ``anchorings``: the
+    gateway's batch count -> batch digest of each anchoring proven (its event in a proven
+    receipt); ``count``/``acc``: the contract's count and accumulator proven there (eth_getProof);
+    ``have``: the digests of the batches whose contents were taken. A batch anchored twice (a
+    re-anchoring after a crash) is two anchorings of one digest: its contents are needed once."""
+    unknown = tuple(c for c in range(1, count + 1) if c not in anchorings)
+    if unknown:
+        return Completeness(kind="unknown", counts=unknown)
+    fold = ZERO_HASH
+    for c in range(1, count + 1):
+        fold = accumulate(fold, anchorings[c])
+    if int.from_bytes(fold, "big") != acc:
+        return Completeness(kind="mismatch")
+    withheld = tuple(c for c in range(1, count + 1) if anchorings[c] not in have)
+    if withheld:
+        return Completeness(kind="withheld", counts=withheld)
+    return Completeness(kind="complete")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Watch:
+    """What the receiver knows of one device's liveness (record.liveness), its own clock's ms:
+    the latest birth taken from a gateway (its seq, hash, declared cadence), the highest seq
+    taken and when, the death notice of that birth (when it arrived), and the last state
+    reported (so a silence is reported once, not at every check)."""
+
+    cadence_s: int
+    birth_seq: int
+    birth_hash: bytes
+    last_seq: int
+    seen_ms: int
+    death_ms: int | None = None
+    reported: Liveness = Liveness.ALIVE
+
+
+def watch_record(
+    w: Watch | None, *, seq: int, hash: bytes, cadence_s: int | None, now_ms: int
+) -> Watch | None:
+    """A record of the device taken from a gateway (``cadence_s``: its declaration if it is a
+    birth). Only a seq above the highest taken is news: a replayed or late record cannot keep a
+    silent device alive. A device is watched from its first birth on (before, no cadence)."""
+    if w is None:
+        if cadence_s is None:
+            return None
+        return Watch(
+            cadence_s=cadence_s, birth_seq=seq, birth_hash=hash, last_seq=seq, seen_ms=now_ms
+        )
+    if seq <= w.last_seq:
+        return w
+    w = replace(w, last_seq=seq, seen_ms=now_ms)
+    if cadence_s is not None:
+        w = replace(w, cadence_s=cadence_s, birth_seq=seq, birth_hash=hash)
+    return w
+
+
+def watch_death(w: Watch | None, *, seq: int, prev: bytes, now_ms: int) -> Watch | None:
+    """A death notice signed by the device (its MQTT will: the birth's seq, prev = the birth's
+    hash) arrived: it counts for the latest birth taken, or for a later one (a birth no gateway
+    relayed yet: the device signed it, so it connected); an older birth's notice is ignored."""
+    if w is None or seq < w.birth_seq or (seq == w.birth_seq and prev != w.birth_hash):
+        return w
+    return replace(w, death_ms=now_ms)
+
+
+def watch_check(w: Watch, *, now_ms: int) -> tuple[Watch, Liveness | None]:
+    """The device's liveness now, and what to report: SILENT or DEAD once, when it becomes so
+    (again after a record made it ALIVE in between); nothing while it stays so or is ALIVE."""
+    state = liveness(
+        last_record_ms=w.seen_ms, cadence_s=w.cadence_s, death_ms=w.death_ms, now_ms=now_ms
+    )
+    report = state if state not in (w.reported, Liveness.ALIVE) else None
+    return replace(w, reported=state), report
