@@ -7,6 +7,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from lightpost.adapters.sqlite import Schema, connect
+
 from .anchorings import Anchoring
 from .merge import Cursor, Head, Held, Watch
 from .record import Liveness
@@ -38,14 +40,39 @@ CREATE TABLE IF NOT EXISTS watches (device BLOB PRIMARY KEY, cadence_s INTEGER N
 """
 
 
+def _migrate_0_to_1(conn: sqlite3.Connection) -> None:
+    for statement in _SCHEMA.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+SCHEMA = Schema(
+    "gateway receiver state",
+    0x4C504652,  # ASCII "LPFR"
+    (_migrate_0_to_1,),
+    legacy_tables=frozenset(
+        {
+            "gateways",
+            "batches",
+            "heads",
+            "cursors",
+            "anchorings",
+            "pool",
+            "watches",
+            "delivered",
+            "unfinal",
+        }
+    ),
+)
+"""The gateway receiver state's kind for lightpost.adapters.sqlite (0600 file, WAL, FULL sync,
+versioned); files of the first release, unversioned, are adopted."""
+
+
 class ReceiverStore:
     """The receiver's cursors, pooled records, proven heads and batches (WAL, synchronous=FULL)."""
 
     def __init__(self, path: Path) -> None:
-        self.db = sqlite3.connect(str(path), isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.executescript(_SCHEMA)
+        self.db = connect(path, SCHEMA, name=f"gateway receiver state {path.name}")
 
     def close(self) -> None:
         self.db.close()

@@ -26,6 +26,8 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from lightpost.adapters.sqlite import Schema, connect
+
 from .admit import Admission, Verdict, admit, reject_topic
 from .anchor import anchored_calldata, posted_calldata
 from .batch import InclusionProof, Leaf, batch_root, prove_inclusion
@@ -117,15 +119,28 @@ CREATE TABLE IF NOT EXISTS rejects (device BLOB, reason TEXT NOT NULL, received 
 """
 
 
+def _migrate_0_to_1(conn: sqlite3.Connection) -> None:
+    for statement in _SCHEMA.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+SCHEMA = Schema(
+    "gateway store",
+    0x4C504757,  # ASCII "LPGW"
+    (_migrate_0_to_1,),
+    legacy_tables=frozenset({"records", "batches", "feed", "rejects"}),
+)
+"""The gateway store's kind for lightpost.adapters.sqlite (0600 file, WAL, FULL sync, versioned);
+files of the first release, unversioned, are adopted."""
+
+
 class GatewayStore:
     """Records, batches and rejects in one SQLite file (WAL, synchronous=FULL: a commit
     survives power loss before the PUBACK goes out)."""
 
     def __init__(self, path: Path) -> None:
-        self.db = sqlite3.connect(str(path), isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.executescript(_SCHEMA)
+        self.db = connect(path, SCHEMA, name=f"gateway store {path.name}")
 
     def close(self) -> None:
         self.db.close()
