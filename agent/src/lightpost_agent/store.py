@@ -7,7 +7,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from lightpost.adapters.sqlite import Schema, connect, translate
+from lightpost.adapters.sqlite import Schema, connect, script, translate
 from lightpost_agent.command import UpdateManifest, Version, format_version, parse_version
 
 __all__ = [
@@ -51,16 +51,10 @@ CREATE TABLE IF NOT EXISTS audit (
 """
 
 
-def _migrate_0_to_1(conn: sqlite3.Connection) -> None:
-    for statement in _SCHEMA.split(";"):
-        if statement.strip():
-            conn.execute(statement)
-
-
 SCHEMA = Schema(
     "agent state",
     0x4C504147,  # ASCII "LPAG"
-    (_migrate_0_to_1,),
+    (script(_SCHEMA),),
     legacy_tables=frozenset({"seen", "software", "audit", "sqlite_sequence"}),
 )
 """The agent state's kind: application id, migrations, unversioned tables adopted."""

@@ -4,10 +4,9 @@ chain (:mod:`lightpost_gateway.anchorings`)."""
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
-from lightpost.adapters.sqlite import Schema, connect
+from lightpost.adapters.sqlite import Schema, connect, script
 
 from .anchorings import Anchoring
 from .merge import Cursor, Head, Held, Watch
@@ -40,16 +39,10 @@ CREATE TABLE IF NOT EXISTS watches (device BLOB PRIMARY KEY, cadence_s INTEGER N
 """
 
 
-def _migrate_0_to_1(conn: sqlite3.Connection) -> None:
-    for statement in _SCHEMA.split(";"):
-        if statement.strip():
-            conn.execute(statement)
-
-
 SCHEMA = Schema(
     "gateway receiver state",
     0x4C504652,  # ASCII "LPFR"
-    (_migrate_0_to_1,),
+    (script(_SCHEMA),),
     legacy_tables=frozenset(
         {
             "gateways",

@@ -20,13 +20,12 @@ them.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from lightpost.adapters.sqlite import Schema, connect
+from lightpost.adapters.sqlite import Schema, connect, script
 
 from .admit import Admission, Verdict, admit, reject_topic
 from .anchor import anchored_calldata, posted_calldata
@@ -119,16 +118,10 @@ CREATE TABLE IF NOT EXISTS rejects (device BLOB, reason TEXT NOT NULL, received 
 """
 
 
-def _migrate_0_to_1(conn: sqlite3.Connection) -> None:
-    for statement in _SCHEMA.split(";"):
-        if statement.strip():
-            conn.execute(statement)
-
-
 SCHEMA = Schema(
     "gateway store",
     0x4C504757,  # ASCII "LPGW"
-    (_migrate_0_to_1,),
+    (script(_SCHEMA),),
     legacy_tables=frozenset({"records", "batches", "feed", "rejects"}),
 )
 """The gateway store's kind for lightpost.adapters.sqlite (0600 file, WAL, FULL sync, versioned);

@@ -25,6 +25,7 @@ __all__ = [
     "connect",
     "migrate",
     "private_dir",
+    "script",
     "translate",
 ]
 
@@ -54,6 +55,18 @@ class Schema:
     @property
     def version(self) -> int:
         return len(self.migrations)
+
+
+def script(sql: str) -> Callable[[sqlite3.Connection], None]:
+    """A migration step running ``sql``'s statements one by one inside :func:`migrate`'s
+    transaction (``executescript`` would commit it first)."""
+
+    def step(conn: sqlite3.Connection) -> None:
+        for statement in sql.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+
+    return step
 
 
 def translate(exc: sqlite3.Error, action: str, name: str) -> StoreError:
