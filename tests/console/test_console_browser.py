@@ -81,11 +81,13 @@ def test_a_reading_sent_now_shows_up_final_with_its_proof_trail(world: dict[str,
     print(f"reading shown final {time.monotonic() - started:.1f} s after inclusion")
     final.first.click()
     dialog = page.locator("#proof")
-    dialog.locator("text=endpoints that agree on the block").wait_for(timeout=15_000)
-    text = dialog.inner_text()
-    assert "reached final" in text and "transaction" in text
-    assert "rpc#0" in text and "rpc#1" in text
-    page.locator("#proof-close").click()
+    try:
+        dialog.locator("text=endpoints that agree on the block").wait_for(timeout=15_000)
+        text = dialog.inner_text()
+        assert "reached final" in text and "transaction" in text
+        assert "rpc#0" in text and "rpc#1" in text
+    finally:  # an open dialog would cover the next test's page
+        page.locator("#proof-close").click()
 
 
 def test_a_forged_message_is_shown_blocked_naming_the_lying_endpoint(

@@ -189,6 +189,23 @@ def test_proof_trail_has_tx_block_levels_and_the_events_about_its_tx() -> None:
     assert m.proof("nope") is None
 
 
+def test_a_message_first_seen_complete_has_reached_included_and_final_too() -> None:
+    """Each level is its own poll: a block that becomes final between a round's `final` and
+    `complete` polls is delivered complete first; the trail must still say final (the ladder is
+    cumulative), and the message counts once."""
+    m = model()
+    m.on_item(message(5, "complete"), 30.0)
+    m.on_item(message(5, "final"), 31.0)
+    trail = m.proof(f"{METER}:district-1:5")
+    assert trail is not None
+    assert trail["levels"] == [
+        {"level": "included", "at": 30.0},
+        {"level": "final", "at": 30.0},
+        {"level": "complete", "at": 30.0},
+    ]
+    assert m.devices[METER].messages == 1
+
+
 def test_commands_join_their_signed_result_and_a_refusal_is_an_event() -> None:
     m = model()
     command = Command(

@@ -62,6 +62,9 @@ __all__ = [  # the rest re-exported from the console_text, console_cost, console
 
 LEVELS = ("signed", "included", "final", "complete")
 """Verification levels, weakest first (lightpost.core.levels.Level)."""
+FOLLOWED_FROM = "included"
+"""The lowest level the console follows (console_follow.FOLLOW_LEVELS): a delivery at a higher
+level marks the followed levels below it reached too."""
 
 MAX_DEVICES = 512
 """Devices shown; a city's controller follows far fewer (each is a trusted sender in its config)."""
@@ -302,14 +305,18 @@ class Model(CommandsMixin):
                 self.messages.popitem(last=False)
         self.messages.move_to_end(key)
         msg.retracted = False
-        msg.levels.setdefault(level, now)
+        first_sighting = not msg.levels
+        for implied in LEVELS[_level_rank(FOLLOWED_FROM) : _level_rank(level) + 1]:
+            # the ladder is cumulative: a message proven complete was proven final with it, even
+            # when its `final` poll comes a round later
+            msg.levels.setdefault(implied, now)
         self._count_tx(msg, now)
         dev = self._device(sender)
         if dev is not None:
             dev.channels.add(channel)
             if _level_rank(level) > _level_rank(dev.highest):
                 dev.highest = level
-            if len(msg.levels) == 1:  # first sighting of this message
+            if first_sighting:
                 dev.messages += 1
                 dev.last_seen = now
                 if channel not in COMMAND_CHANNELS:
